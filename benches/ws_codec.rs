@@ -1,0 +1,141 @@
+//! Throughput of the WebSocket codec's hot paths: `cargo bench --bench codec`.
+//!
+//! A plain program (no bench harness, std only): each case runs for a fixed time and prints
+//! payload bytes processed per second. Inputs are built once; the timed loops only decode,
+//! unmask or validate. Decoding unmasks in place, so each pass over the same buffer toggles
+//! the payload between masked and unmasked: the work is the same every pass.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use realtime::ws::frame::{encode_frame, Decoded, FrameDecoder, Opcode, Role};
+use realtime::ws::mask::apply_mask;
+use realtime::ws::session::Session;
+use realtime::ws::utf8::Utf8Validator;
+
+/// How long each case runs; long enough to make timer noise irrelevant.
+const RUN_TIME: Duration = Duration::from_millis(700);
+
+/// Bytes of frames per decode buffer: big enough to fall out of L1, small enough for L2/L3.
+const DECODE_BUFFER_BYTES: usize = 4 << 20;
+
+const KIB: usize = 1024;
+
+/// Runs `pass` repeatedly for `RUN_TIME`; each pass processes `bytes_per_pass` payload bytes.
+/// Arguments that don't start with `-` select cases by substring: `cargo bench --bench codec
+/// -- "16 B"`.
+fn measure(name: &str, bytes_per_pass: usize, mut pass: impl FnMut()) {
+    let filters: Vec<String> = std::env::args().skip(1).filter(|arg| !arg.starts_with('-')).collect();
+    if !filters.is_empty() && !filters.iter().any(|filter| name.contains(filter.as_str())) {
+        return;
+    }
+    pass(); // warm caches and branch predictors
+    let start = Instant::now();
+    let mut passes = 0u64;
+    while start.elapsed() < RUN_TIME {
+        pass();
+        passes += 1;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let gigabytes = (bytes_per_pass as f64 * passes as f64) / 1e9;
+    println!("{name:<44} {:>7.2} GB/s", gigabytes / seconds);
+}
+
+/// Masked client frames of `payload_len` bytes, back to back.
+fn masked_frames(payload_len: usize) -> (Vec<u8>, usize) {
+    let payload: Vec<u8> = (0..payload_len).map(|i| b'a' + (i % 26) as u8).collect();
+    let frames = (DECODE_BUFFER_BYTES / (payload_len + 14)).max(1);
+    let mut buffer = Vec::new();
+    for i in 0..frames {
+        encode_frame(&mut buffer, true, Opcode::Binary, &payload, Some([i as u8, 0x5A, 0xC3, 0x96]));
+    }
+    (buffer, frames * payload_len)
+}
+
+fn bench_decode(payload_len: usize) {
+    let (mut buffer, payload_bytes) = masked_frames(payload_len);
+    let name = format!("decode + unmask, {} frames", size_name(payload_len));
+    measure(&name, payload_bytes, || {
+        let mut decoder = FrameDecoder::new(Role::Server, u64::MAX >> 1);
+        let mut start = 0;
+        loop {
+            let (used, decoded) = decoder.decode(&mut buffer[start..]).expect("valid frames");
+            start += used;
+            match decoded {
+                None => break,
+                Some(Decoded::Payload { data, .. }) => {
+                    black_box(data);
+                }
+                Some(Decoded::Header(header)) => {
+                    black_box(header);
+                }
+            }
+        }
+    });
+}
+
+fn bench_session(payload_len: usize) {
+    let (mut buffer, payload_bytes) = masked_frames(payload_len);
+    let name = format!("session receive (messages), {} frames", size_name(payload_len));
+    let mut out = Vec::new();
+    measure(&name, payload_bytes, || {
+        let mut session = Session::new_server(64 * KIB);
+        let mut start = 0;
+        loop {
+            let (used, event) = session.receive(&mut buffer[start..], &mut out);
+            start += used;
+            if used == 0 && event.is_none() {
+                break;
+            }
+            black_box(event);
+        }
+    });
+}
+
+fn bench_mask() {
+    let mut payload = vec![0x42u8; 64 * KIB];
+    measure("apply_mask, 64 KiB", payload.len(), || {
+        apply_mask(black_box(&mut payload), [0x37, 0xFA, 0x21, 0x3D], 0);
+    });
+}
+
+fn bench_utf8(name: &str, text: &[u8]) {
+    measure(name, text.len(), || {
+        let mut validator = Utf8Validator::new();
+        validator.feed(black_box(text)).expect("valid");
+        validator.finish().expect("complete");
+    });
+}
+
+fn size_name(len: usize) -> String {
+    if len >= KIB {
+        format!("{} KiB", len / KIB)
+    } else {
+        format!("{len} B")
+    }
+}
+
+fn main() {
+    for payload_len in [16, KIB, 64 * KIB] {
+        bench_decode(payload_len);
+    }
+    bench_mask();
+    let ascii: Vec<u8> = (0..64 * KIB).map(|i| b' ' + (i % 95) as u8).collect();
+    bench_utf8("utf8 validate, 64 KiB ASCII", &ascii);
+    // Mixed: mostly ASCII words with 2-, 3- and 4-byte characters between them.
+    let pattern = "Hello, wörld! Grüße, κόσμε — 10 € for 😀. ";
+    let mixed: String = pattern
+        .chars()
+        .cycle()
+        .scan(0, |len, c| {
+            *len += c.len_utf8();
+            (*len <= 64 * KIB).then_some(c)
+        })
+        .collect();
+    bench_utf8("utf8 validate, 64 KiB mixed text", mixed.as_bytes());
+    let greek: String = "κόσμε ".chars().cycle().take(64 * KIB / 2).collect();
+    bench_utf8("utf8 validate, 64 KiB Greek (no ASCII runs)", greek.as_bytes());
+    for payload_len in [16, KIB, 64 * KIB] {
+        bench_session(payload_len);
+    }
+}

@@ -1,0 +1,313 @@
+//! The application: the route table and what each route does with a request head.
+//!
+//! Both server models call [`App::handle`] with a parsed request head and get back an owned
+//! [`Exchange`]: how the response is framed and what to do next (answer now, read a body and
+//! publish it, park a long poll). Nothing here knows whether a thread or an event loop is
+//! driving the connection; that is what lets both models share one implementation.
+//!
+//! | route | methods | what |
+//! |---|---|---|
+//! | `/` | GET, HEAD | an index of the endpoints |
+//! | `/publish/{channel}` | POST | publish the body as a message: `201 {"id":...}` |
+//! | `/poll/{channel}` | GET, HEAD | long poll ([`crate::longpoll`]) |
+//! | `/stats` | GET, HEAD | counters as JSON |
+//! | `/metrics` | GET, HEAD | counters in the Prometheus text format |
+//! | `/healthz` | GET, HEAD | `200 ok` |
+
+#![forbid(unsafe_code)]
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::broker::{self, Broker, BrokerError};
+use crate::config::Config;
+use crate::http::body::BodyFraming;
+use crate::http::error::HttpError;
+use crate::http::request::{Expectation, Request, Version};
+use crate::http::response::{Framing, Response};
+use crate::longpoll::{LongPoll, PollQuery};
+use crate::stats::Stats;
+
+/// Everything the connections share: settings, the broker, counters, the shutdown flag.
+pub struct App {
+    pub config: Config,
+    pub broker: Arc<dyn Broker>,
+    pub stats: Stats,
+    shutting_down: AtomicBool,
+    next_connection_id: AtomicU64,
+}
+
+/// A route, with the channel name where the path has one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route<'a> {
+    Index,
+    Publish(&'a str),
+    Poll(&'a str),
+    Stats,
+    Metrics,
+    Healthz,
+}
+
+impl Route<'_> {
+    /// The methods the route accepts, as the `Allow` field of a 405 lists them (RFC 9110
+    /// §15.5.6: the origin server "MUST generate an Allow header field").
+    fn allowed_methods(self) -> &'static str {
+        match self {
+            Route::Publish(_) => "POST",
+            _ => "GET, HEAD",
+        }
+    }
+}
+
+/// Maps a path to a route. `None` is 404; so is a channel name outside the grammar.
+pub fn route(path: &str) -> Option<Route<'_>> {
+    let channel_route = |prefix: &str| path.strip_prefix(prefix).filter(|name| broker::is_valid_channel_name(name));
+    match path {
+        "/" => Some(Route::Index),
+        "/stats" => Some(Route::Stats),
+        "/metrics" => Some(Route::Metrics),
+        "/healthz" => Some(Route::Healthz),
+        _ => channel_route("/publish/").map(Route::Publish).or_else(|| channel_route("/poll/").map(Route::Poll)),
+    }
+}
+
+/// The methods this server knows (RFC 9110 §9.3). A known method on the wrong route is 405;
+/// an unknown one is 501 (RFC 9110 §9.1: "An origin server that receives a request method
+/// that is unrecognized or not implemented SHOULD respond with the 501 (Not Implemented)").
+const KNOWN_METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+
+/// What to do with one request.
+#[derive(Debug)]
+pub struct Exchange {
+    pub framing: Framing,
+    pub action: Action,
+}
+
+#[derive(Debug)]
+pub enum Action {
+    /// Send this response now.
+    Respond(Response),
+    /// Send this response and close: the request may have carried bytes we cannot frame.
+    Reject(Response),
+    /// Read the request body (sending `100 Continue` first if asked), then publish it.
+    Publish { channel: String, body: BodyFraming, send_continue: bool },
+    /// Park a long poll until it can be answered.
+    Poll(LongPoll),
+}
+
+const INDEX: &str = "\
+realtime: three ways to push data to a browser
+
+POST /publish/{channel}          publish the request body as a message
+GET  /poll/{channel}?since=ID    long polling
+GET  /stats  /metrics  /healthz
+";
+
+impl App {
+    pub fn new(config: Config, broker: Arc<dyn Broker>) -> App {
+        App {
+            config,
+            broker,
+            stats: Stats::default(),
+            shutting_down: AtomicBool::new(false),
+            next_connection_id: AtomicU64::new(1),
+        }
+    }
+
+    /// A key unique to one connection, used as its broker subscriber id.
+    pub fn next_connection_id(&self) -> u64 {
+        self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Graceful shutdown has begun: parked polls answer, idle connections close.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Decides what to do with a request whose head has arrived.
+    pub fn handle(&self, request: &Request<'_>, now: Instant) -> Exchange {
+        let mut framing = Framing {
+            version: request.version,
+            keep_alive: request.keep_alive() && !self.is_shutting_down(),
+            head_only: request.method == "HEAD",
+        };
+        let body = match request.body_framing() {
+            Ok(body) => body,
+            // RFC 9112 §6.3: when the framing is invalid "the server MUST respond with a 400
+            // (Bad Request) status code and then close the connection".
+            Err(error) => return Exchange::failed(framing, error),
+        };
+        let send_continue = match request.expectation() {
+            // RFC 9110 §10.1.1: "A server that receives a 100-continue expectation in an
+            // HTTP/1.0 request MUST ignore that expectation."
+            Ok(Expectation::Continue) => request.version == Version::Http11,
+            Ok(Expectation::None) => false,
+            Err(error) => return Exchange::failed(framing, error),
+        };
+        let action = self.route_request(request, body, send_continue, now);
+        // A body we are not going to read would be parsed as the next request: close instead
+        // (RFC 9110 §10.1.1 allows closing rather than reading a body after a final status).
+        let unread_body = !matches!(body, BodyFraming::None | BodyFraming::Length(0));
+        if (unread_body && !matches!(action, Action::Publish { .. })) || matches!(action, Action::Reject(_)) {
+            framing.keep_alive = false;
+        }
+        Exchange { framing, action }
+    }
+
+    fn route_request(&self, request: &Request<'_>, body: BodyFraming, send_continue: bool, now: Instant) -> Action {
+        let Some(route) = route(request.path()) else {
+            return Action::Respond(Response::text(404, "not found"));
+        };
+        let allowed = route.allowed_methods();
+        let method_allowed = allowed.split(", ").any(|m| m == request.method);
+        if !method_allowed {
+            if !KNOWN_METHODS.contains(&request.method) {
+                return Action::Respond(Response::text(501, "method not implemented"));
+            }
+            return Action::Respond(Response::text(405, "method not allowed").with_header("Allow", allowed));
+        }
+        match route {
+            Route::Index => Action::Respond(Response::text(200, INDEX.trim_end())),
+            Route::Healthz => Action::Respond(Response::text(200, "ok")),
+            Route::Stats => {
+                let json = self.stats.snapshot().to_json(self.config.model.name(), self.broker.kind());
+                Action::Respond(Response::json(200, json).with_header("Cache-Control", "no-store"))
+            }
+            Route::Metrics => {
+                let mut response = Response::text(200, "");
+                response.body = self.stats.snapshot().to_prometheus(self.config.model.name()).into_bytes();
+                response.headers = vec![("Content-Type", "text/plain; version=0.0.4; charset=utf-8".into())];
+                Action::Respond(response)
+            }
+            Route::Publish(channel) => self.start_publish(request, channel, body, send_continue),
+            Route::Poll(channel) => self.start_poll(request, channel, now),
+        }
+    }
+
+    fn start_publish(&self, request: &Request<'_>, channel: &str, body: BodyFraming, send_continue: bool) -> Action {
+        if let Some(token) = &self.config.publish_token {
+            if !bearer_token_matches(request.header("authorization"), token) {
+                // RFC 9110 §11.6.1: a 401 "MUST send a WWW-Authenticate header field".
+                return Action::Respond(
+                    Response::text(401, "publishing needs Authorization: Bearer <token>")
+                        .with_header("WWW-Authenticate", "Bearer realm=\"realtime\""),
+                );
+            }
+        }
+        match body {
+            // RFC 9110 §15.5.12: 411 "indicates that the server refuses to accept the request
+            // without a defined Content-Length".
+            // A POST without framing has an empty body by RFC 9112 §6.3, but a client that
+            // sends one usually meant to send bytes after it; close rather than parse them.
+            BodyFraming::None => {
+                Action::Reject(Response::text(411, "publish needs a Content-Length or a chunked body"))
+            }
+            BodyFraming::Length(n) if n > self.config.max_publish_bytes as u64 => {
+                Action::Respond(Response::text(413, "message too large"))
+            }
+            _ => Action::Publish { channel: channel.to_string(), body, send_continue },
+        }
+    }
+
+    /// Publishes a complete request body: `201 {"id":...}`.
+    pub fn publish(&self, channel: &str, body: &[u8]) -> Response {
+        let Ok(text) = std::str::from_utf8(body) else {
+            return Response::text(400, "message is not valid UTF-8");
+        };
+        match self.broker.publish(channel, text) {
+            Ok(message) => {
+                self.stats.published();
+                let mut json = String::from("{\"id\":");
+                crate::json::write_string(&mut json, &message.id);
+                json.push('}');
+                Response::json(201, json)
+            }
+            Err(error) => broker_error_response(&error),
+        }
+    }
+
+    /// Step 1 of long polling: read the query and set up the wait.
+    fn start_poll(&self, request: &Request<'_>, channel: &str, now: Instant) -> Action {
+        let query = match PollQuery::parse(request.query(), self.config.poll_timeout) {
+            Ok(query) => query,
+            Err(why) => return Action::Respond(Response::text(400, why)),
+        };
+        let since = match query.since.as_deref().map(|cursor| self.broker.parse_cursor(cursor)).transpose() {
+            Ok(since) => since,
+            Err(error) => return Action::Respond(broker_error_response(&error)),
+        };
+        Action::Poll(LongPoll::new(&*self.broker, channel, since, now + query.timeout))
+    }
+}
+
+impl Exchange {
+    /// The answer to a request whose framing cannot be trusted: the error and a close.
+    pub fn failed(framing: Framing, error: HttpError) -> Exchange {
+        Exchange { framing: Framing { keep_alive: false, ..framing }, action: Action::Respond(error_response(error)) }
+    }
+}
+
+/// The response for a malformed request: its status and a one-line explanation.
+pub fn error_response(error: HttpError) -> Response {
+    Response::text(error.status(), error.message())
+}
+
+fn broker_error_response(error: &BrokerError) -> Response {
+    match error {
+        BrokerError::BadCursor => Response::text(400, "malformed cursor"),
+        BrokerError::TooManyChannels => Response::text(503, "too many channels"),
+        BrokerError::Unavailable(_) => Response::text(503, "broker unavailable, message not published"),
+    }
+}
+
+/// Checks `Authorization: Bearer <token>` (RFC 6750 §2.1; the scheme name is case-insensitive,
+/// RFC 9110 §11.1). The token is compared in constant time so that response timing does not
+/// reveal how many leading characters of a guess were right.
+fn bearer_token_matches(header: Option<&[u8]>, token: &str) -> bool {
+    let Some(value) = header else { return false };
+    let Some(space) = value.iter().position(|&b| b == b' ') else { return false };
+    let (scheme, credentials) = (&value[..space], &value[space + 1..]);
+    scheme.eq_ignore_ascii_case(b"bearer") && constant_time_eq(credentials, token.as_bytes())
+}
+
+/// Equality whose running time depends only on the length of `expected`, not on where the
+/// first difference is.
+fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+    let mut difference = u8::from(given.len() != expected.len());
+    for (i, &e) in expected.iter().enumerate() {
+        difference |= e ^ given.get(i).copied().unwrap_or(!e);
+    }
+    difference == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_paths_and_channel_grammar() {
+        assert_eq!(route("/"), Some(Route::Index));
+        assert_eq!(route("/publish/news"), Some(Route::Publish("news")));
+        assert_eq!(route("/poll/a.b-c_9"), Some(Route::Poll("a.b-c_9")));
+        assert_eq!(route("/poll/"), None);
+        assert_eq!(route("/poll/bad%20name"), None);
+        assert_eq!(route("/poll/a/b"), None);
+        assert_eq!(route("/nope"), None);
+    }
+
+    #[test]
+    fn bearer_tokens_compare_exactly() {
+        assert!(bearer_token_matches(Some(b"Bearer s3cret"), "s3cret"));
+        assert!(bearer_token_matches(Some(b"bearer s3cret"), "s3cret"));
+        assert!(!bearer_token_matches(Some(b"Bearer s3cre"), "s3cret"));
+        assert!(!bearer_token_matches(Some(b"Bearer s3cretx"), "s3cret"));
+        assert!(!bearer_token_matches(Some(b"Basic s3cret"), "s3cret"));
+        assert!(!bearer_token_matches(Some(b"Bearers3cret"), "s3cret"));
+        assert!(!bearer_token_matches(None, "s3cret"));
+    }
+}

@@ -1,0 +1,230 @@
+//! The server's settings and the command line that sets them.
+//!
+//! Every limit in the product is here, with its default and the reason for it, so that one
+//! file answers "what can I tune, and what happens if I don't?".
+
+#![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+use crate::http::request::{Limits, MAX_HEADERS, MAX_HEAD_BYTES, MAX_TARGET_BYTES};
+
+/// The longest a client may ask a long poll to wait (`?timeout=`, capped to this). Proxies and
+/// browsers commonly give up on a silent request after 60 to 120 s.
+pub const MAX_POLL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Which server model drives the connections (the sans-I/O core is the same for both).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Model {
+    /// One OS thread per connection, blocking reads and writes: `src/server/threads.rs`.
+    Threads,
+}
+
+impl Model {
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Threads => "threads",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Where to listen.
+    pub addr: String,
+    pub model: Model,
+    /// Messages each channel retains for resume (`?since=`, `Last-Event-ID`).
+    pub history: usize,
+    /// Channels the memory broker may hold; bounds its memory with `history`.
+    pub max_channels: usize,
+    /// How long a long poll waits when the client does not say (`?timeout=`).
+    pub poll_timeout: Duration,
+    /// Open connections beyond this are answered 503 and closed, before any thread or buffer
+    /// is spent on them. Keep it below the process's open-file limit.
+    pub max_connections: usize,
+    /// When set, `POST /publish` needs `Authorization: Bearer <token>`.
+    pub publish_token: Option<String>,
+    /// The largest message text a client may publish, in bytes (413 beyond).
+    pub max_publish_bytes: usize,
+    /// A request head must arrive within this time once it has started (408 after): a
+    /// slowloris client cannot hold a connection forever by trickling bytes.
+    pub header_timeout: Duration,
+    /// A keep-alive connection with no request in progress is closed after this long.
+    pub idle_timeout: Duration,
+    /// Limits of the request head parser (431, 414).
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            addr: "127.0.0.1:8080".into(),
+            model: Model::Threads,
+            history: crate::broker::memory::DEFAULT_HISTORY,
+            max_channels: crate::broker::memory::DEFAULT_MAX_CHANNELS,
+            poll_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            publish_token: None,
+            // 64 KiB: a chat message or an event, not a file upload.
+            max_publish_bytes: 64 * 1024,
+            header_timeout: Duration::from_secs(10),
+            // A little under nginx's 75 s keepalive_timeout default, so that the server, not
+            // the proxy, decides when an idle upstream connection ends.
+            idle_timeout: Duration::from_secs(60),
+            limits: Limits {
+                max_head_bytes: MAX_HEAD_BYTES,
+                max_target_bytes: MAX_TARGET_BYTES,
+                max_headers: MAX_HEADERS,
+            },
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    Serve(Config),
+    /// Print this text and exit 0.
+    Help(String),
+}
+
+pub const USAGE: &str = "\
+realtime: HTTP long polling, Server-Sent Events and WebSockets from scratch
+
+Usage:
+  realtime [serve] [OPTIONS]    run the push server (the default command)
+  realtime --help               this text
+  realtime serve --help         the server's options
+";
+
+pub const SERVE_USAGE: &str = "\
+Usage: realtime serve [OPTIONS]
+
+Options (durations in seconds, fractions allowed):
+  --addr HOST:PORT          listen address                        [127.0.0.1:8080]
+  --model threads           server model                          [threads]
+  --history N               messages kept per channel for resume  [1000]
+  --max-channels N          channels the broker may hold          [10000]
+  --poll-timeout SECS       long-poll wait without ?timeout=      [30] (max 60)
+  --max-connections N       open connections before 503           [10000]
+  --publish-token TOKEN     require Authorization: Bearer TOKEN to publish
+  --max-publish-bytes N     largest message a client may publish  [65536]
+  --header-timeout SECS     time to send a request head (408)     [10]
+  --idle-timeout SECS       keep-alive connection idle limit      [60]
+  --max-head-bytes N        request head limit (431)              [16384]
+  --max-target-bytes N      request-target limit (414)            [8192]
+  --max-headers N           header field count limit (431)        [100]
+  -h, --help                this text
+";
+
+/// Parses the arguments after the program name.
+pub fn parse_args(args: &[String]) -> Result<Command, String> {
+    let mut args = args.iter().map(String::as_str).peekable();
+    match args.peek() {
+        Some(&"serve") => {
+            args.next();
+        }
+        Some(&"-h" | &"--help" | &"help") => return Ok(Command::Help(USAGE.into())),
+        Some(other) if !other.starts_with('-') => return Err(format!("unknown command '{other}'")),
+        _ => {}
+    }
+    let mut config = Config::default();
+    while let Some(flag) = args.next() {
+        if flag == "-h" || flag == "--help" {
+            return Ok(Command::Help(SERVE_USAGE.into()));
+        }
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag {
+            "--addr" => config.addr = value()?.to_string(),
+            "--model" => {
+                config.model = match value()? {
+                    "threads" => Model::Threads,
+                    other => return Err(format!("--model: unknown model '{other}' (expected threads)")),
+                }
+            }
+            "--history" => config.history = positive(flag, value()?)?,
+            "--max-channels" => config.max_channels = positive(flag, value()?)?,
+            "--poll-timeout" => {
+                config.poll_timeout = seconds(flag, value()?)?;
+                if config.poll_timeout > MAX_POLL_TIMEOUT {
+                    return Err(format!("{flag}: at most {} seconds", MAX_POLL_TIMEOUT.as_secs()));
+                }
+            }
+            "--max-connections" => config.max_connections = positive(flag, value()?)?,
+            "--publish-token" => {
+                let token = value()?;
+                if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(format!("{flag}: expected visible ASCII characters"));
+                }
+                config.publish_token = Some(token.to_string());
+            }
+            "--max-publish-bytes" => config.max_publish_bytes = positive(flag, value()?)?,
+            "--header-timeout" => config.header_timeout = seconds(flag, value()?)?,
+            "--idle-timeout" => config.idle_timeout = seconds(flag, value()?)?,
+            "--max-head-bytes" => config.limits.max_head_bytes = positive(flag, value()?)?,
+            "--max-target-bytes" => config.limits.max_target_bytes = positive(flag, value()?)?,
+            "--max-headers" => config.limits.max_headers = positive(flag, value()?)?,
+            other => return Err(format!("unknown option '{other}' (see realtime serve --help)")),
+        }
+    }
+    Ok(Command::Serve(config))
+}
+
+fn positive(flag: &str, value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{flag}: expected a positive whole number, got '{value}'")),
+    }
+}
+
+fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
+    match value.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 => Ok(Duration::from_secs_f64(secs)),
+        _ => Err(format!("{flag}: expected a number of seconds between 0 and 86400, got '{value}'")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Command, String> {
+        let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+        parse_args(&args)
+    }
+
+    #[test]
+    fn no_subcommand_means_serve_with_defaults() {
+        assert_eq!(parse(""), Ok(Command::Serve(Config::default())));
+        assert_eq!(parse("serve"), Ok(Command::Serve(Config::default())));
+    }
+
+    #[test]
+    fn flags_set_fields() {
+        let Ok(Command::Serve(config)) =
+            parse("--addr 0.0.0.0:9000 --history 5 --poll-timeout 0.5 --publish-token s3cret")
+        else {
+            panic!("expected serve");
+        };
+        assert_eq!(config.addr, "0.0.0.0:9000");
+        assert_eq!(config.history, 5);
+        assert_eq!(config.poll_timeout, Duration::from_millis(500));
+        assert_eq!(config.publish_token.as_deref(), Some("s3cret"));
+    }
+
+    #[test]
+    fn help_is_not_an_error() {
+        assert!(matches!(parse("--help"), Ok(Command::Help(_))));
+        assert!(matches!(parse("serve --help"), Ok(Command::Help(text)) if text.contains("--history")));
+    }
+
+    #[test]
+    fn unknown_flags_and_bad_values_are_one_line_errors() {
+        for line in
+            ["--nope", "--history", "--history 0", "--history x", "--poll-timeout 61", "--model fibers", "frobnicate"]
+        {
+            let error = parse(line).unwrap_err();
+            assert!(!error.contains('\n'), "{error}");
+        }
+    }
+}

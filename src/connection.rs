@@ -1,0 +1,324 @@
+//! One client connection's whole life, as a sans-I/O state machine.
+//!
+//! This is the piece both server models share. A driver (a blocking thread, or the event
+//! loop) does only four things with it:
+//!
+//! 1. hands it the bytes it read ([`Connection::receive`], [`Connection::receive_eof`]);
+//! 2. calls [`Connection::advance`] with the current time and a [`Waker`] whenever something
+//!    happened: bytes arrived, the broker woke it, or [`Connection::next_deadline`] passed;
+//! 3. writes out [`Connection::output`] and reports how much went ([`Connection::consume_output`]);
+//! 4. closes the socket once [`Connection::is_finished`].
+//!
+//! [`Connection::waiting_for`] tells the driver what the connection needs next: more input
+//! (read the socket), or an event from the broker (a thread sleeps, the event loop just
+//! leaves the connection in its table).
+//!
+//! Lifecycle (one [`State`] at a time):
+//!
+//! ```text
+//!            ┌──────────── keep-alive ───────────────┐
+//!            ▼                                       │
+//!  accept ─► Head ─► (route) ─┬─► respond ───────────┤
+//!                             ├─► Body ─► publish ───┤
+//!                             └─► Poll ─► answer ────┘
+//!            any error, timeout or `Connection: close` ─► Closing ─► (flushed) ─► closed
+//! ```
+//!
+//! Requests are handled one at a time in arrival order, so pipelined requests (RFC 9112 §9.3.2)
+//! are answered in order: the next head is not parsed until the previous response is queued.
+
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::Instant;
+
+use crate::app::{error_response, Action, App, Exchange};
+use crate::http::body::BodyDecoder;
+use crate::http::request::{parse_request, Parsed};
+use crate::http::response::{format_http_date, write_response, Framing, Response};
+use crate::longpoll::LongPoll;
+use crate::stats::Kind;
+
+/// The current time as the driver read it: a monotonic instant for deadlines and the wall
+/// clock for timestamps and `Date`. Protocol code never reads a clock itself.
+#[derive(Clone, Copy, Debug)]
+pub struct Now {
+    pub instant: Instant,
+    pub unix_ms: u64,
+}
+
+/// While this many response bytes wait to be written, no further pipelined request is
+/// parsed: a client that sends requests but never reads cannot make us buffer without bound.
+pub const OUTPUT_HIGH_WATER: usize = 256 * 1024;
+
+/// What the connection needs before it can make progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waiting {
+    /// Bytes from the client (a request head or body).
+    ForInput,
+    /// A wake-up from the broker or a deadline (a parked poll).
+    ForBroker,
+    /// Nothing more: flush the output, then close.
+    ForClose,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Waiting for a request head. `idle_since` starts the keep-alive idle timer; `started`
+    /// is when the first byte of this head arrived and starts the header timer.
+    Head { idle_since: Instant, started: Option<Instant> },
+    /// Reading a request body to publish.
+    Body { channel: String, framing: Framing, decoder: BodyDecoder, body: Vec<u8>, deadline: Instant },
+    /// A long poll waiting for a message or its timeout.
+    Poll { poll: LongPoll, framing: Framing },
+    /// The last bytes are queued; once written, the connection closes.
+    Closing,
+}
+
+pub struct Connection {
+    /// Unique per process; the broker knows our waker by it.
+    id: u64,
+    app: Arc<App>,
+    /// Bytes received and not yet consumed by a parser.
+    input: Vec<u8>,
+    /// Bytes waiting to be written to the client.
+    output: Vec<u8>,
+    state: State,
+    /// The client has finished sending (read returned 0).
+    input_closed: bool,
+    /// What this connection counts as in `/stats`.
+    kind: Kind,
+}
+
+impl Connection {
+    pub fn new(app: Arc<App>, now: Now) -> Connection {
+        app.stats.connection_opened(Kind::Http);
+        Connection {
+            id: app.next_connection_id(),
+            app,
+            input: Vec::new(),
+            output: Vec::new(),
+            state: State::Head { idle_since: now.instant, started: None },
+            input_closed: false,
+            kind: Kind::Http,
+        }
+    }
+
+    /// Bytes read from the client.
+    pub fn receive(&mut self, bytes: &[u8]) {
+        self.app.stats.bytes_in(bytes.len());
+        self.input.extend_from_slice(bytes);
+    }
+
+    /// The client closed its sending side.
+    pub fn receive_eof(&mut self) {
+        self.input_closed = true;
+    }
+
+    /// Bytes to write to the client.
+    pub fn output(&self) -> &[u8] {
+        &self.output
+    }
+
+    /// `n` bytes of [`Connection::output`] were written.
+    pub fn consume_output(&mut self, n: usize) {
+        self.app.stats.bytes_out(n);
+        self.output.drain(..n);
+    }
+
+    /// Closed once everything queued is written: the driver closes the socket.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, State::Closing) && self.output.is_empty()
+    }
+
+    pub fn waiting_for(&self) -> Waiting {
+        match self.state {
+            State::Head { .. } | State::Body { .. } => Waiting::ForInput,
+            State::Poll { .. } => Waiting::ForBroker,
+            State::Closing => Waiting::ForClose,
+        }
+    }
+
+    /// How many more bytes the connection will buffer from the client right now. The event
+    /// loop stops reading at zero (backpressure); a blocking driver reads only when waiting
+    /// for input.
+    pub fn input_room(&self) -> usize {
+        let cap = self.app.config.limits.max_head_bytes + 64 * 1024;
+        cap.saturating_sub(self.input.len())
+    }
+
+    /// When [`Connection::advance`] must be called even if nothing else happens.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let config = &self.app.config;
+        match &self.state {
+            State::Head { started: Some(started), .. } => Some(*started + config.header_timeout),
+            State::Head { idle_since, started: None } => Some(*idle_since + config.idle_timeout),
+            State::Body { deadline, .. } => Some(*deadline),
+            State::Poll { poll, .. } => Some(poll.deadline()),
+            State::Closing => None,
+        }
+    }
+
+    /// Makes all the progress possible with the input so far, the broker's state and the time.
+    pub fn advance(&mut self, now: Now, waker: &Waker) {
+        while self.step(now, waker) {}
+    }
+
+    /// One transition; `true` if another may follow at once.
+    fn step(&mut self, now: Now, waker: &Waker) -> bool {
+        match &mut self.state {
+            State::Head { started, idle_since } => {
+                if started.is_none() && !self.input.is_empty() {
+                    *started = Some(now.instant);
+                }
+                let idle_since = *idle_since;
+                self.read_head(now, idle_since)
+            }
+            State::Body { .. } => self.read_body(now),
+            State::Poll { .. } => self.poll(now, waker),
+            State::Closing => false,
+        }
+    }
+
+    fn read_head(&mut self, now: Now, idle_since: Instant) -> bool {
+        let config = &self.app.config;
+        if self.output.len() >= OUTPUT_HIGH_WATER {
+            return false; // let the driver drain the responses already queued
+        }
+        if self.input.is_empty() {
+            // Between requests: close when the client has gone, the server is stopping, or
+            // the connection has been idle too long. Nothing is owed, so no response.
+            if self.input_closed || self.app.is_shutting_down() || now.instant >= idle_since + config.idle_timeout {
+                self.state = State::Closing;
+            }
+            return false;
+        }
+        let exchange = match parse_request(&self.input, &config.limits) {
+            Ok(Parsed::Partial) => {
+                if self.input_closed || self.app.is_shutting_down() {
+                    // The rest of the head will never arrive (or we will not wait for it).
+                    self.state = State::Closing;
+                } else if self.next_deadline().is_some_and(|deadline| now.instant >= deadline) {
+                    // RFC 9110 §15.5.9: 408 "indicates that the server did not receive a
+                    // complete request message within the time that it was prepared to wait".
+                    self.fail(now, Response::text(408, "request head not received in time"));
+                }
+                return false;
+            }
+            Ok(Parsed::Complete { value: request, consumed }) => {
+                let exchange = self.app.handle(&request, now.instant);
+                self.input.drain(..consumed);
+                exchange
+            }
+            Err(error) => Exchange::failed(plain_framing(), error),
+        };
+        self.start(exchange, now);
+        true
+    }
+
+    /// Begins the exchange decided by [`App::handle`].
+    fn start(&mut self, exchange: Exchange, now: Now) {
+        let Exchange { framing, action } = exchange;
+        match action {
+            Action::Respond(response) | Action::Reject(response) => self.respond(now, &response, framing),
+            Action::Publish { channel, body, send_continue } => {
+                let decoder = match BodyDecoder::new(body, self.app.config.max_publish_bytes) {
+                    Ok(decoder) => decoder,
+                    Err(error) => return self.fail(now, error_response(error)),
+                };
+                if send_continue {
+                    // RFC 9110 §15.2.1: the interim response tells the client to send the body.
+                    self.output.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                }
+                let deadline = now.instant + self.app.config.header_timeout;
+                self.state = State::Body { channel, framing, decoder, body: Vec::new(), deadline };
+            }
+            Action::Poll(poll) => self.state = State::Poll { poll, framing },
+        }
+    }
+
+    fn read_body(&mut self, now: Now) -> bool {
+        let State::Body { channel, framing, decoder, body, deadline } = &mut self.state else {
+            return false;
+        };
+        match decoder.decode(&self.input, body) {
+            Ok(progress) => {
+                self.input.drain(..progress.consumed);
+                if progress.done {
+                    let response = self.app.publish(channel, body);
+                    let framing = *framing;
+                    self.respond(now, &response, framing);
+                    return true;
+                }
+                if self.input_closed || self.app.is_shutting_down() {
+                    self.state = State::Closing;
+                } else if now.instant >= *deadline {
+                    self.fail(now, Response::text(408, "request body not received in time"));
+                }
+                false
+            }
+            Err(error) => {
+                self.fail(now, error_response(error));
+                false
+            }
+        }
+    }
+
+    /// Long-polling steps 2 to 4 ([`crate::longpoll`]).
+    fn poll(&mut self, now: Now, waker: &Waker) -> bool {
+        let State::Poll { poll, framing } = &mut self.state else { return false };
+        let was_parked = poll.is_parked();
+        // A client that hung up is not waiting for an answer any more.
+        let give_up = self.app.is_shutting_down() || self.input_closed;
+        let unix_secs = now.unix_ms / 1000;
+        let outcome = poll.poll(&*self.app.broker, self.id, waker, now.instant, unix_secs, give_up);
+        let parked = poll.is_parked();
+        match (was_parked, parked) {
+            (false, true) => self.app.stats.poll_parked(),
+            (true, false) => self.app.stats.poll_unparked(),
+            _ => {}
+        }
+        match outcome {
+            Poll::Pending => false,
+            Poll::Ready(answer) => {
+                self.app.stats.delivered(answer.delivered as u64);
+                let mut framing = *framing;
+                framing.keep_alive &= !self.app.is_shutting_down();
+                let response = Response::json(200, answer.body).with_header("Cache-Control", "no-store");
+                self.respond(now, &response, framing);
+                true
+            }
+        }
+    }
+
+    /// Queues a complete response, then waits for the next request or closes.
+    fn respond(&mut self, now: Now, response: &Response, framing: Framing) {
+        let date = format_http_date(now.unix_ms / 1000);
+        write_response(&mut self.output, response, framing, &date);
+        self.state =
+            if framing.keep_alive { State::Head { idle_since: now.instant, started: None } } else { State::Closing };
+    }
+
+    /// Answers a request that cannot be completed, and closes.
+    fn fail(&mut self, now: Now, response: Response) {
+        self.respond(now, &response, Framing { keep_alive: false, ..plain_framing() });
+    }
+}
+
+/// Framing for a response to a request whose head could not be read: HTTP/1.1, close after.
+fn plain_framing() -> Framing {
+    Framing { version: crate::http::request::Version::Http11, keep_alive: false, head_only: false }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let State::Poll { poll, .. } = &mut self.state {
+            if poll.is_parked() {
+                self.app.stats.poll_unparked();
+            }
+            poll.cancel(&*self.app.broker, self.id);
+        }
+        self.app.stats.connection_closed(self.kind);
+    }
+}

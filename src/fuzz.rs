@@ -1,0 +1,140 @@
+//! Entry points shared by the cargo-fuzz targets in `fuzz/` and by `tests/fuzz_corpus.rs`,
+//! which replays every checked-in corpus file through them on each `cargo test`.
+//!
+//! Each function takes arbitrary bytes and panics only when an invariant is broken, which is
+//! what a fuzzer looks for. Besides "never panic, never allocate past the limits", each checks
+//! the property that makes a parser incremental: feeding the same bytes in two pieces (split
+//! at a position taken from the input itself) gives the same answer as feeding them whole.
+
+#![forbid(unsafe_code)]
+
+use crate::http::body::{BodyDecoder, BodyFraming};
+use crate::http::request::{parse_request, Limits, Parsed};
+use crate::sse::{Event as SseEvent, EventStreamParser, ParseError};
+use crate::ws::session::{Event as WsEvent, Session, State};
+
+/// The body limit the chunked target decodes under: small enough that going past it is
+/// common in fuzzed input, so the 413 path is exercised too.
+const FUZZ_MAX_BODY: usize = 64 * 1024;
+
+/// The message limit the WebSocket target runs under, for the same reason.
+const FUZZ_MAX_MESSAGE: usize = 64 * 1024;
+
+/// A split position taken from the input, so that the fuzzer explores split points too.
+fn split_point(data: &[u8]) -> usize {
+    match data.first() {
+        Some(&byte) if !data.is_empty() => (byte as usize * 257) % (data.len() + 1),
+        _ => 0,
+    }
+}
+
+/// The request head parser: a complete head reparses identically from exactly its own bytes,
+/// every strict prefix of it is `Partial`, and its accessors never panic.
+pub fn http_request(data: &[u8]) {
+    let limits = Limits::default();
+    match parse_request(data, &limits) {
+        Ok(Parsed::Complete { value, consumed }) => {
+            assert!(consumed > 0 && consumed <= data.len());
+            let _ = (value.path(), value.query(), value.authority(), value.keep_alive());
+            let _ = (value.body_framing(), value.expectation(), value.has_token("connection", "close"));
+            let again = parse_request(&data[..consumed], &limits);
+            assert!(matches!(again, Ok(Parsed::Complete { consumed: c, .. }) if c == consumed));
+            let prefix = split_point(data).min(consumed - 1);
+            assert!(matches!(parse_request(&data[..prefix], &limits), Ok(Parsed::Partial)));
+        }
+        Ok(Parsed::Partial) => assert!(data.len() <= limits.max_head_bytes),
+        Err(error) => assert!(error.status() >= 400),
+    }
+}
+
+/// Decodes `pieces` in order as a chunked body; the result and the body.
+fn decode_chunked(pieces: &[&[u8]]) -> (Result<bool, u16>, Vec<u8>) {
+    // Chunked framing with a small limit cannot fail to build.
+    let Ok(mut decoder) = BodyDecoder::new(BodyFraming::Chunked, FUZZ_MAX_BODY) else { unreachable!() };
+    let mut body = Vec::new();
+    let mut pending = Vec::new();
+    for piece in pieces {
+        pending.extend_from_slice(piece);
+        match decoder.decode(&pending, &mut body) {
+            Ok(progress) => {
+                assert!(progress.consumed <= pending.len());
+                pending.drain(..progress.consumed);
+                if progress.done {
+                    return (Ok(true), body);
+                }
+            }
+            Err(error) => return (Err(error.status()), body),
+        }
+        assert!(body.len() <= FUZZ_MAX_BODY);
+    }
+    (Ok(false), body)
+}
+
+/// The chunked decoder: never over the limit, and the same outcome whole or in two pieces.
+pub fn http_chunked(data: &[u8]) {
+    let (whole, whole_body) = decode_chunked(&[data]);
+    let (head, tail) = data.split_at(split_point(data));
+    let (split, split_body) = decode_chunked(&[head, tail]);
+    assert_eq!(whole, split);
+    if whole.is_ok() {
+        assert_eq!(whole_body, split_body);
+    }
+}
+
+/// Runs a server session over `pieces`; the events, the replies and the final state.
+fn run_session(pieces: &[&[u8]]) -> (Vec<WsEvent>, Vec<u8>, State) {
+    let mut session = Session::new_server(FUZZ_MAX_MESSAGE);
+    let (mut events, mut out, mut pending) = (Vec::new(), Vec::new(), Vec::new());
+    for piece in pieces {
+        pending.extend_from_slice(piece);
+        loop {
+            let (consumed, event) = session.receive(&mut pending, &mut out);
+            pending.drain(..consumed);
+            let Some(event) = event else {
+                if consumed == 0 {
+                    break;
+                }
+                continue;
+            };
+            let terminal = matches!(event, WsEvent::Closed(_) | WsEvent::Failed(_));
+            events.push(event);
+            if terminal {
+                assert_eq!(session.state(), State::Closed);
+            }
+        }
+    }
+    (events, out, session.state())
+}
+
+/// The WebSocket frame decoder, message assembly and UTF-8 validation behind a server
+/// session: nothing happens after a failure or a close, and delivery in two pieces gives the
+/// same events and the same replies.
+pub fn ws_frame(data: &[u8]) {
+    let whole = run_session(&[data]);
+    if let Some(last) = whole.0.iter().position(|e| matches!(e, WsEvent::Closed(_) | WsEvent::Failed(_))) {
+        assert_eq!(last + 1, whole.0.len(), "an event after the connection closed");
+    }
+    let (head, tail) = data.split_at(split_point(data));
+    assert_eq!(run_session(&[head, tail]), whole);
+}
+
+fn parse_sse(pieces: &[&[u8]]) -> (Vec<SseEvent>, Result<(), ParseError>, Option<u64>, String) {
+    let mut parser = EventStreamParser::new();
+    let mut events = Vec::new();
+    let mut result = Ok(());
+    for piece in pieces {
+        result = result.and(parser.feed(piece, &mut events));
+    }
+    parser.finish();
+    (events, result, parser.retry(), parser.last_event_id().to_string())
+}
+
+/// The event-stream parser: the same events, error, retry and last event ID whole, in two
+/// pieces and byte by byte.
+pub fn sse_stream(data: &[u8]) {
+    let whole = parse_sse(&[data]);
+    let (head, tail) = data.split_at(split_point(data));
+    assert_eq!(parse_sse(&[head, tail]), whole);
+    let bytes: Vec<&[u8]> = data.chunks(1).collect();
+    assert_eq!(parse_sse(&bytes), whole);
+}

@@ -1,0 +1,84 @@
+//! HTTP/1.1 from scratch (RFC 9112 message syntax, RFC 9110 semantics), sans-I/O.
+//!
+//! Everything else in the crate rides on this: a long poll is an HTTP request that is answered
+//! late, an SSE stream is an HTTP response that never ends, and a WebSocket starts as an HTTP
+//! request that asks to stop being HTTP.
+//!
+//! - [`request`]: the request head parser. Incremental (`Partial` until the empty line),
+//!   zero-copy (fields borrow from the caller's buffer), strict, with limits.
+//! - [`body`]: request body framing: `Content-Length` or chunked, with a size limit.
+//! - [`response`]: the response writer and the chunked encoder that SSE streams use.
+//! - [`response_head`]: the response head parser, for this crate's own clients.
+//! - [`error`]: one error enum, each variant carrying the status code it is answered with.
+//!
+//! None of it touches a socket: the server drivers hand it bytes and write what it returns.
+
+#![forbid(unsafe_code)]
+
+pub mod body;
+pub mod error;
+pub mod request;
+pub mod response;
+pub mod response_head;
+
+/// A query parameter that is present but not decodable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadQuery;
+
+/// The first value of `name` in a query string (`since=k3f9-1&timeout=5`), decoded as an
+/// HTML form would encode it: `+` is a space and `%XX` a byte (RFC 3986 §2.1), and the result
+/// must be UTF-8. `Ok(None)` when the parameter is absent.
+pub fn query_param(query: Option<&str>, name: &str) -> Result<Option<String>, BadQuery> {
+    let Some(query) = query else { return Ok(None) };
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if percent_decode(key)? == name {
+            return percent_decode(value).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+fn percent_decode(text: &str) -> Result<String, BadQuery> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        match byte {
+            b'+' => bytes.push(b' '),
+            b'%' => {
+                let hex = tail.get(..2).ok_or(BadQuery)?;
+                let high = (hex[0] as char).to_digit(16).ok_or(BadQuery)?;
+                let low = (hex[1] as char).to_digit(16).ok_or(BadQuery)?;
+                bytes.push((high * 16 + low) as u8);
+                rest = &tail[2..];
+                continue;
+            }
+            _ => bytes.push(byte),
+        }
+        rest = tail;
+    }
+    String::from_utf8(bytes).map_err(|_| BadQuery)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_are_found_by_name_and_decoded() {
+        let query = Some("since=k3f9-1&timeout=5&text=a+b%21");
+        assert_eq!(query_param(query, "since"), Ok(Some("k3f9-1".into())));
+        assert_eq!(query_param(query, "timeout"), Ok(Some("5".into())));
+        assert_eq!(query_param(query, "text"), Ok(Some("a b!".into())));
+        assert_eq!(query_param(query, "missing"), Ok(None));
+        assert_eq!(query_param(None, "since"), Ok(None));
+        assert_eq!(query_param(Some("flag"), "flag"), Ok(Some(String::new())));
+    }
+
+    #[test]
+    fn rfc3986_2_1_malformed_percent_encoding_is_an_error() {
+        assert_eq!(query_param(Some("since=%zz"), "since"), Err(BadQuery));
+        assert_eq!(query_param(Some("since=%4"), "since"), Err(BadQuery));
+        assert_eq!(query_param(Some("since=%ff"), "since"), Err(BadQuery), "not UTF-8");
+    }
+}

@@ -1,0 +1,1562 @@
+//! The request head parser (RFC 9112 §2-§5, §6, §9.3; RFC 9110 §5, §7.2, §8.6, §10.1.1).
+//!
+//! # Theory of operation
+//!
+//! A request head is a request-line, zero or more field lines and an empty line:
+//!
+//! ```text
+//! HTTP-message   = start-line CRLF
+//!                  *( field-line CRLF )
+//!                  CRLF
+//!                  [ message-body ]                           ; RFC 9112 §2.1
+//! ```
+//!
+//! [`parse_request`] is handed whatever bytes the connection has read so far. It answers
+//! [`Parsed::Partial`] until the empty line that ends the head is in the buffer, then
+//! [`Parsed::Complete`] with the parsed [`Request`] and the number of bytes the head used;
+//! whatever follows (a body, or the next pipelined request) is left for the caller. The
+//! request borrows from the caller's buffer: nothing is copied (zero-copy), and the caller
+//! must keep the buffer until it is done with the request.
+//!
+//! The parser keeps no state between calls: each call starts again at the first byte, as
+//! httparse does. That is what makes it simple, and it is cheap because each call looks at no
+//! more than [`Limits::max_head_bytes`] bytes, so a head that trickles in costs at most that
+//! much per read. A byte that breaks a rule is reported as soon as it is in the buffer, so
+//! garbage is refused at once instead of after the limit; and a head that has already grown
+//! past a limit is refused at once too, without waiting for the rest.
+//!
+//! It is strict. It requires CRLF line endings, single spaces in the request-line, tokens
+//! where the grammar says token, and it rejects obsolete line folding, whitespace before a
+//! colon and control characters in values. Each of these is a leniency that RFC 9112 allows
+//! but that has been used for request smuggling when two parsers on the path disagree
+//! (RFC 9112 §11.2). The few robustness rules that cost nothing are kept: one empty line
+//! before the request-line is skipped (§2.2), and empty list elements are ignored (RFC 9110
+//! §5.6.1).
+//!
+//! Once the head is parsed, [`Request`] answers the questions the server has about it: the
+//! path and query, the authority, how the body is framed ([`Request::body_framing`]),
+//! whether the connection persists ([`Request::keep_alive`]) and whether the client waits
+//! for `100 Continue` ([`Request::expectation`]).
+//!
+//! The field-line parser, the version parser and the list helpers are shared with
+//! [`super::response_head`] and the chunked trailer in [`super::body`].
+
+use super::body::BodyFraming;
+use super::error::HttpError;
+
+/// The largest request head we read: request-line plus fields. 16 KiB is twice the 8 KiB
+/// that common servers default to, roomy for cookies and tokens, and small enough that
+/// re-parsing it on each read is cheap. Past it: 431.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// The longest request-target. RFC 9112 §3 recommends supporting "request-line lengths of
+/// 8000 octets"; 8 KiB covers that. Past it: 414.
+pub const MAX_TARGET_BYTES: usize = 8 * 1024;
+
+/// The most field lines in a head. A browser sends about 15; 100 leaves room for proxies
+/// that add their own while keeping the `Vec` of fields small. Past it: 431.
+pub const MAX_HEADERS: usize = 100;
+
+/// How many empty lines before the request-line are skipped. RFC 9112 §2.2: a server
+/// "SHOULD ignore at least one empty line (CRLF) received prior to the request-line" (old
+/// HTTP/1.0 clients sent a CRLF after a POST body). One is what the RFC asks for; a stream
+/// of empty lines is not a request.
+pub const MAX_LEADING_EMPTY_LINES: usize = 1;
+
+/// Limits on a message head. The server's command-line flags override the defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// See [`MAX_HEAD_BYTES`].
+    pub max_head_bytes: usize,
+    /// See [`MAX_TARGET_BYTES`].
+    pub max_target_bytes: usize,
+    /// See [`MAX_HEADERS`].
+    pub max_headers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { max_head_bytes: MAX_HEAD_BYTES, max_target_bytes: MAX_TARGET_BYTES, max_headers: MAX_HEADERS }
+    }
+}
+
+/// The answer of an incremental parser.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Parsed<T> {
+    /// Nothing wrong so far, but the value is not complete: read more and call again.
+    Partial,
+    /// The value, and how many bytes of the input it used.
+    Complete { value: T, consumed: usize },
+}
+
+/// The HTTP versions we speak (RFC 9112 §2.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+/// One field line (RFC 9112 §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header<'b> {
+    /// The field name as sent; compare it case-insensitively (RFC 9110 §5.1).
+    pub name: &'b str,
+    /// The field line value without the OWS around it (RFC 9112 §5.1). Bytes, not text: it
+    /// may hold obs-text bytes >= 0x80 (RFC 9110 §5.5), which are not necessarily UTF-8.
+    pub value: &'b [u8],
+}
+
+/// A parsed request head, borrowing from the buffer it was parsed from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request<'b> {
+    /// Case-sensitive (RFC 9112 §3.1): `get` is not `GET`.
+    pub method: &'b str,
+    /// The request-target exactly as sent (visible ASCII only).
+    pub target: &'b str,
+    pub version: Version,
+    /// The field lines in the order received.
+    pub headers: Vec<Header<'b>>,
+}
+
+/// The four shapes of request-target (RFC 9112 §3.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetForm {
+    /// `/path?query`: the usual form (§3.2.1).
+    Origin,
+    /// `http://authority/path?query`: sent to proxies, and accepted by servers (§3.2.2).
+    Absolute,
+    /// `host:port`, only for CONNECT (§3.2.3).
+    Authority,
+    /// `*`, only for a server-wide OPTIONS (§3.2.4).
+    Asterisk,
+}
+
+/// What the client expects before it sends the body (RFC 9110 §10.1.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expectation {
+    None,
+    /// `Expect: 100-continue`: the client waits for a `100 Continue` before the body.
+    Continue,
+}
+
+/// Parses a request head from the start of `buf`.
+///
+/// Returns [`Parsed::Partial`] while the head is incomplete and nothing is wrong yet, and
+/// `Complete { value, consumed }` once the empty line has arrived, where `consumed` counts
+/// the head's bytes including any skipped leading empty line and the final CRLF. Bytes after
+/// that are not looked at. Errors are reported as soon as the bytes that cause them are in
+/// `buf`: a request-target over the limit, or a head already longer than the limit, fails
+/// without waiting for more.
+///
+/// Besides the syntax, this checks the Host rules of RFC 9112 §3.2 and the request-target
+/// forms that each method allows. It does not look at Content-Length, Transfer-Encoding or
+/// Expect: ask [`Request::body_framing`] and [`Request::expectation`] for those.
+pub fn parse_request<'b>(buf: &'b [u8], limits: &Limits) -> Result<Parsed<Request<'b>>, HttpError> {
+    let window = &buf[..buf.len().min(limits.max_head_bytes)];
+    let parsed = parse_request_head(window, limits)?;
+    enforce_head_limit(parsed, buf.len(), limits.max_head_bytes)
+}
+
+/// Turns a `Partial` into [`HttpError::HeadTooLarge`] when the buffer already holds more than
+/// `max_head_bytes`: the head was parsed from the first `max_head_bytes` bytes and did not end
+/// there, so it never will within the limit.
+pub(super) fn enforce_head_limit<T>(
+    parsed: Parsed<T>,
+    buffered: usize,
+    max_head_bytes: usize,
+) -> Result<Parsed<T>, HttpError> {
+    match parsed {
+        Parsed::Partial if buffered > max_head_bytes => Err(HttpError::HeadTooLarge),
+        parsed => Ok(parsed),
+    }
+}
+
+fn parse_request_head<'b>(buf: &'b [u8], limits: &Limits) -> Result<Parsed<Request<'b>>, HttpError> {
+    let Parsed::Complete { consumed: mut position, .. } = skip_leading_empty_lines(buf)? else {
+        return Ok(Parsed::Partial);
+    };
+    let Parsed::Complete { value: line, consumed } = parse_request_line(&buf[position..], limits.max_target_bytes)?
+    else {
+        return Ok(Parsed::Partial);
+    };
+    position += consumed;
+    // Checked as soon as the request-line is complete, so a bad target fails without
+    // waiting for the fields.
+    check_target_form(line.method, line.target)?;
+    let Parsed::Complete { value: headers, consumed } = parse_field_section(&buf[position..], limits.max_headers)?
+    else {
+        return Ok(Parsed::Partial);
+    };
+    position += consumed;
+    let request = Request { method: line.method, target: line.target, version: line.version, headers };
+    check_host(&request)?;
+    Ok(Parsed::Complete { value: request, consumed: position })
+}
+
+/// RFC 9112 §2.2: a server "SHOULD ignore at least one empty line (CRLF) received prior to
+/// the request-line". We skip up to [`MAX_LEADING_EMPTY_LINES`].
+fn skip_leading_empty_lines(buf: &[u8]) -> Result<Parsed<()>, HttpError> {
+    let mut position = 0;
+    for _ in 0..MAX_LEADING_EMPTY_LINES {
+        if !matches!(buf.get(position), Some(b'\r' | b'\n')) {
+            break;
+        }
+        match parse_line_end(&buf[position..], HttpError::BareCr)? {
+            Parsed::Partial => return Ok(Parsed::Partial),
+            Parsed::Complete { consumed, .. } => position += consumed,
+        }
+    }
+    Ok(Parsed::Complete { value: (), consumed: position })
+}
+
+struct RequestLine<'b> {
+    method: &'b str,
+    target: &'b str,
+    version: Version,
+}
+
+/// ```text
+/// request-line   = method SP request-target SP HTTP-version CRLF   ; RFC 9112 §3
+/// method         = token                                           ; RFC 9112 §3.1
+/// ```
+///
+/// RFC 9112 §3 lets a recipient split on any run of whitespace instead of a single SP; we
+/// do not ("lenient parsing can result in request smuggling security vulnerabilities").
+fn parse_request_line(buf: &[u8], max_target_bytes: usize) -> Result<Parsed<RequestLine<'_>>, HttpError> {
+    let Some(method_len) = buf.iter().position(|&b| !is_tchar(b)) else {
+        return Ok(Parsed::Partial);
+    };
+    match buf[method_len] {
+        b' ' if method_len > 0 => {}
+        // A line that ends after the method, or an empty line we did not skip.
+        b'\r' | b'\n' => return Err(HttpError::BadRequestLine),
+        _ => return Err(HttpError::BadMethod),
+    }
+    let method = ascii_str(&buf[..method_len]);
+
+    let target_start = method_len + 1;
+    let Parsed::Complete { value: target, consumed: target_len } =
+        parse_request_target(&buf[target_start..], max_target_bytes)?
+    else {
+        return Ok(Parsed::Partial);
+    };
+
+    let version_start = target_start + target_len + 1;
+    let Parsed::Complete { value: version, consumed: version_len } = parse_http_version(&buf[version_start..])? else {
+        return Ok(Parsed::Partial);
+    };
+
+    let line_end = version_start + version_len;
+    // Anything but CRLF after the eight version bytes ("HTTP/1.10", "HTTP/1.1 ") makes the
+    // version something other than `HTTP/` DIGIT `.` DIGIT.
+    let Parsed::Complete { consumed: crlf_len, .. } = parse_line_end(&buf[line_end..], HttpError::MalformedVersion)?
+    else {
+        return Ok(Parsed::Partial);
+    };
+    Ok(Parsed::Complete { value: RequestLine { method, target, version }, consumed: line_end + crlf_len })
+}
+
+/// The request-target up to (not including) the SP after it; `consumed` is its length.
+///
+/// RFC 9112 §3.2: "No whitespace is allowed in the request-target." We allow only visible
+/// ASCII (VCHAR); which form the target takes is checked later by [`check_target_form`].
+fn parse_request_target(buf: &[u8], max_target_bytes: usize) -> Result<Parsed<&str>, HttpError> {
+    // Look one byte past the limit: if that byte still belongs to the target, the target is
+    // too long, whether or not the rest of it has arrived.
+    let window = &buf[..buf.len().min(max_target_bytes.saturating_add(1))];
+    let Some(target_len) = window.iter().position(|&b| !is_vchar(b)) else {
+        if window.len() > max_target_bytes {
+            // RFC 9112 §3: "A server that receives a request-target longer than any URI it
+            // wishes to parse MUST respond with a 414 (URI Too Long) status code".
+            return Err(HttpError::TargetTooLong);
+        }
+        return Ok(Parsed::Partial);
+    };
+    match buf[target_len] {
+        b' ' if target_len > 0 => Ok(Parsed::Complete { value: ascii_str(&buf[..target_len]), consumed: target_len }),
+        // Two spaces in a row, or a line that ends after the target (an HTTP/0.9 request).
+        b' ' | b'\r' | b'\n' => Err(HttpError::BadRequestLine),
+        _ => Err(HttpError::BadRequestTarget),
+    }
+}
+
+/// ```text
+/// HTTP-version  = HTTP-name "/" DIGIT "." DIGIT      ; RFC 9112 §2.3
+/// HTTP-name     = %s"HTTP"                           ; case-sensitive
+/// ```
+///
+/// Reads exactly these eight bytes; the caller checks what follows. Each byte is checked as
+/// soon as it is there, so `HTTX` fails without waiting for the rest. A well-formed version
+/// other than 1.0 or 1.1 is [`HttpError::UnsupportedVersion`] (505); a malformed one is
+/// [`HttpError::MalformedVersion`] (400).
+pub(super) fn parse_http_version(buf: &[u8]) -> Result<Parsed<Version>, HttpError> {
+    const SHAPE: &[u8; 8] = b"HTTP/#.#"; // '#' stands for any DIGIT
+    for (&byte, &expected) in buf.iter().zip(SHAPE) {
+        let fits = if expected == b'#' { byte.is_ascii_digit() } else { byte == expected };
+        if !fits {
+            return Err(HttpError::MalformedVersion);
+        }
+    }
+    let version = match buf.get(..SHAPE.len()) {
+        None => return Ok(Parsed::Partial),
+        Some(b"HTTP/1.1") => Version::Http11,
+        Some(b"HTTP/1.0") => Version::Http10,
+        Some(_) => return Err(HttpError::UnsupportedVersion),
+    };
+    Ok(Parsed::Complete { value: version, consumed: SHAPE.len() })
+}
+
+/// The CRLF that ends a line, at the start of `buf`. `otherwise` is the error for any other
+/// byte. RFC 9112 §2.2 allows a recipient to accept a bare LF; we do not.
+pub(super) fn parse_line_end(buf: &[u8], otherwise: HttpError) -> Result<Parsed<()>, HttpError> {
+    match buf {
+        [] | [b'\r'] => Ok(Parsed::Partial),
+        [b'\r', b'\n', ..] => Ok(Parsed::Complete { value: (), consumed: 2 }),
+        // RFC 9112 §2.2: "A recipient of such a bare CR MUST consider that element to be
+        // invalid or replace each bare CR with SP".
+        [b'\r', ..] => Err(HttpError::BareCr),
+        [b'\n', ..] => Err(HttpError::BareLf),
+        _ => Err(otherwise),
+    }
+}
+
+/// Checks that the target's form is one the method may use (RFC 9112 §3.2) and that it is
+/// well formed.
+fn check_target_form(method: &str, target: &str) -> Result<(), HttpError> {
+    // The request-target rules exclude a fragment (origin-form = absolute-path [ "?" query ];
+    // RFC 9110 §4.2.5: elements that allow one say so in their ABNF). A '#' here means the
+    // client did not encode its target.
+    if target.contains('#') {
+        return Err(HttpError::BadRequestTarget);
+    }
+    let valid = match target_form(method, target) {
+        // origin-form = absolute-path [ "?" query ]: starting with '/' is the whole check
+        // beyond the visible-ASCII rule; percent-decoding is the router's business.
+        TargetForm::Origin => true,
+        // RFC 9112 §3.2.4: "only used for a server-wide OPTIONS request".
+        TargetForm::Asterisk => method == "OPTIONS",
+        // RFC 9112 §3.2.3: authority-form = uri-host ":" port, "only used for CONNECT".
+        TargetForm::Authority => {
+            matches!(split_host_port(target.as_bytes()), Some((host, Some(port))) if !host.is_empty() && !port.is_empty())
+        }
+        // RFC 9112 §3.2.2: "A server MUST accept the absolute-form in requests".
+        TargetForm::Absolute => match split_absolute_form(target) {
+            // RFC 9110 §4.2.1: an "http" URI with an empty host is invalid, and a recipient
+            // "MUST reject it"; §4.2.4: userinfo is an error (it fails the reg-name check).
+            Some((authority, _)) => {
+                matches!(split_host_port(authority.as_bytes()), Some((host, _)) if !host.is_empty())
+            }
+            None => false,
+        },
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(HttpError::BadRequestTarget)
+    }
+}
+
+/// Which form a target is in, decided by the method and the first byte. CONNECT always uses
+/// authority-form, so its target is taken as one (and rejected if it is not).
+fn target_form(method: &str, target: &str) -> TargetForm {
+    if method == "CONNECT" {
+        TargetForm::Authority
+    } else if target == "*" {
+        TargetForm::Asterisk
+    } else if target.starts_with('/') {
+        TargetForm::Origin
+    } else {
+        TargetForm::Absolute
+    }
+}
+
+/// Splits `http://authority/path?query` (or `https`, scheme case-insensitive per RFC 3986
+/// §3.1) into the authority and the rest (`/path?query`, possibly empty). `None` for any
+/// other shape: this server only serves http and https URIs.
+fn split_absolute_form(target: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = target.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    Some(rest.split_at(authority_end))
+}
+
+/// RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to any HTTP/1.1
+/// request message that lacks a Host header field and to any request message that contains
+/// more than one Host header field line or a Host header field with an invalid field value."
+fn check_host(request: &Request<'_>) -> Result<(), HttpError> {
+    let mut hosts = request.headers_named("host");
+    match (hosts.next(), hosts.next()) {
+        (_, Some(_)) => Err(HttpError::MultipleHost),
+        (None, None) if request.version == Version::Http11 => Err(HttpError::MissingHost),
+        (Some(value), None) if !is_valid_host_value(value) => Err(HttpError::BadHost),
+        _ => Ok(()),
+    }
+}
+
+/// `Host = uri-host [ ":" port ]` (RFC 9110 §7.2), or empty: RFC 9112 §3.2 has a client send
+/// an empty Host when the target URI has no authority.
+fn is_valid_host_value(value: &[u8]) -> bool {
+    value.is_empty() || matches!(split_host_port(value), Some((host, _)) if !host.is_empty())
+}
+
+/// Splits and checks `uri-host [ ":" port ]` (RFC 3986 §3.2.2, §3.2.3). Deliberately simple:
+///
+/// - `uri-host = IP-literal / IPv4address / reg-name`. An IP-literal must be an IPv6 address
+///   in brackets (no zone id, no IPvFuture). A reg-name is `*( unreserved / pct-encoded /
+///   sub-delims )`; an IPv4address is a special case of it, so it needs no check of its own.
+///   Whether the name resolves, or is one of ours, is not our business here.
+/// - `port = *DIGIT` (RFC 3986 §3.2.3), at most 5 digits and no larger than 65535. It may be
+///   empty: RFC 9110 §4.2.1 "If the port subcomponent is empty or not given, TCP port 80 ...
+///   is the default".
+///
+/// `userinfo@` fails because '@' is not a reg-name character.
+fn split_host_port(authority: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
+    let host_end = if authority.first() == Some(&b'[') {
+        let close = authority.iter().position(|&b| b == b']')?;
+        if !is_ipv6_address(&authority[1..close]) {
+            return None;
+        }
+        close + 1
+    } else {
+        let end = authority.iter().position(|&b| b == b':').unwrap_or(authority.len());
+        if !is_reg_name(&authority[..end]) {
+            return None;
+        }
+        end
+    };
+    let (host, after_host) = authority.split_at(host_end);
+    match after_host {
+        [] => Some((host, None)),
+        [b':', port @ ..] if is_port(port) => Some((host, Some(port))),
+        _ => None,
+    }
+}
+
+/// The IPv6address rule of RFC 3986 §3.2.2, through the standard library's parser (an
+/// address type only: no sockets are involved).
+fn is_ipv6_address(text: &[u8]) -> bool {
+    std::str::from_utf8(text).is_ok_and(|text| text.parse::<core::net::Ipv6Addr>().is_ok())
+}
+
+/// `reg-name = *( unreserved / pct-encoded / sub-delims )` (RFC 3986 §3.2.2).
+fn is_reg_name(name: &[u8]) -> bool {
+    let mut i = 0;
+    while i < name.len() {
+        if name[i] == b'%' {
+            // pct-encoded = "%" HEXDIG HEXDIG
+            let hex = name.get(i + 1..i + 3);
+            if !hex.is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) {
+                return false;
+            }
+            i += 3;
+        } else if is_unreserved(name[i]) || is_sub_delim(name[i]) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// `unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~"` (RFC 3986 §2.3).
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// `sub-delims = "!" / "$" / "&" / "'" / "(" / ")" / "*" / "+" / "," / ";" / "="`
+/// (RFC 3986 §2.2).
+fn is_sub_delim(b: u8) -> bool {
+    matches!(b, b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=')
+}
+
+fn is_port(port: &[u8]) -> bool {
+    port.len() <= 5
+        && port.iter().all(u8::is_ascii_digit)
+        && port.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0')) <= u32::from(u16::MAX)
+}
+
+// ---------------------------------------------------------------------------------------
+// Field lines: shared with the response head parser and the chunked trailer.
+// ---------------------------------------------------------------------------------------
+
+/// ```text
+/// *( field-line CRLF ) CRLF                            ; RFC 9112 §2.1
+/// ```
+///
+/// Parses field lines up to and including the empty line. `consumed` counts the final CRLF.
+/// The count limit is exact: `max_headers` lines are accepted, and the line after them is
+/// refused as soon as its first byte arrives.
+pub(super) fn parse_field_section(buf: &[u8], max_headers: usize) -> Result<Parsed<Vec<Header<'_>>>, HttpError> {
+    let mut headers = Vec::new();
+    let mut position = 0;
+    loop {
+        match buf.get(position) {
+            None => return Ok(Parsed::Partial),
+            Some(b'\r' | b'\n') => {
+                // The empty line that ends the section.
+                return Ok(match parse_line_end(&buf[position..], HttpError::BareCr)? {
+                    Parsed::Partial => Parsed::Partial,
+                    Parsed::Complete { consumed, .. } => {
+                        Parsed::Complete { value: headers, consumed: position + consumed }
+                    }
+                });
+            }
+            Some(_) if headers.len() == max_headers => return Err(HttpError::TooManyHeaders),
+            Some(_) => {}
+        }
+        match parse_field_line(&buf[position..])? {
+            Parsed::Partial => return Ok(Parsed::Partial),
+            Parsed::Complete { value, consumed } => {
+                headers.push(value);
+                position += consumed;
+            }
+        }
+    }
+}
+
+/// ```text
+/// field-line   = field-name ":" OWS field-value OWS   ; RFC 9112 §5
+/// field-name   = token                                ; RFC 9110 §5.1
+/// field-value  = *field-content                       ; RFC 9110 §5.5
+/// field-content = field-vchar [ 1*( SP / HTAB / field-vchar ) field-vchar ]
+/// field-vchar  = VCHAR / obs-text
+/// obs-fold     = OWS CRLF RWS                         ; RFC 9112 §5.2
+/// ```
+///
+/// Parses one field line and its CRLF from the start of `buf`.
+pub(super) fn parse_field_line(buf: &[u8]) -> Result<Parsed<Header<'_>>, HttpError> {
+    let Some(name_len) = buf.iter().position(|&b| !is_tchar(b)) else {
+        return Ok(Parsed::Partial);
+    };
+    match buf[name_len] {
+        b':' if name_len > 0 => {}
+        // RFC 9112 §5.2: a server that receives an obs-fold "MUST either reject the message
+        // by sending a 400 (Bad Request) ... or replace each received obs-fold with one or
+        // more SP octets". §2.2 asks the same of whitespace after the start-line. We reject.
+        b' ' | b'\t' if name_len == 0 => return Err(HttpError::ObsFold),
+        // Whitespace after a name: if a colon follows, it is the forbidden whitespace before
+        // the colon; otherwise the name itself is broken ("Ho st: x").
+        b' ' | b'\t' => {
+            return match buf[name_len..].iter().find(|&&b| b != b' ' && b != b'\t') {
+                // RFC 9112 §5.1: "A server MUST reject, with a response status code of 400
+                // (Bad Request), any received request message that contains whitespace
+                // between a header field name and colon."
+                Some(b':') => Err(HttpError::WhitespaceBeforeColon),
+                Some(_) => Err(HttpError::BadFieldName),
+                None => Ok(Parsed::Partial),
+            };
+        }
+        _ => return Err(HttpError::BadFieldName),
+    }
+    let name = ascii_str(&buf[..name_len]);
+
+    let value_start = name_len + 1;
+    let rest = &buf[value_start..];
+    let Some(value_len) = rest.iter().position(|&b| !is_field_value_byte(b)) else {
+        return Ok(Parsed::Partial);
+    };
+    // RFC 9110 §5.5: "a recipient of CR, LF, or NUL within a field value MUST either reject
+    // the message or replace each of those characters with SP"; other CTLs "are also
+    // invalid". We reject them all. A CR or LF can only be the line end, and must be CRLF.
+    let Parsed::Complete { consumed: crlf_len, .. } = parse_line_end(&rest[value_len..], HttpError::BadFieldValue)?
+    else {
+        return Ok(Parsed::Partial);
+    };
+    // RFC 9112 §5.1: "OWS occurring before the first non-whitespace octet of the field line
+    // value, or after the last non-whitespace octet of the field line value, is excluded".
+    let value = trim_ows(&rest[..value_len]);
+    Ok(Parsed::Complete { value: Header { name, value }, consumed: value_start + value_len + crlf_len })
+}
+
+/// Removes OWS (`*( SP / HTAB )`, RFC 9110 §5.6.3) from both ends.
+pub(super) fn trim_ows(bytes: &[u8]) -> &[u8] {
+    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = bytes.iter().position(|b| !is_ows(b)).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !is_ows(b)).map_or(start, |last| last + 1);
+    &bytes[start..end]
+}
+
+/// `tchar` (RFC 9110 §5.6.2): any VCHAR except the delimiters `"(),/:;<=>?@[\]{}`.
+pub(super) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+        )
+}
+
+/// `token = 1*tchar` (RFC 9110 §5.6.2).
+pub(super) fn is_token(bytes: &[u8]) -> bool {
+    !bytes.is_empty() && bytes.iter().all(|&b| is_tchar(b))
+}
+
+/// VCHAR: visible US-ASCII, %x21-7E (RFC 5234 appendix B.1).
+pub(super) fn is_vchar(b: u8) -> bool {
+    (0x21..=0x7e).contains(&b)
+}
+
+/// `obs-text = %x80-FF` (RFC 9110 §5.6.4).
+pub(super) fn is_obs_text(b: u8) -> bool {
+    b >= 0x80
+}
+
+/// A byte allowed inside a field value: HTAB, SP, VCHAR or obs-text (RFC 9110 §5.5).
+/// Also the bytes of a reason-phrase (RFC 9112 §4).
+pub(super) fn is_field_value_byte(b: u8) -> bool {
+    b == b'\t' || b == b' ' || is_vchar(b) || is_obs_text(b)
+}
+
+/// Bytes already checked to be ASCII (tokens, VCHARs) as a `&str`.
+fn ascii_str(bytes: &[u8]) -> &str {
+    // Cannot fail: every caller has checked that each byte is a tchar or VCHAR, and ASCII
+    // is valid UTF-8.
+    std::str::from_utf8(bytes).expect("bytes checked to be ASCII")
+}
+
+// ---------------------------------------------------------------------------------------
+// Field lookups: shared with the response head.
+// ---------------------------------------------------------------------------------------
+
+/// The values of every field line named `name` (case-insensitive, RFC 9110 §5.1), in order.
+pub(super) fn fields_named<'h, 'b>(headers: &'h [Header<'b>], name: &'h str) -> impl Iterator<Item = &'b [u8]> + 'h {
+    headers.iter().filter(move |header| header.name.eq_ignore_ascii_case(name)).map(|header| header.value)
+}
+
+/// The elements of a comma-separated list value (RFC 9110 §5.6.1), OWS trimmed, empty
+/// elements skipped ("a recipient MUST parse and ignore a reasonable number of empty list
+/// elements"). The split ignores quoted-strings, which is exact for the token lists we read
+/// (Connection, Upgrade, Transfer-Encoding, Expect): a quoted comma could only appear where
+/// we reject the element anyway.
+pub(super) fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(trim_ows).filter(|element| !element.is_empty())
+}
+
+/// Whether any field line named `name` lists `token` (both case-insensitive).
+pub(super) fn list_has_token(headers: &[Header<'_>], name: &str, token: &str) -> bool {
+    fields_named(headers, name).flat_map(list_elements).any(|element| element.eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// How a message body is delimited by its Content-Length and Transfer-Encoding fields (RFC
+/// 9112 §6.1-§6.3, rules 3 to 7), for requests and responses alike. `BodyFraming::None`
+/// means neither field is present: for a request no body (rule 7), for a response a body
+/// that runs until the connection closes (rule 8).
+pub(super) fn framing_from_fields(version: Version, headers: &[Header<'_>]) -> Result<BodyFraming, HttpError> {
+    let has_transfer_encoding = fields_named(headers, "transfer-encoding").next().is_some();
+    let has_content_length = fields_named(headers, "content-length").next().is_some();
+    if has_transfer_encoding {
+        if version == Version::Http10 {
+            // RFC 9112 §6.1: a recipient of an HTTP/1.0 message with Transfer-Encoding "MUST
+            // treat the message as if the framing is faulty, even if a Content-Length is
+            // present, and close the connection after processing the message."
+            return Err(HttpError::TransferEncodingOnHttp10);
+        }
+        if has_content_length {
+            // RFC 9112 §6.1: "A server MAY reject a request that contains both
+            // Content-Length and Transfer-Encoding ... Regardless, the server MUST close the
+            // connection". We reject: two framings are how requests get smuggled (§11.2).
+            return Err(HttpError::ContentLengthWithTransferEncoding);
+        }
+        check_transfer_codings(headers)?;
+        return Ok(BodyFraming::Chunked);
+    }
+    Ok(match content_length(headers)? {
+        Some(length) => BodyFraming::Length(length),
+        None => BodyFraming::None,
+    })
+}
+
+/// ```text
+/// Transfer-Encoding = #transfer-coding                          ; RFC 9112 §6.1
+/// transfer-coding   = token *( OWS ";" OWS transfer-parameter ) ; RFC 9110 §10.1.4
+/// ```
+///
+/// We implement one transfer coding, `chunked`, so the only value we accept is a single
+/// `chunked` (case-insensitive, RFC 9112 §7), over one or more field lines.
+///
+/// Any other coding (`gzip`, `chunked, gzip`, `gzip, chunked`) is 501. For a request whose
+/// final coding is not chunked, RFC 9112 §6.3 rule 4 asks for 400 instead; both codes close
+/// the connection, and 501 names the actual cause, a coding we do not implement (§6.1).
+fn check_transfer_codings(headers: &[Header<'_>]) -> Result<(), HttpError> {
+    let mut chunked_seen = false;
+    for coding in fields_named(headers, "transfer-encoding").flat_map(list_elements) {
+        let (name, has_parameters) = match coding.iter().position(|&b| b == b';') {
+            Some(semicolon) => (trim_ows(&coding[..semicolon]), true),
+            None => (coding, false),
+        };
+        if !is_token(name) {
+            return Err(HttpError::BadTransferEncoding);
+        }
+        if !name.eq_ignore_ascii_case(b"chunked") {
+            // RFC 9112 §6.1: "A server that receives a request message with a transfer
+            // coding it does not understand SHOULD respond with 501 (Not Implemented)."
+            return Err(HttpError::UnsupportedTransferCoding);
+        }
+        if has_parameters {
+            // RFC 9112 §7.1: "The chunked coding does not define any parameters. Their
+            // presence SHOULD be treated as an error."
+            return Err(HttpError::BadTransferEncoding);
+        }
+        if chunked_seen {
+            // RFC 9112 §6.1: "A sender MUST NOT apply the chunked transfer coding more than
+            // once to a message body".
+            return Err(HttpError::ChunkedAppliedTwice);
+        }
+        chunked_seen = true;
+    }
+    if chunked_seen {
+        Ok(())
+    } else {
+        // `Transfer-Encoding:` with no coding at all: the framing is unknowable.
+        Err(HttpError::BadTransferEncoding)
+    }
+}
+
+/// ```text
+/// Content-Length = 1*DIGIT                             ; RFC 9110 §8.6
+/// ```
+///
+/// `None` when there is no Content-Length field. RFC 9112 §6.3 rule 5 makes an invalid value
+/// "an unrecoverable error, unless the field value can be successfully parsed as a
+/// comma-separated list ..., all values in the list are valid, and all values in the list are
+/// the same". We take that exception, also across several field lines (which a recipient may
+/// combine into one list, RFC 9110 §5.3): `5, 5` and two lines of `5` are 5. We do not take
+/// the empty-element leniency of lists: `5,` and an empty value are errors, since a length
+/// is not really a list and any oddity in framing is a smuggling risk.
+fn content_length(headers: &[Header<'_>]) -> Result<Option<u64>, HttpError> {
+    let mut length = None;
+    for value in fields_named(headers, "content-length") {
+        for element in value.split(|&b| b == b',') {
+            let this = parse_decimal(trim_ows(element)).ok_or(HttpError::BadContentLength)?;
+            match length {
+                Some(earlier) if earlier != this => return Err(HttpError::ConflictingContentLength),
+                _ => length = Some(this),
+            }
+        }
+    }
+    Ok(length)
+}
+
+/// `1*DIGIT` as a u64. RFC 9110 §8.6: "a recipient MUST anticipate potentially large decimal
+/// numerals and prevent parsing errors due to integer conversion overflows".
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        if d.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+impl<'b> Request<'b> {
+    /// The form of the request-target (RFC 9112 §3.2).
+    pub fn target_form(&self) -> TargetForm {
+        target_form(self.method, self.target)
+    }
+
+    /// The path: the target up to `?` in origin-form; for absolute-form the path after the
+    /// authority (`/` when it is empty, as RFC 9112 §3.2.1 has a client send); `*` for
+    /// asterisk-form; empty for authority-form, which has no path (RFC 9112 §3.3).
+    /// Still percent-encoded.
+    pub fn path(&self) -> &'b str {
+        match self.target_form() {
+            TargetForm::Origin => split_query(self.target).0,
+            TargetForm::Absolute => {
+                let (_, path_and_query) = split_absolute_form(self.target).unwrap_or(("", ""));
+                match split_query(path_and_query).0 {
+                    "" => "/",
+                    path => path,
+                }
+            }
+            TargetForm::Asterisk => "*",
+            TargetForm::Authority => "",
+        }
+    }
+
+    /// The query: what follows the first `?` of the target, if there is one. Still
+    /// percent-encoded.
+    pub fn query(&self) -> Option<&'b str> {
+        match self.target_form() {
+            TargetForm::Origin => split_query(self.target).1,
+            TargetForm::Absolute => split_query(split_absolute_form(self.target)?.1).1,
+            TargetForm::Asterisk | TargetForm::Authority => None,
+        }
+    }
+
+    /// The authority (host and port) the request is for. RFC 9112 §3.2.2: with an
+    /// absolute-form target, a server "MUST ignore the received Host header field (if any)
+    /// and instead use the host information of the request-target". For authority-form it is
+    /// the target itself (§3.3); otherwise the Host field. `None` when there is no Host field
+    /// or it is empty (§3.3: the authority is then empty).
+    pub fn authority(&self) -> Option<&'b str> {
+        match self.target_form() {
+            TargetForm::Absolute => split_absolute_form(self.target).map(|(authority, _)| authority),
+            TargetForm::Authority => Some(self.target),
+            TargetForm::Origin | TargetForm::Asterisk => {
+                let host = self.header("host")?;
+                // A Host that passed the parser's check is ASCII; a hand-built one may not be.
+                std::str::from_utf8(host).ok().filter(|host| !host.is_empty())
+            }
+        }
+    }
+
+    /// The value of the first field line named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&'b [u8]> {
+        fields_named(&self.headers, name).next()
+    }
+
+    /// The values of every field line named `name` (case-insensitive), in order.
+    pub fn headers_named<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'b [u8]> + 's {
+        fields_named(&self.headers, name)
+    }
+
+    /// Whether any field line named `name` has `token` in its comma-separated list, both
+    /// compared case-insensitively: `has_token("connection", "upgrade")` is true for
+    /// `Connection: keep-alive, Upgrade`.
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        list_has_token(&self.headers, name, token)
+    }
+
+    /// How the request body is delimited (RFC 9112 §6.1-§6.3). An error means the framing
+    /// cannot be trusted: answer with the error's status and close the connection.
+    pub fn body_framing(&self) -> Result<BodyFraming, HttpError> {
+        // RFC 9112 §6.3 rule 7: "If this is a request message and none of the above are
+        // true, then the message body length is zero".
+        framing_from_fields(self.version, &self.headers)
+    }
+
+    /// Whether the connection stays open after the response (RFC 9112 §9.3):
+    /// "If the "close" connection option is present, the connection will not persist";
+    /// else HTTP/1.1 persists; else HTTP/1.0 persists only with the "keep-alive" option.
+    pub fn keep_alive(&self) -> bool {
+        if self.has_token("connection", "close") {
+            return false;
+        }
+        match self.version {
+            Version::Http11 => true,
+            Version::Http10 => self.has_token("connection", "keep-alive"),
+        }
+    }
+
+    /// The client's expectation (RFC 9110 §10.1.1). `Expect = #expectation`, and "The
+    /// Expect field value is case-insensitive". Any member other than `100-continue` is
+    /// [`HttpError::UnsupportedExpectation`] (417).
+    ///
+    /// RFC 9110 §10.1.1: "A server that receives a 100-continue expectation in an HTTP/1.0
+    /// request MUST ignore that expectation." That is the caller's part: this reports what
+    /// was asked, whatever the version.
+    pub fn expectation(&self) -> Result<Expectation, HttpError> {
+        let mut expectation = Expectation::None;
+        for member in self.headers_named("expect").flat_map(list_elements) {
+            if !member.eq_ignore_ascii_case(b"100-continue") {
+                return Err(HttpError::UnsupportedExpectation);
+            }
+            expectation = Expectation::Continue;
+        }
+        Ok(expectation)
+    }
+}
+
+/// Splits `path?query` at the first `?`.
+fn split_query(target: &str) -> (&str, Option<&str>) {
+    match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(bytes: &[u8]) -> Result<Parsed<Request<'_>>, HttpError> {
+        parse_request(bytes, &Limits::default())
+    }
+
+    /// Parses a buffer that holds exactly one complete, valid head, after checking that every
+    /// shorter prefix of it (the head arriving split at that byte) is `Partial`.
+    fn parse_whole(bytes: &[u8]) -> Request<'_> {
+        parse_whole_with(bytes, &Limits::default())
+    }
+
+    fn parse_whole_with<'b>(bytes: &'b [u8], limits: &Limits) -> Request<'b> {
+        for split in 0..bytes.len() {
+            assert_eq!(
+                parse_request(&bytes[..split], limits),
+                Ok(Parsed::Partial),
+                "prefix of {split} bytes of {:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+        match parse_request(bytes, limits) {
+            Ok(Parsed::Complete { value, consumed }) => {
+                assert_eq!(consumed, bytes.len(), "the head is the whole input");
+                value
+            }
+            other => panic!("{:?}: {other:?}", String::from_utf8_lossy(bytes)),
+        }
+    }
+
+    /// The error a request gets, checking that no prefix of it is refused with another one
+    /// (every prefix is Partial or the same error).
+    fn error_of(bytes: &[u8]) -> HttpError {
+        error_of_with(bytes, &Limits::default())
+    }
+
+    fn error_of_with(bytes: &[u8], limits: &Limits) -> HttpError {
+        let error = match parse_request(bytes, limits) {
+            Err(error) => error,
+            other => panic!("{:?} should fail: {other:?}", String::from_utf8_lossy(bytes)),
+        };
+        for split in 0..bytes.len() {
+            match parse_request(&bytes[..split], limits) {
+                Ok(Parsed::Partial) => {}
+                Err(e) if e == error => {}
+                other => panic!("prefix {split} of {:?}: {other:?}", String::from_utf8_lossy(bytes)),
+            }
+        }
+        error
+    }
+
+    fn header<'b>(name: &'b str, value: &'b [u8]) -> Header<'b> {
+        Header { name, value }
+    }
+
+    // ----- RFC 9112 §3: the request-line -----
+
+    #[test]
+    fn rfc9112_3_2_1_origin_form_example() {
+        // RFC 9112 §3.2.1's example.
+        let request = parse_whole(b"GET /where?q=now HTTP/1.1\r\nHost: www.example.org\r\n\r\n");
+        assert_eq!(
+            request,
+            Request {
+                method: "GET",
+                target: "/where?q=now",
+                version: Version::Http11,
+                headers: vec![header("Host", b"www.example.org")],
+            }
+        );
+        assert_eq!(request.target_form(), TargetForm::Origin);
+        assert_eq!((request.path(), request.query()), ("/where", Some("q=now")));
+        assert_eq!(request.authority(), Some("www.example.org"));
+    }
+
+    #[test]
+    fn rfc9112_3_2_1_query_splits_at_the_first_question_mark() {
+        let request = parse_whole(b"GET /a/b?x=1?y=2&z HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!((request.path(), request.query()), ("/a/b", Some("x=1?y=2&z")));
+        let request = parse_whole(b"GET /a? HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!((request.path(), request.query()), ("/a", Some("")));
+        let request = parse_whole(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!((request.path(), request.query()), ("/", None));
+    }
+
+    #[test]
+    fn rfc9112_3_2_2_absolute_form_example() {
+        // RFC 9112 §3.2.2's example, with the Host a client must still send.
+        let request = parse_whole(
+            b"GET http://www.example.org/pub/WWW/TheProject.html HTTP/1.1\r\nHost: www.example.org\r\n\r\n",
+        );
+        assert_eq!(request.target_form(), TargetForm::Absolute);
+        assert_eq!((request.path(), request.query()), ("/pub/WWW/TheProject.html", None));
+        assert_eq!(request.authority(), Some("www.example.org"));
+    }
+
+    #[test]
+    fn rfc9112_3_2_2_absolute_form_authority_overrides_host() {
+        // "the origin server MUST ignore the received Host header field (if any) and instead
+        // use the host information of the request-target".
+        let request = parse_whole(b"GET HTTPS://a.example:8443?x=1 HTTP/1.1\r\nHost: b.example\r\n\r\n");
+        assert_eq!(request.authority(), Some("a.example:8443"));
+        assert_eq!((request.path(), request.query()), ("/", Some("x=1")));
+        let request = parse_whole(b"GET http://[::1]:80 HTTP/1.1\r\nHost: b.example\r\n\r\n");
+        assert_eq!((request.authority(), request.path(), request.query()), (Some("[::1]:80"), "/", None));
+    }
+
+    #[test]
+    fn rfc9110_4_2_3_equivalent_absolute_forms_example() {
+        // RFC 9110 §4.2.3's three equivalent URIs, empty port included. Normalizing them is
+        // left to the router; the parser hands them over as sent.
+        for (target, authority, path) in [
+            ("http://example.com:80/~smith/home.html", "example.com:80", "/~smith/home.html"),
+            ("http://EXAMPLE.com/%7Esmith/home.html", "EXAMPLE.com", "/%7Esmith/home.html"),
+            ("http://EXAMPLE.com:/%7esmith/home.html", "EXAMPLE.com:", "/%7esmith/home.html"),
+        ] {
+            let bytes = format!("GET {target} HTTP/1.1\r\nHost: example.com\r\n\r\n");
+            let request = parse_whole(bytes.as_bytes());
+            assert_eq!((request.authority(), request.path()), (Some(authority), path));
+        }
+    }
+
+    #[test]
+    fn rfc9110_4_2_absolute_form_must_be_http_with_a_host_and_no_userinfo() {
+        for target in ["ftp://a.example/", "http:/a", "http://", "http:///x", "http://user@a.example/", "mailto:x", "a"]
+        {
+            let request = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+            assert_eq!(error_of(request.as_bytes()), HttpError::BadRequestTarget, "{target}");
+        }
+    }
+
+    #[test]
+    fn rfc9112_3_2_3_authority_form_only_with_connect() {
+        // RFC 9112 §3.2.3's example.
+        let request = parse_whole(b"CONNECT www.example.com:80 HTTP/1.1\r\nHost: www.example.com\r\n\r\n");
+        assert_eq!(request.target_form(), TargetForm::Authority);
+        assert_eq!((request.authority(), request.path(), request.query()), (Some("www.example.com:80"), "", None));
+
+        for bad in [
+            "GET www.example.com:80 HTTP/1.1\r\nHost: x\r\n\r\n",
+            "CONNECT www.example.com HTTP/1.1\r\nHost: x\r\n\r\n",
+            "CONNECT /index.html HTTP/1.1\r\nHost: x\r\n\r\n",
+            "CONNECT :80 HTTP/1.1\r\nHost: x\r\n\r\n",
+        ] {
+            assert_eq!(error_of(bad.as_bytes()), HttpError::BadRequestTarget, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rfc9112_3_2_4_asterisk_form_only_with_options() {
+        // RFC 9112 §3.3's example 2.
+        let request = parse_whole(b"OPTIONS * HTTP/1.1\r\nHost: www.example.org:8080\r\n\r\n");
+        assert_eq!(request.target_form(), TargetForm::Asterisk);
+        assert_eq!((request.path(), request.query()), ("*", None));
+        assert_eq!(request.authority(), Some("www.example.org:8080"));
+        assert_eq!(error_of(b"GET * HTTP/1.1\r\nHost: x\r\n\r\n"), HttpError::BadRequestTarget);
+    }
+
+    #[test]
+    fn rfc9112_2_2_one_leading_empty_line_is_ignored() {
+        let bytes = b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let request = parse_whole(bytes);
+        assert_eq!(request.target, "/");
+        // Two are more than we skip.
+        assert_eq!(error_of(b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"), HttpError::BadRequestLine);
+        assert_eq!(error_of(b"\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"), HttpError::BareLf);
+    }
+
+    #[test]
+    fn rfc9112_3_request_line_needs_exactly_single_spaces() {
+        for bad in ["GET  / HTTP/1.1\r\nHost: x\r\n\r\n", "GET /\r\nHost: x\r\n\r\n", "GET\r\nHost: x\r\n\r\n"] {
+            assert_eq!(error_of(bad.as_bytes()), HttpError::BadRequestLine, "{bad:?}");
+        }
+        // After the second space comes the version: a missing one, a second space or a
+        // trailing space make it malformed.
+        assert_eq!(error_of(b"GET / \r\nHost: x\r\n\r\n"), HttpError::MalformedVersion);
+        assert_eq!(error_of(b"GET /  HTTP/1.1\r\nHost: x\r\n\r\n"), HttpError::MalformedVersion);
+        assert_eq!(error_of(b"GET / HTTP/1.1 \r\nHost: x\r\n\r\n"), HttpError::MalformedVersion);
+        // A tab is not a space (RFC 9112 §3 allows splitting on it; strict parsers do not).
+        assert_eq!(error_of(b"GET\t/ HTTP/1.1\r\nHost: x\r\n\r\n"), HttpError::BadMethod);
+    }
+
+    #[test]
+    fn rfc9112_3_1_method_is_a_case_sensitive_token() {
+        let request = parse_whole(b"get / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(request.method, "get");
+        let request = parse_whole(b"M-SEARCH!#$%&'*+.^_`|~09 / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(request.method, "M-SEARCH!#$%&'*+.^_`|~09");
+        for bad in ["G(T", "GE\x7fT", "G\u{e9}T", "G/T", " GET", "G\"T"] {
+            let request = format!("{bad} / HTTP/1.1\r\nHost: x\r\n\r\n");
+            assert_eq!(error_of(request.as_bytes()), HttpError::BadMethod, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rfc9112_3_2_request_target_is_visible_ascii_without_fragment() {
+        for bad in ["/a\tb", "/a\x00", "/caf\u{e9}", "/a\x7f", "/a#frag"] {
+            let request = format!("GET {bad} HTTP/1.1\r\nHost: x\r\n\r\n");
+            assert_eq!(error_of(request.as_bytes()), HttpError::BadRequestTarget, "{bad:?}");
+        }
+        // A space inside the target splits it; what follows is not a version.
+        assert_eq!(error_of(b"GET /heal thz HTTP/1.1\r\nHost: x\r\n\r\n").status(), 400);
+        // Characters RFC 3986 would have encoded are still visible ASCII: accepted as sent.
+        assert_eq!(parse_whole(b"GET /a|b{c}\"d HTTP/1.1\r\nHost: x\r\n\r\n").path(), "/a|b{c}\"d");
+    }
+
+    #[test]
+    fn rfc9112_3_target_longer_than_the_limit_is_414() {
+        let limits = Limits { max_target_bytes: 10, ..Limits::default() };
+        let at_limit = b"GET /123456789 HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(parse_whole_with(at_limit, &limits).target.len(), 10);
+        let over = b"GET /1234567890 HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(error_of_with(over, &limits), HttpError::TargetTooLong);
+        // Refused while the target is still arriving.
+        assert_eq!(parse_request(b"GET /1234567890", &limits), Err(HttpError::TargetTooLong));
+        assert_eq!(parse_request(b"GET /123456789", &limits), Ok(Parsed::Partial));
+        // The default.
+        let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(MAX_TARGET_BYTES));
+        assert_eq!(parse(long.as_bytes()), Err(HttpError::TargetTooLong));
+    }
+
+    // ----- RFC 9112 §2.3: the version -----
+
+    #[test]
+    fn rfc9112_2_3_http_1_0_and_1_1_are_accepted() {
+        assert_eq!(parse_whole(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").version, Version::Http11);
+        assert_eq!(parse_whole(b"GET / HTTP/1.0\r\n\r\n").version, Version::Http10);
+    }
+
+    #[test]
+    fn rfc9110_15_6_6_other_well_formed_versions_are_505() {
+        for version in ["HTTP/2.0", "HTTP/1.2", "HTTP/0.9", "HTTP/3.0"] {
+            let request = format!("GET / {version}\r\nHost: x\r\n\r\n");
+            assert_eq!(error_of(request.as_bytes()), HttpError::UnsupportedVersion, "{version}");
+        }
+        // The HTTP/2 connection preface is answered in HTTP/1.1 terms.
+        assert_eq!(parse(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Err(HttpError::UnsupportedVersion));
+    }
+
+    #[test]
+    fn rfc9112_2_3_malformed_versions_are_400() {
+        for version in ["HTTP/1.x", "http/1.1", "HTTP/1.10", "HTTP/11", "HTTP/1", "HTTPS/1.1", "HTTP/1.1x"] {
+            let request = format!("GET / {version}\r\nHost: x\r\n\r\n");
+            assert_eq!(error_of(request.as_bytes()), HttpError::MalformedVersion, "{version}");
+        }
+        // Caught on the first wrong byte.
+        assert_eq!(parse(b"GET / HTTX"), Err(HttpError::MalformedVersion));
+        assert_eq!(parse(b"GET / HTTP/2"), Ok(Parsed::Partial));
+    }
+
+    // ----- RFC 9112 §2.2: line endings -----
+
+    #[test]
+    fn rfc9112_2_2_bare_lf_is_rejected() {
+        for bad in [
+            "GET / HTTP/1.1\nHost: x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\n\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\nX-B: 2\r\n\r\n",
+        ] {
+            assert_eq!(error_of(bad.as_bytes()), HttpError::BareLf, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rfc9112_2_2_bare_cr_is_rejected() {
+        for bad in [
+            "GET / HTTP/1.1\rHost: x\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\rX-A: 1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\n\r\r\n",
+            "\rGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        ] {
+            assert_eq!(error_of(bad.as_bytes()), HttpError::BareCr, "{bad:?}");
+        }
+    }
+
+    // ----- RFC 9112 §5, RFC 9110 §5: field lines -----
+
+    #[test]
+    fn rfc9112_5_1_no_whitespace_between_field_name_and_colon() {
+        for bad in ["Host : x", "Host\t: x", "Host  \t : x"] {
+            let request = format!("GET / HTTP/1.1\r\n{bad}\r\n\r\n");
+            assert_eq!(error_of(request.as_bytes()), HttpError::WhitespaceBeforeColon, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rfc9110_5_1_field_name_is_a_token() {
+        for bad in ["X(A): 1", ": no-name", "No-Colon", "Ho st: x", "X\u{e9}: 1", "X\x00: 1", "X/Y: 1"] {
+            let request = format!("GET / HTTP/1.1\r\nHost: x\r\n{bad}\r\n\r\n");
+            assert_eq!(error_of(request.as_bytes()), HttpError::BadFieldName, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rfc9112_5_2_obs_fold_is_rejected() {
+        let folded = b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n  folded\r\n\r\n";
+        assert_eq!(error_of(folded), HttpError::ObsFold);
+        let tab_folded = b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\tfolded\r\n\r\n";
+        assert_eq!(error_of(tab_folded), HttpError::ObsFold);
+    }
+
+    #[test]
+    fn rfc9112_2_2_whitespace_between_start_line_and_first_field_is_rejected() {
+        assert_eq!(error_of(b"GET / HTTP/1.1\r\n Host: x\r\n\r\n"), HttpError::ObsFold);
+    }
+
+    #[test]
+    fn rfc9112_5_1_ows_around_the_value_is_trimmed() {
+        let request = parse_whole(b"GET / HTTP/1.1\r\nHost:x\r\nX-A: \t v a\tl \t \r\nX-B:\r\nX-C:   \r\n\r\n");
+        assert_eq!(
+            request.headers,
+            vec![header("Host", b"x"), header("X-A", b"v a\tl"), header("X-B", b""), header("X-C", b"")]
+        );
+    }
+
+    #[test]
+    fn rfc9110_5_5_values_may_hold_vchar_sp_htab_and_obs_text() {
+        let request = parse_whole(b"GET / HTTP/1.1\r\nHost: x\r\nX-A: caf\xc3\xa9 \xff\t\"~!\r\n\r\n");
+        assert_eq!(request.header("x-a"), Some(&b"caf\xc3\xa9 \xff\t\"~!"[..]));
+    }
+
+    #[test]
+    fn rfc9110_5_5_nul_controls_and_del_in_values_are_rejected() {
+        for bad in ["a\x00b", "a\x01b", "a\x0bb", "a\x0cb", "a\x1bb", "a\x7fb"] {
+            let request = format!("GET / HTTP/1.1\r\nHost: x\r\nX-A: {bad}\r\n\r\n");
+            assert_eq!(error_of(request.as_bytes()), HttpError::BadFieldValue, "{bad:?}");
+        }
+    }
+
+    // ----- limits -----
+
+    #[test]
+    fn limits_max_headers_is_exact() {
+        let limits = Limits { max_headers: 3, ..Limits::default() };
+        let three = b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\n\r\n";
+        assert_eq!(parse_whole_with(three, &limits).headers.len(), 3);
+        let four = b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
+        assert_eq!(error_of_with(four, &limits), HttpError::TooManyHeaders);
+        // Refused as soon as the first byte of the extra line is there.
+        assert_eq!(
+            parse_request(b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nC", &limits),
+            Err(HttpError::TooManyHeaders)
+        );
+
+        // The default, at the boundary.
+        let fields = |n: usize| (1..n).map(|i| format!("X-{i}: v\r\n")).collect::<String>();
+        let at_limit = format!("GET / HTTP/1.1\r\nHost: x\r\n{}\r\n", fields(MAX_HEADERS));
+        assert!(matches!(parse(at_limit.as_bytes()), Ok(Parsed::Complete { .. })));
+        let over = format!("GET / HTTP/1.1\r\nHost: x\r\n{}\r\n", fields(MAX_HEADERS + 1));
+        assert_eq!(parse(over.as_bytes()), Err(HttpError::TooManyHeaders));
+    }
+
+    #[test]
+    fn limits_head_of_exactly_max_bytes_is_accepted_one_more_is_431() {
+        let head_of = |len: usize| {
+            let fixed = "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: \r\n\r\n".len();
+            format!("GET / HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n", "p".repeat(len - fixed))
+        };
+        let limits = Limits { max_head_bytes: 100, ..Limits::default() };
+        let at_limit = head_of(100);
+        assert_eq!(parse_whole_with(at_limit.as_bytes(), &limits).headers.len(), 2);
+        assert_eq!(parse_request(head_of(101).as_bytes(), &limits), Err(HttpError::HeadTooLarge));
+
+        let at_default = head_of(MAX_HEAD_BYTES);
+        assert!(matches!(parse(at_default.as_bytes()), Ok(Parsed::Complete { consumed: MAX_HEAD_BYTES, .. })));
+        assert_eq!(parse(head_of(MAX_HEAD_BYTES + 1).as_bytes()), Err(HttpError::HeadTooLarge));
+    }
+
+    #[test]
+    fn limits_a_partial_head_past_the_limit_errors_at_once() {
+        // 20 KiB of token bytes: a "method" that never ends.
+        assert_eq!(parse(&[b'A'; 20 * 1024]), Err(HttpError::HeadTooLarge));
+        // 20 KiB of a well-formed head whose last field never ends.
+        let mut partial = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+        partial.resize(20 * 1024, b'a');
+        assert_eq!(parse(&partial), Err(HttpError::HeadTooLarge));
+        // 20 KiB of binary garbage is refused on its first byte.
+        assert_eq!(parse(&[0u8; 20 * 1024]), Err(HttpError::BadMethod));
+        // Just under the limit it is still waiting.
+        partial.truncate(MAX_HEAD_BYTES);
+        assert_eq!(parse(&partial), Ok(Parsed::Partial));
+    }
+
+    // ----- RFC 9112 §3.2: Host -----
+
+    #[test]
+    fn rfc9112_3_2_http11_requires_a_host() {
+        assert_eq!(error_of(b"GET / HTTP/1.1\r\n\r\n"), HttpError::MissingHost);
+        assert_eq!(error_of(b"GET / HTTP/1.1\r\nX-Host: x\r\n\r\n"), HttpError::MissingHost);
+        // HTTP/1.0 predates Host.
+        let request = parse_whole(b"GET / HTTP/1.0\r\n\r\n");
+        assert_eq!(request.authority(), None);
+    }
+
+    #[test]
+    fn rfc9112_3_2_more_than_one_host_is_rejected() {
+        assert_eq!(error_of(b"GET / HTTP/1.1\r\nHost: a\r\nHOST: a\r\n\r\n"), HttpError::MultipleHost);
+        assert_eq!(error_of(b"GET / HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n"), HttpError::MultipleHost);
+    }
+
+    #[test]
+    fn rfc9112_3_2_host_must_be_uri_host_and_port() {
+        for good in [
+            "example.com",
+            "example.com:8080",
+            "127.0.0.1",
+            "127.0.0.1:80",
+            "[::1]",
+            "[2001:db8::7]:443",
+            "ex%41mple",
+            "a-b_c~d.e!$&'()*+,;=",
+            "example.com:",
+        ] {
+            let bytes = format!("GET / HTTP/1.1\r\nHost: {good}\r\n\r\n");
+            assert_eq!(parse_whole(bytes.as_bytes()).authority(), Some(good), "{good}");
+        }
+        for bad in [
+            "exa mple",
+            "user@example.com",
+            "example.com:http",
+            "example.com:65536",
+            "example.com:123456",
+            "[::1",
+            "[not-ipv6]",
+            "[::1]x",
+            "a:1:2",
+            "ex%4",
+            "ex%zz",
+            ":80",
+            "/path",
+        ] {
+            let bytes = format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n");
+            assert_eq!(error_of(bytes.as_bytes()), HttpError::BadHost, "{bad}");
+        }
+        // A bad Host is refused on HTTP/1.0 too.
+        assert_eq!(error_of(b"GET / HTTP/1.0\r\nHost: a b\r\n\r\n"), HttpError::BadHost);
+    }
+
+    #[test]
+    fn rfc9112_3_2_an_empty_host_is_valid_and_means_no_authority() {
+        // "If the authority component is missing or undefined for the target URI, then a
+        // client MUST send a Host header field with an empty field value."
+        let request = parse_whole(b"GET / HTTP/1.1\r\nHost:\r\n\r\n");
+        assert_eq!(request.authority(), None);
+    }
+
+    // ----- incremental parsing -----
+
+    #[test]
+    fn pipelined_bytes_after_the_head_are_not_consumed() {
+        let first = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut bytes = first.to_vec();
+        bytes.extend_from_slice(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+        let Ok(Parsed::Complete { value, consumed }) = parse(&bytes) else { panic!() };
+        assert_eq!((value.path(), consumed), ("/a", first.len()));
+        let Ok(Parsed::Complete { value, .. }) = parse(&bytes[consumed..]) else { panic!() };
+        assert_eq!(value.path(), "/b");
+
+        // A body is not consumed either, whatever it looks like.
+        let post = b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\n\r\n\x00\r\n\r\nzz";
+        let Ok(Parsed::Complete { consumed, .. }) = parse(post) else { panic!() };
+        assert_eq!(&post[consumed..], b"\x00\r\n\r\nzz");
+    }
+
+    #[test]
+    fn a_realistic_browser_request_parses_at_every_split() {
+        let bytes = b"GET /sse/news?since=k3f9-17 HTTP/1.1\r\n\
+            Host: localhost:8080\r\n\
+            User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n\
+            Accept: text/event-stream\r\n\
+            Accept-Language: en-US,en;q=0.5\r\n\
+            Accept-Encoding: gzip, deflate, br, zstd\r\n\
+            Connection: keep-alive\r\n\
+            Cookie: a=1; b=\"two\"\r\n\
+            Cache-Control: no-cache\r\n\r\n";
+        let request = parse_whole(bytes);
+        assert_eq!((request.path(), request.query()), ("/sse/news", Some("since=k3f9-17")));
+        assert_eq!(request.headers.len(), 8);
+        assert_eq!(request.header("accept"), Some(&b"text/event-stream"[..]));
+    }
+
+    #[test]
+    fn rfc6455_1_3_websocket_opening_handshake_example() {
+        let request = parse_whole(
+            b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://example.com\r\n\
+              Sec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        );
+        assert!(request.has_token("upgrade", "WebSocket"));
+        assert!(request.has_token("connection", "upgrade"));
+        assert_eq!(request.header("sec-websocket-key"), Some(&b"dGhlIHNhbXBsZSBub25jZQ=="[..]));
+    }
+
+    // ----- field lookups -----
+
+    #[test]
+    fn rfc9110_5_1_field_names_are_case_insensitive() {
+        let request = parse_whole(b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nx-a: 2\r\nX-B: 3\r\n\r\n");
+        assert_eq!(request.header("X-A"), Some(&b"1"[..]));
+        assert_eq!(request.header("x-b"), Some(&b"3"[..]));
+        assert_eq!(request.header("x-c"), None);
+        assert_eq!(request.headers_named("x-A").collect::<Vec<_>>(), [&b"1"[..], b"2"]);
+    }
+
+    #[test]
+    fn rfc9110_5_6_1_token_lists_allow_ows_and_empty_elements() {
+        // RFC 9110 §5.6.1.2's valid examples: "foo,bar", "foo ,bar,", "foo , ,bar,charlie".
+        let request = parse_whole(
+            b"GET / HTTP/1.1\r\nHost: x\r\nA: foo,bar\r\nB: foo ,bar,\r\nC: foo , ,bar,charlie\r\n\
+              Connection: keep-alive , , Upgrade\r\nConnection: TE\r\n\r\n",
+        );
+        for name in ["a", "b", "c"] {
+            assert!(request.has_token(name, "foo") && request.has_token(name, "BAR"), "{name}");
+        }
+        assert!(request.has_token("c", "charlie"));
+        assert!(!request.has_token("a", "fo"));
+        assert!(!request.has_token("a", ""));
+        assert!(request.has_token("connection", "upgrade"));
+        assert!(request.has_token("connection", "te"), "found on a later field line");
+        assert!(!request.has_token("upgrade", "websocket"));
+    }
+
+    // ----- RFC 9112 §9.3: persistence -----
+
+    #[test]
+    fn rfc9112_9_3_persistence() {
+        let keep_alive = |bytes: &[u8]| parse_whole(bytes).keep_alive();
+        assert!(keep_alive(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(!keep_alive(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+        assert!(!keep_alive(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, CLOSE\r\n\r\n"));
+        assert!(!keep_alive(b"GET / HTTP/1.0\r\n\r\n"));
+        assert!(keep_alive(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+        assert!(!keep_alive(b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n"));
+    }
+
+    // ----- RFC 9110 §10.1.1: Expect -----
+
+    #[test]
+    fn rfc9110_10_1_1_expect_100_continue() {
+        // RFC 9110 §10.1.1's example.
+        let request = parse_whole(
+            b"PUT /somewhere/fun HTTP/1.1\r\nHost: origin.example.com\r\nContent-Type: video/h264\r\n\
+              Content-Length: 1234567890987\r\nExpect: 100-continue\r\n\r\n",
+        );
+        assert_eq!(request.expectation(), Ok(Expectation::Continue));
+        assert_eq!(request.body_framing(), Ok(BodyFraming::Length(1_234_567_890_987)));
+
+        let expectation = |bytes: &[u8]| parse_whole(bytes).expectation();
+        assert_eq!(expectation(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), Ok(Expectation::None));
+        assert_eq!(
+            expectation(b"GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\n\r\n"),
+            Ok(Expectation::Continue)
+        );
+        assert_eq!(expectation(b"GET / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n"), Ok(Expectation::Continue));
+    }
+
+    #[test]
+    fn rfc9110_10_1_1_other_expectations_are_417() {
+        for value in ["teapot", "100-continue, teapot", "100-continue=1", "100-continue;a=b"] {
+            let bytes = format!("POST / HTTP/1.1\r\nHost: x\r\nExpect: {value}\r\n\r\n");
+            assert_eq!(parse_whole(bytes.as_bytes()).expectation(), Err(HttpError::UnsupportedExpectation), "{value}");
+        }
+    }
+
+    // ----- RFC 9112 §6: body framing -----
+
+    fn framing(fields: &str) -> Result<BodyFraming, HttpError> {
+        let bytes = format!("POST / HTTP/1.1\r\nHost: x\r\n{fields}\r\n");
+        parse_whole(bytes.as_bytes()).body_framing()
+    }
+
+    fn framing_10(fields: &str) -> Result<BodyFraming, HttpError> {
+        let bytes = format!("POST / HTTP/1.0\r\n{fields}\r\n");
+        parse_whole(bytes.as_bytes()).body_framing()
+    }
+
+    #[test]
+    fn rfc9112_6_3_no_length_and_no_transfer_encoding_means_no_body() {
+        assert_eq!(framing(""), Ok(BodyFraming::None));
+    }
+
+    #[test]
+    fn rfc9110_8_6_content_length_is_a_decimal_length() {
+        // RFC 9110 §8.6's example.
+        assert_eq!(framing("Content-Length: 3495\r\n"), Ok(BodyFraming::Length(3495)));
+        assert_eq!(framing("Content-Length: 0\r\n"), Ok(BodyFraming::Length(0)));
+        assert_eq!(framing("content-length: 007\r\n"), Ok(BodyFraming::Length(7)));
+        assert_eq!(framing("Content-Length: 18446744073709551615\r\n"), Ok(BodyFraming::Length(u64::MAX)));
+        assert_eq!(framing_10("Content-Length: 5\r\n"), Ok(BodyFraming::Length(5)));
+    }
+
+    #[test]
+    fn rfc9110_8_6_malformed_content_length_is_400() {
+        for value in ["", "+2", "-1", "abc", "1 2", "0x10", "5,", ",5", "5,,5", "1.0", "18446744073709551616"] {
+            assert_eq!(framing(&format!("Content-Length: {value}\r\n")), Err(HttpError::BadContentLength), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn rfc9112_6_3_identical_repeated_content_lengths_count_once() {
+        assert_eq!(framing("Content-Length: 5, 5\r\n"), Ok(BodyFraming::Length(5)));
+        assert_eq!(framing("Content-Length: 5\r\nContent-Length: 5\r\n"), Ok(BodyFraming::Length(5)));
+        assert_eq!(framing("Content-Length: 5,05\r\n"), Ok(BodyFraming::Length(5)));
+    }
+
+    #[test]
+    fn rfc9112_6_3_conflicting_content_lengths_are_400() {
+        assert_eq!(framing("Content-Length: 2, 3\r\n"), Err(HttpError::ConflictingContentLength));
+        assert_eq!(framing("Content-Length: 2\r\nContent-Length: 3\r\n"), Err(HttpError::ConflictingContentLength));
+    }
+
+    #[test]
+    fn rfc9112_7_chunked_is_recognised_case_insensitively() {
+        assert_eq!(framing("Transfer-Encoding: chunked\r\n"), Ok(BodyFraming::Chunked));
+        assert_eq!(framing("transfer-encoding: Chunked\r\n"), Ok(BodyFraming::Chunked));
+        assert_eq!(framing("Transfer-Encoding: , chunked ,\r\n"), Ok(BodyFraming::Chunked));
+    }
+
+    #[test]
+    fn rfc9112_6_1_content_length_with_transfer_encoding_is_400() {
+        let both = "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n";
+        assert_eq!(framing(both), Err(HttpError::ContentLengthWithTransferEncoding));
+        let both = "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n";
+        assert_eq!(framing(both), Err(HttpError::ContentLengthWithTransferEncoding));
+    }
+
+    #[test]
+    fn rfc9112_6_1_transfer_codings_other_than_chunked_are_501() {
+        for value in ["gzip", "chunked, gzip", "gzip, chunked", "identity", "x-custom;a=1"] {
+            let fields = format!("Transfer-Encoding: {value}\r\n");
+            assert_eq!(framing(&fields), Err(HttpError::UnsupportedTransferCoding), "{value}");
+        }
+        let two_lines = "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n";
+        assert_eq!(framing(two_lines), Err(HttpError::UnsupportedTransferCoding));
+    }
+
+    #[test]
+    fn rfc9112_6_1_chunked_applied_twice_is_400() {
+        assert_eq!(framing("Transfer-Encoding: chunked, chunked\r\n"), Err(HttpError::ChunkedAppliedTwice));
+        let two_lines = "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n";
+        assert_eq!(framing(two_lines), Err(HttpError::ChunkedAppliedTwice));
+    }
+
+    #[test]
+    fn rfc9112_7_1_malformed_transfer_encoding_is_400() {
+        for value in ["", ",", " , ", "chunked;a=1", "chunked ; q=1", "\"chunked\"", "chunk(ed)"] {
+            let fields = format!("Transfer-Encoding: {value}\r\n");
+            assert_eq!(framing(&fields), Err(HttpError::BadTransferEncoding), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn rfc9112_6_1_transfer_encoding_on_http10_is_faulty_framing() {
+        assert_eq!(framing_10("Transfer-Encoding: chunked\r\n"), Err(HttpError::TransferEncodingOnHttp10));
+        // "even if a Content-Length is present"
+        let both = "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n";
+        assert_eq!(framing_10(both), Err(HttpError::TransferEncodingOnHttp10));
+    }
+
+    // ----- helpers -----
+
+    #[test]
+    fn rfc9110_5_6_2_tchar_is_vchar_minus_delimiters() {
+        let delimiters = b"\"(),/:;<=>?@[\\]{}";
+        for b in 0..=255u8 {
+            assert_eq!(is_tchar(b), is_vchar(b) && !delimiters.contains(&b), "{b:#04x}");
+        }
+    }
+
+    #[test]
+    fn rfc9110_5_6_3_ows_trimming() {
+        assert_eq!(trim_ows(b" \t a b \t "), b"a b");
+        assert_eq!(trim_ows(b" \t "), b"");
+        assert_eq!(trim_ows(b""), b"");
+        assert_eq!(trim_ows(b"x"), b"x");
+    }
+
+    #[test]
+    fn hand_built_requests_never_panic_in_accessors() {
+        let request = Request { method: "GET", target: "nonsense", version: Version::Http11, headers: vec![] };
+        assert_eq!((request.path(), request.query(), request.authority()), ("/", None, None));
+        let request =
+            Request { method: "GET", target: "/", version: Version::Http11, headers: vec![header("Host", b"\xff")] };
+        assert_eq!(request.authority(), None);
+    }
+}

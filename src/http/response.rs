@@ -1,0 +1,243 @@
+//! Writing responses (RFC 9112 §4, §6, §7.1; RFC 9110 §6.6.1, §15).
+//!
+//! A response is a status line, header fields, an empty line and a body whose length the
+//! client must be able to find (RFC 9112 §6.3). This server frames bodies one of three ways:
+//!
+//! - `Content-Length` for every complete response ([`write_response`]);
+//! - chunked transfer coding for a stream of unknown length on HTTP/1.1 ([`write_chunk`],
+//!   [`write_last_chunk`]): Server-Sent Events use it, one chunk per event;
+//! - the end of the connection for a stream to an HTTP/1.0 client, which knows no chunking.
+//!
+//! The status line always says `HTTP/1.1`, also to HTTP/1.0 clients: RFC 9112 §2.3 asks a
+//! server to send "the highest version to which the server is conformant that has a major
+//! version less than or equal to the one received in the request". What changes for 1.0 is
+//! what we may *use*: no chunking, and persistence only when the client asked for it.
+
+#![forbid(unsafe_code)]
+
+use std::io::Write as _;
+
+use super::request::Version;
+
+/// A complete response with a body of known length.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    /// Header fields other than the framing ones (`Content-Length`, `Connection`, `Date`),
+    /// which [`write_response`] adds itself.
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A short plain-text response: how every error is answered.
+    pub fn text(status: u16, body: &str) -> Response {
+        let mut body = body.as_bytes().to_vec();
+        body.push(b'\n');
+        Response { status, headers: vec![("Content-Type", "text/plain; charset=utf-8".into())], body }
+    }
+
+    pub fn json(status: u16, body: String) -> Response {
+        Response { status, headers: vec![("Content-Type", "application/json".into())], body: body.into_bytes() }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+/// What the request decided about how its response is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Framing {
+    /// The request's version: HTTP/1.0 gets no chunked coding.
+    pub version: Version,
+    /// Whether the connection stays open after this response (RFC 9112 §9.3).
+    pub keep_alive: bool,
+    /// A `HEAD` request: the same header fields as for `GET`, no body (RFC 9110 §9.3.2).
+    pub head_only: bool,
+}
+
+/// The reason phrase for the status codes this server sends. Clients ignore it (RFC 9112
+/// §4: "A client SHOULD ignore the reason-phrase content"); it is there for humans.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
+        426 => "Upgrade Required",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+/// Writes a status line and header fields, up to and including the empty line.
+///
+/// `date` is an IMF-fixdate ([`format_http_date`]): RFC 9110 §6.6.1, "An origin server with a
+/// clock ... MUST generate a Date header field" in 2xx, 3xx and 4xx responses.
+pub fn write_head(out: &mut Vec<u8>, status: u16, headers: &[(&str, &str)], date: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "HTTP/1.1 {} {}\r\n", status, reason_phrase(status));
+    if status >= 200 {
+        let _ = write!(out, "Date: {date}\r\n");
+    }
+    for (name, value) in headers {
+        let _ = write!(out, "{name}: {value}\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes a complete response with `Content-Length` framing.
+pub fn write_response(out: &mut Vec<u8>, response: &Response, framing: Framing, date: &str) {
+    let length = response.body.len().to_string();
+    let mut headers: Vec<(&str, &str)> = response.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    headers.push(("Content-Length", &length));
+    push_connection_header(&mut headers, framing);
+    write_head(out, response.status, &headers, date);
+    // RFC 9110 §9.3.2: "The server SHOULD send the same header fields in response to a HEAD
+    // request as it would have sent if the request method had been GET", without the content.
+    if !framing.head_only {
+        out.extend_from_slice(&response.body);
+    }
+}
+
+/// Adds `Connection: close` or, for an HTTP/1.0 client that asked to keep the connection,
+/// `Connection: keep-alive` (HTTP/1.0 persistence is opt-in, RFC 9112 §9.3 and Appendix C.2.2).
+pub fn push_connection_header(headers: &mut Vec<(&str, &str)>, framing: Framing) {
+    if !framing.keep_alive {
+        headers.push(("Connection", "close"));
+    } else if framing.version == Version::Http10 {
+        headers.push(("Connection", "keep-alive"));
+    }
+}
+
+/// Appends one chunk (RFC 9112 §7.1: `chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF`).
+/// An empty `data` would be the last-chunk, so it writes nothing.
+pub fn write_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    let _ = write!(out, "{:x}\r\n", data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends the last-chunk and the empty trailer section that end a chunked body.
+pub fn write_last_chunk(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"0\r\n\r\n");
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT`: the IMF-fixdate of RFC 9110 §5.6.7 for a Unix time.
+pub fn format_http_date(unix_secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"]; // 1970-01-01 was a Thursday
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let days = unix_secs / 86_400;
+    let secs_of_day = unix_secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        secs_of_day / 3600,
+        secs_of_day / 60 % 60,
+        secs_of_day % 60
+    )
+}
+
+/// Converts days since 1970-01-01 to (year, month 1-12, day 1-31) in the proleptic Gregorian
+/// calendar (Howard Hinnant's `civil_from_days`, for dates after the epoch).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DATE: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+
+    fn framing(version: Version, keep_alive: bool, head_only: bool) -> Framing {
+        Framing { version, keep_alive, head_only }
+    }
+
+    #[test]
+    fn rfc9110_5_6_7_imf_fixdate_example() {
+        assert_eq!(format_http_date(784_111_777), DATE);
+        assert_eq!(format_http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(format_http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+    }
+
+    #[test]
+    fn rfc9112_6_3_complete_responses_carry_content_length() {
+        let mut out = Vec::new();
+        write_response(&mut out, &Response::text(200, "ok"), framing(Version::Http11, true, false), DATE);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+             Content-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\n\r\nok\n"
+        );
+    }
+
+    #[test]
+    fn rfc9110_9_3_2_head_gets_the_same_fields_and_no_content() {
+        let mut get = Vec::new();
+        let mut head = Vec::new();
+        let response = Response::text(200, "ok");
+        write_response(&mut get, &response, framing(Version::Http11, true, false), DATE);
+        write_response(&mut head, &response, framing(Version::Http11, true, true), DATE);
+        assert_eq!(&get[..head.len()], &head[..]);
+        assert!(head.ends_with(b"Content-Length: 3\r\n\r\n"));
+    }
+
+    #[test]
+    fn rfc9112_9_3_connection_close_is_announced() {
+        let mut out = Vec::new();
+        write_response(&mut out, &Response::text(400, "bad"), framing(Version::Http11, false, false), DATE);
+        assert!(String::from_utf8(out).unwrap().contains("\r\nConnection: close\r\n"));
+    }
+
+    #[test]
+    fn rfc9112_c_2_2_http10_keep_alive_is_confirmed() {
+        let mut out = Vec::new();
+        write_response(&mut out, &Response::text(200, "ok"), framing(Version::Http10, true, false), DATE);
+        assert!(String::from_utf8(out).unwrap().contains("\r\nConnection: keep-alive\r\n"));
+    }
+
+    #[test]
+    fn rfc9112_7_1_chunks_are_hex_sized_and_end_with_a_last_chunk() {
+        let mut out = Vec::new();
+        write_chunk(&mut out, b"Wiki");
+        write_chunk(&mut out, b"pedia in chunks.");
+        write_chunk(&mut out, b"");
+        write_last_chunk(&mut out);
+        assert_eq!(out, b"4\r\nWiki\r\n10\r\npedia in chunks.\r\n0\r\n\r\n");
+    }
+}

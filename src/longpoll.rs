@@ -1,0 +1,301 @@
+//! HTTP long polling: an ordinary request that the server answers late.
+//!
+//! Plain polling asks "anything new?" every few seconds and is mostly told "no". Long polling
+//! asks once and the server *holds the question* until it has an answer. Five steps, and where
+//! each happens in this crate:
+//!
+//! 1. **The client asks**: `GET /poll/{channel}?since=ID&timeout=S`. The request is parsed by
+//!    [`crate::http::request`], routed by [`crate::app::App::handle`], and its query read by
+//!    [`PollQuery::parse`]. `since` is the id of the last message the client has; without it
+//!    the client wants only what arrives from now on.
+//! 2. **Nothing new, so the server waits**: [`LongPoll::poll`] finds no message after the
+//!    cursor, registers the connection's waker with the broker and returns `Pending`. Under the
+//!    thread-per-connection model a whole OS thread now sleeps in `park_timeout`; under the
+//!    event loop the request is one entry in a table plus a timer.
+//! 3. **A message arrives**: `POST /publish/{channel}` appends to the channel's log and the
+//!    broker wakes every registered waker ([`crate::broker::Broker::publish`]).
+//! 4. **The server answers**: the woken connection calls [`LongPoll::poll`] again, which now
+//!    reads the messages after the cursor and answers `200` with
+//!    `{"messages":[...],"cursor":"ID","timestamp":S}` ([`answer_body`]). If nothing arrives
+//!    before the timeout, the answer is `{"messages":[],...}` with the same cursor.
+//! 5. **The client asks again** at once with `since=` the returned cursor. Messages published
+//!    between two polls wait in the channel's history, so the client misses nothing, and if it
+//!    ever falls further behind than the history reaches, the answer says `"gap":true`.
+
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::broker::{Batch, Broker, Message, Since};
+use crate::config::MAX_POLL_TIMEOUT;
+use crate::http::{self, BadQuery};
+use crate::json;
+
+/// Most messages in one answer. A client that is further behind gets the rest on its next
+/// poll, which it sends at once (step 5).
+pub const MAX_MESSAGES_PER_ANSWER: usize = 1000;
+
+/// Soft limit on the size of one answer's messages: once passed, the answer is sent and the
+/// client polls again for the rest. Keeps one answer from holding megabytes in memory.
+pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// The query of a poll request: `since=ID&timeout=S`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PollQuery {
+    pub since: Option<String>,
+    pub timeout: Duration,
+}
+
+impl PollQuery {
+    /// Reads `since` and `timeout` (whole seconds, capped at [`MAX_POLL_TIMEOUT`]; `0` answers
+    /// at once, which is plain polling). The error is the 400 response text.
+    pub fn parse(query: Option<&str>, default_timeout: Duration) -> Result<PollQuery, &'static str> {
+        let since = http::query_param(query, "since").map_err(|BadQuery| "malformed since parameter")?;
+        let timeout = match http::query_param(query, "timeout").map_err(|BadQuery| "malformed timeout parameter")? {
+            None => default_timeout,
+            Some(text) if !text.is_empty() && text.len() <= 6 && text.bytes().all(|b| b.is_ascii_digit()) => {
+                // At most six digits, so the parse cannot overflow.
+                Duration::from_secs(text.parse().unwrap_or(u64::MAX)).min(MAX_POLL_TIMEOUT)
+            }
+            Some(_) => return Err("timeout must be a whole number of seconds"),
+        };
+        Ok(PollQuery { since: since.filter(|s| !s.is_empty()), timeout })
+    }
+}
+
+/// One parked (or about to be parked) poll request.
+#[derive(Debug)]
+pub struct LongPoll {
+    channel: Box<str>,
+    since: Since,
+    deadline: Instant,
+    /// Whether our waker is registered with the broker (step 2).
+    subscribed: bool,
+}
+
+impl LongPoll {
+    /// `since: None` means "from now": the cursor is the channel's current tail.
+    pub fn new(broker: &dyn Broker, channel: &str, since: Option<Since>, deadline: Instant) -> LongPoll {
+        let since = since.unwrap_or_else(|| Since::After(broker.tail(channel)));
+        LongPoll { channel: channel.into(), since, deadline, subscribed: false }
+    }
+
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    pub fn is_parked(&self) -> bool {
+        self.subscribed
+    }
+
+    /// Steps 2 to 4: answers when there are messages after the cursor (or a gap to report),
+    /// when the deadline has passed, or when `give_up` (the server is shutting down);
+    /// otherwise makes sure the broker will wake `waker` and returns `Pending`.
+    pub fn poll(
+        &mut self,
+        broker: &dyn Broker,
+        subscriber: u64,
+        waker: &Waker,
+        now: Instant,
+        unix_secs: u64,
+        give_up: bool,
+    ) -> Poll<Answer> {
+        let mut batch = broker.read(&self.channel, &self.since, MAX_MESSAGES_PER_ANSWER);
+        if batch.messages.is_empty() && batch.gap.is_none() && !give_up && now < self.deadline {
+            if self.subscribed {
+                return Poll::Pending;
+            }
+            // Register first, then look again: a message published between the read above
+            // and the registration would otherwise wake nobody (a lost wake-up).
+            broker.subscribe(&self.channel, subscriber, waker);
+            self.subscribed = true;
+            batch = broker.read(&self.channel, &self.since, MAX_MESSAGES_PER_ANSWER);
+            if batch.messages.is_empty() && batch.gap.is_none() {
+                return Poll::Pending;
+            }
+        }
+        self.cancel(broker, subscriber);
+        truncate_to_budget(&mut batch, MAX_ANSWER_BYTES);
+        let cursor = broker.cursor(batch.position);
+        Poll::Ready(Answer { body: answer_body(&batch, &cursor, unix_secs), delivered: batch.messages.len() })
+    }
+
+    /// Stops waiting (answered, or the connection is going away).
+    pub fn cancel(&mut self, broker: &dyn Broker, subscriber: u64) {
+        if self.subscribed {
+            broker.unsubscribe(&self.channel, subscriber);
+            self.subscribed = false;
+        }
+    }
+}
+
+/// The `200` body for a poll, and how many messages it carries.
+#[derive(Debug)]
+pub struct Answer {
+    pub body: String,
+    pub delivered: usize,
+}
+
+/// Keeps the first messages whose envelopes fit in `budget` bytes (always at least one) and
+/// moves the batch's position back to the last one kept.
+fn truncate_to_budget(batch: &mut Batch, budget: usize) {
+    let mut used = 0;
+    let keep = batch
+        .messages
+        .iter()
+        .position(|m| {
+            used += m.envelope().len();
+            used > budget
+        })
+        .map_or(batch.messages.len(), |over| over.max(1));
+    if keep < batch.messages.len() {
+        batch.messages.truncate(keep);
+        batch.position = batch.messages[keep - 1].position;
+    }
+}
+
+/// `{"messages":[...],"cursor":"ID","timestamp":S}`, plus `"gap":true` when messages the
+/// client was owed have left the history.
+pub fn answer_body(batch: &Batch, cursor: &str, unix_secs: u64) -> String {
+    let size: usize = batch.messages.iter().map(|m| m.envelope().len() + 1).sum();
+    let mut body = String::with_capacity(size + 80);
+    body.push_str("{\"messages\":[");
+    for (i, message) in batch.messages.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(Arc::<Message>::as_ref(message).envelope());
+    }
+    body.push_str("],\"cursor\":");
+    json::write_string(&mut body, cursor);
+    body.push_str(",\"timestamp\":");
+    body.push_str(&unix_secs.to_string());
+    if batch.gap.is_some() {
+        body.push_str(",\"gap\":true");
+    }
+    body.push('}');
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::memory::MemoryBroker;
+    use crate::broker::Position;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn setup() -> (MemoryBroker, Waker, Arc<Count>, Instant) {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        (MemoryBroker::with_epoch("k3f9".into(), 100, 100), Waker::from(count.clone()), count, Instant::now())
+    }
+
+    #[test]
+    fn query_defaults_and_caps() {
+        let default = Duration::from_secs(30);
+        assert_eq!(PollQuery::parse(None, default), Ok(PollQuery { since: None, timeout: default }));
+        let q = PollQuery::parse(Some("since=k3f9-4&timeout=5"), default).unwrap();
+        assert_eq!((q.since.as_deref(), q.timeout), (Some("k3f9-4"), Duration::from_secs(5)));
+        assert_eq!(PollQuery::parse(Some("timeout=600"), default).unwrap().timeout, MAX_POLL_TIMEOUT);
+        assert_eq!(PollQuery::parse(Some("timeout=0"), default).unwrap().timeout, Duration::ZERO);
+        for bad in ["timeout=-1", "timeout=1.5", "timeout=", "timeout=9999999", "since=%zz"] {
+            assert!(PollQuery::parse(Some(bad), default).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn step_2_nothing_new_parks_and_registers_the_waker() {
+        let (broker, waker, count, now) = setup();
+        let mut poll = LongPoll::new(&broker, "ch", None, now + Duration::from_secs(30));
+        assert!(poll.poll(&broker, 1, &waker, now, 0, false).is_pending());
+        assert!(poll.is_parked());
+        broker.publish("ch", "Hi").unwrap(); // step 3
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn step_4_the_woken_poll_answers_with_the_message_and_its_cursor() {
+        let (broker, waker, _, now) = setup();
+        let mut poll = LongPoll::new(&broker, "ch", None, now + Duration::from_secs(30));
+        assert!(poll.poll(&broker, 1, &waker, now, 0, false).is_pending());
+        let message = broker.publish("ch", "Hi").unwrap();
+        let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, 1_700_000_000, false) else {
+            panic!("expected an answer");
+        };
+        assert_eq!(
+            answer.body,
+            format!(
+                r#"{{"messages":[{{"id":"k3f9-1","text":"Hi","time":{}}}],"cursor":"k3f9-1","timestamp":1700000000}}"#,
+                message.time_ms
+            )
+        );
+        assert_eq!(answer.delivered, 1);
+        assert!(!poll.is_parked(), "answered polls unsubscribe");
+    }
+
+    #[test]
+    fn messages_already_after_the_cursor_are_answered_at_once() {
+        let (broker, waker, _, now) = setup();
+        broker.publish("ch", "a").unwrap();
+        broker.publish("ch", "b").unwrap();
+        let since = broker.parse_cursor("k3f9-1").unwrap();
+        let mut poll = LongPoll::new(&broker, "ch", Some(since), now + Duration::from_secs(30));
+        let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, 0, false) else { panic!() };
+        assert!(answer.body.contains(r#""text":"b""#) && !answer.body.contains(r#""text":"a""#));
+        assert!(answer.body.contains(r#""cursor":"k3f9-2""#));
+    }
+
+    #[test]
+    fn the_timeout_answers_an_empty_list_with_the_same_cursor() {
+        let (broker, waker, _, now) = setup();
+        broker.publish("ch", "old").unwrap();
+        let deadline = now + Duration::from_secs(30);
+        let mut poll = LongPoll::new(&broker, "ch", None, deadline);
+        assert!(poll.poll(&broker, 1, &waker, now, 0, false).is_pending());
+        let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, deadline, 7, false) else { panic!() };
+        assert_eq!(answer.body, r#"{"messages":[],"cursor":"k3f9-1","timestamp":7}"#);
+    }
+
+    #[test]
+    fn shutting_down_answers_parked_polls() {
+        let (broker, waker, _, now) = setup();
+        let mut poll = LongPoll::new(&broker, "ch", None, now + Duration::from_secs(30));
+        assert!(poll.poll(&broker, 1, &waker, now, 0, false).is_pending());
+        assert!(poll.poll(&broker, 1, &waker, now, 0, true).is_ready());
+    }
+
+    #[test]
+    fn a_cursor_older_than_the_history_answers_with_gap_true() {
+        let broker = MemoryBroker::with_epoch("k3f9".into(), 2, 10);
+        let (_, waker, _, now) = setup();
+        for text in ["1", "2", "3"] {
+            broker.publish("ch", text).unwrap();
+        }
+        let since = broker.parse_cursor("k3f9-0").unwrap();
+        let mut poll = LongPoll::new(&broker, "ch", Some(since), now);
+        let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, 0, false) else { panic!() };
+        assert!(answer.body.ends_with(r#","gap":true}"#), "{}", answer.body);
+    }
+
+    #[test]
+    fn large_backlogs_are_split_across_answers() {
+        let (broker, waker, _, now) = setup();
+        let big = "x".repeat(MAX_ANSWER_BYTES / 2);
+        for _ in 0..3 {
+            broker.publish("ch", &big).unwrap();
+        }
+        let mut poll = LongPoll::new(&broker, "ch", Some(Since::After(Position(0))), now);
+        let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, 0, false) else { panic!() };
+        assert_eq!(answer.delivered, 1);
+        assert!(answer.body.contains(r#""cursor":"k3f9-1""#));
+    }
+}

@@ -1,0 +1,64 @@
+//! The `realtime` command: `realtime [serve] [OPTIONS]`.
+
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+use std::thread;
+
+use realtime::config::{self, Command};
+use realtime::server::{sys, Server};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let config = match config::parse_args(&args) {
+        Ok(Command::Serve(config)) => config,
+        Ok(Command::Help(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("realtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    // Before any thread exists, so that every thread inherits the blocked mask and the
+    // signals wait for the one thread that sigwait()s for them.
+    let signals = match sys::block_termination_signals() {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("realtime: cannot set up signal handling: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match Server::bind(config) {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("realtime: cannot listen: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let app = server.app();
+    eprintln!(
+        "realtime: listening on http://{} (model {}, broker {}); Ctrl-C stops",
+        server.local_addr(),
+        app.config.model.name(),
+        app.broker.kind()
+    );
+    let shutdown = server.shutdown_handle();
+    thread::spawn(move || {
+        if let Ok(signal) = signals.wait() {
+            eprintln!("realtime: {}: shutting down gracefully", sys::signal_name(signal));
+            shutdown.shutdown();
+        }
+    });
+    match server.run() {
+        Ok(()) => {
+            eprintln!("realtime: stopped");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("realtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

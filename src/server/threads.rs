@@ -1,0 +1,236 @@
+//! The thread-per-connection server model.
+//!
+//! The accept loop hands every connection to a new OS thread, which loops:
+//!
+//! ```text
+//! advance the Connection ─► write its output (blocking) ─► what is it waiting for?
+//!      ▲                                                      │ input: read(2), blocking,
+//!      │                                                      │        until the next deadline
+//!      └──────────────────────────────────────────────────────┘ broker: park the thread
+//!                                                                      until woken or the deadline
+//! ```
+//!
+//! It is the easiest model to read and it shows the cost the event loop removes: a parked
+//! long poll is a whole thread asleep in `park_timeout`, with its stack. Each thread gets an
+//! explicit stack of [`THREAD_STACK_BYTES`] instead of Rust's 2 MiB default; the memory a
+//! thread really uses is what it touches, so the default would mostly cost address space,
+//! but the explicit size keeps 10,000 threads well inside it.
+//!
+//! The broker wakes a parked thread through a [`Waker`] that unparks it ([`ThreadWaker`]).
+//! `park`/`unpark` keep a token, so a wake-up that arrives before the thread parks is not lost.
+
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Wake, Waker};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use crate::app::App;
+use crate::connection::{Connection, Waiting};
+use crate::http::request::Version;
+use crate::http::response::{format_http_date, write_response, Framing, Response};
+
+use super::now;
+
+/// Stack size of a connection thread. The deepest path (request parsing plus a response) uses
+/// a few KiB; 128 KiB leaves a wide margin and is 1/16 of the default reservation.
+pub const THREAD_STACK_BYTES: usize = 128 * 1024;
+
+/// Bytes read from the socket in one call.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+
+/// A write that makes no progress for this long means the client stopped reading: the
+/// connection is closed instead of holding its thread forever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a closing connection keeps reading (and discarding) after its last response, and
+/// how much. Closing with unread input makes the kernel send a reset that can destroy the
+/// response before the client reads it (RFC 9112 §9.6 on closing "in stages").
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// How long a graceful shutdown waits for connection threads to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Wakes a parked connection thread.
+struct ThreadWaker(Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Open connections, so that shutdown can reach threads blocked in `read` (by shutting the
+/// socket's read side) and threads asleep in `park` (by waking them).
+#[derive(Default)]
+struct Registry {
+    connections: Mutex<HashMap<u64, (TcpStream, Option<Waker>)>>,
+    /// Connection threads alive; shutdown waits for zero.
+    alive: AtomicUsize,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (TcpStream, Option<Waker>)>> {
+        self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Accepts connections until shutdown, one thread each; then shuts down gracefully.
+pub fn run(listener: TcpListener, app: Arc<App>) -> io::Result<()> {
+    let registry = Arc::new(Registry::default());
+    let mut next_key = 0u64;
+    for stream in listener.incoming() {
+        if app.is_shutting_down() {
+            break;
+        }
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(error) => {
+                // EMFILE/ENFILE: out of file descriptors. Back off instead of spinning; the
+                // pending connection is accepted once another one closes.
+                eprintln!("realtime: accept failed: {error}");
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        if registry.alive.load(Ordering::SeqCst) >= app.config.max_connections {
+            app.stats.refused();
+            refuse(stream, "too many connections");
+            continue;
+        }
+        next_key += 1;
+        let key = next_key;
+        if let Ok(clone) = stream.try_clone() {
+            registry.lock().insert(key, (clone, None));
+        }
+        registry.alive.fetch_add(1, Ordering::SeqCst);
+        let (thread_app, thread_registry) = (app.clone(), registry.clone());
+        let spawned = thread::Builder::new().stack_size(THREAD_STACK_BYTES).spawn(move || {
+            serve_connection(stream, &thread_app, &thread_registry, key);
+            thread_registry.lock().remove(&key);
+            thread_registry.alive.fetch_sub(1, Ordering::SeqCst);
+        });
+        if let Err(error) = spawned {
+            // The closure (and the stream in it) is gone; only the registry entry remains.
+            eprintln!("realtime: cannot start a connection thread: {error}");
+            if let Some((stream, _)) = registry.lock().remove(&key) {
+                refuse(stream, "server overloaded");
+            }
+            registry.alive.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    drop(listener);
+    shut_down(&registry);
+    Ok(())
+}
+
+/// Answers 503 and closes, spending no thread on the connection.
+fn refuse(stream: TcpStream, why: &str) {
+    let mut out = Vec::new();
+    let framing = Framing { version: Version::Http11, keep_alive: false, head_only: false };
+    write_response(&mut out, &Response::text(503, why), framing, &format_http_date(now().unix_ms / 1000));
+    // A fresh socket's send buffer takes these few bytes at once; never block the accept loop.
+    let _ = stream.set_nonblocking(true);
+    let _ = (&stream).write(&out);
+}
+
+/// Wakes every connection so that it can finish, then waits for their threads.
+fn shut_down(registry: &Registry) {
+    for (stream, waker) in registry.lock().values() {
+        if let Some(waker) = waker {
+            waker.wake_by_ref(); // parked: answer the poll
+        }
+        let _ = stream.shutdown(Shutdown::Read); // blocked in read: return 0 at once
+    }
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    while registry.alive.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// One connection's thread: drive the [`Connection`] until it is finished.
+fn serve_connection(mut stream: TcpStream, app: &Arc<App>, registry: &Registry, key: u64) {
+    let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
+    if let Some(entry) = registry.lock().get_mut(&key) {
+        entry.1 = Some(waker.clone());
+    }
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let mut connection = Connection::new(app.clone(), now());
+    let mut buf = vec![0u8; READ_BUFFER_BYTES];
+    loop {
+        connection.advance(now(), &waker);
+        if write_output(&mut stream, &mut connection).is_err() {
+            return; // the client is gone or stopped reading
+        }
+        if connection.is_finished() {
+            break;
+        }
+        let timeout = connection.next_deadline().map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        match connection.waiting_for() {
+            Waiting::ForInput => {
+                // A zero timeout means "block forever" to set_read_timeout: use 1 ms instead.
+                let _ = stream.set_read_timeout(Some(timeout.unwrap_or(Duration::MAX).max(Duration::from_millis(1))));
+                let room = connection.input_room().clamp(1, buf.len());
+                match stream.read(&mut buf[..room]) {
+                    Ok(0) => connection.receive_eof(),
+                    Ok(n) => connection.receive(&buf[..n]),
+                    // The deadline passed: `advance` acts on it.
+                    Err(e)
+                        if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {
+                    }
+                    Err(_) => return,
+                }
+            }
+            Waiting::ForBroker => match timeout {
+                Some(timeout) => thread::park_timeout(timeout),
+                None => thread::park(),
+            },
+            Waiting::ForClose => break,
+        }
+    }
+    linger_close(&mut stream, &mut buf);
+}
+
+/// Writes everything the connection has queued.
+fn write_output(stream: &mut TcpStream, connection: &mut Connection) -> io::Result<()> {
+    while !connection.output().is_empty() {
+        match stream.write(connection.output()) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => connection.consume_output(n),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Closes our sending side, then reads and discards for a moment so that the client receives
+/// the last response instead of a reset.
+fn linger_close(stream: &mut TcpStream, buf: &mut [u8]) {
+    if stream.shutdown(Shutdown::Write).is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut discarded = 0;
+    while discarded < LINGER_BYTES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match stream.read(buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => discarded += n,
+        }
+    }
+}

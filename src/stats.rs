@@ -1,0 +1,203 @@
+//! Counters for `/stats` (JSON) and `/metrics` (Prometheus text format).
+//!
+//! Plain atomics updated with `Relaxed` ordering: each number is a tally read by a human or a
+//! scraper, never used to synchronise anything, so no ordering between them is needed.
+//! Memory and threads come from `/proc/self/status`, which is what `ps` and `top` read too.
+
+#![forbid(unsafe_code)]
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+/// What an open connection is currently used for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Plain HTTP requests, including long polls.
+    Http = 0,
+    /// A Server-Sent Events stream.
+    Sse = 1,
+    /// An upgraded WebSocket.
+    WebSocket = 2,
+}
+
+const KINDS: [(Kind, &str); 3] = [(Kind::Http, "http"), (Kind::Sse, "sse"), (Kind::WebSocket, "ws")];
+
+#[derive(Default)]
+pub struct Stats {
+    open: [AtomicUsize; 3],
+    parked_polls: AtomicUsize,
+    published: AtomicU64,
+    delivered: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    /// Connections refused with 503 because `--max-connections` was reached.
+    refused: AtomicU64,
+}
+
+/// A point-in-time copy of the counters plus the process's own numbers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub open: [usize; 3],
+    pub parked_polls: usize,
+    pub published: u64,
+    pub delivered: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub refused: u64,
+    pub rss_bytes: u64,
+    pub threads: u64,
+}
+
+impl Stats {
+    pub fn connection_opened(&self, kind: Kind) {
+        self.open[kind as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn connection_closed(&self, kind: Kind) {
+        self.open[kind as usize].fetch_sub(1, Relaxed);
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.open.iter().map(|n| n.load(Relaxed)).sum()
+    }
+
+    pub fn poll_parked(&self) {
+        self.parked_polls.fetch_add(1, Relaxed);
+    }
+
+    pub fn poll_unparked(&self) {
+        self.parked_polls.fetch_sub(1, Relaxed);
+    }
+
+    pub fn published(&self) {
+        self.published.fetch_add(1, Relaxed);
+    }
+
+    pub fn delivered(&self, messages: u64) {
+        self.delivered.fetch_add(messages, Relaxed);
+    }
+
+    pub fn bytes_in(&self, n: usize) {
+        self.bytes_in.fetch_add(n as u64, Relaxed);
+    }
+
+    pub fn bytes_out(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Relaxed);
+    }
+
+    pub fn refused(&self) {
+        self.refused.fetch_add(1, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let (rss_bytes, threads) = process_status();
+        Snapshot {
+            open: [0, 1, 2].map(|i| self.open[i].load(Relaxed)),
+            parked_polls: self.parked_polls.load(Relaxed),
+            published: self.published.load(Relaxed),
+            delivered: self.delivered.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            refused: self.refused.load(Relaxed),
+            rss_bytes,
+            threads,
+        }
+    }
+}
+
+/// Resident memory in bytes and thread count of this process, from `/proc/self/status`
+/// (zeros where there is no procfs).
+pub fn process_status() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:") * 1024, field("Threads:"))
+}
+
+impl Snapshot {
+    /// `/stats`: `{"model":"threads","broker":"memory","connections":{...},...}`.
+    pub fn to_json(&self, model: &str, broker: &str) -> String {
+        let mut out = String::new();
+        let _ = write!(out, "{{\"model\":\"{model}\",\"broker\":\"{broker}\",\"connections\":{{");
+        for (i, (kind, name)) in KINDS.iter().enumerate() {
+            let separator = if i == 0 { "" } else { "," };
+            let _ = write!(out, "{separator}\"{name}\":{}", self.open[*kind as usize]);
+        }
+        let _ = write!(
+            out,
+            "}},\"parked_polls\":{},\"messages\":{{\"published\":{},\"delivered\":{}}},\
+             \"bytes\":{{\"in\":{},\"out\":{}}},\"refused_connections\":{},\"rss_bytes\":{},\"threads\":{}}}",
+            self.parked_polls,
+            self.published,
+            self.delivered,
+            self.bytes_in,
+            self.bytes_out,
+            self.refused,
+            self.rss_bytes,
+            self.threads
+        );
+        out
+    }
+
+    /// `/metrics`: the same numbers in the Prometheus text exposition format.
+    pub fn to_prometheus(&self, model: &str) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+            let _ = writeln!(out, "# HELP realtime_{name} {help}\n# TYPE realtime_{name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "realtime_{name}{labels} {value}");
+            }
+        };
+        let open: Vec<(String, u64)> = KINDS
+            .iter()
+            .map(|(kind, name)| (format!("{{model=\"{model}\",kind=\"{name}\"}}"), self.open[*kind as usize] as u64))
+            .collect();
+        let open: Vec<(&str, u64)> = open.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        metric("connections", "gauge", "Open connections by use.", &open);
+        metric("parked_polls", "gauge", "Long polls waiting for a message.", &[("", self.parked_polls as u64)]);
+        metric("messages_published_total", "counter", "Messages published.", &[("", self.published)]);
+        metric("messages_delivered_total", "counter", "Messages handed to clients.", &[("", self.delivered)]);
+        metric("bytes_received_total", "counter", "Bytes read from clients.", &[("", self.bytes_in)]);
+        metric("bytes_sent_total", "counter", "Bytes written to clients.", &[("", self.bytes_out)]);
+        metric("connections_refused_total", "counter", "Connections refused at the limit.", &[("", self.refused)]);
+        metric("resident_memory_bytes", "gauge", "Resident set size.", &[("", self.rss_bytes)]);
+        metric("threads", "gauge", "OS threads in the process.", &[("", self.threads)]);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_json_parses_and_counts_by_kind() {
+        let stats = Stats::default();
+        stats.connection_opened(Kind::Http);
+        stats.connection_opened(Kind::Sse);
+        stats.connection_closed(Kind::Http);
+        stats.published();
+        let json = stats.snapshot().to_json("threads", "memory");
+        let value = crate::json::parse(&json).unwrap();
+        assert_eq!(value.get("model").and_then(|v| v.as_str()), Some("threads"));
+        let connections = value.get("connections").unwrap();
+        assert_eq!(connections.get("sse").and_then(|v| v.as_u64()), Some(1));
+        assert_eq!(connections.get("http").and_then(|v| v.as_u64()), Some(0));
+        assert!(value.get("rss_bytes").and_then(|v| v.as_u64()).unwrap() > 0);
+        assert!(value.get("threads").and_then(|v| v.as_u64()).unwrap() >= 1);
+    }
+
+    #[test]
+    fn prometheus_text_has_help_type_and_samples() {
+        let text = Stats::default().snapshot().to_prometheus("threads");
+        assert!(text.contains("# TYPE realtime_connections gauge\n"));
+        assert!(text.contains("realtime_connections{model=\"threads\",kind=\"ws\"} 0\n"));
+        assert!(text.contains("realtime_messages_published_total 0\n"));
+    }
+}

@@ -1,0 +1,38 @@
+//! Replays every checked-in fuzz corpus file (`fuzz/corpus/<target>/*`) through the same
+//! function its cargo-fuzz target calls, so that `cargo test` alone proves the seeds, and any
+//! crash inputs added to the corpus, still pass.
+
+use std::path::Path;
+
+fn replay(target: &str, check: fn(&[u8])) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        eprintln!("{}", path.display());
+        check(&data);
+        files += 1;
+    }
+    assert!(files >= 10, "{target}: only {files} corpus files");
+}
+
+#[test]
+fn http_request_corpus() {
+    replay("http_request", realtime::fuzz::http_request);
+}
+
+#[test]
+fn http_chunked_corpus() {
+    replay("http_chunked", realtime::fuzz::http_chunked);
+}
+
+#[test]
+fn ws_frame_corpus() {
+    replay("ws_frame", realtime::fuzz::ws_frame);
+}
+
+#[test]
+fn sse_stream_corpus() {
+    replay("sse_stream", realtime::fuzz::sse_stream);
+}
