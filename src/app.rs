@@ -10,6 +10,9 @@
 //! | `/` | GET, HEAD | an index of the endpoints |
 //! | `/publish/{channel}` | POST | publish the body as a message: `201 {"id":...}` |
 //! | `/poll/{channel}` | GET, HEAD | long poll ([`crate::longpoll`]) |
+//! | `/sse/{channel}` | GET, HEAD | a Server-Sent Events stream ([`crate::sse`]) |
+//! | `/ws/{channel}` | GET | a WebSocket on the channel ([`crate::ws`]) |
+//! | `/echo` | GET | a WebSocket that echoes every message |
 //! | `/stats` | GET, HEAD | counters as JSON |
 //! | `/metrics` | GET, HEAD | counters in the Prometheus text format |
 //! | `/healthz` | GET, HEAD | `200 ok` |
@@ -20,14 +23,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::broker::{self, Broker, BrokerError};
+use crate::broker::{self, Broker, BrokerError, Message, Since};
 use crate::config::Config;
+use crate::http;
 use crate::http::body::BodyFraming;
 use crate::http::error::HttpError;
 use crate::http::request::{Expectation, Request, Version};
 use crate::http::response::{Framing, Response};
 use crate::longpoll::{LongPoll, PollQuery};
 use crate::stats::Stats;
+use crate::ws::handshake;
 
 /// Everything the connections share: settings, the broker, counters, the shutdown flag.
 pub struct App {
@@ -44,6 +49,9 @@ pub enum Route<'a> {
     Index,
     Publish(&'a str),
     Poll(&'a str),
+    Sse(&'a str),
+    WebSocket(&'a str),
+    Echo,
     Stats,
     Metrics,
     Healthz,
@@ -68,7 +76,12 @@ pub fn route(path: &str) -> Option<Route<'_>> {
         "/stats" => Some(Route::Stats),
         "/metrics" => Some(Route::Metrics),
         "/healthz" => Some(Route::Healthz),
-        _ => channel_route("/publish/").map(Route::Publish).or_else(|| channel_route("/poll/").map(Route::Poll)),
+        "/echo" => Some(Route::Echo),
+        _ => channel_route("/publish/")
+            .map(Route::Publish)
+            .or_else(|| channel_route("/poll/").map(Route::Poll))
+            .or_else(|| channel_route("/sse/").map(Route::Sse))
+            .or_else(|| channel_route("/ws/").map(Route::WebSocket)),
     }
 }
 
@@ -94,6 +107,36 @@ pub enum Action {
     Publish { channel: String, body: BodyFraming, send_continue: bool },
     /// Park a long poll until it can be answered.
     Poll(LongPoll),
+    /// Start a Server-Sent Events stream.
+    Sse(SseStart),
+    /// Switch to the WebSocket protocol (`101 Switching Protocols`).
+    Upgrade(WebSocketStart),
+}
+
+/// What an SSE stream needs to begin.
+#[derive(Debug)]
+pub struct SseStart {
+    pub channel: String,
+    /// From `Last-Event-ID` or `?since=`; `None`: only new messages.
+    pub since: Option<Since>,
+    /// The request's `Origin` when it is allowed and cross-origin (CORS, WHATWG Fetch §3.2).
+    pub allow_origin: Option<String>,
+}
+
+/// What a WebSocket needs to begin.
+#[derive(Debug)]
+pub struct WebSocketStart {
+    /// The `Sec-WebSocket-Accept` value.
+    pub accept: String,
+    pub mode: WebSocketMode,
+}
+
+#[derive(Debug)]
+pub enum WebSocketMode {
+    /// `/echo`: every message comes back.
+    Echo,
+    /// `/ws/{channel}`: the channel's messages go out, the client's text frames are published.
+    Channel { channel: String, since: Option<Since> },
 }
 
 const INDEX: &str = "\
@@ -186,7 +229,81 @@ impl App {
             }
             Route::Publish(channel) => self.start_publish(request, channel, body, send_continue),
             Route::Poll(channel) => self.start_poll(request, channel, now),
+            Route::Sse(channel) => self.start_sse(request, channel),
+            Route::WebSocket(channel) => self.start_websocket(request, Some(channel)),
+            Route::Echo => self.start_websocket(request, None),
         }
+    }
+
+    /// The cursor a client resumes from, if any: `Some(None)` for none, `None` if malformed.
+    fn resume_cursor(&self, cursor: Option<&str>) -> Result<Option<Since>, Response> {
+        match cursor.filter(|c| !c.is_empty()) {
+            None => Ok(None),
+            Some(cursor) => self.broker.parse_cursor(cursor).map(Some).map_err(|e| broker_error_response(&e)),
+        }
+    }
+
+    /// `GET /sse/{channel}`: checks what the client accepts and where it comes from.
+    fn start_sse(&self, request: &Request<'_>, channel: &str) -> Action {
+        // RFC 9110 §15.5.7: 406 when the resource has no representation the client accepts.
+        if !http::accepts(request.headers_named("accept"), "text/event-stream") {
+            return Action::Respond(Response::text(406, "this resource is text/event-stream"));
+        }
+        let origin = request.header("origin");
+        if !origin_allowed(origin, request.authority(), &self.config.allowed_origins) {
+            return Action::Respond(Response::text(403, "origin not allowed"));
+        }
+        // WHATWG HTML §9.2.4: a reconnecting EventSource sends the last id it saw as
+        // `Last-Event-ID`; `?since=` serves clients that cannot set headers.
+        let since_query = match http::query_param(request.query(), "since") {
+            Ok(since) => since,
+            Err(_) => return Action::Respond(Response::text(400, "malformed since parameter")),
+        };
+        let last_event_id = request.header("last-event-id").map(|v| String::from_utf8_lossy(v).into_owned());
+        let since = match self.resume_cursor(last_event_id.as_deref().or(since_query.as_deref())) {
+            Ok(since) => since,
+            Err(response) => return Action::Respond(response),
+        };
+        let allow_origin = origin.and_then(|o| std::str::from_utf8(o).ok()).map(str::to_string);
+        Action::Sse(SseStart { channel: channel.to_string(), since, allow_origin })
+    }
+
+    /// `GET /ws/{channel}` and `GET /echo`: the opening handshake (RFC 6455 §4.2).
+    fn start_websocket(&self, request: &Request<'_>, channel: Option<&str>) -> Action {
+        let accept = match handshake::check_client_handshake(request) {
+            Ok(accept) => accept,
+            Err(error) => {
+                let response = Response::text(error.status(), error.message());
+                return Action::Respond(match error.status() {
+                    426 => response
+                        .with_header("Upgrade", "websocket")
+                        .with_header("Sec-WebSocket-Version", handshake::VERSION),
+                    _ => response,
+                });
+            }
+        };
+        if request.method != "GET" {
+            return Action::Respond(Response::text(405, "a WebSocket handshake is a GET").with_header("Allow", "GET"));
+        }
+        // RFC 6455 §10.2: servers "SHOULD" check `Origin` to refuse cross-site WebSocket
+        // hijacking: a page on another site can open a socket with the user's cookies.
+        if !origin_allowed(request.header("origin"), request.authority(), &self.config.allowed_origins) {
+            return Action::Respond(Response::text(403, "origin not allowed"));
+        }
+        let mode = match channel {
+            None => WebSocketMode::Echo,
+            Some(channel) => {
+                let since = match http::query_param(request.query(), "since") {
+                    Ok(since) => since,
+                    Err(_) => return Action::Respond(Response::text(400, "malformed since parameter")),
+                };
+                match self.resume_cursor(since.as_deref()) {
+                    Ok(since) => WebSocketMode::Channel { channel: channel.to_string(), since },
+                    Err(response) => return Action::Respond(response),
+                }
+            }
+        };
+        Action::Upgrade(WebSocketStart { accept, mode })
     }
 
     fn start_publish(&self, request: &Request<'_>, channel: &str, body: BodyFraming, send_continue: bool) -> Action {
@@ -214,14 +331,20 @@ impl App {
         }
     }
 
+    /// Publishes one message, from `POST /publish` or a WebSocket text frame.
+    pub fn publish_text(&self, channel: &str, text: &str) -> Result<Arc<Message>, BrokerError> {
+        let message = self.broker.publish(channel, text)?;
+        self.stats.published();
+        Ok(message)
+    }
+
     /// Publishes a complete request body: `201 {"id":...}`.
     pub fn publish(&self, channel: &str, body: &[u8]) -> Response {
         let Ok(text) = std::str::from_utf8(body) else {
             return Response::text(400, "message is not valid UTF-8");
         };
-        match self.broker.publish(channel, text) {
+        match self.publish_text(channel, text) {
             Ok(message) => {
-                self.stats.published();
                 let mut json = String::from("{\"id\":");
                 crate::json::write_string(&mut json, &message.id);
                 json.push('}');
@@ -255,6 +378,30 @@ impl Exchange {
 /// The response for a malformed request: its status and a one-line explanation.
 pub fn error_response(error: HttpError) -> Response {
     Response::text(error.status(), error.message())
+}
+
+/// The origin policy shared by WebSockets and SSE: no `Origin` (not a browser, or a
+/// same-origin request that does not send one), an `Origin` whose host and port are the
+/// request's own `Host`, or one of `--allowed-origin` (`*` allows any).
+pub fn origin_allowed(origin: Option<&[u8]>, host: Option<&str>, allowed: &[String]) -> bool {
+    let Some(origin) = origin else { return true };
+    let Ok(origin) = std::str::from_utf8(origin) else { return false };
+    let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+    if allowed.iter().any(|a| a == "*" || *a == origin) {
+        return true;
+    }
+    // RFC 6454 §6.2: an origin is serialized as scheme "://" host [ ":" port ], the port left
+    // out when it is the scheme's default.
+    let Some((scheme, origin_host)) = origin.split_once("://") else { return false };
+    let default_port = match scheme {
+        "http" => ":80",
+        "https" => ":443",
+        _ => return false,
+    };
+    let Some(host) = host else { return false };
+    let host = host.to_ascii_lowercase();
+    let host = host.strip_suffix(default_port).unwrap_or(&host);
+    origin_host == host
 }
 
 fn broker_error_response(error: &BrokerError) -> Response {
@@ -298,6 +445,22 @@ mod tests {
         assert_eq!(route("/poll/bad%20name"), None);
         assert_eq!(route("/poll/a/b"), None);
         assert_eq!(route("/nope"), None);
+    }
+
+    #[test]
+    fn origins_default_to_same_origin_and_widen_with_the_allow_list() {
+        let none: &[String] = &[];
+        assert!(origin_allowed(None, Some("localhost:8080"), none));
+        assert!(origin_allowed(Some(b"http://localhost:8080"), Some("localhost:8080"), none));
+        assert!(origin_allowed(Some(b"https://Example.com"), Some("example.com:443"), none));
+        assert!(origin_allowed(Some(b"http://example.com"), Some("example.com"), none));
+        assert!(!origin_allowed(Some(b"http://evil.example"), Some("localhost:8080"), none));
+        assert!(!origin_allowed(Some(b"http://localhost:9999"), Some("localhost:8080"), none));
+        assert!(!origin_allowed(Some(b"null"), Some("localhost:8080"), none));
+        let list = ["https://app.example".to_string()];
+        assert!(origin_allowed(Some(b"https://app.example"), Some("localhost:8080"), &list));
+        assert!(!origin_allowed(Some(b"https://other.example"), Some("localhost:8080"), &list));
+        assert!(origin_allowed(Some(b"null"), Some("x"), &["*".to_string()]));
     }
 
     #[test]

@@ -53,6 +53,21 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Limits of the request head parser (431, 414).
     pub limits: Limits,
+    /// How often an idle stream shows it is alive: an SSE `: keepalive` comment, a WebSocket
+    /// ping. Proxies close connections that stay silent (nginx: 60 s by default).
+    pub keepalive: Duration,
+    /// The `retry:` an SSE stream starts with: how long a browser waits before reconnecting.
+    pub sse_retry: Duration,
+    /// The largest WebSocket message the server assembles (1009 beyond).
+    pub max_message_bytes: usize,
+    /// Origins allowed besides the server's own (`*`: any). Applies to WebSockets (403) and SSE.
+    pub allowed_origins: Vec<String>,
+    /// Bytes a stream may have waiting to be sent before the server stops reading the broker
+    /// for it. The channel's history, not a per-connection queue, holds what it has not read.
+    pub max_outbound_bytes: usize,
+    /// A client that takes no bytes for this long while some wait for it is a slow consumer
+    /// and is disconnected (a WebSocket with 1008); it can resume from its last id.
+    pub send_timeout: Duration,
 }
 
 impl Default for Config {
@@ -76,6 +91,14 @@ impl Default for Config {
                 max_target_bytes: MAX_TARGET_BYTES,
                 max_headers: MAX_HEADERS,
             },
+            keepalive: Duration::from_secs(15),
+            sse_retry: Duration::from_millis(2000),
+            // 16 MiB: Autobahn|Testsuite's largest cases (9.1.6, 9.2.6) send 16 MiB messages.
+            // Messages published to a channel still obey `max_publish_bytes`.
+            max_message_bytes: crate::ws::session::DEFAULT_MAX_MESSAGE,
+            allowed_origins: Vec::new(),
+            max_outbound_bytes: 256 * 1024,
+            send_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -83,7 +106,7 @@ impl Default for Config {
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
-    Serve(Config),
+    Serve(Box<Config>),
     /// Print this text and exit 0.
     Help(String),
 }
@@ -114,6 +137,12 @@ Options (durations in seconds, fractions allowed):
   --max-head-bytes N        request head limit (431)              [16384]
   --max-target-bytes N      request-target limit (414)            [8192]
   --max-headers N           header field count limit (431)        [100]
+  --keepalive SECS          SSE keepalive comment / WebSocket ping [15]
+  --sse-retry MILLIS        the retry: an SSE stream starts with  [2000]
+  --max-message-bytes N     largest WebSocket message (1009)      [16777216]
+  --allowed-origin URL      also accept this Origin (repeatable; * for any)
+  --max-outbound-bytes N    bytes queued per stream before it waits [262144]
+  --send-timeout SECS       slow-consumer limit: no bytes taken   [10]
   -h, --help                this text
 ";
 
@@ -164,10 +193,22 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
             "--max-head-bytes" => config.limits.max_head_bytes = positive(flag, value()?)?,
             "--max-target-bytes" => config.limits.max_target_bytes = positive(flag, value()?)?,
             "--max-headers" => config.limits.max_headers = positive(flag, value()?)?,
+            "--keepalive" => config.keepalive = seconds(flag, value()?)?,
+            "--sse-retry" => config.sse_retry = Duration::from_millis(positive(flag, value()?)? as u64),
+            "--max-message-bytes" => config.max_message_bytes = positive(flag, value()?)?,
+            "--allowed-origin" => {
+                let origin = value()?;
+                if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                    return Err(format!("{flag}: expected * or an origin like https://example.com, got '{origin}'"));
+                }
+                config.allowed_origins.push(origin.trim_end_matches('/').to_ascii_lowercase());
+            }
+            "--max-outbound-bytes" => config.max_outbound_bytes = positive(flag, value()?)?,
+            "--send-timeout" => config.send_timeout = seconds(flag, value()?)?,
             other => return Err(format!("unknown option '{other}' (see realtime serve --help)")),
         }
     }
-    Ok(Command::Serve(config))
+    Ok(Command::Serve(Box::new(config)))
 }
 
 fn positive(flag: &str, value: &str) -> Result<usize, String> {
@@ -195,8 +236,8 @@ mod tests {
 
     #[test]
     fn no_subcommand_means_serve_with_defaults() {
-        assert_eq!(parse(""), Ok(Command::Serve(Config::default())));
-        assert_eq!(parse("serve"), Ok(Command::Serve(Config::default())));
+        assert_eq!(parse(""), Ok(Command::Serve(Box::default())));
+        assert_eq!(parse("serve"), Ok(Command::Serve(Box::default())));
     }
 
     #[test]

@@ -20,7 +20,9 @@
 //!            ▼                                       │
 //!  accept ─► Head ─► (route) ─┬─► respond ───────────┤
 //!                             ├─► Body ─► publish ───┤
-//!                             └─► Poll ─► answer ────┘
+//!                             ├─► Poll ─► answer ────┘
+//!                             ├─► Sse ──────────── (until the client leaves or shutdown)
+//!                             └─► 101 ─► WebSocket ─ (until the closing handshake)
 //!            any error, timeout or `Connection: close` ─► Closing ─► (flushed) ─► closed
 //! ```
 //!
@@ -33,12 +35,16 @@ use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
-use crate::app::{error_response, Action, App, Exchange};
+use crate::app::{error_response, Action, App, Exchange, SseStart, WebSocketMode};
 use crate::http::body::BodyDecoder;
+use crate::http::request::Version;
 use crate::http::request::{parse_request, Parsed};
-use crate::http::response::{format_http_date, write_response, Framing, Response};
+use crate::http::response::{format_http_date, write_head, write_response, Framing, Response};
 use crate::longpoll::LongPoll;
 use crate::stats::Kind;
+use crate::stream::{Io, Next, SseStream, WebSocketStream};
+use crate::subscription::Subscription;
+use crate::ws::handshake;
 
 /// The current time as the driver read it: a monotonic instant for deadlines and the wall
 /// clock for timestamps and `Date`. Protocol code never reads a clock itself.
@@ -57,13 +63,14 @@ pub const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 pub enum Waiting {
     /// Bytes from the client (a request head or body).
     ForInput,
-    /// A wake-up from the broker or a deadline (a parked poll).
+    /// A wake-up from the broker or a deadline (a parked poll, an SSE stream).
     ForBroker,
+    /// Either: a WebSocket reads frames and follows its channel at the same time.
+    ForInputAndBroker,
     /// Nothing more: flush the output, then close.
     ForClose,
 }
 
-#[derive(Debug)]
 enum State {
     /// Waiting for a request head. `idle_since` starts the keep-alive idle timer; `started`
     /// is when the first byte of this head arrived and starts the header timer.
@@ -72,6 +79,10 @@ enum State {
     Body { channel: String, framing: Framing, decoder: BodyDecoder, body: Vec<u8>, deadline: Instant },
     /// A long poll waiting for a message or its timeout.
     Poll { poll: LongPoll, framing: Framing },
+    /// A Server-Sent Events stream ([`crate::stream::SseStream`]).
+    Sse(SseStream),
+    /// An upgraded WebSocket ([`crate::stream::WebSocketStream`]).
+    WebSocket(Box<WebSocketStream>),
     /// The last bytes are queued; once written, the connection closes.
     Closing,
 }
@@ -89,6 +100,8 @@ pub struct Connection {
     input_closed: bool,
     /// What this connection counts as in `/stats`.
     kind: Kind,
+    /// Since when the output has stayed at or above `max_outbound_bytes` (slow consumer).
+    stalled_since: Option<Instant>,
 }
 
 impl Connection {
@@ -102,6 +115,7 @@ impl Connection {
             state: State::Head { idle_since: now.instant, started: None },
             input_closed: false,
             kind: Kind::Http,
+            stalled_since: None,
         }
     }
 
@@ -135,7 +149,8 @@ impl Connection {
     pub fn waiting_for(&self) -> Waiting {
         match self.state {
             State::Head { .. } | State::Body { .. } => Waiting::ForInput,
-            State::Poll { .. } => Waiting::ForBroker,
+            State::Poll { .. } | State::Sse(_) => Waiting::ForBroker,
+            State::WebSocket(_) => Waiting::ForInputAndBroker,
             State::Closing => Waiting::ForClose,
         }
     }
@@ -151,13 +166,17 @@ impl Connection {
     /// When [`Connection::advance`] must be called even if nothing else happens.
     pub fn next_deadline(&self) -> Option<Instant> {
         let config = &self.app.config;
-        match &self.state {
-            State::Head { started: Some(started), .. } => Some(*started + config.header_timeout),
-            State::Head { idle_since, started: None } => Some(*idle_since + config.idle_timeout),
-            State::Body { deadline, .. } => Some(*deadline),
-            State::Poll { poll, .. } => Some(poll.deadline()),
-            State::Closing => None,
-        }
+        let deadline = match &self.state {
+            State::Head { started: Some(started), .. } => *started + config.header_timeout,
+            State::Head { idle_since, started: None } => *idle_since + config.idle_timeout,
+            State::Body { deadline, .. } => *deadline,
+            State::Poll { poll, .. } => poll.deadline(),
+            State::Sse(stream) => stream.next_deadline(),
+            State::WebSocket(stream) => stream.next_deadline(config.keepalive),
+            State::Closing => return None,
+        };
+        let stall = self.stalled_since.map(|since| since + config.send_timeout);
+        Some(stall.map_or(deadline, |stall| stall.min(deadline)))
     }
 
     /// Makes all the progress possible with the input so far, the broker's state and the time.
@@ -173,15 +192,16 @@ impl Connection {
                     *started = Some(now.instant);
                 }
                 let idle_since = *idle_since;
-                self.read_head(now, idle_since)
+                self.read_head(now, idle_since, waker)
             }
             State::Body { .. } => self.read_body(now),
             State::Poll { .. } => self.poll(now, waker),
+            State::Sse(_) | State::WebSocket(_) => self.stream(now, waker),
             State::Closing => false,
         }
     }
 
-    fn read_head(&mut self, now: Now, idle_since: Instant) -> bool {
+    fn read_head(&mut self, now: Now, idle_since: Instant, waker: &Waker) -> bool {
         let config = &self.app.config;
         if self.output.len() >= OUTPUT_HIGH_WATER {
             return false; // let the driver drain the responses already queued
@@ -213,12 +233,12 @@ impl Connection {
             }
             Err(error) => Exchange::failed(plain_framing(), error),
         };
-        self.start(exchange, now);
+        self.start(exchange, now, waker);
         true
     }
 
     /// Begins the exchange decided by [`App::handle`].
-    fn start(&mut self, exchange: Exchange, now: Now) {
+    fn start(&mut self, exchange: Exchange, now: Now, waker: &Waker) {
         let Exchange { framing, action } = exchange;
         match action {
             Action::Respond(response) | Action::Reject(response) => self.respond(now, &response, framing),
@@ -235,7 +255,105 @@ impl Connection {
                 self.state = State::Body { channel, framing, decoder, body: Vec::new(), deadline };
             }
             Action::Poll(poll) => self.state = State::Poll { poll, framing },
+            Action::Sse(start) => self.start_sse(start, framing, now, waker),
+            Action::Upgrade(start) => {
+                handshake::write_accept_response(&mut self.output, &start.accept);
+                let subscription = match start.mode {
+                    WebSocketMode::Echo => None,
+                    WebSocketMode::Channel { channel, since } => {
+                        Some(Subscription::new(&*self.app.broker, &channel, since))
+                    }
+                };
+                let stream = WebSocketStream::start(subscription, &mut self.io(now, waker));
+                self.state = State::WebSocket(Box::new(stream));
+                self.set_kind(Kind::WebSocket);
+            }
         }
+    }
+
+    /// Writes the head of a `text/event-stream` response and starts following the channel.
+    fn start_sse(&mut self, start: SseStart, framing: Framing, now: Now, waker: &Waker) {
+        let chunked = framing.version == Version::Http11;
+        let mut headers = vec![
+            ("Content-Type", "text/event-stream"),
+            // WHATWG HTML §9.2.7 recommends it; intermediaries must not store the stream.
+            ("Cache-Control", "no-cache"),
+            // nginx buffers upstream responses unless told not to; an event must go out at once.
+            ("X-Accel-Buffering", "no"),
+        ];
+        if let Some(origin) = &start.allow_origin {
+            headers.push(("Access-Control-Allow-Origin", origin));
+            headers.push(("Vary", "Origin"));
+        }
+        // HTTP/1.1: chunked, so the stream can end cleanly with a last-chunk. HTTP/1.0 has no
+        // chunking: the stream is delimited by closing the connection (RFC 9112 §6.3 rule 8).
+        headers.push(if chunked { ("Transfer-Encoding", "chunked") } else { ("Connection", "close") });
+        write_head(&mut self.output, 200, &headers, &format_http_date(now.unix_ms / 1000));
+        if framing.head_only {
+            self.state = if framing.keep_alive && chunked {
+                State::Head { idle_since: now.instant, started: None }
+            } else {
+                State::Closing
+            };
+            return;
+        }
+        let subscription = Subscription::new(&*self.app.broker, &start.channel, start.since);
+        let stream = SseStream::start(subscription, chunked, &mut self.io(now, waker));
+        self.state = State::Sse(stream);
+        self.set_kind(Kind::Sse);
+    }
+
+    /// The context a stream advances with.
+    fn io<'a>(&'a mut self, now: Now, waker: &'a Waker) -> Io<'a> {
+        let config = &self.app.config;
+        // Slow consumer: the output has not dropped below the limit for `send_timeout`.
+        let slow_consumer = if self.output.len() < config.max_outbound_bytes {
+            self.stalled_since = None;
+            false
+        } else {
+            let since = *self.stalled_since.get_or_insert(now.instant);
+            now.instant >= since + config.send_timeout
+        };
+        Io {
+            app: &self.app,
+            subscriber: self.id,
+            waker,
+            now,
+            input: &mut self.input,
+            output: &mut self.output,
+            input_closed: self.input_closed,
+            slow_consumer,
+        }
+    }
+
+    /// An SSE stream or a WebSocket makes progress.
+    fn stream(&mut self, now: Now, waker: &Waker) -> bool {
+        let mut state = std::mem::replace(&mut self.state, State::Closing);
+        let next = match &mut state {
+            State::Sse(stream) => stream.advance(&mut self.io(now, waker)),
+            State::WebSocket(stream) => stream.advance(&mut self.io(now, waker)),
+            _ => Next::Close,
+        };
+        match next {
+            Next::Continue => self.state = state,
+            Next::Close => self.stop_stream(&mut state),
+        }
+        false
+    }
+
+    /// Unregisters a stream from the broker.
+    fn stop_stream(&mut self, state: &mut State) {
+        match state {
+            State::Sse(stream) => stream.stop(&self.app, self.id),
+            State::WebSocket(stream) => stream.stop(&self.app, self.id),
+            _ => {}
+        }
+    }
+
+    fn set_kind(&mut self, kind: Kind) {
+        self.app.stats.connection_closed(self.kind);
+        self.app.stats.connection_opened(kind);
+        self.kind = kind;
     }
 
     fn read_body(&mut self, now: Now) -> bool {
@@ -308,17 +426,19 @@ impl Connection {
 
 /// Framing for a response to a request whose head could not be read: HTTP/1.1, close after.
 fn plain_framing() -> Framing {
-    Framing { version: crate::http::request::Version::Http11, keep_alive: false, head_only: false }
+    Framing { version: Version::Http11, keep_alive: false, head_only: false }
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        if let State::Poll { poll, .. } = &mut self.state {
+        let mut state = std::mem::replace(&mut self.state, State::Closing);
+        if let State::Poll { poll, .. } = &mut state {
             if poll.is_parked() {
                 self.app.stats.poll_unparked();
             }
             poll.cancel(&*self.app.broker, self.id);
         }
+        self.stop_stream(&mut state);
         self.app.stats.connection_closed(self.kind);
     }
 }

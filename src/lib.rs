@@ -17,4 +17,6 @@ pub mod random;
 pub mod server;
 pub mod sse;
 pub mod stats;
+pub mod stream;
+pub mod subscription;
 pub mod ws;

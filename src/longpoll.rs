@@ -32,6 +32,7 @@ use crate::broker::{Batch, Broker, Message, Since};
 use crate::config::MAX_POLL_TIMEOUT;
 use crate::http::{self, BadQuery};
 use crate::json;
+use crate::subscription::Subscription;
 
 /// Most messages in one answer. A client that is further behind gets the rest on its next
 /// poll, which it sends at once (step 5).
@@ -68,26 +69,23 @@ impl PollQuery {
 /// One parked (or about to be parked) poll request.
 #[derive(Debug)]
 pub struct LongPoll {
-    channel: Box<str>,
-    since: Since,
+    subscription: Subscription,
     deadline: Instant,
-    /// Whether our waker is registered with the broker (step 2).
-    subscribed: bool,
 }
 
 impl LongPoll {
     /// `since: None` means "from now": the cursor is the channel's current tail.
     pub fn new(broker: &dyn Broker, channel: &str, since: Option<Since>, deadline: Instant) -> LongPoll {
-        let since = since.unwrap_or_else(|| Since::After(broker.tail(channel)));
-        LongPoll { channel: channel.into(), since, deadline, subscribed: false }
+        LongPoll { subscription: Subscription::new(broker, channel, since), deadline }
     }
 
     pub fn deadline(&self) -> Instant {
         self.deadline
     }
 
+    /// Whether the poll waits for the broker (step 2).
     pub fn is_parked(&self) -> bool {
-        self.subscribed
+        self.subscription.is_registered()
     }
 
     /// Steps 2 to 4: answers when there are messages after the cursor (or a gap to report),
@@ -102,32 +100,30 @@ impl LongPoll {
         unix_secs: u64,
         give_up: bool,
     ) -> Poll<Answer> {
-        let mut batch = broker.read(&self.channel, &self.since, MAX_MESSAGES_PER_ANSWER);
-        if batch.messages.is_empty() && batch.gap.is_none() && !give_up && now < self.deadline {
-            if self.subscribed {
+        let mut batch = self.subscription.read(broker, MAX_MESSAGES_PER_ANSWER);
+        let nothing = |batch: &Batch| batch.messages.is_empty() && batch.gap.is_none();
+        if nothing(&batch) && !give_up && now < self.deadline {
+            if self.is_parked() {
                 return Poll::Pending;
             }
-            // Register first, then look again: a message published between the read above
-            // and the registration would otherwise wake nobody (a lost wake-up).
-            broker.subscribe(&self.channel, subscriber, waker);
-            self.subscribed = true;
-            batch = broker.read(&self.channel, &self.since, MAX_MESSAGES_PER_ANSWER);
-            if batch.messages.is_empty() && batch.gap.is_none() {
+            // Register first, then look again (see `crate::subscription`).
+            self.subscription.register(broker, subscriber, waker);
+            batch = self.subscription.read(broker, MAX_MESSAGES_PER_ANSWER);
+            if nothing(&batch) {
                 return Poll::Pending;
             }
         }
         self.cancel(broker, subscriber);
-        truncate_to_budget(&mut batch, MAX_ANSWER_BYTES);
+        if truncate_to_budget(&mut batch, MAX_ANSWER_BYTES) {
+            self.subscription.rewind_to(batch.position);
+        }
         let cursor = broker.cursor(batch.position);
         Poll::Ready(Answer { body: answer_body(&batch, &cursor, unix_secs), delivered: batch.messages.len() })
     }
 
     /// Stops waiting (answered, or the connection is going away).
     pub fn cancel(&mut self, broker: &dyn Broker, subscriber: u64) {
-        if self.subscribed {
-            broker.unsubscribe(&self.channel, subscriber);
-            self.subscribed = false;
-        }
+        self.subscription.unregister(broker, subscriber);
     }
 }
 
@@ -139,8 +135,8 @@ pub struct Answer {
 }
 
 /// Keeps the first messages whose envelopes fit in `budget` bytes (always at least one) and
-/// moves the batch's position back to the last one kept.
-fn truncate_to_budget(batch: &mut Batch, budget: usize) {
+/// moves the batch's position back to the last one kept; `true` if it cut anything.
+fn truncate_to_budget(batch: &mut Batch, budget: usize) -> bool {
     let mut used = 0;
     let keep = batch
         .messages
@@ -150,10 +146,12 @@ fn truncate_to_budget(batch: &mut Batch, budget: usize) {
             used > budget
         })
         .map_or(batch.messages.len(), |over| over.max(1));
-    if keep < batch.messages.len() {
-        batch.messages.truncate(keep);
-        batch.position = batch.messages[keep - 1].position;
+    if keep == batch.messages.len() {
+        return false;
     }
+    batch.messages.truncate(keep);
+    batch.position = batch.messages[keep - 1].position;
+    true
 }
 
 /// `{"messages":[...],"cursor":"ID","timestamp":S}`, plus `"gap":true` when messages the

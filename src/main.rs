@@ -11,7 +11,7 @@ use realtime::server::{sys, Server};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let config = match config::parse_args(&args) {
-        Ok(Command::Serve(config)) => config,
+        Ok(Command::Serve(config)) => *config,
         Ok(Command::Help(text)) => {
             print!("{text}");
             return ExitCode::SUCCESS;

@@ -31,14 +31,27 @@ impl RandomSource {
     }
 
     /// Four fresh bytes, e.g. a WebSocket masking key.
-    pub fn next_u32_bytes(&mut self) -> io::Result<[u8; 4]> {
+    ///
+    /// If `/dev/urandom` stops answering (it does not, short of a broken system), the bytes
+    /// come from a SplitMix64 generator seeded with the last random bytes: still unpredictable
+    /// to a peer, and a masking key must never be withheld.
+    pub fn next_u32_bytes(&mut self) -> [u8; 4] {
         if self.used + 4 > REFILL_BYTES {
-            self.file.read_exact(&mut self.buf[..])?;
+            if self.file.read_exact(&mut self.buf[..]).is_err() {
+                let mut state = u64::from_le_bytes(self.buf[..8].try_into().unwrap_or([0; 8]));
+                for chunk in self.buf.chunks_exact_mut(8) {
+                    state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                    let mut z = state;
+                    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                    chunk.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+                }
+            }
             self.used = 0;
         }
         let mut out = [0; 4];
         out.copy_from_slice(&self.buf[self.used..self.used + 4]);
         self.used += 4;
-        Ok(out)
+        out
     }
 }

@@ -60,6 +60,54 @@ fn percent_decode(text: &str) -> Result<String, BadQuery> {
     String::from_utf8(bytes).map_err(|_| BadQuery)
 }
 
+/// Does an `Accept` field allow `media_type` (`"text/event-stream"`)? RFC 9110 §12.5.1:
+/// media ranges `type/subtype`, `type/*` and `*/*` with an optional weight `q`; "Media ranges
+/// can be overridden by more specific media ranges", and a weight of 0 means "not acceptable".
+/// No `Accept` field (or an empty one) accepts anything.
+pub fn accepts<'a>(accept_fields: impl Iterator<Item = &'a [u8]>, media_type: &str) -> bool {
+    let (wanted_type, _) = media_type.split_once('/').unwrap_or((media_type, ""));
+    let mut any_range = false;
+    // (specificity, q) of the most specific range that matches.
+    let mut best: Option<(u8, bool)> = None;
+    for field in accept_fields {
+        let Ok(field) = std::str::from_utf8(field) else { continue };
+        for element in field.split(',') {
+            let mut parts = element.split(';').map(str::trim);
+            let range = parts.next().unwrap_or("");
+            if range.is_empty() {
+                continue;
+            }
+            any_range = true;
+            let specificity = if range.eq_ignore_ascii_case(media_type) {
+                2
+            } else if range.split_once('/').is_some_and(|(t, s)| s == "*" && t.eq_ignore_ascii_case(wanted_type)) {
+                1
+            } else if range == "*/*" {
+                0
+            } else {
+                continue;
+            };
+            // RFC 9110 §12.4.2: weight = OWS ";" OWS "q=" qvalue; only zero matters here.
+            let refused = parts.any(|p| {
+                p.split_once('=').is_some_and(|(k, v)| k.trim().eq_ignore_ascii_case("q") && is_zero_qvalue(v.trim()))
+            });
+            if best.is_none_or(|(s, _)| specificity > s) {
+                best = Some((specificity, !refused));
+            }
+        }
+    }
+    match best {
+        Some((_, acceptable)) => acceptable,
+        None => !any_range,
+    }
+}
+
+/// `0`, `0.`, `0.0`, `0.00`, `0.000` (RFC 9110 §12.4.2 qvalue).
+fn is_zero_qvalue(value: &str) -> bool {
+    let (whole, fraction) = value.split_once('.').unwrap_or((value, ""));
+    whole == "0" && fraction.len() <= 3 && fraction.bytes().all(|b| b == b'0')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +121,29 @@ mod tests {
         assert_eq!(query_param(query, "missing"), Ok(None));
         assert_eq!(query_param(None, "since"), Ok(None));
         assert_eq!(query_param(Some("flag"), "flag"), Ok(Some(String::new())));
+    }
+
+    fn accepts_sse(fields: &[&str]) -> bool {
+        accepts(fields.iter().map(|f| f.as_bytes()), "text/event-stream")
+    }
+
+    #[test]
+    fn rfc9110_12_5_1_accept_matches_exact_type_and_wildcards() {
+        assert!(accepts_sse(&[]));
+        assert!(accepts_sse(&["text/event-stream"]));
+        assert!(accepts_sse(&["text/*"]));
+        assert!(accepts_sse(&["*/*"]));
+        assert!(accepts_sse(&["application/json, Text/Event-Stream; charset=utf-8"]));
+        assert!(!accepts_sse(&["application/json"]));
+        assert!(!accepts_sse(&["text/html", "application/json"]));
+    }
+
+    #[test]
+    fn rfc9110_12_5_1_q_zero_refuses_and_the_more_specific_range_wins() {
+        assert!(!accepts_sse(&["text/event-stream;q=0"]));
+        assert!(!accepts_sse(&["*/*, text/event-stream; q=0.000"]));
+        assert!(accepts_sse(&["*/*;q=0, text/event-stream"]));
+        assert!(accepts_sse(&["text/event-stream;q=0.5"]));
     }
 
     #[test]

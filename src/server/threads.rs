@@ -44,10 +44,6 @@ pub const THREAD_STACK_BYTES: usize = 128 * 1024;
 /// Bytes read from the socket in one call.
 const READ_BUFFER_BYTES: usize = 16 * 1024;
 
-/// A write that makes no progress for this long means the client stopped reading: the
-/// connection is closed instead of holding its thread forever.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// How long a closing connection keeps reading (and discarding) after its last response, and
 /// how much. Closing with unread input makes the kernel send a reset that can destroy the
 /// response before the client reads it (RFC 9112 §9.6 on closing "in stages").
@@ -159,47 +155,110 @@ fn shut_down(registry: &Registry) {
 }
 
 /// One connection's thread: drive the [`Connection`] until it is finished.
-fn serve_connection(mut stream: TcpStream, app: &Arc<App>, registry: &Registry, key: u64) {
+///
+/// The connection sits behind a mutex because a WebSocket needs two threads: this one writes
+/// what the broker delivers and sleeps in `park`, while a second one ([`read_frames`]) sits in
+/// a blocking `read` for the client's frames. Before the upgrade the lock is never contended.
+fn serve_connection(stream: TcpStream, app: &Arc<App>, registry: &Registry, key: u64) {
     let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
     if let Some(entry) = registry.lock().get_mut(&key) {
         entry.1 = Some(waker.clone());
     }
     let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let mut connection = Connection::new(app.clone(), now());
+    let _ = stream.set_write_timeout(Some(app.config.send_timeout));
+    let connection = Arc::new(Mutex::new(Connection::new(app.clone(), now())));
     let mut buf = vec![0u8; READ_BUFFER_BYTES];
+    let mut reader: Option<thread::JoinHandle<()>> = None;
+    let mut stream = stream;
     loop {
-        connection.advance(now(), &waker);
-        if write_output(&mut stream, &mut connection).is_err() {
-            return; // the client is gone or stopped reading
+        let mut guard = lock(&connection);
+        guard.advance(now(), &waker);
+        if write_output(&mut stream, &mut guard).is_err() {
+            break; // the client is gone or took nothing for `send_timeout`
         }
-        if connection.is_finished() {
+        if guard.is_finished() {
             break;
         }
-        let timeout = connection.next_deadline().map(|deadline| deadline.saturating_duration_since(Instant::now()));
-        match connection.waiting_for() {
+        let timeout = guard.next_deadline().map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        match guard.waiting_for() {
             Waiting::ForInput => {
                 // A zero timeout means "block forever" to set_read_timeout: use 1 ms instead.
                 let _ = stream.set_read_timeout(Some(timeout.unwrap_or(Duration::MAX).max(Duration::from_millis(1))));
-                let room = connection.input_room().clamp(1, buf.len());
+                let room = guard.input_room().clamp(1, buf.len());
                 match stream.read(&mut buf[..room]) {
-                    Ok(0) => connection.receive_eof(),
-                    Ok(n) => connection.receive(&buf[..n]),
+                    Ok(0) => guard.receive_eof(),
+                    Ok(n) => guard.receive(&buf[..n]),
                     // The deadline passed: `advance` acts on it.
                     Err(e)
                         if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {
                     }
-                    Err(_) => return,
+                    Err(_) => break,
                 }
             }
-            Waiting::ForBroker => match timeout {
-                Some(timeout) => thread::park_timeout(timeout),
-                None => thread::park(),
-            },
+            Waiting::ForBroker | Waiting::ForInputAndBroker => {
+                if guard.waiting_for() == Waiting::ForInputAndBroker && reader.is_none() {
+                    reader = spawn_reader(&stream, &connection, &waker);
+                    if reader.is_none() {
+                        break;
+                    }
+                }
+                drop(guard);
+                match timeout {
+                    Some(timeout) => thread::park_timeout(timeout),
+                    None => thread::park(),
+                }
+            }
             Waiting::ForClose => break,
         }
     }
-    linger_close(&mut stream, &mut buf);
+    if let Some(reader) = reader {
+        // Wake the reader from its blocking read and wait for it.
+        let _ = stream.shutdown(Shutdown::Both);
+        let _ = reader.join();
+    } else {
+        linger_close(&mut stream, &mut buf);
+    }
+}
+
+fn lock(connection: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
+    connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Starts the second thread of a WebSocket connection (see [`read_frames`]).
+fn spawn_reader(
+    stream: &TcpStream,
+    connection: &Arc<Mutex<Connection>>,
+    waker: &Waker,
+) -> Option<thread::JoinHandle<()>> {
+    let stream = stream.try_clone().ok()?;
+    let (connection, waker) = (connection.clone(), waker.clone());
+    thread::Builder::new().stack_size(THREAD_STACK_BYTES).spawn(move || read_frames(stream, &connection, &waker)).ok()
+}
+
+/// A WebSocket's reading thread: blocks in `read`, hands the bytes to the connection, writes
+/// any replies (pongs, echoes, close frames) itself, and wakes the writing thread so that it
+/// sees state changes. Ends at EOF, on an error, or when the connection is finished.
+fn read_frames(mut stream: TcpStream, connection: &Mutex<Connection>, waker: &Waker) {
+    let mut buf = vec![0u8; READ_BUFFER_BYTES];
+    let _ = stream.set_read_timeout(None);
+    loop {
+        let read = stream.read(&mut buf);
+        let mut guard = lock(connection);
+        match read {
+            Ok(0) => guard.receive_eof(),
+            Ok(n) => guard.receive(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => guard.receive_eof(),
+        }
+        guard.advance(now(), waker);
+        let failed = write_output(&mut stream, &mut guard).is_err();
+        let done = failed || guard.is_finished() || guard.waiting_for() != Waiting::ForInputAndBroker;
+        drop(guard);
+        waker.wake_by_ref();
+        if done {
+            return;
+        }
+    }
 }
 
 /// Writes everything the connection has queued.

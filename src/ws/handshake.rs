@@ -25,6 +25,8 @@ use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::Engine as _;
 
+use crate::http::request::{Request, Version};
+
 /// RFC 6455 §1.3: the "Globally Unique Identifier" appended to the key.
 pub const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -44,6 +46,68 @@ const ENCODED_KEY_LEN: usize = 24;
 /// lost by accepting it: the server hashes the key as text and never uses the bytes.
 const KEY_DECODER: GeneralPurpose =
     GeneralPurpose::new(&alphabet::STANDARD, GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true));
+
+/// Why a request cannot be upgraded, and how it is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandshakeError {
+    /// Not an upgrade request at all (no `Upgrade: websocket`, or HTTP/1.0): 426, telling the
+    /// client which protocol this resource speaks (RFC 9110 §15.5.22).
+    NotAnUpgrade,
+    /// `Sec-WebSocket-Version` missing or not 13: 426 with `Sec-WebSocket-Version: 13`
+    /// (§4.2.2: "it MUST ... send ... a |Sec-WebSocket-Version| header field indicating the
+    /// version(s) the server is capable of understanding").
+    UnsupportedVersion,
+    /// `Connection` does not include `Upgrade` (§4.2.1 item 4): 400.
+    MissingConnectionUpgrade,
+    /// `Sec-WebSocket-Key` missing, repeated, or not 16 bytes in base64 (§4.2.1 item 5): 400.
+    BadKey,
+}
+
+impl HandshakeError {
+    pub fn status(self) -> u16 {
+        match self {
+            HandshakeError::NotAnUpgrade | HandshakeError::UnsupportedVersion => 426,
+            HandshakeError::MissingConnectionUpgrade | HandshakeError::BadKey => 400,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            HandshakeError::NotAnUpgrade => "this resource speaks WebSocket: send Upgrade: websocket",
+            HandshakeError::UnsupportedVersion => "unsupported WebSocket version: send Sec-WebSocket-Version: 13",
+            HandshakeError::MissingConnectionUpgrade => "a WebSocket handshake needs Connection: Upgrade",
+            HandshakeError::BadKey => "Sec-WebSocket-Key must be 16 bytes in base64",
+        }
+    }
+}
+
+/// Reads the client's opening handshake (RFC 6455 §4.2.1) from a parsed request head and
+/// returns the `Sec-WebSocket-Accept` value for the 101. The method (GET) and `Host` are
+/// checked by the router and the HTTP parser; the `Origin` policy by the application.
+pub fn check_client_handshake(request: &Request<'_>) -> Result<String, HandshakeError> {
+    // §4.2.1 item 1: "An HTTP/1.1 or higher GET request". RFC 9110 §7.8: a server "MUST
+    // ignore" an Upgrade field received in an HTTP/1.0 request.
+    // §4.2.1 item 3: "An |Upgrade| header field containing the value "websocket", treated as
+    // an ASCII case-insensitive value."
+    if request.version != Version::Http11 || !request.has_token("upgrade", "websocket") {
+        return Err(HandshakeError::NotAnUpgrade);
+    }
+    // §4.2.1 item 4: "A |Connection| header field that includes the token "Upgrade", treated as
+    // an ASCII case-insensitive value."
+    if !request.has_token("connection", "upgrade") {
+        return Err(HandshakeError::MissingConnectionUpgrade);
+    }
+    // §4.2.1 item 6: "A |Sec-WebSocket-Version| header field, with a value of 13."
+    let mut versions = request.headers_named("sec-websocket-version");
+    if versions.next() != Some(VERSION.as_bytes()) || versions.next().is_some() {
+        return Err(HandshakeError::UnsupportedVersion);
+    }
+    let mut keys = request.headers_named("sec-websocket-key");
+    match (keys.next(), keys.next()) {
+        (Some(key), None) if is_valid_client_key(key) => Ok(accept_key(key)),
+        _ => Err(HandshakeError::BadKey),
+    }
+}
 
 /// The `Sec-WebSocket-Accept` value for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2 step 5.4):
 /// "concatenating /key/ ... with the string "258EAFA5-E914-47DA-95CA-C5AB0DC85B11", taking the

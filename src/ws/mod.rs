@@ -8,6 +8,7 @@
 //! | [`utf8`] | §5.6, §8.1 | an incremental UTF-8 validator that fails at the first bad byte |
 //! | [`message`] | §5.4, §5.5.1, §7.4 | fragments into messages; close bodies and status codes |
 //! | [`session`] | §5.5, §6, §7 | one connection's state machine: bytes in, events and bytes out |
+//! | [`client`] | §4.1 | a blocking client over `TcpStream` (tests, benchmarks) |
 //!
 //! Bytes flow up through the layers and replies flow down:
 //!
@@ -23,6 +24,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod frame;
 pub mod handshake;
 pub mod mask;

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Runs the Autobahn|Testsuite fuzzing client (the reference RFC 6455 conformance suite),
+# sections 1 to 10, against this crate's own server on /echo, once per server model, and
+# fails unless every case is OK or INFORMATIONAL for both behaviour and close.
+#
+#   scripts/autobahn.sh [MODEL ...]      models: threads (default: every model)
+#
+# Reports land in target/autobahn/<model>/index.html. Set-up, about a minute the first time:
+# wstest 0.8.2 needs Python 2.7. A pyenv 2.7 is used when present; otherwise Debian 11's
+# python2.7 package is installed beside the system (Debian 12 dropped it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+models=("$@")
+[ ${#models[@]} -gt 0 ] || models=(threads)
+
+find_python2() {
+  for candidate in python2.7 "$HOME"/.pyenv/versions/2.7*/bin/python2.7; do
+    if "$candidate" -c 'import sys; assert sys.version_info[:2] == (2, 7)' 2>/dev/null; then
+      command -v "$candidate" || echo "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+
+if ! python2=$(find_python2); then
+  echo "autobahn: installing python2.7 from Debian 11 (bullseye)"
+  if [ ! -f /etc/apt/sources.list.d/bullseye.sources ]; then
+    uri=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+    [ -n "$uri" ] || uri=$(awk '/^deb / && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+    [ -n "$uri" ] || { echo "autobahn: no Debian mirror found in the apt sources" >&2; exit 2; }
+    printf 'Types: deb\nURIs: %s\nSuites: bullseye\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      "$uri" >/etc/apt/sources.list.d/bullseye.sources
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bullseye python2.7 python2.7-dev >/dev/null
+  python2=$(find_python2)
+fi
+
+# wstest and its pinned dependencies, in a user site of their own.
+export PYTHONUSERBASE="$HOME/.cache/realtime-autobahn"
+wstest="$PYTHONUSERBASE/bin/wstest"
+if [ ! -x "$wstest" ]; then
+  echo "autobahn: installing autobahntestsuite 0.8.2 for $python2"
+  if ! "$python2" -m pip --version >/dev/null 2>&1; then
+    wheels=$(mktemp -d)
+    python3 -m pip download -q --no-deps --python-version 2.7 --only-binary=:all: \
+      pip==20.3.4 setuptools==44.1.1 wheel==0.37.1 -d "$wheels"
+    "$python2" "$wheels"/pip-20.3.4-py2.py3-none-any.whl/pip install -q --user --no-index \
+      --find-links "$wheels" pip setuptools wheel
+  fi
+  "$python2" -m pip install -q --user --disable-pip-version-check autobahntestsuite==0.8.2 2>/dev/null
+fi
+
+cargo build --release --quiet
+failed=0
+for model in "${models[@]}"; do
+  out="$PWD/target/autobahn/$model"
+  rm -rf "$out" && mkdir -p "$out"
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  # Long keepalive: the suite counts every frame, and a server ping would be an extra one.
+  target/release/realtime serve --addr "127.0.0.1:$port" --model "$model" --keepalive 3600 \
+    2>"$out/server.log" &
+  server=$!
+  trap 'kill $server 2>/dev/null || true' EXIT
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
+    sleep 0.1
+  done
+  work=$(mktemp -d)
+  cat >"$work/fuzzingclient.json" <<JSON
+{"outdir": "$out", "servers": [{"agent": "realtime-$model", "url": "ws://127.0.0.1:$port/echo"}],
+ "cases": ["1.*", "2.*", "3.*", "4.*", "5.*", "6.*", "7.*", "8.*", "9.*", "10.*"],
+ "exclude-cases": [], "exclude-agent-cases": {}}
+JSON
+  echo "autobahn: model $model, sections 1-10"
+  (cd "$work" && timeout 1500 "$wstest" -m fuzzingclient -s fuzzingclient.json >"$out/wstest.log" 2>&1) || true
+  kill "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+  python3 - "$out/index.json" "$model" <<'PY' || failed=1
+import json, sys
+path, model = sys.argv[1], sys.argv[2]
+try:
+    cases = next(iter(json.load(open(path)).values()))
+except (OSError, ValueError, StopIteration):
+    print(f"autobahn {model}: no report (see {path.rsplit('/', 1)[0]}/wstest.log)")
+    sys.exit(1)
+good = {"OK", "INFORMATIONAL"}
+bad = sorted((k for k, v in cases.items() if v["behavior"] not in good or v["behaviorClose"] not in good),
+             key=lambda k: [int(p) for p in k.split(".")])
+for k in bad:
+    print(f"  case {k}: behavior {cases[k]['behavior']}, close {cases[k]['behaviorClose']}")
+print(f"autobahn {model}: {len(cases) - len(bad)} passed, {len(bad)} failed")
+sys.exit(1 if bad or not cases else 0)
+PY
+done
+exit $failed

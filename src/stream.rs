@@ -1,0 +1,334 @@
+//! The two connections that outlive a request: a Server-Sent Events stream and a WebSocket.
+//!
+//! Both follow a channel through a [`Subscription`] and *pull*: whenever the broker wakes the
+//! connection (or its output has drained), they read the messages after their cursor and
+//! append each one's wire form to the output. The wire form is built once per message and
+//! shared by every subscriber ([`Message::wire_form`]), so a fan-out to N clients encodes once
+//! and copies N times.
+//!
+//! Backpressure: a stream stops pulling while [`crate::config::Config::max_outbound_bytes`]
+//! wait to be sent. What a slow client has not read stays in the channel's history, not in a
+//! per-connection queue, so memory per connection is bounded. A client that takes nothing for
+//! `send_timeout` is disconnected ([`Io::slow_consumer`]); it resumes from its last id, and if
+//! it fell further behind than the history, it is told so with a gap.
+
+#![forbid(unsafe_code)]
+
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use crate::app::App;
+use crate::broker::{Batch, Gap, Message, WireForm};
+use crate::connection::Now;
+use crate::http::response::{write_chunk, write_last_chunk};
+use crate::json;
+use crate::sse;
+use crate::subscription::Subscription;
+use crate::ws::frame::{encode_frame, Opcode};
+use crate::ws::message::{CloseCode, Message as WsMessage};
+use crate::ws::session::{Event, Session, State as WsState};
+
+/// Messages read from the broker at a time. Small enough that one read overshoots the
+/// outbound limit by little, large enough that a fan-out does not lock the channel per message.
+const PULL_BATCH: usize = 16;
+
+/// How long a WebSocket waits for the peer's Close after sending its own (RFC 6455 §7.1.1:
+/// the server closes TCP once the handshake is done; a peer that never answers must not hold
+/// the connection).
+pub const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a stream may touch while it advances: the connection's buffers and context.
+pub struct Io<'a> {
+    pub app: &'a App,
+    pub subscriber: u64,
+    pub waker: &'a Waker,
+    pub now: Now,
+    pub input: &'a mut Vec<u8>,
+    pub output: &'a mut Vec<u8>,
+    /// The client closed its sending side.
+    pub input_closed: bool,
+    /// The client has taken no bytes for `send_timeout` while some waited.
+    pub slow_consumer: bool,
+}
+
+impl Io<'_> {
+    fn has_room(&self) -> bool {
+        self.output.len() < self.app.config.max_outbound_bytes
+    }
+}
+
+/// Whether a stream goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    Continue,
+    /// Flush the output, then close the connection.
+    Close,
+}
+
+/// `{"since":"k3f9-1","oldest":"k3f9-3"}`: what a gap notice carries (`oldest` is null when
+/// the history is empty).
+fn gap_json(gap: &Gap, prefix: &str) -> String {
+    let mut out = String::from(prefix);
+    out.push_str("\"since\":");
+    json::write_string(&mut out, &gap.since);
+    out.push_str(",\"oldest\":");
+    match &gap.oldest {
+        Some(oldest) => json::write_string(&mut out, oldest),
+        None => out.push_str("null"),
+    }
+    out.push('}');
+    out
+}
+
+/// A message as an SSE event: `id:`, `event: message`, `data:` the envelope.
+fn sse_event(message: &Message) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.envelope().len() + message.id.len() + 32);
+    // Ids come from the broker and never hold CR, LF or NUL; the envelope is JSON, one line.
+    if sse::encode_event(&mut out, Some(&message.id), Some("message"), message.envelope()).is_err() {
+        out.clear();
+    }
+    out
+}
+
+/// A message as an unmasked WebSocket text frame carrying the envelope (RFC 6455 §5.1: "A
+/// server MUST NOT mask any frames that it sends to the client").
+fn websocket_frame(message: &Message) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.envelope().len() + 10);
+    encode_frame(&mut out, true, Opcode::Text, message.envelope().as_bytes(), None);
+    out
+}
+
+/// Reads the next batch if there is room for it, counting deliveries.
+fn pull(io: &mut Io<'_>, subscription: &mut Subscription) -> Option<Batch> {
+    if !io.has_room() {
+        return None;
+    }
+    let batch = subscription.read(&*io.app.broker, PULL_BATCH);
+    if batch.messages.is_empty() && batch.gap.is_none() {
+        return None;
+    }
+    io.app.stats.delivered(batch.messages.len() as u64);
+    Some(batch)
+}
+
+/// A `text/event-stream` response (WHATWG HTML §9.2) following one channel.
+#[derive(Debug)]
+pub struct SseStream {
+    subscription: Subscription,
+    /// HTTP/1.1: every event is one chunk. HTTP/1.0: raw bytes; the close ends the stream.
+    chunked: bool,
+    next_keepalive: Instant,
+}
+
+impl SseStream {
+    /// Writes the stream's first bytes (`retry:`) and registers with the broker, so that
+    /// nothing published from now on can be missed.
+    pub fn start(mut subscription: Subscription, chunked: bool, io: &mut Io<'_>) -> SseStream {
+        subscription.register(&*io.app.broker, io.subscriber, io.waker);
+        let mut retry = Vec::new();
+        sse::encode_retry(&mut retry, io.app.config.sse_retry.as_millis() as u64);
+        let stream = SseStream { subscription, chunked, next_keepalive: io.now.instant + io.app.config.keepalive };
+        stream.write(io.output, &retry);
+        stream
+    }
+
+    fn write(&self, output: &mut Vec<u8>, bytes: &[u8]) {
+        if self.chunked {
+            write_chunk(output, bytes);
+        } else {
+            output.extend_from_slice(bytes);
+        }
+    }
+
+    pub fn next_deadline(&self) -> Instant {
+        self.next_keepalive
+    }
+
+    pub fn advance(&mut self, io: &mut Io<'_>) -> Next {
+        if io.app.is_shutting_down() {
+            // The last-chunk ends the response cleanly: the client sees the end of the stream,
+            // not a broken connection (and EventSource reconnects after `retry`).
+            if self.chunked {
+                write_last_chunk(io.output);
+            }
+            return Next::Close;
+        }
+        if io.input_closed || io.slow_consumer {
+            return Next::Close;
+        }
+        while let Some(batch) = pull(io, &mut self.subscription) {
+            if let Some(gap) = &batch.gap {
+                // Sent before the replay it precedes, so the client knows what it missed.
+                let mut event = Vec::new();
+                let data = gap_json(gap, "{");
+                // A constant event type and a one-line JSON text cannot fail to encode.
+                let _ = sse::encode_event(&mut event, None, Some("gap"), &data);
+                self.write(io.output, &event);
+            }
+            for message in &batch.messages {
+                self.write(io.output, message.wire_form(WireForm::SseEvent, sse_event));
+            }
+        }
+        if io.now.instant >= self.next_keepalive {
+            // WHATWG HTML §9.2.7: "Legacy proxy servers are known to, in certain cases, drop
+            // HTTP connections after a short timeout. To protect against such proxy servers,
+            // authors can include a comment line ... every 15 seconds or so."
+            let mut comment = Vec::new();
+            sse::encode_comment(&mut comment, "keepalive");
+            self.write(io.output, &comment);
+            self.next_keepalive = io.now.instant + io.app.config.keepalive;
+        }
+        Next::Continue
+    }
+
+    pub fn stop(&mut self, app: &App, subscriber: u64) {
+        self.subscription.unregister(&*app.broker, subscriber);
+    }
+}
+
+/// An upgraded connection: `/echo`, or `/ws/{channel}` following a channel.
+pub struct WebSocketStream {
+    session: Session,
+    /// `None` on `/echo`.
+    subscription: Option<Subscription>,
+    next_ping: Instant,
+    /// When the oldest unanswered ping went out.
+    ping_unanswered_since: Option<Instant>,
+    /// After our Close: when we stop waiting for the peer's.
+    close_deadline: Option<Instant>,
+}
+
+impl WebSocketStream {
+    pub fn start(subscription: Option<Subscription>, io: &mut Io<'_>) -> WebSocketStream {
+        let mut subscription = subscription;
+        if let Some(subscription) = &mut subscription {
+            subscription.register(&*io.app.broker, io.subscriber, io.waker);
+        }
+        WebSocketStream {
+            session: Session::new_server(io.app.config.max_message_bytes),
+            subscription,
+            next_ping: io.now.instant + io.app.config.keepalive,
+            ping_unanswered_since: None,
+            close_deadline: None,
+        }
+    }
+
+    pub fn next_deadline(&self, keepalive: Duration) -> Instant {
+        let mut deadline = self.next_ping;
+        if let Some(since) = self.ping_unanswered_since {
+            deadline = deadline.min(since + 2 * keepalive);
+        }
+        if let Some(close) = self.close_deadline {
+            deadline = deadline.min(close);
+        }
+        deadline
+    }
+
+    /// Starts the closing handshake (RFC 6455 §7.1.2) and bounds the wait for the answer.
+    fn close(&mut self, io: &mut Io<'_>, code: CloseCode, reason: &str) {
+        if self.session.close(code, reason, io.output).is_ok() {
+            self.close_deadline = Some(io.now.instant + CLOSE_HANDSHAKE_TIMEOUT);
+        }
+    }
+
+    pub fn advance(&mut self, io: &mut Io<'_>) -> Next {
+        self.read_frames(io);
+        match self.session.state() {
+            // RFC 6455 §7.1.1: "the server SHOULD close [the TCP connection] first": after the
+            // closing handshake, or after failing the connection, it does so at once.
+            WsState::Closed => return Next::Close,
+            WsState::CloseSent => {
+                let expired = self.close_deadline.is_some_and(|deadline| io.now.instant >= deadline);
+                return if expired || io.input_closed { Next::Close } else { Next::Continue };
+            }
+            WsState::Open => {}
+        }
+        if io.app.is_shutting_down() {
+            // RFC 6455 §7.4.1: 1001 "indicates that an endpoint is "going away", such as a
+            // server going down".
+            self.close(io, CloseCode::GOING_AWAY, "server shutting down");
+            return if io.input_closed { Next::Close } else { Next::Continue };
+        }
+        if io.input_closed {
+            return Next::Close; // the peer went away without a closing handshake
+        }
+        if io.slow_consumer {
+            // Queued behind everything the client did not read; it arrives if the client
+            // catches up within the linger time, and the connection closes either way.
+            self.close(io, CloseCode::POLICY, "slow consumer");
+            return Next::Close;
+        }
+        let keepalive = io.app.config.keepalive;
+        if self.ping_unanswered_since.is_some_and(|since| io.now.instant >= since + 2 * keepalive) {
+            return Next::Close; // no pong within two intervals: the peer or the path is gone
+        }
+        if io.now.instant >= self.next_ping {
+            // RFC 6455 §5.5.2: "A Ping frame MAY be sent ... as a means to verify that the
+            // remote endpoint is still responsive." It also keeps proxies from timing out.
+            let _ = self.session.send_ping(b"", io.output);
+            self.ping_unanswered_since.get_or_insert(io.now.instant);
+            self.next_ping = io.now.instant + keepalive;
+        }
+        if let Some(subscription) = &mut self.subscription {
+            while let Some(batch) = pull(io, subscription) {
+                if let Some(gap) = &batch.gap {
+                    let _ = self.session.send_text(&gap_json(gap, "{\"gap\":true,"), io.output);
+                }
+                for message in &batch.messages {
+                    io.output.extend_from_slice(message.wire_form(WireForm::WebSocketFrame, websocket_frame));
+                }
+            }
+        }
+        Next::Continue
+    }
+
+    /// Feeds the client's bytes to the session and acts on what they amount to.
+    fn read_frames(&mut self, io: &mut Io<'_>) {
+        loop {
+            let (consumed, event) = self.session.receive(&mut io.input[..], io.output);
+            io.input.drain(..consumed);
+            match event {
+                None if consumed == 0 => return,
+                None => {}
+                Some(Event::Message(message)) => self.on_message(io, message),
+                Some(Event::Pong(_)) => self.ping_unanswered_since = None,
+                // Pings are answered by the session; Closed and Failed leave it Closed.
+                Some(Event::Ping(_) | Event::Closed(_) | Event::Failed(_)) => {}
+            }
+        }
+    }
+
+    fn on_message(&mut self, io: &mut Io<'_>, message: WsMessage) {
+        let Some(subscription) = &self.subscription else {
+            // `/echo`: every message goes back as it came (Autobahn's test target).
+            let _ = match message {
+                WsMessage::Text(text) => self.session.send_text(&text, io.output),
+                WsMessage::Binary(data) => self.session.send_binary(&data, io.output),
+            };
+            return;
+        };
+        let text = match message {
+            WsMessage::Text(text) => text,
+            // RFC 6455 §7.4.1: 1003 "indicates that an endpoint is terminating the connection
+            // because it has received a type of data it cannot accept".
+            WsMessage::Binary(_) => {
+                return self.close(io, CloseCode::UNSUPPORTED_DATA, "binary messages are not published")
+            }
+        };
+        if text.len() > io.app.config.max_publish_bytes {
+            return self.close(io, CloseCode::TOO_BIG, "message larger than the publish limit");
+        }
+        let channel = subscription.channel().to_string();
+        if io.app.publish_text(&channel, &text).is_err() {
+            // 1011: "encountered an unexpected condition that prevented it from fulfilling
+            // the request". The client can retry the message after reconnecting.
+            self.close(io, CloseCode::INTERNAL_ERROR, "message not published: broker unavailable");
+        }
+    }
+
+    pub fn stop(&mut self, app: &App, subscriber: u64) {
+        if let Some(subscription) = &mut self.subscription {
+            subscription.unregister(&*app.broker, subscriber);
+        }
+    }
+}
