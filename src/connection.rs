@@ -13,7 +13,7 @@
 //! (read the socket), or an event from the broker (a thread sleeps, the event loop just
 //! leaves the connection in its table).
 //!
-//! Lifecycle (one [`State`] at a time):
+//! Lifecycle (one `State` at a time):
 //!
 //! ```text
 //!            ┌──────────── keep-alive ───────────────┐

@@ -1,6 +1,82 @@
 //! # realtime: three ways a web server pushes data to a browser
 //!
-//! (The guided tour is written out as the protocols land.)
+//! HTTP was built for the browser to ask and the server to answer. To push, a server has
+//! three options, and this crate implements all three from scratch on the standard library,
+//! over one broker, with the same guarantees: every message arrives once, in order, or the
+//! client is told it missed some (a *gap*).
+//!
+//! This page is a guided tour: each step of each protocol, the function that does it, and
+//! the section of the specification it follows. Read it beside the RFCs.
+//!
+//! ## The shape of the code
+//!
+//! ```text
+//!  bytes in ─► sans-I/O protocol cores (http, ws, sse, longpoll) ─► bytes out
+//!                       ▲ Connection: one client's whole life │
+//!              server::threads: a thread per connection (blocking reads, park/unpark)
+//!                       │                                    │
+//!                       └──────────── broker (Arc<dyn Broker>) ┘
+//! ```
+//!
+//! Protocol code never touches a socket, a thread or a clock: it takes bytes and the time,
+//! and returns bytes and its next deadline. [`connection::Connection`] is the state machine
+//! for one client; a driver only moves bytes between it and a socket. That is why one
+//! implementation serves both server models and why every parser can be fuzzed.
+//!
+//! ## HTTP/1.1, the ground everything stands on (RFC 9112, RFC 9110)
+//!
+//! | step | where | spec |
+//! |---|---|---|
+//! | parse a request head, incrementally and without copying | [`http::request::parse_request`] | RFC 9112 §2-§5 |
+//! | decide how long the body is (and refuse smuggling) | [`http::request::Request::body_framing`] | RFC 9112 §6 |
+//! | decode a `Content-Length` or chunked body | [`http::body::BodyDecoder`] | RFC 9112 §6.2, §7.1 |
+//! | keep the connection open, or not | [`http::request::Request::keep_alive`] | RFC 9112 §9.3 |
+//! | route the request | [`app::App::handle`], [`app::route`] | RFC 9110 §15 (status codes) |
+//! | write a response, or a chunked stream | [`http::response::write_response`], [`http::response::write_chunk`] | RFC 9112 §6.3, §7.1 |
+//! | answer requests in order, one at a time (pipelining) | [`connection::Connection::advance`] | RFC 9112 §9.3.2 |
+//!
+//! ## Strategy 1: long polling, in five steps
+//!
+//! | step | where |
+//! |---|---|
+//! | 1. the client asks `GET /poll/{channel}?since=ID` | [`app::App::handle`] → [`longpoll::PollQuery::parse`] |
+//! | 2. nothing new: the server holds the request (a thread sleeps) | [`longpoll::LongPoll::poll`] returns `Pending` after [`subscription::Subscription::register`] |
+//! | 3. a message is published and wakes the waiting request | [`app::App::publish`] → [`broker::Broker::publish`] wakes every [`std::task::Waker`] |
+//! | 4. the server answers with the messages and a cursor | [`longpoll::LongPoll::poll`] → [`longpoll::answer_body`] |
+//! | 5. the client asks again from the cursor; nothing is lost in between | the channel's history: [`broker::memory`] |
+//!
+//! ## Strategy 2: Server-Sent Events (WHATWG HTML §9.2)
+//!
+//! | step | where |
+//! |---|---|
+//! | negotiate: `Accept`, `Origin`, `Last-Event-ID` or `?since=` | [`app::App`] (`start_sse`), [`http::accepts`], [`app::origin_allowed`] |
+//! | the response head: `text/event-stream`, chunked, no buffering | [`connection::Connection`] (`start_sse`) |
+//! | `retry:`, then replay from the cursor, then live, one chunk per event | [`stream::SseStream::start`], [`stream::SseStream::advance`] |
+//! | encode an event (`id:`, `event:`, `data:` per line, blank line) | [`sse::encode_event`] (§9.2.5) |
+//! | `: keepalive` comments for proxies | [`sse::encode_comment`] (§9.2.7) |
+//! | what a browser does with the bytes (our parser, used by tests) | [`sse::EventStreamParser`] (§9.2.6) |
+//!
+//! ## Strategy 3: WebSockets (RFC 6455)
+//!
+//! | step | where | spec |
+//! |---|---|---|
+//! | the opening handshake: check the request, compute `Sec-WebSocket-Accept` | [`ws::handshake::check_client_handshake`], [`ws::handshake::accept_key`] | §4.2 |
+//! | refuse cross-site hijacking | [`app::origin_allowed`] | §10.2 |
+//! | read a frame header: FIN, RSV, opcode, 7/16/64-bit length, mask | [`ws::frame::FrameDecoder`] | §5.2 |
+//! | unmask the payload, a machine word at a time | [`ws::mask::apply_mask`] | §5.3 |
+//! | reassemble fragments; control frames in between | [`ws::message::Assembler`] | §5.4 |
+//! | validate text as UTF-8 as it arrives, failing fast | [`ws::utf8::Utf8Validator`] | §5.6, §8.1 |
+//! | answer pings, echo the close, fail with the right code | [`ws::session::Session::receive`] | §5.5, §7 |
+//! | follow a channel, publish the client's text, ping, close slow consumers | [`stream::WebSocketStream::advance`] | §5.5.2, §7.4.1 |
+//! | the client side: random key, fresh mask per frame | [`ws::client::Client`] | §4.1, §5.3 |
+//!
+//! ## Shared pieces
+//!
+//! - [`broker`]: channels, ids, history, gaps and wake-ups; [`broker::memory`] is the ring log.
+//! - [`subscription`]: a cursor in a channel plus a registered waker; pull, never push.
+//! - [`server`]: the drivers ([`server::threads`]) and the one `unsafe` module ([`server::sys`]).
+//! - [`config`]: every limit, its default and why; [`stats`]: `/stats` and `/metrics`.
+//! - [`json`]: the envelope and `/stats` written by hand, and a small reader for clients.
 
 #![deny(unsafe_code)]
 

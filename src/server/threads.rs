@@ -16,7 +16,7 @@
 //! thread really uses is what it touches, so the default would mostly cost address space,
 //! but the explicit size keeps 10,000 threads well inside it.
 //!
-//! The broker wakes a parked thread through a [`Waker`] that unparks it ([`ThreadWaker`]).
+//! The broker wakes a parked thread through a [`Waker`] that unparks it (`ThreadWaker`).
 //! `park`/`unpark` keep a token, so a wake-up that arrives before the thread parks is not lost.
 
 #![forbid(unsafe_code)]
