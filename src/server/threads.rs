@@ -173,11 +173,17 @@ fn serve_connection(stream: TcpStream, app: &Arc<App>, registry: &Registry, key:
     loop {
         let mut guard = lock(&connection);
         guard.advance(now(), &waker);
+        let wrote = !guard.output().is_empty();
         if write_output(&mut stream, &mut guard).is_err() {
             break; // the client is gone or took nothing for `send_timeout`
         }
         if guard.is_finished() {
             break;
+        }
+        if wrote {
+            // A stream stops reading the broker while its output is full: now that the output
+            // has drained, let it read on before waiting for anything else.
+            continue;
         }
         let timeout = guard.next_deadline().map(|deadline| deadline.saturating_duration_since(Instant::now()));
         match guard.waiting_for() {
