@@ -3,7 +3,7 @@
 # sections 1 to 10, against this crate's own server on /echo, once per server model, and
 # fails unless every case is OK or INFORMATIONAL for both behaviour and close.
 #
-#   scripts/autobahn.sh [MODEL ...]      models: threads (default: every model)
+#   scripts/autobahn.sh [MODEL ...]      models: threads, epoll (default: both)
 #
 # Reports land in target/autobahn/<model>/index.html. Set-up, about a minute the first time:
 # wstest 0.8.2 needs Python 2.7. A pyenv 2.7 is used when present; otherwise Debian 11's
@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 models=("$@")
-[ ${#models[@]} -gt 0 ] || models=(threads)
+[ ${#models[@]} -gt 0 ] || models=(threads epoll)
 
 find_python2() {
   for candidate in python2.7 "$HOME"/.pyenv/versions/2.7*/bin/python2.7; do

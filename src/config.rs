@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use crate::http::request::{Limits, MAX_HEADERS, MAX_HEAD_BYTES, MAX_TARGET_BYTES};
+use crate::server::poller::Backend;
 
 /// The longest a client may ask a long poll to wait (`?timeout=`, capped to this). Proxies and
 /// browsers commonly give up on a silent request after 60 to 120 s.
@@ -18,12 +19,15 @@ pub const MAX_POLL_TIMEOUT: Duration = Duration::from_secs(60);
 pub enum Model {
     /// One OS thread per connection, blocking reads and writes: `src/server/threads.rs`.
     Threads,
+    /// A few worker threads multiplexing non-blocking sockets: `src/server/event_loop.rs`.
+    EventLoop,
 }
 
 impl Model {
     pub fn name(self) -> &'static str {
         match self {
             Model::Threads => "threads",
+            Model::EventLoop => "epoll",
         }
     }
 }
@@ -33,6 +37,10 @@ pub struct Config {
     /// Where to listen.
     pub addr: String,
     pub model: Model,
+    /// Event-loop workers (`0`: one per available core).
+    pub workers: usize,
+    /// The event loop's readiness API: epoll (Linux) or poll(2), kept to show why epoll exists.
+    pub poller: Backend,
     /// Messages each channel retains for resume (`?since=`, `Last-Event-ID`).
     pub history: usize,
     /// Channels the memory broker may hold; bounds its memory with `history`.
@@ -74,7 +82,9 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             addr: "127.0.0.1:8080".into(),
-            model: Model::Threads,
+            model: Model::EventLoop,
+            workers: 0,
+            poller: Backend::native(),
             history: crate::broker::memory::DEFAULT_HISTORY,
             max_channels: crate::broker::memory::DEFAULT_MAX_CHANNELS,
             poll_timeout: Duration::from_secs(30),
@@ -125,7 +135,9 @@ Usage: realtime serve [OPTIONS]
 
 Options (durations in seconds, fractions allowed):
   --addr HOST:PORT          listen address                        [127.0.0.1:8080]
-  --model threads           server model                          [threads]
+  --model epoll|threads     event loop, or a thread per connection [epoll]
+  --workers N               event-loop worker threads             [one per core]
+  --poller epoll|poll       the event loop's readiness API        [epoll on Linux]
   --history N               messages kept per channel for resume  [1000]
   --max-channels N          channels the broker may hold          [10000]
   --poll-timeout SECS       long-poll wait without ?timeout=      [30] (max 60)
@@ -168,7 +180,16 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
             "--model" => {
                 config.model = match value()? {
                     "threads" => Model::Threads,
-                    other => return Err(format!("--model: unknown model '{other}' (expected threads)")),
+                    "epoll" => Model::EventLoop,
+                    other => return Err(format!("--model: unknown model '{other}' (expected epoll or threads)")),
+                }
+            }
+            "--workers" => config.workers = positive(flag, value()?)?,
+            "--poller" => {
+                config.poller = match value()? {
+                    "epoll" if cfg!(target_os = "linux") => Backend::Epoll,
+                    "poll" => Backend::Poll,
+                    other => return Err(format!("--poller: unsupported poller '{other}' (expected epoll or poll)")),
                 }
             }
             "--history" => config.history = positive(flag, value()?)?,

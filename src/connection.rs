@@ -6,7 +6,8 @@
 //! 1. hands it the bytes it read ([`Connection::receive`], [`Connection::receive_eof`]);
 //! 2. calls [`Connection::advance`] with the current time and a [`Waker`] whenever something
 //!    happened: bytes arrived, the broker woke it, or [`Connection::next_deadline`] passed;
-//! 3. writes out [`Connection::output`] and reports how much went ([`Connection::consume_output`]);
+//! 3. writes out [`Connection::output`] and reports how much went, and when
+//!    ([`Connection::consume_output`]);
 //! 4. closes the socket once [`Connection::is_finished`].
 //!
 //! [`Connection::waiting_for`] tells the driver what the connection needs next: more input
@@ -100,7 +101,8 @@ pub struct Connection {
     input_closed: bool,
     /// What this connection counts as in `/stats`.
     kind: Kind,
-    /// Since when the output has stayed at or above `max_outbound_bytes` (slow consumer).
+    /// Since when output has waited without the client taking any of it: after
+    /// `send_timeout` the client is a slow consumer and is disconnected.
     stalled_since: Option<Instant>,
 }
 
@@ -135,10 +137,22 @@ impl Connection {
         &self.output
     }
 
-    /// `n` bytes of [`Connection::output`] were written.
-    pub fn consume_output(&mut self, n: usize) {
+    /// `n` bytes of [`Connection::output`] were written at `now`.
+    pub fn consume_output(&mut self, n: usize, now: Instant) {
         self.app.stats.bytes_out(n);
         self.output.drain(..n);
+        // Progress: the slow-consumer clock restarts if anything is left.
+        self.stalled_since = if self.output.is_empty() { None } else { Some(now) };
+    }
+
+    /// The client has closed its sending side.
+    pub fn is_input_closed(&self) -> bool {
+        self.input_closed
+    }
+
+    /// A long poll waiting for the broker (for the event loop's per-worker counts).
+    pub fn is_parked_poll(&self) -> bool {
+        matches!(&self.state, State::Poll { poll, .. } if poll.is_parked())
     }
 
     /// Closed once everything queued is written: the driver closes the socket.
@@ -167,21 +181,54 @@ impl Connection {
     pub fn next_deadline(&self) -> Option<Instant> {
         let config = &self.app.config;
         let deadline = match &self.state {
-            State::Head { started: Some(started), .. } => *started + config.header_timeout,
-            State::Head { idle_since, started: None } => *idle_since + config.idle_timeout,
-            State::Body { deadline, .. } => *deadline,
-            State::Poll { poll, .. } => poll.deadline(),
-            State::Sse(stream) => stream.next_deadline(),
-            State::WebSocket(stream) => stream.next_deadline(config.keepalive),
-            State::Closing => return None,
+            State::Head { started: Some(started), .. } => Some(*started + config.header_timeout),
+            State::Head { idle_since, started: None } => Some(*idle_since + config.idle_timeout),
+            State::Body { deadline, .. } => Some(*deadline),
+            State::Poll { poll, .. } => Some(poll.deadline()),
+            State::Sse(stream) => Some(stream.next_deadline()),
+            State::WebSocket(stream) => Some(stream.next_deadline(config.keepalive)),
+            State::Closing => None,
         };
         let stall = self.stalled_since.map(|since| since + config.send_timeout);
-        Some(stall.map_or(deadline, |stall| stall.min(deadline)))
+        match (deadline, stall) {
+            (Some(deadline), Some(stall)) => Some(deadline.min(stall)),
+            (deadline, stall) => deadline.or(stall),
+        }
     }
 
     /// Makes all the progress possible with the input so far, the broker's state and the time.
     pub fn advance(&mut self, now: Now, waker: &Waker) {
+        if !self.output.is_empty() && self.stalled_since.is_none() {
+            self.stalled_since = Some(now.instant);
+        }
+        let send_timeout = self.app.config.send_timeout;
+        if self.stalled_since.is_some_and(|since| now.instant >= since + send_timeout) {
+            self.drop_slow_consumer(now);
+        }
         while self.step(now, waker) {}
+    }
+
+    /// The client has taken nothing for `send_timeout` while bytes waited for it. A WebSocket
+    /// gets one more `send_timeout` to read on and find a 1008 close at the end of its
+    /// backlog; anything else, or a WebSocket that still reads nothing, is dropped with its
+    /// output. Either way it can resume from the last id it received.
+    fn drop_slow_consumer(&mut self, now: Now) {
+        let mut state = std::mem::replace(&mut self.state, State::Closing);
+        if let State::WebSocket(stream) = &mut state {
+            stream.close_slow_consumer(&mut self.output);
+            stream.stop(&self.app, self.id);
+            self.stalled_since = Some(now.instant);
+            return;
+        }
+        if let State::Poll { poll, .. } = &mut state {
+            if poll.is_parked() {
+                self.app.stats.poll_unparked();
+            }
+            poll.cancel(&*self.app.broker, self.id);
+        }
+        self.stop_stream(&mut state);
+        self.output.clear();
+        self.stalled_since = None;
     }
 
     /// One transition; `true` if another may follow at once.
@@ -305,15 +352,6 @@ impl Connection {
 
     /// The context a stream advances with.
     fn io<'a>(&'a mut self, now: Now, waker: &'a Waker) -> Io<'a> {
-        let config = &self.app.config;
-        // Slow consumer: the output has not dropped below the limit for `send_timeout`.
-        let slow_consumer = if self.output.len() < config.max_outbound_bytes {
-            self.stalled_since = None;
-            false
-        } else {
-            let since = *self.stalled_since.get_or_insert(now.instant);
-            now.instant >= since + config.send_timeout
-        };
         Io {
             app: &self.app,
             subscriber: self.id,
@@ -322,7 +360,6 @@ impl Connection {
             input: &mut self.input,
             output: &mut self.output,
             input_closed: self.input_closed,
-            slow_consumer,
         }
     }
 

@@ -30,6 +30,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Every connection is a file descriptor: lift the soft limit to the hard one (a shell's
+    // default of 1024 would cap the server long before --max-connections).
+    if let Err(error) = sys::raise_open_file_limit() {
+        eprintln!("realtime: cannot raise the open-file limit: {error}");
+    }
     let server = match Server::bind(config) {
         Ok(server) => server,
         Err(error) => {

@@ -8,6 +8,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 /// What an open connection is currently used for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +33,28 @@ pub struct Stats {
     bytes_out: AtomicU64,
     /// Connections refused with 503 because `--max-connections` was reached.
     refused: AtomicU64,
+    /// One entry per event-loop worker (empty under the thread model).
+    workers: Mutex<Vec<Arc<WorkerStats>>>,
+}
+
+/// What one event-loop worker reports about itself.
+#[derive(Default)]
+pub struct WorkerStats {
+    pub connections: AtomicUsize,
+    pub parked_polls: AtomicUsize,
+    /// Bytes waiting in its connections' output buffers.
+    pub bytes_queued: AtomicUsize,
+    /// Turns of the loop (one readiness wait each).
+    pub iterations: AtomicU64,
+}
+
+/// A worker's counters at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerSnapshot {
+    pub connections: usize,
+    pub parked_polls: usize,
+    pub bytes_queued: usize,
+    pub iterations: u64,
 }
 
 /// A point-in-time copy of the counters plus the process's own numbers.
@@ -46,6 +69,7 @@ pub struct Snapshot {
     pub refused: u64,
     pub rss_bytes: u64,
     pub threads: u64,
+    pub workers: Vec<WorkerSnapshot>,
 }
 
 impl Stats {
@@ -89,6 +113,13 @@ impl Stats {
         self.refused.fetch_add(1, Relaxed);
     }
 
+    /// Adds an event-loop worker's counters to the report.
+    pub fn register_worker(&self) -> Arc<WorkerStats> {
+        let worker = Arc::new(WorkerStats::default());
+        self.workers.lock().unwrap_or_else(|p| p.into_inner()).push(worker.clone());
+        worker
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let (rss_bytes, threads) = process_status();
         Snapshot {
@@ -101,6 +132,18 @@ impl Stats {
             refused: self.refused.load(Relaxed),
             rss_bytes,
             threads,
+            workers: self
+                .workers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|w| WorkerSnapshot {
+                    connections: w.connections.load(Relaxed),
+                    parked_polls: w.parked_polls.load(Relaxed),
+                    bytes_queued: w.bytes_queued.load(Relaxed),
+                    iterations: w.iterations.load(Relaxed),
+                })
+                .collect(),
         }
     }
 }
@@ -132,7 +175,7 @@ impl Snapshot {
         let _ = write!(
             out,
             "}},\"parked_polls\":{},\"messages\":{{\"published\":{},\"delivered\":{}}},\
-             \"bytes\":{{\"in\":{},\"out\":{}}},\"refused_connections\":{},\"rss_bytes\":{},\"threads\":{}}}",
+             \"bytes\":{{\"in\":{},\"out\":{}}},\"refused_connections\":{},\"rss_bytes\":{},\"threads\":{},\"workers\":[",
             self.parked_polls,
             self.published,
             self.delivered,
@@ -142,6 +185,15 @@ impl Snapshot {
             self.rss_bytes,
             self.threads
         );
+        for (i, worker) in self.workers.iter().enumerate() {
+            let separator = if i == 0 { "" } else { "," };
+            let _ = write!(
+                out,
+                "{separator}{{\"connections\":{},\"parked_polls\":{},\"bytes_queued\":{},\"iterations\":{}}}",
+                worker.connections, worker.parked_polls, worker.bytes_queued, worker.iterations
+            );
+        }
+        out.push_str("]}");
         out
     }
 

@@ -9,7 +9,7 @@
 //! Backpressure: a stream stops pulling while [`crate::config::Config::max_outbound_bytes`]
 //! wait to be sent. What a slow client has not read stays in the channel's history, not in a
 //! per-connection queue, so memory per connection is bounded. A client that takes nothing for
-//! `send_timeout` is disconnected ([`Io::slow_consumer`]); it resumes from its last id, and if
+//! `send_timeout` is disconnected (`Connection::advance`); it resumes from its last id, and if
 //! it fell further behind than the history, it is told so with a gap.
 
 #![forbid(unsafe_code)]
@@ -47,8 +47,6 @@ pub struct Io<'a> {
     pub output: &'a mut Vec<u8>,
     /// The client closed its sending side.
     pub input_closed: bool,
-    /// The client has taken no bytes for `send_timeout` while some waited.
-    pub slow_consumer: bool,
 }
 
 impl Io<'_> {
@@ -153,7 +151,7 @@ impl SseStream {
             }
             return Next::Close;
         }
-        if io.input_closed || io.slow_consumer {
+        if io.input_closed {
             return Next::Close;
         }
         while let Some(batch) = pull(io, &mut self.subscription) {
@@ -252,12 +250,6 @@ impl WebSocketStream {
         if io.input_closed {
             return Next::Close; // the peer went away without a closing handshake
         }
-        if io.slow_consumer {
-            // Queued behind everything the client did not read; it arrives if the client
-            // catches up within the linger time, and the connection closes either way.
-            self.close(io, CloseCode::POLICY, "slow consumer");
-            return Next::Close;
-        }
         let keepalive = io.app.config.keepalive;
         if self.ping_unanswered_since.is_some_and(|since| io.now.instant >= since + 2 * keepalive) {
             return Next::Close; // no pong within two intervals: the peer or the path is gone
@@ -324,6 +316,13 @@ impl WebSocketStream {
             // the request". The client can retry the message after reconnecting.
             self.close(io, CloseCode::INTERNAL_ERROR, "message not published: broker unavailable");
         }
+    }
+
+    /// Queues a 1008 close behind the backlog the client has not read (RFC 6455 §7.4.1:
+    /// 1008 "indicates that an endpoint is terminating the connection because it has
+    /// received a message that violates its policy"; here the policy is the send timeout).
+    pub fn close_slow_consumer(&mut self, output: &mut Vec<u8>) {
+        let _ = self.session.close(CloseCode::POLICY, "slow consumer", output);
     }
 
     pub fn stop(&mut self, app: &App, subscriber: u64) {

@@ -2,7 +2,12 @@
 //!
 //! - [`threads`]: one OS thread per connection with blocking reads and writes. Simple and
 //!   honest about its cost: a parked long poll is a sleeping thread.
-//! - [`sys`]: the OS calls std lacks (signals), the crate's only `unsafe`.
+//! - [`event_loop`]: a few worker threads, each multiplexing thousands of non-blocking
+//!   sockets with a [`poller::Poller`] (epoll, or poll(2)); a parked long poll is a table
+//!   entry and a timer.
+//! - [`poller`], [`notify`]: readiness and cross-thread wake-ups for the event loop.
+//! - [`sys`]: the OS calls std lacks (signals, epoll, poll, eventfd, rlimit, CPU affinity),
+//!   the crate's only `unsafe`.
 //!
 //! [`Server::bind`] opens the listening socket and builds the shared [`App`]; [`Server::run`]
 //! serves until [`ShutdownHandle::shutdown`] is called (by the signal thread in `main`, or by a
@@ -12,19 +17,25 @@
 // No `forbid(unsafe_code)` here: it would also bind `sys`. The crate root denies unsafe code
 // everywhere, and only `sys` lifts that.
 
+pub mod event_loop;
+pub mod notify;
+pub mod poller;
 pub mod sys;
 pub mod threads;
 
-use std::io;
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::app::App;
 use crate::broker::memory::MemoryBroker;
 use crate::config::{Config, Model};
 use crate::connection::Now;
+use crate::http::request::Version;
+use crate::http::response::{format_http_date, write_response, Framing, Response};
 
 /// A bound, not yet running server.
 pub struct Server {
@@ -72,6 +83,7 @@ impl Server {
     pub fn run(self) -> io::Result<()> {
         match self.app.config.model {
             Model::Threads => threads::run(self.listener, self.app),
+            Model::EventLoop => event_loop::run(self.listener, self.app),
         }
     }
 
@@ -96,6 +108,69 @@ impl ShutdownHandle {
         }
         let _ = TcpStream::connect(wake);
     }
+}
+
+/// How long a graceful shutdown waits for connections to finish (answered polls, last
+/// chunks, WebSocket closing handshakes) before the process exits anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A slot under `--max-connections`, held for a connection's whole life: dropping it frees
+/// the slot. Counting admissions in the accept loop (rather than live `Connection`s) makes
+/// the limit exact even while a new connection's thread is still starting.
+pub struct Admission {
+    admitted: Arc<AtomicUsize>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.admitted.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The accept loop both models share: accepts until shutdown, answers 503 past
+/// `--max-connections` without spending anything else on the connection, and hands every
+/// admitted connection to `handoff`, which gives the stream back if it could not take it.
+fn accept_loop(
+    listener: &TcpListener,
+    app: &App,
+    admitted: &Arc<AtomicUsize>,
+    mut handoff: impl FnMut(TcpStream, Admission) -> Result<(), TcpStream>,
+) {
+    for stream in listener.incoming() {
+        if app.is_shutting_down() {
+            break;
+        }
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(error) => {
+                // EMFILE/ENFILE: out of file descriptors. Back off instead of spinning; the
+                // pending connection is accepted once another one closes.
+                eprintln!("realtime: accept failed: {error}");
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        if admitted.fetch_add(1, Ordering::SeqCst) >= app.config.max_connections {
+            admitted.fetch_sub(1, Ordering::SeqCst);
+            app.stats.refused();
+            refuse(stream, "too many connections");
+            continue;
+        }
+        let admission = Admission { admitted: admitted.clone() };
+        if let Err(stream) = handoff(stream, admission) {
+            refuse(stream, "server overloaded");
+        }
+    }
+}
+
+/// Answers 503 and closes, spending no thread or buffer on the connection.
+fn refuse(stream: TcpStream, why: &str) {
+    let mut out = Vec::new();
+    let framing = Framing { version: Version::Http11, keep_alive: false, head_only: false };
+    write_response(&mut out, &Response::text(503, why), framing, &format_http_date(now().unix_ms / 1000));
+    // A fresh socket's send buffer takes these few bytes at once; never block the accept loop.
+    let _ = stream.set_nonblocking(true);
+    let _ = (&stream).write(&out);
 }
 
 /// A server running on a background thread; shuts down when dropped.

@@ -32,10 +32,8 @@ use std::time::{Duration, Instant};
 
 use crate::app::App;
 use crate::connection::{Connection, Waiting};
-use crate::http::request::Version;
-use crate::http::response::{format_http_date, write_response, Framing, Response};
 
-use super::now;
+use super::{accept_loop, now, SHUTDOWN_GRACE};
 
 /// Stack size of a connection thread. The deepest path (request parsing plus a response) uses
 /// a few KiB; 128 KiB leaves a wide margin and is 1/16 of the default reservation.
@@ -49,9 +47,6 @@ const READ_BUFFER_BYTES: usize = 16 * 1024;
 /// response before the client reads it (RFC 9112 §9.6 on closing "in stages").
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 256 * 1024;
-
-/// How long a graceful shutdown waits for connection threads to finish.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Wakes a parked connection thread.
 struct ThreadWaker(Thread);
@@ -84,60 +79,34 @@ impl Registry {
 /// Accepts connections until shutdown, one thread each; then shuts down gracefully.
 pub fn run(listener: TcpListener, app: Arc<App>) -> io::Result<()> {
     let registry = Arc::new(Registry::default());
+    let admitted = Arc::new(AtomicUsize::new(0));
     let mut next_key = 0u64;
-    for stream in listener.incoming() {
-        if app.is_shutting_down() {
-            break;
-        }
-        let stream = match stream {
-            Ok(stream) => stream,
-            Err(error) => {
-                // EMFILE/ENFILE: out of file descriptors. Back off instead of spinning; the
-                // pending connection is accepted once another one closes.
-                eprintln!("realtime: accept failed: {error}");
-                thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
-        if registry.alive.load(Ordering::SeqCst) >= app.config.max_connections {
-            app.stats.refused();
-            refuse(stream, "too many connections");
-            continue;
-        }
+    accept_loop(&listener, &app, &admitted, |stream, admission| {
         next_key += 1;
         let key = next_key;
-        if let Ok(clone) = stream.try_clone() {
-            registry.lock().insert(key, (clone, None));
-        }
+        let Ok(clone) = stream.try_clone() else { return Err(stream) };
+        registry.lock().insert(key, (clone, None));
         registry.alive.fetch_add(1, Ordering::SeqCst);
         let (thread_app, thread_registry) = (app.clone(), registry.clone());
         let spawned = thread::Builder::new().stack_size(THREAD_STACK_BYTES).spawn(move || {
             serve_connection(stream, &thread_app, &thread_registry, key);
             thread_registry.lock().remove(&key);
             thread_registry.alive.fetch_sub(1, Ordering::SeqCst);
+            drop(admission);
         });
-        if let Err(error) = spawned {
-            // The closure (and the stream in it) is gone; only the registry entry remains.
-            eprintln!("realtime: cannot start a connection thread: {error}");
-            if let Some((stream, _)) = registry.lock().remove(&key) {
-                refuse(stream, "server overloaded");
+        match spawned {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                // The closure (and the stream in it) is gone; the registry kept a clone.
+                eprintln!("realtime: cannot start a connection thread: {error}");
+                registry.alive.fetch_sub(1, Ordering::SeqCst);
+                registry.lock().remove(&key).map_or(Ok(()), |(stream, _)| Err(stream))
             }
-            registry.alive.fetch_sub(1, Ordering::SeqCst);
         }
-    }
+    });
     drop(listener);
     shut_down(&registry);
     Ok(())
-}
-
-/// Answers 503 and closes, spending no thread on the connection.
-fn refuse(stream: TcpStream, why: &str) {
-    let mut out = Vec::new();
-    let framing = Framing { version: Version::Http11, keep_alive: false, head_only: false };
-    write_response(&mut out, &Response::text(503, why), framing, &format_http_date(now().unix_ms / 1000));
-    // A fresh socket's send buffer takes these few bytes at once; never block the accept loop.
-    let _ = stream.set_nonblocking(true);
-    let _ = (&stream).write(&out);
 }
 
 /// Wakes every connection so that it can finish, then waits for their threads.
@@ -272,7 +241,7 @@ fn write_output(stream: &mut TcpStream, connection: &mut Connection) -> io::Resu
     while !connection.output().is_empty() {
         match stream.write(connection.output()) {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(n) => connection.consume_output(n),
+            Ok(n) => connection.consume_output(n, Instant::now()),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }

@@ -12,7 +12,7 @@ use realtime::config::{Config, Model};
 use realtime::server::{RunningServer, Server};
 
 /// Every server model; each integration test body runs against all of them.
-pub const MODELS: &[Model] = &[Model::Threads];
+pub const MODELS: &[Model] = &[Model::Threads, Model::EventLoop];
 
 /// How long a test waits for an answer that should come: generous, so that a loaded CI
 /// machine does not fail a correct server. Tests never assert that something was fast.
