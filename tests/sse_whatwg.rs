@@ -15,9 +15,9 @@ use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{each_model, read_response, read_until, HttpResponse, TestServer};
+use common::{each_model, read_response, read_until, HttpResponse, TestServer, PATIENCE};
 use realtime::config::Config;
 use realtime::json::Value;
 use realtime::sse::{Event, EventStreamParser};
@@ -72,11 +72,16 @@ impl EventStream {
     }
 
     /// The next event, reading as much as it takes; `None` once the stream has ended.
+    ///
+    /// The socket's read timeout alone would not stop a test waiting for an event that never
+    /// comes: keepalive comments arrive more often than `PATIENCE` and reset it.
     fn next_event(&mut self) -> Option<Event> {
+        let deadline = Instant::now() + PATIENCE;
         loop {
             if let Some(event) = self.pending.pop_front() {
                 return Some(event);
             }
+            assert!(Instant::now() < deadline, "no event arrived within {PATIENCE:?}");
             if !self.read_more() {
                 return None;
             }
@@ -98,7 +103,9 @@ impl EventStream {
 
     /// Reads until `count` keepalive comments have arrived in all.
     fn wait_for_keepalives(&mut self, count: usize) {
+        let deadline = Instant::now() + PATIENCE;
         while self.pieces.iter().filter(|piece| piece.starts_with(b": keepalive\n")).count() < count {
+            assert!(Instant::now() < deadline, "no keepalive arrived within {PATIENCE:?}");
             assert!(self.read_more(), "the stream ended while waiting for a keepalive");
         }
     }
@@ -127,7 +134,7 @@ impl EventStream {
     fn read_chunk(&mut self) -> Option<Vec<u8>> {
         let mut size_line = Vec::new();
         let read = self.reader.read_until(b'\n', &mut size_line);
-        if !self.check(read) || !size_line.ends_with(b"\r\n") {
+        if !read_ok(read) || !size_line.ends_with(b"\r\n") {
             return self.ended(End::Closed);
         }
         let size_text = std::str::from_utf8(&size_line[..size_line.len() - 2]).expect("a chunk size is ASCII");
@@ -135,13 +142,13 @@ impl EventStream {
         if size == 0 {
             let mut trailer = Vec::new();
             let read = self.reader.read_until(b'\n', &mut trailer);
-            assert!(self.check(read), "the connection closed inside the last-chunk");
+            assert!(read_ok(read), "the connection closed inside the last-chunk");
             assert_eq!(trailer, b"\r\n", "an SSE stream has no trailer fields");
             return self.ended(End::LastChunk);
         }
         let mut data = Vec::with_capacity(size + 2);
         let read = (&mut self.reader).take(size as u64 + 2).read_to_end(&mut data);
-        if !self.check(read) || data.len() < size + 2 {
+        if !read_ok(read) || data.len() < size + 2 {
             // A chunk cut short holds an event cut short: §9.2.6 discards it at the end of the
             // stream, and so do we, by never feeding it.
             return self.ended(End::Closed);
@@ -158,7 +165,7 @@ impl EventStream {
         match read {
             Ok(n) if n > 0 => Some(buf[..n].to_vec()),
             other => {
-                self.check(other);
+                read_ok(other);
                 self.ended(End::Closed)
             }
         }
@@ -168,17 +175,17 @@ impl EventStream {
         self.end = Some(end);
         None
     }
+}
 
-    /// `true` if a read succeeded; `false` if the peer reset the connection. A read timeout
-    /// fails the test: whatever it waited for did not come within `PATIENCE`.
-    fn check<T>(&self, read: io::Result<T>) -> bool {
-        match read {
-            Ok(_) => true,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                panic!("nothing more arrived on the stream within {:?}", common::PATIENCE)
-            }
-            Err(_) => false,
+/// `true` if a read succeeded; `false` if the peer reset the connection. A read timeout fails
+/// the test: whatever it waited for did not come within `PATIENCE`.
+fn read_ok<T>(read: io::Result<T>) -> bool {
+    match read {
+        Ok(_) => true,
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            panic!("nothing more arrived on the stream within {PATIENCE:?}")
         }
+        Err(_) => false,
     }
 }
 
@@ -245,7 +252,7 @@ struct Publisher {
 impl Publisher {
     fn connect(addr: SocketAddr) -> Publisher {
         let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(common::PATIENCE)).unwrap();
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
         // Small writes without TCP_NODELAY meet Nagle's algorithm and delayed ACKs, which add
         // 40 ms to every request; so does a request written in several pieces.
         stream.set_nodelay(true).unwrap();

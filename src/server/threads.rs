@@ -65,13 +65,13 @@ impl Wake for ThreadWaker {
 /// socket's read side) and threads asleep in `park` (by waking them).
 #[derive(Default)]
 struct Registry {
-    connections: Mutex<HashMap<u64, (TcpStream, Option<Waker>)>>,
+    connections: Mutex<HashMap<u64, (Arc<TcpStream>, Option<Waker>)>>,
     /// Connection threads alive; shutdown waits for zero.
     alive: AtomicUsize,
 }
 
 impl Registry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (TcpStream, Option<Waker>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Arc<TcpStream>, Option<Waker>)>> {
         self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
@@ -84,8 +84,10 @@ pub fn run(listener: TcpListener, app: Arc<App>) -> io::Result<()> {
     accept_loop(&listener, &app, &admitted, |stream, admission| {
         next_key += 1;
         let key = next_key;
-        let Ok(clone) = stream.try_clone() else { return Err(stream) };
-        registry.lock().insert(key, (clone, None));
+        // Shared, not duplicated: one file descriptor per connection, however many threads
+        // (this one, a WebSocket's reader, shutdown) use it. `&TcpStream` reads and writes.
+        let stream = Arc::new(stream);
+        registry.lock().insert(key, (stream.clone(), None));
         registry.alive.fetch_add(1, Ordering::SeqCst);
         let (thread_app, thread_registry) = (app.clone(), registry.clone());
         let spawned = thread::Builder::new().stack_size(THREAD_STACK_BYTES).spawn(move || {
@@ -97,10 +99,14 @@ pub fn run(listener: TcpListener, app: Arc<App>) -> io::Result<()> {
         match spawned {
             Ok(_) => Ok(()),
             Err(error) => {
-                // The closure (and the stream in it) is gone; the registry kept a clone.
+                // The closure (and its reference) is gone; the registry's is the last one.
                 eprintln!("realtime: cannot start a connection thread: {error}");
                 registry.alive.fetch_sub(1, Ordering::SeqCst);
-                registry.lock().remove(&key).map_or(Ok(()), |(stream, _)| Err(stream))
+                let stream = registry.lock().remove(&key).map(|(stream, _)| stream);
+                match stream.map(Arc::try_unwrap) {
+                    Some(Ok(stream)) => Err(stream),
+                    _ => Ok(()),
+                }
             }
         }
     });
@@ -128,7 +134,7 @@ fn shut_down(registry: &Registry) {
 /// The connection sits behind a mutex because a WebSocket needs two threads: this one writes
 /// what the broker delivers and sleeps in `park`, while a second one ([`read_frames`]) sits in
 /// a blocking `read` for the client's frames. Before the upgrade the lock is never contended.
-fn serve_connection(stream: TcpStream, app: &Arc<App>, registry: &Registry, key: u64) {
+fn serve_connection(stream: Arc<TcpStream>, app: &Arc<App>, registry: &Registry, key: u64) {
     let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
     if let Some(entry) = registry.lock().get_mut(&key) {
         entry.1 = Some(waker.clone());
@@ -138,12 +144,12 @@ fn serve_connection(stream: TcpStream, app: &Arc<App>, registry: &Registry, key:
     let connection = Arc::new(Mutex::new(Connection::new(app.clone(), now())));
     let mut buf = vec![0u8; READ_BUFFER_BYTES];
     let mut reader: Option<thread::JoinHandle<()>> = None;
-    let mut stream = stream;
+    let mut socket: &TcpStream = &stream;
     loop {
         let mut guard = lock(&connection);
         guard.advance(now(), &waker);
         let wrote = !guard.output().is_empty();
-        if write_output(&mut stream, &mut guard).is_err() {
+        if write_output(&mut socket, &mut guard).is_err() {
             break; // the client is gone or took nothing for `send_timeout`
         }
         if guard.is_finished() {
@@ -160,7 +166,7 @@ fn serve_connection(stream: TcpStream, app: &Arc<App>, registry: &Registry, key:
                 // A zero timeout means "block forever" to set_read_timeout: use 1 ms instead.
                 let _ = stream.set_read_timeout(Some(timeout.unwrap_or(Duration::MAX).max(Duration::from_millis(1))));
                 let room = guard.input_room().clamp(1, buf.len());
-                match stream.read(&mut buf[..room]) {
+                match socket.read(&mut buf[..room]) {
                     Ok(0) => guard.receive_eof(),
                     Ok(n) => guard.receive(&buf[..n]),
                     // The deadline passed: `advance` acts on it.
@@ -191,7 +197,7 @@ fn serve_connection(stream: TcpStream, app: &Arc<App>, registry: &Registry, key:
         let _ = stream.shutdown(Shutdown::Both);
         let _ = reader.join();
     } else {
-        linger_close(&mut stream, &mut buf);
+        linger_close(&mut socket, &mut buf);
     }
 }
 
@@ -201,11 +207,11 @@ fn lock(connection: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection>
 
 /// Starts the second thread of a WebSocket connection (see [`read_frames`]).
 fn spawn_reader(
-    stream: &TcpStream,
+    stream: &Arc<TcpStream>,
     connection: &Arc<Mutex<Connection>>,
     waker: &Waker,
 ) -> Option<thread::JoinHandle<()>> {
-    let stream = stream.try_clone().ok()?;
+    let stream = stream.clone();
     let (connection, waker) = (connection.clone(), waker.clone());
     thread::Builder::new().stack_size(THREAD_STACK_BYTES).spawn(move || read_frames(stream, &connection, &waker)).ok()
 }
@@ -213,11 +219,12 @@ fn spawn_reader(
 /// A WebSocket's reading thread: blocks in `read`, hands the bytes to the connection, writes
 /// any replies (pongs, echoes, close frames) itself, and wakes the writing thread so that it
 /// sees state changes. Ends at EOF, on an error, or when the connection is finished.
-fn read_frames(mut stream: TcpStream, connection: &Mutex<Connection>, waker: &Waker) {
+fn read_frames(stream: Arc<TcpStream>, connection: &Mutex<Connection>, waker: &Waker) {
+    let mut socket: &TcpStream = &stream;
     let mut buf = vec![0u8; READ_BUFFER_BYTES];
     let _ = stream.set_read_timeout(None);
     loop {
-        let read = stream.read(&mut buf);
+        let read = socket.read(&mut buf);
         let mut guard = lock(connection);
         match read {
             Ok(0) => guard.receive_eof(),
@@ -226,7 +233,7 @@ fn read_frames(mut stream: TcpStream, connection: &Mutex<Connection>, waker: &Wa
             Err(_) => guard.receive_eof(),
         }
         guard.advance(now(), waker);
-        let failed = write_output(&mut stream, &mut guard).is_err();
+        let failed = write_output(&mut socket, &mut guard).is_err();
         let done = failed || guard.is_finished() || guard.waiting_for() != Waiting::ForInputAndBroker;
         drop(guard);
         waker.wake_by_ref();
@@ -237,7 +244,7 @@ fn read_frames(mut stream: TcpStream, connection: &Mutex<Connection>, waker: &Wa
 }
 
 /// Writes everything the connection has queued.
-fn write_output(stream: &mut TcpStream, connection: &mut Connection) -> io::Result<()> {
+fn write_output(stream: &mut &TcpStream, connection: &mut Connection) -> io::Result<()> {
     while !connection.output().is_empty() {
         match stream.write(connection.output()) {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
@@ -251,7 +258,7 @@ fn write_output(stream: &mut TcpStream, connection: &mut Connection) -> io::Resu
 
 /// Closes our sending side, then reads and discards for a moment so that the client receives
 /// the last response instead of a reset.
-fn linger_close(stream: &mut TcpStream, buf: &mut [u8]) {
+fn linger_close(stream: &mut &TcpStream, buf: &mut [u8]) {
     if stream.shutdown(Shutdown::Write).is_err() {
         return;
     }
