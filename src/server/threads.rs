@@ -61,17 +61,20 @@ impl Wake for ThreadWaker {
     }
 }
 
+/// A connection as the registry knows it: its socket, and its thread's waker once running.
+type Registered = (Arc<TcpStream>, Option<Waker>);
+
 /// Open connections, so that shutdown can reach threads blocked in `read` (by shutting the
 /// socket's read side) and threads asleep in `park` (by waking them).
 #[derive(Default)]
 struct Registry {
-    connections: Mutex<HashMap<u64, (Arc<TcpStream>, Option<Waker>)>>,
+    connections: Mutex<HashMap<u64, Registered>>,
     /// Connection threads alive; shutdown waits for zero.
     alive: AtomicUsize,
 }
 
 impl Registry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Arc<TcpStream>, Option<Waker>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Registered>> {
         self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
