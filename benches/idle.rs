@@ -81,7 +81,8 @@ impl Server {
         let mut line = String::new();
         stderr.read_line(&mut line).unwrap();
         let addr = line.split("http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("address").to_string();
-        std::thread::spawn(move || for _ in stderr.lines() {});
+        // Pass on what the server says (a limit reached, an error), marked as its own.
+        std::thread::spawn(move || stderr.lines().map_while(Result::ok).for_each(|line| eprintln!("  server: {line}")));
         Server { child, addr }
     }
 
@@ -107,10 +108,11 @@ impl Server {
         out
     }
 
-    fn parked_polls(&self) -> u64 {
+    /// `None` when `/stats` cannot be had (a thread model out of threads refuses it too).
+    fn parked_polls(&self) -> Option<u64> {
         let stats = self.request("GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         let body = stats.split("\r\n\r\n").nth(1).unwrap_or("");
-        realtime::json::parse(body).ok().and_then(|v| v.get("parked_polls").and_then(|p| p.as_u64())).unwrap_or(0)
+        realtime::json::parse(body).ok().and_then(|v| v.get("parked_polls").and_then(|p| p.as_u64()))
     }
 }
 
@@ -132,7 +134,7 @@ fn request_for(transport: &str, channel: &str) -> String {
     }
 }
 
-/// Reads until the end of a response head (the subscription is then established).
+/// Reads a response head; `true` if it is a 200 or 101 (the subscription is established).
 fn read_head(stream: &mut TcpStream) -> bool {
     let mut seen = Vec::new();
     let mut buf = [0u8; 512];
@@ -142,7 +144,25 @@ fn read_head(stream: &mut TcpStream) -> bool {
             Ok(n) => seen.extend_from_slice(&buf[..n]),
         }
     }
-    true
+    seen.starts_with(b"HTTP/1.1 200") || seen.starts_with(b"HTTP/1.1 101")
+}
+
+/// Whether the server still holds the connection open: reading what it sent so far ends in
+/// "would block", not in an end of stream (a 503, or a WebSocket closed with 1013).
+fn still_open(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
 }
 
 /// Opens up to `n` subscriptions; returns the open sockets and how many failed, by cause.
@@ -176,12 +196,14 @@ fn open_idle(server: &Server, transport: &str, channel: &str, n: usize) -> (Vec<
     if transport == "poll" {
         // A parked poll answers nothing until a message or its timeout: count them instead.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while server.parked_polls() < open.len() as u64 && Instant::now() < deadline {
+        while let Some(parked) = server.parked_polls() {
+            if parked as usize >= open.len() || Instant::now() >= deadline {
+                if (parked as usize) < open.len() {
+                    failures.push(format!("{} polls not parked", open.len() - parked as usize));
+                }
+                break;
+            }
             std::thread::sleep(Duration::from_millis(100));
-        }
-        let parked = server.parked_polls() as usize;
-        if parked < open.len() {
-            failures.push(format!("{} polls not parked", open.len() - parked));
         }
     }
     (open, failures)
@@ -197,10 +219,15 @@ fn memory(options: &Options) {
             std::thread::sleep(Duration::from_millis(300));
             let (rss_before, threads_before) = server.status();
             let started = Instant::now();
-            let (open, failures) = open_idle(&server, transport, "idle", options.conns);
+            let (mut open, mut failures) = open_idle(&server, transport, "idle", options.conns);
             std::thread::sleep(Duration::from_secs(2)); // settle
             let (rss_after, threads_after) = server.status();
+            let answered = open.len();
+            open.retain_mut(still_open);
             let established = open.len();
+            if established < answered {
+                failures.push(format!("{} closed by the server (503 or WebSocket close)", answered - established));
+            }
             let per_conn = (rss_after.saturating_sub(rss_before)) as f64 / 1024.0 / established.max(1) as f64;
             let mut causes: Vec<String> = failures.clone();
             causes.dedup();

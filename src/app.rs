@@ -119,7 +119,7 @@ pub struct SseStart {
     pub channel: String,
     /// From `Last-Event-ID` or `?since=`; `None`: only new messages.
     pub since: Option<Since>,
-    /// The request's `Origin` when it is allowed and cross-origin (CORS, WHATWG Fetch §3.2).
+    /// The request's `Origin` when it is allowed (CORS, WHATWG Fetch §3.2).
     pub allow_origin: Option<String>,
 }
 

@@ -46,6 +46,7 @@ use crate::stats::Kind;
 use crate::stream::{Io, Next, SseStream, WebSocketStream};
 use crate::subscription::Subscription;
 use crate::ws::handshake;
+use crate::ws::message::CloseCode;
 
 /// The current time as the driver read it: a monotonic instant for deadlines and the wall
 /// clock for timestamps and `Date`. Protocol code never reads a clock itself.
@@ -215,7 +216,10 @@ impl Connection {
     fn drop_slow_consumer(&mut self, now: Now) {
         let mut state = std::mem::replace(&mut self.state, State::Closing);
         if let State::WebSocket(stream) = &mut state {
-            stream.close_slow_consumer(&mut self.output);
+            // RFC 6455 §7.4.1: 1008 "indicates that an endpoint is terminating the connection
+            // because it has received a message that violates its policy"; here the policy
+            // is the send timeout.
+            stream.close_now(CloseCode::POLICY, "slow consumer", &mut self.output);
             stream.stop(&self.app, self.id);
             self.stalled_since = Some(now.instant);
             return;
@@ -229,6 +233,17 @@ impl Connection {
         self.stop_stream(&mut state);
         self.output.clear();
         self.stalled_since = None;
+    }
+
+    /// The driver cannot keep this connection (the thread model ran out of threads for a
+    /// WebSocket's reader): a WebSocket is told 1013 "Try Again Later" behind what it has not
+    /// read yet, and the connection closes once that is written.
+    pub fn close_overloaded(&mut self) {
+        let mut state = std::mem::replace(&mut self.state, State::Closing);
+        if let State::WebSocket(stream) = &mut state {
+            stream.close_now(CloseCode::TRY_AGAIN_LATER, "server overloaded", &mut self.output);
+        }
+        self.stop_stream(&mut state);
     }
 
     /// One transition; `true` if another may follow at once.
@@ -327,10 +342,12 @@ impl Connection {
             ("Cache-Control", "no-cache"),
             // nginx buffers upstream responses unless told not to; an event must go out at once.
             ("X-Accel-Buffering", "no"),
+            // Whether `Access-Control-Allow-Origin` is sent depends on `Origin`, so every
+            // response says so, with or without it (RFC 9110 §12.5.5, WHATWG Fetch CORS).
+            ("Vary", "Origin"),
         ];
         if let Some(origin) = &start.allow_origin {
             headers.push(("Access-Control-Allow-Origin", origin));
-            headers.push(("Vary", "Origin"));
         }
         // HTTP/1.1: chunked, so the stream can end cleanly with a last-chunk. HTTP/1.0 has no
         // chunking: the stream is delimited by closing the connection (RFC 9112 §6.3 rule 8).

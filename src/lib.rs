@@ -13,7 +13,9 @@
 //! ```text
 //!  bytes in ─► sans-I/O protocol cores (http, ws, sse, longpoll) ─► bytes out
 //!                       ▲ Connection: one client's whole life │
-//!              server::threads: a thread per connection (blocking reads, park/unpark)
+//!         driven by one of two server models (--model):       │
+//!           server::event_loop  a few workers, epoll, non-blocking sockets (default)
+//!           server::threads     a thread per connection, blocking reads, park/unpark
 //!                       │                                    │
 //!                       └──────────── broker (Arc<dyn Broker>) ┘
 //! ```
@@ -70,11 +72,26 @@
 //! | follow a channel, publish the client's text, ping, close slow consumers | [`stream::WebSocketStream::advance`] | §5.5.2, §7.4.1 |
 //! | the client side: random key, fresh mask per frame | [`ws::client::Client`] | §4.1, §5.3 |
 //!
+//! ## Two server models: what waiting costs
+//!
+//! | step | thread per connection | event loop |
+//! |---|---|---|
+//! | take a connection | [`server::threads::run`]: a new thread (within a budget the kernel allows) | [`server::event_loop::run`]: round robin to a worker, a slot in its table |
+//! | wait for bytes | a blocking `read` with the next deadline as its timeout | readiness from [`server::poller::Poller::wait`] (epoll, O(ready); or poll(2), O(n)) |
+//! | read | one `read` | until it would block (`read_available`), while the connection has room |
+//! | write | blocking `write` until done | until it would block; interest in writability only while bytes wait |
+//! | a parked long poll | a thread asleep in `park_timeout` | a slot, a waker and a timer-heap entry |
+//! | the broker wakes it | `Thread::unpark` | the slot's number is queued and the worker's [`server::notify::Notifier`] (an eventfd) is written |
+//! | deadlines (header, idle, poll, keepalive, ping, close) | the read or park timeout | one binary heap per worker; its earliest entry is the wait's timeout |
+//!
+//! Both call the same [`connection::Connection`] methods; neither parses anything.
+//!
 //! ## Shared pieces
 //!
 //! - [`broker`]: channels, ids, history, gaps and wake-ups; [`broker::memory`] is the ring log.
 //! - [`subscription`]: a cursor in a channel plus a registered waker; pull, never push.
-//! - [`server`]: the drivers ([`server::threads`]) and the one `unsafe` module ([`server::sys`]).
+//! - [`server`]: the two drivers ([`server::event_loop`], [`server::threads`]), the shared accept
+//!   loop, and the one `unsafe` module ([`server::sys`]: epoll, poll, eventfd, signals, rlimit).
 //! - [`config`]: every limit, its default and why; [`stats`]: `/stats` and `/metrics`.
 //! - [`json`]: the envelope and `/stats` written by hand, and a small reader for clients.
 

@@ -318,11 +318,11 @@ impl WebSocketStream {
         }
     }
 
-    /// Queues a 1008 close behind the backlog the client has not read (RFC 6455 §7.4.1:
-    /// 1008 "indicates that an endpoint is terminating the connection because it has
-    /// received a message that violates its policy"; here the policy is the send timeout).
-    pub fn close_slow_consumer(&mut self, output: &mut Vec<u8>) {
-        let _ = self.session.close(CloseCode::POLICY, "slow consumer", output);
+    /// Queues a close frame behind whatever the client has not read yet, for a reason that
+    /// comes from the server rather than from the client's frames: a slow consumer (1008) or
+    /// an overloaded server (1013).
+    pub fn close_now(&mut self, code: CloseCode, reason: &str, output: &mut Vec<u8>) {
+        let _ = self.session.close(code, reason, output);
     }
 
     pub fn stop(&mut self, app: &App, subscriber: u64) {

@@ -548,7 +548,9 @@ fn rfc6454_an_origin_from_another_site_is_403_and_the_same_origin_is_served() {
             }
             // RFC 6454 §5: same scheme, host and port as the request's `Host` is the same origin.
             let same = format!("http://{}", server.addr());
-            EventStream::open(server, "/sse/o", &[("Origin", &same)]);
+            let stream = EventStream::open(server, "/sse/o", &[("Origin", &same)]);
+            // The answer depended on `Origin`: caches must key on it (RFC 9110 §12.5.5).
+            assert_eq!(stream.head.header("vary"), Some("Origin"));
         },
     );
 }

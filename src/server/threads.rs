@@ -16,15 +16,23 @@
 //! thread really uses is what it touches, so the default would mostly cost address space,
 //! but the explicit size keeps 10,000 threads well inside it.
 //!
+//! Threads are not only memory. Each one costs the kernel a task id and four memory mappings
+//! (its stack and guard page, and the signal stack and guard page Rust's runtime gives every
+//! thread), and `vm.max_map_count` (65,530 by default) caps the mappings of a process: past
+//! about 16,000 threads a new thread cannot set up its signal stack and the runtime aborts
+//! the whole process. So the model keeps a [`ThreadBudget`] below the kernel's limits and
+//! answers 503 (or closes a WebSocket with 1013) when it is spent, instead of dying.
+//!
 //! The broker wakes a parked thread through a [`Waker`] that unparks it (`ThreadWaker`).
 //! `park`/`unpark` keep a token, so a wake-up that arrives before the thread parks is not lost.
 
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
+use std::fs;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Wake, Waker};
 use std::thread::{self, Thread};
@@ -38,6 +46,12 @@ use super::{accept_loop, now, SHUTDOWN_GRACE};
 /// Stack size of a connection thread. The deepest path (request parsing plus a response) uses
 /// a few KiB; 128 KiB leaves a wide margin and is 1/16 of the default reservation.
 pub const THREAD_STACK_BYTES: usize = 128 * 1024;
+
+/// Memory mappings one thread costs: stack + guard page, signal stack + guard page.
+const MAPPINGS_PER_THREAD: usize = 4;
+
+/// Mappings and task ids left to everything else: the heap, libraries, other processes.
+const KERNEL_RESERVE: usize = 2048;
 
 /// Bytes read from the socket in one call.
 const READ_BUFFER_BYTES: usize = 16 * 1024;
@@ -65,46 +79,100 @@ impl Wake for ThreadWaker {
 type Registered = (Arc<TcpStream>, Option<Waker>);
 
 /// Open connections, so that shutdown can reach threads blocked in `read` (by shutting the
-/// socket's read side) and threads asleep in `park` (by waking them).
-#[derive(Default)]
+/// socket's read side) and threads asleep in `park` (by waking them); and the thread budget.
 struct Registry {
     connections: Mutex<HashMap<u64, Registered>>,
-    /// Connection threads alive; shutdown waits for zero.
+    /// Threads alive (connection threads and WebSocket readers); shutdown waits for zero.
     alive: AtomicUsize,
+    /// How many may be alive at once: the most the kernel allows this process.
+    thread_limit: usize,
+    /// Whether the operator has been told that the limit was reached.
+    warned: AtomicBool,
+}
+
+/// One thread's place in the budget, given back when dropped (when its thread ends, or at
+/// once if the thread could not be started).
+struct ThreadPermit(Arc<Registry>);
+
+impl Drop for ThreadPermit {
+    fn drop(&mut self) {
+        self.0.alive.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Registry {
+    fn new() -> Registry {
+        Registry {
+            connections: Mutex::default(),
+            alive: AtomicUsize::new(0),
+            thread_limit: kernel_thread_limit(),
+            warned: AtomicBool::new(false),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Registered>> {
         self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// A place for one more thread, or `None` if the budget is spent.
+    fn reserve_thread(self: &Arc<Self>) -> Option<ThreadPermit> {
+        if self.alive.fetch_add(1, Ordering::SeqCst) < self.thread_limit {
+            return Some(ThreadPermit(self.clone()));
+        }
+        self.alive.fetch_sub(1, Ordering::SeqCst);
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "realtime: {} threads alive, the most this kernel allows the process (vm.max_map_count, \
+                 kernel.threads-max, kernel.pid_max); refusing more connections (--model epoll has no \
+                 such limit)",
+                self.thread_limit
+            );
+        }
+        None
+    }
+}
+
+/// The most threads the kernel lets this process run: the smallest of what
+/// `vm.max_map_count`, `kernel.threads-max` and `kernel.pid_max` leave after a reserve for
+/// everything else. Off Linux no limit is known, and a failed thread creation is the limit.
+fn kernel_thread_limit() -> usize {
+    let read = |path: &str| fs::read_to_string(path).ok().and_then(|text| text.trim().parse::<usize>().ok());
+    let by_mappings =
+        read("/proc/sys/vm/max_map_count").map(|n| n.saturating_sub(KERNEL_RESERVE) / MAPPINGS_PER_THREAD);
+    let by_tasks = ["/proc/sys/kernel/threads-max", "/proc/sys/kernel/pid_max"]
+        .into_iter()
+        .filter_map(read)
+        .map(|n| n.saturating_sub(KERNEL_RESERVE));
+    by_mappings.into_iter().chain(by_tasks).min().unwrap_or(usize::MAX)
 }
 
 /// Accepts connections until shutdown, one thread each; then shuts down gracefully.
 pub fn run(listener: TcpListener, app: Arc<App>) -> io::Result<()> {
-    let registry = Arc::new(Registry::default());
+    let registry = Arc::new(Registry::new());
     let admitted = Arc::new(AtomicUsize::new(0));
     let mut next_key = 0u64;
     accept_loop(&listener, &app, &admitted, |stream, admission| {
+        let Some(permit) = registry.reserve_thread() else {
+            return Err(stream);
+        };
         next_key += 1;
         let key = next_key;
         // Shared, not duplicated: one file descriptor per connection, however many threads
         // (this one, a WebSocket's reader, shutdown) use it. `&TcpStream` reads and writes.
         let stream = Arc::new(stream);
         registry.lock().insert(key, (stream.clone(), None));
-        registry.alive.fetch_add(1, Ordering::SeqCst);
         let (thread_app, thread_registry) = (app.clone(), registry.clone());
         let spawned = thread::Builder::new().stack_size(THREAD_STACK_BYTES).spawn(move || {
             serve_connection(stream, &thread_app, &thread_registry, key);
             thread_registry.lock().remove(&key);
-            thread_registry.alive.fetch_sub(1, Ordering::SeqCst);
-            drop(admission);
+            drop((admission, permit));
         });
         match spawned {
             Ok(_) => Ok(()),
             Err(error) => {
-                // The closure (and its reference) is gone; the registry's is the last one.
+                // The closure (with its permit and stream) is gone; the registry holds the
+                // last reference to the stream.
                 eprintln!("realtime: cannot start a connection thread: {error}");
-                registry.alive.fetch_sub(1, Ordering::SeqCst);
                 let stream = registry.lock().remove(&key).map(|(stream, _)| stream);
                 match stream.map(Arc::try_unwrap) {
                     Some(Ok(stream)) => Err(stream),
@@ -137,7 +205,7 @@ fn shut_down(registry: &Registry) {
 /// The connection sits behind a mutex because a WebSocket needs two threads: this one writes
 /// what the broker delivers and sleeps in `park`, while a second one ([`read_frames`]) sits in
 /// a blocking `read` for the client's frames. Before the upgrade the lock is never contended.
-fn serve_connection(stream: Arc<TcpStream>, app: &Arc<App>, registry: &Registry, key: u64) {
+fn serve_connection(stream: Arc<TcpStream>, app: &Arc<App>, registry: &Arc<Registry>, key: u64) {
     let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
     if let Some(entry) = registry.lock().get_mut(&key) {
         entry.1 = Some(waker.clone());
@@ -181,8 +249,10 @@ fn serve_connection(stream: Arc<TcpStream>, app: &Arc<App>, registry: &Registry,
             }
             Waiting::ForBroker | Waiting::ForInputAndBroker => {
                 if guard.waiting_for() == Waiting::ForInputAndBroker && reader.is_none() {
-                    reader = spawn_reader(&stream, &connection, &waker);
+                    reader = spawn_reader(&stream, &connection, &waker, registry);
                     if reader.is_none() {
+                        guard.close_overloaded();
+                        let _ = write_output(&mut socket, &mut guard);
                         break;
                     }
                 }
@@ -208,15 +278,22 @@ fn lock(connection: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection>
     connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Starts the second thread of a WebSocket connection (see [`read_frames`]).
+/// Starts the second thread of a WebSocket connection (see [`read_frames`]), if the thread
+/// budget and the kernel allow it.
 fn spawn_reader(
     stream: &Arc<TcpStream>,
     connection: &Arc<Mutex<Connection>>,
     waker: &Waker,
+    registry: &Arc<Registry>,
 ) -> Option<thread::JoinHandle<()>> {
+    let permit = registry.reserve_thread()?;
     let stream = stream.clone();
     let (connection, waker) = (connection.clone(), waker.clone());
-    thread::Builder::new().stack_size(THREAD_STACK_BYTES).spawn(move || read_frames(stream, &connection, &waker)).ok()
+    let read = move || {
+        read_frames(stream, &connection, &waker);
+        drop(permit);
+    };
+    thread::Builder::new().stack_size(THREAD_STACK_BYTES).spawn(read).ok()
 }
 
 /// A WebSocket's reading thread: blocks in `read`, hands the bytes to the connection, writes
@@ -276,5 +353,34 @@ fn linger_close(stream: &mut &TcpStream, buf: &mut [u8]) {
             Ok(0) | Err(_) => return,
             Ok(n) => discarded += n,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry_with_limit(thread_limit: usize) -> Arc<Registry> {
+        Arc::new(Registry { thread_limit, ..Registry::new() })
+    }
+
+    #[test]
+    fn thread_budget_refuses_past_its_limit_and_frees_a_place_when_a_thread_ends() {
+        let registry = registry_with_limit(2);
+        let first = registry.reserve_thread().expect("first place");
+        let _second = registry.reserve_thread().expect("second place");
+        assert!(registry.reserve_thread().is_none(), "the third exceeds the limit");
+        drop(first);
+        assert!(registry.reserve_thread().is_some(), "a place was given back");
+    }
+
+    #[test]
+    fn kernel_thread_limit_stays_below_the_mapping_limit() {
+        let limit = kernel_thread_limit();
+        if let Ok(text) = fs::read_to_string("/proc/sys/vm/max_map_count") {
+            let max_map_count: usize = text.trim().parse().unwrap();
+            assert!(limit * MAPPINGS_PER_THREAD < max_map_count);
+        }
+        assert!(limit > 0);
     }
 }

@@ -177,3 +177,21 @@ pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// The path of an outside program a test needs (`redis-server`, `nginx`, `chromium`), found on
+/// `PATH`. When it is missing the test says so loudly and the caller skips (returns early);
+/// with `REALTIME_REQUIRE_EXTERNAL=1` (set by `.ci/run`, which installs them) it fails instead.
+pub fn external_program(name: &str) -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file());
+    if found.is_none() {
+        if std::env::var("REALTIME_REQUIRE_EXTERNAL").as_deref() == Ok("1") {
+            panic!("{name} is not installed, and REALTIME_REQUIRE_EXTERNAL=1 forbids skipping");
+        }
+        eprintln!("\n*** SKIPPED: {name} is not installed; this test did not run ***\n");
+    }
+    found
+}
