@@ -20,7 +20,7 @@
 //! (its stack and guard page, and the signal stack and guard page Rust's runtime gives every
 //! thread), and `vm.max_map_count` (65,530 by default) caps the mappings of a process: past
 //! about 16,000 threads a new thread cannot set up its signal stack and the runtime aborts
-//! the whole process. So the model keeps a [`ThreadBudget`] below the kernel's limits and
+//! the whole process. So the model keeps a thread budget below the kernel's limits and
 //! answers 503 (or closes a WebSocket with 1013) when it is spent, instead of dying.
 //!
 //! The broker wakes a parked thread through a [`Waker`] that unparks it (`ThreadWaker`).
