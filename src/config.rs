@@ -126,6 +126,8 @@ realtime: HTTP long polling, Server-Sent Events and WebSockets from scratch
 
 Usage:
   realtime [serve] [OPTIONS]    run the push server (the default command)
+  realtime bench SCENARIO ...   measure a server: idle, fanout, echo, overhead
+                                (realtime bench --help)
   realtime --help               this text
   realtime serve --help         the server's options
 ";

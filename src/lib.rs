@@ -94,10 +94,13 @@
 //!   loop, and the one `unsafe` module ([`server::sys`]: epoll, poll, eventfd, signals, rlimit).
 //! - [`config`]: every limit, its default and why; [`stats`]: `/stats` and `/metrics`.
 //! - [`json`]: the envelope and `/stats` written by hand, and a small reader for clients.
+//! - [`bench`]: `realtime bench`, the load generator: the client side of every protocol
+//!   ([`bench::peer`]) on the server's own poller ([`bench::engine`]).
 
 #![deny(unsafe_code)]
 
 pub mod app;
+pub mod bench;
 pub mod broker;
 pub mod config;
 pub mod connection;

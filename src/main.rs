@@ -1,15 +1,19 @@
-//! The `realtime` command: `realtime [serve] [OPTIONS]`.
+//! The `realtime` command: `realtime [serve] [OPTIONS]` and `realtime bench SCENARIO ...`.
 
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 use std::thread;
 
+use realtime::bench;
 use realtime::config::{self, Command};
 use realtime::server::{sys, Server};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("bench") {
+        return bench(&args[1..]);
+    }
     let config = match config::parse_args(&args) {
         Ok(Command::Serve(config)) => *config,
         Ok(Command::Help(text)) => {
@@ -64,6 +68,21 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("realtime: {error}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `realtime bench ...`: the load generator (see [`realtime::bench`]).
+fn bench(args: &[String]) -> ExitCode {
+    if args.is_empty() || args.iter().any(|a| a == "-h" || a == "--help") {
+        print!("{}", bench::USAGE);
+        return ExitCode::SUCCESS;
+    }
+    match bench::parse_args(args) {
+        Ok(options) => bench::run(&options),
+        Err(error) => {
+            eprintln!("realtime: {error}");
+            ExitCode::from(2)
         }
     }
 }

@@ -1,0 +1,687 @@
+//! `realtime bench`: a load generator that measures any server speaking the contract in
+//! DESIGN.md, and this crate's own two models.
+//!
+//! ```text
+//! realtime bench idle     (--url URL | --spawn epoll|threads) [--transport ws,sse,poll] [--conns N] [--hold S]
+//! realtime bench fanout   ... [--transport ...] [--subs N] [--rate R] [--duration S]
+//! realtime bench echo     ... [--conns C] [--in-flight K] [--size B] [--duration S]
+//! realtime bench overhead ... [--messages N]
+//! common: [--json]  (one JSON line per scenario on stdout instead of the table)
+//! ```
+//!
+//! The clients run on one thread, on the crate's own [`Poller`](crate::server::poller) and
+//! client codecs ([`peer`], [`engine`]), so one process holds thousands of connections. Every
+//! scenario is bounded in count and time and stops by itself. Progress goes to stderr, results
+//! to stdout.
+//!
+//! - **idle**: N idle subscriptions per transport; the server's RSS and threads before and
+//!   after (from `/proc/PID/status` for a spawned server, else from `/stats`), KiB per
+//!   connection, and how many are still open after the hold.
+//! - **fanout**: S subscribers on one channel per transport, all resuming from a marker
+//!   message so a late registration loses nothing; a publisher thread sends R messages/s whose
+//!   text is `"SEQ NANOS"` (its send time on this process's monotonic clock). Reported:
+//!   deliveries/s, latency percentiles, and lost and duplicated messages (both must be 0).
+//! - **echo**: C WebSockets on `/echo`, K messages of B bytes in flight each: round trips/s
+//!   and latency percentiles.
+//! - **overhead**: bytes on the wire (both directions, heads and framing included) per
+//!   delivered 2-byte message, per transport, and per request of naive polling.
+
+#![forbid(unsafe_code)]
+
+pub mod engine;
+pub mod peer;
+pub mod report;
+
+use std::collections::HashSet;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::http::request::{Limits, Parsed};
+use crate::http::response_head::{parse_response, ResponseFraming};
+use crate::json;
+use engine::Engine;
+use peer::{Echoer, Masks, Subscriber, Transport};
+use report::{percentile, Cell, Row};
+
+pub const USAGE: &str = "\
+realtime bench SCENARIO (--url http://HOST:PORT | --spawn epoll|threads) [OPTIONS]
+
+Scenarios (every one bounded in count and time):
+  idle       idle subscriptions: server RSS and threads per connection
+             --transport LIST (ws,sse,poll) --conns N [1000] --hold S [2]
+  fanout     S subscribers, R msgs/s: deliveries/s, latency, lost, duplicated
+             --transport LIST (ws,sse,poll) --subs N [100] --rate R [100] --duration S [5]
+  echo       WebSocket /echo round trips
+             --conns C [50] --in-flight K [1] --size B [32] --duration S [5]
+  overhead   bytes on the wire per delivered 2-byte message, per transport
+             --messages N [20]
+
+  --json     one JSON line on stdout instead of the table
+";
+
+/// A scenario and its sizes, from the command line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    pub scenario: String,
+    pub url: Option<String>,
+    pub spawn: Option<String>,
+    pub json: bool,
+    pub transports: Vec<Transport>,
+    pub conns: usize,
+    pub hold: Duration,
+    pub subs: usize,
+    pub rate: f64,
+    pub duration: Duration,
+    pub in_flight: usize,
+    pub size: usize,
+    pub messages: usize,
+}
+
+impl Options {
+    pub fn new(scenario: &str) -> Options {
+        Options {
+            scenario: scenario.to_string(),
+            url: None,
+            spawn: None,
+            json: false,
+            transports: Transport::ALL.to_vec(),
+            conns: if scenario == "echo" { 50 } else { 1000 },
+            hold: Duration::from_secs(2),
+            subs: 100,
+            rate: 100.0,
+            duration: Duration::from_secs(5),
+            in_flight: 1,
+            size: 32,
+            messages: 20,
+        }
+    }
+}
+
+/// Parses `bench`'s arguments (after the word `bench`).
+pub fn parse_args(args: &[String]) -> Result<Options, String> {
+    let scenario = args.first().ok_or("bench: which scenario? idle, fanout, echo or overhead")?;
+    if !["idle", "fanout", "echo", "overhead"].contains(&scenario.as_str()) {
+        return Err(format!("bench: unknown scenario {scenario:?} (idle, fanout, echo, overhead)"));
+    }
+    let mut options = Options::new(scenario);
+    let mut rest = args[1..].iter();
+    while let Some(flag) = rest.next() {
+        if flag == "--json" {
+            options.json = true;
+            continue;
+        }
+        let value = rest.next().ok_or(format!("{flag} needs a value"))?;
+        let number = |value: &str| value.parse::<f64>().ok().filter(|n| *n > 0.0 && n.is_finite());
+        let count = |value: &str| value.parse::<usize>().ok().filter(|n| *n > 0).ok_or(format!("{flag}: {value:?}"));
+        let seconds = |value: &str| number(value).map(Duration::from_secs_f64).ok_or(format!("{flag}: {value:?}"));
+        match flag.as_str() {
+            "--url" => options.url = Some(value.clone()),
+            "--spawn" if value == "epoll" || value == "threads" => options.spawn = Some(value.clone()),
+            "--transport" => {
+                options.transports = value
+                    .split(',')
+                    .map(|name| Transport::parse(name).ok_or(format!("--transport: {name:?} (ws, sse, poll)")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--conns" => options.conns = count(value)?,
+            "--subs" => options.subs = count(value)?,
+            "--in-flight" => options.in_flight = count(value)?,
+            "--size" => options.size = count(value)?,
+            "--messages" => options.messages = count(value)?,
+            "--rate" => options.rate = number(value).ok_or(format!("--rate: {value:?}"))?,
+            "--hold" => options.hold = seconds(value)?,
+            "--duration" => options.duration = seconds(value)?,
+            _ => return Err(format!("bench: unknown option {flag} {value}")),
+        }
+    }
+    if options.url.is_some() == options.spawn.is_some() {
+        return Err("bench: give exactly one of --url http://HOST:PORT and --spawn epoll|threads".into());
+    }
+    Ok(options)
+}
+
+/// The server under test.
+pub struct Target {
+    pub addr: SocketAddr,
+    /// The `Host` header to send.
+    pub host: String,
+    /// A server this tool started: stopped when the target is dropped.
+    child: Option<Child>,
+}
+
+impl Target {
+    /// A server already running at `url` (`http://127.0.0.1:8080`).
+    pub fn at(url: &str) -> Result<Target, String> {
+        let host = url.strip_prefix("http://").unwrap_or(url).trim_end_matches('/').to_string();
+        let addr =
+            host.to_socket_addrs().map_err(|e| format!("{url}: {e}"))?.next().ok_or(format!("{url}: no address"))?;
+        Ok(Target { addr, host, child: None })
+    }
+
+    /// Starts this binary's own server on a free port with `--model model`.
+    pub fn spawn(model: &str) -> Result<Target, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut child = Command::new(exe)
+            .args(["serve", "--addr", "127.0.0.1:0", "--model", model, "--max-connections", "19990"])
+            .args(["--poll-timeout", "60", "--idle-timeout", "600"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start the server: {e}"))?;
+        let mut stderr = BufReader::new(child.stderr.take().ok_or("no stderr")?);
+        let mut line = String::new();
+        stderr.read_line(&mut line).map_err(|e| e.to_string())?;
+        let url = line.split("http://").nth(1).and_then(|rest| rest.split_whitespace().next());
+        let Some(url) = url else {
+            let _ = child.kill();
+            return Err(format!("the server did not start: {line}"));
+        };
+        // Pass on what the server says later (a limit reached), marked as its own.
+        thread::spawn(move || stderr.lines().map_while(Result::ok).for_each(|line| eprintln!("  server: {line}")));
+        let mut target = Target::at(url)?;
+        target.child = Some(child);
+        // Let the workers start, so that "before" measures a server at rest.
+        thread::sleep(Duration::from_millis(300));
+        Ok(target)
+    }
+
+    /// (RSS bytes, threads) of the server: from /proc for a spawned server, else `/stats`.
+    pub fn memory(&self) -> Option<(u64, u64)> {
+        if let Some(child) = &self.child {
+            let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).ok()?;
+            let field = |name: &str| {
+                status.lines().find_map(|l| l.strip_prefix(name))?.split_whitespace().next()?.parse::<u64>().ok()
+            };
+            return Some((field("VmRSS:")? * 1024, field("Threads:")?));
+        }
+        let stats = json::parse(&self.get("/stats").ok()?).ok()?;
+        Some((stats.get("rss_bytes")?.as_u64()?, stats.get("threads")?.as_u64()?))
+    }
+
+    /// A GET on a fresh connection; the body.
+    pub fn get(&self, path: &str) -> io::Result<String> {
+        let mut stream = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.host)?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response)?;
+        let text = String::from_utf8_lossy(&response);
+        Ok(text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default())
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A keep-alive connection that publishes and reads each `201`, counting bytes.
+pub struct Publisher {
+    stream: TcpStream,
+    host: String,
+    input: Vec<u8>,
+    pub bytes: u64,
+}
+
+impl Publisher {
+    pub fn connect(target: &Target) -> io::Result<Publisher> {
+        let stream = TcpStream::connect_timeout(&target.addr, Duration::from_secs(5))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(Publisher { stream, host: target.host.clone(), input: Vec::new(), bytes: 0 })
+    }
+
+    /// Publishes `text` to `channel`; the new message's id.
+    pub fn publish(&mut self, channel: &str, text: &str) -> io::Result<String> {
+        let request = format!(
+            "POST /publish/{channel} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n{text}",
+            self.host,
+            text.len()
+        );
+        self.stream.write_all(request.as_bytes())?;
+        let (status, body) = self.read_response()?;
+        if status != 201 {
+            return Err(io::Error::other(format!("publish answered {status}: {body}")));
+        }
+        json::parse(&body)
+            .ok()
+            .and_then(|v| v.get("id").and_then(json::Value::as_str).map(str::to_string))
+            .ok_or_else(|| io::Error::other(format!("publish answer without an id: {body}")))
+    }
+
+    fn read_response(&mut self) -> io::Result<(u16, String)> {
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some((status, consumed)) = complete_response(&self.input)? {
+                let body = String::from_utf8_lossy(&self.input[consumed.0..consumed.1]).into_owned();
+                self.input.drain(..consumed.1);
+                return Ok((status, body));
+            }
+            let n = self.stream.read(&mut buf)?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.bytes += n as u64;
+            self.input.extend_from_slice(&buf[..n]);
+        }
+    }
+}
+
+/// A whole `Content-Length` response at the start of `input`: its status and where its body
+/// starts and ends.
+fn complete_response(input: &[u8]) -> io::Result<Option<(u16, (usize, usize))>> {
+    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+    match parse_response(input, &Limits::default()).map_err(|e| invalid(e.message().to_string()))? {
+        Parsed::Partial => Ok(None),
+        Parsed::Complete { value, consumed } => {
+            let length = match value.body_framing(false).map_err(|e| invalid(e.message().to_string()))? {
+                ResponseFraming::None => 0,
+                ResponseFraming::Length(length) => length as usize,
+                other => return Err(invalid(format!("unexpected framing {other:?}"))),
+            };
+            Ok((input.len() >= consumed + length).then_some((value.status, (consumed, consumed + length))))
+        }
+    }
+}
+
+/// Runs the scenario in `options`; prints progress on stderr and results on stdout.
+pub fn run(options: &Options) -> ExitCode {
+    if let Err(error) = crate::server::sys::raise_open_file_limit() {
+        eprintln!("bench: cannot raise the open-file limit: {error}");
+    }
+    match run_against_target(options) {
+        Ok((rows, title)) => {
+            if options.json {
+                println!("{}", report::to_json(&options.scenario, &rows));
+            } else {
+                print!("{}", report::table(&title, &rows));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("bench: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the scenario against `--url`, or against servers it spawns: one fresh server per
+/// transport for `idle` (an allocator keeps what it once took, so every RSS baseline needs a
+/// new process), one for the whole run otherwise.
+fn run_against_target(options: &Options) -> Result<(Vec<Row>, String), String> {
+    let target = |options: &Options| -> Result<Target, String> {
+        match (&options.url, &options.spawn) {
+            (Some(url), _) => Target::at(url),
+            (None, Some(model)) => Target::spawn(model),
+            (None, None) => Err("no target".into()),
+        }
+    };
+    if options.scenario == "idle" && options.spawn.is_some() {
+        let mut rows = Vec::new();
+        let mut title = String::new();
+        for &transport in &options.transports {
+            let one = Options { transports: vec![transport], ..options.clone() };
+            let target = target(&one)?;
+            title = self::title(options, &target);
+            rows.extend(run_scenario(&one, &target)?);
+        }
+        return Ok((rows, title));
+    }
+    let target = target(options)?;
+    Ok((run_scenario(options, &target)?, title(options, &target)))
+}
+
+fn title(options: &Options, target: &Target) -> String {
+    let cores = thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let server = options.spawn.as_deref().map(|model| format!("realtime --model {model}"));
+    format!(
+        "{} against {} ({}; {cores} cores, Linux {})",
+        options.scenario,
+        target.host,
+        server.unwrap_or_else(|| "--url".into()),
+        kernel.trim()
+    )
+}
+
+/// Runs one scenario against `target` and returns its rows.
+pub fn run_scenario(options: &Options, target: &Target) -> Result<Vec<Row>, String> {
+    let masks = Masks::new().map_err(|e| e.to_string())?;
+    match options.scenario.as_str() {
+        "idle" => options.transports.iter().map(|&t| idle(options, target, t, &masks)).collect(),
+        "fanout" => options.transports.iter().map(|&t| fanout(options, target, t, &masks)).collect(),
+        "echo" => echo(options, target, &masks).map(|row| vec![row]),
+        "overhead" => overhead(options, target, &masks),
+        other => Err(format!("unknown scenario {other}")),
+    }
+}
+
+fn io_error(error: io::Error) -> String {
+    error.to_string()
+}
+
+/// A channel name of this run, so that runs against a long-lived server do not mix.
+fn fresh_channel(prefix: &str) -> String {
+    let mut bytes = [0u8; 4];
+    let _ = crate::random::fill(&mut bytes);
+    format!("{prefix}-{:08x}", u32::from_le_bytes(bytes))
+}
+
+/// Opens `n` subscribers on `channel`; stops early after repeated connection failures.
+fn open_subscribers(
+    engine: &mut Engine<Subscriber>,
+    target: &Target,
+    transport: Transport,
+    channel: &str,
+    since: Option<&str>,
+    n: usize,
+    masks: &Masks,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for i in 0..n {
+        let mut first = Vec::new();
+        let subscriber = Subscriber::start(transport, &target.host, channel, since, masks, &mut first);
+        if let Err(error) = engine.open(target.addr, subscriber, first) {
+            failures.push(format!("connect: {error}"));
+            if failures.len() >= 20 {
+                failures.push(format!("gave up after {i} connections"));
+                break;
+            }
+        }
+        if i % 500 == 499 {
+            let _ = engine.turn(Duration::ZERO); // read the answers as they come
+            eprint!("\r  {}: {} connections open", transport.name(), i + 1);
+        }
+    }
+    eprint!("\r");
+    failures
+}
+
+/// Waits until every SSE and WebSocket subscriber has its 200 or 101 (a long poll answers
+/// nothing until there is news, so it is simply given a moment).
+fn await_established(engine: &mut Engine<Subscriber>, transport: Transport, patience: Duration) -> io::Result<()> {
+    if transport == Transport::LongPoll {
+        let settle = Instant::now() + Duration::from_millis(300);
+        return engine.run_until(settle, |_| false);
+    }
+    engine.run_until(Instant::now() + patience, |engine| {
+        engine.connections.iter().all(|c| c.client.established || c.closed.is_some())
+    })
+}
+
+fn idle(options: &Options, target: &Target, transport: Transport, masks: &Masks) -> Result<Row, String> {
+    let before = target.memory();
+    let mut engine = Engine::new().map_err(io_error)?;
+    let channel = fresh_channel("idle");
+    let started = Instant::now();
+    let failures = open_subscribers(&mut engine, target, transport, &channel, None, options.conns, masks);
+    await_established(&mut engine, transport, Duration::from_secs(30)).map_err(io_error)?;
+    let opened_in = started.elapsed();
+    engine.run_until(Instant::now() + options.hold, |_| false).map_err(io_error)?;
+    let after = target.memory();
+    let open = engine.connections.iter().filter(|c| c.closed.is_none()).count();
+    let (rss_before, threads_before) = before.unwrap_or_default();
+    let (rss_after, threads_after) = after.unwrap_or_default();
+    let kib_per_conn = rss_after.saturating_sub(rss_before) as f64 / 1024.0 / open.max(1) as f64;
+    eprintln!("  {}: {open} open after {:.1} s", transport.name(), opened_in.as_secs_f64());
+    let closed: Vec<&str> = engine.connections.iter().filter_map(|c| c.closed.as_deref()).take(1).collect();
+    Ok(vec![
+        ("transport", Cell::Text(transport.name().into())),
+        ("attempted", Cell::Count(options.conns as u64)),
+        ("open", Cell::Count(open as u64)),
+        ("failed", Cell::Count((failures.len() + engine.connections.len() - open) as u64)),
+        ("rss_before_mib", Cell::Number(rss_before as f64 / 1048576.0)),
+        ("rss_after_mib", Cell::Number(rss_after as f64 / 1048576.0)),
+        ("kib_per_conn", Cell::Number(kib_per_conn)),
+        ("threads_before", Cell::Count(threads_before)),
+        ("threads_after", Cell::Count(threads_after)),
+        (
+            "first_failure",
+            Cell::Text(failures.first().map(String::as_str).or(closed.first().copied()).unwrap_or("-").into()),
+        ),
+    ])
+}
+
+/// What the publisher thread did.
+#[derive(Default)]
+struct Published {
+    /// Sequence numbers that got a 201.
+    ok: Vec<u64>,
+    refused: u64,
+    elapsed: Duration,
+}
+
+/// Sends `"SEQ NANOS"` to `channel` at `rate` for `duration`; NANOS is the send time as
+/// nanoseconds since `origin` (the same process reads it back, so one clock serves both).
+fn publish_at_rate(
+    target: &Target,
+    channel: &str,
+    rate: f64,
+    duration: Duration,
+    origin: Instant,
+) -> io::Result<Published> {
+    let mut publisher = Publisher::connect(target)?;
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let total = (rate * duration.as_secs_f64()).round().max(1.0) as u64;
+    let mut published = Published::default();
+    let start = Instant::now();
+    for seq in 0..total {
+        let due = start + interval.mul_f64(seq as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        }
+        let text = format!("{seq} {}", origin.elapsed().as_nanos());
+        match publisher.publish(channel, &text) {
+            Ok(_) => published.ok.push(seq),
+            Err(_) => {
+                published.refused += 1;
+                publisher = Publisher::connect(target)?;
+            }
+        }
+    }
+    published.elapsed = start.elapsed();
+    Ok(published)
+}
+
+/// What the subscribers of a fan-out received: latencies (ms) and, per subscriber, the
+/// sequence numbers seen.
+struct Tally {
+    origin: Instant,
+    latencies: Vec<f64>,
+    seen: Vec<HashSet<u64>>,
+    duplicates: u64,
+    delivered: u64,
+}
+
+impl Tally {
+    fn new(subscribers: usize, origin: Instant) -> Tally {
+        Tally { origin, latencies: Vec::new(), seen: vec![HashSet::new(); subscribers], duplicates: 0, delivered: 0 }
+    }
+
+    /// Takes every subscriber's new deliveries (`"SEQ NANOS"`).
+    fn collect(&mut self, engine: &mut Engine<Subscriber>) {
+        for (i, connection) in engine.connections.iter_mut().enumerate() {
+            for delivery in connection.client.deliveries.drain(..) {
+                let mut fields = delivery.text.split(' ').map(|f| f.parse::<u128>().ok());
+                let (Some(Some(seq)), Some(Some(sent))) = (fields.next(), fields.next()) else { continue };
+                self.delivered += 1;
+                if !self.seen[i].insert(seq as u64) {
+                    self.duplicates += 1;
+                }
+                let received = delivery.at.saturating_duration_since(self.origin).as_nanos();
+                self.latencies.push(received.saturating_sub(sent) as f64 / 1e6);
+            }
+        }
+    }
+}
+
+fn fanout(options: &Options, target: &Target, transport: Transport, masks: &Masks) -> Result<Row, String> {
+    let channel = fresh_channel("fanout");
+    // Every subscriber resumes after this marker: however late its registration, it is owed
+    // every message that follows, so anything missing is a real loss.
+    let marker = Publisher::connect(target).and_then(|mut p| p.publish(&channel, "marker")).map_err(io_error)?;
+    let mut engine = Engine::new().map_err(io_error)?;
+    let failures = open_subscribers(&mut engine, target, transport, &channel, Some(&marker), options.subs, masks);
+    await_established(&mut engine, transport, Duration::from_secs(30)).map_err(io_error)?;
+    let established = engine.connections.iter().filter(|c| c.closed.is_none()).count();
+    eprintln!("  {}: {established} subscribers, publishing {} msgs/s", transport.name(), options.rate);
+
+    let origin = Instant::now();
+    let done = Arc::new(AtomicBool::new(false));
+    let result = Arc::new(Mutex::new(None));
+    let publisher = {
+        let (target, channel, done, result) =
+            (Target::at(&target.host)?, channel.clone(), done.clone(), result.clone());
+        let (rate, duration) = (options.rate, options.duration);
+        thread::spawn(move || {
+            let published = publish_at_rate(&target, &channel, rate, duration, origin);
+            *result.lock().unwrap_or_else(|p| p.into_inner()) = Some(published);
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+    let mut tally = Tally::new(engine.connections.len(), origin);
+    // Run while publishing, then until everyone has everything (or a grace period passes).
+    let grace = Duration::from_secs(10);
+    let hard_stop = Instant::now() + options.duration + grace + Duration::from_secs(5);
+    engine
+        .run_until(hard_stop, |engine| {
+            tally.collect(engine);
+            done.load(Ordering::SeqCst)
+        })
+        .map_err(io_error)?;
+    let _ = publisher.join();
+    let published = result.lock().unwrap_or_else(|p| p.into_inner()).take().ok_or("the publisher did not finish")?;
+    let published = published.map_err(io_error)?;
+    let expected: HashSet<u64> = published.ok.iter().copied().collect();
+    let drain_deadline = Instant::now() + grace;
+    while Instant::now() < drain_deadline {
+        engine.turn(Duration::from_millis(20)).map_err(io_error)?;
+        tally.collect(&mut engine);
+        let everyone_done = engine
+            .connections
+            .iter()
+            .zip(&tally.seen)
+            .all(|(connection, seen)| connection.closed.is_some() || seen.len() >= expected.len());
+        if everyone_done {
+            break;
+        }
+    }
+    let Tally { mut latencies, seen, duplicates, delivered, .. } = tally;
+    let window = published.elapsed.max(Duration::from_millis(1)).as_secs_f64();
+    let lost: u64 = seen.iter().map(|seen| expected.difference(seen).count() as u64).sum();
+    let gaps: usize = engine.connections.iter().map(|c| c.client.gaps).sum();
+    let requests: usize = engine.connections.iter().map(|c| c.client.requests).sum();
+    latencies.sort_by(f64::total_cmp);
+    Ok(vec![
+        ("transport", Cell::Text(transport.name().into())),
+        ("subscribers", Cell::Count(established as u64)),
+        ("failed", Cell::Count(failures.len() as u64 + (options.subs - established) as u64)),
+        ("published", Cell::Count(expected.len() as u64)),
+        ("refused", Cell::Count(published.refused)),
+        ("publish_rate", Cell::Number(expected.len() as f64 / window)),
+        ("delivered", Cell::Count(delivered)),
+        ("deliveries_per_s", Cell::Number(delivered as f64 / window)),
+        ("lost", Cell::Count(lost)),
+        ("duplicated", Cell::Count(duplicates)),
+        ("gaps", Cell::Count(gaps as u64)),
+        ("requests", Cell::Count(requests as u64)),
+        ("p50_ms", Cell::Number(percentile(&latencies, 50.0))),
+        ("p99_ms", Cell::Number(percentile(&latencies, 99.0))),
+        ("max_ms", Cell::Number(latencies.last().copied().unwrap_or(f64::NAN))),
+    ])
+}
+
+fn echo(options: &Options, target: &Target, masks: &Masks) -> Result<Row, String> {
+    let mut engine = Engine::new().map_err(io_error)?;
+    for _ in 0..options.conns {
+        let mut first = Vec::new();
+        let echoer = Echoer::start(&target.host, options.size, options.in_flight, masks, &mut first);
+        engine.open(target.addr, echoer, first).map_err(io_error)?;
+    }
+    // Warm up (handshakes, first round trips), then measure a clean window.
+    let warm_up = Duration::from_millis(500).min(options.duration / 2);
+    engine.run_until(Instant::now() + warm_up, |_| false).map_err(io_error)?;
+    for connection in &mut engine.connections {
+        connection.client.round_trips.clear();
+    }
+    let start = Instant::now();
+    engine.run_until(start + options.duration, |_| false).map_err(io_error)?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut latencies: Vec<f64> = engine
+        .connections
+        .iter_mut()
+        .flat_map(|c| c.client.round_trips.drain(..))
+        .map(|rtt| rtt.as_secs_f64() * 1e6)
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let closed = engine.connections.iter().filter(|c| c.closed.is_some()).count();
+    Ok(vec![
+        ("conns", Cell::Count(options.conns as u64)),
+        ("in_flight", Cell::Count(options.in_flight as u64)),
+        ("size", Cell::Count(options.size as u64)),
+        ("msgs_per_s", Cell::Number(latencies.len() as f64 / elapsed)),
+        ("p50_us", Cell::Number(percentile(&latencies, 50.0))),
+        ("p99_us", Cell::Number(percentile(&latencies, 99.0))),
+        ("max_us", Cell::Number(latencies.last().copied().unwrap_or(f64::NAN))),
+        ("closed", Cell::Count(closed as u64)),
+    ])
+}
+
+/// Bytes per delivered 2-byte message: one subscriber per transport, one message published
+/// at a time and awaited (so a long poll carries exactly one message per round trip, its
+/// worst case), counted at the subscriber's socket in both directions after set-up. Plus
+/// naive polling: one `?timeout=0` request per second whatever happens.
+fn overhead(options: &Options, target: &Target, masks: &Masks) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    let mut publisher = Publisher::connect(target).map_err(io_error)?;
+    for transport in Transport::ALL {
+        let channel = fresh_channel("overhead");
+        let marker = publisher.publish(&channel, "go").map_err(io_error)?;
+        let mut engine = Engine::new().map_err(io_error)?;
+        let mut first = Vec::new();
+        let subscriber = Subscriber::start(transport, &target.host, &channel, Some(&marker), masks, &mut first);
+        engine.open(target.addr, subscriber, first).map_err(io_error)?;
+        await_established(&mut engine, transport, Duration::from_secs(10)).map_err(io_error)?;
+        let setup = engine.connections[0].bytes_read + engine.connections[0].bytes_written;
+        for _ in 0..options.messages {
+            publisher.publish(&channel, "hi").map_err(io_error)?;
+            engine
+                .run_until(Instant::now() + Duration::from_secs(10), |e| !e.connections[0].client.deliveries.is_empty())
+                .map_err(io_error)?;
+            if engine.connections[0].client.deliveries.drain(..).count() == 0 {
+                return Err(format!("{}: a message did not arrive", transport.name()));
+            }
+        }
+        let connection = &engine.connections[0];
+        let total = connection.bytes_read + connection.bytes_written;
+        rows.push(vec![
+            ("transport", Cell::Text(transport.name().into())),
+            ("setup_bytes", Cell::Count(setup)),
+            ("bytes_per_message", Cell::Number(total.saturating_sub(setup) as f64 / options.messages as f64)),
+            ("requests_per_message", Cell::Number((connection.client.requests - 1) as f64 / options.messages as f64)),
+        ]);
+    }
+    // Naive polling: what one empty poll costs; an hour of them is 3,600 of these.
+    let channel = fresh_channel("overhead");
+    let mut poller = Publisher::connect(target).map_err(io_error)?;
+    let request = format!("GET /poll/{channel}?timeout=0 HTTP/1.1\r\nHost: {}\r\n\r\n", target.host);
+    poller.stream.write_all(request.as_bytes()).map_err(io_error)?;
+    poller.read_response().map_err(io_error)?;
+    rows.push(vec![
+        ("transport", Cell::Text("naive poll (empty answer)".into())),
+        ("setup_bytes", Cell::Count(0)),
+        ("bytes_per_message", Cell::Number((request.len() as u64 + poller.bytes) as f64)),
+        ("requests_per_message", Cell::Number(1.0)),
+    ]);
+    Ok(rows)
+}

@@ -1,0 +1,412 @@
+//! The load generator's clients, sans-I/O like the server's core: each takes the bytes its
+//! socket received and returns the bytes to send, and records what it got and when.
+//!
+//! - [`Subscriber`]: follows one channel over one transport and yields every message it
+//!   receives (a long poll that asks again from its cursor, an SSE stream read with the
+//!   WHATWG parser, or a WebSocket).
+//! - [`Echoer`]: a WebSocket on `/echo` that keeps `k` messages in flight.
+//!
+//! They use the crate's own client-side codecs (the response head parser, the chunked
+//! decoder, the event-stream parser, the WebSocket session in its client role), so the tool
+//! measures any server that speaks the contract in DESIGN.md, not just this one.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::http::body::{BodyDecoder, BodyFraming};
+use crate::http::request::{Limits, Parsed};
+use crate::http::response_head::{parse_response, ResponseFraming};
+use crate::json;
+use crate::random::RandomSource;
+use crate::sse::EventStreamParser;
+use crate::ws::handshake;
+use crate::ws::message::Message as WsMessage;
+use crate::ws::session::{Event as WsEvent, Session, DEFAULT_MAX_MESSAGE};
+
+/// The three ways to follow a channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// `GET /poll/{channel}?since=ID`, asked again after every answer.
+    LongPoll,
+    /// `GET /sse/{channel}`, resumed with `Last-Event-ID`.
+    Sse,
+    /// `GET /ws/{channel}?since=ID`.
+    WebSocket,
+}
+
+impl Transport {
+    pub const ALL: [Transport; 3] = [Transport::LongPoll, Transport::Sse, Transport::WebSocket];
+
+    pub fn parse(name: &str) -> Option<Transport> {
+        match name {
+            "poll" => Some(Transport::LongPoll),
+            "sse" => Some(Transport::Sse),
+            "ws" => Some(Transport::WebSocket),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::LongPoll => "poll",
+            Transport::Sse => "sse",
+            Transport::WebSocket => "ws",
+        }
+    }
+}
+
+/// A message as a subscriber received it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: String,
+    pub text: String,
+    pub at: Instant,
+}
+
+/// Largest response body or event a client accepts: far above any message the contract
+/// allows (64 KiB publishes, a poll answer of at most a history's worth of them).
+const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
+
+/// Masking keys for every client WebSocket of the process, from one `/dev/urandom` reader
+/// (one file descriptor, not one per connection).
+#[derive(Clone)]
+pub struct Masks(Arc<Mutex<RandomSource>>);
+
+impl Masks {
+    pub fn new() -> std::io::Result<Masks> {
+        Ok(Masks(Arc::new(Mutex::new(RandomSource::new()?))))
+    }
+
+    fn session(&self) -> Session {
+        let source = self.0.clone();
+        Session::new_client(
+            DEFAULT_MAX_MESSAGE,
+            Box::new(move || source.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).next_u32_bytes()),
+        )
+    }
+
+    fn key(&self) -> String {
+        let mut source = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut nonce = [0u8; handshake::KEY_NONCE_LEN];
+        for chunk in nonce.chunks_mut(4) {
+            chunk.copy_from_slice(&source.next_u32_bytes());
+        }
+        handshake::client_key(&nonce)
+    }
+}
+
+/// Where a client is in its connection.
+enum Phase {
+    /// Request sent, waiting for the response head.
+    Head,
+    /// A long poll's answer, being read.
+    PollBody { decoder: BodyDecoder, body: Vec<u8> },
+    /// An event stream, forever.
+    Stream { decoder: Option<BodyDecoder>, parser: EventStreamParser, body: Vec<u8> },
+    /// After the 101.
+    WebSocket(Box<Session>),
+}
+
+/// Follows one channel over one transport.
+pub struct Subscriber {
+    transport: Transport,
+    host: String,
+    channel: String,
+    /// The id of the last message received: where a long poll asks again from.
+    cursor: Option<String>,
+    /// Expected `Sec-WebSocket-Accept` input: the key sent.
+    key: String,
+    masks: Masks,
+    input: Vec<u8>,
+    phase: Phase,
+    /// Messages received and not yet taken by the scenario.
+    pub deliveries: Vec<Delivery>,
+    /// `gap` notices received (messages the server says were lost to its history).
+    pub gaps: usize,
+    /// Requests sent (a long poll counts each round trip).
+    pub requests: usize,
+    /// Whether the subscription is established (the 200 or 101 has arrived).
+    pub established: bool,
+}
+
+impl Subscriber {
+    /// A subscriber to `channel` on `host`, resuming after `since` if given; its request is
+    /// appended to `out`.
+    pub fn start(
+        transport: Transport,
+        host: &str,
+        channel: &str,
+        since: Option<&str>,
+        masks: &Masks,
+        out: &mut Vec<u8>,
+    ) -> Subscriber {
+        let mut subscriber = Subscriber {
+            transport,
+            host: host.to_string(),
+            channel: channel.to_string(),
+            cursor: since.map(str::to_string),
+            key: String::new(),
+            masks: masks.clone(),
+            input: Vec::new(),
+            phase: Phase::Head,
+            deliveries: Vec::new(),
+            gaps: 0,
+            requests: 0,
+            established: false,
+        };
+        subscriber.write_request(out);
+        subscriber
+    }
+
+    fn write_request(&mut self, out: &mut Vec<u8>) {
+        self.requests += 1;
+        let (host, channel) = (&self.host, &self.channel);
+        let since = self.cursor.as_deref().map(|id| format!("?since={id}")).unwrap_or_default();
+        match self.transport {
+            Transport::LongPoll => {
+                let query = self.cursor.as_deref().map(|id| format!("&since={id}")).unwrap_or_default();
+                out.extend_from_slice(
+                    format!("GET /poll/{channel}?timeout=60{query} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+                );
+            }
+            Transport::Sse => {
+                let resume = self.cursor.as_deref().map(|id| format!("Last-Event-ID: {id}\r\n")).unwrap_or_default();
+                out.extend_from_slice(
+                    format!("GET /sse/{channel} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n{resume}\r\n")
+                        .as_bytes(),
+                );
+            }
+            Transport::WebSocket => {
+                self.key = self.masks.key();
+                let path = format!("/ws/{channel}{since}");
+                // Host and path come from the command line and a channel name: visible ASCII.
+                let _ = handshake::write_client_request(out, host, &path, &self.key, None);
+            }
+        }
+    }
+
+    /// Takes bytes from the socket; appends any reply (the next poll, a pong) to `out`.
+    /// An error means the connection is of no further use.
+    pub fn receive(&mut self, bytes: &[u8], out: &mut Vec<u8>, now: Instant) -> Result<(), String> {
+        self.input.extend_from_slice(bytes);
+        loop {
+            let progressed = match &mut self.phase {
+                Phase::Head => self.read_head()?,
+                Phase::PollBody { decoder, body } => {
+                    let progress = decoder.decode(&self.input, body).map_err(|e| e.message().to_string())?;
+                    self.input.drain(..progress.consumed);
+                    if progress.done {
+                        let body = std::mem::take(body);
+                        self.read_poll_answer(&body, now)?;
+                        self.phase = Phase::Head;
+                        self.write_request(out);
+                        true
+                    } else {
+                        false
+                    }
+                }
+                Phase::Stream { decoder, parser, body } => {
+                    match decoder {
+                        Some(decoder) => {
+                            let progress = decoder.decode(&self.input, body).map_err(|e| e.message().to_string())?;
+                            self.input.drain(..progress.consumed);
+                            if progress.done {
+                                return Err("the event stream ended".into());
+                            }
+                        }
+                        None => body.append(&mut self.input),
+                    }
+                    let mut events = Vec::new();
+                    parser.feed(body, &mut events).map_err(|e| e.to_string())?;
+                    body.clear();
+                    for event in events {
+                        match event.event_type.as_str() {
+                            "gap" => self.gaps += 1,
+                            _ => self.deliver(&event.data, now)?,
+                        }
+                    }
+                    false
+                }
+                Phase::WebSocket(session) => {
+                    let (consumed, event) = session.receive(&mut self.input, out);
+                    self.input.drain(..consumed);
+                    match event {
+                        Some(WsEvent::Message(WsMessage::Text(text))) => {
+                            self.deliver(&text, now)?;
+                            true
+                        }
+                        Some(WsEvent::Message(WsMessage::Binary(_))) => return Err("binary frame on a channel".into()),
+                        Some(WsEvent::Ping(_) | WsEvent::Pong(_)) => true,
+                        Some(WsEvent::Closed(info)) => return Err(format!("closed by the server: {:?}", info.code)),
+                        Some(WsEvent::Failed(error)) => return Err(format!("protocol error: {}", error.describe())),
+                        None => consumed > 0,
+                    }
+                }
+            };
+            if !progressed {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Parses the response head; `true` if it was complete.
+    fn read_head(&mut self) -> Result<bool, String> {
+        let head = match parse_response(&self.input, &Limits::default()).map_err(|e| e.message().to_string())? {
+            Parsed::Partial => return Ok(false),
+            Parsed::Complete { value, consumed } => (value, consumed),
+        };
+        let (head, consumed) = head;
+        let expected = if self.transport == Transport::WebSocket { 101 } else { 200 };
+        if head.status != expected {
+            return Err(format!("answered {} {}", head.status, head.reason));
+        }
+        let framing = head.body_framing(false).map_err(|e| e.message().to_string())?;
+        let phase = match self.transport {
+            Transport::WebSocket => {
+                let accepted =
+                    head.header("sec-websocket-accept").is_some_and(|v| handshake::check_server_accept(&self.key, v));
+                if !accepted {
+                    return Err("wrong Sec-WebSocket-Accept".into());
+                }
+                Phase::WebSocket(Box::new(self.masks.session()))
+            }
+            Transport::LongPoll => Phase::PollBody { decoder: body_decoder(framing)?, body: Vec::new() },
+            Transport::Sse => Phase::Stream {
+                decoder: match framing {
+                    ResponseFraming::UntilClose => None,
+                    framing => Some(body_decoder(framing)?),
+                },
+                parser: EventStreamParser::new(),
+                body: Vec::new(),
+            },
+        };
+        self.input.drain(..consumed);
+        self.phase = phase;
+        self.established = true;
+        Ok(true)
+    }
+
+    /// `{"messages":[...],"cursor":"ID",...,"gap":true?}`
+    fn read_poll_answer(&mut self, body: &[u8], now: Instant) -> Result<(), String> {
+        let text = std::str::from_utf8(body).map_err(|_| "poll answer is not UTF-8")?;
+        let answer = json::parse(text).map_err(|e| format!("poll answer: {e}"))?;
+        if answer.get("gap").and_then(json::Value::as_bool) == Some(true) {
+            self.gaps += 1;
+        }
+        for message in answer.get("messages").and_then(json::Value::as_array).unwrap_or_default() {
+            self.push(message, now)?;
+        }
+        if let Some(cursor) = answer.get("cursor").and_then(json::Value::as_str) {
+            self.cursor = Some(cursor.to_string());
+        }
+        Ok(())
+    }
+
+    /// One envelope, `{"id":...,"text":...,"time":...}`, or a WebSocket's gap notice.
+    fn deliver(&mut self, envelope: &str, now: Instant) -> Result<(), String> {
+        let value = json::parse(envelope).map_err(|e| format!("envelope: {e}"))?;
+        if value.get("gap").and_then(json::Value::as_bool) == Some(true) {
+            self.gaps += 1;
+            return Ok(());
+        }
+        self.push(&value, now)
+    }
+
+    fn push(&mut self, envelope: &json::Value, now: Instant) -> Result<(), String> {
+        let field = |name| envelope.get(name).and_then(json::Value::as_str).ok_or(format!("envelope without {name}"));
+        let delivery = Delivery { id: field("id")?.to_string(), text: field("text")?.to_string(), at: now };
+        self.cursor = Some(delivery.id.clone());
+        self.deliveries.push(delivery);
+        Ok(())
+    }
+}
+
+fn body_decoder(framing: ResponseFraming) -> Result<BodyDecoder, String> {
+    let framing = match framing {
+        ResponseFraming::None => BodyFraming::None,
+        ResponseFraming::Length(length) => BodyFraming::Length(length),
+        ResponseFraming::Chunked => BodyFraming::Chunked,
+        ResponseFraming::UntilClose => return Err("a response without a length".into()),
+    };
+    BodyDecoder::new(framing, MAX_BODY_BYTES).map_err(|e| e.message().to_string())
+}
+
+/// A WebSocket on `/echo` keeping `in_flight` messages of `size` bytes outstanding: each echo
+/// that comes back is timed and answered with a new message.
+pub struct Echoer {
+    key: String,
+    input: Vec<u8>,
+    session: Option<Box<Session>>,
+    masks: Masks,
+    payload: Vec<u8>,
+    in_flight: usize,
+    /// Send times of the messages not yet echoed, oldest first (an echo keeps the order).
+    sent: VecDeque<Instant>,
+    /// Round trips completed and not yet taken by the scenario.
+    pub round_trips: Vec<std::time::Duration>,
+}
+
+impl Echoer {
+    pub fn start(host: &str, size: usize, in_flight: usize, masks: &Masks, out: &mut Vec<u8>) -> Echoer {
+        let key = masks.key();
+        let _ = handshake::write_client_request(out, host, "/echo", &key, None);
+        Echoer {
+            key,
+            input: Vec::new(),
+            session: None,
+            masks: masks.clone(),
+            payload: vec![b'x'; size],
+            in_flight: in_flight.max(1),
+            sent: VecDeque::new(),
+            round_trips: Vec::new(),
+        }
+    }
+
+    pub fn receive(&mut self, bytes: &[u8], out: &mut Vec<u8>, now: Instant) -> Result<(), String> {
+        self.input.extend_from_slice(bytes);
+        let session = match &mut self.session {
+            Some(session) => session,
+            None => {
+                let (status, consumed) =
+                    match parse_response(&self.input, &Limits::default()).map_err(|e| e.message().to_string())? {
+                        Parsed::Partial => return Ok(()),
+                        Parsed::Complete { value, consumed } => {
+                            let accepted = value
+                                .header("sec-websocket-accept")
+                                .is_some_and(|v| handshake::check_server_accept(&self.key, v));
+                            (if accepted { value.status } else { 0 }, consumed)
+                        }
+                    };
+                if status != 101 {
+                    return Err(format!("echo handshake answered {status}"));
+                }
+                self.input.drain(..consumed);
+                let session = self.session.insert(Box::new(self.masks.session()));
+                // The first window of messages, all at once.
+                for _ in 0..self.in_flight {
+                    session.send_binary(&self.payload, out).map_err(|_| "cannot send")?;
+                    self.sent.push_back(now);
+                }
+                session
+            }
+        };
+        loop {
+            let (consumed, event) = session.receive(&mut self.input, out);
+            self.input.drain(..consumed);
+            match event {
+                Some(WsEvent::Message(_)) => {
+                    if let Some(sent) = self.sent.pop_front() {
+                        self.round_trips.push(now.saturating_duration_since(sent));
+                    }
+                    session.send_binary(&self.payload, out).map_err(|_| "cannot send")?;
+                    self.sent.push_back(now);
+                }
+                Some(WsEvent::Ping(_) | WsEvent::Pong(_)) => {}
+                Some(WsEvent::Closed(_) | WsEvent::Failed(_)) => return Err("echo connection closed".into()),
+                None if consumed == 0 => return Ok(()),
+                None => {}
+            }
+        }
+    }
+}

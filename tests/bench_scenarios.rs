@@ -1,0 +1,104 @@
+//! `realtime bench` at tiny sizes, against both server models: each scenario's accounting
+//! (messages sent = received + lost, no duplicates, bytes counted), never its timing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{each_model, TestServer};
+use realtime::bench::report::{cell, number, Cell, Row};
+use realtime::bench::{parse_args, run_scenario, Options, Target};
+
+fn run(server: &TestServer, line: &str) -> Vec<Row> {
+    let mut args: Vec<String> = line.split_whitespace().map(String::from).collect();
+    args.extend(["--url".to_string(), format!("http://{}", server.addr())]);
+    let options: Options = parse_args(&args).expect("valid options");
+    let target = Target::at(&format!("http://{}", server.addr())).unwrap();
+    run_scenario(&options, &target).unwrap_or_else(|error| panic!("{line}: {error}"))
+}
+
+fn transport(row: &Row) -> String {
+    match cell(row, "transport") {
+        Some(Cell::Text(name)) => name.clone(),
+        other => panic!("no transport: {other:?}"),
+    }
+}
+
+#[test]
+fn fanout_delivers_every_published_message_to_every_subscriber_once() {
+    each_model(
+        |_| {},
+        |server| {
+            let rows = run(server, "fanout --subs 5 --rate 50 --duration 0.4");
+            assert_eq!(rows.len(), 3, "one row per transport");
+            for row in &rows {
+                let name = transport(row);
+                let value = |field| number(row, field).unwrap_or_else(|| panic!("{name}: no {field}"));
+                assert_eq!(value("subscribers"), 5.0, "{name}");
+                assert!(value("published") >= 1.0, "{name}");
+                assert_eq!(value("delivered"), value("published") * 5.0, "{name}: sent = received");
+                assert_eq!(value("lost"), 0.0, "{name}");
+                assert_eq!(value("duplicated"), 0.0, "{name}");
+                assert_eq!(value("gaps"), 0.0, "{name}");
+            }
+        },
+    );
+}
+
+#[test]
+fn idle_holds_every_connection_it_opens() {
+    each_model(
+        |_| {},
+        |server| {
+            for row in run(server, "idle --conns 20 --hold 0.2") {
+                let name = transport(&row);
+                assert_eq!(number(&row, "open"), Some(20.0), "{name}");
+                assert_eq!(number(&row, "failed"), Some(0.0), "{name}");
+                // The server's memory came from /stats: a number, whatever its value.
+                assert!(number(&row, "rss_after_mib").is_some_and(|mib| mib > 0.0), "{name}");
+            }
+        },
+    );
+}
+
+#[test]
+fn echo_counts_round_trips_on_every_connection() {
+    each_model(
+        |_| {},
+        |server| {
+            let rows = run(server, "echo --conns 3 --in-flight 4 --size 100 --duration 0.5");
+            assert!(number(&rows[0], "msgs_per_s").is_some_and(|rate| rate > 0.0));
+            assert_eq!(number(&rows[0], "closed"), Some(0.0));
+        },
+    );
+}
+
+#[test]
+fn overhead_counts_bytes_per_message_in_both_directions() {
+    each_model(
+        |_| {},
+        |server| {
+            let rows = run(server, "overhead --messages 3");
+            let names: Vec<String> = rows.iter().map(transport).collect();
+            assert_eq!(names, ["poll", "sse", "ws", "naive poll (empty answer)"]);
+            for row in &rows {
+                assert!(number(row, "bytes_per_message").is_some_and(|bytes| bytes > 2.0), "{}", transport(row));
+            }
+            // A long poll makes one request per message; the streams make none.
+            assert_eq!(number(&rows[0], "requests_per_message"), Some(1.0));
+            assert_eq!(number(&rows[1], "requests_per_message"), Some(0.0));
+        },
+    );
+}
+
+#[test]
+fn options_refuse_a_missing_target_and_unknown_flags() {
+    let args = |line: &str| line.split_whitespace().map(String::from).collect::<Vec<_>>();
+    assert!(parse_args(&args("fanout")).is_err(), "no target");
+    assert!(parse_args(&args("fanout --url http://a:1 --spawn epoll")).is_err(), "two targets");
+    assert!(parse_args(&args("fanout --url http://a:1 --bogus 1")).is_err());
+    assert!(parse_args(&args("fanout --url http://a:1 --transport carrier-pigeon")).is_err());
+    assert!(parse_args(&args("nap --url http://a:1")).is_err());
+    let options = parse_args(&args("echo --url http://a:1 --duration 0.5 --in-flight 8")).unwrap();
+    assert_eq!((options.duration, options.in_flight), (Duration::from_millis(500), 8));
+}
