@@ -102,3 +102,21 @@ fn options_refuse_a_missing_target_and_unknown_flags() {
     let options = parse_args(&args("echo --url http://a:1 --duration 0.5 --in-flight 8")).unwrap();
     assert_eq!((options.duration, options.in_flight), (Duration::from_millis(500), 8));
 }
+
+#[test]
+fn claims_measures_every_claim_and_loses_nothing_on_reconnect() {
+    // `claims` starts its own servers, so it runs as the real binary.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_realtime"))
+        .args(["bench", "claims", "--quick", "--json"])
+        .output()
+        .expect("run realtime bench claims");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "bench claims failed: {stderr}");
+    let report = realtime::json::parse(String::from_utf8_lossy(&output.stdout).trim()).expect("one JSON line");
+    let rows = report.get("rows").and_then(|rows| rows.as_array()).expect("rows");
+    let field =
+        |row: &realtime::json::Value, name: &str| row.get(name).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let claims: Vec<String> = rows.iter().map(|row| field(row, "claim")).collect();
+    assert_eq!(claims, ["a", "b", "c", "d", "e"]);
+    assert!(field(&rows[4], "measured here").ends_with("lost 0"), "{:?}", field(&rows[4], "measured here"));
+}

@@ -28,28 +28,32 @@
 
 #![forbid(unsafe_code)]
 
+pub mod claims;
 pub mod engine;
 pub mod peer;
 pub mod report;
+pub mod svg;
 
 use std::collections::HashSet;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::http::request::{Limits, Parsed};
 use crate::http::response_head::{parse_response, ResponseFraming};
 use crate::json;
+use crate::server::sys;
 use engine::Engine;
 use peer::{Echoer, Masks, Subscriber, Transport};
 use report::{percentile, Cell, Row};
 
 pub const USAGE: &str = "\
 realtime bench SCENARIO (--url http://HOST:PORT | --spawn epoll|threads) [OPTIONS]
+realtime bench claims [--svg FILE] [--quick]
 
 Scenarios (every one bounded in count and time):
   idle       idle subscriptions: server RSS and threads per connection
@@ -60,7 +64,11 @@ Scenarios (every one bounded in count and time):
              --conns C [50] --in-flight K [1] --size B [32] --duration S [5]
   overhead   bytes on the wire per delivered 2-byte message, per transport
              --messages N [20]
+  claims     the seed's claims beside what this machine measures (starts its own
+             servers, both models; a few minutes): --svg FILE writes the charts,
+             --quick runs tiny sizes
 
+  --runs N   repeat the scenario N times: medians with (min-max), the worst count
   --json     one JSON line on stdout instead of the table
 ";
 
@@ -80,6 +88,12 @@ pub struct Options {
     pub in_flight: usize,
     pub size: usize,
     pub messages: usize,
+    /// Runs of the scenario; the table shows medians with min-max.
+    pub runs: usize,
+    /// `claims`: where to write the charts.
+    pub svg: Option<String>,
+    /// `claims`: tiny sizes (tests, a first look).
+    pub quick: bool,
 }
 
 impl Options {
@@ -98,6 +112,9 @@ impl Options {
             in_flight: 1,
             size: 32,
             messages: 20,
+            runs: 1,
+            svg: None,
+            quick: false,
         }
     }
 }
@@ -105,14 +122,15 @@ impl Options {
 /// Parses `bench`'s arguments (after the word `bench`).
 pub fn parse_args(args: &[String]) -> Result<Options, String> {
     let scenario = args.first().ok_or("bench: which scenario? idle, fanout, echo or overhead")?;
-    if !["idle", "fanout", "echo", "overhead"].contains(&scenario.as_str()) {
-        return Err(format!("bench: unknown scenario {scenario:?} (idle, fanout, echo, overhead)"));
+    if !["idle", "fanout", "echo", "overhead", "claims"].contains(&scenario.as_str()) {
+        return Err(format!("bench: unknown scenario {scenario:?} (idle, fanout, echo, overhead, claims)"));
     }
     let mut options = Options::new(scenario);
     let mut rest = args[1..].iter();
     while let Some(flag) = rest.next() {
-        if flag == "--json" {
-            options.json = true;
+        if flag == "--json" || flag == "--quick" {
+            options.json |= flag == "--json";
+            options.quick |= flag == "--quick";
             continue;
         }
         let value = rest.next().ok_or(format!("{flag} needs a value"))?;
@@ -121,6 +139,7 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
         let seconds = |value: &str| number(value).map(Duration::from_secs_f64).ok_or(format!("{flag}: {value:?}"));
         match flag.as_str() {
             "--url" => options.url = Some(value.clone()),
+            "--svg" if options.scenario == "claims" => options.svg = Some(value.clone()),
             "--spawn" if value == "epoll" || value == "threads" => options.spawn = Some(value.clone()),
             "--transport" => {
                 options.transports = value
@@ -133,11 +152,18 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
             "--in-flight" => options.in_flight = count(value)?,
             "--size" => options.size = count(value)?,
             "--messages" => options.messages = count(value)?,
+            "--runs" => options.runs = count(value)?,
             "--rate" => options.rate = number(value).ok_or(format!("--rate: {value:?}"))?,
             "--hold" => options.hold = seconds(value)?,
             "--duration" => options.duration = seconds(value)?,
             _ => return Err(format!("bench: unknown option {flag} {value}")),
         }
+    }
+    if options.scenario == "claims" {
+        if options.url.is_some() || options.spawn.is_some() {
+            return Err("bench claims starts its own servers: no --url or --spawn".into());
+        }
+        return Ok(options);
     }
     if options.url.is_some() == options.spawn.is_some() {
         return Err("bench: give exactly one of --url http://HOST:PORT and --spawn epoll|threads".into());
@@ -165,15 +191,29 @@ impl Target {
 
     /// Starts this binary's own server on a free port with `--model model`.
     pub fn spawn(model: &str) -> Result<Target, String> {
+        Target::spawn_with(model, &[])
+    }
+
+    /// Starts this binary's own server with `--model model` and more options. On a machine
+    /// with several cores the server gets the first and this process the last, so that the
+    /// load generator does not steal the server's CPU (a child inherits the CPU affinity of
+    /// the thread that starts it: pin, spawn, re-pin).
+    pub fn spawn_with(model: &str, options: &[&str]) -> Result<Target, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut child = Command::new(exe)
+        let cpus = sys::available_cpus().unwrap_or_default();
+        let pinned = cpus.len() > 1 && sys::pin_to_cpu(cpus[0]).is_ok();
+        let spawned = Command::new(exe)
             .args(["serve", "--addr", "127.0.0.1:0", "--model", model, "--max-connections", "19990"])
             .args(["--poll-timeout", "60", "--idle-timeout", "600"])
+            .args(options)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start the server: {e}"))?;
+            .spawn();
+        if pinned {
+            let _ = sys::pin_to_cpu(cpus[cpus.len() - 1]);
+        }
+        let mut child = spawned.map_err(|e| format!("cannot start the server: {e}"))?;
         let mut stderr = BufReader::new(child.stderr.take().ok_or("no stderr")?);
         let mut line = String::new();
         stderr.read_line(&mut line).map_err(|e| e.to_string())?;
@@ -294,12 +334,26 @@ fn complete_response(input: &[u8]) -> io::Result<Option<(u16, (usize, usize))>> 
     }
 }
 
+/// The cores this machine gives the process, read before any pinning narrows it.
+fn machine_cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+}
+
+/// What the results were measured on: cores and kernel.
+fn machine() -> String {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{} cores, Linux {}", machine_cores(), kernel.trim())
+}
+
 /// Runs the scenario in `options`; prints progress on stderr and results on stdout.
 pub fn run(options: &Options) -> ExitCode {
-    if let Err(error) = crate::server::sys::raise_open_file_limit() {
+    machine_cores();
+    if let Err(error) = sys::raise_open_file_limit() {
         eprintln!("bench: cannot raise the open-file limit: {error}");
     }
-    match run_against_target(options) {
+    let result = if options.scenario == "claims" { run_claims(options) } else { run_against_target(options) };
+    match result {
         Ok((rows, title)) => {
             if options.json {
                 println!("{}", report::to_json(&options.scenario, &rows));
@@ -313,6 +367,16 @@ pub fn run(options: &Options) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Measures every claim, writes the charts if asked, and returns the claims table.
+fn run_claims(options: &Options) -> Result<(Vec<Row>, String), String> {
+    let measured = claims::measure(options.quick)?;
+    if let Some(path) = &options.svg {
+        std::fs::write(path, svg::render(&measured)).map_err(|e| format!("{path}: {e}"))?;
+        eprintln!("charts written to {path}");
+    }
+    Ok((claims::rows(&measured), format!("The seed's claims, measured ({})", machine())))
 }
 
 /// Runs the scenario against `--url`, or against servers it spawns: one fresh server per
@@ -331,26 +395,29 @@ fn run_against_target(options: &Options) -> Result<(Vec<Row>, String), String> {
         let mut title = String::new();
         for &transport in &options.transports {
             let one = Options { transports: vec![transport], ..options.clone() };
-            let target = target(&one)?;
-            title = self::title(options, &target);
-            rows.extend(run_scenario(&one, &target)?);
+            let mut runs = Vec::new();
+            for _ in 0..options.runs {
+                let target = target(&one)?; // a fresh server per run, too
+                title = self::title(options, &target);
+                runs.push(run_scenario(&one, &target)?);
+            }
+            rows.extend(report::merge_runs(&runs));
         }
         return Ok((rows, title));
     }
     let target = target(options)?;
-    Ok((run_scenario(options, &target)?, title(options, &target)))
+    let runs = (0..options.runs).map(|_| run_scenario(options, &target)).collect::<Result<Vec<_>, _>>()?;
+    Ok((report::merge_runs(&runs), title(options, &target)))
 }
 
 fn title(options: &Options, target: &Target) -> String {
-    let cores = thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let server = options.spawn.as_deref().map(|model| format!("realtime --model {model}"));
     format!(
-        "{} against {} ({}; {cores} cores, Linux {})",
+        "{} against {} ({}; {})",
         options.scenario,
         target.host,
         server.unwrap_or_else(|| "--url".into()),
-        kernel.trim()
+        machine()
     )
 }
 
@@ -497,6 +564,8 @@ fn publish_at_rate(
 /// sequence numbers seen.
 struct Tally {
     origin: Instant,
+    /// Messages below this sequence number are not timed (the first fifth of a second).
+    warm_up: u128,
     latencies: Vec<f64>,
     seen: Vec<HashSet<u64>>,
     duplicates: u64,
@@ -504,8 +573,15 @@ struct Tally {
 }
 
 impl Tally {
-    fn new(subscribers: usize, origin: Instant) -> Tally {
-        Tally { origin, latencies: Vec::new(), seen: vec![HashSet::new(); subscribers], duplicates: 0, delivered: 0 }
+    fn new(subscribers: usize, origin: Instant, rate: f64) -> Tally {
+        Tally {
+            origin,
+            warm_up: (rate / 5.0) as u128,
+            latencies: Vec::new(),
+            seen: vec![HashSet::new(); subscribers],
+            duplicates: 0,
+            delivered: 0,
+        }
     }
 
     /// Takes every subscriber's new deliveries (`"SEQ NANOS"`).
@@ -517,6 +593,9 @@ impl Tally {
                 self.delivered += 1;
                 if !self.seen[i].insert(seq as u64) {
                     self.duplicates += 1;
+                }
+                if seq < self.warm_up {
+                    continue; // counted for loss, not for latency: connections still warming
                 }
                 let received = delivery.at.saturating_duration_since(self.origin).as_nanos();
                 self.latencies.push(received.saturating_sub(sent) as f64 / 1e6);
@@ -549,7 +628,7 @@ fn fanout(options: &Options, target: &Target, transport: Transport, masks: &Mask
             done.store(true, Ordering::SeqCst);
         })
     };
-    let mut tally = Tally::new(engine.connections.len(), origin);
+    let mut tally = Tally::new(engine.connections.len(), origin, options.rate);
     // Run while publishing, then until everyone has everything (or a grace period passes).
     let grace = Duration::from_secs(10);
     let hard_stop = Instant::now() + options.duration + grace + Duration::from_secs(5);

@@ -159,6 +159,19 @@ impl Subscriber {
         subscriber
     }
 
+    /// The id of the last message received (where to resume from).
+    pub fn cursor(&self) -> Option<&str> {
+        self.cursor.as_deref()
+    }
+
+    /// The reconnection time an event stream asked for (`retry:`), once it has arrived.
+    pub fn retry(&self) -> Option<u64> {
+        match &self.phase {
+            Phase::Stream { parser, .. } => parser.retry(),
+            _ => None,
+        }
+    }
+
     fn write_request(&mut self, out: &mut Vec<u8>) {
         self.requests += 1;
         let (host, channel) = (&self.host, &self.channel);

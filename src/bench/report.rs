@@ -10,6 +10,12 @@ pub enum Cell {
     Text(String),
     Count(u64),
     Number(f64),
+    /// A number measured over several runs: the median, and the smallest and largest.
+    Range {
+        median: f64,
+        min: f64,
+        max: f64,
+    },
 }
 
 impl Cell {
@@ -19,6 +25,10 @@ impl Cell {
             Cell::Count(n) => n.to_string(),
             Cell::Number(x) if x.abs() >= 100.0 => format!("{x:.0}"),
             Cell::Number(x) => format!("{x:.2}"),
+            Cell::Range { median, min, max } => {
+                let [median, min, max] = [*median, *min, *max].map(|x| Cell::Number(x).display());
+                format!("{median} ({min}-{max})")
+            }
         }
     }
 
@@ -32,6 +42,15 @@ impl Cell {
                 let _ = write!(out, "{x:.3}");
             }
             Cell::Number(_) => out.push_str("null"),
+            Cell::Range { median, min, max } => {
+                out.push_str("{\"median\":");
+                Cell::Number(*median).json(out);
+                out.push_str(",\"min\":");
+                Cell::Number(*min).json(out);
+                out.push_str(",\"max\":");
+                Cell::Number(*max).json(out);
+                out.push('}');
+            }
         }
     }
 }
@@ -49,6 +68,7 @@ pub fn number(row: &Row, name: &str) -> Option<f64> {
     match cell(row, name)? {
         Cell::Count(n) => Some(*n as f64),
         Cell::Number(x) => Some(*x),
+        Cell::Range { median, .. } => Some(*median),
         Cell::Text(_) => None,
     }
 }
@@ -91,6 +111,51 @@ pub fn to_json(scenario: &str, rows: &[Row]) -> String {
     out
 }
 
+/// Several runs of the same scenario as one set of rows: a measured number becomes its
+/// median with the range, a count its largest value (a loss in any run shows), a text the
+/// first run's.
+pub fn merge_runs(runs: &[Vec<Row>]) -> Vec<Row> {
+    let Some(first) = runs.first() else { return Vec::new() };
+    if runs.len() == 1 {
+        return first.clone();
+    }
+    (0..first.len())
+        .map(|r| {
+            first[r]
+                .iter()
+                .enumerate()
+                .map(|(c, (name, cell))| {
+                    let same =
+                        runs.iter().filter_map(|run| run.get(r).and_then(|row| row.get(c))).map(|(_, cell)| cell);
+                    let merged = match cell {
+                        Cell::Count(_) => Cell::Count(
+                            same.filter_map(|cell| if let Cell::Count(n) = cell { Some(*n) } else { None })
+                                .max()
+                                .unwrap_or(0),
+                        ),
+                        Cell::Number(_) | Cell::Range { .. } => {
+                            let mut values: Vec<f64> = same
+                                .filter_map(|cell| match cell {
+                                    Cell::Number(x) | Cell::Range { median: x, .. } => Some(*x),
+                                    _ => None,
+                                })
+                                .collect();
+                            values.sort_by(f64::total_cmp);
+                            Cell::Range {
+                                median: values[values.len() / 2],
+                                min: values[0],
+                                max: values[values.len() - 1],
+                            }
+                        }
+                        Cell::Text(_) => cell.clone(),
+                    };
+                    (*name, merged)
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// The `p`-th percentile (0-100) of sorted `samples`, nearest rank.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -122,6 +187,15 @@ mod tests {
         let row = &parsed.get("rows").unwrap().as_array().unwrap()[0];
         assert_eq!(row.get("transport").and_then(json::Value::as_str), Some("ws"));
         assert_eq!(row.get("lost").and_then(json::Value::as_u64), Some(0));
+    }
+
+    #[test]
+    fn runs_merge_into_median_and_range_and_the_worst_count() {
+        let run = |p50: f64, lost: u64| vec![vec![("p50_ms", Cell::Number(p50)), ("lost", Cell::Count(lost))]];
+        let merged = merge_runs(&[run(3.0, 0), run(1.0, 2), run(2.0, 0)]);
+        assert_eq!(merged[0][0].1, Cell::Range { median: 2.0, min: 1.0, max: 3.0 });
+        assert_eq!(merged[0][1].1, Cell::Count(2));
+        assert_eq!(merged[0][0].1.display(), "2.00 (1.00-3.00)");
     }
 
     #[test]
