@@ -64,6 +64,9 @@ Scenarios (every one bounded in count and time):
              --conns C [50] --in-flight K [1] --size B [32] --duration S [5]
   overhead   bytes on the wire per delivered 2-byte message, per transport
              --messages N [20]
+  pollers    the event loop on epoll vs poll(2): publish-to-event time for one
+             stream among N idle ones, at 1,000 and N (starts its own servers)
+             --conns N [5000]
   claims     the seed's claims beside what this machine measures (starts its own
              servers, both models; a few minutes): --svg FILE writes the charts,
              --quick runs tiny sizes
@@ -104,7 +107,11 @@ impl Options {
             spawn: None,
             json: false,
             transports: Transport::ALL.to_vec(),
-            conns: if scenario == "echo" { 50 } else { 1000 },
+            conns: match scenario {
+                "echo" => 50,
+                "pollers" => 5000,
+                _ => 1000,
+            },
             hold: Duration::from_secs(2),
             subs: 100,
             rate: 100.0,
@@ -122,8 +129,8 @@ impl Options {
 /// Parses `bench`'s arguments (after the word `bench`).
 pub fn parse_args(args: &[String]) -> Result<Options, String> {
     let scenario = args.first().ok_or("bench: which scenario? idle, fanout, echo or overhead")?;
-    if !["idle", "fanout", "echo", "overhead", "claims"].contains(&scenario.as_str()) {
-        return Err(format!("bench: unknown scenario {scenario:?} (idle, fanout, echo, overhead, claims)"));
+    if !["idle", "fanout", "echo", "overhead", "pollers", "claims"].contains(&scenario.as_str()) {
+        return Err(format!("bench: unknown scenario {scenario:?} (idle, fanout, echo, overhead, pollers, claims)"));
     }
     let mut options = Options::new(scenario);
     let mut rest = args[1..].iter();
@@ -159,9 +166,9 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
             _ => return Err(format!("bench: unknown option {flag} {value}")),
         }
     }
-    if options.scenario == "claims" {
+    if options.scenario == "claims" || options.scenario == "pollers" {
         if options.url.is_some() || options.spawn.is_some() {
-            return Err("bench claims starts its own servers: no --url or --spawn".into());
+            return Err(format!("bench {} starts its own servers: no --url or --spawn", options.scenario));
         }
         return Ok(options);
     }
@@ -352,7 +359,11 @@ pub fn run(options: &Options) -> ExitCode {
     if let Err(error) = sys::raise_open_file_limit() {
         eprintln!("bench: cannot raise the open-file limit: {error}");
     }
-    let result = if options.scenario == "claims" { run_claims(options) } else { run_against_target(options) };
+    let result = match options.scenario.as_str() {
+        "claims" => run_claims(options),
+        "pollers" => pollers(options).map(|rows| (rows, format!("epoll vs poll(2), one worker ({})", machine()))),
+        _ => run_against_target(options),
+    };
     match result {
         Ok((rows, title)) => {
             if options.json {
@@ -714,6 +725,57 @@ fn echo(options: &Options, target: &Target, masks: &Masks) -> Result<Row, String
         ("max_us", Cell::Number(latencies.last().copied().unwrap_or(f64::NAN))),
         ("closed", Cell::Count(closed as u64)),
     ])
+}
+
+/// Why epoll exists: the event loop with one worker on each readiness backend, N idle SSE
+/// streams plus one on another channel, and the time from a publish to that stream's event
+/// (median of 50 after 10 to warm up). poll(2) hands the kernel every descriptor on every
+/// wait, epoll only reports the ready ones: the difference grows with N.
+fn pollers(options: &Options) -> Result<Vec<Row>, String> {
+    let masks = Masks::new().map_err(io_error)?;
+    let mut rows = Vec::new();
+    for poller in ["epoll", "poll"] {
+        for n in [1_000.min(options.conns), options.conns] {
+            let target = Target::spawn_with("epoll", &["--workers", "1", "--poller", poller, "--keepalive", "600"])?;
+            let mut engine = Engine::new().map_err(io_error)?;
+            let failures =
+                open_subscribers(&mut engine, &target, Transport::Sse, &fresh_channel("idle"), None, n, &masks);
+            await_established(&mut engine, Transport::Sse, Duration::from_secs(600)).map_err(io_error)?;
+            let hot = fresh_channel("hot");
+            let mut first = Vec::new();
+            let subscriber = Subscriber::start(Transport::Sse, &target.host, &hot, None, &masks, &mut first);
+            let token = engine.open(target.addr, subscriber, first).map_err(io_error)?;
+            engine
+                .run_until(Instant::now() + Duration::from_secs(30), |e| e.connections[token].client.established)
+                .map_err(io_error)?;
+            let mut publisher = Publisher::connect(&target).map_err(io_error)?;
+            let mut samples = Vec::new();
+            for round in 0..60 {
+                let start = Instant::now();
+                publisher.publish(&hot, "hi").map_err(io_error)?;
+                engine
+                    .run_until(start + Duration::from_secs(30), |e| !e.connections[token].client.deliveries.is_empty())
+                    .map_err(io_error)?;
+                let Some(delivery) = engine.connections[token].client.deliveries.pop() else {
+                    return Err(format!("{poller}: the event did not arrive"));
+                };
+                if round >= 10 {
+                    samples.push(delivery.at.saturating_duration_since(start).as_secs_f64() * 1e6);
+                }
+            }
+            samples.sort_by(f64::total_cmp);
+            let idle = engine.connections.iter().filter(|c| c.closed.is_none()).count() - 1;
+            eprintln!("  {poller}: {idle} idle streams");
+            rows.push(vec![
+                ("poller", Cell::Text(poller.into())),
+                ("idle_streams", Cell::Count(idle as u64)),
+                ("failed", Cell::Count(failures.len() as u64)),
+                ("p50_us", Cell::Number(percentile(&samples, 50.0))),
+                ("p90_us", Cell::Number(percentile(&samples, 90.0))),
+            ]);
+        }
+    }
+    Ok(rows)
 }
 
 /// Bytes per delivered 2-byte message: one subscriber per transport, one message published
