@@ -7,7 +7,7 @@
 //!
 //! | route | methods | what |
 //! |---|---|---|
-//! | `/` | GET, HEAD | an index of the endpoints |
+//! | `/` | GET, HEAD | the demo page: the three transports side by side ([`crate::demo`]) |
 //! | `/publish/{channel}` | POST | publish the body as a message: `201 {"id":...}` |
 //! | `/poll/{channel}` | GET, HEAD | long poll ([`crate::longpoll`]) |
 //! | `/sse/{channel}` | GET, HEAD | a Server-Sent Events stream ([`crate::sse`]) |
@@ -139,14 +139,6 @@ pub enum WebSocketMode {
     Channel { channel: String, since: Option<Since> },
 }
 
-const INDEX: &str = "\
-realtime: three ways to push data to a browser
-
-POST /publish/{channel}          publish the request body as a message
-GET  /poll/{channel}?since=ID    long polling
-GET  /stats  /metrics  /healthz
-";
-
 impl App {
     pub fn new(config: Config, broker: Arc<dyn Broker>) -> App {
         App {
@@ -215,7 +207,7 @@ impl App {
             return Action::Respond(Response::text(405, "method not allowed").with_header("Allow", allowed));
         }
         match route {
-            Route::Index => Action::Respond(Response::text(200, INDEX.trim_end())),
+            Route::Index => Action::Respond(crate::demo::response()),
             Route::Healthz => Action::Respond(Response::text(200, "ok")),
             Route::Stats => {
                 let json = self.stats.snapshot().to_json(self.config.model.name(), self.broker.kind());
@@ -445,6 +437,40 @@ mod tests {
         assert_eq!(route("/poll/bad%20name"), None);
         assert_eq!(route("/poll/a/b"), None);
         assert_eq!(route("/nope"), None);
+    }
+
+    /// What `App::handle` decides for a raw request head, on a fresh in-memory broker.
+    fn exchange_for(head: &[u8]) -> Exchange {
+        let broker = Arc::new(crate::broker::memory::MemoryBroker::new(16, 16));
+        let app = App::new(Config::default(), broker);
+        match crate::http::request::parse_request(head, &Default::default()) {
+            Ok(crate::http::request::Parsed::Complete { value, .. }) => app.handle(&value, Instant::now()),
+            other => panic!("test request did not parse: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_index_serves_the_demo_page_with_its_security_headers_for_get_and_head() {
+        for (method, head_only) in [("GET", false), ("HEAD", true)] {
+            let exchange = exchange_for(format!("{method} /?channel=news HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+            assert_eq!(exchange.framing.head_only, head_only);
+            let Action::Respond(response) = exchange.action else { panic!("{method} / did not respond") };
+            assert_eq!(response.status, 200);
+            let header = |name: &str| response.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
+            assert_eq!(header("Content-Type"), Some("text/html; charset=utf-8"));
+            assert_eq!(header("Cache-Control"), Some("no-cache"));
+            assert_eq!(header("X-Content-Type-Options"), Some("nosniff"));
+            assert_eq!(header("Referrer-Policy"), Some("no-referrer"));
+            let csp = header("Content-Security-Policy").expect("a CSP");
+            assert!(csp.starts_with("default-src 'none';") && csp.contains("script-src 'sha256-"), "{csp}");
+            // The body is the page; a HEAD answer drops it when written (`write_response`).
+            assert_eq!(response.body, crate::demo::PAGE.as_bytes());
+        }
+        let Action::Respond(response) = exchange_for(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").action
+        else {
+            panic!("POST / did not respond")
+        };
+        assert_eq!(response.status, 405);
     }
 
     #[test]

@@ -94,8 +94,10 @@
 //!   loop, and the one `unsafe` module ([`server::sys`]: epoll, poll, eventfd, signals, rlimit).
 //! - [`config`]: every limit, its default and why; [`stats`]: `/stats` and `/metrics`.
 //! - [`json`]: the envelope and `/stats` written by hand, and a small reader for clients.
-//! - [`bench`]: `realtime bench`, the load generator: the client side of every protocol
+//! - [`bench`](mod@bench): `realtime bench`, the load generator: the client side of every protocol
 //!   ([`bench::peer`]) on the server's own poller ([`bench::engine`]).
+//! - [`demo`]: the page at `/`, the three transports side by side in a browser, embedded with
+//!   `include_str!` and served under a hash-based Content-Security-Policy.
 
 #![deny(unsafe_code)]
 
@@ -104,6 +106,7 @@ pub mod bench;
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod demo;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod http;
