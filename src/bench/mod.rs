@@ -455,6 +455,42 @@ fn fresh_channel(prefix: &str) -> String {
     format!("{prefix}-{:08x}", u32::from_le_bytes(bytes))
 }
 
+/// The live line on stderr: rewritten in place on a terminal, a plain line every few seconds
+/// otherwise (a CI log).
+struct Progress {
+    label: String,
+    started: Instant,
+    last: Option<Instant>,
+    terminal: bool,
+}
+
+impl Progress {
+    fn new(label: &str) -> Progress {
+        let terminal = std::io::IsTerminal::is_terminal(&io::stderr());
+        Progress { label: label.to_string(), started: Instant::now(), last: None, terminal }
+    }
+
+    fn show(&mut self, status: impl FnOnce() -> String) {
+        let every = Duration::from_millis(if self.terminal { 250 } else { 5000 });
+        if self.last.is_some_and(|last| last.elapsed() < every) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let line = format!("  {}: {}, {:.1} s", self.label, status(), self.started.elapsed().as_secs_f64());
+        if self.terminal {
+            eprint!("\r{line:<78}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    fn done(&self) {
+        if self.terminal && self.last.is_some() {
+            eprintln!();
+        }
+    }
+}
+
 /// Opens `n` subscribers on `channel`; stops early after repeated connection failures.
 fn open_subscribers(
     engine: &mut Engine<Subscriber>,
@@ -466,6 +502,7 @@ fn open_subscribers(
     masks: &Masks,
 ) -> Vec<String> {
     let mut failures = Vec::new();
+    let mut progress = Progress::new(transport.name());
     for i in 0..n {
         let mut first = Vec::new();
         let subscriber = Subscriber::start(transport, &target.host, channel, since, masks, &mut first);
@@ -476,12 +513,12 @@ fn open_subscribers(
                 break;
             }
         }
-        if i % 500 == 499 {
+        if i % 100 == 99 {
             let _ = engine.turn(Duration::ZERO); // read the answers as they come
-            eprint!("\r  {}: {} connections open", transport.name(), i + 1);
         }
+        progress.show(|| format!("{} connections open, {} failed", i + 1 - failures.len(), failures.len()));
     }
-    eprint!("\r");
+    progress.done();
     failures
 }
 
@@ -639,6 +676,7 @@ fn fanout(options: &Options, target: &Target, transport: Transport, masks: &Mask
             done.store(true, Ordering::SeqCst);
         })
     };
+    let mut progress = Progress::new(transport.name());
     let mut tally = Tally::new(engine.connections.len(), origin, options.rate);
     // Run while publishing, then until everyone has everything (or a grace period passes).
     let grace = Duration::from_secs(10);
@@ -646,9 +684,12 @@ fn fanout(options: &Options, target: &Target, transport: Transport, masks: &Mask
     engine
         .run_until(hard_stop, |engine| {
             tally.collect(engine);
+            let closed = engine.connections.iter().filter(|c| c.closed.is_some()).count();
+            progress.show(|| format!("{} delivered, {closed} connections lost", tally.delivered));
             done.load(Ordering::SeqCst)
         })
         .map_err(io_error)?;
+    progress.done();
     let _ = publisher.join();
     let published = result.lock().unwrap_or_else(|p| p.into_inner()).take().ok_or("the publisher did not finish")?;
     let published = published.map_err(io_error)?;
@@ -705,7 +746,16 @@ fn echo(options: &Options, target: &Target, masks: &Masks) -> Result<Row, String
         connection.client.round_trips.clear();
     }
     let start = Instant::now();
-    engine.run_until(start + options.duration, |_| false).map_err(io_error)?;
+    let mut progress = Progress::new("echo");
+    engine
+        .run_until(start + options.duration, |engine| {
+            let round_trips: usize = engine.connections.iter().map(|c| c.client.round_trips.len()).sum();
+            let closed = engine.connections.iter().filter(|c| c.closed.is_some()).count();
+            progress.show(|| format!("{round_trips} round trips, {closed} connections lost"));
+            false
+        })
+        .map_err(io_error)?;
+    progress.done();
     let elapsed = start.elapsed().as_secs_f64();
     let mut latencies: Vec<f64> = engine
         .connections
