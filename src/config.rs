@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::broker::redis::{self, RedisUrl};
 use crate::http::request::{Limits, MAX_HEADERS, MAX_HEAD_BYTES, MAX_TARGET_BYTES};
 use crate::server::poller::Backend;
 
@@ -32,10 +33,31 @@ impl Model {
     }
 }
 
+/// Where messages live (`--broker`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BrokerUrl {
+    /// In this process only: one node (`src/broker/memory.rs`).
+    Memory,
+    /// In a Redis server that several nodes share (`src/broker/redis.rs`).
+    Redis(RedisUrl),
+}
+
+impl BrokerUrl {
+    /// `memory`, or `redis://HOST:PORT[/DB]`.
+    pub fn parse(text: &str) -> Result<BrokerUrl, String> {
+        match text {
+            "memory" => Ok(BrokerUrl::Memory),
+            url => RedisUrl::parse(url).map(BrokerUrl::Redis),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// Where to listen.
     pub addr: String,
+    /// Where messages live: this process, or a Redis server shared by several nodes.
+    pub broker: BrokerUrl,
     pub model: Model,
     /// Event-loop workers (`0`: one per available core).
     pub workers: usize,
@@ -82,6 +104,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             addr: "127.0.0.1:8080".into(),
+            broker: BrokerUrl::Memory,
             model: Model::EventLoop,
             workers: 0,
             poller: Backend::native(),
@@ -137,6 +160,8 @@ Usage: realtime serve [OPTIONS]
 
 Options (durations in seconds, fractions allowed):
   --addr HOST:PORT          listen address                        [127.0.0.1:8080]
+  --broker URL              memory, or redis://HOST:PORT[/DB] to share
+                            channels with other nodes             [memory]
   --model epoll|threads     event loop, or a thread per connection [epoll]
   --workers N               event-loop worker threads             [one per core]
   --poller epoll|poll       the event loop's readiness API        [epoll on Linux]
@@ -179,6 +204,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag {
             "--addr" => config.addr = value()?.to_string(),
+            "--broker" => config.broker = BrokerUrl::parse(value()?).map_err(|why| format!("{flag}: {why}"))?,
             "--model" => {
                 config.model = match value()? {
                     "threads" => Model::Threads,
@@ -230,6 +256,9 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
             "--send-timeout" => config.send_timeout = seconds(flag, value()?)?,
             other => return Err(format!("unknown option '{other}' (see realtime serve --help)")),
         }
+    }
+    if matches!(config.broker, BrokerUrl::Redis(_)) && config.max_publish_bytes > redis::MAX_MESSAGE_BYTES {
+        return Err(format!("--max-publish-bytes: at most {} with a Redis broker", redis::MAX_MESSAGE_BYTES));
     }
     Ok(Command::Serve(Box::new(config)))
 }
@@ -283,10 +312,37 @@ mod tests {
     }
 
     #[test]
+    fn broker_is_memory_or_a_redis_url() {
+        let broker = |line: &str| match parse(line) {
+            Ok(Command::Serve(config)) => config.broker,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(broker(""), BrokerUrl::Memory);
+        assert_eq!(broker("--broker memory"), BrokerUrl::Memory);
+        assert_eq!(
+            broker("--broker redis://127.0.0.1:6380/2"),
+            BrokerUrl::Redis(RedisUrl { host: "127.0.0.1".into(), port: 6380, db: 2 })
+        );
+        let error = parse("--broker redis://localhost:port").unwrap_err();
+        assert!(error.starts_with("--broker: ") && error.contains("port"), "{error}");
+        assert!(parse("--broker redis://x:1 --max-publish-bytes 99999999").is_err());
+        assert!(parse("--max-publish-bytes 99999999").is_ok(), "the memory broker has no such limit");
+    }
+
+    #[test]
     fn unknown_flags_and_bad_values_are_one_line_errors() {
-        for line in
-            ["--nope", "--history", "--history 0", "--history x", "--poll-timeout 61", "--model fibers", "frobnicate"]
-        {
+        for line in [
+            "--nope",
+            "--history",
+            "--history 0",
+            "--history x",
+            "--poll-timeout 61",
+            "--model fibers",
+            "frobnicate",
+            "--broker",
+            "--broker postgres://x",
+            "--broker rediss://x:1",
+        ] {
             let error = parse(line).unwrap_err();
             assert!(!error.contains('\n'), "{error}");
         }

@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+use crate::broker::resp::{self, Limits as RespLimits};
 use crate::http::body::{BodyDecoder, BodyFraming};
 use crate::http::request::{parse_request, Limits, Parsed};
 use crate::sse::{Event as SseEvent, EventStreamParser, ParseError};
@@ -19,6 +20,10 @@ const FUZZ_MAX_BODY: usize = 64 * 1024;
 
 /// The message limit the WebSocket target runs under, for the same reason.
 const FUZZ_MAX_MESSAGE: usize = 64 * 1024;
+
+/// The limits the RESP target decodes under: small, so that fuzzed input reaches each of them.
+const FUZZ_RESP_LIMITS: RespLimits =
+    RespLimits { max_bulk_bytes: 1024, max_array_len: 64, max_depth: 8, max_line_bytes: 256 };
 
 /// A split position taken from the input, so that the fuzzer explores split points too.
 fn split_point(data: &[u8]) -> usize {
@@ -137,4 +142,26 @@ pub fn sse_stream(data: &[u8]) {
     assert_eq!(parse_sse(&[head, tail]), whole);
     let bytes: Vec<&[u8]> = data.chunks(1).collect();
     assert_eq!(parse_sse(&bytes), whole);
+}
+
+/// The RESP decoder: a complete value is "need more" at every shorter length (checked at a
+/// split point taken from the input) and the same from exactly its own bytes; encoding it
+/// again gives bytes that decode to the same value; an incomplete input is incomplete at any
+/// shorter length too.
+pub fn resp(data: &[u8]) {
+    let limits = FUZZ_RESP_LIMITS;
+    let prefix_len = split_point(data);
+    match resp::decode(data, &limits) {
+        Ok(Some((value, consumed))) => {
+            assert!(consumed > 0 && consumed <= data.len());
+            assert_eq!(resp::decode(&data[..prefix_len.min(consumed - 1)], &limits), Ok(None));
+            assert_eq!(resp::decode(&data[..consumed], &limits), Ok(Some((value.clone(), consumed))));
+            let mut encoded = Vec::new();
+            resp::encode(&mut encoded, &value);
+            assert_eq!(resp::decode(&encoded, &RespLimits::default()), Ok(Some((value, encoded.len()))));
+        }
+        Ok(None) => assert_eq!(resp::decode(&data[..prefix_len], &limits), Ok(None)),
+        // A shorter input may not have reached the fault yet, or may hit another limit first.
+        Err(_) => assert!(!matches!(resp::decode(&data[..prefix_len], &limits), Ok(Some(_)))),
+    }
 }

@@ -89,6 +89,9 @@
 //! ## Shared pieces
 //!
 //! - [`broker`]: channels, ids, history, gaps and wake-ups; [`broker::memory`] is the ring log.
+//! - [`broker::redis`]: many nodes over one Redis (`--broker redis://...`): a stream per channel
+//!   for history, one pub/sub pattern for news, a mirror of each channel on every node;
+//!   [`broker::resp`] is its sans-I/O wire codec (RESP2).
 //! - [`subscription`]: a cursor in a channel plus a registered waker; pull, never push.
 //! - [`server`]: the two drivers ([`server::event_loop`], [`server::threads`]), the shared accept
 //!   loop, and the one `unsafe` module ([`server::sys`]: epoll, poll, eventfd, signals, rlimit).

@@ -36,3 +36,8 @@ fn ws_frame_corpus() {
 fn sse_stream_corpus() {
     replay("sse_stream", realtime::fuzz::sse_stream);
 }
+
+#[test]
+fn resp_corpus() {
+    replay("resp", realtime::fuzz::resp);
+}

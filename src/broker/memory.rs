@@ -14,6 +14,10 @@
 //! Locking: one mutex over the map of channels and one per channel. A publish holds its
 //! channel's lock only to append and wake subscribers; readers of other channels never wait.
 //! Lock order is always map, then channel.
+//!
+//! The two pieces a channel is made of, the `Ring` of retained messages and the set of
+//! `Subscribers`, are shared with the Redis broker, whose per-channel mirror is the same
+//! ring fed from Redis instead of from local publishes.
 
 #![forbid(unsafe_code)]
 
@@ -44,11 +48,11 @@ pub struct MemoryBroker {
 
 #[derive(Default)]
 struct Channel {
-    /// The retained messages, oldest first; `log.back()` has sequence `last_seq`.
-    log: VecDeque<Arc<Message>>,
+    /// The retained messages, oldest first; the newest has sequence `last_seq`.
+    log: Ring,
     /// Sequence number of the newest message ever published (0: none yet).
     last_seq: u64,
-    subscribers: HashMap<u64, Waker>,
+    subscribers: Subscribers,
 }
 
 impl Channel {
@@ -58,9 +62,92 @@ impl Channel {
     }
 }
 
+/// A channel's retained messages, oldest first, positions increasing: a ring with a fixed
+/// capacity (push at the back, evict at the front).
+#[derive(Default)]
+pub(crate) struct Ring {
+    messages: VecDeque<Arc<Message>>,
+}
+
+impl Ring {
+    /// Appends `message`, whose position must be above every retained one. With `capacity`
+    /// messages already retained the oldest leaves first, and is returned.
+    pub(crate) fn push(&mut self, message: Arc<Message>, capacity: usize) -> Option<Arc<Message>> {
+        debug_assert!(self.newest().is_none_or(|newest| newest.position < message.position));
+        let evicted = if self.messages.len() >= capacity { self.messages.pop_front() } else { None };
+        self.messages.push_back(message);
+        evicted
+    }
+
+    /// Up to `max` messages positioned after `position`, oldest first (a binary search: the
+    /// positions increase).
+    pub(crate) fn after(&self, position: Position, max: usize) -> Vec<Arc<Message>> {
+        let start = self.messages.partition_point(|m| m.position <= position);
+        self.messages.range(start..).take(max).cloned().collect()
+    }
+
+    /// Drops the messages positioned at or before `position`.
+    pub(crate) fn drop_through(&mut self, position: Position) {
+        while self.messages.front().is_some_and(|m| m.position <= position) {
+            self.messages.pop_front();
+        }
+    }
+
+    pub(crate) fn contains(&self, position: Position) -> bool {
+        self.messages.binary_search_by(|m| m.position.cmp(&position)).is_ok()
+    }
+
+    pub(crate) fn oldest(&self) -> Option<&Arc<Message>> {
+        self.messages.front()
+    }
+
+    pub(crate) fn newest(&self) -> Option<&Arc<Message>> {
+        self.messages.back()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.messages.len()
+    }
+}
+
+/// The wakers registered on a channel, by subscriber key.
+#[derive(Default)]
+pub(crate) struct Subscribers {
+    wakers: HashMap<u64, Waker>,
+}
+
+impl Subscribers {
+    /// Registers `waker` for `subscriber`, replacing its previous waker (cloned only if it
+    /// would wake a different task).
+    pub(crate) fn insert(&mut self, subscriber: u64, waker: &Waker) {
+        match self.wakers.get_mut(&subscriber) {
+            Some(existing) if existing.will_wake(waker) => {}
+            Some(existing) => existing.clone_from(waker),
+            None => {
+                self.wakers.insert(subscriber, waker.clone());
+            }
+        }
+    }
+
+    pub(crate) fn remove(&mut self, subscriber: u64) {
+        self.wakers.remove(&subscriber);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.wakers.is_empty()
+    }
+
+    /// Wakes every subscriber: "read again from your cursor".
+    pub(crate) fn wake_all(&self) {
+        for waker in self.wakers.values() {
+            waker.wake_by_ref();
+        }
+    }
+}
+
 /// Locks a mutex, recovering the data if a thread panicked while holding it: every update
 /// below leaves the data consistent at each step, so poisoning carries no meaning here.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -124,13 +211,8 @@ impl Broker for MemoryBroker {
         channel.last_seq += 1;
         let seq = channel.last_seq;
         let message = Arc::new(Message::new(&self.id(seq), Position(seq as u128), text, now_ms()));
-        if channel.log.len() == self.history {
-            channel.log.pop_front();
-        }
-        channel.log.push_back(message.clone());
-        for waker in channel.subscribers.values() {
-            waker.wake_by_ref();
-        }
+        channel.log.push(message.clone(), self.history);
+        channel.subscribers.wake_all();
         Ok(message)
     }
 
@@ -177,15 +259,14 @@ impl Broker for MemoryBroker {
             Since::After(Position(p)) => (0, Some(self.id(*p as u64))),
             Since::Unknown(cursor) => (0, Some(cursor.clone())),
         };
-        let oldest = channel.log.front().map(|m| m.id.to_string());
+        let oldest = channel.log.oldest().map(|m| m.id.to_string());
         let gap = match cursor_text {
             Some(cursor) => Some(Gap { since: cursor, oldest }),
             // Messages after_seq+1 .. first_seq-1 were evicted: the reader missed them.
             None if after_seq + 1 < first_seq => Some(Gap { since: self.id(after_seq), oldest }),
             None => None,
         };
-        let start = (after_seq + 1).max(first_seq) - first_seq;
-        let messages: Vec<Arc<Message>> = channel.log.iter().skip(start as usize).take(max).cloned().collect();
+        let messages = channel.log.after(Position(after_seq as u128), max);
         let position = match messages.last() {
             Some(last) => last.position,
             None => Position(channel.last_seq as u128),
@@ -198,21 +279,14 @@ impl Broker for MemoryBroker {
         // Created on demand so that a publish finds the waker; removed again on unsubscribe if
         // nothing was published (see below), so subscriptions cannot leak channels.
         let channel = channels.entry(channel_name.into()).or_default().clone();
-        let mut channel = lock(&channel);
-        match channel.subscribers.get_mut(&subscriber) {
-            Some(existing) if existing.will_wake(waker) => {}
-            Some(existing) => existing.clone_from(waker),
-            None => {
-                channel.subscribers.insert(subscriber, waker.clone());
-            }
-        }
+        lock(&channel).subscribers.insert(subscriber, waker);
     }
 
     fn unsubscribe(&self, channel_name: &str, subscriber: u64) {
         let mut channels = lock(&self.channels);
         let Some(channel) = channels.get(channel_name).cloned() else { return };
         let mut guard = lock(&channel);
-        guard.subscribers.remove(&subscriber);
+        guard.subscribers.remove(subscriber);
         if guard.subscribers.is_empty() && guard.last_seq == 0 {
             drop(guard);
             channels.remove(channel_name);

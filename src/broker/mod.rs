@@ -23,6 +23,8 @@
 #![forbid(unsafe_code)]
 
 pub mod memory;
+pub mod redis;
+pub mod resp;
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};

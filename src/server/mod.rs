@@ -32,7 +32,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::app::App;
 use crate::broker::memory::MemoryBroker;
-use crate::config::{Config, Model};
+use crate::broker::redis::RedisBroker;
+use crate::broker::Broker;
+use crate::config::{BrokerUrl, Config, Model};
 use crate::connection::Now;
 use crate::http::request::Version;
 use crate::http::response::{format_http_date, write_response, Framing, Response};
@@ -58,11 +60,16 @@ pub fn now() -> Now {
 }
 
 impl Server {
-    /// Binds the listening socket and creates the broker.
+    /// Binds the listening socket and creates the broker. A Redis broker is given a few
+    /// seconds to subscribe; if Redis is down the server starts anyway, answers publishes
+    /// with 503 and keeps reconnecting (see `broker::redis`).
     pub fn bind(config: Config) -> io::Result<Server> {
         let listener = TcpListener::bind(&config.addr)?;
         let local_addr = listener.local_addr()?;
-        let broker = Arc::new(MemoryBroker::new(config.history, config.max_channels));
+        let broker: Arc<dyn Broker> = match &config.broker {
+            BrokerUrl::Memory => Arc::new(MemoryBroker::new(config.history, config.max_channels)),
+            BrokerUrl::Redis(url) => Arc::new(RedisBroker::start(url.clone(), config.history, config.max_channels)?),
+        };
         let app = Arc::new(App::new(config, broker));
         Ok(Server { app, listener, local_addr })
     }

@@ -1,0 +1,297 @@
+//! What a Redis hop costs: two `realtime` nodes over a real `redis-server`, against one node
+//! with the in-memory broker. Numbers are printed, not asserted.
+//!
+//! ```sh
+//! cargo bench --bench redis_hop                      # all three parts
+//! cargo bench --bench redis_hop -- --subs 1000 --rate 500 --seconds 5
+//! ```
+//!
+//! 1. **Latency of one message**: a WebSocket subscriber on node A, a publisher that sends one
+//!    message at a time (each after the last one arrived); the time from sending the `POST`
+//!    to reading the message, p50 and p99 over `--messages`. Three paths: the memory broker
+//!    on one node; Redis, published and received on the same node; Redis, published on B and
+//!    received on A (the cross-node path a load balancer creates).
+//! 2. **Publishes per second**: `--publishers` keep-alive connections publishing as fast as
+//!    they are answered for `--seconds`, to one memory node, then spread over A and B.
+//! 3. **Fan-out across two nodes**: `--subs` WebSocket subscribers, half on A and half on B,
+//!    all following one channel; `--rate` messages per second published on B for
+//!    `--seconds`. Deliveries per second, latency p50/p99 (publish sent to message read),
+//!    lost and duplicated (both must be 0); and the same subscribers on one memory node.
+//!
+//! Every process runs on this machine and they share its cores: on a 2-core machine redis,
+//! two nodes and the load generator compete, so read the numbers as relative to the
+//! single-node line printed beside them. Needs `redis-server` on PATH (else it says so and
+//! exits).
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use realtime::bench::engine::Engine;
+use realtime::bench::peer::{Masks, Subscriber, Transport};
+use realtime::bench::{Publisher, Target};
+use realtime::ws::client::Client;
+use realtime::ws::message::Message;
+
+const BIN: &str = env!("CARGO_BIN_EXE_realtime");
+
+struct Options {
+    messages: usize,
+    publishers: usize,
+    subs: usize,
+    rate: u64,
+    seconds: u64,
+}
+
+fn options() -> Options {
+    let mut options = Options { messages: 2000, publishers: 4, subs: 200, rate: 200, seconds: 5 };
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let value = args.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or_else(|| {
+            eprintln!("{flag} needs a number");
+            std::process::exit(2)
+        });
+        match flag.as_str() {
+            "--messages" => options.messages = value as usize,
+            "--publishers" => options.publishers = value as usize,
+            "--subs" => options.subs = value as usize,
+            "--rate" => options.rate = value,
+            "--seconds" => options.seconds = value,
+            other => {
+                eprintln!("unknown option {other}");
+                std::process::exit(2)
+            }
+        }
+    }
+    options
+}
+
+/// A child process killed on drop.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn redis_server() -> Option<(Process, String)> {
+    let port = TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let process = Process(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+            let mut pong = [0u8; 7];
+            if stream.write_all(b"PING\r\n").is_ok() && stream.read_exact(&mut pong).is_ok() && &pong == b"+PONG\r\n" {
+                return Some((process, format!("redis://127.0.0.1:{port}")));
+            }
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A node started from the built binary; its address from its first log line.
+fn node(broker: &str) -> (Process, Target) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--addr", "127.0.0.1:0", "--broker", broker, "--max-connections", "19990"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start a node");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).expect("the node's first line");
+    thread::spawn(move || stderr.lines().map_while(Result::ok).for_each(|line| eprintln!("  node: {line}")));
+    let url = line.split("http://").nth(1).and_then(|rest| rest.split_whitespace().next()).expect("an address");
+    (Process(child), Target::at(url).expect("a target"))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn micros(duration: Duration) -> String {
+    format!("{:.0} µs", duration.as_secs_f64() * 1e6)
+}
+
+/// Part 1: one message at a time, published on `publish_on`, received on `receive_on`.
+fn latency(publish_on: &Target, receive_on: &Target, channel: &str, messages: usize) -> (Duration, Duration) {
+    let mut subscriber = Client::connect(&receive_on.host, &format!("/ws/{channel}")).expect("a WebSocket");
+    subscriber.stream().set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut publisher = Publisher::connect(publish_on).expect("a publisher");
+    let mut times = Vec::with_capacity(messages);
+    for i in 0..messages {
+        let sent = Instant::now();
+        publisher.publish(channel, &i.to_string()).expect("publish");
+        match subscriber.next_message().expect("the message") {
+            Message::Text(text) => assert!(text.contains(&format!("\"text\":\"{i}\"")), "{text}"),
+            Message::Binary(_) => panic!("a binary frame"),
+        }
+        times.push(sent.elapsed());
+    }
+    times.sort();
+    (percentile(&times, 0.5), percentile(&times, 0.99))
+}
+
+/// Part 2: publishes answered per second, `publishers` connections spread over `targets`.
+fn throughput(targets: &[&Target], publishers: usize, seconds: u64) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..publishers)
+        .map(|i| {
+            let mut publisher = Publisher::connect(targets[i % targets.len()]).expect("a publisher");
+            let (stop, count) = (stop.clone(), count.clone());
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    publisher.publish(&format!("rate{i}"), "x").expect("publish");
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    thread::sleep(Duration::from_secs(seconds));
+    stop.store(true, Ordering::Relaxed);
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+struct Fanout {
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    lost: usize,
+    duplicated: usize,
+}
+
+/// Part 3: subscribers spread over `subscribe_on`, messages published on `publish_on`.
+fn fanout(publish_on: &Target, subscribe_on: &[&Target], channel: &str, options: &Options) -> Fanout {
+    let mut marker = Publisher::connect(publish_on).expect("a publisher");
+    let since = marker.publish(channel, "marker").expect("the marker");
+    let masks = Masks::new().expect("randomness");
+    let mut engine: Engine<Subscriber> = Engine::new().expect("a poller");
+    for i in 0..options.subs {
+        let target = subscribe_on[i % subscribe_on.len()];
+        let mut request = Vec::new();
+        let subscriber =
+            Subscriber::start(Transport::WebSocket, &target.host, channel, Some(&since), &masks, &mut request);
+        engine.open(target.addr, subscriber, request).expect("connect a subscriber");
+    }
+    engine
+        .run_until(Instant::now() + Duration::from_secs(30), |e| e.connections.iter().all(|c| c.client.established))
+        .expect("the engine");
+    let total = (options.rate * options.seconds) as usize;
+    let sent: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::with_capacity(total)));
+    let publisher = {
+        let (mut publisher, sent) = (Publisher::connect(publish_on).expect("a publisher"), sent.clone());
+        let (channel, rate) = (channel.to_string(), options.rate);
+        thread::spawn(move || {
+            let start = Instant::now();
+            for seq in 0..total {
+                let due = start + Duration::from_secs_f64(seq as f64 / rate as f64);
+                thread::sleep(due.saturating_duration_since(Instant::now()));
+                sent.lock().unwrap().push(Instant::now());
+                publisher.publish(&channel, &seq.to_string()).expect("publish");
+            }
+        })
+    };
+    let started = Instant::now();
+    let expected = total * options.subs;
+    let delivered =
+        |engine: &Engine<Subscriber>| engine.connections.iter().map(|c| c.client.deliveries.len()).sum::<usize>();
+    let deadline = Instant::now() + Duration::from_secs(options.seconds + 30);
+    engine.run_until(deadline, |e| delivered(e) >= expected).expect("the engine");
+    let elapsed = started.elapsed();
+    publisher.join().unwrap();
+    let sent = sent.lock().unwrap();
+    let mut latencies = Vec::with_capacity(expected);
+    let (mut lost, mut duplicated) = (0, 0);
+    for connection in &engine.connections {
+        let mut seen = HashSet::new();
+        for delivery in &connection.client.deliveries {
+            let Ok(seq) = delivery.text.parse::<usize>() else { continue };
+            if !seen.insert(seq) {
+                duplicated += 1;
+            } else if let Some(at) = sent.get(seq) {
+                latencies.push(delivery.at.saturating_duration_since(*at));
+            }
+        }
+        lost += total - seen.len().min(total);
+    }
+    latencies.sort();
+    Fanout {
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: percentile(&latencies, 0.5),
+        p99: percentile(&latencies, 0.99),
+        lost,
+        duplicated,
+    }
+}
+
+fn main() {
+    let options = options();
+    let Some((_redis, url)) = redis_server() else {
+        println!("redis_hop: redis-server is not installed (or did not start); nothing measured");
+        return;
+    };
+    let (_m, memory) = node("memory");
+    let (_a, a) = node(&url);
+    let (_b, b) = node(&url);
+    let cores = thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!("redis_hop: {cores} cores; redis-server, nodes A and B (Redis) and M (memory) on this machine\n");
+
+    println!("1. one message at a time, POST sent -> WebSocket message read ({} messages)", options.messages);
+    println!("| path | p50 | p99 |\n|---|---|---|");
+    for (name, publish_on, receive_on, channel) in [
+        ("memory broker, one node", &memory, &memory, "hop-memory"),
+        ("Redis, same node", &a, &a, "hop-same"),
+        ("Redis, publish on B, receive on A", &b, &a, "hop-cross"),
+    ] {
+        let (p50, p99) = latency(publish_on, receive_on, channel, options.messages);
+        println!("| {name} | {} | {} |", micros(p50), micros(p99));
+    }
+
+    println!("\n2. publishes per second, {} keep-alive publishers, {} s", options.publishers, options.seconds);
+    println!("| broker | publishes/s |\n|---|---|");
+    println!("| memory, one node | {:.0} |", throughput(&[&memory], options.publishers, options.seconds));
+    println!("| Redis, spread over A and B | {:.0} |", throughput(&[&a, &b], options.publishers, options.seconds));
+
+    println!("\n3. fan-out: {} WebSocket subscribers, {} msg/s for {} s", options.subs, options.rate, options.seconds);
+    println!("| setup | deliveries/s | p50 | p99 | lost | duplicated |\n|---|---|---|---|---|---|");
+    for (name, publish_on, subscribe_on, channel) in [
+        ("memory, one node", &memory, vec![&memory], "fan-memory"),
+        ("Redis, subs on A and B, publish on B", &b, vec![&a, &b], "fan-redis"),
+    ] {
+        let result = fanout(publish_on, &subscribe_on, channel, &options);
+        println!(
+            "| {name} | {:.0} | {} | {} | {} | {} |",
+            result.per_second,
+            micros(result.p50),
+            micros(result.p99),
+            result.lost,
+            result.duplicated
+        );
+    }
+}

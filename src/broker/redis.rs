@@ -1,0 +1,1550 @@
+//! The Redis backplane: several `realtime` nodes behind one load balancer, one Redis between
+//! them.
+//!
+//! Behind a round-robin balancer the node that receives a publish is usually not the node
+//! that holds the subscriber's socket. Every node therefore sends its publishes to Redis and
+//! hears every other node's publishes from Redis:
+//!
+//! ```text
+//!  browser ─► nginx ─┬─► node A ─┐  publish: EVALSHA (XADD + PUBLISH, one script)
+//!                    └─► node B ─┤  live:    PSUBSCRIBE realtime:{db}:*   (one connection)
+//!                                └─ Redis ─ history: XRANGE on the stream realtime:{channel}
+//! ```
+//!
+//! ## One channel in Redis
+//!
+//! - A **stream** `realtime:{channel}` holds the history. [XADD] gives every entry an id
+//!   `<ms>-<seq>` from Redis's clock, increasing within the stream. That id is the message id
+//!   clients see (opaque to them) and, as `ms << 64 | seq`, its [`Position`]. The envelope's
+//!   `time` is the id's milliseconds: Redis's clock, the same for every node. `MAXLEN ~
+//!   <history>` trims the stream as it grows; `~` lets Redis trim whole radix-tree nodes, so
+//!   it keeps at least `history` entries and sometimes up to a node's worth (100) more.
+//! - A **pub/sub channel** `realtime:{db}:{channel}` carries each new entry to every node as
+//!   `<id> <text>`, so a node needs no round trip to deliver it. The database number is in
+//!   the name because pub/sub ignores `SELECT`: "Pub/Sub has no relation to the key space ...
+//!   publishing on db 10 will be heard by a subscriber on db 1" (Redis pub/sub docs).
+//!
+//! **Publish** is one Lua script, run with [EVALSHA] (and [EVAL] when Redis answers
+//! `NOSCRIPT`, e.g. after a restart emptied its script cache). A script runs atomically, so no
+//! other publish to the channel can fall between its `XADD` and its `PUBLISH`: the order in
+//! which nodes hear a channel's messages is the stream's order.
+//!
+//! ## One channel on a node: the mirror
+//!
+//! The [`Broker`] trait is synchronous and its reads cannot fail, so a node keeps a *mirror*
+//! of each channel it knows: the ring log the memory broker keeps (`memory::Ring`), fed by pub/sub
+//! instead of local publishes, plus a *base*, the position after which the mirror holds every
+//! entry of the stream (or will, once pub/sub delivers it). Then:
+//!
+//! - `read` after a cursor at or past the base is answered from memory, like the memory
+//!   broker. A cursor older than the base (history from before the node knew the channel, or
+//!   older than its ring) is a *cold read*: one round trip that runs [XRANGE] and [XINFO]
+//!   `STREAM` in a `MULTI`/`EXEC` transaction, so the entries and what the stream says about
+//!   its own trimming are one consistent snapshot. A **gap** is reported exactly when
+//!   trimming removed an entry after the cursor. Redis does not record what `MAXLEN` trimmed
+//!   (`max-deleted-entry-id` counts only `XDEL`), so each entry records the id of the entry
+//!   before it (a `prev` field, written by the publish script): the oldest entry left says
+//!   where the forgotten part of the stream ends. A cursor between that `prev` and the oldest
+//!   entry names an entry that never was in this stream: the stream was lost and made again
+//!   (Redis restarted without persistence), and the reader is told so with a gap, like the
+//!   memory broker's foreign epoch.
+//! - `tail` is the mirror's newest position. A channel the node has never seen is *loaded*
+//!   first: its newest id from `XREVRANGE ... COUNT 1` becomes the base.
+//! - The mirror only ever grows at the back: an entry at or before its newest position is a
+//!   duplicate (catch-up and pub/sub overlap) and is skipped.
+//!
+//! Live fan-out uses one `PSUBSCRIBE realtime:{db}:*` per node ([PSUBSCRIBE]) rather than a
+//! `SUBSCRIBE` per channel: one subscription whose state never changes, no round trip on a
+//! client's first subscribe, and a node always knows every channel's newest position, so a
+//! client switching nodes finds its messages already in memory. The cost is that every node
+//! receives every channel's messages. Per-channel `SUBSCRIBE` would suit many nodes with
+//! sparse interest; it needs a catch-up read after each subscribe to close the window
+//! between the subscription and the read.
+//!
+//! Memory: each mirror keeps at most `--history` messages. At most `--max-channels` mirrors
+//! are kept: past that, the quietest channel without local subscribers is forgotten (its
+//! messages are in Redis; it is loaded again if asked for), and pub/sub messages for new
+//! channels are not mirrored while no room can be made.
+//!
+//! ## Connections and faults
+//!
+//! Each node holds two connections, `std::net` only: a **command connection** behind a mutex
+//! (publishes, loads, cold reads: one request and one reply at a time, pipelined when one
+//! request is several commands) and a **subscription connection** owned by a supervisor
+//! thread that reads pub/sub messages and keeps both connections alive:
+//!
+//! - A publish that cannot reach Redis answers 503 at once ([`BrokerError::Unavailable`]):
+//!   refused, never queued and never dropped silently. Existing client connections stay open.
+//! - The supervisor reconnects with capped exponential backoff (50 ms doubling to 2 s). After
+//!   a new subscription it subscribes *first* and then catches up every mirrored channel from
+//!   its newest entry with `XRANGE`, before it reads any pub/sub message: whatever was
+//!   published while the node was away arrives from the stream, and everything after arrives
+//!   from pub/sub; entries that come both ways are skipped by position. Subscribers receive
+//!   every message Redis stored, once, in order.
+//! - Redis closing an idle command connection (a restart, `CLIENT KILL`, its `timeout`
+//!   setting) is noticed before the next command is sent, and the connection is opened again
+//!   at once: nothing was sent on the dead one, so nothing can run twice.
+//! - A silent subscription is pinged after 5 s and abandoned if the ping is not answered
+//!   within 5 s more (a half-open TCP connection never reports an error).
+//!
+//! What is *not* guaranteed: a publish whose reply was lost (the connection broke after Redis
+//! ran the script) answers 503 though the message was stored, so a client that retries may
+//! publish it twice. Messages a Redis without persistence loses in a restart are lost to
+//! readers who did not already have them; those readers are told so with a gap.
+//!
+//! Cost on the event loop: a publish, a cold read and the first look at a channel (its load)
+//! block the worker that runs them for one round trip to Redis (tens of microseconds on
+//! loopback); all workers take turns on the one command connection. A dedicated I/O thread that pipelines requests from
+//! every worker is the next step if that shows.
+//!
+//! Redis documentation: [XADD], [XRANGE], [XREVRANGE], [XINFO] `STREAM`, [PSUBSCRIBE],
+//! [EVALSHA], transactions (<https://redis.io/docs/latest/develop/interact/transactions/>),
+//! pub/sub (<https://redis.io/docs/latest/develop/interact/pubsub/>); the wire protocol is
+//! [`super::resp`].
+//!
+//! [XADD]: https://redis.io/docs/latest/commands/xadd/
+//! [XRANGE]: https://redis.io/docs/latest/commands/xrange/
+//! [XREVRANGE]: https://redis.io/docs/latest/commands/xrevrange/
+//! [XINFO]: https://redis.io/docs/latest/commands/xinfo-stream/
+//! [PSUBSCRIBE]: https://redis.io/docs/latest/commands/psubscribe/
+//! [EVALSHA]: https://redis.io/docs/latest/commands/evalsha/
+//! [EVAL]: https://redis.io/docs/latest/commands/eval/
+
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, TryLockError};
+use std::task::Waker;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::memory::{lock, Ring, Subscribers};
+use super::resp::{self, encode_command, Limits, RespError, Value};
+use super::{is_valid_channel_name, Batch, Broker, BrokerError, Gap, Message, Position, Since};
+
+/// Redis's port when the URL names none.
+pub const DEFAULT_PORT: u16 = 6379;
+
+/// The largest message text this broker carries. A message crosses pub/sub as one bulk
+/// string with its id in front, and the decoder refuses bulk strings past
+/// [`resp::DEFAULT_MAX_BULK_BYTES`]; `--max-publish-bytes` may not exceed this.
+pub const MAX_MESSAGE_BYTES: usize = resp::DEFAULT_MAX_BULK_BYTES - 64;
+
+/// How long opening a connection may take. Redis is normally one hop away; a host that does
+/// not answer at all should not hold the supervisor longer than this.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long one command may wait for its reply before the connection is declared dead (and
+/// the publish answered 503). A reply that arrives later could be taken for the next
+/// command's, so a timed-out connection is never reused.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The supervisor's heartbeat: how long it blocks reading pub/sub before it looks at the
+/// command connection and the shutdown flag.
+const TICK: Duration = Duration::from_millis(100);
+
+/// A subscription silent this long is sent a `PING`...
+const PING_AFTER: Duration = Duration::from_secs(5);
+
+/// ...and abandoned if nothing arrives this much later.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reconnection backoff: the first retry after this, doubling...
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+
+/// ...up to this: a Redis that comes back is noticed within two seconds.
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// How long `start` waits for the first subscription before it lets the server run without
+/// one (a node may start before Redis; it keeps trying).
+const FIRST_SUBSCRIPTION_WAIT: Duration = Duration::from_secs(5);
+
+/// Entries read per `XRANGE` while catching up after a reconnect.
+const CATCH_UP_PAGE: usize = 256;
+
+/// Channels whose catch-up commands go out in one pipelined write.
+const CATCH_UP_PIPELINE: usize = 64;
+
+/// Bytes read from a socket at a time.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// The most a single reply may take before the connection is dropped as broken: an `XRANGE`
+/// of 1000 messages of 64 KiB is 64 MiB.
+const MAX_REPLY_BYTES: usize = 256 * 1024 * 1024;
+
+/// How far before "now" a channel's tail is put when its newest entry cannot be read (see
+/// [`Shared::estimated_now`]): generous against clock error, at the price of perhaps
+/// repeating a second of messages.
+const TAIL_MARGIN_MS: i64 = 1000;
+
+/// The publish script. KEYS\[1\] is the stream, ARGV the history length, the text and the
+/// pub/sub channel. Each entry also records `prev`, the id of the entry before it (see
+/// [`gap_after`]). The whole script runs atomically (EVAL: "Redis guarantees the script's
+/// atomic execution"), so pub/sub order is stream order.
+const PUBLISH_SCRIPT: &str = "\
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local prev = '0-0'
+if newest[1] then prev = newest[1][1] end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'text', ARGV[2], 'prev', prev)
+redis.call('PUBLISH', ARGV[3], id .. ' ' .. ARGV[2])
+return id
+";
+
+/// Where the Redis server is: `redis://HOST:PORT[/DB]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisUrl {
+    /// A host name, an IPv4 address, or an IPv6 address (written in brackets in the URL).
+    pub host: String,
+    pub port: u16,
+    /// The database holding the streams (`SELECT`); 0 unless the URL has a path.
+    pub db: u32,
+}
+
+impl RedisUrl {
+    /// Parses `redis://HOST[:PORT][/DB]` strictly; the error says what is wrong.
+    pub fn parse(text: &str) -> Result<RedisUrl, String> {
+        let Some(rest) = text.strip_prefix("redis://") else {
+            return Err(if text.starts_with("rediss://") {
+                "TLS (rediss://) is not supported: run Redis on a private network or behind a TLS tunnel".into()
+            } else {
+                format!("expected memory or redis://HOST:PORT[/DB], got '{text}'")
+            });
+        };
+        if rest.contains('@') {
+            return Err("Redis passwords (redis://user:pass@...) are not supported".into());
+        }
+        let (authority, db) = match rest.split_once('/') {
+            Some((authority, db)) => (authority, db),
+            None => (rest, ""),
+        };
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(bracketed) => {
+                let (host, after) = bracketed.split_once(']').ok_or("unclosed '[' in the Redis host")?;
+                if host.is_empty() || !host.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+                    return Err(format!("'{host}' is not an IPv6 address"));
+                }
+                let port = match after {
+                    "" => None,
+                    after => {
+                        Some(after.strip_prefix(':').ok_or_else(|| format!("unexpected '{after}' after the host"))?)
+                    }
+                };
+                (host, port)
+            }
+            None => match authority.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            },
+        };
+        if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'))
+        {
+            return Err(format!("'{host}' is not a host name or address"));
+        }
+        let port = match port {
+            None => DEFAULT_PORT,
+            Some(text) => match text.parse::<u16>() {
+                Ok(port) if port > 0 && text.bytes().all(|b| b.is_ascii_digit()) => port,
+                _ => return Err(format!("'{text}' is not a port number (1-65535)")),
+            },
+        };
+        let db = match db {
+            "" => 0,
+            db if db.bytes().all(|b| b.is_ascii_digit()) => {
+                db.parse().map_err(|_| format!("'{db}' is not a database number"))?
+            }
+            db => return Err(format!("'{db}' is not a database number")),
+        };
+        Ok(RedisUrl { host: host.to_string(), port, db })
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "redis://[{}]:{}/{}", self.host, self.port, self.db)
+        } else {
+            write!(f, "redis://{}:{}/{}", self.host, self.port, self.db)
+        }
+    }
+}
+
+/// The stream id of a position: `<ms>-<seq>`.
+pub fn stream_id(position: Position) -> String {
+    format!("{}-{}", position.0 >> 64, position.0 as u64)
+}
+
+/// A stream id `<ms>-<seq>` as a position: `ms << 64 | seq`, so positions order as ids do.
+pub fn parse_stream_id(text: &str) -> Option<Position> {
+    let (ms, seq) = text.split_once('-')?;
+    // `u64::from_str` would accept a leading '+'; an id never has one.
+    let number = |s: &str| if s.bytes().all(|b| b.is_ascii_digit()) { s.parse::<u64>().ok() } else { None };
+    Some(Position(((number(ms)? as u128) << 64) | number(seq)? as u128))
+}
+
+/// The position just after every entry of millisecond `ms`. Real ids never get there (it
+/// would take 2^64 entries in one millisecond), so such a position names no entry.
+fn end_of_millisecond(ms: u64) -> Position {
+    Position(((ms as u128) << 64) | u64::MAX as u128)
+}
+
+fn is_end_of_millisecond(position: Position) -> bool {
+    position.0 as u64 == u64::MAX
+}
+
+fn millis(position: Position) -> u64 {
+    (position.0 >> 64) as u64
+}
+
+fn stream_key(channel: &str) -> String {
+    format!("realtime:{channel}")
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Why a conversation with Redis failed.
+#[derive(Debug)]
+enum RedisError {
+    /// Connecting, reading or writing failed (refused, reset, a command timed out).
+    Io(io::Error),
+    /// Nothing arrived within the read timeout (on the subscription: the supervisor's tick).
+    TimedOut,
+    /// Redis closed the connection.
+    Closed,
+    /// The bytes are not RESP2.
+    Protocol(RespError),
+    /// A reply larger than [`MAX_REPLY_BYTES`].
+    ReplyTooLarge,
+    /// Redis refused the command (`-ERR ...`); the connection is still in step.
+    Reply(String),
+    /// A reply of a shape the command does not give.
+    Unexpected(&'static str),
+    /// The command connection is down and waiting for the supervisor.
+    NotConnected,
+}
+
+impl RedisError {
+    /// Whether the connection is unusable afterwards. After a timeout it is too: the late
+    /// reply would be read as the answer to the next command.
+    fn breaks_connection(&self) -> bool {
+        !matches!(self, RedisError::Reply(_) | RedisError::NotConnected)
+    }
+}
+
+impl fmt::Display for RedisError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedisError::Io(error) => write!(f, "{error}"),
+            RedisError::TimedOut => f.write_str("timed out"),
+            RedisError::Closed => f.write_str("connection closed by Redis"),
+            RedisError::Protocol(error) => write!(f, "{error}"),
+            RedisError::ReplyTooLarge => f.write_str("reply too large"),
+            RedisError::Reply(message) => write!(f, "Redis answered: {message}"),
+            RedisError::Unexpected(what) => write!(f, "unexpected reply: {what}"),
+            RedisError::NotConnected => f.write_str("not connected to Redis"),
+        }
+    }
+}
+
+impl From<io::Error> for RedisError {
+    fn from(error: io::Error) -> RedisError {
+        match error.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => RedisError::TimedOut,
+            _ => RedisError::Io(error),
+        }
+    }
+}
+
+impl From<RespError> for RedisError {
+    fn from(error: RespError) -> RedisError {
+        RedisError::Protocol(error)
+    }
+}
+
+/// One connection to Redis: a blocking socket and the bytes received but not yet decoded.
+struct Link {
+    stream: TcpStream,
+    input: Vec<u8>,
+    /// `input[decoded..]` is what the decoder has not consumed.
+    decoded: usize,
+}
+
+impl Link {
+    /// Connects, selects the database and measures Redis's clock against ours (`TIME`), so
+    /// that [`Shared::estimated_now`] can speak Redis's time while Redis is away.
+    fn open(url: &RedisUrl, clock_offset_ms: &AtomicI64) -> Result<Link, RedisError> {
+        let mut last_error = io::Error::new(io::ErrorKind::NotFound, format!("{} resolves to no address", url.host));
+        let mut connected = None;
+        for addr in (url.host.as_str(), url.port).to_socket_addrs()? {
+            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+                Ok(stream) => {
+                    connected = Some(stream);
+                    break;
+                }
+                Err(error) => last_error = error,
+            }
+        }
+        let stream = connected.ok_or(RedisError::Io(last_error))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(COMMAND_TIMEOUT))?;
+        stream.set_write_timeout(Some(COMMAND_TIMEOUT))?;
+        let mut link = Link { stream, input: Vec::new(), decoded: 0 };
+        let mut commands = Vec::new();
+        let db = url.db.to_string();
+        encode_command(&mut commands, &[b"SELECT", db.as_bytes()]);
+        encode_command(&mut commands, &[b"TIME"]);
+        let sent = now_ms();
+        let replies = link.pipeline(&commands, 2)?;
+        let received = now_ms();
+        if let Value::Error(error) = &replies[0] {
+            return Err(RedisError::Reply(error.clone()));
+        }
+        // TIME answers two bulk strings: Unix time in seconds, and microseconds.
+        let number = |v: &Value| v.as_str().and_then(|s| s.parse::<i64>().ok());
+        if let Some([seconds, micros]) = replies[1].as_array() {
+            if let (Some(seconds), Some(micros)) = (number(seconds), number(micros)) {
+                let redis_ms = seconds * 1000 + micros / 1000;
+                clock_offset_ms.store(redis_ms - (sent + received) / 2, Ordering::Relaxed);
+            }
+        }
+        Ok(link)
+    }
+
+    /// Sends `commands` (already encoded) in one write and reads `replies` replies. Errors
+    /// from Redis come back as [`Value::Error`] values, in place.
+    fn pipeline(&mut self, commands: &[u8], replies: usize) -> Result<Vec<Value>, RedisError> {
+        self.stream.write_all(commands)?;
+        (0..replies).map(|_| self.receive()).collect()
+    }
+
+    /// One command, one reply; a Redis error is an `Err`.
+    fn call(&mut self, args: &[&[u8]]) -> Result<Value, RedisError> {
+        let mut command = Vec::new();
+        encode_command(&mut command, args);
+        match self.pipeline(&command, 1)?.pop() {
+            Some(Value::Error(message)) => Err(RedisError::Reply(message)),
+            Some(value) => Ok(value),
+            None => Err(RedisError::Unexpected("no reply")),
+        }
+    }
+
+    fn send(&mut self, args: &[&[u8]]) -> Result<(), RedisError> {
+        let mut command = Vec::new();
+        encode_command(&mut command, args);
+        Ok(self.stream.write_all(&command)?)
+    }
+
+    /// The next value Redis sends, reading as much as it takes.
+    fn receive(&mut self) -> Result<Value, RedisError> {
+        let limits = Limits::default();
+        loop {
+            if let Some((value, used)) = resp::decode(&self.input[self.decoded..], &limits)? {
+                self.decoded += used;
+                if self.decoded == self.input.len() {
+                    self.input.clear();
+                    self.decoded = 0;
+                }
+                return Ok(value);
+            }
+            self.input.drain(..self.decoded);
+            self.decoded = 0;
+            if self.input.len() > MAX_REPLY_BYTES {
+                return Err(RedisError::ReplyTooLarge);
+            }
+            let filled = self.input.len();
+            self.input.resize(filled + READ_CHUNK, 0);
+            let read = self.stream.read(&mut self.input[filled..]);
+            self.input.truncate(filled + *read.as_ref().unwrap_or(&0));
+            match read {
+                Ok(0) => return Err(RedisError::Closed),
+                Ok(_) => {}
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// Whether Redis has closed this idle connection (or sent something nobody asked for,
+    /// which leaves it out of step): a non-blocking peek, before a command is sent on it.
+    fn closed_by_peer(&self) -> bool {
+        if self.decoded < self.input.len() || self.stream.set_nonblocking(true).is_err() {
+            return true;
+        }
+        let mut byte = [0u8; 1];
+        let closed = match self.stream.peek(&mut byte) {
+            // EOF, or unsolicited bytes.
+            Ok(_) => true,
+            Err(error) => error.kind() != io::ErrorKind::WouldBlock,
+        };
+        self.stream.set_nonblocking(false).is_err() || closed
+    }
+}
+
+/// Capped exponential backoff between reconnection attempts.
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff { next: BACKOFF_MIN }
+    }
+
+    /// The wait before the next attempt; each call doubles the one after, up to the cap.
+    fn next(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (wait * 2).min(BACKOFF_MAX);
+        wait
+    }
+
+    fn reset(&mut self) {
+        self.next = BACKOFF_MIN;
+    }
+}
+
+/// The command connection and what the supervisor needs to bring it back.
+struct CommandLink {
+    /// `None` while Redis is unreachable: commands fail at once with `NotConnected`.
+    link: Option<Link>,
+    /// When the supervisor may try to reconnect next.
+    next_attempt: Instant,
+    backoff: Backoff,
+    /// When the connection went down, so that each outage is logged once.
+    down_since: Option<Instant>,
+}
+
+/// One channel as this node knows it (see the module docs: "the mirror").
+struct Mirror {
+    /// The stream's newest position when the mirror was loaded; `None` until then. Every
+    /// entry after `base()` is in `ring` or on its way from pub/sub.
+    loaded: Option<Position>,
+    /// The position of the newest message the ring evicted (0: none yet).
+    evicted: Position,
+    ring: Ring,
+    /// The newest position known: the last message, or the load position.
+    newest: Position,
+    subscribers: Subscribers,
+}
+
+/// What became of an entry offered to a mirror.
+#[derive(Debug, PartialEq, Eq)]
+enum Accepted {
+    New,
+    /// Already in the ring, or older than what the mirror covers.
+    Duplicate,
+    /// Older than the newest entry yet never seen: the stream went backwards (Redis lost the
+    /// stream and its clock is behind, or someone wrote ids by hand).
+    OutOfOrder,
+}
+
+impl Mirror {
+    /// A mirror that knows nothing yet (reads go to Redis) but already collects pub/sub
+    /// messages, so none is lost while its load is in flight.
+    fn unloaded() -> Mirror {
+        Mirror {
+            loaded: None,
+            evicted: Position(0),
+            ring: Ring::default(),
+            newest: Position(0),
+            subscribers: Subscribers::default(),
+        }
+    }
+
+    /// A mirror that covers everything after `base`.
+    fn starting_after(base: Position) -> Mirror {
+        Mirror { loaded: Some(base), newest: base, ..Mirror::unloaded() }
+    }
+
+    fn base(&self) -> Option<Position> {
+        self.loaded.map(|loaded| loaded.max(self.evicted))
+    }
+
+    /// Sets where the mirror starts: the stream's newest position, read while this mirror
+    /// was already collecting pub/sub messages. Collected messages up to it are older news.
+    fn load(&mut self, newest_in_stream: Position) {
+        if self.loaded.is_none() {
+            self.loaded = Some(newest_in_stream);
+            self.ring.drop_through(newest_in_stream);
+            self.newest = self.newest.max(newest_in_stream);
+        }
+    }
+
+    /// Appends an entry if it is newer than everything here, and wakes the subscribers.
+    fn accept(&mut self, message: Arc<Message>, history: usize) -> Accepted {
+        let position = message.position;
+        if position <= self.newest {
+            let covered = self.ring.contains(position) || self.base().is_none_or(|base| position <= base);
+            return if covered { Accepted::Duplicate } else { Accepted::OutOfOrder };
+        }
+        if let Some(evicted) = self.ring.push(message, history) {
+            self.evicted = evicted.position;
+        }
+        self.newest = position;
+        self.subscribers.wake_all();
+        Accepted::New
+    }
+
+    /// The messages after `cursor`, if the mirror covers them.
+    fn read(&self, cursor: Position, max: usize) -> Option<Batch> {
+        if cursor < self.base()? {
+            return None;
+        }
+        let messages = self.ring.after(cursor, max);
+        // Nothing newer here: the reader stays where it is, even past `newest` (a cursor from
+        // another node whose news has not reached this one yet).
+        let position = messages.last().map_or(cursor, |m| m.position);
+        Some(Batch { messages, gap: None, position })
+    }
+}
+
+/// Whether a mirror may be created to answer a call.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Create {
+    /// Always (a subscriber needs a place for its waker; subscribers are bounded by
+    /// connections).
+    Always,
+    /// Only if there is room under `--max-channels`.
+    IfRoom,
+}
+
+/// What `XINFO STREAM` says about a stream, as far as gaps are concerned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct StreamInfo {
+    /// The id of the last entry ever added (trimmed or not).
+    last_generated: Position,
+    /// The oldest entry still in the stream: its id and its `prev` field, the id of the entry
+    /// that came before it (`None` if another program wrote it without one).
+    first: Option<(Position, Option<Position>)>,
+}
+
+impl StreamInfo {
+    /// `XINFO STREAM` answers a flat list of field names and values; `first-entry` is an
+    /// entry like `XRANGE`'s, `[id, [field, value, ...]]`.
+    fn parse(reply: &Value) -> Result<StreamInfo, RedisError> {
+        let fields = reply.as_array().ok_or(RedisError::Unexpected("XINFO STREAM is not an array"))?;
+        let mut info = StreamInfo { last_generated: Position(0), first: None };
+        for pair in fields.chunks(2) {
+            let [name, value] = pair else { break };
+            match name.as_bytes() {
+                Some(b"last-generated-id") => {
+                    info.last_generated = value.as_str().and_then(parse_stream_id).unwrap_or(Position(0))
+                }
+                Some(b"first-entry") if !value.is_null() => {
+                    let [id, fields] = value.as_array().unwrap_or_default() else { continue };
+                    let Some(id) = id.as_str().and_then(parse_stream_id) else { continue };
+                    let prev = field(fields, b"prev").and_then(|v| v.as_str()).and_then(parse_stream_id);
+                    info.first = Some((id, prev));
+                }
+                _ => {}
+            }
+        }
+        Ok(info)
+    }
+}
+
+/// The value of `name` in an entry's `[field, value, ...]` list.
+fn field<'a>(fields: &'a Value, name: &[u8]) -> Option<&'a Value> {
+    let fields = fields.as_array()?;
+    fields.chunks(2).find(|pair| pair[0].as_bytes() == Some(name)).and_then(|pair| pair.get(1))
+}
+
+/// Did a reader at `cursor` miss entries the stream no longer has? `info` is `None` when
+/// there is no stream at all.
+///
+/// Trimming removes the oldest entries, so the stream has forgotten exactly the entries up to
+/// the `prev` of its oldest entry. A reader owed one of them (`cursor < prev`) missed it. A
+/// cursor strictly between `prev` and the oldest entry names no entry of this stream: the
+/// stream it came from was lost (Redis restarted without persistence) and everything after it
+/// went with it, unless the cursor never named an entry to begin with.
+fn gap_after(cursor: Position, info: Option<&StreamInfo>) -> bool {
+    // `0-0` is "before the first entry"; an end-of-millisecond position is a tail handed out
+    // while Redis was unreachable ([`Shared::estimated_now`]). Neither names an entry.
+    let names_an_entry = cursor != Position(0) && !is_end_of_millisecond(cursor);
+    let Some(info) = info else {
+        // No stream: if the cursor named one of its entries, the stream is gone.
+        return names_an_entry;
+    };
+    match info.first {
+        // The reader is inside what the stream holds (or past it, waiting): nothing missed.
+        Some((first, _)) if cursor >= first => false,
+        Some((_, Some(prev))) => cursor < prev || (cursor > prev && names_an_entry),
+        // An oldest entry without `prev`: what was trimmed before it is unknown, so a gap is
+        // assumed (perhaps a false alarm; never the reverse).
+        Some((_, None)) => true,
+        // Empty (every entry deleted): whatever the reader had not seen is gone.
+        None => cursor < info.last_generated,
+    }
+}
+
+/// One `XRANGE` entry, `[id, [field, value, ...]]`, as a message. Its text is the `text`
+/// field; an entry another program wrote without one is delivered with an empty text rather
+/// than stall every reader behind it.
+fn parse_entry(entry: &Value) -> Result<Arc<Message>, RedisError> {
+    let [id, fields] = entry.as_array().ok_or(RedisError::Unexpected("stream entry is not an array"))? else {
+        return Err(RedisError::Unexpected("stream entry is not [id, fields]"));
+    };
+    let id = id.as_str().ok_or(RedisError::Unexpected("stream id is not text"))?;
+    let position = parse_stream_id(id).ok_or(RedisError::Unexpected("malformed stream id"))?;
+    let text = field(fields, b"text").and_then(Value::as_bytes).map(String::from_utf8_lossy).unwrap_or_default();
+    Ok(Arc::new(Message::new(id, position, &text, millis(position))))
+}
+
+fn parse_entries(reply: &Value) -> Result<Vec<Arc<Message>>, RedisError> {
+    match reply {
+        Value::Error(message) => Err(RedisError::Reply(message.clone())),
+        reply => {
+            reply.as_array().ok_or(RedisError::Unexpected("XRANGE is not an array"))?.iter().map(parse_entry).collect()
+        }
+    }
+}
+
+/// A pub/sub payload, `<id> <text>`, as a message.
+fn parse_payload(payload: &[u8]) -> Option<Arc<Message>> {
+    let space = payload.iter().position(|&b| b == b' ')?;
+    let id = std::str::from_utf8(&payload[..space]).ok()?;
+    let text = std::str::from_utf8(&payload[space + 1..]).ok()?;
+    let position = parse_stream_id(id)?;
+    Some(Arc::new(Message::new(id, position, text, millis(position))))
+}
+
+fn newest_command(out: &mut Vec<u8>, key: &str) {
+    encode_command(out, &[b"XREVRANGE", key.as_bytes(), b"+", b"-", b"COUNT", b"1"]);
+}
+
+fn range_command(out: &mut Vec<u8>, key: &str, after: Position, count: usize) {
+    // XRANGE's start is inclusive: the entry after `after` starts one past it (an exclusive
+    // `(id` start needs Redis 6.2). Past the largest position there is nothing to read.
+    let start = stream_id(Position(after.0.saturating_add(1)));
+    encode_command(out, &[b"XRANGE", key.as_bytes(), start.as_bytes(), b"+", b"COUNT", count.to_string().as_bytes()]);
+}
+
+/// The newest position of an `XREVRANGE key + - COUNT 1` reply (`0-0`: the stream is empty
+/// or missing).
+fn parse_newest(reply: &Value) -> Result<Position, RedisError> {
+    Ok(parse_entries(reply)?.first().map_or(Position(0), |m| m.position))
+}
+
+/// What the broker and its supervisor thread share.
+struct Shared {
+    url: RedisUrl,
+    history: usize,
+    max_channels: usize,
+    /// `realtime:{db}:`, the pub/sub channel of a stream without its name.
+    topic_prefix: String,
+    /// SHA-1 of [`PUBLISH_SCRIPT`], for `EVALSHA`.
+    script_sha: String,
+    /// Lock order: `command`, then `channels`, then one mirror.
+    command: Mutex<CommandLink>,
+    channels: Mutex<HashMap<Box<str>, Arc<Mutex<Mirror>>>>,
+    /// Redis's clock minus ours, in milliseconds, as last measured.
+    clock_offset_ms: AtomicI64,
+    stopping: AtomicBool,
+}
+
+/// Locks, and recovers from poisoning like [`lock`], without waiting.
+fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
+    match mutex.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
+impl Shared {
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Runs one exchange on the command connection.
+    fn command<T>(&self, exchange: impl FnOnce(&mut Link) -> Result<T, RedisError>) -> Result<T, RedisError> {
+        self.run(&mut lock(&self.command), exchange)
+    }
+
+    /// Runs `exchange` on the held command connection; a broken connection is dropped for the
+    /// supervisor to replace.
+    fn run<T>(
+        &self,
+        command: &mut CommandLink,
+        exchange: impl FnOnce(&mut Link) -> Result<T, RedisError>,
+    ) -> Result<T, RedisError> {
+        if command.link.as_ref().is_some_and(Link::closed_by_peer) {
+            // Closed while idle: nothing has been sent on it, so opening a new one now and
+            // sending there cannot run anything twice.
+            command.link = None;
+            self.reconnect(command);
+        }
+        let link = command.link.as_mut().ok_or(RedisError::NotConnected)?;
+        match exchange(link) {
+            Err(error) if error.breaks_connection() => {
+                command.link = None;
+                self.command_lost(command, &error);
+                Err(error)
+            }
+            result => result,
+        }
+    }
+
+    /// One attempt to open the command connection; on failure the next waits for the backoff.
+    fn reconnect(&self, command: &mut CommandLink) -> bool {
+        match Link::open(&self.url, &self.clock_offset_ms) {
+            Ok(link) => {
+                if let Some(since) = command.down_since.take() {
+                    eprintln!("realtime: redis: command connection restored after {:.1?}", since.elapsed());
+                }
+                command.link = Some(link);
+                command.backoff.reset();
+                true
+            }
+            Err(error) => {
+                self.command_lost(command, &error);
+                command.next_attempt = Instant::now() + command.backoff.next();
+                false
+            }
+        }
+    }
+
+    fn command_lost(&self, command: &mut CommandLink, error: &RedisError) {
+        if command.down_since.is_none() {
+            command.down_since = Some(Instant::now());
+            eprintln!(
+                "realtime: redis: command connection to {} lost ({error}); publishes answer 503 until it is back",
+                self.url
+            );
+        }
+    }
+
+    /// The channel's mirror, created (and loaded: one round trip) if needed; `then` runs on it
+    /// while no other thread can forget it. `None` if it could not be created.
+    fn with_mirror<T>(&self, name: &str, create: Create, then: impl FnOnce(&mut Mirror) -> T) -> Option<T> {
+        {
+            // The common case: known and loaded. The map lock keeps it from being evicted.
+            let channels = lock(&self.channels);
+            if let Some(mirror) = channels.get(name) {
+                let mut mirror = lock(mirror);
+                if mirror.loaded.is_some() {
+                    return Some(then(&mut mirror));
+                }
+            }
+        }
+        // Loads and evictions happen only under the command lock: while it is held, a mirror
+        // cannot be forgotten, and the supervisor cannot be between subscribing and listing the
+        // mirrors it catches up (see `catch_up`).
+        let mut command = lock(&self.command);
+        let mirror = {
+            let mut channels = lock(&self.channels);
+            match channels.get(name) {
+                Some(mirror) => mirror.clone(),
+                None => {
+                    self.evict(&mut channels, &command);
+                    if channels.len() >= self.max_channels && create == Create::IfRoom {
+                        return None;
+                    }
+                    // In the map before the load is sent: pub/sub messages from now on land in it.
+                    let mirror = Arc::new(Mutex::new(Mirror::unloaded()));
+                    channels.insert(name.into(), mirror.clone());
+                    mirror
+                }
+            }
+        };
+        if lock(&mirror).loaded.is_none() {
+            let key = stream_key(name);
+            let newest = self.run(&mut command, |link| {
+                let mut out = Vec::new();
+                newest_command(&mut out, &key);
+                parse_newest(&link.pipeline(&out, 1)?[0])
+            });
+            // On failure the mirror stays unloaded: its reads go to Redis, and the supervisor
+            // loads it once Redis is back.
+            if let Ok(newest) = newest {
+                lock(&mirror).load(newest);
+            }
+        }
+        let mut mirror = lock(&mirror);
+        Some(then(&mut mirror))
+    }
+
+    /// Makes room for a new mirror by forgetting the channels that have been quiet longest
+    /// and have no local subscribers; their messages stay in Redis. Only with the command
+    /// lock held (`_command` proves it), so that a mirror being loaded is never forgotten.
+    fn evict(&self, channels: &mut HashMap<Box<str>, Arc<Mutex<Mirror>>>, _command: &CommandLink) {
+        while channels.len() >= self.max_channels {
+            let quietest = channels
+                .iter()
+                .filter_map(|(name, mirror)| {
+                    let mirror = lock(mirror);
+                    let idle = mirror.subscribers.is_empty() && mirror.loaded.is_some();
+                    // Positions are Redis timestamps: the smallest newest position is the
+                    // channel whose last message is oldest.
+                    idle.then(|| (mirror.newest, name.clone()))
+                })
+                .min();
+            match quietest {
+                Some((_, name)) => channels.remove(&name),
+                None => return,
+            };
+        }
+    }
+
+    /// "Now" as a stream position, for a channel whose newest entry cannot be read because
+    /// Redis is unreachable: the end of the millisecond [`TAIL_MARGIN_MS`] ago on Redis's
+    /// clock (ours corrected by the offset measured at the last connection). Every message
+    /// published from now on gets a later id; a few from just before the outage may be
+    /// delivered too, which errs towards repeating news rather than skipping it.
+    fn estimated_now(&self) -> Position {
+        let redis_ms = now_ms() + self.clock_offset_ms.load(Ordering::Relaxed) - TAIL_MARGIN_MS;
+        end_of_millisecond(redis_ms.max(0) as u64)
+    }
+
+    /// A read from the stream itself: the entries after the cursor and what the stream says
+    /// about its trimming, in one `MULTI`/`EXEC` (one round trip, one consistent snapshot).
+    fn cold_read(&self, channel: &str, since: &Since, max: usize) -> Result<Batch, RedisError> {
+        let key = stream_key(channel);
+        let (cursor, foreign) = match since {
+            Since::After(position) => (*position, None),
+            // Never produced by this broker (every well-formed id has a place in a stream);
+            // answered like the memory broker: everything retained, and a gap.
+            Since::Unknown(cursor) => (Position(0), Some(cursor.clone())),
+        };
+        let mut out = Vec::new();
+        encode_command(&mut out, &[b"MULTI"]);
+        range_command(&mut out, &key, cursor, max);
+        encode_command(&mut out, &[b"XINFO", b"STREAM", key.as_bytes()]);
+        encode_command(&mut out, &[b"EXEC"]);
+        let mut replies = self.command(|link| link.pipeline(&out, 4))?;
+        let exec = replies.pop().unwrap_or(Value::Array(None));
+        let (xrange, xinfo) = match exec {
+            Value::Array(Some(results)) if results.len() == 2 => {
+                let mut results = results.into_iter();
+                // Two elements, checked just above.
+                (results.next().unwrap_or(Value::Array(None)), results.next().unwrap_or(Value::Array(None)))
+            }
+            Value::Error(message) => return Err(RedisError::Reply(message)),
+            _ => return Err(RedisError::Unexpected("EXEC did not answer two results")),
+        };
+        let messages = parse_entries(&xrange)?;
+        let info = match xinfo {
+            // "ERR no such key": nothing was ever published, or the stream is gone.
+            Value::Error(message) if message.contains("no such key") => None,
+            Value::Error(message) => return Err(RedisError::Reply(message)),
+            reply => Some(StreamInfo::parse(&reply)?),
+        };
+        let missed = foreign.is_some() || gap_after(cursor, info.as_ref());
+        let gap = missed.then(|| Gap {
+            since: foreign.unwrap_or_else(|| stream_id(cursor)),
+            oldest: info.as_ref().and_then(|i| i.first).map(|(first, _)| stream_id(first)),
+        });
+        let position = match messages.last() {
+            Some(last) => last.position,
+            // Told about the gap, the reader goes on from the end of what is there.
+            None if missed => info.map_or(Position(0), |i| i.last_generated),
+            None => cursor,
+        };
+        Ok(Batch { messages, gap, position })
+    }
+
+    /// Opens the subscription connection, subscribes, then catches up (in that order: see
+    /// `catch_up`). Returns the connection and the number of messages caught up.
+    fn subscribe(&self) -> Result<(Link, usize), RedisError> {
+        let mut link = Link::open(&self.url, &self.clock_offset_ms)?;
+        let pattern = format!("{}*", self.topic_prefix);
+        // PSUBSCRIBE answers ["psubscribe", pattern, count].
+        let confirmation = link.call(&[b"PSUBSCRIBE", pattern.as_bytes()])?;
+        if confirmation.as_array().and_then(|a| a.first()).and_then(Value::as_bytes) != Some(b"psubscribe") {
+            return Err(RedisError::Unexpected("PSUBSCRIBE was not confirmed"));
+        }
+        link.stream.set_read_timeout(Some(TICK))?;
+        let caught_up = self.catch_up(&mut lock(&self.command))?;
+        Ok((link, caught_up))
+    }
+
+    /// Brings every mirror up to date with its stream: loads the unloaded ones and reads the
+    /// others' streams past their newest entry. Called by the supervisor, which reads no
+    /// pub/sub message meanwhile, with the command lock held, so no mirror is being loaded:
+    /// every mirror either is listed here or will be loaded after the subscription was live.
+    /// Anything published after the subscription started arrives (again) by pub/sub and is
+    /// skipped as a duplicate. Returns the number of messages added.
+    fn catch_up(&self, command: &mut CommandLink) -> Result<usize, RedisError> {
+        if command.link.is_none() && !self.reconnect(command) {
+            return Err(RedisError::NotConnected);
+        }
+        let mirrors: Vec<(Box<str>, Arc<Mutex<Mirror>>)> =
+            lock(&self.channels).iter().map(|(name, mirror)| (name.clone(), mirror.clone())).collect();
+        let mut added = 0;
+        for group in mirrors.chunks(CATCH_UP_PIPELINE) {
+            let mut out = Vec::new();
+            for (name, mirror) in group {
+                let mirror = lock(mirror);
+                match mirror.loaded {
+                    None => newest_command(&mut out, &stream_key(name)),
+                    Some(_) => range_command(&mut out, &stream_key(name), mirror.newest, CATCH_UP_PAGE),
+                }
+            }
+            let replies = self.run(command, |link| link.pipeline(&out, group.len()))?;
+            for ((name, mirror), reply) in group.iter().zip(replies) {
+                let unloaded = lock(mirror).loaded.is_none();
+                let result = if unloaded {
+                    parse_newest(&reply).map(|newest| lock(mirror).load(newest))
+                } else {
+                    self.page_through(command, name, mirror, &reply).map(|n| added += n)
+                };
+                if let Err(error) = result {
+                    // A stream of the wrong type, say: that channel cannot be served, others can.
+                    if error.breaks_connection() {
+                        return Err(error);
+                    }
+                    eprintln!("realtime: redis: cannot catch up channel {name}: {error}");
+                }
+            }
+        }
+        // Wake everyone: readers whose reads failed while Redis was away read again.
+        for (_, mirror) in &mirrors {
+            lock(mirror).subscribers.wake_all();
+        }
+        Ok(added)
+    }
+
+    /// Adds a catch-up page to a mirror, and reads on while pages come back full.
+    fn page_through(
+        &self,
+        command: &mut CommandLink,
+        name: &str,
+        mirror: &Mutex<Mirror>,
+        first_page: &Value,
+    ) -> Result<usize, RedisError> {
+        let mut page = parse_entries(first_page)?;
+        let mut added = 0;
+        loop {
+            let full = page.len() == CATCH_UP_PAGE;
+            let newest = {
+                let mut mirror = lock(mirror);
+                for message in page {
+                    added += usize::from(mirror.accept(message, self.history) == Accepted::New);
+                }
+                mirror.newest
+            };
+            if !full {
+                return Ok(added);
+            }
+            let mut out = Vec::new();
+            range_command(&mut out, &stream_key(name), newest, CATCH_UP_PAGE);
+            page = self.run(command, |link| parse_entries(&link.pipeline(&out, 1)?[0]))?;
+        }
+    }
+
+    /// Reads pub/sub messages until the subscription fails or the broker stops; between
+    /// messages, every [`TICK`], tends the command connection and pings a silent Redis.
+    fn listen(&self, mut link: Link) -> RedisError {
+        let mut last_heard = Instant::now();
+        let mut pinged = false;
+        loop {
+            if self.is_stopping() {
+                return RedisError::Closed;
+            }
+            match link.receive() {
+                Ok(value) => {
+                    last_heard = Instant::now();
+                    pinged = false;
+                    self.on_push(&value);
+                }
+                Err(RedisError::TimedOut) => {
+                    self.tend_command_connection();
+                    let silence = last_heard.elapsed();
+                    if silence >= PING_AFTER + PING_TIMEOUT {
+                        return RedisError::Io(io::Error::new(io::ErrorKind::TimedOut, "PING not answered"));
+                    }
+                    if silence >= PING_AFTER && !pinged {
+                        if let Err(error) = link.send(&[b"PING"]) {
+                            return error;
+                        }
+                        pinged = true;
+                    }
+                }
+                Err(error) => return error,
+            }
+        }
+    }
+
+    /// A value on the subscription: `["pmessage", pattern, channel, payload]`, or the answer
+    /// to a `PING` (`["pong", ""]`) or the `PSUBSCRIBE`.
+    fn on_push(&self, value: &Value) {
+        if let Some([kind, _pattern, topic, payload]) = value.as_array() {
+            if let (Some(b"pmessage"), Some(topic), Some(payload)) =
+                (kind.as_bytes(), topic.as_bytes(), payload.as_bytes())
+            {
+                self.deliver(topic, payload);
+            }
+        }
+    }
+
+    /// A message from pub/sub: into its channel's mirror, which wakes the subscribers.
+    fn deliver(&self, topic: &[u8], payload: &[u8]) {
+        let name = topic.strip_prefix(self.topic_prefix.as_bytes()).and_then(|name| std::str::from_utf8(name).ok());
+        let Some(name) = name.filter(|name| is_valid_channel_name(name)) else { return };
+        let Some(message) = parse_payload(payload) else {
+            eprintln!("realtime: redis: ignoring a malformed message on {}", String::from_utf8_lossy(topic));
+            return;
+        };
+        let mirror = {
+            let mut channels = lock(&self.channels);
+            match channels.get(name) {
+                Some(mirror) => mirror.clone(),
+                // A channel new to this node: mirror it from this message on (nothing lies
+                // between a position and the one just before it), if there is room.
+                None if channels.len() < self.max_channels => {
+                    let mirror =
+                        Arc::new(Mutex::new(Mirror::starting_after(Position(message.position.0.saturating_sub(1)))));
+                    channels.insert(name.into(), mirror.clone());
+                    mirror
+                }
+                None => return,
+            }
+        };
+        let id = message.id.clone();
+        if lock(&mirror).accept(message, self.history) == Accepted::OutOfOrder {
+            eprintln!("realtime: redis: channel {name} went backwards at {id}; Redis lost the stream, or its clock moved back");
+        }
+    }
+
+    /// On the supervisor's tick: reopens a broken command connection when the backoff allows,
+    /// then catches up (loads what could not be loaded, wakes readers whose reads failed).
+    fn tend_command_connection(&self) {
+        let Some(mut command) = try_lock(&self.command) else { return };
+        if command.link.is_some() || Instant::now() < command.next_attempt {
+            return;
+        }
+        if self.reconnect(&mut command) {
+            let _ = self.catch_up(&mut command);
+        }
+    }
+
+    /// Sleeps for `wait`, or less if the broker stops.
+    fn pause(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        while !self.is_stopping() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            thread::sleep(left.min(TICK));
+        }
+    }
+}
+
+/// The supervisor thread: subscribe, catch up, listen; on failure back off and start again.
+fn supervise(shared: Arc<Shared>, first_attempt: mpsc::Sender<()>) {
+    let mut first_attempt = Some(first_attempt);
+    let mut backoff = Backoff::new();
+    // Since when the subscription is down, and how many attempts failed since.
+    let mut outage: Option<(Instant, u32)> = None;
+    while !shared.is_stopping() {
+        match shared.subscribe() {
+            Ok((link, caught_up)) => {
+                if let Some((since, attempts)) = outage.take() {
+                    eprintln!(
+                        "realtime: redis: subscribed again after {:.1?} ({attempts} failed attempts); caught up {caught_up} messages from the streams",
+                        since.elapsed()
+                    );
+                }
+                backoff.reset();
+                if let Some(ready) = first_attempt.take() {
+                    let _ = ready.send(());
+                }
+                let error = shared.listen(link);
+                if shared.is_stopping() {
+                    break;
+                }
+                eprintln!("realtime: redis: subscription lost ({error}); reconnecting");
+                outage = Some((Instant::now(), 0));
+            }
+            Err(error) => {
+                let (_, attempts) = outage.get_or_insert_with(|| {
+                    eprintln!(
+                        "realtime: redis: cannot subscribe at {} ({error}); retrying every {:?} at most",
+                        shared.url, BACKOFF_MAX
+                    );
+                    (Instant::now(), 0)
+                });
+                *attempts += 1;
+                if let Some(ready) = first_attempt.take() {
+                    let _ = ready.send(());
+                }
+            }
+        }
+        shared.pause(backoff.next());
+    }
+}
+
+/// The broker of a node in a cluster: Redis holds the history, pub/sub carries the news.
+pub struct RedisBroker {
+    shared: Arc<Shared>,
+}
+
+impl RedisBroker {
+    /// Starts the supervisor and waits (a few seconds at most) for its first subscription,
+    /// so that a node that starts with Redis up serves from its first request. If Redis is
+    /// down the node runs anyway, answers publishes with 503 and keeps trying.
+    pub fn start(url: RedisUrl, history: usize, max_channels: usize) -> io::Result<RedisBroker> {
+        let shared = Arc::new(Shared {
+            topic_prefix: format!("realtime:{}:", url.db),
+            script_sha: sha1_smol::Sha1::from(PUBLISH_SCRIPT).digest().to_string(),
+            url,
+            history: history.max(1),
+            max_channels: max_channels.max(1),
+            command: Mutex::new(CommandLink {
+                link: None,
+                next_attempt: Instant::now(),
+                backoff: Backoff::new(),
+                down_since: None,
+            }),
+            channels: Mutex::default(),
+            clock_offset_ms: AtomicI64::new(0),
+            stopping: AtomicBool::new(false),
+        });
+        let (ready, first_attempt) = mpsc::channel();
+        let supervisor = shared.clone();
+        thread::Builder::new().name("realtime-redis".into()).spawn(move || supervise(supervisor, ready))?;
+        let _ = first_attempt.recv_timeout(FIRST_SUBSCRIPTION_WAIT);
+        Ok(RedisBroker { shared })
+    }
+
+    pub fn url(&self) -> &RedisUrl {
+        &self.shared.url
+    }
+
+    /// Runs the publish script: `EVALSHA`, or `EVAL` if Redis does not have it cached.
+    fn run_publish_script(&self, link: &mut Link, channel: &str, text: &str) -> Result<String, RedisError> {
+        let key = stream_key(channel);
+        let topic = format!("{}{channel}", self.shared.topic_prefix);
+        let history = self.shared.history.to_string();
+        let args: [&[u8]; 5] = [b"1", key.as_bytes(), history.as_bytes(), text.as_bytes(), topic.as_bytes()];
+        let call = |link: &mut Link, verb: &[u8], script: &[u8]| {
+            let mut command = vec![verb, script];
+            command.extend_from_slice(&args);
+            link.call(&command)
+        };
+        // Redis answers NOSCRIPT "when you run a Lua script with EVALSHA, but the server doesn't
+        // have the script in its script cache", which "is emptied when the server restarts"
+        // (Redis docs, NOSCRIPT error). EVAL runs it and caches it again.
+        let reply = match call(link, b"EVALSHA", self.shared.script_sha.as_bytes()) {
+            Err(RedisError::Reply(message)) if message.starts_with("NOSCRIPT") => {
+                call(link, b"EVAL", PUBLISH_SCRIPT.as_bytes())
+            }
+            reply => reply,
+        }?;
+        reply.as_str().map(str::to_string).ok_or(RedisError::Unexpected("the publish script returned no id"))
+    }
+}
+
+impl Drop for RedisBroker {
+    /// Stops the supervisor (within a tick); the connections close when it exits.
+    fn drop(&mut self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Broker for RedisBroker {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn publish(&self, channel: &str, text: &str) -> Result<Arc<Message>, BrokerError> {
+        let unavailable = |error: RedisError| BrokerError::Unavailable(error.to_string());
+        let id = self.shared.command(|link| self.run_publish_script(link, channel, text)).map_err(unavailable)?;
+        let position =
+            parse_stream_id(&id).ok_or_else(|| unavailable(RedisError::Unexpected("malformed stream id")))?;
+        // Subscribers on this node get the message the way every node does, from pub/sub in
+        // stream order; adding it to the mirror here could put it before an earlier message
+        // another node published that pub/sub has not delivered yet.
+        Ok(Arc::new(Message::new(&id, position, text, millis(position))))
+    }
+
+    fn parse_cursor(&self, cursor: &str) -> Result<Since, BrokerError> {
+        parse_stream_id(cursor).map(Since::After).ok_or(BrokerError::BadCursor)
+    }
+
+    fn tail(&self, channel: &str) -> Position {
+        let known = self.shared.with_mirror(channel, Create::IfRoom, |mirror| mirror.loaded.map(|_| mirror.newest));
+        if let Some(Some(newest)) = known {
+            return newest;
+        }
+        let key = stream_key(channel);
+        let newest = self.shared.command(|link| {
+            let mut out = Vec::new();
+            newest_command(&mut out, &key);
+            parse_newest(&link.pipeline(&out, 1)?[0])
+        });
+        newest.unwrap_or_else(|_| self.shared.estimated_now())
+    }
+
+    fn cursor(&self, position: Position) -> String {
+        stream_id(position)
+    }
+
+    fn read(&self, channel: &str, since: &Since, max: usize) -> Batch {
+        if let Since::After(cursor) = since {
+            let mirror = lock(&self.shared.channels).get(channel).cloned();
+            if let Some(batch) = mirror.and_then(|mirror| lock(&mirror).read(*cursor, max)) {
+                return batch;
+            }
+        }
+        // Older than the mirror, or a channel this node does not mirror: ask the stream. If
+        // Redis cannot answer, nothing is returned and the cursor stays: the reader is woken
+        // to try again once the supervisor has reconnected.
+        self.shared.cold_read(channel, since, max).unwrap_or_else(|_| {
+            let position = match since {
+                Since::After(cursor) => *cursor,
+                Since::Unknown(_) => Position(0),
+            };
+            Batch { messages: Vec::new(), gap: None, position }
+        })
+    }
+
+    fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker) {
+        self.shared.with_mirror(channel, Create::Always, |mirror| mirror.subscribers.insert(subscriber, waker));
+    }
+
+    fn unsubscribe(&self, channel: &str, subscriber: u64) {
+        if let Some(mirror) = lock(&self.shared.channels).get(channel) {
+            lock(mirror).subscribers.remove(subscriber);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(text: &str) -> Position {
+        parse_stream_id(text).unwrap()
+    }
+
+    fn message(position: &str, text: &str) -> Arc<Message> {
+        Arc::new(Message::new(position, id(position), text, millis(id(position))))
+    }
+
+    fn texts(batch: &Batch) -> Vec<&str> {
+        batch.messages.iter().map(|m| &*m.text).collect()
+    }
+
+    #[test]
+    fn stream_ids_map_to_positions_that_order_as_redis_orders_ids() {
+        assert_eq!(id("0-0"), Position(0));
+        assert_eq!(id("1-0"), Position(1 << 64));
+        assert_eq!(id("1700000000000-3"), Position((1_700_000_000_000u128 << 64) | 3));
+        assert!(id("5-18446744073709551615") < id("6-0"));
+        assert!(id("99-1") < id("100-0"), "ids compare as numbers, not as text");
+        for text in ["0-0", "1700000000000-3", "18446744073709551615-18446744073709551615"] {
+            assert_eq!(stream_id(id(text)), text);
+        }
+    }
+
+    #[test]
+    fn malformed_stream_ids_are_refused() {
+        for bad in
+            ["", "5", "5-", "-5", "a-1", "1-b", "+1-1", "1-+1", "1--1", "1-1-1", "18446744073709551616-0", " 1-1"]
+        {
+            assert_eq!(parse_stream_id(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn redis_urls_name_a_host_a_port_and_a_database() {
+        let parse = |text| RedisUrl::parse(text);
+        assert_eq!(parse("redis://127.0.0.1:6380"), Ok(RedisUrl { host: "127.0.0.1".into(), port: 6380, db: 0 }));
+        assert_eq!(
+            parse("redis://cache.internal:7000/3"),
+            Ok(RedisUrl { host: "cache.internal".into(), port: 7000, db: 3 })
+        );
+        assert_eq!(parse("redis://localhost"), Ok(RedisUrl { host: "localhost".into(), port: 6379, db: 0 }));
+        assert_eq!(parse("redis://[::1]:6379/1"), Ok(RedisUrl { host: "::1".into(), port: 6379, db: 1 }));
+        assert_eq!(parse("redis://localhost:6379/").unwrap().db, 0);
+        assert_eq!(parse("redis://[::1]:6379/1").unwrap().to_string(), "redis://[::1]:6379/1");
+        for bad in [
+            "localhost:6379",
+            "http://localhost:6379",
+            "rediss://localhost:6379",
+            "redis://",
+            "redis://:6379",
+            "redis://host:0",
+            "redis://host:65536",
+            "redis://host:+1",
+            "redis://host:port",
+            "redis://host:6379/x",
+            "redis://host:6379/-1",
+            "redis://user:pw@host:6379",
+            "redis://ho st:6379",
+            "redis://[::1:6379",
+            "redis://host:6379?db=1",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn a_mirror_answers_cursors_at_or_after_its_base_and_leaves_older_ones_to_the_stream() {
+        let mut mirror = Mirror::starting_after(id("10-0"));
+        for (position, text) in [("11-0", "a"), ("11-1", "b"), ("12-0", "c")] {
+            assert_eq!(mirror.accept(message(position, text), 10), Accepted::New);
+        }
+        assert_eq!(texts(&mirror.read(id("10-0"), 10).unwrap()), ["a", "b", "c"]);
+        assert_eq!(texts(&mirror.read(id("11-0"), 10).unwrap()), ["b", "c"]);
+        let batch = mirror.read(id("11-0"), 1).unwrap();
+        assert_eq!((texts(&batch), batch.position), (vec!["b"], id("11-1")));
+        assert!(mirror.read(id("9-0"), 10).is_none(), "older than the base: the stream knows");
+    }
+
+    #[test]
+    fn a_cursor_past_the_mirror_waits_where_it_is() {
+        // A client that got 13-0 from another node, before pub/sub brought it here.
+        let mut mirror = Mirror::starting_after(id("10-0"));
+        mirror.accept(message("12-0", "c"), 10);
+        let batch = mirror.read(id("13-0"), 10).unwrap();
+        assert!(batch.messages.is_empty());
+        assert_eq!(batch.position, id("13-0"));
+    }
+
+    #[test]
+    fn entries_at_or_before_the_newest_are_duplicates_and_skipped() {
+        let mut mirror = Mirror::starting_after(id("10-0"));
+        assert_eq!(mirror.accept(message("11-0", "a"), 10), Accepted::New);
+        assert_eq!(mirror.accept(message("11-0", "a"), 10), Accepted::Duplicate);
+        assert_eq!(mirror.accept(message("9-0", "old"), 10), Accepted::Duplicate);
+        assert_eq!(mirror.accept(message("12-0", "b"), 10), Accepted::New);
+        assert_eq!(mirror.accept(message("11-5", "never seen"), 10), Accepted::OutOfOrder);
+        assert_eq!(texts(&mirror.read(id("10-0"), 10).unwrap()), ["a", "b"]);
+    }
+
+    #[test]
+    fn the_ring_keeps_history_messages_and_its_base_follows_evictions() {
+        let mut mirror = Mirror::starting_after(id("0-0"));
+        for seq in 1..=5 {
+            mirror.accept(message(&format!("1-{seq}"), &seq.to_string()), 3);
+        }
+        assert_eq!(mirror.base(), Some(id("1-2")));
+        assert_eq!(texts(&mirror.read(id("1-2"), 10).unwrap()), ["3", "4", "5"]);
+        assert!(mirror.read(id("1-1"), 10).is_none(), "message 2 left the ring: ask the stream");
+    }
+
+    #[test]
+    fn an_unloaded_mirror_collects_messages_and_keeps_those_after_its_load_position() {
+        let mut mirror = Mirror::unloaded();
+        mirror.accept(message("5-0", "before the load"), 10);
+        mirror.accept(message("7-0", "after the load"), 10);
+        assert!(mirror.read(id("0-0"), 10).is_none(), "unloaded: reads go to Redis");
+        mirror.load(id("6-0"));
+        assert_eq!(texts(&mirror.read(id("6-0"), 10).unwrap()), ["after the load"]);
+        assert_eq!(mirror.newest, id("7-0"));
+        mirror.load(id("9-0"));
+        assert_eq!(mirror.loaded, Some(id("6-0")), "loaded once");
+    }
+
+    /// A stream whose oldest entry is `first`, recorded as coming after `prev`.
+    fn info(last: &str, first: Option<(&str, Option<&str>)>) -> StreamInfo {
+        StreamInfo { last_generated: id(last), first: first.map(|(first, prev)| (id(first), prev.map(id))) }
+    }
+
+    #[test]
+    fn a_gap_is_reported_exactly_when_an_entry_after_the_cursor_was_trimmed() {
+        // Entries 1..=300 were added, 1..=200 trimmed: 201..=300 remain, 201 after 200.
+        let trimmed = info("300-0", Some(("201-0", Some("200-0"))));
+        assert!(gap_after(id("1-0"), Some(&trimmed)));
+        assert!(gap_after(id("199-0"), Some(&trimmed)));
+        assert!(!gap_after(id("200-0"), Some(&trimmed)), "the last trimmed entry is the cursor itself");
+        assert!(!gap_after(id("250-0"), Some(&trimmed)));
+        assert!(!gap_after(id("300-0"), Some(&trimmed)));
+        assert!(gap_after(id("0-0"), Some(&trimmed)), "from the beginning, 1..=200 were missed");
+        let untrimmed = info("3-0", Some(("1-0", Some("0-0"))));
+        assert!(!gap_after(id("0-0"), Some(&untrimmed)));
+        assert!(!gap_after(id("1-0"), Some(&untrimmed)));
+    }
+
+    #[test]
+    fn a_cursor_whose_stream_was_lost_gets_a_gap() {
+        // Redis restarted without persistence: the stream is absent, or new (its first entry
+        // came after nothing), and the cursor's entry is not in it.
+        assert!(gap_after(id("100-4"), None));
+        assert!(gap_after(id("100-4"), Some(&info("500-0", Some(("500-0", Some("0-0")))))));
+        assert!(!gap_after(id("0-0"), None), "nothing was ever published: nothing owed");
+    }
+
+    #[test]
+    fn cursors_that_name_no_entry_are_not_taken_for_lost_streams() {
+        let tail_while_redis_was_down = end_of_millisecond(400);
+        assert!(!gap_after(tail_while_redis_was_down, None));
+        assert!(!gap_after(tail_while_redis_was_down, Some(&info("500-0", Some(("450-0", Some("300-0")))))));
+        assert!(gap_after(tail_while_redis_was_down, Some(&info("500-0", Some(("421-0", Some("420-0")))))));
+        // Past every id the stream gave out: the reader waits for the next one.
+        assert!(!gap_after(id("900-0"), Some(&info("500-0", Some(("1-0", Some("0-0")))))));
+    }
+
+    #[test]
+    fn an_oldest_entry_without_prev_or_an_empty_stream_errs_towards_a_gap() {
+        let foreign_writer = info("300-0", Some(("201-0", None)));
+        assert!(gap_after(id("200-0"), Some(&foreign_writer)), "maybe a false alarm, never a silent loss");
+        assert!(!gap_after(id("201-0"), Some(&foreign_writer)));
+        let emptied = info("300-0", None);
+        assert!(gap_after(id("299-0"), Some(&emptied)));
+        assert!(!gap_after(id("300-0"), Some(&emptied)));
+    }
+
+    #[test]
+    fn xinfo_stream_replies_are_read_by_field_name() {
+        let bulk = |s: &str| Value::Bulk(Some(s.as_bytes().to_vec()));
+        let fields = Value::Array(Some(vec![bulk("text"), bulk("x"), bulk("prev"), bulk("200-0")]));
+        let entry = Value::Array(Some(vec![bulk("201-0"), fields]));
+        let reply = Value::Array(Some(vec![
+            bulk("length"),
+            Value::Integer(100),
+            bulk("last-generated-id"),
+            bulk("300-0"),
+            bulk("max-deleted-entry-id"),
+            bulk("0-0"),
+            bulk("first-entry"),
+            entry,
+            bulk("last-entry"),
+            Value::Bulk(None),
+        ]));
+        assert_eq!(StreamInfo::parse(&reply).unwrap(), info("300-0", Some(("201-0", Some("200-0")))));
+        let empty =
+            Value::Array(Some(vec![bulk("last-generated-id"), bulk("7-0"), bulk("first-entry"), Value::Bulk(None)]));
+        assert_eq!(StreamInfo::parse(&empty).unwrap(), info("7-0", None));
+    }
+
+    #[test]
+    fn stream_entries_and_pubsub_payloads_become_messages_with_redis_time() {
+        let bulk = |s: &[u8]| Value::Bulk(Some(s.to_vec()));
+        let entry = Value::Array(Some(vec![
+            bulk(b"1700000000123-4"),
+            Value::Array(Some(vec![bulk(b"other"), bulk(b"x"), bulk(b"text"), bulk(b"Hi")])),
+        ]));
+        let parsed = parse_entry(&entry).unwrap();
+        assert_eq!((&*parsed.id, &*parsed.text, parsed.time_ms), ("1700000000123-4", "Hi", 1_700_000_000_123));
+        let from_pubsub = parse_payload(b"1700000000123-4 Hi there").unwrap();
+        assert_eq!((&*from_pubsub.id, &*from_pubsub.text), ("1700000000123-4", "Hi there"));
+        assert_eq!(from_pubsub.envelope(), parsed.envelope().replace("\"Hi\"", "\"Hi there\""));
+        assert!(parse_payload(b"no-id-here").is_none());
+        assert!(parse_payload(b"x-1 text").is_none());
+        assert!(parse_payload(b"1-1 \xff").is_none());
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_and_resets() {
+        let mut backoff = Backoff::new();
+        let waits: Vec<u128> = (0..8).map(|_| backoff.next().as_millis()).collect();
+        assert_eq!(waits, [50, 100, 200, 400, 800, 1600, 2000, 2000]);
+        backoff.reset();
+        assert_eq!(backoff.next(), BACKOFF_MIN);
+    }
+
+    #[test]
+    fn the_publish_script_is_addressed_by_its_sha1() {
+        let sha = sha1_smol::Sha1::from(PUBLISH_SCRIPT).digest().to_string();
+        assert_eq!(sha.len(), 40);
+        assert!(sha.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "EVALSHA wants lowercase hex");
+    }
+}

@@ -1,0 +1,718 @@
+//! Several nodes over a real Redis (`--broker redis://...`), for every server model: a message
+//! published on one node reaches subscribers on the other, clients switch nodes and resume
+//! without loss, history and gaps come from the Redis stream, faults (Redis restarted, the
+//! nodes' connections cut) lose nothing Redis stored, and nginx in front
+//! (`examples/nginx.conf`) carries all three transports.
+//!
+//! Each test starts its own `redis-server` on a free port (and `nginx`), and skips loudly when
+//! the program is not installed (`common::external_program`; `.ci/run` installs both and makes
+//! a skip a failure). Nodes run in this process, two or three per test, each with its own
+//! connections to Redis, exactly as separate processes would.
+
+mod common;
+
+use std::collections::{HashSet, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{read_response, HttpResponse, TestServer, MODELS, PATIENCE};
+use realtime::broker::redis::parse_stream_id;
+use realtime::broker::resp::{self, Value};
+use realtime::config::{BrokerUrl, Config, Model};
+use realtime::json;
+use realtime::sse::{Event, EventStreamParser};
+use realtime::ws::client::Client;
+use realtime::ws::message::Message;
+
+/// A port nobody listens on right now (the OS picks it; a tiny race with other processes
+/// remains, which `Redis::start` absorbs by trying again).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+}
+
+/// A scratch directory under the system's temporary directory, removed by its owner's Drop.
+fn scratch_dir(what: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "realtime-{what}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    dir
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Persistence {
+    /// `--save '' --appendonly no`: a restart loses every stream.
+    None,
+    /// `--appendonly yes --appendfsync always`: every acknowledged write survives a kill -9.
+    AppendFsyncAlways,
+}
+
+/// A `redis-server` child process on a free port; killed when dropped.
+struct Redis {
+    binary: PathBuf,
+    port: u16,
+    dir: PathBuf,
+    persistence: Persistence,
+    child: Option<Child>,
+}
+
+impl Redis {
+    /// `None` (after a loud SKIP) when `redis-server` is not installed.
+    fn start(persistence: Persistence) -> Option<Redis> {
+        let binary = common::external_program("redis-server")?;
+        let mut redis = Redis { binary, port: 0, dir: scratch_dir("redis"), persistence, child: None };
+        for _ in 0..5 {
+            redis.port = free_port();
+            if redis.spawn() {
+                return Some(redis);
+            }
+        }
+        panic!("redis-server did not start; see {}", redis.dir.join("redis.log").display());
+    }
+
+    /// Starts redis-server on `self.port` and waits until it answers PING; false if it
+    /// exited (the port was taken).
+    fn spawn(&mut self) -> bool {
+        let log = std::fs::File::options().create(true).append(true).open(self.dir.join("redis.log")).unwrap();
+        let mut command = Command::new(&self.binary);
+        command
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        match self.persistence {
+            Persistence::None => command.args(["--appendonly", "no"]),
+            Persistence::AppendFsyncAlways => command.args(["--appendonly", "yes", "--appendfsync", "always"]),
+        };
+        let mut child = command.spawn().expect("spawn redis-server");
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return false;
+            }
+            if self.try_command(&["PING"]).is_some_and(|v| v == Value::Simple("PONG".into())) {
+                self.child = Some(child);
+                return true;
+            }
+            assert!(Instant::now() < deadline, "redis-server did not answer PING");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// kill -9: no goodbye to the clients, no final save.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// One command on a fresh connection (so `CLIENT KILL` skips it), with the crate's codec.
+    fn command(&self, args: &[&str]) -> Value {
+        self.try_command(args).unwrap_or_else(|| panic!("redis-server did not answer {args:?}"))
+    }
+
+    fn try_command(&self, args: &[&str]) -> Option<Value> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(PATIENCE)).ok()?;
+        let mut out = Vec::new();
+        resp::encode_command(&mut out, &args.iter().map(|a| a.as_bytes()).collect::<Vec<_>>());
+        stream.write_all(&out).ok()?;
+        let mut input = Vec::new();
+        loop {
+            if let Ok(Some((value, _))) = resp::decode(&input, &resp::Limits::default()) {
+                return Some(value);
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => input.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A node of `model` on 127.0.0.1:0 whose broker is `redis`.
+fn node(model: Model, redis: &Redis, configure: impl Fn(&mut Config)) -> TestServer {
+    let url = redis.url();
+    TestServer::start(model, &|config| {
+        config.broker = BrokerUrl::parse(&url).expect("a Redis URL");
+        configure(config);
+    })
+}
+
+/// One request on a fresh connection to any address (a node or nginx).
+fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(body) = body {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    request.push_str(body.unwrap_or(""));
+    stream.write_all(request.as_bytes()).unwrap();
+    read_response(&mut stream, false).expect("a response")
+}
+
+/// Publishes and returns the id (201 required).
+fn publish(addr: SocketAddr, channel: &str, text: &str) -> String {
+    let response = http(addr, "POST", &format!("/publish/{channel}"), Some(text));
+    assert_eq!(response.status, 201, "publish on {addr}: {}", response.text());
+    response.json().get("id").and_then(json::Value::as_str).expect("an id").to_string()
+}
+
+/// A delivered message: its id and text, from the envelope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Delivered {
+    id: String,
+    text: String,
+}
+
+fn delivered(envelope: &json::Value) -> Delivered {
+    let field =
+        |name| envelope.get(name).and_then(json::Value::as_str).unwrap_or_else(|| panic!("{name} in {envelope:?}"));
+    Delivered { id: field("id").to_string(), text: field("text").to_string() }
+}
+
+fn texts(messages: &[Delivered]) -> Vec<&str> {
+    messages.iter().map(|m| m.text.as_str()).collect()
+}
+
+/// Ids strictly increase: in stream order, nothing twice.
+fn assert_in_stream_order(messages: &[Delivered]) {
+    for pair in messages.windows(2) {
+        let (a, b) = (parse_stream_id(&pair[0].id).unwrap(), parse_stream_id(&pair[1].id).unwrap());
+        assert!(a < b, "{} then {}: out of order or repeated", pair[0].id, pair[1].id);
+    }
+}
+
+/// A WebSocket subscriber on `path`.
+fn websocket(addr: SocketAddr, path: &str) -> Client {
+    let client = Client::connect(&addr.to_string(), path).expect("WebSocket handshake");
+    client.stream().set_read_timeout(Some(PATIENCE)).unwrap();
+    client
+}
+
+fn next_ws(client: &mut Client) -> Delivered {
+    match client.next_message().expect("a message") {
+        Message::Text(text) => delivered(&json::parse(&text).expect("an envelope")),
+        Message::Binary(_) => panic!("channel messages are text frames"),
+    }
+}
+
+/// Reads WebSocket messages until one has `last_id` (bounded by `PATIENCE`).
+fn ws_until(client: &mut Client, last_id: &str) -> Vec<Delivered> {
+    let deadline = Instant::now() + PATIENCE;
+    let mut received = Vec::new();
+    while received.last().is_none_or(|m: &Delivered| m.id != last_id) {
+        assert!(Instant::now() < deadline, "{last_id} never arrived; got {} messages", received.len());
+        received.push(next_ws(client));
+    }
+    received
+}
+
+/// An SSE stream read as a browser would: head, chunks, the WHATWG parser.
+struct EventSource {
+    reader: BufReader<TcpStream>,
+    parser: EventStreamParser,
+    events: VecDeque<Event>,
+}
+
+impl EventSource {
+    fn open(addr: SocketAddr, path: &str, last_event_id: Option<&str>) -> EventSource {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
+        if let Some(id) = last_event_id {
+            request.push_str(&format!("Last-Event-ID: {id}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let head = String::from_utf8(common::read_until(&mut stream, b"\r\n\r\n").expect("a head")).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{head}");
+        EventSource { reader: BufReader::new(stream), parser: EventStreamParser::new(), events: VecDeque::new() }
+    }
+
+    /// The next `message` event (keepalive comments dispatch nothing; a gap is an error here).
+    fn next(&mut self) -> Delivered {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                assert_eq!(event.event_type, "message", "{event:?}");
+                return delivered(&json::parse(&event.data).expect("an envelope"));
+            }
+            assert!(Instant::now() < deadline, "no event within {PATIENCE:?}");
+            let mut size_line = String::new();
+            self.reader.read_line(&mut size_line).expect("a chunk");
+            let size = usize::from_str_radix(size_line.trim_end(), 16).expect("a chunk size");
+            assert!(size > 0, "the stream ended");
+            let mut chunk = vec![0; size + 2];
+            self.reader.read_exact(&mut chunk).unwrap();
+            let mut events = Vec::new();
+            self.parser.feed(&chunk[..size], &mut events).unwrap();
+            self.events.extend(events);
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Vec<Delivered> {
+        (0..n).map(|_| self.next()).collect()
+    }
+}
+
+/// One long poll: the messages, the cursor and whether a gap was reported.
+fn poll(addr: SocketAddr, channel: &str, since: &str, timeout_secs: u64) -> (Vec<Delivered>, String, bool) {
+    let response = http(addr, "GET", &format!("/poll/{channel}?since={since}&timeout={timeout_secs}"), None);
+    assert_eq!(response.status, 200, "{}", response.text());
+    let answer = response.json();
+    let messages =
+        answer.get("messages").and_then(json::Value::as_array).expect("messages").iter().map(delivered).collect();
+    let cursor = answer.get("cursor").and_then(json::Value::as_str).expect("a cursor").to_string();
+    let gap = answer.get("gap").and_then(json::Value::as_bool) == Some(true);
+    (messages, cursor, gap)
+}
+
+/// The cursor for "from now on": a poll without `since` that answers at once.
+fn tail_cursor(addr: SocketAddr, channel: &str) -> String {
+    let response = http(addr, "GET", &format!("/poll/{channel}?timeout=0"), None);
+    response.json().get("cursor").and_then(json::Value::as_str).expect("a cursor").to_string()
+}
+
+fn published_on(server: &TestServer) -> u64 {
+    server.server.app().stats.snapshot().published
+}
+
+#[test]
+fn a_websocket_subscriber_on_node_a_receives_what_node_b_publishes_in_order() {
+    let Some(redis) = Redis::start(Persistence::None) else { return };
+    for &model in MODELS {
+        eprintln!("--- model {}", model.name());
+        let (a, b) = (node(model, &redis, |_| {}), node(model, &redis, |_| {}));
+        let channel = format!("chat-{}", model.name());
+        let mut subscriber = websocket(a.addr(), &format!("/ws/{channel}"));
+        let ids: Vec<String> = (0..20).map(|i| publish(b.addr(), &channel, &format!("from b {i}"))).collect();
+        let received = ws_until(&mut subscriber, ids.last().unwrap());
+        assert_eq!(received.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), ids);
+        assert_eq!(received[0].text, "from b 0");
+        assert_in_stream_order(&received);
+        // The other way: the WebSocket client publishes on A; a long poll on B gets it.
+        subscriber.send_text("from the socket on a").unwrap();
+        let (messages, _, gap) = poll(b.addr(), &channel, ids.last().unwrap(), 10);
+        assert_eq!((texts(&messages), gap), (vec!["from the socket on a"], false));
+        assert_eq!(next_ws(&mut subscriber).text, "from the socket on a");
+    }
+}
+
+#[test]
+fn an_sse_client_resumes_on_the_other_node_with_last_event_id_and_loses_nothing() {
+    let Some(redis) = Redis::start(Persistence::None) else { return };
+    for &model in MODELS {
+        eprintln!("--- model {}", model.name());
+        let (a, b) = (node(model, &redis, |_| {}), node(model, &redis, |_| {}));
+        let channel = format!("feed-{}", model.name());
+        let mut on_a = EventSource::open(a.addr(), &format!("/sse/{channel}"), None);
+        for i in 0..5 {
+            publish(b.addr(), &channel, &i.to_string());
+        }
+        let first = on_a.take(5);
+        drop(on_a);
+        // Published while the client is away, on both nodes.
+        for i in 5..10 {
+            publish(if i % 2 == 0 { a.addr() } else { b.addr() }, &channel, &i.to_string());
+        }
+        let last_seen = first.last().unwrap().id.clone();
+        let mut on_b = EventSource::open(b.addr(), &format!("/sse/{channel}"), Some(&last_seen));
+        for i in 10..15 {
+            publish(a.addr(), &channel, &i.to_string());
+        }
+        let rest = on_b.take(10);
+        let all: Vec<Delivered> = first.into_iter().chain(rest).collect();
+        let expected: Vec<String> = (0..15).map(|i| i.to_string()).collect();
+        assert_eq!(texts(&all), expected.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_in_stream_order(&all);
+    }
+}
+
+#[test]
+fn a_long_poll_client_alternating_between_nodes_gets_every_message_once() {
+    let Some(redis) = Redis::start(Persistence::None) else { return };
+    for &model in MODELS {
+        eprintln!("--- model {}", model.name());
+        let (a, b) = (node(model, &redis, |_| {}), node(model, &redis, |_| {}));
+        let nodes = [a.addr(), b.addr()];
+        let channel = format!("poll-{}", model.name());
+        let total = 100;
+        let mut cursor = tail_cursor(a.addr(), &channel);
+        let publisher = {
+            let channel = channel.clone();
+            thread::spawn(move || {
+                for i in 0..total {
+                    publish(nodes[i % 2], &channel, &i.to_string());
+                }
+            })
+        };
+        let mut received = Vec::new();
+        let deadline = Instant::now() + PATIENCE;
+        for turn in 0.. {
+            if received.len() >= total {
+                break;
+            }
+            assert!(Instant::now() < deadline, "only {} of {total} messages arrived", received.len());
+            // The client asks the other node each time, from the cursor the last one gave.
+            let (messages, next, gap) = poll(nodes[(turn + 1) % 2], &channel, &cursor, 5);
+            assert!(!gap);
+            received.extend(messages);
+            cursor = next;
+        }
+        publisher.join().unwrap();
+        let expected: Vec<String> = (0..total).map(|i| i.to_string()).collect();
+        assert_eq!(texts(&received), expected.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_in_stream_order(&received);
+    }
+}
+
+#[test]
+fn history_older_than_a_nodes_ring_comes_from_the_stream_and_trimmed_history_is_a_gap() {
+    let Some(redis) = Redis::start(Persistence::None) else { return };
+    for &model in MODELS {
+        eprintln!("--- model {}", model.name());
+        let history = |config: &mut Config| config.history = 5;
+        let b = node(model, &redis, history);
+        let channel = format!("history-{}", model.name());
+        // MAXLEN ~ 5 trims whole radix-tree nodes (100 entries each): Redis keeps more than
+        // 5, fewer than 300.
+        let ids: Vec<String> = (0..300).map(|i| publish(b.addr(), &channel, &i.to_string())).collect();
+        common::eventually("node b has heard every message", || tail_cursor(b.addr(), &channel) == ids[299]);
+        // A node that saw every message but keeps 5, and a node started afterwards: both
+        // answer an older cursor from the stream, without a gap.
+        let c = node(model, &redis, history);
+        for server in [&b, &c] {
+            let (messages, cursor, gap) = poll(server.addr(), &channel, &ids[250], 0);
+            assert!(!gap);
+            assert_eq!(messages.len(), 49);
+            assert_eq!(messages[0].id, ids[251]);
+            assert_eq!(cursor, ids[299]);
+        }
+        // From the first message: the stream no longer has what came right after it.
+        let (messages, _, gap) = poll(c.addr(), &channel, &ids[0], 0);
+        assert!(gap, "messages after {} were trimmed", ids[0]);
+        let oldest = ids.iter().position(|id| *id == messages[0].id).expect("the oldest retained message");
+        assert!((5..300).contains(&(300 - oldest)), "{oldest}");
+        assert_eq!(messages.len(), 300 - oldest);
+        // From the last trimmed message: nothing after it was trimmed, so no gap.
+        let (messages, _, gap) = poll(c.addr(), &channel, &ids[oldest - 1], 0);
+        assert!(!gap, "the reader at {} missed nothing", ids[oldest - 1]);
+        assert_eq!(messages[0].id, ids[oldest]);
+    }
+}
+
+#[test]
+fn a_cursor_from_a_stream_redis_lost_in_a_restart_is_answered_with_a_gap() {
+    let Some(mut redis) = Redis::start(Persistence::None) else { return };
+    for &model in MODELS {
+        eprintln!("--- model {}", model.name());
+        let b = node(model, &redis, |_| {});
+        let channel = format!("lost-{}", model.name());
+        // A subscriber on b: what it receives is in b's mirror.
+        let mut subscriber = websocket(b.addr(), &format!("/ws/{channel}"));
+        let ids: Vec<String> = (0..3).map(|i| publish(b.addr(), &channel, &format!("before {i}"))).collect();
+        assert_eq!(ws_until(&mut subscriber, &ids[2]).len(), 3);
+        // Without persistence a restart loses the stream (Redis's loss, not the nodes').
+        redis.kill();
+        assert!(redis.spawn());
+        let after = publish_retrying(b.addr(), &channel, "after the restart", &AtomicUsize::new(0)).0;
+        assert_eq!(next_ws(&mut subscriber).id, after, "the socket stayed open through the restart");
+        // A node that never saw the lost messages cannot deliver them, and says so.
+        let c = node(model, &redis, |_| {});
+        let (messages, _, gap) = poll(c.addr(), &channel, &ids[1], 0);
+        assert!(gap, "the messages after {} are gone", ids[1]);
+        assert_eq!(texts(&messages), ["after the restart"]);
+        // Node b still holds what it mirrored: its reader misses nothing.
+        let (messages, _, gap) = poll(b.addr(), &channel, &ids[1], 0);
+        assert!(!gap);
+        assert_eq!(texts(&messages), ["before 2", "after the restart"]);
+    }
+}
+
+/// Publishes, retrying 503s until the deadline (each one counted in `refusals` as it
+/// happens); the id and how many attempts were refused.
+fn publish_retrying(addr: SocketAddr, channel: &str, text: &str, refusals: &AtomicUsize) -> (String, usize) {
+    let deadline = Instant::now() + PATIENCE;
+    let mut refused = 0;
+    loop {
+        let response = http(addr, "POST", &format!("/publish/{channel}"), Some(text));
+        match response.status {
+            201 => {
+                let id = response.json().get("id").and_then(json::Value::as_str).expect("an id").to_string();
+                return (id, refused);
+            }
+            503 => {
+                refused += 1;
+                refusals.fetch_add(1, Ordering::SeqCst);
+                assert!(Instant::now() < deadline, "publishes were refused for {PATIENCE:?}");
+                thread::sleep(Duration::from_millis(5));
+            }
+            status => panic!("publish answered {status}: {}", response.text()),
+        }
+    }
+}
+
+/// What a publisher thread saw: the number and id of each accepted publish, and the numbers
+/// that were refused (503) at least once before they were accepted.
+struct PublishLog {
+    accepted: Vec<(usize, String)>,
+    refused: HashSet<usize>,
+}
+
+/// Publishes `0..total` on `addr`, each retried until accepted; `progress` counts accepted
+/// ones and `refusals` the 503s, for the test to act on mid-stream.
+fn numbered_stream(
+    addr: SocketAddr,
+    channel: &str,
+    total: usize,
+    progress: Arc<AtomicUsize>,
+    refusals: Arc<AtomicUsize>,
+) -> thread::JoinHandle<PublishLog> {
+    let channel = channel.to_string();
+    thread::spawn(move || {
+        let mut log = PublishLog { accepted: Vec::new(), refused: HashSet::new() };
+        for n in 0..total {
+            let (id, refused) = publish_retrying(addr, &channel, &n.to_string(), &refusals);
+            if refused > 0 {
+                log.refused.insert(n);
+            }
+            log.accepted.push((n, id));
+            progress.store(n + 1, Ordering::SeqCst);
+        }
+        log
+    })
+}
+
+/// The guarantee under faults: the subscriber received every accepted id, once, in order.
+/// A message whose publish was refused may also have been stored (Redis ran the script, the
+/// reply was lost): such a copy may arrive too, before the accepted one.
+fn assert_received_what_redis_stored(received: &[Delivered], log: &PublishLog) {
+    assert_in_stream_order(received);
+    let accepted: HashSet<&str> = log.accepted.iter().map(|(_, id)| id.as_str()).collect();
+    let received_ids: HashSet<&str> = received.iter().map(|m| m.id.as_str()).collect();
+    let missing: Vec<_> = log.accepted.iter().filter(|(_, id)| !received_ids.contains(id.as_str())).collect();
+    assert!(missing.is_empty(), "accepted but never delivered: {missing:?}");
+    for message in received.iter().filter(|m| !accepted.contains(m.id.as_str())) {
+        let n: usize = message.text.parse().unwrap();
+        assert!(log.refused.contains(&n), "{message:?} was neither accepted nor refused");
+    }
+    let numbers: Vec<usize> = received.iter().map(|m| m.text.parse().unwrap()).collect();
+    assert!(numbers.windows(2).all(|w| w[0] <= w[1]), "numbers out of order: {numbers:?}");
+}
+
+#[test]
+fn a_redis_restart_mid_stream_loses_nothing_redis_stored() {
+    // With appendfsync always, every publish Redis acknowledged is on disk before the 201:
+    // the kill -9 below loses nothing, so anything missing would be the nodes' fault.
+    let Some(mut redis) = Redis::start(Persistence::AppendFsyncAlways) else { return };
+    for &model in MODELS {
+        eprintln!("--- model {}", model.name());
+        let (a, b) = (node(model, &redis, |_| {}), node(model, &redis, |_| {}));
+        let channel = format!("restart-{}", model.name());
+        let mut subscriber = websocket(a.addr(), &format!("/ws/{channel}"));
+        let (progress, refusals) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let total = 150;
+        let publisher = numbered_stream(b.addr(), &channel, total, progress.clone(), refusals.clone());
+        common::eventually("a third of the stream is published", || progress.load(Ordering::SeqCst) >= total / 3);
+        redis.kill();
+        common::eventually("a publish is refused while Redis is down", || refusals.load(Ordering::SeqCst) > 0);
+        assert!(redis.spawn(), "redis-server restarts on its port");
+        let log = publisher.join().unwrap();
+        assert!(!log.refused.is_empty());
+        // The same WebSocket, open through the outage, gets everything.
+        let received = ws_until(&mut subscriber, &log.accepted.last().unwrap().1);
+        assert_received_what_redis_stored(&received, &log);
+    }
+}
+
+#[test]
+fn cutting_the_nodes_connections_mid_stream_loses_nothing() {
+    // CLIENT KILL drops connections without losing data: first every subscription (the
+    // nodes catch up from the stream), then every command connection (the next publish
+    // finds it closed and reconnects before sending).
+    let Some(redis) = Redis::start(Persistence::None) else { return };
+    for &model in MODELS {
+        eprintln!("--- model {}", model.name());
+        let (a, b) = (node(model, &redis, |_| {}), node(model, &redis, |_| {}));
+        let channel = format!("cut-{}", model.name());
+        let mut subscriber = websocket(a.addr(), &format!("/ws/{channel}"));
+        let mut on_b = EventSource::open(b.addr(), &format!("/sse/{channel}"), None);
+        let (progress, refusals) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let total = 300;
+        let publisher = numbered_stream(b.addr(), &channel, total, progress.clone(), refusals.clone());
+        common::eventually("a quarter of the stream is published", || progress.load(Ordering::SeqCst) >= total / 4);
+        let killed = redis.command(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+        assert!(killed.as_integer().is_some_and(|n| n >= 2), "both nodes' subscriptions: {killed:?}");
+        common::eventually("half of the stream is published", || progress.load(Ordering::SeqCst) >= total / 2);
+        let killed = redis.command(&["CLIENT", "KILL", "TYPE", "normal"]);
+        assert!(killed.as_integer().is_some_and(|n| n >= 2), "both nodes' command connections: {killed:?}");
+        let log = publisher.join().unwrap();
+        let received = ws_until(&mut subscriber, &log.accepted.last().unwrap().1);
+        assert_received_what_redis_stored(&received, &log);
+        let mut on_b_received = Vec::new();
+        while on_b_received.last().is_none_or(|m: &Delivered| m.id != log.accepted.last().unwrap().1) {
+            on_b_received.push(on_b.next());
+        }
+        assert_received_what_redis_stored(&on_b_received, &log);
+    }
+}
+
+/// nginx with `examples/nginx.conf`, its three addresses replaced; killed when dropped.
+struct Nginx {
+    addr: SocketAddr,
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Nginx {
+    fn start(binary: &Path, a: SocketAddr, b: SocketAddr) -> Nginx {
+        let dir = scratch_dir("nginx");
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/nginx.conf");
+        let port = free_port();
+        let config = std::fs::read_to_string(example)
+            .expect("examples/nginx.conf")
+            .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
+            .replace("127.0.0.1:8081", &a.to_string())
+            .replace("127.0.0.1:8082", &b.to_string());
+        std::fs::write(dir.join("nginx.conf"), config).unwrap();
+        let log = std::fs::File::create(dir.join("nginx.log")).unwrap();
+        let child = Command::new(binary)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-g")
+            // One process (no master and workers): killing it leaves no orphaned worker.
+            .arg(format!("daemon off; master_process off; pid {}; error_log stderr;", dir.join("nginx.pid").display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn nginx");
+        let mut nginx = Nginx { addr: ([127, 0, 0, 1], port).into(), child, dir };
+        let deadline = Instant::now() + PATIENCE;
+        while TcpStream::connect(nginx.addr).is_err() {
+            let log = std::fs::read_to_string(nginx.dir.join("nginx.log")).unwrap_or_default();
+            assert!(nginx.child.try_wait().ok().flatten().is_none(), "nginx exited: {log}");
+            assert!(Instant::now() < deadline, "nginx did not listen: {log}");
+            thread::sleep(Duration::from_millis(10));
+        }
+        nginx
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The node of the two that does *not* hold the one open connection of `kind` (the stats
+/// index: 1 SSE, 2 WebSocket), once nginx has placed it.
+fn other_node(nodes: [&TestServer; 2], kind: usize) -> &TestServer {
+    let open = |server: &TestServer| server.server.app().stats.snapshot().open[kind];
+    common::eventually("one node holds the connection", || open(nodes[0]) + open(nodes[1]) == 1);
+    if open(nodes[0]) == 1 {
+        nodes[1]
+    } else {
+        nodes[0]
+    }
+}
+
+#[test]
+fn nginx_round_robin_carries_all_three_transports_with_publishes_on_the_other_node() {
+    let Some(redis) = Redis::start(Persistence::None) else { return };
+    let Some(nginx_binary) = common::external_program("nginx") else { return };
+    for &model in MODELS {
+        eprintln!("--- model {}", model.name());
+        let (a, b) = (node(model, &redis, |_| {}), node(model, &redis, |_| {}));
+        let nginx = Nginx::start(&nginx_binary, a.addr(), b.addr());
+        let channel = format!("proxied-{}", model.name());
+
+        // WebSocket through nginx (the Upgrade headers pass); publishes go directly to the
+        // node that does not hold the socket, and through nginx (round robin: both nodes).
+        let mut socket = websocket(nginx.addr, &format!("/ws/{channel}"));
+        let other = other_node([&a, &b], 2);
+        let mut ids = Vec::new();
+        for i in 0..10 {
+            let target = if i % 2 == 0 { other.addr() } else { nginx.addr };
+            ids.push(publish(target, &channel, &format!("ws {i}")));
+        }
+        let received = ws_until(&mut socket, ids.last().unwrap());
+        assert_eq!(received.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), ids);
+        assert!(published_on(&a) > 0 && published_on(&b) > 0, "round robin reached both nodes");
+        drop(socket);
+        common::eventually("the socket is closed", || {
+            a.server.app().stats.snapshot().open[2] + b.server.app().stats.snapshot().open[2] == 0
+        });
+
+        // SSE through nginx: unbuffered, and resumed with Last-Event-ID on whichever node
+        // nginx picks next.
+        let sse_channel = format!("{channel}-sse");
+        let mut events = EventSource::open(nginx.addr, &format!("/sse/{sse_channel}"), None);
+        let other = other_node([&a, &b], 1);
+        for i in 0..4 {
+            publish(other.addr(), &sse_channel, &format!("sse {i}"));
+        }
+        let first = events.take(4);
+        drop(events);
+        for i in 4..8 {
+            publish(nginx.addr, &sse_channel, &format!("sse {i}"));
+        }
+        let mut events = EventSource::open(nginx.addr, &format!("/sse/{sse_channel}"), Some(&first[3].id));
+        let rest = events.take(4);
+        let all: Vec<Delivered> = first.into_iter().chain(rest).collect();
+        assert_eq!(texts(&all), (0..8).map(|i| format!("sse {i}")).collect::<Vec<_>>());
+        assert_in_stream_order(&all);
+
+        // Long polling through nginx: each poll may land on either node.
+        let poll_channel = format!("{channel}-poll");
+        let mut cursor = tail_cursor(nginx.addr, &poll_channel);
+        for i in 0..6 {
+            let target = if i % 2 == 0 { a.addr() } else { b.addr() };
+            publish(target, &poll_channel, &format!("poll {i}"));
+        }
+        let mut received = Vec::new();
+        let deadline = Instant::now() + PATIENCE;
+        while received.len() < 6 {
+            assert!(Instant::now() < deadline, "only {} of 6 polled messages", received.len());
+            let (messages, next, gap) = poll(nginx.addr, &poll_channel, &cursor, 5);
+            assert!(!gap);
+            received.extend(messages);
+            cursor = next;
+        }
+        assert_eq!(texts(&received), (0..6).map(|i| format!("poll {i}")).collect::<Vec<_>>());
+        assert_in_stream_order(&received);
+    }
+}
