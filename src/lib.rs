@@ -72,6 +72,16 @@
 //! | follow a channel, publish the client's text, ping, close slow consumers | [`stream::WebSocketStream::advance`] | §5.5.2, §7.4.1 |
 //! | the client side: random key, fresh mask per frame | [`ws::client::Client`] | §4.1, §5.3 |
 //!
+//! ## Many nodes: the Redis backplane
+//!
+//! | step | where |
+//! |---|---|
+//! | speak Redis: encode a command, decode a reply incrementally (RESP2) | [`broker::resp::encode_command`], [`broker::resp::decode`] |
+//! | publish: one script appends to the channel's stream and publishes the entry | [`broker::redis::RedisBroker`] (`publish`, the `XADD` + `PUBLISH` script) |
+//! | hear every node's publishes: one `PSUBSCRIBE`, each entry into the channel's mirror | `broker/redis.rs` (the supervisor thread, `Mirror::accept`) |
+//! | resume from a cursor: from the mirror, or older history from the stream with a gap check | [`broker::redis::RedisBroker`] (`read`, `XRANGE` + `XINFO STREAM`) |
+//! | Redis went away: refuse publishes (503), reconnect with backoff, subscribe, catch up by `XRANGE` | `broker/redis.rs` (`supervise`, `catch_up`) |
+//!
 //! ## Two server models: what waiting costs
 //!
 //! | step | thread per connection | event loop |
