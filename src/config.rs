@@ -72,6 +72,10 @@ pub struct Config {
     /// Open connections beyond this are answered 503 and closed, before any thread or buffer
     /// is spent on them. Keep it below the process's open-file limit.
     pub max_connections: usize,
+    /// `--model threads` only: how many threads may serve connections at once (a WebSocket
+    /// takes two). `0`: as many as the kernel allows the process (`vm.max_map_count`,
+    /// `kernel.threads-max`, `kernel.pid_max`); past the budget, 503 or a 1011 close.
+    pub max_threads: usize,
     /// When set, `POST /publish` needs `Authorization: Bearer <token>`.
     pub publish_token: Option<String>,
     /// The largest message text a client may publish, in bytes (413 beyond).
@@ -112,6 +116,7 @@ impl Default for Config {
             max_channels: crate::broker::memory::DEFAULT_MAX_CHANNELS,
             poll_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            max_threads: 0,
             publish_token: None,
             // 64 KiB: a chat message or an event, not a file upload.
             max_publish_bytes: 64 * 1024,
@@ -169,6 +174,7 @@ Options (durations in seconds, fractions allowed):
   --max-channels N          channels the broker may hold          [10000]
   --poll-timeout SECS       long-poll wait without ?timeout=      [30] (max 60)
   --max-connections N       open connections before 503           [10000]
+  --max-threads N           threads model: thread budget          [what the kernel allows]
   --publish-token TOKEN     require Authorization: Bearer TOKEN to publish
   --max-publish-bytes N     largest message a client may publish  [65536]
   --header-timeout SECS     time to send a request head (408)     [10]
@@ -229,6 +235,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
                 }
             }
             "--max-connections" => config.max_connections = positive(flag, value()?)?,
+            "--max-threads" => config.max_threads = positive(flag, value()?)?,
             "--publish-token" => {
                 let token = value()?;
                 if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
@@ -295,7 +302,7 @@ mod tests {
     #[test]
     fn flags_set_fields() {
         let Ok(Command::Serve(config)) =
-            parse("--addr 0.0.0.0:9000 --history 5 --poll-timeout 0.5 --publish-token s3cret")
+            parse("--addr 0.0.0.0:9000 --history 5 --poll-timeout 0.5 --publish-token s3cret --max-threads 64")
         else {
             panic!("expected serve");
         };
@@ -303,6 +310,7 @@ mod tests {
         assert_eq!(config.history, 5);
         assert_eq!(config.poll_timeout, Duration::from_millis(500));
         assert_eq!(config.publish_token.as_deref(), Some("s3cret"));
+        assert_eq!(config.max_threads, 64);
     }
 
     #[test]

@@ -236,12 +236,15 @@ impl Connection {
     }
 
     /// The driver cannot keep this connection (the thread model ran out of threads for a
-    /// WebSocket's reader): a WebSocket is told 1013 "Try Again Later" behind what it has not
+    /// WebSocket's reader): a WebSocket is told 1011 behind what it has not
     /// read yet, and the connection closes once that is written.
     pub fn close_overloaded(&mut self) {
         let mut state = std::mem::replace(&mut self.state, State::Closing);
         if let State::WebSocket(stream) = &mut state {
-            stream.close_now(CloseCode::TRY_AGAIN_LATER, "server overloaded", &mut self.output);
+            // RFC 6455 §7.4.1: 1011, "an unexpected condition that prevented it from fulfilling
+            // the request". 1013 "Try Again Later" would say it better, but it was registered
+            // after the RFC and strict peers (ours, Autobahn's) refuse it as undefined.
+            stream.close_now(CloseCode::INTERNAL_ERROR, "server overloaded, try again later", &mut self.output);
         }
         self.stop_stream(&mut state);
     }

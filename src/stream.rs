@@ -320,7 +320,7 @@ impl WebSocketStream {
 
     /// Queues a close frame behind whatever the client has not read yet, for a reason that
     /// comes from the server rather than from the client's frames: a slow consumer (1008) or
-    /// an overloaded server (1013).
+    /// an overloaded server (1011).
     pub fn close_now(&mut self, code: CloseCode, reason: &str, output: &mut Vec<u8>) {
         let _ = self.session.close(code, reason, output);
     }

@@ -485,3 +485,32 @@ fn a_slow_consumer_is_disconnected_and_resumes_without_loss() {
         },
     );
 }
+
+#[test]
+fn the_thread_model_past_its_thread_budget_closes_a_websocket_with_1011_and_refuses_with_503() {
+    // Only the thread model has a thread budget: a WebSocket needs two threads (one writes,
+    // one blocks reading), a stream or a request one. Three allow one WebSocket and one more.
+    let server = TestServer::start(realtime::config::Model::Threads, &|config| config.max_threads = 3);
+    let mut first = connect(&server, "/ws/budget");
+    // The second upgrade gets its 101 (its first thread was free) but no thread to read its
+    // frames: 1011 (RFC 6455 §7.4.1, "an unexpected condition") instead of a silent drop.
+    let mut second = connect(&server, "/ws/budget");
+    assert_eq!(close_code(&mut second), Some(CloseCode::INTERNAL_ERROR.0));
+    // Once its thread is gone the budget has one place (a request's thread may still be
+    // finishing, so try until it is free): an SSE stream takes it, and the next gets 503.
+    let mut stream = None;
+    common::eventually("a place for an SSE stream", || {
+        let mut candidate = server.connect();
+        candidate.write_all(b"GET /sse/budget HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let head = common::read_until(&mut candidate, b"\r\n\r\n").unwrap_or_default();
+        let open = head.starts_with(b"HTTP/1.1 200");
+        stream = open.then_some(candidate);
+        open
+    });
+    assert_eq!(server.get("/healthz").status, 503);
+    assert!(stream.is_some(), "the stream holds the last place");
+    // The first WebSocket was never disturbed (and can still publish: no new connection needed).
+    first.send_text("still here").unwrap();
+    let Message::Text(text) = first.next_message().unwrap() else { panic!("a text message") };
+    assert!(text.contains("still here"));
+}

@@ -21,7 +21,7 @@
 //! thread), and `vm.max_map_count` (65,530 by default) caps the mappings of a process: past
 //! about 16,000 threads a new thread cannot set up its signal stack and the runtime aborts
 //! the whole process. So the model keeps a thread budget below the kernel's limits and
-//! answers 503 (or closes a WebSocket with 1013) when it is spent, instead of dying.
+//! answers 503 (or closes a WebSocket with 1011) when it is spent, instead of dying.
 //!
 //! The broker wakes a parked thread through a [`Waker`] that unparks it (`ThreadWaker`).
 //! `park`/`unpark` keep a token, so a wake-up that arrives before the thread parks is not lost.
@@ -101,11 +101,13 @@ impl Drop for ThreadPermit {
 }
 
 impl Registry {
-    fn new() -> Registry {
+    /// A registry whose threads stay within `max_threads` (`0`: within what the kernel allows).
+    fn new(max_threads: usize) -> Registry {
+        let kernel = kernel_thread_limit();
         Registry {
             connections: Mutex::default(),
             alive: AtomicUsize::new(0),
-            thread_limit: kernel_thread_limit(),
+            thread_limit: if max_threads == 0 { kernel } else { max_threads.min(kernel) },
             warned: AtomicBool::new(false),
         }
     }
@@ -122,9 +124,9 @@ impl Registry {
         self.alive.fetch_sub(1, Ordering::SeqCst);
         if !self.warned.swap(true, Ordering::Relaxed) {
             eprintln!(
-                "realtime: {} threads alive, the most this kernel allows the process (vm.max_map_count, \
-                 kernel.threads-max, kernel.pid_max); refusing more connections (--model epoll has no \
-                 such limit)",
+                "realtime: {} threads alive, the budget (--max-threads, at most what vm.max_map_count, \
+                 kernel.threads-max and kernel.pid_max allow); refusing more connections (--model epoll \
+                 has no such limit)",
                 self.thread_limit
             );
         }
@@ -148,7 +150,7 @@ fn kernel_thread_limit() -> usize {
 
 /// Accepts connections until shutdown, one thread each; then shuts down gracefully.
 pub fn run(listener: TcpListener, app: Arc<App>) -> io::Result<()> {
-    let registry = Arc::new(Registry::new());
+    let registry = Arc::new(Registry::new(app.config.max_threads));
     let admitted = Arc::new(AtomicUsize::new(0));
     let mut next_key = 0u64;
     accept_loop(&listener, &app, &admitted, |stream, admission| {
@@ -361,7 +363,7 @@ mod tests {
     use super::*;
 
     fn registry_with_limit(thread_limit: usize) -> Arc<Registry> {
-        Arc::new(Registry { thread_limit, ..Registry::new() })
+        Arc::new(Registry::new(thread_limit))
     }
 
     #[test]

@@ -72,9 +72,6 @@ impl CloseCode {
     pub const MANDATORY_EXTENSION: CloseCode = CloseCode(1010);
     /// 1011: "an unexpected condition that prevented it from fulfilling the request".
     pub const INTERNAL_ERROR: CloseCode = CloseCode(1011);
-    /// 1013 "Try Again Later": registered in the IANA WebSocket Close Code Number Registry
-    /// (RFC 6455 §11.7) after the RFC; the server is overloaded, the client should come back.
-    pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
 
     /// Whether this code may appear in a Close frame, sent or received.
     ///
