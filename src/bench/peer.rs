@@ -64,9 +64,10 @@ pub struct Delivery {
     pub at: Instant,
 }
 
-/// Largest response body or event a client accepts: far above any message the contract
-/// allows (64 KiB publishes, a poll answer of at most a history's worth of them).
-const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
+/// Largest long-poll answer a client accepts. The answers this tool provokes are small (its
+/// texts are a few bytes; an answer holds at most 1000 of them); the bound is what a
+/// misbehaving server can make each of thousands of clients buffer.
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// Masking keys for every client WebSocket of the process, from one `/dev/urandom` reader
 /// (one file descriptor, not one per connection).
