@@ -567,6 +567,22 @@ fn idle(options: &Options, target: &Target, transport: Transport, masks: &Masks)
     ])
 }
 
+/// CPU time this thread has used (`/proc/thread-self/schedstat`, first field, nanoseconds).
+/// The engine runs on the calling thread, so its share of a window says whether the load
+/// generator, not the server, was the limit.
+fn thread_cpu() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok().map(Duration::from_nanos)
+}
+
+/// The calling thread's CPU use since `before` over `elapsed`, in percent (NaN if unknown).
+fn cpu_percent(before: Option<Duration>, elapsed: Duration) -> f64 {
+    match (before, thread_cpu()) {
+        (Some(before), Some(after)) => after.saturating_sub(before).as_secs_f64() / elapsed.as_secs_f64() * 100.0,
+        _ => f64::NAN,
+    }
+}
+
 /// What the publisher thread did.
 #[derive(Default)]
 struct Published {
@@ -664,6 +680,7 @@ fn fanout(options: &Options, target: &Target, transport: Transport, masks: &Mask
     eprintln!("  {}: {established} subscribers, publishing {} msgs/s", transport.name(), options.rate);
 
     let origin = Instant::now();
+    let cpu_before = thread_cpu();
     let done = Arc::new(AtomicBool::new(false));
     let result = Arc::new(Mutex::new(None));
     let publisher = {
@@ -708,6 +725,7 @@ fn fanout(options: &Options, target: &Target, transport: Transport, masks: &Mask
         }
     }
     let Tally { mut latencies, seen, duplicates, delivered, .. } = tally;
+    let client_cpu = cpu_percent(cpu_before, origin.elapsed());
     let window = published.elapsed.max(Duration::from_millis(1)).as_secs_f64();
     let lost: u64 = seen.iter().map(|seen| expected.difference(seen).count() as u64).sum();
     let gaps: usize = engine.connections.iter().map(|c| c.client.gaps).sum();
@@ -729,6 +747,8 @@ fn fanout(options: &Options, target: &Target, transport: Transport, masks: &Mask
         ("p50_ms", Cell::Number(percentile(&latencies, 50.0))),
         ("p99_ms", Cell::Number(percentile(&latencies, 99.0))),
         ("max_ms", Cell::Number(latencies.last().copied().unwrap_or(f64::NAN))),
+        // Near 100: the load generator was the limit, and the latencies are its own backlog.
+        ("client_cpu_pct", Cell::Number(client_cpu)),
     ])
 }
 
@@ -746,6 +766,7 @@ fn echo(options: &Options, target: &Target, masks: &Masks) -> Result<Row, String
         connection.client.round_trips.clear();
     }
     let start = Instant::now();
+    let cpu_before = thread_cpu();
     let mut progress = Progress::new("echo");
     engine
         .run_until(start + options.duration, |engine| {
@@ -756,6 +777,7 @@ fn echo(options: &Options, target: &Target, masks: &Masks) -> Result<Row, String
         })
         .map_err(io_error)?;
     progress.done();
+    let client_cpu = cpu_percent(cpu_before, start.elapsed());
     let elapsed = start.elapsed().as_secs_f64();
     let mut latencies: Vec<f64> = engine
         .connections
@@ -774,6 +796,7 @@ fn echo(options: &Options, target: &Target, masks: &Masks) -> Result<Row, String
         ("p99_us", Cell::Number(percentile(&latencies, 99.0))),
         ("max_us", Cell::Number(latencies.last().copied().unwrap_or(f64::NAN))),
         ("closed", Cell::Count(closed as u64)),
+        ("client_cpu_pct", Cell::Number(client_cpu)),
     ])
 }
 
