@@ -289,6 +289,12 @@ impl Subscriber {
             Transport::Sse => Phase::Stream {
                 decoder: match framing {
                     ResponseFraming::UntilClose => None,
+                    // An event stream never ends, so its total length has no bound; what one
+                    // read decodes is handed to the parser (which bounds lines and events) and
+                    // cleared at once, so nothing accumulates.
+                    ResponseFraming::Chunked => {
+                        Some(BodyDecoder::new(BodyFraming::Chunked, usize::MAX).map_err(|e| e.message().to_string())?)
+                    }
                     framing => Some(body_decoder(framing)?),
                 },
                 parser: EventStreamParser::new(),
@@ -422,5 +428,47 @@ impl Echoer {
                 None => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(payload: &str) -> Vec<u8> {
+        format!("{:x}\r\n{payload}\r\n", payload.len()).into_bytes()
+    }
+
+    #[test]
+    fn an_event_stream_longer_than_any_body_limit_is_read_to_the_end() {
+        let masks = Masks::new().unwrap();
+        let mut out = Vec::new();
+        let mut sse = Subscriber::start(Transport::Sse, "x", "c", None, &masks, &mut out);
+        let now = Instant::now();
+        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+        sse.receive(head.as_bytes(), &mut out, now).unwrap();
+        let text = "x".repeat(64 * 1024);
+        let events = MAX_BODY_BYTES / text.len() + 10; // more bytes in all than MAX_BODY_BYTES
+        for i in 0..events {
+            let event = format!("id: a-{i}\ndata: {{\"id\":\"a-{i}\",\"text\":\"{text}\",\"time\":1}}\n\n");
+            sse.receive(&chunk(&event), &mut out, now).unwrap();
+        }
+        assert_eq!(sse.deliveries.len(), events);
+        assert_eq!(sse.cursor(), Some(format!("a-{}", events - 1).as_str()));
+    }
+
+    #[test]
+    fn a_long_poll_answer_is_delivered_and_the_next_request_asks_from_its_cursor() {
+        let masks = Masks::new().unwrap();
+        let mut out = Vec::new();
+        let mut poll = Subscriber::start(Transport::LongPoll, "x", "c", Some("a-1"), &masks, &mut out);
+        assert!(String::from_utf8_lossy(&out).starts_with("GET /poll/c?timeout=60&since=a-1 HTTP/1.1\r\n"));
+        out.clear();
+        let body = r#"{"messages":[{"id":"a-2","text":"hi","time":1}],"cursor":"a-2","timestamp":1}"#;
+        let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        poll.receive(answer.as_bytes(), &mut out, Instant::now()).unwrap();
+        assert_eq!(poll.deliveries.iter().map(|d| d.text.as_str()).collect::<Vec<_>>(), ["hi"]);
+        assert!(String::from_utf8_lossy(&out).starts_with("GET /poll/c?timeout=60&since=a-2 HTTP/1.1\r\n"));
+        assert_eq!(poll.requests, 2);
     }
 }
