@@ -119,6 +119,7 @@ pub mod bench;
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod crypto;
 pub mod demo;
 #[doc(hidden)]
 pub mod fuzz;

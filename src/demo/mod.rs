@@ -67,16 +67,13 @@
 
 #![forbid(unsafe_code)]
 
-mod sha256;
-
 use std::sync::OnceLock;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 
+use crate::crypto::sha256::sha256;
 use crate::http::response::Response;
-
-pub use sha256::sha256;
 
 /// The page: HTML, CSS and JavaScript in one file, embedded at compile time.
 pub const PAGE: &str = include_str!("index.html");

@@ -1,10 +1,18 @@
-//! SHA-256 (FIPS 180-4 §6.2), written out so that the page's Content-Security-Policy can name
-//! its inline script and style by hash without a new dependency.
+//! SHA-256 (FIPS 180-4 §6.2), written out so that the product needs no new dependency for it.
+//! Two users: the demo page's Content-Security-Policy names its inline script and style by
+//! hash (`demo`), and HMAC-SHA-256 (`crypto::hmac`) signs and checks channel tokens (`token`)
+//! under a secret key.
 //!
-//! It runs once per process, over some 40 KB, so it is written to be read, not to be fast:
-//! the message is padded (§5.1.1), cut into 64-byte blocks (§5.2.1), and each block goes
-//! through the 64 rounds of the compression function (§6.2.2). Nothing here is secret, so
-//! constant-time concerns do not arise.
+//! It is written to be read, not to be fast: the message is padded (§5.1.1), cut into 64-byte
+//! blocks (§5.2.1), and each block goes through the 64 rounds of the compression function
+//! (§6.2.2). The inputs are small (a page of some 40 KB once per process; a token of at most a
+//! few KB per request), so clarity costs nothing that matters.
+//!
+//! Is it fit to hash secrets? Timing side channels come from branches and memory lookups whose
+//! choice depends on secret data. SHA-256 has neither: every round is the same additions,
+//! rotations, shifts and boolean functions on 32-bit words, the round constants are read in
+//! a fixed order, and the only branches (the padding loop, the block loop) depend on the
+//! message *length*, which is public. So the same code serves HMAC over a secret key.
 
 #![forbid(unsafe_code)]
 
