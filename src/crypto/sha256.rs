@@ -34,11 +34,15 @@ const ROUND_CONSTANTS: [u32; 64] = [
     0xc67178f2,
 ];
 
-/// Bytes in one block of the message schedule.
-const BLOCK_BYTES: usize = 64;
+/// Bytes in one block of the message schedule (FIPS 180-4 §1: a 512-bit block). HMAC needs
+/// it too: RFC 2104's B.
+pub const BLOCK_BYTES: usize = 64;
+
+/// Bytes in a digest (FIPS 180-4 §1: a 256-bit message digest). RFC 2104's L.
+pub const DIGEST_BYTES: usize = 32;
 
 /// The SHA-256 digest of `data`.
-pub fn sha256(data: &[u8]) -> [u8; 32] {
+pub fn sha256(data: &[u8]) -> [u8; DIGEST_BYTES] {
     // §5.1.1: append the bit "1", then zeros until the length is 448 mod 512 bits, then the
     // message length in bits as a 64-bit big-endian integer.
     let mut message = data.to_vec();
@@ -52,7 +56,7 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     for block in message.chunks_exact(BLOCK_BYTES) {
         compress(&mut hash, block);
     }
-    let mut digest = [0u8; 32];
+    let mut digest = [0u8; DIGEST_BYTES];
     for (out, word) in digest.chunks_exact_mut(4).zip(hash) {
         out.copy_from_slice(&word.to_be_bytes());
     }
