@@ -132,4 +132,5 @@ pub mod sse;
 pub mod stats;
 pub mod stream;
 pub mod subscription;
+pub mod token;
 pub mod ws;
