@@ -156,6 +156,8 @@ Usage:
   realtime [serve] [OPTIONS]    run the push server (the default command)
   realtime bench SCENARIO ...   measure a server: idle, fanout, echo, overhead
                                 (realtime bench --help)
+  realtime token --secret-file PATH [--channels P,...] [--publish P,...] ...
+                                print a signed channel token (realtime token --help)
   realtime --help               this text
   realtime serve --help         the server's options
 ";

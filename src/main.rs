@@ -1,18 +1,24 @@
-//! The `realtime` command: `realtime [serve] [OPTIONS]` and `realtime bench SCENARIO ...`.
+//! The `realtime` command: `realtime [serve] [OPTIONS]`, `realtime bench SCENARIO ...` and
+//! `realtime token ...`.
 
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 use std::thread;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use realtime::bench;
 use realtime::config::{self, Command};
 use realtime::server::{sys, Server};
+use realtime::token::{self, TokenCommand};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("bench") {
         return bench(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("token") {
+        return token(&args[1..]);
     }
     let config = match config::parse_args(&args) {
         Ok(Command::Serve(config)) => *config,
@@ -80,6 +86,36 @@ fn bench(args: &[String]) -> ExitCode {
     }
     match bench::parse_args(args) {
         Ok(options) => bench::run(&options),
+        Err(error) => {
+            eprintln!("realtime: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `realtime token ...`: prints a signed channel token (see [`realtime::token`]).
+fn token(args: &[String]) -> ExitCode {
+    let request = match token::parse_token_args(args) {
+        Ok(TokenCommand::Help) => {
+            print!("{}", token::TOKEN_USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Ok(TokenCommand::Sign(request)) => request,
+        Err(error) => {
+            eprintln!("realtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    // The token module never reads a clock; its exp is counted from this one reading.
+    let Ok(now) = SystemTime::now().duration_since(UNIX_EPOCH) else {
+        eprintln!("realtime: token: the system clock is set before 1970");
+        return ExitCode::FAILURE;
+    };
+    match request.issue(now.as_secs()) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             eprintln!("realtime: {error}");
             ExitCode::from(2)
