@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::broker::redis::{self, RedisUrl};
 use crate::http::request::{Limits, MAX_HEADERS, MAX_HEAD_BYTES, MAX_TARGET_BYTES};
 use crate::server::poller::Backend;
+use crate::token::{self, ChannelPattern};
 
 /// The longest a client may ask a long poll to wait (`?timeout=`, capped to this). Proxies and
 /// browsers commonly give up on a silent request after 60 to 120 s.
@@ -30,6 +31,36 @@ impl Model {
             Model::Threads => "threads",
             Model::EventLoop => "epoll",
         }
+    }
+}
+
+/// The key signed channel tokens are checked with (`--token-secret`). Its `Debug` form does
+/// not show it, so that printing a `Config` cannot leak it into a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// RFC 7518 §3.2: "A key of the same size as the hash output (256 bits) or larger MUST be
+    /// used with this algorithm."
+    pub fn new(bytes: Vec<u8>) -> Result<Secret, String> {
+        if bytes.len() < token::MIN_SECRET_BYTES {
+            return Err(format!(
+                "a token secret needs at least {} bytes (RFC 7518 §3.2), got {}",
+                token::MIN_SECRET_BYTES,
+                bytes.len()
+            ));
+        }
+        Ok(Secret(bytes))
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({} bytes)", self.0.len())
     }
 }
 
@@ -76,8 +107,19 @@ pub struct Config {
     /// takes two). `0`: as many as the kernel allows the process (`vm.max_map_count`,
     /// `kernel.threads-max`, `kernel.pid_max`); past the budget, 503 or a 1011 close.
     pub max_threads: usize,
-    /// When set, `POST /publish` needs `Authorization: Bearer <token>`.
+    /// When set, publishing (`POST /publish`, a WebSocket text frame) needs this token, as
+    /// `Authorization: Bearer <token>` or `?token=<token>` (see [`crate::gate`]).
     pub publish_token: Option<String>,
+    /// When set, subscribing and publishing need a token signed with it naming the channel
+    /// ([`crate::token`]), except subscribing to a `public_channels` channel.
+    pub token_secret: Option<Secret>,
+    /// Channels anyone may subscribe to (never publish) while `token_secret` is set.
+    pub public_channels: Vec<ChannelPattern>,
+    /// Publishes per second per client address (a token bucket with a burst of as many);
+    /// `None`: no limit. Off by default because benchmarks publish from one address.
+    pub publish_rate: Option<u32>,
+    /// Open connections per client address; `None`: no limit beyond `max_connections`.
+    pub max_conns_per_ip: Option<usize>,
     /// The largest message text a client may publish, in bytes (413 beyond).
     pub max_publish_bytes: usize,
     /// A request head must arrive within this time once it has started (408 after): a
@@ -118,6 +160,10 @@ impl Default for Config {
             max_connections: 10_000,
             max_threads: 0,
             publish_token: None,
+            token_secret: None,
+            public_channels: Vec::new(),
+            publish_rate: None,
+            max_conns_per_ip: None,
             // 64 KiB: a chat message or an event, not a file upload.
             max_publish_bytes: 64 * 1024,
             header_timeout: Duration::from_secs(10),
@@ -177,7 +223,17 @@ Options (durations in seconds, fractions allowed):
   --poll-timeout SECS       long-poll wait without ?timeout=      [30] (max 60)
   --max-connections N       open connections before 503           [10000]
   --max-threads N           threads model: thread budget          [what the kernel allows]
-  --publish-token TOKEN     require Authorization: Bearer TOKEN to publish
+  --publish-token TOKEN     publishing (POST or WebSocket) needs this token,
+                            as Authorization: Bearer TOKEN or ?token=TOKEN
+  --token-secret SECRET     subscribing and publishing need a token signed
+                            with SECRET (HS256 JWT, 32+ bytes; realtime token)
+  --token-secret-file PATH  the same, read from a file (keeps it out of ps)
+  --public-channel PATTERN  with a secret: anyone may subscribe to these
+                            channels (repeatable; name or prefix* )
+  --allowed-origin URL      also accept this Origin, with CORS (repeatable;
+                            * for any; default: same origin only)
+  --publish-rate N          publishes per second per client IP (429)  [off]
+  --max-conns-per-ip N      open connections per client IP (429)      [off]
   --max-publish-bytes N     largest message a client may publish  [65536]
   --header-timeout SECS     time to send a request head (408)     [10]
   --idle-timeout SECS       keep-alive connection idle limit      [60]
@@ -187,7 +243,6 @@ Options (durations in seconds, fractions allowed):
   --keepalive SECS          SSE keepalive comment / WebSocket ping [15]
   --sse-retry MILLIS        the retry: an SSE stream starts with  [2000]
   --max-message-bytes N     largest WebSocket message (1009)      [16777216]
-  --allowed-origin URL      also accept this Origin (repeatable; * for any)
   --max-outbound-bytes N    bytes queued per stream before it waits [262144]
   --send-timeout SECS       slow-consumer limit: no bytes taken   [10]
   -h, --help                this text
@@ -245,6 +300,30 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
                 }
                 config.publish_token = Some(token.to_string());
             }
+            "--token-secret" => {
+                config.token_secret =
+                    Some(Secret::new(value()?.as_bytes().to_vec()).map_err(|why| format!("{flag}: {why}"))?)
+            }
+            "--token-secret-file" => {
+                let path = value()?;
+                let mut bytes = std::fs::read(path).map_err(|error| format!("{flag}: cannot read {path}: {error}"))?;
+                // A file written by `echo` or an editor ends in a newline that is not part of it.
+                for ending in [&b"\r\n"[..], b"\n"] {
+                    if bytes.ends_with(ending) {
+                        bytes.truncate(bytes.len() - ending.len());
+                        break;
+                    }
+                }
+                config.token_secret = Some(Secret::new(bytes).map_err(|why| format!("{flag}: {why}"))?);
+            }
+            "--public-channel" => {
+                config.public_channels.push(ChannelPattern::parse(value()?).map_err(|why| format!("{flag}: {why}"))?)
+            }
+            "--publish-rate" => {
+                config.publish_rate =
+                    Some(u32::try_from(positive(flag, value()?)?).map_err(|_| format!("{flag}: too large"))?)
+            }
+            "--max-conns-per-ip" => config.max_conns_per_ip = Some(positive(flag, value()?)?),
             "--max-publish-bytes" => config.max_publish_bytes = positive(flag, value()?)?,
             "--header-timeout" => config.header_timeout = seconds(flag, value()?)?,
             "--idle-timeout" => config.idle_timeout = seconds(flag, value()?)?,
@@ -265,6 +344,11 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
             "--send-timeout" => config.send_timeout = seconds(flag, value()?)?,
             other => return Err(format!("unknown option '{other}' (see realtime serve --help)")),
         }
+    }
+    if !config.public_channels.is_empty() && config.token_secret.is_none() {
+        return Err(
+            "--public-channel: only means something with --token-secret (without it every channel is public)".into()
+        );
     }
     if matches!(config.broker, BrokerUrl::Redis(_)) && config.max_publish_bytes > redis::MAX_MESSAGE_BYTES {
         return Err(format!("--max-publish-bytes: at most {} with a Redis broker", redis::MAX_MESSAGE_BYTES));
@@ -316,6 +400,33 @@ mod tests {
     }
 
     #[test]
+    fn security_flags_set_the_gate() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        let line = format!(
+            "--token-secret {secret} --public-channel news --public-channel lobby.* --publish-rate 20 \
+             --max-conns-per-ip 50 --allowed-origin https://App.example/"
+        );
+        let Ok(Command::Serve(config)) = parse(&line) else { panic!("expected serve") };
+        assert_eq!(config.token_secret.as_ref().map(Secret::bytes), Some(secret.as_bytes()));
+        assert_eq!(format!("{:?}", config.token_secret), "Some(Secret(32 bytes))", "Debug never shows a secret");
+        let patterns: Vec<&str> = config.public_channels.iter().map(ChannelPattern::as_str).collect();
+        assert_eq!(patterns, ["news", "lobby.*"]);
+        assert_eq!((config.publish_rate, config.max_conns_per_ip), (Some(20), Some(50)));
+        assert_eq!(config.allowed_origins, ["https://app.example"]);
+    }
+
+    #[test]
+    fn a_token_secret_file_loses_its_final_newline_only() {
+        let path = std::env::temp_dir().join(format!("realtime-secret-{}", std::process::id()));
+        std::fs::write(&path, "0123456789abcdef0123456789abcdef \n").unwrap();
+        let Ok(Command::Serve(config)) = parse(&format!("--token-secret-file {}", path.display())) else {
+            panic!("expected serve")
+        };
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(config.token_secret.unwrap().bytes(), b"0123456789abcdef0123456789abcdef ");
+    }
+
+    #[test]
     fn help_is_not_an_error() {
         assert!(matches!(parse("--help"), Ok(Command::Help(_))));
         assert!(matches!(parse("serve --help"), Ok(Command::Help(text)) if text.contains("--history")));
@@ -352,6 +463,12 @@ mod tests {
             "--broker",
             "--broker postgres://x",
             "--broker rediss://x:1",
+            "--token-secret short",
+            "--token-secret-file /nonexistent/secret",
+            "--public-channel bad/name",
+            "--public-channel news",
+            "--publish-rate 0",
+            "--max-conns-per-ip -1",
         ] {
             let error = parse(line).unwrap_err();
             assert!(!error.contains('\n'), "{error}");

@@ -32,11 +32,13 @@
 
 #![forbid(unsafe_code)]
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use crate::app::{error_response, Action, App, Exchange, SseStart, WebSocketMode};
+use crate::gate::origin::Cors;
 use crate::http::body::BodyDecoder;
 use crate::http::request::Version;
 use crate::http::request::{parse_request, Parsed};
@@ -45,16 +47,9 @@ use crate::longpoll::LongPoll;
 use crate::stats::Kind;
 use crate::stream::{Io, Next, SseStream, WebSocketStream};
 use crate::subscription::Subscription;
+use crate::time::Now;
 use crate::ws::handshake;
 use crate::ws::message::CloseCode;
-
-/// The current time as the driver read it: a monotonic instant for deadlines and the wall
-/// clock for timestamps and `Date`. Protocol code never reads a clock itself.
-#[derive(Clone, Copy, Debug)]
-pub struct Now {
-    pub instant: Instant,
-    pub unix_ms: u64,
-}
 
 /// While this many response bytes wait to be written, no further pipelined request is
 /// parsed: a client that sends requests but never reads cannot make us buffer without bound.
@@ -73,14 +68,30 @@ pub enum Waiting {
     ForClose,
 }
 
+/// How every response to the current request is written: its framing, and the CORS fields
+/// that let an allowed page read it (errors included).
+#[derive(Clone, Debug)]
+struct Reply {
+    framing: Framing,
+    cors: Cors,
+}
+
+impl Reply {
+    /// The same, but the connection closes after it: an error whose request's bytes cannot be
+    /// trusted. An allowed page may still read it.
+    fn closing(&self) -> Reply {
+        Reply { framing: Framing { keep_alive: false, ..self.framing }, cors: self.cors.clone() }
+    }
+}
+
 enum State {
     /// Waiting for a request head. `idle_since` starts the keep-alive idle timer; `started`
     /// is when the first byte of this head arrived and starts the header timer.
     Head { idle_since: Instant, started: Option<Instant> },
     /// Reading a request body to publish.
-    Body { channel: String, framing: Framing, decoder: BodyDecoder, body: Vec<u8>, deadline: Instant },
+    Body { channel: String, reply: Reply, decoder: BodyDecoder, body: Vec<u8>, deadline: Instant },
     /// A long poll waiting for a message or its timeout.
-    Poll { poll: LongPoll, framing: Framing },
+    Poll { poll: LongPoll, reply: Reply },
     /// A Server-Sent Events stream ([`crate::stream::SseStream`]).
     Sse(SseStream),
     /// An upgraded WebSocket ([`crate::stream::WebSocketStream`]).
@@ -93,6 +104,8 @@ pub struct Connection {
     /// Unique per process; the broker knows our waker by it.
     id: u64,
     app: Arc<App>,
+    /// The client's address: what per-address limits count by.
+    peer: IpAddr,
     /// Bytes received and not yet consumed by a parser.
     input: Vec<u8>,
     /// Bytes waiting to be written to the client.
@@ -108,11 +121,12 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(app: Arc<App>, now: Now) -> Connection {
+    pub fn new(app: Arc<App>, peer: IpAddr, now: Now) -> Connection {
         app.stats.connection_opened(Kind::Http);
         Connection {
             id: app.next_connection_id(),
             app,
+            peer,
             input: Vec::new(),
             output: Vec::new(),
             state: State::Head { idle_since: now.instant, started: None },
@@ -292,7 +306,7 @@ impl Connection {
                 return false;
             }
             Ok(Parsed::Complete { value: request, consumed }) => {
-                let exchange = self.app.handle(&request, now.instant);
+                let exchange = self.app.handle(&request, self.peer, now);
                 self.input.drain(..consumed);
                 exchange
             }
@@ -304,23 +318,24 @@ impl Connection {
 
     /// Begins the exchange decided by [`App::handle`].
     fn start(&mut self, exchange: Exchange, now: Now, waker: &Waker) {
-        let Exchange { framing, action } = exchange;
+        let Exchange { framing, cors, action } = exchange;
+        let reply = Reply { framing, cors };
         match action {
-            Action::Respond(response) | Action::Reject(response) => self.respond(now, &response, framing),
+            Action::Respond(response) | Action::Reject(response) => self.respond(now, response, &reply),
             Action::Publish { channel, body, send_continue } => {
                 let decoder = match BodyDecoder::new(body, self.app.config.max_publish_bytes) {
                     Ok(decoder) => decoder,
-                    Err(error) => return self.fail(now, error_response(error)),
+                    Err(error) => return self.respond(now, error_response(error), &reply.closing()),
                 };
                 if send_continue {
                     // RFC 9110 §15.2.1: the interim response tells the client to send the body.
                     self.output.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                 }
                 let deadline = now.instant + self.app.config.header_timeout;
-                self.state = State::Body { channel, framing, decoder, body: Vec::new(), deadline };
+                self.state = State::Body { channel, reply, decoder, body: Vec::new(), deadline };
             }
-            Action::Poll(poll) => self.state = State::Poll { poll, framing },
-            Action::Sse(start) => self.start_sse(start, framing, now, waker),
+            Action::Poll(poll) => self.state = State::Poll { poll, reply },
+            Action::Sse(start) => self.start_sse(start, &reply, now, waker),
             Action::Upgrade(start) => {
                 handshake::write_accept_response(&mut self.output, &start.accept);
                 let subscription = match start.mode {
@@ -329,7 +344,7 @@ impl Connection {
                         Some(Subscription::new(&*self.app.broker, &channel, since))
                     }
                 };
-                let stream = WebSocketStream::start(subscription, &mut self.io(now, waker));
+                let stream = WebSocketStream::start(subscription, start.grant, &mut self.io(now, waker));
                 self.state = State::WebSocket(Box::new(stream));
                 self.set_kind(Kind::WebSocket);
             }
@@ -337,7 +352,8 @@ impl Connection {
     }
 
     /// Writes the head of a `text/event-stream` response and starts following the channel.
-    fn start_sse(&mut self, start: SseStart, framing: Framing, now: Now, waker: &Waker) {
+    fn start_sse(&mut self, start: SseStart, reply: &Reply, now: Now, waker: &Waker) {
+        let framing = reply.framing;
         let chunked = framing.version == Version::Http11;
         let mut headers = vec![
             ("Content-Type", "text/event-stream"),
@@ -345,13 +361,9 @@ impl Connection {
             ("Cache-Control", "no-cache"),
             // nginx buffers upstream responses unless told not to; an event must go out at once.
             ("X-Accel-Buffering", "no"),
-            // Whether `Access-Control-Allow-Origin` is sent depends on `Origin`, so every
-            // response says so, with or without it (RFC 9110 §12.5.5, WHATWG Fetch CORS).
-            ("Vary", "Origin"),
         ];
-        if let Some(origin) = &start.allow_origin {
-            headers.push(("Access-Control-Allow-Origin", origin));
-        }
+        // `Vary: Origin` always, `Access-Control-Allow-Origin` for an allowed page (the gate).
+        headers.extend(reply.cors.fields());
         // HTTP/1.1: chunked, so the stream can end cleanly with a last-chunk. HTTP/1.0 has no
         // chunking: the stream is delimited by closing the connection (RFC 9112 §6.3 rule 8).
         headers.push(if chunked { ("Transfer-Encoding", "chunked") } else { ("Connection", "close") });
@@ -365,7 +377,7 @@ impl Connection {
             return;
         }
         let subscription = Subscription::new(&*self.app.broker, &start.channel, start.since);
-        let stream = SseStream::start(subscription, chunked, &mut self.io(now, waker));
+        let stream = SseStream::start(subscription, chunked, start.grant, &mut self.io(now, waker));
         self.state = State::Sse(stream);
         self.set_kind(Kind::Sse);
     }
@@ -375,6 +387,7 @@ impl Connection {
         Io {
             app: &self.app,
             subscriber: self.id,
+            peer: self.peer,
             waker,
             now,
             input: &mut self.input,
@@ -414,27 +427,28 @@ impl Connection {
     }
 
     fn read_body(&mut self, now: Now) -> bool {
-        let State::Body { channel, framing, decoder, body, deadline } = &mut self.state else {
+        let State::Body { channel, reply, decoder, body, deadline } = &mut self.state else {
             return false;
         };
+        let failed = reply.closing();
         match decoder.decode(&self.input, body) {
             Ok(progress) => {
                 self.input.drain(..progress.consumed);
                 if progress.done {
                     let response = self.app.publish(channel, body);
-                    let framing = *framing;
-                    self.respond(now, &response, framing);
+                    let reply = reply.clone();
+                    self.respond(now, response, &reply);
                     return true;
                 }
                 if self.input_closed || self.app.is_shutting_down() {
                     self.state = State::Closing;
                 } else if now.instant >= *deadline {
-                    self.fail(now, Response::text(408, "request body not received in time"));
+                    self.respond(now, Response::text(408, "request body not received in time"), &failed);
                 }
                 false
             }
             Err(error) => {
-                self.fail(now, error_response(error));
+                self.respond(now, error_response(error), &failed);
                 false
             }
         }
@@ -442,7 +456,7 @@ impl Connection {
 
     /// Long-polling steps 2 to 4 ([`crate::longpoll`]).
     fn poll(&mut self, now: Now, waker: &Waker) -> bool {
-        let State::Poll { poll, framing } = &mut self.state else { return false };
+        let State::Poll { poll, reply } = &mut self.state else { return false };
         let was_parked = poll.is_parked();
         // A client that hung up is not waiting for an answer any more.
         let give_up = self.app.is_shutting_down() || self.input_closed;
@@ -458,26 +472,31 @@ impl Connection {
             Poll::Pending => false,
             Poll::Ready(answer) => {
                 self.app.stats.delivered(answer.delivered as u64);
-                let mut framing = *framing;
-                framing.keep_alive &= !self.app.is_shutting_down();
+                let mut reply = reply.clone();
+                reply.framing.keep_alive &= !self.app.is_shutting_down();
                 let response = Response::json(200, answer.body).with_header("Cache-Control", "no-store");
-                self.respond(now, &response, framing);
+                self.respond(now, response, &reply);
                 true
             }
         }
     }
 
-    /// Queues a complete response, then waits for the next request or closes.
-    fn respond(&mut self, now: Now, response: &Response, framing: Framing) {
-        let date = format_http_date(now.unix_ms / 1000);
-        write_response(&mut self.output, response, framing, &date);
-        self.state =
-            if framing.keep_alive { State::Head { idle_since: now.instant, started: None } } else { State::Closing };
+    /// Queues a complete response with the exchange's CORS fields, then waits for the next
+    /// request or closes.
+    fn respond(&mut self, now: Now, mut response: Response, reply: &Reply) {
+        reply.cors.apply(&mut response);
+        let date = format_http_date(now.unix_secs());
+        write_response(&mut self.output, &response, reply.framing, &date);
+        self.state = if reply.framing.keep_alive {
+            State::Head { idle_since: now.instant, started: None }
+        } else {
+            State::Closing
+        };
     }
 
-    /// Answers a request that cannot be completed, and closes.
+    /// Answers a request whose head could not be read (so no CORS either), and closes.
     fn fail(&mut self, now: Now, response: Response) {
-        self.respond(now, &response, Framing { keep_alive: false, ..plain_framing() });
+        self.respond(now, response, &Reply { framing: plain_framing(), cors: Cors::NotApplicable });
     }
 }
 

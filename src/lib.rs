@@ -123,6 +123,7 @@ pub mod crypto;
 pub mod demo;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod gate;
 pub mod http;
 pub mod json;
 pub mod longpoll;
@@ -132,5 +133,6 @@ pub mod sse;
 pub mod stats;
 pub mod stream;
 pub mod subscription;
+pub mod time;
 pub mod token;
 pub mod ws;

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,33 @@ pub enum Kind {
 
 const KINDS: [(Kind, &str); 3] = [(Kind::Http, "http"), (Kind::Sse, "sse"), (Kind::WebSocket, "ws")];
 
+/// Why the security boundary ([`crate::gate`]) turned a request or a connection away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A foreign `Origin` (403).
+    Origin = 0,
+    /// No token, or one that is malformed, expired or badly signed (401, or 400 for two).
+    Token = 1,
+    /// A valid token that does not grant the channel (403).
+    Forbidden = 2,
+    /// Over `--publish-rate` (429, or a WebSocket closed with 1008).
+    Rate = 3,
+    /// Over `--max-conns-per-ip` (429).
+    Conns = 4,
+}
+
+const REFUSALS: [(Refusal, &str); 5] = [
+    (Refusal::Origin, "origin"),
+    (Refusal::Token, "token"),
+    (Refusal::Forbidden, "forbidden"),
+    (Refusal::Rate, "rate"),
+    (Refusal::Conns, "conns"),
+];
+
+/// Subjects (`sub` of a token) listed in `/stats`, the ones with the most streams first: enough
+/// to see who is connected, bounded so that ten thousand users do not make a megabyte of JSON.
+pub const SUBJECTS_SHOWN: usize = 100;
+
 #[derive(Default)]
 pub struct Stats {
     open: [AtomicUsize; 3],
@@ -33,6 +61,11 @@ pub struct Stats {
     bytes_out: AtomicU64,
     /// Connections refused with 503 because `--max-connections` was reached.
     refused: AtomicU64,
+    /// Requests and connections the security gate refused, by [`Refusal`].
+    refusals: [AtomicU64; 5],
+    /// Open streams and parked polls per token subject; an entry goes when its count is zero,
+    /// so the table never holds more entries than there are connections.
+    subjects: Mutex<HashMap<String, usize>>,
     /// One entry per event-loop worker (empty under the thread model).
     workers: Mutex<Vec<Arc<WorkerStats>>>,
 }
@@ -67,6 +100,9 @@ pub struct Snapshot {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub refused: u64,
+    pub refusals: [u64; 5],
+    /// The [`SUBJECTS_SHOWN`] subjects with the most open streams, most first.
+    pub subjects: Vec<(String, usize)>,
     pub rss_bytes: u64,
     pub threads: u64,
     pub workers: Vec<WorkerSnapshot>,
@@ -113,10 +149,30 @@ impl Stats {
         self.refused.fetch_add(1, Relaxed);
     }
 
+    pub fn refusal(&self, reason: Refusal) {
+        self.refusals[reason as usize].fetch_add(1, Relaxed);
+    }
+
+    /// A stream authenticated as `subject` opened.
+    pub fn subject_opened(&self, subject: &str) {
+        *lock(&self.subjects).entry(subject.to_string()).or_insert(0) += 1;
+    }
+
+    /// A stream authenticated as `subject` closed.
+    pub fn subject_closed(&self, subject: &str) {
+        let mut subjects = lock(&self.subjects);
+        if let Some(count) = subjects.get_mut(subject) {
+            *count -= 1;
+            if *count == 0 {
+                subjects.remove(subject);
+            }
+        }
+    }
+
     /// Adds an event-loop worker's counters to the report.
     pub fn register_worker(&self) -> Arc<WorkerStats> {
         let worker = Arc::new(WorkerStats::default());
-        self.workers.lock().unwrap_or_else(|p| p.into_inner()).push(worker.clone());
+        lock(&self.workers).push(worker.clone());
         worker
     }
 
@@ -130,12 +186,17 @@ impl Stats {
             bytes_in: self.bytes_in.load(Relaxed),
             bytes_out: self.bytes_out.load(Relaxed),
             refused: self.refused.load(Relaxed),
+            refusals: [0, 1, 2, 3, 4].map(|i| self.refusals[i].load(Relaxed)),
+            subjects: {
+                let mut subjects: Vec<(String, usize)> =
+                    lock(&self.subjects).iter().map(|(s, n)| (s.clone(), *n)).collect();
+                subjects.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                subjects.truncate(SUBJECTS_SHOWN);
+                subjects
+            },
             rss_bytes,
             threads,
-            workers: self
-                .workers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+            workers: lock(&self.workers)
                 .iter()
                 .map(|w| WorkerSnapshot {
                     connections: w.connections.load(Relaxed),
@@ -146,6 +207,12 @@ impl Stats {
                 .collect(),
         }
     }
+}
+
+/// Counters stay usable even if a thread panicked while holding the lock: each update is a
+/// single step that leaves the table consistent.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Resident memory in bytes and thread count of this process, from `/proc/self/status`
@@ -175,7 +242,7 @@ impl Snapshot {
         let _ = write!(
             out,
             "}},\"parked_polls\":{},\"messages\":{{\"published\":{},\"delivered\":{}}},\
-             \"bytes\":{{\"in\":{},\"out\":{}}},\"refused_connections\":{},\"rss_bytes\":{},\"threads\":{},\"workers\":[",
+             \"bytes\":{{\"in\":{},\"out\":{}}},\"refused_connections\":{},\"rss_bytes\":{},\"threads\":{},\"refusals\":{{",
             self.parked_polls,
             self.published,
             self.delivered,
@@ -185,6 +252,19 @@ impl Snapshot {
             self.rss_bytes,
             self.threads
         );
+        for (i, (reason, name)) in REFUSALS.iter().enumerate() {
+            let separator = if i == 0 { "" } else { "," };
+            let _ = write!(out, "{separator}\"{name}\":{}", self.refusals[*reason as usize]);
+        }
+        out.push_str("},\"subjects\":{");
+        for (i, (subject, count)) in self.subjects.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            crate::json::write_string(&mut out, subject);
+            let _ = write!(out, ":{count}");
+        }
+        out.push_str("},\"workers\":[");
         for (i, worker) in self.workers.iter().enumerate() {
             let separator = if i == 0 { "" } else { "," };
             let _ = write!(
@@ -218,6 +298,17 @@ impl Snapshot {
         metric("bytes_received_total", "counter", "Bytes read from clients.", &[("", self.bytes_in)]);
         metric("bytes_sent_total", "counter", "Bytes written to clients.", &[("", self.bytes_out)]);
         metric("connections_refused_total", "counter", "Connections refused at the limit.", &[("", self.refused)]);
+        let refusals: Vec<(String, u64)> = REFUSALS
+            .iter()
+            .map(|(reason, name)| (format!("{{reason=\"{name}\"}}"), self.refusals[*reason as usize]))
+            .collect();
+        let refusals: Vec<(&str, u64)> = refusals.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        metric(
+            "refusals_total",
+            "counter",
+            "Requests and connections the security gate refused, by reason.",
+            &refusals,
+        );
         metric("resident_memory_bytes", "gauge", "Resident set size.", &[("", self.rss_bytes)]);
         metric("threads", "gauge", "OS threads in the process.", &[("", self.threads)]);
         out
@@ -251,5 +342,24 @@ mod tests {
         assert!(text.contains("# TYPE realtime_connections gauge\n"));
         assert!(text.contains("realtime_connections{model=\"threads\",kind=\"ws\"} 0\n"));
         assert!(text.contains("realtime_messages_published_total 0\n"));
+        assert!(text.contains("realtime_refusals_total{reason=\"origin\"} 0\n"));
+    }
+
+    #[test]
+    fn refusals_are_counted_by_reason_and_subjects_by_open_streams() {
+        let stats = Stats::default();
+        stats.refusal(Refusal::Rate);
+        stats.refusal(Refusal::Rate);
+        stats.subject_opened("bob");
+        stats.subject_opened("alice");
+        stats.subject_opened("alice");
+        stats.subject_opened("carol");
+        stats.subject_closed("carol");
+        let snapshot = stats.snapshot();
+        assert!(snapshot.to_prometheus("epoll").contains("realtime_refusals_total{reason=\"rate\"} 2\n"));
+        let json = crate::json::parse(&snapshot.to_json("epoll", "memory")).unwrap();
+        assert_eq!(json.get("refusals").and_then(|r| r.get("rate")).and_then(|v| v.as_u64()), Some(2));
+        assert_eq!(snapshot.subjects, vec![("alice".to_string(), 2), ("bob".to_string(), 1)]);
+        assert_eq!(json.get("subjects").and_then(|r| r.get("alice")).and_then(|v| v.as_u64()), Some(2));
     }
 }

@@ -11,19 +11,26 @@
 //! per-connection queue, so memory per connection is bounded. A client that takes nothing for
 //! `send_timeout` is disconnected (`Connection::advance`); it resumes from its last id, and if
 //! it fell further behind than the history, it is told so with a gap.
+//!
+//! Authority: a stream opened with a signed token ([`crate::gate`]) ends when the token
+//! expires (a WebSocket with 1008 "token expired", an SSE stream with its last chunk; the
+//! client reconnects with a fresh token). A WebSocket that was not granted publishing is
+//! receive-only: a text frame closes it with 1008 and is not published.
 
 #![forbid(unsafe_code)]
 
+use std::net::IpAddr;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::app::App;
 use crate::broker::{Batch, Gap, Message, WireForm};
-use crate::connection::Now;
+use crate::gate::Grant;
 use crate::http::response::{write_chunk, write_last_chunk};
 use crate::json;
 use crate::sse;
 use crate::subscription::Subscription;
+use crate::time::Now;
 use crate::ws::frame::{encode_frame, Opcode};
 use crate::ws::message::{CloseCode, Message as WsMessage};
 use crate::ws::session::{Event, Session, State as WsState};
@@ -41,6 +48,8 @@ pub const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Io<'a> {
     pub app: &'a App,
     pub subscriber: u64,
+    /// The client's address, for `--publish-rate`.
+    pub peer: IpAddr,
     pub waker: &'a Waker,
     pub now: Now,
     pub input: &'a mut Vec<u8>,
@@ -96,6 +105,39 @@ fn websocket_frame(message: &Message) -> Vec<u8> {
     out
 }
 
+/// What a stream keeps of its [`Grant`]: when it must end, and whose it is.
+#[derive(Debug)]
+struct Authority {
+    /// When the token that opened the stream expires.
+    expires: Option<Instant>,
+    /// The token's `sub`, counted in `/stats` while the stream is open.
+    subject: Option<String>,
+}
+
+impl Authority {
+    fn start(grant: &Grant, io: &Io<'_>) -> Authority {
+        if let Some(subject) = &grant.subject {
+            io.app.stats.subject_opened(subject);
+        }
+        Authority { expires: grant.expires.map(|exp| io.now.instant_at_unix_secs(exp)), subject: grant.subject.clone() }
+    }
+
+    fn has_expired(&self, now: Instant) -> bool {
+        self.expires.is_some_and(|expires| now >= expires)
+    }
+
+    fn stop(&mut self, app: &App) {
+        if let Some(subject) = self.subject.take() {
+            app.stats.subject_closed(&subject);
+        }
+    }
+}
+
+/// The earlier of a stream's own deadline and its token's expiry.
+fn earliest(deadline: Instant, expires: Option<Instant>) -> Instant {
+    expires.map_or(deadline, |expires| deadline.min(expires))
+}
+
 /// Reads the next batch if there is room for it, counting deliveries.
 fn pull(io: &mut Io<'_>, subscription: &mut Subscription) -> Option<Batch> {
     if !io.has_room() {
@@ -116,16 +158,22 @@ pub struct SseStream {
     /// HTTP/1.1: every event is one chunk. HTTP/1.0: raw bytes; the close ends the stream.
     chunked: bool,
     next_keepalive: Instant,
+    authority: Authority,
 }
 
 impl SseStream {
     /// Writes the stream's first bytes (`retry:`) and registers with the broker, so that
     /// nothing published from now on can be missed.
-    pub fn start(mut subscription: Subscription, chunked: bool, io: &mut Io<'_>) -> SseStream {
+    pub fn start(mut subscription: Subscription, chunked: bool, grant: Grant, io: &mut Io<'_>) -> SseStream {
         subscription.register(&*io.app.broker, io.subscriber, io.waker);
         let mut retry = Vec::new();
         sse::encode_retry(&mut retry, io.app.config.sse_retry.as_millis() as u64);
-        let stream = SseStream { subscription, chunked, next_keepalive: io.now.instant + io.app.config.keepalive };
+        let stream = SseStream {
+            subscription,
+            chunked,
+            next_keepalive: io.now.instant + io.app.config.keepalive,
+            authority: Authority::start(&grant, io),
+        };
         stream.write(io.output, &retry);
         stream
     }
@@ -139,11 +187,11 @@ impl SseStream {
     }
 
     pub fn next_deadline(&self) -> Instant {
-        self.next_keepalive
+        earliest(self.next_keepalive, self.authority.expires)
     }
 
     pub fn advance(&mut self, io: &mut Io<'_>) -> Next {
-        if io.app.is_shutting_down() {
+        if io.app.is_shutting_down() || self.authority.has_expired(io.now.instant) {
             // The last-chunk ends the response cleanly: the client sees the end of the stream,
             // not a broken connection (and EventSource reconnects after `retry`).
             if self.chunked {
@@ -181,6 +229,7 @@ impl SseStream {
 
     pub fn stop(&mut self, app: &App, subscriber: u64) {
         self.subscription.unregister(&*app.broker, subscriber);
+        self.authority.stop(app);
     }
 }
 
@@ -194,10 +243,13 @@ pub struct WebSocketStream {
     ping_unanswered_since: Option<Instant>,
     /// After our Close: when we stop waiting for the peer's.
     close_deadline: Option<Instant>,
+    /// Whether the client's text frames may be published (the gate's grant).
+    may_publish: bool,
+    authority: Authority,
 }
 
 impl WebSocketStream {
-    pub fn start(subscription: Option<Subscription>, io: &mut Io<'_>) -> WebSocketStream {
+    pub fn start(subscription: Option<Subscription>, grant: Grant, io: &mut Io<'_>) -> WebSocketStream {
         let mut subscription = subscription;
         if let Some(subscription) = &mut subscription {
             subscription.register(&*io.app.broker, io.subscriber, io.waker);
@@ -208,6 +260,8 @@ impl WebSocketStream {
             next_ping: io.now.instant + io.app.config.keepalive,
             ping_unanswered_since: None,
             close_deadline: None,
+            may_publish: grant.may_publish,
+            authority: Authority::start(&grant, io),
         }
     }
 
@@ -219,7 +273,7 @@ impl WebSocketStream {
         if let Some(close) = self.close_deadline {
             deadline = deadline.min(close);
         }
-        deadline
+        earliest(deadline, self.authority.expires)
     }
 
     /// Starts the closing handshake (RFC 6455 §7.1.2) and bounds the wait for the answer.
@@ -249,6 +303,13 @@ impl WebSocketStream {
         }
         if io.input_closed {
             return Next::Close; // the peer went away without a closing handshake
+        }
+        if self.authority.has_expired(io.now.instant) {
+            // RFC 6455 §7.4.1: 1008, "a message that violates its policy"; the policy is the
+            // token's lifetime. The client reconnects with a fresh token and `?since=`.
+            self.authority.expires = None;
+            self.close(io, CloseCode::POLICY, "token expired");
+            return Next::Continue;
         }
         let keepalive = io.app.config.keepalive;
         if self.ping_unanswered_since.is_some_and(|since| io.now.instant >= since + 2 * keepalive) {
@@ -307,6 +368,13 @@ impl WebSocketStream {
                 return self.close(io, CloseCode::UNSUPPORTED_DATA, "binary messages are not published")
             }
         };
+        if !self.may_publish {
+            return self.close(io, CloseCode::POLICY, "this connection may not publish");
+        }
+        if io.app.gate.take_publish(io.peer, io.now.instant).is_err() {
+            io.app.stats.refusal(crate::stats::Refusal::Rate);
+            return self.close(io, CloseCode::POLICY, "rate limit");
+        }
         if text.len() > io.app.config.max_publish_bytes {
             return self.close(io, CloseCode::TOO_BIG, "message larger than the publish limit");
         }
@@ -329,5 +397,6 @@ impl WebSocketStream {
         if let Some(subscription) = &mut self.subscription {
             subscription.unregister(&*app.broker, subscriber);
         }
+        self.authority.stop(app);
     }
 }

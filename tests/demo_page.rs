@@ -100,7 +100,7 @@ fn other_methods_on_the_page_are_refused() {
         |server| {
             let response = server.request("POST", "/", Some("x"));
             assert_eq!(response.status, 405);
-            assert_eq!(response.header("allow"), Some("GET, HEAD"));
+            assert_eq!(response.header("allow"), Some("GET, HEAD, OPTIONS"));
         },
     );
 }

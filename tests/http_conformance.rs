@@ -216,9 +216,9 @@ fn rfc9110_15_5_6_wrong_methods_are_405_with_allow() {
         |_| {},
         |server| {
             let response = server.get("/publish/ch");
-            assert_eq!((response.status, response.header("allow")), (405, Some("POST")));
+            assert_eq!((response.status, response.header("allow")), (405, Some("POST, OPTIONS")));
             let response = server.request("DELETE", "/healthz", None);
-            assert_eq!((response.status, response.header("allow")), (405, Some("GET, HEAD")));
+            assert_eq!((response.status, response.header("allow")), (405, Some("GET, HEAD, OPTIONS")));
         },
     );
 }

@@ -108,7 +108,11 @@ pub fn write_head(out: &mut Vec<u8>, status: u16, headers: &[(&str, &str)], date
 pub fn write_response(out: &mut Vec<u8>, response: &Response, framing: Framing, date: &str) {
     let length = response.body.len().to_string();
     let mut headers: Vec<(&str, &str)> = response.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    headers.push(("Content-Length", &length));
+    // RFC 9110 §8.6: "A server MUST NOT send a Content-Length header field in any response with
+    // a status code of 1xx (Informational) or 204 (No Content)"; such a response has no content.
+    if response.status >= 200 && response.status != 204 {
+        headers.push(("Content-Length", &length));
+    }
     push_connection_header(&mut headers, framing);
     write_head(out, response.status, &headers, date);
     // RFC 9110 §9.3.2: "The server SHOULD send the same header fields in response to a HEAD
@@ -215,6 +219,17 @@ mod tests {
         write_response(&mut head, &response, framing(Version::Http11, true, true), DATE);
         assert_eq!(&get[..head.len()], &head[..]);
         assert!(head.ends_with(b"Content-Length: 3\r\n\r\n"));
+    }
+
+    #[test]
+    fn rfc9110_8_6_a_204_carries_no_content_length() {
+        let mut out = Vec::new();
+        let no_content = Response { status: 204, headers: vec![("Allow", "POST".into())], body: Vec::new() };
+        write_response(&mut out, &no_content, framing(Version::Http11, true, false), DATE);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 204 No Content\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nAllow: POST\r\n\r\n"
+        );
     }
 
     #[test]

@@ -275,7 +275,7 @@ impl Worker {
         }
         let waker = Arc::new(SlotWaker { worker: self.shared.clone(), token, queued: AtomicBool::new(false) });
         let slot = Slot {
-            connection: Some(Connection::new(self.app.clone(), now())),
+            connection: Some(Connection::new(self.app.clone(), admission.peer, now())),
             task_waker: Waker::from(waker.clone()),
             waker,
             stream,

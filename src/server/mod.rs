@@ -24,7 +24,7 @@ pub mod sys;
 pub mod threads;
 
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -35,9 +35,11 @@ use crate::broker::memory::MemoryBroker;
 use crate::broker::redis::RedisBroker;
 use crate::broker::Broker;
 use crate::config::{BrokerUrl, Config, Model};
-use crate::connection::Now;
+use crate::gate::rate::{AddressSlot, ConnectionsPerAddress};
 use crate::http::request::Version;
 use crate::http::response::{format_http_date, write_response, Framing, Response};
+use crate::stats::Refusal;
+use crate::time::Now;
 
 /// A bound, not yet running server.
 pub struct Server {
@@ -121,11 +123,15 @@ impl ShutdownHandle {
 /// chunks, WebSocket closing handshakes) before the process exits anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// A slot under `--max-connections`, held for a connection's whole life: dropping it frees
-/// the slot. Counting admissions in the accept loop (rather than live `Connection`s) makes
-/// the limit exact even while a new connection's thread is still starting.
+/// A slot under `--max-connections` (and under `--max-conns-per-ip` for its address), held for
+/// a connection's whole life: dropping it frees the slot. Counting admissions in the accept
+/// loop (rather than live `Connection`s) makes the limit exact even while a new connection's
+/// thread is still starting.
 pub struct Admission {
+    /// The client's address, which the connection's per-address limits count by.
+    pub peer: IpAddr,
     admitted: Arc<AtomicUsize>,
+    _address_slot: Option<AddressSlot>,
 }
 
 impl Drop for Admission {
@@ -135,14 +141,16 @@ impl Drop for Admission {
 }
 
 /// The accept loop both models share: accepts until shutdown, answers 503 past
-/// `--max-connections` without spending anything else on the connection, and hands every
-/// admitted connection to `handoff`, which gives the stream back if it could not take it.
+/// `--max-connections` and 429 past `--max-conns-per-ip` without spending anything else on the
+/// connection, and hands every admitted connection to `handoff`, which gives the stream back
+/// if it could not take it.
 fn accept_loop(
     listener: &TcpListener,
     app: &App,
     admitted: &Arc<AtomicUsize>,
     mut handoff: impl FnMut(TcpStream, Admission) -> Result<(), TcpStream>,
 ) {
+    let per_address = app.config.max_conns_per_ip.map(ConnectionsPerAddress::new);
     for stream in listener.incoming() {
         if app.is_shutting_down() {
             break;
@@ -157,24 +165,38 @@ fn accept_loop(
                 continue;
             }
         };
+        // A socket whose peer is already gone has no address; it will fail its first read.
+        let peer = stream.peer_addr().map(|addr| addr.ip()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let address_slot = match &per_address {
+            None => None,
+            Some(limit) => match limit.admit(peer) {
+                Some(slot) => Some(slot),
+                None => {
+                    app.stats.refusal(Refusal::Conns);
+                    // RFC 6585 §4: 429 "Too Many Requests", here too many at once from one address.
+                    refuse(stream, 429, "too many connections from this address");
+                    continue;
+                }
+            },
+        };
         if admitted.fetch_add(1, Ordering::SeqCst) >= app.config.max_connections {
             admitted.fetch_sub(1, Ordering::SeqCst);
             app.stats.refused();
-            refuse(stream, "too many connections");
+            refuse(stream, 503, "too many connections");
             continue;
         }
-        let admission = Admission { admitted: admitted.clone() };
+        let admission = Admission { peer, admitted: admitted.clone(), _address_slot: address_slot };
         if let Err(stream) = handoff(stream, admission) {
-            refuse(stream, "server overloaded");
+            refuse(stream, 503, "server overloaded");
         }
     }
 }
 
-/// Answers 503 and closes, spending no thread or buffer on the connection.
-fn refuse(stream: TcpStream, why: &str) {
+/// Answers `status` and closes, spending no thread or buffer on the connection.
+fn refuse(stream: TcpStream, status: u16, why: &str) {
     let mut out = Vec::new();
     let framing = Framing { version: Version::Http11, keep_alive: false, head_only: false };
-    write_response(&mut out, &Response::text(503, why), framing, &format_http_date(now().unix_ms / 1000));
+    write_response(&mut out, &Response::text(status, why), framing, &format_http_date(now().unix_secs()));
     // A fresh socket's send buffer takes these few bytes at once; never block the accept loop.
     let _ = stream.set_nonblocking(true);
     let _ = (&stream).write(&out);

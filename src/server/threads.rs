@@ -31,7 +31,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Wake, Waker};
@@ -165,7 +165,7 @@ pub fn run(listener: TcpListener, app: Arc<App>) -> io::Result<()> {
         registry.lock().insert(key, (stream.clone(), None));
         let (thread_app, thread_registry) = (app.clone(), registry.clone());
         let spawned = thread::Builder::new().stack_size(THREAD_STACK_BYTES).spawn(move || {
-            serve_connection(stream, &thread_app, &thread_registry, key);
+            serve_connection(stream, admission.peer, &thread_app, &thread_registry, key);
             thread_registry.lock().remove(&key);
             drop((admission, permit));
         });
@@ -207,14 +207,14 @@ fn shut_down(registry: &Registry) {
 /// The connection sits behind a mutex because a WebSocket needs two threads: this one writes
 /// what the broker delivers and sleeps in `park`, while a second one ([`read_frames`]) sits in
 /// a blocking `read` for the client's frames. Before the upgrade the lock is never contended.
-fn serve_connection(stream: Arc<TcpStream>, app: &Arc<App>, registry: &Arc<Registry>, key: u64) {
+fn serve_connection(stream: Arc<TcpStream>, peer: IpAddr, app: &Arc<App>, registry: &Arc<Registry>, key: u64) {
     let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
     if let Some(entry) = registry.lock().get_mut(&key) {
         entry.1 = Some(waker.clone());
     }
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(app.config.send_timeout));
-    let connection = Arc::new(Mutex::new(Connection::new(app.clone(), now())));
+    let connection = Arc::new(Mutex::new(Connection::new(app.clone(), peer, now())));
     let mut buf = vec![0u8; READ_BUFFER_BYTES];
     let mut reader: Option<thread::JoinHandle<()>> = None;
     let mut socket: &TcpStream = &stream;
