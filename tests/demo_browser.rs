@@ -4,14 +4,11 @@
 //! burst of 100 arrives everywhere. Screenshots go to `target/demo-<model>.png` (and
 //! `-narrow.png`, the one-column layout), which CI keeps as artifacts.
 //!
-//! How Chromium is driven: the Chrome DevTools Protocol, JSON over a WebSocket, spoken by the
-//! crate's own WebSocket client ([`realtime::ws::client`]) and JSON reader. The other option,
-//! `--dump-dom` with a self-test in the page, only shows the DOM at one moment: it cannot type,
-//! click, wait for a condition or take a screenshot mid-test, and it would put test code in
-//! the page. With the protocol the test does what a person does (types and presses Enter,
-//! clicks with the mouse, presses a button with the keyboard) and reads the page's counters
-//! from `window.demo.snapshot()`, the test hook `src/demo/index.html` documents. Every wait
-//! polls a condition until a deadline; none sleeps and hopes.
+//! How Chromium is driven: the Chrome DevTools Protocol ([`common::browser`] says why). The
+//! test does what a person does (types and presses Enter, clicks with the mouse, presses a
+//! button with the keyboard) and reads the page's counters from `window.demo.snapshot()`, the
+//! test hook `src/demo/index.html` documents. Every wait polls a condition until a deadline;
+//! none sleeps and hopes.
 //!
 //! Chromium comes from Debian (`apt-get install chromium`). Without it the test says SKIPPED
 //! loudly and passes, except under `REALTIME_REQUIRE_EXTERNAL=1` (CI), where it fails.
@@ -20,15 +17,11 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
-use common::{each_model, TestServer, PATIENCE};
+use common::browser::{Browser, DevTools};
+use common::{each_model, TestServer};
 use realtime::json::{self, Value};
-use realtime::ws::client::Client;
-use realtime::ws::message::Message;
 
 /// The desktop viewport: three panels side by side.
 const WIDE: (u32, u32) = (1280, 1000);
@@ -182,272 +175,23 @@ fn artifact(name: &str) -> PathBuf {
     target.join(name)
 }
 
-/// A headless Chromium with a fresh profile, killed and cleaned up when dropped (also when
-/// the test panics).
-struct Browser {
-    child: Child,
-    profile: PathBuf,
+/// The demo page's test hook, `window.demo.snapshot()`, on a page driven over DevTools.
+trait DemoPage {
+    /// The page's counters, or `Null` before the page has set up its hook.
+    fn snapshot(&mut self) -> Value;
+    /// Polls the page's counters until `condition` holds, failing after `PATIENCE`.
+    fn wait_for(&mut self, what: &str, condition: impl Fn(&Value) -> bool) -> Value;
 }
 
-impl Browser {
-    fn launch(program: &Path) -> Browser {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-        let profile = std::env::temp_dir().join(format!("realtime-demo-{}-{nanos}", std::process::id()));
-        fs::create_dir_all(&profile).expect("create a Chromium profile directory");
-        let child = Command::new(program)
-            .args([
-                "--headless",
-                // Root (CI, containers) cannot use Chromium's sandbox; this browser only ever
-                // loads our own page from 127.0.0.1.
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-dev-shm-usage",
-                "--hide-scrollbars",
-                "--remote-debugging-port=0",
-            ])
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .arg("about:blank")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromium");
-        Browser { child, profile }
-    }
+const SNAPSHOT: &str = "window.demo ? JSON.stringify(window.demo.snapshot()) : 'null'";
 
-    /// Chromium picks a free port and writes it, and the browser target's WebSocket path, to
-    /// `DevToolsActivePort` in the profile.
-    fn devtools_endpoint(&mut self) -> (u16, String) {
-        let file = self.profile.join("DevToolsActivePort");
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Ok(text) = fs::read_to_string(&file) {
-                let mut lines = text.lines();
-                if let (Some(Ok(port)), Some(path)) = (lines.next().map(str::parse), lines.next()) {
-                    return (port, path.to_string());
-                }
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("chromium exited at start-up: {status}");
-            }
-            assert!(Instant::now() < deadline, "chromium did not open its DevTools port");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Connects to the browser and opens a page target to drive.
-    fn open_page(mut self) -> DevTools {
-        let (port, path) = self.devtools_endpoint();
-        let client = Client::connect(&format!("127.0.0.1:{port}"), &path).expect("DevTools WebSocket");
-        client.stream().set_read_timeout(Some(PATIENCE)).unwrap();
-        let mut devtools = DevTools { client, next_id: 0, session: None, events: Vec::new(), browser: self };
-        let target = devtools.call("Target.createTarget", r#"{"url":"about:blank"}"#);
-        let target_id = target.get("targetId").and_then(Value::as_str).expect("a targetId").to_string();
-        // flatten: the page's messages travel on this same socket, tagged with a sessionId.
-        let attached =
-            devtools.call("Target.attachToTarget", &format!(r#"{{"targetId":"{target_id}","flatten":true}}"#));
-        devtools.session = Some(attached.get("sessionId").and_then(Value::as_str).expect("a sessionId").to_string());
-        for domain in ["Page", "Runtime", "Log"] {
-            devtools.call(&format!("{domain}.enable"), "{}");
-        }
-        devtools
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        // Give a Browser.close a moment to finish, then make sure.
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_dir_all(&self.profile);
-    }
-}
-
-/// One DevTools protocol connection, attached to one page.
-struct DevTools {
-    client: Client,
-    next_id: u64,
-    /// The page's session on the browser connection (`Target.attachToTarget`).
-    session: Option<String>,
-    /// Events that arrived while waiting for answers: console messages and log entries.
-    events: Vec<Value>,
-    /// Dropped after the connection, so that the browser outlives the socket.
-    browser: Browser,
-}
-
-impl DevTools {
-    /// Sends a command and returns its `result`, keeping the events that arrive meanwhile.
-    fn call(&mut self, method: &str, params: &str) -> Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        let mut command = format!(r#"{{"id":{id},"method":"{method}","params":{params}"#);
-        if let Some(session) = &self.session {
-            command.push_str(&format!(r#","sessionId":"{session}""#));
-        }
-        command.push('}');
-        self.client.send_text(&command).expect("send a DevTools command");
-        loop {
-            let text = match self.client.next_message() {
-                Ok(Message::Text(text)) => text,
-                Ok(Message::Binary(_)) => continue,
-                Err(error) => panic!("DevTools connection failed waiting for {method}: {error}"),
-            };
-            let message = json::parse(&text).unwrap_or_else(|e| panic!("DevTools sent bad JSON ({e})"));
-            if message.get("id").and_then(Value::as_u64) != Some(id) {
-                self.events.push(message);
-                continue;
-            }
-            if let Some(error) = message.get("error") {
-                panic!("{method} failed: {error:?}");
-            }
-            return message.get("result").cloned().unwrap_or(Value::Null);
-        }
-    }
-
-    /// Evaluates an expression in the page (awaiting a promise) and returns it as a string.
-    fn evaluate(&mut self, expression: &str) -> String {
-        let mut params = String::from(r#"{"expression":"#);
-        json::write_string(&mut params, &format!("(async () => String(await ({expression})))()"));
-        params.push_str(r#","awaitPromise":true,"returnByValue":true}"#);
-        let result = self.call("Runtime.evaluate", &params);
-        if let Some(exception) = result.get("exceptionDetails") {
-            panic!("{expression} threw: {exception:?}");
-        }
-        let value = result.get("result").and_then(|r| r.get("value")).and_then(Value::as_str);
-        value.unwrap_or_else(|| panic!("{expression} gave no string: {result:?}")).to_string()
-    }
-
-    /// The page's counters, from the test hook.
+impl DemoPage for DevTools {
     fn snapshot(&mut self) -> Value {
-        let text = self.evaluate("window.demo ? JSON.stringify(window.demo.snapshot()) : 'null'");
+        let text = self.evaluate(SNAPSHOT);
         json::parse(&text).expect("the snapshot is JSON")
     }
 
-    /// Polls the page's counters until `condition` holds, failing after `PATIENCE`.
     fn wait_for(&mut self, what: &str, condition: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let snapshot = self.snapshot();
-            if snapshot != Value::Null && condition(&snapshot) {
-                return snapshot;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; the page shows {snapshot:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn set_viewport(&mut self, (width, height): (u32, u32)) {
-        let params = format!(r#"{{"width":{width},"height":{height},"deviceScaleFactor":1,"mobile":{}}}"#, width < 800);
-        self.call("Emulation.setDeviceMetricsOverride", &params);
-    }
-
-    /// The centre of the element `selector` matches, scrolled into view.
-    fn centre_of(&mut self, selector: &str) -> (f64, f64) {
-        let mut quoted = String::new();
-        json::write_string(&mut quoted, selector);
-        let point = self.evaluate(&format!(
-            "(() => {{ const e = document.querySelector({quoted}); e.scrollIntoView({{block: 'center'}}); \
-             const r = e.getBoundingClientRect(); return `${{r.x + r.width / 2}} ${{r.y + r.height / 2}}`; }})()"
-        ));
-        let (x, y) = point.split_once(' ').expect("two coordinates");
-        (x.parse().expect("x"), y.parse().expect("y"))
-    }
-
-    /// A left click, as the mouse makes it: press and release at the element's centre.
-    fn click(&mut self, selector: &str) {
-        let (x, y) = self.centre_of(selector);
-        for kind in ["mousePressed", "mouseReleased"] {
-            self.call(
-                "Input.dispatchMouseEvent",
-                &format!(r#"{{"type":"{kind}","x":{x},"y":{y},"button":"left","clickCount":1}}"#),
-            );
-        }
-    }
-
-    fn press_enter(&mut self) {
-        self.call(
-            "Input.dispatchKeyEvent",
-            r#"{"type":"keyDown","key":"Enter","code":"Enter","windowsVirtualKeyCode":13,"text":"\r"}"#,
-        );
-        self.call(
-            "Input.dispatchKeyEvent",
-            r#"{"type":"keyUp","key":"Enter","code":"Enter","windowsVirtualKeyCode":13}"#,
-        );
-    }
-
-    fn focus(&mut self, selector: &str) {
-        let mut quoted = String::new();
-        json::write_string(&mut quoted, selector);
-        self.evaluate(&format!("document.querySelector({quoted}).focus()"));
-    }
-
-    /// Focuses a button and presses Enter on it: the page must work without a mouse.
-    fn press_with_keyboard(&mut self, selector: &str) {
-        self.focus(selector);
-        self.press_enter();
-    }
-
-    /// Types into a text field as a keyboard would, then presses Enter.
-    fn type_and_press_enter(&mut self, selector: &str, text: &str) {
-        self.focus(selector);
-        let mut params = String::from(r#"{"text":"#);
-        json::write_string(&mut params, text);
-        params.push('}');
-        self.call("Input.insertText", &params);
-        self.press_enter();
-    }
-
-    fn screenshot(&mut self, path: &Path) {
-        let result = self.call("Page.captureScreenshot", r#"{"format":"png","captureBeyondViewport":true}"#);
-        let data = result.get("data").and_then(Value::as_str).expect("screenshot data");
-        let png = STANDARD.decode(data).expect("the screenshot is base64");
-        assert!(png.starts_with(b"\x89PNG"), "the screenshot is not a PNG");
-        fs::write(path, png).expect("write the screenshot");
-        eprintln!("screenshot: {}", path.display());
-    }
-
-    /// Console errors and warnings and browser log entries at warning level or above: a CSP
-    /// violation, a failed load or an uncaught exception shows up here.
-    fn console_problems(&mut self) -> Vec<String> {
-        self.call("Runtime.evaluate", r#"{"expression":"0"}"#); // collect whatever is pending
-        let mut problems = Vec::new();
-        for event in &self.events {
-            let params = event.get("params");
-            let method = event.get("method").and_then(Value::as_str).unwrap_or_default();
-            let (level, text) = match method {
-                "Runtime.consoleAPICalled" => {
-                    let args = params.and_then(|p| p.get("args")).and_then(Value::as_array).unwrap_or_default();
-                    let text = args.iter().filter_map(|a| a.get("value").and_then(Value::as_str)).collect::<Vec<_>>();
-                    (params.and_then(|p| p.get("type")).and_then(Value::as_str), text.join(" "))
-                }
-                "Log.entryAdded" => {
-                    let entry = params.and_then(|p| p.get("entry"));
-                    let text = entry.and_then(|e| e.get("text")).and_then(Value::as_str).unwrap_or_default();
-                    (entry.and_then(|e| e.get("level")).and_then(Value::as_str), text.to_string())
-                }
-                "Runtime.exceptionThrown" => (Some("error"), format!("{params:?}")),
-                _ => continue,
-            };
-            if matches!(level, Some("error" | "warning")) {
-                problems.push(format!("{method}: {text}"));
-            }
-        }
-        problems
-    }
-
-    /// Asks the browser to quit; the `Browser` guard waits for it, and kills it if need be.
-    fn close_browser(mut self) {
-        self.client.send_text(r#"{"id":0,"method":"Browser.close","params":{}}"#).ok();
-        drop(self.client);
-        drop(self.browser);
+        self.wait_until(what, SNAPSHOT, condition)
     }
 }

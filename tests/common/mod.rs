@@ -4,6 +4,9 @@
 
 #![allow(dead_code)] // each test file uses a different part of this module
 
+/// Headless Chromium over the DevTools protocol, for the browser tests.
+pub mod browser;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
