@@ -144,6 +144,10 @@ fn fetch_3_2_2_preflights_from_an_allowed_origin_are_204_and_foreign_ones_403_wi
                 assert_eq!(answer.status, 204, "{path}");
                 assert_eq!(answer.header("content-length"), None, "RFC 9110 §8.6: no Content-Length on a 204");
                 assert_eq!(answer.header("access-control-allow-origin"), Some(ALLOWED));
+                for field in ["access-control-allow-origin", "vary", "access-control-allow-methods"] {
+                    let count = answer.headers.iter().filter(|(name, _)| name.eq_ignore_ascii_case(field)).count();
+                    assert_eq!(count, 1, "{path}: one {field}, or the browser refuses the preflight");
+                }
                 assert_eq!(answer.header("access-control-allow-methods"), Some(methods));
                 let headers = answer.header("access-control-allow-headers").unwrap().to_ascii_lowercase();
                 for needed in ["content-type", "authorization", "last-event-id"] {

@@ -116,10 +116,10 @@ impl Cors {
 /// The answer to `OPTIONS` on a route that serves `methods` and lists `allow` (the same plus
 /// `OPTIONS`). With `Origin` and `Access-Control-Request-Method` it is a CORS preflight (WHATWG
 /// Fetch §3.2.2): 204 with the methods, headers and cache lifetime the real request may use.
-/// Without them it is a plain `OPTIONS` (RFC 9110 §9.3.7), answered with `Allow`.
+/// Without them it is a plain `OPTIONS` (RFC 9110 §9.3.7), answered with `Allow`. The
+/// exchange's own [`Cors`] fields are added when it is written, as to every answer.
 pub fn preflight(cors: &Cors, methods: &str, allow: &str, requested_method: Option<&[u8]>) -> Response {
     let mut response = Response { status: 204, headers: vec![("Allow", allow.to_string())], body: Vec::new() };
-    cors.apply(&mut response);
     if let (Cors::Allow(_), Some(_)) = (cors, requested_method) {
         response.headers.push(("Access-Control-Allow-Methods", methods.to_string()));
         response.headers.push(("Access-Control-Allow-Headers", ALLOW_HEADERS.to_string()));
@@ -171,7 +171,7 @@ mod tests {
         let response = preflight(&allow, "POST", "POST, OPTIONS", Some(b"POST"));
         assert_eq!(response.status, 204);
         let field = |name: &str| response.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
-        assert_eq!(field("Access-Control-Allow-Origin"), Some("https://app.example"));
+        assert_eq!(field("Access-Control-Allow-Origin"), None, "added once, with every answer's");
         assert_eq!(field("Access-Control-Allow-Methods"), Some("POST"));
         assert_eq!(field("Access-Control-Allow-Headers"), Some(ALLOW_HEADERS));
         assert_eq!(field("Access-Control-Max-Age"), Some(PREFLIGHT_MAX_AGE));
