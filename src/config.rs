@@ -40,16 +40,9 @@ impl Model {
 pub struct Secret(Vec<u8>);
 
 impl Secret {
-    /// RFC 7518 §3.2: "A key of the same size as the hash output (256 bits) or larger MUST be
-    /// used with this algorithm."
+    /// At least 32 bytes ([`token::check_secret`], RFC 7518 §3.2).
     pub fn new(bytes: Vec<u8>) -> Result<Secret, String> {
-        if bytes.len() < token::MIN_SECRET_BYTES {
-            return Err(format!(
-                "a token secret needs at least {} bytes (RFC 7518 §3.2), got {}",
-                token::MIN_SECRET_BYTES,
-                bytes.len()
-            ));
-        }
+        token::check_secret(&bytes)?;
         Ok(Secret(bytes))
     }
 

@@ -51,8 +51,8 @@
 //!
 //! | step | where |
 //! |---|---|
-//! | negotiate: `Accept`, `Origin`, `Last-Event-ID` or `?since=` | [`app::App`] (`start_sse`), [`http::accepts`], [`app::origin_allowed`] |
-//! | the response head: `text/event-stream`, chunked, no buffering | [`connection::Connection`] (`start_sse`) |
+//! | negotiate: `Accept`, `Last-Event-ID` or `?since=` (the gate checked `Origin`) | [`app::App`] (`start_sse`), [`http::accepts`] |
+//! | the response head: `text/event-stream`, chunked, no buffering, `Vary: Origin` | [`connection::Connection`] (`start_sse`) |
 //! | `retry:`, then replay from the cursor, then live, one chunk per event | [`stream::SseStream::start`], [`stream::SseStream::advance`] |
 //! | encode an event (`id:`, `event:`, `data:` per line, blank line) | [`sse::encode_event`] (§9.2.5) |
 //! | `: keepalive` comments for proxies | [`sse::encode_comment`] (§9.2.7) |
@@ -63,7 +63,8 @@
 //! | step | where | spec |
 //! |---|---|---|
 //! | the opening handshake: check the request, compute `Sec-WebSocket-Accept` | [`ws::handshake::check_client_handshake`], [`ws::handshake::accept_key`] | §4.2 |
-//! | refuse cross-site hijacking | [`app::origin_allowed`] | §10.2 |
+//! | refuse cross-site hijacking | [`gate::origin::classify`], before the route | §10.2 |
+//! | a receive-only socket: no right to publish, 1008 on a text frame | [`stream::WebSocketStream`] (`on_message`), [`gate::Grant`] | §7.4.1 |
 //! | read a frame header: FIN, RSV, opcode, 7/16/64-bit length, mask | [`ws::frame::FrameDecoder`] | §5.2 |
 //! | unmask the payload, a machine word at a time | [`ws::mask::apply_mask`] | §5.3 |
 //! | reassemble fragments; control frames in between | [`ws::message::Assembler`] | §5.4 |
@@ -71,6 +72,20 @@
 //! | answer pings, echo the close, fail with the right code | [`ws::session::Session::receive`] | §5.5, §7 |
 //! | follow a channel, publish the client's text, ping, close slow consumers | [`stream::WebSocketStream::advance`] | §5.5.2, §7.4.1 |
 //! | the client side: random key, fresh mask per frame | [`ws::client::Client`] | §4.1, §5.3 |
+//!
+//! ## The security boundary: one gate before every route
+//!
+//! | step | where | spec |
+//! |---|---|---|
+//! | where does the request come from: own origin, allowed, foreign (403) | [`gate::origin::classify`] | RFC 6454 §6.2, RFC 6455 §10.2 |
+//! | a CORS preflight: which methods and headers the page may use | [`gate::origin::preflight`] | WHATWG Fetch §3.2.2 |
+//! | let an allowed page read every answer, errors included | [`gate::origin::Cors`] | WHATWG Fetch §3.2.3 |
+//! | the token: `Authorization: Bearer`, or the query for browsers | [`gate::presented_token`] | RFC 6750 §2 |
+//! | verify a signed token: HS256 only, signature first, then `exp` | [`token::verify`], [`crypto::hmac::hmac_sha256`] | RFC 7515, RFC 7519 §7.2, RFC 2104 |
+//! | what the token grants: channels by name or prefix; 401 or 403 | [`gate::Gate::authorize`] | RFC 6750 §3.1 |
+//! | publishes per second per address: a token bucket, 429 | [`gate::Gate::take_publish`], [`gate::rate::PublishRate`] | RFC 6585 §4 |
+//! | connections per address, counted before a byte is read | [`gate::rate::ConnectionsPerAddress`] | |
+//! | the order of it all, before any route code | [`app::App::handle`] | |
 //!
 //! ## Many nodes: the Redis backplane
 //!
@@ -106,12 +121,14 @@
 //! - [`server`]: the two drivers ([`server::event_loop`], [`server::threads`]), the shared accept
 //!   loop, and the one `unsafe` module ([`server::sys`]: epoll, poll, eventfd, signals, rlimit).
 //! - [`config`]: every limit, its default and why; [`stats`]: `/stats` and `/metrics`.
+//! - [`gate`]: the security boundary; [`token`]: signed channel tokens (`realtime token`);
+//!   [`crypto`]: SHA-256 and HMAC, written out; [`time`]: the time as a value ([`time::Now`]).
 //! - [`json`]: the envelope and `/stats` written by hand, and a small reader for clients.
 //! - [`bench`](mod@bench): `realtime bench`, the load generator: the client side of every protocol
 //!   ([`bench::peer`]) on the server's own poller ([`bench::engine`]).
 //! - [`demo`]: the page at `/`, the three transports side by side in a browser, embedded with
 //!   `include_str!` and served under a hash-based Content-Security-Policy.
-
+//!
 #![deny(unsafe_code)]
 
 pub mod app;

@@ -48,7 +48,7 @@
 //!
 //! A token is a bearer token (RFC 6750): whoever holds it may use it, so it must travel over
 //! TLS and live briefly. It goes in `Authorization: Bearer <token>` (RFC 6750 §2.1) where the
-//! client can set headers, and in the `access_token` query parameter (§2.3) where it cannot:
+//! client can set headers, and in the query (`?token=`, or RFC 6750 §2.3's `access_token`) where it cannot:
 //! a browser's `EventSource` and `WebSocket` send no custom headers. Both forms fit: a token is
 //! made only of `A-Z a-z 0-9 - _ .`, which RFC 6750's `b64token` allows and which a URL carries
 //! without percent-encoding.

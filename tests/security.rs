@@ -13,6 +13,7 @@ use base64::Engine as _;
 use common::{each_model, is_closed, read_response, HttpResponse, TestServer, PATIENCE};
 use realtime::token::{self, ChannelPattern, Claims};
 use realtime::ws::client::{Client, ClientError};
+use realtime::ws::frame::{encode_frame, Opcode};
 use realtime::ws::message::Message;
 use realtime::ws::session::Event;
 
@@ -262,6 +263,11 @@ fn rfc6750_2_the_publish_token_covers_post_and_websocket_as_header_or_query() {
                 &format!("/publish/p?token={PUBLISH_TOKEN}"),
             );
             assert_eq!(both.status, 400);
+            assert_eq!(
+                post("", &format!("/publish/p?access_token={PUBLISH_TOKEN}")).status,
+                201,
+                "RFC 6750 §2.3's name"
+            );
 
             // A WebSocket with the token publishes its text frames.
             let mut publisher = ws(server, &format!("/ws/p?token={PUBLISH_TOKEN}")).unwrap();
@@ -274,6 +280,15 @@ fn rfc6750_2_the_publish_token_covers_post_and_websocket_as_header_or_query() {
             publisher.send_text("after").unwrap();
             assert_eq!(text_of(publisher.next_message().unwrap()), "from a socket");
             assert_eq!(text_of(publisher.next_message().unwrap()), "after", "'sneaky' was not published");
+            // A non-browser client may show the token in the handshake's Authorization instead.
+            let mut raw = server.connect();
+            let (handshake, _) = request_to("GET /ws/p", &format!("Authorization: Bearer {PUBLISH_TOKEN}\r\n"));
+            raw.write_all(handshake.as_bytes()).unwrap();
+            assert_eq!(read_response(&mut raw, true).unwrap().status, 101);
+            let mut frame = Vec::new();
+            encode_frame(&mut frame, true, Opcode::Text, b"by header", Some([1, 2, 3, 4]));
+            raw.write_all(&frame).unwrap();
+            assert_eq!(text_of(publisher.next_message().unwrap()), "by header");
         },
     );
 }

@@ -15,7 +15,8 @@
 //! ([`rate::ConnectionsPerAddress`]), before a byte is read.
 //!
 //! Two kinds of token, both presented as `Authorization: Bearer T` (RFC 6750 §2.1) or as
-//! `?token=T` (§2.3; browsers cannot set headers on `EventSource` or `WebSocket`):
+//! `?token=T` (or `?access_token=T`, RFC 6750 §2.3; browsers cannot set headers on
+//! `EventSource` or `WebSocket`):
 //!
 //! - `--publish-token`: a shared secret that lets its holder publish to any channel, by POST
 //!   or by WebSocket text frame. It grants nothing else.
@@ -190,7 +191,8 @@ impl Gate {
 }
 
 /// Step 3: the token a request presents, from `Authorization: Bearer T` (RFC 6750 §2.1; the
-/// scheme is case-insensitive, RFC 9110 §11.1) or `?token=T` (§2.3). RFC 6750 §2: "Clients
+/// scheme is case-insensitive, RFC 9110 §11.1) or the query: `?token=T`, or `?access_token=T`,
+/// the name RFC 6750 §2.3 gives it. RFC 6750 §2: "Clients
 /// MUST NOT use more than one method to transmit the token in each request", so both at once
 /// is 400 (`invalid_request`, §3.1). Another `Authorization` scheme (`Basic` for a proxy in front)
 /// is not ours and counts as no token.
@@ -214,9 +216,12 @@ pub fn presented_token(request: &Request<'_>) -> Result<Option<String>, Refusal>
             }
         }
     };
-    let query = crate::http::query_param(request.query(), "token").map_err(|_| invalid("malformed token parameter"))?;
-    match (header, query) {
-        (Some(_), Some(_)) => Err(invalid("a token in both Authorization and ?token=")),
-        (header, query) => Ok(header.or(query).filter(|t| !t.is_empty())),
+    let query =
+        |name: &str| crate::http::query_param(request.query(), name).map_err(|_| invalid("malformed token parameter"));
+    let presented: Vec<String> = [header, query("token")?, query("access_token")?].into_iter().flatten().collect();
+    match &presented[..] {
+        [] => Ok(None),
+        [token] => Ok(Some(token.clone()).filter(|t| !t.is_empty())),
+        _ => Err(invalid("a token in more than one place (Authorization, ?token=, ?access_token=)")),
     }
 }
