@@ -5,13 +5,19 @@
 //! what a fuzzer looks for. Besides "never panic, never allocate past the limits", each checks
 //! the property that makes a parser incremental: feeding the same bytes in two pieces (split
 //! at a position taken from the input itself) gives the same answer as feeding them whole.
+//! The token target, which parses no stream, checks instead that whatever verifies signs again
+//! to a token that verifies to the same claims.
 
 #![forbid(unsafe_code)]
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 
 use crate::broker::resp::{self, Limits as RespLimits};
 use crate::http::body::{BodyDecoder, BodyFraming};
 use crate::http::request::{parse_request, Limits, Parsed};
 use crate::sse::{Event as SseEvent, EventStreamParser, ParseError};
+use crate::token::{self, ChannelPattern, TokenError, MAX_NUMERIC_DATE, MAX_PATTERNS, MAX_TOKEN_BYTES};
 use crate::ws::session::{Event as WsEvent, Session, State};
 
 /// The body limit the chunked target decodes under: small enough that going past it is
@@ -24,6 +30,10 @@ const FUZZ_MAX_MESSAGE: usize = 64 * 1024;
 /// The limits the RESP target decodes under: small, so that fuzzed input reaches each of them.
 const FUZZ_RESP_LIMITS: RespLimits =
     RespLimits { max_bulk_bytes: 1024, max_array_len: 64, max_depth: 8, max_line_bytes: 256 };
+
+/// The secret the token target verifies under: RFC 7515 appendix A.1's HS256 key (its JWK's
+/// `k`, base64url), so that the RFC's own example token in the corpus verifies.
+const FUZZ_TOKEN_KEY: &str = "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow";
 
 /// A split position taken from the input, so that the fuzzer explores split points too.
 fn split_point(data: &[u8]) -> usize {
@@ -163,5 +173,45 @@ pub fn resp(data: &[u8]) {
         Ok(None) => assert_eq!(resp::decode(&data[..prefix_len], &limits), Ok(None)),
         // A shorter input may not have reached the fault yet, or may hit another limit first.
         Err(_) => assert!(!matches!(resp::decode(&data[..prefix_len], &limits), Ok(Some(_)))),
+    }
+}
+
+/// The token target's input: `NOW TOKEN` (leading decimal digits and a space give the time,
+/// saturating at `u64::MAX`), or just `TOKEN` at time 0. The token is the rest, as lossy UTF-8.
+fn token_input(data: &[u8]) -> (u64, String) {
+    let digits = data.iter().take_while(|byte| byte.is_ascii_digit()).count();
+    if digits > 0 && data.get(digits) == Some(&b' ') {
+        let now = data[..digits]
+            .iter()
+            .fold(0u64, |now, digit| now.saturating_mul(10).saturating_add(u64::from(digit - b'0')));
+        (now, String::from_utf8_lossy(&data[digits + 1..]).into_owned())
+    } else {
+        (0, String::from_utf8_lossy(data).into_owned())
+    }
+}
+
+/// Token verification: never panics; refuses for length exactly when the text is longer than
+/// the limit; anything that verifies is within the limits, is refused under any other secret,
+/// and signs again to a token that verifies to the same claims at the same time.
+pub fn token(data: &[u8]) {
+    let Ok(secret) = URL_SAFE_NO_PAD.decode(FUZZ_TOKEN_KEY) else { unreachable!("a constant") };
+    let (now, text) = token_input(data);
+    let result = token::verify(&text, &secret, now);
+    assert_eq!(result == Err(TokenError::TooLong), text.len() > MAX_TOKEN_BYTES);
+    match result {
+        Ok(claims) => {
+            assert!(now < claims.exp && claims.exp <= MAX_NUMERIC_DATE);
+            assert!(claims.channels.len() <= MAX_PATTERNS && claims.publish.len() <= MAX_PATTERNS);
+            for pattern in claims.channels.iter().chain(&claims.publish) {
+                assert_eq!(ChannelPattern::parse(pattern.as_str()).as_ref(), Ok(pattern));
+            }
+            let mut other_secret = secret.clone();
+            other_secret[0] ^= 1;
+            assert_eq!(token::verify(&text, &other_secret, now), Err(TokenError::BadSignature));
+            let again = token::sign(&claims, &secret);
+            assert!(again.len() <= MAX_TOKEN_BYTES, "re-signed to {} bytes", again.len());
+            assert_eq!(token::verify(&again, &secret, now), Ok(claims));
+        }
+        Err(error) => assert!(!error.message().is_empty() && !error.message().contains('\n'), "{error:?}"),
     }
 }

@@ -41,3 +41,8 @@ fn sse_stream_corpus() {
 fn resp_corpus() {
     replay("resp", realtime::fuzz::resp);
 }
+
+#[test]
+fn token_corpus() {
+    replay("token", realtime::fuzz::token);
+}
