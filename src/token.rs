@@ -103,9 +103,9 @@ pub const MAX_SUBJECT_BYTES: usize = 256;
 /// to 2^53; past that, two different dates could read as the same one.
 pub const MAX_NUMERIC_DATE: u64 = (1 << 53) - 1;
 
-/// How long a token from `realtime token` lives unless `--ttl` says otherwise: an hour. Bearer
-/// tokens should be short-lived (RFC 6750 §5.3, "Issue short-lived bearer tokens"); a client
-/// fetches a new one from its backend when it expires.
+/// How long a token from `realtime token` lives unless `--ttl` says otherwise: an hour, the
+/// longest RFC 6750 §5.3 recommends ("Token servers SHOULD issue short-lived (one hour or less)
+/// bearer tokens"). A client fetches a new one from its backend when it expires.
 pub const DEFAULT_TTL_SECS: u64 = 3600;
 
 /// The only header [`sign`] writes (RFC 7519 §5.1, `typ`; RFC 7518 §3.1, `alg`).
@@ -404,7 +404,7 @@ fn numeric_date(value: &Value, refusal: &'static str) -> Result<u64, TokenError>
 
 /// A list of patterns: absent is an empty list, anything else must be an array of at most
 /// [`MAX_PATTERNS`] valid pattern strings.
-fn patterns(value: Option<&Value>, refusal: &'static str) -> Result<Vec<ChannelPattern>, TokenError> {
+fn pattern_claim(value: Option<&Value>, refusal: &'static str) -> Result<Vec<ChannelPattern>, TokenError> {
     let Some(value) = value else { return Ok(Vec::new()) };
     let items = value.as_array().filter(|items| items.len() <= MAX_PATTERNS).ok_or(TokenError::Malformed(refusal))?;
     items
@@ -442,8 +442,8 @@ fn read_claims(payload: &Value) -> Result<(Claims, Option<u64>), TokenError> {
     let claims = Claims {
         exp,
         sub,
-        channels: patterns(payload.get("channels"), "token channels is not a list of up to 16 channel patterns")?,
-        publish: patterns(payload.get("publish"), "token publish is not a list of up to 16 channel patterns")?,
+        channels: pattern_claim(payload.get("channels"), "token channels is not a list of up to 16 channel patterns")?,
+        publish: pattern_claim(payload.get("publish"), "token publish is not a list of up to 16 channel patterns")?,
     };
     Ok((claims, not_before))
 }
