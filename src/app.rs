@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::broker::{self, Broker, BrokerError, Message, Since};
+use crate::budget::MemoryBudget;
 use crate::config::Config;
 use crate::gate::origin::{self, Cors, Origin};
 use crate::gate::{Access, Gate, Grant, Refusal};
@@ -43,6 +44,8 @@ pub struct App {
     pub config: Config,
     pub broker: Arc<dyn Broker>,
     pub gate: Gate,
+    /// What all connections together may hold of client-controlled memory.
+    pub budget: MemoryBudget,
     pub stats: Stats,
     shutting_down: AtomicBool,
     next_connection_id: AtomicU64,
@@ -177,6 +180,7 @@ impl App {
     pub fn new(config: Config, broker: Arc<dyn Broker>) -> App {
         App {
             gate: Gate::new(&config),
+            budget: MemoryBudget::new(config.memory_budget),
             config,
             broker,
             stats: Stats::default(),
@@ -283,12 +287,12 @@ impl App {
             Route::Index => Action::Respond(crate::demo::response()),
             Route::Healthz => Action::Respond(Response::text(200, "ok")),
             Route::Stats => {
-                let json = self.stats.snapshot().to_json(self.config.model.name(), self.broker.kind());
+                let json = self.snapshot().to_json(self.config.model.name(), self.broker.kind());
                 Action::Respond(Response::json(200, json).with_header("Cache-Control", "no-store"))
             }
             Route::Metrics => {
                 let mut response = Response::text(200, "");
-                response.body = self.stats.snapshot().to_prometheus(self.config.model.name()).into_bytes();
+                response.body = self.snapshot().to_prometheus(self.config.model.name()).into_bytes();
                 response.headers = vec![("Content-Type", "text/plain; version=0.0.4; charset=utf-8".into())];
                 Action::Respond(response)
             }
@@ -299,6 +303,13 @@ impl App {
             Route::Echo => self.start_websocket(request, None, grant),
         };
         (cors, action)
+    }
+
+    /// The counters, with the memory budget's.
+    fn snapshot(&self) -> crate::stats::Snapshot {
+        let mut snapshot = self.stats.snapshot();
+        snapshot.memory_budget = [self.budget.limit() as u64, self.budget.used() as u64, self.budget.shed_count()];
+        snapshot
     }
 
     /// Counts a refusal by its reason and answers it.

@@ -96,6 +96,10 @@ pub struct Config {
     /// Open connections beyond this are answered 503 and closed, before any thread or buffer
     /// is spent on them. Keep it below the process's open-file limit.
     pub max_connections: usize,
+    /// Connections the kernel completes and queues before `accept` takes them (the listen
+    /// backlog; the kernel caps it at `net.core.somaxconn`). std's default of 128 makes a
+    /// burst of connects wait a second for SYN retries.
+    pub backlog: u32,
     /// `--model threads` only: how many threads may serve connections at once (a WebSocket
     /// takes two). `0`: as many as the kernel allows the process (`vm.max_map_count`,
     /// `kernel.threads-max`, `kernel.pid_max`); past the budget, 503 or a 1011 close.
@@ -115,8 +119,9 @@ pub struct Config {
     pub max_conns_per_ip: Option<usize>,
     /// The largest message text a client may publish, in bytes (413 beyond).
     pub max_publish_bytes: usize,
-    /// A request head must arrive within this time once it has started (408 after): a
-    /// slowloris client cannot hold a connection forever by trickling bytes.
+    /// A request head must arrive within this time once it has started, and a connection's
+    /// first head within this time of the accept (408 after, or a silent close if nothing came):
+    /// neither a slowloris client trickling bytes nor a silent one holds a slot for long.
     pub header_timeout: Duration,
     /// A keep-alive connection with no request in progress is closed after this long.
     pub idle_timeout: Duration,
@@ -137,6 +142,9 @@ pub struct Config {
     /// A client that takes no bytes for this long while some wait for it is a slow consumer
     /// and is disconnected (a WebSocket with 1008); it can resume from its last id.
     pub send_timeout: Duration,
+    /// Client-controlled memory all connections together may hold (partial messages and
+    /// bodies, queued output); past it the biggest holders give theirs up ([`crate::budget`]).
+    pub memory_budget: usize,
 }
 
 impl Default for Config {
@@ -151,6 +159,9 @@ impl Default for Config {
             max_channels: crate::broker::memory::DEFAULT_MAX_CHANNELS,
             poll_timeout: Duration::from_secs(30),
             max_connections: 10_000,
+            // nginx's default on Linux is 511; 1024 absorbs a reconnect storm of a few thousand
+            // clients within the kernel's default somaxconn (4096 since Linux 5.4).
+            backlog: 1024,
             max_threads: 0,
             publish_token: None,
             token_secret: None,
@@ -176,6 +187,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             max_outbound_bytes: 256 * 1024,
             send_timeout: Duration::from_secs(10),
+            memory_budget: crate::budget::default_budget(),
         }
     }
 }
@@ -215,6 +227,7 @@ Options (durations in seconds, fractions allowed):
   --max-channels N          channels the broker may hold          [10000]
   --poll-timeout SECS       long-poll wait without ?timeout=      [30] (max 60)
   --max-connections N       open connections before 503           [10000]
+  --backlog N               listen backlog (capped by somaxconn)  [1024]
   --max-threads N           threads model: thread budget          [what the kernel allows]
   --publish-token TOKEN     publishing (POST or WebSocket) needs this token,
                             as Authorization: Bearer TOKEN or ?token=TOKEN
@@ -238,6 +251,8 @@ Options (durations in seconds, fractions allowed):
   --max-message-bytes N     largest WebSocket message (1009)      [16777216]
   --max-outbound-bytes N    bytes queued per stream before it waits [262144]
   --send-timeout SECS       slow-consumer limit: no bytes taken   [10]
+  --memory-budget BYTES     client-controlled memory, all connections
+                            (suffix K, M or G)          [a quarter of RAM]
   -h, --help                this text
 ";
 
@@ -285,6 +300,9 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
                 }
             }
             "--max-connections" => config.max_connections = positive(flag, value()?)?,
+            "--backlog" => {
+                config.backlog = u32::try_from(positive(flag, value()?)?).map_err(|_| format!("{flag}: too large"))?
+            }
             "--max-threads" => config.max_threads = positive(flag, value()?)?,
             "--publish-token" => {
                 let token = value()?;
@@ -335,6 +353,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
             }
             "--max-outbound-bytes" => config.max_outbound_bytes = positive(flag, value()?)?,
             "--send-timeout" => config.send_timeout = seconds(flag, value()?)?,
+            "--memory-budget" => config.memory_budget = bytes(flag, value()?)?,
             other => return Err(format!("unknown option '{other}' (see realtime serve --help)")),
         }
     }
@@ -353,6 +372,20 @@ fn positive(flag: &str, value: &str) -> Result<usize, String> {
     match value.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("{flag}: expected a positive whole number, got '{value}'")),
+    }
+}
+
+/// A positive size in bytes, with an optional binary suffix: `512M` is 512 MiB.
+fn bytes(flag: &str, value: &str) -> Result<usize, String> {
+    let (digits, unit) = match value.char_indices().last() {
+        Some((at, 'K' | 'k')) => (&value[..at], 1 << 10),
+        Some((at, 'M' | 'm')) => (&value[..at], 1 << 20),
+        Some((at, 'G' | 'g')) => (&value[..at], 1 << 30),
+        _ => (value, 1),
+    };
+    match digits.parse::<usize>().ok().and_then(|n| n.checked_mul(unit)) {
+        Some(n) if n > 0 => Ok(n),
+        _ => Err(format!("{flag}: expected a positive number of bytes like 268435456 or 256M, got '{value}'")),
     }
 }
 
@@ -409,6 +442,18 @@ mod tests {
     }
 
     #[test]
+    fn sizes_take_binary_suffixes() {
+        let budget = |line: &str| match parse(line) {
+            Ok(Command::Serve(config)) => config.memory_budget,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(budget("--memory-budget 1000"), 1000);
+        assert_eq!(budget("--memory-budget 64K"), 64 << 10);
+        assert_eq!(budget("--memory-budget 256M"), 256 << 20);
+        assert_eq!(budget("--memory-budget 2g"), 2 << 30);
+    }
+
+    #[test]
     fn a_token_secret_file_loses_its_final_newline_only() {
         let path = std::env::temp_dir().join(format!("realtime-secret-{}", std::process::id()));
         std::fs::write(&path, "0123456789abcdef0123456789abcdef \n").unwrap();
@@ -462,6 +507,9 @@ mod tests {
             "--public-channel news",
             "--publish-rate 0",
             "--max-conns-per-ip -1",
+            "--memory-budget 0",
+            "--memory-budget 12T",
+            "--backlog 0",
         ] {
             let error = parse(line).unwrap_err();
             assert!(!error.contains('\n'), "{error}");

@@ -55,6 +55,17 @@ use crate::ws::message::CloseCode;
 /// parsed: a client that sends requests but never reads cannot make us buffer without bound.
 pub const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 
+/// How far past `max_outbound_bytes` (where a stream stops pulling from the broker) the output
+/// may grow with what the client itself causes (responses, pongs, echoes, close replies)
+/// before the connection stops reading from it. Twice the pull limit leaves room for a
+/// WebSocket's pongs while its output is full of broker messages, so that a slow but live
+/// client is not mistaken for a dead one.
+pub const INPUT_PAUSE_FACTOR: usize = 2;
+
+/// An empty output buffer keeps at most this much capacity for the next writes; a larger one,
+/// grown for a burst, is freed.
+const RETAINED_OUTPUT_CAPACITY: usize = 64 * 1024;
+
 /// What the connection needs before it can make progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Waiting {
@@ -86,7 +97,8 @@ impl Reply {
 
 enum State {
     /// Waiting for a request head. `idle_since` starts the keep-alive idle timer; `started`
-    /// is when the first byte of this head arrived and starts the header timer.
+    /// starts the header timer: when the first byte of this head arrived, or for the first
+    /// request of a connection, when it was accepted.
     Head { idle_since: Instant, started: Option<Instant> },
     /// Reading a request body to publish.
     Body { channel: String, reply: Reply, decoder: BodyDecoder, body: Vec<u8>, deadline: Instant },
@@ -115,6 +127,8 @@ pub struct Connection {
     input_closed: bool,
     /// What this connection counts as in `/stats`.
     kind: Kind,
+    /// What it last told the memory budget it holds.
+    charged: usize,
     /// Since when output has waited without the client taking any of it: after
     /// `send_timeout` the client is a slow consumer and is disconnected.
     stalled_since: Option<Instant>,
@@ -129,9 +143,12 @@ impl Connection {
             peer,
             input: Vec::new(),
             output: Vec::new(),
-            state: State::Head { idle_since: now.instant, started: None },
+            // The header timeout runs from the accept: a connection that sends nothing holds its
+            // slot no longer than a slow request head may.
+            state: State::Head { idle_since: now.instant, started: Some(now.instant) },
             input_closed: false,
             kind: Kind::Http,
+            charged: 0,
             stalled_since: None,
         }
     }
@@ -140,6 +157,7 @@ impl Connection {
     pub fn receive(&mut self, bytes: &[u8]) {
         self.app.stats.bytes_in(bytes.len());
         self.input.extend_from_slice(bytes);
+        self.account();
     }
 
     /// The client closed its sending side.
@@ -158,6 +176,11 @@ impl Connection {
         self.output.drain(..n);
         // Progress: the slow-consumer clock restarts if anything is left.
         self.stalled_since = if self.output.is_empty() { None } else { Some(now) };
+        if self.output.is_empty() && self.output.capacity() > RETAINED_OUTPUT_CAPACITY {
+            // A burst (an echo of a large message, a replay) is over: give its memory back.
+            self.output = Vec::new();
+        }
+        self.account();
     }
 
     /// The client has closed its sending side.
@@ -187,7 +210,14 @@ impl Connection {
     /// How many more bytes the connection will buffer from the client right now. The event
     /// loop stops reading at zero (backpressure); a blocking driver reads only when waiting
     /// for input.
+    ///
+    /// Zero also while the client has not taken what it is owed: a client that floods pings or
+    /// echo messages and never reads would otherwise make us queue the replies without bound.
+    /// Not reading lets the kernel's buffers fill and push back on the client instead.
     pub fn input_room(&self) -> usize {
+        if self.output.len() >= self.app.config.max_outbound_bytes.saturating_mul(INPUT_PAUSE_FACTOR) {
+            return 0;
+        }
         let cap = self.app.config.limits.max_head_bytes + 64 * 1024;
         cap.saturating_sub(self.input.len())
     }
@@ -218,22 +248,65 @@ impl Connection {
         }
         let send_timeout = self.app.config.send_timeout;
         if self.stalled_since.is_some_and(|since| now.instant >= since + send_timeout) {
-            self.drop_slow_consumer(now);
-        }
-        while self.step(now, waker) {}
-    }
-
-    /// The client has taken nothing for `send_timeout` while bytes waited for it. A WebSocket
-    /// gets one more `send_timeout` to read on and find a 1008 close at the end of its
-    /// backlog; anything else, or a WebSocket that still reads nothing, is dropped with its
-    /// output. Either way it can resume from the last id it received.
-    fn drop_slow_consumer(&mut self, now: Now) {
-        let mut state = std::mem::replace(&mut self.state, State::Closing);
-        if let State::WebSocket(stream) = &mut state {
             // RFC 6455 §7.4.1: 1008 "indicates that an endpoint is terminating the connection
             // because it has received a message that violates its policy"; here the policy
             // is the send timeout.
-            stream.close_now(CloseCode::POLICY, "slow consumer", &mut self.output);
+            self.end_now(now, CloseCode::POLICY, "slow consumer");
+        }
+        let closing = matches!(self.state, State::Closing);
+        if !closing && self.app.budget.should_shed(self.held(), self.app.stats.open_connections()) {
+            self.app.budget.shed();
+            self.shed(now);
+        }
+        while self.step(now, waker) {}
+        self.account();
+    }
+
+    /// Bytes this connection holds that its client controls: input not yet parsed, a partial
+    /// body or WebSocket message, output not yet written ([`crate::budget`]).
+    fn held(&self) -> usize {
+        let partial = match &self.state {
+            State::Body { body, .. } => body.len(),
+            State::WebSocket(stream) => stream.buffered_bytes(),
+            _ => 0,
+        };
+        self.input.len() + self.output.len() + partial
+    }
+
+    /// Tells the process-wide budget what this connection holds now.
+    fn account(&mut self) {
+        let held = self.held();
+        self.app.budget.update(self.charged, held);
+        self.charged = held;
+    }
+
+    /// The memory budget is exceeded and this connection holds more than its share: it gives
+    /// up what it holds, with an answer the client understands. A WebSocket is closed with 1009
+    /// (RFC 6455 §7.4.1: "a message that is too big for it to process"; here, too big for the
+    /// server right now) and its partial message dropped; a request body is refused with 503;
+    /// anything else is dropped with its output, as a slow consumer would be.
+    fn shed(&mut self, now: Now) {
+        self.input.clear();
+        match &self.state {
+            State::Body { reply, .. } => {
+                let reply = reply.closing();
+                let busy =
+                    Response::text(503, "server memory budget exceeded, try again").with_header("Retry-After", "1");
+                self.respond(now, busy, &reply);
+            }
+            _ => self.end_now(now, CloseCode::TOO_BIG, "server memory budget exceeded"),
+        }
+        self.account();
+    }
+
+    /// Ends the connection from the server's side. A WebSocket gets one more `send_timeout`
+    /// to read on and find a close with `code` at the end of its backlog; anything else, or a
+    /// WebSocket that still reads nothing, is dropped with its output. Either way the client
+    /// can resume from the last id it received.
+    fn end_now(&mut self, now: Now, code: CloseCode, reason: &str) {
+        let mut state = std::mem::replace(&mut self.state, State::Closing);
+        if let State::WebSocket(stream) = &mut state {
+            stream.close_now(code, reason, &mut self.output);
             stream.stop(&self.app, self.id);
             self.stalled_since = Some(now.instant);
             return;
@@ -270,8 +343,11 @@ impl Connection {
                 if started.is_none() && !self.input.is_empty() {
                     *started = Some(now.instant);
                 }
-                let idle_since = *idle_since;
-                self.read_head(now, idle_since, waker)
+                let deadline = match started {
+                    Some(started) => *started + self.app.config.header_timeout,
+                    None => *idle_since + self.app.config.idle_timeout,
+                };
+                self.read_head(now, deadline, waker)
             }
             State::Body { .. } => self.read_body(now),
             State::Poll { .. } => self.poll(now, waker),
@@ -280,15 +356,17 @@ impl Connection {
         }
     }
 
-    fn read_head(&mut self, now: Now, idle_since: Instant, waker: &Waker) -> bool {
+    /// Waits for a request head until `deadline`: the header timeout once a head has begun
+    /// (or from the accept, for a connection's first request), else the keep-alive idle limit.
+    fn read_head(&mut self, now: Now, deadline: Instant, waker: &Waker) -> bool {
         let config = &self.app.config;
         if self.output.len() >= OUTPUT_HIGH_WATER {
             return false; // let the driver drain the responses already queued
         }
         if self.input.is_empty() {
             // Between requests: close when the client has gone, the server is stopping, or
-            // the connection has been idle too long. Nothing is owed, so no response.
-            if self.input_closed || self.app.is_shutting_down() || now.instant >= idle_since + config.idle_timeout {
+            // nothing came in time. Nothing is owed, so no response.
+            if self.input_closed || self.app.is_shutting_down() || now.instant >= deadline {
                 self.state = State::Closing;
             }
             return false;
@@ -298,7 +376,7 @@ impl Connection {
                 if self.input_closed || self.app.is_shutting_down() {
                     // The rest of the head will never arrive (or we will not wait for it).
                     self.state = State::Closing;
-                } else if self.next_deadline().is_some_and(|deadline| now.instant >= deadline) {
+                } else if now.instant >= deadline {
                     // RFC 9110 §15.5.9: 408 "indicates that the server did not receive a
                     // complete request message within the time that it was prepared to wait".
                     self.fail(now, Response::text(408, "request head not received in time"));
@@ -516,5 +594,6 @@ impl Drop for Connection {
         }
         self.stop_stream(&mut state);
         self.app.stats.connection_closed(self.kind);
+        self.app.budget.update(self.charged, 0);
     }
 }

@@ -134,6 +134,7 @@
 pub mod app;
 pub mod bench;
 pub mod broker;
+pub mod budget;
 pub mod config;
 pub mod connection;
 pub mod crypto;

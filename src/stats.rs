@@ -103,6 +103,9 @@ pub struct Snapshot {
     pub refusals: [u64; 5],
     /// The [`SUBJECTS_SHOWN`] subjects with the most open streams, most first.
     pub subjects: Vec<(String, usize)>,
+    /// The memory budget ([`crate::budget`]): its limit, what connections hold of it, and how
+    /// many connections gave up what they held. Filled in by the app, which owns the budget.
+    pub memory_budget: [u64; 3],
     pub rss_bytes: u64,
     pub threads: u64,
     pub workers: Vec<WorkerSnapshot>,
@@ -194,6 +197,7 @@ impl Stats {
                 subjects.truncate(SUBJECTS_SHOWN);
                 subjects
             },
+            memory_budget: [0; 3],
             rss_bytes,
             threads,
             workers: lock(&self.workers)
@@ -264,7 +268,8 @@ impl Snapshot {
             crate::json::write_string(&mut out, subject);
             let _ = write!(out, ":{count}");
         }
-        out.push_str("},\"workers\":[");
+        let [limit, held, shed] = self.memory_budget;
+        let _ = write!(out, "}},\"memory_budget\":{{\"limit\":{limit},\"held\":{held},\"shed\":{shed}}},\"workers\":[");
         for (i, worker) in self.workers.iter().enumerate() {
             let separator = if i == 0 { "" } else { "," };
             let _ = write!(
@@ -309,6 +314,10 @@ impl Snapshot {
             "Requests and connections the security gate refused, by reason.",
             &refusals,
         );
+        let [limit, held, shed] = self.memory_budget;
+        metric("memory_budget_bytes", "gauge", "Client-controlled memory the connections may hold.", &[("", limit)]);
+        metric("memory_held_bytes", "gauge", "Client-controlled memory the connections hold.", &[("", held)]);
+        metric("memory_shed_total", "counter", "Connections that gave up what they held to the budget.", &[("", shed)]);
         metric("resident_memory_bytes", "gauge", "Resident set size.", &[("", self.rss_bytes)]);
         metric("threads", "gauge", "OS threads in the process.", &[("", self.threads)]);
         out

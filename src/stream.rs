@@ -254,8 +254,17 @@ impl WebSocketStream {
         if let Some(subscription) = &mut subscription {
             subscription.register(&*io.app.broker, io.subscriber, io.waker);
         }
+        // On a channel every message is published, so the publish limit is the message limit:
+        // the session refuses a longer one with 1009 as soon as a frame header declares it, or
+        // its fragments so far exceed it, instead of assembling it first. `/echo` keeps
+        // `--max-message-bytes`.
+        let config = &io.app.config;
+        let max_message = match subscription {
+            Some(_) => config.max_message_bytes.min(config.max_publish_bytes),
+            None => config.max_message_bytes,
+        };
         WebSocketStream {
-            session: Session::new_server(io.app.config.max_message_bytes),
+            session: Session::new_server(max_message),
             subscription,
             next_ping: io.now.instant + io.app.config.keepalive,
             ping_unanswered_since: None,
@@ -375,9 +384,6 @@ impl WebSocketStream {
             io.app.stats.refusal(crate::stats::Refusal::Rate);
             return self.close(io, CloseCode::POLICY, "rate limit");
         }
-        if text.len() > io.app.config.max_publish_bytes {
-            return self.close(io, CloseCode::TOO_BIG, "message larger than the publish limit");
-        }
         let channel = subscription.channel().to_string();
         if io.app.publish_text(&channel, &text).is_err() {
             // 1011: "encountered an unexpected condition that prevented it from fulfilling
@@ -386,9 +392,14 @@ impl WebSocketStream {
         }
     }
 
+    /// Bytes of a client message held until its last fragment arrives.
+    pub fn buffered_bytes(&self) -> usize {
+        self.session.buffered_bytes()
+    }
+
     /// Queues a close frame behind whatever the client has not read yet, for a reason that
-    /// comes from the server rather than from the client's frames: a slow consumer (1008) or
-    /// an overloaded server (1011).
+    /// comes from the server rather than from the client's frames: a slow consumer (1008), the
+    /// memory budget (1009) or an overloaded server (1011). A partial message is dropped.
     pub fn close_now(&mut self, code: CloseCode, reason: &str, output: &mut Vec<u8>) {
         let _ = self.session.close(code, reason, output);
     }

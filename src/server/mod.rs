@@ -67,6 +67,7 @@ impl Server {
     /// with 503 and keeps reconnecting (see `broker::redis`).
     pub fn bind(config: Config) -> io::Result<Server> {
         let listener = TcpListener::bind(&config.addr)?;
+        sys::set_listen_backlog(std::os::fd::AsFd::as_fd(&listener), config.backlog)?;
         let local_addr = listener.local_addr()?;
         let broker: Arc<dyn Broker> = match &config.broker {
             BrokerUrl::Memory => Arc::new(MemoryBroker::new(config.history, config.max_channels)),

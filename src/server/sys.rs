@@ -156,6 +156,28 @@ pub fn close_fd(fd: OwnedFd) -> io::Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The listen backlog
+// ---------------------------------------------------------------------------------------------
+
+extern "C" {
+    fn listen(fd: c_int, backlog: c_int) -> c_int;
+}
+
+/// Sets how many connections the kernel completes and queues for `accept` before it stops
+/// answering SYNs (the listen backlog). std's `TcpListener::bind` asks for 128, which a burst
+/// of connects overruns: the rest wait a second for a SYN retry. listen(2) may be called again
+/// on a listening socket to change it; the kernel caps it at `net.core.somaxconn`.
+pub fn set_listen_backlog(listener: BorrowedFd<'_>, backlog: u32) -> io::Result<()> {
+    let backlog = c_int::try_from(backlog).unwrap_or(c_int::MAX);
+    // SAFETY: `listener` is a valid open descriptor for the duration of the call; listen(2)
+    // reads nothing but its two integer arguments.
+    if unsafe { listen(listener.as_raw_fd(), backlog) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
 // epoll (Linux): readiness in O(ready) per wait
 // ---------------------------------------------------------------------------------------------
 

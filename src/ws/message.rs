@@ -224,6 +224,11 @@ impl Assembler {
         self.partial.is_some()
     }
 
+    /// Bytes of the message in progress held so far (what a memory budget counts).
+    pub fn buffered_bytes(&self) -> usize {
+        self.partial.as_ref().map_or(0, |partial| partial.data.len())
+    }
+
     /// The header of a Text or Binary frame arrived: a new message starts.
     pub fn begin_message(&mut self, kind: MessageKind, payload_len: u64) -> Result<(), MessageError> {
         // RFC 6455 §5.4: "The fragments of one message MUST NOT be interleaved between the

@@ -267,6 +267,11 @@ impl Session {
         self.role
     }
 
+    /// Bytes of an incoming message held until its last fragment arrives.
+    pub fn buffered_bytes(&self) -> usize {
+        self.assembler.buffered_bytes()
+    }
+
     pub fn state(&self) -> State {
         self.state
     }
