@@ -121,6 +121,9 @@
 //! - [`server`]: the two drivers ([`server::event_loop`], [`server::threads`]), the shared accept
 //!   loop, and the one `unsafe` module ([`server::sys`]: epoll, poll, eventfd, signals, rlimit).
 //! - [`config`]: every limit, its default and why; [`stats`]: `/stats` and `/metrics`.
+//! - [`budget`]: one memory budget for everything clients can make the server hold; with
+//!   [`connection::Connection::input_room`] (reading pauses while a client owes us output),
+//!   what keeps a flood from one client from becoming the server's problem.
 //! - [`gate`]: the security boundary; [`token`]: signed channel tokens (`realtime token`);
 //!   [`crypto`]: SHA-256 and HMAC, written out; [`time`]: the time as a value ([`time::Now`]).
 //! - [`json`]: the envelope and `/stats` written by hand, and a small reader for clients.
