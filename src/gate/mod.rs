@@ -79,32 +79,35 @@ impl Refusal {
         Refusal { reason, response: Response::text(status, message) }
     }
 
+    /// The same with a `WWW-Authenticate` challenge (RFC 6750 §3): `Bearer realm="realtime"`
+    /// and, when the request's token is the trouble, `error` and `error_description` saying
+    /// how. The values are our own constants: none holds a quote or a backslash.
+    fn challenging(mut self, params: &[(&str, &str)]) -> Refusal {
+        let mut challenge = String::from("Bearer realm=\"realtime\"");
+        for (name, value) in params {
+            challenge.push_str(&format!(", {name}=\"{value}\""));
+        }
+        self.response.headers.push(("WWW-Authenticate", challenge));
+        self
+    }
+
     /// RFC 6750 §3: a 401 carries a `Bearer` challenge. "If the request lacks any
     /// authentication information ... the resource server SHOULD NOT include an error code";
     /// a token that was presented and failed is `invalid_token` (§3.1).
     fn unauthorized(error: Option<&str>) -> Refusal {
-        let challenge = match error {
-            None => "Bearer realm=\"realtime\"".to_string(),
-            Some(description) => {
-                format!("Bearer realm=\"realtime\", error=\"invalid_token\", error_description=\"{description}\"")
-            }
-        };
         let message = error.unwrap_or("this needs a token: Authorization: Bearer <token> or ?token=<token>");
-        let mut refusal = Refusal::new(RefusalReason::Token, 401, message);
         // RFC 9110 §11.6.1: a 401 "MUST send a WWW-Authenticate header field".
-        refusal.response.headers.push(("WWW-Authenticate", challenge));
-        refusal
+        let refusal = Refusal::new(RefusalReason::Token, 401, message);
+        match error {
+            None => refusal.challenging(&[]),
+            Some(why) => refusal.challenging(&[("error", "invalid_token"), ("error_description", why)]),
+        }
     }
 
     /// RFC 6750 §3.1: `insufficient_scope`, "The request requires higher privileges than
     /// provided by the access token. The resource server SHOULD respond with the HTTP 403".
     fn forbidden(message: &str) -> Refusal {
-        let mut refusal = Refusal::new(RefusalReason::Forbidden, 403, message);
-        refusal
-            .response
-            .headers
-            .push(("WWW-Authenticate", "Bearer realm=\"realtime\", error=\"insufficient_scope\"".into()));
-        refusal
+        Refusal::new(RefusalReason::Forbidden, 403, message).challenging(&[("error", "insufficient_scope")])
     }
 }
 
@@ -197,14 +200,8 @@ impl Gate {
 /// is 400 (`invalid_request`, §3.1). Another `Authorization` scheme (`Basic` for a proxy in front)
 /// is not ours and counts as no token.
 pub fn presented_token(request: &Request<'_>) -> Result<Option<String>, Refusal> {
-    let invalid = |message: &str| {
-        let mut refusal = Refusal::new(RefusalReason::Token, 400, message);
-        refusal
-            .response
-            .headers
-            .push(("WWW-Authenticate", "Bearer realm=\"realtime\", error=\"invalid_request\"".into()));
-        refusal
-    };
+    let invalid =
+        |message: &str| Refusal::new(RefusalReason::Token, 400, message).challenging(&[("error", "invalid_request")]);
     let header = match request.header("authorization") {
         None => None,
         Some(value) => {
