@@ -188,12 +188,14 @@ fn line_panel(svg: &mut String, panel: &LinePanel, top: f64, color: &str) {
         format_value(t_max)
     );
     for (t, label) in &panel.at_times {
+        // A guide in the right quarter has its label on its left, inside the picture.
+        let (dx, anchor) = if x(*t) > right - (right - left) / 4.0 { (-3.0, "end") } else { (3.0, "start") };
         let _ = writeln!(
             svg,
             "<path d=\"M{:.1} {plot_top:.1} V{bottom:.1}\" stroke=\"#999999\" stroke-dasharray=\"4 3\"/>\
-             <text x=\"{:.1}\" y=\"{:.1}\" fill=\"#666666\">{}</text>",
+             <text x=\"{:.1}\" y=\"{:.1}\" fill=\"#666666\" text-anchor=\"{anchor}\">{}</text>",
             x(*t),
-            x(*t) + 3.0,
+            x(*t) + dx,
             plot_top + 12.0,
             escape(label)
         );
