@@ -205,7 +205,7 @@ realtime: HTTP long polling, Server-Sent Events and WebSockets from scratch
 
 Usage:
   realtime [serve] [OPTIONS]    run the push server (the default command)
-  realtime bench SCENARIO ...   measure a server: idle, fanout, echo, overhead
+  realtime bench SCENARIO ...   measure a server: idle, fanout, echo, overhead, soak
                                 (realtime bench --help)
   realtime token --secret-file PATH [--channels P,...] [--publish P,...] ...
                                 print a signed channel token (realtime token --help)

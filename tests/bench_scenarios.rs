@@ -101,6 +101,51 @@ fn options_refuse_a_missing_target_and_unknown_flags() {
     assert!(parse_args(&args("nap --url http://a:1")).is_err());
     let options = parse_args(&args("echo --url http://a:1 --duration 0.5 --in-flight 8")).unwrap();
     assert_eq!((options.duration, options.in_flight), (Duration::from_millis(500), 8));
+    let soak = parse_args(&args("soak --spawn epoll --minutes 0.5 --abuse rst,silent --abusers 3")).unwrap();
+    assert_eq!((soak.duration, soak.abusers, soak.abuse.len()), (Duration::from_secs(30), 3, 2));
+    assert!(parse_args(&args("soak --spawn epoll --abuse carrier-pigeon")).is_err());
+    assert!(parse_args(&args("soak --spawn epoll --runs 2")).is_err(), "a soak runs once");
+    assert!(parse_args(&args("fanout --url http://a:1 --minutes 1")).is_err(), "--minutes is the soak's");
+}
+
+/// `realtime bench soak` as the real binary (it spawns its server), small and short: its JSON
+/// report and exit status.
+fn soak(model: &str, abuse: &str) -> (bool, realtime::json::Value, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_realtime"))
+        .args(["bench", "soak", "--spawn", model, "--seconds", "5", "--subs", "10", "--channels", "4"])
+        .args(["--rate", "50", "--abusers", "5", "--abuse", abuse, "--json"])
+        .output()
+        .expect("run realtime bench soak");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let report = realtime::json::parse(String::from_utf8_lossy(&output.stdout).trim())
+        .unwrap_or_else(|e| panic!("one JSON line ({e}): {stderr}"));
+    (output.status.success(), report, stderr)
+}
+
+#[test]
+fn soak_with_the_abuse_todays_server_survives_passes_every_rule_and_loses_nothing() {
+    for model in ["epoll", "threads"] {
+        let (passed, report, stderr) = soak(model, "slow,partial,silent,rst");
+        let section = |name: &str| report.get(name).and_then(|rows| rows.as_array()).unwrap_or_default().to_vec();
+        let text = |row: &realtime::json::Value, name: &str| row.get(name).and_then(|v| v.as_str()).map(String::from);
+        let count = |row: &realtime::json::Value, name: &str| row.get(name).and_then(|v| v.as_u64());
+        for rule in section("rules") {
+            assert_eq!(text(&rule, "held").as_deref(), Some("yes"), "{model}: {rule:?}\n{stderr}");
+        }
+        assert!(passed, "{model}: exit status: {stderr}");
+        let kinds: Vec<String> = section("rows").iter().filter_map(|row| text(row, "kind")).collect();
+        assert_eq!(
+            kinds,
+            ["poll (follower)", "sse (follower)", "ws (follower)", "slow", "partial", "silent", "rst"],
+            "{model}: the table names the kinds that ran"
+        );
+        for follower in &section("rows")[..3] {
+            assert_eq!(count(follower, "lost"), Some(0), "{model}: {follower:?}");
+            assert_eq!(count(follower, "duplicated"), Some(0), "{model}: {follower:?}");
+            assert!(count(follower, "delivered").is_some_and(|n| n > 0), "{model}: {follower:?}");
+        }
+        assert!(section("samples").len() >= 10, "{model}: RSS sampled over the run");
+    }
 }
 
 #[test]

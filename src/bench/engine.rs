@@ -1,10 +1,18 @@
 //! The load generator's event loop: many client connections on one thread.
 //!
 //! The server's own [`Poller`] watches every socket; a ready socket is read until it would
-//! block and its bytes go to its [`Client`] (a sans-I/O [`Subscriber`](super::peer::Subscriber)
-//! or [`Echoer`](super::peer::Echoer)), whose replies are written until the socket would block.
-//! Every byte read and written is counted, per connection, so that a scenario can report the
-//! bytes on the wire (HTTP heads, chunk sizes, SSE field names, frame headers included).
+//! block and its bytes go to its [`Client`] (a sans-I/O [`Subscriber`](super::peer::Subscriber),
+//! [`Echoer`](super::peer::Echoer) or [`Abuser`](super::abuse::Abuser)), whose replies are
+//! written until the socket would block. Every byte read and written is counted, per
+//! connection, so that a scenario can report the bytes on the wire (HTTP heads, chunk sizes,
+//! SSE field names, frame headers included).
+//!
+//! A scenario may also hold a connection's reading back ([`Engine::allow_reading`]): a slow
+//! reader gets a few bytes per tick, a flood client none at all, and the engine then stops
+//! asking the poller for readability so that a socket full of unread bytes does not wake it on
+//! every turn. It may end a connection ([`Engine::close`]) and put a new one in its place
+//! ([`Engine::reopen`]); a connection that has ended gives its descriptor back at once, so a
+//! long run with churn holds no more descriptors than it has live connections.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -32,17 +40,34 @@ impl Client for super::peer::Echoer {
     }
 }
 
+/// Why a connection ended at the client's own request ([`Engine::close`]).
+pub const CLOSED_BY_CLIENT: &str = "closed by the client";
+
+/// How the reason of a connection [`Engine::reopen`] could not open begins.
+pub const CONNECT_FAILED: &str = "cannot connect";
+
 /// One client connection.
 pub struct Connection<C> {
     pub client: C,
-    stream: TcpStream,
+    /// The socket, until the connection ends.
+    stream: Option<TcpStream>,
     out: Vec<u8>,
     /// Bytes read from and written to the socket since it was opened.
     pub bytes_read: u64,
     pub bytes_written: u64,
     /// Why the connection ended, if it has.
     pub closed: Option<String>,
-    watching_writes: bool,
+    /// Bytes the engine may still read (`None`: no limit).
+    allowance: Option<u64>,
+    /// What the poller is asked to report for this socket.
+    interest: Interest,
+}
+
+impl<C> Connection<C> {
+    /// Bytes the client wants sent that the socket has not taken yet.
+    pub fn pending(&self) -> usize {
+        self.out.len()
+    }
 }
 
 /// Many client connections, one thread.
@@ -66,22 +91,70 @@ impl<C: Client> Engine<C> {
     /// Connects to `addr` and starts `client`, whose first bytes (its request) are `first`.
     /// The connect itself blocks (on loopback it takes microseconds); everything after does not.
     pub fn open(&mut self, addr: SocketAddr, client: C, first: Vec<u8>) -> io::Result<usize> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        stream.set_nodelay(true)?;
-        stream.set_nonblocking(true)?;
+        let stream = connect(addr)?;
         let token = self.connections.len();
         self.poller.register(stream.as_fd(), token, Interest::READABLE)?;
         self.connections.push(Connection {
             client,
-            stream,
+            stream: Some(stream),
             out: first,
             bytes_read: 0,
             bytes_written: 0,
             closed: None,
-            watching_writes: false,
+            allowance: None,
+            interest: Interest::READABLE,
         });
         self.flush(token);
         Ok(token)
+    }
+
+    /// Ends connection `token` (if it is still open) and opens a new one in its place, for
+    /// `client`. On failure the slot stays closed, with the reason.
+    pub fn reopen(&mut self, token: usize, addr: SocketAddr, client: C, first: Vec<u8>) -> io::Result<()> {
+        self.close(token);
+        let stream = match connect(addr).and_then(|stream| {
+            self.poller.register(stream.as_fd(), token, Interest::READABLE)?;
+            Ok(stream)
+        }) {
+            Ok(stream) => stream,
+            Err(error) => {
+                let connection = &mut self.connections[token];
+                connection.closed = Some(format!("{CONNECT_FAILED}: {error}"));
+                (connection.bytes_read, connection.bytes_written) = (0, 0);
+                return Err(error);
+            }
+        };
+        self.connections[token] = Connection {
+            client,
+            stream: Some(stream),
+            out: first,
+            bytes_read: 0,
+            bytes_written: 0,
+            closed: None,
+            allowance: None,
+            interest: Interest::READABLE,
+        };
+        self.flush(token);
+        Ok(())
+    }
+
+    /// Ends connection `token` now. Bytes the client has not sent are dropped; if bytes the
+    /// server sent are still unread, the kernel answers the close with a reset instead of a
+    /// FIN (RFC 2525 §2.17; Linux's `tcp_close`), which is how a scenario sends an RST
+    /// without `SO_LINGER`.
+    pub fn close(&mut self, token: usize) {
+        let connection = &mut self.connections[token];
+        if connection.closed.is_none() {
+            connection.closed = Some(CLOSED_BY_CLIENT.into());
+        }
+        self.release(token);
+    }
+
+    /// Lets the engine read at most `bytes` more from connection `token` (`None`: any amount)
+    /// until the next call. At zero it stops watching the socket for input.
+    pub fn allow_reading(&mut self, token: usize, bytes: Option<u64>) {
+        self.connections[token].allowance = bytes;
+        self.watch(token);
     }
 
     /// Waits up to `timeout` for sockets to be ready and serves them; returns how many were.
@@ -91,7 +164,7 @@ impl<C: Client> Engine<C> {
         let now = Instant::now();
         for event in &ready {
             if event.readable || event.hangup || event.error {
-                self.read(event.token, now);
+                self.read(event.token, now, event.hangup || event.error);
             }
             self.flush(event.token);
         }
@@ -114,17 +187,33 @@ impl<C: Client> Engine<C> {
 
     /// Bytes a client wants sent outside a socket event (a publish-driven write, say).
     pub fn send(&mut self, token: usize, bytes: &[u8]) {
-        self.connections[token].out.extend_from_slice(bytes);
-        self.flush(token);
+        let connection = &mut self.connections[token];
+        if connection.stream.is_some() {
+            connection.out.extend_from_slice(bytes);
+            self.flush(token);
+        }
     }
 
-    fn read(&mut self, token: usize, now: Instant) {
+    /// Reads what the allowance permits. `hung_up`: the poller reported a hang-up or an error,
+    /// which a connection that may not read would otherwise never learn about.
+    fn read(&mut self, token: usize, now: Instant, hung_up: bool) {
         let connection = &mut self.connections[token];
         while connection.closed.is_none() {
-            match (&connection.stream).read(&mut self.buf) {
+            let Some(stream) = &connection.stream else { return };
+            let room = connection.allowance.map_or(self.buf.len(), |left| (left as usize).min(self.buf.len()));
+            if room == 0 {
+                if hung_up {
+                    connection.closed = Some("hung up by the server".into());
+                }
+                break;
+            }
+            match (&*stream).read(&mut self.buf[..room]) {
                 Ok(0) => connection.closed = Some("closed by the server".into()),
                 Ok(n) => {
                     connection.bytes_read += n as u64;
+                    if let Some(left) = &mut connection.allowance {
+                        *left -= n as u64;
+                    }
                     if let Err(error) = connection.client.receive(&self.buf[..n], &mut connection.out, now) {
                         connection.closed = Some(error);
                     }
@@ -135,37 +224,59 @@ impl<C: Client> Engine<C> {
             }
         }
         if connection.closed.is_some() {
-            let _ = self.poller.deregister(connection.stream.as_fd());
+            self.release(token);
+        } else if connection.allowance == Some(0) {
+            self.watch(token);
         }
     }
 
     fn flush(&mut self, token: usize) {
         let connection = &mut self.connections[token];
-        if connection.closed.is_some() {
-            return;
-        }
+        let Some(stream) = &connection.stream else { return };
         let mut written = 0;
         while written < connection.out.len() {
-            match (&connection.stream).write(&connection.out[written..]) {
+            match (&*stream).write(&connection.out[written..]) {
                 Ok(n) => written += n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
                     connection.closed = Some(e.to_string());
-                    let _ = self.poller.deregister(connection.stream.as_fd());
+                    self.release(token);
                     return;
                 }
             }
         }
         connection.bytes_written += written as u64;
         connection.out.drain(..written);
-        // Watch for writability only while bytes wait, as the server does.
-        let want_writes = !connection.out.is_empty();
-        if want_writes != connection.watching_writes {
-            let interest = if want_writes { Interest::BOTH } else { Interest::READABLE };
-            if self.poller.modify(connection.stream.as_fd(), token, interest).is_ok() {
-                connection.watching_writes = want_writes;
-            }
+        self.watch(token);
+    }
+
+    /// Asks the poller for what the connection needs now: input while it may read, writability
+    /// only while bytes wait (as the server does).
+    fn watch(&mut self, token: usize) {
+        let connection = &mut self.connections[token];
+        let Some(stream) = &connection.stream else { return };
+        let interest = Interest { readable: connection.allowance != Some(0), writable: !connection.out.is_empty() };
+        if interest != connection.interest && self.poller.modify(stream.as_fd(), token, interest).is_ok() {
+            connection.interest = interest;
         }
     }
+
+    /// Forgets the socket of a connection that has ended, closing its descriptor.
+    fn release(&mut self, token: usize) {
+        let connection = &mut self.connections[token];
+        if let Some(stream) = connection.stream.take() {
+            let _ = self.poller.deregister(stream.as_fd());
+        }
+        connection.out = Vec::new();
+    }
+}
+
+/// A non-blocking connection to `addr`, without Nagle's delay (the clients send small frames
+/// they want on the wire at once).
+fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_nodelay(true)?;
+    stream.set_nonblocking(true)?;
+    Ok(stream)
 }

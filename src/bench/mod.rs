@@ -6,6 +6,7 @@
 //! realtime bench fanout   ... [--transport ...] [--subs N] [--rate R] [--duration S]
 //! realtime bench echo     ... [--conns C] [--in-flight K] [--size B] [--duration S]
 //! realtime bench overhead ... [--messages N]
+//! realtime bench soak     ... [--minutes M | --seconds S] [--abuse none|all|KINDS] [--svg FILE]
 //! common: [--json]  (one JSON line per scenario on stdout instead of the table)
 //! ```
 //!
@@ -25,13 +26,19 @@
 //!   and latency percentiles.
 //! - **overhead**: bytes on the wire (both directions, heads and framing included) per
 //!   delivered 2-byte message, per transport, and per request of naive polling.
+//! - **soak**: minutes of churning followers on every transport beside slow readers, floods,
+//!   partial requests, silent connections and resets ([`soak`], [`abuse`]); exits with 1 if
+//!   the server's RSS does not level off, its descriptors do not come back once the abusers
+//!   leave, or a follower lost or got twice a message.
 
 #![forbid(unsafe_code)]
 
+pub mod abuse;
 pub mod claims;
 pub mod engine;
 pub mod peer;
 pub mod report;
+pub mod soak;
 pub mod svg;
 
 use std::collections::HashSet;
@@ -47,6 +54,7 @@ use crate::http::request::{Limits, Parsed};
 use crate::http::response_head::{parse_response, ResponseFraming};
 use crate::json;
 use crate::server::sys;
+use abuse::Abuse;
 use engine::Engine;
 use peer::{Echoer, Masks, Subscriber, Transport};
 use report::{percentile, Cell, Row};
@@ -64,6 +72,15 @@ Scenarios (every one bounded in count and time):
              --conns C [50] --in-flight K [1] --size B [32] --duration S [5]
   overhead   bytes on the wire per delivered 2-byte message, per transport
              --messages N [20]
+  soak       churning followers on every transport beside misbehaving clients;
+             fails (exit code 1) if the server's RSS does not level off (the last
+             third's peak over the middle third's by more than 10% + 16 MiB), its
+             descriptors are not back within 10 of the baseline 15 s after the
+             misbehaving clients left, or a follower lost or got twice a message
+             --minutes M [5] | --seconds S   --subs N per transport [500]
+             --channels C [20] --rate R msgs/s [100] --transport LIST
+             --abuse none|all|LIST [all]: slow,ping,echo,partial,silent,rst
+             --abusers N of each kind [100]   --svg FILE (RSS and fds over time)
   pollers    the event loop on epoll vs poll(2): publish-to-event time for one
              stream among N idle ones, at 1,000 and N (starts its own servers)
              --conns N [5000]
@@ -93,8 +110,12 @@ pub struct Options {
     pub messages: usize,
     /// Runs of the scenario; the table shows medians with min-max.
     pub runs: usize,
-    /// `claims`: where to write the charts.
+    /// `claims`, `soak`: where to write the charts.
     pub svg: Option<String>,
+    /// `soak`: the kinds of misbehaving client, how many of each, and the followers' channels.
+    pub abuse: Vec<Abuse>,
+    pub abusers: usize,
+    pub channels: usize,
     /// `claims`: tiny sizes (tests, a first look).
     pub quick: bool,
 }
@@ -113,25 +134,31 @@ impl Options {
                 _ => 1000,
             },
             hold: Duration::from_secs(2),
-            subs: 100,
+            subs: if scenario == "soak" { 500 } else { 100 },
             rate: 100.0,
-            duration: Duration::from_secs(5),
+            duration: Duration::from_secs(if scenario == "soak" { 300 } else { 5 }),
             in_flight: 1,
             size: 32,
             messages: 20,
             runs: 1,
             svg: None,
             quick: false,
+            abuse: Abuse::ALL.to_vec(),
+            abusers: 100,
+            channels: 20,
         }
     }
 }
 
 /// Parses `bench`'s arguments (after the word `bench`).
 pub fn parse_args(args: &[String]) -> Result<Options, String> {
-    let scenario = args.first().ok_or("bench: which scenario? idle, fanout, echo or overhead")?;
-    if !["idle", "fanout", "echo", "overhead", "pollers", "claims"].contains(&scenario.as_str()) {
-        return Err(format!("bench: unknown scenario {scenario:?} (idle, fanout, echo, overhead, pollers, claims)"));
+    let scenario = args.first().ok_or("bench: which scenario? idle, fanout, echo, overhead or soak")?;
+    if !["idle", "fanout", "echo", "overhead", "soak", "pollers", "claims"].contains(&scenario.as_str()) {
+        return Err(format!(
+            "bench: unknown scenario {scenario:?} (idle, fanout, echo, overhead, soak, pollers, claims)"
+        ));
     }
+    let soak = scenario == "soak";
     let mut options = Options::new(scenario);
     let mut rest = args[1..].iter();
     while let Some(flag) = rest.next() {
@@ -146,7 +173,12 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
         let seconds = |value: &str| number(value).map(Duration::from_secs_f64).ok_or(format!("{flag}: {value:?}"));
         match flag.as_str() {
             "--url" => options.url = Some(value.clone()),
-            "--svg" if options.scenario == "claims" => options.svg = Some(value.clone()),
+            "--svg" if options.scenario == "claims" || soak => options.svg = Some(value.clone()),
+            "--minutes" if soak => options.duration = Duration::from_secs_f64(seconds(value)?.as_secs_f64() * 60.0),
+            "--seconds" if soak => options.duration = seconds(value)?,
+            "--abuse" if soak => options.abuse = Abuse::parse_list(value)?,
+            "--abusers" if soak => options.abusers = count(value)?,
+            "--channels" if soak => options.channels = count(value)?,
             "--spawn" if value == "epoll" || value == "threads" => options.spawn = Some(value.clone()),
             "--transport" => {
                 options.transports = value
@@ -171,6 +203,9 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
             return Err(format!("bench {} starts its own servers: no --url or --spawn", options.scenario));
         }
         return Ok(options);
+    }
+    if soak && options.runs > 1 {
+        return Err("bench soak runs once: no --runs".into());
     }
     if options.url.is_some() == options.spawn.is_some() {
         return Err("bench: give exactly one of --url http://HOST:PORT and --spawn epoll|threads".into());
@@ -249,6 +284,23 @@ impl Target {
         }
         let stats = json::parse(&self.get("/stats").ok()?).ok()?;
         Some((stats.get("rss_bytes")?.as_u64()?, stats.get("threads")?.as_u64()?))
+    }
+
+    /// Open file descriptors of the server: the entries of `/proc/PID/fd` for a spawned
+    /// server, else the open connections `/stats` counts (each is one descriptor; the server's
+    /// few others, its listener and poller, do not change while it runs).
+    pub fn open_fds(&self) -> Option<u64> {
+        if let Some(child) = &self.child {
+            return std::fs::read_dir(format!("/proc/{}/fd", child.id())).ok().map(|entries| entries.count() as u64);
+        }
+        let stats = json::parse(&self.get("/stats").ok()?).ok()?;
+        let connections = stats.get("connections")?;
+        ["http", "sse", "ws"].iter().map(|kind| connections.get(kind).and_then(json::Value::as_u64)).sum()
+    }
+
+    /// Whether this tool started the server (and reads its numbers from `/proc`).
+    pub fn is_spawned(&self) -> bool {
+        self.child.is_some()
     }
 
     /// A GET on a fresh connection; the body.
@@ -360,6 +412,7 @@ pub fn run(options: &Options) -> ExitCode {
         eprintln!("bench: cannot raise the open-file limit: {error}");
     }
     let result = match options.scenario.as_str() {
+        "soak" => return run_soak(options),
         "claims" => run_claims(options),
         "pollers" => pollers(options).map(|rows| (rows, format!("epoll vs poll(2), one worker ({})", machine()))),
         _ => run_against_target(options),
@@ -378,6 +431,48 @@ pub fn run(options: &Options) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs the soak, prints its tables (or one JSON line), writes the chart if asked, and fails
+/// with exit code 1, naming the rule, if any rule did not hold.
+fn run_soak(options: &Options) -> ExitCode {
+    let outcome = match options.url.as_deref() {
+        Some(url) => Target::at(url),
+        None => Target::spawn(options.spawn.as_deref().unwrap_or("epoll")),
+    }
+    .and_then(|target| {
+        let title = title(options, &target);
+        soak::run(options, &target, title)
+    });
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            eprintln!("bench: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if options.json {
+        let samples = soak::sample_rows(&outcome.samples);
+        let sections = [("rows", &outcome.kinds), ("rules", &outcome.rules), ("samples", &samples)];
+        println!("{}", report::to_json_sections(&options.scenario, &sections));
+    } else {
+        print!("{}", report::table(&outcome.title, &outcome.kinds));
+        print!("{}", report::table("soak: the rules", &outcome.rules));
+    }
+    if let Some(path) = &options.svg {
+        match std::fs::write(path, svg::render_soak(&outcome)) {
+            Ok(()) => eprintln!("chart written to {path}"),
+            Err(error) => eprintln!("bench: {path}: {error}"),
+        }
+    }
+    if outcome.failures.is_empty() {
+        eprintln!("soak: passed");
+        return ExitCode::SUCCESS;
+    }
+    for failure in &outcome.failures {
+        eprintln!("soak: FAILED: {failure}");
+    }
+    ExitCode::FAILURE
 }
 
 /// Measures every claim, writes the charts if asked, and returns the claims table.

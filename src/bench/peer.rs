@@ -62,6 +62,9 @@ pub struct Delivery {
     pub id: String,
     pub text: String,
     pub at: Instant,
+    /// A gap notice came just before this message: the server said that messages between the
+    /// subscriber's cursor and this one were lost to its history.
+    pub after_gap: bool,
 }
 
 /// Largest long-poll answer a client accepts. The answers this tool provokes are small (its
@@ -79,7 +82,7 @@ impl Masks {
         Ok(Masks(Arc::new(Mutex::new(RandomSource::new()?))))
     }
 
-    fn session(&self) -> Session {
+    pub(super) fn session(&self) -> Session {
         let source = self.0.clone();
         Session::new_client(
             DEFAULT_MAX_MESSAGE,
@@ -87,7 +90,7 @@ impl Masks {
         )
     }
 
-    fn key(&self) -> String {
+    pub(super) fn key(&self) -> String {
         let mut source = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut nonce = [0u8; handshake::KEY_NONCE_LEN];
         for chunk in nonce.chunks_mut(4) {
@@ -125,6 +128,8 @@ pub struct Subscriber {
     pub deliveries: Vec<Delivery>,
     /// `gap` notices received (messages the server says were lost to its history).
     pub gaps: usize,
+    /// A gap notice has come and no message since: the next delivery is marked `after_gap`.
+    gap_pending: bool,
     /// Requests sent (a long poll counts each round trip).
     pub requests: usize,
     /// Whether the subscription is established (the 200 or 101 has arrived).
@@ -153,11 +158,16 @@ impl Subscriber {
             phase: Phase::Head,
             deliveries: Vec::new(),
             gaps: 0,
+            gap_pending: false,
             requests: 0,
             established: false,
         };
         subscriber.write_request(out);
         subscriber
+    }
+
+    pub fn transport(&self) -> Transport {
+        self.transport
     }
 
     /// The id of the last message received (where to resume from).
@@ -236,7 +246,7 @@ impl Subscriber {
                     body.clear();
                     for event in events {
                         match event.event_type.as_str() {
-                            "gap" => self.gaps += 1,
+                            "gap" => self.note_gap(),
                             _ => self.deliver(&event.data, now)?,
                         }
                     }
@@ -312,7 +322,7 @@ impl Subscriber {
         let text = std::str::from_utf8(body).map_err(|_| "poll answer is not UTF-8")?;
         let answer = json::parse(text).map_err(|e| format!("poll answer: {e}"))?;
         if answer.get("gap").and_then(json::Value::as_bool) == Some(true) {
-            self.gaps += 1;
+            self.note_gap();
         }
         for message in answer.get("messages").and_then(json::Value::as_array).unwrap_or_default() {
             self.push(message, now)?;
@@ -327,15 +337,25 @@ impl Subscriber {
     fn deliver(&mut self, envelope: &str, now: Instant) -> Result<(), String> {
         let value = json::parse(envelope).map_err(|e| format!("envelope: {e}"))?;
         if value.get("gap").and_then(json::Value::as_bool) == Some(true) {
-            self.gaps += 1;
+            self.note_gap();
             return Ok(());
         }
         self.push(&value, now)
     }
 
+    fn note_gap(&mut self) {
+        self.gaps += 1;
+        self.gap_pending = true;
+    }
+
     fn push(&mut self, envelope: &json::Value, now: Instant) -> Result<(), String> {
         let field = |name| envelope.get(name).and_then(json::Value::as_str).ok_or(format!("envelope without {name}"));
-        let delivery = Delivery { id: field("id")?.to_string(), text: field("text")?.to_string(), at: now };
+        let delivery = Delivery {
+            id: field("id")?.to_string(),
+            text: field("text")?.to_string(),
+            at: now,
+            after_gap: std::mem::take(&mut self.gap_pending),
+        };
         self.cursor = Some(delivery.id.clone());
         self.deliveries.push(delivery);
         Ok(())

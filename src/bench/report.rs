@@ -92,22 +92,33 @@ pub fn table(title: &str, rows: &[Row]) -> String {
 
 /// `{"scenario":...,"rows":[{...},...]}` on one line.
 pub fn to_json(scenario: &str, rows: &[Row]) -> String {
+    to_json_sections(scenario, &[("rows", rows)])
+}
+
+/// `{"scenario":...,"NAME":[{...},...],...}` on one line: several lists of rows, each under
+/// its name.
+pub fn to_json_sections<R: AsRef<[Row]>>(scenario: &str, sections: &[(&str, R)]) -> String {
     let mut out = String::from("{\"scenario\":");
     json::write_string(&mut out, scenario);
-    out.push_str(",\"rows\":[");
-    for (i, row) in rows.iter().enumerate() {
-        out.push_str(if i == 0 { "{" } else { ",{" });
-        for (j, (name, cell)) in row.iter().enumerate() {
-            if j > 0 {
-                out.push(',');
+    for (name, rows) in sections {
+        out.push(',');
+        json::write_string(&mut out, name);
+        out.push_str(":[");
+        for (i, row) in rows.as_ref().iter().enumerate() {
+            out.push_str(if i == 0 { "{" } else { ",{" });
+            for (j, (name, cell)) in row.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                json::write_string(&mut out, name);
+                out.push(':');
+                cell.json(&mut out);
             }
-            json::write_string(&mut out, name);
-            out.push(':');
-            cell.json(&mut out);
+            out.push('}');
         }
-        out.push('}');
+        out.push(']');
     }
-    out.push_str("]}");
+    out.push('}');
     out
 }
 

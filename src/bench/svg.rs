@@ -1,9 +1,11 @@
-//! `--svg FILE`: the claims as charts, an SVG written by hand (no dependency): horizontal
-//! bars, one panel per question, each bar labelled with its value.
+//! `--svg FILE`: charts as SVG written by hand (no dependency). The claims are horizontal
+//! bars, one panel per question, each bar labelled with its value; a soak is lines over time,
+//! the server's RSS and its open descriptors, with the thirds its level-off rule compares.
 
 use std::fmt::Write as _;
 
 use super::claims::Measured;
+use super::soak::{Outcome, FD_MARGIN};
 
 const WIDTH: f64 = 760.0;
 const LABEL_WIDTH: f64 = 250.0;
@@ -91,6 +93,138 @@ pub fn render(measured: &Measured) -> String {
     svg
 }
 
+/// Height of a line chart's plot area, and the room left of it for the axis labels.
+const PLOT_HEIGHT: f64 = 200.0;
+const AXIS_WIDTH: f64 = 70.0;
+
+/// A line over time with dashed guides: vertical ones at times, horizontal ones at values.
+struct LinePanel {
+    title: String,
+    unit: &'static str,
+    points: Vec<(f64, f64)>,
+    at_times: Vec<(f64, String)>,
+    at_values: Vec<(f64, String)>,
+}
+
+/// The soak's chart: RSS, then open descriptors, over the run. The dashed lines mark the
+/// thirds of the main phase (rule 1 compares the last third's peak with the middle's), the
+/// moment the misbehaving clients left, the RSS limit and the descriptors' limit.
+pub fn render_soak(outcome: &Outcome) -> String {
+    let d = outcome.duration;
+    let times = vec![
+        (d / 3.0, "1/3".to_string()),
+        (2.0 * d / 3.0, "2/3".to_string()),
+        (d, "misbehaving clients leave".to_string()),
+    ];
+    let mib = |bytes: u64| bytes as f64 / 1048576.0;
+    let rss = LinePanel {
+        title: "Server RSS over the soak".into(),
+        unit: "MiB",
+        points: outcome.samples.iter().filter_map(|s| Some((s.t, mib(s.rss?)))).collect(),
+        at_times: times.clone(),
+        at_values: outcome
+            .rss_limit
+            .map(|limit| (mib(limit), "limit for the last third".to_string()))
+            .into_iter()
+            .collect(),
+    };
+    let baseline = outcome.samples.first().and_then(|s| s.fds);
+    let fds = LinePanel {
+        title: "Server open file descriptors".into(),
+        unit: "fds",
+        points: outcome.samples.iter().filter_map(|s| Some((s.t, s.fds? as f64))).collect(),
+        at_times: times,
+        at_values: baseline
+            .map(|fds| ((fds + FD_MARGIN) as f64, "baseline + margin".to_string()))
+            .into_iter()
+            .collect(),
+    };
+    let panels = [rss, fds];
+    let height = panels.len() as f64 * (PANEL_TITLE + PLOT_HEIGHT + 2.0 * PANEL_GAP);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height:.0}\" \
+         viewBox=\"0 0 {WIDTH} {height:.0}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>\n"
+    );
+    let mut y = 0.0;
+    for (i, panel) in panels.iter().enumerate() {
+        line_panel(&mut svg, panel, y, COLORS[i % COLORS.len()]);
+        y += PANEL_TITLE + PLOT_HEIGHT + 2.0 * PANEL_GAP;
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// One line chart whose top is at `top`: axes from zero to the largest value or guide, the
+/// line, the guides, the labels.
+fn line_panel(svg: &mut String, panel: &LinePanel, top: f64, color: &str) {
+    let _ = writeln!(
+        svg,
+        "<text x=\"8\" y=\"{:.1}\" font-size=\"15\" font-weight=\"bold\">{} ({})</text>",
+        top + 22.0,
+        escape(&panel.title),
+        panel.unit
+    );
+    let (left, right) = (AXIS_WIDTH, WIDTH - 20.0);
+    let (plot_top, bottom) = (top + PANEL_TITLE, top + PANEL_TITLE + PLOT_HEIGHT);
+    let finite = |values: &mut dyn Iterator<Item = f64>| values.filter(|v| v.is_finite()).fold(0.0, f64::max);
+    let t_max =
+        finite(&mut panel.points.iter().map(|p| p.0).chain(panel.at_times.iter().map(|t| t.0))).max(f64::MIN_POSITIVE);
+    let v_max = (finite(&mut panel.points.iter().map(|p| p.1).chain(panel.at_values.iter().map(|v| v.0))) * 1.1)
+        .max(f64::MIN_POSITIVE);
+    let x = |t: f64| left + t / t_max * (right - left);
+    let y = |v: f64| bottom - v / v_max * (bottom - plot_top);
+    let _ = writeln!(
+        svg,
+        "<path d=\"M{left:.1} {plot_top:.1} V{bottom:.1} H{right:.1}\" stroke=\"#333333\" fill=\"none\"/>\
+         <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\
+         <text x=\"{:.1}\" y=\"{bottom:.1}\" text-anchor=\"end\">0</text>\
+         <text x=\"{right:.1}\" y=\"{:.1}\" text-anchor=\"end\">{} s</text>",
+        left - 6.0,
+        plot_top + 10.0,
+        format_value(v_max),
+        left - 6.0,
+        bottom + 16.0,
+        format_value(t_max)
+    );
+    for (t, label) in &panel.at_times {
+        // A guide in the right quarter has its label on its left, inside the picture.
+        let (dx, anchor) = if x(*t) > right - (right - left) / 4.0 { (-3.0, "end") } else { (3.0, "start") };
+        let _ = writeln!(
+            svg,
+            "<path d=\"M{:.1} {plot_top:.1} V{bottom:.1}\" stroke=\"#999999\" stroke-dasharray=\"4 3\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" fill=\"#666666\" text-anchor=\"{anchor}\">{}</text>",
+            x(*t),
+            x(*t) + dx,
+            plot_top + 12.0,
+            escape(label)
+        );
+    }
+    for (v, label) in &panel.at_values {
+        let _ = writeln!(
+            svg,
+            "<path d=\"M{left:.1} {:.1} H{right:.1}\" stroke=\"#e15759\" stroke-dasharray=\"6 3\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" fill=\"#e15759\">{} {} {}</text>",
+            y(*v),
+            left + 4.0,
+            y(*v) - 4.0,
+            escape(label),
+            format_value(*v),
+            panel.unit
+        );
+    }
+    let path: Vec<String> = panel
+        .points
+        .iter()
+        .filter(|(t, v)| t.is_finite() && v.is_finite())
+        .enumerate()
+        .map(|(i, (t, v))| format!("{}{:.1} {:.1}", if i == 0 { "M" } else { "L" }, x(*t), y(*v)))
+        .collect();
+    if !path.is_empty() {
+        let _ = writeln!(svg, "<path d=\"{}\" stroke=\"{color}\" stroke-width=\"2\" fill=\"none\"/>", path.join(" "));
+    }
+}
+
 fn format_value(value: f64) -> String {
     match value {
         v if !v.is_finite() => "n/a".into(),
@@ -125,6 +259,28 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
         assert_eq!(svg.matches("<rect x=").count(), 5, "2 memory + 1 bytes + 2 latency bars");
         assert!(svg.contains("19.5 KiB") && svg.contains("0.50 KiB") && svg.contains("2.00 ms"));
+    }
+
+    #[test]
+    fn a_soak_chart_draws_rss_and_descriptors_with_the_rules_guides() {
+        use crate::bench::soak::Sample;
+        let samples: Vec<Sample> =
+            (0..10).map(|i| Sample { t: i as f64, rss: Some((20 + i) << 20), fds: Some(100 + i), conns: 5 }).collect();
+        let outcome = Outcome {
+            title: "t".into(),
+            kinds: Vec::new(),
+            rules: Vec::new(),
+            samples,
+            duration: 9.0,
+            rss_limit: Some(40 << 20),
+            failures: Vec::new(),
+        };
+        let svg = render_soak(&outcome);
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
+        assert_eq!(svg.matches("stroke-width=\"2\"").count(), 2, "one line per panel");
+        assert!(svg.contains("limit for the last third 40.0 MiB"), "{svg}");
+        assert!(svg.contains("baseline + margin 110 fds"), "{svg}");
+        assert_eq!(svg.matches("misbehaving clients leave").count(), 2);
     }
 
     #[test]
