@@ -297,6 +297,7 @@ impl Broker for MemoryBroker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::text;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::Wake;
 
@@ -304,8 +305,8 @@ mod tests {
         MemoryBroker::with_epoch("k3f9".into(), history, DEFAULT_MAX_CHANNELS)
     }
 
-    fn texts(batch: &Batch) -> Vec<&str> {
-        batch.messages.iter().map(|m| &*m.text).collect()
+    fn texts(batch: &Batch) -> Vec<String> {
+        batch.messages.iter().map(|m| text(m)).collect()
     }
 
     fn after(broker: &MemoryBroker, cursor: &str) -> Since {

@@ -16,9 +16,17 @@
 //! cursor". That design has no seam between a replay and the live stream (the replay is the
 //! stream), no per-subscriber queue to bound, and a slow reader costs the publisher nothing.
 //!
-//! A message is stored once (`Arc<Message>`). Its envelope JSON is built once at publish time
-//! and each transport's wire form (an SSE event, a WebSocket frame) is built the first time
-//! any subscriber needs it and then shared by all of them ([`Message::wire_form`]).
+//! ## Memory: one copy of each message
+//!
+//! A message is stored once (`Arc<Message>`) as its envelope, the JSON every transport
+//! carries (`{"id":...,"text":...,"time":...}`), built at publish time. Nothing else in it
+//! grows with the text: not the text itself (it is inside the envelope), not a transport's
+//! encoding. Each transport writes its few bytes of framing around the shared envelope as it
+//! delivers it (an SSE event: [`crate::sse::LineEvent`]; a WebSocket frame:
+//! [`crate::ws::frame::encode_frame`]; an HTTP chunk: [`crate::http::response::write_chunk_pieces`]),
+//! straight into the connection's output. A fan-out to N subscribers therefore costs N copies
+//! of the envelope into N output buffers, which it would cost anyway, and the history costs
+//! one envelope per retained message.
 
 #![forbid(unsafe_code)]
 
@@ -27,7 +35,7 @@ pub mod redis;
 pub mod resp;
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::Waker;
 
 use crate::json;
@@ -48,28 +56,19 @@ pub fn is_valid_channel_name(name: &str) -> bool {
 pub struct Position(pub u128);
 
 /// One published message. Immutable once published and shared by every reader.
+///
+/// It holds the envelope and nothing else as long as the text: transports frame the envelope
+/// as they write it (see the module docs), and whoever needs the text reads it from the
+/// envelope.
 pub struct Message {
     /// The opaque id clients use as a cursor (`k3f9-17`).
     pub id: Box<str>,
     pub position: Position,
-    pub text: Box<str>,
     /// Server time of the publish, in milliseconds since the Unix epoch.
     pub time_ms: u64,
     /// `{"id":...,"text":...,"time":...}`, the same on every transport.
     envelope: Box<str>,
-    /// Each transport's encoding of this message, built on first use (see [`WireForm`]).
-    wire_forms: [OnceLock<Box<[u8]>>; WIRE_FORMS],
 }
-
-/// The transports whose encoding of a message is cached on the message itself, so that a
-/// fan-out to N subscribers encodes once, not N times.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WireForm {
-    SseEvent = 0,
-    WebSocketFrame = 1,
-}
-
-const WIRE_FORMS: usize = 2;
 
 impl Message {
     pub fn new(id: &str, position: Position, text: &str, time_ms: u64) -> Message {
@@ -81,30 +80,25 @@ impl Message {
         envelope.push_str(",\"time\":");
         envelope.push_str(&time_ms.to_string());
         envelope.push('}');
-        Message {
-            id: id.into(),
-            position,
-            text: text.into(),
-            time_ms,
-            envelope: envelope.into(),
-            wire_forms: Default::default(),
-        }
+        // The only copy of the text; `into_boxed_str` gives back the capacity escaping did
+        // not use, so the history holds exactly the envelope's bytes.
+        Message { id: id.into(), position, time_ms, envelope: envelope.into_boxed_str() }
     }
 
     /// The JSON envelope: `{"id":"k3f9-17","text":"Hi","time":1678900000123}`.
+    ///
+    /// It is one line: [`json::write_string`] escapes every control character, CR and LF
+    /// included (RFC 8259 §7), and the rest is fixed text and digits. That is what lets an SSE
+    /// event carry it as a single `data:` line without looking at it again
+    /// ([`crate::sse::LineEvent`]).
     pub fn envelope(&self) -> &str {
         &self.envelope
-    }
-
-    /// This message encoded for one transport; `encode` runs at most once per message.
-    pub fn wire_form(&self, form: WireForm, encode: impl FnOnce(&Message) -> Vec<u8>) -> &[u8] {
-        self.wire_forms[form as usize].get_or_init(|| encode(self).into_boxed_slice())
     }
 }
 
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Message").field("id", &self.id).field("text", &self.text).finish()
+        f.debug_struct("Message").field("id", &self.id).field("envelope_bytes", &self.envelope.len()).finish()
     }
 }
 
@@ -188,6 +182,14 @@ pub trait Broker: Send + Sync {
     fn unsubscribe(&self, channel: &str, subscriber: u64);
 }
 
+/// The text of a message, read back from its envelope (tests only: nothing on a delivery path
+/// needs the text apart from the envelope).
+#[cfg(test)]
+pub(crate) fn text(message: &Message) -> String {
+    let envelope = json::parse(message.envelope()).unwrap_or(json::Value::Null);
+    envelope.get("text").and_then(json::Value::as_str).unwrap_or_default().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,16 +211,10 @@ mod tests {
     }
 
     #[test]
-    fn a_wire_form_is_encoded_once_and_shared() {
-        let message = Message::new("k3f9-1", Position(1), "Hi", 0);
-        let mut calls = 0;
-        let first = message.wire_form(WireForm::SseEvent, |m| {
-            calls += 1;
-            m.envelope().as_bytes().to_vec()
-        });
-        assert_eq!(first, message.envelope().as_bytes());
-        let again = message.wire_form(WireForm::SseEvent, |_| unreachable!("encoded twice"));
-        assert_eq!(again.as_ptr(), first.as_ptr());
-        assert_eq!(calls, 1);
+    fn an_envelope_is_one_line_whatever_control_characters_the_text_holds() {
+        let every_control: String = (0u8..0x20).map(char::from).chain(['\u{7f}', '\u{2028}']).collect();
+        let message = Message::new("k3f9-1", Position(1), &format!("a\r\nb{every_control}"), 0);
+        assert!(!message.envelope().contains(['\r', '\n', '\0']), "{}", message.envelope());
+        assert_eq!(text(&message), format!("a\r\nb{every_control}"), "and the text comes back from it");
     }
 }
