@@ -470,7 +470,7 @@ mod tests {
 
     /// What `App::handle` decides for a raw request head, on a fresh in-memory broker.
     fn exchange_for(head: &[u8]) -> Exchange {
-        let broker = Arc::new(crate::broker::memory::MemoryBroker::new(16, 16));
+        let broker = Arc::new(crate::broker::memory::MemoryBroker::new(Default::default()));
         let app = App::new(Config::default(), broker);
         match crate::http::request::parse_request(head, &Default::default()) {
             Ok(crate::http::request::Parsed::Complete { value, .. }) => {

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use crate::broker::redis::{self, RedisUrl};
+use crate::broker::{self, History};
 use crate::http::request::{Limits, MAX_HEADERS, MAX_HEAD_BYTES, MAX_TARGET_BYTES};
 use crate::server::poller::Backend;
 use crate::token::{self, ChannelPattern};
@@ -89,7 +90,12 @@ pub struct Config {
     pub poller: Backend,
     /// Messages each channel retains for resume (`?since=`, `Last-Event-ID`).
     pub history: usize,
-    /// Channels the memory broker may hold; bounds its memory with `history`.
+    /// Bytes of message envelopes each channel retains, whatever `history` allows: large
+    /// messages cannot make a channel's history large ([`broker::DEFAULT_HISTORY_BYTES`]).
+    /// The newest message is always kept. With Redis, this bounds each node's mirror; the
+    /// stream in Redis keeps `history` entries.
+    pub history_bytes: usize,
+    /// Channels the broker may hold; bounds its memory with `history_bytes`.
     pub max_channels: usize,
     /// How long a long poll waits when the client does not say (`?timeout=`).
     pub poll_timeout: Duration,
@@ -147,8 +153,9 @@ impl Default for Config {
             model: Model::EventLoop,
             workers: 0,
             poller: Backend::native(),
-            history: crate::broker::memory::DEFAULT_HISTORY,
-            max_channels: crate::broker::memory::DEFAULT_MAX_CHANNELS,
+            history: broker::DEFAULT_HISTORY,
+            history_bytes: broker::DEFAULT_HISTORY_BYTES,
+            max_channels: broker::DEFAULT_MAX_CHANNELS,
             poll_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             max_threads: 0,
@@ -176,6 +183,16 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             max_outbound_bytes: 256 * 1024,
             send_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Config {
+    /// The bounds the broker keeps its memory within.
+    pub fn broker_limits(&self) -> broker::Limits {
+        broker::Limits {
+            history: History { messages: self.history, bytes: self.history_bytes },
+            max_channels: self.max_channels,
         }
     }
 }
@@ -212,6 +229,8 @@ Options (durations in seconds, fractions allowed):
   --workers N               event-loop worker threads             [one per core]
   --poller epoll|poll       the event loop's readiness API        [epoll on Linux]
   --history N               messages kept per channel for resume  [1000]
+  --history-bytes N         bytes of messages kept per channel    [4194304]
+                            (the newest message is always kept)
   --max-channels N          channels the broker may hold          [10000]
   --poll-timeout SECS       long-poll wait without ?timeout=      [30] (max 60)
   --max-connections N       open connections before 503           [10000]
@@ -277,6 +296,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
                 }
             }
             "--history" => config.history = positive(flag, value()?)?,
+            "--history-bytes" => config.history_bytes = positive(flag, value()?)?,
             "--max-channels" => config.max_channels = positive(flag, value()?)?,
             "--poll-timeout" => {
                 config.poll_timeout = seconds(flag, value()?)?;
@@ -390,6 +410,21 @@ mod tests {
         assert_eq!(config.poll_timeout, Duration::from_millis(500));
         assert_eq!(config.publish_token.as_deref(), Some("s3cret"));
         assert_eq!(config.max_threads, 64);
+    }
+
+    #[test]
+    fn history_flags_bound_each_channel_by_count_and_bytes() {
+        let Ok(Command::Serve(config)) = parse("--history 50 --history-bytes 65536 --max-channels 7") else {
+            panic!("expected serve");
+        };
+        let limits = config.broker_limits();
+        assert_eq!(limits.history, History { messages: 50, bytes: 65536 });
+        assert_eq!(limits.max_channels, 7);
+        let defaults = Config::default().broker_limits();
+        assert_eq!(defaults, broker::Limits::default(), "one set of defaults, with their reasons, in the broker");
+        for bad in ["--history-bytes 0", "--history-bytes 1k"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

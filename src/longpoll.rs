@@ -181,7 +181,7 @@ pub fn answer_body(batch: &Batch, cursor: &str, unix_secs: u64) -> String {
 mod tests {
     use super::*;
     use crate::broker::memory::MemoryBroker;
-    use crate::broker::Position;
+    use crate::broker::{History, Limits, Position};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::Wake;
 
@@ -194,7 +194,12 @@ mod tests {
 
     fn setup() -> (MemoryBroker, Waker, Arc<Count>, Instant) {
         let count = Arc::new(Count(AtomicUsize::new(0)));
-        (MemoryBroker::with_epoch("k3f9".into(), 100, 100), Waker::from(count.clone()), count, Instant::now())
+        (MemoryBroker::with_epoch("k3f9".into(), history(100)), Waker::from(count.clone()), count, Instant::now())
+    }
+
+    /// Limits with a history of `messages` messages, however large.
+    fn history(messages: usize) -> Limits {
+        Limits { history: History { messages, bytes: usize::MAX }, ..Limits::default() }
     }
 
     #[test]
@@ -273,7 +278,7 @@ mod tests {
 
     #[test]
     fn a_cursor_older_than_the_history_answers_with_gap_true() {
-        let broker = MemoryBroker::with_epoch("k3f9".into(), 2, 10);
+        let broker = MemoryBroker::with_epoch("k3f9".into(), history(2));
         let (_, waker, _, now) = setup();
         for text in ["1", "2", "3"] {
             broker.publish("ch", text).unwrap();

@@ -1,10 +1,11 @@
 //! The in-memory broker: one process, a ring log per channel.
 //!
-//! Each channel keeps the last `history` messages in a `VecDeque` (a ring: push at the back,
-//! evict at the front). Sequence numbers increase by one per message, so the position of the
-//! front is always `last_seq - len + 1` and "messages after seq N" is an index computation,
-//! not a search. A reader whose cursor is older than the front has missed messages: the
-//! [`Batch`] says so with a [`Gap`].
+//! Each channel keeps its newest messages in a `VecDeque` (a ring: push at the back, evict at
+//! the front), at most `--history` of them and at most `--history-bytes` bytes of envelopes,
+//! but always the newest one. Sequence numbers increase by one per message, so the position
+//! of the front is always `last_seq - len + 1` and "messages after seq N" is an index
+//! computation, not a search. A reader whose cursor is older than the front has missed
+//! messages: the [`Batch`] says so with a [`Gap`].
 //!
 //! Ids are `{epoch}-{seq}`. The epoch is four random base-36 characters drawn at start-up, so a
 //! cursor handed out before a restart (when every log was lost) is recognised as foreign and
@@ -26,23 +27,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{Batch, Broker, BrokerError, Gap, Message, Position, Since};
-
-/// Default number of messages a channel retains (`--history`).
-pub const DEFAULT_HISTORY: usize = 1000;
-
-/// Default limit on channels that hold messages (`--max-channels`). Each channel's log is
-/// bounded, so this bounds the broker's memory: a client publishing to random names cannot
-/// grow it without limit.
-pub const DEFAULT_MAX_CHANNELS: usize = 10_000;
+use super::{Batch, Broker, BrokerError, Gap, History, Limits, Message, Position, Since, Usage};
 
 /// Characters of the epoch: enough that two restarts colliding is a 1 in 1.7 million event.
 const EPOCH_LEN: usize = 4;
 
 pub struct MemoryBroker {
     epoch: String,
-    history: usize,
-    max_channels: usize,
+    limits: Limits,
     channels: Mutex<HashMap<Box<str>, Arc<Mutex<Channel>>>>,
 }
 
@@ -62,21 +54,34 @@ impl Channel {
     }
 }
 
-/// A channel's retained messages, oldest first, positions increasing: a ring with a fixed
-/// capacity (push at the back, evict at the front).
+/// A channel's retained messages, oldest first, positions increasing: a ring bounded by a
+/// number of messages and a number of envelope bytes (push at the back, evict at the front).
 #[derive(Default)]
 pub(crate) struct Ring {
     messages: VecDeque<Arc<Message>>,
+    /// The sum of the retained envelopes' lengths.
+    bytes: usize,
 }
 
 impl Ring {
-    /// Appends `message`, whose position must be above every retained one. With `capacity`
-    /// messages already retained the oldest leaves first, and is returned.
-    pub(crate) fn push(&mut self, message: Arc<Message>, capacity: usize) -> Option<Arc<Message>> {
+    /// Appends `message`, whose position must be above every retained one, then evicts the
+    /// oldest messages while more than `history` allows are retained; the newest message always
+    /// stays, however large. Returns the position of the newest message evicted, if any.
+    pub(crate) fn push(&mut self, message: Arc<Message>, history: History) -> Option<Position> {
         debug_assert!(self.newest().is_none_or(|newest| newest.position < message.position));
-        let evicted = if self.messages.len() >= capacity { self.messages.pop_front() } else { None };
+        self.bytes += message.envelope().len();
         self.messages.push_back(message);
+        let mut evicted = None;
+        while self.messages.len() > 1 && (self.messages.len() > history.messages || self.bytes > history.bytes) {
+            evicted = self.pop_oldest().map(|m| m.position);
+        }
         evicted
+    }
+
+    fn pop_oldest(&mut self) -> Option<Arc<Message>> {
+        let oldest = self.messages.pop_front()?;
+        self.bytes -= oldest.envelope().len();
+        Some(oldest)
     }
 
     /// Up to `max` messages positioned after `position`, oldest first (a binary search: the
@@ -89,7 +94,7 @@ impl Ring {
     /// Drops the messages positioned at or before `position`.
     pub(crate) fn drop_through(&mut self, position: Position) {
         while self.messages.front().is_some_and(|m| m.position <= position) {
-            self.messages.pop_front();
+            self.pop_oldest();
         }
     }
 
@@ -107,6 +112,11 @@ impl Ring {
 
     pub(crate) fn len(&self) -> usize {
         self.messages.len()
+    }
+
+    /// The bytes of envelopes retained.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
     }
 }
 
@@ -153,7 +163,7 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl MemoryBroker {
     /// A broker whose epoch is drawn from the OS's randomness.
-    pub fn new(history: usize, max_channels: usize) -> MemoryBroker {
+    pub fn new(limits: Limits) -> MemoryBroker {
         let mut bytes = [0u8; EPOCH_LEN];
         if crate::random::fill(&mut bytes).is_err() {
             // Without /dev/urandom the clock still differs between restarts.
@@ -162,12 +172,12 @@ impl MemoryBroker {
         }
         const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
         let epoch = bytes.iter().map(|b| DIGITS[*b as usize % 36] as char).collect();
-        MemoryBroker::with_epoch(epoch, history, max_channels)
+        MemoryBroker::with_epoch(epoch, limits)
     }
 
     /// A broker with a chosen epoch (tests use this to simulate a restart).
-    pub fn with_epoch(epoch: String, history: usize, max_channels: usize) -> MemoryBroker {
-        MemoryBroker { epoch, history: history.max(1), max_channels, channels: Mutex::default() }
+    pub fn with_epoch(epoch: String, limits: Limits) -> MemoryBroker {
+        MemoryBroker { epoch, limits: limits.sanitized(), channels: Mutex::default() }
     }
 
     pub fn epoch(&self) -> &str {
@@ -192,13 +202,19 @@ impl Broker for MemoryBroker {
         "memory"
     }
 
+    fn usage(&self) -> Usage {
+        let channels = lock(&self.channels);
+        let retained_bytes = channels.values().map(|channel| lock(channel).log.bytes()).sum();
+        Usage { channels: channels.len(), retained_bytes }
+    }
+
     fn publish(&self, channel_name: &str, text: &str) -> Result<Arc<Message>, BrokerError> {
         let channel = {
             let mut channels = lock(&self.channels);
             match channels.get(channel_name) {
                 Some(channel) => channel.clone(),
                 None => {
-                    if channels.len() >= self.max_channels {
+                    if channels.len() >= self.limits.max_channels {
                         return Err(BrokerError::TooManyChannels);
                     }
                     let channel = Arc::new(Mutex::new(Channel::default()));
@@ -211,7 +227,7 @@ impl Broker for MemoryBroker {
         channel.last_seq += 1;
         let seq = channel.last_seq;
         let message = Arc::new(Message::new(&self.id(seq), Position(seq as u128), text, now_ms()));
-        channel.log.push(message.clone(), self.history);
+        channel.log.push(message.clone(), self.limits.history);
         channel.subscribers.wake_all();
         Ok(message)
     }
@@ -297,12 +313,21 @@ impl Broker for MemoryBroker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::text;
+    use crate::broker::{text, DEFAULT_HISTORY_BYTES};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::Wake;
 
+    /// Limits with a count-only history of `history` messages.
+    fn limits(history: usize) -> Limits {
+        Limits { history: History { messages: history, bytes: usize::MAX }, ..Limits::default() }
+    }
+
     fn broker(history: usize) -> MemoryBroker {
-        MemoryBroker::with_epoch("k3f9".into(), history, DEFAULT_MAX_CHANNELS)
+        MemoryBroker::with_epoch("k3f9".into(), limits(history))
+    }
+
+    fn publish(broker: &MemoryBroker, channel: &str, text: &str) -> Arc<Message> {
+        broker.publish(channel, text).unwrap()
     }
 
     fn texts(batch: &Batch) -> Vec<String> {
@@ -433,12 +458,12 @@ mod tests {
         let waker = Waker::from(Arc::new(CountingWaker(AtomicUsize::new(0))));
         b.subscribe("ephemeral", 1, &waker);
         b.unsubscribe("ephemeral", 1);
-        assert!(lock(&b.channels).is_empty());
+        assert_eq!(b.usage().channels, 0);
     }
 
     #[test]
     fn publishing_past_max_channels_is_refused() {
-        let b = MemoryBroker::with_epoch("k3f9".into(), 10, 2);
+        let b = MemoryBroker::with_epoch("k3f9".into(), Limits { max_channels: 2, ..limits(10) });
         b.publish("a", "x").unwrap();
         b.publish("b", "x").unwrap();
         assert_eq!(b.publish("c", "x").unwrap_err(), BrokerError::TooManyChannels);
@@ -447,8 +472,69 @@ mod tests {
 
     #[test]
     fn the_random_epoch_is_four_base36_characters() {
-        let b = MemoryBroker::new(10, 10);
+        let b = MemoryBroker::new(Limits::default());
         assert_eq!(b.epoch().len(), 4);
         assert!(b.parse_cursor(&format!("{}-0", b.epoch())).is_ok());
+    }
+
+    #[test]
+    fn the_ring_keeps_at_most_history_bytes_of_envelopes_evicting_the_oldest() {
+        // Each envelope here is {"id":"k3f9-N","text":"xxxxxxxxxx","time":T}: 60 bytes.
+        let envelope_len = publish(&broker(1), "probe", &"x".repeat(10)).envelope().len();
+        let b = MemoryBroker::with_epoch(
+            "k3f9".into(),
+            Limits { history: History { messages: 100, bytes: 3 * envelope_len }, ..Limits::default() },
+        );
+        for i in 0..5 {
+            publish(&b, "ch", &format!("{i}{}", "x".repeat(9)));
+        }
+        assert_eq!(b.usage().retained_bytes, 3 * envelope_len);
+        let batch = b.read("ch", &after(&b, "k3f9-2"), 100);
+        assert_eq!(texts(&batch).iter().map(|t| &t[..1]).collect::<Vec<_>>(), ["2", "3", "4"]);
+        assert_eq!(batch.gap, None, "message 3 is the next one owed and is retained");
+    }
+
+    #[test]
+    fn a_message_larger_than_history_bytes_is_kept_alone_so_it_can_be_delivered() {
+        let b = MemoryBroker::with_epoch(
+            "k3f9".into(),
+            Limits { history: History { messages: 100, bytes: 100 }, ..Limits::default() },
+        );
+        publish(&b, "ch", "small");
+        let big = "x".repeat(1000);
+        publish(&b, "ch", &big);
+        assert_eq!(texts(&b.read("ch", &after(&b, "k3f9-1"), 100)), [big]);
+        publish(&b, "ch", "after");
+        assert_eq!(texts(&b.read("ch", &after(&b, "k3f9-0"), 100)), ["after"], "the big one left for the next");
+    }
+
+    #[test]
+    fn a_cursor_that_fell_off_the_byte_bound_gets_a_gap_and_what_is_retained() {
+        let b = MemoryBroker::with_epoch(
+            "k3f9".into(),
+            Limits { history: History { messages: 1000, bytes: 200 }, ..Limits::default() },
+        );
+        for i in 1..=5 {
+            publish(&b, "ch", &format!("{i}{}", "x".repeat(50)));
+        }
+        let batch = b.read("ch", &after(&b, "k3f9-1"), 100);
+        assert_eq!(batch.messages.first().map(|m| &*m.id), Some("k3f9-4"), "two envelopes of 97 bytes fit in 200");
+        assert_eq!(batch.gap, Some(Gap { since: "k3f9-1".into(), oldest: Some("k3f9-4".into()) }));
+    }
+
+    #[test]
+    fn a_thousand_64_kib_messages_retain_at_most_the_default_history_bytes() {
+        let b = MemoryBroker::with_epoch("k3f9".into(), Limits::default());
+        let text = "x".repeat(64 * 1024);
+        for _ in 0..1000 {
+            publish(&b, "big", &text);
+        }
+        let retained = b.usage().retained_bytes;
+        let batch = b.read("big", &Since::After(Position(0)), 1000);
+        println!("1000 messages of 64 KiB: {} retained, {retained} envelope bytes", batch.messages.len());
+        assert!(retained <= DEFAULT_HISTORY_BYTES, "{retained}");
+        assert_eq!(retained, batch.messages.iter().map(|m| m.envelope().len()).sum::<usize>());
+        assert_eq!(batch.messages.len(), DEFAULT_HISTORY_BYTES / batch.messages[0].envelope().len());
+        assert!(batch.gap.is_some());
     }
 }

@@ -16,7 +16,7 @@
 //! cursor". That design has no seam between a replay and the live stream (the replay is the
 //! stream), no per-subscriber queue to bound, and a slow reader costs the publisher nothing.
 //!
-//! ## Memory: one copy of each message
+//! ## Memory: one copy of each message, and bounds on everything
 //!
 //! A message is stored once (`Arc<Message>`) as its envelope, the JSON every transport
 //! carries (`{"id":...,"text":...,"time":...}`), built at publish time. Nothing else in it
@@ -27,6 +27,12 @@
 //! straight into the connection's output. A fan-out to N subscribers therefore costs N copies
 //! of the envelope into N output buffers, which it would cost anyway, and the history costs
 //! one envelope per retained message.
+//!
+//! What a broker keeps is bounded by its [`Limits`]: a channel's **history** holds at most
+//! `--history` messages *and* at most `--history-bytes` bytes of envelopes ([`History`]),
+//! evicting the oldest first but always keeping the newest message, so a message of any size
+//! the publish limit allows can still be delivered; and at most `--max-channels` channels
+//! are held. A reader whose messages were evicted is told so with a [`Gap`], as always.
 
 #![forbid(unsafe_code)]
 
@@ -42,6 +48,58 @@ use crate::json;
 
 /// The longest channel name (DESIGN.md: 1 to 64 characters).
 pub const MAX_CHANNEL_NAME_BYTES: usize = 64;
+
+/// Default number of messages a channel retains (`--history`): enough for a client that
+/// reconnects after a short outage to miss nothing on a busy channel.
+pub const DEFAULT_HISTORY: usize = 1000;
+
+/// Default bytes of envelopes a channel retains (`--history-bytes`). 4 MiB holds the whole
+/// `--history` of messages up to about 4 KiB (a chat line or a JSON event is well under that)
+/// and still 64 messages at the 64 KiB publish limit; without it one channel of large messages
+/// would keep 1000 × 64 KiB = 64 MiB. With `--max-channels` it bounds the history's memory:
+/// 10,000 channels × 4 MiB is the worst case; lower either to fit a smaller machine.
+pub const DEFAULT_HISTORY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Default limit on channels held at once (`--max-channels`). Each channel's history is
+/// bounded, so this bounds the broker's memory: a client publishing to random names cannot
+/// grow it without limit.
+pub const DEFAULT_MAX_CHANNELS: usize = 10_000;
+
+/// What a channel's history holds: its newest messages, at most `messages` of them and at
+/// most `bytes` bytes of envelopes, and always at least the newest one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct History {
+    pub messages: usize,
+    pub bytes: usize,
+}
+
+/// The bounds a broker keeps its memory within (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Per channel (`--history`, `--history-bytes`).
+    pub history: History,
+    /// Channels held at once (`--max-channels`).
+    pub max_channels: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            history: History { messages: DEFAULT_HISTORY, bytes: DEFAULT_HISTORY_BYTES },
+            max_channels: DEFAULT_MAX_CHANNELS,
+        }
+    }
+}
+
+impl Limits {
+    /// The limits as a broker applies them: at least one message and one channel.
+    pub fn sanitized(self) -> Limits {
+        Limits {
+            history: History { messages: self.history.messages.max(1), bytes: self.history.bytes },
+            max_channels: self.max_channels.max(1),
+        }
+    }
+}
 
 /// Is `name` a channel name? DESIGN.md: 1 to 64 of `A-Z a-z 0-9 _ . -`. The grammar keeps
 /// names safe to put in a URL path, a Redis key and a log line without escaping.
@@ -132,6 +190,16 @@ pub struct Gap {
     pub oldest: Option<String>,
 }
 
+/// What a broker holds now (`/stats`, `/metrics`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Channels held (on a Redis node: mirrors).
+    pub channels: usize,
+    /// Bytes of envelopes their histories retain: what the history costs, give or take a few
+    /// dozen bytes of bookkeeping per message.
+    pub retained_bytes: usize,
+}
+
 /// Why a broker refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BrokerError {
@@ -159,6 +227,9 @@ impl std::error::Error for BrokerError {}
 pub trait Broker: Send + Sync {
     /// `memory` or `redis`, for `/stats` and logs.
     fn kind(&self) -> &'static str;
+
+    /// What the broker holds now: a look at every channel, so for `/stats`, not hot paths.
+    fn usage(&self) -> Usage;
 
     /// Appends `text` to `channel` and wakes its subscribers.
     fn publish(&self, channel: &str, text: &str) -> Result<Arc<Message>, BrokerError>;
@@ -216,5 +287,12 @@ mod tests {
         let message = Message::new("k3f9-1", Position(1), &format!("a\r\nb{every_control}"), 0);
         assert!(!message.envelope().contains(['\r', '\n', '\0']), "{}", message.envelope());
         assert_eq!(text(&message), format!("a\r\nb{every_control}"), "and the text comes back from it");
+    }
+
+    #[test]
+    fn limits_are_sanitized_to_at_least_one_message_and_one_channel() {
+        let limits = Limits { history: History { messages: 0, bytes: 0 }, max_channels: 0 };
+        let sanitized = limits.sanitized();
+        assert_eq!((sanitized.history.messages, sanitized.max_channels), (1, 1));
     }
 }

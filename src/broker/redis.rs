@@ -61,8 +61,11 @@
 //! sparse interest; it needs a catch-up read after each subscribe to close the window
 //! between the subscription and the read.
 //!
-//! Memory: each mirror keeps at most `--history` messages. At most `--max-channels` mirrors
-//! are kept: past that, the quietest channel without local subscribers is forgotten (its
+//! Memory: each mirror keeps at most `--history` messages and `--history-bytes` bytes of
+//! envelopes (always the newest message), the same bound as the memory broker's ring; the
+//! stream in Redis keeps its `--history` entries whatever their size, so a reader who fell off
+//! a mirror is answered from the stream (a cold read). At most `--max-channels` mirrors are
+//! kept: past that, the quietest channel without local subscribers is forgotten (its
 //! messages are in Redis; it is loaded again if asked for), and pub/sub messages for new
 //! channels are not mirrored while no room can be made.
 //!
@@ -123,8 +126,8 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::memory::{lock, Ring, Subscribers};
-use super::resp::{self, encode_command, Limits, RespError, Value};
-use super::{is_valid_channel_name, Batch, Broker, BrokerError, Gap, Message, Position, Since};
+use super::resp::{self, encode_command, RespError, Value};
+use super::{is_valid_channel_name, Batch, Broker, BrokerError, Gap, History, Limits, Message, Position, Since, Usage};
 
 /// Redis's port when the URL names none.
 pub const DEFAULT_PORT: u16 = 6379;
@@ -441,7 +444,7 @@ impl Link {
 
     /// The next value Redis sends, reading as much as it takes.
     fn receive(&mut self) -> Result<Value, RedisError> {
-        let limits = Limits::default();
+        let limits = resp::Limits::default();
         loop {
             if let Some((value, used)) = resp::decode(&self.input[self.decoded..], &limits)? {
                 self.decoded += used;
@@ -575,14 +578,14 @@ impl Mirror {
     }
 
     /// Appends an entry if it is newer than everything here, and wakes the subscribers.
-    fn accept(&mut self, message: Arc<Message>, history: usize) -> Accepted {
+    fn accept(&mut self, message: Arc<Message>, history: History) -> Accepted {
         let position = message.position;
         if position <= self.newest {
             let covered = self.ring.contains(position) || self.base().is_none_or(|base| position <= base);
             return if covered { Accepted::Duplicate } else { Accepted::OutOfOrder };
         }
         if let Some(evicted) = self.ring.push(message, history) {
-            self.evicted = evicted.position;
+            self.evicted = evicted;
         }
         self.newest = position;
         self.subscribers.wake_all();
@@ -732,8 +735,7 @@ fn parse_newest(reply: &Value) -> Result<Position, RedisError> {
 /// What the broker and its supervisor thread share.
 struct Shared {
     url: RedisUrl,
-    history: usize,
-    max_channels: usize,
+    limits: Limits,
     /// `realtime:{db}:`, the pub/sub channel of a stream without its name.
     topic_prefix: String,
     /// SHA-1 of [`PUBLISH_SCRIPT`], for `EVALSHA`.
@@ -841,7 +843,7 @@ impl Shared {
                 Some(mirror) => mirror.clone(),
                 None => {
                     self.evict(&mut channels, &command);
-                    if channels.len() >= self.max_channels && create == Create::IfRoom {
+                    if channels.len() >= self.limits.max_channels && create == Create::IfRoom {
                         return None;
                     }
                     // In the map before the load is sent: pub/sub messages from now on land in it.
@@ -872,7 +874,7 @@ impl Shared {
     /// and have no local subscribers; their messages stay in Redis. Only with the command
     /// lock held (`_command` proves it), so that a mirror being loaded is never forgotten.
     fn evict(&self, channels: &mut HashMap<Box<str>, Arc<Mutex<Mirror>>>, _command: &CommandLink) {
-        while channels.len() >= self.max_channels {
+        while channels.len() >= self.limits.max_channels {
             let quietest = channels
                 .iter()
                 .filter_map(|(name, mirror)| {
@@ -1023,7 +1025,7 @@ impl Shared {
             let newest = {
                 let mut mirror = lock(mirror);
                 for message in page {
-                    added += usize::from(mirror.accept(message, self.history) == Accepted::New);
+                    added += usize::from(mirror.accept(message, self.limits.history) == Accepted::New);
                 }
                 mirror.newest
             };
@@ -1095,7 +1097,7 @@ impl Shared {
                 Some(mirror) => mirror.clone(),
                 // A channel new to this node: mirror it from this message on (nothing lies
                 // between a position and the one just before it), if there is room.
-                None if channels.len() < self.max_channels => {
+                None if channels.len() < self.limits.max_channels => {
                     let mirror =
                         Arc::new(Mutex::new(Mirror::starting_after(Position(message.position.0.saturating_sub(1)))));
                     channels.insert(name.into(), mirror.clone());
@@ -1105,7 +1107,7 @@ impl Shared {
             }
         };
         let id = message.id.clone();
-        if lock(&mirror).accept(message, self.history) == Accepted::OutOfOrder {
+        if lock(&mirror).accept(message, self.limits.history) == Accepted::OutOfOrder {
             eprintln!("realtime: redis: channel {name} went backwards at {id}; Redis lost the stream, or its clock moved back");
         }
     }
@@ -1188,13 +1190,12 @@ impl RedisBroker {
     /// Starts the supervisor and waits (a few seconds at most) for its first subscription,
     /// so that a node that starts with Redis up serves from its first request. If Redis is
     /// down the node runs anyway, answers publishes with 503 and keeps trying.
-    pub fn start(url: RedisUrl, history: usize, max_channels: usize) -> io::Result<RedisBroker> {
+    pub fn start(url: RedisUrl, limits: Limits) -> io::Result<RedisBroker> {
         let shared = Arc::new(Shared {
             topic_prefix: format!("realtime:{}:", url.db),
             script_sha: sha1_smol::Sha1::from(PUBLISH_SCRIPT).digest().to_string(),
             url,
-            history: history.max(1),
-            max_channels: max_channels.max(1),
+            limits: limits.sanitized(),
             command: Mutex::new(CommandLink {
                 link: None,
                 next_attempt: Instant::now(),
@@ -1220,7 +1221,7 @@ impl RedisBroker {
     fn run_publish_script(&self, link: &mut Link, channel: &str, text: &str) -> Result<String, RedisError> {
         let key = stream_key(channel);
         let topic = format!("{}{channel}", self.shared.topic_prefix);
-        let history = self.shared.history.to_string();
+        let history = self.shared.limits.history.messages.to_string();
         let args: [&[u8]; 5] = [b"1", key.as_bytes(), history.as_bytes(), text.as_bytes(), topic.as_bytes()];
         let call = |link: &mut Link, verb: &[u8], script: &[u8]| {
             let mut command = vec![verb, script];
@@ -1250,6 +1251,12 @@ impl Drop for RedisBroker {
 impl Broker for RedisBroker {
     fn kind(&self) -> &'static str {
         "redis"
+    }
+
+    fn usage(&self) -> Usage {
+        let channels = lock(&self.shared.channels);
+        let retained_bytes = channels.values().map(|mirror| lock(mirror).ring.bytes()).sum();
+        Usage { channels: channels.len(), retained_bytes }
     }
 
     fn publish(&self, channel: &str, text: &str) -> Result<Arc<Message>, BrokerError> {
@@ -1319,6 +1326,11 @@ impl Broker for RedisBroker {
 mod tests {
     use super::*;
     use crate::broker::text;
+
+    /// A history of `messages` messages, however large.
+    fn count(messages: usize) -> History {
+        History { messages, bytes: usize::MAX }
+    }
 
     fn id(text: &str) -> Position {
         parse_stream_id(text).unwrap()
@@ -1390,7 +1402,7 @@ mod tests {
     fn a_mirror_answers_cursors_at_or_after_its_base_and_leaves_older_ones_to_the_stream() {
         let mut mirror = Mirror::starting_after(id("10-0"));
         for (position, text) in [("11-0", "a"), ("11-1", "b"), ("12-0", "c")] {
-            assert_eq!(mirror.accept(message(position, text), 10), Accepted::New);
+            assert_eq!(mirror.accept(message(position, text), count(10)), Accepted::New);
         }
         assert_eq!(texts(&mirror.read(id("10-0"), 10).unwrap()), ["a", "b", "c"]);
         assert_eq!(texts(&mirror.read(id("11-0"), 10).unwrap()), ["b", "c"]);
@@ -1403,7 +1415,7 @@ mod tests {
     fn a_cursor_past_the_mirror_waits_where_it_is() {
         // A client that got 13-0 from another node, before pub/sub brought it here.
         let mut mirror = Mirror::starting_after(id("10-0"));
-        mirror.accept(message("12-0", "c"), 10);
+        mirror.accept(message("12-0", "c"), count(10));
         let batch = mirror.read(id("13-0"), 10).unwrap();
         assert!(batch.messages.is_empty());
         assert_eq!(batch.position, id("13-0"));
@@ -1412,11 +1424,11 @@ mod tests {
     #[test]
     fn entries_at_or_before_the_newest_are_duplicates_and_skipped() {
         let mut mirror = Mirror::starting_after(id("10-0"));
-        assert_eq!(mirror.accept(message("11-0", "a"), 10), Accepted::New);
-        assert_eq!(mirror.accept(message("11-0", "a"), 10), Accepted::Duplicate);
-        assert_eq!(mirror.accept(message("9-0", "old"), 10), Accepted::Duplicate);
-        assert_eq!(mirror.accept(message("12-0", "b"), 10), Accepted::New);
-        assert_eq!(mirror.accept(message("11-5", "never seen"), 10), Accepted::OutOfOrder);
+        assert_eq!(mirror.accept(message("11-0", "a"), count(10)), Accepted::New);
+        assert_eq!(mirror.accept(message("11-0", "a"), count(10)), Accepted::Duplicate);
+        assert_eq!(mirror.accept(message("9-0", "old"), count(10)), Accepted::Duplicate);
+        assert_eq!(mirror.accept(message("12-0", "b"), count(10)), Accepted::New);
+        assert_eq!(mirror.accept(message("11-5", "never seen"), count(10)), Accepted::OutOfOrder);
         assert_eq!(texts(&mirror.read(id("10-0"), 10).unwrap()), ["a", "b"]);
     }
 
@@ -1424,7 +1436,7 @@ mod tests {
     fn the_ring_keeps_history_messages_and_its_base_follows_evictions() {
         let mut mirror = Mirror::starting_after(id("0-0"));
         for seq in 1..=5 {
-            mirror.accept(message(&format!("1-{seq}"), &seq.to_string()), 3);
+            mirror.accept(message(&format!("1-{seq}"), &seq.to_string()), count(3));
         }
         assert_eq!(mirror.base(), Some(id("1-2")));
         assert_eq!(texts(&mirror.read(id("1-2"), 10).unwrap()), ["3", "4", "5"]);
@@ -1432,10 +1444,24 @@ mod tests {
     }
 
     #[test]
+    fn a_mirror_keeps_at_most_history_bytes_and_its_base_follows_byte_evictions() {
+        let two_envelopes = 2 * message("1-1", "1xxxxxxxxx").envelope().len();
+        let history = History { messages: 100, bytes: two_envelopes };
+        let mut mirror = Mirror::starting_after(id("0-0"));
+        for seq in 1..=5 {
+            mirror.accept(message(&format!("1-{seq}"), &format!("{seq}xxxxxxxxx")), history);
+        }
+        assert_eq!(mirror.base(), Some(id("1-3")));
+        let retained: Vec<String> = texts(&mirror.read(id("1-3"), 10).unwrap());
+        assert_eq!(retained.iter().map(|t| &t[..1]).collect::<Vec<_>>(), ["4", "5"]);
+        assert!(mirror.read(id("1-2"), 10).is_none(), "message 3 left the ring: ask the stream");
+    }
+
+    #[test]
     fn an_unloaded_mirror_collects_messages_and_keeps_those_after_its_load_position() {
         let mut mirror = Mirror::unloaded();
-        mirror.accept(message("5-0", "before the load"), 10);
-        mirror.accept(message("7-0", "after the load"), 10);
+        mirror.accept(message("5-0", "before the load"), count(10));
+        mirror.accept(message("7-0", "after the load"), count(10));
         assert!(mirror.read(id("0-0"), 10).is_none(), "unloaded: reads go to Redis");
         mirror.load(id("6-0"));
         assert_eq!(texts(&mirror.read(id("6-0"), 10).unwrap()), ["after the load"]);
