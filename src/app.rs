@@ -387,19 +387,19 @@ impl App {
         }
     }
 
-    /// Publishes one message, from `POST /publish` or a WebSocket text frame.
-    pub fn publish_text(&self, channel: &str, text: &str) -> Result<Arc<Message>, BrokerError> {
-        let message = self.broker.publish(channel, text)?;
+    /// Publishes one message, from `POST /publish` or a WebSocket text frame, at `now`.
+    pub fn publish_text(&self, channel: &str, text: &str, now: Now) -> Result<Arc<Message>, BrokerError> {
+        let message = self.broker.publish(channel, text, now)?;
         self.stats.published();
         Ok(message)
     }
 
     /// Publishes a complete request body: `201 {"id":...}`.
-    pub fn publish(&self, channel: &str, body: &[u8]) -> Response {
+    pub fn publish(&self, channel: &str, body: &[u8], now: Now) -> Response {
         let Ok(text) = std::str::from_utf8(body) else {
             return Response::text(400, "message is not valid UTF-8");
         };
-        match self.publish_text(channel, text) {
+        match self.publish_text(channel, text, now) {
             Ok(message) => {
                 let mut json = String::from("{\"id\":");
                 crate::json::write_string(&mut json, &message.id);

@@ -95,8 +95,12 @@ pub struct Config {
     /// The newest message is always kept. With Redis, this bounds each node's mirror; the
     /// stream in Redis keeps `history` entries.
     pub history_bytes: usize,
-    /// Channels the broker may hold; bounds its memory with `history_bytes`.
+    /// Channels the broker may hold at once; bounds its memory with `history_bytes`.
     pub max_channels: usize,
+    /// A channel with no subscriber and no publish for this long is dropped with its history
+    /// ([`broker::DEFAULT_CHANNEL_TTL`]), so `max_channels` counts channels in use, not names
+    /// ever used.
+    pub channel_ttl: Duration,
     /// How long a long poll waits when the client does not say (`?timeout=`).
     pub poll_timeout: Duration,
     /// Open connections beyond this are answered 503 and closed, before any thread or buffer
@@ -156,6 +160,7 @@ impl Default for Config {
             history: broker::DEFAULT_HISTORY,
             history_bytes: broker::DEFAULT_HISTORY_BYTES,
             max_channels: broker::DEFAULT_MAX_CHANNELS,
+            channel_ttl: broker::DEFAULT_CHANNEL_TTL,
             poll_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             max_threads: 0,
@@ -193,6 +198,7 @@ impl Config {
         broker::Limits {
             history: History { messages: self.history, bytes: self.history_bytes },
             max_channels: self.max_channels,
+            channel_ttl: self.channel_ttl,
         }
     }
 }
@@ -231,7 +237,9 @@ Options (durations in seconds, fractions allowed):
   --history N               messages kept per channel for resume  [1000]
   --history-bytes N         bytes of messages kept per channel    [4194304]
                             (the newest message is always kept)
-  --max-channels N          channels the broker may hold          [10000]
+  --max-channels N          channels the broker may hold at once  [10000]
+  --channel-ttl SECS        drop a channel with no subscriber and
+                            no publish for this long              [300]
   --poll-timeout SECS       long-poll wait without ?timeout=      [30] (max 60)
   --max-connections N       open connections before 503           [10000]
   --max-threads N           threads model: thread budget          [what the kernel allows]
@@ -298,6 +306,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
             "--history" => config.history = positive(flag, value()?)?,
             "--history-bytes" => config.history_bytes = positive(flag, value()?)?,
             "--max-channels" => config.max_channels = positive(flag, value()?)?,
+            "--channel-ttl" => config.channel_ttl = seconds(flag, value()?)?,
             "--poll-timeout" => {
                 config.poll_timeout = seconds(flag, value()?)?;
                 if config.poll_timeout > MAX_POLL_TIMEOUT {
@@ -413,16 +422,17 @@ mod tests {
     }
 
     #[test]
-    fn history_flags_bound_each_channel_by_count_and_bytes() {
-        let Ok(Command::Serve(config)) = parse("--history 50 --history-bytes 65536 --max-channels 7") else {
+    fn history_flags_bound_each_channel_by_count_bytes_and_idle_time() {
+        let Ok(Command::Serve(config)) = parse("--history 50 --history-bytes 65536 --max-channels 7 --channel-ttl 30")
+        else {
             panic!("expected serve");
         };
         let limits = config.broker_limits();
         assert_eq!(limits.history, History { messages: 50, bytes: 65536 });
-        assert_eq!(limits.max_channels, 7);
+        assert_eq!((limits.max_channels, limits.channel_ttl), (7, Duration::from_secs(30)));
         let defaults = Config::default().broker_limits();
         assert_eq!(defaults, broker::Limits::default(), "one set of defaults, with their reasons, in the broker");
-        for bad in ["--history-bytes 0", "--history-bytes 1k"] {
+        for bad in ["--history-bytes 0", "--history-bytes 1k", "--channel-ttl 0", "--channel-ttl 86401"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

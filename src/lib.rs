@@ -114,7 +114,9 @@
 //!
 //! ## Shared pieces
 //!
-//! - [`broker`]: channels, ids, history, gaps and wake-ups; [`broker::memory`] is the ring log.
+//! - [`broker`]: channels, ids, history, gaps and wake-ups; each message stored once, the
+//!   history bounded by count and bytes, idle channels reclaimed ([`broker::Limits`]);
+//!   [`broker::memory`] is the ring log.
 //! - [`broker::redis`]: many nodes over one Redis (`--broker redis://...`): a stream per channel
 //!   for history, one pub/sub pattern for news, a mirror of each channel on every node;
 //!   [`broker::resp`] is its sans-I/O wire codec (RESP2).

@@ -149,7 +149,7 @@ impl SseStream {
     /// Writes the stream's first bytes (`retry:`) and registers with the broker, so that
     /// nothing published from now on can be missed.
     pub fn start(mut subscription: Subscription, chunked: bool, grant: Grant, io: &mut Io<'_>) -> SseStream {
-        subscription.register(&*io.app.broker, io.subscriber, io.waker);
+        subscription.register(&*io.app.broker, io.subscriber, io.waker, io.now.instant);
         let mut retry = Vec::new();
         sse::encode_retry(&mut retry, io.app.config.sse_retry.as_millis() as u64);
         let stream = SseStream {
@@ -219,8 +219,9 @@ impl SseStream {
         Next::Continue
     }
 
-    pub fn stop(&mut self, app: &App, subscriber: u64) {
-        self.subscription.unregister(&*app.broker, subscriber);
+    /// Leaves the channel at `now`.
+    pub fn stop(&mut self, app: &App, subscriber: u64, now: Instant) {
+        self.subscription.unregister(&*app.broker, subscriber, now);
         self.authority.stop(app);
     }
 }
@@ -244,7 +245,7 @@ impl WebSocketStream {
     pub fn start(subscription: Option<Subscription>, grant: Grant, io: &mut Io<'_>) -> WebSocketStream {
         let mut subscription = subscription;
         if let Some(subscription) = &mut subscription {
-            subscription.register(&*io.app.broker, io.subscriber, io.waker);
+            subscription.register(&*io.app.broker, io.subscriber, io.waker, io.now.instant);
         }
         WebSocketStream {
             session: Session::new_server(io.app.config.max_message_bytes),
@@ -374,7 +375,7 @@ impl WebSocketStream {
             return self.close(io, CloseCode::TOO_BIG, "message larger than the publish limit");
         }
         let channel = subscription.channel().to_string();
-        if io.app.publish_text(&channel, &text).is_err() {
+        if io.app.publish_text(&channel, &text, io.now).is_err() {
             // 1011: "encountered an unexpected condition that prevented it from fulfilling
             // the request". The client can retry the message after reconnecting.
             self.close(io, CloseCode::INTERNAL_ERROR, "message not published: broker unavailable");
@@ -388,9 +389,10 @@ impl WebSocketStream {
         let _ = self.session.close(code, reason, output);
     }
 
-    pub fn stop(&mut self, app: &App, subscriber: u64) {
+    /// Leaves the channel at `now`.
+    pub fn stop(&mut self, app: &App, subscriber: u64, now: Instant) {
         if let Some(subscription) = &mut self.subscription {
-            subscription.unregister(&*app.broker, subscriber);
+            subscription.unregister(&*app.broker, subscriber, now);
         }
         self.authority.stop(app);
     }

@@ -28,11 +28,19 @@
 //! of the envelope into N output buffers, which it would cost anyway, and the history costs
 //! one envelope per retained message.
 //!
-//! What a broker keeps is bounded by its [`Limits`]: a channel's **history** holds at most
-//! `--history` messages *and* at most `--history-bytes` bytes of envelopes ([`History`]),
-//! evicting the oldest first but always keeping the newest message, so a message of any size
-//! the publish limit allows can still be delivered; and at most `--max-channels` channels
-//! are held. A reader whose messages were evicted is told so with a [`Gap`], as always.
+//! What a broker keeps is bounded by its [`Limits`]:
+//!
+//! - a channel's **history** holds at most `--history` messages *and* at most
+//!   `--history-bytes` bytes of envelopes ([`History`]), evicting the oldest first but always
+//!   keeping the newest message, so a message of any size the publish limit allows can still
+//!   be delivered;
+//! - a channel with no subscriber that has had no news for `--channel-ttl` is **reclaimed**
+//!   with its history, so `--max-channels` bounds the channels in use at once, not the names
+//!   ever used. Time is passed in (`now` on [`Broker::publish`], [`Broker::subscribe`] and
+//!   [`Broker::unsubscribe`]). No thread exists for it: the memory broker sweeps on those
+//!   calls, the Redis broker's supervisor between the pub/sub messages it reads.
+//!
+//! A reader whose messages were evicted or reclaimed is told so with a [`Gap`], as always.
 
 #![forbid(unsafe_code)]
 
@@ -43,8 +51,10 @@ pub mod resp;
 use std::fmt;
 use std::sync::Arc;
 use std::task::Waker;
+use std::time::{Duration, Instant};
 
 use crate::json;
+use crate::time::Now;
 
 /// The longest channel name (DESIGN.md: 1 to 64 characters).
 pub const MAX_CHANNEL_NAME_BYTES: usize = 64;
@@ -65,6 +75,16 @@ pub const DEFAULT_HISTORY_BYTES: usize = 4 * 1024 * 1024;
 /// grow it without limit.
 pub const DEFAULT_MAX_CHANNELS: usize = 10_000;
 
+/// Default time an idle channel lives (`--channel-ttl`). Five minutes is far longer than a
+/// client takes to come back (an EventSource's `retry` is 2 s, a phone between cells a minute),
+/// so readers that are only reconnecting do not lose the history under them; and short enough
+/// that channels used once (one per upload, per game, per request) leave within minutes.
+pub const DEFAULT_CHANNEL_TTL: Duration = Duration::from_secs(300);
+
+/// The longest `channel_ttl` a broker applies (one day, as `--channel-ttl` allows): past it, a
+/// channel's life is as good as endless, and deadlines stay far from `Instant`'s range.
+pub const MAX_CHANNEL_TTL: Duration = Duration::from_secs(86_400);
+
 /// What a channel's history holds: its newest messages, at most `messages` of them and at
 /// most `bytes` bytes of envelopes, and always at least the newest one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +100,9 @@ pub struct Limits {
     pub history: History,
     /// Channels held at once (`--max-channels`).
     pub max_channels: usize,
+    /// How long a channel with no subscriber and no news is kept (`--channel-ttl`; at most
+    /// [`MAX_CHANNEL_TTL`]).
+    pub channel_ttl: Duration,
 }
 
 impl Default for Limits {
@@ -87,18 +110,41 @@ impl Default for Limits {
         Limits {
             history: History { messages: DEFAULT_HISTORY, bytes: DEFAULT_HISTORY_BYTES },
             max_channels: DEFAULT_MAX_CHANNELS,
+            channel_ttl: DEFAULT_CHANNEL_TTL,
         }
     }
 }
 
 impl Limits {
-    /// The limits as a broker applies them: at least one message and one channel.
+    /// The limits as a broker applies them: at least one message and one channel, and a TTL
+    /// within [`MAX_CHANNEL_TTL`].
     pub fn sanitized(self) -> Limits {
         Limits {
             history: History { messages: self.history.messages.max(1), bytes: self.history.bytes },
             max_channels: self.max_channels.max(1),
+            channel_ttl: self.channel_ttl.min(MAX_CHANNEL_TTL),
         }
     }
+}
+
+/// At most this many sweeps for idle channels per `channel_ttl`. A sweep locks every channel
+/// in turn; eight per TTL keeps that rare (every 37 s by default) however publishes are timed,
+/// and lets an idle channel outlive its TTL by at most an eighth.
+pub const SWEEPS_PER_TTL: u32 = 8;
+
+/// Whether a channel that has no subscriber and last had news (or lost its last subscriber)
+/// at `active_at` has been idle for `ttl` at `now`.
+pub(crate) fn is_idle_expired(active_at: Instant, now: Instant, ttl: Duration) -> bool {
+    now.saturating_duration_since(active_at) >= ttl
+}
+
+/// When to sweep next, after a sweep at `now` that left idle channels expiring at
+/// `earliest_expiry` at the soonest (`None`: none is idle). Not before then: a channel that
+/// goes idle later expires later than `now + ttl`, and an idle one's expiry only moves later.
+/// And not sooner than [`SWEEPS_PER_TTL`] allows.
+pub(crate) fn next_sweep(now: Instant, ttl: Duration, earliest_expiry: Option<Instant>) -> Instant {
+    let soonest_possible = earliest_expiry.map_or(now + ttl, |expiry| expiry.min(now + ttl));
+    soonest_possible.max(now + ttl / SWEEPS_PER_TTL)
 }
 
 /// Is `name` a channel name? DESIGN.md: 1 to 64 of `A-Z a-z 0-9 _ . -`. The grammar keeps
@@ -231,8 +277,9 @@ pub trait Broker: Send + Sync {
     /// What the broker holds now: a look at every channel, so for `/stats`, not hot paths.
     fn usage(&self) -> Usage;
 
-    /// Appends `text` to `channel` and wakes its subscribers.
-    fn publish(&self, channel: &str, text: &str) -> Result<Arc<Message>, BrokerError>;
+    /// Appends `text` to `channel` and wakes its subscribers. `now` stamps the message (the
+    /// memory broker; Redis uses its own clock) and restarts the channel's idle time.
+    fn publish(&self, channel: &str, text: &str, now: Now) -> Result<Arc<Message>, BrokerError>;
 
     /// Interprets a client's cursor (`?since=`, `Last-Event-ID`).
     fn parse_cursor(&self, cursor: &str) -> Result<Since, BrokerError>;
@@ -248,9 +295,12 @@ pub trait Broker: Send + Sync {
 
     /// Registers `waker` to be woken on every publish to `channel` until unsubscribed.
     /// `subscriber` is a key unique per connection; subscribing again replaces the waker.
-    fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker);
+    /// A channel with a subscriber is never reclaimed.
+    fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker, now: Instant);
 
-    fn unsubscribe(&self, channel: &str, subscriber: u64);
+    /// Removes the waker. When the channel's last subscriber leaves at `now`, its idle time
+    /// starts: a reader that is only reconnecting finds the channel still there.
+    fn unsubscribe(&self, channel: &str, subscriber: u64, now: Instant);
 }
 
 /// The text of a message, read back from its envelope (tests only: nothing on a delivery path
@@ -290,9 +340,14 @@ mod tests {
     }
 
     #[test]
-    fn limits_are_sanitized_to_at_least_one_message_and_one_channel() {
-        let limits = Limits { history: History { messages: 0, bytes: 0 }, max_channels: 0 };
+    fn limits_are_sanitized_to_at_least_one_message_and_channel_and_at_most_a_day() {
+        let limits = Limits {
+            history: History { messages: 0, bytes: 0 },
+            max_channels: 0,
+            channel_ttl: Duration::from_secs(u64::MAX),
+        };
         let sanitized = limits.sanitized();
         assert_eq!((sanitized.history.messages, sanitized.max_channels), (1, 1));
+        assert_eq!(sanitized.channel_ttl, MAX_CHANNEL_TTL);
     }
 }

@@ -64,10 +64,13 @@
 //! Memory: each mirror keeps at most `--history` messages and `--history-bytes` bytes of
 //! envelopes (always the newest message), the same bound as the memory broker's ring; the
 //! stream in Redis keeps its `--history` entries whatever their size, so a reader who fell off
-//! a mirror is answered from the stream (a cold read). At most `--max-channels` mirrors are
-//! kept: past that, the quietest channel without local subscribers is forgotten (its
-//! messages are in Redis; it is loaded again if asked for), and pub/sub messages for new
-//! channels are not mirrored while no room can be made.
+//! a mirror is answered from the stream (a cold read). A mirror with no local subscriber that
+//! has heard no message for `--channel-ttl` is forgotten: the supervisor sweeps for them
+//! between the pub/sub messages it reads, at most [`super::SWEEPS_PER_TTL`] times per TTL. Nothing is lost with it (Redis
+//! has the stream; a reader is answered by a cold read, a subscriber loads the mirror again),
+//! so unlike the memory broker's channels no cursor needs protecting. At most `--max-channels`
+//! mirrors are kept: past that, the quietest channel without local subscribers is forgotten
+//! at once, and pub/sub messages for new channels are not mirrored while no room can be made.
 //!
 //! ## Connections and faults
 //!
@@ -127,7 +130,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::memory::{lock, Ring, Subscribers};
 use super::resp::{self, encode_command, RespError, Value};
-use super::{is_valid_channel_name, Batch, Broker, BrokerError, Gap, History, Limits, Message, Position, Since, Usage};
+use super::{
+    is_idle_expired, is_valid_channel_name, next_sweep, Batch, Broker, BrokerError, Gap, History, Limits, Message,
+    Position, Since, Usage,
+};
+use crate::time::Now;
 
 /// Redis's port when the URL names none.
 pub const DEFAULT_PORT: u16 = 6379;
@@ -532,6 +539,9 @@ struct Mirror {
     /// The newest position known: the last message, or the load position.
     newest: Position,
     subscribers: Subscribers,
+    /// When the mirror was made, last heard a message, or lost its last local subscriber:
+    /// where its idle time starts.
+    active_at: Instant,
 }
 
 /// What became of an entry offered to a mirror.
@@ -548,19 +558,20 @@ enum Accepted {
 impl Mirror {
     /// A mirror that knows nothing yet (reads go to Redis) but already collects pub/sub
     /// messages, so none is lost while its load is in flight.
-    fn unloaded() -> Mirror {
+    fn unloaded(now: Instant) -> Mirror {
         Mirror {
             loaded: None,
             evicted: Position(0),
             ring: Ring::default(),
             newest: Position(0),
             subscribers: Subscribers::default(),
+            active_at: now,
         }
     }
 
     /// A mirror that covers everything after `base`.
-    fn starting_after(base: Position) -> Mirror {
-        Mirror { loaded: Some(base), newest: base, ..Mirror::unloaded() }
+    fn starting_after(base: Position, now: Instant) -> Mirror {
+        Mirror { loaded: Some(base), newest: base, ..Mirror::unloaded(now) }
     }
 
     fn base(&self) -> Option<Position> {
@@ -578,7 +589,7 @@ impl Mirror {
     }
 
     /// Appends an entry if it is newer than everything here, and wakes the subscribers.
-    fn accept(&mut self, message: Arc<Message>, history: History) -> Accepted {
+    fn accept(&mut self, message: Arc<Message>, history: History, now: Instant) -> Accepted {
         let position = message.position;
         if position <= self.newest {
             let covered = self.ring.contains(position) || self.base().is_none_or(|base| position <= base);
@@ -588,8 +599,20 @@ impl Mirror {
             self.evicted = evicted;
         }
         self.newest = position;
+        self.active_at = now;
         self.subscribers.wake_all();
         Accepted::New
+    }
+
+    /// Whether the mirror can be forgotten at `now`: loaded (a load in flight must land),
+    /// without local subscribers, and idle for `ttl`.
+    fn is_idle_expired(&self, now: Instant, ttl: Duration) -> bool {
+        self.is_idle() && is_idle_expired(self.active_at, now, ttl)
+    }
+
+    /// Loaded and without local subscribers: the mirror is only a cache of the stream.
+    fn is_idle(&self) -> bool {
+        self.loaded.is_some() && self.subscribers.is_empty()
     }
 
     /// The messages after `cursor`, if the mirror covers them.
@@ -822,7 +845,13 @@ impl Shared {
 
     /// The channel's mirror, created (and loaded: one round trip) if needed; `then` runs on it
     /// while no other thread can forget it. `None` if it could not be created.
-    fn with_mirror<T>(&self, name: &str, create: Create, then: impl FnOnce(&mut Mirror) -> T) -> Option<T> {
+    fn with_mirror<T>(
+        &self,
+        name: &str,
+        create: Create,
+        now: Instant,
+        then: impl FnOnce(&mut Mirror) -> T,
+    ) -> Option<T> {
         {
             // The common case: known and loaded. The map lock keeps it from being evicted.
             let channels = lock(&self.channels);
@@ -847,7 +876,7 @@ impl Shared {
                         return None;
                     }
                     // In the map before the load is sent: pub/sub messages from now on land in it.
-                    let mirror = Arc::new(Mutex::new(Mirror::unloaded()));
+                    let mirror = Arc::new(Mutex::new(Mirror::unloaded(now)));
                     channels.insert(name.into(), mirror.clone());
                     mirror
                 }
@@ -879,10 +908,9 @@ impl Shared {
                 .iter()
                 .filter_map(|(name, mirror)| {
                     let mirror = lock(mirror);
-                    let idle = mirror.subscribers.is_empty() && mirror.loaded.is_some();
                     // Positions are Redis timestamps: the smallest newest position is the
                     // channel whose last message is oldest.
-                    idle.then(|| (mirror.newest, name.clone()))
+                    mirror.is_idle().then(|| (mirror.newest, name.clone()))
                 })
                 .min();
             match quietest {
@@ -890,6 +918,26 @@ impl Shared {
                 None => return,
             };
         }
+    }
+
+    /// Forgets the mirrors idle for `--channel-ttl` (their streams stay in Redis) and returns
+    /// when the next sweep is due ([`next_sweep`]). Only with the command lock held, like
+    /// [`Shared::evict`].
+    fn sweep(&self, _command: &CommandLink, now: Instant) -> Instant {
+        let ttl = self.limits.channel_ttl;
+        let mut earliest_expiry: Option<Instant> = None;
+        lock(&self.channels).retain(|_, mirror| {
+            let mirror = lock(mirror);
+            if mirror.is_idle_expired(now, ttl) {
+                return false;
+            }
+            if mirror.is_idle() {
+                let expiry = mirror.active_at + ttl;
+                earliest_expiry = Some(earliest_expiry.map_or(expiry, |earliest| earliest.min(expiry)));
+            }
+            true
+        });
+        next_sweep(now, ttl, earliest_expiry)
     }
 
     /// "Now" as a stream position, for a channel whose newest entry cannot be read because
@@ -1020,12 +1068,14 @@ impl Shared {
     ) -> Result<usize, RedisError> {
         let mut page = parse_entries(first_page)?;
         let mut added = 0;
+        // The supervisor drives this broker and reads the clock, as for its backoff and pings.
+        let now = Instant::now();
         loop {
             let full = page.len() == CATCH_UP_PAGE;
             let newest = {
                 let mut mirror = lock(mirror);
                 for message in page {
-                    added += usize::from(mirror.accept(message, self.limits.history) == Accepted::New);
+                    added += usize::from(mirror.accept(message, self.limits.history, now) == Accepted::New);
                 }
                 mirror.newest
             };
@@ -1043,15 +1093,24 @@ impl Shared {
     fn listen(&self, mut link: Link) -> RedisError {
         let mut last_heard = Instant::now();
         let mut pinged = false;
+        let mut next_sweep = last_heard;
         loop {
             if self.is_stopping() {
                 return RedisError::Closed;
             }
-            match link.receive() {
+            let received = link.receive();
+            let now = Instant::now();
+            if now >= next_sweep {
+                // Sweeping needs the command lock; if a command holds it, try on the next turn.
+                if let Some(command) = try_lock(&self.command) {
+                    next_sweep = self.sweep(&command, now);
+                }
+            }
+            match received {
                 Ok(value) => {
-                    last_heard = Instant::now();
+                    last_heard = now;
                     pinged = false;
-                    self.on_push(&value);
+                    self.on_push(&value, now);
                 }
                 Err(RedisError::TimedOut) => {
                     self.tend_command_connection();
@@ -1073,18 +1132,20 @@ impl Shared {
 
     /// A value on the subscription: `["pmessage", pattern, channel, payload]`, or the answer
     /// to a `PING` (`["pong", ""]`) or the `PSUBSCRIBE`.
-    fn on_push(&self, value: &Value) {
+    fn on_push(&self, value: &Value, now: Instant) {
         if let Some([kind, _pattern, topic, payload]) = value.as_array() {
             if let (Some(b"pmessage"), Some(topic), Some(payload)) =
                 (kind.as_bytes(), topic.as_bytes(), payload.as_bytes())
             {
-                self.deliver(topic, payload);
+                self.deliver(topic, payload, now);
             }
         }
     }
 
-    /// A message from pub/sub: into its channel's mirror, which wakes the subscribers.
-    fn deliver(&self, topic: &[u8], payload: &[u8]) {
+    /// A message from pub/sub, heard at `now`: into its channel's mirror, which wakes the
+    /// subscribers. (A mirror swept after it was looked up takes the message with it; the
+    /// stream has it, and the next mirror of the channel loads from there.)
+    fn deliver(&self, topic: &[u8], payload: &[u8], now: Instant) {
         let name = topic.strip_prefix(self.topic_prefix.as_bytes()).and_then(|name| std::str::from_utf8(name).ok());
         let Some(name) = name.filter(|name| is_valid_channel_name(name)) else { return };
         let Some(message) = parse_payload(payload) else {
@@ -1098,8 +1159,8 @@ impl Shared {
                 // A channel new to this node: mirror it from this message on (nothing lies
                 // between a position and the one just before it), if there is room.
                 None if channels.len() < self.limits.max_channels => {
-                    let mirror =
-                        Arc::new(Mutex::new(Mirror::starting_after(Position(message.position.0.saturating_sub(1)))));
+                    let base = Position(message.position.0.saturating_sub(1));
+                    let mirror = Arc::new(Mutex::new(Mirror::starting_after(base, now)));
                     channels.insert(name.into(), mirror.clone());
                     mirror
                 }
@@ -1107,7 +1168,7 @@ impl Shared {
             }
         };
         let id = message.id.clone();
-        if lock(&mirror).accept(message, self.limits.history) == Accepted::OutOfOrder {
+        if lock(&mirror).accept(message, self.limits.history, now) == Accepted::OutOfOrder {
             eprintln!("realtime: redis: channel {name} went backwards at {id}; Redis lost the stream, or its clock moved back");
         }
     }
@@ -1259,7 +1320,9 @@ impl Broker for RedisBroker {
         Usage { channels: channels.len(), retained_bytes }
     }
 
-    fn publish(&self, channel: &str, text: &str) -> Result<Arc<Message>, BrokerError> {
+    /// `now` is not used: a message's time is its stream id's, Redis's clock, the same for
+    /// every node; and a mirror's idle time runs from when this node hears the message.
+    fn publish(&self, channel: &str, text: &str, _now: Now) -> Result<Arc<Message>, BrokerError> {
         let unavailable = |error: RedisError| BrokerError::Unavailable(error.to_string());
         let id = self.shared.command(|link| self.run_publish_script(link, channel, text)).map_err(unavailable)?;
         let position =
@@ -1275,7 +1338,10 @@ impl Broker for RedisBroker {
     }
 
     fn tail(&self, channel: &str) -> Position {
-        let known = self.shared.with_mirror(channel, Create::IfRoom, |mirror| mirror.loaded.map(|_| mirror.newest));
+        // This broker does I/O and reads the clock where it is not told the time.
+        let now = Instant::now();
+        let known =
+            self.shared.with_mirror(channel, Create::IfRoom, now, |mirror| mirror.loaded.map(|_| mirror.newest));
         if let Some(Some(newest)) = known {
             return newest;
         }
@@ -1311,13 +1377,17 @@ impl Broker for RedisBroker {
         })
     }
 
-    fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker) {
-        self.shared.with_mirror(channel, Create::Always, |mirror| mirror.subscribers.insert(subscriber, waker));
+    fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker, now: Instant) {
+        self.shared.with_mirror(channel, Create::Always, now, |mirror| mirror.subscribers.insert(subscriber, waker));
     }
 
-    fn unsubscribe(&self, channel: &str, subscriber: u64) {
+    fn unsubscribe(&self, channel: &str, subscriber: u64, now: Instant) {
         if let Some(mirror) = lock(&self.shared.channels).get(channel) {
-            lock(mirror).subscribers.remove(subscriber);
+            let mut mirror = lock(mirror);
+            mirror.subscribers.remove(subscriber);
+            if mirror.subscribers.is_empty() {
+                mirror.active_at = now;
+            }
         }
     }
 }
@@ -1326,10 +1396,17 @@ impl Broker for RedisBroker {
 mod tests {
     use super::*;
     use crate::broker::text;
+    use std::sync::OnceLock;
 
     /// A history of `messages` messages, however large.
     fn count(messages: usize) -> History {
         History { messages, bytes: usize::MAX }
+    }
+
+    /// Made-up time: `secs` after an origin fixed for the whole test run.
+    fn at(secs: u64) -> Instant {
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        *ORIGIN.get_or_init(Instant::now) + Duration::from_secs(secs)
     }
 
     fn id(text: &str) -> Position {
@@ -1400,9 +1477,9 @@ mod tests {
 
     #[test]
     fn a_mirror_answers_cursors_at_or_after_its_base_and_leaves_older_ones_to_the_stream() {
-        let mut mirror = Mirror::starting_after(id("10-0"));
+        let mut mirror = Mirror::starting_after(id("10-0"), at(0));
         for (position, text) in [("11-0", "a"), ("11-1", "b"), ("12-0", "c")] {
-            assert_eq!(mirror.accept(message(position, text), count(10)), Accepted::New);
+            assert_eq!(mirror.accept(message(position, text), count(10), at(0)), Accepted::New);
         }
         assert_eq!(texts(&mirror.read(id("10-0"), 10).unwrap()), ["a", "b", "c"]);
         assert_eq!(texts(&mirror.read(id("11-0"), 10).unwrap()), ["b", "c"]);
@@ -1414,8 +1491,8 @@ mod tests {
     #[test]
     fn a_cursor_past_the_mirror_waits_where_it_is() {
         // A client that got 13-0 from another node, before pub/sub brought it here.
-        let mut mirror = Mirror::starting_after(id("10-0"));
-        mirror.accept(message("12-0", "c"), count(10));
+        let mut mirror = Mirror::starting_after(id("10-0"), at(0));
+        mirror.accept(message("12-0", "c"), count(10), at(0));
         let batch = mirror.read(id("13-0"), 10).unwrap();
         assert!(batch.messages.is_empty());
         assert_eq!(batch.position, id("13-0"));
@@ -1423,20 +1500,20 @@ mod tests {
 
     #[test]
     fn entries_at_or_before_the_newest_are_duplicates_and_skipped() {
-        let mut mirror = Mirror::starting_after(id("10-0"));
-        assert_eq!(mirror.accept(message("11-0", "a"), count(10)), Accepted::New);
-        assert_eq!(mirror.accept(message("11-0", "a"), count(10)), Accepted::Duplicate);
-        assert_eq!(mirror.accept(message("9-0", "old"), count(10)), Accepted::Duplicate);
-        assert_eq!(mirror.accept(message("12-0", "b"), count(10)), Accepted::New);
-        assert_eq!(mirror.accept(message("11-5", "never seen"), count(10)), Accepted::OutOfOrder);
+        let mut mirror = Mirror::starting_after(id("10-0"), at(0));
+        assert_eq!(mirror.accept(message("11-0", "a"), count(10), at(0)), Accepted::New);
+        assert_eq!(mirror.accept(message("11-0", "a"), count(10), at(0)), Accepted::Duplicate);
+        assert_eq!(mirror.accept(message("9-0", "old"), count(10), at(0)), Accepted::Duplicate);
+        assert_eq!(mirror.accept(message("12-0", "b"), count(10), at(0)), Accepted::New);
+        assert_eq!(mirror.accept(message("11-5", "never seen"), count(10), at(0)), Accepted::OutOfOrder);
         assert_eq!(texts(&mirror.read(id("10-0"), 10).unwrap()), ["a", "b"]);
     }
 
     #[test]
     fn the_ring_keeps_history_messages_and_its_base_follows_evictions() {
-        let mut mirror = Mirror::starting_after(id("0-0"));
+        let mut mirror = Mirror::starting_after(id("0-0"), at(0));
         for seq in 1..=5 {
-            mirror.accept(message(&format!("1-{seq}"), &seq.to_string()), count(3));
+            mirror.accept(message(&format!("1-{seq}"), &seq.to_string()), count(3), at(0));
         }
         assert_eq!(mirror.base(), Some(id("1-2")));
         assert_eq!(texts(&mirror.read(id("1-2"), 10).unwrap()), ["3", "4", "5"]);
@@ -1447,9 +1524,9 @@ mod tests {
     fn a_mirror_keeps_at_most_history_bytes_and_its_base_follows_byte_evictions() {
         let two_envelopes = 2 * message("1-1", "1xxxxxxxxx").envelope().len();
         let history = History { messages: 100, bytes: two_envelopes };
-        let mut mirror = Mirror::starting_after(id("0-0"));
+        let mut mirror = Mirror::starting_after(id("0-0"), at(0));
         for seq in 1..=5 {
-            mirror.accept(message(&format!("1-{seq}"), &format!("{seq}xxxxxxxxx")), history);
+            mirror.accept(message(&format!("1-{seq}"), &format!("{seq}xxxxxxxxx")), history, at(0));
         }
         assert_eq!(mirror.base(), Some(id("1-3")));
         let retained: Vec<String> = texts(&mirror.read(id("1-3"), 10).unwrap());
@@ -1457,11 +1534,66 @@ mod tests {
         assert!(mirror.read(id("1-2"), 10).is_none(), "message 3 left the ring: ask the stream");
     }
 
+    /// A broker's shared state with no connection to Redis: enough for the mirror table.
+    fn offline(limits: Limits) -> Shared {
+        Shared {
+            url: RedisUrl { host: "127.0.0.1".into(), port: DEFAULT_PORT, db: 0 },
+            limits,
+            topic_prefix: "realtime:0:".into(),
+            script_sha: String::new(),
+            command: Mutex::new(CommandLink {
+                link: None,
+                next_attempt: at(0),
+                backoff: Backoff::new(),
+                down_since: None,
+            }),
+            channels: Mutex::default(),
+            clock_offset_ms: AtomicI64::new(0),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    struct NoWake;
+    impl std::task::Wake for NoWake {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    #[test]
+    fn idle_mirrors_are_forgotten_after_the_ttl_and_those_with_local_subscribers_never() {
+        let shared = offline(Limits::default());
+        let ttl = Limits::default().channel_ttl.as_secs();
+        for name in ["quiet", "watched", "busy"] {
+            shared.deliver(format!("realtime:0:{name}").as_bytes(), b"1-1 hello", at(0));
+        }
+        let waker = Waker::from(Arc::new(NoWake));
+        let subscribed = shared.with_mirror("watched", Create::Always, at(0), |m| m.subscribers.insert(1, &waker));
+        assert!(subscribed.is_some(), "a loaded mirror needs no round trip");
+        shared.deliver(b"realtime:0:busy", b"2-1 news", at(ttl / 2));
+        let names = |shared: &Shared| {
+            let mut names: Vec<String> = lock(&shared.channels).keys().map(|k| k.to_string()).collect();
+            names.sort();
+            names
+        };
+        let command = lock(&shared.command);
+        let next = shared.sweep(&command, at(ttl / 2));
+        assert_eq!(names(&shared), ["busy", "quiet", "watched"]);
+        assert_eq!(next, at(ttl), "the next sweep is due when the quiet one expires");
+        assert_eq!(
+            shared.sweep(&command, at(ttl - 1)),
+            at(ttl - 1) + Limits::default().channel_ttl / crate::broker::SWEEPS_PER_TTL,
+            "and no sooner than an eighth of a TTL after the last"
+        );
+        shared.sweep(&command, at(ttl));
+        assert_eq!(names(&shared), ["busy", "watched"], "the quiet one is forgotten (its stream is in Redis)");
+        shared.sweep(&command, at(100 * ttl));
+        assert_eq!(names(&shared), ["watched"], "a local subscriber keeps its mirror");
+    }
+
     #[test]
     fn an_unloaded_mirror_collects_messages_and_keeps_those_after_its_load_position() {
-        let mut mirror = Mirror::unloaded();
-        mirror.accept(message("5-0", "before the load"), count(10));
-        mirror.accept(message("7-0", "after the load"), count(10));
+        let mut mirror = Mirror::unloaded(at(0));
+        mirror.accept(message("5-0", "before the load"), count(10), at(0));
+        mirror.accept(message("7-0", "after the load"), count(10), at(0));
         assert!(mirror.read(id("0-0"), 10).is_none(), "unloaded: reads go to Redis");
         mirror.load(id("6-0"));
         assert_eq!(texts(&mirror.read(id("6-0"), 10).unwrap()), ["after the load"]);
