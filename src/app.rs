@@ -283,12 +283,14 @@ impl App {
             Route::Index => Action::Respond(crate::demo::response()),
             Route::Healthz => Action::Respond(Response::text(200, "ok")),
             Route::Stats => {
-                let json = self.stats.snapshot().to_json(self.config.model.name(), self.broker.kind());
+                let snapshot = self.stats.snapshot();
+                let json = snapshot.to_json(self.config.model.name(), self.broker.kind(), self.broker.usage());
                 Action::Respond(Response::json(200, json).with_header("Cache-Control", "no-store"))
             }
             Route::Metrics => {
                 let mut response = Response::text(200, "");
-                response.body = self.stats.snapshot().to_prometheus(self.config.model.name()).into_bytes();
+                let snapshot = self.stats.snapshot();
+                response.body = snapshot.to_prometheus(self.config.model.name(), self.broker.usage()).into_bytes();
                 response.headers = vec![("Content-Type", "text/plain; version=0.0.4; charset=utf-8".into())];
                 Action::Respond(response)
             }
