@@ -287,12 +287,13 @@ impl App {
             Route::Index => Action::Respond(crate::demo::response()),
             Route::Healthz => Action::Respond(Response::text(200, "ok")),
             Route::Stats => {
-                let json = self.snapshot().to_json(self.config.model.name(), self.broker.kind());
+                let json = self.snapshot().to_json(self.config.model.name(), self.broker.kind(), self.broker.usage());
                 Action::Respond(Response::json(200, json).with_header("Cache-Control", "no-store"))
             }
             Route::Metrics => {
                 let mut response = Response::text(200, "");
-                response.body = self.snapshot().to_prometheus(self.config.model.name()).into_bytes();
+                response.body =
+                    self.snapshot().to_prometheus(self.config.model.name(), self.broker.usage()).into_bytes();
                 response.headers = vec![("Content-Type", "text/plain; version=0.0.4; charset=utf-8".into())];
                 Action::Respond(response)
             }
@@ -398,19 +399,19 @@ impl App {
         }
     }
 
-    /// Publishes one message, from `POST /publish` or a WebSocket text frame.
-    pub fn publish_text(&self, channel: &str, text: &str) -> Result<Arc<Message>, BrokerError> {
-        let message = self.broker.publish(channel, text)?;
+    /// Publishes one message, from `POST /publish` or a WebSocket text frame, at `now`.
+    pub fn publish_text(&self, channel: &str, text: &str, now: Now) -> Result<Arc<Message>, BrokerError> {
+        let message = self.broker.publish(channel, text, now)?;
         self.stats.published();
         Ok(message)
     }
 
     /// Publishes a complete request body: `201 {"id":...}`.
-    pub fn publish(&self, channel: &str, body: &[u8]) -> Response {
+    pub fn publish(&self, channel: &str, body: &[u8], now: Now) -> Response {
         let Ok(text) = std::str::from_utf8(body) else {
             return Response::text(400, "message is not valid UTF-8");
         };
-        match self.publish_text(channel, text) {
+        match self.publish_text(channel, text, now) {
             Ok(message) => {
                 let mut json = String::from("{\"id\":");
                 crate::json::write_string(&mut json, &message.id);
@@ -481,7 +482,7 @@ mod tests {
 
     /// What `App::handle` decides for a raw request head, on a fresh in-memory broker.
     fn exchange_for(head: &[u8]) -> Exchange {
-        let broker = Arc::new(crate::broker::memory::MemoryBroker::new(16, 16));
+        let broker = Arc::new(crate::broker::memory::MemoryBroker::new(Default::default()));
         let app = App::new(Config::default(), broker);
         match crate::http::request::parse_request(head, &Default::default()) {
             Ok(crate::http::request::Parsed::Complete { value, .. }) => {

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use crate::broker::redis::{self, RedisUrl};
+use crate::broker::{self, History};
 use crate::http::request::{Limits, MAX_HEADERS, MAX_HEAD_BYTES, MAX_TARGET_BYTES};
 use crate::server::poller::Backend;
 use crate::token::{self, ChannelPattern};
@@ -89,8 +90,17 @@ pub struct Config {
     pub poller: Backend,
     /// Messages each channel retains for resume (`?since=`, `Last-Event-ID`).
     pub history: usize,
-    /// Channels the memory broker may hold; bounds its memory with `history`.
+    /// Bytes of message envelopes each channel retains, whatever `history` allows: large
+    /// messages cannot make a channel's history large ([`broker::DEFAULT_HISTORY_BYTES`]).
+    /// The newest message is always kept. With Redis, this bounds each node's mirror; the
+    /// stream in Redis keeps `history` entries.
+    pub history_bytes: usize,
+    /// Channels the broker may hold at once; bounds its memory with `history_bytes`.
     pub max_channels: usize,
+    /// A channel with no subscriber and no publish for this long is dropped with its history
+    /// ([`broker::DEFAULT_CHANNEL_TTL`]), so `max_channels` counts channels in use, not names
+    /// ever used.
+    pub channel_ttl: Duration,
     /// How long a long poll waits when the client does not say (`?timeout=`).
     pub poll_timeout: Duration,
     /// Open connections beyond this are answered 503 and closed, before any thread or buffer
@@ -155,8 +165,10 @@ impl Default for Config {
             model: Model::EventLoop,
             workers: 0,
             poller: Backend::native(),
-            history: crate::broker::memory::DEFAULT_HISTORY,
-            max_channels: crate::broker::memory::DEFAULT_MAX_CHANNELS,
+            history: broker::DEFAULT_HISTORY,
+            history_bytes: broker::DEFAULT_HISTORY_BYTES,
+            max_channels: broker::DEFAULT_MAX_CHANNELS,
+            channel_ttl: broker::DEFAULT_CHANNEL_TTL,
             poll_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             // nginx's default on Linux is 511; 1024 absorbs a reconnect storm of a few thousand
@@ -188,6 +200,17 @@ impl Default for Config {
             max_outbound_bytes: 256 * 1024,
             send_timeout: Duration::from_secs(10),
             memory_budget: crate::budget::default_budget(),
+        }
+    }
+}
+
+impl Config {
+    /// The bounds the broker keeps its memory within.
+    pub fn broker_limits(&self) -> broker::Limits {
+        broker::Limits {
+            history: History { messages: self.history, bytes: self.history_bytes },
+            max_channels: self.max_channels,
+            channel_ttl: self.channel_ttl,
         }
     }
 }
@@ -224,7 +247,11 @@ Options (durations in seconds, fractions allowed):
   --workers N               event-loop worker threads             [one per core]
   --poller epoll|poll       the event loop's readiness API        [epoll on Linux]
   --history N               messages kept per channel for resume  [1000]
-  --max-channels N          channels the broker may hold          [10000]
+  --history-bytes N         bytes of messages kept per channel    [4194304]
+                            (the newest message is always kept)
+  --max-channels N          channels the broker may hold at once  [10000]
+  --channel-ttl SECS        drop a channel with no subscriber and
+                            no publish for this long              [300]
   --poll-timeout SECS       long-poll wait without ?timeout=      [30] (max 60)
   --max-connections N       open connections before 503           [10000]
   --backlog N               listen backlog (capped by somaxconn)  [1024]
@@ -292,7 +319,9 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
                 }
             }
             "--history" => config.history = positive(flag, value()?)?,
+            "--history-bytes" => config.history_bytes = positive(flag, value()?)?,
             "--max-channels" => config.max_channels = positive(flag, value()?)?,
+            "--channel-ttl" => config.channel_ttl = seconds(flag, value()?)?,
             "--poll-timeout" => {
                 config.poll_timeout = seconds(flag, value()?)?;
                 if config.poll_timeout > MAX_POLL_TIMEOUT {
@@ -423,6 +452,22 @@ mod tests {
         assert_eq!(config.poll_timeout, Duration::from_millis(500));
         assert_eq!(config.publish_token.as_deref(), Some("s3cret"));
         assert_eq!(config.max_threads, 64);
+    }
+
+    #[test]
+    fn history_flags_bound_each_channel_by_count_bytes_and_idle_time() {
+        let Ok(Command::Serve(config)) = parse("--history 50 --history-bytes 65536 --max-channels 7 --channel-ttl 30")
+        else {
+            panic!("expected serve");
+        };
+        let limits = config.broker_limits();
+        assert_eq!(limits.history, History { messages: 50, bytes: 65536 });
+        assert_eq!((limits.max_channels, limits.channel_ttl), (7, Duration::from_secs(30)));
+        let defaults = Config::default().broker_limits();
+        assert_eq!(defaults, broker::Limits::default(), "one set of defaults, with their reasons, in the broker");
+        for bad in ["--history-bytes 0", "--history-bytes 1k", "--channel-ttl 0", "--channel-ttl 86401"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -132,6 +132,10 @@ pub struct Connection {
     /// Since when output has waited without the client taking any of it: after
     /// `send_timeout` the client is a slow consumer and is disconnected.
     stalled_since: Option<Instant>,
+    /// The time of the latest turn ([`Connection::advance`]). The broker is told when a
+    /// subscriber leaves a channel (an idle channel's time starts then); a connection that
+    /// leaves outside a turn (dropped, or closed for overload) tells it this, a turn old at most.
+    last_turn: Instant,
 }
 
 impl Connection {
@@ -150,6 +154,7 @@ impl Connection {
             kind: Kind::Http,
             charged: 0,
             stalled_since: None,
+            last_turn: now.instant,
         }
     }
 
@@ -243,6 +248,7 @@ impl Connection {
 
     /// Makes all the progress possible with the input so far, the broker's state and the time.
     pub fn advance(&mut self, now: Now, waker: &Waker) {
+        self.last_turn = now.instant;
         if !self.output.is_empty() && self.stalled_since.is_none() {
             self.stalled_since = Some(now.instant);
         }
@@ -307,7 +313,7 @@ impl Connection {
         let mut state = std::mem::replace(&mut self.state, State::Closing);
         if let State::WebSocket(stream) = &mut state {
             stream.close_now(code, reason, &mut self.output);
-            stream.stop(&self.app, self.id);
+            stream.stop(&self.app, self.id, now.instant);
             self.stalled_since = Some(now.instant);
             return;
         }
@@ -315,7 +321,7 @@ impl Connection {
             if poll.is_parked() {
                 self.app.stats.poll_unparked();
             }
-            poll.cancel(&*self.app.broker, self.id);
+            poll.cancel(&*self.app.broker, self.id, now.instant);
         }
         self.stop_stream(&mut state);
         self.output.clear();
@@ -492,8 +498,8 @@ impl Connection {
     /// Unregisters a stream from the broker.
     fn stop_stream(&mut self, state: &mut State) {
         match state {
-            State::Sse(stream) => stream.stop(&self.app, self.id),
-            State::WebSocket(stream) => stream.stop(&self.app, self.id),
+            State::Sse(stream) => stream.stop(&self.app, self.id, self.last_turn),
+            State::WebSocket(stream) => stream.stop(&self.app, self.id, self.last_turn),
             _ => {}
         }
     }
@@ -513,7 +519,7 @@ impl Connection {
             Ok(progress) => {
                 self.input.drain(..progress.consumed);
                 if progress.done {
-                    let response = self.app.publish(channel, body);
+                    let response = self.app.publish(channel, body, now);
                     let reply = reply.clone();
                     self.respond(now, response, &reply);
                     return true;
@@ -590,7 +596,7 @@ impl Drop for Connection {
             if poll.is_parked() {
                 self.app.stats.poll_unparked();
             }
-            poll.cancel(&*self.app.broker, self.id);
+            poll.cancel(&*self.app.broker, self.id, self.last_turn);
         }
         self.stop_stream(&mut state);
         self.app.stats.connection_closed(self.kind);

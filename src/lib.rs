@@ -55,6 +55,7 @@
 //! | the response head: `text/event-stream`, chunked, no buffering, `Vary: Origin` | [`connection::Connection`] (`start_sse`) |
 //! | `retry:`, then replay from the cursor, then live, one chunk per event | [`stream::SseStream::start`], [`stream::SseStream::advance`] |
 //! | encode an event (`id:`, `event:`, `data:` per line, blank line) | [`sse::encode_event`] (§9.2.5) |
+//! | deliver a message: the event's few bytes around the shared envelope, as one chunk | [`sse::LineEvent`], [`http::response::write_chunk_pieces`] |
 //! | `: keepalive` comments for proxies | [`sse::encode_comment`] (§9.2.7) |
 //! | what a browser does with the bytes (our parser, used by tests) | [`sse::EventStreamParser`] (§9.2.6) |
 //!
@@ -113,7 +114,9 @@
 //!
 //! ## Shared pieces
 //!
-//! - [`broker`]: channels, ids, history, gaps and wake-ups; [`broker::memory`] is the ring log.
+//! - [`broker`]: channels, ids, history, gaps and wake-ups; each message stored once, the
+//!   history bounded by count and bytes, idle channels reclaimed ([`broker::Limits`]);
+//!   [`broker::memory`] is the ring log.
 //! - [`broker::redis`]: many nodes over one Redis (`--broker redis://...`): a stream per channel
 //!   for history, one pub/sub pattern for news, a mirror of each channel on every node;
 //!   [`broker::resp`] is its sans-I/O wire codec (RESP2).

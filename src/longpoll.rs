@@ -107,13 +107,13 @@ impl LongPoll {
                 return Poll::Pending;
             }
             // Register first, then look again (see `crate::subscription`).
-            self.subscription.register(broker, subscriber, waker);
+            self.subscription.register(broker, subscriber, waker, now);
             batch = self.subscription.read(broker, MAX_MESSAGES_PER_ANSWER);
             if nothing(&batch) {
                 return Poll::Pending;
             }
         }
-        self.cancel(broker, subscriber);
+        self.cancel(broker, subscriber, now);
         if truncate_to_budget(&mut batch, MAX_ANSWER_BYTES) {
             self.subscription.rewind_to(batch.position);
         }
@@ -121,9 +121,9 @@ impl LongPoll {
         Poll::Ready(Answer { body: answer_body(&batch, &cursor, unix_secs), delivered: batch.messages.len() })
     }
 
-    /// Stops waiting (answered, or the connection is going away).
-    pub fn cancel(&mut self, broker: &dyn Broker, subscriber: u64) {
-        self.subscription.unregister(broker, subscriber);
+    /// Stops waiting (answered, or the connection is going away) at `now`.
+    pub fn cancel(&mut self, broker: &dyn Broker, subscriber: u64, now: Instant) {
+        self.subscription.unregister(broker, subscriber, now);
     }
 }
 
@@ -181,7 +181,8 @@ pub fn answer_body(batch: &Batch, cursor: &str, unix_secs: u64) -> String {
 mod tests {
     use super::*;
     use crate::broker::memory::MemoryBroker;
-    use crate::broker::Position;
+    use crate::broker::{History, Limits, Position};
+    use crate::time::Now;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::Wake;
 
@@ -194,7 +195,17 @@ mod tests {
 
     fn setup() -> (MemoryBroker, Waker, Arc<Count>, Instant) {
         let count = Arc::new(Count(AtomicUsize::new(0)));
-        (MemoryBroker::with_epoch("k3f9".into(), 100, 100), Waker::from(count.clone()), count, Instant::now())
+        (MemoryBroker::with_epoch("k3f9".into(), history(100)), Waker::from(count.clone()), count, Instant::now())
+    }
+
+    /// Limits with a history of `messages` messages, however large.
+    fn history(messages: usize) -> Limits {
+        Limits { history: History { messages, bytes: usize::MAX }, ..Limits::default() }
+    }
+
+    /// Step 3: a message published on "ch".
+    fn publish(broker: &MemoryBroker, text: &str) -> Arc<Message> {
+        broker.publish("ch", text, Now { instant: Instant::now(), unix_ms: 1_678_900_000_123 }).unwrap()
     }
 
     #[test]
@@ -216,7 +227,7 @@ mod tests {
         let mut poll = LongPoll::new(&broker, "ch", None, now + Duration::from_secs(30));
         assert!(poll.poll(&broker, 1, &waker, now, 0, false).is_pending());
         assert!(poll.is_parked());
-        broker.publish("ch", "Hi").unwrap(); // step 3
+        publish(&broker, "Hi"); // step 3
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
     }
 
@@ -225,7 +236,7 @@ mod tests {
         let (broker, waker, _, now) = setup();
         let mut poll = LongPoll::new(&broker, "ch", None, now + Duration::from_secs(30));
         assert!(poll.poll(&broker, 1, &waker, now, 0, false).is_pending());
-        let message = broker.publish("ch", "Hi").unwrap();
+        let message = publish(&broker, "Hi");
         let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, 1_700_000_000, false) else {
             panic!("expected an answer");
         };
@@ -243,8 +254,8 @@ mod tests {
     #[test]
     fn messages_already_after_the_cursor_are_answered_at_once() {
         let (broker, waker, _, now) = setup();
-        broker.publish("ch", "a").unwrap();
-        broker.publish("ch", "b").unwrap();
+        publish(&broker, "a");
+        publish(&broker, "b");
         let since = broker.parse_cursor("k3f9-1").unwrap();
         let mut poll = LongPoll::new(&broker, "ch", Some(since), now + Duration::from_secs(30));
         let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, 0, false) else { panic!() };
@@ -255,7 +266,7 @@ mod tests {
     #[test]
     fn the_timeout_answers_an_empty_list_with_the_same_cursor() {
         let (broker, waker, _, now) = setup();
-        broker.publish("ch", "old").unwrap();
+        publish(&broker, "old");
         let deadline = now + Duration::from_secs(30);
         let mut poll = LongPoll::new(&broker, "ch", None, deadline);
         assert!(poll.poll(&broker, 1, &waker, now, 0, false).is_pending());
@@ -273,10 +284,10 @@ mod tests {
 
     #[test]
     fn a_cursor_older_than_the_history_answers_with_gap_true() {
-        let broker = MemoryBroker::with_epoch("k3f9".into(), 2, 10);
+        let broker = MemoryBroker::with_epoch("k3f9".into(), history(2));
         let (_, waker, _, now) = setup();
         for text in ["1", "2", "3"] {
-            broker.publish("ch", text).unwrap();
+            publish(&broker, text);
         }
         let since = broker.parse_cursor("k3f9-0").unwrap();
         let mut poll = LongPoll::new(&broker, "ch", Some(since), now);
@@ -289,7 +300,7 @@ mod tests {
         let (broker, waker, _, now) = setup();
         let big = "x".repeat(MAX_ANSWER_BYTES / 2);
         for _ in 0..3 {
-            broker.publish("ch", &big).unwrap();
+            publish(&broker, &big);
         }
         let mut poll = LongPoll::new(&broker, "ch", Some(Since::After(Position(0))), now);
         let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, 0, false) else { panic!() };

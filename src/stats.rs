@@ -3,6 +3,8 @@
 //! Plain atomics updated with `Relaxed` ordering: each number is a tally read by a human or a
 //! scraper, never used to synchronise anything, so no ordering between them is needed.
 //! Memory and threads come from `/proc/self/status`, which is what `ps` and `top` read too.
+//! The broker's channels and the bytes their histories retain are asked of the broker
+//! ([`crate::broker::Broker::usage`]) when a report is made: what the RSS is mostly made of.
 
 #![forbid(unsafe_code)]
 
@@ -10,6 +12,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+
+use crate::broker::Usage;
 
 /// What an open connection is currently used for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -235,10 +239,15 @@ pub fn process_status() -> (u64, u64) {
 }
 
 impl Snapshot {
-    /// `/stats`: `{"model":"threads","broker":"memory","connections":{...},...}`.
-    pub fn to_json(&self, model: &str, broker: &str) -> String {
+    /// `/stats`: `{"model":"threads","broker":"memory","channels":3,"retained_bytes":512,
+    /// "connections":{...},...}`; `usage` is what the broker holds.
+    pub fn to_json(&self, model: &str, broker: &str, usage: Usage) -> String {
         let mut out = String::new();
-        let _ = write!(out, "{{\"model\":\"{model}\",\"broker\":\"{broker}\",\"connections\":{{");
+        let _ = write!(
+            out,
+            "{{\"model\":\"{model}\",\"broker\":\"{broker}\",\"channels\":{},\"retained_bytes\":{},\"connections\":{{",
+            usage.channels, usage.retained_bytes
+        );
         for (i, (kind, name)) in KINDS.iter().enumerate() {
             let separator = if i == 0 { "" } else { "," };
             let _ = write!(out, "{separator}\"{name}\":{}", self.open[*kind as usize]);
@@ -283,7 +292,7 @@ impl Snapshot {
     }
 
     /// `/metrics`: the same numbers in the Prometheus text exposition format.
-    pub fn to_prometheus(&self, model: &str) -> String {
+    pub fn to_prometheus(&self, model: &str, usage: Usage) -> String {
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
             let _ = writeln!(out, "# HELP realtime_{name} {help}\n# TYPE realtime_{name} {kind}");
@@ -303,6 +312,18 @@ impl Snapshot {
         metric("bytes_received_total", "counter", "Bytes read from clients.", &[("", self.bytes_in)]);
         metric("bytes_sent_total", "counter", "Bytes written to clients.", &[("", self.bytes_out)]);
         metric("connections_refused_total", "counter", "Connections refused at the limit.", &[("", self.refused)]);
+        metric(
+            "channels",
+            "gauge",
+            "Channels the broker holds (mirrors, on a Redis node).",
+            &[("", usage.channels as u64)],
+        );
+        metric(
+            "retained_bytes",
+            "gauge",
+            "Bytes of message envelopes the channels' histories retain.",
+            &[("", usage.retained_bytes as u64)],
+        );
         let refusals: Vec<(String, u64)> = REFUSALS
             .iter()
             .map(|(reason, name)| (format!("{{reason=\"{name}\"}}"), self.refusals[*reason as usize]))
@@ -335,9 +356,11 @@ mod tests {
         stats.connection_opened(Kind::Sse);
         stats.connection_closed(Kind::Http);
         stats.published();
-        let json = stats.snapshot().to_json("threads", "memory");
+        let json = stats.snapshot().to_json("threads", "memory", Usage { channels: 3, retained_bytes: 512 });
         let value = crate::json::parse(&json).unwrap();
         assert_eq!(value.get("model").and_then(|v| v.as_str()), Some("threads"));
+        assert_eq!(value.get("channels").and_then(|v| v.as_u64()), Some(3));
+        assert_eq!(value.get("retained_bytes").and_then(|v| v.as_u64()), Some(512));
         let connections = value.get("connections").unwrap();
         assert_eq!(connections.get("sse").and_then(|v| v.as_u64()), Some(1));
         assert_eq!(connections.get("http").and_then(|v| v.as_u64()), Some(0));
@@ -347,11 +370,13 @@ mod tests {
 
     #[test]
     fn prometheus_text_has_help_type_and_samples() {
-        let text = Stats::default().snapshot().to_prometheus("threads");
+        let text = Stats::default().snapshot().to_prometheus("threads", Usage { channels: 2, retained_bytes: 7 });
         assert!(text.contains("# TYPE realtime_connections gauge\n"));
         assert!(text.contains("realtime_connections{model=\"threads\",kind=\"ws\"} 0\n"));
         assert!(text.contains("realtime_messages_published_total 0\n"));
         assert!(text.contains("realtime_refusals_total{reason=\"origin\"} 0\n"));
+        assert!(text.contains("# TYPE realtime_channels gauge\nrealtime_channels 2\n"));
+        assert!(text.contains("realtime_retained_bytes 7\n"));
     }
 
     #[test]
@@ -365,8 +390,10 @@ mod tests {
         stats.subject_opened("carol");
         stats.subject_closed("carol");
         let snapshot = stats.snapshot();
-        assert!(snapshot.to_prometheus("epoll").contains("realtime_refusals_total{reason=\"rate\"} 2\n"));
-        let json = crate::json::parse(&snapshot.to_json("epoll", "memory")).unwrap();
+        assert!(snapshot
+            .to_prometheus("epoll", Usage::default())
+            .contains("realtime_refusals_total{reason=\"rate\"} 2\n"));
+        let json = crate::json::parse(&snapshot.to_json("epoll", "memory", Usage::default())).unwrap();
         assert_eq!(json.get("refusals").and_then(|r| r.get("rate")).and_then(|v| v.as_u64()), Some(2));
         assert_eq!(snapshot.subjects, vec![("alice".to_string(), 2), ("bob".to_string(), 1)]);
         assert_eq!(json.get("subjects").and_then(|r| r.get("alice")).and_then(|v| v.as_u64()), Some(2));

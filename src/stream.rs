@@ -2,9 +2,11 @@
 //!
 //! Both follow a channel through a [`Subscription`] and *pull*: whenever the broker wakes the
 //! connection (or its output has drained), they read the messages after their cursor and
-//! append each one's wire form to the output. The wire form is built once per message and
-//! shared by every subscriber ([`Message::wire_form`]), so a fan-out to N clients encodes once
-//! and copies N times.
+//! append each one to the output, framing the broker's shared envelope
+//! ([`crate::broker::Message::envelope`]) as they write it: an SSE event is a few bytes of
+//! `id:`/`event:`/`data:` around it ([`sse::LineEvent`]), in one HTTP chunk; a WebSocket
+//! message is a frame header before it ([`encode_frame`]). A message is stored once, as its
+//! envelope, and a fan-out to N clients copies it N times, once into each output.
 //!
 //! Backpressure: a stream stops pulling while [`crate::config::Config::max_outbound_bytes`]
 //! wait to be sent. What a slow client has not read stays in the channel's history, not in a
@@ -24,9 +26,9 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::app::App;
-use crate::broker::{Batch, Gap, Message, WireForm};
+use crate::broker::{Batch, Gap};
 use crate::gate::Grant;
-use crate::http::response::{write_chunk, write_last_chunk};
+use crate::http::response::{write_chunk_pieces, write_last_chunk};
 use crate::json;
 use crate::sse;
 use crate::subscription::Subscription;
@@ -84,24 +86,6 @@ fn gap_json(gap: &Gap, prefix: &str) -> String {
         None => out.push_str("null"),
     }
     out.push('}');
-    out
-}
-
-/// A message as an SSE event: `id:`, `event: message`, `data:` the envelope.
-fn sse_event(message: &Message) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.envelope().len() + message.id.len() + 32);
-    // Ids come from the broker and never hold CR, LF or NUL; the envelope is JSON, one line.
-    if sse::encode_event(&mut out, Some(&message.id), Some("message"), message.envelope()).is_err() {
-        out.clear();
-    }
-    out
-}
-
-/// A message as an unmasked WebSocket text frame carrying the envelope (RFC 6455 §5.1: "A
-/// server MUST NOT mask any frames that it sends to the client").
-fn websocket_frame(message: &Message) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.envelope().len() + 10);
-    encode_frame(&mut out, true, Opcode::Text, message.envelope().as_bytes(), None);
     out
 }
 
@@ -165,7 +149,7 @@ impl SseStream {
     /// Writes the stream's first bytes (`retry:`) and registers with the broker, so that
     /// nothing published from now on can be missed.
     pub fn start(mut subscription: Subscription, chunked: bool, grant: Grant, io: &mut Io<'_>) -> SseStream {
-        subscription.register(&*io.app.broker, io.subscriber, io.waker);
+        subscription.register(&*io.app.broker, io.subscriber, io.waker, io.now.instant);
         let mut retry = Vec::new();
         sse::encode_retry(&mut retry, io.app.config.sse_retry.as_millis() as u64);
         let stream = SseStream {
@@ -174,15 +158,19 @@ impl SseStream {
             next_keepalive: io.now.instant + io.app.config.keepalive,
             authority: Authority::start(&grant, io),
         };
-        stream.write(io.output, &retry);
+        stream.write(io.output, &[&retry]);
         stream
     }
 
-    fn write(&self, output: &mut Vec<u8>, bytes: &[u8]) {
+    /// Writes one block of the event stream, given as pieces: one chunk on HTTP/1.1, raw bytes
+    /// on HTTP/1.0.
+    fn write(&self, output: &mut Vec<u8>, pieces: &[&[u8]]) {
         if self.chunked {
-            write_chunk(output, bytes);
+            write_chunk_pieces(output, pieces);
         } else {
-            output.extend_from_slice(bytes);
+            for piece in pieces {
+                output.extend_from_slice(piece);
+            }
         }
     }
 
@@ -209,10 +197,14 @@ impl SseStream {
                 let data = gap_json(gap, "{");
                 // A constant event type and a one-line JSON text cannot fail to encode.
                 let _ = sse::encode_event(&mut event, None, Some("gap"), &data);
-                self.write(io.output, &event);
+                self.write(io.output, &[&event]);
             }
             for message in &batch.messages {
-                self.write(io.output, message.wire_form(WireForm::SseEvent, sse_event));
+                // `id:` the message id, `event: message`, `data:` the envelope. Ids come from
+                // the broker and never hold CR, LF or NUL; the envelope is one line.
+                if let Ok(event) = sse::LineEvent::new(&message.id, "message", message.envelope()) {
+                    self.write(io.output, &event.pieces());
+                }
             }
         }
         if io.now.instant >= self.next_keepalive {
@@ -221,14 +213,15 @@ impl SseStream {
             // authors can include a comment line ... every 15 seconds or so."
             let mut comment = Vec::new();
             sse::encode_comment(&mut comment, "keepalive");
-            self.write(io.output, &comment);
+            self.write(io.output, &[&comment]);
             self.next_keepalive = io.now.instant + io.app.config.keepalive;
         }
         Next::Continue
     }
 
-    pub fn stop(&mut self, app: &App, subscriber: u64) {
-        self.subscription.unregister(&*app.broker, subscriber);
+    /// Leaves the channel at `now`.
+    pub fn stop(&mut self, app: &App, subscriber: u64, now: Instant) {
+        self.subscription.unregister(&*app.broker, subscriber, now);
         self.authority.stop(app);
     }
 }
@@ -252,7 +245,7 @@ impl WebSocketStream {
     pub fn start(subscription: Option<Subscription>, grant: Grant, io: &mut Io<'_>) -> WebSocketStream {
         let mut subscription = subscription;
         if let Some(subscription) = &mut subscription {
-            subscription.register(&*io.app.broker, io.subscriber, io.waker);
+            subscription.register(&*io.app.broker, io.subscriber, io.waker, io.now.instant);
         }
         // On a channel every message is published, so the publish limit is the message limit:
         // the session refuses a longer one with 1009 as soon as a frame header declares it, or
@@ -337,7 +330,10 @@ impl WebSocketStream {
                     let _ = self.session.send_text(&gap_json(gap, "{\"gap\":true,"), io.output);
                 }
                 for message in &batch.messages {
-                    io.output.extend_from_slice(message.wire_form(WireForm::WebSocketFrame, websocket_frame));
+                    // An unmasked text frame carrying the envelope (RFC 6455 §5.1: "A server
+                    // MUST NOT mask any frames that it sends to the client"): its header, then
+                    // the envelope, copied from the history straight into the output.
+                    encode_frame(io.output, true, Opcode::Text, message.envelope().as_bytes(), None);
                 }
             }
         }
@@ -385,7 +381,7 @@ impl WebSocketStream {
             return self.close(io, CloseCode::POLICY, "rate limit");
         }
         let channel = subscription.channel().to_string();
-        if io.app.publish_text(&channel, &text).is_err() {
+        if io.app.publish_text(&channel, &text, io.now).is_err() {
             // 1011: "encountered an unexpected condition that prevented it from fulfilling
             // the request". The client can retry the message after reconnecting.
             self.close(io, CloseCode::INTERNAL_ERROR, "message not published: broker unavailable");
@@ -404,9 +400,10 @@ impl WebSocketStream {
         let _ = self.session.close(code, reason, output);
     }
 
-    pub fn stop(&mut self, app: &App, subscriber: u64) {
+    /// Leaves the channel at `now`.
+    pub fn stop(&mut self, app: &App, subscriber: u64, now: Instant) {
         if let Some(subscription) = &mut self.subscription {
-            subscription.unregister(&*app.broker, subscriber);
+            subscription.unregister(&*app.broker, subscriber, now);
         }
         self.authority.stop(app);
     }

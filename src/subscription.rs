@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 use std::task::Waker;
+use std::time::Instant;
 
 use crate::broker::{Batch, Broker, Since};
 
@@ -41,9 +42,9 @@ impl Subscription {
     }
 
     /// Registers `waker` to be woken by every publish to the channel (idempotent).
-    pub fn register(&mut self, broker: &dyn Broker, subscriber: u64, waker: &Waker) {
+    pub fn register(&mut self, broker: &dyn Broker, subscriber: u64, waker: &Waker, now: Instant) {
         if !self.registered {
-            broker.subscribe(&self.channel, subscriber, waker);
+            broker.subscribe(&self.channel, subscriber, waker, now);
             self.registered = true;
         }
     }
@@ -69,10 +70,10 @@ impl Subscription {
         }
     }
 
-    /// Removes the waker; the subscription can be registered again later.
-    pub fn unregister(&mut self, broker: &dyn Broker, subscriber: u64) {
+    /// Removes the waker at `now`; the subscription can be registered again later.
+    pub fn unregister(&mut self, broker: &dyn Broker, subscriber: u64, now: Instant) {
         if self.registered {
-            broker.unsubscribe(&self.channel, subscriber);
+            broker.unsubscribe(&self.channel, subscriber, now);
             self.registered = false;
         }
     }

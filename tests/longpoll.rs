@@ -5,6 +5,7 @@ mod common;
 
 use std::io::Write;
 use std::thread;
+use std::time::Duration;
 
 use common::{each_model, read_response, TestServer};
 use realtime::json::Value;
@@ -116,6 +117,33 @@ fn a_cursor_older_than_the_history_answers_gap_true() {
             let answer = server.get(&format!("/poll/small?since={first}")).json();
             assert_eq!(answer.get("gap").and_then(Value::as_bool), Some(true));
             assert_eq!(texts(&answer), ["3", "4", "5"]);
+        },
+    );
+}
+
+#[test]
+fn idle_channels_are_reclaimed_so_max_channels_counts_channels_in_use_and_old_cursors_get_a_gap() {
+    const TTL: Duration = Duration::from_millis(300);
+    each_model(
+        |config| {
+            config.max_channels = 2;
+            config.channel_ttl = TTL;
+        },
+        |server| {
+            server.publish("one", "1");
+            let seen = server.publish("two", "a");
+            server.publish("two", "b");
+            let refused = server.request("POST", "/publish/three", Some("x"));
+            assert_eq!(refused.status, 503, "two channels in use: {}", refused.text());
+            thread::sleep(TTL + TTL / 4);
+            // Both channels have been idle for their TTL: this publish sweeps them away.
+            server.publish("three", "x");
+            let usage = server.server.app().broker.usage();
+            assert_eq!(usage.channels, 1);
+            // A reader of the dropped channel who had not seen "b" is told it missed something.
+            let answer = server.get(&format!("/poll/two?since={seen}&timeout=0")).json();
+            assert_eq!(answer.get("gap").and_then(Value::as_bool), Some(true));
+            assert_eq!(texts(&answer), Vec::<String>::new());
         },
     );
 }

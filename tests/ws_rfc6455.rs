@@ -438,6 +438,7 @@ fn a_slow_consumer_is_disconnected_and_resumes_without_loss() {
             config.max_outbound_bytes = 16 * 1024;
             config.send_timeout = Duration::from_millis(500);
             config.history = COUNT + 10;
+            config.history_bytes = 64 << 20;
         },
         |server| {
             let start = server.publish("flood", "start");

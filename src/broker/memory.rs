@@ -1,19 +1,42 @@
 //! The in-memory broker: one process, a ring log per channel.
 //!
-//! Each channel keeps the last `history` messages in a `VecDeque` (a ring: push at the back,
-//! evict at the front). Sequence numbers increase by one per message, so the position of the
-//! front is always `last_seq - len + 1` and "messages after seq N" is an index computation,
-//! not a search. A reader whose cursor is older than the front has missed messages: the
-//! [`Batch`] says so with a [`Gap`].
+//! Each channel keeps its newest messages in a `VecDeque` (a ring: push at the back, evict at
+//! the front), at most `--history` of them and at most `--history-bytes` bytes of envelopes,
+//! but always the newest one. Sequence numbers increase by one per message, so the position
+//! of the front is always `last_seq - len + 1` and "messages after seq N" is an index
+//! computation, not a search. A reader whose cursor is older than the front has missed
+//! messages: the [`Batch`] says so with a [`Gap`].
 //!
 //! Ids are `{epoch}-{seq}`. The epoch is four random base-36 characters drawn at start-up, so a
 //! cursor handed out before a restart (when every log was lost) is recognised as foreign and
 //! answered with the retained history and a gap, never with a silent skip. `{epoch}-0` is the
-//! position before the first message of a channel.
+//! position before the first message of a channel, until channels are reclaimed (below).
 //!
-//! Locking: one mutex over the map of channels and one per channel. A publish holds its
+//! ## Reclaiming idle channels
+//!
+//! A channel with no subscriber and no publish for `--channel-ttl` is dropped with its
+//! history. There is no sweeper thread: `publish` and `subscribe`, which are told the time,
+//! sweep the table when a sweep is due. A sweep visits every channel, so it runs at most
+//! [`super::SWEEPS_PER_TTL`] times per TTL, and never before the earliest moment a channel could
+//! have expired. An idle channel therefore leaves between one TTL and one TTL and an eighth
+//! after its last activity, and `--max-channels` bounds the channels in use at once.
+//!
+//! Dropping a channel must not let a cursor from it be misread. Sequence numbers restart with
+//! each channel, so a channel made again under the same name could hand out the very ids the
+//! old one did, and a reader at `k3f9-2` of the old channel would silently skip the new
+//! channel's first two messages. So the table remembers the highest sequence number any
+//! reclaimed channel reached (`reclaimed_through`) and a new channel numbers its messages
+//! after it. A cursor from a reclaimed channel is then at most `reclaimed_through`: a reader
+//! that had seen everything of the old channel is at most as far as the new channel's start,
+//! and every reader behind it is told it has a gap. (One number for all names is the price
+//! of remembering nothing per name: a reader who had everything of a channel that reached a
+//! lower number than another is told of a gap it does not have. Never the reverse.)
+//!
+//! Locking: one mutex over the table of channels and one per channel. A publish holds its
 //! channel's lock only to append and wake subscribers; readers of other channels never wait.
-//! Lock order is always map, then channel.
+//! Lock order is always table, then channel. A channel leaves the table with both locks held
+//! and is marked `reclaimed`, so a publish that found it just before, and locks it just
+//! after, knows to look it up again rather than append to a channel nobody can read.
 //!
 //! The two pieces a channel is made of, the `Ring` of retained messages and the set of
 //! `Subscribers`, are shared with the Redis broker, whose per-channel mirror is the same
@@ -24,59 +47,135 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{Batch, Broker, BrokerError, Gap, Message, Position, Since};
-
-/// Default number of messages a channel retains (`--history`).
-pub const DEFAULT_HISTORY: usize = 1000;
-
-/// Default limit on channels that hold messages (`--max-channels`). Each channel's log is
-/// bounded, so this bounds the broker's memory: a client publishing to random names cannot
-/// grow it without limit.
-pub const DEFAULT_MAX_CHANNELS: usize = 10_000;
+use super::{
+    is_idle_expired, next_sweep, Batch, Broker, BrokerError, Gap, History, Limits, Message, Position, Since, Usage,
+};
+use crate::time::Now;
 
 /// Characters of the epoch: enough that two restarts colliding is a 1 in 1.7 million event.
 const EPOCH_LEN: usize = 4;
 
 pub struct MemoryBroker {
     epoch: String,
-    history: usize,
-    max_channels: usize,
-    channels: Mutex<HashMap<Box<str>, Arc<Mutex<Channel>>>>,
+    limits: Limits,
+    table: Mutex<Table>,
 }
 
+/// The channels, and what the broker remembers of those it reclaimed.
 #[derive(Default)]
+struct Table {
+    channels: HashMap<Box<str>, Arc<Mutex<Channel>>>,
+    /// The highest sequence number a reclaimed channel reached; new channels number their
+    /// messages after it (see the module docs).
+    reclaimed_through: u64,
+    /// When the next sweep may run: never before a channel could have expired. `None` until
+    /// the first call that is told the time.
+    next_sweep: Option<Instant>,
+}
+
 struct Channel {
     /// The retained messages, oldest first; the newest has sequence `last_seq`.
     log: Ring,
-    /// Sequence number of the newest message ever published (0: none yet).
+    /// Sequence number of the newest message ever published (or, before the first publish,
+    /// the number the channel starts after).
     last_seq: u64,
     subscribers: Subscribers,
+    /// The last publish, or the last subscriber leaving: where the channel's idle time starts.
+    active_at: Instant,
+    /// Set when the channel leaves the table; whoever still holds it must look again.
+    reclaimed: bool,
 }
 
 impl Channel {
+    fn new(after_seq: u64, now: Instant) -> Channel {
+        Channel {
+            log: Ring::default(),
+            last_seq: after_seq,
+            subscribers: Subscribers::default(),
+            active_at: now,
+            reclaimed: false,
+        }
+    }
+
     /// Sequence number of the oldest retained message (`last_seq + 1` when the log is empty).
     fn first_seq(&self) -> u64 {
         self.last_seq + 1 - self.log.len() as u64
     }
+
+    fn is_idle_expired(&self, now: Instant, ttl: Duration) -> bool {
+        self.subscribers.is_empty() && is_idle_expired(self.active_at, now, ttl)
+    }
+
+    /// Marks the channel as gone from the table, and returns how far it numbered. Called
+    /// with its lock held while it is taken out, so no publish can slip in between.
+    fn reclaim(&mut self) -> u64 {
+        self.reclaimed = true;
+        self.last_seq
+    }
 }
 
-/// A channel's retained messages, oldest first, positions increasing: a ring with a fixed
-/// capacity (push at the back, evict at the front).
+impl Table {
+    /// Sweeps if a sweep is due; the first call only learns the time (nothing can have
+    /// expired before a channel exists).
+    fn sweep_if_due(&mut self, now: Instant, ttl: Duration) {
+        match self.next_sweep {
+            Some(due) if now < due => {}
+            Some(_) => self.sweep(now, ttl),
+            None => self.next_sweep = Some(now + ttl),
+        }
+    }
+
+    /// Drops every idle-expired channel and sets the next sweep ([`next_sweep`]).
+    fn sweep(&mut self, now: Instant, ttl: Duration) {
+        let mut earliest_expiry: Option<Instant> = None;
+        let mut reclaimed_through = self.reclaimed_through;
+        self.channels.retain(|_, channel| {
+            let mut channel = lock(channel);
+            if channel.is_idle_expired(now, ttl) {
+                reclaimed_through = reclaimed_through.max(channel.reclaim());
+                return false;
+            }
+            if channel.subscribers.is_empty() {
+                let expiry = channel.active_at + ttl;
+                earliest_expiry = Some(earliest_expiry.map_or(expiry, |earliest| earliest.min(expiry)));
+            }
+            true
+        });
+        self.reclaimed_through = reclaimed_through;
+        self.next_sweep = Some(next_sweep(now, ttl, earliest_expiry));
+    }
+}
+
+/// A channel's retained messages, oldest first, positions increasing: a ring bounded by a
+/// number of messages and a number of envelope bytes (push at the back, evict at the front).
 #[derive(Default)]
 pub(crate) struct Ring {
     messages: VecDeque<Arc<Message>>,
+    /// The sum of the retained envelopes' lengths.
+    bytes: usize,
 }
 
 impl Ring {
-    /// Appends `message`, whose position must be above every retained one. With `capacity`
-    /// messages already retained the oldest leaves first, and is returned.
-    pub(crate) fn push(&mut self, message: Arc<Message>, capacity: usize) -> Option<Arc<Message>> {
+    /// Appends `message`, whose position must be above every retained one, then evicts the
+    /// oldest messages while more than `history` allows are retained; the newest message always
+    /// stays, however large. Returns the position of the newest message evicted, if any.
+    pub(crate) fn push(&mut self, message: Arc<Message>, history: History) -> Option<Position> {
         debug_assert!(self.newest().is_none_or(|newest| newest.position < message.position));
-        let evicted = if self.messages.len() >= capacity { self.messages.pop_front() } else { None };
+        self.bytes += message.envelope().len();
         self.messages.push_back(message);
+        let mut evicted = None;
+        while self.messages.len() > 1 && (self.messages.len() > history.messages || self.bytes > history.bytes) {
+            evicted = self.pop_oldest().map(|m| m.position);
+        }
         evicted
+    }
+
+    fn pop_oldest(&mut self) -> Option<Arc<Message>> {
+        let oldest = self.messages.pop_front()?;
+        self.bytes -= oldest.envelope().len();
+        Some(oldest)
     }
 
     /// Up to `max` messages positioned after `position`, oldest first (a binary search: the
@@ -89,7 +188,7 @@ impl Ring {
     /// Drops the messages positioned at or before `position`.
     pub(crate) fn drop_through(&mut self, position: Position) {
         while self.messages.front().is_some_and(|m| m.position <= position) {
-            self.messages.pop_front();
+            self.pop_oldest();
         }
     }
 
@@ -107,6 +206,15 @@ impl Ring {
 
     pub(crate) fn len(&self) -> usize {
         self.messages.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// The bytes of envelopes retained.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
     }
 }
 
@@ -153,38 +261,63 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl MemoryBroker {
     /// A broker whose epoch is drawn from the OS's randomness.
-    pub fn new(history: usize, max_channels: usize) -> MemoryBroker {
+    pub fn new(limits: Limits) -> MemoryBroker {
         let mut bytes = [0u8; EPOCH_LEN];
         if crate::random::fill(&mut bytes).is_err() {
-            // Without /dev/urandom the clock still differs between restarts.
+            // Without /dev/urandom the clock still differs between restarts. (The one clock
+            // this broker reads, once, at start-up; everything else is told the time.)
             let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
             bytes = nanos.to_le_bytes();
         }
         const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
         let epoch = bytes.iter().map(|b| DIGITS[*b as usize % 36] as char).collect();
-        MemoryBroker::with_epoch(epoch, history, max_channels)
+        MemoryBroker::with_epoch(epoch, limits)
     }
 
     /// A broker with a chosen epoch (tests use this to simulate a restart).
-    pub fn with_epoch(epoch: String, history: usize, max_channels: usize) -> MemoryBroker {
-        MemoryBroker { epoch, history: history.max(1), max_channels, channels: Mutex::default() }
+    pub fn with_epoch(epoch: String, limits: Limits) -> MemoryBroker {
+        MemoryBroker { epoch, limits: limits.sanitized(), table: Mutex::default() }
     }
 
     pub fn epoch(&self) -> &str {
         &self.epoch
     }
 
-    fn channel(&self, name: &str) -> Option<Arc<Mutex<Channel>>> {
-        lock(&self.channels).get(name).cloned()
-    }
-
     fn id(&self, seq: u64) -> String {
         format!("{}-{}", self.epoch, seq)
     }
-}
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    /// The channel a publish at `now` goes to, made if needed (and if `max_channels` allows,
+    /// once idle channels are swept).
+    fn channel_to_publish(&self, name: &str, now: Instant) -> Result<Arc<Mutex<Channel>>, BrokerError> {
+        let mut table = lock(&self.table);
+        table.sweep_if_due(now, self.limits.channel_ttl);
+        if let Some(channel) = table.channels.get(name) {
+            return Ok(channel.clone());
+        }
+        if table.channels.len() >= self.limits.max_channels {
+            return Err(BrokerError::TooManyChannels);
+        }
+        let channel = Arc::new(Mutex::new(Channel::new(table.reclaimed_through, now)));
+        table.channels.insert(name.into(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Appends `text` to `channel` and wakes its subscribers; `None` if the channel has left
+    /// the table since it was looked up (the message would be appended where nobody reads).
+    fn append(&self, channel: &Mutex<Channel>, text: &str, now: Now) -> Option<Arc<Message>> {
+        let mut channel = lock(channel);
+        if channel.reclaimed {
+            return None;
+        }
+        channel.last_seq += 1;
+        let seq = channel.last_seq;
+        let message = Arc::new(Message::new(&self.id(seq), Position(seq as u128), text, now.unix_ms));
+        channel.log.push(message.clone(), self.limits.history);
+        channel.active_at = now.instant;
+        channel.subscribers.wake_all();
+        Some(message)
+    }
 }
 
 impl Broker for MemoryBroker {
@@ -192,28 +325,20 @@ impl Broker for MemoryBroker {
         "memory"
     }
 
-    fn publish(&self, channel_name: &str, text: &str) -> Result<Arc<Message>, BrokerError> {
-        let channel = {
-            let mut channels = lock(&self.channels);
-            match channels.get(channel_name) {
-                Some(channel) => channel.clone(),
-                None => {
-                    if channels.len() >= self.max_channels {
-                        return Err(BrokerError::TooManyChannels);
-                    }
-                    let channel = Arc::new(Mutex::new(Channel::default()));
-                    channels.insert(channel_name.into(), channel.clone());
-                    channel
-                }
+    fn usage(&self) -> Usage {
+        let table = lock(&self.table);
+        let retained_bytes = table.channels.values().map(|channel| lock(channel).log.bytes()).sum();
+        Usage { channels: table.channels.len(), retained_bytes }
+    }
+
+    fn publish(&self, channel_name: &str, text: &str, now: Now) -> Result<Arc<Message>, BrokerError> {
+        loop {
+            let channel = self.channel_to_publish(channel_name, now.instant)?;
+            if let Some(message) = self.append(&channel, text, now) {
+                return Ok(message);
             }
-        };
-        let mut channel = lock(&channel);
-        channel.last_seq += 1;
-        let seq = channel.last_seq;
-        let message = Arc::new(Message::new(&self.id(seq), Position(seq as u128), text, now_ms()));
-        channel.log.push(message.clone(), self.history);
-        channel.subscribers.wake_all();
-        Ok(message)
+            // Swept between the lookup and the lock: the next lookup makes the channel again.
+        }
     }
 
     fn parse_cursor(&self, cursor: &str) -> Result<Since, BrokerError> {
@@ -233,7 +358,9 @@ impl Broker for MemoryBroker {
     }
 
     fn tail(&self, channel: &str) -> Position {
-        let last_seq = self.channel(channel).map(|c| lock(&c).last_seq).unwrap_or(0);
+        let table = lock(&self.table);
+        // A channel not held now starts, when it is made, after `reclaimed_through`.
+        let last_seq = table.channels.get(channel).map_or(table.reclaimed_through, |c| lock(c).last_seq);
         Position(last_seq as u128)
     }
 
@@ -242,18 +369,26 @@ impl Broker for MemoryBroker {
     }
 
     fn read(&self, channel_name: &str, since: &Since, max: usize) -> Batch {
-        let Some(channel) = self.channel(channel_name) else {
-            // Nothing was ever published here: nothing is owed, unless the cursor is foreign.
+        let (channel, reclaimed_through) = {
+            let table = lock(&self.table);
+            (table.channels.get(channel_name).cloned(), table.reclaimed_through)
+        };
+        let Some(channel) = channel else {
+            // No channel: nothing was ever published here, or it was reclaimed. A reader at
+            // `reclaimed_through` had everything any reclaimed channel held (and it is where a
+            // channel that was never made starts); one behind it may have missed messages, and
+            // a cursor past it, or a foreign one, names no message this broker can place.
             let gap = match since {
+                Since::After(Position(p)) if *p == reclaimed_through as u128 => None,
+                Since::After(Position(p)) => Some(Gap { since: self.id(*p as u64), oldest: None }),
                 Since::Unknown(cursor) => Some(Gap { since: cursor.clone(), oldest: None }),
-                Since::After(_) => None,
             };
-            return Batch { messages: Vec::new(), gap, position: Position(0) };
+            return Batch { messages: Vec::new(), gap, position: Position(reclaimed_through as u128) };
         };
         let channel = lock(&channel);
         let first_seq = channel.first_seq();
         // A position from the future (same epoch, beyond the newest id) cannot have come from
-        // this broker: treat it like a foreign cursor rather than skip what comes next.
+        // this channel: treat it like a foreign cursor rather than skip what comes next.
         let (after_seq, cursor_text) = match since {
             Since::After(Position(p)) if *p <= channel.last_seq as u128 => (*p as u64, None),
             Since::After(Position(p)) => (0, Some(self.id(*p as u64))),
@@ -262,7 +397,8 @@ impl Broker for MemoryBroker {
         let oldest = channel.log.oldest().map(|m| m.id.to_string());
         let gap = match cursor_text {
             Some(cursor) => Some(Gap { since: cursor, oldest }),
-            // Messages after_seq+1 .. first_seq-1 were evicted: the reader missed them.
+            // Messages after_seq+1 .. first_seq-1 were evicted, or numbered by a reclaimed
+            // channel before this one: the reader missed them.
             None if after_seq + 1 < first_seq => Some(Gap { since: self.id(after_seq), oldest }),
             None => None,
         };
@@ -274,22 +410,32 @@ impl Broker for MemoryBroker {
         Batch { messages, gap, position }
     }
 
-    fn subscribe(&self, channel_name: &str, subscriber: u64, waker: &Waker) {
-        let mut channels = lock(&self.channels);
-        // Created on demand so that a publish finds the waker; removed again on unsubscribe if
+    fn subscribe(&self, channel_name: &str, subscriber: u64, waker: &Waker, now: Instant) {
+        let mut table = lock(&self.table);
+        table.sweep_if_due(now, self.limits.channel_ttl);
+        // Made on demand so that a publish finds the waker (subscribers are bounded by
+        // connections, so this ignores `max_channels`); removed again on unsubscribe if
         // nothing was published (see below), so subscriptions cannot leak channels.
-        let channel = channels.entry(channel_name.into()).or_default().clone();
-        lock(&channel).subscribers.insert(subscriber, waker);
+        let after_seq = table.reclaimed_through;
+        let channel = table
+            .channels
+            .entry(channel_name.into())
+            .or_insert_with(|| Arc::new(Mutex::new(Channel::new(after_seq, now))));
+        lock(channel).subscribers.insert(subscriber, waker);
     }
 
-    fn unsubscribe(&self, channel_name: &str, subscriber: u64) {
-        let mut channels = lock(&self.channels);
-        let Some(channel) = channels.get(channel_name).cloned() else { return };
+    fn unsubscribe(&self, channel_name: &str, subscriber: u64, now: Instant) {
+        let mut table = lock(&self.table);
+        let Some(channel) = table.channels.get(channel_name).cloned() else { return };
         let mut guard = lock(&channel);
         guard.subscribers.remove(subscriber);
-        if guard.subscribers.is_empty() && guard.last_seq == 0 {
-            drop(guard);
-            channels.remove(channel_name);
+        if guard.subscribers.is_empty() {
+            guard.active_at = now;
+            if guard.log.is_empty() {
+                // Nothing was published: nothing to keep for anyone.
+                table.reclaimed_through = table.reclaimed_through.max(guard.reclaim());
+                table.channels.remove(channel_name);
+            }
         }
     }
 }
@@ -297,15 +443,34 @@ impl Broker for MemoryBroker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::{text, DEFAULT_CHANNEL_TTL, DEFAULT_HISTORY_BYTES, DEFAULT_MAX_CHANNELS};
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::OnceLock;
     use std::task::Wake;
 
-    fn broker(history: usize) -> MemoryBroker {
-        MemoryBroker::with_epoch("k3f9".into(), history, DEFAULT_MAX_CHANNELS)
+    /// Limits with a count-only history of `history` messages.
+    fn limits(history: usize) -> Limits {
+        Limits { history: History { messages: history, bytes: usize::MAX }, ..Limits::default() }
     }
 
-    fn texts(batch: &Batch) -> Vec<&str> {
-        batch.messages.iter().map(|m| &*m.text).collect()
+    fn broker(history: usize) -> MemoryBroker {
+        MemoryBroker::with_epoch("k3f9".into(), limits(history))
+    }
+
+    /// Made-up time: `secs` after an origin fixed for the whole test run.
+    fn at(secs: f64) -> Now {
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        let origin = *ORIGIN.get_or_init(Instant::now);
+        Now { instant: origin + Duration::from_secs_f64(secs), unix_ms: 1_700_000_000_000 + (secs * 1000.0) as u64 }
+    }
+
+    /// A publish at the start of made-up time.
+    fn publish(broker: &MemoryBroker, channel: &str, text: &str) -> Arc<Message> {
+        broker.publish(channel, text, at(0.0)).unwrap()
+    }
+
+    fn texts(batch: &Batch) -> Vec<String> {
+        batch.messages.iter().map(|m| text(m)).collect()
     }
 
     fn after(broker: &MemoryBroker, cursor: &str) -> Since {
@@ -315,16 +480,16 @@ mod tests {
     #[test]
     fn ids_carry_the_epoch_and_increase_by_one_per_channel() {
         let b = broker(10);
-        assert_eq!(&*b.publish("a", "1").unwrap().id, "k3f9-1");
-        assert_eq!(&*b.publish("a", "2").unwrap().id, "k3f9-2");
-        assert_eq!(&*b.publish("other", "x").unwrap().id, "k3f9-1");
+        assert_eq!(&*publish(&b, "a", "1").id, "k3f9-1");
+        assert_eq!(&*publish(&b, "a", "2").id, "k3f9-2");
+        assert_eq!(&*publish(&b, "other", "x").id, "k3f9-1");
     }
 
     #[test]
     fn read_returns_the_messages_after_the_cursor_in_order() {
         let b = broker(10);
         for text in ["a", "b", "c"] {
-            b.publish("ch", text).unwrap();
+            publish(&b, "ch", text);
         }
         let batch = b.read("ch", &after(&b, "k3f9-1"), 100);
         assert_eq!(texts(&batch), ["b", "c"]);
@@ -336,7 +501,7 @@ mod tests {
     fn read_honours_the_maximum_and_resumes_from_its_position() {
         let b = broker(10);
         for text in ["a", "b", "c"] {
-            b.publish("ch", text).unwrap();
+            publish(&b, "ch", text);
         }
         let first = b.read("ch", &after(&b, "k3f9-0"), 2);
         assert_eq!(texts(&first), ["a", "b"]);
@@ -348,7 +513,7 @@ mod tests {
     fn the_ring_keeps_only_the_last_history_messages() {
         let b = broker(3);
         for i in 1..=5 {
-            b.publish("ch", &i.to_string()).unwrap();
+            publish(&b, "ch", &i.to_string());
         }
         let batch = b.read("ch", &after(&b, "k3f9-2"), 100);
         assert_eq!(texts(&batch), ["3", "4", "5"]);
@@ -359,7 +524,7 @@ mod tests {
     fn a_cursor_older_than_the_history_gets_a_gap_and_what_is_retained() {
         let b = broker(3);
         for i in 1..=5 {
-            b.publish("ch", &i.to_string()).unwrap();
+            publish(&b, "ch", &i.to_string());
         }
         let batch = b.read("ch", &after(&b, "k3f9-1"), 100);
         assert_eq!(texts(&batch), ["3", "4", "5"]);
@@ -369,7 +534,7 @@ mod tests {
     #[test]
     fn a_cursor_from_another_epoch_gets_a_gap_and_the_whole_history() {
         let b = broker(10);
-        b.publish("ch", "a").unwrap();
+        publish(&b, "ch", "a");
         let since = after(&b, "zzzz-40");
         assert_eq!(since, Since::Unknown("zzzz-40".into()));
         let batch = b.read("ch", &since, 100);
@@ -380,7 +545,7 @@ mod tests {
     #[test]
     fn a_cursor_from_the_future_is_treated_as_foreign_not_skipped() {
         let b = broker(10);
-        b.publish("ch", "a").unwrap();
+        publish(&b, "ch", "a");
         let batch = b.read("ch", &after(&b, "k3f9-99"), 100);
         assert_eq!(texts(&batch), ["a"]);
         assert!(batch.gap.is_some());
@@ -398,10 +563,10 @@ mod tests {
     fn tail_is_the_newest_position_so_reading_from_it_waits_for_new_messages() {
         let b = broker(10);
         assert_eq!(b.tail("ch"), Position(0));
-        b.publish("ch", "old").unwrap();
+        publish(&b, "ch", "old");
         let tail = b.tail("ch");
         assert!(b.read("ch", &Since::After(tail), 10).messages.is_empty());
-        b.publish("ch", "new").unwrap();
+        publish(&b, "ch", "new");
         assert_eq!(texts(&b.read("ch", &Since::After(tail), 10)), ["new"]);
     }
 
@@ -417,12 +582,12 @@ mod tests {
         let b = broker(10);
         let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
         let waker = Waker::from(counter.clone());
-        b.subscribe("ch", 1, &waker);
-        b.subscribe("ch", 2, &waker);
-        b.publish("ch", "x").unwrap();
+        b.subscribe("ch", 1, &waker, at(0.0).instant);
+        b.subscribe("ch", 2, &waker, at(0.0).instant);
+        publish(&b, "ch", "x");
         assert_eq!(counter.0.load(Ordering::SeqCst), 2);
-        b.unsubscribe("ch", 1);
-        b.publish("ch", "y").unwrap();
+        b.unsubscribe("ch", 1, at(0.0).instant);
+        publish(&b, "ch", "y");
         assert_eq!(counter.0.load(Ordering::SeqCst), 3);
     }
 
@@ -430,24 +595,182 @@ mod tests {
     fn subscriptions_alone_do_not_leave_channels_behind() {
         let b = broker(10);
         let waker = Waker::from(Arc::new(CountingWaker(AtomicUsize::new(0))));
-        b.subscribe("ephemeral", 1, &waker);
-        b.unsubscribe("ephemeral", 1);
-        assert!(lock(&b.channels).is_empty());
+        b.subscribe("ephemeral", 1, &waker, at(0.0).instant);
+        b.unsubscribe("ephemeral", 1, at(0.0).instant);
+        assert_eq!(b.usage().channels, 0);
     }
 
     #[test]
     fn publishing_past_max_channels_is_refused() {
-        let b = MemoryBroker::with_epoch("k3f9".into(), 10, 2);
-        b.publish("a", "x").unwrap();
-        b.publish("b", "x").unwrap();
-        assert_eq!(b.publish("c", "x").unwrap_err(), BrokerError::TooManyChannels);
-        b.publish("a", "still fine").unwrap();
+        let b = MemoryBroker::with_epoch("k3f9".into(), Limits { max_channels: 2, ..limits(10) });
+        publish(&b, "a", "x");
+        publish(&b, "b", "x");
+        assert_eq!(b.publish("c", "x", at(0.0)).unwrap_err(), BrokerError::TooManyChannels);
+        publish(&b, "a", "still fine");
     }
 
     #[test]
     fn the_random_epoch_is_four_base36_characters() {
-        let b = MemoryBroker::new(10, 10);
+        let b = MemoryBroker::new(Limits::default());
         assert_eq!(b.epoch().len(), 4);
         assert!(b.parse_cursor(&format!("{}-0", b.epoch())).is_ok());
+    }
+
+    #[test]
+    fn the_ring_keeps_at_most_history_bytes_of_envelopes_evicting_the_oldest() {
+        // Each envelope here is {"id":"k3f9-N","text":"xxxxxxxxxx","time":T}: 60 bytes.
+        let envelope_len = publish(&broker(1), "probe", &"x".repeat(10)).envelope().len();
+        let b = MemoryBroker::with_epoch(
+            "k3f9".into(),
+            Limits { history: History { messages: 100, bytes: 3 * envelope_len }, ..Limits::default() },
+        );
+        for i in 0..5 {
+            publish(&b, "ch", &format!("{i}{}", "x".repeat(9)));
+        }
+        assert_eq!(b.usage().retained_bytes, 3 * envelope_len);
+        let batch = b.read("ch", &after(&b, "k3f9-2"), 100);
+        assert_eq!(texts(&batch).iter().map(|t| &t[..1]).collect::<Vec<_>>(), ["2", "3", "4"]);
+        assert_eq!(batch.gap, None, "message 3 is the next one owed and is retained");
+    }
+
+    #[test]
+    fn a_message_larger_than_history_bytes_is_kept_alone_so_it_can_be_delivered() {
+        let b = MemoryBroker::with_epoch(
+            "k3f9".into(),
+            Limits { history: History { messages: 100, bytes: 100 }, ..Limits::default() },
+        );
+        publish(&b, "ch", "small");
+        let big = "x".repeat(1000);
+        publish(&b, "ch", &big);
+        assert_eq!(texts(&b.read("ch", &after(&b, "k3f9-1"), 100)), [big]);
+        publish(&b, "ch", "after");
+        assert_eq!(texts(&b.read("ch", &after(&b, "k3f9-0"), 100)), ["after"], "the big one left for the next");
+    }
+
+    #[test]
+    fn a_cursor_that_fell_off_the_byte_bound_gets_a_gap_and_what_is_retained() {
+        let b = MemoryBroker::with_epoch(
+            "k3f9".into(),
+            Limits { history: History { messages: 1000, bytes: 200 }, ..Limits::default() },
+        );
+        for i in 1..=5 {
+            publish(&b, "ch", &format!("{i}{}", "x".repeat(50)));
+        }
+        let batch = b.read("ch", &after(&b, "k3f9-1"), 100);
+        assert_eq!(batch.messages.first().map(|m| &*m.id), Some("k3f9-4"), "two envelopes of 97 bytes fit in 200");
+        assert_eq!(batch.gap, Some(Gap { since: "k3f9-1".into(), oldest: Some("k3f9-4".into()) }));
+    }
+
+    #[test]
+    fn a_thousand_64_kib_messages_retain_at_most_the_default_history_bytes() {
+        let b = MemoryBroker::with_epoch("k3f9".into(), Limits::default());
+        let text = "x".repeat(64 * 1024);
+        for _ in 0..1000 {
+            publish(&b, "big", &text);
+        }
+        let retained = b.usage().retained_bytes;
+        let batch = b.read("big", &Since::After(Position(0)), 1000);
+        println!("1000 messages of 64 KiB: {} retained, {retained} envelope bytes", batch.messages.len());
+        assert!(retained <= DEFAULT_HISTORY_BYTES, "{retained}");
+        assert_eq!(retained, batch.messages.iter().map(|m| m.envelope().len()).sum::<usize>());
+        assert_eq!(batch.messages.len(), DEFAULT_HISTORY_BYTES / batch.messages[0].envelope().len());
+        assert!(batch.gap.is_some());
+    }
+
+    #[test]
+    fn idle_channels_are_reclaimed_after_the_ttl_so_max_channels_bounds_channels_in_use() {
+        let b = MemoryBroker::with_epoch("k3f9".into(), Limits::default());
+        for i in 0..DEFAULT_MAX_CHANNELS {
+            b.publish(&format!("once-{i}"), "x", at(0.0)).unwrap();
+        }
+        assert_eq!(b.publish("new", "x", at(1.0)).unwrap_err(), BrokerError::TooManyChannels);
+        let ttl = DEFAULT_CHANNEL_TTL.as_secs_f64();
+        assert_eq!(
+            b.publish("new", "x", at(ttl - 1.0)).unwrap_err(),
+            BrokerError::TooManyChannels,
+            "not idle long enough"
+        );
+        b.publish("new", "x", at(ttl)).unwrap();
+        assert_eq!(b.usage().channels, 1);
+        assert_eq!(
+            b.usage().retained_bytes,
+            b.read("new", &Since::After(Position(0)), 10).messages[0].envelope().len()
+        );
+    }
+
+    #[test]
+    fn a_channel_with_a_live_subscriber_is_never_reclaimed() {
+        let b = MemoryBroker::with_epoch("k3f9".into(), Limits { max_channels: 2, ..Limits::default() });
+        let waker = Waker::from(Arc::new(CountingWaker(AtomicUsize::new(0))));
+        b.subscribe("watched", 1, &waker, at(0.0).instant);
+        b.publish("watched", "kept", at(0.0)).unwrap();
+        let ttl = DEFAULT_CHANNEL_TTL.as_secs_f64();
+        for day in 1..=10 {
+            b.publish(&format!("passing-{day}"), "x", at(day as f64 * 10.0 * ttl)).unwrap();
+        }
+        assert_eq!(texts(&b.read("watched", &after(&b, "k3f9-0"), 10)), ["kept"]);
+        assert_eq!(b.usage().channels, 2, "the watched channel and the latest passing one");
+    }
+
+    #[test]
+    fn the_idle_time_starts_when_the_last_subscriber_leaves() {
+        let b = MemoryBroker::with_epoch("k3f9".into(), Limits::default());
+        let ttl = DEFAULT_CHANNEL_TTL.as_secs_f64();
+        let waker = Waker::from(Arc::new(CountingWaker(AtomicUsize::new(0))));
+        b.subscribe("room", 1, &waker, at(0.0).instant);
+        b.publish("room", "hello", at(0.0)).unwrap();
+        // Quiet for ten TTLs while the reader stays; it leaves, to reconnect a moment later.
+        b.unsubscribe("room", 1, at(10.0 * ttl).instant);
+        b.publish("other", "x", at(10.0 * ttl + 2.0)).unwrap();
+        assert_eq!(texts(&b.read("room", &after(&b, "k3f9-0"), 10)), ["hello"], "still there for the reconnect");
+        b.publish("other", "x", at(11.0 * ttl + 2.0)).unwrap();
+        assert_eq!(b.usage().channels, 1, "gone one TTL after the reader left");
+    }
+
+    #[test]
+    fn a_cursor_from_a_reclaimed_channel_gets_a_gap_not_a_silent_skip() {
+        let b = MemoryBroker::with_epoch("k3f9".into(), Limits::default());
+        let ttl = DEFAULT_CHANNEL_TTL.as_secs_f64();
+        for text in ["1", "2", "3"] {
+            b.publish("ch", text, at(0.0)).unwrap();
+        }
+        b.publish("elsewhere", "sweep", at(ttl)).unwrap();
+        // The reader saw message 1 of the old channel. Before and after the channel is made
+        // again, it is told it missed something, and never handed "message 2" of the new one.
+        let before = b.read("ch", &after(&b, "k3f9-1"), 10);
+        assert_eq!((before.messages.len(), before.gap.as_ref().map(|g| &*g.since)), (0, Some("k3f9-1")));
+        let new = b.publish("ch", "first of the new channel", at(ttl)).unwrap();
+        assert_eq!(&*new.id, "k3f9-4", "numbered after every reclaimed channel");
+        let batch = b.read("ch", &after(&b, "k3f9-1"), 10);
+        assert_eq!(texts(&batch), ["first of the new channel"]);
+        assert_eq!(batch.gap, Some(Gap { since: "k3f9-1".into(), oldest: Some("k3f9-4".into()) }));
+    }
+
+    #[test]
+    fn a_reader_that_had_everything_of_a_reclaimed_channel_misses_nothing() {
+        let b = MemoryBroker::with_epoch("k3f9".into(), Limits::default());
+        let ttl = DEFAULT_CHANNEL_TTL.as_secs_f64();
+        for text in ["1", "2", "3"] {
+            b.publish("ch", text, at(0.0)).unwrap();
+        }
+        b.publish("elsewhere", "sweep", at(ttl)).unwrap();
+        let waiting = b.read("ch", &after(&b, "k3f9-3"), 10);
+        assert_eq!((waiting.messages.len(), waiting.gap), (0, None));
+        assert_eq!(b.cursor(b.tail("ch")), "k3f9-3", "a new reader starts where the next channel will");
+        b.publish("ch", "next", at(ttl)).unwrap();
+        let batch = b.read("ch", &Since::After(waiting.position), 10);
+        assert_eq!((texts(&batch), batch.gap), (vec!["next".to_string()], None));
+    }
+
+    #[test]
+    fn a_publish_that_loses_its_channel_to_a_sweep_does_not_append_where_nobody_reads() {
+        let b = MemoryBroker::with_epoch("k3f9".into(), Limits::default());
+        let ttl = DEFAULT_CHANNEL_TTL.as_secs_f64();
+        let found = b.channel_to_publish("ch", at(0.0).instant).unwrap();
+        // Another publish sweeps "ch" (idle, never published) before this one locks it.
+        b.publish("elsewhere", "x", at(ttl)).unwrap();
+        assert!(b.append(&found, "lost?", at(ttl)).is_none());
+        b.publish("ch", "found again", at(ttl)).unwrap();
+        assert_eq!(texts(&b.read("ch", &after(&b, "k3f9-0"), 10)), ["found again"]);
     }
 }

@@ -16,9 +16,31 @@
 //! cursor". That design has no seam between a replay and the live stream (the replay is the
 //! stream), no per-subscriber queue to bound, and a slow reader costs the publisher nothing.
 //!
-//! A message is stored once (`Arc<Message>`). Its envelope JSON is built once at publish time
-//! and each transport's wire form (an SSE event, a WebSocket frame) is built the first time
-//! any subscriber needs it and then shared by all of them ([`Message::wire_form`]).
+//! ## Memory: one copy of each message, and bounds on everything
+//!
+//! A message is stored once (`Arc<Message>`) as its envelope, the JSON every transport
+//! carries (`{"id":...,"text":...,"time":...}`), built at publish time. Nothing else in it
+//! grows with the text: not the text itself (it is inside the envelope), not a transport's
+//! encoding. Each transport writes its few bytes of framing around the shared envelope as it
+//! delivers it (an SSE event: [`crate::sse::LineEvent`]; a WebSocket frame:
+//! [`crate::ws::frame::encode_frame`]; an HTTP chunk: [`crate::http::response::write_chunk_pieces`]),
+//! straight into the connection's output. A fan-out to N subscribers therefore costs N copies
+//! of the envelope into N output buffers, which it would cost anyway, and the history costs
+//! one envelope per retained message.
+//!
+//! What a broker keeps is bounded by its [`Limits`]:
+//!
+//! - a channel's **history** holds at most `--history` messages *and* at most
+//!   `--history-bytes` bytes of envelopes ([`History`]), evicting the oldest first but always
+//!   keeping the newest message, so a message of any size the publish limit allows can still
+//!   be delivered;
+//! - a channel with no subscriber that has had no news for `--channel-ttl` is **reclaimed**
+//!   with its history, so `--max-channels` bounds the channels in use at once, not the names
+//!   ever used. Time is passed in (`now` on [`Broker::publish`], [`Broker::subscribe`] and
+//!   [`Broker::unsubscribe`]). No thread exists for it: the memory broker sweeps on those
+//!   calls, the Redis broker's supervisor between the pub/sub messages it reads.
+//!
+//! A reader whose messages were evicted or reclaimed is told so with a [`Gap`], as always.
 
 #![forbid(unsafe_code)]
 
@@ -27,13 +49,103 @@ pub mod redis;
 pub mod resp;
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::Waker;
+use std::time::{Duration, Instant};
 
 use crate::json;
+use crate::time::Now;
 
 /// The longest channel name (DESIGN.md: 1 to 64 characters).
 pub const MAX_CHANNEL_NAME_BYTES: usize = 64;
+
+/// Default number of messages a channel retains (`--history`): enough for a client that
+/// reconnects after a short outage to miss nothing on a busy channel.
+pub const DEFAULT_HISTORY: usize = 1000;
+
+/// Default bytes of envelopes a channel retains (`--history-bytes`). 4 MiB holds the whole
+/// `--history` of messages up to about 4 KiB (a chat line or a JSON event is well under that)
+/// and still 64 messages at the 64 KiB publish limit; without it one channel of large messages
+/// would keep 1000 × 64 KiB = 64 MiB. With `--max-channels` it bounds the history's memory:
+/// 10,000 channels × 4 MiB is the worst case; lower either to fit a smaller machine.
+pub const DEFAULT_HISTORY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Default limit on channels held at once (`--max-channels`). Each channel's history is
+/// bounded, so this bounds the broker's memory: a client publishing to random names cannot
+/// grow it without limit.
+pub const DEFAULT_MAX_CHANNELS: usize = 10_000;
+
+/// Default time an idle channel lives (`--channel-ttl`). Five minutes is far longer than a
+/// client takes to come back (an EventSource's `retry` is 2 s, a phone between cells a minute),
+/// so readers that are only reconnecting do not lose the history under them; and short enough
+/// that channels used once (one per upload, per game, per request) leave within minutes.
+pub const DEFAULT_CHANNEL_TTL: Duration = Duration::from_secs(300);
+
+/// The longest `channel_ttl` a broker applies (one day, as `--channel-ttl` allows): past it, a
+/// channel's life is as good as endless, and deadlines stay far from `Instant`'s range.
+pub const MAX_CHANNEL_TTL: Duration = Duration::from_secs(86_400);
+
+/// What a channel's history holds: its newest messages, at most `messages` of them and at
+/// most `bytes` bytes of envelopes, and always at least the newest one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct History {
+    pub messages: usize,
+    pub bytes: usize,
+}
+
+/// The bounds a broker keeps its memory within (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Per channel (`--history`, `--history-bytes`).
+    pub history: History,
+    /// Channels held at once (`--max-channels`).
+    pub max_channels: usize,
+    /// How long a channel with no subscriber and no news is kept (`--channel-ttl`; at most
+    /// [`MAX_CHANNEL_TTL`]).
+    pub channel_ttl: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            history: History { messages: DEFAULT_HISTORY, bytes: DEFAULT_HISTORY_BYTES },
+            max_channels: DEFAULT_MAX_CHANNELS,
+            channel_ttl: DEFAULT_CHANNEL_TTL,
+        }
+    }
+}
+
+impl Limits {
+    /// The limits as a broker applies them: at least one message and one channel, and a TTL
+    /// within [`MAX_CHANNEL_TTL`].
+    pub fn sanitized(self) -> Limits {
+        Limits {
+            history: History { messages: self.history.messages.max(1), bytes: self.history.bytes },
+            max_channels: self.max_channels.max(1),
+            channel_ttl: self.channel_ttl.min(MAX_CHANNEL_TTL),
+        }
+    }
+}
+
+/// At most this many sweeps for idle channels per `channel_ttl`. A sweep locks every channel
+/// in turn; eight per TTL keeps that rare (every 37 s by default) however publishes are timed,
+/// and lets an idle channel outlive its TTL by at most an eighth.
+pub const SWEEPS_PER_TTL: u32 = 8;
+
+/// Whether a channel that has no subscriber and last had news (or lost its last subscriber)
+/// at `active_at` has been idle for `ttl` at `now`.
+pub(crate) fn is_idle_expired(active_at: Instant, now: Instant, ttl: Duration) -> bool {
+    now.saturating_duration_since(active_at) >= ttl
+}
+
+/// When to sweep next, after a sweep at `now` that left idle channels expiring at
+/// `earliest_expiry` at the soonest (`None`: none is idle). Not before then: a channel that
+/// goes idle later expires later than `now + ttl`, and an idle one's expiry only moves later.
+/// And not sooner than [`SWEEPS_PER_TTL`] allows.
+pub(crate) fn next_sweep(now: Instant, ttl: Duration, earliest_expiry: Option<Instant>) -> Instant {
+    let soonest_possible = earliest_expiry.map_or(now + ttl, |expiry| expiry.min(now + ttl));
+    soonest_possible.max(now + ttl / SWEEPS_PER_TTL)
+}
 
 /// Is `name` a channel name? DESIGN.md: 1 to 64 of `A-Z a-z 0-9 _ . -`. The grammar keeps
 /// names safe to put in a URL path, a Redis key and a log line without escaping.
@@ -48,28 +160,19 @@ pub fn is_valid_channel_name(name: &str) -> bool {
 pub struct Position(pub u128);
 
 /// One published message. Immutable once published and shared by every reader.
+///
+/// It holds the envelope and nothing else as long as the text: transports frame the envelope
+/// as they write it (see the module docs), and whoever needs the text reads it from the
+/// envelope.
 pub struct Message {
     /// The opaque id clients use as a cursor (`k3f9-17`).
     pub id: Box<str>,
     pub position: Position,
-    pub text: Box<str>,
     /// Server time of the publish, in milliseconds since the Unix epoch.
     pub time_ms: u64,
     /// `{"id":...,"text":...,"time":...}`, the same on every transport.
     envelope: Box<str>,
-    /// Each transport's encoding of this message, built on first use (see [`WireForm`]).
-    wire_forms: [OnceLock<Box<[u8]>>; WIRE_FORMS],
 }
-
-/// The transports whose encoding of a message is cached on the message itself, so that a
-/// fan-out to N subscribers encodes once, not N times.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WireForm {
-    SseEvent = 0,
-    WebSocketFrame = 1,
-}
-
-const WIRE_FORMS: usize = 2;
 
 impl Message {
     pub fn new(id: &str, position: Position, text: &str, time_ms: u64) -> Message {
@@ -81,30 +184,25 @@ impl Message {
         envelope.push_str(",\"time\":");
         envelope.push_str(&time_ms.to_string());
         envelope.push('}');
-        Message {
-            id: id.into(),
-            position,
-            text: text.into(),
-            time_ms,
-            envelope: envelope.into(),
-            wire_forms: Default::default(),
-        }
+        // The only copy of the text; `into_boxed_str` gives back the capacity escaping did
+        // not use, so the history holds exactly the envelope's bytes.
+        Message { id: id.into(), position, time_ms, envelope: envelope.into_boxed_str() }
     }
 
     /// The JSON envelope: `{"id":"k3f9-17","text":"Hi","time":1678900000123}`.
+    ///
+    /// It is one line: [`json::write_string`] escapes every control character, CR and LF
+    /// included (RFC 8259 §7), and the rest is fixed text and digits. That is what lets an SSE
+    /// event carry it as a single `data:` line without looking at it again
+    /// ([`crate::sse::LineEvent`]).
     pub fn envelope(&self) -> &str {
         &self.envelope
-    }
-
-    /// This message encoded for one transport; `encode` runs at most once per message.
-    pub fn wire_form(&self, form: WireForm, encode: impl FnOnce(&Message) -> Vec<u8>) -> &[u8] {
-        self.wire_forms[form as usize].get_or_init(|| encode(self).into_boxed_slice())
     }
 }
 
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Message").field("id", &self.id).field("text", &self.text).finish()
+        f.debug_struct("Message").field("id", &self.id).field("envelope_bytes", &self.envelope.len()).finish()
     }
 }
 
@@ -138,6 +236,16 @@ pub struct Gap {
     pub oldest: Option<String>,
 }
 
+/// What a broker holds now (`/stats`, `/metrics`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Channels held (on a Redis node: mirrors).
+    pub channels: usize,
+    /// Bytes of envelopes their histories retain: what the history costs, give or take a few
+    /// dozen bytes of bookkeeping per message.
+    pub retained_bytes: usize,
+}
+
 /// Why a broker refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BrokerError {
@@ -166,8 +274,12 @@ pub trait Broker: Send + Sync {
     /// `memory` or `redis`, for `/stats` and logs.
     fn kind(&self) -> &'static str;
 
-    /// Appends `text` to `channel` and wakes its subscribers.
-    fn publish(&self, channel: &str, text: &str) -> Result<Arc<Message>, BrokerError>;
+    /// What the broker holds now: a look at every channel, so for `/stats`, not hot paths.
+    fn usage(&self) -> Usage;
+
+    /// Appends `text` to `channel` and wakes its subscribers. `now` stamps the message (the
+    /// memory broker; Redis uses its own clock) and restarts the channel's idle time.
+    fn publish(&self, channel: &str, text: &str, now: Now) -> Result<Arc<Message>, BrokerError>;
 
     /// Interprets a client's cursor (`?since=`, `Last-Event-ID`).
     fn parse_cursor(&self, cursor: &str) -> Result<Since, BrokerError>;
@@ -183,9 +295,20 @@ pub trait Broker: Send + Sync {
 
     /// Registers `waker` to be woken on every publish to `channel` until unsubscribed.
     /// `subscriber` is a key unique per connection; subscribing again replaces the waker.
-    fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker);
+    /// A channel with a subscriber is never reclaimed.
+    fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker, now: Instant);
 
-    fn unsubscribe(&self, channel: &str, subscriber: u64);
+    /// Removes the waker. When the channel's last subscriber leaves at `now`, its idle time
+    /// starts: a reader that is only reconnecting finds the channel still there.
+    fn unsubscribe(&self, channel: &str, subscriber: u64, now: Instant);
+}
+
+/// The text of a message, read back from its envelope (tests only: nothing on a delivery path
+/// needs the text apart from the envelope).
+#[cfg(test)]
+pub(crate) fn text(message: &Message) -> String {
+    let envelope = json::parse(message.envelope()).unwrap_or(json::Value::Null);
+    envelope.get("text").and_then(json::Value::as_str).unwrap_or_default().to_string()
 }
 
 #[cfg(test)]
@@ -209,16 +332,22 @@ mod tests {
     }
 
     #[test]
-    fn a_wire_form_is_encoded_once_and_shared() {
-        let message = Message::new("k3f9-1", Position(1), "Hi", 0);
-        let mut calls = 0;
-        let first = message.wire_form(WireForm::SseEvent, |m| {
-            calls += 1;
-            m.envelope().as_bytes().to_vec()
-        });
-        assert_eq!(first, message.envelope().as_bytes());
-        let again = message.wire_form(WireForm::SseEvent, |_| unreachable!("encoded twice"));
-        assert_eq!(again.as_ptr(), first.as_ptr());
-        assert_eq!(calls, 1);
+    fn an_envelope_is_one_line_whatever_control_characters_the_text_holds() {
+        let every_control: String = (0u8..0x20).map(char::from).chain(['\u{7f}', '\u{2028}']).collect();
+        let message = Message::new("k3f9-1", Position(1), &format!("a\r\nb{every_control}"), 0);
+        assert!(!message.envelope().contains(['\r', '\n', '\0']), "{}", message.envelope());
+        assert_eq!(text(&message), format!("a\r\nb{every_control}"), "and the text comes back from it");
+    }
+
+    #[test]
+    fn limits_are_sanitized_to_at_least_one_message_and_channel_and_at_most_a_day() {
+        let limits = Limits {
+            history: History { messages: 0, bytes: 0 },
+            max_channels: 0,
+            channel_ttl: Duration::from_secs(u64::MAX),
+        };
+        let sanitized = limits.sanitized();
+        assert_eq!((sanitized.history.messages, sanitized.max_channels), (1, 1));
+        assert_eq!(sanitized.channel_ttl, MAX_CHANNEL_TTL);
     }
 }

@@ -61,10 +61,16 @@
 //! sparse interest; it needs a catch-up read after each subscribe to close the window
 //! between the subscription and the read.
 //!
-//! Memory: each mirror keeps at most `--history` messages. At most `--max-channels` mirrors
-//! are kept: past that, the quietest channel without local subscribers is forgotten (its
-//! messages are in Redis; it is loaded again if asked for), and pub/sub messages for new
-//! channels are not mirrored while no room can be made.
+//! Memory: each mirror keeps at most `--history` messages and `--history-bytes` bytes of
+//! envelopes (always the newest message), the same bound as the memory broker's ring; the
+//! stream in Redis keeps its `--history` entries whatever their size, so a reader who fell off
+//! a mirror is answered from the stream (a cold read). A mirror with no local subscriber that
+//! has heard no message for `--channel-ttl` is forgotten: the supervisor sweeps for them
+//! between the pub/sub messages it reads, at most [`super::SWEEPS_PER_TTL`] times per TTL. Nothing is lost with it (Redis
+//! has the stream; a reader is answered by a cold read, a subscriber loads the mirror again),
+//! so unlike the memory broker's channels no cursor needs protecting. At most `--max-channels`
+//! mirrors are kept: past that, the quietest channel without local subscribers is forgotten
+//! at once, and pub/sub messages for new channels are not mirrored while no room can be made.
 //!
 //! ## Connections and faults
 //!
@@ -123,8 +129,12 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::memory::{lock, Ring, Subscribers};
-use super::resp::{self, encode_command, Limits, RespError, Value};
-use super::{is_valid_channel_name, Batch, Broker, BrokerError, Gap, Message, Position, Since};
+use super::resp::{self, encode_command, RespError, Value};
+use super::{
+    is_idle_expired, is_valid_channel_name, next_sweep, Batch, Broker, BrokerError, Gap, History, Limits, Message,
+    Position, Since, Usage,
+};
+use crate::time::Now;
 
 /// Redis's port when the URL names none.
 pub const DEFAULT_PORT: u16 = 6379;
@@ -441,7 +451,7 @@ impl Link {
 
     /// The next value Redis sends, reading as much as it takes.
     fn receive(&mut self) -> Result<Value, RedisError> {
-        let limits = Limits::default();
+        let limits = resp::Limits::default();
         loop {
             if let Some((value, used)) = resp::decode(&self.input[self.decoded..], &limits)? {
                 self.decoded += used;
@@ -529,6 +539,9 @@ struct Mirror {
     /// The newest position known: the last message, or the load position.
     newest: Position,
     subscribers: Subscribers,
+    /// When the mirror was made, last heard a message, or lost its last local subscriber:
+    /// where its idle time starts.
+    active_at: Instant,
 }
 
 /// What became of an entry offered to a mirror.
@@ -545,19 +558,20 @@ enum Accepted {
 impl Mirror {
     /// A mirror that knows nothing yet (reads go to Redis) but already collects pub/sub
     /// messages, so none is lost while its load is in flight.
-    fn unloaded() -> Mirror {
+    fn unloaded(now: Instant) -> Mirror {
         Mirror {
             loaded: None,
             evicted: Position(0),
             ring: Ring::default(),
             newest: Position(0),
             subscribers: Subscribers::default(),
+            active_at: now,
         }
     }
 
     /// A mirror that covers everything after `base`.
-    fn starting_after(base: Position) -> Mirror {
-        Mirror { loaded: Some(base), newest: base, ..Mirror::unloaded() }
+    fn starting_after(base: Position, now: Instant) -> Mirror {
+        Mirror { loaded: Some(base), newest: base, ..Mirror::unloaded(now) }
     }
 
     fn base(&self) -> Option<Position> {
@@ -575,18 +589,30 @@ impl Mirror {
     }
 
     /// Appends an entry if it is newer than everything here, and wakes the subscribers.
-    fn accept(&mut self, message: Arc<Message>, history: usize) -> Accepted {
+    fn accept(&mut self, message: Arc<Message>, history: History, now: Instant) -> Accepted {
         let position = message.position;
         if position <= self.newest {
             let covered = self.ring.contains(position) || self.base().is_none_or(|base| position <= base);
             return if covered { Accepted::Duplicate } else { Accepted::OutOfOrder };
         }
         if let Some(evicted) = self.ring.push(message, history) {
-            self.evicted = evicted.position;
+            self.evicted = evicted;
         }
         self.newest = position;
+        self.active_at = now;
         self.subscribers.wake_all();
         Accepted::New
+    }
+
+    /// Whether the mirror can be forgotten at `now`: loaded (a load in flight must land),
+    /// without local subscribers, and idle for `ttl`.
+    fn is_idle_expired(&self, now: Instant, ttl: Duration) -> bool {
+        self.is_idle() && is_idle_expired(self.active_at, now, ttl)
+    }
+
+    /// Loaded and without local subscribers: the mirror is only a cache of the stream.
+    fn is_idle(&self) -> bool {
+        self.loaded.is_some() && self.subscribers.is_empty()
     }
 
     /// The messages after `cursor`, if the mirror covers them.
@@ -732,8 +758,7 @@ fn parse_newest(reply: &Value) -> Result<Position, RedisError> {
 /// What the broker and its supervisor thread share.
 struct Shared {
     url: RedisUrl,
-    history: usize,
-    max_channels: usize,
+    limits: Limits,
     /// `realtime:{db}:`, the pub/sub channel of a stream without its name.
     topic_prefix: String,
     /// SHA-1 of [`PUBLISH_SCRIPT`], for `EVALSHA`.
@@ -820,7 +845,13 @@ impl Shared {
 
     /// The channel's mirror, created (and loaded: one round trip) if needed; `then` runs on it
     /// while no other thread can forget it. `None` if it could not be created.
-    fn with_mirror<T>(&self, name: &str, create: Create, then: impl FnOnce(&mut Mirror) -> T) -> Option<T> {
+    fn with_mirror<T>(
+        &self,
+        name: &str,
+        create: Create,
+        now: Instant,
+        then: impl FnOnce(&mut Mirror) -> T,
+    ) -> Option<T> {
         {
             // The common case: known and loaded. The map lock keeps it from being evicted.
             let channels = lock(&self.channels);
@@ -841,11 +872,11 @@ impl Shared {
                 Some(mirror) => mirror.clone(),
                 None => {
                     self.evict(&mut channels, &command);
-                    if channels.len() >= self.max_channels && create == Create::IfRoom {
+                    if channels.len() >= self.limits.max_channels && create == Create::IfRoom {
                         return None;
                     }
                     // In the map before the load is sent: pub/sub messages from now on land in it.
-                    let mirror = Arc::new(Mutex::new(Mirror::unloaded()));
+                    let mirror = Arc::new(Mutex::new(Mirror::unloaded(now)));
                     channels.insert(name.into(), mirror.clone());
                     mirror
                 }
@@ -872,15 +903,14 @@ impl Shared {
     /// and have no local subscribers; their messages stay in Redis. Only with the command
     /// lock held (`_command` proves it), so that a mirror being loaded is never forgotten.
     fn evict(&self, channels: &mut HashMap<Box<str>, Arc<Mutex<Mirror>>>, _command: &CommandLink) {
-        while channels.len() >= self.max_channels {
+        while channels.len() >= self.limits.max_channels {
             let quietest = channels
                 .iter()
                 .filter_map(|(name, mirror)| {
                     let mirror = lock(mirror);
-                    let idle = mirror.subscribers.is_empty() && mirror.loaded.is_some();
                     // Positions are Redis timestamps: the smallest newest position is the
                     // channel whose last message is oldest.
-                    idle.then(|| (mirror.newest, name.clone()))
+                    mirror.is_idle().then(|| (mirror.newest, name.clone()))
                 })
                 .min();
             match quietest {
@@ -888,6 +918,26 @@ impl Shared {
                 None => return,
             };
         }
+    }
+
+    /// Forgets the mirrors idle for `--channel-ttl` (their streams stay in Redis) and returns
+    /// when the next sweep is due ([`next_sweep`]). Only with the command lock held, like
+    /// [`Shared::evict`].
+    fn sweep(&self, _command: &CommandLink, now: Instant) -> Instant {
+        let ttl = self.limits.channel_ttl;
+        let mut earliest_expiry: Option<Instant> = None;
+        lock(&self.channels).retain(|_, mirror| {
+            let mirror = lock(mirror);
+            if mirror.is_idle_expired(now, ttl) {
+                return false;
+            }
+            if mirror.is_idle() {
+                let expiry = mirror.active_at + ttl;
+                earliest_expiry = Some(earliest_expiry.map_or(expiry, |earliest| earliest.min(expiry)));
+            }
+            true
+        });
+        next_sweep(now, ttl, earliest_expiry)
     }
 
     /// "Now" as a stream position, for a channel whose newest entry cannot be read because
@@ -1018,12 +1068,14 @@ impl Shared {
     ) -> Result<usize, RedisError> {
         let mut page = parse_entries(first_page)?;
         let mut added = 0;
+        // The supervisor drives this broker and reads the clock, as for its backoff and pings.
+        let now = Instant::now();
         loop {
             let full = page.len() == CATCH_UP_PAGE;
             let newest = {
                 let mut mirror = lock(mirror);
                 for message in page {
-                    added += usize::from(mirror.accept(message, self.history) == Accepted::New);
+                    added += usize::from(mirror.accept(message, self.limits.history, now) == Accepted::New);
                 }
                 mirror.newest
             };
@@ -1041,15 +1093,24 @@ impl Shared {
     fn listen(&self, mut link: Link) -> RedisError {
         let mut last_heard = Instant::now();
         let mut pinged = false;
+        let mut next_sweep = last_heard;
         loop {
             if self.is_stopping() {
                 return RedisError::Closed;
             }
-            match link.receive() {
+            let received = link.receive();
+            let now = Instant::now();
+            if now >= next_sweep {
+                // Sweeping needs the command lock; if a command holds it, try on the next turn.
+                if let Some(command) = try_lock(&self.command) {
+                    next_sweep = self.sweep(&command, now);
+                }
+            }
+            match received {
                 Ok(value) => {
-                    last_heard = Instant::now();
+                    last_heard = now;
                     pinged = false;
-                    self.on_push(&value);
+                    self.on_push(&value, now);
                 }
                 Err(RedisError::TimedOut) => {
                     self.tend_command_connection();
@@ -1071,18 +1132,20 @@ impl Shared {
 
     /// A value on the subscription: `["pmessage", pattern, channel, payload]`, or the answer
     /// to a `PING` (`["pong", ""]`) or the `PSUBSCRIBE`.
-    fn on_push(&self, value: &Value) {
+    fn on_push(&self, value: &Value, now: Instant) {
         if let Some([kind, _pattern, topic, payload]) = value.as_array() {
             if let (Some(b"pmessage"), Some(topic), Some(payload)) =
                 (kind.as_bytes(), topic.as_bytes(), payload.as_bytes())
             {
-                self.deliver(topic, payload);
+                self.deliver(topic, payload, now);
             }
         }
     }
 
-    /// A message from pub/sub: into its channel's mirror, which wakes the subscribers.
-    fn deliver(&self, topic: &[u8], payload: &[u8]) {
+    /// A message from pub/sub, heard at `now`: into its channel's mirror, which wakes the
+    /// subscribers. (A mirror swept after it was looked up takes the message with it; the
+    /// stream has it, and the next mirror of the channel loads from there.)
+    fn deliver(&self, topic: &[u8], payload: &[u8], now: Instant) {
         let name = topic.strip_prefix(self.topic_prefix.as_bytes()).and_then(|name| std::str::from_utf8(name).ok());
         let Some(name) = name.filter(|name| is_valid_channel_name(name)) else { return };
         let Some(message) = parse_payload(payload) else {
@@ -1095,9 +1158,9 @@ impl Shared {
                 Some(mirror) => mirror.clone(),
                 // A channel new to this node: mirror it from this message on (nothing lies
                 // between a position and the one just before it), if there is room.
-                None if channels.len() < self.max_channels => {
-                    let mirror =
-                        Arc::new(Mutex::new(Mirror::starting_after(Position(message.position.0.saturating_sub(1)))));
+                None if channels.len() < self.limits.max_channels => {
+                    let base = Position(message.position.0.saturating_sub(1));
+                    let mirror = Arc::new(Mutex::new(Mirror::starting_after(base, now)));
                     channels.insert(name.into(), mirror.clone());
                     mirror
                 }
@@ -1105,7 +1168,7 @@ impl Shared {
             }
         };
         let id = message.id.clone();
-        if lock(&mirror).accept(message, self.history) == Accepted::OutOfOrder {
+        if lock(&mirror).accept(message, self.limits.history, now) == Accepted::OutOfOrder {
             eprintln!("realtime: redis: channel {name} went backwards at {id}; Redis lost the stream, or its clock moved back");
         }
     }
@@ -1188,13 +1251,12 @@ impl RedisBroker {
     /// Starts the supervisor and waits (a few seconds at most) for its first subscription,
     /// so that a node that starts with Redis up serves from its first request. If Redis is
     /// down the node runs anyway, answers publishes with 503 and keeps trying.
-    pub fn start(url: RedisUrl, history: usize, max_channels: usize) -> io::Result<RedisBroker> {
+    pub fn start(url: RedisUrl, limits: Limits) -> io::Result<RedisBroker> {
         let shared = Arc::new(Shared {
             topic_prefix: format!("realtime:{}:", url.db),
             script_sha: sha1_smol::Sha1::from(PUBLISH_SCRIPT).digest().to_string(),
             url,
-            history: history.max(1),
-            max_channels: max_channels.max(1),
+            limits: limits.sanitized(),
             command: Mutex::new(CommandLink {
                 link: None,
                 next_attempt: Instant::now(),
@@ -1220,7 +1282,7 @@ impl RedisBroker {
     fn run_publish_script(&self, link: &mut Link, channel: &str, text: &str) -> Result<String, RedisError> {
         let key = stream_key(channel);
         let topic = format!("{}{channel}", self.shared.topic_prefix);
-        let history = self.shared.history.to_string();
+        let history = self.shared.limits.history.messages.to_string();
         let args: [&[u8]; 5] = [b"1", key.as_bytes(), history.as_bytes(), text.as_bytes(), topic.as_bytes()];
         let call = |link: &mut Link, verb: &[u8], script: &[u8]| {
             let mut command = vec![verb, script];
@@ -1252,7 +1314,15 @@ impl Broker for RedisBroker {
         "redis"
     }
 
-    fn publish(&self, channel: &str, text: &str) -> Result<Arc<Message>, BrokerError> {
+    fn usage(&self) -> Usage {
+        let channels = lock(&self.shared.channels);
+        let retained_bytes = channels.values().map(|mirror| lock(mirror).ring.bytes()).sum();
+        Usage { channels: channels.len(), retained_bytes }
+    }
+
+    /// `now` is not used: a message's time is its stream id's, Redis's clock, the same for
+    /// every node; and a mirror's idle time runs from when this node hears the message.
+    fn publish(&self, channel: &str, text: &str, _now: Now) -> Result<Arc<Message>, BrokerError> {
         let unavailable = |error: RedisError| BrokerError::Unavailable(error.to_string());
         let id = self.shared.command(|link| self.run_publish_script(link, channel, text)).map_err(unavailable)?;
         let position =
@@ -1268,7 +1338,10 @@ impl Broker for RedisBroker {
     }
 
     fn tail(&self, channel: &str) -> Position {
-        let known = self.shared.with_mirror(channel, Create::IfRoom, |mirror| mirror.loaded.map(|_| mirror.newest));
+        // This broker does I/O and reads the clock where it is not told the time.
+        let now = Instant::now();
+        let known =
+            self.shared.with_mirror(channel, Create::IfRoom, now, |mirror| mirror.loaded.map(|_| mirror.newest));
         if let Some(Some(newest)) = known {
             return newest;
         }
@@ -1304,13 +1377,17 @@ impl Broker for RedisBroker {
         })
     }
 
-    fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker) {
-        self.shared.with_mirror(channel, Create::Always, |mirror| mirror.subscribers.insert(subscriber, waker));
+    fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker, now: Instant) {
+        self.shared.with_mirror(channel, Create::Always, now, |mirror| mirror.subscribers.insert(subscriber, waker));
     }
 
-    fn unsubscribe(&self, channel: &str, subscriber: u64) {
+    fn unsubscribe(&self, channel: &str, subscriber: u64, now: Instant) {
         if let Some(mirror) = lock(&self.shared.channels).get(channel) {
-            lock(mirror).subscribers.remove(subscriber);
+            let mut mirror = lock(mirror);
+            mirror.subscribers.remove(subscriber);
+            if mirror.subscribers.is_empty() {
+                mirror.active_at = now;
+            }
         }
     }
 }
@@ -1318,6 +1395,19 @@ impl Broker for RedisBroker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::text;
+    use std::sync::OnceLock;
+
+    /// A history of `messages` messages, however large.
+    fn count(messages: usize) -> History {
+        History { messages, bytes: usize::MAX }
+    }
+
+    /// Made-up time: `secs` after an origin fixed for the whole test run.
+    fn at(secs: u64) -> Instant {
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        *ORIGIN.get_or_init(Instant::now) + Duration::from_secs(secs)
+    }
 
     fn id(text: &str) -> Position {
         parse_stream_id(text).unwrap()
@@ -1327,8 +1417,8 @@ mod tests {
         Arc::new(Message::new(position, id(position), text, millis(id(position))))
     }
 
-    fn texts(batch: &Batch) -> Vec<&str> {
-        batch.messages.iter().map(|m| &*m.text).collect()
+    fn texts(batch: &Batch) -> Vec<String> {
+        batch.messages.iter().map(|m| text(m)).collect()
     }
 
     #[test]
@@ -1387,22 +1477,22 @@ mod tests {
 
     #[test]
     fn a_mirror_answers_cursors_at_or_after_its_base_and_leaves_older_ones_to_the_stream() {
-        let mut mirror = Mirror::starting_after(id("10-0"));
+        let mut mirror = Mirror::starting_after(id("10-0"), at(0));
         for (position, text) in [("11-0", "a"), ("11-1", "b"), ("12-0", "c")] {
-            assert_eq!(mirror.accept(message(position, text), 10), Accepted::New);
+            assert_eq!(mirror.accept(message(position, text), count(10), at(0)), Accepted::New);
         }
         assert_eq!(texts(&mirror.read(id("10-0"), 10).unwrap()), ["a", "b", "c"]);
         assert_eq!(texts(&mirror.read(id("11-0"), 10).unwrap()), ["b", "c"]);
         let batch = mirror.read(id("11-0"), 1).unwrap();
-        assert_eq!((texts(&batch), batch.position), (vec!["b"], id("11-1")));
+        assert_eq!((texts(&batch), batch.position), (vec!["b".to_string()], id("11-1")));
         assert!(mirror.read(id("9-0"), 10).is_none(), "older than the base: the stream knows");
     }
 
     #[test]
     fn a_cursor_past_the_mirror_waits_where_it_is() {
         // A client that got 13-0 from another node, before pub/sub brought it here.
-        let mut mirror = Mirror::starting_after(id("10-0"));
-        mirror.accept(message("12-0", "c"), 10);
+        let mut mirror = Mirror::starting_after(id("10-0"), at(0));
+        mirror.accept(message("12-0", "c"), count(10), at(0));
         let batch = mirror.read(id("13-0"), 10).unwrap();
         assert!(batch.messages.is_empty());
         assert_eq!(batch.position, id("13-0"));
@@ -1410,20 +1500,20 @@ mod tests {
 
     #[test]
     fn entries_at_or_before_the_newest_are_duplicates_and_skipped() {
-        let mut mirror = Mirror::starting_after(id("10-0"));
-        assert_eq!(mirror.accept(message("11-0", "a"), 10), Accepted::New);
-        assert_eq!(mirror.accept(message("11-0", "a"), 10), Accepted::Duplicate);
-        assert_eq!(mirror.accept(message("9-0", "old"), 10), Accepted::Duplicate);
-        assert_eq!(mirror.accept(message("12-0", "b"), 10), Accepted::New);
-        assert_eq!(mirror.accept(message("11-5", "never seen"), 10), Accepted::OutOfOrder);
+        let mut mirror = Mirror::starting_after(id("10-0"), at(0));
+        assert_eq!(mirror.accept(message("11-0", "a"), count(10), at(0)), Accepted::New);
+        assert_eq!(mirror.accept(message("11-0", "a"), count(10), at(0)), Accepted::Duplicate);
+        assert_eq!(mirror.accept(message("9-0", "old"), count(10), at(0)), Accepted::Duplicate);
+        assert_eq!(mirror.accept(message("12-0", "b"), count(10), at(0)), Accepted::New);
+        assert_eq!(mirror.accept(message("11-5", "never seen"), count(10), at(0)), Accepted::OutOfOrder);
         assert_eq!(texts(&mirror.read(id("10-0"), 10).unwrap()), ["a", "b"]);
     }
 
     #[test]
     fn the_ring_keeps_history_messages_and_its_base_follows_evictions() {
-        let mut mirror = Mirror::starting_after(id("0-0"));
+        let mut mirror = Mirror::starting_after(id("0-0"), at(0));
         for seq in 1..=5 {
-            mirror.accept(message(&format!("1-{seq}"), &seq.to_string()), 3);
+            mirror.accept(message(&format!("1-{seq}"), &seq.to_string()), count(3), at(0));
         }
         assert_eq!(mirror.base(), Some(id("1-2")));
         assert_eq!(texts(&mirror.read(id("1-2"), 10).unwrap()), ["3", "4", "5"]);
@@ -1431,10 +1521,79 @@ mod tests {
     }
 
     #[test]
+    fn a_mirror_keeps_at_most_history_bytes_and_its_base_follows_byte_evictions() {
+        let two_envelopes = 2 * message("1-1", "1xxxxxxxxx").envelope().len();
+        let history = History { messages: 100, bytes: two_envelopes };
+        let mut mirror = Mirror::starting_after(id("0-0"), at(0));
+        for seq in 1..=5 {
+            mirror.accept(message(&format!("1-{seq}"), &format!("{seq}xxxxxxxxx")), history, at(0));
+        }
+        assert_eq!(mirror.base(), Some(id("1-3")));
+        let retained: Vec<String> = texts(&mirror.read(id("1-3"), 10).unwrap());
+        assert_eq!(retained.iter().map(|t| &t[..1]).collect::<Vec<_>>(), ["4", "5"]);
+        assert!(mirror.read(id("1-2"), 10).is_none(), "message 3 left the ring: ask the stream");
+    }
+
+    /// A broker's shared state with no connection to Redis: enough for the mirror table.
+    fn offline(limits: Limits) -> Shared {
+        Shared {
+            url: RedisUrl { host: "127.0.0.1".into(), port: DEFAULT_PORT, db: 0 },
+            limits,
+            topic_prefix: "realtime:0:".into(),
+            script_sha: String::new(),
+            command: Mutex::new(CommandLink {
+                link: None,
+                next_attempt: at(0),
+                backoff: Backoff::new(),
+                down_since: None,
+            }),
+            channels: Mutex::default(),
+            clock_offset_ms: AtomicI64::new(0),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    struct NoWake;
+    impl std::task::Wake for NoWake {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    #[test]
+    fn idle_mirrors_are_forgotten_after_the_ttl_and_those_with_local_subscribers_never() {
+        let shared = offline(Limits::default());
+        let ttl = Limits::default().channel_ttl.as_secs();
+        for name in ["quiet", "watched", "busy"] {
+            shared.deliver(format!("realtime:0:{name}").as_bytes(), b"1-1 hello", at(0));
+        }
+        let waker = Waker::from(Arc::new(NoWake));
+        let subscribed = shared.with_mirror("watched", Create::Always, at(0), |m| m.subscribers.insert(1, &waker));
+        assert!(subscribed.is_some(), "a loaded mirror needs no round trip");
+        shared.deliver(b"realtime:0:busy", b"2-1 news", at(ttl / 2));
+        let names = |shared: &Shared| {
+            let mut names: Vec<String> = lock(&shared.channels).keys().map(|k| k.to_string()).collect();
+            names.sort();
+            names
+        };
+        let command = lock(&shared.command);
+        let next = shared.sweep(&command, at(ttl / 2));
+        assert_eq!(names(&shared), ["busy", "quiet", "watched"]);
+        assert_eq!(next, at(ttl), "the next sweep is due when the quiet one expires");
+        assert_eq!(
+            shared.sweep(&command, at(ttl - 1)),
+            at(ttl - 1) + Limits::default().channel_ttl / crate::broker::SWEEPS_PER_TTL,
+            "and no sooner than an eighth of a TTL after the last"
+        );
+        shared.sweep(&command, at(ttl));
+        assert_eq!(names(&shared), ["busy", "watched"], "the quiet one is forgotten (its stream is in Redis)");
+        shared.sweep(&command, at(100 * ttl));
+        assert_eq!(names(&shared), ["watched"], "a local subscriber keeps its mirror");
+    }
+
+    #[test]
     fn an_unloaded_mirror_collects_messages_and_keeps_those_after_its_load_position() {
-        let mut mirror = Mirror::unloaded();
-        mirror.accept(message("5-0", "before the load"), 10);
-        mirror.accept(message("7-0", "after the load"), 10);
+        let mut mirror = Mirror::unloaded(at(0));
+        mirror.accept(message("5-0", "before the load"), count(10), at(0));
+        mirror.accept(message("7-0", "after the load"), count(10), at(0));
         assert!(mirror.read(id("0-0"), 10).is_none(), "unloaded: reads go to Redis");
         mirror.load(id("6-0"));
         assert_eq!(texts(&mirror.read(id("6-0"), 10).unwrap()), ["after the load"]);
@@ -1523,9 +1682,9 @@ mod tests {
             Value::Array(Some(vec![bulk(b"other"), bulk(b"x"), bulk(b"text"), bulk(b"Hi")])),
         ]));
         let parsed = parse_entry(&entry).unwrap();
-        assert_eq!((&*parsed.id, &*parsed.text, parsed.time_ms), ("1700000000123-4", "Hi", 1_700_000_000_123));
+        assert_eq!((&*parsed.id, text(&parsed).as_str(), parsed.time_ms), ("1700000000123-4", "Hi", 1_700_000_000_123));
         let from_pubsub = parse_payload(b"1700000000123-4 Hi there").unwrap();
-        assert_eq!((&*from_pubsub.id, &*from_pubsub.text), ("1700000000123-4", "Hi there"));
+        assert_eq!((&*from_pubsub.id, text(&from_pubsub).as_str()), ("1700000000123-4", "Hi there"));
         assert_eq!(from_pubsub.envelope(), parsed.envelope().replace("\"Hi\"", "\"Hi there\""));
         assert!(parse_payload(b"no-id-here").is_none());
         assert!(parse_payload(b"x-1 text").is_none());

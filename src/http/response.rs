@@ -5,7 +5,8 @@
 //!
 //! - `Content-Length` for every complete response ([`write_response`]);
 //! - chunked transfer coding for a stream of unknown length on HTTP/1.1 ([`write_chunk`],
-//!   [`write_last_chunk`]): Server-Sent Events use it, one chunk per event;
+//!   [`write_chunk_pieces`], [`write_last_chunk`]): Server-Sent Events use it, one chunk per
+//!   event;
 //! - the end of the connection for a stream to an HTTP/1.0 client, which knows no chunking.
 //!
 //! The status line always says `HTTP/1.1`, also to HTTP/1.0 clients: RFC 9112 §2.3 asks a
@@ -135,12 +136,41 @@ pub fn push_connection_header(headers: &mut Vec<(&str, &str)>, framing: Framing)
 /// Appends one chunk (RFC 9112 §7.1: `chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF`).
 /// An empty `data` would be the last-chunk, so it writes nothing.
 pub fn write_chunk(out: &mut Vec<u8>, data: &[u8]) {
-    if data.is_empty() {
+    write_chunk_pieces(out, &[data]);
+}
+
+/// The most bytes a chunk adds around its data: a chunk-size of at most 16 hex digits (a
+/// 64-bit length) and two CRLFs.
+const MAX_CHUNK_FRAMING: usize = 16 + 2 * 2;
+
+/// Appends one chunk whose data is `pieces` one after the other, without joining them first:
+/// the chunk-size is their total length, written before any of them. This is how an SSE event
+/// goes out around the broker's shared envelope ([`crate::sse::LineEvent`]): the envelope is
+/// copied once, from the history into the output. Empty in total, it writes nothing (that
+/// would be the last-chunk).
+pub fn write_chunk_pieces(out: &mut Vec<u8>, pieces: &[&[u8]]) {
+    let size: usize = pieces.iter().map(|piece| piece.len()).sum();
+    if size == 0 {
         return;
     }
-    let _ = write!(out, "{:x}\r\n", data.len());
-    out.extend_from_slice(data);
+    out.reserve(size + MAX_CHUNK_FRAMING);
+    push_chunk_size(out, size);
     out.extend_from_slice(b"\r\n");
+    for piece in pieces {
+        out.extend_from_slice(piece);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `size` as a chunk-size (`1*HEXDIG`): lowercase hex without leading zeros. Written
+/// by hand because it is written once per event to every subscriber, and `write!` would cost
+/// more than the rest of a small event's framing.
+fn push_chunk_size(out: &mut Vec<u8>, size: usize) {
+    const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let digits = (usize::BITS - size.leading_zeros()).div_ceil(4).max(1) as usize;
+    for digit in (0..digits).rev() {
+        out.push(HEX_DIGITS[(size >> (4 * digit)) & 0xf]);
+    }
 }
 
 /// Appends the last-chunk and the empty trailer section that end a chunked body.
@@ -254,5 +284,26 @@ mod tests {
         write_chunk(&mut out, b"");
         write_last_chunk(&mut out);
         assert_eq!(out, b"4\r\nWiki\r\n10\r\npedia in chunks.\r\n0\r\n\r\n");
+    }
+
+    #[test]
+    fn rfc9112_7_1_chunk_sizes_are_lowercase_hex_without_leading_zeros() {
+        for size in [1, 9, 10, 15, 16, 255, 256, 0xabcdef, usize::MAX] {
+            let mut out = Vec::new();
+            push_chunk_size(&mut out, size);
+            assert_eq!(String::from_utf8(out).unwrap(), format!("{size:x}"));
+        }
+    }
+
+    #[test]
+    fn rfc9112_7_1_a_chunk_of_pieces_is_byte_for_byte_the_chunk_of_their_concatenation() {
+        let big = vec![b'x'; 70_000];
+        for pieces in [&[&b"id: "[..], b"k3f9-1", b"\n", &big, b"\n\n"][..], &[b"", b"Wiki", b""], &[b"", b""], &[]] {
+            let mut joined = Vec::new();
+            write_chunk(&mut joined, &pieces.concat());
+            let mut written = Vec::new();
+            write_chunk_pieces(&mut written, pieces);
+            assert_eq!(written, joined);
+        }
     }
 }

@@ -70,8 +70,8 @@ impl Server {
         sys::set_listen_backlog(std::os::fd::AsFd::as_fd(&listener), config.backlog)?;
         let local_addr = listener.local_addr()?;
         let broker: Arc<dyn Broker> = match &config.broker {
-            BrokerUrl::Memory => Arc::new(MemoryBroker::new(config.history, config.max_channels)),
-            BrokerUrl::Redis(url) => Arc::new(RedisBroker::start(url.clone(), config.history, config.max_channels)?),
+            BrokerUrl::Memory => Arc::new(MemoryBroker::new(config.broker_limits())),
+            BrokerUrl::Redis(url) => Arc::new(RedisBroker::start(url.clone(), config.broker_limits())?),
         };
         let app = Arc::new(App::new(config, broker));
         Ok(Server { app, listener, local_addr })
