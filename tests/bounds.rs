@@ -101,12 +101,32 @@ fn clients_that_flood_pings_or_echoes_and_never_read_are_paused_not_buffered() {
                 number(&during, &["memory_budget", "held"])
             );
             assert!(number(&during, &["memory_budget", "held"]) <= HELD_BOUND * 2, "{during:?}");
+            // The same while reading 4 KiB/s: the client takes enough for the send timeout
+            // never to fire, and far too little for what it asks; the replies still wait in
+            // the kernel, not in the server.
+            let trickler = ws(server, "/echo");
+            let reader = trickler.stream().try_clone().unwrap();
+            let trickle = std::thread::spawn(move || {
+                let mut reader = reader;
+                let mut buf = [0u8; 4096];
+                let started = Instant::now();
+                while started.elapsed() < FLOOD_TIME + Duration::from_secs(1) {
+                    let _ = std::io::Read::read(&mut reader, &mut buf);
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            });
+            let sent = flood(trickler.stream(), &message);
+            let during = stats(server);
+            let held = number(&during, &["memory_budget", "held"]);
+            eprintln!("echoes read at 4 KiB/s: the server took {} KiB; held {held} bytes", sent / 1024);
+            assert!(held <= HELD_BOUND * 3, "{during:?}");
+            trickle.join().unwrap();
             let rss_after = number(&during, &["rss_bytes"]);
             assert!(
                 rss_after.saturating_sub(rss_before) < RSS_GROWTH_BOUND,
                 "RSS grew from {rss_before} to {rss_after} bytes"
             );
-            drop((pinger, echoer));
+            drop((pinger, echoer, trickler));
             common::eventually("the flooders' memory to be given back", || {
                 number(&stats(server), &["memory_budget", "held"]) < 64 * 1024
             });
