@@ -177,6 +177,9 @@ impl Connection {
 
     /// `n` bytes of [`Connection::output`] were written at `now`.
     pub fn consume_output(&mut self, n: usize, now: Instant) {
+        // A driver reports what it wrote of a slice it copied out earlier: never more than is
+        // still queued (nothing else removes output while a WebSocket's threads share it).
+        let n = n.min(self.output.len());
         self.app.stats.bytes_out(n);
         self.output.drain(..n);
         // Progress: the slow-consumer clock restarts if anything is left.
@@ -249,9 +252,6 @@ impl Connection {
     /// Makes all the progress possible with the input so far, the broker's state and the time.
     pub fn advance(&mut self, now: Now, waker: &Waker) {
         self.last_turn = now.instant;
-        if !self.output.is_empty() && self.stalled_since.is_none() {
-            self.stalled_since = Some(now.instant);
-        }
         let send_timeout = self.app.config.send_timeout;
         if self.stalled_since.is_some_and(|since| now.instant >= since + send_timeout) {
             // RFC 6455 §7.4.1: 1008 "indicates that an endpoint is terminating the connection
@@ -265,6 +265,11 @@ impl Connection {
             self.shed(now);
         }
         while self.step(now, waker) {}
+        if !self.output.is_empty() && self.stalled_since.is_none() {
+            // Bytes are owed from now: the slow-consumer clock starts with this turn, not with
+            // the next one (which may be a keepalive interval away).
+            self.stalled_since = Some(now.instant);
+        }
         self.account();
     }
 

@@ -228,3 +228,50 @@ fn many_parked_polls_are_all_answered_by_one_publish() {
         },
     );
 }
+
+/// A parked poll or an SSE stream whose client hangs up must free what it holds at once, on
+/// both models: the event loop hears it from epoll (`EPOLLRDHUP`), the thread model looks at
+/// the socket between naps. Before, a parked thread noticed only at the poll timeout (up to
+/// 60 s) or at its next keepalive write, and reloading browsers piled up dead threads.
+#[test]
+fn clients_that_hang_up_on_parked_polls_and_streams_free_their_connections_and_threads() {
+    const EACH: usize = 200;
+    each_model(
+        |_| {},
+        |server| {
+            let app = server.server.app().clone();
+            // Once it has answered a request, the server's own threads (workers) all exist.
+            assert_eq!(server.get("/healthz").status, 200);
+            let idle_threads = app.stats.snapshot().threads;
+            let mut clients = Vec::new();
+            for i in 0..EACH {
+                let mut poll = server.connect();
+                poll.write_all(format!("GET /poll/gone{i}?timeout=60 HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).unwrap();
+                let mut sse = server.connect();
+                sse.write_all(
+                    format!("GET /sse/gone{i} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n").as_bytes(),
+                )
+                .unwrap();
+                clients.push(poll);
+                clients.push(sse);
+            }
+            common::eventually("every poll parked and every stream open", || {
+                let s = app.stats.snapshot();
+                s.parked_polls == EACH && s.open[1] == EACH
+            });
+            let started = std::time::Instant::now();
+            drop(clients);
+            common::eventually("the server back to idle", || {
+                let s = app.stats.snapshot();
+                let idle = s.open.iter().sum::<usize>() == 0 && s.threads <= idle_threads;
+                if !idle && std::time::Instant::now() > started + Duration::from_secs(15) {
+                    eprintln!("not idle: open {:?}, threads {} (idle {idle_threads})", s.open, s.threads);
+                }
+                idle
+            });
+            let released = started.elapsed();
+            eprintln!("model {}: {} connections released in {released:?}", server.model.name(), 2 * EACH);
+            assert!(released < Duration::from_secs(1), "released after {released:?}: the hang-ups went unnoticed");
+        },
+    );
+}

@@ -3,12 +3,24 @@
 //! The accept loop hands every connection to a new OS thread, which loops:
 //!
 //! ```text
-//! advance the Connection ─► write its output (blocking) ─► what is it waiting for?
-//!      ▲                                                      │ input: read(2), blocking,
+//! advance the Connection ─► write its output (blocking, ─► what is it waiting for?
+//!      ▲                      until the next deadline)        │ input: read(2), blocking,
 //!      │                                                      │        until the next deadline
 //!      └──────────────────────────────────────────────────────┘ broker: park the thread
 //!                                                                      until woken or the deadline
 //! ```
+//!
+//! The decisions are the [`Connection`]'s, as in the event loop: a write that blocks until
+//! the connection's next deadline returns to `advance`, which decides whether the client is a
+//! slow consumer (a WebSocket gets its 1008 close behind its backlog). No lock is held while a
+//! write blocks, so a WebSocket's reading thread can still answer pings and closes.
+//!
+//! A parked thread cannot be woken both by the broker (`unpark`) and by its socket (a client
+//! that hangs up) without a second descriptor per connection. So it parks in naps of at most
+//! [`HANGUP_CHECK_INTERVAL`] and looks at its socket in between (a `poll(2)` for `POLLRDHUP`
+//! that does not wait): a client that leaves a parked long poll or an SSE stream frees its
+//! thread within a fraction of a second, not at the poll timeout or the next keepalive. That
+//! is a cost the event loop does not pay: the kernel tells it, through epoll.
 //!
 //! It is the easiest model to read and it shows the cost the event loop removes: a parked
 //! long poll is a whole thread asleep in `park_timeout`, with its stack. Each thread gets an
@@ -38,10 +50,12 @@ use std::task::{Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
+use std::os::fd::AsFd;
+
 use crate::app::App;
 use crate::connection::{Connection, Waiting};
 
-use super::{accept_loop, now, SHUTDOWN_GRACE};
+use super::{accept_loop, now, sys, SHUTDOWN_GRACE};
 
 /// Stack size of a connection thread. The deepest path (request parsing plus a response) uses
 /// a few KiB; 128 KiB leaves a wide margin and is 1/16 of the default reservation.
@@ -55,6 +69,14 @@ const KERNEL_RESERVE: usize = 2048;
 
 /// Bytes read from the socket in one call.
 const READ_BUFFER_BYTES: usize = 16 * 1024;
+
+/// Bytes copied out of the connection for one blocking write: the copy is what lets the lock
+/// go while the write blocks.
+const WRITE_SLICE_BYTES: usize = 64 * 1024;
+
+/// The longest a parked thread sleeps before it looks at its socket for a hang-up. Five looks
+/// a second per parked connection is the price; a gone client's thread is freed within it.
+pub const HANGUP_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
 /// How long a closing connection keeps reading (and discarding) after its last response, and
 /// how much. Closing with unread input makes the kernel send a reset that can destroy the
@@ -206,31 +228,33 @@ fn shut_down(registry: &Registry) {
 ///
 /// The connection sits behind a mutex because a WebSocket needs two threads: this one writes
 /// what the broker delivers and sleeps in `park`, while a second one ([`read_frames`]) sits in
-/// a blocking `read` for the client's frames. Before the upgrade the lock is never contended.
+/// a blocking `read` for the client's frames ([`Shared`]). Before the upgrade the locks are
+/// never contended.
 fn serve_connection(stream: Arc<TcpStream>, peer: IpAddr, app: &Arc<App>, registry: &Arc<Registry>, key: u64) {
     let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
     if let Some(entry) = registry.lock().get_mut(&key) {
         entry.1 = Some(waker.clone());
     }
     let _ = stream.set_nodelay(true);
-    let _ = stream.set_write_timeout(Some(app.config.send_timeout));
-    let connection = Arc::new(Mutex::new(Connection::new(app.clone(), peer, now())));
+    let connection =
+        Arc::new(Shared { connection: Mutex::new(Connection::new(app.clone(), peer, now())), writing: Mutex::new(()) });
     let mut buf = vec![0u8; READ_BUFFER_BYTES];
+    let mut slice = Vec::with_capacity(WRITE_SLICE_BYTES);
     let mut reader: Option<thread::JoinHandle<()>> = None;
     let mut socket: &TcpStream = &stream;
     loop {
+        lock(&connection).advance(now(), &waker);
+        let wrote = match flush(socket, &connection, &mut slice) {
+            Ok(wrote) => wrote,
+            Err(_) => break, // the client is gone
+        };
         let mut guard = lock(&connection);
-        guard.advance(now(), &waker);
-        let wrote = !guard.output().is_empty();
-        if write_output(&mut socket, &mut guard).is_err() {
-            break; // the client is gone or took nothing for `send_timeout`
-        }
         if guard.is_finished() {
             break;
         }
-        if wrote {
-            // A stream stops reading the broker while its output is full: now that the output
-            // has drained, let it read on before waiting for anything else.
+        if wrote || !guard.output().is_empty() {
+            // Output drained: a stream that stopped reading the broker can read on. Output
+            // left: a write waited until the next deadline, which `advance` acts on.
             continue;
         }
         let timeout = guard.next_deadline().map(|deadline| deadline.saturating_duration_since(Instant::now()));
@@ -250,18 +274,22 @@ fn serve_connection(stream: Arc<TcpStream>, peer: IpAddr, app: &Arc<App>, regist
                 }
             }
             Waiting::ForBroker | Waiting::ForInputAndBroker => {
-                if guard.waiting_for() == Waiting::ForInputAndBroker && reader.is_none() {
+                let waiting = guard.waiting_for();
+                if waiting == Waiting::ForInputAndBroker && reader.is_none() {
                     reader = spawn_reader(&stream, &connection, &waker, registry);
                     if reader.is_none() {
                         guard.close_overloaded();
-                        let _ = write_output(&mut socket, &mut guard);
+                        drop(guard);
+                        let _ = flush(socket, &connection, &mut slice);
                         break;
                     }
                 }
                 drop(guard);
-                match timeout {
-                    Some(timeout) => thread::park_timeout(timeout),
-                    None => thread::park(),
+                thread::park_timeout(timeout.map_or(HANGUP_CHECK_INTERVAL, |t| t.min(HANGUP_CHECK_INTERVAL)));
+                // A WebSocket's reader thread sees the hang-up itself; a parked poll or an SSE
+                // stream has nobody reading, so this thread looks.
+                if waiting == Waiting::ForBroker && has_hung_up(&stream) {
+                    lock(&connection).receive_eof();
                 }
             }
             Waiting::ForClose => break,
@@ -276,15 +304,34 @@ fn serve_connection(stream: Arc<TcpStream>, peer: IpAddr, app: &Arc<App>, regist
     }
 }
 
-fn lock(connection: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
-    connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Has the client shut down its side, or the connection failed? A `poll(2)` that does not
+/// wait: `POLLRDHUP` (Linux) is the peer's FIN even while unread bytes wait in front of it.
+fn has_hung_up(stream: &TcpStream) -> bool {
+    let mut fds = [sys::PollFd::new(stream.as_fd(), sys::POLLRDHUP)];
+    match sys::poll_ready(&mut fds, 0) {
+        Ok(_) => fds[0].revents() & (sys::POLLRDHUP | sys::POLLHUP | sys::POLLERR) != 0,
+        Err(_) => false,
+    }
+}
+
+/// What a connection's threads share: the [`Connection`], and the right to write to its
+/// socket. They are separate locks so that a write that blocks holds only the second: the
+/// other thread can still hand the connection bytes and advance it meanwhile, and no two
+/// threads ever write (and so interleave) at once.
+struct Shared {
+    connection: Mutex<Connection>,
+    writing: Mutex<()>,
+}
+
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Connection> {
+    shared.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Starts the second thread of a WebSocket connection (see [`read_frames`]), if the thread
 /// budget and the kernel allow it.
 fn spawn_reader(
     stream: &Arc<TcpStream>,
-    connection: &Arc<Mutex<Connection>>,
+    connection: &Arc<Shared>,
     waker: &Waker,
     registry: &Arc<Registry>,
 ) -> Option<thread::JoinHandle<()>> {
@@ -301,23 +348,28 @@ fn spawn_reader(
 /// A WebSocket's reading thread: blocks in `read`, hands the bytes to the connection, writes
 /// any replies (pongs, echoes, close frames) itself, and wakes the writing thread so that it
 /// sees state changes. Ends at EOF, on an error, or when the connection is finished.
-fn read_frames(stream: Arc<TcpStream>, connection: &Mutex<Connection>, waker: &Waker) {
+fn read_frames(stream: Arc<TcpStream>, connection: &Shared, waker: &Waker) {
     let mut socket: &TcpStream = &stream;
     let mut buf = vec![0u8; READ_BUFFER_BYTES];
+    let mut slice = Vec::with_capacity(WRITE_SLICE_BYTES);
     let _ = stream.set_read_timeout(None);
     loop {
         let read = socket.read(&mut buf);
-        let mut guard = lock(connection);
-        match read {
-            Ok(0) => guard.receive_eof(),
-            Ok(n) => guard.receive(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => guard.receive_eof(),
+        {
+            let mut guard = lock(connection);
+            match read {
+                Ok(0) => guard.receive_eof(),
+                Ok(n) => guard.receive(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => guard.receive_eof(),
+            }
+            guard.advance(now(), waker);
         }
-        guard.advance(now(), waker);
-        let failed = write_output(&mut socket, &mut guard).is_err();
-        let done = failed || guard.is_finished() || guard.waiting_for() != Waiting::ForInputAndBroker;
-        drop(guard);
+        let failed = flush(socket, connection, &mut slice).is_err();
+        let done = {
+            let guard = lock(connection);
+            failed || guard.is_finished() || guard.waiting_for() != Waiting::ForInputAndBroker
+        };
         waker.wake_by_ref();
         if done {
             return;
@@ -325,17 +377,40 @@ fn read_frames(stream: Arc<TcpStream>, connection: &Mutex<Connection>, waker: &W
     }
 }
 
-/// Writes everything the connection has queued.
-fn write_output(stream: &mut &TcpStream, connection: &mut Connection) -> io::Result<()> {
-    while !connection.output().is_empty() {
-        match stream.write(connection.output()) {
+/// Writes what the connection has queued, a slice at a time, each write blocking no later than
+/// the connection's next deadline. The lock is held only to copy a slice out and to report
+/// what went, never while the socket blocks. Returns whether anything was written; stops
+/// early, with output left, when a write waited until the deadline: `advance` then decides
+/// (a slow consumer is the connection's call, not the socket's).
+fn flush(socket: &TcpStream, connection: &Shared, slice: &mut Vec<u8>) -> io::Result<bool> {
+    let _writing = connection.writing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut socket = socket;
+    let mut wrote = false;
+    loop {
+        let deadline = {
+            let guard = lock(connection);
+            let output = guard.output();
+            if output.is_empty() {
+                return Ok(wrote);
+            }
+            slice.clear();
+            slice.extend_from_slice(&output[..output.len().min(WRITE_SLICE_BYTES)]);
+            guard.next_deadline()
+        };
+        // A zero timeout means "block forever" to set_write_timeout: 1 ms at least.
+        let wait = deadline.map(|d| d.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)));
+        let _ = socket.set_write_timeout(wait);
+        match socket.write(slice) {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(n) => connection.consume_output(n, Instant::now()),
+            Ok(n) => {
+                lock(connection).consume_output(n, Instant::now());
+                wrote = true;
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return Ok(wrote),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(())
 }
 
 /// Closes our sending side, then reads and discards for a moment so that the client receives
