@@ -10,6 +10,8 @@
 
 #![forbid(unsafe_code)]
 
+use std::time::Duration;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
@@ -213,5 +215,101 @@ pub fn token(data: &[u8]) {
             assert_eq!(token::verify(&again, &secret, now), Ok(claims));
         }
         Err(error) => assert!(!error.message().is_empty() && !error.message().contains('\n'), "{error:?}"),
+    }
+}
+
+/// A waker for a connection nobody parks: the fuzz script advances it at every step anyway.
+struct NoWake;
+
+impl std::task::Wake for NoWake {
+    fn wake(self: std::sync::Arc<Self>) {}
+}
+
+/// The limits the connection target runs under: small, so that fuzzed scripts reach the
+/// timeouts, the output bound and the message limits in a few steps.
+fn fuzz_connection_config() -> crate::config::Config {
+    let mut config = crate::config::Config::default();
+    config.header_timeout = Duration::from_millis(500);
+    config.idle_timeout = Duration::from_millis(800);
+    config.keepalive = Duration::from_millis(300);
+    config.send_timeout = Duration::from_millis(400);
+    config.poll_timeout = Duration::from_millis(600);
+    config.max_outbound_bytes = 4096;
+    config.max_message_bytes = FUZZ_MAX_MESSAGE;
+    config.max_publish_bytes = 1024;
+    config.memory_budget = 1 << 20;
+    config
+}
+
+/// The most a connection may hold queued for its client under [`fuzz_connection_config`]: the
+/// input pause point (twice the outbound limit) plus what one turn can add past it (an echoed
+/// message, a pulled batch, a response), with room to spare.
+const FUZZ_MAX_OUTPUT: usize = 2 * 4096 + 2 * FUZZ_MAX_MESSAGE + 64 * 1024;
+
+/// A [`Connection`](crate::connection::Connection) driven by a script of bytes and time steps,
+/// as a driver would: the first byte of each step picks what happens (client bytes, time
+/// passing, the client taking output, the client hanging up, a publish, shutdown). Checks that
+/// it never panics, that its output stays bounded, that nothing is queued after it has
+/// finished, and that after a turn its next deadline is never in the past (a driver would
+/// spin on it).
+pub fn connection(data: &[u8]) {
+    use crate::app::App;
+    use crate::broker::memory::MemoryBroker;
+    use crate::connection::Connection;
+    use crate::time::Now;
+    use std::sync::Arc;
+    use std::task::Waker;
+    use std::time::Instant;
+
+    let config = fuzz_connection_config();
+    let broker = Arc::new(MemoryBroker::with_epoch("fuzz".into(), config.broker_limits()));
+    let app = Arc::new(App::new(config, broker));
+    let t0 = Instant::now();
+    let mut elapsed = Duration::ZERO;
+    let now =
+        |elapsed: Duration| Now { instant: t0 + elapsed, unix_ms: 1_700_000_000_000 + elapsed.as_millis() as u64 };
+    let peer = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    let mut connection = Connection::new(app.clone(), peer, now(elapsed));
+    let waker = Waker::from(Arc::new(NoWake));
+    let mut rest = data;
+    while let Some((&op, tail)) = rest.split_first() {
+        // Every step but the last three takes one argument byte.
+        let (arg, after) = match tail.split_first() {
+            Some((&arg, after)) if op % 8 < 5 => (arg as usize, after),
+            _ => (0, tail),
+        };
+        rest = after;
+        match op % 8 {
+            // Client bytes: the next `arg` bytes of the script, as one read (what fits).
+            0..=2 => {
+                let (bytes, after) = rest.split_at(arg.min(rest.len()));
+                rest = after;
+                let room = connection.input_room();
+                if room > 0 && !connection.is_input_closed() {
+                    connection.receive(&bytes[..bytes.len().min(room)]);
+                }
+            }
+            // Time passes: up to a quarter of a second per step.
+            3 => elapsed += Duration::from_millis(arg as u64),
+            // The client takes some of the output.
+            4 => {
+                let n = connection.output().len().min(arg * 64);
+                connection.consume_output(n, t0 + elapsed);
+            }
+            5 => connection.receive_eof(),
+            6 => {
+                let _ = app.publish_text("f", "fuzz", now(elapsed));
+            }
+            _ => app.begin_shutdown(),
+        }
+        let finished_before = connection.is_finished();
+        connection.advance(now(elapsed), &waker);
+        assert!(connection.output().len() <= FUZZ_MAX_OUTPUT, "output grew to {}", connection.output().len());
+        if finished_before {
+            assert!(connection.output().is_empty(), "bytes queued after the connection finished");
+        }
+        if let Some(deadline) = connection.next_deadline() {
+            assert!(deadline > t0 + elapsed, "a deadline in the past after a turn: the driver would spin");
+        }
     }
 }

@@ -26,7 +26,7 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::app::App;
-use crate::broker::{Batch, Gap};
+use crate::broker::{Batch, BrokerError, Gap};
 use crate::gate::Grant;
 use crate::http::response::{write_chunk_pieces, write_last_chunk};
 use crate::json;
@@ -268,12 +268,14 @@ impl WebSocketStream {
     }
 
     pub fn next_deadline(&self, keepalive: Duration) -> Instant {
+        if let Some(close) = self.close_deadline {
+            // Our Close is sent: no more pings or expiry, only the wait for the peer's Close.
+            // (A ping deadline left in the past here would have a driver spin until then.)
+            return close;
+        }
         let mut deadline = self.next_ping;
         if let Some(since) = self.ping_unanswered_since {
             deadline = deadline.min(since + 2 * keepalive);
-        }
-        if let Some(close) = self.close_deadline {
-            deadline = deadline.min(close);
         }
         earliest(deadline, self.authority.expires)
     }
@@ -381,10 +383,14 @@ impl WebSocketStream {
             return self.close(io, CloseCode::POLICY, "rate limit");
         }
         let channel = subscription.channel().to_string();
-        if io.app.publish_text(&channel, &text, io.now).is_err() {
+        if let Err(error) = io.app.publish_text(&channel, &text, io.now) {
             // 1011: "encountered an unexpected condition that prevented it from fulfilling
             // the request". The client can retry the message after reconnecting.
-            self.close(io, CloseCode::INTERNAL_ERROR, "message not published: broker unavailable");
+            let reason = match error {
+                BrokerError::TooManyChannels => "message not published: too many channels",
+                _ => "message not published: broker unavailable",
+            };
+            self.close(io, CloseCode::INTERNAL_ERROR, reason);
         }
     }
 

@@ -295,6 +295,13 @@ fn shutdown_answers_a_parked_poll_ends_a_stream_and_closes_a_websocket_with_1001
     ws.advance(secs(1));
     assert_eq!(close_code(&ws.take(secs(1))), Some(1001));
     assert!(!ws.connection.is_finished(), "it waits for the client's Close (RFC 6455 §7.1.2)");
+    // ... and for nothing else: a keepalive ping falling due meanwhile must not become a
+    // deadline in the past, which a driver would spin on (found by the `connection` fuzz target).
+    assert_eq!(ws.deadline(), Some(secs(1) + realtime::stream::CLOSE_HANDSHAKE_TIMEOUT));
+    ws.advance(secs(5));
+    assert!(ws.deadline().is_some_and(|d| d > secs(5)));
+    ws.advance(secs(6));
+    assert!(ws.connection.is_finished(), "no Close from the client within the wait: closed");
 }
 
 const UPGRADE: &[u8] = b"GET /ws/w HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\

@@ -46,3 +46,8 @@ fn resp_corpus() {
 fn token_corpus() {
     replay("token", realtime::fuzz::token);
 }
+
+#[test]
+fn connection_corpus() {
+    replay("connection", realtime::fuzz::connection);
+}
