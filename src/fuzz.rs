@@ -228,17 +228,18 @@ impl std::task::Wake for NoWake {
 /// The limits the connection target runs under: small, so that fuzzed scripts reach the
 /// timeouts, the output bound and the message limits in a few steps.
 fn fuzz_connection_config() -> crate::config::Config {
-    let mut config = crate::config::Config::default();
-    config.header_timeout = Duration::from_millis(500);
-    config.idle_timeout = Duration::from_millis(800);
-    config.keepalive = Duration::from_millis(300);
-    config.send_timeout = Duration::from_millis(400);
-    config.poll_timeout = Duration::from_millis(600);
-    config.max_outbound_bytes = 4096;
-    config.max_message_bytes = FUZZ_MAX_MESSAGE;
-    config.max_publish_bytes = 1024;
-    config.memory_budget = 1 << 20;
-    config
+    crate::config::Config {
+        header_timeout: Duration::from_millis(500),
+        idle_timeout: Duration::from_millis(800),
+        keepalive: Duration::from_millis(300),
+        send_timeout: Duration::from_millis(400),
+        poll_timeout: Duration::from_millis(600),
+        max_outbound_bytes: 4096,
+        max_message_bytes: FUZZ_MAX_MESSAGE,
+        max_publish_bytes: 1024,
+        memory_budget: 1 << 20,
+        ..Default::default()
+    }
 }
 
 /// The most a connection may hold queued for its client under [`fuzz_connection_config`]: the
