@@ -50,7 +50,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::http::request::{Limits, Parsed};
+use crate::http::grammar::Parsed;
+use crate::http::request::Limits;
 use crate::http::response_head::{parse_response, ResponseFraming};
 use crate::json;
 use crate::server::sys;

@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::http::body::{BodyDecoder, BodyFraming};
-use crate::http::request::{Limits, Parsed};
+use crate::http::grammar::Parsed;
+use crate::http::request::Limits;
 use crate::http::response_head::{parse_response, ResponseFraming};
 use crate::json;
 use crate::random::RandomSource;

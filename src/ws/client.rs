@@ -15,7 +15,8 @@ use std::net::TcpStream;
 use super::handshake;
 use super::message::{CloseCode, Message};
 use super::session::{Event, Session};
-use crate::http::request::{Limits, Parsed};
+use crate::http::grammar::Parsed;
+use crate::http::request::Limits;
 use crate::http::response_head::parse_response;
 use crate::random::RandomSource;
 
