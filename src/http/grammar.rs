@@ -143,7 +143,7 @@ pub(super) fn parse_field_line(buf: &[u8]) -> Result<Parsed<Header<'_>>, HttpErr
 }
 
 /// Removes OWS (`*( SP / HTAB )`, RFC 9110 §5.6.3) from both ends.
-pub(super) fn trim_ows(bytes: &[u8]) -> &[u8] {
+pub(crate) fn trim_ows(bytes: &[u8]) -> &[u8] {
     let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
     let start = bytes.iter().position(|b| !is_ows(b)).unwrap_or(bytes.len());
     let end = bytes.iter().rposition(|b| !is_ows(b)).map_or(start, |last| last + 1);
