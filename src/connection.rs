@@ -49,8 +49,8 @@ use crate::stats::Kind;
 use crate::stream::{Io, Next, SseStream, WebSocketStream};
 use crate::subscription::Subscription;
 use crate::time::Now;
+use crate::ws::close::CloseCode;
 use crate::ws::handshake;
-use crate::ws::message::CloseCode;
 
 /// While this many response bytes wait to be written, no further pipelined request is
 /// parsed: a client that sends requests but never reads cannot make us buffer without bound.

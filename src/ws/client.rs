@@ -12,8 +12,9 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 
+use super::close::CloseCode;
 use super::handshake;
-use super::message::{CloseCode, Message};
+use super::message::Message;
 use super::session::{Event, Session};
 use crate::http::grammar::Parsed;
 use crate::http::request::Limits;
