@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use crate::app::App;
 use crate::connection::{Connection, Waiting};
+use crate::sync::lock;
 
 use super::{accept_loop, now, SHUTDOWN_GRACE};
 
@@ -113,7 +114,7 @@ impl Registry {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Registered>> {
-        self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.connections)
     }
 
     /// A place for one more thread, or `None` if the budget is spent.
@@ -274,10 +275,6 @@ fn serve_connection(stream: Arc<TcpStream>, peer: IpAddr, app: &Arc<App>, regist
     } else {
         linger_close(&mut socket, &mut buf);
     }
-}
-
-fn lock(connection: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
-    connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Starts the second thread of a WebSocket connection (see [`read_frames`]), if the thread
