@@ -14,7 +14,8 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use realtime::server::poller::{Backend, Interest, Poller, Ready};
+use realtime::config::Backend;
+use realtime::server::poller::{Interest, Poller, Ready};
 use realtime::server::sys;
 
 /// Waits timed per backend and N; the median of these is reported.

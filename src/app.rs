@@ -490,7 +490,7 @@ mod tests {
         let broker = Arc::new(crate::broker::memory::MemoryBroker::new(Default::default()));
         let app = App::new(Config::default(), broker);
         match crate::http::request::parse_request(head, &Default::default()) {
-            Ok(crate::http::request::Parsed::Complete { value, .. }) => {
+            Ok(crate::http::grammar::Parsed::Complete { value, .. }) => {
                 app.handle(&value, std::net::Ipv4Addr::LOCALHOST.into(), crate::server::now())
             }
             other => panic!("test request did not parse: {other:?}"),

@@ -10,7 +10,6 @@ use std::time::Duration;
 use crate::broker::redis::{self, RedisUrl};
 use crate::broker::{self, History};
 use crate::http::request::{Limits, MAX_HEADERS, MAX_HEAD_BYTES, MAX_TARGET_BYTES};
-use crate::server::poller::Backend;
 use crate::token::{self, ChannelPattern};
 
 /// The longest a client may ask a long poll to wait (`?timeout=`, capped to this). Proxies and
@@ -31,6 +30,27 @@ impl Model {
         match self {
             Model::Threads => "threads",
             Model::EventLoop => "epoll",
+        }
+    }
+}
+
+/// Which system call the event loop's poller ([`crate::server::poller::Poller`]) uses. Chosen
+/// once, at construction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// epoll(7): Linux only; O(ready) per wait.
+    Epoll,
+    /// poll(2): any Unix; O(registered) per wait.
+    Poll,
+}
+
+impl Backend {
+    /// The best backend this platform has: epoll on Linux, poll(2) elsewhere.
+    pub fn native() -> Backend {
+        if cfg!(target_os = "linux") {
+            Backend::Epoll
+        } else {
+            Backend::Poll
         }
     }
 }

@@ -40,16 +40,17 @@ use std::time::Instant;
 use crate::app::{error_response, Action, App, Exchange, SseStart, WebSocketMode};
 use crate::gate::origin::Cors;
 use crate::http::body::BodyDecoder;
+use crate::http::grammar::Parsed;
+use crate::http::request::parse_request;
 use crate::http::request::Version;
-use crate::http::request::{parse_request, Parsed};
 use crate::http::response::{format_http_date, write_head, write_response, Framing, Response};
 use crate::longpoll::LongPoll;
 use crate::stats::Kind;
 use crate::stream::{Io, Next, SseStream, WebSocketStream};
 use crate::subscription::Subscription;
 use crate::time::Now;
+use crate::ws::close::CloseCode;
 use crate::ws::handshake;
-use crate::ws::message::CloseCode;
 
 /// While this many response bytes wait to be written, no further pipelined request is
 /// parsed: a client that sends requests but never reads cannot make us buffer without bound.

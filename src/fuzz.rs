@@ -17,7 +17,8 @@ use base64::Engine as _;
 
 use crate::broker::resp::{self, Limits as RespLimits};
 use crate::http::body::{BodyDecoder, BodyFraming};
-use crate::http::request::{parse_request, Limits, Parsed};
+use crate::http::grammar::Parsed;
+use crate::http::request::{parse_request, Limits};
 use crate::sse::{Event as SseEvent, EventStreamParser, ParseError};
 use crate::token::{self, ChannelPattern, TokenError, MAX_NUMERIC_DATE, MAX_PATTERNS, MAX_TOKEN_BYTES};
 use crate::ws::session::{Event as WsEvent, Session, State};

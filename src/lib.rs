@@ -157,6 +157,7 @@ pub mod sse;
 pub mod stats;
 pub mod stream;
 pub mod subscription;
+pub mod sync;
 pub mod time;
 pub mod token;
 pub mod ws;

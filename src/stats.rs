@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use crate::broker::Usage;
+use crate::sync::lock;
 
 /// What an open connection is currently used for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,12 +216,6 @@ impl Stats {
                 .collect(),
         }
     }
-}
-
-/// Counters stay usable even if a thread panicked while holding the lock: each update is a
-/// single step that leaves the table consistent.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Resident memory in bytes and thread count of this process, from `/proc/self/status`

@@ -33,8 +33,9 @@ use crate::json;
 use crate::sse;
 use crate::subscription::Subscription;
 use crate::time::Now;
+use crate::ws::close::CloseCode;
 use crate::ws::frame::{encode_frame, Opcode};
-use crate::ws::message::{CloseCode, Message as WsMessage};
+use crate::ws::message::Message as WsMessage;
 use crate::ws::session::{Event, Session, State as WsState};
 
 /// Messages read from the broker at a time. Small enough that one read overshoots the

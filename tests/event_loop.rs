@@ -6,9 +6,8 @@ mod common;
 use std::io::Write;
 
 use common::{read_response, TestServer};
-use realtime::config::Model;
+use realtime::config::{Backend, Model};
 use realtime::json::Value;
-use realtime::server::poller::Backend;
 use realtime::ws::client::Client;
 use realtime::ws::message::Message;
 

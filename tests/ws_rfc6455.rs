@@ -11,8 +11,9 @@ use std::time::Duration;
 use common::{each_model, read_response, TestServer, PATIENCE};
 use realtime::json::Value;
 use realtime::ws::client::Client;
+use realtime::ws::close::CloseCode;
 use realtime::ws::frame::{encode_frame, Opcode};
-use realtime::ws::message::{CloseCode, Message};
+use realtime::ws::message::Message;
 use realtime::ws::session::Event;
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";

@@ -17,7 +17,8 @@
 
 use std::time::Instant;
 
-use crate::http::request::{Limits, Parsed};
+use crate::http::grammar::Parsed;
+use crate::http::request::Limits;
 use crate::http::response_head::parse_response;
 use crate::ws::handshake;
 use crate::ws::session::{Event as WsEvent, Session};

@@ -19,7 +19,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use crate::server::poller::{Backend, Interest, Poller, Ready};
+use crate::config::Backend;
+use crate::server::poller::{Interest, Poller, Ready};
 
 /// What the engine drives: bytes in, replies out.
 pub trait Client {

@@ -50,10 +50,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::http::request::{Limits, Parsed};
+use crate::http::grammar::Parsed;
+use crate::http::request::Limits;
 use crate::http::response_head::{parse_response, ResponseFraming};
 use crate::json;
 use crate::server::sys;
+use crate::sync::lock;
 use abuse::Abuse;
 use engine::Engine;
 use peer::{Echoer, Masks, Subscriber, Transport};
@@ -784,7 +786,7 @@ fn fanout(options: &Options, target: &Target, transport: Transport, masks: &Mask
         let (rate, duration) = (options.rate, options.duration);
         thread::spawn(move || {
             let published = publish_at_rate(&target, &channel, rate, duration, origin);
-            *result.lock().unwrap_or_else(|p| p.into_inner()) = Some(published);
+            *lock(&result) = Some(published);
             done.store(true, Ordering::SeqCst);
         })
     };
@@ -803,7 +805,7 @@ fn fanout(options: &Options, target: &Target, transport: Transport, masks: &Mask
         .map_err(io_error)?;
     progress.done();
     let _ = publisher.join();
-    let published = result.lock().unwrap_or_else(|p| p.into_inner()).take().ok_or("the publisher did not finish")?;
+    let published = lock(&result).take().ok_or("the publisher did not finish")?;
     let published = published.map_err(io_error)?;
     let expected: HashSet<u64> = published.ok.iter().copied().collect();
     let drain_deadline = Instant::now() + grace;

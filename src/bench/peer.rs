@@ -15,11 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::http::body::{BodyDecoder, BodyFraming};
-use crate::http::request::{Limits, Parsed};
+use crate::http::grammar::Parsed;
+use crate::http::request::Limits;
 use crate::http::response_head::{parse_response, ResponseFraming};
 use crate::json;
 use crate::random::RandomSource;
 use crate::sse::EventStreamParser;
+use crate::sync::lock;
 use crate::ws::handshake;
 use crate::ws::message::Message as WsMessage;
 use crate::ws::session::{Event as WsEvent, Session, DEFAULT_MAX_MESSAGE};
@@ -84,14 +86,11 @@ impl Masks {
 
     pub(super) fn session(&self) -> Session {
         let source = self.0.clone();
-        Session::new_client(
-            DEFAULT_MAX_MESSAGE,
-            Box::new(move || source.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).next_u32_bytes()),
-        )
+        Session::new_client(DEFAULT_MAX_MESSAGE, Box::new(move || lock(&source).next_u32_bytes()))
     }
 
     pub(super) fn key(&self) -> String {
-        let mut source = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut source = lock(&self.0);
         let mut nonce = [0u8; handshake::KEY_NONCE_LEN];
         for chunk in nonce.chunks_mut(4) {
             chunk.copy_from_slice(&source.next_u32_bytes());

@@ -62,6 +62,7 @@ use super::peer::{Masks, Subscriber, Transport};
 use super::report::{Cell, Row};
 use super::{fresh_channel, io_error, Options, Progress, Publisher, Target};
 use crate::random::RandomSource;
+use crate::sync::lock;
 
 /// How often the harness looks at every connection: settles deliveries, gives slow readers
 /// their trickle and flooders their next bytes, and ends and replaces connections.
@@ -407,7 +408,7 @@ impl Soak<'_> {
 
     /// Takes in the ids the publisher has got back since the last call.
     fn take_ids(&mut self) {
-        let ids = std::mem::take(&mut *self.incoming.lock().unwrap_or_else(|p| p.into_inner()));
+        let ids = std::mem::take(&mut *lock(&self.incoming));
         for (channel, id) in ids {
             let index = self.published[channel].len();
             self.published[channel].insert(id, index);
@@ -616,7 +617,7 @@ fn publish(
             let text = format!("soak {sent:08} {}", "x".repeat(TEXT_BYTES - 14));
             sent += 1;
             connection.publish(&channels[channel], &text).map(|id| {
-                ids.lock().unwrap_or_else(|p| p.into_inner()).push((channel, id));
+                lock(&ids).push((channel, id));
             })
         };
         match result {

@@ -45,13 +45,14 @@
 #![forbid(unsafe_code)]
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::task::Waker;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::{
     is_idle_expired, next_sweep, Batch, Broker, BrokerError, Gap, History, Limits, Message, Position, Since, Usage,
 };
+use crate::sync::lock;
 use crate::time::Now;
 
 /// Characters of the epoch: enough that two restarts colliding is a 1 in 1.7 million event.
@@ -251,12 +252,6 @@ impl Subscribers {
             waker.wake_by_ref();
         }
     }
-}
-
-/// Locks a mutex, recovering the data if a thread panicked while holding it: every update
-/// below leaves the data consistent at each step, so poisoning carries no meaning here.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl MemoryBroker {

@@ -123,17 +123,18 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{mpsc, Arc, Mutex};
 use std::task::Waker;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::memory::{lock, Ring, Subscribers};
+use super::memory::{Ring, Subscribers};
 use super::resp::{self, encode_command, RespError, Value};
 use super::{
     is_idle_expired, is_valid_channel_name, next_sweep, Batch, Broker, BrokerError, Gap, History, Limits, Message,
     Position, Since, Usage,
 };
+use crate::sync::{lock, try_lock};
 use crate::time::Now;
 
 /// Redis's port when the URL names none.
@@ -769,15 +770,6 @@ struct Shared {
     /// Redis's clock minus ours, in milliseconds, as last measured.
     clock_offset_ms: AtomicI64,
     stopping: AtomicBool,
-}
-
-/// Locks, and recovers from poisoning like [`lock`], without waiting.
-fn try_lock<T>(mutex: &Mutex<T>) -> Option<MutexGuard<'_, T>> {
-    match mutex.try_lock() {
-        Ok(guard) => Some(guard),
-        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-        Err(TryLockError::WouldBlock) => None,
-    }
 }
 
 impl Shared {

@@ -13,8 +13,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::sync::lock;
 
 /// Addresses the publish-rate table tracks at once. A bucket lives about one second after its
 /// last publish (the time to refill a burst), so this is 64k publishing addresses per second;
@@ -122,12 +124,6 @@ impl Drop for AddressSlot {
             }
         }
     }
-}
-
-/// The counts stay consistent even if a thread panicked while holding the lock: each update
-/// is a single assignment.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

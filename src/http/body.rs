@@ -43,7 +43,7 @@
 //! connection, since it can no longer tell where the body ends.
 
 use super::error::HttpError;
-use super::request::{is_field_value_byte, is_obs_text, is_tchar, is_vchar, parse_field_line, Parsed};
+use super::grammar::{is_field_value_byte, is_tchar, parse_field_line, Parsed};
 
 /// The longest chunk-size line, extensions included, CRLF excluded. The size itself needs at
 /// most 16 hex digits; extensions are rare (RFC 9112 §7.1.1 mentions long-poll metadata and
@@ -313,7 +313,7 @@ impl ChunkedDecoder {
             (ExtQuoted, b'\\') => ExtQuotedPair,
             (ExtQuoted, b) if is_qdtext(b) => ExtQuoted,
             // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
-            (ExtQuotedPair, b) if b == b'\t' || b == b' ' || is_vchar(b) || is_obs_text(b) => ExtQuoted,
+            (ExtQuotedPair, b) if is_field_value_byte(b) => ExtQuoted,
             (
                 ExtBws | ExtNameStart | ExtName | ExtNameBws | ExtValueStart | ExtToken | ExtQuoted | ExtQuotedPair
                 | ExtQuotedEnd,

@@ -9,6 +9,8 @@
 //! - [`body`]: request body framing: `Content-Length` or chunked, with a size limit.
 //! - [`response`]: the response writer and the chunked encoder that SSE streams use.
 //! - [`response_head`]: the response head parser, for this crate's own clients.
+//! - [`grammar`]: the field grammar the heads and the chunked trailer share (tokens, OWS,
+//!   field lines, lists), and [`grammar::Parsed`], the answer of every incremental parser.
 //! - [`error`]: one error enum, each variant carrying the status code it is answered with.
 //!
 //! None of it touches a socket: the server drivers hand it bytes and write what it returns.
@@ -17,6 +19,7 @@
 
 pub mod body;
 pub mod error;
+pub mod grammar;
 pub mod request;
 pub mod response;
 pub mod response_head;

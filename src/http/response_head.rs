@@ -22,10 +22,10 @@
 
 use super::body::BodyFraming;
 use super::error::HttpError;
-use super::request::{
-    enforce_head_limit, fields_named, framing_from_fields, is_field_value_byte, list_has_token, parse_field_section,
-    parse_http_version, parse_line_end, Header, Limits, Parsed, Version,
+use super::grammar::{
+    fields_named, is_field_value_byte, list_has_token, parse_field_section, parse_line_end, Header, Parsed,
 };
+use super::request::{enforce_head_limit, framing_from_fields, parse_http_version, Limits, Version};
 
 /// A parsed response head, borrowing from the buffer it was parsed from.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -40,7 +40,7 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::task::{Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -51,6 +51,7 @@ use super::{accept_loop, now, Admission, SHUTDOWN_GRACE};
 use crate::app::App;
 use crate::connection::Connection;
 use crate::stats::WorkerStats;
+use crate::sync::lock;
 
 /// The notifier's token; slot numbers are below it.
 const NOTIFY_TOKEN: usize = usize::MAX;
@@ -75,10 +76,6 @@ struct WorkerShared {
     /// Slots whose waker fired.
     woken: Mutex<Vec<usize>>,
     stats: Arc<WorkerStats>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl WorkerShared {

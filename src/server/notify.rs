@@ -141,7 +141,8 @@ impl AsFd for Notifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::poller::{Backend, Interest, Poller};
+    use crate::config::Backend;
+    use crate::server::poller::{Interest, Poller};
     use std::sync::Arc;
     use std::time::Duration;
 

@@ -59,6 +59,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use super::sys;
+use crate::config::Backend;
 
 /// At most this many events are taken from the kernel per [`Poller::wait`] (epoll backend).
 ///
@@ -67,26 +68,6 @@ use super::sys;
 /// even under load. Nothing is lost beyond it: level-triggered descriptors stay on the ready
 /// list, and epoll moves reported ones to the back, so the next wait returns the rest first.
 pub const MAX_EVENTS_PER_WAIT: usize = 1024;
-
-/// Which system call the poller uses. Chosen once, at construction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    /// epoll(7): Linux only; O(ready) per wait.
-    Epoll,
-    /// poll(2): any Unix; O(registered) per wait.
-    Poll,
-}
-
-impl Backend {
-    /// The best backend this platform has: epoll on Linux, poll(2) elsewhere.
-    pub fn native() -> Backend {
-        if cfg!(target_os = "linux") {
-            Backend::Epoll
-        } else {
-            Backend::Poll
-        }
-    }
-}
 
 /// What a registered descriptor should be watched for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

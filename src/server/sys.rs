@@ -46,6 +46,16 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
+/// The result of a call that fails with -1 and sets errno: the error, or the value for the
+/// caller (a count, a new descriptor, or 0 from a call that only succeeds or fails). Not for
+/// the pthread functions, which return the error number instead of setting errno.
+fn cvt(result: c_int) -> io::Result<c_int> {
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(result)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Graceful shutdown: SIGINT and SIGTERM, taken with sigwait(3)
 // ---------------------------------------------------------------------------------------------
@@ -85,9 +95,9 @@ pub fn block_termination_signals() -> io::Result<TerminationSignals> {
     let mut set = SigSet { bits: [0; 16] };
     // SAFETY: `set` is a valid, writable buffer at least as large as the platform's sigset_t.
     unsafe {
-        if sigemptyset(&mut set) != 0 || sigaddset(&mut set, SIGINT) != 0 || sigaddset(&mut set, SIGTERM) != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        cvt(sigemptyset(&mut set))?;
+        cvt(sigaddset(&mut set, SIGINT))?;
+        cvt(sigaddset(&mut set, SIGTERM))?;
     }
     // SAFETY: `set` was initialised by sigemptyset/sigaddset; a null `oldset` is allowed.
     let error = unsafe { pthread_sigmask(SIG_BLOCK, &set, std::ptr::null_mut()) };
@@ -131,12 +141,10 @@ extern "C" {
 /// Turns the result of a call that returns a new descriptor (or -1 and errno) into an owner.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn owned_fd(result: c_int) -> io::Result<OwnedFd> {
-    if result < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned `result` as a newly opened descriptor; nothing else in
-    // the process knows its number yet, so this `OwnedFd` is its only owner and will close it.
-    Ok(unsafe { OwnedFd::from_raw_fd(result) })
+    let fd = cvt(result)?;
+    // SAFETY: the kernel just returned `fd` as a newly opened descriptor; nothing else in the
+    // process knows its number yet, so this `OwnedFd` is its only owner and will close it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Closes `fd` and reports what `close(2)` says, which dropping an `OwnedFd` cannot.
@@ -149,9 +157,7 @@ pub fn close_fd(fd: OwnedFd) -> io::Result<()> {
     // close(2): "Retrying the close() after a failure return is the wrong thing to do, since
     // this may cause a reused file descriptor from another thread to be closed." So no retry,
     // not even on EINTR.
-    if result != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    cvt(result)?;
     Ok(())
 }
 
@@ -171,9 +177,7 @@ pub fn set_listen_backlog(listener: BorrowedFd<'_>, backlog: u32) -> io::Result<
     let backlog = c_int::try_from(backlog).unwrap_or(c_int::MAX);
     // SAFETY: `listener` is a valid open descriptor for the duration of the call; listen(2)
     // reads nothing but its two integer arguments.
-    if unsafe { listen(listener.as_raw_fd(), backlog) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    cvt(unsafe { listen(listener.as_raw_fd(), backlog) })?;
     Ok(())
 }
 
@@ -280,10 +284,7 @@ pub fn epoll_delete(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()>
 fn epoll_control(epoll: BorrowedFd<'_>, op: c_int, fd: BorrowedFd<'_>, mut event: EpollEvent) -> io::Result<()> {
     // SAFETY: both descriptors are open (they are borrowed) and `event` is a valid
     // `struct epoll_event` that the kernel only reads during the call.
-    let result = unsafe { epoll_ctl(epoll.as_raw_fd(), op, fd.as_raw_fd(), &mut event) };
-    if result != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    cvt(unsafe { epoll_ctl(epoll.as_raw_fd(), op, fd.as_raw_fd(), &mut event) })?;
     Ok(())
 }
 
@@ -303,18 +304,14 @@ pub fn epoll_wait_ready(epoll: BorrowedFd<'_>, events: &mut [EpollEvent], timeou
 
 /// The result of `epoll_wait`/`poll`: a count, or -1 and errno, with EINTR read as "none".
 fn ready_count(result: c_int) -> io::Result<usize> {
-    match usize::try_from(result) {
-        Ok(count) => Ok(count),
-        Err(_) => {
-            let error = io::Error::last_os_error();
-            // epoll_wait(2), poll(2): EINTR "The call was interrupted by a signal handler
-            // before either (1) any of the requested events occurred or (2) the timeout
-            // expired." Nothing is ready; the caller's loop looks at its clock and waits again.
-            if error.kind() == io::ErrorKind::Interrupted {
-                return Ok(0);
-            }
-            Err(error)
-        }
+    match cvt(result) {
+        // Not negative after `cvt`, so the cast keeps the value.
+        Ok(count) => Ok(count as usize),
+        // epoll_wait(2), poll(2): EINTR "The call was interrupted by a signal handler before
+        // either (1) any of the requested events occurred or (2) the timeout expired." Nothing
+        // is ready; the caller's loop looks at its clock and waits again.
+        Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(0),
+        Err(error) => Err(error),
     }
 }
 
@@ -529,9 +526,7 @@ pub struct OpenFileLimit {
 pub fn open_file_limit() -> io::Result<OpenFileLimit> {
     let mut limit = ResourceLimit { current: 0, maximum: 0 };
     // SAFETY: `limit` is a valid, writable `struct rlimit`.
-    if unsafe { getrlimit(RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    cvt(unsafe { getrlimit(RLIMIT_NOFILE, &mut limit) })?;
     Ok(OpenFileLimit { soft: limit.current, hard: limit.maximum })
 }
 
@@ -550,9 +545,7 @@ pub fn raise_open_file_limit() -> io::Result<u64> {
     }
     let raised = ResourceLimit { current: target, maximum: limit.hard };
     // SAFETY: `raised` is a valid `struct rlimit` that the kernel only reads.
-    if unsafe { setrlimit(RLIMIT_NOFILE, &raised) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    cvt(unsafe { setrlimit(RLIMIT_NOFILE, &raised) })?;
     Ok(target)
 }
 
@@ -594,9 +587,7 @@ pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     let mut set = CpuSet { words: [0; MAX_CPUS / 64] };
     set.words[cpu / 64] = 1 << (cpu % 64);
     // SAFETY: `set` is a valid 128-byte cpu_set_t and its size is passed with it.
-    if unsafe { sched_setaffinity(CALLING_THREAD, std::mem::size_of::<CpuSet>(), &set) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    cvt(unsafe { sched_setaffinity(CALLING_THREAD, std::mem::size_of::<CpuSet>(), &set) })?;
     Ok(())
 }
 
@@ -607,9 +598,7 @@ pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
 pub fn available_cpus() -> io::Result<Vec<usize>> {
     let mut set = CpuSet { words: [0; MAX_CPUS / 64] };
     // SAFETY: `set` is a valid, writable 128-byte cpu_set_t and its size is passed with it.
-    if unsafe { sched_getaffinity(CALLING_THREAD, std::mem::size_of::<CpuSet>(), &mut set) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    cvt(unsafe { sched_getaffinity(CALLING_THREAD, std::mem::size_of::<CpuSet>(), &mut set) })?;
     let cpus = (0..MAX_CPUS).filter(|&cpu| set.words[cpu / 64] & (1 << (cpu % 64)) != 0).collect();
     Ok(cpus)
 }

@@ -54,6 +54,7 @@ use std::os::fd::AsFd;
 
 use crate::app::App;
 use crate::connection::{Connection, Waiting};
+use crate::sync::lock;
 
 use super::{accept_loop, now, sys, SHUTDOWN_GRACE};
 
@@ -135,7 +136,7 @@ impl Registry {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Registered>> {
-        self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.connections)
     }
 
     /// A place for one more thread, or `None` if the budget is spent.
@@ -243,12 +244,12 @@ fn serve_connection(stream: Arc<TcpStream>, peer: IpAddr, app: &Arc<App>, regist
     let mut reader: Option<thread::JoinHandle<()>> = None;
     let mut socket: &TcpStream = &stream;
     loop {
-        lock(&connection).advance(now(), &waker);
+        locked(&connection).advance(now(), &waker);
         let wrote = match flush(socket, &connection, &mut slice) {
             Ok(wrote) => wrote,
             Err(_) => break, // the client is gone
         };
-        let mut guard = lock(&connection);
+        let mut guard = locked(&connection);
         if guard.is_finished() {
             break;
         }
@@ -289,7 +290,7 @@ fn serve_connection(stream: Arc<TcpStream>, peer: IpAddr, app: &Arc<App>, regist
                 // A WebSocket's reader thread sees the hang-up itself; a parked poll or an SSE
                 // stream has nobody reading, so this thread looks.
                 if waiting == Waiting::ForBroker && has_hung_up(&stream) {
-                    lock(&connection).receive_eof();
+                    locked(&connection).receive_eof();
                 }
             }
             Waiting::ForClose => break,
@@ -323,8 +324,9 @@ struct Shared {
     writing: Mutex<()>,
 }
 
-fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Connection> {
-    shared.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// The connection, locked (poison-tolerant, see [`crate::sync`]).
+fn locked(shared: &Shared) -> std::sync::MutexGuard<'_, Connection> {
+    lock(&shared.connection)
 }
 
 /// Starts the second thread of a WebSocket connection (see [`read_frames`]), if the thread
@@ -356,7 +358,7 @@ fn read_frames(stream: Arc<TcpStream>, connection: &Shared, waker: &Waker) {
     loop {
         let read = socket.read(&mut buf);
         {
-            let mut guard = lock(connection);
+            let mut guard = locked(connection);
             match read {
                 Ok(0) => guard.receive_eof(),
                 Ok(n) => guard.receive(&buf[..n]),
@@ -367,7 +369,7 @@ fn read_frames(stream: Arc<TcpStream>, connection: &Shared, waker: &Waker) {
         }
         let failed = flush(socket, connection, &mut slice).is_err();
         let done = {
-            let guard = lock(connection);
+            let guard = locked(connection);
             failed || guard.is_finished() || guard.waiting_for() != Waiting::ForInputAndBroker
         };
         waker.wake_by_ref();
@@ -383,12 +385,12 @@ fn read_frames(stream: Arc<TcpStream>, connection: &Shared, waker: &Waker) {
 /// early, with output left, when a write waited until the deadline: `advance` then decides
 /// (a slow consumer is the connection's call, not the socket's).
 fn flush(socket: &TcpStream, connection: &Shared, slice: &mut Vec<u8>) -> io::Result<bool> {
-    let _writing = connection.writing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _writing = lock(&connection.writing);
     let mut socket = socket;
     let mut wrote = false;
     loop {
         let deadline = {
-            let guard = lock(connection);
+            let guard = locked(connection);
             let output = guard.output();
             if output.is_empty() {
                 return Ok(wrote);
@@ -403,7 +405,7 @@ fn flush(socket: &TcpStream, connection: &Shared, slice: &mut Vec<u8>) -> io::Re
         match socket.write(slice) {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
             Ok(n) => {
-                lock(connection).consume_output(n, Instant::now());
+                locked(connection).consume_output(n, Instant::now());
                 wrote = true;
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return Ok(wrote),

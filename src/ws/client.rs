@@ -12,10 +12,12 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 
+use super::close::CloseCode;
 use super::handshake;
-use super::message::{CloseCode, Message};
+use super::message::Message;
 use super::session::{Event, Session};
-use crate::http::request::{Limits, Parsed};
+use crate::http::grammar::Parsed;
+use crate::http::request::Limits;
 use crate::http::response_head::parse_response;
 use crate::random::RandomSource;
 

@@ -43,8 +43,8 @@
 
 use std::fmt;
 
+use super::close::CloseCode;
 use super::mask::apply_mask;
-use super::message::CloseCode;
 
 /// The longest frame header: 2 bytes, a 64-bit extended length and a 4-byte masking key.
 pub const MAX_HEADER_LEN: usize = 14;

@@ -25,6 +25,7 @@ use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::Engine as _;
 
+use crate::http::grammar::trim_ows;
 use crate::http::request::{Request, Version};
 
 /// RFC 6455 §1.3: the "Globally Unique Identifier" appended to the key.
@@ -199,7 +200,7 @@ pub fn write_client_request(
 /// "258EAFA5-E914-47DA-95CA-C5AB0DC85B11" but ignoring any leading and trailing whitespace, the
 /// client MUST _Fail the WebSocket Connection_."
 pub fn check_server_accept(key: &str, accept_header_value: &[u8]) -> bool {
-    trim_whitespace(accept_header_value) == accept_key(key.as_bytes()).as_bytes()
+    trim_ows(accept_header_value) == accept_key(key.as_bytes()).as_bytes()
 }
 
 fn push_field(out: &mut Vec<u8>, name: &str, value: &str) {
@@ -214,17 +215,6 @@ fn check_visible_ascii(part: &'static str, value: &str) -> Result<(), InvalidReq
         return Err(InvalidRequestPart(part));
     }
     Ok(())
-}
-
-/// Strips spaces and tabs (HTTP's optional whitespace) from both ends.
-fn trim_whitespace(mut value: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = value {
-        value = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = value {
-        value = rest;
-    }
-    value
 }
 
 #[cfg(test)]

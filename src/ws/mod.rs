@@ -6,7 +6,8 @@
 //! | [`mask`] | §5.3 | the XOR that every client payload goes through, a word at a time |
 //! | [`frame`] | §5.1, §5.2, §5.5 | frame headers; a streaming decoder that checks them |
 //! | [`utf8`] | §5.6, §8.1 | an incremental UTF-8 validator that fails at the first bad byte |
-//! | [`message`] | §5.4, §5.5.1, §7.4 | fragments into messages; close bodies and status codes |
+//! | [`close`] | §7.4 | close status codes: why a connection ended |
+//! | [`message`] | §5.4, §5.5.1 | fragments into messages; close bodies |
 //! | [`session`] | §5.5, §6, §7 | one connection's state machine: bytes in, events and bytes out |
 //! | [`client`] | §4.1 | a blocking client over `TcpStream` (tests, benchmarks) |
 //!
@@ -25,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod close;
 pub mod frame;
 pub mod handshake;
 pub mod mask;

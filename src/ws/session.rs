@@ -66,9 +66,10 @@
 
 use std::fmt;
 
+use super::close::CloseCode;
 use super::frame::{encode_frame, Decoded, FrameDecoder, FrameError, FrameHeader, Opcode, Role, MAX_CONTROL_PAYLOAD};
 use super::message::{
-    close_body, parse_close_body, Assembler, CloseCode, CloseInfo, Message, MessageError, MessageKind, MAX_CLOSE_REASON,
+    close_body, parse_close_body, Assembler, CloseInfo, Message, MessageError, MessageKind, MAX_CLOSE_REASON,
 };
 
 /// A sensible default for the largest message accepted. Autobahn|Testsuite 9.1.6 and 9.2.6
