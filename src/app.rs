@@ -16,6 +16,11 @@
 //! | `/stats` | GET, HEAD | counters as JSON |
 //! | `/metrics` | GET, HEAD | counters in the Prometheus text format |
 //! | `/healthz` | GET, HEAD | `200 ok` |
+//!
+//! Every route also answers `OPTIONS` (CORS preflights, [`crate::gate::origin::preflight`]).
+//! The WebSocket routes let `HEAD` through the method check like the other `GET` routes (their
+//! `Allow` lists it), and [`App::handle`] then refuses a `HEAD` handshake with 405. The
+//! contract, with every status each route answers, is `docs/PROTOCOL.md` (§3-§9).
 
 #![forbid(unsafe_code)]
 

@@ -135,7 +135,8 @@ pub struct Config {
     /// `kernel.threads-max`, `kernel.pid_max`); past the budget, 503 or a 1011 close.
     pub max_threads: usize,
     /// When set, publishing (`POST /publish`, a WebSocket text frame) needs this token, as
-    /// `Authorization: Bearer <token>` or `?token=<token>` (see [`crate::gate`]).
+    /// `Authorization: Bearer <token>`, `?token=<token>` or `?access_token=<token>` (see
+    /// [`crate::gate`]).
     pub publish_token: Option<String>,
     /// When set, subscribing and publishing need a token signed with it naming the channel
     /// ([`crate::token`]), except subscribing to a `public_channels` channel.
@@ -164,7 +165,9 @@ pub struct Config {
     pub sse_retry: Duration,
     /// The largest WebSocket message the server assembles (1009 beyond).
     pub max_message_bytes: usize,
-    /// Origins allowed besides the server's own (`*`: any). Applies to WebSockets (403) and SSE.
+    /// Origins allowed besides the server's own (`*`: any), with CORS. Applies to every route
+    /// that publishes, follows a channel or holds a socket (`/publish`, `/poll`, `/sse`, `/ws`,
+    /// `/echo`); any other origin is refused there with 403 ([`crate::gate::origin`]).
     pub allowed_origins: Vec<String>,
     /// Bytes a stream may have waiting to be sent before the server stops reading the broker
     /// for it. The channel's history, not a per-connection queue, holds what it has not read.

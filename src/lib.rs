@@ -6,7 +6,9 @@
 //! client is told it missed some (a *gap*).
 //!
 //! This page is a guided tour: each step of each protocol, the function that does it, and
-//! the section of the specification it follows. Read it beside the RFCs.
+//! the section of the specification it follows. Read it beside the RFCs. What the server
+//! promises its clients, every route, id, status and close code, is written down in
+//! `docs/PROTOCOL.md`, the product contract; this page shows where the code keeps each promise.
 //!
 //! ## The shape of the code
 //!
@@ -20,10 +22,10 @@
 //!                       └──────────── broker (Arc<dyn Broker>) ┘
 //! ```
 //!
-//! Protocol code never touches a socket, a thread or a clock: it takes bytes and the time,
-//! and returns bytes and its next deadline. [`connection::Connection`] is the state machine
-//! for one client; a driver only moves bytes between it and a socket. That is why one
-//! implementation serves both server models and why every parser can be fuzzed.
+//! Protocol code never touches a socket, a thread or a clock: it takes bytes and the time
+//! ([`time::Now`]), and returns bytes and its next deadline. [`connection::Connection`] is the
+//! state machine for one client; a driver only moves bytes between it and a socket. That is
+//! why one implementation serves both server models and why every parser can be fuzzed.
 //!
 //! ## HTTP/1.1, the ground everything stands on (RFC 9112, RFC 9110)
 //!
@@ -33,7 +35,7 @@
 //! | decide how long the body is (and refuse smuggling) | [`http::request::Request::body_framing`] | RFC 9112 §6 |
 //! | decode a `Content-Length` or chunked body | [`http::body::BodyDecoder`] | RFC 9112 §6.2, §7.1 |
 //! | keep the connection open, or not | [`http::request::Request::keep_alive`] | RFC 9112 §9.3 |
-//! | route the request | [`app::App::handle`], [`app::route`] | RFC 9110 §15 (status codes) |
+//! | route the request, after the security gate (below) | [`app::App::handle`], [`app::route`] | RFC 9110 §15 (status codes) |
 //! | write a response, or a chunked stream | [`http::response::write_response`], [`http::response::write_chunk`] | RFC 9112 §6.3, §7.1 |
 //! | answer requests in order, one at a time (pipelining) | [`connection::Connection::advance`] | RFC 9112 §9.3.2 |
 //!
@@ -41,22 +43,25 @@
 //!
 //! | step | where |
 //! |---|---|
-//! | 1. the client asks `GET /poll/{channel}?since=ID` | [`app::App::handle`] → [`longpoll::PollQuery::parse`] |
-//! | 2. nothing new: the server holds the request (a thread sleeps) | [`longpoll::LongPoll::poll`] returns `Pending` after [`subscription::Subscription::register`] |
+//! | 1. the client asks `GET /poll/{channel}?since=ID&timeout=S` | [`app::App::handle`] → [`longpoll::PollQuery::parse`] |
+//! | 2. nothing new: the server holds the request. On the event loop (the default) a held poll is an entry in its worker's table, a waker and a timer; under `--model threads` a whole thread sleeps in `park_timeout` | [`longpoll::LongPoll::poll`] returns `Pending` after [`subscription::Subscription::register`]; the connection then waits for the broker ([`connection::Waiting::ForBroker`]) |
 //! | 3. a message is published and wakes the waiting request | [`app::App::publish`] → [`broker::Broker::publish`] wakes every [`std::task::Waker`] |
-//! | 4. the server answers with the messages and a cursor | [`longpoll::LongPoll::poll`] → [`longpoll::answer_body`] |
-//! | 5. the client asks again from the cursor; nothing is lost in between | the channel's history: [`broker::memory`] |
+//! | 4. the server answers with the messages and a cursor (and `"gap":true` if some were lost) | [`longpoll::LongPoll::poll`] → [`longpoll::answer_body`] |
+//! | 5. the client asks again from the cursor; nothing is lost in between | the channel's history ([`broker::History`]): [`broker::memory`], or the Redis stream |
 //!
 //! ## Strategy 2: Server-Sent Events (WHATWG HTML §9.2)
 //!
 //! | step | where |
 //! |---|---|
-//! | negotiate: `Accept`, `Last-Event-ID` or `?since=` (the gate checked `Origin`) | [`app::App`] (`start_sse`), [`http::accepts`] |
+//! | negotiate: `Accept` must allow `text/event-stream`, or 406 (the gate checked `Origin`) | [`app::App::handle`], [`http::accepts`] (RFC 9110 §12.5.1) |
+//! | resume: the cursor is `Last-Event-ID`, which a reconnecting `EventSource` sends, or `?since=` for a client that cannot set it; without one, only new messages | [`app::SseStart::since`], parsed by [`broker::Broker::parse_cursor`], where [`subscription::Subscription::new`] starts reading (§9.2.4) |
 //! | the response head: `text/event-stream`, chunked, no buffering, `Vary: Origin` | [`connection::Connection`] (`start_sse`) |
 //! | `retry:`, then replay from the cursor, then live, one chunk per event | [`stream::SseStream::start`], [`stream::SseStream::advance`] |
+//! | the history no longer reaches back to the cursor: `event: gap` with `{"since":...,"oldest":...}` and no `id:`, before the replay | the [`broker::Gap`] in a [`broker::Batch`], written by [`stream::SseStream::advance`] |
 //! | encode an event (`id:`, `event:`, `data:` per line, blank line) | [`sse::encode_event`] (§9.2.5) |
 //! | deliver a message: the event's few bytes around the shared envelope, as one chunk | [`sse::LineEvent`], [`http::response::write_chunk_pieces`] |
 //! | `: keepalive` comments for proxies | [`sse::encode_comment`] (§9.2.7) |
+//! | end the stream (shutdown, token expiry) with the last chunk; the browser reconnects after `retry` | [`stream::SseStream::advance`], [`http::response::write_last_chunk`] (RFC 9112 §7.1) |
 //! | what a browser does with the bytes (our parser, used by tests) | [`sse::EventStreamParser`] (§9.2.6) |
 //!
 //! ## Strategy 3: WebSockets (RFC 6455)
@@ -65,13 +70,15 @@
 //! |---|---|---|
 //! | the opening handshake: check the request, compute `Sec-WebSocket-Accept` | [`ws::handshake::check_client_handshake`], [`ws::handshake::accept_key`] | §4.2 |
 //! | refuse cross-site hijacking | [`gate::origin::classify`], before the route | §10.2 |
-//! | a receive-only socket: no right to publish, 1008 on a text frame | [`stream::WebSocketStream`] (`on_message`), [`gate::Grant`] | §7.4.1 |
+//! | a receive-only socket: no right to publish, 1008 on a text frame | [`gate::Grant::may_publish`], checked by [`stream::WebSocketStream`] (`on_message`) | §7.4.1 |
 //! | read a frame header: FIN, RSV, opcode, 7/16/64-bit length, mask | [`ws::frame::FrameDecoder`] | §5.2 |
 //! | unmask the payload, a machine word at a time | [`ws::mask::apply_mask`] | §5.3 |
 //! | reassemble fragments; control frames in between | [`ws::message::Assembler`] | §5.4 |
 //! | validate text as UTF-8 as it arrives, failing fast | [`ws::utf8::Utf8Validator`] | §5.6, §8.1 |
-//! | answer pings, echo the close, fail with the right code | [`ws::session::Session::receive`] | §5.5, §7 |
-//! | follow a channel, publish the client's text, ping, close slow consumers | [`stream::WebSocketStream::advance`] | §5.5.2, §7.4.1 |
+//! | answer pings; fail the connection with the right code | [`ws::session::Session::receive`], [`ws::session::ProtocolError::close_code`] | §5.5.2, §7.1.7, §7.4 |
+//! | follow a channel (a `{"gap":true,...}` frame first if the cursor is too old), publish the client's text, ping every `--keepalive` | [`stream::WebSocketStream::advance`] | §5.5.2, §7.4.1 |
+//! | the closing handshake: whoever closes first sends Close and the other echoes its status code; after its own Close the server waits at most 5 s for the peer's; once Close has gone both ways, or the peer broke the protocol, the server closes TCP first, at once | [`ws::session::Session::close`] (our Close: `CloseSent`), [`ws::session::Session::receive`] (the peer's Close, echoed if we had sent none: `Closed`), [`stream::WebSocketStream::advance`] with [`stream::CLOSE_HANDSHAKE_TIMEOUT`], then [`connection::Connection::is_finished`] | §5.5.1, §7.1.1-§7.1.4 |
+//! | close from the server's side, behind what the client has not read, without waiting for the echo: a slow consumer (1008), the memory budget (1009), overload (1011) | [`connection::Connection::advance`] → [`stream::WebSocketStream::close_now`] | §7.4.1 |
 //! | the client side: random key, fresh mask per frame | [`ws::client::Client`] | §4.1, §5.3 |
 //!
 //! ## The security boundary: one gate before every route
@@ -93,10 +100,11 @@
 //! | step | where |
 //! |---|---|
 //! | speak Redis: encode a command, decode a reply incrementally (RESP2) | [`broker::resp::encode_command`], [`broker::resp::decode`] |
-//! | publish: one script appends to the channel's stream and publishes the entry | [`broker::redis::RedisBroker`] (`publish`, the `XADD` + `PUBLISH` script) |
-//! | hear every node's publishes: one `PSUBSCRIBE`, each entry into the channel's mirror | `broker/redis.rs` (the supervisor thread, `Mirror::accept`) |
-//! | resume from a cursor: from the mirror, or older history from the stream with a gap check | [`broker::redis::RedisBroker`] (`read`, `XRANGE` + `XINFO STREAM`) |
-//! | Redis went away: refuse publishes (503), reconnect with backoff, subscribe, catch up by `XRANGE` | `broker/redis.rs` (`supervise`, `catch_up`) |
+//! | publish: one Lua script appends to the channel's stream (`XADD`) and publishes the entry (`PUBLISH`), atomically, so every node hears a channel in stream order | [`broker::redis::PUBLISH_SCRIPT`], run by [`broker::redis::RedisBroker`] (`EVALSHA`; `EVAL` after `NOSCRIPT`) |
+//! | ids are stream ids, the same on every node | [`broker::redis::parse_stream_id`], [`broker::redis::stream_id`] |
+//! | hear every node's publishes: one `PSUBSCRIBE`, each entry into the channel's mirror | [the mirror](broker::redis#one-channel-on-a-node-the-mirror) (the supervisor thread, `Mirror::accept`) |
+//! | resume from a cursor: from the mirror, or older history from the stream with a gap check | [`broker::redis::RedisBroker`] as a [`broker::Broker`] (`read`: `XRANGE` + `XINFO STREAM`) |
+//! | Redis went away: refuse publishes (503), reconnect with backoff, subscribe, catch up by `XRANGE` | [connections and faults](broker::redis#connections-and-faults) (`supervise`, `catch_up`) |
 //!
 //! ## Two server models: what waiting costs
 //!
@@ -104,19 +112,19 @@
 //! |---|---|---|
 //! | take a connection | [`server::threads::run`]: a new thread (within a budget the kernel allows) | [`server::event_loop::run`]: round robin to a worker, a slot in its table |
 //! | wait for bytes | a blocking `read` with the next deadline as its timeout | readiness from [`server::poller::Poller::wait`] (epoll, O(ready); or poll(2), O(n)) |
-//! | read | one `read` | until it would block (`read_available`), while the connection has room |
-//! | write | blocking `write` until done | until it would block; interest in writability only while bytes wait |
-//! | a parked long poll | a thread asleep in `park_timeout` | a slot, a waker and a timer-heap entry |
+//! | read | one `read` | until it would block (`read_available`), while the connection has room ([`connection::Connection::input_room`]) |
+//! | write | blocking `write` until done | until it would block; interest in writability ([`server::poller::Interest`]) only while bytes wait |
+//! | a parked long poll ([`connection::Waiting::ForBroker`]) | a thread asleep in `park_timeout` | a slot, a waker and a timer-heap entry |
 //! | the broker wakes it | `Thread::unpark` | the slot's number is queued and the worker's [`server::notify::Notifier`] (an eventfd) is written |
-//! | deadlines (header, idle, poll, keepalive, ping, close) | the read or park timeout | one binary heap per worker; its earliest entry is the wait's timeout |
+//! | deadlines (header, idle, poll, keepalive, ping, close) from [`connection::Connection::next_deadline`] | the read or park timeout | one binary heap per worker; its earliest entry is the wait's timeout |
 //!
 //! Both call the same [`connection::Connection`] methods; neither parses anything.
 //!
 //! ## Shared pieces
 //!
-//! - [`broker`]: channels, ids, history, gaps and wake-ups; each message stored once, the
-//!   history bounded by count and bytes, idle channels reclaimed ([`broker::Limits`]);
-//!   [`broker::memory`] is the ring log.
+//! - [`broker`]: channels, ids, history, gaps and wake-ups; each message stored once, as its
+//!   envelope ([`broker::Message::envelope`]), the history bounded by count and bytes, idle
+//!   channels reclaimed ([`broker::Limits`]); [`broker::memory`] is the ring log.
 //! - [`broker::redis`]: many nodes over one Redis (`--broker redis://...`): a stream per channel
 //!   for history, one pub/sub pattern for news, a mirror of each channel on every node;
 //!   [`broker::resp`] is its sans-I/O wire codec (RESP2).
@@ -128,8 +136,10 @@
 //!   [`connection::Connection::input_room`] (reading pauses while a client owes us output),
 //!   what keeps a flood from one client from becoming the server's problem.
 //! - [`gate`]: the security boundary; [`token`]: signed channel tokens (`realtime token`);
-//!   [`crypto`]: SHA-256 and HMAC, written out; [`time`]: the time as a value ([`time::Now`]).
-//! - [`json`]: the envelope and `/stats` written by hand, and a small reader for clients.
+//!   [`crypto`]: SHA-256 and HMAC, written out; [`time`]: the time as a value ([`time::Now`]);
+//!   [`random`]: the OS's randomness (the broker's epoch, WebSocket keys and masks).
+//! - [`json`]: JSON written by hand (the envelope's strings, `/stats`) and a small reader for
+//!   clients.
 //! - [`bench`](mod@bench): `realtime bench`, the load generator: the client side of every protocol
 //!   ([`bench::peer`]) on the server's own poller ([`bench::engine`]).
 //! - [`demo`]: the page at `/`, the three transports side by side in a browser, embedded with

@@ -1,5 +1,5 @@
 //! `realtime bench`: a load generator that measures any server speaking the contract in
-//! DESIGN.md, and this crate's own two models.
+//! `docs/PROTOCOL.md` (§5-§8), and this crate's own two models.
 //!
 //! ```text
 //! realtime bench idle     (--url URL | --spawn epoll|threads) [--transport ws,sse,poll] [--conns N] [--hold S]

@@ -8,7 +8,7 @@
 //!
 //! They use the crate's own client-side codecs (the response head parser, the chunked
 //! decoder, the event-stream parser, the WebSocket session in its client role), so the tool
-//! measures any server that speaks the contract in DESIGN.md, not just this one.
+//! measures any server that speaks the contract in `docs/PROTOCOL.md`, not just this one.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

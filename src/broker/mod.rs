@@ -56,7 +56,7 @@ use std::time::{Duration, Instant};
 use crate::json;
 use crate::time::Now;
 
-/// The longest channel name (DESIGN.md: 1 to 64 characters).
+/// The longest channel name (`docs/PROTOCOL.md` §1: 1 to 64 characters).
 pub const MAX_CHANNEL_NAME_BYTES: usize = 64;
 
 /// Default number of messages a channel retains (`--history`): enough for a client that
@@ -147,8 +147,8 @@ pub(crate) fn next_sweep(now: Instant, ttl: Duration, earliest_expiry: Option<In
     soonest_possible.max(now + ttl / SWEEPS_PER_TTL)
 }
 
-/// Is `name` a channel name? DESIGN.md: 1 to 64 of `A-Z a-z 0-9 _ . -`. The grammar keeps
-/// names safe to put in a URL path, a Redis key and a log line without escaping.
+/// Is `name` a channel name? `docs/PROTOCOL.md` §1: 1 to 64 of `A-Z a-z 0-9 _ . -`. The
+/// grammar keeps names safe to put in a URL path, a Redis key and a log line without escaping.
 pub fn is_valid_channel_name(name: &str) -> bool {
     (1..=MAX_CHANNEL_NAME_BYTES).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))

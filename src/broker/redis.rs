@@ -192,11 +192,18 @@ const MAX_REPLY_BYTES: usize = 256 * 1024 * 1024;
 /// repeating a second of messages.
 const TAIL_MARGIN_MS: i64 = 1000;
 
-/// The publish script. KEYS\[1\] is the stream, ARGV the history length, the text and the
-/// pub/sub channel. Each entry also records `prev`, the id of the entry before it (see
-/// [`gap_after`]). The whole script runs atomically (EVAL: "Redis guarantees the script's
-/// atomic execution"), so pub/sub order is stream order.
-const PUBLISH_SCRIPT: &str = "\
+/// The publish script: one Lua script that Redis runs for every publish ([`RedisBroker`] sends
+/// it with `EVALSHA`, and with `EVAL` when Redis answers `NOSCRIPT`).
+///
+/// `KEYS[1]` is the channel's stream `realtime:{channel}`; `ARGV[1]` the history length
+/// (`MAXLEN ~`), `ARGV[2]` the text, `ARGV[3]` the pub/sub channel `realtime:{db}:{channel}`.
+/// It reads the id of the stream's newest entry, appends the text (`XADD`) with that id as
+/// `prev` (what a cold read uses to tell a trimmed stream from a lost one: the module docs,
+/// "One channel on a node"), publishes `<id> <text>` to every node (`PUBLISH`) and returns the
+/// id, which is the message's id. The whole script runs atomically (EVAL: "Redis guarantees
+/// the script's atomic execution"), so no other publish falls between its `XADD` and its
+/// `PUBLISH`, and every node hears a channel's messages in stream order.
+pub const PUBLISH_SCRIPT: &str = "\
 local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local prev = '0-0'
 if newest[1] then prev = newest[1][1] end
