@@ -137,7 +137,8 @@
 //!   what keeps a flood from one client from becoming the server's problem.
 //! - [`gate`]: the security boundary; [`token`]: signed channel tokens (`realtime token`);
 //!   [`crypto`]: SHA-256 and HMAC, written out; [`time`]: the time as a value ([`time::Now`]);
-//!   [`random`]: the OS's randomness (the broker's epoch, WebSocket keys and masks).
+//!   [`random`]: the OS's randomness (the broker's epoch, WebSocket keys and masks);
+//!   [`sync`]: the one poison-tolerant `lock` every shared table uses.
 //! - [`json`]: JSON written by hand (the envelope's strings, `/stats`) and a small reader for
 //!   clients.
 //! - [`bench`](mod@bench): `realtime bench`, the load generator: the client side of every protocol
