@@ -43,14 +43,13 @@ use crate::http::body::BodyDecoder;
 use crate::http::grammar::Parsed;
 use crate::http::request::parse_request;
 use crate::http::request::Version;
-use crate::http::response::{format_http_date, write_head, write_response, Framing, Response};
+use crate::http::response::{format_http_date, write_response, Framing, Response};
 use crate::longpoll::LongPoll;
 use crate::stats::Kind;
 use crate::stream::{Io, Next, SseStream, WebSocketStream};
 use crate::subscription::Subscription;
 use crate::time::Now;
 use crate::ws::close::CloseCode;
-use crate::ws::handshake;
 
 /// While this many response bytes wait to be written, no further pipelined request is
 /// parsed: a client that sends requests but never reads cannot make us buffer without bound.
@@ -316,36 +315,48 @@ impl Connection {
     /// WebSocket that still reads nothing, is dropped with its output. Either way the client
     /// can resume from the last id it received.
     fn end_now(&mut self, now: Now, code: CloseCode, reason: &str) {
-        let mut state = std::mem::replace(&mut self.state, State::Closing);
-        if let State::WebSocket(stream) = &mut state {
-            stream.close_now(code, reason, &mut self.output);
-            stream.stop(&self.app, self.id, now.instant);
+        let was_websocket = matches!(self.state, State::WebSocket(_));
+        self.close_state(Some((code, reason)), now.instant);
+        if was_websocket {
             self.stalled_since = Some(now.instant);
-            return;
+        } else {
+            self.output.clear();
+            self.stalled_since = None;
         }
-        if let State::Poll { poll, .. } = &mut state {
-            if poll.is_parked() {
-                self.app.stats.poll_unparked();
-            }
-            poll.cancel(&*self.app.broker, self.id, now.instant);
-        }
-        self.stop_stream(&mut state);
-        self.output.clear();
-        self.stalled_since = None;
     }
 
     /// The driver cannot keep this connection (the thread model ran out of threads for a
     /// WebSocket's reader): a WebSocket is told 1011 behind what it has not
     /// read yet, and the connection closes once that is written.
     pub fn close_overloaded(&mut self) {
-        let mut state = std::mem::replace(&mut self.state, State::Closing);
-        if let State::WebSocket(stream) = &mut state {
-            // RFC 6455 §7.4.1: 1011, "an unexpected condition that prevented it from fulfilling
-            // the request". 1013 "Try Again Later" would say it better, but it was registered
-            // after the RFC and strict peers (ours, Autobahn's) refuse it as undefined.
-            stream.close_now(CloseCode::INTERNAL_ERROR, "server overloaded, try again later", &mut self.output);
+        // RFC 6455 §7.4.1: 1011, "an unexpected condition that prevented it from fulfilling
+        // the request". 1013 "Try Again Later" would say it better, but it was registered
+        // after the RFC and strict peers (ours, Autobahn's) refuse it as undefined.
+        self.close_state(Some((CloseCode::INTERNAL_ERROR, "server overloaded, try again later")), self.last_turn);
+    }
+
+    /// The one way out of a state that follows the broker, whichever path leaves it (the
+    /// client's hang-up, a stream's end, a slow consumer, the memory budget, an overloaded
+    /// driver, the connection being dropped): a parked poll is cancelled, a stream stops
+    /// following its channel (a WebSocket first queues `farewell` as its Close, if given), and
+    /// the connection becomes [`State::Closing`].
+    fn close_state(&mut self, farewell: Option<(CloseCode, &str)>, at: Instant) {
+        match std::mem::replace(&mut self.state, State::Closing) {
+            State::Poll { mut poll, .. } => {
+                if poll.is_parked() {
+                    self.app.stats.poll_unparked();
+                }
+                poll.cancel(&*self.app.broker, self.id, at);
+            }
+            State::Sse(mut stream) => stream.stop(&self.app, self.id, at),
+            State::WebSocket(mut stream) => {
+                if let Some((code, reason)) = farewell {
+                    stream.close_now(code, reason, &mut self.output);
+                }
+                stream.stop(&self.app, self.id, at);
+            }
+            State::Head { .. } | State::Body { .. } | State::Closing => {}
         }
-        self.stop_stream(&mut state);
     }
 
     /// One transition; `true` if another may follow at once.
@@ -427,14 +438,13 @@ impl Connection {
             Action::Poll(poll) => self.state = State::Poll { poll, reply },
             Action::Sse(start) => self.start_sse(start, &reply, now, waker),
             Action::Upgrade(start) => {
-                handshake::write_accept_response(&mut self.output, &start.accept);
                 let subscription = match start.mode {
                     WebSocketMode::Echo => None,
                     WebSocketMode::Channel { channel, since } => {
                         Some(Subscription::new(&*self.app.broker, &channel, since))
                     }
                 };
-                let stream = WebSocketStream::start(subscription, start.grant, &mut self.io(now, waker));
+                let stream = WebSocketStream::start(&start.accept, subscription, start.grant, &mut self.io(now, waker));
                 self.state = State::WebSocket(Box::new(stream));
                 self.set_kind(Kind::WebSocket);
             }
@@ -444,20 +454,10 @@ impl Connection {
     /// Writes the head of a `text/event-stream` response and starts following the channel.
     fn start_sse(&mut self, start: SseStart, reply: &Reply, now: Now, waker: &Waker) {
         let framing = reply.framing;
-        let chunked = framing.version == Version::Http11;
-        let mut headers = vec![
-            ("Content-Type", "text/event-stream"),
-            // WHATWG HTML §9.2.7 recommends it; intermediaries must not store the stream.
-            ("Cache-Control", "no-cache"),
-            // nginx buffers upstream responses unless told not to; an event must go out at once.
-            ("X-Accel-Buffering", "no"),
-        ];
-        // `Vary: Origin` always, `Access-Control-Allow-Origin` for an allowed page (the gate).
-        headers.extend(reply.cors.fields());
         // HTTP/1.1: chunked, so the stream can end cleanly with a last-chunk. HTTP/1.0 has no
         // chunking: the stream is delimited by closing the connection (RFC 9112 §6.3 rule 8).
-        headers.push(if chunked { ("Transfer-Encoding", "chunked") } else { ("Connection", "close") });
-        write_head(&mut self.output, 200, &headers, &format_http_date(now.unix_ms / 1000));
+        let chunked = framing.version == Version::Http11;
+        SseStream::write_head(&mut self.output, &reply.cors.fields(), chunked, &format_http_date(now.unix_secs()));
         if framing.head_only {
             self.state = if framing.keep_alive && chunked {
                 State::Head { idle_since: now.instant, started: None }
@@ -488,26 +488,19 @@ impl Connection {
 
     /// An SSE stream or a WebSocket makes progress.
     fn stream(&mut self, now: Now, waker: &Waker) -> bool {
+        // The stream is taken out while it advances, because `io` lends it the connection's
+        // buffers; it goes back before any transition.
         let mut state = std::mem::replace(&mut self.state, State::Closing);
         let next = match &mut state {
             State::Sse(stream) => stream.advance(&mut self.io(now, waker)),
             State::WebSocket(stream) => stream.advance(&mut self.io(now, waker)),
             _ => Next::Close,
         };
-        match next {
-            Next::Continue => self.state = state,
-            Next::Close => self.stop_stream(&mut state),
+        self.state = state;
+        if next == Next::Close {
+            self.close_state(None, now.instant);
         }
         false
-    }
-
-    /// Unregisters a stream from the broker.
-    fn stop_stream(&mut self, state: &mut State) {
-        match state {
-            State::Sse(stream) => stream.stop(&self.app, self.id, self.last_turn),
-            State::WebSocket(stream) => stream.stop(&self.app, self.id, self.last_turn),
-            _ => {}
-        }
     }
 
     fn set_kind(&mut self, kind: Kind) {
@@ -597,14 +590,7 @@ fn plain_framing() -> Framing {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        let mut state = std::mem::replace(&mut self.state, State::Closing);
-        if let State::Poll { poll, .. } = &mut state {
-            if poll.is_parked() {
-                self.app.stats.poll_unparked();
-            }
-            poll.cancel(&*self.app.broker, self.id, self.last_turn);
-        }
-        self.stop_stream(&mut state);
+        self.close_state(None, self.last_turn);
         self.app.stats.connection_closed(self.kind);
         self.app.budget.update(self.charged, 0);
     }

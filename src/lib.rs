@@ -55,7 +55,7 @@
 //! |---|---|
 //! | negotiate: `Accept` must allow `text/event-stream`, or 406 (the gate checked `Origin`) | [`app::App::handle`], [`http::accepts`] (RFC 9110 §12.5.1) |
 //! | resume: the cursor is `Last-Event-ID`, which a reconnecting `EventSource` sends, or `?since=` for a client that cannot set it; without one, only new messages | [`app::SseStart::since`], parsed by [`broker::Broker::parse_cursor`], where [`subscription::Subscription::new`] starts reading (§9.2.4) |
-//! | the response head: `text/event-stream`, chunked, no buffering, `Vary: Origin` | [`connection::Connection`] (`start_sse`) |
+//! | the response head: `text/event-stream`, chunked, no buffering, `Vary: Origin` | [`stream::SseStream::write_head`] |
 //! | `retry:`, then replay from the cursor, then live, one chunk per event | [`stream::SseStream::start`], [`stream::SseStream::advance`] |
 //! | the history no longer reaches back to the cursor: `event: gap` with `{"since":...,"oldest":...}` and no `id:`, before the replay | the [`broker::Gap`] in a [`broker::Batch`], written by [`stream::SseStream::advance`] |
 //! | encode an event (`id:`, `event:`, `data:` per line, blank line) | [`sse::encode_event`] (§9.2.5) |
@@ -68,7 +68,7 @@
 //!
 //! | step | where | spec |
 //! |---|---|---|
-//! | the opening handshake: check the request, compute `Sec-WebSocket-Accept` | [`ws::handshake::check_client_handshake`], [`ws::handshake::accept_key`] | §4.2 |
+//! | the opening handshake: check the request, compute `Sec-WebSocket-Accept` | [`ws::handshake::check_client_handshake`], [`ws::handshake::accept_key`]; the 101: [`stream::WebSocketStream::start`] | §4.2 |
 //! | refuse cross-site hijacking | [`gate::origin::classify`], before the route | §10.2 |
 //! | a receive-only socket: no right to publish, 1008 on a text frame | [`gate::Grant::may_publish`], checked by [`stream::WebSocketStream`] (`on_message`) | §7.4.1 |
 //! | read a frame header: FIN, RSV, opcode, 7/16/64-bit length, mask | [`ws::frame::FrameDecoder`] | §5.2 |

@@ -28,13 +28,14 @@ use std::time::{Duration, Instant};
 use crate::app::App;
 use crate::broker::{Batch, BrokerError, Gap};
 use crate::gate::Grant;
-use crate::http::response::{write_chunk_pieces, write_last_chunk};
+use crate::http::response::{write_chunk_pieces, write_head, write_last_chunk};
 use crate::json;
 use crate::sse;
 use crate::subscription::Subscription;
 use crate::time::Now;
 use crate::ws::close::CloseCode;
 use crate::ws::frame::{encode_frame, Opcode};
+use crate::ws::handshake;
 use crate::ws::message::Message as WsMessage;
 use crate::ws::session::{Event, Session, State as WsState};
 
@@ -147,6 +148,23 @@ pub struct SseStream {
 }
 
 impl SseStream {
+    /// The response head of an event stream: `text/event-stream`, never stored, never
+    /// buffered by a proxy, with the exchange's CORS `fields`; chunked on HTTP/1.1, delimited
+    /// by the connection's close on HTTP/1.0 (RFC 9112 §6.3 rule 8).
+    pub fn write_head(output: &mut Vec<u8>, cors_fields: &[(&str, &str)], chunked: bool, date: &str) {
+        let mut headers = vec![
+            ("Content-Type", "text/event-stream"),
+            // WHATWG HTML §9.2.7 recommends it; intermediaries must not store the stream.
+            ("Cache-Control", "no-cache"),
+            // nginx buffers upstream responses unless told not to; an event must go out at once.
+            ("X-Accel-Buffering", "no"),
+        ];
+        // `Vary: Origin` always, `Access-Control-Allow-Origin` for an allowed page (the gate).
+        headers.extend_from_slice(cors_fields);
+        headers.push(if chunked { ("Transfer-Encoding", "chunked") } else { ("Connection", "close") });
+        write_head(output, 200, &headers, date);
+    }
+
     /// Writes the stream's first bytes (`retry:`) and registers with the broker, so that
     /// nothing published from now on can be missed.
     pub fn start(mut subscription: Subscription, chunked: bool, grant: Grant, io: &mut Io<'_>) -> SseStream {
@@ -243,7 +261,10 @@ pub struct WebSocketStream {
 }
 
 impl WebSocketStream {
-    pub fn start(subscription: Option<Subscription>, grant: Grant, io: &mut Io<'_>) -> WebSocketStream {
+    /// Answers the opening handshake (`101 Switching Protocols` with `accept`, RFC 6455 §4.2.2),
+    /// then follows the channel, if any.
+    pub fn start(accept: &str, subscription: Option<Subscription>, grant: Grant, io: &mut Io<'_>) -> WebSocketStream {
+        handshake::write_accept_response(io.output, accept);
         let mut subscription = subscription;
         if let Some(subscription) = &mut subscription {
             subscription.register(&*io.app.broker, io.subscriber, io.waker, io.now.instant);
