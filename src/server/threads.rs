@@ -72,8 +72,10 @@ const KERNEL_RESERVE: usize = 2048;
 const READ_BUFFER_BYTES: usize = 16 * 1024;
 
 /// Bytes copied out of the connection for one blocking write: the copy is what lets the lock
-/// go while the write blocks.
-const WRITE_SLICE_BYTES: usize = 64 * 1024;
+/// go while the write blocks. The size of the read buffer: each thread touches both, so a
+/// larger slice would cost every connection memory for fewer system calls, which this model
+/// is not about.
+const WRITE_SLICE_BYTES: usize = READ_BUFFER_BYTES;
 
 /// The longest a parked thread sleeps before it looks at its socket for a hang-up. Five looks
 /// a second per parked connection is the price; a gone client's thread is freed within it.
