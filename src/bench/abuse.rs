@@ -17,13 +17,10 @@
 
 use std::time::Instant;
 
-use crate::http::grammar::Parsed;
-use crate::http::request::Limits;
-use crate::http::response_head::parse_response;
 use crate::ws::handshake;
 use crate::ws::session::{Event as WsEvent, Session};
 
-use super::peer::Masks;
+use super::peer::{handshake_answer, Masks};
 
 /// The kinds of abuse `--abuse` names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,20 +187,9 @@ impl Abuser {
     pub fn receive(&mut self, bytes: &[u8], out: &mut Vec<u8>, _now: Instant) -> Result<(), String> {
         self.input.extend_from_slice(bytes);
         if !self.answered {
-            let (status, reason, consumed) =
-                match parse_response(&self.input, &Limits::default()).map_err(|e| e.message().to_string())? {
-                    Parsed::Partial => return Ok(()),
-                    Parsed::Complete { value, consumed } => {
-                        let accepted = value
-                            .header("sec-websocket-accept")
-                            .is_some_and(|v| handshake::check_server_accept(&self.key, v));
-                        (
-                            if accepted || !self.behaviour.is_websocket() { value.status } else { 0 },
-                            value.reason.to_string(),
-                            consumed,
-                        )
-                    }
-                };
+            let Some(answer) = handshake_answer(&self.input, &self.key)? else { return Ok(()) };
+            let status = if self.behaviour.is_websocket() { answer.status_if_accepted() } else { answer.status };
+            let (reason, consumed) = (answer.reason, answer.consumed);
             self.answered = true;
             if !self.behaviour.is_websocket() || status != 101 {
                 return Err(format!("answered {status} {reason}"));

@@ -65,6 +65,20 @@ pub struct Connection<C> {
 }
 
 impl<C> Connection<C> {
+    /// A connection just opened, with `first` waiting to be sent.
+    fn opened(client: C, stream: TcpStream, first: Vec<u8>) -> Connection<C> {
+        Connection {
+            client,
+            stream: Some(stream),
+            out: first,
+            bytes_read: 0,
+            bytes_written: 0,
+            closed: None,
+            allowance: None,
+            interest: Interest::READABLE,
+        }
+    }
+
     /// Bytes the client wants sent that the socket has not taken yet.
     pub fn pending(&self) -> usize {
         self.out.len()
@@ -95,16 +109,7 @@ impl<C: Client> Engine<C> {
         let stream = connect(addr)?;
         let token = self.connections.len();
         self.poller.register(stream.as_fd(), token, Interest::READABLE)?;
-        self.connections.push(Connection {
-            client,
-            stream: Some(stream),
-            out: first,
-            bytes_read: 0,
-            bytes_written: 0,
-            closed: None,
-            allowance: None,
-            interest: Interest::READABLE,
-        });
+        self.connections.push(Connection::opened(client, stream, first));
         self.flush(token);
         Ok(token)
     }
@@ -125,16 +130,7 @@ impl<C: Client> Engine<C> {
                 return Err(error);
             }
         };
-        self.connections[token] = Connection {
-            client,
-            stream: Some(stream),
-            out: first,
-            bytes_read: 0,
-            bytes_written: 0,
-            closed: None,
-            allowance: None,
-            interest: Interest::READABLE,
-        };
+        self.connections[token] = Connection::opened(client, stream, first);
         self.flush(token);
         Ok(())
     }

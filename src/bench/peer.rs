@@ -361,6 +361,40 @@ impl Subscriber {
     }
 }
 
+/// The server's answer to a client's WebSocket handshake, once its head has arrived.
+pub(crate) struct HandshakeAnswer {
+    pub status: u16,
+    pub reason: String,
+    /// `Sec-WebSocket-Accept` matches the key sent (RFC 6455 §4.1: the client MUST check it).
+    pub accepted: bool,
+    /// Bytes of the head; what follows is already the server's frames.
+    pub consumed: usize,
+}
+
+impl HandshakeAnswer {
+    /// The status, or 0 for a 101 whose accept key is wrong (not a WebSocket after all).
+    pub fn status_if_accepted(&self) -> u16 {
+        if self.accepted {
+            self.status
+        } else {
+            0
+        }
+    }
+}
+
+/// Reads the answer to a WebSocket handshake sent with `key`; `None` while it is incomplete.
+pub(crate) fn handshake_answer(input: &[u8], key: &str) -> Result<Option<HandshakeAnswer>, String> {
+    match parse_response(input, &Limits::default()).map_err(|e| e.message().to_string())? {
+        Parsed::Partial => Ok(None),
+        Parsed::Complete { value, consumed } => Ok(Some(HandshakeAnswer {
+            status: value.status,
+            reason: value.reason.to_string(),
+            accepted: value.header("sec-websocket-accept").is_some_and(|v| handshake::check_server_accept(key, v)),
+            consumed,
+        })),
+    }
+}
+
 fn body_decoder(framing: ResponseFraming) -> Result<BodyDecoder, String> {
     let framing = match framing {
         ResponseFraming::None => BodyFraming::None,
@@ -407,16 +441,8 @@ impl Echoer {
         let session = match &mut self.session {
             Some(session) => session,
             None => {
-                let (status, consumed) =
-                    match parse_response(&self.input, &Limits::default()).map_err(|e| e.message().to_string())? {
-                        Parsed::Partial => return Ok(()),
-                        Parsed::Complete { value, consumed } => {
-                            let accepted = value
-                                .header("sec-websocket-accept")
-                                .is_some_and(|v| handshake::check_server_accept(&self.key, v));
-                            (if accepted { value.status } else { 0 }, consumed)
-                        }
-                    };
+                let Some(answer) = handshake_answer(&self.input, &self.key)? else { return Ok(()) };
+                let (status, consumed) = (answer.status_if_accepted(), answer.consumed);
                 if status != 101 {
                     return Err(format!("echo handshake answered {status}"));
                 }
