@@ -288,11 +288,18 @@ fn serve_connection(stream: Arc<TcpStream>, peer: IpAddr, app: &Arc<App>, regist
                     }
                 }
                 drop(guard);
-                thread::park_timeout(timeout.map_or(HANGUP_CHECK_INTERVAL, |t| t.min(HANGUP_CHECK_INTERVAL)));
-                // A WebSocket's reader thread sees the hang-up itself; a parked poll or an SSE
-                // stream has nobody reading, so this thread looks.
-                if waiting == Waiting::ForBroker && has_hung_up(&stream) {
-                    locked(&connection).receive_eof();
+                if waiting == Waiting::ForInputAndBroker {
+                    // A WebSocket's reader thread sees a hang-up itself and wakes this one.
+                    match timeout {
+                        Some(timeout) => thread::park_timeout(timeout),
+                        None => thread::park(),
+                    }
+                } else {
+                    // A parked poll or an SSE stream has nobody reading: this thread looks.
+                    thread::park_timeout(timeout.map_or(HANGUP_CHECK_INTERVAL, |t| t.min(HANGUP_CHECK_INTERVAL)));
+                    if has_hung_up(&stream) {
+                        locked(&connection).receive_eof();
+                    }
                 }
             }
             Waiting::ForClose => break,
