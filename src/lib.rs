@@ -115,6 +115,8 @@
 //! | read | one `read` | until it would block (`read_available`), while the connection has room ([`connection::Connection::input_room`]) |
 //! | write | blocking `write` until done | until it would block; interest in writability ([`server::poller::Interest`]) only while bytes wait |
 //! | a parked long poll ([`connection::Waiting::ForBroker`]) | a thread asleep in `park_timeout` | a slot, a waker and a timer-heap entry |
+//! | the client hangs up while parked | the thread naps [`server::threads::HANGUP_CHECK_INTERVAL`] and polls its socket for `POLLRDHUP` | epoll reports `EPOLLRDHUP` at once |
+//! | a client that reads too slowly | writes block until the connection's next deadline, then [`connection::Connection::advance`] decides | the socket stops taking bytes; the same `advance` decides |
 //! | the broker wakes it | `Thread::unpark` | the slot's number is queued and the worker's [`server::notify::Notifier`] (an eventfd) is written |
 //! | deadlines (header, idle, poll, keepalive, ping, close) from [`connection::Connection::next_deadline`] | the read or park timeout | one binary heap per worker; its earliest entry is the wait's timeout |
 //!
