@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use super::notify::Notifier;
 use super::poller::{Interest, Poller, Ready};
-use super::{accept_loop, now, Admission, SHUTDOWN_GRACE};
+use super::{accept_loop, now, Admission, LINGER_BYTES, LINGER_TIME, SHUTDOWN_GRACE};
 use crate::app::App;
 use crate::connection::Connection;
 use crate::stats::WorkerStats;
@@ -62,11 +62,6 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// How many times one turn may refill and flush a connection's output before moving on, so
 /// that one fast stream cannot starve the others on its worker.
 const MAX_FLUSHES_PER_TURN: usize = 4;
-
-/// How long a closing connection keeps reading and discarding after its last response, so
-/// that unread input does not turn the close into a reset that destroys the response
-/// (RFC 9112 §9.6).
-const LINGER_TIME: Duration = Duration::from_secs(2);
 
 /// What a worker shares with the threads that give it work.
 struct WorkerShared {
@@ -125,6 +120,8 @@ struct Slot {
     queued_bytes: usize,
     /// Whether this slot is counted in the worker's `parked_polls`.
     parked: bool,
+    /// Bytes read and thrown away while lingering (at most `LINGER_BYTES`).
+    discarded: usize,
     /// Frees the `--max-connections` slot when dropped.
     _admission: Admission,
 }
@@ -280,6 +277,7 @@ impl Worker {
             scheduled: None,
             queued_bytes: 0,
             parked: false,
+            discarded: 0,
             _admission: admission,
         };
         if token == self.slots.len() {
@@ -438,11 +436,16 @@ fn read_available(slot: &mut Slot, buf: &mut [u8]) -> bool {
                 }
                 return true;
             }
-            Ok(n) => {
-                if let Some(connection) = slot.connection.as_mut() {
-                    connection.receive(&buf[..n]);
+            Ok(n) => match slot.connection.as_mut() {
+                Some(connection) => connection.receive(&buf[..n]),
+                None => {
+                    // Lingering: the bytes are thrown away, and not without end.
+                    slot.discarded += n;
+                    if slot.discarded >= LINGER_BYTES {
+                        return true;
+                    }
                 }
-            }
+            },
             Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(_) => {

@@ -120,6 +120,12 @@ impl ShutdownHandle {
     }
 }
 
+/// How long a closing connection keeps reading (and discarding) after its last response, and
+/// how much, on both models. Closing with unread input makes the kernel send a reset that can
+/// destroy the response before the client reads it (RFC 9112 §9.6 on closing "in stages").
+pub(crate) const LINGER_TIME: Duration = Duration::from_secs(2);
+pub(crate) const LINGER_BYTES: usize = 256 * 1024;
+
 /// How long a graceful shutdown waits for connections to finish (answered polls, last
 /// chunks, WebSocket closing handshakes) before the process exits anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

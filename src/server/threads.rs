@@ -56,7 +56,7 @@ use crate::app::App;
 use crate::connection::{Connection, Waiting};
 use crate::sync::lock;
 
-use super::{accept_loop, now, sys, SHUTDOWN_GRACE};
+use super::{accept_loop, now, sys, LINGER_BYTES, LINGER_TIME, SHUTDOWN_GRACE};
 
 /// Stack size of a connection thread. The deepest path (request parsing plus a response) uses
 /// a few KiB; 128 KiB leaves a wide margin and is 1/16 of the default reservation.
@@ -80,12 +80,6 @@ const WRITE_SLICE_BYTES: usize = READ_BUFFER_BYTES;
 /// The longest a parked thread sleeps before it looks at its socket for a hang-up. Five looks
 /// a second per parked connection is the price; a gone client's thread is freed within it.
 pub const HANGUP_CHECK_INTERVAL: Duration = Duration::from_millis(200);
-
-/// How long a closing connection keeps reading (and discarding) after its last response, and
-/// how much. Closing with unread input makes the kernel send a reset that can destroy the
-/// response before the client reads it (RFC 9112 §9.6 on closing "in stages").
-const LINGER_TIME: Duration = Duration::from_secs(2);
-const LINGER_BYTES: usize = 256 * 1024;
 
 /// Wakes a parked connection thread.
 struct ThreadWaker(Thread);
