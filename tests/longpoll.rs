@@ -237,7 +237,9 @@ fn many_parked_polls_are_all_answered_by_one_publish() {
 fn clients_that_hang_up_on_parked_polls_and_streams_free_their_connections_and_threads() {
     const EACH: usize = 200;
     each_model(
-        |_| {},
+        // Nothing else would end these waits before the test gives up (`PATIENCE`, 20 s): no
+        // poll timeout, no keepalive write. Only noticing the hang-up frees them in time.
+        |config| config.keepalive = Duration::from_secs(60),
         |server| {
             let app = server.server.app().clone();
             // Once it has answered a request, the server's own threads (workers) all exist.
@@ -269,9 +271,7 @@ fn clients_that_hang_up_on_parked_polls_and_streams_free_their_connections_and_t
                 }
                 idle
             });
-            let released = started.elapsed();
-            eprintln!("model {}: {} connections released in {released:?}", server.model.name(), 2 * EACH);
-            assert!(released < Duration::from_secs(1), "released after {released:?}: the hang-ups went unnoticed");
+            eprintln!("model {}: {} connections released in {:?}", server.model.name(), 2 * EACH, started.elapsed());
         },
     );
 }
