@@ -27,6 +27,10 @@
 //!            any error, timeout or `Connection: close` ─► Closing ─► (flushed) ─► closed
 //! ```
 //!
+//! Every change of state goes through one function, [`Connection::enter`]: what leaving a
+//! state means (a poll cancelled, a stream unsubscribed) is written once, whichever path leaves
+//! it.
+//!
 //! Requests are handled one at a time in arrival order, so pipelined requests (RFC 9112 §9.3.2)
 //! are answered in order: the next head is not parsed until the previous response is queued.
 
@@ -315,8 +319,8 @@ impl Connection {
     /// WebSocket that still reads nothing, is dropped with its output. Either way the client
     /// can resume from the last id it received.
     fn end_now(&mut self, now: Now, code: CloseCode, reason: &str) {
-        let was_websocket = matches!(self.state, State::WebSocket(_));
-        self.close_state(Some((code, reason)), now.instant);
+        let was_websocket = self.say_farewell(code, reason);
+        self.enter(State::Closing, now.instant);
         if was_websocket {
             self.stalled_since = Some(now.instant);
         } else {
@@ -332,16 +336,34 @@ impl Connection {
         // RFC 6455 §7.4.1: 1011, "an unexpected condition that prevented it from fulfilling
         // the request". 1013 "Try Again Later" would say it better, but it was registered
         // after the RFC and strict peers (ours, Autobahn's) refuse it as undefined.
-        self.close_state(Some((CloseCode::INTERNAL_ERROR, "server overloaded, try again later")), self.last_turn);
+        self.say_farewell(CloseCode::INTERNAL_ERROR, "server overloaded, try again later");
+        self.enter(State::Closing, self.last_turn);
     }
 
-    /// The one way out of a state that follows the broker, whichever path leaves it (the
-    /// client's hang-up, a stream's end, a slow consumer, the memory budget, an overloaded
-    /// driver, the connection being dropped): a parked poll is cancelled, a stream stops
-    /// following its channel (a WebSocket first queues `farewell` as its Close, if given), and
-    /// the connection becomes [`State::Closing`].
-    fn close_state(&mut self, farewell: Option<(CloseCode, &str)>, at: Instant) {
-        match std::mem::replace(&mut self.state, State::Closing) {
+    /// A WebSocket queues its Close with `code` and `reason` (RFC 6455 §5.5.1), behind what it
+    /// has not written yet; `true` if this is a WebSocket. Other states have nothing to say.
+    fn say_farewell(&mut self, code: CloseCode, reason: &str) -> bool {
+        let State::WebSocket(stream) = &mut self.state else { return false };
+        stream.close_now(code, reason, &mut self.output);
+        true
+    }
+
+    /// Every change of state goes through here, so what leaving and entering a state mean is
+    /// written once, whichever path takes it (an answer, the client's hang-up, a stream's end,
+    /// a slow consumer, the memory budget, an overloaded driver, the connection being dropped):
+    ///
+    /// - leaving a long poll cancels it (and a parked one stops counting as parked);
+    /// - leaving an SSE stream or a WebSocket stops following its channel;
+    /// - entering a stream makes the connection count as that kind in `/stats`.
+    ///
+    /// `at` is when: the broker starts an idle channel's time from its last subscriber's leaving.
+    fn enter(&mut self, next: State, at: Instant) {
+        let kind = match &next {
+            State::Sse(_) => Some(Kind::Sse),
+            State::WebSocket(_) => Some(Kind::WebSocket),
+            _ => None,
+        };
+        match std::mem::replace(&mut self.state, next) {
             State::Poll { mut poll, .. } => {
                 if poll.is_parked() {
                     self.app.stats.poll_unparked();
@@ -349,14 +371,20 @@ impl Connection {
                 poll.cancel(&*self.app.broker, self.id, at);
             }
             State::Sse(mut stream) => stream.stop(&self.app, self.id, at),
-            State::WebSocket(mut stream) => {
-                if let Some((code, reason)) = farewell {
-                    stream.close_now(code, reason, &mut self.output);
-                }
-                stream.stop(&self.app, self.id, at);
-            }
+            State::WebSocket(mut stream) => stream.stop(&self.app, self.id, at),
             State::Head { .. } | State::Body { .. } | State::Closing => {}
         }
+        if let Some(kind) = kind {
+            self.app.stats.connection_closed(self.kind);
+            self.app.stats.connection_opened(kind);
+            self.kind = kind;
+        }
+    }
+
+    /// The connection waits for the next request head, from `at` (keep-alive), or closes.
+    fn next_request(&mut self, keep_alive: bool, at: Instant) {
+        let next = if keep_alive { State::Head { idle_since: at, started: None } } else { State::Closing };
+        self.enter(next, at);
     }
 
     /// One transition; `true` if another may follow at once.
@@ -390,7 +418,7 @@ impl Connection {
             // Between requests: close when the client has gone, the server is stopping, or
             // nothing came in time. Nothing is owed, so no response.
             if self.input_closed || self.app.is_shutting_down() || now.instant >= deadline {
-                self.state = State::Closing;
+                self.enter(State::Closing, now.instant);
             }
             return false;
         }
@@ -398,7 +426,7 @@ impl Connection {
             Ok(Parsed::Partial) => {
                 if self.input_closed || self.app.is_shutting_down() {
                     // The rest of the head will never arrive (or we will not wait for it).
-                    self.state = State::Closing;
+                    self.enter(State::Closing, now.instant);
                 } else if now.instant >= deadline {
                     // RFC 9110 §15.5.9: 408 "indicates that the server did not receive a
                     // complete request message within the time that it was prepared to wait".
@@ -433,9 +461,9 @@ impl Connection {
                     self.output.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                 }
                 let deadline = now.instant + self.app.config.header_timeout;
-                self.state = State::Body { channel, reply, decoder, body: Vec::new(), deadline };
+                self.enter(State::Body { channel, reply, decoder, body: Vec::new(), deadline }, now.instant);
             }
-            Action::Poll(poll) => self.state = State::Poll { poll, reply },
+            Action::Poll(poll) => self.enter(State::Poll { poll, reply }, now.instant),
             Action::Sse(start) => self.start_sse(start, &reply, now, waker),
             Action::Upgrade(start) => {
                 let subscription = match start.mode {
@@ -445,8 +473,7 @@ impl Connection {
                     }
                 };
                 let stream = WebSocketStream::start(&start.accept, subscription, start.grant, &mut self.io(now, waker));
-                self.state = State::WebSocket(Box::new(stream));
-                self.set_kind(Kind::WebSocket);
+                self.enter(State::WebSocket(Box::new(stream)), now.instant);
             }
         }
     }
@@ -459,17 +486,11 @@ impl Connection {
         let chunked = framing.version == Version::Http11;
         SseStream::write_head(&mut self.output, &reply.cors.fields(), chunked, &format_http_date(now.unix_secs()));
         if framing.head_only {
-            self.state = if framing.keep_alive && chunked {
-                State::Head { idle_since: now.instant, started: None }
-            } else {
-                State::Closing
-            };
-            return;
+            return self.next_request(framing.keep_alive && chunked, now.instant);
         }
         let subscription = Subscription::new(&*self.app.broker, &start.channel, start.since);
         let stream = SseStream::start(subscription, chunked, start.grant, &mut self.io(now, waker));
-        self.state = State::Sse(stream);
-        self.set_kind(Kind::Sse);
+        self.enter(State::Sse(stream), now.instant);
     }
 
     /// The context a stream advances with.
@@ -489,7 +510,7 @@ impl Connection {
     /// An SSE stream or a WebSocket makes progress.
     fn stream(&mut self, now: Now, waker: &Waker) -> bool {
         // The stream is taken out while it advances, because `io` lends it the connection's
-        // buffers; it goes back before any transition.
+        // buffers; it goes back before any transition. (Not a transition itself: nothing leaves.)
         let mut state = std::mem::replace(&mut self.state, State::Closing);
         let next = match &mut state {
             State::Sse(stream) => stream.advance(&mut self.io(now, waker)),
@@ -498,15 +519,9 @@ impl Connection {
         };
         self.state = state;
         if next == Next::Close {
-            self.close_state(None, now.instant);
+            self.enter(State::Closing, now.instant);
         }
         false
-    }
-
-    fn set_kind(&mut self, kind: Kind) {
-        self.app.stats.connection_closed(self.kind);
-        self.app.stats.connection_opened(kind);
-        self.kind = kind;
     }
 
     fn read_body(&mut self, now: Now) -> bool {
@@ -524,7 +539,7 @@ impl Connection {
                     return true;
                 }
                 if self.input_closed || self.app.is_shutting_down() {
-                    self.state = State::Closing;
+                    self.enter(State::Closing, now.instant);
                 } else if now.instant >= *deadline {
                     self.respond(now, Response::text(408, "request body not received in time"), &failed);
                 }
@@ -570,11 +585,7 @@ impl Connection {
         reply.cors.apply(&mut response);
         let date = format_http_date(now.unix_secs());
         write_response(&mut self.output, &response, reply.framing, &date);
-        self.state = if reply.framing.keep_alive {
-            State::Head { idle_since: now.instant, started: None }
-        } else {
-            State::Closing
-        };
+        self.next_request(reply.framing.keep_alive, now.instant);
     }
 
     /// Answers a request whose head could not be read (so no CORS either), and closes.
@@ -590,7 +601,7 @@ fn plain_framing() -> Framing {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.close_state(None, self.last_turn);
+        self.enter(State::Closing, self.last_turn);
         self.app.stats.connection_closed(self.kind);
         self.app.budget.update(self.charged, 0);
     }
