@@ -27,7 +27,7 @@
 //!            any error, timeout or `Connection: close` ─► Closing ─► (flushed) ─► closed
 //! ```
 //!
-//! Every change of state goes through one function, [`Connection::enter`]: what leaving a
+//! Every change of state goes through one function, `Connection::enter`: what leaving a
 //! state means (a poll cancelled, a stream unsubscribed) is written once, whichever path leaves
 //! it.
 //!
