@@ -136,6 +136,8 @@ pub struct Connection {
     /// Since when output has waited without the client taking any of it: after
     /// `send_timeout` the client is a slow consumer and is disconnected.
     stalled_since: Option<Instant>,
+    /// Ended for not taking its output within `send_timeout` (counted in `/stats` once).
+    ended_as_slow: bool,
     /// The time of the latest turn ([`Connection::advance`]). The broker is told when a
     /// subscriber leaves a channel (an idle channel's time starts then); a connection that
     /// leaves outside a turn (dropped, or closed for overload) tells it this, a turn old at most.
@@ -158,6 +160,7 @@ impl Connection {
             kind: Kind::Http,
             charged: 0,
             stalled_since: None,
+            ended_as_slow: false,
             last_turn: now.instant,
         }
     }
@@ -261,6 +264,11 @@ impl Connection {
             // RFC 6455 §7.4.1: 1008 "indicates that an endpoint is terminating the connection
             // because it has received a message that violates its policy"; here the policy
             // is the send timeout.
+            if !self.ended_as_slow {
+                // Counted once: a WebSocket given its grace period may come back here at its end.
+                self.ended_as_slow = true;
+                self.app.stats.slow_consumer();
+            }
             self.end_now(now, CloseCode::POLICY, "slow consumer");
         }
         let closing = matches!(self.state, State::Closing);

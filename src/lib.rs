@@ -113,7 +113,7 @@
 //! | take a connection | [`server::threads::run`]: a new thread (within a budget the kernel allows) | [`server::event_loop::run`]: round robin to a worker, a slot in its table |
 //! | wait for bytes | a blocking `read` with the next deadline as its timeout | readiness from [`server::poller::Poller::wait`] (epoll, O(ready); or poll(2), O(n)) |
 //! | read | one `read` | until it would block (`read_available`), while the connection has room ([`connection::Connection::input_room`]) |
-//! | write | blocking `write` until done | until it would block; interest in writability ([`server::poller::Interest`]) only while bytes wait |
+//! | write | [`server::write::flush`], a slice copied out under the lock, each `write` blocking no later than the next deadline | the same [`server::write::flush`] until it would block; interest in writability ([`server::poller::Interest`]) only while bytes wait |
 //! | a parked long poll ([`connection::Waiting::ForBroker`]) | a thread asleep in `park_timeout` | a slot, a waker and a timer-heap entry |
 //! | the client hangs up while parked | the thread naps [`server::threads::HANGUP_CHECK_INTERVAL`] and polls its socket for `POLLRDHUP` | epoll reports `EPOLLRDHUP` at once |
 //! | a client that reads too slowly | writes block until the connection's next deadline, then [`connection::Connection::advance`] decides | the socket stops taking bytes; the same `advance` decides |
@@ -132,7 +132,7 @@
 //!   [`broker::resp`] is its sans-I/O wire codec (RESP2).
 //! - [`subscription`]: a cursor in a channel plus a registered waker; pull, never push.
 //! - [`server`]: the two drivers ([`server::event_loop`], [`server::threads`]), the shared accept
-//!   loop, and the one `unsafe` module ([`server::sys`]: epoll, poll, eventfd, signals, rlimit).
+//!   loop, the shared write and linger ([`server::write`]), and the one `unsafe` module ([`server::sys`]: epoll, poll, eventfd, signals, rlimit).
 //! - [`config`]: every limit, its default and why; [`stats`]: `/stats` and `/metrics`.
 //! - [`budget`]: one memory budget for everything clients can make the server hold; with
 //!   [`connection::Connection::input_room`] (reading pauses while a client owes us output),

@@ -66,6 +66,9 @@ pub struct Stats {
     bytes_out: AtomicU64,
     /// Connections refused with 503 because `--max-connections` was reached.
     refused: AtomicU64,
+    /// Connections ended because their client did not take what it was owed within
+    /// `--send-timeout` (a WebSocket's 1008, an SSE stream cut off, a response dropped).
+    slow_consumers: AtomicU64,
     /// Requests and connections the security gate refused, by [`Refusal`].
     refusals: [AtomicU64; 5],
     /// Open streams and parked polls per token subject; an entry goes when its count is zero,
@@ -105,6 +108,7 @@ pub struct Snapshot {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub refused: u64,
+    pub slow_consumers: u64,
     pub refusals: [u64; 5],
     /// The [`SUBJECTS_SHOWN`] subjects with the most open streams, most first.
     pub subjects: Vec<(String, usize)>,
@@ -157,6 +161,10 @@ impl Stats {
         self.refused.fetch_add(1, Relaxed);
     }
 
+    pub fn slow_consumer(&self) {
+        self.slow_consumers.fetch_add(1, Relaxed);
+    }
+
     pub fn refusal(&self, reason: Refusal) {
         self.refusals[reason as usize].fetch_add(1, Relaxed);
     }
@@ -194,6 +202,7 @@ impl Stats {
             bytes_in: self.bytes_in.load(Relaxed),
             bytes_out: self.bytes_out.load(Relaxed),
             refused: self.refused.load(Relaxed),
+            slow_consumers: self.slow_consumers.load(Relaxed),
             refusals: [0, 1, 2, 3, 4].map(|i| self.refusals[i].load(Relaxed)),
             subjects: {
                 let mut subjects: Vec<(String, usize)> =
@@ -250,13 +259,14 @@ impl Snapshot {
         let _ = write!(
             out,
             "}},\"parked_polls\":{},\"messages\":{{\"published\":{},\"delivered\":{}}},\
-             \"bytes\":{{\"in\":{},\"out\":{}}},\"refused_connections\":{},\"rss_bytes\":{},\"threads\":{},\"refusals\":{{",
+             \"bytes\":{{\"in\":{},\"out\":{}}},\"refused_connections\":{},\"slow_consumers\":{},\"rss_bytes\":{},\"threads\":{},\"refusals\":{{",
             self.parked_polls,
             self.published,
             self.delivered,
             self.bytes_in,
             self.bytes_out,
             self.refused,
+            self.slow_consumers,
             self.rss_bytes,
             self.threads
         );
@@ -307,6 +317,12 @@ impl Snapshot {
         metric("bytes_received_total", "counter", "Bytes read from clients.", &[("", self.bytes_in)]);
         metric("bytes_sent_total", "counter", "Bytes written to clients.", &[("", self.bytes_out)]);
         metric("connections_refused_total", "counter", "Connections refused at the limit.", &[("", self.refused)]);
+        metric(
+            "slow_consumers_total",
+            "counter",
+            "Connections ended because the client did not read what it was owed within --send-timeout.",
+            &[("", self.slow_consumers)],
+        );
         metric(
             "channels",
             "gauge",

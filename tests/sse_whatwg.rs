@@ -626,6 +626,7 @@ fn a_slow_consumer_is_disconnected_and_resumes_without_loss() {
             }
             let app = server.server.app().clone();
             common::eventually("the server drops the slow consumer", || app.stats.snapshot().open[1] == 0);
+            assert_eq!(app.stats.snapshot().slow_consumers, 1, "dropped as a slow consumer, counted once");
             // Read what was delivered before the disconnection, then resume from the last id.
             let (events, end) = stream.rest();
             assert_eq!(end, End::Closed, "a slow consumer is cut off, not ended cleanly");

@@ -446,15 +446,7 @@ fn a_slow_consumer_is_disconnected_and_resumes_without_loss() {
             let mut client = connect(server, &format!("/ws/flood?since={start}"));
             // 16 KiB texts, 32 MiB in all: more than the socket buffers of both ends can hold
             // so a client that reads nothing stalls the server's writes.
-            let padding = "x".repeat(16 * 1024);
-            let mut stream = server.connect();
-            for i in 0..COUNT {
-                let text = format!("{i} {padding}");
-                let request =
-                    format!("POST /publish/flood HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{text}", text.len());
-                stream.write_all(request.as_bytes()).unwrap();
-                assert_eq!(read_response(&mut stream, false).unwrap().status, 201);
-            }
+            publish_flood(server, "flood", COUNT, 16 * 1024);
             let app = server.server.app().clone();
             common::eventually("the server drops the slow consumer", || app.stats.snapshot().open[2] == 0);
             let mut received = Vec::new();
@@ -484,6 +476,59 @@ fn a_slow_consumer_is_disconnected_and_resumes_without_loss() {
                 }
             }
             assert_eq!(received, (0..COUNT).collect::<Vec<_>>());
+        },
+    );
+}
+
+/// Publishes `count` texts of `bytes` bytes to `channel` on one keep-alive connection.
+fn publish_flood(server: &TestServer, channel: &str, count: usize, bytes: usize) {
+    let padding = "x".repeat(bytes);
+    let mut stream = server.connect();
+    for i in 0..count {
+        let text = format!("{i} {padding}");
+        let request =
+            format!("POST /publish/{channel} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{text}", text.len());
+        stream.write_all(request.as_bytes()).unwrap();
+        assert_eq!(read_response(&mut stream, false).unwrap().status, 201);
+    }
+}
+
+#[test]
+fn rfc6455_7_4_1_a_slow_consumer_that_reads_within_its_grace_finds_1008_behind_its_backlog() {
+    each_model(
+        |config| {
+            config.max_outbound_bytes = 16 * 1024;
+            config.send_timeout = Duration::from_secs(2);
+        },
+        |server| {
+            let app = server.server.app().clone();
+            let slow = || app.stats.snapshot().slow_consumers;
+            let mut late_reader = connect(server, "/ws/slow");
+            let never_reads = connect(server, "/ws/slow");
+            // 32 MiB: more than the socket buffers between a client that reads nothing and the
+            // server, so the server's writes stall and `send_timeout` runs out.
+            publish_flood(server, "slow", 2000, 16 * 1024);
+            common::eventually("both are found slow", || slow() == 2);
+            // Told, the late reader gets one more `send_timeout` to take its backlog, and finds the
+            // Close at its end (RFC 6455 §7.4.1: 1008, "a message that violates its policy").
+            loop {
+                match late_reader.next_event() {
+                    Ok(Event::Closed(info)) => {
+                        assert_eq!(info.code, Some(CloseCode::POLICY));
+                        assert_eq!(info.reason, "slow consumer");
+                        break;
+                    }
+                    Ok(Event::Failed(error)) => panic!("the server broke the protocol: {error:?}"),
+                    Ok(_) => {}
+                    Err(error) => panic!("connection ended without a close frame: {error}"),
+                }
+            }
+            // The one that never reads is let go at the end of its grace, with what it was owed:
+            // its connection, its output and its subscription are released.
+            common::eventually("the server releases both", || app.stats.snapshot().open[2] == 0);
+            assert_eq!(slow(), 2, "each slow consumer is counted once");
+            assert!(server.get("/metrics").text().contains("realtime_slow_consumers_total 2\n"));
+            drop(never_reads);
         },
     );
 }

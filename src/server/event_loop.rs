@@ -36,7 +36,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -47,7 +47,8 @@ use std::time::{Duration, Instant};
 
 use super::notify::Notifier;
 use super::poller::{Interest, Poller, Ready};
-use super::{accept_loop, now, Admission, LINGER_BYTES, LINGER_TIME, SHUTDOWN_GRACE};
+use super::write::{flush, LINGER_BYTES, LINGER_TIME};
+use super::{accept_loop, now, Admission, SHUTDOWN_GRACE};
 use crate::app::App;
 use crate::connection::Connection;
 use crate::stats::WorkerStats;
@@ -329,7 +330,7 @@ impl Worker {
         for _ in 0..MAX_FLUSHES_PER_TURN {
             connection.advance(now(), &slot.task_waker);
             let before = connection.output().len();
-            failed = write_available(&mut slot.stream, connection).is_err();
+            failed = flush(&mut slot.stream, connection).is_err();
             // Output drained: a stream that paused for backpressure can read on at once.
             if failed || before == 0 || !connection.output().is_empty() {
                 turn_used_up = false;
@@ -456,18 +457,4 @@ fn read_available(slot: &mut Slot, buf: &mut [u8]) -> bool {
             }
         }
     }
-}
-
-/// Writes until the output is empty or the socket would block.
-fn write_available(stream: &mut TcpStream, connection: &mut Connection) -> io::Result<()> {
-    while !connection.output().is_empty() {
-        match stream.write(connection.output()) {
-            Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(n) => connection.consume_output(n, Instant::now()),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

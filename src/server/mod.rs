@@ -6,6 +6,7 @@
 //!   sockets with a [`poller::Poller`] (epoll, or poll(2)); a parked long poll is a table
 //!   entry and a timer.
 //! - [`poller`], [`notify`]: readiness and cross-thread wake-ups for the event loop.
+//! - [`write`](mod@write): writing a connection's output and closing in stages, one way for both models.
 //! - [`sys`]: the OS calls std lacks (signals, epoll, poll, eventfd, rlimit, CPU affinity),
 //!   the crate's only `unsafe`.
 //!
@@ -22,6 +23,7 @@ pub mod notify;
 pub mod poller;
 pub mod sys;
 pub mod threads;
+pub mod write;
 
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -119,12 +121,6 @@ impl ShutdownHandle {
         let _ = TcpStream::connect(wake);
     }
 }
-
-/// How long a closing connection keeps reading (and discarding) after its last response, and
-/// how much, on both models. Closing with unread input makes the kernel send a reset that can
-/// destroy the response before the client reads it (RFC 9112 §9.6 on closing "in stages").
-pub(crate) const LINGER_TIME: Duration = Duration::from_secs(2);
-pub(crate) const LINGER_BYTES: usize = 256 * 1024;
 
 /// How long a graceful shutdown waits for connections to finish (answered polls, last
 /// chunks, WebSocket closing handshakes) before the process exits anyway.

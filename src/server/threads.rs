@@ -42,7 +42,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read};
 use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -56,7 +56,8 @@ use crate::app::App;
 use crate::connection::{Connection, Waiting};
 use crate::sync::lock;
 
-use super::{accept_loop, now, sys, LINGER_BYTES, LINGER_TIME, SHUTDOWN_GRACE};
+use super::write::{self, Outbox, LINGER_BYTES, LINGER_TIME};
+use super::{accept_loop, now, sys, SHUTDOWN_GRACE};
 
 /// Stack size of a connection thread. The deepest path (request parsing plus a response) uses
 /// a few KiB; 128 KiB leaves a wide margin and is 1/16 of the default reservation.
@@ -382,39 +383,43 @@ fn read_frames(stream: Arc<TcpStream>, connection: &Shared, waker: &Waker) {
     }
 }
 
-/// Writes what the connection has queued, a slice at a time, each write blocking no later than
+/// Writes what the connection has queued ([`write::flush`]), each write blocking no later than
 /// the connection's next deadline. The lock is held only to copy a slice out and to report
 /// what went, never while the socket blocks. Returns whether anything was written; stops
 /// early, with output left, when a write waited until the deadline: `advance` then decides
 /// (a slow consumer is the connection's call, not the socket's).
 fn flush(socket: &TcpStream, connection: &Shared, slice: &mut Vec<u8>) -> io::Result<bool> {
     let _writing = lock(&connection.writing);
-    let mut socket = socket;
-    let mut wrote = false;
-    loop {
+    write::flush(&mut { socket }, &mut Lent { connection, socket, slice })
+}
+
+/// A shared connection's output, lent a slice at a time (see [`flush`]).
+struct Lent<'a> {
+    connection: &'a Shared,
+    socket: &'a TcpStream,
+    slice: &'a mut Vec<u8>,
+}
+
+impl Outbox for Lent<'_> {
+    fn next_bytes(&mut self) -> Option<&[u8]> {
         let deadline = {
-            let guard = locked(connection);
+            let guard = locked(self.connection);
             let output = guard.output();
             if output.is_empty() {
-                return Ok(wrote);
+                return None;
             }
-            slice.clear();
-            slice.extend_from_slice(&output[..output.len().min(WRITE_SLICE_BYTES)]);
+            self.slice.clear();
+            self.slice.extend_from_slice(&output[..output.len().min(WRITE_SLICE_BYTES)]);
             guard.next_deadline()
         };
         // A zero timeout means "block forever" to set_write_timeout: 1 ms at least.
         let wait = deadline.map(|d| d.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)));
-        let _ = socket.set_write_timeout(wait);
-        match socket.write(slice) {
-            Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                locked(connection).consume_output(n, Instant::now());
-                wrote = true;
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return Ok(wrote),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+        let _ = self.socket.set_write_timeout(wait);
+        Some(self.slice)
+    }
+
+    fn wrote(&mut self, n: usize, now: Instant) {
+        locked(self.connection).consume_output(n, now);
     }
 }
 
