@@ -384,12 +384,14 @@ impl From<RespError> for RedisError {
     }
 }
 
-/// One connection to Redis: a blocking socket and the bytes received but not yet decoded.
+/// One connection to Redis: a blocking socket, the bytes received but not yet decoded, and
+/// the decoder, which keeps what it has read of a reply still arriving.
 struct Link {
     stream: TcpStream,
     input: Vec<u8>,
     /// `input[decoded..]` is what the decoder has not consumed.
     decoded: usize,
+    decoder: resp::Decoder,
 }
 
 impl Link {
@@ -411,7 +413,8 @@ impl Link {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(COMMAND_TIMEOUT))?;
         stream.set_write_timeout(Some(COMMAND_TIMEOUT))?;
-        let mut link = Link { stream, input: Vec::new(), decoded: 0 };
+        let mut link =
+            Link { stream, input: Vec::new(), decoded: 0, decoder: resp::Decoder::new(resp::Limits::default()) };
         let mut commands = Vec::new();
         let db = url.db.to_string();
         encode_command(&mut commands, &[b"SELECT", db.as_bytes()]);
@@ -457,21 +460,24 @@ impl Link {
         Ok(self.stream.write_all(&command)?)
     }
 
-    /// The next value Redis sends, reading as much as it takes.
+    /// The next value Redis sends, reading as much as it takes. The decoder resumes where it
+    /// stopped, so each byte of a long reply is read once whatever the number of reads (and
+    /// a read that times out, on the subscription's tick, loses nothing of a reply begun).
     fn receive(&mut self) -> Result<Value, RedisError> {
-        let limits = resp::Limits::default();
         loop {
-            if let Some((value, used)) = resp::decode(&self.input[self.decoded..], &limits)? {
-                self.decoded += used;
+            let (used, value) = self.decoder.decode(&self.input[self.decoded..])?;
+            self.decoded += used;
+            if let Some(value) = value {
                 if self.decoded == self.input.len() {
                     self.input.clear();
                     self.decoded = 0;
                 }
                 return Ok(value);
             }
+            // What is left is an unfinished line or bulk string: keep it at the front.
             self.input.drain(..self.decoded);
             self.decoded = 0;
-            if self.input.len() > MAX_REPLY_BYTES {
+            if self.decoder.consumed_of_value() + self.input.len() > MAX_REPLY_BYTES {
                 return Err(RedisError::ReplyTooLarge);
             }
             let filled = self.input.len();
@@ -490,7 +496,8 @@ impl Link {
     /// Whether Redis has closed this idle connection (or sent something nobody asked for,
     /// which leaves it out of step): a non-blocking peek, before a command is sent on it.
     fn closed_by_peer(&self) -> bool {
-        if self.decoded < self.input.len() || self.stream.set_nonblocking(true).is_err() {
+        if self.decoded < self.input.len() || self.decoder.is_mid_value() || self.stream.set_nonblocking(true).is_err()
+        {
             return true;
         }
         let mut byte = [0u8; 1];
