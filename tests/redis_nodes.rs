@@ -63,14 +63,22 @@ struct Redis {
     port: u16,
     dir: PathBuf,
     persistence: Persistence,
+    /// `--requirepass`: clients must `AUTH` with it first.
+    password: Option<String>,
     child: Option<Child>,
 }
 
 impl Redis {
     /// `None` (after a loud SKIP) when `redis-server` is not installed.
     fn start(persistence: Persistence) -> Option<Redis> {
+        Redis::start_with_password(persistence, None)
+    }
+
+    /// A Redis that refuses every command until the connection authenticates with `password`.
+    fn start_with_password(persistence: Persistence, password: Option<&str>) -> Option<Redis> {
         let binary = common::external_program("redis-server")?;
-        let mut redis = Redis { binary, port: 0, dir: scratch_dir("redis"), persistence, child: None };
+        let password = password.map(str::to_string);
+        let mut redis = Redis { binary, port: 0, dir: scratch_dir("redis"), persistence, password, child: None };
         for _ in 0..5 {
             redis.port = free_port();
             if redis.spawn() {
@@ -96,6 +104,9 @@ impl Redis {
             Persistence::None => command.args(["--appendonly", "no"]),
             Persistence::AppendFsyncAlways => command.args(["--appendonly", "yes", "--appendfsync", "always"]),
         };
+        if let Some(password) = &self.password {
+            command.args(["--requirepass", password]);
+        }
         let mut child = command.spawn().expect("spawn redis-server");
         let deadline = Instant::now() + PATIENCE;
         loop {
@@ -111,8 +122,29 @@ impl Redis {
         }
     }
 
+    /// The URL nodes connect with: with the server's password, percent-encoded, if it has one.
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(password) => self.url_with_credentials("", password),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// `redis://USER:PASSWORD@...` (`USER` may be empty: the default user), both
+    /// percent-encoded (RFC 3986 §2.1) but for unreserved characters.
+    fn url_with_credentials(&self, user: &str, password: &str) -> String {
+        let encode = |text: &str| -> String {
+            text.bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect()
+        };
+        format!("redis://{}:{}@127.0.0.1:{}", encode(user), encode(password), self.port)
     }
 
     /// kill -9: no goodbye to the clients, no final save.
@@ -128,16 +160,25 @@ impl Redis {
         self.try_command(args).unwrap_or_else(|| panic!("redis-server did not answer {args:?}"))
     }
 
+    /// The command's reply; on a Redis with a password, after `AUTH` in the same write.
     fn try_command(&self, args: &[&str]) -> Option<Value> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         stream.set_read_timeout(Some(PATIENCE)).ok()?;
         let mut out = Vec::new();
+        if let Some(password) = &self.password {
+            resp::encode_command(&mut out, &[b"AUTH", password.as_bytes()]);
+        }
         resp::encode_command(&mut out, &args.iter().map(|a| a.as_bytes()).collect::<Vec<_>>());
         stream.write_all(&out).ok()?;
         let mut input = Vec::new();
+        let mut replies_to_skip = usize::from(self.password.is_some());
         loop {
-            if let Ok(Some((value, _))) = resp::decode(&input, &resp::Limits::default()) {
-                return Some(value);
+            while let Ok(Some((value, used))) = resp::decode(&input, &resp::Limits::default()) {
+                if replies_to_skip == 0 {
+                    return Some(value);
+                }
+                replies_to_skip -= 1;
+                input.drain(..used);
             }
             let mut chunk = [0u8; 4096];
             match stream.read(&mut chunk) {
@@ -583,6 +624,50 @@ fn cutting_the_nodes_connections_mid_stream_loses_nothing() {
             on_b_received.push(on_b.next());
         }
         assert_received_what_redis_stored(&on_b_received, &log);
+    }
+}
+
+#[test]
+fn with_the_right_password_nodes_publish_and_subscribe_and_with_a_wrong_one_publishes_answer_503() {
+    // A password with every kind of character a URL must escape.
+    let password = "s3cr@t:/?#% pass";
+    let Some(redis) = Redis::start_with_password(Persistence::None, Some(password)) else { return };
+    for &model in MODELS {
+        eprintln!("--- model {}", model.name());
+        let (a, b) = (node(model, &redis, |_| {}), node(model, &redis, |_| {}));
+        let channel = format!("private-{}", model.name());
+        let mut subscriber = websocket(a.addr(), &format!("/ws/{channel}"));
+        let ids: Vec<String> = (0..5).map(|i| publish(b.addr(), &channel, &format!("secret {i}"))).collect();
+        let received = ws_until(&mut subscriber, ids.last().unwrap());
+        assert_eq!(texts(&received), ["secret 0", "secret 1", "secret 2", "secret 3", "secret 4"]);
+        // The password is in no answer: /stats names the broker's kind only.
+        let stats = http(a.addr(), "GET", "/stats", None).text();
+        assert!(!stats.contains("s3cr") && !stats.contains("pass"), "{stats}");
+
+        // An ACL user (Redis 6 and later): `AUTH user password`.
+        let acl = redis.command(&["ACL", "SETUSER", "alice", "on", ">p@ss:w/rd", "~*", "&*", "+@all"]);
+        if acl == Value::Simple("OK".into()) {
+            let url = redis.url_with_credentials("alice", "p@ss:w/rd");
+            let as_alice = TestServer::start(model, &|config| config.broker = BrokerUrl::parse(&url).expect("a URL"));
+            let id = publish(as_alice.addr(), &channel, "from alice");
+            assert_eq!(next_ws(&mut subscriber).id, id);
+        } else {
+            eprintln!("this Redis has no ACL users ({acl:?}): AUTH with a user name not tried");
+        }
+
+        // A node with the wrong password keeps trying and refuses publishes meanwhile, as
+        // while Redis is down; so does a node with none.
+        for wrong in [redis.url_with_credentials("", "not the password"), format!("redis://127.0.0.1:{}", redis.port)] {
+            let refused = TestServer::start(model, &|config| {
+                config.broker = BrokerUrl::parse(&wrong).expect("a Redis URL");
+            });
+            let response = http(refused.addr(), "POST", &format!("/publish/{channel}"), Some("never stored"));
+            assert_eq!(response.status, 503, "{}", response.text());
+        }
+        // Nothing the refused nodes were asked to publish reached the channel.
+        let (messages, _, gap) = poll(a.addr(), &channel, &ids[4], 0);
+        assert!(!gap);
+        assert!(messages.iter().all(|m| m.text != "never stored"), "{messages:?}");
     }
 }
 
