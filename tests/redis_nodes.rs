@@ -1,8 +1,9 @@
 //! Several nodes over a real Redis (`--broker redis://...`), for every server model: a message
 //! published on one node reaches subscribers on the other, clients switch nodes and resume
 //! without loss, history and gaps come from the Redis stream, faults (Redis restarted, the
-//! nodes' connections cut) lose nothing Redis stored, and nginx in front
-//! (`examples/nginx.conf`) carries all three transports.
+//! nodes' connections cut) lose nothing Redis stored, nginx in front
+//! (`examples/nginx.conf`) carries all three transports, a Redis with a password is reached
+//! with the URL's credentials (and refused without them), and `/readyz` follows Redis.
 //!
 //! Each test starts its own `redis-server` on a free port (and `nginx`), and skips loudly when
 //! the program is not installed (`common::external_program`; `.ci/run` installs both and makes
@@ -663,11 +664,36 @@ fn with_the_right_password_nodes_publish_and_subscribe_and_with_a_wrong_one_publ
             });
             let response = http(refused.addr(), "POST", &format!("/publish/{channel}"), Some("never stored"));
             assert_eq!(response.status, 503, "{}", response.text());
+            assert_eq!(http(refused.addr(), "GET", "/readyz", None).status, 503, "not ready without Redis");
         }
         // Nothing the refused nodes were asked to publish reached the channel.
         let (messages, _, gap) = poll(a.addr(), &channel, &ids[4], 0);
         assert!(!gap);
         assert!(messages.iter().all(|m| m.text != "never stored"), "{messages:?}");
+    }
+}
+
+#[test]
+fn readyz_is_503_while_redis_is_down_and_200_again_once_the_node_is_back_while_healthz_stays_200() {
+    let Some(mut redis) = Redis::start(Persistence::None) else { return };
+    for &model in MODELS {
+        eprintln!("--- model {}", model.name());
+        let node = node(model, &redis, |_| {});
+        let probe = |path| {
+            let response = http(node.addr(), "GET", path, None);
+            (response.status, response.text())
+        };
+        assert_eq!(probe("/readyz"), (200, "ready\n".to_string()));
+        // kill -9: the subscription's socket reports the end at once, which is what the
+        // supervisor notices first (a silent Redis would take its ping timeout).
+        redis.kill();
+        common::eventually("readyz says 503 with Redis down", || probe("/readyz").0 == 503);
+        assert_eq!(probe("/readyz"), (503, "broker unavailable\n".to_string()));
+        assert_eq!(probe("/healthz"), (200, "ok\n".to_string()), "the process is alive: no restart wanted");
+        assert!(redis.spawn(), "redis-server restarts on its port");
+        // Back once the supervisor's backoff (at most 2 s) brings the subscription back.
+        common::eventually("readyz says 200 with Redis back", || probe("/readyz").0 == 200);
+        publish(node.addr(), &format!("ready-{}", model.name()), "the node serves again");
     }
 }
 

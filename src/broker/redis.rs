@@ -906,6 +906,9 @@ struct Shared {
     /// Redis's clock minus ours, in milliseconds, as last measured.
     clock_offset_ms: AtomicI64,
     stopping: AtomicBool,
+    /// Whether the supervisor is subscribed and caught up (it is listening): half of what
+    /// [`Broker::is_ready`] reports.
+    subscribed: AtomicBool,
 }
 
 impl Shared {
@@ -1335,6 +1338,8 @@ fn supervise(shared: Arc<Shared>, first_attempt: mpsc::Sender<()>) {
     while !shared.is_stopping() {
         match shared.subscribe() {
             Ok((link, caught_up)) => {
+                // Before `start` is told: a node that starts with Redis up is ready at once.
+                shared.subscribed.store(true, Ordering::SeqCst);
                 if let Some((since, attempts)) = outage.take() {
                     eprintln!(
                         "realtime: redis: subscribed again after {:.1?} ({attempts} failed attempts); caught up {caught_up} messages from the streams",
@@ -1346,6 +1351,7 @@ fn supervise(shared: Arc<Shared>, first_attempt: mpsc::Sender<()>) {
                     let _ = ready.send(());
                 }
                 let error = shared.listen(link);
+                shared.subscribed.store(false, Ordering::SeqCst);
                 if shared.is_stopping() {
                     break;
                 }
@@ -1394,6 +1400,7 @@ impl RedisBroker {
             channels: Mutex::default(),
             clock_offset_ms: AtomicI64::new(0),
             stopping: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
         });
         let (ready, first_attempt) = mpsc::channel();
         let supervisor = shared.clone();
@@ -1517,6 +1524,15 @@ impl Broker for RedisBroker {
                 mirror.active_at = now;
             }
         }
+    }
+
+    /// Ready while the subscription is up (news arrives) and the command connection is
+    /// (publishes and reads can be sent). A dropped subscription is seen at once when Redis
+    /// closes it, within `PING_AFTER` + `PING_TIMEOUT` (10 s) when it goes silent. A command
+    /// connection in use by a command counts as up: a probe never waits behind a round trip.
+    fn is_ready(&self) -> bool {
+        self.shared.subscribed.load(Ordering::SeqCst)
+            && try_lock(&self.shared.command).is_none_or(|command| command.link.is_some())
     }
 }
 
@@ -1734,6 +1750,7 @@ mod tests {
             channels: Mutex::default(),
             clock_offset_ms: AtomicI64::new(0),
             stopping: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
         }
     }
 
