@@ -15,7 +15,8 @@
 //! | `/echo` | GET | a WebSocket that echoes every message |
 //! | `/stats` | GET, HEAD | counters as JSON |
 //! | `/metrics` | GET, HEAD | counters in the Prometheus text format |
-//! | `/healthz` | GET, HEAD | `200 ok` |
+//! | `/healthz` | GET, HEAD | `200 ok`: the process is alive (liveness) |
+//! | `/readyz` | GET, HEAD | `200 ready` while the broker can serve, else `503 broker unavailable` (readiness) |
 //!
 //! Every route also answers `OPTIONS` (CORS preflights, [`crate::gate::origin::preflight`]).
 //! The WebSocket routes let `HEAD` through the method check like the other `GET` routes (their
@@ -68,6 +69,7 @@ pub enum Route<'a> {
     Stats,
     Metrics,
     Healthz,
+    Readyz,
 }
 
 impl<'a> Route<'a> {
@@ -90,10 +92,10 @@ impl<'a> Route<'a> {
 
     /// Routes a page on another site could use against our users: they publish, follow a
     /// channel or hold a socket, so the origin policy guards them. The page, `/stats`,
-    /// `/metrics` and `/healthz` change nothing, and a foreign page cannot read their answers
-    /// (they carry no `Access-Control-Allow-Origin`).
+    /// `/metrics`, `/healthz` and `/readyz` change nothing, and a foreign page cannot read
+    /// their answers (they carry no `Access-Control-Allow-Origin`).
     fn is_guarded(self) -> bool {
-        !matches!(self, Route::Index | Route::Stats | Route::Metrics | Route::Healthz)
+        !matches!(self, Route::Index | Route::Stats | Route::Metrics | Route::Healthz | Route::Readyz)
     }
 
     /// What the route asks of a token.
@@ -114,6 +116,7 @@ pub fn route(path: &str) -> Option<Route<'_>> {
         "/stats" => Some(Route::Stats),
         "/metrics" => Some(Route::Metrics),
         "/healthz" => Some(Route::Healthz),
+        "/readyz" => Some(Route::Readyz),
         "/echo" => Some(Route::Echo),
         _ => channel_route("/publish/")
             .map(Route::Publish)
@@ -295,7 +298,13 @@ impl App {
         }
         let action = match route {
             Route::Index => Action::Respond(crate::demo::response()),
+            // Liveness: the process answers. Restarting it would not bring Redis back.
             Route::Healthz => Action::Respond(Response::text(200, "ok")),
+            // Readiness: whether to send clients here now (a load balancer's or Kubernetes'
+            // readiness probe). 503 is "temporarily unable to handle the request" (RFC 9110
+            // §15.6.4): publishes would be refused and streams would wait for news.
+            Route::Readyz if self.broker.is_ready() => Action::Respond(Response::text(200, "ready")),
+            Route::Readyz => Action::Respond(Response::text(503, "broker unavailable")),
             Route::Stats => {
                 let json = self.snapshot().to_json(self.config.model.name(), self.broker.kind(), self.broker.usage());
                 Action::Respond(Response::json(200, json).with_header("Cache-Control", "no-store"))
@@ -482,6 +491,8 @@ mod tests {
     #[test]
     fn routes_match_paths_and_channel_grammar() {
         assert_eq!(route("/"), Some(Route::Index));
+        assert_eq!(route("/healthz"), Some(Route::Healthz));
+        assert_eq!(route("/readyz"), Some(Route::Readyz));
         assert_eq!(route("/publish/news"), Some(Route::Publish("news")));
         assert_eq!(route("/poll/a.b-c_9"), Some(Route::Poll("a.b-c_9")));
         assert_eq!(route("/poll/"), None);
@@ -500,6 +511,85 @@ mod tests {
             }
             other => panic!("test request did not parse: {other:?}"),
         }
+    }
+
+    /// The response `App::handle` gives a request head whose answer is immediate.
+    fn respond(app: &App, head: &[u8]) -> (Framing, Response) {
+        let exchange = match crate::http::request::parse_request(head, &Default::default()) {
+            Ok(crate::http::grammar::Parsed::Complete { value, .. }) => {
+                app.handle(&value, std::net::Ipv4Addr::LOCALHOST.into(), crate::server::now())
+            }
+            other => panic!("test request did not parse: {other:?}"),
+        };
+        match exchange.action {
+            Action::Respond(response) => (exchange.framing, response),
+            other => panic!("{} did not respond: {other:?}", String::from_utf8_lossy(head)),
+        }
+    }
+
+    /// A memory broker that says it cannot serve, as a Redis node does while Redis is away.
+    struct Unready(crate::broker::memory::MemoryBroker);
+
+    impl Broker for Unready {
+        fn kind(&self) -> &'static str {
+            "unready"
+        }
+        fn usage(&self) -> broker::Usage {
+            self.0.usage()
+        }
+        fn publish(&self, channel: &str, text: &str, now: Now) -> Result<Arc<Message>, BrokerError> {
+            self.0.publish(channel, text, now)
+        }
+        fn parse_cursor(&self, cursor: &str) -> Result<Since, BrokerError> {
+            self.0.parse_cursor(cursor)
+        }
+        fn tail(&self, channel: &str) -> broker::Position {
+            self.0.tail(channel)
+        }
+        fn cursor(&self, position: broker::Position) -> String {
+            self.0.cursor(position)
+        }
+        fn read(&self, channel: &str, since: &Since, max: usize) -> broker::Batch {
+            self.0.read(channel, since, max)
+        }
+        fn subscribe(&self, channel: &str, subscriber: u64, waker: &std::task::Waker, now: std::time::Instant) {
+            self.0.subscribe(channel, subscriber, waker, now)
+        }
+        fn unsubscribe(&self, channel: &str, subscriber: u64, now: std::time::Instant) {
+            self.0.unsubscribe(channel, subscriber, now)
+        }
+        fn is_ready(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn readyz_is_200_ready_on_the_memory_broker_for_get_and_head_from_any_origin_without_a_token() {
+        let config =
+            Config { token_secret: Some(crate::config::Secret::new(vec![7; 32]).unwrap()), ..Config::default() };
+        let app = App::new(config, Arc::new(crate::broker::memory::MemoryBroker::new(Default::default())));
+        for method in ["GET", "HEAD"] {
+            let head = format!("{method} /readyz HTTP/1.1\r\nHost: x\r\nOrigin: https://elsewhere.example\r\n\r\n");
+            let (framing, response) = respond(&app, head.as_bytes());
+            assert_eq!((response.status, response.body.as_slice()), (200, &b"ready\n"[..]), "{method}");
+            assert_eq!(framing.head_only, method == "HEAD");
+            assert!(response.headers.iter().all(|(name, _)| !name.starts_with("Access-Control")));
+        }
+        let (_, response) = respond(&app, b"POST /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(response.status, 405);
+        assert!(response.headers.contains(&("Allow", "GET, HEAD, OPTIONS".into())), "{:?}", response.headers);
+    }
+
+    #[test]
+    fn readyz_is_503_while_the_broker_cannot_serve_and_healthz_stays_200() {
+        let app = App::new(
+            Config::default(),
+            Arc::new(Unready(crate::broker::memory::MemoryBroker::new(Default::default()))),
+        );
+        let (_, response) = respond(&app, b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!((response.status, response.body.as_slice()), (503, &b"broker unavailable\n"[..]));
+        let (_, response) = respond(&app, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(response.status, 200, "liveness is not readiness");
     }
 
     #[test]

@@ -88,7 +88,7 @@ pub enum BrokerUrl {
 }
 
 impl BrokerUrl {
-    /// `memory`, or `redis://HOST:PORT[/DB]`.
+    /// `memory`, or `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`.
     pub fn parse(text: &str) -> Result<BrokerUrl, String> {
         match text {
             "memory" => Ok(BrokerUrl::Memory),
@@ -264,8 +264,8 @@ Usage: realtime serve [OPTIONS]
 
 Options (durations in seconds, fractions allowed):
   --addr HOST:PORT          listen address                        [127.0.0.1:8080]
-  --broker URL              memory, or redis://HOST:PORT[/DB] to share
-                            channels with other nodes             [memory]
+  --broker URL              memory, or redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]
+                            to share channels with other nodes    [memory]
   --model epoll|threads     event loop, or a thread per connection [epoll]
   --workers N               event-loop worker threads             [one per core]
   --poller epoll|poll       the event loop's readiness API        [epoll on Linux]
@@ -548,7 +548,7 @@ mod tests {
         assert_eq!(broker("--broker memory"), BrokerUrl::Memory);
         assert_eq!(
             broker("--broker redis://127.0.0.1:6380/2"),
-            BrokerUrl::Redis(RedisUrl { host: "127.0.0.1".into(), port: 6380, db: 2 })
+            BrokerUrl::Redis(RedisUrl { host: "127.0.0.1".into(), port: 6380, db: 2, user: None, password: None })
         );
         let error = parse("--broker redis://localhost:port").unwrap_err();
         assert!(error.starts_with("--broker: ") && error.contains("port"), "{error}");

@@ -160,11 +160,18 @@ pub fn sse_stream(data: &[u8]) {
 /// The RESP decoder: a complete value is "need more" at every shorter length (checked at a
 /// split point taken from the input) and the same from exactly its own bytes; encoding it
 /// again gives bytes that decode to the same value; an incomplete input is incomplete at any
-/// shorter length too.
+/// shorter length too. The resuming [`resp::Decoder`], fed the input in two pieces and a
+/// byte at a time as a connection feeds it, gives exactly the one-shot answer: the same
+/// value and length, the same "need more", the same error.
 pub fn resp(data: &[u8]) {
     let limits = FUZZ_RESP_LIMITS;
     let prefix_len = split_point(data);
-    match resp::decode(data, &limits) {
+    let whole = resp::decode(data, &limits);
+    let (head, tail) = data.split_at(prefix_len);
+    assert_eq!(resp_in_pieces(&[head, tail], &limits), whole);
+    let single_bytes: Vec<&[u8]> = data.chunks(1).collect();
+    assert_eq!(resp_in_pieces(&single_bytes, &limits), whole);
+    match whole {
         Ok(Some((value, consumed))) => {
             assert!(consumed > 0 && consumed <= data.len());
             assert_eq!(resp::decode(&data[..prefix_len.min(consumed - 1)], &limits), Ok(None));
@@ -177,6 +184,25 @@ pub fn resp(data: &[u8]) {
         // A shorter input may not have reached the fault yet, or may hit another limit first.
         Err(_) => assert!(!matches!(resp::decode(&data[..prefix_len], &limits), Ok(Some(_)))),
     }
+}
+
+/// Feeds `pieces` to one [`resp::Decoder`] the way `Link::receive` does (each piece appended
+/// to what was not consumed, what was consumed dropped): the first value and the bytes it
+/// took, `Ok(None)` if the pieces run out first, or the error.
+fn resp_in_pieces(pieces: &[&[u8]], limits: &RespLimits) -> Result<Option<(resp::Value, usize)>, resp::RespError> {
+    let mut decoder = resp::Decoder::new(*limits);
+    let mut unconsumed = Vec::new();
+    let mut consumed = 0;
+    for piece in pieces {
+        unconsumed.extend_from_slice(piece);
+        let (used, value) = decoder.decode(&unconsumed)?;
+        if let Some(value) = value {
+            return Ok(Some((value, consumed + used)));
+        }
+        unconsumed.drain(..used);
+        consumed += used;
+    }
+    Ok(None)
 }
 
 /// The token target's input: `NOW TOKEN` (leading decimal digits and a space give the time,

@@ -99,7 +99,7 @@
 //!
 //! | step | where |
 //! |---|---|
-//! | speak Redis: encode a command, decode a reply incrementally (RESP2) | [`broker::resp::encode_command`], [`broker::resp::decode`] |
+//! | speak Redis: encode a command, decode a reply as it arrives, resuming where the last read stopped (RESP2) | [`broker::resp::encode_command`], [`broker::resp::Decoder`] (one-shot: [`broker::resp::decode`]) |
 //! | publish: one Lua script appends to the channel's stream (`XADD`) and publishes the entry (`PUBLISH`), atomically, so every node hears a channel in stream order | [`broker::redis::PUBLISH_SCRIPT`], run by [`broker::redis::RedisBroker`] (`EVALSHA`; `EVAL` after `NOSCRIPT`) |
 //! | ids are stream ids, the same on every node | [`broker::redis::parse_stream_id`], [`broker::redis::stream_id`] |
 //! | hear every node's publishes: one `PSUBSCRIBE`, each entry into the channel's mirror | [the mirror](broker::redis#one-channel-on-a-node-the-mirror) (the supervisor thread, `Mirror::accept`) |

@@ -1,8 +1,9 @@
 //! Several nodes over a real Redis (`--broker redis://...`), for every server model: a message
 //! published on one node reaches subscribers on the other, clients switch nodes and resume
 //! without loss, history and gaps come from the Redis stream, faults (Redis restarted, the
-//! nodes' connections cut) lose nothing Redis stored, and nginx in front
-//! (`examples/nginx.conf`) carries all three transports.
+//! nodes' connections cut) lose nothing Redis stored, nginx in front
+//! (`examples/nginx.conf`) carries all three transports, a Redis with a password is reached
+//! with the URL's credentials (and refused without them), and `/readyz` follows Redis.
 //!
 //! Each test starts its own `redis-server` on a free port (and `nginx`), and skips loudly when
 //! the program is not installed (`common::external_program`; `.ci/run` installs both and makes
@@ -63,14 +64,22 @@ struct Redis {
     port: u16,
     dir: PathBuf,
     persistence: Persistence,
+    /// `--requirepass`: clients must `AUTH` with it first.
+    password: Option<String>,
     child: Option<Child>,
 }
 
 impl Redis {
     /// `None` (after a loud SKIP) when `redis-server` is not installed.
     fn start(persistence: Persistence) -> Option<Redis> {
+        Redis::start_with_password(persistence, None)
+    }
+
+    /// A Redis that refuses every command until the connection authenticates with `password`.
+    fn start_with_password(persistence: Persistence, password: Option<&str>) -> Option<Redis> {
         let binary = common::external_program("redis-server")?;
-        let mut redis = Redis { binary, port: 0, dir: scratch_dir("redis"), persistence, child: None };
+        let password = password.map(str::to_string);
+        let mut redis = Redis { binary, port: 0, dir: scratch_dir("redis"), persistence, password, child: None };
         for _ in 0..5 {
             redis.port = free_port();
             if redis.spawn() {
@@ -96,6 +105,9 @@ impl Redis {
             Persistence::None => command.args(["--appendonly", "no"]),
             Persistence::AppendFsyncAlways => command.args(["--appendonly", "yes", "--appendfsync", "always"]),
         };
+        if let Some(password) = &self.password {
+            command.args(["--requirepass", password]);
+        }
         let mut child = command.spawn().expect("spawn redis-server");
         let deadline = Instant::now() + PATIENCE;
         loop {
@@ -111,8 +123,29 @@ impl Redis {
         }
     }
 
+    /// The URL nodes connect with: with the server's password, percent-encoded, if it has one.
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(password) => self.url_with_credentials("", password),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// `redis://USER:PASSWORD@...` (`USER` may be empty: the default user), both
+    /// percent-encoded (RFC 3986 §2.1) but for unreserved characters.
+    fn url_with_credentials(&self, user: &str, password: &str) -> String {
+        let encode = |text: &str| -> String {
+            text.bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect()
+        };
+        format!("redis://{}:{}@127.0.0.1:{}", encode(user), encode(password), self.port)
     }
 
     /// kill -9: no goodbye to the clients, no final save.
@@ -128,16 +161,25 @@ impl Redis {
         self.try_command(args).unwrap_or_else(|| panic!("redis-server did not answer {args:?}"))
     }
 
+    /// The command's reply; on a Redis with a password, after `AUTH` in the same write.
     fn try_command(&self, args: &[&str]) -> Option<Value> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         stream.set_read_timeout(Some(PATIENCE)).ok()?;
         let mut out = Vec::new();
+        if let Some(password) = &self.password {
+            resp::encode_command(&mut out, &[b"AUTH", password.as_bytes()]);
+        }
         resp::encode_command(&mut out, &args.iter().map(|a| a.as_bytes()).collect::<Vec<_>>());
         stream.write_all(&out).ok()?;
         let mut input = Vec::new();
+        let mut replies_to_skip = usize::from(self.password.is_some());
         loop {
-            if let Ok(Some((value, _))) = resp::decode(&input, &resp::Limits::default()) {
-                return Some(value);
+            while let Ok(Some((value, used))) = resp::decode(&input, &resp::Limits::default()) {
+                if replies_to_skip == 0 {
+                    return Some(value);
+                }
+                replies_to_skip -= 1;
+                input.drain(..used);
             }
             let mut chunk = [0u8; 4096];
             match stream.read(&mut chunk) {
@@ -583,6 +625,75 @@ fn cutting_the_nodes_connections_mid_stream_loses_nothing() {
             on_b_received.push(on_b.next());
         }
         assert_received_what_redis_stored(&on_b_received, &log);
+    }
+}
+
+#[test]
+fn with_the_right_password_nodes_publish_and_subscribe_and_with_a_wrong_one_publishes_answer_503() {
+    // A password with every kind of character a URL must escape.
+    let password = "s3cr@t:/?#% pass";
+    let Some(redis) = Redis::start_with_password(Persistence::None, Some(password)) else { return };
+    for &model in MODELS {
+        eprintln!("--- model {}", model.name());
+        let (a, b) = (node(model, &redis, |_| {}), node(model, &redis, |_| {}));
+        let channel = format!("private-{}", model.name());
+        let mut subscriber = websocket(a.addr(), &format!("/ws/{channel}"));
+        let ids: Vec<String> = (0..5).map(|i| publish(b.addr(), &channel, &format!("secret {i}"))).collect();
+        let received = ws_until(&mut subscriber, ids.last().unwrap());
+        assert_eq!(texts(&received), ["secret 0", "secret 1", "secret 2", "secret 3", "secret 4"]);
+        // The password is in no answer: /stats names the broker's kind only.
+        let stats = http(a.addr(), "GET", "/stats", None).text();
+        assert!(!stats.contains("s3cr") && !stats.contains("pass"), "{stats}");
+
+        // An ACL user (Redis 6 and later): `AUTH user password`.
+        let acl = redis.command(&["ACL", "SETUSER", "alice", "on", ">p@ss:w/rd", "~*", "&*", "+@all"]);
+        if acl == Value::Simple("OK".into()) {
+            let url = redis.url_with_credentials("alice", "p@ss:w/rd");
+            let as_alice = TestServer::start(model, &|config| config.broker = BrokerUrl::parse(&url).expect("a URL"));
+            let id = publish(as_alice.addr(), &channel, "from alice");
+            assert_eq!(next_ws(&mut subscriber).id, id);
+        } else {
+            eprintln!("this Redis has no ACL users ({acl:?}): AUTH with a user name not tried");
+        }
+
+        // A node with the wrong password keeps trying and refuses publishes meanwhile, as
+        // while Redis is down; so does a node with none.
+        for wrong in [redis.url_with_credentials("", "not the password"), format!("redis://127.0.0.1:{}", redis.port)] {
+            let refused = TestServer::start(model, &|config| {
+                config.broker = BrokerUrl::parse(&wrong).expect("a Redis URL");
+            });
+            let response = http(refused.addr(), "POST", &format!("/publish/{channel}"), Some("never stored"));
+            assert_eq!(response.status, 503, "{}", response.text());
+            assert_eq!(http(refused.addr(), "GET", "/readyz", None).status, 503, "not ready without Redis");
+        }
+        // Nothing the refused nodes were asked to publish reached the channel.
+        let (messages, _, gap) = poll(a.addr(), &channel, &ids[4], 0);
+        assert!(!gap);
+        assert!(messages.iter().all(|m| m.text != "never stored"), "{messages:?}");
+    }
+}
+
+#[test]
+fn readyz_is_503_while_redis_is_down_and_200_again_once_the_node_is_back_while_healthz_stays_200() {
+    let Some(mut redis) = Redis::start(Persistence::None) else { return };
+    for &model in MODELS {
+        eprintln!("--- model {}", model.name());
+        let node = node(model, &redis, |_| {});
+        let probe = |path| {
+            let response = http(node.addr(), "GET", path, None);
+            (response.status, response.text())
+        };
+        assert_eq!(probe("/readyz"), (200, "ready\n".to_string()));
+        // kill -9: the subscription's socket reports the end at once, which is what the
+        // supervisor notices first (a silent Redis would take its ping timeout).
+        redis.kill();
+        common::eventually("readyz says 503 with Redis down", || probe("/readyz").0 == 503);
+        assert_eq!(probe("/readyz"), (503, "broker unavailable\n".to_string()));
+        assert_eq!(probe("/healthz"), (200, "ok\n".to_string()), "the process is alive: no restart wanted");
+        assert!(redis.spawn(), "redis-server restarts on its port");
+        // Back once the supervisor's backoff (at most 2 s) brings the subscription back.
+        common::eventually("readyz says 200 with Redis back", || probe("/readyz").0 == 200);
+        publish(node.addr(), &format!("ready-{}", model.name()), "the node serves again");
     }
 }
 

@@ -301,6 +301,13 @@ pub trait Broker: Send + Sync {
     /// Removes the waker. When the channel's last subscriber leaves at `now`, its idle time
     /// starts: a reader that is only reconnecting finds the channel still there.
     fn unsubscribe(&self, channel: &str, subscriber: u64, now: Instant);
+
+    /// Whether the broker can serve publishes and subscriptions now, for `/readyz`: a load
+    /// balancer sends new clients elsewhere while it cannot. Cheap and never blocking. The
+    /// memory broker always can (this default); a Redis node while it is connected.
+    fn is_ready(&self) -> bool {
+        true
+    }
 }
 
 /// The text of a message, read back from its envelope (tests only: nothing on a delivery path

@@ -92,6 +92,10 @@
 //!   at once: nothing was sent on the dead one, so nothing can run twice.
 //! - A silent subscription is pinged after 5 s and abandoned if the ping is not answered
 //!   within 5 s more (a half-open TCP connection never reports an error).
+//! - Each connection opens with `AUTH` when the URL has a password ([`RedisUrl`]), in the
+//!   same write as its `SELECT`. Credentials Redis refuses (`WRONGPASS`, or `NOAUTH` for a URL
+//!   without a password) are an outage like any other: logged once, the password shown as
+//!   `***`, and retried with the same backoff.
 //!
 //! What is *not* guaranteed: a publish whose reply was lost (the connection broke after Redis
 //! ran the script) answers 503 though the message was stored, so a client that retries may
@@ -212,7 +216,8 @@ redis.call('PUBLISH', ARGV[3], id .. ' ' .. ARGV[2])
 return id
 ";
 
-/// Where the Redis server is: `redis://HOST:PORT[/DB]`.
+/// Where the Redis server is and who this node is to it:
+/// `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RedisUrl {
     /// A host name, an IPv4 address, or an IPv6 address (written in brackets in the URL).
@@ -220,21 +225,57 @@ pub struct RedisUrl {
     pub port: u16,
     /// The database holding the streams (`SELECT`); 0 unless the URL has a path.
     pub db: u32,
+    /// The ACL user to authenticate as (Redis 6 and later); `None` with a password is the
+    /// `default` user, which is what `requirepass` sets the password of.
+    pub user: Option<String>,
+    /// The password `AUTH` sends on every new connection; shown nowhere.
+    pub password: Option<Password>,
+}
+
+/// A password for `AUTH`: sent to Redis, written nowhere else. `Debug` prints `***`, so a
+/// configuration printed whole (`{:?}`) does not leak it either.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(Vec<u8>);
+
+impl Password {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Password {
+        Password(bytes.into())
+    }
+
+    /// The bytes, for the `AUTH` command alone.
+    fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
 }
 
 impl RedisUrl {
-    /// Parses `redis://HOST[:PORT][/DB]` strictly; the error says what is wrong.
+    /// Parses `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]` strictly; the error says what is
+    /// wrong, and never repeats the user information (it may hold the password).
     pub fn parse(text: &str) -> Result<RedisUrl, String> {
         let Some(rest) = text.strip_prefix("redis://") else {
             return Err(if text.starts_with("rediss://") {
                 "TLS (rediss://) is not supported: run Redis on a private network or behind a TLS tunnel".into()
+            } else if text.contains('@') {
+                "expected memory or redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]".into()
             } else {
-                format!("expected memory or redis://HOST:PORT[/DB], got '{text}'")
+                format!("expected memory or redis://[[USER]:PASSWORD@]HOST[:PORT][/DB], got '{text}'")
             });
         };
-        if rest.contains('@') {
-            return Err("Redis passwords (redis://user:pass@...) are not supported".into());
-        }
+        // RFC 3986 §3.2.1: `userinfo "@"` opens the authority, and `@` cannot occur in the
+        // userinfo except percent-encoded. Everything before the *last* `@` is taken as user
+        // information, so that a password holding a `/` or `@` by mistake is refused as such,
+        // not split into a host or database that an error message would then repeat.
+        let (credentials, rest) = match rest.rsplit_once('@') {
+            Some((userinfo, rest)) => (Some(parse_userinfo(userinfo)?), rest),
+            None => (None, rest),
+        };
+        let (user, password) = credentials.unzip();
         let (authority, db) = match rest.split_once('/') {
             Some((authority, db)) => (authority, db),
             None => (rest, ""),
@@ -276,16 +317,73 @@ impl RedisUrl {
             }
             db => return Err(format!("'{db}' is not a database number")),
         };
-        Ok(RedisUrl { host: host.to_string(), port, db })
+        Ok(RedisUrl { host: host.to_string(), port, db, user: user.flatten(), password })
     }
 }
 
-impl fmt::Display for RedisUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "redis://[{}]:{}/{}", self.host, self.port, self.db)
+/// The user information of a Redis URL, `[USER]:PASSWORD`, percent-decoded: the user (if
+/// any) and the password. RFC 3986 §3.2.1 allows `unreserved / pct-encoded / sub-delims /
+/// ":"` there; the first `:` separates the user from the password (the Redis URI scheme's
+/// `redis://[[username]:password@]host`, <https://www.iana.org/assignments/uri-schemes/prov/redis>).
+/// Errors name the rule broken, never the text.
+fn parse_userinfo(userinfo: &str) -> Result<(Option<String>, Password), String> {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:%".contains(&b);
+    if let Some(bad) = userinfo.bytes().find(|&b| !allowed(b)) {
+        let shown =
+            if bad.is_ascii_graphic() { format!("'{}'", bad as char) } else { "a space or non-ASCII byte".into() };
+        return Err(format!(
+            "the user or password in the Redis URL holds {shown}: percent-encode it (%{bad:02X}), as RFC 3986 asks"
+        ));
+    }
+    let Some((user, password)) = userinfo.split_once(':') else {
+        return Err(if userinfo.is_empty() {
+            "nothing before the '@' of the Redis URL: give redis://:PASSWORD@HOST or no '@'".into()
         } else {
-            write!(f, "redis://{}:{}/{}", self.host, self.port, self.db)
+            "a Redis user needs a password: redis://USER:PASSWORD@HOST".into()
+        });
+    };
+    let user = match percent_decode(user)? {
+        user if user.is_empty() => None,
+        user => Some(String::from_utf8(user).map_err(|_| "the Redis user is not UTF-8 once percent-decoded")?),
+    };
+    let password = percent_decode(password)?;
+    if password.is_empty() {
+        return Err("the password in the Redis URL is empty".into());
+    }
+    Ok((user, Password(password)))
+}
+
+/// `%XX` (two hex digits) as the byte it names (RFC 3986 §2.1); every other byte as it is.
+fn percent_decode(text: &str) -> Result<Vec<u8>, String> {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).and_then(|hex| std::str::from_utf8(hex).ok());
+            let byte = hex.filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()));
+            let byte = byte.and_then(|hex| u8::from_str_radix(hex, 16).ok());
+            decoded.push(byte.ok_or("a '%' in the Redis URL's user or password is not followed by two hex digits")?);
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Ok(decoded)
+}
+
+impl fmt::Display for RedisUrl {
+    /// The URL as logs show it: the password is `***` (the user is not a secret).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("redis://")?;
+        if self.password.is_some() {
+            write!(f, "{}:***@", self.user.as_deref().unwrap_or_default())?;
+        }
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}/{}", self.host, self.port, self.db)
+        } else {
+            write!(f, "{}:{}/{}", self.host, self.port, self.db)
         }
     }
 }
@@ -344,6 +442,9 @@ enum RedisError {
     Unexpected(&'static str),
     /// The command connection is down and waiting for the supervisor.
     NotConnected,
+    /// Redis refused the URL's credentials, or wants some and the URL has none: Redis's
+    /// answer (`WRONGPASS ...`, `NOAUTH ...`), which never holds the password.
+    Auth(String),
 }
 
 impl RedisError {
@@ -365,6 +466,10 @@ impl fmt::Display for RedisError {
             RedisError::Reply(message) => write!(f, "Redis answered: {message}"),
             RedisError::Unexpected(what) => write!(f, "unexpected reply: {what}"),
             RedisError::NotConnected => f.write_str("not connected to Redis"),
+            RedisError::Auth(message) if message.starts_with("NOAUTH") => {
+                write!(f, "Redis wants a password and --broker gives none (redis://:PASSWORD@HOST): {message}")
+            }
+            RedisError::Auth(message) => write!(f, "Redis refused the credentials in --broker: {message}"),
         }
     }
 }
@@ -384,17 +489,20 @@ impl From<RespError> for RedisError {
     }
 }
 
-/// One connection to Redis: a blocking socket and the bytes received but not yet decoded.
+/// One connection to Redis: a blocking socket, the bytes received but not yet decoded, and
+/// the decoder, which keeps what it has read of a reply still arriving.
 struct Link {
     stream: TcpStream,
     input: Vec<u8>,
     /// `input[decoded..]` is what the decoder has not consumed.
     decoded: usize,
+    decoder: resp::Decoder,
 }
 
 impl Link {
-    /// Connects, selects the database and measures Redis's clock against ours (`TIME`), so
-    /// that [`Shared::estimated_now`] can speak Redis's time while Redis is away.
+    /// Connects, authenticates if the URL has a password, selects the database and measures
+    /// Redis's clock against ours (`TIME`), so that [`Shared::estimated_now`] can speak
+    /// Redis's time while Redis is away.
     fn open(url: &RedisUrl, clock_offset_ms: &AtomicI64) -> Result<Link, RedisError> {
         let mut last_error = io::Error::new(io::ErrorKind::NotFound, format!("{} resolves to no address", url.host));
         let mut connected = None;
@@ -411,16 +519,33 @@ impl Link {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(COMMAND_TIMEOUT))?;
         stream.set_write_timeout(Some(COMMAND_TIMEOUT))?;
-        let mut link = Link { stream, input: Vec::new(), decoded: 0 };
+        let mut link =
+            Link { stream, input: Vec::new(), decoded: 0, decoder: resp::Decoder::new(resp::Limits::default()) };
         let mut commands = Vec::new();
+        // AUTH first, in the same write: Redis answers the commands in order, and refuses
+        // every command before it with NOAUTH. Plain AUTH, not HELLO 2 AUTH: `AUTH password`
+        // is what Redis 5 knows, and `AUTH user password` what Redis 6's ACLs add ("Redis
+        // versions prior of Redis 6 were only able to understand the one argument version",
+        // https://redis.io/docs/latest/commands/auth/).
+        let auth = url.password.as_ref().map(|password| match &url.user {
+            Some(user) => encode_command(&mut commands, &[b"AUTH", user.as_bytes(), password.expose()]),
+            None => encode_command(&mut commands, &[b"AUTH", password.expose()]),
+        });
         let db = url.db.to_string();
         encode_command(&mut commands, &[b"SELECT", db.as_bytes()]);
         encode_command(&mut commands, &[b"TIME"]);
         let sent = now_ms();
-        let replies = link.pipeline(&commands, 2)?;
+        let mut replies = link.pipeline(&commands, 2 + usize::from(auth.is_some()))?;
         let received = now_ms();
-        if let Value::Error(error) = &replies[0] {
-            return Err(RedisError::Reply(error.clone()));
+        if auth.is_some() {
+            if let Value::Error(error) = replies.remove(0) {
+                return Err(RedisError::Auth(error));
+            }
+        }
+        match &replies[0] {
+            Value::Error(error) if error.starts_with("NOAUTH") => return Err(RedisError::Auth(error.clone())),
+            Value::Error(error) => return Err(RedisError::Reply(error.clone())),
+            _ => {}
         }
         // TIME answers two bulk strings: Unix time in seconds, and microseconds.
         let number = |v: &Value| v.as_str().and_then(|s| s.parse::<i64>().ok());
@@ -457,21 +582,24 @@ impl Link {
         Ok(self.stream.write_all(&command)?)
     }
 
-    /// The next value Redis sends, reading as much as it takes.
+    /// The next value Redis sends, reading as much as it takes. The decoder resumes where it
+    /// stopped, so each byte of a long reply is read once whatever the number of reads (and
+    /// a read that times out, on the subscription's tick, loses nothing of a reply begun).
     fn receive(&mut self) -> Result<Value, RedisError> {
-        let limits = resp::Limits::default();
         loop {
-            if let Some((value, used)) = resp::decode(&self.input[self.decoded..], &limits)? {
-                self.decoded += used;
+            let (used, value) = self.decoder.decode(&self.input[self.decoded..])?;
+            self.decoded += used;
+            if let Some(value) = value {
                 if self.decoded == self.input.len() {
                     self.input.clear();
                     self.decoded = 0;
                 }
                 return Ok(value);
             }
+            // What is left is an unfinished line or bulk string: keep it at the front.
             self.input.drain(..self.decoded);
             self.decoded = 0;
-            if self.input.len() > MAX_REPLY_BYTES {
+            if self.decoder.consumed_of_value() + self.input.len() > MAX_REPLY_BYTES {
                 return Err(RedisError::ReplyTooLarge);
             }
             let filled = self.input.len();
@@ -490,7 +618,8 @@ impl Link {
     /// Whether Redis has closed this idle connection (or sent something nobody asked for,
     /// which leaves it out of step): a non-blocking peek, before a command is sent on it.
     fn closed_by_peer(&self) -> bool {
-        if self.decoded < self.input.len() || self.stream.set_nonblocking(true).is_err() {
+        if self.decoded < self.input.len() || self.decoder.is_mid_value() || self.stream.set_nonblocking(true).is_err()
+        {
             return true;
         }
         let mut byte = [0u8; 1];
@@ -777,6 +906,9 @@ struct Shared {
     /// Redis's clock minus ours, in milliseconds, as last measured.
     clock_offset_ms: AtomicI64,
     stopping: AtomicBool,
+    /// Whether the supervisor is subscribed and caught up (it is listening): half of what
+    /// [`Broker::is_ready`] reports.
+    subscribed: AtomicBool,
 }
 
 impl Shared {
@@ -1206,6 +1338,8 @@ fn supervise(shared: Arc<Shared>, first_attempt: mpsc::Sender<()>) {
     while !shared.is_stopping() {
         match shared.subscribe() {
             Ok((link, caught_up)) => {
+                // Before `start` is told: a node that starts with Redis up is ready at once.
+                shared.subscribed.store(true, Ordering::SeqCst);
                 if let Some((since, attempts)) = outage.take() {
                     eprintln!(
                         "realtime: redis: subscribed again after {:.1?} ({attempts} failed attempts); caught up {caught_up} messages from the streams",
@@ -1217,6 +1351,7 @@ fn supervise(shared: Arc<Shared>, first_attempt: mpsc::Sender<()>) {
                     let _ = ready.send(());
                 }
                 let error = shared.listen(link);
+                shared.subscribed.store(false, Ordering::SeqCst);
                 if shared.is_stopping() {
                     break;
                 }
@@ -1265,6 +1400,7 @@ impl RedisBroker {
             channels: Mutex::default(),
             clock_offset_ms: AtomicI64::new(0),
             stopping: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
         });
         let (ready, first_attempt) = mpsc::channel();
         let supervisor = shared.clone();
@@ -1389,6 +1525,15 @@ impl Broker for RedisBroker {
             }
         }
     }
+
+    /// Ready while the subscription is up (news arrives) and the command connection is
+    /// (publishes and reads can be sent). A dropped subscription is seen at once when Redis
+    /// closes it, within `PING_AFTER` + `PING_TIMEOUT` (10 s) when it goes silent. A command
+    /// connection in use by a command counts as up: a probe never waits behind a round trip.
+    fn is_ready(&self) -> bool {
+        self.shared.subscribed.load(Ordering::SeqCst)
+            && try_lock(&self.shared.command).is_none_or(|command| command.link.is_some())
+    }
 }
 
 #[cfg(test)]
@@ -1444,13 +1589,11 @@ mod tests {
     #[test]
     fn redis_urls_name_a_host_a_port_and_a_database() {
         let parse = |text| RedisUrl::parse(text);
-        assert_eq!(parse("redis://127.0.0.1:6380"), Ok(RedisUrl { host: "127.0.0.1".into(), port: 6380, db: 0 }));
-        assert_eq!(
-            parse("redis://cache.internal:7000/3"),
-            Ok(RedisUrl { host: "cache.internal".into(), port: 7000, db: 3 })
-        );
-        assert_eq!(parse("redis://localhost"), Ok(RedisUrl { host: "localhost".into(), port: 6379, db: 0 }));
-        assert_eq!(parse("redis://[::1]:6379/1"), Ok(RedisUrl { host: "::1".into(), port: 6379, db: 1 }));
+        let url = |host: &str, port, db| RedisUrl { host: host.into(), port, db, user: None, password: None };
+        assert_eq!(parse("redis://127.0.0.1:6380"), Ok(url("127.0.0.1", 6380, 0)));
+        assert_eq!(parse("redis://cache.internal:7000/3"), Ok(url("cache.internal", 7000, 3)));
+        assert_eq!(parse("redis://localhost"), Ok(url("localhost", 6379, 0)));
+        assert_eq!(parse("redis://[::1]:6379/1"), Ok(url("::1", 6379, 1)));
         assert_eq!(parse("redis://localhost:6379/").unwrap().db, 0);
         assert_eq!(parse("redis://[::1]:6379/1").unwrap().to_string(), "redis://[::1]:6379/1");
         for bad in [
@@ -1465,13 +1608,71 @@ mod tests {
             "redis://host:port",
             "redis://host:6379/x",
             "redis://host:6379/-1",
-            "redis://user:pw@host:6379",
             "redis://ho st:6379",
             "redis://[::1:6379",
             "redis://host:6379?db=1",
         ] {
             assert!(parse(bad).is_err(), "{bad:?} parsed");
         }
+    }
+
+    #[test]
+    fn redis_urls_may_carry_a_user_and_a_password_percent_decoded() {
+        let parse = |text| RedisUrl::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        let both = parse("redis://alice:s3cret@cache.internal:7000/2");
+        assert_eq!((both.user.as_deref(), both.password), (Some("alice"), Some(Password::new("s3cret"))));
+        assert_eq!((both.host.as_str(), both.port, both.db), ("cache.internal", 7000, 2));
+        // `:password@`: the default user, what `requirepass` protects.
+        let password_only = parse("redis://:s3cret@localhost");
+        assert_eq!((password_only.user, password_only.password), (None, Some(Password::new("s3cret"))));
+        assert_eq!((password_only.host.as_str(), password_only.port), ("localhost", DEFAULT_PORT));
+        // RFC 3986 §2.1: reserved characters travel percent-encoded, `@` and `:` included;
+        // only the first raw `:` separates user from password.
+        let encoded = parse("redis://ali%63e%3A1:p%40ss%3Aw%2Frd%25:x@[::1]:6380/1");
+        assert_eq!(encoded.user.as_deref(), Some("alice:1"));
+        assert_eq!(encoded.password, Some(Password::new("p@ss:w/rd%:x")));
+        assert_eq!((encoded.host.as_str(), encoded.port, encoded.db), ("::1", 6380, 1));
+        // Sub-delimiters are allowed as they are; a password may be any bytes.
+        assert_eq!(parse("redis://:a!$&'()*+,;=~-._b@h").password, Some(Password::new("a!$&'()*+,;=~-._b")));
+        assert_eq!(parse("redis://:%FF%00@h").password, Some(Password::new([0xff, 0])));
+    }
+
+    #[test]
+    fn malformed_user_information_is_refused_without_repeating_it() {
+        // The secrets here are made of "zq" and "xj", which no error message holds.
+        for bad in [
+            "redis://@host",            // nothing before '@'
+            "redis://:@host",           // empty password
+            "redis://zqxj@host",        // a user without a password
+            "redis://zqxj:@host",       // the same
+            "redis://:zq@xj@host",      // '@' must be %40
+            "redis://:zq/xj@host",      // '/' must be %2F
+            "redis://:zq xj@host",      // no spaces
+            "redis://:zq\u{e9}xj@host", // no raw non-ASCII
+            "redis://:zqxj%4@host",     // '%' without two hex digits
+            "redis://:zqxj%zz@host",    // the same
+            "redis://%ff%fe:zqxj@host", // a user that is not UTF-8
+            "redis://:zqxj@",           // no host
+            "redis://:zqxj@host:port",  // no port
+            "redis://:zqxj@host/db",    // no database number
+            "redis//:zqxj@host",        // not a Redis URL
+        ] {
+            let error = RedisUrl::parse(bad).expect_err(bad);
+            assert!(!error.contains("zq") && !error.contains("xj"), "{bad:?} repeated in: {error}");
+        }
+    }
+
+    #[test]
+    fn the_password_never_shows_in_display_or_debug() {
+        let url = RedisUrl::parse("redis://alice:hunter2@cache:7000/3").unwrap();
+        assert_eq!(url.to_string(), "redis://alice:***@cache:7000/3");
+        assert_eq!(RedisUrl::parse("redis://:hunter2@[::1]").unwrap().to_string(), "redis://:***@[::1]:6379/0");
+        let debug = format!("{url:?}");
+        assert!(!debug.contains("hunter2") && debug.contains("***"), "{debug}");
+        let error = RedisError::Auth("WRONGPASS invalid username-password pair or user is disabled.".into());
+        assert!(error.to_string().starts_with("Redis refused the credentials in --broker: WRONGPASS"), "{error}");
+        let error = RedisError::Auth("NOAUTH Authentication required.".into());
+        assert!(error.to_string().contains("redis://:PASSWORD@HOST"), "{error}");
     }
 
     #[test]
@@ -1536,7 +1737,7 @@ mod tests {
     /// A broker's shared state with no connection to Redis: enough for the mirror table.
     fn offline(limits: Limits) -> Shared {
         Shared {
-            url: RedisUrl { host: "127.0.0.1".into(), port: DEFAULT_PORT, db: 0 },
+            url: RedisUrl { host: "127.0.0.1".into(), port: DEFAULT_PORT, db: 0, user: None, password: None },
             limits,
             topic_prefix: "realtime:0:".into(),
             script_sha: String::new(),
@@ -1549,6 +1750,7 @@ mod tests {
             channels: Mutex::default(),
             clock_offset_ms: AtomicI64::new(0),
             stopping: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
         }
     }
 

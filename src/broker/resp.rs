@@ -14,19 +14,20 @@
 //!
 //! A client sends every command as an array of bulk strings ("Sending commands to a Redis
 //! server": "Clients send commands to a Redis server as an array of bulk strings"), which is
-//! all [`encode_command`] does. Replies are read with [`decode`], which is incremental in the
-//! way `httparse` is: give it the bytes received so far; it answers `Ok(None)` when they do not
-//! hold a whole value yet ("need more", a normal answer), or the value and how many bytes it
-//! used. An incomplete value is parsed again from its start once more bytes arrive. That is
-//! cheap here because every reply the broker asks for is bounded (`XRANGE ... COUNT n`).
+//! all [`encode_command`] does. Replies are read with a [`Decoder`], which resumes where it
+//! stopped: give it the bytes received so far; it consumes the whole elements and headers
+//! among them and answers with the value once one is complete ("need more" is a normal
+//! answer). The next call starts from the bytes it left, so a reply that arrives in a
+//! thousand reads is still read once: the work is linear in its size (a cold `XRANGE` of a
+//! long history is megabytes). [`decode`] is the one-shot form, for a buffer at hand.
 //!
 //! Nothing the peer sends can make the decoder allocate more than it has received: a bulk
-//! string is copied only once all of it is in the buffer, and an array's element vector is
-//! reserved only when the buffer could hold that many elements (each takes at least 3
-//! bytes). [`Limits`] caps what a complete value may declare: bulk length (Redis's own cap is
-//! 512 MB, `proto-max-bulk-len`; ours is smaller and configurable), array length, nesting
-//! depth (so the recursive parser cannot overflow the stack) and line length (so a missing
-//! CRLF is an error, not an ever-growing buffer).
+//! string is copied only once all of it is in the buffer, and an array's element vector
+//! grows with the elements that arrive (it starts with room for as many as the bytes at hand
+//! could hold, each taking at least 3). [`Limits`] caps what a value may declare: bulk
+//! length (Redis's own cap is 512 MB, `proto-max-bulk-len`; ours is smaller and
+//! configurable), array length, nesting depth (the decoder's stack of open arrays) and line
+//! length (so a missing CRLF is an error, not an ever-growing buffer).
 //!
 //! Spec: <https://redis.io/docs/latest/develop/reference/protocol-spec/>. RESP3 (`HELLO 3`)
 //! adds maps, sets, doubles and push messages; this client never asks for it, so a RESP3
@@ -44,7 +45,7 @@ pub const DEFAULT_MAX_BULK_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_MAX_ARRAY_LEN: usize = 1024 * 1024;
 
 /// Deepest nesting of arrays. The deepest reply this client reads is `EXEC` around `XRANGE`
-/// (array of array of array of array); 32 leaves room and keeps recursion shallow.
+/// (array of array of array of array); 32 leaves room and keeps the decoder's stack small.
 pub const DEFAULT_MAX_DEPTH: usize = 32;
 
 /// Longest line of a simple string, error or integer. Redis's error messages are short lines.
@@ -222,80 +223,220 @@ pub fn encode(out: &mut Vec<u8>, value: &Value) {
 /// Decodes the value at the start of `buf`: `Ok(None)` until all of it has arrived, then the
 /// value and the number of bytes it took. Bytes after it (the next pipelined reply, the next
 /// pub/sub message) are left for the next call.
+///
+/// One-shot: every call starts over. A reader that receives a value in pieces keeps a
+/// [`Decoder`] instead, which this is a thin wrapper around, so there is one parser.
 pub fn decode(buf: &[u8], limits: &Limits) -> Result<Option<(Value, usize)>, RespError> {
-    value_at(buf, 0, 0, limits)
+    let (used, value) = Decoder::new(*limits).decode(buf)?;
+    Ok(value.map(|value| (value, used)))
 }
 
-/// The value starting at `pos`, inside `depth` arrays; the value and the position after it.
-fn value_at(buf: &[u8], pos: usize, depth: usize, limits: &Limits) -> Result<Option<(Value, usize)>, RespError> {
-    let Some(&type_byte) = buf.get(pos) else { return Ok(None) };
-    let Some((line, after_line)) = line_at(buf, pos + 1, limits)? else { return Ok(None) };
-    match type_byte {
-        // "+<data>\r\n": "The string mustn't contain a CR (\r) or LF (\n) character". Redis
-        // sends ASCII here; anything else is kept as text with replacement characters.
-        b'+' => Ok(Some((Value::Simple(String::from_utf8_lossy(line).into_owned()), after_line))),
-        b'-' => Ok(Some((Value::Error(String::from_utf8_lossy(line).into_owned()), after_line))),
-        // ":[<+|->]<value>\r\n": a signed, base-10, 64-bit integer.
-        b':' => Ok(Some((Value::Integer(parse_integer(line)?), after_line))),
-        // "$<length>\r\n<data>\r\n"; "$-1\r\n" is the null bulk string.
-        b'$' => {
-            let Some(len) = parse_length(line)? else { return Ok(Some((Value::Bulk(None), after_line))) };
-            if len > limits.max_bulk_bytes {
-                return Err(RespError::BulkTooLarge);
-            }
-            // Nothing is copied until the data and its CRLF are all here.
-            let end = after_line + len;
-            if buf.len() < end + 2 {
-                return Ok(None);
-            }
-            if &buf[end..end + 2] != b"\r\n" {
-                return Err(RespError::BadLineEnding);
-            }
-            Ok(Some((Value::Bulk(Some(buf[after_line..end].to_vec())), end + 2)))
+/// A RESP2 decoder that resumes where it stopped, so a value received in many pieces is read
+/// once, not once per piece.
+///
+/// Its state is what [`decode`] would otherwise rebuild on every call: the arrays begun and
+/// not complete (a stack, innermost last, each with its elements so far), a bulk string whose
+/// `$<len>` line has been read, and how far into an unfinished line the search for its CR has
+/// got. The caller owns the bytes: each [`Decoder::decode`] consumes a prefix of what it is
+/// given (whole elements and headers), and the next call must be given the bytes it did not
+/// consume, followed by whatever arrived since.
+///
+/// Bounds, as for [`decode`]: [`Limits`] is checked when a value declares itself, before its
+/// bytes arrive; nothing is allocated beyond what was received (bulk data is copied only once
+/// all of it and its CRLF are there; an array's vector grows with the elements that arrive);
+/// the stack is at most [`Limits::max_depth`] deep, and no recursion is involved at all.
+#[derive(Debug)]
+pub struct Decoder {
+    limits: Limits,
+    /// Arrays begun and not yet complete, outermost first.
+    open_arrays: Vec<OpenArray>,
+    /// A bulk string whose length line was consumed: its length.
+    bulk_len: Option<usize>,
+    /// How many bytes at the start of an unfinished line (after its type byte) are known to
+    /// hold no CR or LF, so they are not searched again.
+    line_scanned: usize,
+    /// Bytes consumed so far into the value being built (0 between values).
+    consumed_of_value: usize,
+    /// Bytes searched for a line's end or copied as bulk data, for tests to show that the
+    /// work is linear in the input, however it is split.
+    examined: u64,
+    /// Once the bytes are not RESP, the stream is out of step for good: the same error again.
+    failed: Option<RespError>,
+}
+
+/// An array whose elements are still arriving.
+#[derive(Debug)]
+struct OpenArray {
+    elements: Vec<Value>,
+    declared: usize,
+}
+
+impl Decoder {
+    pub fn new(limits: Limits) -> Decoder {
+        Decoder {
+            limits,
+            open_arrays: Vec::new(),
+            bulk_len: None,
+            line_scanned: 0,
+            consumed_of_value: 0,
+            examined: 0,
+            failed: None,
         }
-        // "*<number-of-elements>\r\n<element-1>...<element-n>"; "*-1\r\n" is the null array.
-        b'*' => {
-            let Some(len) = parse_length(line)? else { return Ok(Some((Value::Array(None), after_line))) };
-            if len > limits.max_array_len {
-                return Err(RespError::ArrayTooLong);
-            }
-            if depth + 1 > limits.max_depth {
-                return Err(RespError::TooDeep);
-            }
-            // The shortest value, "+\r\n", takes 3 bytes: fewer than 3 per element left means
-            // the array cannot be complete yet, so nothing is reserved for it.
-            if (buf.len() - after_line) / 3 < len {
-                return Ok(None);
-            }
-            let mut values = Vec::with_capacity(len);
-            let mut next = after_line;
-            for _ in 0..len {
-                let Some((value, after)) = value_at(buf, next, depth + 1, limits)? else { return Ok(None) };
-                values.push(value);
-                next = after;
-            }
-            Ok(Some((Value::Array(Some(values)), next)))
-        }
-        other => Err(RespError::UnknownType(other)),
     }
-}
 
-/// The line starting at `pos` without its CRLF, and the position after the CRLF. RESP: "The
-/// \r\n (CRLF) is the protocol's terminator, which always separates its parts."
-fn line_at<'a>(buf: &'a [u8], pos: usize, limits: &Limits) -> Result<Option<(&'a [u8], usize)>, RespError> {
-    let rest = buf.get(pos..).unwrap_or_default();
-    let window = &rest[..rest.len().min(limits.max_line_bytes + 2)];
-    match window.iter().position(|&b| b == b'\r' || b == b'\n') {
-        Some(i) if window[i] == b'\n' => Err(RespError::BadLineEnding),
-        Some(i) => match window.get(i + 1) {
-            Some(b'\n') if i <= limits.max_line_bytes => Ok(Some((&rest[..i], pos + i + 2))),
-            Some(b'\n') => Err(RespError::LineTooLong),
-            Some(_) => Err(RespError::BadLineEnding),
-            None if rest.len() > window.len() => Err(RespError::LineTooLong),
-            None => Ok(None),
-        },
-        None if rest.len() > limits.max_line_bytes => Err(RespError::LineTooLong),
-        None => Ok(None),
+    /// Reads on from where the last call stopped. `buf` starts with the bytes the last call
+    /// did not consume. Returns how many bytes of `buf` were consumed and, when they
+    /// completed one, the value; it stops right after a value, leaving what follows.
+    pub fn decode(&mut self, buf: &[u8]) -> Result<(usize, Option<Value>), RespError> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        let result = self.advance(buf);
+        match &result {
+            Err(error) => self.failed = Some(error.clone()),
+            Ok((used, None)) => self.consumed_of_value += used,
+            Ok((_, Some(_))) => self.consumed_of_value = 0,
+        }
+        result
+    }
+
+    /// Whether a value has been begun and not finished: a reply is still on its way.
+    pub fn is_mid_value(&self) -> bool {
+        !self.open_arrays.is_empty() || self.bulk_len.is_some()
+    }
+
+    /// The bytes consumed into the unfinished value (0 between values): with the bytes not
+    /// yet consumed, how large the reply has grown.
+    pub fn consumed_of_value(&self) -> usize {
+        self.consumed_of_value
+    }
+
+    /// Bytes searched for line ends or copied as bulk data since this decoder was made.
+    pub fn examined(&self) -> u64 {
+        self.examined
+    }
+
+    /// One step at a time: a complete scalar (or null or empty array) is placed in the
+    /// innermost open array, which closes when full and is placed in turn.
+    fn advance(&mut self, buf: &[u8]) -> Result<(usize, Option<Value>), RespError> {
+        let mut pos = 0;
+        loop {
+            let complete = if let Some(len) = self.bulk_len {
+                // Nothing is copied until the data and its CRLF are all here.
+                let end = pos + len;
+                if buf.len() < end + 2 {
+                    return Ok((pos, None));
+                }
+                self.examined += len as u64 + 2;
+                if &buf[end..end + 2] != b"\r\n" {
+                    return Err(RespError::BadLineEnding);
+                }
+                self.bulk_len = None;
+                let value = Value::Bulk(Some(buf[pos..end].to_vec()));
+                pos = end + 2;
+                value
+            } else {
+                let Some(&type_byte) = buf.get(pos) else { return Ok((pos, None)) };
+                let Some((line, after_line)) = self.line_at(buf, pos + 1)? else { return Ok((pos, None)) };
+                let value = match type_byte {
+                    // "+<data>\r\n": "The string mustn't contain a CR (\r) or LF (\n)
+                    // character". Redis sends ASCII here; anything else is kept as text with
+                    // replacement characters.
+                    b'+' => Value::Simple(String::from_utf8_lossy(line).into_owned()),
+                    b'-' => Value::Error(String::from_utf8_lossy(line).into_owned()),
+                    // ":[<+|->]<value>\r\n": a signed, base-10, 64-bit integer.
+                    b':' => Value::Integer(parse_integer(line)?),
+                    // "$<length>\r\n<data>\r\n"; "$-1\r\n" is the null bulk string.
+                    b'$' => match parse_length(line)? {
+                        None => Value::Bulk(None),
+                        Some(len) if len > self.limits.max_bulk_bytes => return Err(RespError::BulkTooLarge),
+                        Some(len) => {
+                            self.bulk_len = Some(len);
+                            pos = after_line;
+                            continue;
+                        }
+                    },
+                    // "*<number-of-elements>\r\n<element-1>...<element-n>"; "*-1\r\n" is the
+                    // null array.
+                    b'*' => match parse_length(line)? {
+                        None => Value::Array(None),
+                        Some(len) => {
+                            if len > self.limits.max_array_len {
+                                return Err(RespError::ArrayTooLong);
+                            }
+                            if self.open_arrays.len() + 1 > self.limits.max_depth {
+                                return Err(RespError::TooDeep);
+                            }
+                            if len == 0 {
+                                Value::Array(Some(Vec::new()))
+                            } else {
+                                // The shortest value, "+\r\n", takes 3 bytes: room is reserved
+                                // only for as many elements as the bytes at hand could hold.
+                                let room = (buf.len() - after_line) / 3;
+                                let elements = Vec::with_capacity(len.min(room));
+                                self.open_arrays.push(OpenArray { elements, declared: len });
+                                pos = after_line;
+                                continue;
+                            }
+                        }
+                    },
+                    other => return Err(RespError::UnknownType(other)),
+                };
+                pos = after_line;
+                value
+            };
+            if let Some(value) = self.place(complete) {
+                return Ok((pos, Some(value)));
+            }
+        }
+    }
+
+    /// Puts a complete value into the innermost open array, closing every array it fills;
+    /// the value itself, or the outermost array, once nothing is left open.
+    fn place(&mut self, mut value: Value) -> Option<Value> {
+        while let Some(open) = self.open_arrays.last_mut() {
+            open.elements.push(value);
+            if open.elements.len() < open.declared {
+                return None;
+            }
+            let full = self.open_arrays.pop()?;
+            value = Value::Array(Some(full.elements));
+        }
+        Some(value)
+    }
+
+    /// The line starting at `pos` without its CRLF, and the position after the CRLF. RESP:
+    /// "The \r\n (CRLF) is the protocol's terminator, which always separates its parts." The
+    /// search for the CR resumes where the last call's stopped.
+    fn line_at<'a>(&mut self, buf: &'a [u8], pos: usize) -> Result<Option<(&'a [u8], usize)>, RespError> {
+        let max = self.limits.max_line_bytes;
+        let rest = buf.get(pos..).unwrap_or_default();
+        let window = &rest[..rest.len().min(max + 2)];
+        let from = self.line_scanned.min(window.len());
+        let found = window[from..].iter().position(|&b| b == b'\r' || b == b'\n').map(|i| from + i);
+        self.examined += (found.map_or(window.len(), |i| i + 1) - from) as u64;
+        match found {
+            Some(i) if window[i] == b'\n' => Err(RespError::BadLineEnding),
+            Some(i) => match window.get(i + 1) {
+                Some(b'\n') if i <= max => {
+                    self.line_scanned = 0;
+                    Ok(Some((&rest[..i], pos + i + 2)))
+                }
+                Some(b'\n') => Err(RespError::LineTooLong),
+                Some(_) => Err(RespError::BadLineEnding),
+                None if rest.len() > window.len() => Err(RespError::LineTooLong),
+                None => {
+                    // A CR at the very end: its LF may be next. Look at the CR again then.
+                    self.line_scanned = i;
+                    Ok(None)
+                }
+            },
+            None if rest.len() > max => Err(RespError::LineTooLong),
+            None => {
+                self.line_scanned = window.len();
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -337,12 +478,40 @@ mod tests {
         decode(bytes, &Limits::default())
     }
 
-    /// Decodes `bytes` whole, then checks every strict prefix is "need more".
+    /// Feeds `pieces` to one [`Decoder`] as a connection would: each piece is appended to
+    /// the bytes not consumed yet, and what the decoder consumes is dropped. The first value
+    /// (or error) and the total number of bytes consumed; `Ok(None)` if the pieces run out.
+    fn decode_in_pieces(pieces: &[&[u8]], limits: &Limits) -> (Result<Option<(Value, usize)>, RespError>, Decoder) {
+        let mut decoder = Decoder::new(*limits);
+        let mut unconsumed = Vec::new();
+        let mut consumed = 0;
+        for piece in pieces {
+            unconsumed.extend_from_slice(piece);
+            match decoder.decode(&unconsumed) {
+                Ok((used, Some(value))) => return (Ok(Some((value, consumed + used))), decoder),
+                Ok((used, None)) => {
+                    unconsumed.drain(..used);
+                    consumed += used;
+                }
+                Err(error) => return (Err(error), decoder),
+            }
+        }
+        (Ok(None), decoder)
+    }
+
+    /// Decodes `bytes` whole, then checks every strict prefix is "need more", and that the
+    /// resuming decoder gives the same value from two pieces split anywhere and from single
+    /// bytes.
     fn decodes_to(bytes: &[u8], expected: Value) {
-        assert_eq!(decode_all(bytes), Ok(Some((expected, bytes.len()))), "{:?}", String::from_utf8_lossy(bytes));
+        let whole = Ok(Some((expected, bytes.len())));
+        assert_eq!(decode_all(bytes), whole, "{:?}", String::from_utf8_lossy(bytes));
         for split in 0..bytes.len() {
             assert_eq!(decode_all(&bytes[..split]), Ok(None), "prefix of {split} bytes");
+            let (head, tail) = bytes.split_at(split);
+            assert_eq!(decode_in_pieces(&[head, tail], &Limits::default()).0, whole, "split at {split}");
         }
+        let single_bytes: Vec<&[u8]> = bytes.chunks(1).collect();
+        assert_eq!(decode_in_pieces(&single_bytes, &Limits::default()).0, whole, "byte by byte");
     }
 
     #[test]
@@ -486,6 +655,121 @@ mod tests {
     fn a_huge_declared_array_reserves_nothing_until_its_bytes_arrive() {
         // A million elements declared, four bytes received: "need more", not a 32 MB vector.
         assert_eq!(decode_all(b"*1000000\r\n:1\r\n"), Ok(None));
+    }
+
+    #[test]
+    fn a_reply_split_at_every_byte_resumes_to_the_same_value() {
+        // An EXEC around XRANGE and XINFO-like fields: nesting, nulls, empty bulk strings,
+        // CRLF inside bulk data, all split between any two bytes and fed a byte at a time.
+        let reply = b"*2\r\n*2\r\n*2\r\n$3\r\n1-1\r\n*4\r\n$4\r\ntext\r\n$4\r\na\r\nb\r\n$4\r\nprev\r\n$3\r\n0-0\r\n\
+                      *2\r\n$3\r\n1-2\r\n*2\r\n$4\r\ntext\r\n$0\r\n\r\n\
+                      *6\r\n$6\r\nlength\r\n:2\r\n$11\r\nfirst-entry\r\n$-1\r\n+OK\r\n*-1\r\n";
+        let (expected, used) = decode_all(reply).unwrap().unwrap();
+        assert_eq!(used, reply.len());
+        decodes_to(reply, expected.clone());
+        // Three pieces, both splits anywhere.
+        for first in 0..reply.len() {
+            for second in first..reply.len() {
+                let pieces = [&reply[..first], &reply[first..second], &reply[second..]];
+                assert_eq!(decode_in_pieces(&pieces, &Limits::default()).0, Ok(Some((expected.clone(), used))));
+            }
+        }
+    }
+
+    #[test]
+    fn a_resumed_decoder_stops_after_a_value_and_reads_the_next_from_what_it_left() {
+        let mut decoder = Decoder::new(Limits::default());
+        assert_eq!(decoder.decode(b"*2\r\n:1\r\n"), Ok((8, None)));
+        assert!(decoder.is_mid_value());
+        assert_eq!(decoder.consumed_of_value(), 8);
+        assert_eq!(
+            decoder.decode(b":2\r\n+next\r\n"),
+            Ok((4, Some(Value::Array(Some(vec![Value::Integer(1), Value::Integer(2)])))))
+        );
+        assert!(!decoder.is_mid_value());
+        assert_eq!(decoder.consumed_of_value(), 0);
+        assert_eq!(decoder.decode(b"+next\r\n"), Ok((7, Some(Value::Simple("next".into())))));
+        // A bulk string's header is consumed; its data waits, unconsumed, until all is there.
+        assert_eq!(decoder.decode(b"$5\r\nhel"), Ok((4, None)));
+        assert!(decoder.is_mid_value());
+        assert_eq!(decoder.decode(b"hello\r"), Ok((0, None)));
+        assert_eq!(decoder.decode(b"hello\r\n"), Ok((7, Some(bulk(b"hello")))));
+    }
+
+    #[test]
+    fn a_decoder_that_failed_keeps_failing() {
+        let mut decoder = Decoder::new(Limits::default());
+        assert_eq!(decoder.decode(b"*2\r\n!"), Ok((4, None)));
+        assert_eq!(decoder.decode(b"!\r\n"), Err(RespError::UnknownType(b'!')));
+        assert_eq!(decoder.decode(b"+OK\r\n"), Err(RespError::UnknownType(b'!')), "out of step for good");
+    }
+
+    #[test]
+    fn errors_and_limits_are_the_same_however_the_bytes_are_split() {
+        let limits = Limits { max_bulk_bytes: 4, max_array_len: 2, max_depth: 2, max_line_bytes: 8 };
+        for bad in [
+            &b"$5\r\n"[..],
+            b"*3\r\n",
+            b"*1\r\n*1\r\n*1\r\n",
+            b"+123456789",
+            b"+123456789\r\n",
+            b"*2\r\n+1234\r5\r\n",
+            b"*1\r\n$3\r\nhello\r\n",
+            b"*2\r\n:1\r\n:x\r\n",
+            b"*1\r\n%1\r\n",
+        ] {
+            let whole = decode(bad, &limits);
+            assert!(whole.is_err(), "{:?}", String::from_utf8_lossy(bad));
+            for split in 0..=bad.len() {
+                let (head, tail) = bad.split_at(split);
+                assert_eq!(decode_in_pieces(&[head, tail], &limits).0, whole, "split at {split}");
+            }
+            let single_bytes: Vec<&[u8]> = bad.chunks(1).collect();
+            assert_eq!(decode_in_pieces(&single_bytes, &limits).0, whole);
+        }
+    }
+
+    #[test]
+    fn a_large_reply_fed_in_small_pieces_is_decoded_in_work_linear_in_its_size() {
+        // An XRANGE-like array of 20,000 bulk strings (about 700 KB), arriving 100 bytes at a
+        // time: the resumed decoder examines each byte about once. Starting over on every
+        // piece, as a one-shot decoder must, would examine the buffer again each time.
+        let mut reply = Vec::new();
+        let texts: Vec<Vec<u8>> =
+            (0..20_000).map(|i| format!("{i:05} a message of some length").into_bytes()).collect();
+        encode_command(&mut reply, &texts.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        let pieces: Vec<&[u8]> = reply.chunks(100).collect();
+        let (result, decoder) = decode_in_pieces(&pieces, &Limits::default());
+        let expected = Value::Array(Some(texts.iter().map(|t| bulk(t)).collect()));
+        assert_eq!(result, Ok(Some((expected, reply.len()))));
+        // Each byte once, plus a few bytes per piece: a line split by a piece is searched on
+        // from where it stopped, and a CR at a piece's end is looked at twice.
+        let size = reply.len() as u64;
+        assert!(
+            decoder.examined() <= size + 2 * pieces.len() as u64,
+            "{} bytes examined for {size}",
+            decoder.examined()
+        );
+        // What starting over would cost, measured with the same counter on a 50th of the
+        // pieces: already more than ten times the size.
+        let mut restarted = 0;
+        for received in (100..reply.len()).step_by(100 * 50) {
+            let mut fresh = Decoder::new(Limits::default());
+            assert_eq!(fresh.decode(&reply[..received]).map(|(_, value)| value), Ok(None));
+            restarted += fresh.examined();
+        }
+        assert!(restarted > 10 * size, "starting over examined {restarted} bytes for {size}");
+    }
+
+    #[test]
+    fn a_huge_declared_bulk_string_waits_without_copying_and_counts_as_consumed_of_the_value() {
+        let mut decoder = Decoder::new(Limits::default());
+        let header = format!("*1\r\n${}\r\n", DEFAULT_MAX_BULK_BYTES);
+        assert_eq!(decoder.decode(header.as_bytes()), Ok((header.len(), None)));
+        assert_eq!(decoder.consumed_of_value(), header.len());
+        let partial = vec![b'x'; 64 * 1024];
+        assert_eq!(decoder.decode(&partial), Ok((0, None)));
+        assert_eq!(decoder.examined(), 11, "the data is not looked at before it is all there");
     }
 
     #[test]

@@ -47,7 +47,7 @@ use rate::PublishRate;
 /// What a request asks to do, as far as credentials are concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access<'a> {
-    /// Nothing a token guards (`/`, `/echo`, `/stats`, `/metrics`, `/healthz`). A token
+    /// Nothing a token guards (`/`, `/echo`, `/stats`, `/metrics`, `/healthz`, `/readyz`). A token
     /// presented there is still read and, with `--token-secret`, verified by
     /// [`Gate::authorize`]: two tokens are 400 and an invalid one 401 there too.
     Open,

@@ -74,7 +74,8 @@ pub const PREFLIGHT_MAX_AGE: &str = "600";
 /// The CORS fields every answer to one request carries.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Cors {
-    /// A route whose answer does not depend on `Origin` (the page, `/stats`, `/healthz`).
+    /// A route whose answer does not depend on `Origin` (the page, `/stats`, `/healthz`,
+    /// `/readyz`).
     #[default]
     NotApplicable,
     /// A guarded route answering its own origin: only `Vary: Origin`, because the same URL
