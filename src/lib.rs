@@ -163,6 +163,7 @@ pub mod fuzz;
 pub mod gate;
 pub mod http;
 pub mod json;
+pub mod log;
 pub mod longpoll;
 pub mod random;
 pub mod server;

@@ -44,6 +44,11 @@ use crate::stats::Refusal as RefusalReason;
 use crate::token::{self, ChannelPattern, Claims};
 use rate::PublishRate;
 
+/// The query parameters a token may come in (RFC 6750 §2.3 names `access_token`; `token` is
+/// the shorter one browsers' pages use). One list, so that what the access log redacts
+/// ([`crate::log::redacted_target`]) is exactly what the gate reads.
+pub const TOKEN_PARAMETERS: [&str; 2] = ["token", "access_token"];
+
 /// What a request asks to do, as far as credentials are concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access<'a> {
@@ -217,7 +222,8 @@ pub fn presented_token(request: &Request<'_>) -> Result<Option<String>, Refusal>
     };
     let query =
         |name: &str| crate::http::query_param(request.query(), name).map_err(|_| invalid("malformed token parameter"));
-    let presented: Vec<String> = [header, query("token")?, query("access_token")?].into_iter().flatten().collect();
+    let [token, access_token] = TOKEN_PARAMETERS;
+    let presented: Vec<String> = [header, query(token)?, query(access_token)?].into_iter().flatten().collect();
     match &presented[..] {
         [] => Ok(None),
         [token] => Ok(Some(token.clone()).filter(|t| !t.is_empty())),
