@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! 2026-11-30T09:17:00.123Z INFO  listening on http://127.0.0.1:8080 version=0.1.0 model=epoll workers=2 broker=memory ...
-//! 2026-11-30T09:17:04.530Z WARN  redis subscription lost; reconnecting error="connection reset by peer"
+//! 2026-11-30T09:17:04.530Z WARN  redis: subscription lost; reconnecting error="connection reset by peer"
 //! 2026-11-30T09:17:05.001Z INFO  access remote=192.0.2.7 method=GET path=/poll/news?token=REDACTED status=200 bytes=312 ms=4 transport=poll
 //! ```
 //!
