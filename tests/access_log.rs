@@ -1,10 +1,12 @@
 //! The access log (`--access-log`), read from the sans-I/O [`Connection`] that writes it: bytes
 //! and made-up times go in, and the lines the connection logged on this thread come out
 //! through a [`log::Capture`]. Both server models drive this same code, so what holds here holds
-//! for both (`tests/cli.rs` checks one line from the real binary).
+//! for both; the last test reads the same lines from the real binary, on both models.
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc};
 use std::task::{Wake, Waker};
 use std::time::{Duration, Instant};
 
@@ -280,4 +282,79 @@ fn without_the_flag_nothing_is_logged_and_with_it_the_level_does_not_matter() {
     let mut h = Harness::new(Format::Json, |_| {});
     h.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", ms(1));
     assert_eq!(h.lines().len(), 1, "--access-log is the access log's own switch");
+}
+
+// --- The real binary ---------------------------------------------------------------------------
+
+/// How long the binary may take to say something.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// The binary, its stderr's lines as they come, and the address its startup line gave.
+struct Server {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    addr: String,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_realtime"))
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                let _ = send.send(line);
+            }
+        });
+        let mut server = Server { child, lines, addr: String::new() };
+        let startup = server.next_json();
+        let msg = text(&startup, "msg");
+        server.addr = msg.strip_prefix("listening on http://").unwrap_or_else(|| panic!("{startup:?}")).to_string();
+        assert_eq!(text(&startup, "version"), env!("CARGO_PKG_VERSION"));
+        server
+    }
+
+    /// The next stderr line, which must be one JSON object.
+    fn next_json(&self) -> Value {
+        let line = self.lines.recv_timeout(PATIENCE).expect("a log line in time");
+        json::parse(&line).unwrap_or_else(|e| panic!("not one JSON object ({e:?}): {line}"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_binary_writes_json_lines_a_startup_line_and_one_access_line_per_request() {
+    for model in ["epoll", "threads"] {
+        let server = Server::start(&["--model", model, "--access-log", "--log-format", "json"]);
+        let mut client = TcpStream::connect(&server.addr).unwrap();
+        client.set_read_timeout(Some(PATIENCE)).unwrap();
+        let request = format!("GET /healthz?token={TOKEN} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        client.write_all(request.as_bytes()).unwrap();
+        let mut response = Vec::new();
+        client.read_to_end(&mut response).unwrap();
+        assert!(response.starts_with(b"HTTP/1.1 200 OK\r\n"), "{model}");
+        let line = server.next_json();
+        assert_eq!(text(&line, "msg"), "access", "{model}: {line:?}");
+        assert_eq!(text(&line, "level"), "info");
+        assert_eq!(text(&line, "remote"), "127.0.0.1");
+        assert_eq!((text(&line, "method"), text(&line, "path")), ("GET".into(), "/healthz?token=REDACTED".into()));
+        assert_eq!(number(&line, "status"), 200);
+        assert_eq!(number(&line, "bytes"), response.len() as u64, "{model}: what the client received");
+        assert!(number(&line, "ms") < PATIENCE.as_millis() as u64);
+        assert_eq!(text(&line, "transport"), "http");
+        let time = text(&line, "time");
+        assert!(time.len() == 24 && time.ends_with('Z') && time.as_bytes()[10] == b'T', "{time}");
+    }
 }
