@@ -47,6 +47,7 @@ use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use crate::app::{error_response, Action, App, Exchange, SseStart, WebSocketMode};
+use crate::gate::loggable_target;
 use crate::gate::origin::Cors;
 use crate::http::body::BodyDecoder;
 use crate::http::grammar::Parsed;
@@ -126,7 +127,7 @@ enum State {
 struct AccessRecord {
     /// `-` when the head could not be read.
     method: String,
-    /// The path and query, tokens redacted ([`log::redacted_target`]).
+    /// The path and query, tokens redacted ([`loggable_target`]).
     target: String,
     started: Instant,
     /// [`Connection::produced`] when it began: its bytes are what that grows by.
@@ -656,7 +657,7 @@ impl Connection {
             return None;
         }
         let (method, target) = match request {
-            Some(request) => (request.method.to_string(), log::redacted_target(request.path(), request.query())),
+            Some(request) => (request.method.to_string(), loggable_target(request)),
             None => ("-".to_string(), "-".to_string()),
         };
         Some(AccessRecord { method, target, started: at, produced_before: self.produced() })

@@ -26,7 +26,7 @@
 //!   ([`AccessLine`]), written by the sans-I/O [`crate::connection::Connection`] where the
 //!   exchange ends, at the time it was told, so that both server models log identically. It
 //!   has its own switch and is written whatever `--log-level` says. A token in the query is
-//!   written `REDACTED` ([`redacted_target`]); no header is ever logged.
+//!   written `REDACTED` ([`crate::gate::loggable_target`]); no header is ever logged.
 //!
 //! A line is formatted whole, then written with one `write_all` to the locked stderr: lines
 //! from different threads never interleave, and a slow stderr holds up one line at a time.
@@ -35,6 +35,9 @@
 //! Level and format are set once, at startup ([`init`]). Tests read lines through a
 //! [`Capture`] instead of stderr: it holds what the current thread logs, in the format it asks
 //! for.
+//!
+//! A foundation: it imports only [`crate::time`] and [`crate::json`], so that every layer,
+//! the broker included, can log.
 
 #![forbid(unsafe_code)]
 
@@ -47,6 +50,7 @@ use std::marker::PhantomData;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::json;
 use crate::time::civil_from_days;
@@ -215,7 +219,9 @@ impl<'a, T: Into<Value<'a>>> From<Option<T>> for Value<'a> {
 }
 
 /// Writes a line at `level` if the level is on. The macros ([`crate::info!`] and the others)
-/// call this after checking [`enabled`]; it reads the wall clock for the line's time.
+/// call this after checking [`enabled`]. It reads the wall clock for the line's time: these
+/// lines come from outside the protocol code (which is told the time, and logs through
+/// [`access`]).
 pub fn write(level: Level, message: fmt::Arguments<'_>, fields: &[(&str, Value<'_>)]) {
     if !enabled(level) {
         return;
@@ -224,7 +230,8 @@ pub fn write(level: Level, message: fmt::Arguments<'_>, fields: &[(&str, Value<'
         Some(constant) => Cow::Borrowed(constant),
         None => Cow::Owned(message.to_string()),
     };
-    emit(crate::server::now().unix_ms, level, &message, fields);
+    let unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64);
+    emit(unix_ms, level, &message, fields);
 }
 
 /// Formats one line and hands it to the thread's [`Capture`], or else to stderr.
@@ -422,7 +429,7 @@ pub struct AccessLine<'a> {
     pub remote: IpAddr,
     /// `-` when the request head could not be read.
     pub method: &'a str,
-    /// Path and query, tokens redacted ([`redacted_target`]); `-` when unread.
+    /// Path and query, tokens redacted ([`crate::gate::loggable_target`]); `-` when unread.
     pub path: &'a str,
     /// `None`: the exchange ended without an answer (the client left a long poll, say).
     pub status: Option<u16>,
@@ -452,17 +459,6 @@ pub fn access(unix_ms: u64, line: &AccessLine<'_>) {
         fields.push(("close", Value::from(line.close_code)));
     }
     emit(unix_ms, Level::Info, "access", &fields);
-}
-
-/// What the access log shows of a request-target: the path, and the query with the value of
-/// every token parameter ([`crate::gate::TOKEN_PARAMETERS`]) replaced by `REDACTED`.
-pub fn redacted_target(path: &str, query: Option<&str>) -> String {
-    match query {
-        None => path.to_string(),
-        Some(query) => {
-            format!("{path}?{}", crate::http::redact_query(query, &crate::gate::TOKEN_PARAMETERS, "REDACTED"))
-        }
-    }
 }
 
 // --- Capture, for tests ------------------------------------------------------------------
@@ -705,14 +701,5 @@ mod tests {
              status=200 bytes=312 ms=4 transport=poll\n"
         );
         assert!(lines[1].ends_with(" status=101 bytes=312 ms=4 transport=ws close=1000\n"), "{}", lines[1]);
-    }
-
-    #[test]
-    fn a_redacted_target_keeps_the_path_and_hides_the_token_parameters() {
-        assert_eq!(redacted_target("/sse/news", None), "/sse/news");
-        assert_eq!(
-            redacted_target("/sse/news", Some("since=a-1&token=abc.def.ghi&access_token=x")),
-            "/sse/news?since=a-1&token=REDACTED&access_token=REDACTED"
-        );
     }
 }
