@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::broker::redis::{self, RedisUrl};
 use crate::broker::{self, History};
 use crate::http::request::{Limits, MAX_HEADERS, MAX_HEAD_BYTES, MAX_TARGET_BYTES};
+use crate::log;
 use crate::token::{self, ChannelPattern};
 
 /// The longest a client may ask a long poll to wait (`?timeout=`, capped to this). Proxies and
@@ -178,6 +179,13 @@ pub struct Config {
     /// Client-controlled memory all connections together may hold (partial messages and
     /// bodies, queued output); past it the biggest holders give theirs up ([`crate::budget`]).
     pub memory_budget: usize,
+    /// The least a log line must matter to be written ([`crate::log`]).
+    pub log_level: log::Level,
+    /// Log lines for people (text) or for a log shipper (JSON).
+    pub log_format: log::Format,
+    /// One line per finished exchange. Off by default: a busy server answers thousands of
+    /// requests a second, and the counters in `/stats` already say how many.
+    pub access_log: bool,
 }
 
 impl Default for Config {
@@ -223,6 +231,9 @@ impl Default for Config {
             max_outbound_bytes: 256 * 1024,
             send_timeout: Duration::from_secs(10),
             memory_budget: crate::budget::default_budget(),
+            log_level: log::Level::Info,
+            log_format: log::Format::Text,
+            access_log: false,
         }
     }
 }
@@ -303,6 +314,10 @@ Options (durations in seconds, fractions allowed):
   --send-timeout SECS       slow-consumer limit: no bytes taken   [10]
   --memory-budget BYTES     client-controlled memory, all connections
                             (suffix K, M or G)          [a quarter of RAM]
+  --log-level LEVEL         error, warn, info or debug            [info]
+  --log-format text|json    log lines for people or for machines  [text]
+  --access-log              a line per finished request, long poll,
+                            SSE stream or WebSocket               [off]
   -h, --help                this text
 ";
 
@@ -406,6 +421,11 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
             "--max-outbound-bytes" => config.max_outbound_bytes = positive(flag, value()?)?,
             "--send-timeout" => config.send_timeout = seconds(flag, value()?)?,
             "--memory-budget" => config.memory_budget = bytes(flag, value()?)?,
+            "--log-level" => config.log_level = log::Level::parse(value()?).map_err(|why| format!("{flag}: {why}"))?,
+            "--log-format" => {
+                config.log_format = log::Format::parse(value()?).map_err(|why| format!("{flag}: {why}"))?
+            }
+            "--access-log" => config.access_log = true,
             other => return Err(format!("unknown option '{other}' (see realtime serve --help)")),
         }
     }
@@ -519,6 +539,25 @@ mod tests {
         assert_eq!(budget("--memory-budget 64K"), 64 << 10);
         assert_eq!(budget("--memory-budget 256M"), 256 << 20);
         assert_eq!(budget("--memory-budget 2g"), 2 << 30);
+    }
+
+    #[test]
+    fn log_flags_set_the_level_the_format_and_the_access_log() {
+        let defaults = Config::default();
+        assert_eq!(
+            (defaults.log_level, defaults.log_format, defaults.access_log),
+            (log::Level::Info, log::Format::Text, false)
+        );
+        let Ok(Command::Serve(config)) = parse("--log-level debug --log-format json --access-log") else {
+            panic!("expected serve")
+        };
+        assert_eq!(
+            (config.log_level, config.log_format, config.access_log),
+            (log::Level::Debug, log::Format::Json, true)
+        );
+        for bad in ["--log-level loud", "--log-format xml", "--log-level"] {
+            assert!(parse(bad).unwrap_err().starts_with(bad.split(' ').next().unwrap()), "{bad}");
+        }
     }
 
     #[test]

@@ -33,6 +33,11 @@
 //!
 //! Requests are handled one at a time in arrival order, so pipelined requests (RFC 9112 §9.3.2)
 //! are answered in order: the next head is not parsed until the previous response is queued.
+//!
+//! The access log (`--access-log`, [`crate::log::AccessLine`]) is written here, not by the
+//! drivers, so that both server models log alike: an exchange begins when its head is read
+//! and ends when its response is queued or, for a long poll, a request body, an SSE stream or
+//! a WebSocket left without one, when `enter` leaves its state. Its time is the turn's.
 
 #![forbid(unsafe_code)]
 
@@ -42,12 +47,15 @@ use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use crate::app::{error_response, Action, App, Exchange, SseStart, WebSocketMode};
+use crate::gate::loggable_target;
 use crate::gate::origin::Cors;
 use crate::http::body::BodyDecoder;
 use crate::http::grammar::Parsed;
 use crate::http::request::parse_request;
+use crate::http::request::Request;
 use crate::http::request::Version;
 use crate::http::response::{format_http_date, write_response, Framing, Response};
+use crate::log::{self, AccessLine, Transport};
 use crate::longpoll::LongPoll;
 use crate::stats::Kind;
 use crate::stream::{Io, Next, SseStream, WebSocketStream};
@@ -116,6 +124,17 @@ enum State {
     Closing,
 }
 
+/// What the access log keeps of the exchange in progress until it ends.
+struct AccessRecord {
+    /// `-` when the head could not be read.
+    method: String,
+    /// The path and query, tokens redacted ([`loggable_target`]).
+    target: String,
+    started: Instant,
+    /// [`Connection::produced`] when it began: its bytes are what that grows by.
+    produced_before: u64,
+}
+
 pub struct Connection {
     /// Unique per process; the broker knows our waker by it.
     id: u64,
@@ -141,7 +160,12 @@ pub struct Connection {
     /// The time of the latest turn ([`Connection::advance`]). The broker is told when a
     /// subscriber leaves a channel (an idle channel's time starts then); a connection that
     /// leaves outside a turn (dropped, or closed for overload) tells it this, a turn old at most.
-    last_turn: Instant,
+    /// It is also the time of an access line.
+    last_turn: Now,
+    /// Bytes written to the client so far.
+    sent: u64,
+    /// The exchange in progress, with `--access-log`.
+    access: Option<AccessRecord>,
 }
 
 impl Connection {
@@ -161,7 +185,9 @@ impl Connection {
             charged: 0,
             stalled_since: None,
             ended_as_slow: false,
-            last_turn: now.instant,
+            last_turn: now,
+            sent: 0,
+            access: None,
         }
     }
 
@@ -188,6 +214,7 @@ impl Connection {
         // still queued (nothing else removes output while a WebSocket's threads share it).
         let n = n.min(self.output.len());
         self.app.stats.bytes_out(n);
+        self.sent += n as u64;
         self.output.drain(..n);
         // Progress: the slow-consumer clock restarts if anything is left.
         self.stalled_since = if self.output.is_empty() { None } else { Some(now) };
@@ -258,7 +285,7 @@ impl Connection {
 
     /// Makes all the progress possible with the input so far, the broker's state and the time.
     pub fn advance(&mut self, now: Now, waker: &Waker) {
-        self.last_turn = now.instant;
+        self.last_turn = now;
         let send_timeout = self.app.config.send_timeout;
         if self.stalled_since.is_some_and(|since| now.instant >= since + send_timeout) {
             // RFC 6455 §7.4.1: 1008 "indicates that an endpoint is terminating the connection
@@ -328,13 +355,12 @@ impl Connection {
     /// can resume from the last id it received.
     fn end_now(&mut self, now: Now, code: CloseCode, reason: &str) {
         let was_websocket = self.say_farewell(code, reason);
-        self.enter(State::Closing, now.instant);
-        if was_websocket {
-            self.stalled_since = Some(now.instant);
-        } else {
+        if !was_websocket {
+            // Dropped before the exchange ends, so that its access line counts only what went.
             self.output.clear();
-            self.stalled_since = None;
         }
+        self.enter(State::Closing, now.instant);
+        self.stalled_since = if was_websocket { Some(now.instant) } else { None };
     }
 
     /// The driver cannot keep this connection (the thread model ran out of threads for a
@@ -345,7 +371,7 @@ impl Connection {
         // the request". 1013 "Try Again Later" would say it better, but it was registered
         // after the RFC and strict peers (ours, Autobahn's) refuse it as undefined.
         self.say_farewell(CloseCode::INTERNAL_ERROR, "server overloaded, try again later");
-        self.enter(State::Closing, self.last_turn);
+        self.enter(State::Closing, self.last_turn.instant);
     }
 
     /// A WebSocket queues its Close with `code` and `reason` (RFC 6455 §5.5.1), behind what it
@@ -362,7 +388,9 @@ impl Connection {
     ///
     /// - leaving a long poll cancels it (and a parked one stops counting as parked);
     /// - leaving an SSE stream or a WebSocket stops following its channel;
-    /// - entering a stream makes the connection count as that kind in `/stats`.
+    /// - entering a stream makes the connection count as that kind in `/stats`;
+    /// - leaving a stream ends its exchange in the access log, and so does leaving a long poll
+    ///   or a request body that was not answered (an answered one was logged by `respond`).
     ///
     /// `at` is when: the broker starts an idle channel's time from its last subscriber's leaving.
     fn enter(&mut self, next: State, at: Instant) {
@@ -371,16 +399,27 @@ impl Connection {
             State::WebSocket(_) => Some(Kind::WebSocket),
             _ => None,
         };
-        match std::mem::replace(&mut self.state, next) {
+        let ended = match std::mem::replace(&mut self.state, next) {
             State::Poll { mut poll, .. } => {
                 if poll.is_parked() {
                     self.app.stats.poll_unparked();
                 }
                 poll.cancel(&*self.app.broker, self.id, at);
+                Some((None, Transport::Poll, None))
             }
-            State::Sse(mut stream) => stream.stop(&self.app, self.id, at),
-            State::WebSocket(mut stream) => stream.stop(&self.app, self.id, at),
-            State::Head { .. } | State::Body { .. } | State::Closing => {}
+            State::Sse(mut stream) => {
+                stream.stop(&self.app, self.id, at);
+                Some((Some(200), Transport::Sse, None))
+            }
+            State::WebSocket(mut stream) => {
+                stream.stop(&self.app, self.id, at);
+                Some((Some(101), Transport::WebSocket, Some(stream.close_code())))
+            }
+            State::Body { .. } => Some((None, Transport::Http, None)),
+            State::Head { .. } | State::Closing => None,
+        };
+        if let Some((status, transport, close_code)) = ended {
+            self.end_exchange(status, transport, close_code);
         }
         if let Some(kind) = kind {
             self.app.stats.connection_closed(self.kind);
@@ -438,16 +477,23 @@ impl Connection {
                 } else if now.instant >= deadline {
                     // RFC 9110 §15.5.9: 408 "indicates that the server did not receive a
                     // complete request message within the time that it was prepared to wait".
+                    let started = deadline.checked_sub(config.header_timeout).unwrap_or(now.instant);
+                    self.access = self.access_record(None, started);
                     self.fail(now, Response::text(408, "request head not received in time"));
                 }
                 return false;
             }
             Ok(Parsed::Complete { value: request, consumed }) => {
+                let record = self.access_record(Some(&request), now.instant);
                 let exchange = self.app.handle(&request, self.peer, now);
                 self.input.drain(..consumed);
+                self.access = record;
                 exchange
             }
-            Err(error) => Exchange::failed(plain_framing(), error),
+            Err(error) => {
+                self.access = self.access_record(None, now.instant);
+                Exchange::failed(plain_framing(), error)
+            }
         };
         self.start(exchange, now, waker);
         true
@@ -494,6 +540,7 @@ impl Connection {
         let chunked = framing.version == Version::Http11;
         SseStream::write_head(&mut self.output, &reply.cors.fields(), chunked, &format_http_date(now.unix_secs()));
         if framing.head_only {
+            self.end_exchange(Some(200), Transport::Sse, None);
             return self.next_request(framing.keep_alive && chunked, now.instant);
         }
         let subscription = Subscription::new(&*self.app.broker, &start.channel, start.since);
@@ -593,7 +640,47 @@ impl Connection {
         reply.cors.apply(&mut response);
         let date = format_http_date(now.unix_secs());
         write_response(&mut self.output, &response, reply.framing, &date);
+        let transport = if matches!(self.state, State::Poll { .. }) { Transport::Poll } else { Transport::Http };
+        self.end_exchange(Some(response.status), transport, None);
         self.next_request(reply.framing.keep_alive, now.instant);
+    }
+
+    /// Bytes written to the client or queued for it: what an exchange's bytes are counted by
+    /// (output dropped unsent stops counting).
+    fn produced(&self) -> u64 {
+        self.sent + self.output.len() as u64
+    }
+
+    /// With `--access-log`, the record of an exchange that begins at `at`, for `request`
+    /// (`None`: a head that could not be read).
+    fn access_record(&self, request: Option<&Request<'_>>, at: Instant) -> Option<AccessRecord> {
+        if !self.app.config.access_log {
+            return None;
+        }
+        let (method, target) = match request {
+            Some(request) => (request.method.to_string(), loggable_target(request)),
+            None => ("-".to_string(), "-".to_string()),
+        };
+        Some(AccessRecord { method, target, started: at, produced_before: self.produced() })
+    }
+
+    /// The exchange in progress, if any, ends now (this turn): its access line.
+    fn end_exchange(&mut self, status: Option<u16>, transport: Transport, close_code: Option<CloseCode>) {
+        let Some(record) = self.access.take() else { return };
+        let now = self.last_turn;
+        log::access(
+            now.unix_ms,
+            &AccessLine {
+                remote: self.peer,
+                method: &record.method,
+                path: &record.target,
+                status,
+                bytes: self.produced().saturating_sub(record.produced_before),
+                duration_ms: now.instant.saturating_duration_since(record.started).as_millis() as u64,
+                transport,
+                close_code: close_code.map(|code| code.0),
+            },
+        );
     }
 
     /// Answers a request whose head could not be read (so no CORS either), and closes.
@@ -609,7 +696,7 @@ fn plain_framing() -> Framing {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.enter(State::Closing, self.last_turn);
+        self.enter(State::Closing, self.last_turn.instant);
         self.app.stats.connection_closed(self.kind);
         self.app.budget.update(self.charged, 0);
     }

@@ -134,6 +134,10 @@
 //! - [`server`]: the two drivers ([`server::event_loop`], [`server::threads`]), the shared accept
 //!   loop, the shared write and linger ([`server::write`]), and the one `unsafe` module ([`server::sys`]: epoll, poll, eventfd, signals, rlimit).
 //! - [`config`]: every limit, its default and why; [`stats`]: `/stats` and `/metrics`.
+//! - [`log`]: lines on stderr with an RFC 3339 time and a level, as text or JSON
+//!   ([`log::format_line`]; the date from [`time::civil_from_days`]); the access log, one line
+//!   per finished exchange, is written by [`connection::Connection`] where the exchange ends
+//!   (`end_exchange`), with tokens in the query redacted ([`gate::loggable_target`], RFC 6750 §5.3).
 //! - [`budget`]: one memory budget for everything clients can make the server hold; with
 //!   [`connection::Connection::input_room`] (reading pauses while a client owes us output),
 //!   what keeps a flood from one client from becoming the server's problem.
@@ -163,6 +167,7 @@ pub mod fuzz;
 pub mod gate;
 pub mod http;
 pub mod json;
+pub mod log;
 pub mod longpoll;
 pub mod random;
 pub mod server;

@@ -8,9 +8,10 @@ use std::thread;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use realtime::bench;
-use realtime::config::{self, Command};
+use realtime::config::{self, BrokerUrl, Command, Config, Model};
 use realtime::server::{sys, Server};
 use realtime::token::{self, TokenCommand};
+use realtime::{error, info, log, warn};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,51 +32,79 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // From here on the server speaks through the log (usage errors above stay plain lines).
+    log::init(config.log_level, config.log_format);
     // Before any thread exists, so that every thread inherits the blocked mask and the
     // signals wait for the one thread that sigwait()s for them.
     let signals = match sys::block_termination_signals() {
         Ok(signals) => signals,
         Err(error) => {
-            eprintln!("realtime: cannot set up signal handling: {error}");
+            error!("cannot set up signal handling"; error = error.to_string());
             return ExitCode::FAILURE;
         }
     };
     // Every connection is a file descriptor: lift the soft limit to the hard one (a shell's
     // default of 1024 would cap the server long before --max-connections).
     if let Err(error) = sys::raise_open_file_limit() {
-        eprintln!("realtime: cannot raise the open-file limit: {error}");
+        warn!("cannot raise the open-file limit"; error = error.to_string());
     }
+    let addr = config.addr.clone();
     let server = match Server::bind(config) {
         Ok(server) => server,
         Err(error) => {
-            eprintln!("realtime: cannot listen: {error}");
+            error!("cannot listen"; addr = &addr, error = error.to_string());
             return ExitCode::FAILURE;
         }
     };
-    let app = server.app();
-    eprintln!(
-        "realtime: listening on http://{} (model {}, broker {}); Ctrl-C stops",
-        server.local_addr(),
-        app.config.model.name(),
-        app.broker.kind()
-    );
+    log_startup(&server);
     let shutdown = server.shutdown_handle();
     thread::spawn(move || {
         if let Ok(signal) = signals.wait() {
-            eprintln!("realtime: {}: shutting down gracefully", sys::signal_name(signal));
+            info!("shutting down gracefully"; signal = sys::signal_name(signal));
             shutdown.shutdown();
         }
     });
     match server.run() {
         Ok(()) => {
-            eprintln!("realtime: stopped");
+            info!("stopped");
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("realtime: {error}");
+            error!("the server failed"; error = error.to_string());
             ExitCode::FAILURE
         }
     }
+}
+
+/// The one line that says what is running: the version, where, how, and the limits an operator
+/// asks about first. Whether a token or secret is configured, never what it is. Tests and the
+/// benchmark read the address from it (`http://` up to the next space, or the end of `msg`).
+fn log_startup(server: &Server) {
+    let config: &Config = &server.app().config;
+    let workers = match config.model {
+        // What `server::event_loop::run` will start.
+        Model::EventLoop if config.workers == 0 => Some(thread::available_parallelism().map_or(1, |n| n.get())),
+        Model::EventLoop => Some(config.workers),
+        // A thread per connection: no fixed set of workers (`workers=-`).
+        Model::Threads => None,
+    };
+    let broker = match &config.broker {
+        BrokerUrl::Memory => "memory".to_string(),
+        // Host, port and database: a RedisUrl holds nothing secret.
+        BrokerUrl::Redis(url) => url.to_string(),
+    };
+    info!("listening on http://{}", server.local_addr();
+        version = env!("CARGO_PKG_VERSION"),
+        model = config.model.name(),
+        workers = workers,
+        broker = broker,
+        max_connections = config.max_connections,
+        memory_budget = config.memory_budget,
+        send_timeout_ms = config.send_timeout.as_millis() as u64,
+        publish_token = config.publish_token.is_some(),
+        token_secret = config.token_secret.is_some(),
+        access_log = config.access_log,
+    );
 }
 
 /// `realtime bench ...`: the load generator (see [`realtime::bench`]).

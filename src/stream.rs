@@ -258,6 +258,8 @@ pub struct WebSocketStream {
     /// Whether the client's text frames may be published (the gate's grant).
     may_publish: bool,
     authority: Authority,
+    /// The code of the first Close frame on the wire, ours or the peer's (for the access log).
+    first_close: Option<CloseCode>,
 }
 
 impl WebSocketStream {
@@ -286,7 +288,16 @@ impl WebSocketStream {
             close_deadline: None,
             may_publish: grant.may_publish,
             authority: Authority::start(&grant, io),
+            first_close: None,
         }
+    }
+
+    /// Why the WebSocket ended, for the access log: the code of the first Close frame sent
+    /// or received; 1005 if that frame carried no code and 1006 if no Close went either way,
+    /// the codes RFC 6455 §7.1.5 reserves for saying so ("considered to be 1005", "considered
+    /// to be 1006").
+    pub fn close_code(&self) -> CloseCode {
+        self.first_close.unwrap_or(CloseCode(1006))
     }
 
     pub fn next_deadline(&self, keepalive: Duration) -> Instant {
@@ -305,6 +316,7 @@ impl WebSocketStream {
     /// Starts the closing handshake (RFC 6455 §7.1.2) and bounds the wait for the answer.
     fn close(&mut self, io: &mut Io<'_>, code: CloseCode, reason: &str) {
         if self.session.close(code, reason, io.output).is_ok() {
+            self.first_close.get_or_insert(code);
             self.close_deadline = Some(io.now.instant + CLOSE_HANDSHAKE_TIMEOUT);
         }
     }
@@ -374,8 +386,15 @@ impl WebSocketStream {
                 None => {}
                 Some(Event::Message(message)) => self.on_message(io, message),
                 Some(Event::Pong(_)) => self.ping_unanswered_since = None,
-                // Pings are answered by the session; Closed and Failed leave it Closed.
-                Some(Event::Ping(_) | Event::Closed(_) | Event::Failed(_)) => {}
+                // Closed and Failed leave the session Closed; a Close with no code is 1005.
+                Some(Event::Closed(info)) => {
+                    self.first_close.get_or_insert(info.code.unwrap_or(CloseCode(1005)));
+                }
+                Some(Event::Failed(error)) => {
+                    self.first_close.get_or_insert(error.close_code());
+                }
+                // Pings are answered by the session.
+                Some(Event::Ping(_)) => {}
             }
         }
     }
@@ -425,7 +444,9 @@ impl WebSocketStream {
     /// comes from the server rather than from the client's frames: a slow consumer (1008), the
     /// memory budget (1009) or an overloaded server (1011). A partial message is dropped.
     pub fn close_now(&mut self, code: CloseCode, reason: &str, output: &mut Vec<u8>) {
-        let _ = self.session.close(code, reason, output);
+        if self.session.close(code, reason, output).is_ok() {
+            self.first_close.get_or_insert(code);
+        }
     }
 
     /// Leaves the channel at `now`.

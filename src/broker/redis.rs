@@ -950,7 +950,7 @@ impl Shared {
         match Link::open(&self.url, &self.clock_offset_ms) {
             Ok(link) => {
                 if let Some(since) = command.down_since.take() {
-                    eprintln!("realtime: redis: command connection restored after {:.1?}", since.elapsed());
+                    crate::info!("redis: command connection restored"; down_ms = since.elapsed().as_millis() as u64);
                 }
                 command.link = Some(link);
                 command.backoff.reset();
@@ -967,9 +967,10 @@ impl Shared {
     fn command_lost(&self, command: &mut CommandLink, error: &RedisError) {
         if command.down_since.is_none() {
             command.down_since = Some(Instant::now());
-            eprintln!(
-                "realtime: redis: command connection to {} lost ({error}); publishes answer 503 until it is back",
-                self.url
+            crate::warn!(
+                "redis: command connection lost; publishes answer 503 until it is back";
+                url = self.url.to_string(),
+                error = error.to_string(),
             );
         }
     }
@@ -1178,7 +1179,7 @@ impl Shared {
                     if error.breaks_connection() {
                         return Err(error);
                     }
-                    eprintln!("realtime: redis: cannot catch up channel {name}: {error}");
+                    crate::warn!("redis: cannot catch up a channel"; channel = &**name, error = error.to_string());
                 }
             }
         }
@@ -1280,7 +1281,7 @@ impl Shared {
         let name = topic.strip_prefix(self.topic_prefix.as_bytes()).and_then(|name| std::str::from_utf8(name).ok());
         let Some(name) = name.filter(|name| is_valid_channel_name(name)) else { return };
         let Some(message) = parse_payload(payload) else {
-            eprintln!("realtime: redis: ignoring a malformed message on {}", String::from_utf8_lossy(topic));
+            crate::warn!("redis: ignoring a malformed message"; topic = String::from_utf8_lossy(topic).into_owned());
             return;
         };
         let mirror = {
@@ -1300,7 +1301,11 @@ impl Shared {
         };
         let id = message.id.clone();
         if lock(&mirror).accept(message, self.limits.history, now) == Accepted::OutOfOrder {
-            eprintln!("realtime: redis: channel {name} went backwards at {id}; Redis lost the stream, or its clock moved back");
+            crate::warn!(
+                "redis: a channel went backwards; Redis lost the stream, or its clock moved back";
+                channel = name,
+                id = &*id,
+            );
         }
     }
 
@@ -1341,9 +1346,11 @@ fn supervise(shared: Arc<Shared>, first_attempt: mpsc::Sender<()>) {
                 // Before `start` is told: a node that starts with Redis up is ready at once.
                 shared.subscribed.store(true, Ordering::SeqCst);
                 if let Some((since, attempts)) = outage.take() {
-                    eprintln!(
-                        "realtime: redis: subscribed again after {:.1?} ({attempts} failed attempts); caught up {caught_up} messages from the streams",
-                        since.elapsed()
+                    crate::info!(
+                        "redis: subscribed again, caught up from the streams";
+                        down_ms = since.elapsed().as_millis() as u64,
+                        failed_attempts = attempts,
+                        caught_up = caught_up,
                     );
                 }
                 backoff.reset();
@@ -1355,14 +1362,16 @@ fn supervise(shared: Arc<Shared>, first_attempt: mpsc::Sender<()>) {
                 if shared.is_stopping() {
                     break;
                 }
-                eprintln!("realtime: redis: subscription lost ({error}); reconnecting");
+                crate::warn!("redis: subscription lost; reconnecting"; error = error.to_string());
                 outage = Some((Instant::now(), 0));
             }
             Err(error) => {
                 let (_, attempts) = outage.get_or_insert_with(|| {
-                    eprintln!(
-                        "realtime: redis: cannot subscribe at {} ({error}); retrying every {:?} at most",
-                        shared.url, BACKOFF_MAX
+                    crate::warn!(
+                        "redis: cannot subscribe; retrying with backoff";
+                        url = shared.url.to_string(),
+                        error = error.to_string(),
+                        max_backoff_ms = BACKOFF_MAX.as_millis() as u64,
                     );
                     (Instant::now(), 0)
                 });

@@ -44,6 +44,11 @@ use crate::stats::Refusal as RefusalReason;
 use crate::token::{self, ChannelPattern, Claims};
 use rate::PublishRate;
 
+/// The query parameters a token may come in (RFC 6750 §2.3 names `access_token`; `token` is
+/// the shorter one browsers' pages use). One list, so that what the access log redacts
+/// ([`loggable_target`]) is exactly what the gate reads.
+pub const TOKEN_PARAMETERS: [&str; 2] = ["token", "access_token"];
+
 /// What a request asks to do, as far as credentials are concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access<'a> {
@@ -195,6 +200,19 @@ impl Gate {
     }
 }
 
+/// What a log may show of a request's target: the path, and the query with the value of every
+/// token parameter ([`TOKEN_PARAMETERS`], however its name is encoded) replaced by `REDACTED`.
+/// RFC 6750 §5.3: "Bearer tokens SHOULD NOT be passed in page URLs"; since browsers must, the
+/// server at least keeps them out of its logs. (The `Authorization` header is never logged.)
+pub fn loggable_target(request: &Request<'_>) -> String {
+    match request.query() {
+        None => request.path().to_string(),
+        Some(query) => {
+            format!("{}?{}", request.path(), crate::http::redact_query(query, &TOKEN_PARAMETERS, "REDACTED"))
+        }
+    }
+}
+
 /// Step 3: the token a request presents, from `Authorization: Bearer T` (RFC 6750 §2.1; the
 /// scheme is case-insensitive, RFC 9110 §11.1) or the query: `?token=T`, or `?access_token=T`,
 /// the name RFC 6750 §2.3 gives it. RFC 6750 §2: "Clients
@@ -217,10 +235,39 @@ pub fn presented_token(request: &Request<'_>) -> Result<Option<String>, Refusal>
     };
     let query =
         |name: &str| crate::http::query_param(request.query(), name).map_err(|_| invalid("malformed token parameter"));
-    let presented: Vec<String> = [header, query("token")?, query("access_token")?].into_iter().flatten().collect();
+    let [token, access_token] = TOKEN_PARAMETERS;
+    let presented: Vec<String> = [header, query(token)?, query(access_token)?].into_iter().flatten().collect();
     match &presented[..] {
         [] => Ok(None),
         [token] => Ok(Some(token.clone()).filter(|t| !t.is_empty())),
         _ => Err(invalid("a token in more than one place (Authorization, ?token=, ?access_token=)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::grammar::Parsed;
+    use crate::http::request::parse_request;
+
+    fn target(head: &str) -> String {
+        match parse_request(head.as_bytes(), &Default::default()) {
+            Ok(Parsed::Complete { value, .. }) => loggable_target(&value),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rfc6750_5_3_a_loggable_target_keeps_the_path_and_hides_every_token_parameter() {
+        assert_eq!(target("GET /sse/news HTTP/1.1\r\nHost: x\r\n\r\n"), "/sse/news");
+        assert_eq!(
+            target("GET /sse/news?since=a-1&token=abc.def.ghi&access_token=x HTTP/1.1\r\nHost: x\r\n\r\n"),
+            "/sse/news?since=a-1&token=REDACTED&access_token=REDACTED"
+        );
+        assert_eq!(
+            target("GET http://x/poll/p?%74oken=abc HTTP/1.1\r\nHost: x\r\n\r\n"),
+            "/poll/p?%74oken=REDACTED",
+            "absolute-form: the path and query only, names decoded before they are compared"
+        );
     }
 }

@@ -42,6 +42,32 @@ pub fn query_param(query: Option<&str>, name: &str) -> Result<Option<String>, Ba
     Ok(None)
 }
 
+/// `query` with the value of every parameter whose name is one of `names` (decoded, any case)
+/// replaced by `replacement`, the rest as sent: what a log may show of a query that can carry
+/// a secret. A name that does not decode counts as one of `names`: what cannot be read cannot
+/// be known not to be a secret.
+pub fn redact_query(query: &str, names: &[&str], replacement: &str) -> String {
+    let mut out = String::with_capacity(query.len());
+    for (index, pair) in query.split('&').enumerate() {
+        if index > 0 {
+            out.push('&');
+        }
+        let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+        let secret = match percent_decode(key) {
+            Ok(name) => names.iter().any(|secret| name.eq_ignore_ascii_case(secret)),
+            Err(BadQuery) => true,
+        };
+        if secret {
+            out.push_str(key);
+            out.push('=');
+            out.push_str(replacement);
+        } else {
+            out.push_str(pair);
+        }
+    }
+    out
+}
+
 fn percent_decode(text: &str) -> Result<String, BadQuery> {
     let mut bytes = Vec::with_capacity(text.len());
     let mut rest = text.as_bytes();
@@ -124,6 +150,20 @@ mod tests {
         assert_eq!(query_param(query, "missing"), Ok(None));
         assert_eq!(query_param(None, "since"), Ok(None));
         assert_eq!(query_param(Some("flag"), "flag"), Ok(Some(String::new())));
+    }
+
+    #[test]
+    fn redacting_a_query_replaces_every_value_of_the_named_parameters_however_spelled() {
+        let names = ["token", "access_token"];
+        let redact = |query: &str| redact_query(query, &names, "REDACTED");
+        assert_eq!(redact("since=k3f9-1&timeout=5"), "since=k3f9-1&timeout=5", "nothing secret: as sent");
+        assert_eq!(redact("token=abc.def.ghi&since=x"), "token=REDACTED&since=x");
+        assert_eq!(redact("a=1&access_token=abc&token=def"), "a=1&access_token=REDACTED&token=REDACTED");
+        assert_eq!(redact("%74oken=abc"), "%74oken=REDACTED", "a percent-encoded name is still the name");
+        assert_eq!(redact("TOKEN=abc"), "TOKEN=REDACTED", "any case");
+        assert_eq!(redact("tok%zzen=abc"), "tok%zzen=REDACTED", "an undecodable name may be anything");
+        assert_eq!(redact("token"), "token=REDACTED");
+        assert_eq!(redact("tokens=abc&my_token=x"), "tokens=abc&my_token=x", "only exact names");
     }
 
     fn accepts_sse(fields: &[&str]) -> bool {

@@ -188,7 +188,7 @@ pub fn run(listener: TcpListener, app: Arc<App>) -> io::Result<()> {
     }
     for thread in threads {
         if let Ok(Err(error)) = thread.join() {
-            eprintln!("realtime: worker failed: {error}");
+            crate::error!("an event-loop worker failed"; error = error.to_string());
         }
     }
     Ok(())

@@ -163,7 +163,7 @@ fn accept_loop(
             Err(error) => {
                 // EMFILE/ENFILE: out of file descriptors. Back off instead of spinning; the
                 // pending connection is accepted once another one closes.
-                eprintln!("realtime: accept failed: {error}");
+                crate::error!("accept failed; retrying in 50 ms"; error = error.to_string());
                 thread::sleep(Duration::from_millis(50));
                 continue;
             }

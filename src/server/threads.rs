@@ -143,11 +143,11 @@ impl Registry {
         }
         self.alive.fetch_sub(1, Ordering::SeqCst);
         if !self.warned.swap(true, Ordering::Relaxed) {
-            eprintln!(
-                "realtime: {} threads alive, the budget (--max-threads, at most what vm.max_map_count, \
-                 kernel.threads-max and kernel.pid_max allow); refusing more connections (--model epoll \
-                 has no such limit)",
-                self.thread_limit
+            crate::warn!(
+                "the thread budget is spent (--max-threads, at most what vm.max_map_count, kernel.threads-max \
+                 and kernel.pid_max allow); refusing more connections until threads end (--model epoll has no \
+                 such limit)";
+                threads = self.thread_limit,
             );
         }
         None
@@ -194,7 +194,7 @@ pub fn run(listener: TcpListener, app: Arc<App>) -> io::Result<()> {
             Err(error) => {
                 // The closure (with its permit and stream) is gone; the registry holds the
                 // last reference to the stream.
-                eprintln!("realtime: cannot start a connection thread: {error}");
+                crate::error!("cannot start a connection thread"; error = error.to_string());
                 let stream = registry.lock().remove(&key).map(|(stream, _)| stream);
                 match stream.map(Arc::try_unwrap) {
                     Some(Ok(stream)) => Err(stream),
