@@ -151,6 +151,7 @@
 #![deny(unsafe_code)]
 
 pub mod app;
+pub mod args;
 pub mod bench;
 pub mod broker;
 pub mod budget;
