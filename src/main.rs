@@ -81,7 +81,7 @@ fn main() -> ExitCode {
 /// `realtime bench ...`: the load generator (see [`realtime::bench`]).
 fn bench(args: &[String]) -> ExitCode {
     if args.is_empty() || args.iter().any(|a| a == "-h" || a == "--help") {
-        print!("{}", bench::USAGE);
+        print!("{}", bench::usage());
         return ExitCode::SUCCESS;
     }
     match bench::parse_args(args) {
