@@ -155,6 +155,7 @@ pub mod args;
 pub mod bench;
 pub mod broker;
 pub mod budget;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod connection;
