@@ -11,9 +11,9 @@
 //! ```
 //!
 //! The clients run on one thread, on the crate's own [`Poller`](crate::server::poller) and
-//! client codecs ([`peer`], [`engine`]), so one process holds thousands of connections. Every
-//! scenario is bounded in count and time and stops by itself. Progress goes to stderr, results
-//! to stdout.
+//! clients ([`crate::client`], [`peer`], [`engine`]), so one process holds thousands of
+//! connections. Every scenario ([`SCENARIOS`]) is bounded in count and time and stops by
+//! itself. Progress goes to stderr, results to stdout.
 //!
 //! - **idle**: N idle subscriptions per transport; the server's RSS and threads before and
 //!   after (from `/proc/PID/status` for a spawned server, else from `/stats`), KiB per
@@ -50,7 +50,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::args::Args;
+use crate::args::{self, Args};
 use crate::client::publisher::Publisher;
 use crate::client::subscriber::{Masks, Subscriber, Transport};
 use crate::json;
@@ -317,7 +317,15 @@ impl Target {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let cpus = sys::available_cpus().unwrap_or_default();
         let pinned = cpus.len() > 1 && sys::pin_to_cpu(cpus[0]).is_ok();
-        let spawned = Command::new(exe)
+        let mut command = Command::new(exe);
+        // The server measured is the one these options describe: variables set for another
+        // (REALTIME_MAX_CONNECTIONS, ...) would change it behind the table's back.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with(args::ENVIRONMENT_PREFIX) {
+                command.env_remove(name);
+            }
+        }
+        let spawned = command
             .args(["serve", "--addr", "127.0.0.1:0", "--model", model, "--max-connections", "19990"])
             .args(["--poll-timeout", "60", "--idle-timeout", "600"])
             .args(options)
