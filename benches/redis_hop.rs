@@ -33,8 +33,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use realtime::bench::engine::Engine;
-use realtime::bench::peer::{Masks, Subscriber, Transport};
-use realtime::bench::{Publisher, Target};
+use realtime::bench::Target;
+use realtime::client::subscriber::{Masks, Subscriber, Transport};
 use realtime::ws::client::Client;
 use realtime::ws::message::Message;
 
@@ -138,7 +138,7 @@ fn micros(duration: Duration) -> String {
 fn latency(publish_on: &Target, receive_on: &Target, channel: &str, messages: usize) -> (Duration, Duration) {
     let mut subscriber = Client::connect(&receive_on.host, &format!("/ws/{channel}")).expect("a WebSocket");
     subscriber.stream().set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut publisher = Publisher::connect(publish_on).expect("a publisher");
+    let mut publisher = publish_on.publisher().expect("a publisher");
     let mut times = Vec::with_capacity(messages);
     for i in 0..messages {
         let sent = Instant::now();
@@ -159,7 +159,7 @@ fn throughput(targets: &[&Target], publishers: usize, seconds: u64) -> f64 {
     let count = Arc::new(AtomicU64::new(0));
     let threads: Vec<_> = (0..publishers)
         .map(|i| {
-            let mut publisher = Publisher::connect(targets[i % targets.len()]).expect("a publisher");
+            let mut publisher = targets[i % targets.len()].publisher().expect("a publisher");
             let (stop, count) = (stop.clone(), count.clone());
             thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
@@ -188,7 +188,7 @@ struct Fanout {
 
 /// Part 3: subscribers spread over `subscribe_on`, messages published on `publish_on`.
 fn fanout(publish_on: &Target, subscribe_on: &[&Target], channel: &str, options: &Options) -> Fanout {
-    let mut marker = Publisher::connect(publish_on).expect("a publisher");
+    let mut marker = publish_on.publisher().expect("a publisher");
     let since = marker.publish(channel, "marker").expect("the marker");
     let masks = Masks::new().expect("randomness");
     let mut engine: Engine<Subscriber> = Engine::new().expect("a poller");
@@ -205,7 +205,7 @@ fn fanout(publish_on: &Target, subscribe_on: &[&Target], channel: &str, options:
     let total = (options.rate * options.seconds) as usize;
     let sent: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::with_capacity(total)));
     let publisher = {
-        let (mut publisher, sent) = (Publisher::connect(publish_on).expect("a publisher"), sent.clone());
+        let (mut publisher, sent) = (publish_on.publisher().expect("a publisher"), sent.clone());
         let (channel, rate) = (channel.to_string(), options.rate);
         thread::spawn(move || {
             let start = Instant::now();

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::args::{self, Args};
 use crate::broker::redis::{self, RedisUrl};
 use crate::broker::{self, History};
 use crate::http::request::{Limits, MAX_HEADERS, MAX_HEAD_BYTES, MAX_TARGET_BYTES};
@@ -257,19 +258,6 @@ pub enum Command {
     Help(String),
 }
 
-pub const USAGE: &str = "\
-realtime: HTTP long polling, Server-Sent Events and WebSockets from scratch
-
-Usage:
-  realtime [serve] [OPTIONS]    run the push server (the default command)
-  realtime bench SCENARIO ...   measure a server: idle, fanout, echo, overhead, soak
-                                (realtime bench --help)
-  realtime token --secret-file PATH [--channels P,...] [--publish P,...] ...
-                                print a signed channel token (realtime token --help)
-  realtime --help               this text
-  realtime serve --help         the server's options
-";
-
 pub const SERVE_USAGE: &str = "\
 Usage: realtime serve [OPTIONS]
 
@@ -319,25 +307,52 @@ Options (durations in seconds, fractions allowed):
   --access-log              a line per finished request, long poll,
                             SSE stream or WebSocket               [off]
   -h, --help                this text
+  -V, --version             print the version
 ";
 
-/// Parses the arguments after the program name.
+/// Parses the arguments after the program name, ignoring the environment (as tests want).
 pub fn parse_args(args: &[String]) -> Result<Command, String> {
-    let mut args = args.iter().map(String::as_str).peekable();
-    match args.peek() {
-        Some(&"serve") => {
-            args.next();
+    parse_args_and_environment(args, &|_| None)
+}
+
+/// Parses the arguments after the program name; every flag the command line does not give is
+/// read from its environment variable through `lookup` (`--addr` from `REALTIME_ADDR`, see
+/// [`crate::args`]).
+pub fn parse_args_and_environment(
+    args: &[String],
+    lookup: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<Command, String> {
+    let words = match args.first().map(String::as_str) {
+        Some("serve") => &args[1..],
+        Some(other) if !other.starts_with('-') => {
+            return Err(format!("unknown command '{other}' (see realtime --help)"));
         }
-        Some(&"-h" | &"--help" | &"help") => return Ok(Command::Help(USAGE.into())),
-        Some(other) if !other.starts_with('-') => return Err(format!("unknown command '{other}'")),
-        _ => {}
-    }
+        _ => args,
+    };
+    let environment = args::read_environment(&args::documented_flags(SERVE_USAGE), lookup);
+    let mut args = Args::with_environment(words, &environment);
+    let command = parse_serve_flags(&mut args);
+    command.map_err(|error| args.explain(error))
+}
+
+/// `realtime serve --help`: the options, then the environment variables that set them.
+pub fn serve_usage() -> String {
+    let environment = args::environment_help(&args::documented_flags(SERVE_USAGE));
+    format!(
+        "{SERVE_USAGE}\nA value may follow its option after '=': --addr=0.0.0.0:8080.\n\n{environment}\n{}",
+        args::EXIT_STATUS_HELP
+    )
+}
+
+/// Reads every flag into a [`Config`]: one arm per flag, the conventions (`--flag=value`,
+/// the environment) being [`Args`]'s.
+fn parse_serve_flags(args: &mut Args) -> Result<Command, String> {
     let mut config = Config::default();
-    while let Some(flag) = args.next() {
+    while let Some(flag) = args.next_flag()? {
         if flag == "-h" || flag == "--help" {
-            return Ok(Command::Help(SERVE_USAGE.into()));
+            return Ok(Command::Help(serve_usage()));
         }
-        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        let mut value = || args.value();
         match flag {
             "--addr" => config.addr = value()?.to_string(),
             "--broker" => config.broker = BrokerUrl::parse(value()?).map_err(|why| format!("{flag}: {why}"))?,
@@ -461,10 +476,17 @@ fn bytes(flag: &str, value: &str) -> Result<usize, String> {
     }
 }
 
+/// The range of a duration flag, in seconds: a millisecond to a day. Zero is refused, and the
+/// message says so: every duration here is a timeout or an interval, and zero would be a
+/// keepalive or a deadline due at every turn of the loop, not "off"; and a wait shorter than
+/// a millisecond is zero to `epoll_wait` and `poll`, which count milliseconds.
+const SECONDS_RANGE: (f64, f64) = (0.001, 86_400.0);
+
 fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
+    let (min, max) = SECONDS_RANGE;
     match value.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 => Ok(Duration::from_secs_f64(secs)),
-        _ => Err(format!("{flag}: expected a number of seconds between 0 and 86400, got '{value}'")),
+        Ok(secs) if (min..=max).contains(&secs) => Ok(Duration::from_secs_f64(secs)),
+        _ => Err(format!("{flag}: expected a number of seconds from {min} to {max}, got '{value}'")),
     }
 }
 
@@ -593,6 +615,88 @@ mod tests {
         assert!(error.starts_with("--broker: ") && error.contains("port"), "{error}");
         assert!(parse("--broker redis://x:1 --max-publish-bytes 99999999").is_err());
         assert!(parse("--max-publish-bytes 99999999").is_ok(), "the memory broker has no such limit");
+    }
+
+    #[test]
+    fn a_value_may_follow_its_flag_after_an_equals_sign() {
+        let Ok(Command::Serve(config)) = parse("--addr=127.0.0.1:0 --max-connections=5 --allowed-origin=*") else {
+            panic!("expected serve");
+        };
+        assert_eq!((config.addr.as_str(), config.max_connections), ("127.0.0.1:0", 5));
+        assert_eq!(config.allowed_origins, ["*"]);
+        let error = parse("--max-connections=").unwrap_err();
+        assert!(error.contains("--max-connections=") && error.contains("empty"), "{error}");
+    }
+
+    #[test]
+    fn every_documented_flag_is_parsed_with_the_arity_its_usage_line_shows() {
+        let flags = args::documented_flags(SERVE_USAGE);
+        assert!(flags.len() > 30, "the usage text lists the flags");
+        for flag in flags {
+            let without = parse(flag.name).err().unwrap_or_default();
+            assert!(!without.contains("unknown option"), "{} is documented but not parsed", flag.name);
+            if flag.takes_value {
+                assert_eq!(without, format!("{} needs a value", flag.name));
+            } else {
+                assert!(parse(&format!("{}=1", flag.name)).unwrap_err().contains("takes no value"));
+            }
+        }
+    }
+
+    /// Parses `line` with `environment` as the process's environment.
+    fn parse_with(line: &str, environment: &[(&str, &str)]) -> Result<Command, String> {
+        let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+        let lookup = |name: &str| environment.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).into());
+        parse_args_and_environment(&args, &lookup)
+    }
+
+    #[test]
+    fn every_flag_is_also_read_from_its_environment_variable_and_the_command_line_wins() {
+        let environment = [
+            ("REALTIME_ADDR", "0.0.0.0:9000"),
+            ("REALTIME_MAX_CONNECTIONS", "77"),
+            ("REALTIME_ALLOWED_ORIGIN", "https://a.example"),
+            ("REALTIME_REQUIRE_EXTERNAL", "1"), // names no option: not ours, ignored
+        ];
+        let Ok(Command::Serve(config)) = parse_with("serve --max-connections 5", &environment) else {
+            panic!("expected serve")
+        };
+        assert_eq!((config.addr.as_str(), config.max_connections), ("0.0.0.0:9000", 5));
+        assert_eq!(config.allowed_origins, ["https://a.example"]);
+        let Ok(Command::Serve(config)) = parse_with("--allowed-origin=https://b.example", &environment) else {
+            panic!("expected serve")
+        };
+        assert_eq!(config.allowed_origins, ["https://b.example"], "a repeatable flag too: the command line wins");
+    }
+
+    #[test]
+    fn an_invalid_environment_value_is_an_error_naming_the_variable() {
+        let error = parse_with("", &[("REALTIME_MAX_CONNECTIONS", "lots")]).unwrap_err();
+        assert_eq!(error, "REALTIME_MAX_CONNECTIONS: expected a positive whole number, got 'lots'");
+        let error = parse_with("", &[("REALTIME_TOKEN_SECRET", "")]).unwrap_err();
+        assert!(error.starts_with("REALTIME_TOKEN_SECRET is set but empty"), "{error}");
+        let error = parse_with("--public-channel news", &[("REALTIME_MAX_CONNECTIONS", "5")]).unwrap_err();
+        assert!(error.starts_with("--public-channel: "), "a check across flags names no variable: {error}");
+    }
+
+    #[test]
+    fn help_lists_every_flags_environment_variable() {
+        let Ok(Command::Help(text)) = parse("--help") else { panic!("expected help") };
+        for flag in args::documented_flags(SERVE_USAGE) {
+            assert!(text.contains(&args::environment_variable(flag.name)), "{} missing", flag.name);
+        }
+    }
+
+    #[test]
+    fn duration_flags_accept_exactly_the_range_their_message_states() {
+        let error = parse("--keepalive 0").unwrap_err();
+        assert_eq!(error, "--keepalive: expected a number of seconds from 0.001 to 86400, got '0'");
+        for accepted in ["0.001", "0.5", "86400"] {
+            assert!(parse(&format!("--keepalive {accepted}")).is_ok(), "{accepted}");
+        }
+        for refused in ["0.0009", "86400.5", "-1", "inf", "NaN"] {
+            assert!(parse(&format!("--keepalive {refused}")).is_err(), "{refused}");
+        }
     }
 
     #[test]

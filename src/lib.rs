@@ -147,17 +147,25 @@
 //!   [`sync`]: the one poison-tolerant `lock` every shared table uses.
 //! - [`json`]: JSON written by hand (the envelope's strings, `/stats`) and a small reader for
 //!   clients.
-//! - [`bench`](mod@bench): `realtime bench`, the load generator: the client side of every protocol
-//!   ([`bench::peer`]) on the server's own poller ([`bench::engine`]).
+//! - [`client`]: the client side of every protocol: a sans-I/O subscriber on any transport
+//!   ([`client::subscriber`]) and a publisher ([`client::publisher`]).
+//! - [`bench`](mod@bench): `realtime bench`, the load generator: many [`client`] subscribers on
+//!   the server's own poller ([`bench::engine`]).
+//! - [`cli`]: `realtime sub` and `realtime pub`, one subscriber or publisher from a shell, and
+//!   the exit codes; [`args`]: the conventions every command's flags follow (`--flag=value`,
+//!   switches, `REALTIME_*` environment variables).
 //! - [`demo`]: the page at `/`, the three transports side by side in a browser, embedded with
 //!   `include_str!` and served under a hash-based Content-Security-Policy.
 //!
 #![deny(unsafe_code)]
 
 pub mod app;
+pub mod args;
 pub mod bench;
 pub mod broker;
 pub mod budget;
+pub mod cli;
+pub mod client;
 pub mod config;
 pub mod connection;
 pub mod crypto;

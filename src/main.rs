@@ -1,5 +1,6 @@
-//! The `realtime` command: `realtime [serve] [OPTIONS]`, `realtime bench SCENARIO ...` and
-//! `realtime token ...`.
+//! The `realtime` command: `realtime [serve] [OPTIONS]`, `realtime sub URL`, `realtime pub URL`,
+//! `realtime bench SCENARIO ...` and `realtime token ...`. Exit status: 0 success, 1 a failure
+//! at run time, 2 a usage error ([`realtime::cli`]).
 
 #![forbid(unsafe_code)]
 
@@ -8,29 +9,49 @@ use std::thread;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use realtime::bench;
+use realtime::cli::{self, usage_error};
 use realtime::config::{self, BrokerUrl, Command, Config, Model};
 use realtime::server::{sys, Server};
 use realtime::token::{self, TokenCommand};
 use realtime::{error, info, log, warn};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("bench") {
-        return bench(&args[1..]);
+    let mut args = Vec::new();
+    for (position, arg) in std::env::args_os().skip(1).enumerate() {
+        match arg.into_string() {
+            Ok(arg) => args.push(arg),
+            Err(arg) => return usage_error(&format!("argument {} is not valid UTF-8: {arg:?}", position + 1)),
+        }
     }
-    if args.first().map(String::as_str) == Some("token") {
-        return token(&args[1..]);
+    // Every command answers --version the same way, wherever it comes, as each answers --help.
+    if args.iter().any(|arg| arg == "--version" || arg == "-V") {
+        println!("realtime {}", cli::VERSION);
+        return ExitCode::SUCCESS;
     }
-    let config = match config::parse_args(&args) {
+    let rest = args.get(1..).unwrap_or_default();
+    match args.first().map(String::as_str) {
+        Some("bench") => bench(rest),
+        Some("token") => token(rest),
+        Some("sub") => cli::subscribe::run(rest),
+        Some("pub") => cli::publish::run(rest),
+        Some("-h" | "--help" | "help") => {
+            print!("{}", cli::usage());
+            ExitCode::SUCCESS
+        }
+        _ => serve(&args),
+    }
+}
+
+/// `realtime [serve] [OPTIONS]`: the push server, until SIGINT or SIGTERM.
+fn serve(args: &[String]) -> ExitCode {
+    let lookup = |name: &str| std::env::var_os(name);
+    let config = match config::parse_args_and_environment(args, &lookup) {
         Ok(Command::Serve(config)) => *config,
         Ok(Command::Help(text)) => {
             print!("{text}");
             return ExitCode::SUCCESS;
         }
-        Err(error) => {
-            eprintln!("realtime: {error}");
-            return ExitCode::from(2);
-        }
+        Err(error) => return usage_error(&error),
     };
     // From here on the server speaks through the log (usage errors above stay plain lines).
     log::init(config.log_level, config.log_format);
@@ -52,7 +73,7 @@ fn main() -> ExitCode {
     let server = match Server::bind(config) {
         Ok(server) => server,
         Err(error) => {
-            error!("cannot listen"; addr = &addr, error = error.to_string());
+            error!("cannot listen on {}: {}", addr, error);
             return ExitCode::FAILURE;
         }
     };
@@ -109,16 +130,18 @@ fn log_startup(server: &Server) {
 
 /// `realtime bench ...`: the load generator (see [`realtime::bench`]).
 fn bench(args: &[String]) -> ExitCode {
-    if args.is_empty() || args.iter().any(|a| a == "-h" || a == "--help") {
-        print!("{}", bench::USAGE);
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        print!("{}", bench::usage());
         return ExitCode::SUCCESS;
+    }
+    if args.is_empty() {
+        // Asked for nothing: a usage error, so that a script that forgot the scenario fails.
+        eprint!("realtime: bench: which scenario?\n\n{}", bench::usage());
+        return ExitCode::from(cli::USAGE_ERROR);
     }
     match bench::parse_args(args) {
         Ok(options) => bench::run(&options),
-        Err(error) => {
-            eprintln!("realtime: {error}");
-            ExitCode::from(2)
-        }
+        Err(error) => usage_error(&error),
     }
 }
 
@@ -130,10 +153,7 @@ fn token(args: &[String]) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(TokenCommand::Sign(request)) => request,
-        Err(error) => {
-            eprintln!("realtime: {error}");
-            return ExitCode::from(2);
-        }
+        Err(error) => return usage_error(&error),
     };
     // The token module never reads a clock; its exp is counted from this one reading.
     let Ok(now) = SystemTime::now().duration_since(UNIX_EPOCH) else {
@@ -145,9 +165,6 @@ fn token(args: &[String]) -> ExitCode {
             println!("{token}");
             ExitCode::SUCCESS
         }
-        Err(error) => {
-            eprintln!("realtime: {error}");
-            ExitCode::from(2)
-        }
+        Err(error) => usage_error(&error),
     }
 }

@@ -68,6 +68,7 @@ use std::path::PathBuf;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
+use crate::args::Args;
 use crate::broker::{is_valid_channel_name, MAX_CHANNEL_NAME_BYTES};
 use crate::crypto::hmac::{constant_time_eq, hmac_sha256};
 use crate::json::{self, Value};
@@ -549,13 +550,12 @@ pub fn parse_token_args(args: &[String]) -> Result<TokenCommand, String> {
         return Ok(TokenCommand::Help);
     }
     let (mut secret, mut sub, mut channels, mut publish, mut ttl_secs) = (None, None, None, None, None);
-    let mut rest = args.iter();
-    while let Some(flag) = rest.next() {
-        let flag = flag.as_str();
+    let mut rest = Args::new(args);
+    while let Some(flag) = rest.next_flag().map_err(|error| format!("token: {error}"))? {
         if !matches!(flag, "--secret" | "--secret-file" | "--sub" | "--channels" | "--publish" | "--ttl") {
             return Err(format!("token: unknown option {flag} (realtime token --help)"));
         }
-        let value = rest.next().ok_or_else(|| format!("token: {flag} needs a value"))?;
+        let value = rest.value().map_err(|error| format!("token: {error}"))?;
         match flag {
             "--secret" | "--secret-file" => {
                 if secret.is_some() {
@@ -570,7 +570,7 @@ pub fn parse_token_args(args: &[String]) -> Result<TokenCommand, String> {
             }
             "--sub" => {
                 check_subject(value).map_err(|why| format!("token: --{why}"))?;
-                set_once(&mut sub, value.clone(), flag)?;
+                set_once(&mut sub, value.to_string(), flag)?;
             }
             "--channels" => set_once(&mut channels, pattern_list(flag, value)?, flag)?,
             "--publish" => set_once(&mut publish, pattern_list(flag, value)?, flag)?,

@@ -32,7 +32,13 @@ fn bad_flags_are_a_one_line_error_and_exit_2() {
 
 /// Starts the binary on a free port and returns it with the address it printed.
 fn spawn_server() -> (Child, String) {
-    let mut child = Command::new(BIN).args(["serve", "--addr", "127.0.0.1:0"]).stderr(Stdio::piped()).spawn().unwrap();
+    spawn_server_with(&["serve", "--addr", "127.0.0.1:0"], &[])
+}
+
+/// Starts the binary with `args` and `environment` and returns it with the address it printed.
+fn spawn_server_with(args: &[&str], environment: &[(&str, &str)]) -> (Child, String) {
+    let mut child =
+        Command::new(BIN).args(args).envs(environment.iter().copied()).stderr(Stdio::piped()).spawn().unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     stderr.read_line(&mut line).unwrap();
@@ -164,5 +170,129 @@ fn token_bad_flags_are_a_one_line_error_and_exit_2() {
         assert!(output.stdout.is_empty(), "{args:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+    }
+}
+
+/// A server the test started, stopped when the test ends however it ends.
+struct Running(Child, String);
+
+impl Running {
+    fn start(args: &[&str], environment: &[(&str, &str)]) -> Running {
+        let (child, addr) = spawn_server_with(args, environment);
+        Running(child, addr)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the binary to its end with `args` and `environment`.
+fn run(args: &[&str], environment: &[(&str, &str)]) -> std::process::Output {
+    Command::new(BIN).args(args).envs(environment.iter().copied()).stdin(Stdio::null()).output().unwrap()
+}
+
+#[test]
+fn version_and_v_print_the_version_and_exit_0_for_every_command() {
+    let expected = format!("realtime {}\n", env!("CARGO_PKG_VERSION"));
+    for args in [&["--version"][..], &["-V"], &["serve", "--version"], &["bench", "-V"], &["token", "--version"]] {
+        let output = run(args, &[]);
+        assert!(output.status.success(), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&output.stdout), expected, "{args:?}");
+    }
+}
+
+#[test]
+fn a_value_may_follow_its_flag_after_an_equals_sign() {
+    let server = Running::start(&["--addr=127.0.0.1:0", "--max-connections=5"], &[]);
+    assert!(!server.1.ends_with(":0"), "it listens on a port the kernel chose: {}", server.1);
+}
+
+#[test]
+fn an_empty_value_after_the_equals_sign_is_a_usage_error_that_says_so() {
+    let output = run(&["--max-connections="], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--max-connections=") && stderr.contains("empty"), "{stderr}");
+}
+
+/// Whether the server at `addr` answers a new connection, while `held` is open, with 503.
+fn refuses_a_second_connection(addr: &str) -> bool {
+    let mut held = TcpStream::connect(addr).unwrap();
+    held.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    held.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(common::read_response(&mut held, false).unwrap().status, 200);
+    let mut second = TcpStream::connect(addr).unwrap();
+    second.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    second.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    common::read_response(&mut second, false).unwrap().status == 503
+}
+
+#[test]
+fn environment_variables_set_the_flags_and_the_command_line_wins() {
+    let one = [("REALTIME_ADDR", "127.0.0.1:0"), ("REALTIME_MAX_CONNECTIONS", "1")];
+    let server = Running::start(&[], &one);
+    assert!(refuses_a_second_connection(&server.1), "REALTIME_MAX_CONNECTIONS=1 is a limit of one");
+    let server = Running::start(&["serve", "--max-connections", "10"], &one);
+    assert!(!refuses_a_second_connection(&server.1), "--max-connections 10 wins over the variable");
+}
+
+#[test]
+fn an_invalid_environment_value_is_a_usage_error_naming_the_variable() {
+    let output = run(&["--addr", "127.0.0.1:0"], &[("REALTIME_MAX_CONNECTIONS", "lots")]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("REALTIME_MAX_CONNECTIONS") && stderr.contains("'lots'"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn bench_without_a_scenario_prints_its_usage_on_stderr_and_exits_2() {
+    let output = run(&["bench"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("Usage: realtime bench"));
+}
+
+#[test]
+fn an_address_in_use_exits_1_naming_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let output = run(&["--addr", &addr], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("cannot listen on {addr}: ")), "{stderr}");
+}
+
+#[test]
+fn help_lists_every_bench_scenario() {
+    for args in [&["--help"][..], &["bench", "--help"]] {
+        let stdout = String::from_utf8(run(args, &[]).stdout).unwrap();
+        for scenario in realtime::bench::SCENARIOS {
+            assert!(stdout.contains(scenario.name), "{args:?} leaves out {}", scenario.name);
+        }
+    }
+}
+
+#[test]
+fn help_documents_the_exit_codes_and_the_environment() {
+    let overview = String::from_utf8(run(&["--help"], &[]).stdout).unwrap();
+    assert!(overview.contains("Exit status: 0 success; 1 ") && overview.contains("2 a usage error"), "{overview}");
+    let serve = String::from_utf8(run(&["serve", "--help"], &[]).stdout).unwrap();
+    assert!(serve.contains("REALTIME_<OPTION>") && serve.contains("REALTIME_MAX_CONNECTIONS"), "{serve}");
+}
+
+#[test]
+fn keepalive_accepts_exactly_the_range_its_message_states() {
+    let output = run(&["--keepalive", "0"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("from 0.001 to 86400, got '0'"), "{stderr}");
+    // Both ends of the stated range start a server.
+    for keepalive in ["0.001", "86400"] {
+        let _server = Running::start(&["--addr", "127.0.0.1:0", "--keepalive", keepalive], &[]);
     }
 }

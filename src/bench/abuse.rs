@@ -5,7 +5,7 @@
 //!
 //! | kind | the client | a bounded server |
 //! |---|---|---|
-//! | `slow` | an SSE or WebSocket subscriber that reads a trickle ([`super::peer::Subscriber`] held back by the engine) | stops pulling at `--max-outbound-bytes`; the history holds the rest |
+//! | `slow` | an SSE or WebSocket subscriber that reads a trickle ([`crate::client::subscriber::Subscriber`] held back by the engine) | stops pulling at `--max-outbound-bytes`; the history holds the rest |
 //! | `ping` | a WebSocket that sends pings and never reads the pongs | stops reading while its answers wait |
 //! | `echo` | a WebSocket on `/echo` that sends messages and never reads the echoes | the same |
 //! | `partial` | a request head, a request body or a WebSocket message whose first part comes and the rest never does | times the head and the body out (408), bounds the message (1009) |
@@ -20,7 +20,7 @@ use std::time::Instant;
 use crate::ws::handshake;
 use crate::ws::session::{Event as WsEvent, Session};
 
-use super::peer::{handshake_answer, Masks};
+use crate::client::subscriber::{handshake_answer, Masks};
 
 /// The kinds of abuse `--abuse` names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

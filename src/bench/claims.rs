@@ -22,9 +22,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::engine::Engine;
-use super::peer::{Masks, Subscriber, Transport};
 use super::report::{number, Cell, Row};
-use super::{fanout, fresh_channel, idle, io_error, overhead, Options, Publisher, Target};
+use super::{fanout, fresh_channel, idle, io_error, overhead, Options, Target};
+use crate::client::subscriber::{Masks, Subscriber, Transport};
 
 /// What one run of `claims` measured, for the table and the charts.
 #[derive(Default)]
@@ -162,7 +162,7 @@ fn naive_poll_bytes(target: &Target, headers: &str) -> io::Result<f64> {
 /// A poll that fetches one 2-byte message, sent with the headers a browser adds.
 fn browser_poll_bytes(target: &Target) -> io::Result<f64> {
     let channel = fresh_channel("browser");
-    let mut publisher = Publisher::connect(target)?;
+    let mut publisher = target.publisher()?;
     let since = publisher.publish(&channel, "go")?;
     publisher.publish(&channel, "hi")?;
     let request = format!(
@@ -220,7 +220,7 @@ fn idle_hour(target: &Target, masks: &Masks) -> Result<Vec<(String, f64, f64)>, 
 fn sse_reconnect(target: &Target, masks: &Masks) -> Result<(u64, f64, usize, usize), String> {
     const MISSED: usize = 5;
     let channel = fresh_channel("reconnect");
-    let mut publisher = Publisher::connect(target).map_err(io_error)?;
+    let mut publisher = target.publisher().map_err(io_error)?;
     let mut engine = Engine::new().map_err(io_error)?;
     let mut first = Vec::new();
     let subscriber = Subscriber::start(Transport::Sse, &target.host, &channel, None, masks, &mut first);

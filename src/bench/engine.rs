@@ -1,7 +1,7 @@
 //! The load generator's event loop: many client connections on one thread.
 //!
 //! The server's own [`Poller`] watches every socket; a ready socket is read until it would
-//! block and its bytes go to its [`Client`] (a sans-I/O [`Subscriber`](super::peer::Subscriber),
+//! block and its bytes go to its [`Client`] (a sans-I/O [`Subscriber`](crate::client::subscriber::Subscriber),
 //! [`Echoer`](super::peer::Echoer) or [`Abuser`](super::abuse::Abuser)), whose replies are
 //! written until the socket would block. Every byte read and written is counted, per
 //! connection, so that a scenario can report the bytes on the wire (HTTP heads, chunk sizes,
@@ -29,9 +29,9 @@ pub trait Client {
     fn receive(&mut self, bytes: &[u8], out: &mut Vec<u8>, now: Instant) -> Result<(), String>;
 }
 
-impl Client for super::peer::Subscriber {
+impl Client for crate::client::subscriber::Subscriber {
     fn receive(&mut self, bytes: &[u8], out: &mut Vec<u8>, now: Instant) -> Result<(), String> {
-        super::peer::Subscriber::receive(self, bytes, out, now)
+        crate::client::subscriber::Subscriber::receive(self, bytes, out, now)
     }
 }
 

@@ -11,9 +11,9 @@
 //! ```
 //!
 //! The clients run on one thread, on the crate's own [`Poller`](crate::server::poller) and
-//! client codecs ([`peer`], [`engine`]), so one process holds thousands of connections. Every
-//! scenario is bounded in count and time and stops by itself. Progress goes to stderr, results
-//! to stdout.
+//! clients ([`crate::client`], [`peer`], [`engine`]), so one process holds thousands of
+//! connections. Every scenario ([`SCENARIOS`]) is bounded in count and time and stops by
+//! itself. Progress goes to stderr, results to stdout.
 //!
 //! - **idle**: N idle subscriptions per transport; the server's RSS and threads before and
 //!   after (from `/proc/PID/status` for a spawned server, else from `/stats`), KiB per
@@ -50,49 +50,106 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::http::grammar::Parsed;
-use crate::http::request::Limits;
-use crate::http::response_head::{parse_response, ResponseFraming};
+use crate::args::{self, Args};
+use crate::client::publisher::Publisher;
+use crate::client::subscriber::{Masks, Subscriber, Transport};
 use crate::json;
 use crate::server::sys;
 use crate::sync::lock;
 use abuse::Abuse;
 use engine::Engine;
-use peer::{Echoer, Masks, Subscriber, Transport};
+use peer::Echoer;
 use report::{percentile, Cell, Row};
 
-pub const USAGE: &str = "\
-realtime bench SCENARIO (--url http://HOST:PORT | --spawn epoll|threads) [OPTIONS]
-realtime bench claims [--svg FILE] [--quick]
+/// A scenario `realtime bench` runs: the one list that its usage, `realtime --help` and the
+/// parser read, so that none of them can leave a scenario out.
+pub struct Scenario {
+    pub name: &'static str,
+    /// One line for the usage texts.
+    pub summary: &'static str,
+    /// Its options and rules for `realtime bench --help`, indented to follow the summary.
+    pub details: &'static str,
+}
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "idle",
+        summary: "idle subscriptions: server RSS and threads per connection",
+        details: "--transport LIST (ws,sse,poll) --conns N [1000] --hold S [2]",
+    },
+    Scenario {
+        name: "fanout",
+        summary: "S subscribers, R msgs/s: deliveries/s, latency, lost, duplicated",
+        details: "--transport LIST (ws,sse,poll) --subs N [100] --rate R [100] --duration S [5]",
+    },
+    Scenario {
+        name: "echo",
+        summary: "WebSocket /echo round trips",
+        details: "--conns C [50] --in-flight K [1] --size B [32] --duration S [5]",
+    },
+    Scenario {
+        name: "overhead",
+        summary: "bytes on the wire per delivered 2-byte message, per transport",
+        details: "--messages N [20]",
+    },
+    Scenario {
+        name: "soak",
+        summary: "churning followers on every transport beside misbehaving clients;",
+        details: "\
+fails (exit code 1) if the server's RSS does not level off (the last
+third's peak over the middle third's by more than 10% + 16 MiB), its
+descriptors are not back within 10 of the baseline 15 s after the
+misbehaving clients left, or a follower lost or got twice a message
+--minutes M [5] | --seconds S   --subs N per transport [500]
+--channels C [20] --rate R msgs/s [100] --transport LIST
+--abuse none|all|LIST [all]: slow,ping,echo,partial,silent,rst
+--abusers N of each kind [100]   --svg FILE (RSS and fds over time)",
+    },
+    Scenario {
+        name: "pollers",
+        summary: "the event loop on epoll vs poll(2): publish-to-event time for one",
+        details: "\
+stream among N idle ones, at 1,000 and N (starts its own servers)
+--conns N [5000]",
+    },
+    Scenario {
+        name: "claims",
+        summary: "the seed's claims beside what this machine measures (starts its own",
+        details: "\
+servers, both models; a few minutes): --svg FILE writes the charts,
+--quick runs tiny sizes",
+    },
+];
+
+/// `idle, fanout, ..., claims`.
+pub fn scenario_names() -> String {
+    SCENARIOS.iter().map(|scenario| scenario.name).collect::<Vec<_>>().join(", ")
+}
+
+/// `realtime bench --help`.
+pub fn usage() -> String {
+    let mut text = String::from(
+        "\
+Usage: realtime bench SCENARIO (--url http://HOST:PORT | --spawn epoll|threads) [OPTIONS]
+       realtime bench claims [--svg FILE] [--quick]
 
 Scenarios (every one bounded in count and time):
-  idle       idle subscriptions: server RSS and threads per connection
-             --transport LIST (ws,sse,poll) --conns N [1000] --hold S [2]
-  fanout     S subscribers, R msgs/s: deliveries/s, latency, lost, duplicated
-             --transport LIST (ws,sse,poll) --subs N [100] --rate R [100] --duration S [5]
-  echo       WebSocket /echo round trips
-             --conns C [50] --in-flight K [1] --size B [32] --duration S [5]
-  overhead   bytes on the wire per delivered 2-byte message, per transport
-             --messages N [20]
-  soak       churning followers on every transport beside misbehaving clients;
-             fails (exit code 1) if the server's RSS does not level off (the last
-             third's peak over the middle third's by more than 10% + 16 MiB), its
-             descriptors are not back within 10 of the baseline 15 s after the
-             misbehaving clients left, or a follower lost or got twice a message
-             --minutes M [5] | --seconds S   --subs N per transport [500]
-             --channels C [20] --rate R msgs/s [100] --transport LIST
-             --abuse none|all|LIST [all]: slow,ping,echo,partial,silent,rst
-             --abusers N of each kind [100]   --svg FILE (RSS and fds over time)
-  pollers    the event loop on epoll vs poll(2): publish-to-event time for one
-             stream among N idle ones, at 1,000 and N (starts its own servers)
-             --conns N [5000]
-  claims     the seed's claims beside what this machine measures (starts its own
-             servers, both models; a few minutes): --svg FILE writes the charts,
-             --quick runs tiny sizes
-
+",
+    );
+    for scenario in SCENARIOS {
+        text.push_str(&format!("  {:<10} {}\n", scenario.name, scenario.summary));
+        for line in scenario.details.lines() {
+            text.push_str(&format!("  {:<10} {line}\n", ""));
+        }
+    }
+    text.push_str(
+        "
   --runs N   repeat the scenario N times: medians with (min-max), the worst count
   --json     one JSON line on stdout instead of the table
-";
+",
+    );
+    text
+}
 
 /// A scenario and its sizes, from the command line.
 #[derive(Clone, Debug, PartialEq)]
@@ -154,38 +211,49 @@ impl Options {
 
 /// Parses `bench`'s arguments (after the word `bench`).
 pub fn parse_args(args: &[String]) -> Result<Options, String> {
-    let scenario = args.first().ok_or("bench: which scenario? idle, fanout, echo, overhead or soak")?;
-    if !["idle", "fanout", "echo", "overhead", "soak", "pollers", "claims"].contains(&scenario.as_str()) {
-        return Err(format!(
-            "bench: unknown scenario {scenario:?} (idle, fanout, echo, overhead, soak, pollers, claims)"
-        ));
+    let scenario = args.first().ok_or_else(|| format!("bench: which scenario? one of {}", scenario_names()))?;
+    if !SCENARIOS.iter().any(|known| known.name == scenario) {
+        return Err(format!("bench: unknown scenario '{scenario}' (one of {})", scenario_names()));
     }
     let soak = scenario == "soak";
     let mut options = Options::new(scenario);
-    let mut rest = args[1..].iter();
-    while let Some(flag) = rest.next() {
+    let mut rest = Args::new(&args[1..]);
+    while let Some(flag) = rest.next_flag()? {
         if flag == "--json" || flag == "--quick" {
             options.json |= flag == "--json";
             options.quick |= flag == "--quick";
             continue;
         }
-        let value = rest.next().ok_or(format!("{flag} needs a value"))?;
+        let value = rest.value()?;
         let number = |value: &str| value.parse::<f64>().ok().filter(|n| *n > 0.0 && n.is_finite());
-        let count = |value: &str| value.parse::<usize>().ok().filter(|n| *n > 0).ok_or(format!("{flag}: {value:?}"));
-        let seconds = |value: &str| number(value).map(Duration::from_secs_f64).ok_or(format!("{flag}: {value:?}"));
-        match flag.as_str() {
-            "--url" => options.url = Some(value.clone()),
-            "--svg" if options.scenario == "claims" || soak => options.svg = Some(value.clone()),
+        let count = |value: &str| {
+            value
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or(format!("{flag}: expected a positive whole number, got '{value}'"))
+        };
+        let seconds = |value: &str| {
+            number(value)
+                .map(Duration::from_secs_f64)
+                .ok_or(format!("{flag}: expected a positive number of seconds, got '{value}'"))
+        };
+        match flag {
+            "--url" => options.url = Some(value.to_string()),
+            "--svg" if options.scenario == "claims" || soak => options.svg = Some(value.to_string()),
             "--minutes" if soak => options.duration = Duration::from_secs_f64(seconds(value)?.as_secs_f64() * 60.0),
             "--seconds" if soak => options.duration = seconds(value)?,
             "--abuse" if soak => options.abuse = Abuse::parse_list(value)?,
             "--abusers" if soak => options.abusers = count(value)?,
             "--channels" if soak => options.channels = count(value)?,
-            "--spawn" if value == "epoll" || value == "threads" => options.spawn = Some(value.clone()),
+            "--spawn" if value == "epoll" || value == "threads" => options.spawn = Some(value.to_string()),
+            "--spawn" => return Err(format!("--spawn: expected epoll or threads, got '{value}'")),
             "--transport" => {
                 options.transports = value
                     .split(',')
-                    .map(|name| Transport::parse(name).ok_or(format!("--transport: {name:?} (ws, sse, poll)")))
+                    .map(|name| {
+                        Transport::parse(name).ok_or(format!("--transport: expected ws, sse or poll, got '{name}'"))
+                    })
                     .collect::<Result<_, _>>()?
             }
             "--conns" => options.conns = count(value)?,
@@ -194,10 +262,13 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
             "--size" => options.size = count(value)?,
             "--messages" => options.messages = count(value)?,
             "--runs" => options.runs = count(value)?,
-            "--rate" => options.rate = number(value).ok_or(format!("--rate: {value:?}"))?,
+            "--rate" => {
+                options.rate =
+                    number(value).ok_or(format!("--rate: expected a positive number per second, got '{value}'"))?
+            }
             "--hold" => options.hold = seconds(value)?,
             "--duration" => options.duration = seconds(value)?,
-            _ => return Err(format!("bench: unknown option {flag} {value}")),
+            _ => return Err(format!("bench {scenario}: unknown option {flag} (see realtime bench --help)")),
         }
     }
     if options.scenario == "claims" || options.scenario == "pollers" {
@@ -246,7 +317,15 @@ impl Target {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let cpus = sys::available_cpus().unwrap_or_default();
         let pinned = cpus.len() > 1 && sys::pin_to_cpu(cpus[0]).is_ok();
-        let spawned = Command::new(exe)
+        let mut command = Command::new(exe);
+        // The server measured is the one these options describe: variables set for another
+        // (REALTIME_MAX_CONNECTIONS, ...) would change it behind the table's back.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with(args::ENVIRONMENT_PREFIX) {
+                command.env_remove(name);
+            }
+        }
+        let spawned = command
             .args(["serve", "--addr", "127.0.0.1:0", "--model", model, "--max-connections", "19990"])
             .args(["--poll-timeout", "60", "--idle-timeout", "600"])
             .args(options)
@@ -300,6 +379,11 @@ impl Target {
         ["http", "sse", "ws"].iter().map(|kind| connections.get(kind).and_then(json::Value::as_u64)).sum()
     }
 
+    /// A publisher on a new connection to the server.
+    pub fn publisher(&self) -> io::Result<Publisher> {
+        Publisher::connect(self.addr, &self.host)
+    }
+
     /// Whether this tool started the server (and reads its numbers from `/proc`).
     pub fn is_spawned(&self) -> bool {
         self.child.is_some()
@@ -322,75 +406,6 @@ impl Drop for Target {
         if let Some(child) = &mut self.child {
             let _ = child.kill();
             let _ = child.wait();
-        }
-    }
-}
-
-/// A keep-alive connection that publishes and reads each `201`, counting bytes.
-pub struct Publisher {
-    stream: TcpStream,
-    host: String,
-    input: Vec<u8>,
-    pub bytes: u64,
-}
-
-impl Publisher {
-    pub fn connect(target: &Target) -> io::Result<Publisher> {
-        let stream = TcpStream::connect_timeout(&target.addr, Duration::from_secs(5))?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        Ok(Publisher { stream, host: target.host.clone(), input: Vec::new(), bytes: 0 })
-    }
-
-    /// Publishes `text` to `channel`; the new message's id.
-    pub fn publish(&mut self, channel: &str, text: &str) -> io::Result<String> {
-        let request = format!(
-            "POST /publish/{channel} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n{text}",
-            self.host,
-            text.len()
-        );
-        self.stream.write_all(request.as_bytes())?;
-        let (status, body) = self.read_response()?;
-        if status != 201 {
-            return Err(io::Error::other(format!("publish answered {status}: {body}")));
-        }
-        json::parse(&body)
-            .ok()
-            .and_then(|v| v.get("id").and_then(json::Value::as_str).map(str::to_string))
-            .ok_or_else(|| io::Error::other(format!("publish answer without an id: {body}")))
-    }
-
-    fn read_response(&mut self) -> io::Result<(u16, String)> {
-        let mut buf = [0u8; 4096];
-        loop {
-            if let Some((status, consumed)) = complete_response(&self.input)? {
-                let body = String::from_utf8_lossy(&self.input[consumed.0..consumed.1]).into_owned();
-                self.input.drain(..consumed.1);
-                return Ok((status, body));
-            }
-            let n = self.stream.read(&mut buf)?;
-            if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            self.bytes += n as u64;
-            self.input.extend_from_slice(&buf[..n]);
-        }
-    }
-}
-
-/// A whole `Content-Length` response at the start of `input`: its status and where its body
-/// starts and ends.
-fn complete_response(input: &[u8]) -> io::Result<Option<(u16, (usize, usize))>> {
-    let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
-    match parse_response(input, &Limits::default()).map_err(|e| invalid(e.message().to_string()))? {
-        Parsed::Partial => Ok(None),
-        Parsed::Complete { value, consumed } => {
-            let length = match value.body_framing(false).map_err(|e| invalid(e.message().to_string()))? {
-                ResponseFraming::None => 0,
-                ResponseFraming::Length(length) => length as usize,
-                other => return Err(invalid(format!("unexpected framing {other:?}"))),
-            };
-            Ok((input.len() >= consumed + length).then_some((value.status, (consumed, consumed + length))))
         }
     }
 }
@@ -553,37 +568,51 @@ fn fresh_channel(prefix: &str) -> String {
 }
 
 /// The live line on stderr: rewritten in place on a terminal, a plain line every few seconds
-/// otherwise (a CI log).
+/// otherwise (a CI log), and always a last line with the final counts. (The first line used
+/// to come at once and the last one whenever the throttle allowed, so a short fan-out's only
+/// line read "0 delivered, 0.0 s" above a table of 100,000.)
 struct Progress {
     label: String,
     started: Instant,
-    last: Option<Instant>,
+    /// When a line was last written (the start, before the first).
+    last: Instant,
     terminal: bool,
 }
 
 impl Progress {
     fn new(label: &str) -> Progress {
         let terminal = std::io::IsTerminal::is_terminal(&io::stderr());
-        Progress { label: label.to_string(), started: Instant::now(), last: None, terminal }
+        let now = Instant::now();
+        Progress { label: label.to_string(), started: now, last: now, terminal }
     }
 
+    fn every(&self) -> Duration {
+        Duration::from_millis(if self.terminal { 250 } else { 5000 })
+    }
+
+    /// Shows `status` if the last line is old enough; `status` is only built then.
     fn show(&mut self, status: impl FnOnce() -> String) {
-        let every = Duration::from_millis(if self.terminal { 250 } else { 5000 });
-        if self.last.is_some_and(|last| last.elapsed() < every) {
+        if self.last.elapsed() < self.every() {
             return;
         }
-        self.last = Some(Instant::now());
-        let line = format!("  {}: {}, {:.1} s", self.label, status(), self.started.elapsed().as_secs_f64());
+        self.write(&status());
+    }
+
+    /// Shows the final `status`, whenever the last line was.
+    fn finish(mut self, status: &str) {
+        self.write(status);
+        if self.terminal {
+            eprintln!();
+        }
+    }
+
+    fn write(&mut self, status: &str) {
+        self.last = Instant::now();
+        let line = format!("  {}: {status}, {:.1} s", self.label, self.started.elapsed().as_secs_f64());
         if self.terminal {
             eprint!("\r{line:<78}");
         } else {
             eprintln!("{line}");
-        }
-    }
-
-    fn done(&self) {
-        if self.terminal && self.last.is_some() {
-            eprintln!();
         }
     }
 }
@@ -615,7 +644,8 @@ fn open_subscribers(
         }
         progress.show(|| format!("{} connections open, {} failed", i + 1 - failures.len(), failures.len()));
     }
-    progress.done();
+    let opened = engine.connections.len();
+    progress.finish(&format!("{opened} connections open, {} failed", failures.len()));
     failures
 }
 
@@ -698,7 +728,7 @@ fn publish_at_rate(
     duration: Duration,
     origin: Instant,
 ) -> io::Result<Published> {
-    let mut publisher = Publisher::connect(target)?;
+    let mut publisher = target.publisher()?;
     let interval = Duration::from_secs_f64(1.0 / rate);
     let total = (rate * duration.as_secs_f64()).round().max(1.0) as u64;
     let mut published = Published::default();
@@ -713,7 +743,7 @@ fn publish_at_rate(
             Ok(_) => published.ok.push(seq),
             Err(_) => {
                 published.refused += 1;
-                publisher = Publisher::connect(target)?;
+                publisher = target.publisher()?;
             }
         }
     }
@@ -769,7 +799,7 @@ fn fanout(options: &Options, target: &Target, transport: Transport, masks: &Mask
     let channel = fresh_channel("fanout");
     // Every subscriber resumes after this marker: however late its registration, it is owed
     // every message that follows, so anything missing is a real loss.
-    let marker = Publisher::connect(target).and_then(|mut p| p.publish(&channel, "marker")).map_err(io_error)?;
+    let marker = target.publisher().and_then(|mut p| p.publish(&channel, "marker")).map_err(io_error)?;
     let mut engine = Engine::new().map_err(io_error)?;
     let failures = open_subscribers(&mut engine, target, transport, &channel, Some(&marker), options.subs, masks);
     await_established(&mut engine, transport, Duration::from_secs(30)).map_err(io_error)?;
@@ -803,7 +833,6 @@ fn fanout(options: &Options, target: &Target, transport: Transport, masks: &Mask
             done.load(Ordering::SeqCst)
         })
         .map_err(io_error)?;
-    progress.done();
     let _ = publisher.join();
     let published = lock(&result).take().ok_or("the publisher did not finish")?;
     let published = published.map_err(io_error)?;
@@ -821,6 +850,8 @@ fn fanout(options: &Options, target: &Target, transport: Transport, masks: &Mask
             break;
         }
     }
+    let closed = engine.connections.iter().filter(|c| c.closed.is_some()).count();
+    progress.finish(&format!("{} delivered, {closed} connections lost", tally.delivered));
     let Tally { mut latencies, seen, duplicates, delivered, .. } = tally;
     let client_cpu = cpu_percent(cpu_before, origin.elapsed());
     let window = published.elapsed.max(Duration::from_millis(1)).as_secs_f64();
@@ -873,7 +904,9 @@ fn echo(options: &Options, target: &Target, masks: &Masks) -> Result<Row, String
             false
         })
         .map_err(io_error)?;
-    progress.done();
+    let round_trips: usize = engine.connections.iter().map(|c| c.client.round_trips.len()).sum();
+    let closed = engine.connections.iter().filter(|c| c.closed.is_some()).count();
+    progress.finish(&format!("{round_trips} round trips, {closed} connections lost"));
     let client_cpu = cpu_percent(cpu_before, start.elapsed());
     let elapsed = start.elapsed().as_secs_f64();
     let mut latencies: Vec<f64> = engine
@@ -918,7 +951,7 @@ fn pollers(options: &Options) -> Result<Vec<Row>, String> {
             engine
                 .run_until(Instant::now() + Duration::from_secs(30), |e| e.connections[token].client.established)
                 .map_err(io_error)?;
-            let mut publisher = Publisher::connect(&target).map_err(io_error)?;
+            let mut publisher = target.publisher().map_err(io_error)?;
             let mut samples = Vec::new();
             for round in 0..60 {
                 let start = Instant::now();
@@ -954,7 +987,7 @@ fn pollers(options: &Options) -> Result<Vec<Row>, String> {
 /// naive polling: one `?timeout=0` request per second whatever happens.
 fn overhead(options: &Options, target: &Target, masks: &Masks) -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
-    let mut publisher = Publisher::connect(target).map_err(io_error)?;
+    let mut publisher = target.publisher().map_err(io_error)?;
     for transport in Transport::ALL {
         let channel = fresh_channel("overhead");
         let marker = publisher.publish(&channel, "go").map_err(io_error)?;
@@ -984,9 +1017,9 @@ fn overhead(options: &Options, target: &Target, masks: &Masks) -> Result<Vec<Row
     }
     // Naive polling: what one empty poll costs; an hour of them is 3,600 of these.
     let channel = fresh_channel("overhead");
-    let mut poller = Publisher::connect(target).map_err(io_error)?;
+    let mut poller = target.publisher().map_err(io_error)?;
     let request = format!("GET /poll/{channel}?timeout=0 HTTP/1.1\r\nHost: {}\r\n\r\n", target.host);
-    poller.stream.write_all(request.as_bytes()).map_err(io_error)?;
+    poller.send_raw(request.as_bytes()).map_err(io_error)?;
     poller.read_response().map_err(io_error)?;
     rows.push(vec![
         ("transport", Cell::Text("naive poll (empty answer)".into())),

@@ -58,9 +58,9 @@ use std::time::{Duration, Instant};
 
 use super::abuse::{Abuse, Abuser, Behaviour};
 use super::engine::{Client, Engine, CLOSED_BY_CLIENT, CONNECT_FAILED};
-use super::peer::{Masks, Subscriber, Transport};
 use super::report::{Cell, Row};
-use super::{fresh_channel, io_error, Options, Progress, Publisher, Target};
+use super::{fresh_channel, io_error, Options, Progress, Target};
+use crate::client::subscriber::{Masks, Subscriber, Transport};
 use crate::random::RandomSource;
 use crate::sync::lock;
 
@@ -602,7 +602,7 @@ fn publish(
             continue;
         }
         let Some(connection) = publisher.as_mut() else {
-            publisher = Publisher::connect(&target).ok();
+            publisher = target.publisher().ok();
             if publisher.is_none() {
                 counts.refused.fetch_add(1, Ordering::Relaxed);
                 thread::sleep(Duration::from_millis(100));
@@ -651,7 +651,7 @@ pub fn run(options: &Options, target: &Target, title: String) -> Result<Outcome,
 
     // Every follower starts after a marker on its channel: however late its subscription is
     // registered, it is owed everything after the marker.
-    let mut marker_publisher = Publisher::connect(target).map_err(io_error)?;
+    let mut marker_publisher = target.publisher().map_err(io_error)?;
     let mut markers = Vec::new();
     for (i, channel) in soak.channels.iter().enumerate() {
         let id = marker_publisher.publish(channel, "marker").map_err(io_error)?;
@@ -727,18 +727,12 @@ pub fn run(options: &Options, target: &Target, title: String) -> Result<Outcome,
             let sample = soak.sample(start.elapsed().as_secs_f64());
             samples.push(sample);
             let lost: u64 = soak.ledgers().map(|l| l.lost).sum();
-            progress.show(|| {
-                format!(
-                    "{} conns, RSS {} MiB, {} fds, lost {lost}",
-                    sample.conns,
-                    show(sample.rss.map(mib)),
-                    show(sample.fds)
-                )
-            });
+            progress.show(|| status(&sample, lost));
         }
         false
     })?;
-    progress.done();
+    let lost: u64 = soak.ledgers().map(|l| l.lost).sum();
+    progress.finish(&samples.last().map(|sample| status(sample, lost)).unwrap_or_default());
     let duration = start.elapsed().as_secs_f64();
 
     // The abusers leave; the server's descriptors must come back.
@@ -906,6 +900,11 @@ impl Soak<'_> {
         }
         rows
     }
+}
+
+/// The soak's progress line for a sample.
+fn status(sample: &Sample, lost: u64) -> String {
+    format!("{} conns, RSS {} MiB, {} fds, lost {lost}", sample.conns, show(sample.rss.map(mib)), show(sample.fds))
 }
 
 fn mib(bytes: u64) -> f64 {

@@ -242,7 +242,7 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::peer::Transport;
+    use crate::client::subscriber::Transport;
 
     #[test]
     fn every_measured_value_becomes_a_labelled_bar() {

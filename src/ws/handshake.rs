@@ -170,6 +170,25 @@ pub fn write_client_request(
     key: &str,
     origin: Option<&str>,
 ) -> Result<(), InvalidRequestPart> {
+    write_client_request_with_fields(out, host, path_and_query, key, origin, &[])
+}
+
+/// [`write_client_request`] with more header fields (`Authorization`), each name a token and
+/// each value visible ASCII or spaces.
+pub fn write_client_request_with_fields(
+    out: &mut Vec<u8>,
+    host: &str,
+    path_and_query: &str,
+    key: &str,
+    origin: Option<&str>,
+    fields: &[(&str, &str)],
+) -> Result<(), InvalidRequestPart> {
+    for (name, value) in fields {
+        check_visible_ascii("field name", name)?;
+        if !value.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
+            return Err(InvalidRequestPart("field value"));
+        }
+    }
     check_visible_ascii("host", host)?;
     check_visible_ascii("path", path_and_query)?;
     if !path_and_query.starts_with('/') {
@@ -189,6 +208,9 @@ pub fn write_client_request(
     push_field(out, "Sec-WebSocket-Version", VERSION);
     if let Some(origin) = origin {
         push_field(out, "Origin", origin);
+    }
+    for (name, value) in fields {
+        push_field(out, name, value);
     }
     out.extend_from_slice(b"\r\n");
     Ok(())
