@@ -161,6 +161,7 @@ pub mod demo;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod gate;
+pub mod histogram;
 pub mod http;
 pub mod json;
 pub mod longpoll;
