@@ -311,8 +311,9 @@ impl App {
             }
             Route::Metrics => {
                 let mut response = Response::text(200, "");
-                response.body =
-                    self.snapshot().to_prometheus(self.config.model.name(), self.broker.usage()).into_bytes();
+                let mut text = self.snapshot().to_prometheus(self.config.model.name(), self.broker.usage());
+                crate::process::Sample::read().write_prometheus(&mut text);
+                response.body = text.into_bytes();
                 response.headers = vec![("Content-Type", "text/plain; version=0.0.4; charset=utf-8".into())];
                 Action::Respond(response)
             }

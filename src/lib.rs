@@ -165,6 +165,7 @@ pub mod histogram;
 pub mod http;
 pub mod json;
 pub mod longpoll;
+pub mod process;
 pub mod random;
 pub mod server;
 pub mod sse;

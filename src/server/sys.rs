@@ -16,6 +16,7 @@
 //! | file descriptors | `close` | close(2) |
 //! | the open-file limit | `getrlimit`, `setrlimit` | getrlimit(2) |
 //! | one worker per core | `sched_setaffinity`, `sched_getaffinity` | sched_setaffinity(2) |
+//! | the clock tick, for `/proc` CPU times | `sysconf(_SC_CLK_TCK)` | sysconf(3) |
 //!
 //! Graceful shutdown: the process blocks SIGINT and SIGTERM in every thread (the mask is
 //! inherited by threads spawned afterwards, so [`block_termination_signals`] must run first in
@@ -613,6 +614,35 @@ pub fn available_cpus() -> io::Result<Vec<usize>> {
     Err(io::Error::new(io::ErrorKind::Unsupported, "CPU affinity is implemented for Linux only"))
 }
 
+// ---------------------------------------------------------------------------------------------
+// The clock tick: the unit of the CPU times in /proc
+// ---------------------------------------------------------------------------------------------
+
+/// `_SC_CLK_TCK` in glibc's and musl's `<unistd.h>` (`<bits/confname.h>`) on Linux.
+#[cfg(target_os = "linux")]
+const SC_CLK_TCK: c_int = 2;
+
+#[cfg(target_os = "linux")]
+extern "C" {
+    fn sysconf(name: c_int) -> std::ffi::c_long;
+}
+
+/// Clock ticks per second (`USER_HZ`): proc(5) gives a process's CPU times (`utime`, `stime`
+/// in `/proc/self/stat`) and its start time in these, "divide by sysconf(_SC_CLK_TCK)". It is
+/// 100 on every common Linux architecture, but it is the kernel's to say. `None` where the
+/// call fails or is not wired up (off Linux, where there is no `/proc/self/stat` to read).
+#[cfg(target_os = "linux")]
+pub fn clock_ticks_per_second() -> Option<u64> {
+    // SAFETY: sysconf takes an integer and reads no memory of ours.
+    let ticks = unsafe { sysconf(SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|&ticks| ticks > 0)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn clock_ticks_per_second() -> Option<u64> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -663,6 +693,12 @@ mod tests {
     #[test]
     fn sigset_buffer_is_at_least_glibc_s_128_bytes() {
         assert!(size_of::<SigSet>() >= 128);
+    }
+
+    #[test]
+    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    fn the_clock_tick_is_user_hz_100_on_x86_64_and_aarch64() {
+        assert_eq!(clock_ticks_per_second(), Some(100));
     }
 
     #[test]
