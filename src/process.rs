@@ -9,23 +9,35 @@
 //!
 //! | metric | from | unit there |
 //! |---|---|---|
-//! | `process_cpu_seconds_total` | `/proc/self/stat` `utime` + `stime` (fields 14, 15) | clock ticks ([`crate::server::sys::clock_ticks_per_second`]) |
+//! | `process_cpu_seconds_total` | `/proc/self/stat` `utime` + `stime` (fields 14, 15) | clock ticks ([`USER_HZ`] a second) |
 //! | `process_start_time_seconds` | `/proc/self/stat` `starttime` (field 22) + `/proc/stat` `btime` | ticks since boot + seconds since the epoch |
 //! | `process_virtual_memory_bytes` | `/proc/self/stat` `vsize` (field 23) | bytes |
 //! | `process_threads` | `/proc/self/stat` `num_threads` (field 20) | |
 //! | `process_resident_memory_bytes` | `/proc/self/status` `VmRSS` | KiB (what `realtime_resident_memory_bytes` reads too) |
 //! | `process_open_fds` | the entries of `/proc/self/fd` | |
-//! | `process_max_fds` | `getrlimit(RLIMIT_NOFILE)`, the soft limit ([`crate::server::sys::open_file_limit`]) | |
+//! | `process_max_fds` | `/proc/self/limits` `Max open files`, the soft limit (what `getrlimit(RLIMIT_NOFILE)` gives) | |
 //!
 //! Where a file cannot be read or parsed (no procfs: another Unix, a sandbox), the metrics it
 //! gives are left out rather than shown as zero: a missing series says "unknown", a zero would
 //! be a lie a dashboard believes.
+//!
+//! Everything comes from files, so this module is a foundation like [`crate::time`]: it imports
+//! nothing from the crate (not [`crate::server::sys`], which sits with the drivers, on top).
 
 #![forbid(unsafe_code)]
 
 use std::fmt::Write as _;
 
-use crate::server::sys;
+/// Clock ticks per second in `/proc`: proc(5) says to "divide by sysconf(_SC_CLK_TCK)", which
+/// returns the kernel's `USER_HZ`. That is an ABI constant, not a setting: 100 on every Linux
+/// architecture (`include/asm-generic/param.h`) except Alpha and IA-64 (1024), for which Rust
+/// has no target. So the constant, rather than a `sysconf` call through the one `unsafe`
+/// module (which sits above this one); a unit test checks it against `sysconf` all the same.
+#[cfg(target_os = "linux")]
+pub const USER_HZ: Option<u64> = Some(100);
+/// Elsewhere there is no `/proc/self/stat` to read it from anyway.
+#[cfg(not(target_os = "linux"))]
+pub const USER_HZ: Option<u64> = None;
 
 /// The numbers, as the kernel gives them; `None` where they could not be read.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -83,6 +95,12 @@ pub fn parse_resident_bytes(status: &str) -> Option<u64> {
     kib.parse::<u64>().ok()?.checked_mul(1024)
 }
 
+/// The soft limit in the `Max open files` line of `/proc/[pid]/limits`.
+pub fn parse_max_open_files(limits: &str) -> Option<u64> {
+    let line = limits.lines().find_map(|line| line.strip_prefix("Max open files"))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
 /// Open descriptors: the entries of `/proc/self/fd`, less the one the listing itself holds
 /// open while it is read.
 fn count_open_fds() -> Option<u64> {
@@ -96,7 +114,7 @@ impl Sample {
         let stat = std::fs::read_to_string("/proc/self/stat").ok().as_deref().and_then(parse_stat);
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         Sample {
-            ticks_per_second: sys::clock_ticks_per_second(),
+            ticks_per_second: USER_HZ,
             cpu_ticks: stat.map(|s| s.utime.saturating_add(s.stime)),
             start_ticks: stat.map(|s| s.starttime),
             boot_time: std::fs::read_to_string("/proc/stat").ok().as_deref().and_then(parse_boot_time),
@@ -104,7 +122,7 @@ impl Sample {
             resident_memory_bytes: parse_resident_bytes(&status),
             threads: stat.map(|s| s.num_threads),
             open_fds: count_open_fds(),
-            max_fds: sys::open_file_limit().ok().map(|limit| limit.soft),
+            max_fds: std::fs::read_to_string("/proc/self/limits").ok().as_deref().and_then(parse_max_open_files),
         }
     }
 
@@ -183,6 +201,10 @@ mod tests {
         assert_eq!(parse_boot_time("cpu 1\n"), None);
         assert_eq!(parse_resident_bytes("Name:\tx\nVmRSS:\t    2048 kB\n"), Some(2048 * 1024));
         assert_eq!(parse_resident_bytes("Name:\tx\n"), None);
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(parse_max_open_files(limits), Some(1024));
+        assert_eq!(parse_max_open_files("Max open files            unlimited            unlimited   files\n"), None);
     }
 
     #[test]
@@ -217,5 +239,13 @@ mod tests {
         assert!(sample.threads.is_some_and(|n| n >= 1));
         assert!(sample.open_fds.is_some_and(|n| n >= 3), "stdin, stdout, stderr at least");
         assert!(sample.max_fds.is_some_and(|n| n >= sample.open_fds.unwrap_or(0)));
+        let soft = crate::server::sys::open_file_limit().map(|limit| limit.soft).ok();
+        assert_eq!(sample.max_fds, soft, "the soft limit, as getrlimit gives it");
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn user_hz_is_what_sysconf_clk_tck_says() {
+        assert_eq!(USER_HZ, crate::server::sys::clock_ticks_per_second());
     }
 }

@@ -655,8 +655,14 @@ mod tests {
         assert_eq!(snapshot.traffic.delivery_latency[Transport::Poll as usize].count(), 0);
         assert_eq!(snapshot.traffic.gaps, [0, 1, 0]);
         let text = snapshot.to_prometheus("epoll", Usage::default());
-        assert!(text.contains("realtime_delivery_latency_seconds_bucket{transport=\"sse\",le=\"0.005\"} 0\n"), "{text}");
-        assert!(text.contains("realtime_delivery_latency_seconds_bucket{transport=\"sse\",le=\"0.01\"} 1\n"), "le is inclusive");
+        assert!(
+            text.contains("realtime_delivery_latency_seconds_bucket{transport=\"sse\",le=\"0.005\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("realtime_delivery_latency_seconds_bucket{transport=\"sse\",le=\"0.01\"} 1\n"),
+            "le is inclusive"
+        );
         assert!(text.contains("realtime_delivery_latency_seconds_bucket{transport=\"sse\",le=\"0.025\"} 1\n"));
         assert!(text.contains("realtime_delivery_latency_seconds_bucket{transport=\"sse\",le=\"0.05\"} 2\n"));
         assert!(text.contains("realtime_delivery_latency_seconds_sum{transport=\"sse\"} 0.04\n"));
