@@ -133,7 +133,9 @@
 //! - [`subscription`]: a cursor in a channel plus a registered waker; pull, never push.
 //! - [`server`]: the two drivers ([`server::event_loop`], [`server::threads`]), the shared accept
 //!   loop, the shared write and linger ([`server::write`]), and the one `unsafe` module ([`server::sys`]: epoll, poll, eventfd, signals, rlimit).
-//! - [`config`]: every limit, its default and why; [`stats`]: `/stats` and `/metrics`.
+//! - [`config`]: every limit, its default and why; [`stats`]: `/stats` and `/metrics`, with
+//!   [`histogram`] (latency histograms, an atomic counter per bucket) and [`process`] (the
+//!   standard `process_*` metrics, from `/proc`).
 //! - [`budget`]: one memory budget for everything clients can make the server hold; with
 //!   [`connection::Connection::input_room`] (reading pauses while a client owes us output),
 //!   what keeps a flood from one client from becoming the server's problem.
