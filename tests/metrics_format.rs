@@ -303,3 +303,52 @@ fn metrics_every_family_parses_strictly_and_the_histograms_count_the_live_delive
         },
     );
 }
+
+/// The metric names a PromQL expression mentions (`realtime_*`, `process_*`).
+fn metric_names(expr: &str) -> Vec<&str> {
+    let is_name_char = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(start) = rest.find("realtime_").into_iter().chain(rest.find("process_")).min() {
+        let end = rest[start..].find(|c: char| !is_name_char(c)).map_or(rest.len(), |n| start + n);
+        names.push(&rest[start..end]);
+        rest = &rest[end..];
+    }
+    names
+}
+
+#[test]
+fn metrics_the_example_dashboard_and_scrape_config_use_only_families_the_server_exposes() {
+    let dashboard = realtime::json::parse(include_str!("../examples/grafana-dashboard.json")).expect("valid JSON");
+    let panels = dashboard.get("panels").and_then(|p| p.as_array()).expect("panels");
+    let exprs: Vec<&str> = panels
+        .iter()
+        .flat_map(|panel| panel.get("targets").and_then(|t| t.as_array()).unwrap_or_default())
+        .filter_map(|target| target.get("expr").and_then(|e| e.as_str()))
+        .collect();
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    let server = TestServer::start(realtime::config::Model::EventLoop, &|_| {});
+    let metrics = scrape(&server);
+    let named: usize = exprs.iter().map(|expr| metric_names(expr).len()).sum();
+    assert!(named >= exprs.len(), "every query names a metric");
+    assert_eq!(
+        metric_names("rate(process_cpu_seconds_total{a=\"b\"}[1m]) / realtime_x"),
+        ["process_cpu_seconds_total", "realtime_x"]
+    );
+    for expr in exprs {
+        for name in metric_names(expr) {
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix).filter(|f| metrics.family(f).is_some()))
+                .unwrap_or(name);
+            if cfg!(target_os = "linux") || !family.starts_with("process_") {
+                assert!(
+                    metrics.family(family).is_some(),
+                    "the dashboard asks for {name}, which /metrics lacks: {expr}"
+                );
+            }
+        }
+    }
+    let scrape_config = include_str!("../examples/prometheus.yml");
+    assert!(scrape_config.contains("metrics_path: /metrics"), "{scrape_config}");
+}
