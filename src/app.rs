@@ -40,7 +40,7 @@ use crate::http::error::HttpError;
 use crate::http::request::{Expectation, Request, Version};
 use crate::http::response::{Framing, Response};
 use crate::longpoll::{LongPoll, PollQuery};
-use crate::stats::{Refusal as RefusalReason, Stats};
+use crate::stats::{Refusal as RefusalReason, RouteLabel, Stats};
 use crate::time::Now;
 use crate::ws::handshake;
 
@@ -98,6 +98,22 @@ impl<'a> Route<'a> {
         !matches!(self, Route::Index | Route::Stats | Route::Metrics | Route::Healthz | Route::Readyz)
     }
 
+    /// The route's name in `/metrics` (`realtime_request_duration_seconds{route=...}`).
+    pub fn label(self) -> RouteLabel {
+        match self {
+            Route::Index => RouteLabel::Index,
+            Route::Publish(_) => RouteLabel::Publish,
+            Route::Poll(_) => RouteLabel::Poll,
+            Route::Sse(_) => RouteLabel::Sse,
+            Route::WebSocket(_) => RouteLabel::WebSocket,
+            Route::Echo => RouteLabel::Echo,
+            Route::Stats => RouteLabel::Stats,
+            Route::Metrics => RouteLabel::Metrics,
+            Route::Healthz => RouteLabel::Healthz,
+            Route::Readyz => RouteLabel::Readyz,
+        }
+    }
+
     /// What the route asks of a token.
     fn access(self) -> Access<'a> {
         match self {
@@ -138,6 +154,8 @@ pub struct Exchange {
     /// The CORS fields every answer to this request carries, errors included.
     pub cors: Cors,
     pub action: Action,
+    /// The route, as `/metrics` names it.
+    pub route: RouteLabel,
 }
 
 #[derive(Debug)]
@@ -218,27 +236,29 @@ impl App {
             keep_alive: request.keep_alive() && !self.is_shutting_down(),
             head_only: request.method == "HEAD",
         };
+        let route = route(request.path());
+        let label = route.map_or(RouteLabel::None, Route::label);
         let body = match request.body_framing() {
             Ok(body) => body,
             // RFC 9112 §6.3: when the framing is invalid "the server MUST respond with a 400
             // (Bad Request) status code and then close the connection".
-            Err(error) => return Exchange::failed(framing, error),
+            Err(error) => return Exchange { route: label, ..Exchange::failed(framing, error) },
         };
         let send_continue = match request.expectation() {
             // RFC 9110 §10.1.1: "A server that receives a 100-continue expectation in an
             // HTTP/1.0 request MUST ignore that expectation."
             Ok(Expectation::Continue) => request.version == Version::Http11,
             Ok(Expectation::None) => false,
-            Err(error) => return Exchange::failed(framing, error),
+            Err(error) => return Exchange { route: label, ..Exchange::failed(framing, error) },
         };
-        let (cors, action) = self.route_request(request, client, body, send_continue, now);
+        let (cors, action) = self.route_request(request, route, client, body, send_continue, now);
         // A body we are not going to read would be parsed as the next request: close instead
         // (RFC 9110 §10.1.1 allows closing rather than reading a body after a final status).
         let unread_body = !matches!(body, BodyFraming::None | BodyFraming::Length(0));
         if (unread_body && !matches!(action, Action::Publish { .. })) || matches!(action, Action::Reject(_)) {
             framing.keep_alive = false;
         }
-        Exchange { framing, cors, action }
+        Exchange { framing, cors, action, route: label }
     }
 
     /// The route, then the security gate ([`crate::gate`], in its order), then the route's
@@ -246,12 +266,13 @@ impl App {
     fn route_request(
         &self,
         request: &Request<'_>,
+        route: Option<Route<'_>>,
         client: IpAddr,
         body: BodyFraming,
         send_continue: bool,
         now: Now,
     ) -> (Cors, Action) {
-        let Some(route) = route(request.path()) else {
+        let Some(route) = route else {
             return (Cors::NotApplicable, Action::Respond(Response::text(404, "not found")));
         };
         // Gate step 1: the origin. A foreign page learns nothing from the answer: no CORS fields.
@@ -311,8 +332,9 @@ impl App {
             }
             Route::Metrics => {
                 let mut response = Response::text(200, "");
-                response.body =
-                    self.snapshot().to_prometheus(self.config.model.name(), self.broker.usage()).into_bytes();
+                let mut text = self.snapshot().to_prometheus(self.config.model.name(), self.broker.usage());
+                crate::process::Sample::read().write_prometheus(&mut text);
+                response.body = text.into_bytes();
                 response.headers = vec![("Content-Type", "text/plain; version=0.0.4; charset=utf-8".into())];
                 Action::Respond(response)
             }
@@ -456,7 +478,7 @@ impl App {
         if let Some(expires) = grant.expires {
             deadline = deadline.min(now.instant_at_unix_secs(expires));
         }
-        Action::Poll(LongPoll::new(&*self.broker, channel, since, deadline))
+        Action::Poll(LongPoll::new(&*self.broker, channel, since, deadline, now.unix_ms))
     }
 }
 
@@ -467,6 +489,7 @@ impl Exchange {
             framing: Framing { keep_alive: false, ..framing },
             cors: Cors::NotApplicable,
             action: Action::Respond(error_response(error)),
+            route: RouteLabel::None,
         }
     }
 }

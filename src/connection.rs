@@ -57,7 +57,7 @@ use crate::http::request::Version;
 use crate::http::response::{format_http_date, write_response, Framing, Response};
 use crate::log::{self, AccessLine, Transport};
 use crate::longpoll::LongPoll;
-use crate::stats::Kind;
+use crate::stats::{self, Kind, RouteLabel};
 use crate::stream::{Io, Next, SseStream, WebSocketStream};
 use crate::subscription::Subscription;
 use crate::time::Now;
@@ -166,6 +166,9 @@ pub struct Connection {
     sent: u64,
     /// The exchange in progress, with `--access-log`.
     access: Option<AccessRecord>,
+    /// The request being answered, for `/metrics`: the turn its head's first bytes were read
+    /// in, and its route once known.
+    request: (Option<Instant>, RouteLabel),
 }
 
 impl Connection {
@@ -188,6 +191,7 @@ impl Connection {
             last_turn: now,
             sent: 0,
             access: None,
+            request: (None, RouteLabel::None),
         }
     }
 
@@ -441,6 +445,9 @@ impl Connection {
                 if started.is_none() && !self.input.is_empty() {
                     *started = Some(now.instant);
                 }
+                if !self.input.is_empty() {
+                    self.request.0.get_or_insert(now.instant);
+                }
                 let deadline = match started {
                     Some(started) => *started + self.app.config.header_timeout,
                     None => *idle_since + self.app.config.idle_timeout,
@@ -501,7 +508,8 @@ impl Connection {
 
     /// Begins the exchange decided by [`App::handle`].
     fn start(&mut self, exchange: Exchange, now: Now, waker: &Waker) {
-        let Exchange { framing, cors, action } = exchange;
+        let Exchange { framing, cors, action, route } = exchange;
+        self.request.1 = route;
         let reply = Reply { framing, cors };
         match action {
             Action::Respond(response) | Action::Reject(response) => self.respond(now, response, &reply),
@@ -527,6 +535,7 @@ impl Connection {
                     }
                 };
                 let stream = WebSocketStream::start(&start.accept, subscription, start.grant, &mut self.io(now, waker));
+                self.answered(101, now.instant);
                 self.enter(State::WebSocket(Box::new(stream)), now.instant);
             }
         }
@@ -539,6 +548,7 @@ impl Connection {
         // chunking: the stream is delimited by closing the connection (RFC 9112 §6.3 rule 8).
         let chunked = framing.version == Version::Http11;
         SseStream::write_head(&mut self.output, &reply.cors.fields(), chunked, &format_http_date(now.unix_secs()));
+        self.answered(200, now.instant);
         if framing.head_only {
             self.end_exchange(Some(200), Transport::Sse, None);
             return self.next_request(framing.keep_alive && chunked, now.instant);
@@ -624,7 +634,7 @@ impl Connection {
         match outcome {
             Poll::Pending => false,
             Poll::Ready(answer) => {
-                self.app.stats.delivered(answer.delivered as u64);
+                self.app.stats.batch_delivered(stats::Transport::Poll, &answer.batch, poll.live_from_ms(), now.unix_ms);
                 let mut reply = reply.clone();
                 reply.framing.keep_alive &= !self.app.is_shutting_down();
                 let response = Response::json(200, answer.body).with_header("Cache-Control", "no-store");
@@ -640,6 +650,7 @@ impl Connection {
         reply.cors.apply(&mut response);
         let date = format_http_date(now.unix_secs());
         write_response(&mut self.output, &response, reply.framing, &date);
+        self.answered(response.status, now.instant);
         let transport = if matches!(self.state, State::Poll { .. }) { Transport::Poll } else { Transport::Http };
         self.end_exchange(Some(response.status), transport, None);
         self.next_request(reply.framing.keep_alive, now.instant);
@@ -681,6 +692,13 @@ impl Connection {
                 close_code: close_code.map(|code| code.0),
             },
         );
+    }
+
+    /// A response (or a stream's head, or a 101) with `status` is queued `at`: `/metrics`
+    /// counts it and times its request, and the next request starts afresh.
+    fn answered(&mut self, status: u16, at: Instant) {
+        let (began, route) = std::mem::replace(&mut self.request, (None, RouteLabel::None));
+        self.app.stats.responded(route, status, at.saturating_duration_since(began.unwrap_or(at)));
     }
 
     /// Answers a request whose head could not be read (so no CORS either), and closes.

@@ -133,7 +133,9 @@
 //! - [`subscription`]: a cursor in a channel plus a registered waker; pull, never push.
 //! - [`server`]: the two drivers ([`server::event_loop`], [`server::threads`]), the shared accept
 //!   loop, the shared write and linger ([`server::write`]), and the one `unsafe` module ([`server::sys`]: epoll, poll, eventfd, signals, rlimit).
-//! - [`config`]: every limit, its default and why; [`stats`]: `/stats` and `/metrics`.
+//! - [`config`]: every limit, its default and why; [`stats`]: `/stats` and `/metrics`, with
+//!   [`histogram`] (latency histograms, an atomic counter per bucket) and [`process`] (the
+//!   standard `process_*` metrics, from `/proc`).
 //! - [`log`]: lines on stderr with an RFC 3339 time and a level, as text or JSON
 //!   ([`log::format_line`]; the date from [`time::civil_from_days`]); the access log, one line
 //!   per finished exchange, is written by [`connection::Connection`] where the exchange ends
@@ -173,10 +175,12 @@ pub mod demo;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod gate;
+pub mod histogram;
 pub mod http;
 pub mod json;
 pub mod log;
 pub mod longpoll;
+pub mod process;
 pub mod random;
 pub mod server;
 pub mod sse;

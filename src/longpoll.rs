@@ -71,12 +71,27 @@ impl PollQuery {
 pub struct LongPoll {
     subscription: Subscription,
     deadline: Instant,
+    /// When the request arrived (wall clock, ms): messages published since are live ones,
+    /// whose delivery latency `/metrics` records ([`crate::stats::Stats::batch_delivered`]).
+    live_from_ms: u64,
 }
 
 impl LongPoll {
-    /// `since: None` means "from now": the cursor is the channel's current tail.
-    pub fn new(broker: &dyn Broker, channel: &str, since: Option<Since>, deadline: Instant) -> LongPoll {
-        LongPoll { subscription: Subscription::new(broker, channel, since), deadline }
+    /// `since: None` means "from now": the cursor is the channel's current tail. `live_from_ms`
+    /// is the wall-clock time of the request's arrival.
+    pub fn new(
+        broker: &dyn Broker,
+        channel: &str,
+        since: Option<Since>,
+        deadline: Instant,
+        live_from_ms: u64,
+    ) -> LongPoll {
+        LongPoll { subscription: Subscription::new(broker, channel, since), deadline, live_from_ms }
+    }
+
+    /// When the request arrived, in milliseconds since the epoch.
+    pub fn live_from_ms(&self) -> u64 {
+        self.live_from_ms
     }
 
     pub fn deadline(&self) -> Instant {
@@ -118,7 +133,8 @@ impl LongPoll {
             self.subscription.rewind_to(batch.position);
         }
         let cursor = broker.cursor(batch.position);
-        Poll::Ready(Answer { body: answer_body(&batch, &cursor, unix_secs), delivered: batch.messages.len() })
+        let body = answer_body(&batch, &cursor, unix_secs);
+        Poll::Ready(Answer { body, delivered: batch.messages.len(), batch })
     }
 
     /// Stops waiting (answered, or the connection is going away) at `now`.
@@ -132,6 +148,8 @@ impl LongPoll {
 pub struct Answer {
     pub body: String,
     pub delivered: usize,
+    /// The messages and the gap the body carries, for the counters.
+    pub batch: Batch,
 }
 
 /// Keeps the first messages whose envelopes fit in `budget` bytes (always at least one) and
@@ -224,7 +242,7 @@ mod tests {
     #[test]
     fn step_2_nothing_new_parks_and_registers_the_waker() {
         let (broker, waker, count, now) = setup();
-        let mut poll = LongPoll::new(&broker, "ch", None, now + Duration::from_secs(30));
+        let mut poll = LongPoll::new(&broker, "ch", None, now + Duration::from_secs(30), 0);
         assert!(poll.poll(&broker, 1, &waker, now, 0, false).is_pending());
         assert!(poll.is_parked());
         publish(&broker, "Hi"); // step 3
@@ -234,7 +252,7 @@ mod tests {
     #[test]
     fn step_4_the_woken_poll_answers_with_the_message_and_its_cursor() {
         let (broker, waker, _, now) = setup();
-        let mut poll = LongPoll::new(&broker, "ch", None, now + Duration::from_secs(30));
+        let mut poll = LongPoll::new(&broker, "ch", None, now + Duration::from_secs(30), 0);
         assert!(poll.poll(&broker, 1, &waker, now, 0, false).is_pending());
         let message = publish(&broker, "Hi");
         let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, 1_700_000_000, false) else {
@@ -257,7 +275,7 @@ mod tests {
         publish(&broker, "a");
         publish(&broker, "b");
         let since = broker.parse_cursor("k3f9-1").unwrap();
-        let mut poll = LongPoll::new(&broker, "ch", Some(since), now + Duration::from_secs(30));
+        let mut poll = LongPoll::new(&broker, "ch", Some(since), now + Duration::from_secs(30), 0);
         let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, 0, false) else { panic!() };
         assert!(answer.body.contains(r#""text":"b""#) && !answer.body.contains(r#""text":"a""#));
         assert!(answer.body.contains(r#""cursor":"k3f9-2""#));
@@ -268,7 +286,7 @@ mod tests {
         let (broker, waker, _, now) = setup();
         publish(&broker, "old");
         let deadline = now + Duration::from_secs(30);
-        let mut poll = LongPoll::new(&broker, "ch", None, deadline);
+        let mut poll = LongPoll::new(&broker, "ch", None, deadline, 0);
         assert!(poll.poll(&broker, 1, &waker, now, 0, false).is_pending());
         let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, deadline, 7, false) else { panic!() };
         assert_eq!(answer.body, r#"{"messages":[],"cursor":"k3f9-1","timestamp":7}"#);
@@ -277,7 +295,7 @@ mod tests {
     #[test]
     fn shutting_down_answers_parked_polls() {
         let (broker, waker, _, now) = setup();
-        let mut poll = LongPoll::new(&broker, "ch", None, now + Duration::from_secs(30));
+        let mut poll = LongPoll::new(&broker, "ch", None, now + Duration::from_secs(30), 0);
         assert!(poll.poll(&broker, 1, &waker, now, 0, false).is_pending());
         assert!(poll.poll(&broker, 1, &waker, now, 0, true).is_ready());
     }
@@ -290,7 +308,7 @@ mod tests {
             publish(&broker, text);
         }
         let since = broker.parse_cursor("k3f9-0").unwrap();
-        let mut poll = LongPoll::new(&broker, "ch", Some(since), now);
+        let mut poll = LongPoll::new(&broker, "ch", Some(since), now, 0);
         let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, 0, false) else { panic!() };
         assert!(answer.body.ends_with(r#","gap":true}"#), "{}", answer.body);
     }
@@ -302,7 +320,7 @@ mod tests {
         for _ in 0..3 {
             publish(&broker, &big);
         }
-        let mut poll = LongPoll::new(&broker, "ch", Some(Since::After(Position(0))), now);
+        let mut poll = LongPoll::new(&broker, "ch", Some(Since::After(Position(0))), now, 0);
         let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, 0, false) else { panic!() };
         assert_eq!(answer.delivered, 1);
         assert!(answer.body.contains(r#""cursor":"k3f9-1""#));

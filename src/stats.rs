@@ -5,6 +5,10 @@
 //! Memory and threads come from `/proc/self/status`, which is what `ps` and `top` read too.
 //! The broker's channels and the bytes their histories retain are asked of the broker
 //! ([`crate::broker::Broker::usage`]) when a report is made: what the RSS is mostly made of.
+//!
+//! [`Traffic`] adds what `/metrics` alone shows: how long deliveries and requests take (two
+//! [`crate::histogram`]s), the gap notices sent, and every response by status. The standard
+//! `process_*` metrics are [`crate::process`]'s.
 
 #![forbid(unsafe_code)]
 
@@ -13,7 +17,10 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-use crate::broker::Usage;
+use std::time::Duration;
+
+use crate::broker::{Batch, Usage};
+use crate::histogram::{self, Histogram, HistogramSnapshot};
 use crate::sync::lock;
 
 /// What an open connection is currently used for.
@@ -76,6 +83,8 @@ pub struct Stats {
     subjects: Mutex<HashMap<String, usize>>,
     /// One entry per event-loop worker (empty under the thread model).
     workers: Mutex<Vec<Arc<WorkerStats>>>,
+    /// Latencies, gaps and response statuses, for `/metrics`.
+    pub traffic: Traffic,
 }
 
 /// What one event-loop worker reports about itself.
@@ -118,6 +127,7 @@ pub struct Snapshot {
     pub rss_bytes: u64,
     pub threads: u64,
     pub workers: Vec<WorkerSnapshot>,
+    pub traffic: TrafficSnapshot,
 }
 
 impl Stats {
@@ -223,6 +233,7 @@ impl Stats {
                     iterations: w.iterations.load(Relaxed),
                 })
                 .collect(),
+            traffic: self.traffic.snapshot(),
         }
     }
 }
@@ -352,8 +363,215 @@ impl Snapshot {
         metric("memory_shed_total", "counter", "Connections that gave up what they held to the budget.", &[("", shed)]);
         metric("resident_memory_bytes", "gauge", "Resident set size.", &[("", self.rss_bytes)]);
         metric("threads", "gauge", "OS threads in the process.", &[("", self.threads)]);
+        self.traffic.write_prometheus(&mut out);
+        write_build_info(&mut out);
         out
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Traffic: delivery latency, request duration, gap notices, responses by status (`/metrics`)
+// ---------------------------------------------------------------------------------------------
+
+/// How a message reached its subscriber: the `transport` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// A long-poll answer.
+    Poll = 0,
+    /// An SSE event.
+    Sse = 1,
+    /// A WebSocket text frame on `/ws/{channel}`.
+    WebSocket = 2,
+}
+
+const TRANSPORTS: [(Transport, &str); 3] =
+    [(Transport::Poll, "poll"), (Transport::Sse, "sse"), (Transport::WebSocket, "ws")];
+
+/// Which route answered a request: the `route` label of request durations. Route names, never
+/// paths or channels, so the label has these eleven values however many channels there are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteLabel {
+    Index = 0,
+    Publish = 1,
+    Poll = 2,
+    Sse = 3,
+    WebSocket = 4,
+    Echo = 5,
+    Stats = 6,
+    Metrics = 7,
+    Healthz = 8,
+    Readyz = 9,
+    /// No route: a 404, or a request whose head could not be read (400, 408, 431, ...).
+    None = 10,
+}
+
+const ROUTE_LABELS: [(RouteLabel, &str); 11] = [
+    (RouteLabel::Index, "index"),
+    (RouteLabel::Publish, "publish"),
+    (RouteLabel::Poll, "poll"),
+    (RouteLabel::Sse, "sse"),
+    (RouteLabel::WebSocket, "ws"),
+    (RouteLabel::Echo, "echo"),
+    (RouteLabel::Stats, "stats"),
+    (RouteLabel::Metrics, "metrics"),
+    (RouteLabel::Healthz, "healthz"),
+    (RouteLabel::Readyz, "readyz"),
+    (RouteLabel::None, "none"),
+];
+
+/// Every final status the server sends (`docs/PROTOCOL.md` §11), and 101: the `code` label's
+/// values, all shown from the start (at zero) so that `rate()` sees the first one. The interim
+/// `100 Continue` is not a response to count: the final one follows it.
+pub const STATUSES: [u16; 22] =
+    [101, 200, 201, 204, 400, 401, 403, 404, 405, 406, 408, 411, 413, 414, 417, 426, 429, 431, 500, 501, 503, 505];
+
+/// What `/metrics` shows beyond the counters above: how long things take and how they end.
+pub struct Traffic {
+    /// By [`Transport`]: publish time to queued for writing, live messages only
+    /// ([`Stats::batch_delivered`]).
+    delivery_latency: [Histogram; 3],
+    /// By [`RouteLabel`]: first byte of the head to the response (or its head) queued.
+    request_duration: [Histogram; 11],
+    /// Gap notices sent, by [`Transport`].
+    gaps: [AtomicU64; 3],
+    /// Responses sent, by status, in [`STATUSES`] order.
+    responses: [AtomicU64; 22],
+}
+
+impl Default for Traffic {
+    fn default() -> Traffic {
+        Traffic {
+            delivery_latency: std::array::from_fn(|_| Histogram::new(histogram::DELIVERY_LATENCY)),
+            request_duration: std::array::from_fn(|_| Histogram::new(histogram::REQUEST_DURATION)),
+            gaps: Default::default(),
+            responses: Default::default(),
+        }
+    }
+}
+
+/// [`Traffic`] at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrafficSnapshot {
+    /// By [`Transport`].
+    pub delivery_latency: Vec<HistogramSnapshot>,
+    /// By [`RouteLabel`].
+    pub request_duration: Vec<HistogramSnapshot>,
+    pub gaps: [u64; 3],
+    /// In [`STATUSES`] order.
+    pub responses: Vec<u64>,
+}
+
+impl Stats {
+    /// A batch read from the broker went into a subscriber's output by `transport` at
+    /// `now_ms` (the wall clock of the turn, [`crate::time::Now::unix_ms`]): its messages are
+    /// delivered, its gap (if any) is a gap notice sent, and each *live* message's latency is
+    /// recorded, one atomic add per message.
+    ///
+    /// Live means published at or after `live_from_ms`, when the subscriber began to follow
+    /// the channel (the stream's start, the poll request's arrival). A replay from a cursor
+    /// measures how long the client was away, not how fast the server is: counted, one replay
+    /// of a thousand old messages would put a thousand observations in `+Inf` and drown the
+    /// live ones. So the histogram answers "how long after a publish does a subscriber that is
+    /// waiting for it get it queued". For long polling that leaves out what is published
+    /// between two polls (the client's round trip, not the server's wait).
+    ///
+    /// `time_ms` is the publishing node's clock on the memory broker and Redis's (the stream
+    /// id) on a Redis node, compared here with this node's: a skew between the two shifts the
+    /// latencies by as much, and a message that seems to arrive before it was published counts
+    /// as zero.
+    pub fn batch_delivered(&self, transport: Transport, batch: &Batch, live_from_ms: u64, now_ms: u64) {
+        self.delivered(batch.messages.len() as u64);
+        if batch.gap.is_some() {
+            self.traffic.gaps[transport as usize].fetch_add(1, Relaxed);
+        }
+        let live = batch.messages.iter().filter(|message| message.time_ms >= live_from_ms);
+        let latencies = live.map(|message| now_ms.saturating_sub(message.time_ms).saturating_mul(1000));
+        self.traffic.delivery_latency[transport as usize].record_batch(latencies);
+    }
+
+    /// A response with `status` was queued for a request on `route`, `took` after its head
+    /// began to arrive.
+    pub fn responded(&self, route: RouteLabel, status: u16, took: Duration) {
+        self.traffic.request_duration[route as usize].record(took);
+        self.response_sent(status);
+    }
+
+    /// A response with `status` was sent outside any request (the accept loop's 429 and 503,
+    /// written before a byte is read), or by [`Stats::responded`].
+    pub fn response_sent(&self, status: u16) {
+        if let Some(i) = STATUSES.iter().position(|&s| s == status) {
+            self.traffic.responses[i].fetch_add(1, Relaxed);
+        }
+    }
+}
+
+impl Traffic {
+    fn snapshot(&self) -> TrafficSnapshot {
+        TrafficSnapshot {
+            delivery_latency: self.delivery_latency.iter().map(Histogram::snapshot).collect(),
+            request_duration: self.request_duration.iter().map(Histogram::snapshot).collect(),
+            gaps: [0, 1, 2].map(|i| self.gaps[i].load(Relaxed)),
+            responses: self.responses.iter().map(|n| n.load(Relaxed)).collect(),
+        }
+    }
+}
+
+impl TrafficSnapshot {
+    /// `realtime_delivery_latency_seconds`, `realtime_request_duration_seconds`,
+    /// `realtime_gaps_total` and `realtime_http_responses_total`.
+    fn write_prometheus(&self, out: &mut String) {
+        let by_transport: Vec<(String, HistogramSnapshot)> = TRANSPORTS
+            .iter()
+            .filter_map(|(t, name)| {
+                Some((format!("transport=\"{name}\""), self.delivery_latency.get(*t as usize)?.clone()))
+            })
+            .collect();
+        histogram::write_family(
+            out,
+            "realtime_delivery_latency_seconds",
+            "Publish time to queued for writing, for messages published while their subscriber followed the channel.",
+            &by_transport,
+        );
+        let by_route: Vec<(String, HistogramSnapshot)> = ROUTE_LABELS
+            .iter()
+            .filter_map(|(r, name)| {
+                Some((format!("route=\"{name}\""), self.request_duration.get(*r as usize)?.clone()))
+            })
+            .collect();
+        histogram::write_family(
+            out,
+            "realtime_request_duration_seconds",
+            "First byte of a request head to its response queued (a long poll's wait included).",
+            &by_route,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP realtime_gaps_total Gap notices sent: messages a subscriber was owed had left the history.\n\
+             # TYPE realtime_gaps_total counter"
+        );
+        for (transport, name) in TRANSPORTS {
+            let _ = writeln!(out, "realtime_gaps_total{{transport=\"{name}\"}} {}", self.gaps[transport as usize]);
+        }
+        let _ = writeln!(
+            out,
+            "# HELP realtime_http_responses_total HTTP responses sent, by status code.\n\
+             # TYPE realtime_http_responses_total counter"
+        );
+        for (status, count) in STATUSES.iter().zip(&self.responses) {
+            let _ = writeln!(out, "realtime_http_responses_total{{code=\"{status}\"}} {count}");
+        }
+    }
+}
+
+/// `realtime_build_info{version="0.1.0"} 1`: the version as a label, the usual way to put a
+/// string on a dashboard or join it onto other series.
+fn write_build_info(out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# HELP realtime_build_info The running version, as a label.\n# TYPE realtime_build_info gauge\n\
+         realtime_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
 }
 
 #[cfg(test)]
@@ -408,5 +626,92 @@ mod tests {
         assert_eq!(json.get("refusals").and_then(|r| r.get("rate")).and_then(|v| v.as_u64()), Some(2));
         assert_eq!(snapshot.subjects, vec![("alice".to_string(), 2), ("bob".to_string(), 1)]);
         assert_eq!(json.get("subjects").and_then(|r| r.get("alice")).and_then(|v| v.as_u64()), Some(2));
+    }
+
+    /// A batch of messages on `ch`, published at these wall-clock times.
+    fn batch(times_ms: &[u64], gap: bool) -> Batch {
+        let messages = times_ms
+            .iter()
+            .enumerate()
+            .map(|(i, &time)| {
+                let position = crate::broker::Position(i as u128 + 1);
+                Arc::new(crate::broker::Message::new(&format!("e-{i}"), position, "x", time))
+            })
+            .collect();
+        let gap = gap.then(|| crate::broker::Gap { since: "e-0".into(), oldest: None });
+        Batch { messages, gap, position: crate::broker::Position(times_ms.len() as u128) }
+    }
+
+    #[test]
+    fn delivery_latency_counts_live_messages_only_and_every_delivery_and_gap() {
+        let stats = Stats::default();
+        // Following since t=10,000 ms, now t=10,030: one replayed message (t=9,000), two live.
+        stats.batch_delivered(Transport::Sse, &batch(&[9_000, 10_000, 10_020], true), 10_000, 10_030);
+        let snapshot = stats.snapshot();
+        assert_eq!(snapshot.delivered, 3, "replays are deliveries");
+        let sse = &snapshot.traffic.delivery_latency[Transport::Sse as usize];
+        assert_eq!(sse.count(), 2, "but not live ones");
+        assert_eq!(sse.sum_micros, 30_000 + 10_000);
+        assert_eq!(snapshot.traffic.delivery_latency[Transport::Poll as usize].count(), 0);
+        assert_eq!(snapshot.traffic.gaps, [0, 1, 0]);
+        let text = snapshot.to_prometheus("epoll", Usage::default());
+        assert!(
+            text.contains("realtime_delivery_latency_seconds_bucket{transport=\"sse\",le=\"0.005\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("realtime_delivery_latency_seconds_bucket{transport=\"sse\",le=\"0.01\"} 1\n"),
+            "le is inclusive"
+        );
+        assert!(text.contains("realtime_delivery_latency_seconds_bucket{transport=\"sse\",le=\"0.025\"} 1\n"));
+        assert!(text.contains("realtime_delivery_latency_seconds_bucket{transport=\"sse\",le=\"0.05\"} 2\n"));
+        assert!(text.contains("realtime_delivery_latency_seconds_sum{transport=\"sse\"} 0.04\n"));
+        assert!(text.contains("realtime_gaps_total{transport=\"sse\"} 1\n"));
+    }
+
+    #[test]
+    fn a_message_stamped_after_now_by_another_clock_counts_as_zero_latency() {
+        let stats = Stats::default();
+        stats.batch_delivered(Transport::WebSocket, &batch(&[5_000], false), 0, 4_990);
+        let ws = &stats.snapshot().traffic.delivery_latency[Transport::WebSocket as usize];
+        assert_eq!((ws.cumulative[0], ws.sum_micros), (1, 0));
+    }
+
+    #[test]
+    fn responses_are_counted_by_status_and_requests_timed_by_route() {
+        let stats = Stats::default();
+        stats.responded(RouteLabel::Publish, 201, Duration::from_micros(300));
+        stats.responded(RouteLabel::Poll, 200, Duration::from_secs(30));
+        stats.response_sent(429);
+        stats.response_sent(999); // not a status this server sends: not counted, and no panic
+        let snapshot = stats.snapshot();
+        let text = snapshot.to_prometheus("threads", Usage::default());
+        assert!(text.contains("realtime_http_responses_total{code=\"201\"} 1\n"), "{text}");
+        assert!(text.contains("realtime_http_responses_total{code=\"429\"} 1\n"));
+        assert!(text.contains("realtime_http_responses_total{code=\"503\"} 0\n"));
+        assert!(!text.contains("code=\"999\""));
+        assert!(text.contains("realtime_request_duration_seconds_bucket{route=\"publish\",le=\"0.0005\"} 1\n"));
+        assert!(text.contains("realtime_request_duration_seconds_bucket{route=\"poll\",le=\"10\"} 0\n"));
+        assert!(text.contains("realtime_request_duration_seconds_bucket{route=\"poll\",le=\"30\"} 1\n"));
+        assert!(text.contains("realtime_request_duration_seconds_count{route=\"none\"} 0\n"));
+        assert!(text.contains(&format!("realtime_build_info{{version=\"{}\"}} 1\n", env!("CARGO_PKG_VERSION"))));
+    }
+
+    #[test]
+    fn every_final_status_with_a_reason_phrase_has_a_code_label() {
+        for status in 101..600 {
+            if status != 100 && !crate::http::response::reason_phrase(status).is_empty() {
+                assert!(STATUSES.contains(&status), "{status} is sent but not counted");
+            }
+        }
+        for status in STATUSES {
+            assert!(!crate::http::response::reason_phrase(status).is_empty(), "{status} has no reason phrase");
+        }
+    }
+
+    #[test]
+    fn the_label_tables_follow_their_enums() {
+        assert!(TRANSPORTS.iter().enumerate().all(|(i, (t, _))| *t as usize == i));
+        assert!(ROUTE_LABELS.iter().enumerate().all(|(i, (r, _))| *r as usize == i));
     }
 }

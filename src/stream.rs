@@ -31,6 +31,7 @@ use crate::gate::Grant;
 use crate::http::response::{write_chunk_pieces, write_head, write_last_chunk};
 use crate::json;
 use crate::sse;
+use crate::stats::Transport;
 use crate::subscription::Subscription;
 use crate::time::Now;
 use crate::ws::close::CloseCode;
@@ -124,8 +125,9 @@ fn earliest(deadline: Instant, expires: Option<Instant>) -> Instant {
     expires.map_or(deadline, |expires| deadline.min(expires))
 }
 
-/// Reads the next batch if there is room for it, counting deliveries.
-fn pull(io: &mut Io<'_>, subscription: &mut Subscription) -> Option<Batch> {
+/// Reads the next batch if there is room for it, counting deliveries (and the latency of those
+/// published since `live_from_ms`, when the stream started: [`crate::stats::Stats::batch_delivered`]).
+fn pull(io: &mut Io<'_>, subscription: &mut Subscription, transport: Transport, live_from_ms: u64) -> Option<Batch> {
     if !io.has_room() {
         return None;
     }
@@ -133,7 +135,7 @@ fn pull(io: &mut Io<'_>, subscription: &mut Subscription) -> Option<Batch> {
     if batch.messages.is_empty() && batch.gap.is_none() {
         return None;
     }
-    io.app.stats.delivered(batch.messages.len() as u64);
+    io.app.stats.batch_delivered(transport, &batch, live_from_ms, io.now.unix_ms);
     Some(batch)
 }
 
@@ -145,6 +147,8 @@ pub struct SseStream {
     chunked: bool,
     next_keepalive: Instant,
     authority: Authority,
+    /// When the stream started (wall clock, ms): what counts as a live message.
+    live_from_ms: u64,
 }
 
 impl SseStream {
@@ -176,6 +180,7 @@ impl SseStream {
             chunked,
             next_keepalive: io.now.instant + io.app.config.keepalive,
             authority: Authority::start(&grant, io),
+            live_from_ms: io.now.unix_ms,
         };
         stream.write(io.output, &[&retry]);
         stream
@@ -209,7 +214,7 @@ impl SseStream {
         if io.input_closed {
             return Next::Close;
         }
-        while let Some(batch) = pull(io, &mut self.subscription) {
+        while let Some(batch) = pull(io, &mut self.subscription, Transport::Sse, self.live_from_ms) {
             if let Some(gap) = &batch.gap {
                 // Sent before the replay it precedes, so the client knows what it missed.
                 let mut event = Vec::new();
@@ -260,6 +265,8 @@ pub struct WebSocketStream {
     authority: Authority,
     /// The code of the first Close frame on the wire, ours or the peer's (for the access log).
     first_close: Option<CloseCode>,
+    /// When the socket opened (wall clock, ms): what counts as a live message.
+    live_from_ms: u64,
 }
 
 impl WebSocketStream {
@@ -289,6 +296,7 @@ impl WebSocketStream {
             may_publish: grant.may_publish,
             authority: Authority::start(&grant, io),
             first_close: None,
+            live_from_ms: io.now.unix_ms,
         }
     }
 
@@ -361,7 +369,7 @@ impl WebSocketStream {
             self.next_ping = io.now.instant + keepalive;
         }
         if let Some(subscription) = &mut self.subscription {
-            while let Some(batch) = pull(io, subscription) {
+            while let Some(batch) = pull(io, subscription, Transport::WebSocket, self.live_from_ms) {
                 if let Some(gap) = &batch.gap {
                     let _ = self.session.send_text(&gap_json(gap, "{\"gap\":true,"), io.output);
                 }

@@ -177,7 +177,7 @@ fn accept_loop(
                 None => {
                     app.stats.refusal(Refusal::Conns);
                     // RFC 6585 §4: 429 "Too Many Requests", here too many at once from one address.
-                    refuse(stream, 429, "too many connections from this address");
+                    refuse(app, stream, 429, "too many connections from this address");
                     continue;
                 }
             },
@@ -185,18 +185,19 @@ fn accept_loop(
         if admitted.fetch_add(1, Ordering::SeqCst) >= app.config.max_connections {
             admitted.fetch_sub(1, Ordering::SeqCst);
             app.stats.refused();
-            refuse(stream, 503, "too many connections");
+            refuse(app, stream, 503, "too many connections");
             continue;
         }
         let admission = Admission { peer, admitted: admitted.clone(), _address_slot: address_slot };
         if let Err(stream) = handoff(stream, admission) {
-            refuse(stream, 503, "server overloaded");
+            refuse(app, stream, 503, "server overloaded");
         }
     }
 }
 
 /// Answers `status` and closes, spending no thread or buffer on the connection.
-fn refuse(stream: TcpStream, status: u16, why: &str) {
+fn refuse(app: &App, stream: TcpStream, status: u16, why: &str) {
+    app.stats.response_sent(status);
     let mut out = Vec::new();
     let framing = Framing { version: Version::Http11, keep_alive: false, head_only: false };
     write_response(&mut out, &Response::text(status, why), framing, &format_http_date(now().unix_secs()));

@@ -16,6 +16,7 @@
 //! | file descriptors | `close` | close(2) |
 //! | the open-file limit | `getrlimit`, `setrlimit` | getrlimit(2) |
 //! | one worker per core | `sched_setaffinity`, `sched_getaffinity` | sched_setaffinity(2) |
+//! | the clock tick, which checks `/proc`'s `USER_HZ` | `sysconf(_SC_CLK_TCK)` | sysconf(3) |
 //!
 //! Graceful shutdown: the process blocks SIGINT and SIGTERM in every thread (the mask is
 //! inherited by threads spawned afterwards, so [`block_termination_signals`] must run first in
@@ -611,6 +612,36 @@ pub fn pin_to_cpu(_cpu: usize) -> io::Result<()> {
 #[cfg(not(target_os = "linux"))]
 pub fn available_cpus() -> io::Result<Vec<usize>> {
     Err(io::Error::new(io::ErrorKind::Unsupported, "CPU affinity is implemented for Linux only"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The clock tick: the unit of the CPU times in /proc
+// ---------------------------------------------------------------------------------------------
+
+/// `_SC_CLK_TCK` in glibc's and musl's `<unistd.h>` (`<bits/confname.h>`) on Linux.
+#[cfg(target_os = "linux")]
+const SC_CLK_TCK: c_int = 2;
+
+#[cfg(target_os = "linux")]
+extern "C" {
+    fn sysconf(name: c_int) -> std::ffi::c_long;
+}
+
+/// Clock ticks per second (`USER_HZ`): proc(5) gives a process's CPU times (`utime`, `stime`
+/// in `/proc/self/stat`) and its start time in these, "divide by sysconf(_SC_CLK_TCK)".
+/// [`crate::process`] uses the ABI's constant (it sits below the drivers and cannot call
+/// here); its tests check the constant against this. `None` where the call fails or is not
+/// wired up (off Linux).
+#[cfg(target_os = "linux")]
+pub fn clock_ticks_per_second() -> Option<u64> {
+    // SAFETY: sysconf takes an integer and reads no memory of ours.
+    let ticks = unsafe { sysconf(SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|&ticks| ticks > 0)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn clock_ticks_per_second() -> Option<u64> {
+    None
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 
 /// Headless Chromium over the DevTools protocol, for the browser tests.
 pub mod browser;
+/// A strict parser of the Prometheus text format, for `/metrics`.
+pub mod prometheus;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
