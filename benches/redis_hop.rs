@@ -34,7 +34,8 @@ use std::time::{Duration, Instant};
 
 use realtime::bench::engine::Engine;
 use realtime::bench::Target;
-use realtime::client::subscriber::{Masks, Subscriber, Transport};
+use realtime::client::subscriber::{Masks, Subscriber};
+use realtime::transport::Transport;
 use realtime::ws::client::Client;
 use realtime::ws::message::Message;
 

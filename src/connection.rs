@@ -55,12 +55,13 @@ use crate::http::request::parse_request;
 use crate::http::request::Request;
 use crate::http::request::Version;
 use crate::http::response::{format_http_date, write_response, Framing, Response};
-use crate::log::{self, AccessLine, Transport};
+use crate::log::{self, AccessLine};
 use crate::longpoll::LongPoll;
-use crate::stats::{self, Kind, RouteLabel};
+use crate::stats::{Kind, RouteLabel};
 use crate::stream::{Io, Next, SseStream, WebSocketStream};
 use crate::subscription::Subscription;
 use crate::time::Now;
+use crate::transport::Transport;
 use crate::ws::close::CloseCode;
 
 /// While this many response bytes wait to be written, no further pipelined request is
@@ -409,17 +410,17 @@ impl Connection {
                     self.app.stats.poll_unparked();
                 }
                 poll.cancel(&*self.app.broker, self.id, at);
-                Some((None, Transport::Poll, None))
+                Some((None, Some(Transport::LongPoll), None))
             }
             State::Sse(mut stream) => {
                 stream.stop(&self.app, self.id, at);
-                Some((Some(200), Transport::Sse, None))
+                Some((Some(200), Some(Transport::Sse), None))
             }
             State::WebSocket(mut stream) => {
                 stream.stop(&self.app, self.id, at);
-                Some((Some(101), Transport::WebSocket, Some(stream.close_code())))
+                Some((Some(101), Some(Transport::WebSocket), Some(stream.close_code())))
             }
-            State::Body { .. } => Some((None, Transport::Http, None)),
+            State::Body { .. } => Some((None, None, None)),
             State::Head { .. } | State::Closing => None,
         };
         if let Some((status, transport, close_code)) = ended {
@@ -550,7 +551,7 @@ impl Connection {
         SseStream::write_head(&mut self.output, &reply.cors.fields(), chunked, &format_http_date(now.unix_secs()));
         self.answered(200, now.instant);
         if framing.head_only {
-            self.end_exchange(Some(200), Transport::Sse, None);
+            self.end_exchange(Some(200), Some(Transport::Sse), None);
             return self.next_request(framing.keep_alive && chunked, now.instant);
         }
         let subscription = Subscription::new(&*self.app.broker, &start.channel, start.since);
@@ -634,7 +635,7 @@ impl Connection {
         match outcome {
             Poll::Pending => false,
             Poll::Ready(answer) => {
-                self.app.stats.batch_delivered(stats::Transport::Poll, &answer.batch, poll.live_from_ms(), now.unix_ms);
+                self.app.stats.batch_delivered(Transport::LongPoll, &answer.batch, poll.live_from_ms(), now.unix_ms);
                 let mut reply = reply.clone();
                 reply.framing.keep_alive &= !self.app.is_shutting_down();
                 let response = Response::json(200, answer.body).with_header("Cache-Control", "no-store");
@@ -651,7 +652,7 @@ impl Connection {
         let date = format_http_date(now.unix_secs());
         write_response(&mut self.output, &response, reply.framing, &date);
         self.answered(response.status, now.instant);
-        let transport = if matches!(self.state, State::Poll { .. }) { Transport::Poll } else { Transport::Http };
+        let transport = if matches!(self.state, State::Poll { .. }) { Some(Transport::LongPoll) } else { None };
         self.end_exchange(Some(response.status), transport, None);
         self.next_request(reply.framing.keep_alive, now.instant);
     }
@@ -676,7 +677,7 @@ impl Connection {
     }
 
     /// The exchange in progress, if any, ends now (this turn): its access line.
-    fn end_exchange(&mut self, status: Option<u16>, transport: Transport, close_code: Option<CloseCode>) {
+    fn end_exchange(&mut self, status: Option<u16>, transport: Option<Transport>, close_code: Option<CloseCode>) {
         let Some(record) = self.access.take() else { return };
         let now = self.last_turn;
         log::access(

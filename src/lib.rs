@@ -190,4 +190,5 @@ pub mod subscription;
 pub mod sync;
 pub mod time;
 pub mod token;
+pub mod transport;
 pub mod ws;

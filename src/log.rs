@@ -54,6 +54,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::json;
 use crate::time::civil_from_days;
+use crate::transport::Transport;
 
 /// How much a line says: each level includes the ones before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -398,30 +399,6 @@ macro_rules! log_at {
 
 // --- The access log ----------------------------------------------------------------------
 
-/// How an exchange was carried.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    /// A request answered at once (a publish, `/stats`, any refusal).
-    Http,
-    /// A long poll, answered when news came or its timeout passed.
-    Poll,
-    /// A Server-Sent Events stream.
-    Sse,
-    /// A WebSocket.
-    WebSocket,
-}
-
-impl Transport {
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::Http => "http",
-            Transport::Poll => "poll",
-            Transport::Sse => "sse",
-            Transport::WebSocket => "ws",
-        }
-    }
-}
-
 /// What the access log says of one finished exchange.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccessLine<'a> {
@@ -437,7 +414,8 @@ pub struct AccessLine<'a> {
     pub bytes: u64,
     /// From the request head to the end of the exchange.
     pub duration_ms: u64,
-    pub transport: Transport,
+    /// `None` for a request answered at once (a publish, `/stats`, any refusal): `http`.
+    pub transport: Option<Transport>,
     /// A WebSocket's close code ([`crate::stream::WebSocketStream::close_code`]).
     pub close_code: Option<u16>,
 }
@@ -453,9 +431,9 @@ pub fn access(unix_ms: u64, line: &AccessLine<'_>) {
         ("status", Value::from(line.status)),
         ("bytes", Value::from(line.bytes)),
         ("ms", Value::from(line.duration_ms)),
-        ("transport", Value::from(line.transport.name())),
+        ("transport", Value::from(line.transport.map_or("http", Transport::name))),
     ];
-    if line.transport == Transport::WebSocket {
+    if line.transport == Some(Transport::WebSocket) {
         fields.push(("close", Value::from(line.close_code)));
     }
     emit(unix_ms, Level::Info, "access", &fields);
@@ -686,11 +664,11 @@ mod tests {
             status: Some(200),
             bytes: 312,
             duration_ms: 4,
-            transport: Transport::Poll,
+            transport: Some(Transport::LongPoll),
             close_code: None,
         };
         access(NOV_30, &line);
-        line.transport = Transport::WebSocket;
+        line.transport = Some(Transport::WebSocket);
         line.status = Some(101);
         line.close_code = Some(1000);
         access(NOV_30, &line);

@@ -22,6 +22,7 @@ use std::time::Duration;
 use crate::broker::{Batch, Usage};
 use crate::histogram::{self, Histogram, HistogramSnapshot};
 use crate::sync::lock;
+use crate::transport::Transport;
 
 /// What an open connection is currently used for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -373,20 +374,6 @@ impl Snapshot {
 // Traffic: delivery latency, request duration, gap notices, responses by status (`/metrics`)
 // ---------------------------------------------------------------------------------------------
 
-/// How a message reached its subscriber: the `transport` label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    /// A long-poll answer.
-    Poll = 0,
-    /// An SSE event.
-    Sse = 1,
-    /// A WebSocket text frame on `/ws/{channel}`.
-    WebSocket = 2,
-}
-
-const TRANSPORTS: [(Transport, &str); 3] =
-    [(Transport::Poll, "poll"), (Transport::Sse, "sse"), (Transport::WebSocket, "ws")];
-
 /// Which route answered a request: the `route` label of request durations. Route names, never
 /// paths or channels, so the label has these eleven values however many channels there are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -520,10 +507,10 @@ impl TrafficSnapshot {
     /// `realtime_delivery_latency_seconds`, `realtime_request_duration_seconds`,
     /// `realtime_gaps_total` and `realtime_http_responses_total`.
     fn write_prometheus(&self, out: &mut String) {
-        let by_transport: Vec<(String, HistogramSnapshot)> = TRANSPORTS
+        let by_transport: Vec<(String, HistogramSnapshot)> = Transport::ALL
             .iter()
-            .filter_map(|(t, name)| {
-                Some((format!("transport=\"{name}\""), self.delivery_latency.get(*t as usize)?.clone()))
+            .filter_map(|t| {
+                Some((format!("transport=\"{}\"", t.name()), self.delivery_latency.get(*t as usize)?.clone()))
             })
             .collect();
         histogram::write_family(
@@ -549,7 +536,8 @@ impl TrafficSnapshot {
             "# HELP realtime_gaps_total Gap notices sent: messages a subscriber was owed had left the history.\n\
              # TYPE realtime_gaps_total counter"
         );
-        for (transport, name) in TRANSPORTS {
+        for transport in Transport::ALL {
+            let name = transport.name();
             let _ = writeln!(out, "realtime_gaps_total{{transport=\"{name}\"}} {}", self.gaps[transport as usize]);
         }
         let _ = writeln!(
@@ -652,7 +640,7 @@ mod tests {
         let sse = &snapshot.traffic.delivery_latency[Transport::Sse as usize];
         assert_eq!(sse.count(), 2, "but not live ones");
         assert_eq!(sse.sum_micros, 30_000 + 10_000);
-        assert_eq!(snapshot.traffic.delivery_latency[Transport::Poll as usize].count(), 0);
+        assert_eq!(snapshot.traffic.delivery_latency[Transport::LongPoll as usize].count(), 0);
         assert_eq!(snapshot.traffic.gaps, [0, 1, 0]);
         let text = snapshot.to_prometheus("epoll", Usage::default());
         assert!(
@@ -711,7 +699,7 @@ mod tests {
 
     #[test]
     fn the_label_tables_follow_their_enums() {
-        assert!(TRANSPORTS.iter().enumerate().all(|(i, (t, _))| *t as usize == i));
+        assert!(Transport::ALL.iter().enumerate().all(|(i, t)| *t as usize == i));
         assert!(ROUTE_LABELS.iter().enumerate().all(|(i, (r, _))| *r as usize == i));
     }
 }

@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use super::engine::Engine;
 use super::report::{number, Cell, Row};
 use super::{fanout, fresh_channel, idle, io_error, overhead, Options, Target};
-use crate::client::subscriber::{Masks, Subscriber, Transport};
+use crate::client::subscriber::{Masks, Subscriber};
+use crate::transport::Transport;
 
 /// What one run of `claims` measured, for the table and the charts.
 #[derive(Default)]

@@ -52,10 +52,11 @@ use std::time::{Duration, Instant};
 
 use crate::args::{self, Args};
 use crate::client::publisher::Publisher;
-use crate::client::subscriber::{Masks, Subscriber, Transport};
+use crate::client::subscriber::{Masks, Subscriber};
 use crate::json;
 use crate::server::sys;
 use crate::sync::lock;
+use crate::transport::Transport;
 use abuse::Abuse;
 use engine::Engine;
 use peer::Echoer;

@@ -60,9 +60,10 @@ use super::abuse::{Abuse, Abuser, Behaviour};
 use super::engine::{Client, Engine, CLOSED_BY_CLIENT, CONNECT_FAILED};
 use super::report::{Cell, Row};
 use super::{fresh_channel, io_error, Options, Progress, Target};
-use crate::client::subscriber::{Masks, Subscriber, Transport};
+use crate::client::subscriber::{Masks, Subscriber};
 use crate::random::RandomSource;
 use crate::sync::lock;
+use crate::transport::Transport;
 
 /// How often the harness looks at every connection: settles deliveries, gives slow readers
 /// their trickle and flooders their next bytes, and ends and replaces connections.

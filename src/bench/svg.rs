@@ -242,7 +242,7 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::subscriber::Transport;
+    use crate::transport::Transport;
 
     #[test]
     fn every_measured_value_becomes_a_labelled_bar() {

@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 
 use super::{check_token, print_line, usage_error, Endpoint, OutputError};
 use crate::args::Args;
-use crate::client::subscriber::{Delivery, Masks, Subscriber, Transport};
+use crate::client::subscriber::{Delivery, Masks, Subscriber};
 use crate::json;
+use crate::transport::Transport;
 
 pub const USAGE: &str = "\
 Usage: realtime sub URL [OPTIONS]

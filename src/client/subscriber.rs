@@ -27,37 +27,7 @@ use crate::ws::handshake;
 use crate::ws::message::Message as WsMessage;
 use crate::ws::session::{Event as WsEvent, Session, DEFAULT_MAX_MESSAGE};
 
-/// The three ways to follow a channel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    /// `GET /poll/{channel}?since=ID`, asked again after every answer.
-    LongPoll,
-    /// `GET /sse/{channel}`, resumed with `Last-Event-ID`.
-    Sse,
-    /// `GET /ws/{channel}?since=ID`.
-    WebSocket,
-}
-
-impl Transport {
-    pub const ALL: [Transport; 3] = [Transport::LongPoll, Transport::Sse, Transport::WebSocket];
-
-    pub fn parse(name: &str) -> Option<Transport> {
-        match name {
-            "poll" => Some(Transport::LongPoll),
-            "sse" => Some(Transport::Sse),
-            "ws" => Some(Transport::WebSocket),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::LongPoll => "poll",
-            Transport::Sse => "sse",
-            Transport::WebSocket => "ws",
-        }
-    }
-}
+use crate::transport::Transport;
 
 /// A message as a subscriber received it.
 #[derive(Clone, Debug, PartialEq, Eq)]
