@@ -103,6 +103,10 @@ pub struct Config {
     pub addr: String,
     /// Where messages live: this process, or a Redis server shared by several nodes.
     pub broker: BrokerUrl,
+    /// The longest a request waits for Redis before it is answered 503 (a publish) and the
+    /// longest a command may go unanswered before the link declares its connection dead
+    /// ([`redis::DEFAULT_REDIS_TIMEOUT`]).
+    pub redis_timeout: Duration,
     pub model: Model,
     /// Event-loop workers (`0`: one per available core).
     pub workers: usize,
@@ -185,6 +189,7 @@ impl Default for Config {
         Config {
             addr: "127.0.0.1:8080".into(),
             broker: BrokerUrl::Memory,
+            redis_timeout: redis::DEFAULT_REDIS_TIMEOUT,
             model: Model::EventLoop,
             workers: 0,
             poller: Backend::native(),
@@ -266,6 +271,8 @@ Options (durations in seconds, fractions allowed):
   --addr HOST:PORT          listen address                        [127.0.0.1:8080]
   --broker URL              memory, or redis://HOST:PORT[/DB] to share
                             channels with other nodes             [memory]
+  --redis-timeout SECS      longest wait for Redis before a publish
+                            answers 503                           [2] (0.01 to 60)
   --model epoll|threads     event loop, or a thread per connection [epoll]
   --workers N               event-loop worker threads             [one per core]
   --poller epoll|poll       the event loop's readiness API        [epoll on Linux]
@@ -326,6 +333,16 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
         match flag {
             "--addr" => config.addr = value()?.to_string(),
             "--broker" => config.broker = BrokerUrl::parse(value()?).map_err(|why| format!("{flag}: {why}"))?,
+            "--redis-timeout" => {
+                config.redis_timeout = seconds(flag, value()?)?;
+                if !(redis::MIN_REDIS_TIMEOUT..=redis::MAX_REDIS_TIMEOUT).contains(&config.redis_timeout) {
+                    return Err(format!(
+                        "{flag}: between {} and {} seconds",
+                        redis::MIN_REDIS_TIMEOUT.as_secs_f64(),
+                        redis::MAX_REDIS_TIMEOUT.as_secs()
+                    ));
+                }
+            }
             "--model" => {
                 config.model = match value()? {
                     "threads" => Model::Threads,
@@ -554,6 +571,21 @@ mod tests {
         assert!(error.starts_with("--broker: ") && error.contains("port"), "{error}");
         assert!(parse("--broker redis://x:1 --max-publish-bytes 99999999").is_err());
         assert!(parse("--max-publish-bytes 99999999").is_ok(), "the memory broker has no such limit");
+    }
+
+    #[test]
+    fn the_redis_timeout_is_seconds_within_bounds_and_two_by_default() {
+        let timeout = |line: &str| match parse(line) {
+            Ok(Command::Serve(config)) => Ok(config.redis_timeout),
+            Ok(other) => panic!("{other:?}"),
+            Err(error) => Err(error),
+        };
+        assert_eq!(timeout(""), Ok(Duration::from_secs(2)));
+        assert_eq!(timeout("--redis-timeout 0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(timeout("--redis-timeout 60"), Ok(Duration::from_secs(60)));
+        for bad in ["--redis-timeout 0", "--redis-timeout 0.001", "--redis-timeout 61", "--redis-timeout x"] {
+            assert!(timeout(bad).unwrap_err().starts_with("--redis-timeout: "), "{bad}");
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@
 //!            ┌──────────── keep-alive ───────────────┐
 //!            ▼                                       │
 //!  accept ─► Head ─► (route) ─┬─► respond ───────────┤
-//!                             ├─► Body ─► publish ───┤
+//!                             ├─► Body ─► Publishing ┤  (until the broker answers, or 503)
 //!                             ├─► Poll ─► answer ────┘
 //!                             ├─► Sse ──────────── (until the client leaves or shutdown)
 //!                             └─► 101 ─► WebSocket ─ (until the closing handshake)
@@ -42,6 +42,7 @@ use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use crate::app::{error_response, Action, App, Exchange, SseStart, WebSocketMode};
+use crate::broker::{Message, Pending};
 use crate::gate::origin::Cors;
 use crate::http::body::BodyDecoder;
 use crate::http::grammar::Parsed;
@@ -106,6 +107,10 @@ enum State {
     Head { idle_since: Instant, started: Option<Instant> },
     /// Reading a request body to publish.
     Body { channel: String, reply: Reply, decoder: BodyDecoder, body: Vec<u8>, deadline: Instant },
+    /// A publish the broker has not answered yet (Redis: the command is on the link). At
+    /// `deadline` (`--redis-timeout` after the body) the client is answered 503 and the late
+    /// answer is discarded.
+    Publishing { pending: Pending<Arc<Message>>, reply: Reply, deadline: Instant },
     /// A long poll waiting for a message or its timeout.
     Poll { poll: LongPoll, reply: Reply },
     /// A Server-Sent Events stream ([`crate::stream::SseStream`]).
@@ -213,7 +218,7 @@ impl Connection {
     pub fn waiting_for(&self) -> Waiting {
         match self.state {
             State::Head { .. } | State::Body { .. } => Waiting::ForInput,
-            State::Poll { .. } | State::Sse(_) => Waiting::ForBroker,
+            State::Poll { .. } | State::Sse(_) | State::Publishing { .. } => Waiting::ForBroker,
             State::WebSocket(_) => Waiting::ForInputAndBroker,
             State::Closing => Waiting::ForClose,
         }
@@ -240,7 +245,7 @@ impl Connection {
         let deadline = match &self.state {
             State::Head { started: Some(started), .. } => Some(*started + config.header_timeout),
             State::Head { idle_since, started: None } => Some(*idle_since + config.idle_timeout),
-            State::Body { deadline, .. } => Some(*deadline),
+            State::Body { deadline, .. } | State::Publishing { deadline, .. } => Some(*deadline),
             State::Poll { poll, .. } => Some(poll.deadline()),
             State::Sse(stream) => Some(stream.next_deadline()),
             State::WebSocket(stream) => Some(stream.next_deadline(config.keepalive)),
@@ -372,7 +377,7 @@ impl Connection {
             }
             State::Sse(mut stream) => stream.stop(&self.app, self.id, at),
             State::WebSocket(mut stream) => stream.stop(&self.app, self.id, at),
-            State::Head { .. } | State::Body { .. } | State::Closing => {}
+            State::Head { .. } | State::Body { .. } | State::Publishing { .. } | State::Closing => {}
         }
         if let Some(kind) = kind {
             self.app.stats.connection_closed(self.kind);
@@ -401,6 +406,7 @@ impl Connection {
                 self.read_head(now, deadline, waker)
             }
             State::Body { .. } => self.read_body(now),
+            State::Publishing { .. } => self.finish_publish(now, waker),
             State::Poll { .. } => self.poll(now, waker),
             State::Sse(_) | State::WebSocket(_) => self.stream(now, waker),
             State::Closing => false,
@@ -468,9 +474,7 @@ impl Connection {
             Action::Upgrade(start) => {
                 let subscription = match start.mode {
                     WebSocketMode::Echo => None,
-                    WebSocketMode::Channel { channel, since } => {
-                        Some(Subscription::new(&*self.app.broker, &channel, since))
-                    }
+                    WebSocketMode::Channel { channel, since } => Some(Subscription::new(&channel, since)),
                 };
                 let stream = WebSocketStream::start(&start.accept, subscription, start.grant, &mut self.io(now, waker));
                 self.enter(State::WebSocket(Box::new(stream)), now.instant);
@@ -488,7 +492,7 @@ impl Connection {
         if framing.head_only {
             return self.next_request(framing.keep_alive && chunked, now.instant);
         }
-        let subscription = Subscription::new(&*self.app.broker, &start.channel, start.since);
+        let subscription = Subscription::new(&start.channel, start.since);
         let stream = SseStream::start(subscription, chunked, start.grant, &mut self.io(now, waker));
         self.enter(State::Sse(stream), now.instant);
     }
@@ -533,9 +537,14 @@ impl Connection {
             Ok(progress) => {
                 self.input.drain(..progress.consumed);
                 if progress.done {
-                    let response = self.app.publish(channel, body, now);
                     let reply = reply.clone();
-                    self.respond(now, response, &reply);
+                    match self.app.publish(channel, body, now) {
+                        Ok(pending) => {
+                            let deadline = now.instant + self.app.config.redis_timeout;
+                            self.enter(State::Publishing { pending, reply, deadline }, now.instant);
+                        }
+                        Err(response) => self.respond(now, response, &reply),
+                    }
                     return true;
                 }
                 if self.input_closed || self.app.is_shutting_down() {
@@ -550,6 +559,25 @@ impl Connection {
                 false
             }
         }
+    }
+
+    /// Answers a publish once the broker has (at once, on the memory broker), or 503 with
+    /// `Retry-After: 1` when it has not within `--redis-timeout`.
+    fn finish_publish(&mut self, now: Now, waker: &Waker) -> bool {
+        let State::Publishing { pending, reply, deadline } = &mut self.state else { return false };
+        let response = match pending.poll(waker) {
+            Poll::Ready(result) => self.app.published(result),
+            Poll::Pending if now.instant < *deadline => return false,
+            // RFC 9110 §15.6.4: 503 "indicates that the server is currently unable to handle
+            // the request due to a temporary overload"; §10.2.3: Retry-After says when to try.
+            // Redis may still run the command: the message may exist (at least once, as with
+            // a reply lost to a broken connection).
+            Poll::Pending => Response::text(503, "broker did not answer in time, message may not be published")
+                .with_header("Retry-After", "1"),
+        };
+        let reply = reply.clone();
+        self.respond(now, response, &reply);
+        true
     }
 
     /// Long-polling steps 2 to 4 ([`crate::longpoll`]).

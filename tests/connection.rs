@@ -87,7 +87,8 @@ impl Harness {
     }
 
     fn publish(&self, channel: &str, text: &str, after: Duration) {
-        self.app.publish_text(channel, text, self.at(after)).expect("publish");
+        let mut published = self.app.broker.publish(channel, text, self.at(after));
+        assert!(matches!(published.poll(&self.waker), std::task::Poll::Ready(Ok(_))), "publish");
     }
 }
 

@@ -122,20 +122,24 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::task::Waker;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, Weak};
+use std::task::{Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::memory::{Ring, Subscribers};
 use super::resp::{self, encode_command, RespError, Value};
 use super::{
-    is_idle_expired, is_valid_channel_name, next_sweep, Batch, Broker, BrokerError, Gap, History, Limits, Message,
-    Position, Since, Usage,
+    is_idle_expired, is_valid_channel_name, next_sweep, Batch, Broker, BrokerError, Gap, History, Limits, LinkStats,
+    Message, Pending, Position, Reader, Since, Usage,
 };
 use crate::sync::{lock, try_lock};
 use crate::time::Now;
+
+pub mod pipeline;
+
+use pipeline::{OnReplies, OnUp, Pipeline};
 
 /// Redis's port when the URL names none.
 pub const DEFAULT_PORT: u16 = 6379;
@@ -149,10 +153,22 @@ pub const MAX_MESSAGE_BYTES: usize = resp::DEFAULT_MAX_BULK_BYTES - 64;
 /// not answer at all should not hold the supervisor longer than this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// How long one command may wait for its reply before the connection is declared dead (and
-/// the publish answered 503). A reply that arrives later could be taken for the next
-/// command's, so a timed-out connection is never reused.
+/// How long one command on the supervisor's connection (and while opening any connection)
+/// may wait for its reply before the connection is declared dead. A reply that arrives later
+/// could be taken for the next command's, so a timed-out connection is never reused.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `--redis-timeout`: the longest a request waits for Redis before it is answered 503, and
+/// the longest a command on the link may go unanswered before its connection is declared dead
+/// ([`pipeline`]). Redis answers in well under a millisecond; two seconds rides out a fork for
+/// a snapshot or a slow disk without letting a client wait much longer than a person would.
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The shortest `--redis-timeout`: below it, a busy loopback Redis would be taken for a dead one.
+pub const MIN_REDIS_TIMEOUT: Duration = Duration::from_millis(10);
+
+/// The longest `--redis-timeout`: a client waiting a minute for a publish has long given up.
+pub const MAX_REDIS_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The supervisor's heartbeat: how long it blocks reading pub/sub before it looks at the
 /// command connection and the shutdown flag.
@@ -541,6 +557,8 @@ struct Mirror {
     /// The stream's newest position when the mirror was loaded; `None` until then. Every
     /// entry after `base()` is in `ring` or on its way from pub/sub.
     loaded: Option<Position>,
+    /// Its load (`XREVRANGE ... COUNT 1`) is on the link.
+    loading: bool,
     /// The position of the newest message the ring evicted (0: none yet).
     evicted: Position,
     ring: Ring,
@@ -569,6 +587,7 @@ impl Mirror {
     fn unloaded(now: Instant) -> Mirror {
         Mirror {
             loaded: None,
+            loading: false,
             evicted: Position(0),
             ring: Ring::default(),
             newest: Position(0),
@@ -632,7 +651,7 @@ impl Mirror {
         // Nothing newer here: the reader stays where it is, even past `newest` (a cursor from
         // another node whose news has not reached this one yet).
         let position = messages.last().map_or(cursor, |m| m.position);
-        Some(Batch { messages, gap: None, position })
+        Some(Batch { messages, gap: None, position, in_flight: false })
     }
 }
 
@@ -763,6 +782,85 @@ fn parse_newest(reply: &Value) -> Result<Position, RedisError> {
     Ok(parse_entries(reply)?.first().map_or(Position(0), |m| m.position))
 }
 
+/// A read from the stream itself: the entries after the cursor and what the stream says
+/// about its trimming, in one `MULTI`/`EXEC` (one round trip, one consistent snapshot): four
+/// replies, the last of which holds the two results.
+fn cold_read_command(out: &mut Vec<u8>, channel: &str, since: &Since, max: usize) {
+    let key = stream_key(channel);
+    encode_command(out, &[b"MULTI"]);
+    range_command(out, &key, cold_read_cursor(since), max);
+    encode_command(out, &[b"XINFO", b"STREAM", key.as_bytes()]);
+    encode_command(out, &[b"EXEC"]);
+}
+
+/// Where a cold read starts: after the cursor, or from the beginning for a cursor this broker
+/// never produced (every well-formed id has a place in a stream); the latter is answered like
+/// the memory broker answers a foreign one: everything retained, and a gap.
+fn cold_read_cursor(since: &Since) -> Position {
+    match since {
+        Since::After(position) => *position,
+        Since::Unknown(_) => Position(0),
+    }
+}
+
+/// The batch a cold read's replies ([`cold_read_command`]) make, with a gap exactly when an
+/// entry after the cursor was trimmed ([`gap_after`]).
+fn parse_cold_read(since: &Since, mut replies: Vec<Value>) -> Result<Batch, RedisError> {
+    let cursor = cold_read_cursor(since);
+    let foreign = match since {
+        Since::After(_) => None,
+        Since::Unknown(cursor) => Some(cursor.clone()),
+    };
+    let exec = replies.pop().unwrap_or(Value::Array(None));
+    let (xrange, xinfo) = match exec {
+        Value::Array(Some(results)) if results.len() == 2 => {
+            let mut results = results.into_iter();
+            // Two elements, checked just above.
+            (results.next().unwrap_or(Value::Array(None)), results.next().unwrap_or(Value::Array(None)))
+        }
+        Value::Error(message) => return Err(RedisError::Reply(message)),
+        _ => return Err(RedisError::Unexpected("EXEC did not answer two results")),
+    };
+    let messages = parse_entries(&xrange)?;
+    let info = match xinfo {
+        // "ERR no such key": nothing was ever published, or the stream is gone.
+        Value::Error(message) if message.contains("no such key") => None,
+        Value::Error(message) => return Err(RedisError::Reply(message)),
+        reply => Some(StreamInfo::parse(&reply)?),
+    };
+    let missed = foreign.is_some() || gap_after(cursor, info.as_ref());
+    let gap = missed.then(|| Gap {
+        since: foreign.unwrap_or_else(|| stream_id(cursor)),
+        oldest: info.as_ref().and_then(|i| i.first).map(|(first, _)| stream_id(first)),
+    });
+    let position = match messages.last() {
+        Some(last) => last.position,
+        // Told about the gap, the reader goes on from the end of what is there.
+        None if missed => info.map_or(Position(0), |i| i.last_generated),
+        None => cursor,
+    };
+    Ok(Batch { messages, gap, position, in_flight: false })
+}
+
+/// What a reader asked Redis for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Want {
+    /// The stream's newest id: where "only new messages" starts ([`Broker::tail`]).
+    Tail,
+    /// A cold read ([`cold_read_command`]).
+    Read { since: Since, max: usize },
+}
+
+/// A reader's request on the link, and its answer once it has landed.
+struct Request {
+    serial: u64,
+    channel: Box<str>,
+    want: Want,
+    replies: Option<Result<Vec<Value>, BrokerError>>,
+    /// Who to wake when the answer lands.
+    waker: Option<Waker>,
+}
+
 /// What the broker and its supervisor thread share.
 struct Shared {
     url: RedisUrl,
@@ -771,9 +869,19 @@ struct Shared {
     topic_prefix: String,
     /// SHA-1 of [`PUBLISH_SCRIPT`], for `EVALSHA`.
     script_sha: String,
-    /// Lock order: `command`, then `channels`, then one mirror.
+    /// The workers' link to Redis: publishes, loads and cold reads, pipelined, never waited for.
+    pipeline: Pipeline,
+    /// The supervisor's own connection, for catch-up; only the supervisor thread uses it.
+    /// Lock order: `command`, then `channels`, then one mirror, then `requests` or a lane of
+    /// the pipeline.
     command: Mutex<CommandLink>,
     channels: Mutex<HashMap<Box<str>, Arc<Mutex<Mirror>>>>,
+    /// What each reader is waiting for from Redis (its tail, or a cold read), by subscriber
+    /// key: at most one each, dropped when the reader moves on ([`Broker::forget`]). Shared
+    /// with the link's callbacks, which fill them in.
+    requests: Arc<Mutex<HashMap<u64, Request>>>,
+    /// Numbers requests, so that an answer to a replaced one is not taken for its successor's.
+    next_request: AtomicU64,
     /// Redis's clock minus ours, in milliseconds, as last measured.
     clock_offset_ms: AtomicI64,
     stopping: AtomicBool,
@@ -782,11 +890,6 @@ struct Shared {
 impl Shared {
     fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
-    }
-
-    /// Runs one exchange on the command connection.
-    fn command<T>(&self, exchange: impl FnOnce(&mut Link) -> Result<T, RedisError>) -> Result<T, RedisError> {
-        self.run(&mut lock(&self.command), exchange)
     }
 
     /// Runs `exchange` on the held command connection; a broken connection is dropped for the
@@ -842,8 +945,10 @@ impl Shared {
         }
     }
 
-    /// The channel's mirror, created (and loaded: one round trip) if needed; `then` runs on it
-    /// while no other thread can forget it. `None` if it could not be created.
+    /// The channel's mirror, created if needed, its load started on the link if it has none
+    /// yet (the answer lands later: [`Shared::start_load`]); `then` runs on it with the table
+    /// locked, so that no sweep or eviction can forget it meanwhile (a subscriber added to a
+    /// forgotten mirror would never be woken). `None` if it could not be created.
     fn with_mirror<T>(
         &self,
         name: &str,
@@ -851,57 +956,128 @@ impl Shared {
         now: Instant,
         then: impl FnOnce(&mut Mirror) -> T,
     ) -> Option<T> {
-        {
-            // The common case: known and loaded. The map lock keeps it from being evicted.
-            let channels = lock(&self.channels);
-            if let Some(mirror) = channels.get(name) {
-                let mut mirror = lock(mirror);
-                if mirror.loaded.is_some() {
-                    return Some(then(&mut mirror));
+        let mut channels = lock(&self.channels);
+        let mirror = match channels.get(name) {
+            Some(mirror) => mirror.clone(),
+            None => {
+                self.evict(&mut channels);
+                if channels.len() >= self.limits.max_channels && create == Create::IfRoom {
+                    return None;
                 }
-            }
-        }
-        // Loads and evictions happen only under the command lock: while it is held, a mirror
-        // cannot be forgotten, and the supervisor cannot be between subscribing and listing the
-        // mirrors it catches up (see `catch_up`).
-        let mut command = lock(&self.command);
-        let mirror = {
-            let mut channels = lock(&self.channels);
-            match channels.get(name) {
-                Some(mirror) => mirror.clone(),
-                None => {
-                    self.evict(&mut channels, &command);
-                    if channels.len() >= self.limits.max_channels && create == Create::IfRoom {
-                        return None;
-                    }
-                    // In the map before the load is sent: pub/sub messages from now on land in it.
-                    let mirror = Arc::new(Mutex::new(Mirror::unloaded(now)));
-                    channels.insert(name.into(), mirror.clone());
-                    mirror
-                }
+                // In the map before the load is sent: pub/sub messages from now on land in it.
+                let mirror = Arc::new(Mutex::new(Mirror::unloaded(now)));
+                channels.insert(name.into(), mirror.clone());
+                mirror
             }
         };
-        if lock(&mirror).loaded.is_none() {
-            let key = stream_key(name);
-            let newest = self.run(&mut command, |link| {
-                let mut out = Vec::new();
-                newest_command(&mut out, &key);
-                parse_newest(&link.pipeline(&out, 1)?[0])
-            });
-            // On failure the mirror stays unloaded: its reads go to Redis, and the supervisor
-            // loads it once Redis is back.
-            if let Ok(newest) = newest {
-                lock(&mirror).load(newest);
+        let mut guard = lock(&mirror);
+        if guard.loaded.is_none() && !guard.loading {
+            self.start_load(name, &mirror, &mut guard);
+        }
+        Some(then(&mut guard))
+    }
+
+    /// Sends a mirror's load on the link: the stream's newest id becomes its base when the
+    /// answer lands. If the link is down or the load fails, the mirror stays unloaded (its
+    /// reads go to the stream), and the next look at it, the link coming back
+    /// ([`Shared::on_link_up`]) or the supervisor's catch-up loads it.
+    fn start_load(&self, name: &str, mirror: &Arc<Mutex<Mirror>>, guard: &mut Mirror) {
+        let mut out = Vec::new();
+        newest_command(&mut out, &stream_key(name));
+        let target = mirror.clone();
+        let on_replies: OnReplies = Box::new(move |replies| {
+            let newest = replies.ok().and_then(|replies| replies.first().and_then(|reply| parse_newest(reply).ok()));
+            let mut mirror = lock(&target);
+            mirror.loading = false;
+            if let Some(newest) = newest {
+                mirror.load(newest);
+            }
+            // Readers that could not be answered before the load read again.
+            mirror.subscribers.wake_all();
+        });
+        guard.loading = self.pipeline.submit(&out, 1, on_replies).is_ok();
+    }
+
+    /// A connection of the link came up: loads what could not be loaded, and wakes every
+    /// subscriber, so that readers whose reads failed while Redis was away read again.
+    fn on_link_up(&self) {
+        let mirrors: Vec<(Box<str>, Arc<Mutex<Mirror>>)> =
+            lock(&self.channels).iter().map(|(name, mirror)| (name.clone(), mirror.clone())).collect();
+        for (name, mirror) in mirrors {
+            let mut guard = lock(&mirror);
+            if guard.loaded.is_none() && !guard.loading {
+                self.start_load(&name, &mirror, &mut guard);
+            }
+            guard.subscribers.wake_all();
+        }
+    }
+
+    /// Whether `subscriber` has asked Redis for `want` on `channel` (answered or not).
+    fn is_asking(&self, subscriber: u64, channel: &str, want: &Want) -> bool {
+        lock(&self.requests).get(&subscriber).is_some_and(|r| &*r.channel == channel && r.want == *want)
+    }
+
+    /// `reader`'s request for `want` on `channel`: its replies once they have landed, else
+    /// `Pending` (and `reader` is woken when they land). A reader has one request at most: a
+    /// different one replaces it, and its late answer is dropped. When the link cannot take
+    /// the command the answer is an error at once, and nothing wakes the reader for it.
+    fn request(&self, reader: Reader<'_>, channel: &str, want: Want) -> Poll<Result<Vec<Value>, BrokerError>> {
+        let mut requests = lock(&self.requests);
+        if let Some(request) = requests.get_mut(&reader.subscriber) {
+            if &*request.channel == channel && request.want == want {
+                if let Some(replies) = request.replies.take() {
+                    requests.remove(&reader.subscriber);
+                    return Poll::Ready(replies);
+                }
+                if !request.waker.as_ref().is_some_and(|w| w.will_wake(reader.waker)) {
+                    request.waker = Some(reader.waker.clone());
+                }
+                return Poll::Pending;
             }
         }
-        let mut mirror = lock(&mirror);
-        Some(then(&mut mirror))
+        let mut out = Vec::new();
+        let replies = match &want {
+            Want::Tail => {
+                newest_command(&mut out, &stream_key(channel));
+                1
+            }
+            Want::Read { since, max } => {
+                cold_read_command(&mut out, channel, since, *max);
+                4
+            }
+        };
+        let serial = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let (subscriber, answers) = (reader.subscriber, self.requests.clone());
+        let on_replies: OnReplies = Box::new(move |replies| {
+            let waker = {
+                let mut requests = lock(&answers);
+                let Some(request) = requests.get_mut(&subscriber).filter(|r| r.serial == serial) else { return };
+                request.replies = Some(replies);
+                request.waker.take()
+            };
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        });
+        // The requests stay locked while the command is queued, so its answer cannot be
+        // filled in before the request exists.
+        match self.pipeline.submit(&out, replies, on_replies) {
+            Ok(()) => {
+                let waker = Some(reader.waker.clone());
+                requests.insert(subscriber, Request { serial, channel: channel.into(), want, replies: None, waker });
+                Poll::Pending
+            }
+            Err(error) => {
+                requests.remove(&subscriber);
+                Poll::Ready(Err(error))
+            }
+        }
     }
 
     /// Makes room for a new mirror by forgetting the channels that have been quiet longest
-    /// and have no local subscribers; their messages stay in Redis. Only with the command
-    /// lock held (`_command` proves it), so that a mirror being loaded is never forgotten.
-    fn evict(&self, channels: &mut HashMap<Box<str>, Arc<Mutex<Mirror>>>, _command: &CommandLink) {
+    /// and have no local subscribers; their messages stay in Redis. A mirror whose load is
+    /// still on its way is not idle ([`Mirror::is_idle`]), so it is never forgotten.
+    fn evict(&self, channels: &mut HashMap<Box<str>, Arc<Mutex<Mirror>>>) {
         while channels.len() >= self.limits.max_channels {
             let quietest = channels
                 .iter()
@@ -920,9 +1096,9 @@ impl Shared {
     }
 
     /// Forgets the mirrors idle for `--channel-ttl` (their streams stay in Redis) and returns
-    /// when the next sweep is due ([`next_sweep`]). Only with the command lock held, like
-    /// [`Shared::evict`].
-    fn sweep(&self, _command: &CommandLink, now: Instant) -> Instant {
+    /// when the next sweep is due ([`next_sweep`]). Like [`Shared::evict`], never one whose
+    /// load is on its way.
+    fn sweep(&self, now: Instant) -> Instant {
         let ttl = self.limits.channel_ttl;
         let mut earliest_expiry: Option<Instant> = None;
         lock(&self.channels).retain(|_, mirror| {
@@ -949,53 +1125,6 @@ impl Shared {
         end_of_millisecond(redis_ms.max(0) as u64)
     }
 
-    /// A read from the stream itself: the entries after the cursor and what the stream says
-    /// about its trimming, in one `MULTI`/`EXEC` (one round trip, one consistent snapshot).
-    fn cold_read(&self, channel: &str, since: &Since, max: usize) -> Result<Batch, RedisError> {
-        let key = stream_key(channel);
-        let (cursor, foreign) = match since {
-            Since::After(position) => (*position, None),
-            // Never produced by this broker (every well-formed id has a place in a stream);
-            // answered like the memory broker: everything retained, and a gap.
-            Since::Unknown(cursor) => (Position(0), Some(cursor.clone())),
-        };
-        let mut out = Vec::new();
-        encode_command(&mut out, &[b"MULTI"]);
-        range_command(&mut out, &key, cursor, max);
-        encode_command(&mut out, &[b"XINFO", b"STREAM", key.as_bytes()]);
-        encode_command(&mut out, &[b"EXEC"]);
-        let mut replies = self.command(|link| link.pipeline(&out, 4))?;
-        let exec = replies.pop().unwrap_or(Value::Array(None));
-        let (xrange, xinfo) = match exec {
-            Value::Array(Some(results)) if results.len() == 2 => {
-                let mut results = results.into_iter();
-                // Two elements, checked just above.
-                (results.next().unwrap_or(Value::Array(None)), results.next().unwrap_or(Value::Array(None)))
-            }
-            Value::Error(message) => return Err(RedisError::Reply(message)),
-            _ => return Err(RedisError::Unexpected("EXEC did not answer two results")),
-        };
-        let messages = parse_entries(&xrange)?;
-        let info = match xinfo {
-            // "ERR no such key": nothing was ever published, or the stream is gone.
-            Value::Error(message) if message.contains("no such key") => None,
-            Value::Error(message) => return Err(RedisError::Reply(message)),
-            reply => Some(StreamInfo::parse(&reply)?),
-        };
-        let missed = foreign.is_some() || gap_after(cursor, info.as_ref());
-        let gap = missed.then(|| Gap {
-            since: foreign.unwrap_or_else(|| stream_id(cursor)),
-            oldest: info.as_ref().and_then(|i| i.first).map(|(first, _)| stream_id(first)),
-        });
-        let position = match messages.last() {
-            Some(last) => last.position,
-            // Told about the gap, the reader goes on from the end of what is there.
-            None if missed => info.map_or(Position(0), |i| i.last_generated),
-            None => cursor,
-        };
-        Ok(Batch { messages, gap, position })
-    }
-
     /// Opens the subscription connection, subscribes, then catches up (in that order: see
     /// `catch_up`). Returns the connection and the number of messages caught up.
     fn subscribe(&self) -> Result<(Link, usize), RedisError> {
@@ -1013,10 +1142,13 @@ impl Shared {
 
     /// Brings every mirror up to date with its stream: loads the unloaded ones and reads the
     /// others' streams past their newest entry. Called by the supervisor, which reads no
-    /// pub/sub message meanwhile, with the command lock held, so no mirror is being loaded:
-    /// every mirror either is listed here or will be loaded after the subscription was live.
-    /// Anything published after the subscription started arrives (again) by pub/sub and is
-    /// skipped as a duplicate. Returns the number of messages added.
+    /// pub/sub message meanwhile, after the subscription is live. A mirror made after the list
+    /// below was taken sends its load on the link after that, so Redis runs the load after the
+    /// subscription and pub/sub brings everything after it. A mirror in the list whose load on
+    /// the link lands first (that load may have run before the subscription) is read on from
+    /// its newest entry instead, like a loaded one. Anything published after the subscription
+    /// started arrives (again) by pub/sub and is skipped as a duplicate. Returns the number of
+    /// messages added.
     fn catch_up(&self, command: &mut CommandLink) -> Result<usize, RedisError> {
         if command.link.is_none() && !self.reconnect(command) {
             return Err(RedisError::NotConnected);
@@ -1026,18 +1158,30 @@ impl Shared {
         let mut added = 0;
         for group in mirrors.chunks(CATCH_UP_PIPELINE) {
             let mut out = Vec::new();
+            // Whether each mirror was asked for its load (else for the entries after its newest).
+            let mut asked_to_load = Vec::with_capacity(group.len());
             for (name, mirror) in group {
                 let mirror = lock(mirror);
+                asked_to_load.push(mirror.loaded.is_none());
                 match mirror.loaded {
                     None => newest_command(&mut out, &stream_key(name)),
                     Some(_) => range_command(&mut out, &stream_key(name), mirror.newest, CATCH_UP_PAGE),
                 }
             }
             let replies = self.run(command, |link| link.pipeline(&out, group.len()))?;
-            for ((name, mirror), reply) in group.iter().zip(replies) {
-                let unloaded = lock(mirror).loaded.is_none();
-                let result = if unloaded {
-                    parse_newest(&reply).map(|newest| lock(mirror).load(newest))
+            for (((name, mirror), reply), asked_to_load) in group.iter().zip(replies).zip(asked_to_load) {
+                let result = if asked_to_load {
+                    let loaded_meanwhile = parse_newest(&reply).map(|newest| {
+                        let mut mirror = lock(mirror);
+                        let loaded_meanwhile = mirror.loaded.is_some();
+                        mirror.load(newest);
+                        loaded_meanwhile.then_some(mirror.newest)
+                    });
+                    match loaded_meanwhile {
+                        Ok(Some(newest)) => self.read_on(command, name, mirror, newest).map(|n| added += n),
+                        Ok(None) => Ok(()),
+                        Err(error) => Err(error),
+                    }
                 } else {
                     self.page_through(command, name, mirror, &reply).map(|n| added += n)
                 };
@@ -1055,6 +1199,20 @@ impl Shared {
             lock(mirror).subscribers.wake_all();
         }
         Ok(added)
+    }
+
+    /// Reads a mirror's stream on from `newest`, page after page.
+    fn read_on(
+        &self,
+        command: &mut CommandLink,
+        name: &str,
+        mirror: &Mutex<Mirror>,
+        newest: Position,
+    ) -> Result<usize, RedisError> {
+        let mut out = Vec::new();
+        range_command(&mut out, &stream_key(name), newest, CATCH_UP_PAGE);
+        let replies = self.run(command, |link| link.pipeline(&out, 1))?;
+        self.page_through(command, name, mirror, &replies[0])
     }
 
     /// Adds a catch-up page to a mirror, and reads on while pages come back full.
@@ -1100,10 +1258,7 @@ impl Shared {
             let received = link.receive();
             let now = Instant::now();
             if now >= next_sweep {
-                // Sweeping needs the command lock; if a command holds it, try on the next turn.
-                if let Some(command) = try_lock(&self.command) {
-                    next_sweep = self.sweep(&command, now);
-                }
+                next_sweep = self.sweep(now);
             }
             match received {
                 Ok(value) => {
@@ -1247,24 +1402,38 @@ pub struct RedisBroker {
 }
 
 impl RedisBroker {
-    /// Starts the supervisor and waits (a few seconds at most) for its first subscription,
-    /// so that a node that starts with Redis up serves from its first request. If Redis is
-    /// down the node runs anyway, answers publishes with 503 and keeps trying.
-    pub fn start(url: RedisUrl, limits: Limits) -> io::Result<RedisBroker> {
-        let shared = Arc::new(Shared {
-            topic_prefix: format!("realtime:{}:", url.db),
-            script_sha: sha1_smol::Sha1::from(PUBLISH_SCRIPT).digest().to_string(),
-            url,
-            limits: limits.sanitized(),
-            command: Mutex::new(CommandLink {
-                link: None,
-                next_attempt: Instant::now(),
-                backoff: Backoff::new(),
-                down_since: None,
-            }),
-            channels: Mutex::default(),
-            clock_offset_ms: AtomicI64::new(0),
-            stopping: AtomicBool::new(false),
+    /// Starts the link and the supervisor and waits (a few seconds at most) for the link's
+    /// first connections and the first subscription, so that a node that starts with Redis up
+    /// serves from its first request. If Redis is down the node runs anyway, answers publishes
+    /// with 503 and keeps trying. `timeout` is `--redis-timeout`.
+    pub fn start(url: RedisUrl, limits: Limits, timeout: Duration) -> io::Result<RedisBroker> {
+        let shared = Arc::new_cyclic(|shared: &Weak<Shared>| {
+            let shared = shared.clone();
+            // Upgraded only once the broker exists; a lane that comes up before has nothing to do.
+            let on_up: OnUp = Arc::new(move || {
+                if let Some(shared) = shared.upgrade() {
+                    shared.on_link_up();
+                }
+            });
+            let connections = pipeline::DEFAULT_CONNECTIONS;
+            Shared {
+                topic_prefix: format!("realtime:{}:", url.db),
+                script_sha: sha1_smol::Sha1::from(PUBLISH_SCRIPT).digest().to_string(),
+                pipeline: Pipeline::start(&url, connections, timeout, on_up, FIRST_SUBSCRIPTION_WAIT),
+                url,
+                limits: limits.sanitized(),
+                command: Mutex::new(CommandLink {
+                    link: None,
+                    next_attempt: Instant::now(),
+                    backoff: Backoff::new(),
+                    down_since: None,
+                }),
+                channels: Mutex::default(),
+                requests: Arc::default(),
+                next_request: AtomicU64::new(0),
+                clock_offset_ms: AtomicI64::new(0),
+                stopping: AtomicBool::new(false),
+            }
         });
         let (ready, first_attempt) = mpsc::channel();
         let supervisor = shared.clone();
@@ -1277,34 +1446,58 @@ impl RedisBroker {
         &self.shared.url
     }
 
-    /// Runs the publish script: `EVALSHA`, or `EVAL` if Redis does not have it cached.
-    fn run_publish_script(&self, link: &mut Link, channel: &str, text: &str) -> Result<String, RedisError> {
+    /// The publish script's command: `EVALSHA` with the channel's stream, the history length,
+    /// the text and the pub/sub channel (see [`PUBLISH_SCRIPT`]). The script is loaded on every
+    /// connection of the link before it takes commands, so `EVALSHA` finds it.
+    fn publish_command(&self, channel: &str, text: &str) -> Vec<u8> {
         let key = stream_key(channel);
         let topic = format!("{}{channel}", self.shared.topic_prefix);
         let history = self.shared.limits.history.messages.to_string();
-        let args: [&[u8]; 5] = [b"1", key.as_bytes(), history.as_bytes(), text.as_bytes(), topic.as_bytes()];
-        let call = |link: &mut Link, verb: &[u8], script: &[u8]| {
-            let mut command = vec![verb, script];
-            command.extend_from_slice(&args);
-            link.call(&command)
-        };
-        // Redis answers NOSCRIPT "when you run a Lua script with EVALSHA, but the server doesn't
-        // have the script in its script cache", which "is emptied when the server restarts"
-        // (Redis docs, NOSCRIPT error). EVAL runs it and caches it again.
-        let reply = match call(link, b"EVALSHA", self.shared.script_sha.as_bytes()) {
-            Err(RedisError::Reply(message)) if message.starts_with("NOSCRIPT") => {
-                call(link, b"EVAL", PUBLISH_SCRIPT.as_bytes())
-            }
-            reply => reply,
-        }?;
-        reply.as_str().map(str::to_string).ok_or(RedisError::Unexpected("the publish script returned no id"))
+        let sha = self.shared.script_sha.as_bytes();
+        let mut out = Vec::with_capacity(text.len() + 160);
+        encode_command(
+            &mut out,
+            &[b"EVALSHA", sha, b"1", key.as_bytes(), history.as_bytes(), text.as_bytes(), topic.as_bytes()],
+        );
+        out
+    }
+}
+
+/// What the publish script's reply makes: the message, or why there is none. `NOSCRIPT`
+/// ("when you run a Lua script with EVALSHA, but the server doesn't have the script in its
+/// script cache", Redis docs) means the cache was flushed while the link's connections stayed
+/// up: the publish answers 503 and the script is loaded again for the next one. (Running it
+/// with `EVAL` now instead would put this publish behind later ones of the same channel.)
+fn published(
+    shared: &Shared,
+    replies: Result<Vec<Value>, BrokerError>,
+    text: &str,
+) -> Result<Arc<Message>, BrokerError> {
+    let unavailable = |why: &str| BrokerError::Unavailable(why.to_string());
+    match replies?.pop() {
+        Some(Value::Error(message)) if message.starts_with("NOSCRIPT") => {
+            shared.pipeline.reload_script();
+            Err(unavailable("Redis had lost the publish script; it is being loaded again"))
+        }
+        Some(Value::Error(message)) => Err(BrokerError::Unavailable(format!("Redis answered: {message}"))),
+        Some(reply) => {
+            let id = reply.as_str().ok_or_else(|| unavailable("the publish script returned no id"))?;
+            let position = parse_stream_id(id).ok_or_else(|| unavailable("malformed stream id"))?;
+            // Subscribers on this node get the message the way every node does, from pub/sub in
+            // stream order; adding it to the mirror here could put it before an earlier message
+            // another node published that pub/sub has not delivered yet.
+            Ok(Arc::new(Message::new(id, position, text, millis(position))))
+        }
+        None => Err(unavailable("no reply")),
     }
 }
 
 impl Drop for RedisBroker {
-    /// Stops the supervisor (within a tick); the connections close when it exits.
+    /// Stops the supervisor (within a tick) and the link; the connections close when their
+    /// threads exit, and commands in flight fail.
     fn drop(&mut self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.pipeline.stop();
     }
 }
 
@@ -1319,65 +1512,85 @@ impl Broker for RedisBroker {
         Usage { channels: channels.len(), retained_bytes }
     }
 
-    /// `now` is not used: a message's time is its stream id's, Redis's clock, the same for
-    /// every node; and a mirror's idle time runs from when this node hears the message.
-    fn publish(&self, channel: &str, text: &str, _now: Now) -> Result<Arc<Message>, BrokerError> {
-        let unavailable = |error: RedisError| BrokerError::Unavailable(error.to_string());
-        let id = self.shared.command(|link| self.run_publish_script(link, channel, text)).map_err(unavailable)?;
-        let position =
-            parse_stream_id(&id).ok_or_else(|| unavailable(RedisError::Unexpected("malformed stream id")))?;
-        // Subscribers on this node get the message the way every node does, from pub/sub in
-        // stream order; adding it to the mirror here could put it before an earlier message
-        // another node published that pub/sub has not delivered yet.
-        Ok(Arc::new(Message::new(&id, position, text, millis(position))))
+    /// Sends the publish script on the link and returns at once; the link's thread fills the
+    /// answer in. `now` is not used: a message's time is its stream id's, Redis's clock, the
+    /// same for every node; and a mirror's idle time runs from when this node hears the message.
+    fn publish(&self, channel: &str, text: &str, _now: Now) -> Pending<Arc<Message>> {
+        let command = self.publish_command(channel, text);
+        let (pending, completer) = Pending::later();
+        let (shared, text) = (self.shared.clone(), text.to_string());
+        let on_replies: OnReplies = Box::new(move |replies| completer.complete(published(&shared, replies, &text)));
+        match self.shared.pipeline.submit(&command, 1, on_replies) {
+            Ok(()) => pending,
+            // Refused at once, never queued: the caller answers 503.
+            Err(error) => Pending::ready(Err(error)),
+        }
     }
 
     fn parse_cursor(&self, cursor: &str) -> Result<Since, BrokerError> {
         parse_stream_id(cursor).map(Since::After).ok_or(BrokerError::BadCursor)
     }
 
-    fn tail(&self, channel: &str) -> Position {
-        // This broker does I/O and reads the clock where it is not told the time.
-        let now = Instant::now();
-        let known =
-            self.shared.with_mirror(channel, Create::IfRoom, now, |mirror| mirror.loaded.map(|_| mirror.newest));
-        if let Some(Some(newest)) = known {
-            return newest;
+    /// A loaded mirror's newest position; otherwise the stream's newest id, asked for this
+    /// reader on the link (the mirror's load is started too). Once a reader has asked, its
+    /// answer is the tail even if the mirror loads meanwhile: the mirror's newest could by
+    /// then include a message published after the reader came, which it would skip. If Redis
+    /// cannot answer, "now" on Redis's clock ([`Shared::estimated_now`]).
+    fn tail(&self, channel: &str, reader: Reader<'_>) -> Poll<Position> {
+        if !self.shared.is_asking(reader.subscriber, channel, &Want::Tail) {
+            // This broker reads the clock where it is not told the time.
+            let known = self
+                .shared
+                .with_mirror(channel, Create::IfRoom, Instant::now(), |mirror| mirror.loaded.map(|_| mirror.newest));
+            if let Some(Some(newest)) = known {
+                return Poll::Ready(newest);
+            }
         }
-        let key = stream_key(channel);
-        let newest = self.shared.command(|link| {
-            let mut out = Vec::new();
-            newest_command(&mut out, &key);
-            parse_newest(&link.pipeline(&out, 1)?[0])
-        });
-        newest.unwrap_or_else(|_| self.shared.estimated_now())
+        match self.shared.request(reader, channel, Want::Tail) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(replies) => {
+                let newest = replies.ok().and_then(|replies| replies.first().and_then(|r| parse_newest(r).ok()));
+                Poll::Ready(newest.unwrap_or_else(|| self.shared.estimated_now()))
+            }
+        }
     }
 
     fn cursor(&self, position: Position) -> String {
         stream_id(position)
     }
 
-    fn read(&self, channel: &str, since: &Since, max: usize) -> Batch {
+    /// From the mirror when it covers the cursor; otherwise a cold read on the link, for this
+    /// reader: in flight until it lands. If Redis cannot answer, nothing is returned and the
+    /// cursor stays: the reader is woken to try again when the link or the subscription is
+    /// back (or by the next message).
+    fn read(&self, channel: &str, since: &Since, max: usize, reader: Reader<'_>) -> Batch {
         if let Since::After(cursor) = since {
             let mirror = lock(&self.shared.channels).get(channel).cloned();
             if let Some(batch) = mirror.and_then(|mirror| lock(&mirror).read(*cursor, max)) {
                 return batch;
             }
         }
-        // Older than the mirror, or a channel this node does not mirror: ask the stream. If
-        // Redis cannot answer, nothing is returned and the cursor stays: the reader is woken
-        // to try again once the supervisor has reconnected.
-        self.shared.cold_read(channel, since, max).unwrap_or_else(|_| {
-            let position = match since {
-                Since::After(cursor) => *cursor,
-                Since::Unknown(_) => Position(0),
-            };
-            Batch { messages: Vec::new(), gap: None, position }
-        })
+        let stays = cold_read_cursor(since);
+        match self.shared.request(reader, channel, Want::Read { since: since.clone(), max }) {
+            Poll::Pending => Batch::in_flight(stays),
+            Poll::Ready(Ok(replies)) => parse_cold_read(since, replies).unwrap_or_else(|_| Batch::empty(stays)),
+            Poll::Ready(Err(_)) => Batch::empty(stays),
+        }
     }
 
     fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker, now: Instant) {
         self.shared.with_mirror(channel, Create::Always, now, |mirror| mirror.subscribers.insert(subscriber, waker));
+    }
+
+    fn forget(&self, channel: &str, subscriber: u64) {
+        let mut requests = lock(&self.shared.requests);
+        if requests.get(&subscriber).is_some_and(|request| &*request.channel == channel) {
+            requests.remove(&subscriber);
+        }
+    }
+
+    fn link_stats(&self) -> Option<LinkStats> {
+        Some(self.shared.pipeline.stats())
     }
 
     fn unsubscribe(&self, channel: &str, subscriber: u64, now: Instant) {
@@ -1540,6 +1753,7 @@ mod tests {
             limits,
             topic_prefix: "realtime:0:".into(),
             script_sha: String::new(),
+            pipeline: Pipeline::offline(),
             command: Mutex::new(CommandLink {
                 link: None,
                 next_attempt: at(0),
@@ -1547,6 +1761,8 @@ mod tests {
                 down_since: None,
             }),
             channels: Mutex::default(),
+            requests: Arc::default(),
+            next_request: AtomicU64::new(0),
             clock_offset_ms: AtomicI64::new(0),
             stopping: AtomicBool::new(false),
         }
@@ -1573,18 +1789,17 @@ mod tests {
             names.sort();
             names
         };
-        let command = lock(&shared.command);
-        let next = shared.sweep(&command, at(ttl / 2));
+        let next = shared.sweep(at(ttl / 2));
         assert_eq!(names(&shared), ["busy", "quiet", "watched"]);
         assert_eq!(next, at(ttl), "the next sweep is due when the quiet one expires");
         assert_eq!(
-            shared.sweep(&command, at(ttl - 1)),
+            shared.sweep(at(ttl - 1)),
             at(ttl - 1) + Limits::default().channel_ttl / crate::broker::SWEEPS_PER_TTL,
             "and no sooner than an eighth of a TTL after the last"
         );
-        shared.sweep(&command, at(ttl));
+        shared.sweep(at(ttl));
         assert_eq!(names(&shared), ["busy", "watched"], "the quiet one is forgotten (its stream is in Redis)");
-        shared.sweep(&command, at(100 * ttl));
+        shared.sweep(at(100 * ttl));
         assert_eq!(names(&shared), ["watched"], "a local subscriber keeps its mirror");
     }
 

@@ -71,7 +71,9 @@ impl Server {
         let local_addr = listener.local_addr()?;
         let broker: Arc<dyn Broker> = match &config.broker {
             BrokerUrl::Memory => Arc::new(MemoryBroker::new(config.broker_limits())),
-            BrokerUrl::Redis(url) => Arc::new(RedisBroker::start(url.clone(), config.broker_limits())?),
+            BrokerUrl::Redis(url) => {
+                Arc::new(RedisBroker::start(url.clone(), config.broker_limits(), config.redis_timeout)?)
+            }
         };
         let app = Arc::new(App::new(config, broker));
         Ok(Server { app, listener, local_addr })
