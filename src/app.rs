@@ -320,6 +320,7 @@ impl App {
     fn snapshot(&self) -> crate::stats::Snapshot {
         let mut snapshot = self.stats.snapshot();
         snapshot.memory_budget = [self.budget.limit() as u64, self.budget.used() as u64, self.budget.shed_count()];
+        snapshot.redis = self.broker.link_stats();
         snapshot
     }
 

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-use crate::broker::Usage;
+use crate::broker::{LinkStats, Usage};
 use crate::sync::lock;
 
 /// What an open connection is currently used for.
@@ -114,6 +114,9 @@ pub struct Snapshot {
     pub rss_bytes: u64,
     pub threads: u64,
     pub workers: Vec<WorkerSnapshot>,
+    /// The Redis broker's command link ([`crate::broker::Broker::link_stats`]); filled in by
+    /// the app, `None` on the memory broker.
+    pub redis: Option<LinkStats>,
 }
 
 impl Stats {
@@ -214,6 +217,7 @@ impl Stats {
                     iterations: w.iterations.load(Relaxed),
                 })
                 .collect(),
+            redis: None,
         }
     }
 }
@@ -282,7 +286,26 @@ impl Snapshot {
                 worker.connections, worker.parked_polls, worker.bytes_queued, worker.iterations
             );
         }
-        out.push_str("]}");
+        out.push(']');
+        if let Some(link) = &self.redis {
+            let mean_us = link.latency_sum_us.checked_div(link.answered).unwrap_or(0);
+            let _ = write!(
+                out,
+                ",\"redis\":{{\"state\":\"{}\",\"connections\":{},\"connections_up\":{},\"reconnects\":{},\
+                 \"in_flight\":{},\"commands_sent\":{},\"commands_answered\":{},\"commands_failed\":{},\
+                 \"latency_mean_us\":{mean_us},\"latency_max_us\":{}}}",
+                if link.connections_up > 0 { "up" } else { "down" },
+                link.connections,
+                link.connections_up,
+                link.reconnects,
+                link.in_flight,
+                link.sent,
+                link.answered,
+                link.failed,
+                link.latency_max_us
+            );
+        }
+        out.push('}');
         out
     }
 
@@ -336,6 +359,48 @@ impl Snapshot {
         metric("memory_shed_total", "counter", "Connections that gave up what they held to the budget.", &[("", shed)]);
         metric("resident_memory_bytes", "gauge", "Resident set size.", &[("", self.rss_bytes)]);
         metric("threads", "gauge", "OS threads in the process.", &[("", self.threads)]);
+        if let Some(link) = &self.redis {
+            let up = u64::from(link.connections_up > 0);
+            metric("redis_up", "gauge", "Whether a connection of the Redis command link is up.", &[("", up)]);
+            metric(
+                "redis_connections_up",
+                "gauge",
+                "Connections of the Redis command link that are up.",
+                &[("", link.connections_up as u64)],
+            );
+            metric(
+                "redis_reconnects_total",
+                "counter",
+                "Redis command connections opened again.",
+                &[("", link.reconnects)],
+            );
+            metric(
+                "redis_commands_in_flight",
+                "gauge",
+                "Commands sent to Redis, not answered.",
+                &[("", link.in_flight)],
+            );
+            metric("redis_commands_sent_total", "counter", "Commands queued on the Redis link.", &[("", link.sent)]);
+            metric(
+                "redis_commands_failed_total",
+                "counter",
+                "Commands refused (link down) or failed (connection lost or timed out).",
+                &[("", link.failed)],
+            );
+            metric(
+                "redis_command_latency_microseconds_sum",
+                "counter",
+                "Total time from queueing a command to its reply.",
+                &[("", link.latency_sum_us)],
+            );
+            metric("redis_command_latency_microseconds_count", "counter", "Commands answered.", &[("", link.answered)]);
+            metric(
+                "redis_command_latency_max_microseconds",
+                "gauge",
+                "Longest time from queueing a command to its reply.",
+                &[("", link.latency_max_us)],
+            );
+        }
         out
     }
 }
@@ -372,6 +437,34 @@ mod tests {
         assert!(text.contains("realtime_refusals_total{reason=\"origin\"} 0\n"));
         assert!(text.contains("# TYPE realtime_channels gauge\nrealtime_channels 2\n"));
         assert!(text.contains("realtime_retained_bytes 7\n"));
+    }
+
+    #[test]
+    fn the_redis_link_is_reported_only_for_a_redis_broker() {
+        let mut snapshot = Stats::default().snapshot();
+        assert!(!snapshot.to_json("epoll", "memory", Usage::default()).contains("\"redis\""));
+        assert!(!snapshot.to_prometheus("epoll", Usage::default()).contains("realtime_redis"));
+        snapshot.redis = Some(LinkStats {
+            connections: 2,
+            connections_up: 1,
+            reconnects: 3,
+            in_flight: 4,
+            sent: 10,
+            answered: 5,
+            failed: 1,
+            latency_sum_us: 500,
+            latency_max_us: 300,
+        });
+        let json = crate::json::parse(&snapshot.to_json("epoll", "redis", Usage::default())).unwrap();
+        let redis = json.get("redis").expect("a redis object");
+        assert_eq!(redis.get("state").and_then(|v| v.as_str()), Some("up"));
+        assert_eq!(redis.get("in_flight").and_then(|v| v.as_u64()), Some(4));
+        assert_eq!(redis.get("latency_mean_us").and_then(|v| v.as_u64()), Some(100));
+        let text = snapshot.to_prometheus("epoll", Usage::default());
+        assert!(text.contains("realtime_redis_up 1\n"), "{text}");
+        assert!(text.contains("realtime_redis_reconnects_total 3\n"));
+        assert!(text.contains("realtime_redis_commands_in_flight 4\n"));
+        assert!(text.contains("realtime_redis_command_latency_microseconds_count 5\n"));
     }
 
     #[test]

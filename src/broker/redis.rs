@@ -24,14 +24,15 @@
 //!   the name because pub/sub ignores `SELECT`: "Pub/Sub has no relation to the key space ...
 //!   publishing on db 10 will be heard by a subscriber on db 1" (Redis pub/sub docs).
 //!
-//! **Publish** is one Lua script, run with [EVALSHA] (and [EVAL] when Redis answers
-//! `NOSCRIPT`, e.g. after a restart emptied its script cache). A script runs atomically, so no
-//! other publish to the channel can fall between its `XADD` and its `PUBLISH`: the order in
-//! which nodes hear a channel's messages is the stream's order.
+//! **Publish** is one Lua script, run with [EVALSHA]; every connection of the link loads it
+//! (`SCRIPT LOAD`) when it opens, before it takes a command, so a restart that emptied Redis's
+//! script cache cannot make `EVALSHA` fail. A script runs atomically, so no other publish to
+//! the channel can fall between its `XADD` and its `PUBLISH`: the order in which nodes hear a
+//! channel's messages is the stream's order.
 //!
 //! ## One channel on a node: the mirror
 //!
-//! The [`Broker`] trait is synchronous and its reads cannot fail, so a node keeps a *mirror*
+//! A node's reads must not wait for Redis and cannot fail, so a node keeps a *mirror*
 //! of each channel it knows: the ring log the memory broker keeps (`memory::Ring`), fed by pub/sub
 //! instead of local publishes, plus a *base*, the position after which the mirror holds every
 //! entry of the stream (or will, once pub/sub delivers it). Then:
@@ -40,7 +41,8 @@
 //!   broker. A cursor older than the base (history from before the node knew the channel, or
 //!   older than its ring) is a *cold read*: one round trip that runs [XRANGE] and [XINFO]
 //!   `STREAM` in a `MULTI`/`EXEC` transaction, so the entries and what the stream says about
-//!   its own trimming are one consistent snapshot. A **gap** is reported exactly when
+//!   its own trimming are one consistent snapshot. It runs on the link for that reader
+//!   (below, "Never waiting for Redis"). A **gap** is reported exactly when
 //!   trimming removed an entry after the cursor. Redis does not record what `MAXLEN` trimmed
 //!   (`max-deleted-entry-id` counts only `XDEL`), so each entry records the id of the entry
 //!   before it (a `prev` field, written by the publish script): the oldest entry left says
@@ -48,8 +50,10 @@
 //!   entry names an entry that never was in this stream: the stream was lost and made again
 //!   (Redis restarted without persistence), and the reader is told so with a gap, like the
 //!   memory broker's foreign epoch.
-//! - `tail` is the mirror's newest position. A channel the node has never seen is *loaded*
-//!   first: its newest id from `XREVRANGE ... COUNT 1` becomes the base.
+//! - `tail` is the mirror's newest position. A channel the node has never seen is *loaded*:
+//!   its newest id from `XREVRANGE ... COUNT 1` becomes the base when the answer lands; the
+//!   mirror is in the table, collecting pub/sub messages, before the load is sent, and is never
+//!   forgotten while its load is on its way.
 //! - The mirror only ever grows at the back: an entry at or before its newest position is a
 //!   duplicate (catch-up and pub/sub overlap) and is skipped.
 //!
@@ -74,22 +78,25 @@
 //!
 //! ## Connections and faults
 //!
-//! Each node holds two connections, `std::net` only: a **command connection** behind a mutex
-//! (publishes, loads, cold reads: one request and one reply at a time, pipelined when one
-//! request is several commands) and a **subscription connection** owned by a supervisor
-//! thread that reads pub/sub messages and keeps both connections alive:
+//! Each node holds, `std::net` only: the **link** ([`pipeline`]), a few pipelined command
+//! connections with threads of their own, for the workers' publishes, loads and cold reads;
+//! and a **subscription connection** and a command connection of its own owned by a
+//! **supervisor** thread, which reads pub/sub messages, catches up and sweeps:
 //!
 //! - A publish that cannot reach Redis answers 503 at once ([`BrokerError::Unavailable`]):
-//!   refused, never queued and never dropped silently. Existing client connections stay open.
+//!   refused, never queued and never dropped silently; one that Redis does not answer within
+//!   `--redis-timeout` answers 503 with `Retry-After: 1`. Existing client connections stay open.
 //! - The supervisor reconnects with capped exponential backoff (50 ms doubling to 2 s). After
 //!   a new subscription it subscribes *first* and then catches up every mirrored channel from
 //!   its newest entry with `XRANGE`, before it reads any pub/sub message: whatever was
 //!   published while the node was away arrives from the stream, and everything after arrives
 //!   from pub/sub; entries that come both ways are skipped by position. Subscribers receive
 //!   every message Redis stored, once, in order.
-//! - Redis closing an idle command connection (a restart, `CLIENT KILL`, its `timeout`
-//!   setting) is noticed before the next command is sent, and the connection is opened again
-//!   at once: nothing was sent on the dead one, so nothing can run twice.
+//! - Redis closing a command connection of the link (a restart, `CLIENT KILL`, its `timeout`
+//!   setting) is noticed by the lane's reader at once: what was in flight on it fails (503),
+//!   and the lane reconnects at once, then with backoff. The supervisor's own command
+//!   connection is checked before each use and opened again if Redis closed it while idle:
+//!   nothing was sent on the dead one, so nothing can run twice.
 //! - A silent subscription is pinged after 5 s and abandoned if the ping is not answered
 //!   within 5 s more (a half-open TCP connection never reports an error).
 //!
@@ -98,10 +105,37 @@
 //! publish it twice. Messages a Redis without persistence loses in a restart are lost to
 //! readers who did not already have them; those readers are told so with a gap.
 //!
-//! Cost on the event loop: a publish, a cold read and the first look at a channel (its load)
-//! block the worker that runs them for one round trip to Redis (tens of microseconds on
-//! loopback); all workers take turns on the one command connection. A dedicated I/O thread that pipelines requests from
-//! every worker is the next step if that shows.
+//! ## Never waiting for Redis
+//!
+//! No worker thread does Redis I/O. What a request needs from Redis goes to the link and
+//! comes back through the waiting connection's [`Waker`], the way a broker message does:
+//!
+//! - **Publish** queues `EVALSHA` on the link and returns a [`Pending`]; the connection waits
+//!   in its `Publishing` state (`Waiting::ForBroker`) until the link's thread fills it in, or
+//!   answers 503 at `--redis-timeout` and discards the late reply. A WebSocket reads no further
+//!   frame while its message is being published. A single client's publishes therefore stay in
+//!   order however many connections the link has: an HTTP client has one request answered at a
+//!   time (the next is not parsed before the answer), and a WebSocket one message at a time.
+//! - **Reads** ([`Broker::read`]) are answered from the mirror whenever it covers the
+//!   cursor. A cold read goes on the link *for that reader* (its subscriber key and waker): the
+//!   read answers "nothing yet" ([`Batch::in_flight`], the cursor unchanged) and the result is
+//!   kept for the reader, who is woken when it lands and reads it with its next read. One
+//!   request per reader at most: a different one replaces it, and [`Broker::forget`] (the
+//!   reader left) drops it, so the table is bounded by connections.
+//! - **The tail** of a channel the node does not mirror yet ([`Broker::tail`]) is asked of
+//!   the stream the same way (`XREVRANGE ... COUNT 1`) while the mirror's load starts; a reader
+//!   that asked keeps its answer as its start even if the mirror loads meanwhile (the mirror's
+//!   newest could by then include a message published after the reader came). If Redis cannot
+//!   answer, the tail is "now" on Redis's clock, as before.
+//! - **Subscribe** makes the mirror and starts its load; it never waits for it.
+//!
+//! The invariants above hold as they did: a subscriber registers before it reads, reads always
+//! start from its cursor (the mirror, or the stream with a gap check), and a mirror only grows
+//! at the back, so there is no seam between subscribing and catching up, nothing twice and
+//! nothing skipped. The supervisor thread, not a worker, still blocks on its own connection
+//! for catch-up after a new subscription; sweeps need no connection. Lock order: the
+//! supervisor's `command`, then `channels`, then one mirror, then the per-reader `requests` or
+//! a lane of the link; the link calls back with none of its locks held.
 //!
 //! Redis documentation: [XADD], [XRANGE], [XREVRANGE], [XINFO] `STREAM`, [PSUBSCRIBE],
 //! [EVALSHA], transactions (<https://redis.io/docs/latest/develop/interact/transactions/>),
