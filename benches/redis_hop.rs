@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo bench --bench redis_hop                      # all four parts
 //! cargo bench --bench redis_hop -- --subs 1000 --rate 500 --seconds 5
+//! cargo bench --bench redis_hop -- --part 2               # one part only
 //! ```
 //!
 //! 1. **Latency of one message**: a WebSocket subscriber on node A, a publisher that sends one
@@ -50,10 +51,15 @@ struct Options {
     subs: usize,
     rate: u64,
     seconds: u64,
+    /// Only this part (0: all).
+    part: u64,
+    /// `--redis-connections` of nodes A and B.
+    connections: u64,
 }
 
 fn options() -> Options {
-    let mut options = Options { messages: 2000, publishers: 64, subs: 200, rate: 200, seconds: 5 };
+    let mut options =
+        Options { messages: 2000, publishers: 64, subs: 200, rate: 200, seconds: 5, part: 0, connections: 2 };
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -67,6 +73,8 @@ fn options() -> Options {
             "--subs" => options.subs = value as usize,
             "--rate" => options.rate = value,
             "--seconds" => options.seconds = value,
+            "--part" => options.part = value,
+            "--redis-connections" => options.connections = value,
             other => {
                 eprintln!("unknown option {other}");
                 std::process::exit(2)
@@ -306,50 +314,64 @@ fn main() {
         return;
     };
     let (_m, memory) = node("memory", &[]);
-    let (_a, a) = node(&url, &[]);
-    let (_b, b) = node(&url, &[]);
-    let (_h, h) = node(&url, &["--workers", "1", "--redis-timeout", "2"]);
+    let connections = options.connections.to_string();
+    let (_a, a) = node(&url, &["--redis-connections", &connections]);
+    let (_b, b) = node(&url, &["--redis-connections", &connections]);
     let cores = thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    println!("redis_hop: {cores} cores; redis-server, nodes A and B (Redis) and M (memory) on this machine\n");
+    println!(
+        "redis_hop: {cores} cores; redis-server, nodes A and B (Redis, --redis-connections {connections}) and M (memory) on this machine\n"
+    );
 
-    println!("1. one message at a time, POST sent -> WebSocket message read ({} messages)", options.messages);
-    println!("| path | p50 | p99 |\n|---|---|---|");
-    for (name, publish_on, receive_on, channel) in [
-        ("memory broker, one node", &memory, &memory, "hop-memory"),
-        ("Redis, same node", &a, &a, "hop-same"),
-        ("Redis, publish on B, receive on A", &b, &a, "hop-cross"),
-    ] {
-        let (p50, p99) = latency(publish_on, receive_on, channel, options.messages);
-        println!("| {name} | {} | {} |", micros(p50), micros(p99));
+    let runs = |part: u64| options.part == 0 || options.part == part;
+    if runs(1) {
+        println!("1. one message at a time, POST sent -> WebSocket message read ({} messages)", options.messages);
+        println!("| path | p50 | p99 |\n|---|---|---|");
+        for (name, publish_on, receive_on, channel) in [
+            ("memory broker, one node", &memory, &memory, "hop-memory"),
+            ("Redis, same node", &a, &a, "hop-same"),
+            ("Redis, publish on B, receive on A", &b, &a, "hop-cross"),
+        ] {
+            let (p50, p99) = latency(publish_on, receive_on, channel, options.messages);
+            println!("| {name} | {} | {} |", micros(p50), micros(p99));
+        }
     }
-
-    println!("\n2. publishes per second, {} keep-alive publishers, {} s", options.publishers, options.seconds);
-    println!("| broker | publishes/s | of the memory broker's |\n|---|---|---|");
-    let on_memory = throughput(&[&memory], options.publishers, options.seconds);
-    println!("| memory, one node | {on_memory:.0} | 1.00x |");
-    for (name, targets) in [("Redis, node A alone", vec![&a]), ("Redis, spread over A and B", vec![&a, &b])] {
-        let rate = throughput(&targets, options.publishers, options.seconds);
-        println!("| {name} | {rate:.0} | {:.2}x |", rate / on_memory);
+    if runs(2) {
+        println!("\n2. publishes per second, {} keep-alive publishers, {} s", options.publishers, options.seconds);
+        println!("| broker | publishes/s | of the memory broker's |\n|---|---|---|");
+        let on_memory = throughput(&[&memory], options.publishers, options.seconds);
+        println!("| memory, one node | {on_memory:.0} | 1.00x |");
+        for (name, targets) in [("Redis, node A alone", vec![&a]), ("Redis, spread over A and B", vec![&a, &b])] {
+            let rate = throughput(&targets, options.publishers, options.seconds);
+            println!("| {name} | {rate:.0} | {:.2}x |", rate / on_memory);
+        }
     }
-
-    println!("\n3. fan-out: {} WebSocket subscribers, {} msg/s for {} s", options.subs, options.rate, options.seconds);
-    println!("| setup | deliveries/s | p50 | p99 | lost | duplicated |\n|---|---|---|---|---|---|");
-    for (name, publish_on, subscribe_on, channel) in [
-        ("memory, one node", &memory, vec![&memory], "fan-memory"),
-        ("Redis, subs on A and B, publish on B", &b, vec![&a, &b], "fan-redis"),
-    ] {
-        let result = fanout(publish_on, &subscribe_on, channel, &options);
+    if runs(3) {
         println!(
-            "| {name} | {:.0} | {} | {} | {} | {} |",
-            result.per_second,
-            micros(result.p50),
-            micros(result.p99),
-            result.lost,
-            result.duplicated
+            "\n3. fan-out: {} WebSocket subscribers, {} msg/s for {} s",
+            options.subs, options.rate, options.seconds
         );
+        println!("| setup | deliveries/s | p50 | p99 | lost | duplicated |\n|---|---|---|---|---|---|");
+        for (name, publish_on, subscribe_on, channel) in [
+            ("memory, one node", &memory, vec![&memory], "fan-memory"),
+            ("Redis, subs on A and B, publish on B", &b, vec![&a, &b], "fan-redis"),
+        ] {
+            let result = fanout(publish_on, &subscribe_on, channel, &options);
+            println!(
+                "| {name} | {:.0} | {} | {} | {} | {} |",
+                result.per_second,
+                micros(result.p50),
+                micros(result.p99),
+                result.lost,
+                result.duplicated
+            );
+        }
     }
-
-    println!("\n4. a hung Redis (SIGSTOP), node H with --workers 1 --redis-timeout 2");
-    println!("| what | p50 | p99 | max | the publish |\n|---|---|---|---|---|");
-    hung(&h, redis.0.id(), 200);
+    if runs(4) {
+        // Started only now: every node hears every publish, so an idle node would share the
+        // machine's cores with the parts above.
+        let (_h, h) = node(&url, &["--workers", "1", "--redis-timeout", "2"]);
+        println!("\n4. a hung Redis (SIGSTOP), node H with --workers 1 --redis-timeout 2");
+        println!("| what | p50 | p99 | max | the publish |\n|---|---|---|---|---|");
+        hung(&h, redis.0.id(), 200);
+    }
 }

@@ -107,6 +107,9 @@ pub struct Config {
     /// longest a command may go unanswered before the link declares its connection dead
     /// ([`redis::DEFAULT_REDIS_TIMEOUT`]).
     pub redis_timeout: Duration,
+    /// Connections of the Redis broker's command link, each pipelined
+    /// ([`redis::pipeline::DEFAULT_CONNECTIONS`]).
+    pub redis_connections: usize,
     pub model: Model,
     /// Event-loop workers (`0`: one per available core).
     pub workers: usize,
@@ -190,6 +193,7 @@ impl Default for Config {
             addr: "127.0.0.1:8080".into(),
             broker: BrokerUrl::Memory,
             redis_timeout: redis::DEFAULT_REDIS_TIMEOUT,
+            redis_connections: redis::pipeline::DEFAULT_CONNECTIONS,
             model: Model::EventLoop,
             workers: 0,
             poller: Backend::native(),
@@ -273,6 +277,7 @@ Options (durations in seconds, fractions allowed):
                             channels with other nodes             [memory]
   --redis-timeout SECS      longest wait for Redis before a publish
                             answers 503                           [2] (0.01 to 60)
+  --redis-connections N     pipelined command connections to Redis [2] (max 16)
   --model epoll|threads     event loop, or a thread per connection [epoll]
   --workers N               event-loop worker threads             [one per core]
   --poller epoll|poll       the event loop's readiness API        [epoll on Linux]
@@ -341,6 +346,12 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
                         redis::MIN_REDIS_TIMEOUT.as_secs_f64(),
                         redis::MAX_REDIS_TIMEOUT.as_secs()
                     ));
+                }
+            }
+            "--redis-connections" => {
+                config.redis_connections = positive(flag, value()?)?;
+                if config.redis_connections > redis::MAX_REDIS_CONNECTIONS {
+                    return Err(format!("{flag}: at most {}", redis::MAX_REDIS_CONNECTIONS));
                 }
             }
             "--model" => {
@@ -586,6 +597,9 @@ mod tests {
         for bad in ["--redis-timeout 0", "--redis-timeout 0.001", "--redis-timeout 61", "--redis-timeout x"] {
             assert!(timeout(bad).unwrap_err().starts_with("--redis-timeout: "), "{bad}");
         }
+        let Ok(Command::Serve(config)) = parse("--redis-connections 4") else { panic!("4 connections") };
+        assert_eq!(config.redis_connections, 4);
+        assert!(parse("--redis-connections 0").is_err() && parse("--redis-connections 17").is_err());
     }
 
     #[test]

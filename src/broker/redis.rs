@@ -204,6 +204,10 @@ pub const MIN_REDIS_TIMEOUT: Duration = Duration::from_millis(10);
 /// The longest `--redis-timeout`: a client waiting a minute for a publish has long given up.
 pub const MAX_REDIS_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The most connections `--redis-connections` may give the link: each costs two threads, and
+/// one already carries tens of thousands of commands a second.
+pub const MAX_REDIS_CONNECTIONS: usize = 16;
+
 /// The supervisor's heartbeat: how long it blocks reading pub/sub before it looks at the
 /// command connection and the shutdown flag.
 const TICK: Duration = Duration::from_millis(100);
@@ -1439,8 +1443,9 @@ impl RedisBroker {
     /// Starts the link and the supervisor and waits (a few seconds at most) for the link's
     /// first connections and the first subscription, so that a node that starts with Redis up
     /// serves from its first request. If Redis is down the node runs anyway, answers publishes
-    /// with 503 and keeps trying. `timeout` is `--redis-timeout`.
-    pub fn start(url: RedisUrl, limits: Limits, timeout: Duration) -> io::Result<RedisBroker> {
+    /// with 503 and keeps trying. `timeout` is `--redis-timeout`, `connections` the link's
+    /// (`--redis-connections`).
+    pub fn start(url: RedisUrl, limits: Limits, timeout: Duration, connections: usize) -> io::Result<RedisBroker> {
         let shared = Arc::new_cyclic(|shared: &Weak<Shared>| {
             let shared = shared.clone();
             // Upgraded only once the broker exists; a lane that comes up before has nothing to do.
@@ -1449,7 +1454,6 @@ impl RedisBroker {
                     shared.on_link_up();
                 }
             });
-            let connections = pipeline::DEFAULT_CONNECTIONS;
             Shared {
                 topic_prefix: format!("realtime:{}:", url.db),
                 script_sha: sha1_smol::Sha1::from(PUBLISH_SCRIPT).digest().to_string(),
@@ -1569,7 +1573,7 @@ impl Broker for RedisBroker {
     /// reader on the link (the mirror's load is started too). Once a reader has asked, its
     /// answer is the tail even if the mirror loads meanwhile: the mirror's newest could by
     /// then include a message published after the reader came, which it would skip. If Redis
-    /// cannot answer, "now" on Redis's clock ([`Shared::estimated_now`]).
+    /// cannot answer, "now" on Redis's clock (`Shared::estimated_now`).
     fn tail(&self, channel: &str, reader: Reader<'_>) -> Poll<Position> {
         if !self.shared.is_asking(reader.subscriber, channel, &Want::Tail) {
             // This broker reads the clock where it is not told the time.

@@ -20,10 +20,11 @@
 //! socket), when Redis closes it, or on any read or write error: every command in flight
 //! fails with [`BrokerError::Unavailable`] (the caller answers 503, or a reader tries again
 //! later), the socket is shut down, and the reader reconnects: at once after losing an
-//! established connection, then with the supervisor's [`Backoff`] while attempts fail. While
-//! a lane is down, a command goes to another lane, and when none is up it fails at once:
-//! nothing queues behind a Redis that is away. Every callback is called exactly once, so
-//! nothing waits forever for an answer.
+//! established connection, then with the supervisor's backoff (50 ms doubling to 2 s) while
+//! attempts fail. While a lane is down, a command goes to another lane, and when none is up it
+//! fails at once: nothing queues behind a Redis that is away. Every command accepted is
+//! answered exactly once, so nothing waits forever for an answer; a command refused at once is
+//! told so by [`Pipeline::submit`] and its callback is never called.
 //!
 //! Lock order: a caller may hold a mirror's lock while it submits (a lane's lock comes after
 //! it); callbacks run with no lane lock held, so they may take any broker lock.
@@ -78,6 +79,9 @@ struct LaneState {
     /// Encoded commands the writer has not taken yet.
     output: Vec<u8>,
     in_flight: VecDeque<InFlight>,
+    /// The writer is asleep on `queued`: only then does queueing a command wake it (a wake is
+    /// a system call; a writer busy writing takes what was queued meanwhile on its next turn).
+    writer_asleep: bool,
 }
 
 #[derive(Default)]
@@ -182,9 +186,12 @@ impl Pipeline {
                 queued_at: Instant::now(),
                 on_replies,
             });
+            let wake_writer = std::mem::take(&mut state.writer_asleep);
             drop(state);
             lane.counters.sent.fetch_add(1, Ordering::Relaxed);
-            lane.queued.notify_one();
+            if wake_writer {
+                lane.queued.notify_one();
+            }
             return Ok(());
         }
         self.refused.fetch_add(1, Ordering::Relaxed);
@@ -435,8 +442,10 @@ fn write_commands(lane: &Lane, config: &LaneConfig) {
 fn wait_for_output<'a>(lane: &'a Lane, stopping: &AtomicBool) -> MutexGuard<'a, LaneState> {
     let mut state = lock(&lane.state);
     while !stopping.load(Ordering::SeqCst) && (state.socket.is_none() || state.output.is_empty()) {
+        state.writer_asleep = true;
         state = lane.queued.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
     }
+    state.writer_asleep = false;
     state
 }
 
