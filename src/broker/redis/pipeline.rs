@@ -460,3 +460,139 @@ fn pause(wait: Duration, stopping: &AtomicBool) {
         thread::sleep(left.min(Duration::from_millis(50)));
     }
 }
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::resp::{decode, Limits};
+    use std::io::Read;
+    use std::net::TcpListener;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A stand-in for Redis on 127.0.0.1: it answers what a lane sends as it opens (`SELECT`,
+    /// `TIME`, `SCRIPT LOAD`), then every other command with `answer` (`None`: never). Returns
+    /// its URL and the number of connections it accepted.
+    fn fake_redis(answer: fn(&[Vec<u8>]) -> Option<Vec<u8>>) -> (RedisUrl, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = RedisUrl { host: "127.0.0.1".into(), port: listener.local_addr().unwrap().port(), db: 0 };
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                counter.fetch_add(1, Ordering::SeqCst);
+                thread::spawn(move || {
+                    let (mut input, mut chunk) = (Vec::new(), [0u8; 4096]);
+                    while let Ok(n @ 1..) = stream.read(&mut chunk) {
+                        input.extend_from_slice(&chunk[..n]);
+                        while let Ok(Some((Value::Array(Some(args)), used))) = decode(&input, &Limits::default()) {
+                            input.drain(..used);
+                            let args: Vec<Vec<u8>> =
+                                args.iter().filter_map(|a| a.as_bytes().map(<[u8]>::to_vec)).collect();
+                            let reply = match args[0].as_slice() {
+                                b"SELECT" => Some(b"+OK\r\n".to_vec()),
+                                b"TIME" => Some(b"*2\r\n$10\r\n1700000000\r\n$1\r\n0\r\n".to_vec()),
+                                b"SCRIPT" => Some(format!("$40\r\n{}\r\n", "0".repeat(40)).into_bytes()),
+                                _ => answer(&args),
+                            };
+                            if let Some(reply) = reply {
+                                let _ = stream.write_all(&reply);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (url, accepted)
+    }
+
+    /// `ECHO x` answers `x`; `HANG` is never answered.
+    fn echo_or_hang(args: &[Vec<u8>]) -> Option<Vec<u8>> {
+        let text = args.get(1)?;
+        let mut reply = format!("${}\r\n", text.len()).into_bytes();
+        reply.extend_from_slice(text);
+        reply.extend_from_slice(b"\r\n");
+        (args[0] == b"ECHO").then_some(reply)
+    }
+
+    fn command(args: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        super::super::resp::encode_command(&mut out, args);
+        out
+    }
+
+    fn start(url: &RedisUrl, timeout: Duration) -> Pipeline {
+        Pipeline::start(url, 2, timeout, Arc::new(|| {}), Duration::from_secs(5))
+    }
+
+    #[test]
+    fn replies_go_to_their_own_commands_in_the_order_the_commands_were_sent() {
+        let (url, _) = fake_redis(echo_or_hang);
+        let pipeline = start(&url, Duration::from_secs(5));
+        let (answers, answered) = mpsc::channel();
+        for i in 0..500 {
+            let answers = answers.clone();
+            let on_replies: OnReplies = Box::new(move |replies| {
+                let reply = replies.ok().and_then(|mut r| r.pop()).and_then(|v| v.as_str().map(str::to_string));
+                let _ = answers.send((i, reply));
+            });
+            pipeline.submit(&command(&[b"ECHO", i.to_string().as_bytes()]), 1, on_replies).expect("a lane is up");
+        }
+        for _ in 0..500 {
+            let (i, reply) = answered.recv_timeout(Duration::from_secs(10)).expect("every command is answered");
+            assert_eq!(reply, Some(i.to_string()), "command {i} got another command's reply");
+        }
+        let stats = pipeline.stats();
+        assert_eq!((stats.sent, stats.answered, stats.in_flight, stats.connections_up), (500, 500, 0, 2));
+    }
+
+    #[test]
+    fn a_command_unanswered_for_the_timeout_fails_and_its_connection_is_replaced() {
+        let (url, accepted) = fake_redis(echo_or_hang);
+        let pipeline = Pipeline::start(&url, 1, Duration::from_millis(100), Arc::new(|| {}), Duration::from_secs(5));
+        let (answers, answered) = mpsc::channel();
+        let on_replies: OnReplies = Box::new(move |replies| {
+            let _ = answers.send(replies);
+        });
+        pipeline.submit(&command(&[b"HANG", b"x"]), 1, on_replies).expect("the lane is up");
+        let failed = answered.recv_timeout(Duration::from_secs(10)).expect("told, not left waiting");
+        assert!(matches!(failed, Err(BrokerError::Unavailable(_))), "{failed:?}");
+        // The lane reconnects, and a command on the new connection is answered.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (answers, answered) = mpsc::channel();
+            let on_replies: OnReplies = Box::new(move |replies| {
+                let _ = answers.send(replies.is_ok());
+            });
+            if pipeline.submit(&command(&[b"ECHO", b"back"]), 1, on_replies).is_ok()
+                && answered.recv_timeout(Duration::from_secs(5)) == Ok(true)
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the lane did not come back");
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert!(accepted.load(Ordering::SeqCst) >= 2, "a new connection");
+        assert!(pipeline.stats().reconnects >= 1);
+    }
+
+    #[test]
+    fn with_no_connection_up_a_command_fails_at_once_and_its_callback_is_never_called() {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = RedisUrl { host: "127.0.0.1".into(), port, db: 0 };
+        let pipeline = start(&url, Duration::from_secs(1));
+        let called = Arc::new(AtomicBool::new(false));
+        let flag = called.clone();
+        let on_replies: OnReplies = Box::new(move |_| flag.store(true, Ordering::SeqCst));
+        let refused = pipeline.submit(&command(&[b"ECHO", b"x"]), 1, on_replies);
+        assert!(matches!(refused, Err(BrokerError::Unavailable(_))));
+        assert!(!called.load(Ordering::SeqCst));
+        assert_eq!(pipeline.stats().connections_up, 0);
+    }
+}
