@@ -22,8 +22,8 @@
 //!  accept ─► Head ─► (route) ─┬─► respond ───────────┤
 //!                             ├─► Body ─► Publishing ┤  (until the broker answers, or 503)
 //!                             ├─► Poll ─► answer ────┘
-//!                             ├─► Sse ──────────── (until the client leaves or shutdown)
-//!                             └─► 101 ─► WebSocket ─ (until the closing handshake)
+//!                             ├─► (Opening) ─► Sse ─ (until the client leaves or shutdown)
+//!                             └─► (Opening) ─► 101 ─► WebSocket ─ (until the closing handshake)
 //!            any error, timeout or `Connection: close` ─► Closing ─► (flushed) ─► closed
 //! ```
 //!
@@ -42,8 +42,9 @@ use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use crate::app::{error_response, Action, App, Exchange, SseStart, WebSocketMode};
-use crate::broker::{Message, Pending};
+use crate::broker::{Message, Pending, Reader};
 use crate::gate::origin::Cors;
+use crate::gate::Grant;
 use crate::http::body::BodyDecoder;
 use crate::http::grammar::Parsed;
 use crate::http::request::parse_request;
@@ -113,12 +114,30 @@ enum State {
     Publishing { pending: Pending<Arc<Message>>, reply: Reply, deadline: Instant },
     /// A long poll waiting for a message or its timeout.
     Poll { poll: LongPoll, reply: Reply },
+    /// A stream whose start in its channel ("only new messages": the tail) the broker is
+    /// still asking for; nothing has been written yet. Its head (or `101`) goes out once the
+    /// start is known, so that nothing the client publishes after seeing it can be skipped.
+    Opening { opening: Opening, deadline: Instant },
     /// A Server-Sent Events stream ([`crate::stream::SseStream`]).
     Sse(SseStream),
     /// An upgraded WebSocket ([`crate::stream::WebSocketStream`]).
     WebSocket(Box<WebSocketStream>),
     /// The last bytes are queued; once written, the connection closes.
     Closing,
+}
+
+/// What a stream in [`State::Opening`] will be.
+enum Opening {
+    Sse { subscription: Subscription, grant: Grant, reply: Reply },
+    WebSocket { subscription: Subscription, grant: Grant, accept: String },
+}
+
+impl Opening {
+    fn subscription(&mut self) -> &mut Subscription {
+        match self {
+            Opening::Sse { subscription, .. } | Opening::WebSocket { subscription, .. } => subscription,
+        }
+    }
 }
 
 pub struct Connection {
@@ -218,7 +237,7 @@ impl Connection {
     pub fn waiting_for(&self) -> Waiting {
         match self.state {
             State::Head { .. } | State::Body { .. } => Waiting::ForInput,
-            State::Poll { .. } | State::Sse(_) | State::Publishing { .. } => Waiting::ForBroker,
+            State::Poll { .. } | State::Sse(_) | State::Publishing { .. } | State::Opening { .. } => Waiting::ForBroker,
             State::WebSocket(_) => Waiting::ForInputAndBroker,
             State::Closing => Waiting::ForClose,
         }
@@ -245,7 +264,9 @@ impl Connection {
         let deadline = match &self.state {
             State::Head { started: Some(started), .. } => Some(*started + config.header_timeout),
             State::Head { idle_since, started: None } => Some(*idle_since + config.idle_timeout),
-            State::Body { deadline, .. } | State::Publishing { deadline, .. } => Some(*deadline),
+            State::Body { deadline, .. } | State::Publishing { deadline, .. } | State::Opening { deadline, .. } => {
+                Some(*deadline)
+            }
             State::Poll { poll, .. } => Some(poll.deadline()),
             State::Sse(stream) => Some(stream.next_deadline()),
             State::WebSocket(stream) => Some(stream.next_deadline(config.keepalive)),
@@ -375,6 +396,8 @@ impl Connection {
                 }
                 poll.cancel(&*self.app.broker, self.id, at);
             }
+            // Never registered: this only drops what the broker was asking for it.
+            State::Opening { mut opening, .. } => opening.subscription().unregister(&*self.app.broker, self.id, at),
             State::Sse(mut stream) => stream.stop(&self.app, self.id, at),
             State::WebSocket(mut stream) => stream.stop(&self.app, self.id, at),
             State::Head { .. } | State::Body { .. } | State::Publishing { .. } | State::Closing => {}
@@ -407,6 +430,7 @@ impl Connection {
             }
             State::Body { .. } => self.read_body(now),
             State::Publishing { .. } => self.finish_publish(now, waker),
+            State::Opening { .. } => self.open(now, waker),
             State::Poll { .. } => self.poll(now, waker),
             State::Sse(_) | State::WebSocket(_) => self.stream(now, waker),
             State::Closing => false,
@@ -470,31 +494,74 @@ impl Connection {
                 self.enter(State::Body { channel, reply, decoder, body: Vec::new(), deadline }, now.instant);
             }
             Action::Poll(poll) => self.enter(State::Poll { poll, reply }, now.instant),
-            Action::Sse(start) => self.start_sse(start, &reply, now, waker),
-            Action::Upgrade(start) => {
-                let subscription = match start.mode {
-                    WebSocketMode::Echo => None,
-                    WebSocketMode::Channel { channel, since } => Some(Subscription::new(&channel, since)),
-                };
-                let stream = WebSocketStream::start(&start.accept, subscription, start.grant, &mut self.io(now, waker));
-                self.enter(State::WebSocket(Box::new(stream)), now.instant);
-            }
+            Action::Sse(start) => self.start_sse(start, &reply, now),
+            Action::Upgrade(start) => match start.mode {
+                WebSocketMode::Echo => {
+                    let stream = WebSocketStream::start(&start.accept, None, start.grant, &mut self.io(now, waker));
+                    self.enter(State::WebSocket(Box::new(stream)), now.instant);
+                }
+                WebSocketMode::Channel { channel, since } => {
+                    let subscription = Subscription::new(&channel, since);
+                    let opening = Opening::WebSocket { subscription, grant: start.grant, accept: start.accept };
+                    let deadline = now.instant + self.app.config.redis_timeout;
+                    self.enter(State::Opening { opening, deadline }, now.instant);
+                }
+            },
         }
     }
 
-    /// Writes the head of a `text/event-stream` response and starts following the channel.
-    fn start_sse(&mut self, start: SseStart, reply: &Reply, now: Now, waker: &Waker) {
-        let framing = reply.framing;
-        // HTTP/1.1: chunked, so the stream can end cleanly with a last-chunk. HTTP/1.0 has no
-        // chunking: the stream is delimited by closing the connection (RFC 9112 §6.3 rule 8).
-        let chunked = framing.version == Version::Http11;
-        SseStream::write_head(&mut self.output, &reply.cors.fields(), chunked, &format_http_date(now.unix_secs()));
-        if framing.head_only {
-            return self.next_request(framing.keep_alive && chunked, now.instant);
+    /// A `text/event-stream` response: `HEAD` gets its head now; `GET` opens the stream once
+    /// it knows where it starts (`State::Opening`, usually left in the same turn).
+    fn start_sse(&mut self, start: SseStart, reply: &Reply, now: Now) {
+        if reply.framing.head_only {
+            let chunked = reply.framing.version == Version::Http11;
+            let date = format_http_date(now.unix_secs());
+            SseStream::write_head(&mut self.output, &reply.cors.fields(), chunked, &date);
+            return self.next_request(reply.framing.keep_alive && chunked, now.instant);
         }
         let subscription = Subscription::new(&start.channel, start.since);
-        let stream = SseStream::start(subscription, chunked, start.grant, &mut self.io(now, waker));
-        self.enter(State::Sse(stream), now.instant);
+        let opening = Opening::Sse { subscription, grant: start.grant, reply: reply.clone() };
+        let deadline = now.instant + self.app.config.redis_timeout;
+        self.enter(State::Opening { opening, deadline }, now.instant);
+    }
+
+    /// A stream in `State::Opening` opens once the broker says where it starts: the SSE head
+    /// and `retry:`, or the `101`, then the stream. A client that leaves, or a server shutting
+    /// down, closes it before anything was written.
+    fn open(&mut self, now: Now, waker: &Waker) -> bool {
+        if self.input_closed || self.app.is_shutting_down() {
+            self.enter(State::Closing, now.instant);
+            return false;
+        }
+        let State::Opening { opening, deadline } = &mut self.state else { return false };
+        let reader = Reader { subscriber: self.id, waker };
+        if opening.subscription().resolve_start(&*self.app.broker, reader).is_pending() {
+            if now.instant >= *deadline {
+                // The broker's answer lands within --redis-timeout; this only keeps a deadline
+                // in the past from making the driver spin until it does.
+                *deadline = now.instant + self.app.config.redis_timeout;
+            }
+            return false;
+        }
+        // Taken out to become the stream (as `stream` does; the transition is the `enter` below).
+        let State::Opening { opening, .. } = std::mem::replace(&mut self.state, State::Closing) else { return false };
+        match opening {
+            Opening::Sse { subscription, grant, reply } => {
+                // HTTP/1.1: chunked, so the stream can end cleanly with a last-chunk. HTTP/1.0
+                // has no chunking: the stream is delimited by closing the connection (RFC 9112
+                // §6.3 rule 8).
+                let chunked = reply.framing.version == Version::Http11;
+                let date = format_http_date(now.unix_secs());
+                SseStream::write_head(&mut self.output, &reply.cors.fields(), chunked, &date);
+                let stream = SseStream::start(subscription, chunked, grant, &mut self.io(now, waker));
+                self.enter(State::Sse(stream), now.instant);
+            }
+            Opening::WebSocket { subscription, grant, accept } => {
+                let stream = WebSocketStream::start(&accept, Some(subscription), grant, &mut self.io(now, waker));
+                self.enter(State::WebSocket(Box::new(stream)), now.instant);
+            }
+        }
+        true
     }
 
     /// The context a stream advances with.

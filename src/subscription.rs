@@ -59,19 +59,30 @@ impl Subscription {
     /// The cursor moves past what is returned. An [`in_flight`](Batch::in_flight) batch says
     /// the broker is fetching (the tail, or a cold read) and will wake `reader`.
     pub fn read(&mut self, broker: &dyn Broker, max: usize, reader: Reader<'_>) -> Batch {
-        let since = match &self.since {
-            Some(since) => since,
-            None => match broker.tail(&self.channel, reader) {
-                std::task::Poll::Ready(tail) => self.since.insert(Since::After(tail)),
-                // The position is not used: the subscription keeps no cursor until the tail lands.
-                std::task::Poll::Pending => return Batch::in_flight(Position(0)),
-            },
-        };
+        if self.resolve_start(broker, reader).is_pending() {
+            // The position is not used: the subscription keeps no cursor until the tail lands.
+            return Batch::in_flight(Position(0));
+        }
+        let Some(since) = &self.since else { return Batch::in_flight(Position(0)) };
         let batch = broker.read(&self.channel, since, max, reader);
         if !batch.in_flight {
             self.since = Some(Since::After(batch.position));
         }
         batch
+    }
+
+    /// Makes sure the subscription knows where it starts: for "only new messages", the
+    /// channel's tail, which the broker may have to ask for (`Pending`: `reader` is woken when
+    /// it lands). A stream resolves it before its client sees it open (its head, its `101`):
+    /// a message the client publishes once it sees that is then after the start, never skipped.
+    pub fn resolve_start(&mut self, broker: &dyn Broker, reader: Reader<'_>) -> std::task::Poll<()> {
+        if self.since.is_none() {
+            match broker.tail(&self.channel, reader) {
+                std::task::Poll::Ready(tail) => self.since = Some(Since::After(tail)),
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+            }
+        }
+        std::task::Poll::Ready(())
     }
 
     /// Moves the cursor back to just after `position` (used when a batch is cut short).

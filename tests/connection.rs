@@ -104,6 +104,9 @@ impl Harness {
 struct Unanswered {
     memory: MemoryBroker,
     publishes: Mutex<Vec<(String, Completer<Arc<Message>>)>>,
+    /// While `Some`, `tail` is `Pending`, as on a Redis node that must ask Redis for a channel
+    /// it does not mirror; the readers asking wait here.
+    tail_asked: Mutex<Option<Vec<Waker>>>,
 }
 
 impl Unanswered {
@@ -111,7 +114,22 @@ impl Unanswered {
         Arc::new(Unanswered {
             memory: MemoryBroker::with_epoch("test".into(), Default::default()),
             publishes: Mutex::default(),
+            tail_asked: Mutex::new(None),
         })
+    }
+
+    /// Like `new`, but nobody knows the tail until `tell_tail`.
+    fn with_unknown_tail() -> Arc<Unanswered> {
+        let broker = Unanswered::new();
+        *broker.tail_asked.lock().unwrap() = Some(Vec::new());
+        broker
+    }
+
+    /// The tail is known from now on: the readers that asked are woken.
+    fn tell_tail(&self) {
+        for waker in self.tail_asked.lock().unwrap().take().unwrap_or_default() {
+            waker.wake();
+        }
     }
 
     /// Answers the oldest publish as the memory broker would.
@@ -137,6 +155,10 @@ impl Broker for Unanswered {
         self.memory.parse_cursor(cursor)
     }
     fn tail(&self, channel: &str, reader: Reader<'_>) -> Poll<Position> {
+        if let Some(asked) = self.tail_asked.lock().unwrap().as_mut() {
+            asked.push(reader.waker.clone());
+            return Poll::Pending;
+        }
         self.memory.tail(channel, reader)
     }
     fn cursor(&self, position: Position) -> String {
@@ -188,6 +210,39 @@ fn a_publish_answered_later_wakes_its_connection_and_gets_201() {
     let answer = h.take_text(ms(20));
     assert_eq!(status_of(&answer), 201, "{answer}");
     assert!(answer.ends_with(r#"{"id":"test-1"}"#), "{answer}");
+}
+
+#[test]
+fn a_stream_opens_only_once_its_start_is_known_so_what_its_client_then_publishes_is_delivered() {
+    let broker = Unanswered::with_unknown_tail();
+    let shared = broker.clone();
+    let mut h = Harness::with_broker(|_| {}, move |_| shared.clone());
+    h.send(b"GET /sse/ch HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n", ms(0));
+    assert!(h.take_text(ms(0)).is_empty(), "no head before the broker knows where the stream starts");
+    assert_eq!(h.connection.waiting_for(), Waiting::ForBroker);
+    broker.memory.publish_now("ch", "before the stream opened", h.at(ms(5))).unwrap();
+    broker.tell_tail();
+    assert_eq!(h.wakes.0.load(Ordering::SeqCst), 1, "the answer woke the connection");
+    h.advance(ms(10));
+    let head = h.take_text(ms(10));
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.contains("retry: "), "{head}");
+    assert!(!head.contains("before the stream opened"), "only new messages: {head}");
+    // The client saw the stream open, and publishes: that message is after the start.
+    broker.memory.publish_now("ch", "after it opened", h.at(ms(20))).unwrap();
+    h.advance(ms(20));
+    assert!(h.take_text(ms(20)).contains(r#""text":"after it opened""#));
+}
+
+#[test]
+fn a_client_that_leaves_a_stream_still_opening_is_closed_without_an_answer() {
+    let broker = Unanswered::with_unknown_tail();
+    let shared = broker.clone();
+    let mut h = Harness::with_broker(|_| {}, move |_| shared.clone());
+    h.send(b"GET /ws/ch HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", ms(0));
+    assert!(h.take_text(ms(0)).is_empty(), "no 101 before the start is known");
+    h.connection.receive_eof();
+    h.advance(ms(1));
+    assert!(h.connection.is_finished());
 }
 
 fn secs(s: u64) -> Duration {

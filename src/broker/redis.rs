@@ -126,7 +126,10 @@
 //!   the stream the same way (`XREVRANGE ... COUNT 1`) while the mirror's load starts; a reader
 //!   that asked keeps its answer as its start even if the mirror loads meanwhile (the mirror's
 //!   newest could by then include a message published after the reader came). If Redis cannot
-//!   answer, the tail is "now" on Redis's clock, as before.
+//!   answer, the tail is "now" on Redis's clock, as before. An SSE stream or a WebSocket
+//!   writes its head (its `101`) only once its tail is known (the connection's `Opening`
+//!   state): a message its client publishes on seeing the stream open is then after the
+//!   tail, as when the tail was a blocking round trip before the head.
 //! - **Subscribe** makes the mirror and starts its load; it never waits for it.
 //!
 //! The invariants above hold as they did: a subscriber registers before it reads, reads always
