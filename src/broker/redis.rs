@@ -101,8 +101,8 @@
 //!   within 5 s more (a half-open TCP connection never reports an error).
 //!
 //! What is *not* guaranteed: a publish whose reply was lost (the connection broke after Redis
-//! ran the script) answers 503 though the message was stored, so a client that retries may
-//! publish it twice. Messages a Redis without persistence loses in a restart are lost to
+//! ran the script) or came after `--redis-timeout` answers 503 though the message was stored,
+//! so a client that retries may publish it twice. Messages a Redis without persistence loses in a restart are lost to
 //! readers who did not already have them; those readers are told so with a gap.
 //!
 //! ## Never waiting for Redis
