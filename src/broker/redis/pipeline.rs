@@ -19,9 +19,9 @@
 //! waited longer than `--redis-timeout` (a stopped or partitioned Redis never closes the
 //! socket), when Redis closes it, or on any read or write error: every command in flight
 //! fails with [`BrokerError::Unavailable`] (the caller answers 503, or a reader tries again
-//! later), the socket is shut down, and the reader reconnects: at once after losing an
-//! established connection, then with the supervisor's backoff (50 ms doubling to 2 s) while
-//! attempts fail. While a lane is down, a command goes to another lane, and when none is up it
+//! later), the socket is shut down, and the reader reconnects: at once after losing a
+//! connection that had lived a while, else with the supervisor's backoff (50 ms doubling to
+//! 2 s), as while attempts fail. While a lane is down, a command goes to another lane, and when none is up it
 //! fails at once: nothing queues behind a Redis that is away. Every command accepted is
 //! answered exactly once, so nothing waits forever for an answer; a command refused at once is
 //! told so by [`Pipeline::submit`] and its callback is never called.
@@ -48,6 +48,11 @@ use crate::sync::lock;
 /// second (measured in `benches/redis_hop.rs`); a second one keeps commands flowing while the
 /// first reconnects, and spreads the reading and writing over two more threads.
 pub const DEFAULT_CONNECTIONS: usize = 2;
+
+/// A connection that lived this long was healthy: when it is lost, the lane reconnects at
+/// once (Redis may only have closed an idle connection). One lost sooner is retried after the
+/// backoff, so a Redis that accepts connections and drops them at once is not hammered.
+const HEALTHY_FOR: Duration = Duration::from_secs(1);
 
 /// Commands a lane holds in flight at most; past it, a command fails at once (503). Callers
 /// bound it already (a connection has one publish or one read in flight), so this only keeps a
@@ -357,7 +362,7 @@ fn read_replies(lane: &Lane, config: &LaneConfig, first_attempt: mpsc::Sender<()
                     eprintln!("realtime: redis: command connection restored after {:.1?}", since.elapsed());
                 }
                 ever_up = true;
-                backoff.reset();
+                let up_since = Instant::now();
                 let generation = lane.go_up(socket);
                 // `Pipeline::start` waits for the first attempt, successful or not.
                 if let Some(attempted) = first_attempt.take() {
@@ -371,7 +376,11 @@ fn read_replies(lane: &Lane, config: &LaneConfig, first_attempt: mpsc::Sender<()
                 }
                 down_since = Some(Instant::now());
                 eprintln!("realtime: redis: command connection lost ({why}); reconnecting");
-                // Reconnect at once: Redis may only have closed an idle connection.
+                if up_since.elapsed() >= HEALTHY_FOR {
+                    backoff.reset();
+                } else {
+                    pause(backoff.next(), &config.stopping);
+                }
             }
             Err(error) => {
                 if let Some(attempted) = first_attempt.take() {
