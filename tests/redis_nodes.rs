@@ -838,5 +838,13 @@ fn sixty_four_pipelined_publishers_are_each_delivered_once_and_in_their_own_orde
             next[p] += 1;
         }
         assert!(next.iter().all(|&n| n == each), "{next:?}");
+        // The link says what it did: node A answered its half of the publishes through it.
+        let stats = http(a.addr(), "GET", "/stats", None).json();
+        let link = stats.get("redis").expect("a redis object in /stats");
+        assert_eq!(link.get("state").and_then(json::Value::as_str), Some("up"));
+        let answered = link.get("commands_answered").and_then(json::Value::as_u64).unwrap_or(0);
+        assert!(answered >= (publishers / 2 * each) as u64, "{answered} commands answered");
+        let metrics = http(a.addr(), "GET", "/metrics", None).text();
+        assert!(metrics.contains("\nrealtime_redis_up 1\n"), "{metrics}");
     }
 }
