@@ -2,8 +2,9 @@
 //! with the in-memory broker. Numbers are printed, not asserted.
 //!
 //! ```sh
-//! cargo bench --bench redis_hop                      # all three parts
+//! cargo bench --bench redis_hop                      # all four parts
 //! cargo bench --bench redis_hop -- --subs 1000 --rate 500 --seconds 5
+//! cargo bench --bench redis_hop -- --part 2               # one part only
 //! ```
 //!
 //! 1. **Latency of one message**: a WebSocket subscriber on node A, a publisher that sends one
@@ -11,12 +12,16 @@
 //!    to reading the message, p50 and p99 over `--messages`. Three paths: the memory broker
 //!    on one node; Redis, published and received on the same node; Redis, published on B and
 //!    received on A (the cross-node path a load balancer creates).
-//! 2. **Publishes per second**: `--publishers` keep-alive connections publishing as fast as
-//!    they are answered for `--seconds`, to one memory node, then spread over A and B.
+//! 2. **Publishes per second**: `--publishers` (64) keep-alive connections publishing as fast
+//!    as they are answered for `--seconds`, to one memory node, to node A alone, then spread
+//!    over A and B; the Redis rate as a fraction of the memory broker's.
 //! 3. **Fan-out across two nodes**: `--subs` WebSocket subscribers, half on A and half on B,
 //!    all following one channel; `--rate` messages per second published on B for
 //!    `--seconds`. Deliveries per second, latency p50/p99 (publish sent to message read),
 //!    lost and duplicated (both must be 0); and the same subscribers on one memory node.
+//! 4. **A hung Redis**: node H (`--workers 1`, `--redis-timeout 2`); Redis is stopped
+//!    (SIGSTOP) with one publish in flight on H; WebSocket echoes on H meanwhile, p50, p99 and
+//!    max, and when and how the publish was answered. Redis is continued (SIGCONT) after.
 //!
 //! Every process runs on this machine and they share its cores: on a 2-core machine redis,
 //! two nodes and the load generator compete, so read the numbers as relative to the
@@ -47,10 +52,15 @@ struct Options {
     subs: usize,
     rate: u64,
     seconds: u64,
+    /// Only this part (0: all).
+    part: u64,
+    /// `--redis-connections` of nodes A and B.
+    connections: u64,
 }
 
 fn options() -> Options {
-    let mut options = Options { messages: 2000, publishers: 4, subs: 200, rate: 200, seconds: 5 };
+    let mut options =
+        Options { messages: 2000, publishers: 64, subs: 200, rate: 200, seconds: 5, part: 0, connections: 2 };
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -64,6 +74,8 @@ fn options() -> Options {
             "--subs" => options.subs = value as usize,
             "--rate" => options.rate = value,
             "--seconds" => options.seconds = value,
+            "--part" => options.part = value,
+            "--redis-connections" => options.connections = value,
             other => {
                 eprintln!("unknown option {other}");
                 std::process::exit(2)
@@ -107,10 +119,12 @@ fn redis_server() -> Option<(Process, String)> {
     }
 }
 
-/// A node started from the built binary; its address from its first log line.
-fn node(broker: &str) -> (Process, Target) {
+/// A node started from the built binary, with `more` options; its address from its first log
+/// line.
+fn node(broker: &str, more: &[&str]) -> (Process, Target) {
     let mut child = Command::new(BIN)
         .args(["serve", "--addr", "127.0.0.1:0", "--broker", broker, "--max-connections", "19990"])
+        .args(more)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -251,48 +265,114 @@ fn fanout(publish_on: &Target, subscribe_on: &[&Target], channel: &str, options:
     }
 }
 
+/// Part 4: echoes on `node` while a publish waits for a stopped Redis (`redis_pid`).
+fn hung(node: &Target, redis_pid: u32, echoes: usize) {
+    let signal = |name: &str| {
+        let _ = Command::new("kill").arg(format!("-{name}")).arg(redis_pid.to_string()).status();
+    };
+    let mut echo = Client::connect(&node.host, "/echo").expect("a WebSocket");
+    echo.stream().set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    signal("STOP");
+    let host = node.host.clone();
+    let publish = thread::spawn(move || {
+        let mut stream = TcpStream::connect(&host).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let sent = Instant::now();
+        let request = format!("POST /publish/hung HTTP/1.1\r\nHost: {host}\r\nContent-Length: 1\r\n\r\nx");
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut head = [0u8; 12];
+        let status = match stream.read_exact(&mut head) {
+            Ok(()) => String::from_utf8_lossy(&head[9..12]).into_owned(),
+            Err(error) => format!("no answer ({error})"),
+        };
+        (status, sent.elapsed())
+    });
+    // Let the publish reach the node's link before timing echoes beside it.
+    thread::sleep(Duration::from_millis(100));
+    let mut times = Vec::with_capacity(echoes);
+    for i in 0..echoes {
+        let sent = Instant::now();
+        echo.send_text(&i.to_string()).expect("send");
+        echo.next_message().expect("the echo");
+        times.push(sent.elapsed());
+    }
+    let (status, answered_after) = publish.join().unwrap();
+    signal("CONT");
+    times.sort();
+    println!(
+        "| {echoes} echoes while a publish waits for the stopped Redis | {} | {} | {} | {status} after {:.0} ms |",
+        micros(percentile(&times, 0.5)),
+        micros(percentile(&times, 0.99)),
+        micros(*times.last().unwrap_or(&Duration::ZERO)),
+        answered_after.as_secs_f64() * 1e3
+    );
+}
+
 fn main() {
     let options = options();
-    let Some((_redis, url)) = redis_server() else {
+    let Some((redis, url)) = redis_server() else {
         println!("redis_hop: redis-server is not installed (or did not start); nothing measured");
         return;
     };
-    let (_m, memory) = node("memory");
-    let (_a, a) = node(&url);
-    let (_b, b) = node(&url);
+    let (_m, memory) = node("memory", &[]);
+    let connections = options.connections.to_string();
+    let (_a, a) = node(&url, &["--redis-connections", &connections]);
+    let (_b, b) = node(&url, &["--redis-connections", &connections]);
     let cores = thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    println!("redis_hop: {cores} cores; redis-server, nodes A and B (Redis) and M (memory) on this machine\n");
+    println!(
+        "redis_hop: {cores} cores; redis-server, nodes A and B (Redis, --redis-connections {connections}) and M (memory) on this machine\n"
+    );
 
-    println!("1. one message at a time, POST sent -> WebSocket message read ({} messages)", options.messages);
-    println!("| path | p50 | p99 |\n|---|---|---|");
-    for (name, publish_on, receive_on, channel) in [
-        ("memory broker, one node", &memory, &memory, "hop-memory"),
-        ("Redis, same node", &a, &a, "hop-same"),
-        ("Redis, publish on B, receive on A", &b, &a, "hop-cross"),
-    ] {
-        let (p50, p99) = latency(publish_on, receive_on, channel, options.messages);
-        println!("| {name} | {} | {} |", micros(p50), micros(p99));
+    let runs = |part: u64| options.part == 0 || options.part == part;
+    if runs(1) {
+        println!("1. one message at a time, POST sent -> WebSocket message read ({} messages)", options.messages);
+        println!("| path | p50 | p99 |\n|---|---|---|");
+        for (name, publish_on, receive_on, channel) in [
+            ("memory broker, one node", &memory, &memory, "hop-memory"),
+            ("Redis, same node", &a, &a, "hop-same"),
+            ("Redis, publish on B, receive on A", &b, &a, "hop-cross"),
+        ] {
+            let (p50, p99) = latency(publish_on, receive_on, channel, options.messages);
+            println!("| {name} | {} | {} |", micros(p50), micros(p99));
+        }
     }
-
-    println!("\n2. publishes per second, {} keep-alive publishers, {} s", options.publishers, options.seconds);
-    println!("| broker | publishes/s |\n|---|---|");
-    println!("| memory, one node | {:.0} |", throughput(&[&memory], options.publishers, options.seconds));
-    println!("| Redis, spread over A and B | {:.0} |", throughput(&[&a, &b], options.publishers, options.seconds));
-
-    println!("\n3. fan-out: {} WebSocket subscribers, {} msg/s for {} s", options.subs, options.rate, options.seconds);
-    println!("| setup | deliveries/s | p50 | p99 | lost | duplicated |\n|---|---|---|---|---|---|");
-    for (name, publish_on, subscribe_on, channel) in [
-        ("memory, one node", &memory, vec![&memory], "fan-memory"),
-        ("Redis, subs on A and B, publish on B", &b, vec![&a, &b], "fan-redis"),
-    ] {
-        let result = fanout(publish_on, &subscribe_on, channel, &options);
+    if runs(2) {
+        println!("\n2. publishes per second, {} keep-alive publishers, {} s", options.publishers, options.seconds);
+        println!("| broker | publishes/s | of the memory broker's |\n|---|---|---|");
+        let on_memory = throughput(&[&memory], options.publishers, options.seconds);
+        println!("| memory, one node | {on_memory:.0} | 1.00x |");
+        for (name, targets) in [("Redis, node A alone", vec![&a]), ("Redis, spread over A and B", vec![&a, &b])] {
+            let rate = throughput(&targets, options.publishers, options.seconds);
+            println!("| {name} | {rate:.0} | {:.2}x |", rate / on_memory);
+        }
+    }
+    if runs(3) {
         println!(
-            "| {name} | {:.0} | {} | {} | {} | {} |",
-            result.per_second,
-            micros(result.p50),
-            micros(result.p99),
-            result.lost,
-            result.duplicated
+            "\n3. fan-out: {} WebSocket subscribers, {} msg/s for {} s",
+            options.subs, options.rate, options.seconds
         );
+        println!("| setup | deliveries/s | p50 | p99 | lost | duplicated |\n|---|---|---|---|---|---|");
+        for (name, publish_on, subscribe_on, channel) in [
+            ("memory, one node", &memory, vec![&memory], "fan-memory"),
+            ("Redis, subs on A and B, publish on B", &b, vec![&a, &b], "fan-redis"),
+        ] {
+            let result = fanout(publish_on, &subscribe_on, channel, &options);
+            println!(
+                "| {name} | {:.0} | {} | {} | {} | {} |",
+                result.per_second,
+                micros(result.p50),
+                micros(result.p99),
+                result.lost,
+                result.duplicated
+            );
+        }
+    }
+    if runs(4) {
+        // Started only now: every node hears every publish, so an idle node would share the
+        // machine's cores with the parts above.
+        let (_h, h) = node(&url, &["--workers", "1", "--redis-timeout", "2"]);
+        println!("\n4. a hung Redis (SIGSTOP), node H with --workers 1 --redis-timeout 2");
+        println!("| what | p50 | p99 | max | the publish |\n|---|---|---|---|---|");
+        hung(&h, redis.0.id(), 200);
     }
 }

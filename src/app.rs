@@ -29,7 +29,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::broker::{self, Broker, BrokerError, Message, Since};
+use crate::broker::{self, Broker, BrokerError, Message, Pending, Since};
 use crate::budget::MemoryBudget;
 use crate::config::Config;
 use crate::gate::origin::{self, Cors, Origin};
@@ -351,6 +351,7 @@ impl App {
     fn snapshot(&self) -> crate::stats::Snapshot {
         let mut snapshot = self.stats.snapshot();
         snapshot.memory_budget = [self.budget.limit() as u64, self.budget.used() as u64, self.budget.shed_count()];
+        snapshot.redis = self.broker.link_stats();
         snapshot
     }
 
@@ -440,20 +441,20 @@ impl App {
         }
     }
 
-    /// Publishes one message, from `POST /publish` or a WebSocket text frame, at `now`.
-    pub fn publish_text(&self, channel: &str, text: &str, now: Now) -> Result<Arc<Message>, BrokerError> {
-        let message = self.broker.publish(channel, text, now)?;
-        self.stats.published();
-        Ok(message)
+    /// Publishes a complete request body at `now`: the broker's answer to come (see
+    /// [`App::published`]), or at once the response for a body that is not a message.
+    pub fn publish(&self, channel: &str, body: &[u8], now: Now) -> Result<Pending<Arc<Message>>, Response> {
+        let Ok(text) = std::str::from_utf8(body) else {
+            return Err(Response::text(400, "message is not valid UTF-8"));
+        };
+        Ok(self.broker.publish(channel, text, now))
     }
 
-    /// Publishes a complete request body: `201 {"id":...}`.
-    pub fn publish(&self, channel: &str, body: &[u8], now: Now) -> Response {
-        let Ok(text) = std::str::from_utf8(body) else {
-            return Response::text(400, "message is not valid UTF-8");
-        };
-        match self.publish_text(channel, text, now) {
+    /// The answer to a publish once the broker has given its own: `201 {"id":...}`, or 503.
+    pub fn published(&self, result: Result<Arc<Message>, BrokerError>) -> Response {
+        match result {
             Ok(message) => {
+                self.stats.published();
                 let mut json = String::from("{\"id\":");
                 crate::json::write_string(&mut json, &message.id);
                 json.push('}');
@@ -478,7 +479,7 @@ impl App {
         if let Some(expires) = grant.expires {
             deadline = deadline.min(now.instant_at_unix_secs(expires));
         }
-        Action::Poll(LongPoll::new(&*self.broker, channel, since, deadline, now.unix_ms))
+        Action::Poll(LongPoll::new(channel, since, deadline, now.unix_ms))
     }
 }
 
@@ -503,7 +504,9 @@ fn broker_error_response(error: &BrokerError) -> Response {
     match error {
         BrokerError::BadCursor => Response::text(400, "malformed cursor"),
         BrokerError::TooManyChannels => Response::text(503, "too many channels"),
-        BrokerError::Unavailable(_) => Response::text(503, "broker unavailable, message not published"),
+        BrokerError::Unavailable(_) => {
+            Response::text(503, "broker unavailable, message not published").with_header("Retry-After", "1")
+        }
     }
 }
 
@@ -560,20 +563,20 @@ mod tests {
         fn usage(&self) -> broker::Usage {
             self.0.usage()
         }
-        fn publish(&self, channel: &str, text: &str, now: Now) -> Result<Arc<Message>, BrokerError> {
+        fn publish(&self, channel: &str, text: &str, now: Now) -> broker::Pending<Arc<Message>> {
             self.0.publish(channel, text, now)
         }
         fn parse_cursor(&self, cursor: &str) -> Result<Since, BrokerError> {
             self.0.parse_cursor(cursor)
         }
-        fn tail(&self, channel: &str) -> broker::Position {
-            self.0.tail(channel)
+        fn tail(&self, channel: &str, reader: broker::Reader<'_>) -> std::task::Poll<broker::Position> {
+            self.0.tail(channel, reader)
         }
         fn cursor(&self, position: broker::Position) -> String {
             self.0.cursor(position)
         }
-        fn read(&self, channel: &str, since: &Since, max: usize) -> broker::Batch {
-            self.0.read(channel, since, max)
+        fn read(&self, channel: &str, since: &Since, max: usize, reader: broker::Reader<'_>) -> broker::Batch {
+            self.0.read(channel, since, max, reader)
         }
         fn subscribe(&self, channel: &str, subscriber: u64, waker: &std::task::Waker, now: std::time::Instant) {
             self.0.subscribe(channel, subscriber, waker, now)

@@ -105,6 +105,13 @@ pub struct Config {
     pub addr: String,
     /// Where messages live: this process, or a Redis server shared by several nodes.
     pub broker: BrokerUrl,
+    /// The longest a request waits for Redis before it is answered 503 (a publish) and the
+    /// longest a command may go unanswered before the link declares its connection dead
+    /// ([`redis::DEFAULT_REDIS_TIMEOUT`]).
+    pub redis_timeout: Duration,
+    /// Connections of the Redis broker's command link, each pipelined
+    /// ([`redis::pipeline::DEFAULT_CONNECTIONS`]).
+    pub redis_connections: usize,
     pub model: Model,
     /// Event-loop workers (`0`: one per available core).
     pub workers: usize,
@@ -194,6 +201,8 @@ impl Default for Config {
         Config {
             addr: "127.0.0.1:8080".into(),
             broker: BrokerUrl::Memory,
+            redis_timeout: redis::DEFAULT_REDIS_TIMEOUT,
+            redis_connections: redis::pipeline::DEFAULT_CONNECTIONS,
             model: Model::EventLoop,
             workers: 0,
             poller: Backend::native(),
@@ -265,6 +274,9 @@ Options (durations in seconds, fractions allowed):
   --addr HOST:PORT          listen address                        [127.0.0.1:8080]
   --broker URL              memory, or redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]
                             to share channels with other nodes    [memory]
+  --redis-timeout SECS      longest wait for Redis before a publish
+                            answers 503                           [2] (0.01 to 60)
+  --redis-connections N     pipelined command connections to Redis [2] (max 16)
   --model epoll|threads     event loop, or a thread per connection [epoll]
   --workers N               event-loop worker threads             [one per core]
   --poller epoll|poll       the event loop's readiness API        [epoll on Linux]
@@ -356,6 +368,22 @@ fn parse_serve_flags(args: &mut Args) -> Result<Command, String> {
         match flag {
             "--addr" => config.addr = value()?.to_string(),
             "--broker" => config.broker = BrokerUrl::parse(value()?).map_err(|why| format!("{flag}: {why}"))?,
+            "--redis-timeout" => {
+                config.redis_timeout = seconds(flag, value()?)?;
+                if !(redis::MIN_REDIS_TIMEOUT..=redis::MAX_REDIS_TIMEOUT).contains(&config.redis_timeout) {
+                    return Err(format!(
+                        "{flag}: between {} and {} seconds",
+                        redis::MIN_REDIS_TIMEOUT.as_secs_f64(),
+                        redis::MAX_REDIS_TIMEOUT.as_secs()
+                    ));
+                }
+            }
+            "--redis-connections" => {
+                config.redis_connections = positive(flag, value()?)?;
+                if config.redis_connections > redis::MAX_REDIS_CONNECTIONS {
+                    return Err(format!("{flag}: at most {}", redis::MAX_REDIS_CONNECTIONS));
+                }
+            }
             "--model" => {
                 config.model = match value()? {
                     "threads" => Model::Threads,
@@ -697,6 +725,24 @@ mod tests {
         for refused in ["0.0009", "86400.5", "-1", "inf", "NaN"] {
             assert!(parse(&format!("--keepalive {refused}")).is_err(), "{refused}");
         }
+    }
+
+    #[test]
+    fn the_redis_timeout_is_seconds_within_bounds_and_two_by_default() {
+        let timeout = |line: &str| match parse(line) {
+            Ok(Command::Serve(config)) => Ok(config.redis_timeout),
+            Ok(other) => panic!("{other:?}"),
+            Err(error) => Err(error),
+        };
+        assert_eq!(timeout(""), Ok(Duration::from_secs(2)));
+        assert_eq!(timeout("--redis-timeout 0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(timeout("--redis-timeout 60"), Ok(Duration::from_secs(60)));
+        for bad in ["--redis-timeout 0", "--redis-timeout 0.001", "--redis-timeout 61", "--redis-timeout x"] {
+            assert!(timeout(bad).unwrap_err().starts_with("--redis-timeout: "), "{bad}");
+        }
+        let Ok(Command::Serve(config)) = parse("--redis-connections 4") else { panic!("4 connections") };
+        assert_eq!(config.redis_connections, 4);
+        assert!(parse("--redis-connections 0").is_err() && parse("--redis-connections 17").is_err());
     }
 
     #[test]

@@ -20,10 +20,10 @@
 //!            ┌──────────── keep-alive ───────────────┐
 //!            ▼                                       │
 //!  accept ─► Head ─► (route) ─┬─► respond ───────────┤
-//!                             ├─► Body ─► publish ───┤
+//!                             ├─► Body ─► Publishing ┤  (until the broker answers, or 503)
 //!                             ├─► Poll ─► answer ────┘
-//!                             ├─► Sse ──────────── (until the client leaves or shutdown)
-//!                             └─► 101 ─► WebSocket ─ (until the closing handshake)
+//!                             ├─► (Opening) ─► Sse ─ (until the client leaves or shutdown)
+//!                             └─► (Opening) ─► 101 ─► WebSocket ─ (until the closing handshake)
 //!            any error, timeout or `Connection: close` ─► Closing ─► (flushed) ─► closed
 //! ```
 //!
@@ -47,8 +47,10 @@ use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use crate::app::{error_response, Action, App, Exchange, SseStart, WebSocketMode};
+use crate::broker::{Message, Pending, Reader};
 use crate::gate::loggable_target;
 use crate::gate::origin::Cors;
+use crate::gate::Grant;
 use crate::http::body::BodyDecoder;
 use crate::http::grammar::Parsed;
 use crate::http::request::parse_request;
@@ -115,8 +117,16 @@ enum State {
     Head { idle_since: Instant, started: Option<Instant> },
     /// Reading a request body to publish.
     Body { channel: String, reply: Reply, decoder: BodyDecoder, body: Vec<u8>, deadline: Instant },
+    /// A publish the broker has not answered yet (Redis: the command is on the link). At
+    /// `deadline` (`--redis-timeout` after the body) the client is answered 503 and the late
+    /// answer is discarded.
+    Publishing { pending: Pending<Arc<Message>>, reply: Reply, deadline: Instant },
     /// A long poll waiting for a message or its timeout.
     Poll { poll: LongPoll, reply: Reply },
+    /// A stream whose start in its channel ("only new messages": the tail) the broker is
+    /// still asking for; nothing has been written yet. Its head (or `101`) goes out once the
+    /// start is known, so that nothing the client publishes after seeing it can be skipped.
+    Opening { opening: Opening, deadline: Instant },
     /// A Server-Sent Events stream ([`crate::stream::SseStream`]).
     Sse(SseStream),
     /// An upgraded WebSocket ([`crate::stream::WebSocketStream`]).
@@ -134,6 +144,20 @@ struct AccessRecord {
     started: Instant,
     /// [`Connection::produced`] when it began: its bytes are what that grows by.
     produced_before: u64,
+}
+
+/// What a stream in [`State::Opening`] will be.
+enum Opening {
+    Sse { subscription: Subscription, grant: Grant, reply: Reply },
+    WebSocket { subscription: Subscription, grant: Grant, accept: String },
+}
+
+impl Opening {
+    fn subscription(&mut self) -> &mut Subscription {
+        match self {
+            Opening::Sse { subscription, .. } | Opening::WebSocket { subscription, .. } => subscription,
+        }
+    }
 }
 
 pub struct Connection {
@@ -248,7 +272,7 @@ impl Connection {
     pub fn waiting_for(&self) -> Waiting {
         match self.state {
             State::Head { .. } | State::Body { .. } => Waiting::ForInput,
-            State::Poll { .. } | State::Sse(_) => Waiting::ForBroker,
+            State::Poll { .. } | State::Sse(_) | State::Publishing { .. } | State::Opening { .. } => Waiting::ForBroker,
             State::WebSocket(_) => Waiting::ForInputAndBroker,
             State::Closing => Waiting::ForClose,
         }
@@ -275,7 +299,9 @@ impl Connection {
         let deadline = match &self.state {
             State::Head { started: Some(started), .. } => Some(*started + config.header_timeout),
             State::Head { idle_since, started: None } => Some(*idle_since + config.idle_timeout),
-            State::Body { deadline, .. } => Some(*deadline),
+            State::Body { deadline, .. } | State::Publishing { deadline, .. } | State::Opening { deadline, .. } => {
+                Some(*deadline)
+            }
             State::Poll { poll, .. } => Some(poll.deadline()),
             State::Sse(stream) => Some(stream.next_deadline()),
             State::WebSocket(stream) => Some(stream.next_deadline(config.keepalive)),
@@ -412,6 +438,16 @@ impl Connection {
                 poll.cancel(&*self.app.broker, self.id, at);
                 Some((None, Some(Transport::LongPoll), None))
             }
+            // Never registered: this only drops what the broker was asking for it. The client
+            // never saw the stream open: its exchange ends without a status.
+            State::Opening { mut opening, .. } => {
+                opening.subscription().unregister(&*self.app.broker, self.id, at);
+                let transport = match opening {
+                    Opening::Sse { .. } => Transport::Sse,
+                    Opening::WebSocket { .. } => Transport::WebSocket,
+                };
+                Some((None, Some(transport), None))
+            }
             State::Sse(mut stream) => {
                 stream.stop(&self.app, self.id, at);
                 Some((Some(200), Some(Transport::Sse), None))
@@ -420,7 +456,10 @@ impl Connection {
                 stream.stop(&self.app, self.id, at);
                 Some((Some(101), Some(Transport::WebSocket), Some(stream.close_code())))
             }
-            State::Body { .. } => Some((None, None, None)),
+            // A complete body becomes a publish in flight: the same exchange goes on.
+            State::Body { .. } if matches!(self.state, State::Publishing { .. }) => None,
+            // A body or a publish left unanswered (an answered one was logged by `respond`).
+            State::Body { .. } | State::Publishing { .. } => Some((None, None, None)),
             State::Head { .. } | State::Closing => None,
         };
         if let Some((status, transport, close_code)) = ended {
@@ -456,6 +495,8 @@ impl Connection {
                 self.read_head(now, deadline, waker)
             }
             State::Body { .. } => self.read_body(now),
+            State::Publishing { .. } => self.finish_publish(now, waker),
+            State::Opening { .. } => self.open(now, waker),
             State::Poll { .. } => self.poll(now, waker),
             State::Sse(_) | State::WebSocket(_) => self.stream(now, waker),
             State::Closing => false,
@@ -527,36 +568,79 @@ impl Connection {
                 self.enter(State::Body { channel, reply, decoder, body: Vec::new(), deadline }, now.instant);
             }
             Action::Poll(poll) => self.enter(State::Poll { poll, reply }, now.instant),
-            Action::Sse(start) => self.start_sse(start, &reply, now, waker),
-            Action::Upgrade(start) => {
-                let subscription = match start.mode {
-                    WebSocketMode::Echo => None,
-                    WebSocketMode::Channel { channel, since } => {
-                        Some(Subscription::new(&*self.app.broker, &channel, since))
-                    }
-                };
-                let stream = WebSocketStream::start(&start.accept, subscription, start.grant, &mut self.io(now, waker));
+            Action::Sse(start) => self.start_sse(start, &reply, now),
+            Action::Upgrade(start) => match start.mode {
+                WebSocketMode::Echo => {
+                    let stream = WebSocketStream::start(&start.accept, None, start.grant, &mut self.io(now, waker));
+                    self.answered(101, now.instant);
+                    self.enter(State::WebSocket(Box::new(stream)), now.instant);
+                }
+                WebSocketMode::Channel { channel, since } => {
+                    let subscription = Subscription::new(&channel, since);
+                    let opening = Opening::WebSocket { subscription, grant: start.grant, accept: start.accept };
+                    let deadline = now.instant + self.app.config.redis_timeout;
+                    self.enter(State::Opening { opening, deadline }, now.instant);
+                }
+            },
+        }
+    }
+
+    /// A `text/event-stream` response: `HEAD` gets its head now; `GET` opens the stream once
+    /// it knows where it starts (`State::Opening`, usually left in the same turn).
+    fn start_sse(&mut self, start: SseStart, reply: &Reply, now: Now) {
+        if reply.framing.head_only {
+            let chunked = reply.framing.version == Version::Http11;
+            let date = format_http_date(now.unix_secs());
+            SseStream::write_head(&mut self.output, &reply.cors.fields(), chunked, &date);
+            self.answered(200, now.instant);
+            self.end_exchange(Some(200), Some(Transport::Sse), None);
+            return self.next_request(reply.framing.keep_alive && chunked, now.instant);
+        }
+        let subscription = Subscription::new(&start.channel, start.since);
+        let opening = Opening::Sse { subscription, grant: start.grant, reply: reply.clone() };
+        let deadline = now.instant + self.app.config.redis_timeout;
+        self.enter(State::Opening { opening, deadline }, now.instant);
+    }
+
+    /// A stream in `State::Opening` opens once the broker says where it starts: the SSE head
+    /// and `retry:`, or the `101`, then the stream. A client that leaves, or a server shutting
+    /// down, closes it before anything was written.
+    fn open(&mut self, now: Now, waker: &Waker) -> bool {
+        if self.input_closed || self.app.is_shutting_down() {
+            self.enter(State::Closing, now.instant);
+            return false;
+        }
+        let State::Opening { opening, deadline } = &mut self.state else { return false };
+        let reader = Reader { subscriber: self.id, waker };
+        if opening.subscription().resolve_start(&*self.app.broker, reader).is_pending() {
+            if now.instant >= *deadline {
+                // The broker's answer lands within --redis-timeout; this only keeps a deadline
+                // in the past from making the driver spin until it does.
+                *deadline = now.instant + self.app.config.redis_timeout;
+            }
+            return false;
+        }
+        // Taken out to become the stream (as `stream` does; the transition is the `enter` below).
+        let State::Opening { opening, .. } = std::mem::replace(&mut self.state, State::Closing) else { return false };
+        match opening {
+            Opening::Sse { subscription, grant, reply } => {
+                // HTTP/1.1: chunked, so the stream can end cleanly with a last-chunk. HTTP/1.0
+                // has no chunking: the stream is delimited by closing the connection (RFC 9112
+                // §6.3 rule 8).
+                let chunked = reply.framing.version == Version::Http11;
+                let date = format_http_date(now.unix_secs());
+                SseStream::write_head(&mut self.output, &reply.cors.fields(), chunked, &date);
+                self.answered(200, now.instant);
+                let stream = SseStream::start(subscription, chunked, grant, &mut self.io(now, waker));
+                self.enter(State::Sse(stream), now.instant);
+            }
+            Opening::WebSocket { subscription, grant, accept } => {
+                let stream = WebSocketStream::start(&accept, Some(subscription), grant, &mut self.io(now, waker));
                 self.answered(101, now.instant);
                 self.enter(State::WebSocket(Box::new(stream)), now.instant);
             }
         }
-    }
-
-    /// Writes the head of a `text/event-stream` response and starts following the channel.
-    fn start_sse(&mut self, start: SseStart, reply: &Reply, now: Now, waker: &Waker) {
-        let framing = reply.framing;
-        // HTTP/1.1: chunked, so the stream can end cleanly with a last-chunk. HTTP/1.0 has no
-        // chunking: the stream is delimited by closing the connection (RFC 9112 §6.3 rule 8).
-        let chunked = framing.version == Version::Http11;
-        SseStream::write_head(&mut self.output, &reply.cors.fields(), chunked, &format_http_date(now.unix_secs()));
-        self.answered(200, now.instant);
-        if framing.head_only {
-            self.end_exchange(Some(200), Some(Transport::Sse), None);
-            return self.next_request(framing.keep_alive && chunked, now.instant);
-        }
-        let subscription = Subscription::new(&*self.app.broker, &start.channel, start.since);
-        let stream = SseStream::start(subscription, chunked, start.grant, &mut self.io(now, waker));
-        self.enter(State::Sse(stream), now.instant);
+        true
     }
 
     /// The context a stream advances with.
@@ -599,9 +683,14 @@ impl Connection {
             Ok(progress) => {
                 self.input.drain(..progress.consumed);
                 if progress.done {
-                    let response = self.app.publish(channel, body, now);
                     let reply = reply.clone();
-                    self.respond(now, response, &reply);
+                    match self.app.publish(channel, body, now) {
+                        Ok(pending) => {
+                            let deadline = now.instant + self.app.config.redis_timeout;
+                            self.enter(State::Publishing { pending, reply, deadline }, now.instant);
+                        }
+                        Err(response) => self.respond(now, response, &reply),
+                    }
                     return true;
                 }
                 if self.input_closed || self.app.is_shutting_down() {
@@ -616,6 +705,25 @@ impl Connection {
                 false
             }
         }
+    }
+
+    /// Answers a publish once the broker has (at once, on the memory broker), or 503 with
+    /// `Retry-After: 1` when it has not within `--redis-timeout`.
+    fn finish_publish(&mut self, now: Now, waker: &Waker) -> bool {
+        let State::Publishing { pending, reply, deadline } = &mut self.state else { return false };
+        let response = match pending.poll(waker) {
+            Poll::Ready(result) => self.app.published(result),
+            Poll::Pending if now.instant < *deadline => return false,
+            // RFC 9110 §15.6.4: 503 "indicates that the server is currently unable to handle
+            // the request due to a temporary overload"; §10.2.3: Retry-After says when to try.
+            // Redis may still run the command: the message may exist (at least once, as with
+            // a reply lost to a broken connection).
+            Poll::Pending => Response::text(503, "broker did not answer in time, message may not be published")
+                .with_header("Retry-After", "1"),
+        };
+        let reply = reply.clone();
+        self.respond(now, response, &reply);
+        true
     }
 
     /// Long-polling steps 2 to 4 ([`crate::longpoll`]).

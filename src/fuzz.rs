@@ -326,7 +326,7 @@ pub fn connection(data: &[u8]) {
             }
             5 => connection.receive_eof(),
             6 => {
-                let _ = app.publish_text("f", "fuzz", now(elapsed));
+                let _ = app.broker.publish("f", "fuzz", now(elapsed));
             }
             _ => app.begin_shutdown(),
         }

@@ -100,7 +100,8 @@
 //! | step | where |
 //! |---|---|
 //! | speak Redis: encode a command, decode a reply as it arrives, resuming where the last read stopped (RESP2) | [`broker::resp::encode_command`], [`broker::resp::Decoder`] (one-shot: [`broker::resp::decode`]) |
-//! | publish: one Lua script appends to the channel's stream (`XADD`) and publishes the entry (`PUBLISH`), atomically, so every node hears a channel in stream order | [`broker::redis::PUBLISH_SCRIPT`], run by [`broker::redis::RedisBroker`] (`EVALSHA`; `EVAL` after `NOSCRIPT`) |
+//! | publish: one Lua script appends to the channel's stream (`XADD`) and publishes the entry (`PUBLISH`), atomically, so every node hears a channel in stream order | [`broker::redis::PUBLISH_SCRIPT`], sent by [`broker::redis::RedisBroker`] (`EVALSHA`, the script loaded on every connection as it opens) |
+//! | never wait for Redis on a worker: commands go to a pipelined link with threads of its own; the answer comes back through the connection's waker | [`broker::redis::pipeline::Pipeline`], [`broker::Pending`] (a publish), [`broker::Batch::in_flight`] (a cold read), [never waiting](broker::redis#never-waiting-for-redis) |
 //! | ids are stream ids, the same on every node | [`broker::redis::parse_stream_id`], [`broker::redis::stream_id`] |
 //! | hear every node's publishes: one `PSUBSCRIBE`, each entry into the channel's mirror | [the mirror](broker::redis#one-channel-on-a-node-the-mirror) (the supervisor thread, `Mirror::accept`) |
 //! | resume from a cursor: from the mirror, or older history from the stream with a gap check | [`broker::redis::RedisBroker`] as a [`broker::Broker`] (`read`: `XRANGE` + `XINFO STREAM`) |

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::broker::{Batch, Broker, Message, Since};
+use crate::broker::{Batch, Broker, Message, Reader, Since};
 use crate::config::MAX_POLL_TIMEOUT;
 use crate::http::{self, BadQuery};
 use crate::json;
@@ -66,6 +66,12 @@ impl PollQuery {
     }
 }
 
+/// How long a poll whose broker read is in flight waits before it looks again, should the
+/// wake-up never come. The broker's link answers or fails every command within
+/// `--redis-timeout`, so the wake-up comes first; this only keeps a lost one from holding the
+/// poll forever, and a deadline in the past from making a driver spin.
+pub const IN_FLIGHT_RECHECK: Duration = Duration::from_secs(1);
+
 /// One parked (or about to be parked) poll request.
 #[derive(Debug)]
 pub struct LongPoll {
@@ -77,16 +83,10 @@ pub struct LongPoll {
 }
 
 impl LongPoll {
-    /// `since: None` means "from now": the cursor is the channel's current tail. `live_from_ms`
-    /// is the wall-clock time of the request's arrival.
-    pub fn new(
-        broker: &dyn Broker,
-        channel: &str,
-        since: Option<Since>,
-        deadline: Instant,
-        live_from_ms: u64,
-    ) -> LongPoll {
-        LongPoll { subscription: Subscription::new(broker, channel, since), deadline, live_from_ms }
+    /// `since: None` means "from now": the cursor is the channel's tail, resolved by the
+    /// first poll. `live_from_ms` is the wall-clock time of the request's arrival.
+    pub fn new(channel: &str, since: Option<Since>, deadline: Instant, live_from_ms: u64) -> LongPoll {
+        LongPoll { subscription: Subscription::new(channel, since), deadline, live_from_ms }
     }
 
     /// When the request arrived, in milliseconds since the epoch.
@@ -106,6 +106,11 @@ impl LongPoll {
     /// Steps 2 to 4: answers when there are messages after the cursor (or a gap to report),
     /// when the deadline has passed, or when `give_up` (the server is shutting down);
     /// otherwise makes sure the broker will wake `waker` and returns `Pending`.
+    ///
+    /// While the broker fetches what the poll asked for ([`Batch::in_flight`]: the tail, or
+    /// history older than a Redis node's mirror), the poll waits for it even past its deadline
+    /// or when giving up: the answer is owed and lands within `--redis-timeout`, and without it
+    /// there is no cursor to answer with.
     pub fn poll(
         &mut self,
         broker: &dyn Broker,
@@ -115,7 +120,11 @@ impl LongPoll {
         unix_secs: u64,
         give_up: bool,
     ) -> Poll<Answer> {
-        let mut batch = self.subscription.read(broker, MAX_MESSAGES_PER_ANSWER);
+        let reader = Reader { subscriber, waker };
+        let mut batch = self.subscription.read(broker, MAX_MESSAGES_PER_ANSWER, reader);
+        if batch.in_flight {
+            return self.wait_in_flight(now);
+        }
         let nothing = |batch: &Batch| batch.messages.is_empty() && batch.gap.is_none();
         if nothing(&batch) && !give_up && now < self.deadline {
             if self.is_parked() {
@@ -123,7 +132,10 @@ impl LongPoll {
             }
             // Register first, then look again (see `crate::subscription`).
             self.subscription.register(broker, subscriber, waker, now);
-            batch = self.subscription.read(broker, MAX_MESSAGES_PER_ANSWER);
+            batch = self.subscription.read(broker, MAX_MESSAGES_PER_ANSWER, reader);
+            if batch.in_flight {
+                return self.wait_in_flight(now);
+            }
             if nothing(&batch) {
                 return Poll::Pending;
             }
@@ -135,6 +147,16 @@ impl LongPoll {
         let cursor = broker.cursor(batch.position);
         let body = answer_body(&batch, &cursor, unix_secs);
         Poll::Ready(Answer { body, delivered: batch.messages.len(), batch })
+    }
+
+    /// The broker will wake us when its fetch lands; a deadline already passed moves to
+    /// [`IN_FLIGHT_RECHECK`] from now, so that the driver does not wake up at once, again and
+    /// again, for a deadline that cannot be acted on yet.
+    fn wait_in_flight(&mut self, now: Instant) -> Poll<Answer> {
+        if self.deadline <= now {
+            self.deadline = now + IN_FLIGHT_RECHECK;
+        }
+        Poll::Pending
     }
 
     /// Stops waiting (answered, or the connection is going away) at `now`.
@@ -223,7 +245,7 @@ mod tests {
 
     /// Step 3: a message published on "ch".
     fn publish(broker: &MemoryBroker, text: &str) -> Arc<Message> {
-        broker.publish("ch", text, Now { instant: Instant::now(), unix_ms: 1_678_900_000_123 }).unwrap()
+        broker.publish_now("ch", text, Now { instant: Instant::now(), unix_ms: 1_678_900_000_123 }).unwrap()
     }
 
     #[test]
@@ -242,7 +264,7 @@ mod tests {
     #[test]
     fn step_2_nothing_new_parks_and_registers_the_waker() {
         let (broker, waker, count, now) = setup();
-        let mut poll = LongPoll::new(&broker, "ch", None, now + Duration::from_secs(30), 0);
+        let mut poll = LongPoll::new("ch", None, now + Duration::from_secs(30), 0);
         assert!(poll.poll(&broker, 1, &waker, now, 0, false).is_pending());
         assert!(poll.is_parked());
         publish(&broker, "Hi"); // step 3
@@ -252,7 +274,7 @@ mod tests {
     #[test]
     fn step_4_the_woken_poll_answers_with_the_message_and_its_cursor() {
         let (broker, waker, _, now) = setup();
-        let mut poll = LongPoll::new(&broker, "ch", None, now + Duration::from_secs(30), 0);
+        let mut poll = LongPoll::new("ch", None, now + Duration::from_secs(30), 0);
         assert!(poll.poll(&broker, 1, &waker, now, 0, false).is_pending());
         let message = publish(&broker, "Hi");
         let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, 1_700_000_000, false) else {
@@ -275,7 +297,7 @@ mod tests {
         publish(&broker, "a");
         publish(&broker, "b");
         let since = broker.parse_cursor("k3f9-1").unwrap();
-        let mut poll = LongPoll::new(&broker, "ch", Some(since), now + Duration::from_secs(30), 0);
+        let mut poll = LongPoll::new("ch", Some(since), now + Duration::from_secs(30), 0);
         let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, 0, false) else { panic!() };
         assert!(answer.body.contains(r#""text":"b""#) && !answer.body.contains(r#""text":"a""#));
         assert!(answer.body.contains(r#""cursor":"k3f9-2""#));
@@ -286,7 +308,7 @@ mod tests {
         let (broker, waker, _, now) = setup();
         publish(&broker, "old");
         let deadline = now + Duration::from_secs(30);
-        let mut poll = LongPoll::new(&broker, "ch", None, deadline, 0);
+        let mut poll = LongPoll::new("ch", None, deadline, 0);
         assert!(poll.poll(&broker, 1, &waker, now, 0, false).is_pending());
         let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, deadline, 7, false) else { panic!() };
         assert_eq!(answer.body, r#"{"messages":[],"cursor":"k3f9-1","timestamp":7}"#);
@@ -295,7 +317,7 @@ mod tests {
     #[test]
     fn shutting_down_answers_parked_polls() {
         let (broker, waker, _, now) = setup();
-        let mut poll = LongPoll::new(&broker, "ch", None, now + Duration::from_secs(30), 0);
+        let mut poll = LongPoll::new("ch", None, now + Duration::from_secs(30), 0);
         assert!(poll.poll(&broker, 1, &waker, now, 0, false).is_pending());
         assert!(poll.poll(&broker, 1, &waker, now, 0, true).is_ready());
     }
@@ -308,7 +330,7 @@ mod tests {
             publish(&broker, text);
         }
         let since = broker.parse_cursor("k3f9-0").unwrap();
-        let mut poll = LongPoll::new(&broker, "ch", Some(since), now, 0);
+        let mut poll = LongPoll::new("ch", Some(since), now, 0);
         let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, 0, false) else { panic!() };
         assert!(answer.body.ends_with(r#","gap":true}"#), "{}", answer.body);
     }
@@ -320,7 +342,7 @@ mod tests {
         for _ in 0..3 {
             publish(&broker, &big);
         }
-        let mut poll = LongPoll::new(&broker, "ch", Some(Since::After(Position(0))), now, 0);
+        let mut poll = LongPoll::new("ch", Some(Since::After(Position(0))), now, 0);
         let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, 0, false) else { panic!() };
         assert_eq!(answer.delivered, 1);
         assert!(answer.body.contains(r#""cursor":"k3f9-1""#));

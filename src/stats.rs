@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
 
-use crate::broker::{Batch, Usage};
+use crate::broker::{Batch, LinkStats, Usage};
 use crate::histogram::{self, Histogram, HistogramSnapshot};
 use crate::sync::lock;
 use crate::transport::Transport;
@@ -129,6 +129,9 @@ pub struct Snapshot {
     pub threads: u64,
     pub workers: Vec<WorkerSnapshot>,
     pub traffic: TrafficSnapshot,
+    /// The Redis broker's command link ([`crate::broker::Broker::link_stats`]); filled in by
+    /// the app, `None` on the memory broker.
+    pub redis: Option<LinkStats>,
 }
 
 impl Stats {
@@ -235,6 +238,7 @@ impl Stats {
                 })
                 .collect(),
             traffic: self.traffic.snapshot(),
+            redis: None,
         }
     }
 }
@@ -304,7 +308,26 @@ impl Snapshot {
                 worker.connections, worker.parked_polls, worker.bytes_queued, worker.iterations
             );
         }
-        out.push_str("]}");
+        out.push(']');
+        if let Some(link) = &self.redis {
+            let mean_us = link.latency_sum_us.checked_div(link.answered).unwrap_or(0);
+            let _ = write!(
+                out,
+                ",\"redis\":{{\"state\":\"{}\",\"connections\":{},\"connections_up\":{},\"reconnects\":{},\
+                 \"in_flight\":{},\"commands_sent\":{},\"commands_answered\":{},\"commands_failed\":{},\
+                 \"latency_mean_us\":{mean_us},\"latency_max_us\":{}}}",
+                if link.connections_up > 0 { "up" } else { "down" },
+                link.connections,
+                link.connections_up,
+                link.reconnects,
+                link.in_flight,
+                link.sent,
+                link.answered,
+                link.failed,
+                link.latency_max_us
+            );
+        }
+        out.push('}');
         out
     }
 
@@ -364,6 +387,52 @@ impl Snapshot {
         metric("memory_shed_total", "counter", "Connections that gave up what they held to the budget.", &[("", shed)]);
         metric("resident_memory_bytes", "gauge", "Resident set size.", &[("", self.rss_bytes)]);
         metric("threads", "gauge", "OS threads in the process.", &[("", self.threads)]);
+        if let Some(link) = &self.redis {
+            let up = u64::from(link.connections_up > 0);
+            metric("redis_up", "gauge", "Whether a connection of the Redis command link is up.", &[("", up)]);
+            metric(
+                "redis_connections_up",
+                "gauge",
+                "Connections of the Redis command link that are up.",
+                &[("", link.connections_up as u64)],
+            );
+            metric(
+                "redis_reconnects_total",
+                "counter",
+                "Redis command connections opened again.",
+                &[("", link.reconnects)],
+            );
+            metric(
+                "redis_commands_in_flight",
+                "gauge",
+                "Commands sent to Redis, not answered.",
+                &[("", link.in_flight)],
+            );
+            metric("redis_commands_sent_total", "counter", "Commands queued on the Redis link.", &[("", link.sent)]);
+            metric(
+                "redis_commands_failed_total",
+                "counter",
+                "Commands refused (link down) or failed (connection lost or timed out).",
+                &[("", link.failed)],
+            );
+        }
+        if let Some(link) = &self.redis {
+            // A summary without quantiles (the exposition format allows it): the mean is
+            // rate(_sum) / rate(_count). Seconds, Prometheus's base unit.
+            let _ = writeln!(
+                out,
+                "# HELP realtime_redis_command_duration_seconds From queueing a command on the Redis link to its reply.\n\
+                 # TYPE realtime_redis_command_duration_seconds summary\n\
+                 realtime_redis_command_duration_seconds_sum {}\n\
+                 realtime_redis_command_duration_seconds_count {}\n\
+                 # HELP realtime_redis_command_duration_max_seconds The longest a command has waited for its reply.\n\
+                 # TYPE realtime_redis_command_duration_max_seconds gauge\n\
+                 realtime_redis_command_duration_max_seconds {}",
+                link.latency_sum_us as f64 / 1e6,
+                link.answered,
+                link.latency_max_us as f64 / 1e6
+            );
+        }
         self.traffic.write_prometheus(&mut out);
         write_build_info(&mut out);
         out
@@ -597,6 +666,35 @@ mod tests {
     }
 
     #[test]
+    fn the_redis_link_is_reported_only_for_a_redis_broker() {
+        let mut snapshot = Stats::default().snapshot();
+        assert!(!snapshot.to_json("epoll", "memory", Usage::default()).contains("\"redis\""));
+        assert!(!snapshot.to_prometheus("epoll", Usage::default()).contains("realtime_redis"));
+        snapshot.redis = Some(LinkStats {
+            connections: 2,
+            connections_up: 1,
+            reconnects: 3,
+            in_flight: 4,
+            sent: 10,
+            answered: 5,
+            failed: 1,
+            latency_sum_us: 500,
+            latency_max_us: 300,
+        });
+        let json = crate::json::parse(&snapshot.to_json("epoll", "redis", Usage::default())).unwrap();
+        let redis = json.get("redis").expect("a redis object");
+        assert_eq!(redis.get("state").and_then(|v| v.as_str()), Some("up"));
+        assert_eq!(redis.get("in_flight").and_then(|v| v.as_u64()), Some(4));
+        assert_eq!(redis.get("latency_mean_us").and_then(|v| v.as_u64()), Some(100));
+        let text = snapshot.to_prometheus("epoll", Usage::default());
+        assert!(text.contains("realtime_redis_up 1\n"), "{text}");
+        assert!(text.contains("realtime_redis_reconnects_total 3\n"));
+        assert!(text.contains("realtime_redis_commands_in_flight 4\n"));
+        assert!(text.contains("realtime_redis_command_duration_seconds_count 5\n"));
+        assert!(text.contains("realtime_redis_command_duration_seconds_sum 0.0005\n"), "{text}");
+    }
+
+    #[test]
     fn refusals_are_counted_by_reason_and_subjects_by_open_streams() {
         let stats = Stats::default();
         stats.refusal(Refusal::Rate);
@@ -627,7 +725,7 @@ mod tests {
             })
             .collect();
         let gap = gap.then(|| crate::broker::Gap { since: "e-0".into(), oldest: None });
-        Batch { messages, gap, position: crate::broker::Position(times_ms.len() as u128) }
+        Batch { messages, gap, position: crate::broker::Position(times_ms.len() as u128), in_flight: false }
     }
 
     #[test]

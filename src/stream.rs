@@ -22,11 +22,12 @@
 #![forbid(unsafe_code)]
 
 use std::net::IpAddr;
-use std::task::Waker;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::app::App;
-use crate::broker::{Batch, BrokerError, Gap};
+use crate::broker::{Batch, BrokerError, Gap, Message, Pending, Reader};
 use crate::gate::Grant;
 use crate::http::response::{write_chunk_pieces, write_head, write_last_chunk};
 use crate::json;
@@ -131,7 +132,9 @@ fn pull(io: &mut Io<'_>, subscription: &mut Subscription, transport: Transport, 
     if !io.has_room() {
         return None;
     }
-    let batch = subscription.read(&*io.app.broker, PULL_BATCH);
+    let reader = Reader { subscriber: io.subscriber, waker: io.waker };
+    let batch = subscription.read(&*io.app.broker, PULL_BATCH, reader);
+    // In flight: the broker wakes us when it lands.
     if batch.messages.is_empty() && batch.gap.is_none() {
         return None;
     }
@@ -262,6 +265,11 @@ pub struct WebSocketStream {
     close_deadline: Option<Instant>,
     /// Whether the client's text frames may be published (the gate's grant).
     may_publish: bool,
+    /// The client's message being published, and when we stop waiting for the broker
+    /// (`--redis-timeout`). No further frame is read meanwhile: the client's messages are
+    /// published in the order it sent them, one at a time, and a client that sends faster
+    /// than the broker answers is pushed back on by its socket, not buffered.
+    publishing: Option<(Pending<Arc<Message>>, Instant)>,
     authority: Authority,
     /// The code of the first Close frame on the wire, ours or the peer's (for the access log).
     first_close: Option<CloseCode>,
@@ -294,6 +302,7 @@ impl WebSocketStream {
             ping_unanswered_since: None,
             close_deadline: None,
             may_publish: grant.may_publish,
+            publishing: None,
             authority: Authority::start(&grant, io),
             first_close: None,
             live_from_ms: io.now.unix_ms,
@@ -318,6 +327,9 @@ impl WebSocketStream {
         if let Some(since) = self.ping_unanswered_since {
             deadline = deadline.min(since + 2 * keepalive);
         }
+        if let Some((_, publish_deadline)) = &self.publishing {
+            deadline = deadline.min(*publish_deadline);
+        }
         earliest(deadline, self.authority.expires)
     }
 
@@ -330,6 +342,7 @@ impl WebSocketStream {
     }
 
     pub fn advance(&mut self, io: &mut Io<'_>) -> Next {
+        self.finish_publish(io);
         self.read_frames(io);
         match self.session.state() {
             // RFC 6455 §7.1.1: "the server SHOULD close [the TCP connection] first": after the
@@ -384,9 +397,13 @@ impl WebSocketStream {
         Next::Continue
     }
 
-    /// Feeds the client's bytes to the session and acts on what they amount to.
+    /// Feeds the client's bytes to the session and acts on what they amount to; none while a
+    /// message of the client's is being published.
     fn read_frames(&mut self, io: &mut Io<'_>) {
         loop {
+            if self.publishing.is_some() {
+                return;
+            }
             let (consumed, event) = self.session.receive(&mut io.input[..], io.output);
             io.input.drain(..consumed);
             match event {
@@ -432,14 +449,33 @@ impl WebSocketStream {
             return self.close(io, CloseCode::POLICY, "rate limit");
         }
         let channel = subscription.channel().to_string();
-        if let Err(error) = io.app.publish_text(&channel, &text, io.now) {
-            // 1011: "encountered an unexpected condition that prevented it from fulfilling
-            // the request". The client can retry the message after reconnecting.
-            let reason = match error {
-                BrokerError::TooManyChannels => "message not published: too many channels",
-                _ => "message not published: broker unavailable",
-            };
-            self.close(io, CloseCode::INTERNAL_ERROR, reason);
+        let pending = io.app.broker.publish(&channel, &text, io.now);
+        self.publishing = Some((pending, io.now.instant + io.app.config.redis_timeout));
+        self.finish_publish(io);
+    }
+
+    /// Looks at the message being published, if any: once the broker has answered, frames are
+    /// read again; if it refused, or did not answer within `--redis-timeout` (its late answer
+    /// is then discarded), the socket is closed with 1011, as a refused publish always was.
+    fn finish_publish(&mut self, io: &mut Io<'_>) {
+        let Some((pending, deadline)) = &mut self.publishing else { return };
+        let outcome = match pending.poll(io.waker) {
+            Poll::Ready(result) => result,
+            Poll::Pending if io.now.instant < *deadline => return,
+            Poll::Pending => Err(BrokerError::Unavailable("no answer within --redis-timeout".into())),
+        };
+        self.publishing = None;
+        match outcome {
+            Ok(_) => io.app.stats.published(),
+            Err(error) => {
+                // 1011: "encountered an unexpected condition that prevented it from fulfilling
+                // the request". The client can retry the message after reconnecting.
+                let reason = match error {
+                    BrokerError::TooManyChannels => "message not published: too many channels",
+                    _ => "message not published: broker unavailable",
+                };
+                self.close(io, CloseCode::INTERNAL_ERROR, reason);
+            }
         }
     }
 

@@ -9,12 +9,13 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::task::{Wake, Waker};
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use realtime::app::App;
 use realtime::broker::memory::MemoryBroker;
+use realtime::broker::{Batch, Broker, BrokerError, Completer, Message, Pending, Position, Reader, Since, Usage};
 use realtime::config::Config;
 use realtime::connection::{Connection, Waiting};
 use realtime::time::Now;
@@ -46,9 +47,15 @@ struct Harness {
 
 impl Harness {
     fn new(configure: impl Fn(&mut Config)) -> Harness {
+        Harness::with_broker(configure, |config| {
+            Arc::new(MemoryBroker::with_epoch("test".into(), config.broker_limits()))
+        })
+    }
+
+    fn with_broker(configure: impl Fn(&mut Config), broker: impl Fn(&Config) -> Arc<dyn Broker>) -> Harness {
         let mut config = Config::default();
         configure(&mut config);
-        let broker = Arc::new(MemoryBroker::with_epoch("test".into(), config.broker_limits()));
+        let broker = broker(&config);
         let app = Arc::new(App::new(config, broker));
         let (t0, unix_ms0) = (Instant::now(), 1_700_000_000_000);
         let connection = Connection::new(app.clone(), CLIENT, Now { instant: t0, unix_ms: unix_ms0 });
@@ -87,8 +94,155 @@ impl Harness {
     }
 
     fn publish(&self, channel: &str, text: &str, after: Duration) {
-        self.app.publish_text(channel, text, self.at(after)).expect("publish");
+        let mut published = self.app.broker.publish(channel, text, self.at(after));
+        assert!(matches!(published.poll(&self.waker), std::task::Poll::Ready(Ok(_))), "publish");
     }
+}
+
+/// A broker whose publishes stay unanswered until the test answers them, as a Redis that is
+/// slow or hung leaves them; everything else is the memory broker's.
+struct Unanswered {
+    memory: MemoryBroker,
+    publishes: Mutex<Vec<(String, Completer<Arc<Message>>)>>,
+    /// While `Some`, `tail` is `Pending`, as on a Redis node that must ask Redis for a channel
+    /// it does not mirror; the readers asking wait here.
+    tail_asked: Mutex<Option<Vec<Waker>>>,
+}
+
+impl Unanswered {
+    fn new() -> Arc<Unanswered> {
+        Arc::new(Unanswered {
+            memory: MemoryBroker::with_epoch("test".into(), Default::default()),
+            publishes: Mutex::default(),
+            tail_asked: Mutex::new(None),
+        })
+    }
+
+    /// Like `new`, but nobody knows the tail until `tell_tail`.
+    fn with_unknown_tail() -> Arc<Unanswered> {
+        let broker = Unanswered::new();
+        *broker.tail_asked.lock().unwrap() = Some(Vec::new());
+        broker
+    }
+
+    /// The tail is known from now on: the readers that asked are woken.
+    fn tell_tail(&self) {
+        for waker in self.tail_asked.lock().unwrap().take().unwrap_or_default() {
+            waker.wake();
+        }
+    }
+
+    /// Answers the oldest publish as the memory broker would.
+    fn answer(&self, now: Now) {
+        let (text, completer) = self.publishes.lock().unwrap().remove(0);
+        completer.complete(self.memory.publish_now("ch", &text, now));
+    }
+}
+
+impl Broker for Unanswered {
+    fn kind(&self) -> &'static str {
+        "unanswered"
+    }
+    fn usage(&self) -> Usage {
+        Broker::usage(&self.memory)
+    }
+    fn publish(&self, _channel: &str, text: &str, _now: Now) -> Pending<Arc<Message>> {
+        let (pending, completer) = Pending::later();
+        self.publishes.lock().unwrap().push((text.to_string(), completer));
+        pending
+    }
+    fn parse_cursor(&self, cursor: &str) -> Result<Since, BrokerError> {
+        self.memory.parse_cursor(cursor)
+    }
+    fn tail(&self, channel: &str, reader: Reader<'_>) -> Poll<Position> {
+        if let Some(asked) = self.tail_asked.lock().unwrap().as_mut() {
+            asked.push(reader.waker.clone());
+            return Poll::Pending;
+        }
+        self.memory.tail(channel, reader)
+    }
+    fn cursor(&self, position: Position) -> String {
+        self.memory.cursor(position)
+    }
+    fn read(&self, channel: &str, since: &Since, max: usize, reader: Reader<'_>) -> Batch {
+        self.memory.read(channel, since, max, reader)
+    }
+    fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker, now: Instant) {
+        self.memory.subscribe(channel, subscriber, waker, now)
+    }
+    fn unsubscribe(&self, channel: &str, subscriber: u64, now: Instant) {
+        self.memory.unsubscribe(channel, subscriber, now)
+    }
+}
+
+const PUBLISH_HI: &[u8] = b"POST /publish/ch HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi";
+
+#[test]
+fn an_unanswered_publish_waits_for_the_broker_and_is_answered_503_with_retry_after_at_the_redis_timeout() {
+    let broker = Unanswered::new();
+    let shared = broker.clone();
+    let mut h = Harness::with_broker(|config| config.redis_timeout = ms(500), move |_| shared.clone());
+    h.send(PUBLISH_HI, ms(0));
+    assert_eq!(h.connection.waiting_for(), Waiting::ForBroker);
+    assert_eq!(h.deadline(), Some(ms(500)), "the deadline is --redis-timeout after the body");
+    h.advance(ms(500) - TICK);
+    assert!(h.take_text(ms(500)).is_empty(), "no answer one tick before");
+    h.advance(ms(500));
+    let answer = h.take_text(ms(500));
+    assert_eq!(status_of(&answer), 503, "{answer}");
+    assert!(answer.contains("\r\nRetry-After: 1\r\n"), "{answer}");
+    // The late answer is discarded; the connection serves the next request.
+    broker.answer(h.at(ms(600)));
+    assert_eq!(h.connection.waiting_for(), Waiting::ForInput);
+}
+
+#[test]
+fn a_publish_answered_later_wakes_its_connection_and_gets_201() {
+    let broker = Unanswered::new();
+    let shared = broker.clone();
+    let mut h = Harness::with_broker(|_| {}, move |_| shared.clone());
+    h.send(PUBLISH_HI, ms(0));
+    h.advance(ms(10));
+    assert!(h.take_text(ms(10)).is_empty());
+    broker.answer(h.at(ms(20)));
+    assert_eq!(h.wakes.0.load(Ordering::SeqCst), 1, "the answer woke the connection");
+    h.advance(ms(20));
+    let answer = h.take_text(ms(20));
+    assert_eq!(status_of(&answer), 201, "{answer}");
+    assert!(answer.ends_with(r#"{"id":"test-1"}"#), "{answer}");
+}
+
+#[test]
+fn a_stream_opens_only_once_its_start_is_known_so_what_its_client_then_publishes_is_delivered() {
+    let broker = Unanswered::with_unknown_tail();
+    let shared = broker.clone();
+    let mut h = Harness::with_broker(|_| {}, move |_| shared.clone());
+    h.send(b"GET /sse/ch HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n", ms(0));
+    assert!(h.take_text(ms(0)).is_empty(), "no head before the broker knows where the stream starts");
+    assert_eq!(h.connection.waiting_for(), Waiting::ForBroker);
+    broker.memory.publish_now("ch", "before the stream opened", h.at(ms(5))).unwrap();
+    broker.tell_tail();
+    assert_eq!(h.wakes.0.load(Ordering::SeqCst), 1, "the answer woke the connection");
+    h.advance(ms(10));
+    let head = h.take_text(ms(10));
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.contains("retry: "), "{head}");
+    assert!(!head.contains("before the stream opened"), "only new messages: {head}");
+    // The client saw the stream open, and publishes: that message is after the start.
+    broker.memory.publish_now("ch", "after it opened", h.at(ms(20))).unwrap();
+    h.advance(ms(20));
+    assert!(h.take_text(ms(20)).contains(r#""text":"after it opened""#));
+}
+
+#[test]
+fn a_client_that_leaves_a_stream_still_opening_is_closed_without_an_answer() {
+    let broker = Unanswered::with_unknown_tail();
+    let shared = broker.clone();
+    let mut h = Harness::with_broker(|_| {}, move |_| shared.clone());
+    h.send(b"GET /ws/ch HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", ms(0));
+    assert!(h.take_text(ms(0)).is_empty(), "no 101 before the start is known");
+    h.connection.receive_eof();
+    h.advance(ms(1));
+    assert!(h.connection.is_finished());
 }
 
 fn secs(s: u64) -> Duration {

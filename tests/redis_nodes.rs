@@ -1,9 +1,10 @@
 //! Several nodes over a real Redis (`--broker redis://...`), for every server model: a message
 //! published on one node reaches subscribers on the other, clients switch nodes and resume
 //! without loss, history and gaps come from the Redis stream, faults (Redis restarted, the
-//! nodes' connections cut) lose nothing Redis stored, nginx in front
-//! (`examples/nginx.conf`) carries all three transports, a Redis with a password is reached
-//! with the URL's credentials (and refused without them), and `/readyz` follows Redis.
+//! nodes' connections cut) lose nothing Redis stored, a hung Redis (SIGSTOP) holds up only the
+//! requests that need it, many publishers pipelined on the link keep their order, nginx in
+//! front (`examples/nginx.conf`) carries all three transports, a Redis with a password is
+//! reached with the URL's credentials (and refused without them), and `/readyz` follows Redis.
 //!
 //! Each test starts its own `redis-server` on a free port (and `nginx`), and skips loudly when
 //! the program is not installed (`common::external_program`; `.ci/run` installs both and makes
@@ -148,6 +149,14 @@ impl Redis {
         format!("redis://{}:{}@127.0.0.1:{}", encode(user), encode(password), self.port)
     }
 
+    /// SIGSTOP: Redis hangs with its sockets open, as a frozen or partitioned host would. The
+    /// guard sends SIGCONT when dropped, so a failing test leaves nothing stopped.
+    fn hang(&self) -> Hung {
+        let pid = self.child.as_ref().expect("a running redis-server").id();
+        assert!(signal(pid, "STOP"), "kill -STOP {pid}");
+        Hung { pid }
+    }
+
     /// kill -9: no goodbye to the clients, no final save.
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -194,6 +203,22 @@ impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Sends `kill -NAME pid`; whether it was delivered.
+fn signal(pid: u32, name: &str) -> bool {
+    Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().is_ok_and(|s| s.success())
+}
+
+/// A stopped redis-server, continued when dropped.
+struct Hung {
+    pid: u32,
+}
+
+impl Drop for Hung {
+    fn drop(&mut self) {
+        signal(self.pid, "CONT");
     }
 }
 
@@ -825,5 +850,116 @@ fn nginx_round_robin_carries_all_three_transports_with_publishes_on_the_other_no
         }
         assert_eq!(texts(&received), (0..6).map(|i| format!("poll {i}")).collect::<Vec<_>>());
         assert_in_stream_order(&received);
+    }
+}
+
+/// Commands the node's link has sent to Redis and not had answered.
+fn in_flight(server: &TestServer) -> u64 {
+    server.server.app().broker.link_stats().expect("a Redis broker").in_flight
+}
+
+#[test]
+fn a_hung_redis_holds_up_only_the_publish_that_waits_for_it_which_answers_503_at_the_redis_timeout() {
+    let Some(redis) = Redis::start(Persistence::None) else { return };
+    for &model in MODELS {
+        eprintln!("--- model {}", model.name());
+        // One worker: on the event loop, everything below shares the thread a blocking
+        // publish used to hold.
+        let a = node(model, &redis, |config| {
+            config.workers = 1;
+            config.redis_timeout = Duration::from_millis(500);
+        });
+        let channel = format!("hung-{}", model.name());
+        let mut subscriber = websocket(a.addr(), &format!("/ws/{channel}"));
+        let ids: Vec<String> = (0..3).map(|i| publish(a.addr(), &channel, &format!("before {i}"))).collect();
+        ws_until(&mut subscriber, &ids[2]);
+
+        let hung = redis.hang();
+        let mut publisher = TcpStream::connect(a.addr()).expect("connect");
+        publisher.set_read_timeout(Some(PATIENCE)).unwrap();
+        let body = "while redis hangs";
+        let request =
+            format!("POST /publish/{channel} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        publisher.write_all(request.as_bytes()).unwrap();
+        common::eventually("the publish is sent to Redis", || in_flight(&a) >= 1);
+
+        // A WebSocket echo needs no Redis: answered while the publish still waits.
+        let mut echo = websocket(a.addr(), "/echo");
+        echo.send_text("ping").unwrap();
+        assert_eq!(echo.next_message().expect("the echo"), Message::Text("ping".into()));
+        publisher.set_nonblocking(true).unwrap();
+        let unanswered = publisher.peek(&mut [0u8; 1]).is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock);
+        publisher.set_nonblocking(false).unwrap();
+        assert!(unanswered, "the echo came back before the publish was answered");
+
+        // History the node mirrors is replayed without Redis.
+        let mut replay = EventSource::open(a.addr(), &format!("/sse/{channel}"), Some(&ids[0]));
+        assert_eq!(texts(&replay.take(2)), ["before 1", "before 2"]);
+
+        // The publish is told, after --redis-timeout: refused, not lost silently.
+        let response = read_response(&mut publisher, false).expect("an answer to the publish");
+        assert_eq!(response.status, 503, "{}", response.text());
+        assert_eq!(response.header("retry-after"), Some("1"));
+
+        // SIGCONT: publishes are accepted and delivered again. The refused publish may have
+        // run once Redis woke (it had the command): it may arrive too, once, in order.
+        drop(hung);
+        let (after, _) = publish_retrying(a.addr(), &channel, "after the hang", &AtomicUsize::new(0));
+        let received = ws_until(&mut subscriber, &after);
+        assert_in_stream_order(&received);
+        assert!(received.iter().all(|m| m.text == body || m.id == after), "{received:?}");
+        let (messages, _, gap) = poll(a.addr(), &channel, &ids[2], 0);
+        assert!(!gap);
+        assert_eq!(messages.last().map(|m| m.id.as_str()), Some(after.as_str()));
+    }
+}
+
+#[test]
+fn sixty_four_pipelined_publishers_are_each_delivered_once_and_in_their_own_order() {
+    let Some(redis) = Redis::start(Persistence::None) else { return };
+    for &model in MODELS {
+        eprintln!("--- model {}", model.name());
+        let deep_history = |config: &mut Config| config.history = 10_000;
+        let (a, b) = (node(model, &redis, deep_history), node(model, &redis, deep_history));
+        let channel = format!("many-{}", model.name());
+        let mut subscriber = websocket(a.addr(), &format!("/ws/{channel}"));
+        let (publishers, each) = (64, 20);
+        let threads: Vec<_> = (0..publishers)
+            .map(|p| {
+                let target = if p % 2 == 0 { a.addr() } else { b.addr() };
+                let channel = channel.clone();
+                thread::spawn(move || {
+                    // One keep-alive connection per publisher, publishing one at a time.
+                    let mut publisher =
+                        realtime::client::publisher::Publisher::connect(target, &target.to_string()).expect("connect");
+                    (0..each).map(|n| publisher.publish(&channel, &format!("{p} {n}")).expect("publish")).last()
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("a publisher");
+        }
+        let received: Vec<Delivered> = (0..publishers * each).map(|_| next_ws(&mut subscriber)).collect();
+        assert_in_stream_order(&received);
+        let mut next = vec![0; publishers];
+        for message in &received {
+            let (p, n) = message.text.split_once(' ').expect("'publisher number'");
+            let (p, n): (usize, usize) = (p.parse().unwrap(), n.parse().unwrap());
+            assert_eq!(n, next[p], "publisher {p}: {n} arrived when {} was due", next[p]);
+            next[p] += 1;
+        }
+        assert!(next.iter().all(|&n| n == each), "{next:?}");
+        // The link says what it did: node A answered its half of the publishes through it.
+        let stats = http(a.addr(), "GET", "/stats", None).json();
+        let link = stats.get("redis").expect("a redis object in /stats");
+        assert_eq!(link.get("state").and_then(json::Value::as_str), Some("up"));
+        let answered = link.get("commands_answered").and_then(json::Value::as_u64).unwrap_or(0);
+        assert!(answered >= (publishers / 2 * each) as u64, "{answered} commands answered");
+        let metrics = http(a.addr(), "GET", "/metrics", None).text();
+        assert!(metrics.contains("\nrealtime_redis_up 1\n"), "{metrics}");
+        // Every family, the link's included, follows the exposition format to the letter.
+        let exposition = common::prometheus::parse(&metrics).unwrap_or_else(|error| panic!("{error}\n{metrics}"));
+        let commands = exposition.value("realtime_redis_command_duration_seconds_count", &[]).unwrap_or(0.0);
+        assert!(commands >= answered as f64, "{commands} commands timed");
     }
 }

@@ -49,8 +49,11 @@ use std::sync::{Arc, Mutex};
 use std::task::Waker;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use std::task::Poll;
+
 use super::{
-    is_idle_expired, next_sweep, Batch, Broker, BrokerError, Gap, History, Limits, Message, Position, Since, Usage,
+    is_idle_expired, next_sweep, Batch, Broker, BrokerError, Gap, History, Limits, Message, Pending, Position, Reader,
+    Since, Usage,
 };
 use crate::sync::lock;
 use crate::time::Now;
@@ -326,7 +329,41 @@ impl Broker for MemoryBroker {
         Usage { channels: table.channels.len(), retained_bytes }
     }
 
-    fn publish(&self, channel_name: &str, text: &str, now: Now) -> Result<Arc<Message>, BrokerError> {
+    fn publish(&self, channel: &str, text: &str, now: Now) -> Pending<Arc<Message>> {
+        // Answered at once: the memory path costs no allocation and no lock beyond the channel's.
+        Pending::ready(self.publish_now(channel, text, now))
+    }
+
+    fn parse_cursor(&self, cursor: &str) -> Result<Since, BrokerError> {
+        self.parse_cursor_text(cursor)
+    }
+
+    fn tail(&self, channel: &str, _reader: Reader<'_>) -> Poll<Position> {
+        Poll::Ready(self.tail_now(channel))
+    }
+
+    fn cursor(&self, position: Position) -> String {
+        self.id(position.0 as u64)
+    }
+
+    fn read(&self, channel: &str, since: &Since, max: usize, _reader: Reader<'_>) -> Batch {
+        self.read_now(channel, since, max)
+    }
+
+    fn subscribe(&self, channel_name: &str, subscriber: u64, waker: &Waker, now: Instant) {
+        self.subscribe_now(channel_name, subscriber, waker, now)
+    }
+
+    fn unsubscribe(&self, channel_name: &str, subscriber: u64, now: Instant) {
+        self.unsubscribe_now(channel_name, subscriber, now)
+    }
+}
+
+/// The broker's answers, all synchronous: nothing here waits for anything but a lock. The
+/// [`Broker`] methods above hand them out ([`Pending::ready`], `Poll::Ready`).
+impl MemoryBroker {
+    /// [`Broker::publish`], answered now.
+    pub fn publish_now(&self, channel_name: &str, text: &str, now: Now) -> Result<Arc<Message>, BrokerError> {
         loop {
             let channel = self.channel_to_publish(channel_name, now.instant)?;
             if let Some(message) = self.append(&channel, text, now) {
@@ -336,7 +373,7 @@ impl Broker for MemoryBroker {
         }
     }
 
-    fn parse_cursor(&self, cursor: &str) -> Result<Since, BrokerError> {
+    fn parse_cursor_text(&self, cursor: &str) -> Result<Since, BrokerError> {
         let (epoch, seq) = cursor.split_once('-').ok_or(BrokerError::BadCursor)?;
         let well_formed_epoch =
             epoch.len() == EPOCH_LEN && epoch.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase());
@@ -352,18 +389,16 @@ impl Broker for MemoryBroker {
         }
     }
 
-    fn tail(&self, channel: &str) -> Position {
+    /// [`Broker::tail`], answered now.
+    pub fn tail_now(&self, channel: &str) -> Position {
         let table = lock(&self.table);
         // A channel not held now starts, when it is made, after `reclaimed_through`.
         let last_seq = table.channels.get(channel).map_or(table.reclaimed_through, |c| lock(c).last_seq);
         Position(last_seq as u128)
     }
 
-    fn cursor(&self, position: Position) -> String {
-        self.id(position.0 as u64)
-    }
-
-    fn read(&self, channel_name: &str, since: &Since, max: usize) -> Batch {
+    /// [`Broker::read`], answered now (never in flight).
+    pub fn read_now(&self, channel_name: &str, since: &Since, max: usize) -> Batch {
         let (channel, reclaimed_through) = {
             let table = lock(&self.table);
             (table.channels.get(channel_name).cloned(), table.reclaimed_through)
@@ -378,7 +413,7 @@ impl Broker for MemoryBroker {
                 Since::After(Position(p)) => Some(Gap { since: self.id(*p as u64), oldest: None }),
                 Since::Unknown(cursor) => Some(Gap { since: cursor.clone(), oldest: None }),
             };
-            return Batch { messages: Vec::new(), gap, position: Position(reclaimed_through as u128) };
+            return Batch { gap, ..Batch::empty(Position(reclaimed_through as u128)) };
         };
         let channel = lock(&channel);
         let first_seq = channel.first_seq();
@@ -402,10 +437,10 @@ impl Broker for MemoryBroker {
             Some(last) => last.position,
             None => Position(channel.last_seq as u128),
         };
-        Batch { messages, gap, position }
+        Batch { messages, gap, position, in_flight: false }
     }
 
-    fn subscribe(&self, channel_name: &str, subscriber: u64, waker: &Waker, now: Instant) {
+    fn subscribe_now(&self, channel_name: &str, subscriber: u64, waker: &Waker, now: Instant) {
         let mut table = lock(&self.table);
         table.sweep_if_due(now, self.limits.channel_ttl);
         // Made on demand so that a publish finds the waker (subscribers are bounded by
@@ -419,7 +454,7 @@ impl Broker for MemoryBroker {
         lock(channel).subscribers.insert(subscriber, waker);
     }
 
-    fn unsubscribe(&self, channel_name: &str, subscriber: u64, now: Instant) {
+    fn unsubscribe_now(&self, channel_name: &str, subscriber: u64, now: Instant) {
         let mut table = lock(&self.table);
         let Some(channel) = table.channels.get(channel_name).cloned() else { return };
         let mut guard = lock(&channel);
@@ -461,7 +496,7 @@ mod tests {
 
     /// A publish at the start of made-up time.
     fn publish(broker: &MemoryBroker, channel: &str, text: &str) -> Arc<Message> {
-        broker.publish(channel, text, at(0.0)).unwrap()
+        broker.publish_now(channel, text, at(0.0)).unwrap()
     }
 
     fn texts(batch: &Batch) -> Vec<String> {
@@ -486,7 +521,7 @@ mod tests {
         for text in ["a", "b", "c"] {
             publish(&b, "ch", text);
         }
-        let batch = b.read("ch", &after(&b, "k3f9-1"), 100);
+        let batch = b.read_now("ch", &after(&b, "k3f9-1"), 100);
         assert_eq!(texts(&batch), ["b", "c"]);
         assert_eq!(batch.gap, None);
         assert_eq!(b.cursor(batch.position), "k3f9-3");
@@ -498,9 +533,9 @@ mod tests {
         for text in ["a", "b", "c"] {
             publish(&b, "ch", text);
         }
-        let first = b.read("ch", &after(&b, "k3f9-0"), 2);
+        let first = b.read_now("ch", &after(&b, "k3f9-0"), 2);
         assert_eq!(texts(&first), ["a", "b"]);
-        let rest = b.read("ch", &Since::After(first.position), 2);
+        let rest = b.read_now("ch", &Since::After(first.position), 2);
         assert_eq!(texts(&rest), ["c"]);
     }
 
@@ -510,7 +545,7 @@ mod tests {
         for i in 1..=5 {
             publish(&b, "ch", &i.to_string());
         }
-        let batch = b.read("ch", &after(&b, "k3f9-2"), 100);
+        let batch = b.read_now("ch", &after(&b, "k3f9-2"), 100);
         assert_eq!(texts(&batch), ["3", "4", "5"]);
         assert_eq!(batch.gap, None, "message 3 is the next one owed and is retained");
     }
@@ -521,7 +556,7 @@ mod tests {
         for i in 1..=5 {
             publish(&b, "ch", &i.to_string());
         }
-        let batch = b.read("ch", &after(&b, "k3f9-1"), 100);
+        let batch = b.read_now("ch", &after(&b, "k3f9-1"), 100);
         assert_eq!(texts(&batch), ["3", "4", "5"]);
         assert_eq!(batch.gap, Some(Gap { since: "k3f9-1".into(), oldest: Some("k3f9-3".into()) }));
     }
@@ -532,7 +567,7 @@ mod tests {
         publish(&b, "ch", "a");
         let since = after(&b, "zzzz-40");
         assert_eq!(since, Since::Unknown("zzzz-40".into()));
-        let batch = b.read("ch", &since, 100);
+        let batch = b.read_now("ch", &since, 100);
         assert_eq!(texts(&batch), ["a"]);
         assert_eq!(batch.gap.map(|g| g.since), Some("zzzz-40".to_string()));
     }
@@ -541,7 +576,7 @@ mod tests {
     fn a_cursor_from_the_future_is_treated_as_foreign_not_skipped() {
         let b = broker(10);
         publish(&b, "ch", "a");
-        let batch = b.read("ch", &after(&b, "k3f9-99"), 100);
+        let batch = b.read_now("ch", &after(&b, "k3f9-99"), 100);
         assert_eq!(texts(&batch), ["a"]);
         assert!(batch.gap.is_some());
     }
@@ -557,12 +592,12 @@ mod tests {
     #[test]
     fn tail_is_the_newest_position_so_reading_from_it_waits_for_new_messages() {
         let b = broker(10);
-        assert_eq!(b.tail("ch"), Position(0));
+        assert_eq!(b.tail_now("ch"), Position(0));
         publish(&b, "ch", "old");
-        let tail = b.tail("ch");
-        assert!(b.read("ch", &Since::After(tail), 10).messages.is_empty());
+        let tail = b.tail_now("ch");
+        assert!(b.read_now("ch", &Since::After(tail), 10).messages.is_empty());
         publish(&b, "ch", "new");
-        assert_eq!(texts(&b.read("ch", &Since::After(tail), 10)), ["new"]);
+        assert_eq!(texts(&b.read_now("ch", &Since::After(tail), 10)), ["new"]);
     }
 
     struct CountingWaker(AtomicUsize);
@@ -600,7 +635,7 @@ mod tests {
         let b = MemoryBroker::with_epoch("k3f9".into(), Limits { max_channels: 2, ..limits(10) });
         publish(&b, "a", "x");
         publish(&b, "b", "x");
-        assert_eq!(b.publish("c", "x", at(0.0)).unwrap_err(), BrokerError::TooManyChannels);
+        assert_eq!(b.publish_now("c", "x", at(0.0)).unwrap_err(), BrokerError::TooManyChannels);
         publish(&b, "a", "still fine");
     }
 
@@ -623,7 +658,7 @@ mod tests {
             publish(&b, "ch", &format!("{i}{}", "x".repeat(9)));
         }
         assert_eq!(b.usage().retained_bytes, 3 * envelope_len);
-        let batch = b.read("ch", &after(&b, "k3f9-2"), 100);
+        let batch = b.read_now("ch", &after(&b, "k3f9-2"), 100);
         assert_eq!(texts(&batch).iter().map(|t| &t[..1]).collect::<Vec<_>>(), ["2", "3", "4"]);
         assert_eq!(batch.gap, None, "message 3 is the next one owed and is retained");
     }
@@ -637,9 +672,9 @@ mod tests {
         publish(&b, "ch", "small");
         let big = "x".repeat(1000);
         publish(&b, "ch", &big);
-        assert_eq!(texts(&b.read("ch", &after(&b, "k3f9-1"), 100)), [big]);
+        assert_eq!(texts(&b.read_now("ch", &after(&b, "k3f9-1"), 100)), [big]);
         publish(&b, "ch", "after");
-        assert_eq!(texts(&b.read("ch", &after(&b, "k3f9-0"), 100)), ["after"], "the big one left for the next");
+        assert_eq!(texts(&b.read_now("ch", &after(&b, "k3f9-0"), 100)), ["after"], "the big one left for the next");
     }
 
     #[test]
@@ -651,7 +686,7 @@ mod tests {
         for i in 1..=5 {
             publish(&b, "ch", &format!("{i}{}", "x".repeat(50)));
         }
-        let batch = b.read("ch", &after(&b, "k3f9-1"), 100);
+        let batch = b.read_now("ch", &after(&b, "k3f9-1"), 100);
         assert_eq!(batch.messages.first().map(|m| &*m.id), Some("k3f9-4"), "two envelopes of 97 bytes fit in 200");
         assert_eq!(batch.gap, Some(Gap { since: "k3f9-1".into(), oldest: Some("k3f9-4".into()) }));
     }
@@ -664,7 +699,7 @@ mod tests {
             publish(&b, "big", &text);
         }
         let retained = b.usage().retained_bytes;
-        let batch = b.read("big", &Since::After(Position(0)), 1000);
+        let batch = b.read_now("big", &Since::After(Position(0)), 1000);
         println!("1000 messages of 64 KiB: {} retained, {retained} envelope bytes", batch.messages.len());
         assert!(retained <= DEFAULT_HISTORY_BYTES, "{retained}");
         assert_eq!(retained, batch.messages.iter().map(|m| m.envelope().len()).sum::<usize>());
@@ -676,20 +711,20 @@ mod tests {
     fn idle_channels_are_reclaimed_after_the_ttl_so_max_channels_bounds_channels_in_use() {
         let b = MemoryBroker::with_epoch("k3f9".into(), Limits::default());
         for i in 0..DEFAULT_MAX_CHANNELS {
-            b.publish(&format!("once-{i}"), "x", at(0.0)).unwrap();
+            b.publish_now(&format!("once-{i}"), "x", at(0.0)).unwrap();
         }
-        assert_eq!(b.publish("new", "x", at(1.0)).unwrap_err(), BrokerError::TooManyChannels);
+        assert_eq!(b.publish_now("new", "x", at(1.0)).unwrap_err(), BrokerError::TooManyChannels);
         let ttl = DEFAULT_CHANNEL_TTL.as_secs_f64();
         assert_eq!(
-            b.publish("new", "x", at(ttl - 1.0)).unwrap_err(),
+            b.publish_now("new", "x", at(ttl - 1.0)).unwrap_err(),
             BrokerError::TooManyChannels,
             "not idle long enough"
         );
-        b.publish("new", "x", at(ttl)).unwrap();
+        b.publish_now("new", "x", at(ttl)).unwrap();
         assert_eq!(b.usage().channels, 1);
         assert_eq!(
             b.usage().retained_bytes,
-            b.read("new", &Since::After(Position(0)), 10).messages[0].envelope().len()
+            b.read_now("new", &Since::After(Position(0)), 10).messages[0].envelope().len()
         );
     }
 
@@ -698,12 +733,12 @@ mod tests {
         let b = MemoryBroker::with_epoch("k3f9".into(), Limits { max_channels: 2, ..Limits::default() });
         let waker = Waker::from(Arc::new(CountingWaker(AtomicUsize::new(0))));
         b.subscribe("watched", 1, &waker, at(0.0).instant);
-        b.publish("watched", "kept", at(0.0)).unwrap();
+        b.publish_now("watched", "kept", at(0.0)).unwrap();
         let ttl = DEFAULT_CHANNEL_TTL.as_secs_f64();
         for day in 1..=10 {
-            b.publish(&format!("passing-{day}"), "x", at(day as f64 * 10.0 * ttl)).unwrap();
+            b.publish_now(&format!("passing-{day}"), "x", at(day as f64 * 10.0 * ttl)).unwrap();
         }
-        assert_eq!(texts(&b.read("watched", &after(&b, "k3f9-0"), 10)), ["kept"]);
+        assert_eq!(texts(&b.read_now("watched", &after(&b, "k3f9-0"), 10)), ["kept"]);
         assert_eq!(b.usage().channels, 2, "the watched channel and the latest passing one");
     }
 
@@ -713,12 +748,12 @@ mod tests {
         let ttl = DEFAULT_CHANNEL_TTL.as_secs_f64();
         let waker = Waker::from(Arc::new(CountingWaker(AtomicUsize::new(0))));
         b.subscribe("room", 1, &waker, at(0.0).instant);
-        b.publish("room", "hello", at(0.0)).unwrap();
+        b.publish_now("room", "hello", at(0.0)).unwrap();
         // Quiet for ten TTLs while the reader stays; it leaves, to reconnect a moment later.
         b.unsubscribe("room", 1, at(10.0 * ttl).instant);
-        b.publish("other", "x", at(10.0 * ttl + 2.0)).unwrap();
-        assert_eq!(texts(&b.read("room", &after(&b, "k3f9-0"), 10)), ["hello"], "still there for the reconnect");
-        b.publish("other", "x", at(11.0 * ttl + 2.0)).unwrap();
+        b.publish_now("other", "x", at(10.0 * ttl + 2.0)).unwrap();
+        assert_eq!(texts(&b.read_now("room", &after(&b, "k3f9-0"), 10)), ["hello"], "still there for the reconnect");
+        b.publish_now("other", "x", at(11.0 * ttl + 2.0)).unwrap();
         assert_eq!(b.usage().channels, 1, "gone one TTL after the reader left");
     }
 
@@ -727,16 +762,16 @@ mod tests {
         let b = MemoryBroker::with_epoch("k3f9".into(), Limits::default());
         let ttl = DEFAULT_CHANNEL_TTL.as_secs_f64();
         for text in ["1", "2", "3"] {
-            b.publish("ch", text, at(0.0)).unwrap();
+            b.publish_now("ch", text, at(0.0)).unwrap();
         }
-        b.publish("elsewhere", "sweep", at(ttl)).unwrap();
+        b.publish_now("elsewhere", "sweep", at(ttl)).unwrap();
         // The reader saw message 1 of the old channel. Before and after the channel is made
         // again, it is told it missed something, and never handed "message 2" of the new one.
-        let before = b.read("ch", &after(&b, "k3f9-1"), 10);
+        let before = b.read_now("ch", &after(&b, "k3f9-1"), 10);
         assert_eq!((before.messages.len(), before.gap.as_ref().map(|g| &*g.since)), (0, Some("k3f9-1")));
-        let new = b.publish("ch", "first of the new channel", at(ttl)).unwrap();
+        let new = b.publish_now("ch", "first of the new channel", at(ttl)).unwrap();
         assert_eq!(&*new.id, "k3f9-4", "numbered after every reclaimed channel");
-        let batch = b.read("ch", &after(&b, "k3f9-1"), 10);
+        let batch = b.read_now("ch", &after(&b, "k3f9-1"), 10);
         assert_eq!(texts(&batch), ["first of the new channel"]);
         assert_eq!(batch.gap, Some(Gap { since: "k3f9-1".into(), oldest: Some("k3f9-4".into()) }));
     }
@@ -746,14 +781,14 @@ mod tests {
         let b = MemoryBroker::with_epoch("k3f9".into(), Limits::default());
         let ttl = DEFAULT_CHANNEL_TTL.as_secs_f64();
         for text in ["1", "2", "3"] {
-            b.publish("ch", text, at(0.0)).unwrap();
+            b.publish_now("ch", text, at(0.0)).unwrap();
         }
-        b.publish("elsewhere", "sweep", at(ttl)).unwrap();
-        let waiting = b.read("ch", &after(&b, "k3f9-3"), 10);
+        b.publish_now("elsewhere", "sweep", at(ttl)).unwrap();
+        let waiting = b.read_now("ch", &after(&b, "k3f9-3"), 10);
         assert_eq!((waiting.messages.len(), waiting.gap), (0, None));
-        assert_eq!(b.cursor(b.tail("ch")), "k3f9-3", "a new reader starts where the next channel will");
-        b.publish("ch", "next", at(ttl)).unwrap();
-        let batch = b.read("ch", &Since::After(waiting.position), 10);
+        assert_eq!(b.cursor(b.tail_now("ch")), "k3f9-3", "a new reader starts where the next channel will");
+        b.publish_now("ch", "next", at(ttl)).unwrap();
+        let batch = b.read_now("ch", &Since::After(waiting.position), 10);
         assert_eq!((texts(&batch), batch.gap), (vec!["next".to_string()], None));
     }
 
@@ -763,9 +798,9 @@ mod tests {
         let ttl = DEFAULT_CHANNEL_TTL.as_secs_f64();
         let found = b.channel_to_publish("ch", at(0.0).instant).unwrap();
         // Another publish sweeps "ch" (idle, never published) before this one locks it.
-        b.publish("elsewhere", "x", at(ttl)).unwrap();
+        b.publish_now("elsewhere", "x", at(ttl)).unwrap();
         assert!(b.append(&found, "lost?", at(ttl)).is_none());
-        b.publish("ch", "found again", at(ttl)).unwrap();
-        assert_eq!(texts(&b.read("ch", &after(&b, "k3f9-0"), 10)), ["found again"]);
+        b.publish_now("ch", "found again", at(ttl)).unwrap();
+        assert_eq!(texts(&b.read_now("ch", &after(&b, "k3f9-0"), 10)), ["found again"]);
     }
 }

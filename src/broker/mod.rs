@@ -45,16 +45,19 @@
 #![forbid(unsafe_code)]
 
 pub mod memory;
+pub mod pending;
 pub mod redis;
 pub mod resp;
 
 use std::fmt;
 use std::sync::Arc;
-use std::task::Waker;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::json;
 use crate::time::Now;
+
+pub use pending::{Completer, Pending};
 
 /// The longest channel name (`docs/PROTOCOL.md` §1: 1 to 64 characters).
 pub const MAX_CHANNEL_NAME_BYTES: usize = 64;
@@ -225,6 +228,31 @@ pub struct Batch {
     pub gap: Option<Gap>,
     /// Where the reader stands after this batch: read again from here.
     pub position: Position,
+    /// The broker is fetching what the reader asked for (a Redis broker's cold read) and will
+    /// wake the reader's waker when it lands: nothing yet, read again then. Nothing is owed
+    /// until then either, so a long poll keeps waiting, even past its timeout (the fetch ends
+    /// within `--redis-timeout`).
+    pub in_flight: bool,
+}
+
+impl Batch {
+    /// Nothing after `position`, for now.
+    pub fn empty(position: Position) -> Batch {
+        Batch { messages: Vec::new(), gap: None, position, in_flight: false }
+    }
+
+    /// Nothing yet: the answer is on its way and the reader will be woken (see `in_flight`).
+    pub fn in_flight(position: Position) -> Batch {
+        Batch { in_flight: true, ..Batch::empty(position) }
+    }
+}
+
+/// Who is reading: the subscriber key of its connection and the waker to wake when an answer
+/// the broker had to fetch has landed ([`Batch::in_flight`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Reader<'a> {
+    pub subscriber: u64,
+    pub waker: &'a Waker,
 }
 
 /// Messages were owed but have left the history.
@@ -244,6 +272,25 @@ pub struct Usage {
     /// Bytes of envelopes their histories retain: what the history costs, give or take a few
     /// dozen bytes of bookkeeping per message.
     pub retained_bytes: usize,
+}
+
+/// The Redis broker's command link, as `/stats` and `/metrics` show it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Connections in the link, and how many are up (accepting commands).
+    pub connections: usize,
+    pub connections_up: usize,
+    /// Connections (re)opened after the first.
+    pub reconnects: u64,
+    /// Commands sent and not yet answered.
+    pub in_flight: u64,
+    /// Commands accepted, answered, and failed (the connection died, timed out, or was down).
+    pub sent: u64,
+    pub answered: u64,
+    pub failed: u64,
+    /// Sum and maximum of the time from queueing a command to its reply, in microseconds.
+    pub latency_sum_us: u64,
+    pub latency_max_us: u64,
 }
 
 /// Why a broker refused.
@@ -279,19 +326,36 @@ pub trait Broker: Send + Sync {
 
     /// Appends `text` to `channel` and wakes its subscribers. `now` stamps the message (the
     /// memory broker; Redis uses its own clock) and restarts the channel's idle time.
-    fn publish(&self, channel: &str, text: &str, now: Now) -> Result<Arc<Message>, BrokerError>;
+    ///
+    /// The answer is a [`Pending`]: ready at once on the memory broker, filled by the link's
+    /// thread when Redis answers on the Redis broker (the caller polls it with its waker and
+    /// is woken then). The caller never waits on a socket.
+    fn publish(&self, channel: &str, text: &str, now: Now) -> Pending<Arc<Message>>;
 
     /// Interprets a client's cursor (`?since=`, `Last-Event-ID`).
     fn parse_cursor(&self, cursor: &str) -> Result<Since, BrokerError>;
 
-    /// The position just after the newest message: where "only what arrives from now on" starts.
-    fn tail(&self, channel: &str) -> Position;
+    /// The position just after the newest message: where "only what arrives from now on"
+    /// starts. `Pending` while the broker asks for it (a Redis channel this node does not
+    /// mirror yet): the reader is woken when the answer lands and asks again.
+    fn tail(&self, channel: &str, reader: Reader<'_>) -> Poll<Position>;
 
     /// The id text of a position (the cursor a client should send back to resume from it).
     fn cursor(&self, position: Position) -> String;
 
-    /// Up to `max` messages after `since`, oldest first.
-    fn read(&self, channel: &str, since: &Since, max: usize) -> Batch;
+    /// Up to `max` messages after `since`, oldest first; or, while the broker fetches them,
+    /// an [`in_flight`](Batch::in_flight) batch and a wake-up of `reader` when they land.
+    fn read(&self, channel: &str, since: &Since, max: usize, reader: Reader<'_>) -> Batch;
+
+    /// Forgets whatever the broker is fetching for `subscriber` on `channel` (the reader moved
+    /// on or went away): at most one fetch per reader is kept, and none past its reader.
+    fn forget(&self, _channel: &str, _subscriber: u64) {}
+
+    /// How the broker's link to its backing store is doing (`/stats`, `/metrics`); `None`
+    /// for a broker without one.
+    fn link_stats(&self) -> Option<LinkStats> {
+        None
+    }
 
     /// Registers `waker` to be woken on every publish to `channel` until unsubscribed.
     /// `subscriber` is a key unique per connection; subscribing again replaces the waker.

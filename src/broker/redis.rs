@@ -24,14 +24,15 @@
 //!   the name because pub/sub ignores `SELECT`: "Pub/Sub has no relation to the key space ...
 //!   publishing on db 10 will be heard by a subscriber on db 1" (Redis pub/sub docs).
 //!
-//! **Publish** is one Lua script, run with [EVALSHA] (and [EVAL] when Redis answers
-//! `NOSCRIPT`, e.g. after a restart emptied its script cache). A script runs atomically, so no
-//! other publish to the channel can fall between its `XADD` and its `PUBLISH`: the order in
-//! which nodes hear a channel's messages is the stream's order.
+//! **Publish** is one Lua script, run with [EVALSHA]; every connection of the link loads it
+//! (`SCRIPT LOAD`) when it opens, before it takes a command, so a restart that emptied Redis's
+//! script cache cannot make `EVALSHA` fail. A script runs atomically, so no other publish to
+//! the channel can fall between its `XADD` and its `PUBLISH`: the order in which nodes hear a
+//! channel's messages is the stream's order.
 //!
 //! ## One channel on a node: the mirror
 //!
-//! The [`Broker`] trait is synchronous and its reads cannot fail, so a node keeps a *mirror*
+//! A node's reads must not wait for Redis and cannot fail, so a node keeps a *mirror*
 //! of each channel it knows: the ring log the memory broker keeps (`memory::Ring`), fed by pub/sub
 //! instead of local publishes, plus a *base*, the position after which the mirror holds every
 //! entry of the stream (or will, once pub/sub delivers it). Then:
@@ -40,7 +41,8 @@
 //!   broker. A cursor older than the base (history from before the node knew the channel, or
 //!   older than its ring) is a *cold read*: one round trip that runs [XRANGE] and [XINFO]
 //!   `STREAM` in a `MULTI`/`EXEC` transaction, so the entries and what the stream says about
-//!   its own trimming are one consistent snapshot. A **gap** is reported exactly when
+//!   its own trimming are one consistent snapshot. It runs on the link for that reader
+//!   (below, "Never waiting for Redis"). A **gap** is reported exactly when
 //!   trimming removed an entry after the cursor. Redis does not record what `MAXLEN` trimmed
 //!   (`max-deleted-entry-id` counts only `XDEL`), so each entry records the id of the entry
 //!   before it (a `prev` field, written by the publish script): the oldest entry left says
@@ -48,8 +50,10 @@
 //!   entry names an entry that never was in this stream: the stream was lost and made again
 //!   (Redis restarted without persistence), and the reader is told so with a gap, like the
 //!   memory broker's foreign epoch.
-//! - `tail` is the mirror's newest position. A channel the node has never seen is *loaded*
-//!   first: its newest id from `XREVRANGE ... COUNT 1` becomes the base.
+//! - `tail` is the mirror's newest position. A channel the node has never seen is *loaded*:
+//!   its newest id from `XREVRANGE ... COUNT 1` becomes the base when the answer lands; the
+//!   mirror is in the table, collecting pub/sub messages, before the load is sent, and is never
+//!   forgotten while its load is on its way.
 //! - The mirror only ever grows at the back: an entry at or before its newest position is a
 //!   duplicate (catch-up and pub/sub overlap) and is skipped.
 //!
@@ -74,22 +78,25 @@
 //!
 //! ## Connections and faults
 //!
-//! Each node holds two connections, `std::net` only: a **command connection** behind a mutex
-//! (publishes, loads, cold reads: one request and one reply at a time, pipelined when one
-//! request is several commands) and a **subscription connection** owned by a supervisor
-//! thread that reads pub/sub messages and keeps both connections alive:
+//! Each node holds, `std::net` only: the **link** ([`pipeline`]), a few pipelined command
+//! connections with threads of their own, for the workers' publishes, loads and cold reads;
+//! and a **subscription connection** and a command connection of its own owned by a
+//! **supervisor** thread, which reads pub/sub messages, catches up and sweeps:
 //!
 //! - A publish that cannot reach Redis answers 503 at once ([`BrokerError::Unavailable`]):
-//!   refused, never queued and never dropped silently. Existing client connections stay open.
+//!   refused, never queued and never dropped silently; one that Redis does not answer within
+//!   `--redis-timeout` answers 503 with `Retry-After: 1`. Existing client connections stay open.
 //! - The supervisor reconnects with capped exponential backoff (50 ms doubling to 2 s). After
 //!   a new subscription it subscribes *first* and then catches up every mirrored channel from
 //!   its newest entry with `XRANGE`, before it reads any pub/sub message: whatever was
 //!   published while the node was away arrives from the stream, and everything after arrives
 //!   from pub/sub; entries that come both ways are skipped by position. Subscribers receive
 //!   every message Redis stored, once, in order.
-//! - Redis closing an idle command connection (a restart, `CLIENT KILL`, its `timeout`
-//!   setting) is noticed before the next command is sent, and the connection is opened again
-//!   at once: nothing was sent on the dead one, so nothing can run twice.
+//! - Redis closing a command connection of the link (a restart, `CLIENT KILL`, its `timeout`
+//!   setting) is noticed by the lane's reader at once: what was in flight on it fails (503),
+//!   and the lane reconnects at once, then with backoff. The supervisor's own command
+//!   connection is checked before each use and opened again if Redis closed it while idle:
+//!   nothing was sent on the dead one, so nothing can run twice.
 //! - A silent subscription is pinged after 5 s and abandoned if the ping is not answered
 //!   within 5 s more (a half-open TCP connection never reports an error).
 //! - Each connection opens with `AUTH` when the URL has a password ([`RedisUrl`]), in the
@@ -98,14 +105,44 @@
 //!   `***`, and retried with the same backoff.
 //!
 //! What is *not* guaranteed: a publish whose reply was lost (the connection broke after Redis
-//! ran the script) answers 503 though the message was stored, so a client that retries may
-//! publish it twice. Messages a Redis without persistence loses in a restart are lost to
+//! ran the script) or came after `--redis-timeout` answers 503 though the message was stored,
+//! so a client that retries may publish it twice. Messages a Redis without persistence loses in a restart are lost to
 //! readers who did not already have them; those readers are told so with a gap.
 //!
-//! Cost on the event loop: a publish, a cold read and the first look at a channel (its load)
-//! block the worker that runs them for one round trip to Redis (tens of microseconds on
-//! loopback); all workers take turns on the one command connection. A dedicated I/O thread that pipelines requests from
-//! every worker is the next step if that shows.
+//! ## Never waiting for Redis
+//!
+//! No worker thread does Redis I/O. What a request needs from Redis goes to the link and
+//! comes back through the waiting connection's [`Waker`], the way a broker message does:
+//!
+//! - **Publish** queues `EVALSHA` on the link and returns a [`Pending`]; the connection waits
+//!   in its `Publishing` state (`Waiting::ForBroker`) until the link's thread fills it in, or
+//!   answers 503 at `--redis-timeout` and discards the late reply. A WebSocket reads no further
+//!   frame while its message is being published. A single client's publishes therefore stay in
+//!   order however many connections the link has: an HTTP client has one request answered at a
+//!   time (the next is not parsed before the answer), and a WebSocket one message at a time.
+//! - **Reads** ([`Broker::read`]) are answered from the mirror whenever it covers the
+//!   cursor. A cold read goes on the link *for that reader* (its subscriber key and waker): the
+//!   read answers "nothing yet" ([`Batch::in_flight`], the cursor unchanged) and the result is
+//!   kept for the reader, who is woken when it lands and reads it with its next read. One
+//!   request per reader at most: a different one replaces it, and [`Broker::forget`] (the
+//!   reader left) drops it, so the table is bounded by connections.
+//! - **The tail** of a channel the node does not mirror yet ([`Broker::tail`]) is asked of
+//!   the stream the same way (`XREVRANGE ... COUNT 1`) while the mirror's load starts; a reader
+//!   that asked keeps its answer as its start even if the mirror loads meanwhile (the mirror's
+//!   newest could by then include a message published after the reader came). If Redis cannot
+//!   answer, the tail is "now" on Redis's clock, as before. An SSE stream or a WebSocket
+//!   writes its head (its `101`) only once its tail is known (the connection's `Opening`
+//!   state): a message its client publishes on seeing the stream open is then after the
+//!   tail, as when the tail was a blocking round trip before the head.
+//! - **Subscribe** makes the mirror and starts its load; it never waits for it.
+//!
+//! The invariants above hold as they did: a subscriber registers before it reads, reads always
+//! start from its cursor (the mirror, or the stream with a gap check), and a mirror only grows
+//! at the back, so there is no seam between subscribing and catching up, nothing twice and
+//! nothing skipped. The supervisor thread, not a worker, still blocks on its own connection
+//! for catch-up after a new subscription; sweeps need no connection. Lock order: the
+//! supervisor's `command`, then `channels`, then one mirror, then the per-reader `requests` or
+//! a lane of the link; the link calls back with none of its locks held.
 //!
 //! Redis documentation: [XADD], [XRANGE], [XREVRANGE], [XINFO] `STREAM`, [PSUBSCRIBE],
 //! [EVALSHA], transactions (<https://redis.io/docs/latest/develop/interact/transactions/>),
@@ -126,20 +163,24 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::task::Waker;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, Weak};
+use std::task::{Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::memory::{Ring, Subscribers};
 use super::resp::{self, encode_command, RespError, Value};
 use super::{
-    is_idle_expired, is_valid_channel_name, next_sweep, Batch, Broker, BrokerError, Gap, History, Limits, Message,
-    Position, Since, Usage,
+    is_idle_expired, is_valid_channel_name, next_sweep, Batch, Broker, BrokerError, Gap, History, Limits, LinkStats,
+    Message, Pending, Position, Reader, Since, Usage,
 };
 use crate::sync::{lock, try_lock};
 use crate::time::Now;
+
+pub mod pipeline;
+
+use pipeline::{OnReplies, OnUp, Pipeline};
 
 /// Redis's port when the URL names none.
 pub const DEFAULT_PORT: u16 = 6379;
@@ -153,10 +194,26 @@ pub const MAX_MESSAGE_BYTES: usize = resp::DEFAULT_MAX_BULK_BYTES - 64;
 /// not answer at all should not hold the supervisor longer than this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// How long one command may wait for its reply before the connection is declared dead (and
-/// the publish answered 503). A reply that arrives later could be taken for the next
-/// command's, so a timed-out connection is never reused.
+/// How long one command on the supervisor's connection (and while opening any connection)
+/// may wait for its reply before the connection is declared dead. A reply that arrives later
+/// could be taken for the next command's, so a timed-out connection is never reused.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `--redis-timeout`: the longest a request waits for Redis before it is answered 503, and
+/// the longest a command on the link may go unanswered before its connection is declared dead
+/// ([`pipeline`]). Redis answers in well under a millisecond; two seconds rides out a fork for
+/// a snapshot or a slow disk without letting a client wait much longer than a person would.
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The shortest `--redis-timeout`: below it, a busy loopback Redis would be taken for a dead one.
+pub const MIN_REDIS_TIMEOUT: Duration = Duration::from_millis(10);
+
+/// The longest `--redis-timeout`: a client waiting a minute for a publish has long given up.
+pub const MAX_REDIS_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The most connections `--redis-connections` may give the link: each costs two threads, and
+/// one already carries tens of thousands of commands a second.
+pub const MAX_REDIS_CONNECTIONS: usize = 16;
 
 /// The supervisor's heartbeat: how long it blocks reading pub/sub before it looks at the
 /// command connection and the shutdown flag.
@@ -670,6 +727,8 @@ struct Mirror {
     /// The stream's newest position when the mirror was loaded; `None` until then. Every
     /// entry after `base()` is in `ring` or on its way from pub/sub.
     loaded: Option<Position>,
+    /// Its load (`XREVRANGE ... COUNT 1`) is on the link.
+    loading: bool,
     /// The position of the newest message the ring evicted (0: none yet).
     evicted: Position,
     ring: Ring,
@@ -698,6 +757,7 @@ impl Mirror {
     fn unloaded(now: Instant) -> Mirror {
         Mirror {
             loaded: None,
+            loading: false,
             evicted: Position(0),
             ring: Ring::default(),
             newest: Position(0),
@@ -761,7 +821,7 @@ impl Mirror {
         // Nothing newer here: the reader stays where it is, even past `newest` (a cursor from
         // another node whose news has not reached this one yet).
         let position = messages.last().map_or(cursor, |m| m.position);
-        Some(Batch { messages, gap: None, position })
+        Some(Batch { messages, gap: None, position, in_flight: false })
     }
 }
 
@@ -892,6 +952,85 @@ fn parse_newest(reply: &Value) -> Result<Position, RedisError> {
     Ok(parse_entries(reply)?.first().map_or(Position(0), |m| m.position))
 }
 
+/// A read from the stream itself: the entries after the cursor and what the stream says
+/// about its trimming, in one `MULTI`/`EXEC` (one round trip, one consistent snapshot): four
+/// replies, the last of which holds the two results.
+fn cold_read_command(out: &mut Vec<u8>, channel: &str, since: &Since, max: usize) {
+    let key = stream_key(channel);
+    encode_command(out, &[b"MULTI"]);
+    range_command(out, &key, cold_read_cursor(since), max);
+    encode_command(out, &[b"XINFO", b"STREAM", key.as_bytes()]);
+    encode_command(out, &[b"EXEC"]);
+}
+
+/// Where a cold read starts: after the cursor, or from the beginning for a cursor this broker
+/// never produced (every well-formed id has a place in a stream); the latter is answered like
+/// the memory broker answers a foreign one: everything retained, and a gap.
+fn cold_read_cursor(since: &Since) -> Position {
+    match since {
+        Since::After(position) => *position,
+        Since::Unknown(_) => Position(0),
+    }
+}
+
+/// The batch a cold read's replies ([`cold_read_command`]) make, with a gap exactly when an
+/// entry after the cursor was trimmed ([`gap_after`]).
+fn parse_cold_read(since: &Since, mut replies: Vec<Value>) -> Result<Batch, RedisError> {
+    let cursor = cold_read_cursor(since);
+    let foreign = match since {
+        Since::After(_) => None,
+        Since::Unknown(cursor) => Some(cursor.clone()),
+    };
+    let exec = replies.pop().unwrap_or(Value::Array(None));
+    let (xrange, xinfo) = match exec {
+        Value::Array(Some(results)) if results.len() == 2 => {
+            let mut results = results.into_iter();
+            // Two elements, checked just above.
+            (results.next().unwrap_or(Value::Array(None)), results.next().unwrap_or(Value::Array(None)))
+        }
+        Value::Error(message) => return Err(RedisError::Reply(message)),
+        _ => return Err(RedisError::Unexpected("EXEC did not answer two results")),
+    };
+    let messages = parse_entries(&xrange)?;
+    let info = match xinfo {
+        // "ERR no such key": nothing was ever published, or the stream is gone.
+        Value::Error(message) if message.contains("no such key") => None,
+        Value::Error(message) => return Err(RedisError::Reply(message)),
+        reply => Some(StreamInfo::parse(&reply)?),
+    };
+    let missed = foreign.is_some() || gap_after(cursor, info.as_ref());
+    let gap = missed.then(|| Gap {
+        since: foreign.unwrap_or_else(|| stream_id(cursor)),
+        oldest: info.as_ref().and_then(|i| i.first).map(|(first, _)| stream_id(first)),
+    });
+    let position = match messages.last() {
+        Some(last) => last.position,
+        // Told about the gap, the reader goes on from the end of what is there.
+        None if missed => info.map_or(Position(0), |i| i.last_generated),
+        None => cursor,
+    };
+    Ok(Batch { messages, gap, position, in_flight: false })
+}
+
+/// What a reader asked Redis for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Want {
+    /// The stream's newest id: where "only new messages" starts ([`Broker::tail`]).
+    Tail,
+    /// A cold read ([`cold_read_command`]).
+    Read { since: Since, max: usize },
+}
+
+/// A reader's request on the link, and its answer once it has landed.
+struct Request {
+    serial: u64,
+    channel: Box<str>,
+    want: Want,
+    replies: Option<Result<Vec<Value>, BrokerError>>,
+    /// Who to wake when the answer lands.
+    waker: Option<Waker>,
+}
+
 /// What the broker and its supervisor thread share.
 struct Shared {
     url: RedisUrl,
@@ -900,9 +1039,19 @@ struct Shared {
     topic_prefix: String,
     /// SHA-1 of [`PUBLISH_SCRIPT`], for `EVALSHA`.
     script_sha: String,
-    /// Lock order: `command`, then `channels`, then one mirror.
+    /// The workers' link to Redis: publishes, loads and cold reads, pipelined, never waited for.
+    pipeline: Pipeline,
+    /// The supervisor's own connection, for catch-up; only the supervisor thread uses it.
+    /// Lock order: `command`, then `channels`, then one mirror, then `requests` or a lane of
+    /// the pipeline.
     command: Mutex<CommandLink>,
     channels: Mutex<HashMap<Box<str>, Arc<Mutex<Mirror>>>>,
+    /// What each reader is waiting for from Redis (its tail, or a cold read), by subscriber
+    /// key: at most one each, dropped when the reader moves on ([`Broker::forget`]). Shared
+    /// with the link's callbacks, which fill them in.
+    requests: Arc<Mutex<HashMap<u64, Request>>>,
+    /// Numbers requests, so that an answer to a replaced one is not taken for its successor's.
+    next_request: AtomicU64,
     /// Redis's clock minus ours, in milliseconds, as last measured.
     clock_offset_ms: AtomicI64,
     stopping: AtomicBool,
@@ -914,11 +1063,6 @@ struct Shared {
 impl Shared {
     fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
-    }
-
-    /// Runs one exchange on the command connection.
-    fn command<T>(&self, exchange: impl FnOnce(&mut Link) -> Result<T, RedisError>) -> Result<T, RedisError> {
-        self.run(&mut lock(&self.command), exchange)
     }
 
     /// Runs `exchange` on the held command connection; a broken connection is dropped for the
@@ -975,8 +1119,10 @@ impl Shared {
         }
     }
 
-    /// The channel's mirror, created (and loaded: one round trip) if needed; `then` runs on it
-    /// while no other thread can forget it. `None` if it could not be created.
+    /// The channel's mirror, created if needed, its load started on the link if it has none
+    /// yet (the answer lands later: [`Shared::start_load`]); `then` runs on it with the table
+    /// locked, so that no sweep or eviction can forget it meanwhile (a subscriber added to a
+    /// forgotten mirror would never be woken). `None` if it could not be created.
     fn with_mirror<T>(
         &self,
         name: &str,
@@ -984,57 +1130,128 @@ impl Shared {
         now: Instant,
         then: impl FnOnce(&mut Mirror) -> T,
     ) -> Option<T> {
-        {
-            // The common case: known and loaded. The map lock keeps it from being evicted.
-            let channels = lock(&self.channels);
-            if let Some(mirror) = channels.get(name) {
-                let mut mirror = lock(mirror);
-                if mirror.loaded.is_some() {
-                    return Some(then(&mut mirror));
+        let mut channels = lock(&self.channels);
+        let mirror = match channels.get(name) {
+            Some(mirror) => mirror.clone(),
+            None => {
+                self.evict(&mut channels);
+                if channels.len() >= self.limits.max_channels && create == Create::IfRoom {
+                    return None;
                 }
-            }
-        }
-        // Loads and evictions happen only under the command lock: while it is held, a mirror
-        // cannot be forgotten, and the supervisor cannot be between subscribing and listing the
-        // mirrors it catches up (see `catch_up`).
-        let mut command = lock(&self.command);
-        let mirror = {
-            let mut channels = lock(&self.channels);
-            match channels.get(name) {
-                Some(mirror) => mirror.clone(),
-                None => {
-                    self.evict(&mut channels, &command);
-                    if channels.len() >= self.limits.max_channels && create == Create::IfRoom {
-                        return None;
-                    }
-                    // In the map before the load is sent: pub/sub messages from now on land in it.
-                    let mirror = Arc::new(Mutex::new(Mirror::unloaded(now)));
-                    channels.insert(name.into(), mirror.clone());
-                    mirror
-                }
+                // In the map before the load is sent: pub/sub messages from now on land in it.
+                let mirror = Arc::new(Mutex::new(Mirror::unloaded(now)));
+                channels.insert(name.into(), mirror.clone());
+                mirror
             }
         };
-        if lock(&mirror).loaded.is_none() {
-            let key = stream_key(name);
-            let newest = self.run(&mut command, |link| {
-                let mut out = Vec::new();
-                newest_command(&mut out, &key);
-                parse_newest(&link.pipeline(&out, 1)?[0])
-            });
-            // On failure the mirror stays unloaded: its reads go to Redis, and the supervisor
-            // loads it once Redis is back.
-            if let Ok(newest) = newest {
-                lock(&mirror).load(newest);
+        let mut guard = lock(&mirror);
+        if guard.loaded.is_none() && !guard.loading {
+            self.start_load(name, &mirror, &mut guard);
+        }
+        Some(then(&mut guard))
+    }
+
+    /// Sends a mirror's load on the link: the stream's newest id becomes its base when the
+    /// answer lands. If the link is down or the load fails, the mirror stays unloaded (its
+    /// reads go to the stream), and the next look at it, the link coming back
+    /// ([`Shared::on_link_up`]) or the supervisor's catch-up loads it.
+    fn start_load(&self, name: &str, mirror: &Arc<Mutex<Mirror>>, guard: &mut Mirror) {
+        let mut out = Vec::new();
+        newest_command(&mut out, &stream_key(name));
+        let target = mirror.clone();
+        let on_replies: OnReplies = Box::new(move |replies| {
+            let newest = replies.ok().and_then(|replies| replies.first().and_then(|reply| parse_newest(reply).ok()));
+            let mut mirror = lock(&target);
+            mirror.loading = false;
+            if let Some(newest) = newest {
+                mirror.load(newest);
+            }
+            // Readers that could not be answered before the load read again.
+            mirror.subscribers.wake_all();
+        });
+        guard.loading = self.pipeline.submit(&out, 1, on_replies).is_ok();
+    }
+
+    /// A connection of the link came up: loads what could not be loaded, and wakes every
+    /// subscriber, so that readers whose reads failed while Redis was away read again.
+    fn on_link_up(&self) {
+        let mirrors: Vec<(Box<str>, Arc<Mutex<Mirror>>)> =
+            lock(&self.channels).iter().map(|(name, mirror)| (name.clone(), mirror.clone())).collect();
+        for (name, mirror) in mirrors {
+            let mut guard = lock(&mirror);
+            if guard.loaded.is_none() && !guard.loading {
+                self.start_load(&name, &mirror, &mut guard);
+            }
+            guard.subscribers.wake_all();
+        }
+    }
+
+    /// Whether `subscriber` has asked Redis for `want` on `channel` (answered or not).
+    fn is_asking(&self, subscriber: u64, channel: &str, want: &Want) -> bool {
+        lock(&self.requests).get(&subscriber).is_some_and(|r| &*r.channel == channel && r.want == *want)
+    }
+
+    /// `reader`'s request for `want` on `channel`: its replies once they have landed, else
+    /// `Pending` (and `reader` is woken when they land). A reader has one request at most: a
+    /// different one replaces it, and its late answer is dropped. When the link cannot take
+    /// the command the answer is an error at once, and nothing wakes the reader for it.
+    fn request(&self, reader: Reader<'_>, channel: &str, want: Want) -> Poll<Result<Vec<Value>, BrokerError>> {
+        let mut requests = lock(&self.requests);
+        if let Some(request) = requests.get_mut(&reader.subscriber) {
+            if &*request.channel == channel && request.want == want {
+                if let Some(replies) = request.replies.take() {
+                    requests.remove(&reader.subscriber);
+                    return Poll::Ready(replies);
+                }
+                if !request.waker.as_ref().is_some_and(|w| w.will_wake(reader.waker)) {
+                    request.waker = Some(reader.waker.clone());
+                }
+                return Poll::Pending;
             }
         }
-        let mut mirror = lock(&mirror);
-        Some(then(&mut mirror))
+        let mut out = Vec::new();
+        let replies = match &want {
+            Want::Tail => {
+                newest_command(&mut out, &stream_key(channel));
+                1
+            }
+            Want::Read { since, max } => {
+                cold_read_command(&mut out, channel, since, *max);
+                4
+            }
+        };
+        let serial = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let (subscriber, answers) = (reader.subscriber, self.requests.clone());
+        let on_replies: OnReplies = Box::new(move |replies| {
+            let waker = {
+                let mut requests = lock(&answers);
+                let Some(request) = requests.get_mut(&subscriber).filter(|r| r.serial == serial) else { return };
+                request.replies = Some(replies);
+                request.waker.take()
+            };
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        });
+        // The requests stay locked while the command is queued, so its answer cannot be
+        // filled in before the request exists.
+        match self.pipeline.submit(&out, replies, on_replies) {
+            Ok(()) => {
+                let waker = Some(reader.waker.clone());
+                requests.insert(subscriber, Request { serial, channel: channel.into(), want, replies: None, waker });
+                Poll::Pending
+            }
+            Err(error) => {
+                requests.remove(&subscriber);
+                Poll::Ready(Err(error))
+            }
+        }
     }
 
     /// Makes room for a new mirror by forgetting the channels that have been quiet longest
-    /// and have no local subscribers; their messages stay in Redis. Only with the command
-    /// lock held (`_command` proves it), so that a mirror being loaded is never forgotten.
-    fn evict(&self, channels: &mut HashMap<Box<str>, Arc<Mutex<Mirror>>>, _command: &CommandLink) {
+    /// and have no local subscribers; their messages stay in Redis. A mirror whose load is
+    /// still on its way is not idle ([`Mirror::is_idle`]), so it is never forgotten.
+    fn evict(&self, channels: &mut HashMap<Box<str>, Arc<Mutex<Mirror>>>) {
         while channels.len() >= self.limits.max_channels {
             let quietest = channels
                 .iter()
@@ -1053,9 +1270,9 @@ impl Shared {
     }
 
     /// Forgets the mirrors idle for `--channel-ttl` (their streams stay in Redis) and returns
-    /// when the next sweep is due ([`next_sweep`]). Only with the command lock held, like
-    /// [`Shared::evict`].
-    fn sweep(&self, _command: &CommandLink, now: Instant) -> Instant {
+    /// when the next sweep is due ([`next_sweep`]). Like [`Shared::evict`], never one whose
+    /// load is on its way.
+    fn sweep(&self, now: Instant) -> Instant {
         let ttl = self.limits.channel_ttl;
         let mut earliest_expiry: Option<Instant> = None;
         lock(&self.channels).retain(|_, mirror| {
@@ -1082,53 +1299,6 @@ impl Shared {
         end_of_millisecond(redis_ms.max(0) as u64)
     }
 
-    /// A read from the stream itself: the entries after the cursor and what the stream says
-    /// about its trimming, in one `MULTI`/`EXEC` (one round trip, one consistent snapshot).
-    fn cold_read(&self, channel: &str, since: &Since, max: usize) -> Result<Batch, RedisError> {
-        let key = stream_key(channel);
-        let (cursor, foreign) = match since {
-            Since::After(position) => (*position, None),
-            // Never produced by this broker (every well-formed id has a place in a stream);
-            // answered like the memory broker: everything retained, and a gap.
-            Since::Unknown(cursor) => (Position(0), Some(cursor.clone())),
-        };
-        let mut out = Vec::new();
-        encode_command(&mut out, &[b"MULTI"]);
-        range_command(&mut out, &key, cursor, max);
-        encode_command(&mut out, &[b"XINFO", b"STREAM", key.as_bytes()]);
-        encode_command(&mut out, &[b"EXEC"]);
-        let mut replies = self.command(|link| link.pipeline(&out, 4))?;
-        let exec = replies.pop().unwrap_or(Value::Array(None));
-        let (xrange, xinfo) = match exec {
-            Value::Array(Some(results)) if results.len() == 2 => {
-                let mut results = results.into_iter();
-                // Two elements, checked just above.
-                (results.next().unwrap_or(Value::Array(None)), results.next().unwrap_or(Value::Array(None)))
-            }
-            Value::Error(message) => return Err(RedisError::Reply(message)),
-            _ => return Err(RedisError::Unexpected("EXEC did not answer two results")),
-        };
-        let messages = parse_entries(&xrange)?;
-        let info = match xinfo {
-            // "ERR no such key": nothing was ever published, or the stream is gone.
-            Value::Error(message) if message.contains("no such key") => None,
-            Value::Error(message) => return Err(RedisError::Reply(message)),
-            reply => Some(StreamInfo::parse(&reply)?),
-        };
-        let missed = foreign.is_some() || gap_after(cursor, info.as_ref());
-        let gap = missed.then(|| Gap {
-            since: foreign.unwrap_or_else(|| stream_id(cursor)),
-            oldest: info.as_ref().and_then(|i| i.first).map(|(first, _)| stream_id(first)),
-        });
-        let position = match messages.last() {
-            Some(last) => last.position,
-            // Told about the gap, the reader goes on from the end of what is there.
-            None if missed => info.map_or(Position(0), |i| i.last_generated),
-            None => cursor,
-        };
-        Ok(Batch { messages, gap, position })
-    }
-
     /// Opens the subscription connection, subscribes, then catches up (in that order: see
     /// `catch_up`). Returns the connection and the number of messages caught up.
     fn subscribe(&self) -> Result<(Link, usize), RedisError> {
@@ -1146,10 +1316,13 @@ impl Shared {
 
     /// Brings every mirror up to date with its stream: loads the unloaded ones and reads the
     /// others' streams past their newest entry. Called by the supervisor, which reads no
-    /// pub/sub message meanwhile, with the command lock held, so no mirror is being loaded:
-    /// every mirror either is listed here or will be loaded after the subscription was live.
-    /// Anything published after the subscription started arrives (again) by pub/sub and is
-    /// skipped as a duplicate. Returns the number of messages added.
+    /// pub/sub message meanwhile, after the subscription is live. A mirror made after the list
+    /// below was taken sends its load on the link after that, so Redis runs the load after the
+    /// subscription and pub/sub brings everything after it. A mirror in the list whose load on
+    /// the link lands first (that load may have run before the subscription) is read on from
+    /// its newest entry instead, like a loaded one. Anything published after the subscription
+    /// started arrives (again) by pub/sub and is skipped as a duplicate. Returns the number of
+    /// messages added.
     fn catch_up(&self, command: &mut CommandLink) -> Result<usize, RedisError> {
         if command.link.is_none() && !self.reconnect(command) {
             return Err(RedisError::NotConnected);
@@ -1159,18 +1332,30 @@ impl Shared {
         let mut added = 0;
         for group in mirrors.chunks(CATCH_UP_PIPELINE) {
             let mut out = Vec::new();
+            // Whether each mirror was asked for its load (else for the entries after its newest).
+            let mut asked_to_load = Vec::with_capacity(group.len());
             for (name, mirror) in group {
                 let mirror = lock(mirror);
+                asked_to_load.push(mirror.loaded.is_none());
                 match mirror.loaded {
                     None => newest_command(&mut out, &stream_key(name)),
                     Some(_) => range_command(&mut out, &stream_key(name), mirror.newest, CATCH_UP_PAGE),
                 }
             }
             let replies = self.run(command, |link| link.pipeline(&out, group.len()))?;
-            for ((name, mirror), reply) in group.iter().zip(replies) {
-                let unloaded = lock(mirror).loaded.is_none();
-                let result = if unloaded {
-                    parse_newest(&reply).map(|newest| lock(mirror).load(newest))
+            for (((name, mirror), reply), asked_to_load) in group.iter().zip(replies).zip(asked_to_load) {
+                let result = if asked_to_load {
+                    let loaded_meanwhile = parse_newest(&reply).map(|newest| {
+                        let mut mirror = lock(mirror);
+                        let loaded_meanwhile = mirror.loaded.is_some();
+                        mirror.load(newest);
+                        loaded_meanwhile.then_some(mirror.newest)
+                    });
+                    match loaded_meanwhile {
+                        Ok(Some(newest)) => self.read_on(command, name, mirror, newest).map(|n| added += n),
+                        Ok(None) => Ok(()),
+                        Err(error) => Err(error),
+                    }
                 } else {
                     self.page_through(command, name, mirror, &reply).map(|n| added += n)
                 };
@@ -1188,6 +1373,20 @@ impl Shared {
             lock(mirror).subscribers.wake_all();
         }
         Ok(added)
+    }
+
+    /// Reads a mirror's stream on from `newest`, page after page.
+    fn read_on(
+        &self,
+        command: &mut CommandLink,
+        name: &str,
+        mirror: &Mutex<Mirror>,
+        newest: Position,
+    ) -> Result<usize, RedisError> {
+        let mut out = Vec::new();
+        range_command(&mut out, &stream_key(name), newest, CATCH_UP_PAGE);
+        let replies = self.run(command, |link| link.pipeline(&out, 1))?;
+        self.page_through(command, name, mirror, &replies[0])
     }
 
     /// Adds a catch-up page to a mirror, and reads on while pages come back full.
@@ -1233,10 +1432,7 @@ impl Shared {
             let received = link.receive();
             let now = Instant::now();
             if now >= next_sweep {
-                // Sweeping needs the command lock; if a command holds it, try on the next turn.
-                if let Some(command) = try_lock(&self.command) {
-                    next_sweep = self.sweep(&command, now);
-                }
+                next_sweep = self.sweep(now);
             }
             match received {
                 Ok(value) => {
@@ -1391,25 +1587,39 @@ pub struct RedisBroker {
 }
 
 impl RedisBroker {
-    /// Starts the supervisor and waits (a few seconds at most) for its first subscription,
-    /// so that a node that starts with Redis up serves from its first request. If Redis is
-    /// down the node runs anyway, answers publishes with 503 and keeps trying.
-    pub fn start(url: RedisUrl, limits: Limits) -> io::Result<RedisBroker> {
-        let shared = Arc::new(Shared {
-            topic_prefix: format!("realtime:{}:", url.db),
-            script_sha: sha1_smol::Sha1::from(PUBLISH_SCRIPT).digest().to_string(),
-            url,
-            limits: limits.sanitized(),
-            command: Mutex::new(CommandLink {
-                link: None,
-                next_attempt: Instant::now(),
-                backoff: Backoff::new(),
-                down_since: None,
-            }),
-            channels: Mutex::default(),
-            clock_offset_ms: AtomicI64::new(0),
-            stopping: AtomicBool::new(false),
-            subscribed: AtomicBool::new(false),
+    /// Starts the link and the supervisor and waits (a few seconds at most) for the link's
+    /// first connections and the first subscription, so that a node that starts with Redis up
+    /// serves from its first request. If Redis is down the node runs anyway, answers publishes
+    /// with 503 and keeps trying. `timeout` is `--redis-timeout`, `connections` the link's
+    /// (`--redis-connections`).
+    pub fn start(url: RedisUrl, limits: Limits, timeout: Duration, connections: usize) -> io::Result<RedisBroker> {
+        let shared = Arc::new_cyclic(|shared: &Weak<Shared>| {
+            let shared = shared.clone();
+            // Upgraded only once the broker exists; a lane that comes up before has nothing to do.
+            let on_up: OnUp = Arc::new(move || {
+                if let Some(shared) = shared.upgrade() {
+                    shared.on_link_up();
+                }
+            });
+            Shared {
+                topic_prefix: format!("realtime:{}:", url.db),
+                script_sha: sha1_smol::Sha1::from(PUBLISH_SCRIPT).digest().to_string(),
+                pipeline: Pipeline::start(&url, connections, timeout, on_up, FIRST_SUBSCRIPTION_WAIT),
+                url,
+                limits: limits.sanitized(),
+                command: Mutex::new(CommandLink {
+                    link: None,
+                    next_attempt: Instant::now(),
+                    backoff: Backoff::new(),
+                    down_since: None,
+                }),
+                channels: Mutex::default(),
+                requests: Arc::default(),
+                next_request: AtomicU64::new(0),
+                clock_offset_ms: AtomicI64::new(0),
+                stopping: AtomicBool::new(false),
+                subscribed: AtomicBool::new(false),
+            }
         });
         let (ready, first_attempt) = mpsc::channel();
         let supervisor = shared.clone();
@@ -1422,34 +1632,58 @@ impl RedisBroker {
         &self.shared.url
     }
 
-    /// Runs the publish script: `EVALSHA`, or `EVAL` if Redis does not have it cached.
-    fn run_publish_script(&self, link: &mut Link, channel: &str, text: &str) -> Result<String, RedisError> {
+    /// The publish script's command: `EVALSHA` with the channel's stream, the history length,
+    /// the text and the pub/sub channel (see [`PUBLISH_SCRIPT`]). The script is loaded on every
+    /// connection of the link before it takes commands, so `EVALSHA` finds it.
+    fn publish_command(&self, channel: &str, text: &str) -> Vec<u8> {
         let key = stream_key(channel);
         let topic = format!("{}{channel}", self.shared.topic_prefix);
         let history = self.shared.limits.history.messages.to_string();
-        let args: [&[u8]; 5] = [b"1", key.as_bytes(), history.as_bytes(), text.as_bytes(), topic.as_bytes()];
-        let call = |link: &mut Link, verb: &[u8], script: &[u8]| {
-            let mut command = vec![verb, script];
-            command.extend_from_slice(&args);
-            link.call(&command)
-        };
-        // Redis answers NOSCRIPT "when you run a Lua script with EVALSHA, but the server doesn't
-        // have the script in its script cache", which "is emptied when the server restarts"
-        // (Redis docs, NOSCRIPT error). EVAL runs it and caches it again.
-        let reply = match call(link, b"EVALSHA", self.shared.script_sha.as_bytes()) {
-            Err(RedisError::Reply(message)) if message.starts_with("NOSCRIPT") => {
-                call(link, b"EVAL", PUBLISH_SCRIPT.as_bytes())
-            }
-            reply => reply,
-        }?;
-        reply.as_str().map(str::to_string).ok_or(RedisError::Unexpected("the publish script returned no id"))
+        let sha = self.shared.script_sha.as_bytes();
+        let mut out = Vec::with_capacity(text.len() + 160);
+        encode_command(
+            &mut out,
+            &[b"EVALSHA", sha, b"1", key.as_bytes(), history.as_bytes(), text.as_bytes(), topic.as_bytes()],
+        );
+        out
+    }
+}
+
+/// What the publish script's reply makes: the message, or why there is none. `NOSCRIPT`
+/// ("when you run a Lua script with EVALSHA, but the server doesn't have the script in its
+/// script cache", Redis docs) means the cache was flushed while the link's connections stayed
+/// up: the publish answers 503 and the script is loaded again for the next one. (Running it
+/// with `EVAL` now instead would put this publish behind later ones of the same channel.)
+fn published(
+    shared: &Shared,
+    replies: Result<Vec<Value>, BrokerError>,
+    text: &str,
+) -> Result<Arc<Message>, BrokerError> {
+    let unavailable = |why: &str| BrokerError::Unavailable(why.to_string());
+    match replies?.pop() {
+        Some(Value::Error(message)) if message.starts_with("NOSCRIPT") => {
+            shared.pipeline.reload_script();
+            Err(unavailable("Redis had lost the publish script; it is being loaded again"))
+        }
+        Some(Value::Error(message)) => Err(BrokerError::Unavailable(format!("Redis answered: {message}"))),
+        Some(reply) => {
+            let id = reply.as_str().ok_or_else(|| unavailable("the publish script returned no id"))?;
+            let position = parse_stream_id(id).ok_or_else(|| unavailable("malformed stream id"))?;
+            // Subscribers on this node get the message the way every node does, from pub/sub in
+            // stream order; adding it to the mirror here could put it before an earlier message
+            // another node published that pub/sub has not delivered yet.
+            Ok(Arc::new(Message::new(id, position, text, millis(position))))
+        }
+        None => Err(unavailable("no reply")),
     }
 }
 
 impl Drop for RedisBroker {
-    /// Stops the supervisor (within a tick); the connections close when it exits.
+    /// Stops the supervisor (within a tick) and the link; the connections close when their
+    /// threads exit, and commands in flight fail.
     fn drop(&mut self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.pipeline.stop();
     }
 }
 
@@ -1464,65 +1698,85 @@ impl Broker for RedisBroker {
         Usage { channels: channels.len(), retained_bytes }
     }
 
-    /// `now` is not used: a message's time is its stream id's, Redis's clock, the same for
-    /// every node; and a mirror's idle time runs from when this node hears the message.
-    fn publish(&self, channel: &str, text: &str, _now: Now) -> Result<Arc<Message>, BrokerError> {
-        let unavailable = |error: RedisError| BrokerError::Unavailable(error.to_string());
-        let id = self.shared.command(|link| self.run_publish_script(link, channel, text)).map_err(unavailable)?;
-        let position =
-            parse_stream_id(&id).ok_or_else(|| unavailable(RedisError::Unexpected("malformed stream id")))?;
-        // Subscribers on this node get the message the way every node does, from pub/sub in
-        // stream order; adding it to the mirror here could put it before an earlier message
-        // another node published that pub/sub has not delivered yet.
-        Ok(Arc::new(Message::new(&id, position, text, millis(position))))
+    /// Sends the publish script on the link and returns at once; the link's thread fills the
+    /// answer in. `now` is not used: a message's time is its stream id's, Redis's clock, the
+    /// same for every node; and a mirror's idle time runs from when this node hears the message.
+    fn publish(&self, channel: &str, text: &str, _now: Now) -> Pending<Arc<Message>> {
+        let command = self.publish_command(channel, text);
+        let (pending, completer) = Pending::later();
+        let (shared, text) = (self.shared.clone(), text.to_string());
+        let on_replies: OnReplies = Box::new(move |replies| completer.complete(published(&shared, replies, &text)));
+        match self.shared.pipeline.submit(&command, 1, on_replies) {
+            Ok(()) => pending,
+            // Refused at once, never queued: the caller answers 503.
+            Err(error) => Pending::ready(Err(error)),
+        }
     }
 
     fn parse_cursor(&self, cursor: &str) -> Result<Since, BrokerError> {
         parse_stream_id(cursor).map(Since::After).ok_or(BrokerError::BadCursor)
     }
 
-    fn tail(&self, channel: &str) -> Position {
-        // This broker does I/O and reads the clock where it is not told the time.
-        let now = Instant::now();
-        let known =
-            self.shared.with_mirror(channel, Create::IfRoom, now, |mirror| mirror.loaded.map(|_| mirror.newest));
-        if let Some(Some(newest)) = known {
-            return newest;
+    /// A loaded mirror's newest position; otherwise the stream's newest id, asked for this
+    /// reader on the link (the mirror's load is started too). Once a reader has asked, its
+    /// answer is the tail even if the mirror loads meanwhile: the mirror's newest could by
+    /// then include a message published after the reader came, which it would skip. If Redis
+    /// cannot answer, "now" on Redis's clock (`Shared::estimated_now`).
+    fn tail(&self, channel: &str, reader: Reader<'_>) -> Poll<Position> {
+        if !self.shared.is_asking(reader.subscriber, channel, &Want::Tail) {
+            // This broker reads the clock where it is not told the time.
+            let known = self
+                .shared
+                .with_mirror(channel, Create::IfRoom, Instant::now(), |mirror| mirror.loaded.map(|_| mirror.newest));
+            if let Some(Some(newest)) = known {
+                return Poll::Ready(newest);
+            }
         }
-        let key = stream_key(channel);
-        let newest = self.shared.command(|link| {
-            let mut out = Vec::new();
-            newest_command(&mut out, &key);
-            parse_newest(&link.pipeline(&out, 1)?[0])
-        });
-        newest.unwrap_or_else(|_| self.shared.estimated_now())
+        match self.shared.request(reader, channel, Want::Tail) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(replies) => {
+                let newest = replies.ok().and_then(|replies| replies.first().and_then(|r| parse_newest(r).ok()));
+                Poll::Ready(newest.unwrap_or_else(|| self.shared.estimated_now()))
+            }
+        }
     }
 
     fn cursor(&self, position: Position) -> String {
         stream_id(position)
     }
 
-    fn read(&self, channel: &str, since: &Since, max: usize) -> Batch {
+    /// From the mirror when it covers the cursor; otherwise a cold read on the link, for this
+    /// reader: in flight until it lands. If Redis cannot answer, nothing is returned and the
+    /// cursor stays: the reader is woken to try again when the link or the subscription is
+    /// back (or by the next message).
+    fn read(&self, channel: &str, since: &Since, max: usize, reader: Reader<'_>) -> Batch {
         if let Since::After(cursor) = since {
             let mirror = lock(&self.shared.channels).get(channel).cloned();
             if let Some(batch) = mirror.and_then(|mirror| lock(&mirror).read(*cursor, max)) {
                 return batch;
             }
         }
-        // Older than the mirror, or a channel this node does not mirror: ask the stream. If
-        // Redis cannot answer, nothing is returned and the cursor stays: the reader is woken
-        // to try again once the supervisor has reconnected.
-        self.shared.cold_read(channel, since, max).unwrap_or_else(|_| {
-            let position = match since {
-                Since::After(cursor) => *cursor,
-                Since::Unknown(_) => Position(0),
-            };
-            Batch { messages: Vec::new(), gap: None, position }
-        })
+        let stays = cold_read_cursor(since);
+        match self.shared.request(reader, channel, Want::Read { since: since.clone(), max }) {
+            Poll::Pending => Batch::in_flight(stays),
+            Poll::Ready(Ok(replies)) => parse_cold_read(since, replies).unwrap_or_else(|_| Batch::empty(stays)),
+            Poll::Ready(Err(_)) => Batch::empty(stays),
+        }
     }
 
     fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker, now: Instant) {
         self.shared.with_mirror(channel, Create::Always, now, |mirror| mirror.subscribers.insert(subscriber, waker));
+    }
+
+    fn forget(&self, channel: &str, subscriber: u64) {
+        let mut requests = lock(&self.shared.requests);
+        if requests.get(&subscriber).is_some_and(|request| &*request.channel == channel) {
+            requests.remove(&subscriber);
+        }
+    }
+
+    fn link_stats(&self) -> Option<LinkStats> {
+        Some(self.shared.pipeline.stats())
     }
 
     fn unsubscribe(&self, channel: &str, subscriber: u64, now: Instant) {
@@ -1539,9 +1793,9 @@ impl Broker for RedisBroker {
     /// (publishes and reads can be sent). A dropped subscription is seen at once when Redis
     /// closes it, within `PING_AFTER` + `PING_TIMEOUT` (10 s) when it goes silent. A command
     /// connection in use by a command counts as up: a probe never waits behind a round trip.
+    /// Subscribed (news arrives) and a connection of the link up (publishes and reads go).
     fn is_ready(&self) -> bool {
-        self.shared.subscribed.load(Ordering::SeqCst)
-            && try_lock(&self.shared.command).is_none_or(|command| command.link.is_some())
+        self.shared.subscribed.load(Ordering::SeqCst) && self.shared.pipeline.stats().connections_up > 0
     }
 }
 
@@ -1750,6 +2004,7 @@ mod tests {
             limits,
             topic_prefix: "realtime:0:".into(),
             script_sha: String::new(),
+            pipeline: Pipeline::offline(),
             command: Mutex::new(CommandLink {
                 link: None,
                 next_attempt: at(0),
@@ -1757,6 +2012,8 @@ mod tests {
                 down_since: None,
             }),
             channels: Mutex::default(),
+            requests: Arc::default(),
+            next_request: AtomicU64::new(0),
             clock_offset_ms: AtomicI64::new(0),
             stopping: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
@@ -1784,18 +2041,17 @@ mod tests {
             names.sort();
             names
         };
-        let command = lock(&shared.command);
-        let next = shared.sweep(&command, at(ttl / 2));
+        let next = shared.sweep(at(ttl / 2));
         assert_eq!(names(&shared), ["busy", "quiet", "watched"]);
         assert_eq!(next, at(ttl), "the next sweep is due when the quiet one expires");
         assert_eq!(
-            shared.sweep(&command, at(ttl - 1)),
+            shared.sweep(at(ttl - 1)),
             at(ttl - 1) + Limits::default().channel_ttl / crate::broker::SWEEPS_PER_TTL,
             "and no sooner than an eighth of a TTL after the last"
         );
-        shared.sweep(&command, at(ttl));
+        shared.sweep(at(ttl));
         assert_eq!(names(&shared), ["busy", "watched"], "the quiet one is forgotten (its stream is in Redis)");
-        shared.sweep(&command, at(100 * ttl));
+        shared.sweep(at(100 * ttl));
         assert_eq!(names(&shared), ["watched"], "a local subscriber keeps its mirror");
     }
 

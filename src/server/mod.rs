@@ -73,7 +73,10 @@ impl Server {
         let local_addr = listener.local_addr()?;
         let broker: Arc<dyn Broker> = match &config.broker {
             BrokerUrl::Memory => Arc::new(MemoryBroker::new(config.broker_limits())),
-            BrokerUrl::Redis(url) => Arc::new(RedisBroker::start(url.clone(), config.broker_limits())?),
+            BrokerUrl::Redis(url) => {
+                let (timeout, connections) = (config.redis_timeout, config.redis_connections);
+                Arc::new(RedisBroker::start(url.clone(), config.broker_limits(), timeout, connections)?)
+            }
         };
         let app = Arc::new(App::new(config, broker));
         Ok(Server { app, listener, local_addr })

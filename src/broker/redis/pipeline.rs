@@ -1,0 +1,614 @@
+//! The link: how a node's workers send commands to Redis without ever waiting for it.
+//!
+//! A worker thread (event loop or connection thread) that needs Redis (a publish, a cold read,
+//! a channel's first load) hands the encoded command to the [`Pipeline`] with a callback, and
+//! goes on. The pipeline is a few connections ([`DEFAULT_CONNECTIONS`]), each a *lane* with
+//! two threads of its own and blocking `std` sockets:
+//!
+//! - the **writer** waits for queued commands and writes everything queued in one `write`
+//!   (many workers' commands coalesce into one segment under load);
+//! - the **reader** opens the connection (`SELECT`, `TIME`, then `SCRIPT LOAD` of the publish
+//!   script, before the lane takes any command), reads replies and hands each to the oldest
+//!   command in flight: Redis answers the commands of one connection in the order it received
+//!   them (RESP "pipelining": "the server ... will reply to them in order"), and a lane appends
+//!   a command's bytes to its output and its callback to its FIFO under one lock, so the two
+//!   orders are the same. The callback runs on the reader thread and typically fills a
+//!   [`crate::broker::Completer`], which wakes the worker's connection.
+//!
+//! Faults. The reader declares its connection dead when the oldest command in flight has
+//! waited longer than `--redis-timeout` (a stopped or partitioned Redis never closes the
+//! socket), when Redis closes it, or on any read or write error: every command in flight
+//! fails with [`BrokerError::Unavailable`] (the caller answers 503, or a reader tries again
+//! later), the socket is shut down, and the reader reconnects: at once after losing a
+//! connection that had lived a while, else with the supervisor's backoff (50 ms doubling to
+//! 2 s), as while attempts fail. While a lane is down, a command goes to another lane, and when none is up it
+//! fails at once: nothing queues behind a Redis that is away. Every command accepted is
+//! answered exactly once, so nothing waits forever for an answer; a command refused at once is
+//! told so by [`Pipeline::submit`] and its callback is never called.
+//!
+//! Lock order: a caller may hold a mirror's lock while it submits (a lane's lock comes after
+//! it); callbacks run with no lane lock held, so they may take any broker lock.
+
+#![forbid(unsafe_code)]
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::super::resp::Value;
+use super::{Backoff, Link, RedisError, RedisUrl, PUBLISH_SCRIPT};
+use crate::broker::{BrokerError, LinkStats};
+use crate::sync::lock;
+
+/// Connections in a node's link. One connection pipelines tens of thousands of commands a
+/// second (measured in `benches/redis_hop.rs`); a second one keeps commands flowing while the
+/// first reconnects, and spreads the reading and writing over two more threads.
+pub const DEFAULT_CONNECTIONS: usize = 2;
+
+/// A connection that lived this long was healthy: when it is lost, the lane reconnects at
+/// once (Redis may only have closed an idle connection). One lost sooner is retried after the
+/// backoff, so a Redis that accepts connections and drops them at once is not hammered.
+const HEALTHY_FOR: Duration = Duration::from_secs(1);
+
+/// Commands a lane holds in flight at most; past it, a command fails at once (503). Callers
+/// bound it already (a connection has one publish or one read in flight), so this only keeps a
+/// Redis that stops answering from growing the queue by more than a timeout's worth.
+const MAX_IN_FLIGHT: usize = 65_536;
+
+/// What a command's caller is told: its replies (Redis errors among them, as
+/// [`Value::Error`]), or why there are none.
+pub type OnReplies = Box<dyn FnOnce(Result<Vec<Value>, BrokerError>) + Send>;
+
+/// Called on a lane's reader thread each time its connection comes up.
+pub type OnUp = Arc<dyn Fn() + Send + Sync>;
+
+/// One command (or several sent together, like `MULTI ... EXEC`) waiting for its replies.
+struct InFlight {
+    replies: usize,
+    received: Vec<Value>,
+    queued_at: Instant,
+    on_replies: OnReplies,
+}
+
+/// A lane's shared state, under its lock.
+#[derive(Default)]
+struct LaneState {
+    /// The socket to write to: `Some` while the connection is up.
+    socket: Option<Arc<TcpStream>>,
+    /// Counts connections, so that a fault reported late is not taken for the next one's.
+    generation: u64,
+    /// Encoded commands the writer has not taken yet.
+    output: Vec<u8>,
+    in_flight: VecDeque<InFlight>,
+    /// The writer is asleep on `queued`: only then does queueing a command wake it (a wake is
+    /// a system call; a writer busy writing takes what was queued meanwhile on its next turn).
+    writer_asleep: bool,
+}
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    answered: AtomicU64,
+    failed: AtomicU64,
+    reconnects: AtomicU64,
+    latency_sum_us: AtomicU64,
+    latency_max_us: AtomicU64,
+}
+
+/// One connection of the link, with its writer and reader threads.
+#[derive(Default)]
+struct Lane {
+    state: Mutex<LaneState>,
+    /// Wakes the writer: commands were queued, the connection changed, or the link stops.
+    queued: Condvar,
+    counters: Counters,
+}
+
+/// What a lane's threads need to know.
+struct LaneConfig {
+    url: RedisUrl,
+    timeout: Duration,
+    stopping: Arc<AtomicBool>,
+    on_up: OnUp,
+}
+
+/// The node's link to Redis for commands: a few pipelined connections (see the module docs).
+pub struct Pipeline {
+    lanes: Vec<Arc<Lane>>,
+    /// Round robin over the lanes.
+    next: AtomicUsize,
+    stopping: Arc<AtomicBool>,
+    /// Commands refused at once because no lane was up (or all were full).
+    refused: AtomicU64,
+}
+
+impl Pipeline {
+    /// Starts `connections` lanes and waits (at most `wait`) for each one's first attempt to
+    /// connect, so that a node started with Redis up takes commands from its first request.
+    pub fn start(url: &RedisUrl, connections: usize, timeout: Duration, on_up: OnUp, wait: Duration) -> Pipeline {
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (attempted, first_attempts) = mpsc::channel();
+        let mut lanes = Vec::new();
+        for number in 0..connections {
+            let lane = Arc::new(Lane::default());
+            let config =
+                Arc::new(LaneConfig { url: url.clone(), timeout, stopping: stopping.clone(), on_up: on_up.clone() });
+            let (reader_lane, reader_config, attempted) = (lane.clone(), config.clone(), attempted.clone());
+            let reader = thread::Builder::new()
+                .name(format!("realtime-redis-read-{number}"))
+                .spawn(move || read_replies(&reader_lane, &reader_config, attempted));
+            let (writer_lane, writer_config) = (lane.clone(), config);
+            let writer = thread::Builder::new()
+                .name(format!("realtime-redis-write-{number}"))
+                .spawn(move || write_commands(&writer_lane, &writer_config));
+            if let (Err(error), _) | (_, Err(error)) = (&reader, &writer) {
+                // Without both threads the lane never comes up: its commands go elsewhere.
+                crate::error!("redis: cannot start a link thread"; lane = number, error = error.to_string());
+            }
+            lanes.push(lane);
+        }
+        let deadline = Instant::now() + wait;
+        for _ in 0..connections {
+            if first_attempts.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_err() {
+                break;
+            }
+        }
+        Pipeline { lanes, next: AtomicUsize::new(0), stopping, refused: AtomicU64::new(0) }
+    }
+
+    /// A link with no connection at all: every command fails at once (tests of the broker's
+    /// bookkeeping).
+    #[cfg(test)]
+    pub fn offline() -> Pipeline {
+        Pipeline {
+            lanes: Vec::new(),
+            next: AtomicUsize::new(0),
+            stopping: Arc::new(AtomicBool::new(true)),
+            refused: AtomicU64::new(0),
+        }
+    }
+
+    /// Queues `commands` (encoded, expecting `replies` replies) on a lane that is up;
+    /// `on_replies` is called once with the replies, or with the reason there are none. When
+    /// no lane can take it, the answer is an error at once and `on_replies` is dropped
+    /// uncalled: the caller knows, and nothing is woken for it.
+    pub fn submit(&self, commands: &[u8], replies: usize, on_replies: OnReplies) -> Result<(), BrokerError> {
+        let lanes = self.lanes.len();
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        for lane in (0..lanes).map(|i| &self.lanes[(first + i) % lanes]) {
+            let mut state = lock(&lane.state);
+            if state.socket.is_none() || state.in_flight.len() >= MAX_IN_FLIGHT {
+                continue;
+            }
+            state.output.extend_from_slice(commands);
+            state.in_flight.push_back(InFlight {
+                replies,
+                received: Vec::new(),
+                queued_at: Instant::now(),
+                on_replies,
+            });
+            let wake_writer = std::mem::take(&mut state.writer_asleep);
+            drop(state);
+            lane.counters.sent.fetch_add(1, Ordering::Relaxed);
+            if wake_writer {
+                lane.queued.notify_one();
+            }
+            return Ok(());
+        }
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        Err(BrokerError::Unavailable("not connected to Redis".into()))
+    }
+
+    /// Loads the publish script on every lane again (after a `NOSCRIPT`: someone flushed
+    /// Redis's script cache while the connections stayed up).
+    pub fn reload_script(&self) {
+        let mut command = Vec::new();
+        super::resp::encode_command(&mut command, &[b"SCRIPT", b"LOAD", PUBLISH_SCRIPT.as_bytes()]);
+        for lane in &self.lanes {
+            let mut state = lock(&lane.state);
+            if state.socket.is_some() {
+                state.output.extend_from_slice(&command);
+                let on_replies: OnReplies = Box::new(|_| {});
+                state.in_flight.push_back(InFlight {
+                    replies: 1,
+                    received: Vec::new(),
+                    queued_at: Instant::now(),
+                    on_replies,
+                });
+                drop(state);
+                lane.counters.sent.fetch_add(1, Ordering::Relaxed);
+                lane.queued.notify_one();
+            }
+        }
+    }
+
+    /// For `/stats` and `/metrics`.
+    pub fn stats(&self) -> LinkStats {
+        let mut stats = LinkStats { connections: self.lanes.len(), ..LinkStats::default() };
+        stats.failed = self.refused.load(Ordering::Relaxed);
+        for lane in &self.lanes {
+            {
+                let state = lock(&lane.state);
+                stats.connections_up += usize::from(state.socket.is_some());
+                stats.in_flight += state.in_flight.len() as u64;
+            }
+            let counters = &lane.counters;
+            stats.sent += counters.sent.load(Ordering::Relaxed);
+            stats.answered += counters.answered.load(Ordering::Relaxed);
+            stats.failed += counters.failed.load(Ordering::Relaxed);
+            stats.reconnects += counters.reconnects.load(Ordering::Relaxed);
+            stats.latency_sum_us += counters.latency_sum_us.load(Ordering::Relaxed);
+            stats.latency_max_us = stats.latency_max_us.max(counters.latency_max_us.load(Ordering::Relaxed));
+        }
+        stats
+    }
+
+    /// Stops every lane: their connections close and what is in flight fails.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for lane in &self.lanes {
+            let state = lock(&lane.state);
+            if let Some(socket) = &state.socket {
+                // Unblocks the reader (and a writer in the middle of a write).
+                let _ = socket.shutdown(Shutdown::Both);
+            }
+            drop(state);
+            lane.queued.notify_all();
+        }
+    }
+}
+
+impl Lane {
+    /// The connection is up: commands may be queued from now on.
+    fn go_up(&self, socket: Arc<TcpStream>) -> u64 {
+        let mut state = lock(&self.state);
+        state.generation += 1;
+        state.socket = Some(socket);
+        let generation = state.generation;
+        drop(state);
+        self.queued.notify_all();
+        generation
+    }
+
+    /// Connection `generation` is dead: shut its socket, drop its queued output and fail
+    /// every command in flight (outside the lock: callbacks take broker locks and wake).
+    fn go_down(&self, generation: u64, why: &str) {
+        let failed = {
+            let mut state = lock(&self.state);
+            if state.generation != generation || state.socket.is_none() {
+                return;
+            }
+            if let Some(socket) = state.socket.take() {
+                let _ = socket.shutdown(Shutdown::Both);
+            }
+            state.output.clear();
+            std::mem::take(&mut state.in_flight)
+        };
+        self.counters.failed.fetch_add(failed.len() as u64, Ordering::Relaxed);
+        for command in failed {
+            (command.on_replies)(Err(BrokerError::Unavailable(why.to_string())));
+        }
+    }
+
+    /// A reply arrived: it belongs to the oldest command in flight. `Err` if none was.
+    fn take_reply(&self, value: Value) -> Result<(), RedisError> {
+        let finished = {
+            let mut state = lock(&self.state);
+            let Some(oldest) = state.in_flight.front_mut() else {
+                return Err(RedisError::Unexpected("a reply nobody asked for"));
+            };
+            oldest.received.push(value);
+            if oldest.received.len() < oldest.replies {
+                return Ok(());
+            }
+            state.in_flight.pop_front()
+        };
+        if let Some(command) = finished {
+            let waited = command.queued_at.elapsed().as_micros().min(u64::MAX as u128) as u64;
+            let counters = &self.counters;
+            counters.answered.fetch_add(1, Ordering::Relaxed);
+            counters.latency_sum_us.fetch_add(waited, Ordering::Relaxed);
+            counters.latency_max_us.fetch_max(waited, Ordering::Relaxed);
+            (command.on_replies)(Ok(command.received));
+        }
+        Ok(())
+    }
+
+    /// How long the oldest command in flight has waited.
+    fn oldest_wait(&self) -> Option<Duration> {
+        lock(&self.state).in_flight.front().map(|command| command.queued_at.elapsed())
+    }
+}
+
+/// Opens a lane's connection: `SELECT` and `TIME` ([`Link::open`]), then the publish script,
+/// so that no `EVALSHA` on it can meet `NOSCRIPT` because of a restart; then the timeouts the
+/// reader and writer work with.
+fn connect(config: &LaneConfig) -> Result<Link, RedisError> {
+    // The lanes do not measure the clock for the broker: the supervisor's connections do.
+    let mut link = Link::open(&config.url, &AtomicI64::new(0))?;
+    let loaded = link.call(&[b"SCRIPT", b"LOAD", PUBLISH_SCRIPT.as_bytes()])?;
+    if loaded.as_str().is_none() {
+        return Err(RedisError::Unexpected("SCRIPT LOAD did not answer a SHA-1"));
+    }
+    link.stream.set_read_timeout(Some(read_tick(config.timeout)))?;
+    link.stream.set_write_timeout(Some(config.timeout))?;
+    Ok(link)
+}
+
+/// How often a reader waiting for replies looks at the age of the oldest command: a tenth of
+/// the timeout, so a dead connection is declared within 10% of it.
+fn read_tick(timeout: Duration) -> Duration {
+    (timeout / 10).clamp(Duration::from_millis(5), Duration::from_millis(100))
+}
+
+/// A lane's reader thread: connect, read replies until the connection fails, reconnect.
+fn read_replies(lane: &Lane, config: &LaneConfig, first_attempt: mpsc::Sender<()>) {
+    let mut first_attempt = Some(first_attempt);
+    let mut backoff = Backoff::new();
+    let mut ever_up = false;
+    let mut down_since: Option<Instant> = None;
+    while !config.stopping.load(Ordering::SeqCst) {
+        let connected = connect(config).and_then(|link| Ok((Arc::new(link.stream.try_clone()?), link)));
+        match connected {
+            Ok((socket, link)) => {
+                if ever_up {
+                    lane.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(since) = down_since.take() {
+                    crate::info!("redis: link connection restored"; down_ms = since.elapsed().as_millis() as u64);
+                }
+                ever_up = true;
+                let up_since = Instant::now();
+                let generation = lane.go_up(socket);
+                // `Pipeline::start` waits for the first attempt, successful or not.
+                if let Some(attempted) = first_attempt.take() {
+                    let _ = attempted.send(());
+                }
+                (config.on_up)();
+                let why = listen(lane, link, config);
+                lane.go_down(generation, &why);
+                if config.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                down_since = Some(Instant::now());
+                crate::warn!("redis: link connection lost; reconnecting"; error = why.to_string());
+                if up_since.elapsed() >= HEALTHY_FOR {
+                    backoff.reset();
+                } else {
+                    pause(backoff.next(), &config.stopping);
+                }
+            }
+            Err(error) => {
+                if let Some(attempted) = first_attempt.take() {
+                    let _ = attempted.send(());
+                }
+                if down_since.is_none() {
+                    down_since = Some(Instant::now());
+                    crate::warn!(
+                        "redis: cannot open a link connection; publishes answer 503 until one is up";
+                        url = config.url.to_string(),
+                        error = error.to_string(),
+                    );
+                }
+                pause(backoff.next(), &config.stopping);
+            }
+        }
+    }
+}
+
+/// Reads replies on an open connection and hands them out, until it fails; returns why.
+fn listen(lane: &Lane, mut link: Link, config: &LaneConfig) -> String {
+    loop {
+        if config.stopping.load(Ordering::SeqCst) {
+            return "the broker stopped".into();
+        }
+        match link.receive() {
+            Ok(value) => {
+                if let Err(error) = lane.take_reply(value) {
+                    return error.to_string();
+                }
+            }
+            Err(RedisError::TimedOut) => {
+                if lane.oldest_wait().is_some_and(|waited| waited >= config.timeout) {
+                    return format!("no reply within {:?} (--redis-timeout)", config.timeout);
+                }
+            }
+            Err(error) => return error.to_string(),
+        }
+    }
+}
+
+/// A lane's writer thread: writes everything queued, in one `write_all` per turn.
+fn write_commands(lane: &Lane, config: &LaneConfig) {
+    let mut spare = Vec::new();
+    loop {
+        let (socket, generation) = {
+            let mut state = wait_for_output(lane, &config.stopping);
+            if config.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            let Some(socket) = state.socket.clone() else { continue };
+            std::mem::swap(&mut spare, &mut state.output);
+            (socket, state.generation)
+        };
+        if let Err(error) = (&*socket).write_all(&spare) {
+            let why = match error.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                    format!("a write did not finish within {:?} (--redis-timeout)", config.timeout)
+                }
+                _ => format!("write failed: {error}"),
+            };
+            lane.go_down(generation, &why);
+        }
+        spare.clear();
+    }
+}
+
+/// Waits until the lane is up with output queued, or the link stops.
+fn wait_for_output<'a>(lane: &'a Lane, stopping: &AtomicBool) -> MutexGuard<'a, LaneState> {
+    let mut state = lock(&lane.state);
+    while !stopping.load(Ordering::SeqCst) && (state.socket.is_none() || state.output.is_empty()) {
+        state.writer_asleep = true;
+        state = lane.queued.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+    }
+    state.writer_asleep = false;
+    state
+}
+
+/// Sleeps for `wait`, or less if the link stops.
+fn pause(wait: Duration, stopping: &AtomicBool) {
+    let until = Instant::now() + wait;
+    while !stopping.load(Ordering::SeqCst) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        thread::sleep(left.min(Duration::from_millis(50)));
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::resp::{decode, Limits};
+    use std::io::Read;
+    use std::net::TcpListener;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A stand-in for Redis on 127.0.0.1: it answers what a lane sends as it opens (`SELECT`,
+    /// `TIME`, `SCRIPT LOAD`), then every other command with `answer` (`None`: never). Returns
+    /// its URL and the number of connections it accepted.
+    fn fake_redis(answer: fn(&[Vec<u8>]) -> Option<Vec<u8>>) -> (RedisUrl, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = RedisUrl {
+            host: "127.0.0.1".into(),
+            port: listener.local_addr().unwrap().port(),
+            db: 0,
+            user: None,
+            password: None,
+        };
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                counter.fetch_add(1, Ordering::SeqCst);
+                thread::spawn(move || {
+                    let (mut input, mut chunk) = (Vec::new(), [0u8; 4096]);
+                    while let Ok(n @ 1..) = stream.read(&mut chunk) {
+                        input.extend_from_slice(&chunk[..n]);
+                        while let Ok(Some((Value::Array(Some(args)), used))) = decode(&input, &Limits::default()) {
+                            input.drain(..used);
+                            let args: Vec<Vec<u8>> =
+                                args.iter().filter_map(|a| a.as_bytes().map(<[u8]>::to_vec)).collect();
+                            let reply = match args[0].as_slice() {
+                                b"SELECT" => Some(b"+OK\r\n".to_vec()),
+                                b"TIME" => Some(b"*2\r\n$10\r\n1700000000\r\n$1\r\n0\r\n".to_vec()),
+                                b"SCRIPT" => Some(format!("$40\r\n{}\r\n", "0".repeat(40)).into_bytes()),
+                                _ => answer(&args),
+                            };
+                            if let Some(reply) = reply {
+                                let _ = stream.write_all(&reply);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (url, accepted)
+    }
+
+    /// `ECHO x` answers `x`; `HANG` is never answered.
+    fn echo_or_hang(args: &[Vec<u8>]) -> Option<Vec<u8>> {
+        let text = args.get(1)?;
+        let mut reply = format!("${}\r\n", text.len()).into_bytes();
+        reply.extend_from_slice(text);
+        reply.extend_from_slice(b"\r\n");
+        (args[0] == b"ECHO").then_some(reply)
+    }
+
+    fn command(args: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        super::super::resp::encode_command(&mut out, args);
+        out
+    }
+
+    fn start(url: &RedisUrl, timeout: Duration) -> Pipeline {
+        Pipeline::start(url, 2, timeout, Arc::new(|| {}), Duration::from_secs(5))
+    }
+
+    #[test]
+    fn replies_go_to_their_own_commands_in_the_order_the_commands_were_sent() {
+        let (url, _) = fake_redis(echo_or_hang);
+        let pipeline = start(&url, Duration::from_secs(5));
+        let (answers, answered) = mpsc::channel();
+        for i in 0..500 {
+            let answers = answers.clone();
+            let on_replies: OnReplies = Box::new(move |replies| {
+                let reply = replies.ok().and_then(|mut r| r.pop()).and_then(|v| v.as_str().map(str::to_string));
+                let _ = answers.send((i, reply));
+            });
+            pipeline.submit(&command(&[b"ECHO", i.to_string().as_bytes()]), 1, on_replies).expect("a lane is up");
+        }
+        for _ in 0..500 {
+            let (i, reply) = answered.recv_timeout(Duration::from_secs(10)).expect("every command is answered");
+            assert_eq!(reply, Some(i.to_string()), "command {i} got another command's reply");
+        }
+        let stats = pipeline.stats();
+        assert_eq!((stats.sent, stats.answered, stats.in_flight, stats.connections_up), (500, 500, 0, 2));
+    }
+
+    #[test]
+    fn a_command_unanswered_for_the_timeout_fails_and_its_connection_is_replaced() {
+        let (url, accepted) = fake_redis(echo_or_hang);
+        let pipeline = Pipeline::start(&url, 1, Duration::from_millis(100), Arc::new(|| {}), Duration::from_secs(5));
+        let (answers, answered) = mpsc::channel();
+        let on_replies: OnReplies = Box::new(move |replies| {
+            let _ = answers.send(replies);
+        });
+        pipeline.submit(&command(&[b"HANG", b"x"]), 1, on_replies).expect("the lane is up");
+        let failed = answered.recv_timeout(Duration::from_secs(10)).expect("told, not left waiting");
+        assert!(matches!(failed, Err(BrokerError::Unavailable(_))), "{failed:?}");
+        // The lane reconnects, and a command on the new connection is answered.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (answers, answered) = mpsc::channel();
+            let on_replies: OnReplies = Box::new(move |replies| {
+                let _ = answers.send(replies.is_ok());
+            });
+            if pipeline.submit(&command(&[b"ECHO", b"back"]), 1, on_replies).is_ok()
+                && answered.recv_timeout(Duration::from_secs(5)) == Ok(true)
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the lane did not come back");
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert!(accepted.load(Ordering::SeqCst) >= 2, "a new connection");
+        assert!(pipeline.stats().reconnects >= 1);
+    }
+
+    #[test]
+    fn with_no_connection_up_a_command_fails_at_once_and_its_callback_is_never_called() {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = RedisUrl { host: "127.0.0.1".into(), port, db: 0, user: None, password: None };
+        let pipeline = start(&url, Duration::from_secs(1));
+        let called = Arc::new(AtomicBool::new(false));
+        let flag = called.clone();
+        let on_replies: OnReplies = Box::new(move |_| flag.store(true, Ordering::SeqCst));
+        let refused = pipeline.submit(&command(&[b"ECHO", b"x"]), 1, on_replies);
+        assert!(matches!(refused, Err(BrokerError::Unavailable(_))));
+        assert!(!called.load(Ordering::SeqCst));
+        assert_eq!(pipeline.stats().connections_up, 0);
+    }
+}
