@@ -416,15 +416,17 @@ impl Decoder {
         let found = window[from..].iter().position(|&b| b == b'\r' || b == b'\n').map(|i| from + i);
         self.examined += (found.map_or(window.len(), |i| i + 1) - from) as u64;
         match found {
+            // Longer than the limit before anything ends it: too long, whatever comes next, so
+            // that the answer does not depend on where the bytes were split (a decoder fed the
+            // first `max + 1` bytes of the line cannot know what follows them).
+            Some(i) if i > max => Err(RespError::LineTooLong),
             Some(i) if window[i] == b'\n' => Err(RespError::BadLineEnding),
             Some(i) => match window.get(i + 1) {
-                Some(b'\n') if i <= max => {
+                Some(b'\n') => {
                     self.line_scanned = 0;
                     Ok(Some((&rest[..i], pos + i + 2)))
                 }
-                Some(b'\n') => Err(RespError::LineTooLong),
                 Some(_) => Err(RespError::BadLineEnding),
-                None if rest.len() > window.len() => Err(RespError::LineTooLong),
                 None => {
                     // A CR at the very end: its LF may be next. Look at the CR again then.
                     self.line_scanned = i;
@@ -649,6 +651,26 @@ mod tests {
         assert_eq!(decode(b"+123456789", &limits), Err(RespError::LineTooLong));
         assert_eq!(decode(b"+12345678\r\n", &limits), Ok(Some((Value::Simple("12345678".into()), 11))));
         assert_eq!(decode(b"+123456789\r\n", &limits), Err(RespError::LineTooLong));
+    }
+
+    #[test]
+    fn a_line_past_the_limit_is_too_long_whatever_ends_it_however_it_is_split() {
+        // Found by the fuzz target: a bare LF just past the limit was a bad line ending when
+        // the line came whole, but too long when its first bytes came alone.
+        let limits = Limits { max_bulk_bytes: 4, max_array_len: 2, max_depth: 2, max_line_bytes: 8 };
+        for ending in [&b"\n"[..], b"\rX", b"\r\n"] {
+            let line = [&b"+123456789"[..], ending].concat();
+            assert_eq!(decode(&line, &limits), Err(RespError::LineTooLong), "{ending:?} whole");
+            for split in 1..line.len() {
+                let mut decoder = Decoder::new(limits);
+                let first = decoder.decode(&line[..split]);
+                let answer = match first {
+                    Ok((used, None)) => decoder.decode(&line[used..]).map(|(_, value)| value),
+                    other => other.map(|(_, value)| value),
+                };
+                assert_eq!(answer, Err(RespError::LineTooLong), "{ending:?} split at {split}");
+            }
+        }
     }
 
     #[test]
