@@ -12,6 +12,15 @@
 //! answered with the retained history and a gap, never with a silent skip. `{epoch}-0` is the
 //! position before the first message of a channel, until channels are reclaimed (below).
 //!
+//! `0`, the cursor a client sends for "everything the channel still retains" (it has no id and
+//! cannot know the epoch), is that same position, `{epoch}-0`: the reader is owed every message
+//! the channel ever had, so when the oldest of them have been evicted it is told so with a
+//! gap naming the oldest retained id, as any reader behind the history is. A reader that asked
+//! for everything and silently got the newest thousand would take them for the whole story.
+//! After a reclaim, a channel made again numbers after `reclaimed_through` (below), so `0`
+//! is a gap there even if this name never had an earlier life: the broker remembers no
+//! names, and a false alarm is the safe side of not knowing.
+//!
 //! ## Reclaiming idle channels
 //!
 //! A channel with no subscriber and no publish for `--channel-ttl` is dropped with its
@@ -60,6 +69,10 @@ use crate::time::Now;
 
 /// Characters of the epoch: enough that two restarts colliding is a 1 in 1.7 million event.
 const EPOCH_LEN: usize = 4;
+
+/// The cursor that means "from the start" on every broker (`docs/PROTOCOL.md` §2.3): a client
+/// that has nothing yet cannot know this broker's epoch, so `{epoch}-0` is no cursor it can send.
+const FROM_THE_START: &str = "0";
 
 pub struct MemoryBroker {
     epoch: String,
@@ -374,6 +387,11 @@ impl MemoryBroker {
     }
 
     fn parse_cursor_text(&self, cursor: &str) -> Result<Since, BrokerError> {
+        if cursor == FROM_THE_START {
+            // The position before every message this broker numbered: the reader is owed the
+            // whole history, and a gap if its first messages are gone (module docs).
+            return Ok(Since::After(Position(0)));
+        }
         let (epoch, seq) = cursor.split_once('-').ok_or(BrokerError::BadCursor)?;
         let well_formed_epoch =
             epoch.len() == EPOCH_LEN && epoch.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase());
@@ -585,6 +603,59 @@ mod tests {
     fn malformed_cursors_are_refused() {
         let b = broker(10);
         for bad in ["", "k3f9", "k3f9-", "k3f9-x", "k3f9-+1", "K3F9-1", "k3f-1", "k3f9-99999999999999999999999"] {
+            assert_eq!(b.parse_cursor(bad), Err(BrokerError::BadCursor), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn zero_is_the_start_everything_retained_oldest_first() {
+        let b = broker(10);
+        assert_eq!(b.parse_cursor("0"), Ok(Since::After(Position(0))));
+        for text in ["a", "b", "c"] {
+            publish(&b, "ch", text);
+        }
+        let batch = b.read_now("ch", &after(&b, "0"), 100);
+        assert_eq!(texts(&batch), ["a", "b", "c"]);
+        assert_eq!(batch.gap, None, "nothing the channel had is gone");
+        assert_eq!(b.cursor(batch.position), "k3f9-3");
+    }
+
+    #[test]
+    fn zero_on_a_trimmed_channel_is_a_gap_naming_the_oldest_retained_id() {
+        let b = broker(3);
+        for i in 1..=5 {
+            publish(&b, "ch", &i.to_string());
+        }
+        let batch = b.read_now("ch", &after(&b, "0"), 100);
+        assert_eq!(texts(&batch), ["3", "4", "5"]);
+        assert_eq!(batch.gap, Some(Gap { since: "k3f9-0".into(), oldest: Some("k3f9-3".into()) }));
+    }
+
+    #[test]
+    fn zero_on_a_channel_with_nothing_yet_waits_for_its_first_message() {
+        let b = broker(10);
+        let empty = b.read_now("ch", &after(&b, "0"), 100);
+        assert_eq!((empty.messages.len(), empty.gap), (0, None));
+        publish(&b, "ch", "first");
+        assert_eq!(texts(&b.read_now("ch", &Since::After(empty.position), 100)), ["first"]);
+    }
+
+    #[test]
+    fn zero_on_a_channel_made_after_a_reclaim_is_a_gap_as_its_earlier_life_is_unknown() {
+        let b = MemoryBroker::with_epoch("k3f9".into(), Limits::default());
+        let ttl = DEFAULT_CHANNEL_TTL.as_secs_f64();
+        b.publish_now("old", "1", at(0.0)).unwrap();
+        b.publish_now("elsewhere", "sweep", at(ttl)).unwrap();
+        b.publish_now("new", "first", at(ttl)).unwrap();
+        let batch = b.read_now("new", &after(&b, "0"), 10);
+        assert_eq!(texts(&batch), ["first"]);
+        assert_eq!(batch.gap, Some(Gap { since: "k3f9-0".into(), oldest: Some("k3f9-2".into()) }));
+    }
+
+    #[test]
+    fn zero_is_the_only_cursor_without_an_epoch() {
+        let b = broker(10);
+        for bad in ["00", "-0", "0-0", "+0", " 0"] {
             assert_eq!(b.parse_cursor(bad), Err(BrokerError::BadCursor), "{bad:?}");
         }
     }
