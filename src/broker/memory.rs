@@ -12,14 +12,14 @@
 //! answered with the retained history and a gap, never with a silent skip. `{epoch}-0` is the
 //! position before the first message of a channel, until channels are reclaimed (below).
 //!
-//! `0`, the cursor a client sends for "everything the channel still retains" (it has no id and
-//! cannot know the epoch), is that same position, `{epoch}-0`: the reader is owed every message
-//! the channel ever had, so when the oldest of them have been evicted it is told so with a
-//! gap naming the oldest retained id, as any reader behind the history is. A reader that asked
-//! for everything and silently got the newest thousand would take them for the whole story.
-//! After a reclaim, a channel made again numbers after `reclaimed_through` (below), so `0`
-//! is a gap there even if this name never had an earlier life: the broker remembers no
-//! names, and a false alarm is the safe side of not knowing.
+//! `0` is the cursor a client sends for "everything the channel still retains": it has no id
+//! yet, and cannot know the epoch. It reads from the channel's start, the position before the
+//! first message of the channel as it is now (after a reclaim, below, that is not `{epoch}-0`),
+//! and when the oldest of those messages have been evicted the reader is told so with a gap
+//! naming the oldest retained id, as any reader behind the history is: a reader that asked for
+//! everything and silently got the newest thousand would take them for the whole story. What
+//! a channel held before it was reclaimed is not owed to a reader that starts from `0`: that
+//! channel was dropped with its history, and this is a new one.
 //!
 //! ## Reclaiming idle channels
 //!
@@ -74,6 +74,11 @@ const EPOCH_LEN: usize = 4;
 /// that has nothing yet cannot know this broker's epoch, so `{epoch}-0` is no cursor it can send.
 const FROM_THE_START: &str = "0";
 
+/// How `0` is passed to [`MemoryBroker::read_now`]: a position no id of this broker parses to
+/// (sequence numbers fit in 64 bits), read as the start of whichever channel is read. Not
+/// `{epoch}-0`, which a reader may hold from before a reclaim and is then owed a gap.
+const START: Position = Position(1 << 64);
+
 pub struct MemoryBroker {
     epoch: String,
     limits: Limits,
@@ -98,6 +103,8 @@ struct Channel {
     /// Sequence number of the newest message ever published (or, before the first publish,
     /// the number the channel starts after).
     last_seq: u64,
+    /// The number the channel started after: where `0`, "from the start", reads from.
+    start_seq: u64,
     subscribers: Subscribers,
     /// The last publish, or the last subscriber leaving: where the channel's idle time starts.
     active_at: Instant,
@@ -110,6 +117,7 @@ impl Channel {
         Channel {
             log: Ring::default(),
             last_seq: after_seq,
+            start_seq: after_seq,
             subscribers: Subscribers::default(),
             active_at: now,
             reclaimed: false,
@@ -388,9 +396,7 @@ impl MemoryBroker {
 
     fn parse_cursor_text(&self, cursor: &str) -> Result<Since, BrokerError> {
         if cursor == FROM_THE_START {
-            // The position before every message this broker numbered: the reader is owed the
-            // whole history, and a gap if its first messages are gone (module docs).
-            return Ok(Since::After(Position(0)));
+            return Ok(Since::After(START));
         }
         let (epoch, seq) = cursor.split_once('-').ok_or(BrokerError::BadCursor)?;
         let well_formed_epoch =
@@ -427,6 +433,8 @@ impl MemoryBroker {
             // channel that was never made starts); one behind it may have missed messages, and
             // a cursor past it, or a foreign one, names no message this broker can place.
             let gap = match since {
+                // From the start of a channel that has nothing: nothing is owed yet.
+                Since::After(START) => None,
                 Since::After(Position(p)) if *p == reclaimed_through as u128 => None,
                 Since::After(Position(p)) => Some(Gap { since: self.id(*p as u64), oldest: None }),
                 Since::Unknown(cursor) => Some(Gap { since: cursor.clone(), oldest: None }),
@@ -438,6 +446,7 @@ impl MemoryBroker {
         // A position from the future (same epoch, beyond the newest id) cannot have come from
         // this channel: treat it like a foreign cursor rather than skip what comes next.
         let (after_seq, cursor_text) = match since {
+            Since::After(START) => (channel.start_seq, None),
             Since::After(Position(p)) if *p <= channel.last_seq as u128 => (*p as u64, None),
             Since::After(Position(p)) => (0, Some(self.id(*p as u64))),
             Since::Unknown(cursor) => (0, Some(cursor.clone())),
@@ -610,7 +619,6 @@ mod tests {
     #[test]
     fn zero_is_the_start_everything_retained_oldest_first() {
         let b = broker(10);
-        assert_eq!(b.parse_cursor("0"), Ok(Since::After(Position(0))));
         for text in ["a", "b", "c"] {
             publish(&b, "ch", text);
         }
@@ -641,15 +649,31 @@ mod tests {
     }
 
     #[test]
-    fn zero_on_a_channel_made_after_a_reclaim_is_a_gap_as_its_earlier_life_is_unknown() {
+    fn zero_on_a_channel_made_after_a_reclaim_starts_at_that_channel_without_a_gap() {
         let b = MemoryBroker::with_epoch("k3f9".into(), Limits::default());
         let ttl = DEFAULT_CHANNEL_TTL.as_secs_f64();
-        b.publish_now("old", "1", at(0.0)).unwrap();
+        b.publish_now("ch", "of the old channel", at(0.0)).unwrap();
         b.publish_now("elsewhere", "sweep", at(ttl)).unwrap();
-        b.publish_now("new", "first", at(ttl)).unwrap();
+        assert_eq!(b.read_now("ch", &after(&b, "0"), 10).gap, None, "no channel: nothing owed yet");
+        b.publish_now("ch", "first of the new", at(ttl)).unwrap();
+        let batch = b.read_now("ch", &after(&b, "0"), 10);
+        assert_eq!((texts(&batch), batch.gap), (vec!["first of the new".to_string()], None));
+        // Unlike a cursor a reader kept from before the reclaim, which is owed a gap.
+        assert!(b.read_now("ch", &after(&b, "k3f9-0"), 10).gap.is_some());
+    }
+
+    #[test]
+    fn zero_on_a_trimmed_channel_made_after_a_reclaim_is_a_gap_from_its_own_start() {
+        let b = MemoryBroker::with_epoch("k3f9".into(), Limits { history: limits(2).history, ..Limits::default() });
+        let ttl = DEFAULT_CHANNEL_TTL.as_secs_f64();
+        b.publish_now("old", "x", at(0.0)).unwrap();
+        b.publish_now("elsewhere", "sweep", at(ttl)).unwrap();
+        for text in ["1", "2", "3"] {
+            b.publish_now("new", text, at(ttl)).unwrap();
+        }
         let batch = b.read_now("new", &after(&b, "0"), 10);
-        assert_eq!(texts(&batch), ["first"]);
-        assert_eq!(batch.gap, Some(Gap { since: "k3f9-0".into(), oldest: Some("k3f9-2".into()) }));
+        assert_eq!(texts(&batch), ["2", "3"]);
+        assert_eq!(batch.gap, Some(Gap { since: "k3f9-1".into(), oldest: Some("k3f9-3".into()) }));
     }
 
     #[test]

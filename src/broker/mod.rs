@@ -397,10 +397,8 @@ mod tests {
     }
 
     #[test]
-    fn zero_means_from_the_start_on_every_broker() {
-        let memory = memory::MemoryBroker::with_epoch("k3f9".into(), Limits::default());
-        assert_eq!(memory.parse_cursor("0"), memory.parse_cursor("k3f9-0"));
-        // A Redis broker whose Redis refuses connections: it starts anyway (and keeps
+    fn zero_on_redis_is_0_0_the_position_before_a_streams_first_entry() {
+        // (The memory broker's `0` is tested in `memory`.) A Redis broker whose Redis refuses connections: it starts anyway (and keeps
         // retrying), and reading a cursor asks nothing of Redis.
         let refused = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap();
         let url = redis::RedisUrl::parse(&format!("redis://{refused}")).unwrap();
