@@ -122,6 +122,26 @@ fn a_cursor_older_than_the_history_answers_gap_true() {
 }
 
 #[test]
+fn since_0_answers_everything_retained_oldest_first_with_a_gap_once_the_start_is_gone() {
+    each_model(
+        |config| config.history = 3,
+        |server| {
+            let whole: Vec<String> = ["a", "b"].iter().map(|text| server.publish("whole", text)).collect();
+            let answer = server.get("/poll/whole?since=0").json();
+            assert_eq!(texts(&answer), ["a", "b"]);
+            assert_eq!(answer.get("gap"), None, "nothing the channel had is gone");
+            assert_eq!(cursor(&answer), whole[1]);
+
+            let ids: Vec<String> = (1..=5).map(|i| server.publish("trimmed", &i.to_string())).collect();
+            let answer = server.get("/poll/trimmed?since=0").json();
+            assert_eq!(answer.get("gap").and_then(Value::as_bool), Some(true), "1 and 2 are gone");
+            assert_eq!(texts(&answer), ["3", "4", "5"]);
+            assert_eq!(cursor(&answer), ids[4]);
+        },
+    );
+}
+
+#[test]
 fn idle_channels_are_reclaimed_so_max_channels_counts_channels_in_use_and_old_cursors_get_a_gap() {
     const TTL: Duration = Duration::from_millis(300);
     each_model(

@@ -443,6 +443,31 @@ fn a_cursor_older_than_the_history_gets_a_gap_event_then_what_is_retained() {
 }
 
 #[test]
+fn since_0_replays_everything_retained_with_a_gap_event_once_the_start_is_gone() {
+    each_model(
+        |config| config.history = 3,
+        |server| {
+            for text in ["a", "b"] {
+                server.publish("whole", text);
+            }
+            let mut stream = EventStream::open(server, "/sse/whole?since=0", &[]);
+            assert_eq!(stream.take(2).iter().map(text).collect::<Vec<_>>(), ["a", "b"], "no gap first");
+            // The same from Last-Event-ID, which is where a browser's EventSource puts it.
+            let mut stream = EventStream::open(server, "/sse/whole", &[("Last-Event-ID", "0")]);
+            assert_eq!(stream.take(2).iter().map(text).collect::<Vec<_>>(), ["a", "b"]);
+
+            let ids: Vec<String> = (1..=5).map(|i| server.publish("trimmed", &i.to_string())).collect();
+            let mut stream = EventStream::open(server, "/sse/trimmed?since=0", &[]);
+            let gap = stream.next_event().unwrap();
+            assert_eq!(gap.event_type, "gap");
+            let data = realtime::json::parse(&gap.data).unwrap();
+            assert_eq!(data.get("oldest").and_then(Value::as_str), Some(ids[2].as_str()));
+            assert_eq!(stream.take(3).iter().map(text).collect::<Vec<_>>(), ["3", "4", "5"]);
+        },
+    );
+}
+
+#[test]
 fn a_cursor_from_another_epoch_gets_a_gap_event_then_the_whole_history() {
     each_model(
         |_| {},

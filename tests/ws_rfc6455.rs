@@ -376,6 +376,28 @@ fn channel_resume_past_the_history_sends_a_gap_frame_first() {
 }
 
 #[test]
+fn channel_since_0_replays_everything_retained_with_a_gap_frame_once_the_start_is_gone() {
+    let text = |message: Message| envelope(message).get("text").and_then(Value::as_str).unwrap().to_string();
+    each_model(
+        |config| config.history = 2,
+        |server| {
+            for message in ["a", "b"] {
+                server.publish("whole", message);
+            }
+            let mut client = connect(server, "/ws/whole?since=0");
+            assert_eq!([text(client.next_message().unwrap()), text(client.next_message().unwrap())], ["a", "b"]);
+
+            let ids: Vec<String> = (1..=4).map(|i| server.publish("trimmed", &i.to_string())).collect();
+            let mut client = connect(server, "/ws/trimmed?since=0");
+            let gap = envelope(client.next_message().unwrap());
+            assert_eq!(gap.get("gap").and_then(Value::as_bool), Some(true));
+            assert_eq!(gap.get("oldest").and_then(Value::as_str), Some(ids[2].as_str()));
+            assert_eq!([text(client.next_message().unwrap()), text(client.next_message().unwrap())], ["3", "4"]);
+        },
+    );
+}
+
+#[test]
 fn channel_binary_messages_are_refused_with_1003_and_big_text_with_1009() {
     each_model(
         |config| config.max_publish_bytes = 8,

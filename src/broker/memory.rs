@@ -12,6 +12,15 @@
 //! answered with the retained history and a gap, never with a silent skip. `{epoch}-0` is the
 //! position before the first message of a channel, until channels are reclaimed (below).
 //!
+//! `0` is the cursor a client sends for "everything the channel still retains": it has no id
+//! yet, and cannot know the epoch. It reads from the channel's start, the position before the
+//! first message of the channel as it is now (after a reclaim, below, that is not `{epoch}-0`),
+//! and when the oldest of those messages have been evicted the reader is told so with a gap
+//! naming the oldest retained id, as any reader behind the history is: a reader that asked for
+//! everything and silently got the newest thousand would take them for the whole story. What
+//! a channel held before it was reclaimed is not owed to a reader that starts from `0`: that
+//! channel was dropped with its history, and this is a new one.
+//!
 //! ## Reclaiming idle channels
 //!
 //! A channel with no subscriber and no publish for `--channel-ttl` is dropped with its
@@ -61,6 +70,15 @@ use crate::time::Now;
 /// Characters of the epoch: enough that two restarts colliding is a 1 in 1.7 million event.
 const EPOCH_LEN: usize = 4;
 
+/// The cursor that means "from the start" on every broker (`docs/PROTOCOL.md` §2.3): a client
+/// that has nothing yet cannot know this broker's epoch, so `{epoch}-0` is no cursor it can send.
+const FROM_THE_START: &str = "0";
+
+/// How `0` is passed to [`MemoryBroker::read_now`]: a position no id of this broker parses to
+/// (sequence numbers fit in 64 bits), read as the start of whichever channel is read. Not
+/// `{epoch}-0`, which a reader may hold from before a reclaim and is then owed a gap.
+const START: Position = Position(1 << 64);
+
 pub struct MemoryBroker {
     epoch: String,
     limits: Limits,
@@ -85,6 +103,8 @@ struct Channel {
     /// Sequence number of the newest message ever published (or, before the first publish,
     /// the number the channel starts after).
     last_seq: u64,
+    /// The number the channel started after: where `0`, "from the start", reads from.
+    start_seq: u64,
     subscribers: Subscribers,
     /// The last publish, or the last subscriber leaving: where the channel's idle time starts.
     active_at: Instant,
@@ -97,6 +117,7 @@ impl Channel {
         Channel {
             log: Ring::default(),
             last_seq: after_seq,
+            start_seq: after_seq,
             subscribers: Subscribers::default(),
             active_at: now,
             reclaimed: false,
@@ -374,6 +395,9 @@ impl MemoryBroker {
     }
 
     fn parse_cursor_text(&self, cursor: &str) -> Result<Since, BrokerError> {
+        if cursor == FROM_THE_START {
+            return Ok(Since::After(START));
+        }
         let (epoch, seq) = cursor.split_once('-').ok_or(BrokerError::BadCursor)?;
         let well_formed_epoch =
             epoch.len() == EPOCH_LEN && epoch.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase());
@@ -409,6 +433,8 @@ impl MemoryBroker {
             // channel that was never made starts); one behind it may have missed messages, and
             // a cursor past it, or a foreign one, names no message this broker can place.
             let gap = match since {
+                // From the start of a channel that has nothing: nothing is owed yet.
+                Since::After(START) => None,
                 Since::After(Position(p)) if *p == reclaimed_through as u128 => None,
                 Since::After(Position(p)) => Some(Gap { since: self.id(*p as u64), oldest: None }),
                 Since::Unknown(cursor) => Some(Gap { since: cursor.clone(), oldest: None }),
@@ -420,6 +446,7 @@ impl MemoryBroker {
         // A position from the future (same epoch, beyond the newest id) cannot have come from
         // this channel: treat it like a foreign cursor rather than skip what comes next.
         let (after_seq, cursor_text) = match since {
+            Since::After(START) => (channel.start_seq, None),
             Since::After(Position(p)) if *p <= channel.last_seq as u128 => (*p as u64, None),
             Since::After(Position(p)) => (0, Some(self.id(*p as u64))),
             Since::Unknown(cursor) => (0, Some(cursor.clone())),
@@ -585,6 +612,74 @@ mod tests {
     fn malformed_cursors_are_refused() {
         let b = broker(10);
         for bad in ["", "k3f9", "k3f9-", "k3f9-x", "k3f9-+1", "K3F9-1", "k3f-1", "k3f9-99999999999999999999999"] {
+            assert_eq!(b.parse_cursor(bad), Err(BrokerError::BadCursor), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn zero_is_the_start_everything_retained_oldest_first() {
+        let b = broker(10);
+        for text in ["a", "b", "c"] {
+            publish(&b, "ch", text);
+        }
+        let batch = b.read_now("ch", &after(&b, "0"), 100);
+        assert_eq!(texts(&batch), ["a", "b", "c"]);
+        assert_eq!(batch.gap, None, "nothing the channel had is gone");
+        assert_eq!(b.cursor(batch.position), "k3f9-3");
+    }
+
+    #[test]
+    fn zero_on_a_trimmed_channel_is_a_gap_naming_the_oldest_retained_id() {
+        let b = broker(3);
+        for i in 1..=5 {
+            publish(&b, "ch", &i.to_string());
+        }
+        let batch = b.read_now("ch", &after(&b, "0"), 100);
+        assert_eq!(texts(&batch), ["3", "4", "5"]);
+        assert_eq!(batch.gap, Some(Gap { since: "k3f9-0".into(), oldest: Some("k3f9-3".into()) }));
+    }
+
+    #[test]
+    fn zero_on_a_channel_with_nothing_yet_waits_for_its_first_message() {
+        let b = broker(10);
+        let empty = b.read_now("ch", &after(&b, "0"), 100);
+        assert_eq!((empty.messages.len(), empty.gap), (0, None));
+        publish(&b, "ch", "first");
+        assert_eq!(texts(&b.read_now("ch", &Since::After(empty.position), 100)), ["first"]);
+    }
+
+    #[test]
+    fn zero_on_a_channel_made_after_a_reclaim_starts_at_that_channel_without_a_gap() {
+        let b = MemoryBroker::with_epoch("k3f9".into(), Limits::default());
+        let ttl = DEFAULT_CHANNEL_TTL.as_secs_f64();
+        b.publish_now("ch", "of the old channel", at(0.0)).unwrap();
+        b.publish_now("elsewhere", "sweep", at(ttl)).unwrap();
+        assert_eq!(b.read_now("ch", &after(&b, "0"), 10).gap, None, "no channel: nothing owed yet");
+        b.publish_now("ch", "first of the new", at(ttl)).unwrap();
+        let batch = b.read_now("ch", &after(&b, "0"), 10);
+        assert_eq!((texts(&batch), batch.gap), (vec!["first of the new".to_string()], None));
+        // Unlike a cursor a reader kept from before the reclaim, which is owed a gap.
+        assert!(b.read_now("ch", &after(&b, "k3f9-0"), 10).gap.is_some());
+    }
+
+    #[test]
+    fn zero_on_a_trimmed_channel_made_after_a_reclaim_is_a_gap_from_its_own_start() {
+        let b = MemoryBroker::with_epoch("k3f9".into(), Limits { history: limits(2).history, ..Limits::default() });
+        let ttl = DEFAULT_CHANNEL_TTL.as_secs_f64();
+        b.publish_now("old", "x", at(0.0)).unwrap();
+        b.publish_now("elsewhere", "sweep", at(ttl)).unwrap();
+        for text in ["1", "2", "3"] {
+            b.publish_now("new", text, at(ttl)).unwrap();
+        }
+        let batch = b.read_now("new", &after(&b, "0"), 10);
+        assert_eq!(texts(&batch), ["2", "3"]);
+        assert_eq!(batch.gap, Some(Gap { since: "k3f9-1".into(), oldest: Some("k3f9-3".into()) }));
+    }
+
+    #[test]
+    fn zero_is_the_only_cursor_without_an_epoch() {
+        let b = broker(10);
+        for bad in ["00", "-0", "0-0", "+0", " 0"] {
             assert_eq!(b.parse_cursor(bad), Err(BrokerError::BadCursor), "{bad:?}");
         }
     }

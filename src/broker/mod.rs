@@ -397,6 +397,20 @@ mod tests {
     }
 
     #[test]
+    fn zero_on_redis_is_0_0_the_position_before_a_streams_first_entry() {
+        // (The memory broker's `0` is tested in `memory`.) A Redis broker whose Redis refuses connections: it starts anyway (and keeps
+        // retrying), and reading a cursor asks nothing of Redis.
+        let refused = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).unwrap();
+        let url = redis::RedisUrl::parse(&format!("redis://{refused}")).unwrap();
+        let redis = redis::RedisBroker::start(url, Limits::default(), Duration::from_millis(100), 1).unwrap();
+        assert_eq!(redis.parse_cursor("0"), redis.parse_cursor("0-0"));
+        assert_eq!(redis.parse_cursor("0"), Ok(Since::After(Position(0))));
+        for bad in ["00", "-0", "0-", "+0"] {
+            assert_eq!(redis.parse_cursor(bad), Err(BrokerError::BadCursor), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn the_envelope_is_the_same_json_on_every_transport() {
         let message = Message::new("k3f9-17", Position(17), "Hi \"you\"\n", 1_678_900_000_123);
         assert_eq!(message.envelope(), r#"{"id":"k3f9-17","text":"Hi \"you\"\u000a","time":1678900000123}"#);

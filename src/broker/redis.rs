@@ -1714,7 +1714,10 @@ impl Broker for RedisBroker {
     }
 
     fn parse_cursor(&self, cursor: &str) -> Result<Since, BrokerError> {
-        parse_stream_id(cursor).map(Since::After).ok_or(BrokerError::BadCursor)
+        // `0`, "from the start" on every broker (`docs/PROTOCOL.md` §2.3), is `0-0` here, the
+        // position before a stream's first entry: the whole stream, with a gap if it was trimmed.
+        let id = if cursor == "0" { "0-0" } else { cursor };
+        parse_stream_id(id).map(Since::After).ok_or(BrokerError::BadCursor)
     }
 
     /// A loaded mirror's newest position; otherwise the stream's newest id, asked for this

@@ -38,7 +38,8 @@ drops, it reconnects after the stream's retry: or 1 s (doubling to 30 s while
 reconnecting fails) and resumes after the last message it printed; a gap (the
 server no longer had some of the messages owed) is reported on stderr.
 
-  --since ID       start after the message with this id
+  --since ID       start after the message with this id (0: from the start,
+                   everything the channel still retains)
   --count N        exit after N messages (0 status)
   --json           print each message's whole envelope: {\"id\",\"text\",\"time\"}
   --token T        send Authorization: Bearer T
