@@ -373,6 +373,17 @@ fn published_on(server: &TestServer) -> u64 {
     server.server.app().stats.snapshot().published
 }
 
+/// The node's Redis link and subscription, as `/stats` shows them.
+fn link(server: &TestServer) -> realtime::broker::LinkStats {
+    server.server.app().broker.link_stats().expect("a Redis broker")
+}
+
+/// Waits until the node has subscribed `n` channels and caught them up: from then on what is
+/// published on them is in its mirrors (before, its readers read the stream).
+fn wait_subscribed(server: &TestServer, n: usize) {
+    common::eventually(&format!("{n} channels subscribed"), || link(server).channels_subscribed == n);
+}
+
 #[test]
 fn a_websocket_subscriber_on_node_a_receives_what_node_b_publishes_in_order() {
     let Some(redis) = Redis::start(Persistence::None) else { return };
@@ -504,8 +515,9 @@ fn a_cursor_from_a_stream_redis_lost_in_a_restart_is_answered_with_a_gap() {
         eprintln!("--- model {}", model.name());
         let b = node(model, &redis, |_| {});
         let channel = format!("lost-{}", model.name());
-        // A subscriber on b: what it receives is in b's mirror.
+        // A subscriber on b: once its channel is subscribed, what it receives is in b's mirror.
         let mut subscriber = websocket(b.addr(), &format!("/ws/{channel}"));
+        wait_subscribed(&b, 1);
         let ids: Vec<String> = (0..3).map(|i| publish(b.addr(), &channel, &format!("before {i}"))).collect();
         assert_eq!(ws_until(&mut subscriber, &ids[2]).len(), 3);
         // Without persistence a restart loses the stream (Redis's loss, not the nodes').
@@ -871,6 +883,7 @@ fn a_hung_redis_holds_up_only_the_publish_that_waits_for_it_which_answers_503_at
         });
         let channel = format!("hung-{}", model.name());
         let mut subscriber = websocket(a.addr(), &format!("/ws/{channel}"));
+        wait_subscribed(&a, 1);
         let ids: Vec<String> = (0..3).map(|i| publish(a.addr(), &channel, &format!("before {i}"))).collect();
         ws_until(&mut subscriber, &ids[2]);
 
