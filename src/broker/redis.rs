@@ -3,11 +3,12 @@
 //!
 //! Behind a round-robin balancer the node that receives a publish is usually not the node
 //! that holds the subscriber's socket. Every node therefore sends its publishes to Redis and
-//! hears every other node's publishes from Redis:
+//! hears, from Redis, the publishes of the channels its own clients follow:
 //!
 //! ```text
 //!  browser ─► nginx ─┬─► node A ─┐  publish: EVALSHA (XADD + PUBLISH, one script)
-//!                    └─► node B ─┤  live:    PSUBSCRIBE realtime:{db}:*   (one connection)
+//!                    └─► node B ─┤  live:    SUBSCRIBE realtime:{db}:{channel}, per channel
+//!                                │           followed here (one connection)
 //!                                └─ Redis ─ history: XRANGE on the stream realtime:{channel}
 //! ```
 //!
@@ -19,8 +20,8 @@
 //!   `time` is the id's milliseconds: Redis's clock, the same for every node. `MAXLEN ~
 //!   <history>` trims the stream as it grows; `~` lets Redis trim whole radix-tree nodes, so
 //!   it keeps at least `history` entries and sometimes up to a node's worth (100) more.
-//! - A **pub/sub channel** `realtime:{db}:{channel}` carries each new entry to every node as
-//!   `<id> <text>`, so a node needs no round trip to deliver it. The database number is in
+//! - A **pub/sub channel** `realtime:{db}:{channel}` carries each new entry as `<id> <text>`
+//!   to every node subscribed to it, so a node needs no round trip to deliver it. The database number is in
 //!   the name because pub/sub ignores `SELECT`: "Pub/Sub has no relation to the key space ...
 //!   publishing on db 10 will be heard by a subscriber on db 1" (Redis pub/sub docs).
 //!
@@ -32,10 +33,11 @@
 //!
 //! ## One channel on a node: the mirror
 //!
-//! A node's reads must not wait for Redis and cannot fail, so a node keeps a *mirror*
-//! of each channel it knows: the ring log the memory broker keeps (`memory::Ring`), fed by pub/sub
-//! instead of local publishes, plus a *base*, the position after which the mirror holds every
-//! entry of the stream (or will, once pub/sub delivers it). Then:
+//! A node's reads must not wait for Redis and cannot fail, so a node keeps a *mirror* of each
+//! channel its clients follow (and, for a linger, followed): the ring log the memory broker
+//! keeps (`memory::Ring`), fed by pub/sub instead of local publishes, plus a *base*, the
+//! position after which the mirror holds every entry of the stream (or will, once pub/sub
+//! delivers it). Then:
 //!
 //! - `read` after a cursor at or past the base is answered from memory, like the memory
 //!   broker. A cursor older than the base (history from before the node knew the channel, or
@@ -50,31 +52,62 @@
 //!   entry names an entry that never was in this stream: the stream was lost and made again
 //!   (Redis restarted without persistence), and the reader is told so with a gap, like the
 //!   memory broker's foreign epoch.
-//! - `tail` is the mirror's newest position. A channel the node has never seen is *loaded*:
-//!   its newest id from `XREVRANGE ... COUNT 1` becomes the base when the answer lands; the
-//!   mirror is in the table, collecting pub/sub messages, before the load is sent, and is never
-//!   forgotten while its load is on its way.
+//! - `tail` is a loaded mirror's newest position, else the stream's newest id, asked on the
+//!   link. A mirror is made by a channel's first local subscriber and *loaded* by the
+//!   supervisor once the channel's subscription is confirmed: its newest id from `XREVRANGE
+//!   ... COUNT 1` becomes the base. Until then its readers read the stream (cold reads), so
+//!   a mirror that is loaded is live: every entry after its base is in it or on its way.
 //! - The mirror only ever grows at the back: an entry at or before its newest position is a
 //!   duplicate (catch-up and pub/sub overlap) and is skipped.
 //!
-//! Live fan-out uses one `PSUBSCRIBE realtime:{db}:*` per node ([PSUBSCRIBE]) rather than a
-//! `SUBSCRIBE` per channel: one subscription whose state never changes, no round trip on a
-//! client's first subscribe, and a node always knows every channel's newest position, so a
-//! client switching nodes finds its messages already in memory. The cost is that every node
-//! receives every channel's messages. Per-channel `SUBSCRIBE` would suit many nodes with
-//! sparse interest; it needs a catch-up read after each subscribe to close the window
-//! between the subscription and the read.
+//! ## One subscription per channel
+//!
+//! A node hears a channel only while a client of its own follows it: one `SUBSCRIBE` per
+//! channel ([SUBSCRIBE]), not one `PSUBSCRIBE realtime:{db}:*` for all. With a pattern every
+//! node receives every message of every channel, so N nodes cost the backplane N times the
+//! publish rate even for channels nobody on most nodes follows (what users of
+//! socket.io-redis-adapter run into: socketio/socket.io-redis-adapter#420). The price is a
+//! round trip before a new channel's first live message and a catch-up read to close the seam
+//! between the subscription and the stream, which is what follows.
+//!
+//! 1. **Wish.** A channel's first local subscriber ([`Broker::subscribe`]) makes its mirror
+//!    (unloaded) and records a *wish*, and wakes the supervisor; the worker goes on at once.
+//! 2. **Subscribe.** The supervisor, which owns the subscription connection, sends one
+//!    `SUBSCRIBE` naming every channel wished since it last looked (`CHANNELS_PER_COMMAND`
+//!    at most per command).
+//! 3. **Confirm, then catch up.** Redis confirms each channel (`["subscribe", topic,
+//!    count]`) and from then on sends its messages. The supervisor drops a channel's messages
+//!    until its catch-up has run, after the confirmation, on the supervisor's own command
+//!    connection: an unloaded mirror is loaded (`XREVRANGE ... COUNT 1`), a loaded one (after
+//!    a reconnect) reads its stream on from its newest entry (`XRANGE`). A message dropped
+//!    before the catch-up was sent by Redis before the catch-up's read ran, so the read has
+//!    it; a message after the read comes by pub/sub; one that comes both ways is skipped by
+//!    position. Nothing is lost or doubled at the seam, and readers meanwhile read the stream.
+//! 4. **Linger, unsubscribe.** When the last local subscriber leaves, the mirror stays, live,
+//!    for [`SUBSCRIPTION_LINGER`] (5 s): a client coming back (an `EventSource` reconnecting,
+//!    a long poll asking again) finds it as it was and costs no command. After that the
+//!    supervisor's sweep forgets the mirror and sends `UNSUBSCRIBE`: a mirror nothing feeds
+//!    any more must not answer reads as if it were current. A subscriber arriving meanwhile
+//!    makes a new mirror and subscribes again, from step 1.
+//!
+//! Workers never touch the subscription: they record wishes, and the supervisor does every
+//! `SUBSCRIBE`, `UNSUBSCRIBE` and catch-up. To wake at once for a wish while it waits for
+//! Redis, the supervisor waits on one queue (`Event`) fed by a reader thread of the
+//! subscription connection (each value Redis sends) and by the workers (a wake-up): std has
+//! no `poll(2)` over a socket and a wake-up, and `server::sys`, which has, sits above the
+//! broker in the layers. The queue is bounded (`EVENT_QUEUE`): a supervisor that falls
+//! behind holds the reader back, and Redis's `client-output-buffer-limit` for pub/sub then
+//! drops the connection, after which the node reconnects and catches up.
 //!
 //! Memory: each mirror keeps at most `--history` messages and `--history-bytes` bytes of
 //! envelopes (always the newest message), the same bound as the memory broker's ring; the
 //! stream in Redis keeps its `--history` entries whatever their size, so a reader who fell off
-//! a mirror is answered from the stream (a cold read). A mirror with no local subscriber that
-//! has heard no message for `--channel-ttl` is forgotten: the supervisor sweeps for them
-//! between the pub/sub messages it reads, at most [`super::SWEEPS_PER_TTL`] times per TTL. Nothing is lost with it (Redis
-//! has the stream; a reader is answered by a cold read, a subscriber loads the mirror again),
-//! so unlike the memory broker's channels no cursor needs protecting. At most `--max-channels`
-//! mirrors are kept: past that, the quietest channel without local subscribers is forgotten
-//! at once, and pub/sub messages for new channels are not mirrored while no room can be made.
+//! a mirror is answered from the stream (a cold read). A mirror lives while its channel is
+//! subscribed: its local subscribers and the linger (`--channel-ttl` is the memory broker's).
+//! Nothing is lost with it (Redis has the stream; a reader is answered by a cold read, a
+//! subscriber makes the mirror again), so unlike the memory broker's channels no cursor needs
+//! protecting. At most `--max-channels` mirrors are kept: past that, the quietest channel
+//! without local subscribers is forgotten at once, and unsubscribed at the next sweep.
 //!
 //! ## Connections and faults
 //!
@@ -86,12 +119,13 @@
 //! - A publish that cannot reach Redis answers 503 at once ([`BrokerError::Unavailable`]):
 //!   refused, never queued and never dropped silently; one that Redis does not answer within
 //!   `--redis-timeout` answers 503 with `Retry-After: 1`. Existing client connections stay open.
-//! - The supervisor reconnects with capped exponential backoff (50 ms doubling to 2 s). After
-//!   a new subscription it subscribes *first* and then catches up every mirrored channel from
-//!   its newest entry with `XRANGE`, before it reads any pub/sub message: whatever was
-//!   published while the node was away arrives from the stream, and everything after arrives
-//!   from pub/sub; entries that come both ways are skipped by position. Subscribers receive
-//!   every message Redis stored, once, in order.
+//! - The supervisor reconnects with capped exponential backoff (50 ms doubling to 2 s). On the
+//!   new connection it subscribes every mirrored channel *first* (one `SUBSCRIBE` per
+//!   `CHANNELS_PER_COMMAND` channels), reads the confirmations, and then catches every one
+//!   up from its newest entry with `XRANGE`, before it applies any pub/sub message (step 3
+//!   above): whatever was published while the node was away arrives from the stream, and
+//!   everything after arrives from pub/sub; entries that come both ways are skipped by
+//!   position. Subscribers receive every message Redis stored, once, in order.
 //! - Redis closing a command connection of the link (a restart, `CLIENT KILL`, its `timeout`
 //!   setting) is noticed by the lane's reader at once: what was in flight on it fails (503),
 //!   and the lane reconnects at once, then with backoff. The supervisor's own command
@@ -134,7 +168,8 @@
 //!   writes its head (its `101`) only once its tail is known (the connection's `Opening`
 //!   state): a message its client publishes on seeing the stream open is then after the
 //!   tail, as when the tail was a blocking round trip before the head.
-//! - **Subscribe** makes the mirror and starts its load; it never waits for it.
+//! - **Subscribe** makes the mirror and records a wish for the supervisor; it never waits
+//!   for the subscription (see "One subscription per channel").
 //!
 //! The invariants above hold as they did: a subscriber registers before it reads, reads always
 //! start from its cursor (the mirror, or the stream with a gap check), and a mirror only grows
@@ -142,10 +177,11 @@
 //! nothing skipped. The supervisor thread, not a worker, still blocks on its own connection
 //! for catch-up after a new subscription; sweeps need no connection. Lock order: the
 //! supervisor's `command`, then `channels`, then one mirror, then the per-reader `requests` or
-//! a lane of the link; the link calls back with none of its locks held.
+//! a lane of the link; the link calls back with none of its locks held. The `wishes` are a
+//! leaf: taken with no other lock held, and none taken under them.
 //!
-//! Redis documentation: [XADD], [XRANGE], [XREVRANGE], [XINFO] `STREAM`, [PSUBSCRIBE],
-//! [EVALSHA], transactions (<https://redis.io/docs/latest/develop/interact/transactions/>),
+//! Redis documentation: [XADD], [XRANGE], [XREVRANGE], [XINFO] `STREAM`, [SUBSCRIBE],
+//! [UNSUBSCRIBE], [EVALSHA], transactions (<https://redis.io/docs/latest/develop/interact/transactions/>),
 //! pub/sub (<https://redis.io/docs/latest/develop/interact/pubsub/>); the wire protocol is
 //! [`super::resp`].
 //!
@@ -153,7 +189,8 @@
 //! [XRANGE]: https://redis.io/docs/latest/commands/xrange/
 //! [XREVRANGE]: https://redis.io/docs/latest/commands/xrevrange/
 //! [XINFO]: https://redis.io/docs/latest/commands/xinfo-stream/
-//! [PSUBSCRIBE]: https://redis.io/docs/latest/commands/psubscribe/
+//! [SUBSCRIBE]: https://redis.io/docs/latest/commands/subscribe/
+//! [UNSUBSCRIBE]: https://redis.io/docs/latest/commands/unsubscribe/
 //! [EVALSHA]: https://redis.io/docs/latest/commands/evalsha/
 //! [EVAL]: https://redis.io/docs/latest/commands/eval/
 
