@@ -286,6 +286,8 @@ Options (durations in seconds, fractions allowed):
   --max-channels N          channels the broker may hold at once  [10000]
   --channel-ttl SECS        drop a channel with no subscriber and
                             no publish for this long              [300]
+                            (memory broker; a Redis node drops a
+                            mirror 5 s after its last subscriber)
   --poll-timeout SECS       long-poll wait without ?timeout=      [30] (max 60)
   --max-connections N       open connections before 503           [10000]
   --backlog N               listen backlog (capped by somaxconn)  [1024]

@@ -103,9 +103,9 @@
 //! | publish: one Lua script appends to the channel's stream (`XADD`) and publishes the entry (`PUBLISH`), atomically, so every node hears a channel in stream order | [`broker::redis::PUBLISH_SCRIPT`], sent by [`broker::redis::RedisBroker`] (`EVALSHA`, the script loaded on every connection as it opens) |
 //! | never wait for Redis on a worker: commands go to a pipelined link with threads of its own; the answer comes back through the connection's waker | [`broker::redis::pipeline::Pipeline`], [`broker::Pending`] (a publish), [`broker::Batch::in_flight`] (a cold read), [never waiting](broker::redis#never-waiting-for-redis) |
 //! | ids are stream ids, the same on every node | [`broker::redis::parse_stream_id`], [`broker::redis::stream_id`] |
-//! | hear every node's publishes: one `PSUBSCRIBE`, each entry into the channel's mirror | [the mirror](broker::redis#one-channel-on-a-node-the-mirror) (the supervisor thread, `Mirror::accept`) |
+//! | hear the publishes of the channels followed here: a channel's first local subscriber records a wish, the supervisor `SUBSCRIBE`s it (batched), catches it up from the stream after the confirmation, and `UNSUBSCRIBE`s it after a linger; each entry into the channel's mirror | [one subscription per channel](broker::redis#one-subscription-per-channel) ([`broker::redis::SUBSCRIPTION_LINGER`]; the supervisor thread: `grant_wishes`, `catch_up`, `sweep`, `Mirror::accept`) |
 //! | resume from a cursor: from the mirror, or older history from the stream with a gap check | [`broker::redis::RedisBroker`] as a [`broker::Broker`] (`read`: `XRANGE` + `XINFO STREAM`) |
-//! | Redis went away: refuse publishes (503), reconnect with backoff, subscribe, catch up by `XRANGE` | [connections and faults](broker::redis#connections-and-faults) (`supervise`, `catch_up`) |
+//! | Redis went away: refuse publishes (503), reconnect with backoff, subscribe every mirrored channel again (chunked), catch up by `XRANGE` | [connections and faults](broker::redis#connections-and-faults) (`supervise`, `open_subscription`, `catch_up`) |
 //!
 //! ## Two server models: what waiting costs
 //!

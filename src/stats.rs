@@ -315,7 +315,8 @@ impl Snapshot {
                 out,
                 ",\"redis\":{{\"state\":\"{}\",\"connections\":{},\"connections_up\":{},\"reconnects\":{},\
                  \"in_flight\":{},\"commands_sent\":{},\"commands_answered\":{},\"commands_failed\":{},\
-                 \"latency_mean_us\":{mean_us},\"latency_max_us\":{}}}",
+                 \"latency_mean_us\":{mean_us},\"latency_max_us\":{},\"channels_subscribed\":{},\"pubsub_messages\":{},\
+                 \"channel_subscribes\":{},\"channel_unsubscribes\":{}}}",
                 if link.connections_up > 0 { "up" } else { "down" },
                 link.connections,
                 link.connections_up,
@@ -324,7 +325,11 @@ impl Snapshot {
                 link.sent,
                 link.answered,
                 link.failed,
-                link.latency_max_us
+                link.latency_max_us,
+                link.channels_subscribed,
+                link.pubsub_messages,
+                link.channel_subscribes,
+                link.channel_unsubscribes
             );
         }
         out.push('}');
@@ -414,6 +419,30 @@ impl Snapshot {
                 "counter",
                 "Commands refused (link down) or failed (connection lost or timed out).",
                 &[("", link.failed)],
+            );
+            metric(
+                "redis_channels_subscribed",
+                "gauge",
+                "Channels this node is subscribed to on Redis pub/sub (those its clients follow, and lingering ones).",
+                &[("", link.channels_subscribed as u64)],
+            );
+            metric(
+                "redis_pubsub_messages_total",
+                "counter",
+                "Messages received on the Redis subscription connection.",
+                &[("", link.pubsub_messages)],
+            );
+            metric(
+                "redis_channel_subscribes_total",
+                "counter",
+                "Channel subscriptions Redis confirmed (resubscriptions after a reconnection included).",
+                &[("", link.channel_subscribes)],
+            );
+            metric(
+                "redis_channel_unsubscribes_total",
+                "counter",
+                "Channel unsubscriptions Redis confirmed.",
+                &[("", link.channel_unsubscribes)],
             );
         }
         if let Some(link) = &self.redis {
@@ -680,16 +709,31 @@ mod tests {
             failed: 1,
             latency_sum_us: 500,
             latency_max_us: 300,
+            channels_subscribed: 6,
+            pubsub_messages: 7,
+            channel_subscribes: 8,
+            channel_unsubscribes: 2,
         });
         let json = crate::json::parse(&snapshot.to_json("epoll", "redis", Usage::default())).unwrap();
         let redis = json.get("redis").expect("a redis object");
         assert_eq!(redis.get("state").and_then(|v| v.as_str()), Some("up"));
         assert_eq!(redis.get("in_flight").and_then(|v| v.as_u64()), Some(4));
         assert_eq!(redis.get("latency_mean_us").and_then(|v| v.as_u64()), Some(100));
+        assert_eq!(redis.get("channels_subscribed").and_then(|v| v.as_u64()), Some(6));
+        assert_eq!(redis.get("pubsub_messages").and_then(|v| v.as_u64()), Some(7));
+        assert_eq!(redis.get("channel_subscribes").and_then(|v| v.as_u64()), Some(8));
+        assert_eq!(redis.get("channel_unsubscribes").and_then(|v| v.as_u64()), Some(2));
         let text = snapshot.to_prometheus("epoll", Usage::default());
         assert!(text.contains("realtime_redis_up 1\n"), "{text}");
         assert!(text.contains("realtime_redis_reconnects_total 3\n"));
         assert!(text.contains("realtime_redis_commands_in_flight 4\n"));
+        assert!(
+            text.contains("# TYPE realtime_redis_channels_subscribed gauge\nrealtime_redis_channels_subscribed 6\n")
+        );
+        assert!(text
+            .contains("# TYPE realtime_redis_pubsub_messages_total counter\nrealtime_redis_pubsub_messages_total 7\n"));
+        assert!(text.contains("realtime_redis_channel_subscribes_total 8\n"));
+        assert!(text.contains("realtime_redis_channel_unsubscribes_total 2\n"));
         assert!(text.contains("realtime_redis_command_duration_seconds_count 5\n"));
         assert!(text.contains("realtime_redis_command_duration_seconds_sum 0.0005\n"), "{text}");
     }

@@ -373,6 +373,17 @@ fn published_on(server: &TestServer) -> u64 {
     server.server.app().stats.snapshot().published
 }
 
+/// The node's Redis link and subscription, as `/stats` shows them.
+fn link(server: &TestServer) -> realtime::broker::LinkStats {
+    server.server.app().broker.link_stats().expect("a Redis broker")
+}
+
+/// Waits until the node has subscribed `n` channels and caught them up: from then on what is
+/// published on them is in its mirrors (before, its readers read the stream).
+fn wait_subscribed(server: &TestServer, n: usize) {
+    common::eventually(&format!("{n} channels subscribed"), || link(server).channels_subscribed == n);
+}
+
 #[test]
 fn a_websocket_subscriber_on_node_a_receives_what_node_b_publishes_in_order() {
     let Some(redis) = Redis::start(Persistence::None) else { return };
@@ -504,8 +515,9 @@ fn a_cursor_from_a_stream_redis_lost_in_a_restart_is_answered_with_a_gap() {
         eprintln!("--- model {}", model.name());
         let b = node(model, &redis, |_| {});
         let channel = format!("lost-{}", model.name());
-        // A subscriber on b: what it receives is in b's mirror.
+        // A subscriber on b: once its channel is subscribed, what it receives is in b's mirror.
         let mut subscriber = websocket(b.addr(), &format!("/ws/{channel}"));
+        wait_subscribed(&b, 1);
         let ids: Vec<String> = (0..3).map(|i| publish(b.addr(), &channel, &format!("before {i}"))).collect();
         assert_eq!(ws_until(&mut subscriber, &ids[2]).len(), 3);
         // Without persistence a restart loses the stream (Redis's loss, not the nodes').
@@ -871,6 +883,7 @@ fn a_hung_redis_holds_up_only_the_publish_that_waits_for_it_which_answers_503_at
         });
         let channel = format!("hung-{}", model.name());
         let mut subscriber = websocket(a.addr(), &format!("/ws/{channel}"));
+        wait_subscribed(&a, 1);
         let ids: Vec<String> = (0..3).map(|i| publish(a.addr(), &channel, &format!("before {i}"))).collect();
         ws_until(&mut subscriber, &ids[2]);
 
@@ -961,5 +974,200 @@ fn sixty_four_pipelined_publishers_are_each_delivered_once_and_in_their_own_orde
         let exposition = common::prometheus::parse(&metrics).unwrap_or_else(|error| panic!("{error}\n{metrics}"));
         let commands = exposition.value("realtime_redis_command_duration_seconds_count", &[]).unwrap_or(0.0);
         assert!(commands >= answered as f64, "{commands} commands timed");
+    }
+}
+
+/// One subscriber's turn on a channel: how many publishes had started on it when the
+/// subscriber's stream was open (every later one is owed), and what it received.
+struct Turn {
+    started_before: usize,
+    received: Vec<Delivered>,
+}
+
+/// What a subscriber that joined after `started_before` publishes had started is owed: every
+/// message from one no later than that one on, once, in order, each with the id its publish
+/// was answered with (the publisher numbers its messages: the text is the index in `log`).
+fn assert_everything_after_its_start(turn: &Turn, log: &[String], what: &str) {
+    assert_in_stream_order(&turn.received);
+    let numbers: Vec<usize> = turn.received.iter().map(|m| m.text.parse().expect("a number")).collect();
+    let first = numbers[0];
+    assert!(first <= turn.started_before, "{what}: began at {first}, after {} was published", turn.started_before);
+    for (offset, (number, message)) in numbers.iter().zip(&turn.received).enumerate() {
+        assert_eq!(*number, first + offset, "{what}: {numbers:?} skips or repeats");
+        assert_eq!(message.id, log[*number], "{what}: message {number} has another id");
+    }
+}
+
+#[test]
+fn subscribers_joining_and_leaving_during_a_publish_stream_get_every_message_after_their_start_once_in_order() {
+    // The seam of a new subscription: the node subscribes a channel when its first subscriber
+    // arrives, and catches up from the stream after the confirmation, while node B publishes
+    // without pause. Each (transport, round) takes a channel of its own, so each first join is
+    // a new subscription; the second join on it comes back within the linger.
+    let Some(redis) = Redis::start(Persistence::None) else { return };
+    for &model in MODELS {
+        eprintln!("--- model {}", model.name());
+        let (a, b) = (node(model, &redis, |_| {}), node(model, &redis, |_| {}));
+        let rounds = 3;
+        let channels: Vec<String> = (0..rounds * 3).map(|i| format!("seam-{}-{i}", model.name())).collect();
+        let started: Arc<Vec<AtomicUsize>> = Arc::new(channels.iter().map(|_| AtomicUsize::new(0)).collect());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let publisher = {
+            let (channels, started, stop, target) = (channels.clone(), started.clone(), stop.clone(), b.addr());
+            thread::spawn(move || {
+                let mut publisher =
+                    realtime::client::publisher::Publisher::connect(target, &target.to_string()).expect("connect");
+                let mut logs: Vec<Vec<String>> = channels.iter().map(|_| Vec::new()).collect();
+                while !stop.load(Ordering::SeqCst) {
+                    for (c, channel) in channels.iter().enumerate() {
+                        let n = logs[c].len();
+                        started[c].store(n + 1, Ordering::SeqCst);
+                        logs[c].push(publisher.publish(channel, &n.to_string()).expect("publish"));
+                    }
+                }
+                logs
+            })
+        };
+        let owed = 15;
+        let number = |m: &Delivered| m.text.parse::<usize>().unwrap();
+        let mut turns: Vec<(usize, &str, Turn)> = Vec::new();
+        for c in 0..channels.len() {
+            let channel = &channels[c];
+            for _join in 0..2 {
+                let (transport, turn) = match c % 3 {
+                    0 => {
+                        let mut events = EventSource::open(a.addr(), &format!("/sse/{channel}"), None);
+                        let started_before = started[c].load(Ordering::SeqCst);
+                        let mut received = vec![events.next()];
+                        while number(received.last().unwrap()) < started_before + owed {
+                            received.push(events.next());
+                        }
+                        ("sse", Turn { started_before, received })
+                    }
+                    1 => {
+                        let mut socket = websocket(a.addr(), &format!("/ws/{channel}"));
+                        let started_before = started[c].load(Ordering::SeqCst);
+                        let mut received = vec![next_ws(&mut socket)];
+                        while number(received.last().unwrap()) < started_before + owed {
+                            received.push(next_ws(&mut socket));
+                        }
+                        ("ws", Turn { started_before, received })
+                    }
+                    _ => {
+                        let mut cursor = tail_cursor(a.addr(), channel);
+                        let started_before = started[c].load(Ordering::SeqCst);
+                        let mut received: Vec<Delivered> = Vec::new();
+                        let deadline = Instant::now() + PATIENCE;
+                        while received.last().is_none_or(|m| number(m) < started_before + owed) {
+                            assert!(Instant::now() < deadline, "the polls got {} messages", received.len());
+                            let (messages, next, gap) = poll(a.addr(), channel, &cursor, 5);
+                            assert!(!gap, "a gap on {channel}");
+                            received.extend(messages);
+                            cursor = next;
+                        }
+                        ("poll", Turn { started_before, received })
+                    }
+                };
+                turns.push((c, transport, turn));
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        let logs = publisher.join().expect("the publisher");
+        for (c, transport, turn) in &turns {
+            assert_everything_after_its_start(turn, &logs[*c], &format!("{transport} on {}", channels[*c]));
+        }
+        let stats = link(&a);
+        assert!(stats.channel_subscribes >= channels.len() as u64, "one subscription per channel at least");
+    }
+}
+
+#[test]
+fn a_node_receives_no_message_of_a_channel_none_of_its_clients_follows() {
+    let Some(redis) = Redis::start(Persistence::None) else { return };
+    for &model in MODELS {
+        eprintln!("--- model {}", model.name());
+        let (a, b) = (node(model, &redis, |_| {}), node(model, &redis, |_| {}));
+        let (x, y) = (format!("unfollowed-{}", model.name()), format!("followed-{}", model.name()));
+        let mut on_y = websocket(a.addr(), &format!("/ws/{y}"));
+        wait_subscribed(&a, 1);
+        let heard_before = link(&a).pubsub_messages;
+        let mut publisher = realtime::client::publisher::Publisher::connect(b.addr(), &b.addr().to_string()).unwrap();
+        let (mut x_ids, mut y_ids) = (Vec::new(), Vec::new());
+        for i in 0..1000 {
+            x_ids.push(publisher.publish(&x, &format!("x {i}")).expect("publish on x"));
+            if i % 100 == 99 {
+                y_ids.push(publisher.publish(&y, &format!("y {i}")).expect("publish on y"));
+            }
+        }
+        // Y's last message was published after all of X's: had A been subscribed to X, pub/sub
+        // (one connection, in order) would have brought X's messages before it.
+        let received = ws_until(&mut on_y, y_ids.last().unwrap());
+        assert_eq!(received.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), y_ids);
+        assert_eq!(link(&a).pubsub_messages - heard_before, y_ids.len() as u64, "only Y's messages reached A");
+        assert_eq!(link(&b).pubsub_messages, 0, "B follows nothing and hears nothing");
+
+        // A subscriber for X arrives on A: X's new messages, and its history on request.
+        let mut on_x = websocket(a.addr(), &format!("/ws/{x}"));
+        wait_subscribed(&a, 2);
+        let news: Vec<String> = (0..5).map(|i| publisher.publish(&x, &format!("x new {i}")).unwrap()).collect();
+        let received = ws_until(&mut on_x, news.last().unwrap());
+        assert_eq!(received.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), news, "from its start on");
+        let (history, _, gap) = poll(a.addr(), &x, &x_ids[989], 0);
+        assert!(!gap);
+        let expected: Vec<&String> = x_ids[990..].iter().chain(&news).collect();
+        assert_eq!(history.iter().map(|m| &m.id).collect::<Vec<_>>(), expected, "?since= reads the stream");
+    }
+}
+
+#[test]
+fn a_channel_stays_subscribed_for_the_linger_after_its_last_subscriber_leaves_and_a_returning_one_causes_no_churn() {
+    use realtime::broker::redis::SUBSCRIPTION_LINGER;
+    let Some(redis) = Redis::start(Persistence::None) else { return };
+    for &model in MODELS {
+        eprintln!("--- model {}", model.name());
+        let (a, b) = (node(model, &redis, |_| {}), node(model, &redis, |_| {}));
+        let channel = format!("linger-{}", model.name());
+        let open_sse = |server: &TestServer| server.server.app().stats.snapshot().open[1];
+        let mut events = EventSource::open(a.addr(), &format!("/sse/{channel}"), None);
+        wait_subscribed(&a, 1);
+        let before = link(&a);
+        let id = publish(b.addr(), &channel, "first visit");
+        assert_eq!(events.next().id, id);
+        drop(events);
+        common::eventually("the stream is closed", || open_sse(&a) == 0);
+
+        // Back within the linger (as an EventSource reconnects): no UNSUBSCRIBE, no SUBSCRIBE.
+        let mut events = EventSource::open(a.addr(), &format!("/sse/{channel}"), None);
+        let id = publish(b.addr(), &channel, "back again");
+        assert_eq!(events.next().id, id);
+        let during = link(&a);
+        assert_eq!(during.channels_subscribed, 1);
+        assert_eq!(
+            (during.channel_subscribes, during.channel_unsubscribes),
+            (before.channel_subscribes, before.channel_unsubscribes),
+            "no churn"
+        );
+        drop(events);
+        common::eventually("the stream is closed", || open_sse(&a) == 0);
+        let left = Instant::now();
+
+        // Gone for good: unsubscribed once the linger is over, not before.
+        common::eventually("the channel is unsubscribed", || link(&a).channels_subscribed == 0);
+        let lingered = left.elapsed();
+        assert!(lingered >= SUBSCRIPTION_LINGER - Duration::from_millis(100), "unsubscribed after {lingered:?}");
+        let after = link(&a);
+        assert_eq!(after.channel_unsubscribes, before.channel_unsubscribes + 1);
+        assert_eq!(after.channel_subscribes, before.channel_subscribes);
+        publish(b.addr(), &channel, "nobody on A follows this");
+        let heard = link(&a).pubsub_messages;
+        thread::sleep(Duration::from_millis(200));
+        assert_eq!(link(&a).pubsub_messages, heard, "A no longer hears the channel");
+
+        // A subscriber after that subscribes again, and is served.
+        let mut socket = websocket(a.addr(), &format!("/ws/{channel}"));
+        wait_subscribed(&a, 1);
+        let id = publish(b.addr(), &channel, "a new visit");
+        assert_eq!(next_ws(&mut socket), Delivered { id, text: "a new visit".into() });
+        assert_eq!(link(&a).channel_subscribes, before.channel_subscribes + 1);
     }
 }

@@ -274,7 +274,7 @@ pub struct Usage {
     pub retained_bytes: usize,
 }
 
-/// The Redis broker's command link, as `/stats` and `/metrics` show it.
+/// The Redis broker's command link and subscription, as `/stats` and `/metrics` show them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LinkStats {
     /// Connections in the link, and how many are up (accepting commands).
@@ -291,6 +291,15 @@ pub struct LinkStats {
     /// Sum and maximum of the time from queueing a command to its reply, in microseconds.
     pub latency_sum_us: u64,
     pub latency_max_us: u64,
+    /// Channels the subscription connection is subscribed to (one `SUBSCRIBE` per channel a
+    /// local subscriber follows, kept for a linger after the last one leaves).
+    pub channels_subscribed: usize,
+    /// Pub/sub messages received: what the backplane costs this node.
+    pub pubsub_messages: u64,
+    /// Channel subscriptions and unsubscriptions Redis confirmed (resubscriptions after a
+    /// reconnection included): their churn.
+    pub channel_subscribes: u64,
+    pub channel_unsubscribes: u64,
 }
 
 /// Why a broker refused.

@@ -3,11 +3,12 @@
 //!
 //! Behind a round-robin balancer the node that receives a publish is usually not the node
 //! that holds the subscriber's socket. Every node therefore sends its publishes to Redis and
-//! hears every other node's publishes from Redis:
+//! hears, from Redis, the publishes of the channels its own clients follow:
 //!
 //! ```text
 //!  browser ─► nginx ─┬─► node A ─┐  publish: EVALSHA (XADD + PUBLISH, one script)
-//!                    └─► node B ─┤  live:    PSUBSCRIBE realtime:{db}:*   (one connection)
+//!                    └─► node B ─┤  live:    SUBSCRIBE realtime:{db}:{channel}, per channel
+//!                                │           followed here (one connection)
 //!                                └─ Redis ─ history: XRANGE on the stream realtime:{channel}
 //! ```
 //!
@@ -19,8 +20,8 @@
 //!   `time` is the id's milliseconds: Redis's clock, the same for every node. `MAXLEN ~
 //!   <history>` trims the stream as it grows; `~` lets Redis trim whole radix-tree nodes, so
 //!   it keeps at least `history` entries and sometimes up to a node's worth (100) more.
-//! - A **pub/sub channel** `realtime:{db}:{channel}` carries each new entry to every node as
-//!   `<id> <text>`, so a node needs no round trip to deliver it. The database number is in
+//! - A **pub/sub channel** `realtime:{db}:{channel}` carries each new entry as `<id> <text>`
+//!   to every node subscribed to it, so a node needs no round trip to deliver it. The database number is in
 //!   the name because pub/sub ignores `SELECT`: "Pub/Sub has no relation to the key space ...
 //!   publishing on db 10 will be heard by a subscriber on db 1" (Redis pub/sub docs).
 //!
@@ -32,10 +33,11 @@
 //!
 //! ## One channel on a node: the mirror
 //!
-//! A node's reads must not wait for Redis and cannot fail, so a node keeps a *mirror*
-//! of each channel it knows: the ring log the memory broker keeps (`memory::Ring`), fed by pub/sub
-//! instead of local publishes, plus a *base*, the position after which the mirror holds every
-//! entry of the stream (or will, once pub/sub delivers it). Then:
+//! A node's reads must not wait for Redis and cannot fail, so a node keeps a *mirror* of each
+//! channel its clients follow (and, for a linger, followed): the ring log the memory broker
+//! keeps (`memory::Ring`), fed by pub/sub instead of local publishes, plus a *base*, the
+//! position after which the mirror holds every entry of the stream (or will, once pub/sub
+//! delivers it). Then:
 //!
 //! - `read` after a cursor at or past the base is answered from memory, like the memory
 //!   broker. A cursor older than the base (history from before the node knew the channel, or
@@ -50,31 +52,62 @@
 //!   entry names an entry that never was in this stream: the stream was lost and made again
 //!   (Redis restarted without persistence), and the reader is told so with a gap, like the
 //!   memory broker's foreign epoch.
-//! - `tail` is the mirror's newest position. A channel the node has never seen is *loaded*:
-//!   its newest id from `XREVRANGE ... COUNT 1` becomes the base when the answer lands; the
-//!   mirror is in the table, collecting pub/sub messages, before the load is sent, and is never
-//!   forgotten while its load is on its way.
+//! - `tail` is a loaded mirror's newest position, else the stream's newest id, asked on the
+//!   link. A mirror is made by a channel's first local subscriber and *loaded* by the
+//!   supervisor once the channel's subscription is confirmed: its newest id from `XREVRANGE
+//!   ... COUNT 1` becomes the base. Until then its readers read the stream (cold reads), so
+//!   a mirror that is loaded is live: every entry after its base is in it or on its way.
 //! - The mirror only ever grows at the back: an entry at or before its newest position is a
 //!   duplicate (catch-up and pub/sub overlap) and is skipped.
 //!
-//! Live fan-out uses one `PSUBSCRIBE realtime:{db}:*` per node ([PSUBSCRIBE]) rather than a
-//! `SUBSCRIBE` per channel: one subscription whose state never changes, no round trip on a
-//! client's first subscribe, and a node always knows every channel's newest position, so a
-//! client switching nodes finds its messages already in memory. The cost is that every node
-//! receives every channel's messages. Per-channel `SUBSCRIBE` would suit many nodes with
-//! sparse interest; it needs a catch-up read after each subscribe to close the window
-//! between the subscription and the read.
+//! ## One subscription per channel
+//!
+//! A node hears a channel only while a client of its own follows it: one `SUBSCRIBE` per
+//! channel ([SUBSCRIBE]), not one `PSUBSCRIBE realtime:{db}:*` for all. With a pattern every
+//! node receives every message of every channel, so N nodes cost the backplane N times the
+//! publish rate even for channels nobody on most nodes follows (what users of
+//! socket.io-redis-adapter run into: socketio/socket.io-redis-adapter#420). The price is a
+//! round trip before a new channel's first live message and a catch-up read to close the seam
+//! between the subscription and the stream, which is what follows.
+//!
+//! 1. **Wish.** A channel's first local subscriber ([`Broker::subscribe`]) makes its mirror
+//!    (unloaded) and records a *wish*, and wakes the supervisor; the worker goes on at once.
+//! 2. **Subscribe.** The supervisor, which owns the subscription connection, sends one
+//!    `SUBSCRIBE` naming every channel wished since it last looked (`CHANNELS_PER_COMMAND`
+//!    at most per command).
+//! 3. **Confirm, then catch up.** Redis confirms each channel (`["subscribe", topic,
+//!    count]`) and from then on sends its messages. The supervisor drops a channel's messages
+//!    until its catch-up has run, after the confirmation, on the supervisor's own command
+//!    connection: an unloaded mirror is loaded (`XREVRANGE ... COUNT 1`), a loaded one (after
+//!    a reconnect) reads its stream on from its newest entry (`XRANGE`). A message dropped
+//!    before the catch-up was sent by Redis before the catch-up's read ran, so the read has
+//!    it; a message after the read comes by pub/sub; one that comes both ways is skipped by
+//!    position. Nothing is lost or doubled at the seam, and readers meanwhile read the stream.
+//! 4. **Linger, unsubscribe.** When the last local subscriber leaves, the mirror stays, live,
+//!    for [`SUBSCRIPTION_LINGER`] (5 s): a client coming back (an `EventSource` reconnecting,
+//!    a long poll asking again) finds it as it was and costs no command. After that the
+//!    supervisor's sweep forgets the mirror and sends `UNSUBSCRIBE`: a mirror nothing feeds
+//!    any more must not answer reads as if it were current. A subscriber arriving meanwhile
+//!    makes a new mirror and subscribes again, from step 1.
+//!
+//! Workers never touch the subscription: they record wishes, and the supervisor does every
+//! `SUBSCRIBE`, `UNSUBSCRIBE` and catch-up. To wake at once for a wish while it waits for
+//! Redis, the supervisor waits on one queue (`Event`) fed by a reader thread of the
+//! subscription connection (each value Redis sends) and by the workers (a wake-up): std has
+//! no `poll(2)` over a socket and a wake-up, and `server::sys`, which has, sits above the
+//! broker in the layers. The queue is bounded (`EVENT_QUEUE`): a supervisor that falls
+//! behind holds the reader back, and Redis's `client-output-buffer-limit` for pub/sub then
+//! drops the connection, after which the node reconnects and catches up.
 //!
 //! Memory: each mirror keeps at most `--history` messages and `--history-bytes` bytes of
 //! envelopes (always the newest message), the same bound as the memory broker's ring; the
 //! stream in Redis keeps its `--history` entries whatever their size, so a reader who fell off
-//! a mirror is answered from the stream (a cold read). A mirror with no local subscriber that
-//! has heard no message for `--channel-ttl` is forgotten: the supervisor sweeps for them
-//! between the pub/sub messages it reads, at most [`super::SWEEPS_PER_TTL`] times per TTL. Nothing is lost with it (Redis
-//! has the stream; a reader is answered by a cold read, a subscriber loads the mirror again),
-//! so unlike the memory broker's channels no cursor needs protecting. At most `--max-channels`
-//! mirrors are kept: past that, the quietest channel without local subscribers is forgotten
-//! at once, and pub/sub messages for new channels are not mirrored while no room can be made.
+//! a mirror is answered from the stream (a cold read). A mirror lives while its channel is
+//! subscribed: its local subscribers and the linger (`--channel-ttl` is the memory broker's).
+//! Nothing is lost with it (Redis has the stream; a reader is answered by a cold read, a
+//! subscriber makes the mirror again), so unlike the memory broker's channels no cursor needs
+//! protecting. At most `--max-channels` mirrors are kept: past that, the quietest channel
+//! without local subscribers is forgotten at once, and unsubscribed at the next sweep.
 //!
 //! ## Connections and faults
 //!
@@ -86,12 +119,13 @@
 //! - A publish that cannot reach Redis answers 503 at once ([`BrokerError::Unavailable`]):
 //!   refused, never queued and never dropped silently; one that Redis does not answer within
 //!   `--redis-timeout` answers 503 with `Retry-After: 1`. Existing client connections stay open.
-//! - The supervisor reconnects with capped exponential backoff (50 ms doubling to 2 s). After
-//!   a new subscription it subscribes *first* and then catches up every mirrored channel from
-//!   its newest entry with `XRANGE`, before it reads any pub/sub message: whatever was
-//!   published while the node was away arrives from the stream, and everything after arrives
-//!   from pub/sub; entries that come both ways are skipped by position. Subscribers receive
-//!   every message Redis stored, once, in order.
+//! - The supervisor reconnects with capped exponential backoff (50 ms doubling to 2 s). On the
+//!   new connection it subscribes every mirrored channel *first* (one `SUBSCRIBE` per
+//!   `CHANNELS_PER_COMMAND` channels), reads the confirmations, and then catches every one
+//!   up from its newest entry with `XRANGE`, before it applies any pub/sub message (step 3
+//!   above): whatever was published while the node was away arrives from the stream, and
+//!   everything after arrives from pub/sub; entries that come both ways are skipped by
+//!   position. Subscribers receive every message Redis stored, once, in order.
 //! - Redis closing a command connection of the link (a restart, `CLIENT KILL`, its `timeout`
 //!   setting) is noticed by the lane's reader at once: what was in flight on it fails (503),
 //!   and the lane reconnects at once, then with backoff. The supervisor's own command
@@ -134,7 +168,8 @@
 //!   writes its head (its `101`) only once its tail is known (the connection's `Opening`
 //!   state): a message its client publishes on seeing the stream open is then after the
 //!   tail, as when the tail was a blocking round trip before the head.
-//! - **Subscribe** makes the mirror and starts its load; it never waits for it.
+//! - **Subscribe** makes the mirror and records a wish for the supervisor; it never waits
+//!   for the subscription (see "One subscription per channel").
 //!
 //! The invariants above hold as they did: a subscriber registers before it reads, reads always
 //! start from its cursor (the mirror, or the stream with a gap check), and a mirror only grows
@@ -142,10 +177,11 @@
 //! nothing skipped. The supervisor thread, not a worker, still blocks on its own connection
 //! for catch-up after a new subscription; sweeps need no connection. Lock order: the
 //! supervisor's `command`, then `channels`, then one mirror, then the per-reader `requests` or
-//! a lane of the link; the link calls back with none of its locks held.
+//! a lane of the link; the link calls back with none of its locks held. The `wishes` are a
+//! leaf: taken with no other lock held, and none taken under them.
 //!
-//! Redis documentation: [XADD], [XRANGE], [XREVRANGE], [XINFO] `STREAM`, [PSUBSCRIBE],
-//! [EVALSHA], transactions (<https://redis.io/docs/latest/develop/interact/transactions/>),
+//! Redis documentation: [XADD], [XRANGE], [XREVRANGE], [XINFO] `STREAM`, [SUBSCRIBE],
+//! [UNSUBSCRIBE], [EVALSHA], transactions (<https://redis.io/docs/latest/develop/interact/transactions/>),
 //! pub/sub (<https://redis.io/docs/latest/develop/interact/pubsub/>); the wire protocol is
 //! [`super::resp`].
 //!
@@ -153,7 +189,8 @@
 //! [XRANGE]: https://redis.io/docs/latest/commands/xrange/
 //! [XREVRANGE]: https://redis.io/docs/latest/commands/xrevrange/
 //! [XINFO]: https://redis.io/docs/latest/commands/xinfo-stream/
-//! [PSUBSCRIBE]: https://redis.io/docs/latest/commands/psubscribe/
+//! [SUBSCRIBE]: https://redis.io/docs/latest/commands/subscribe/
+//! [UNSUBSCRIBE]: https://redis.io/docs/latest/commands/unsubscribe/
 //! [EVALSHA]: https://redis.io/docs/latest/commands/evalsha/
 //! [EVAL]: https://redis.io/docs/latest/commands/eval/
 
@@ -162,9 +199,11 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::net::Shutdown;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -172,8 +211,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::memory::{Ring, Subscribers};
 use super::resp::{self, encode_command, RespError, Value};
 use super::{
-    is_idle_expired, is_valid_channel_name, next_sweep, Batch, Broker, BrokerError, Gap, History, Limits, LinkStats,
-    Message, Pending, Position, Reader, Since, Usage,
+    is_idle_expired, next_sweep, Batch, Broker, BrokerError, Gap, History, Limits, LinkStats, Message, Pending,
+    Position, Reader, Since, Usage,
 };
 use crate::sync::{lock, try_lock};
 use crate::time::Now;
@@ -215,9 +254,34 @@ pub const MAX_REDIS_TIMEOUT: Duration = Duration::from_secs(60);
 /// one already carries tens of thousands of commands a second.
 pub const MAX_REDIS_CONNECTIONS: usize = 16;
 
-/// The supervisor's heartbeat: how long it blocks reading pub/sub before it looks at the
-/// command connection and the shutdown flag.
+/// The supervisor's heartbeat: the longest it waits for an event (a pub/sub value, a wish)
+/// before it looks at the command connection, its pings and the shutdown flag.
 const TICK: Duration = Duration::from_millis(100);
+
+/// How long a channel stays subscribed after its last local subscriber leaves. Clients come
+/// back quickly: a long-poll client asks again within milliseconds of its answer, an
+/// `EventSource` reconnects after its `retry` (2 s, `--sse-retry`), a page reloads in a second
+/// or two. Without the linger each return would cost an `UNSUBSCRIBE`, a `SUBSCRIBE` and a
+/// catch-up read, and the returning reader's first reads would go to the stream. Five seconds
+/// of a channel's traffic is what an idle node pays for that.
+pub const SUBSCRIPTION_LINGER: Duration = Duration::from_secs(5);
+
+/// Channels named in one `SUBSCRIBE` or `UNSUBSCRIBE`. Redis has no limit of its own on how
+/// many a command names, but a command is one multibulk request, and Redis refuses one of more
+/// than 1024 * 1024 arguments ("invalid multibulk length") and buffers at most
+/// `client-query-buffer-limit` (1 GB) of it; a thousand channel names of at most 64 bytes
+/// keep each command under 80 KB, so a node with many channels sends a few such commands.
+const CHANNELS_PER_COMMAND: usize = 1000;
+
+/// Pub/sub values queued between the subscription's reader thread and the supervisor. When
+/// the supervisor falls behind (it is catching up), the reader waits, the socket fills, and
+/// Redis holds the rest up to its `client-output-buffer-limit pubsub` (32 MB) before it
+/// drops the connection; the node then reconnects and catches up from the streams.
+const EVENT_QUEUE: usize = 1024;
+
+/// Channels whose subscription workers may ask for between two looks of the supervisor; past
+/// it, the supervisor looks at every mirror instead (see [`Wishes`]).
+const MAX_WISHES: usize = 1024;
 
 /// A subscription silent this long is sent a `PING`...
 const PING_AFTER: Duration = Duration::from_secs(5);
@@ -633,12 +697,6 @@ impl Link {
         }
     }
 
-    fn send(&mut self, args: &[&[u8]]) -> Result<(), RedisError> {
-        let mut command = Vec::new();
-        encode_command(&mut command, args);
-        Ok(self.stream.write_all(&command)?)
-    }
-
     /// The next value Redis sends, reading as much as it takes. The decoder resumes where it
     /// stopped, so each byte of a long reply is read once whatever the number of reads (and
     /// a read that times out, on the subscription's tick, loses nothing of a reply begun).
@@ -725,19 +783,19 @@ struct CommandLink {
 /// One channel as this node knows it (see the module docs: "the mirror").
 struct Mirror {
     /// The stream's newest position when the mirror was loaded; `None` until then. Every
-    /// entry after `base()` is in `ring` or on its way from pub/sub.
+    /// entry after `base()` is in `ring` or on its way from pub/sub. Only the supervisor
+    /// loads a mirror, once its channel's `SUBSCRIBE` is confirmed (the module docs, "One
+    /// subscription per channel"), so a loaded mirror is a live one.
     loaded: Option<Position>,
-    /// Its load (`XREVRANGE ... COUNT 1`) is on the link.
-    loading: bool,
     /// The position of the newest message the ring evicted (0: none yet).
     evicted: Position,
     ring: Ring,
     /// The newest position known: the last message, or the load position.
     newest: Position,
     subscribers: Subscribers,
-    /// When the mirror was made, last heard a message, or lost its last local subscriber:
-    /// where its idle time starts.
-    active_at: Instant,
+    /// When the mirror was made or lost its last local subscriber: where its linger starts.
+    /// Messages do not move it: a busy channel nobody here follows is not kept for them.
+    idle_since: Instant,
 }
 
 /// What became of an entry offered to a mirror.
@@ -752,21 +810,20 @@ enum Accepted {
 }
 
 impl Mirror {
-    /// A mirror that knows nothing yet (reads go to Redis) but already collects pub/sub
-    /// messages, so none is lost while its load is in flight.
+    /// A mirror that knows nothing yet: reads go to Redis until the supervisor loads it.
     fn unloaded(now: Instant) -> Mirror {
         Mirror {
             loaded: None,
-            loading: false,
             evicted: Position(0),
             ring: Ring::default(),
             newest: Position(0),
             subscribers: Subscribers::default(),
-            active_at: now,
+            idle_since: now,
         }
     }
 
     /// A mirror that covers everything after `base`.
+    #[cfg(test)]
     fn starting_after(base: Position, now: Instant) -> Mirror {
         Mirror { loaded: Some(base), newest: base, ..Mirror::unloaded(now) }
     }
@@ -775,8 +832,8 @@ impl Mirror {
         self.loaded.map(|loaded| loaded.max(self.evicted))
     }
 
-    /// Sets where the mirror starts: the stream's newest position, read while this mirror
-    /// was already collecting pub/sub messages. Collected messages up to it are older news.
+    /// Sets where the mirror starts: the stream's newest position, read after the channel's
+    /// subscription was confirmed. Anything collected up to it is older news.
     fn load(&mut self, newest_in_stream: Position) {
         if self.loaded.is_none() {
             self.loaded = Some(newest_in_stream);
@@ -786,7 +843,7 @@ impl Mirror {
     }
 
     /// Appends an entry if it is newer than everything here, and wakes the subscribers.
-    fn accept(&mut self, message: Arc<Message>, history: History, now: Instant) -> Accepted {
+    fn accept(&mut self, message: Arc<Message>, history: History) -> Accepted {
         let position = message.position;
         if position <= self.newest {
             let covered = self.ring.contains(position) || self.base().is_none_or(|base| position <= base);
@@ -796,20 +853,18 @@ impl Mirror {
             self.evicted = evicted;
         }
         self.newest = position;
-        self.active_at = now;
         self.subscribers.wake_all();
         Accepted::New
     }
 
-    /// Whether the mirror can be forgotten at `now`: loaded (a load in flight must land),
-    /// without local subscribers, and idle for `ttl`.
-    fn is_idle_expired(&self, now: Instant, ttl: Duration) -> bool {
-        self.is_idle() && is_idle_expired(self.active_at, now, ttl)
+    /// Whether the mirror's linger is over at `now`: no local subscriber for `linger`.
+    fn has_lingered(&self, now: Instant, linger: Duration) -> bool {
+        self.is_idle() && is_idle_expired(self.idle_since, now, linger)
     }
 
-    /// Loaded and without local subscribers: the mirror is only a cache of the stream.
+    /// Without local subscribers: the mirror only spares a returning reader a round trip.
     fn is_idle(&self) -> bool {
-        self.loaded.is_some() && self.subscribers.is_empty()
+        self.subscribers.is_empty()
     }
 
     /// The messages after `cursor`, if the mirror covers them.
@@ -825,14 +880,78 @@ impl Mirror {
     }
 }
 
-/// Whether a mirror may be created to answer a call.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Create {
-    /// Always (a subscriber needs a place for its waker; subscribers are bounded by
-    /// connections).
-    Always,
-    /// Only if there is room under `--max-channels`.
-    IfRoom,
+/// What the supervisor thread waits for. One queue carries them all, so one wait covers the
+/// subscription and the workers' wishes: std offers no `poll(2)` over a socket and a wake-up,
+/// and `server::sys`, which does, sits above the broker in the layers (README, "Layout").
+/// A reader thread of the subscription connection queues what Redis sends; a worker queues a
+/// [`Event::Wake`] after it records a wish.
+enum Event {
+    /// A value from subscription connection number `.0`.
+    Push(u64, Value),
+    /// Subscription connection number `.0` failed or was shut down.
+    Lost(u64, RedisError),
+    /// Look at the wishes (or at the stop flag).
+    Wake,
+}
+
+/// Where a channel's pub/sub subscription stands, as the supervisor asked Redis for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Topic {
+    /// `SUBSCRIBE` sent, not confirmed yet.
+    Subscribing,
+    /// Confirmed, not caught up yet: its pub/sub messages are dropped, because the catch-up,
+    /// which runs after them, reads them from the stream.
+    Confirmed,
+    /// Confirmed and caught up: its messages go into its mirror.
+    Live,
+    /// `UNSUBSCRIBE` sent (its mirror is forgotten): its messages are dropped.
+    Unsubscribing,
+}
+
+/// Channels whose first local subscriber arrived (a new mirror), for the supervisor to
+/// subscribe. Bounded: past [`MAX_WISHES`] the list is dropped and `everything` set, and the
+/// supervisor looks at every mirror (what it does after a reconnect anyway).
+#[derive(Default)]
+struct Wishes {
+    channels: Vec<Box<str>>,
+    everything: bool,
+}
+
+/// The subscription connection while it is up, and what the supervisor has asked of it.
+/// Supervisor thread only.
+struct Session {
+    /// Numbers the connections, so that what a replaced one's reader still queues is ignored.
+    generation: u64,
+    /// The socket's second handle: commands go out on it while the reader thread reads.
+    writer: TcpStream,
+    topics: HashMap<Box<str>, Topic>,
+    /// The [`Topic::Confirmed`] channels, in confirmation order.
+    confirmed: Vec<Box<str>>,
+    /// `SUBSCRIBE` confirmations still to come.
+    awaiting: usize,
+    /// How many channels Redis last said the connection is subscribed to; shown in `/stats`
+    /// once every confirmed channel is caught up, so that a channel counted there is served.
+    subscribed_per_redis: usize,
+}
+
+impl Drop for Session {
+    /// Ends the reader thread's read: the socket is closed both ways.
+    fn drop(&mut self) {
+        let _ = self.writer.shutdown(Shutdown::Both);
+    }
+}
+
+/// What `/stats` and `/metrics` show of the subscription connection.
+#[derive(Default)]
+struct SubscriptionCounters {
+    /// Channels subscribed, as Redis counted them in its last confirmation, once those it
+    /// confirmed are caught up (0 while the connection is down).
+    channels: AtomicUsize,
+    /// `message` pushes received: this node's share of the backplane's traffic.
+    messages: AtomicU64,
+    /// Confirmations of `SUBSCRIBE` and of `UNSUBSCRIBE`, one per channel.
+    subscribes: AtomicU64,
+    unsubscribes: AtomicU64,
 }
 
 /// What `XINFO STREAM` says about a stream, as far as gaps are concerned.
@@ -1058,6 +1177,11 @@ struct Shared {
     /// Whether the supervisor is subscribed and caught up (it is listening): half of what
     /// [`Broker::is_ready`] reports.
     subscribed: AtomicBool,
+    /// Channels to subscribe, recorded by workers for the supervisor (a leaf lock).
+    wishes: Mutex<Wishes>,
+    /// The supervisor's queue: a worker wakes it here after a wish ([`Event`]).
+    events: SyncSender<Event>,
+    counters: SubscriptionCounters,
 }
 
 impl Shared {
@@ -1119,70 +1243,54 @@ impl Shared {
         }
     }
 
-    /// The channel's mirror, created if needed, its load started on the link if it has none
-    /// yet (the answer lands later: [`Shared::start_load`]); `then` runs on it with the table
-    /// locked, so that no sweep or eviction can forget it meanwhile (a subscriber added to a
-    /// forgotten mirror would never be woken). `None` if it could not be created.
-    fn with_mirror<T>(
-        &self,
-        name: &str,
-        create: Create,
-        now: Instant,
-        then: impl FnOnce(&mut Mirror) -> T,
-    ) -> Option<T> {
+    /// Adds a local subscriber to the channel's mirror, made if there is none; with the table
+    /// locked, so that no sweep or eviction can forget the mirror meanwhile (a subscriber added
+    /// to a forgotten mirror would never be woken). A new mirror is a wish: the supervisor is
+    /// told to subscribe its channel, and loads it once the subscription is confirmed; its
+    /// readers read from the stream until then. Returns whether the mirror is new.
+    fn add_subscriber(&self, name: &str, subscriber: u64, waker: &Waker, now: Instant) -> bool {
         let mut channels = lock(&self.channels);
-        let mirror = match channels.get(name) {
-            Some(mirror) => mirror.clone(),
+        let (mirror, made) = match channels.get(name) {
+            Some(mirror) => (mirror.clone(), false),
             None => {
                 self.evict(&mut channels);
-                if channels.len() >= self.limits.max_channels && create == Create::IfRoom {
-                    return None;
-                }
-                // In the map before the load is sent: pub/sub messages from now on land in it.
                 let mirror = Arc::new(Mutex::new(Mirror::unloaded(now)));
                 channels.insert(name.into(), mirror.clone());
-                mirror
+                (mirror, true)
             }
         };
-        let mut guard = lock(&mirror);
-        if guard.loaded.is_none() && !guard.loading {
-            self.start_load(name, &mirror, &mut guard);
+        lock(&mirror).subscribers.insert(subscriber, waker);
+        drop(channels);
+        if made {
+            self.wish(name);
         }
-        Some(then(&mut guard))
+        made
     }
 
-    /// Sends a mirror's load on the link: the stream's newest id becomes its base when the
-    /// answer lands. If the link is down or the load fails, the mirror stays unloaded (its
-    /// reads go to the stream), and the next look at it, the link coming back
-    /// ([`Shared::on_link_up`]) or the supervisor's catch-up loads it.
-    fn start_load(&self, name: &str, mirror: &Arc<Mutex<Mirror>>, guard: &mut Mirror) {
-        let mut out = Vec::new();
-        newest_command(&mut out, &stream_key(name));
-        let target = mirror.clone();
-        let on_replies: OnReplies = Box::new(move |replies| {
-            let newest = replies.ok().and_then(|replies| replies.first().and_then(|reply| parse_newest(reply).ok()));
-            let mut mirror = lock(&target);
-            mirror.loading = false;
-            if let Some(newest) = newest {
-                mirror.load(newest);
+    /// Asks the supervisor to subscribe `name`, and wakes it. A full queue needs no wake-up:
+    /// the supervisor looks at the wishes after every event it takes.
+    fn wish(&self, name: &str) {
+        {
+            let mut wishes = lock(&self.wishes);
+            if wishes.channels.len() >= MAX_WISHES {
+                wishes.channels.clear();
+                wishes.everything = true;
             }
-            // Readers that could not be answered before the load read again.
-            mirror.subscribers.wake_all();
-        });
-        guard.loading = self.pipeline.submit(&out, 1, on_replies).is_ok();
+            if !wishes.everything {
+                wishes.channels.push(name.into());
+            }
+        }
+        // Full: the supervisor has events to take, and looks at the wishes after each.
+        // Disconnected: the broker is stopping.
+        let _: Result<(), TrySendError<Event>> = self.events.try_send(Event::Wake);
     }
 
-    /// A connection of the link came up: loads what could not be loaded, and wakes every
-    /// subscriber, so that readers whose reads failed while Redis was away read again.
+    /// A connection of the link came up: wakes every subscriber, so that readers whose reads
+    /// failed while Redis was away read again.
     fn on_link_up(&self) {
-        let mirrors: Vec<(Box<str>, Arc<Mutex<Mirror>>)> =
-            lock(&self.channels).iter().map(|(name, mirror)| (name.clone(), mirror.clone())).collect();
-        for (name, mirror) in mirrors {
-            let mut guard = lock(&mirror);
-            if guard.loaded.is_none() && !guard.loading {
-                self.start_load(&name, &mirror, &mut guard);
-            }
-            guard.subscribers.wake_all();
+        let mirrors: Vec<Arc<Mutex<Mirror>>> = lock(&self.channels).values().cloned().collect();
+        for mirror in mirrors {
+            lock(&mirror).subscribers.wake_all();
         }
     }
 
@@ -1249,8 +1357,8 @@ impl Shared {
     }
 
     /// Makes room for a new mirror by forgetting the channels that have been quiet longest
-    /// and have no local subscribers; their messages stay in Redis. A mirror whose load is
-    /// still on its way is not idle ([`Mirror::is_idle`]), so it is never forgotten.
+    /// and have no local subscribers; their messages stay in Redis, and the supervisor ends
+    /// their subscriptions at its next sweep.
     fn evict(&self, channels: &mut HashMap<Box<str>, Arc<Mutex<Mirror>>>) {
         while channels.len() >= self.limits.max_channels {
             let quietest = channels
@@ -1269,24 +1377,41 @@ impl Shared {
         }
     }
 
-    /// Forgets the mirrors idle for `--channel-ttl` (their streams stay in Redis) and returns
-    /// when the next sweep is due ([`next_sweep`]). Like [`Shared::evict`], never one whose
-    /// load is on its way.
-    fn sweep(&self, now: Instant) -> Instant {
-        let ttl = self.limits.channel_ttl;
+    /// Ends the subscriptions nobody here needs any more: a mirror without local subscribers
+    /// for [`SUBSCRIPTION_LINGER`] is forgotten and its channel unsubscribed, and so is a
+    /// channel whose mirror [`Shared::evict`] forgot. Only a live subscription ends (one on its
+    /// way is ended by a later sweep), so `UNSUBSCRIBE` never overtakes its `SUBSCRIBE`'s
+    /// catch-up. Returns when the next sweep is due ([`next_sweep`]).
+    fn sweep(&self, session: &mut Session, now: Instant) -> Result<Instant, RedisError> {
+        let mut leaving: Vec<Box<str>> = Vec::new();
         let mut earliest_expiry: Option<Instant> = None;
-        lock(&self.channels).retain(|_, mirror| {
-            let mirror = lock(mirror);
-            if mirror.is_idle_expired(now, ttl) {
-                return false;
+        {
+            let mut channels = lock(&self.channels);
+            for (name, topic) in &session.topics {
+                if *topic == Topic::Live && !channels.contains_key(name) {
+                    leaving.push(name.clone());
+                }
             }
-            if mirror.is_idle() {
-                let expiry = mirror.active_at + ttl;
-                earliest_expiry = Some(earliest_expiry.map_or(expiry, |earliest| earliest.min(expiry)));
-            }
-            true
-        });
-        next_sweep(now, ttl, earliest_expiry)
+            channels.retain(|name, mirror| {
+                let mirror = lock(mirror);
+                let topic = session.topics.get(name).copied();
+                let ending = matches!(topic, None | Some(Topic::Live));
+                if ending && mirror.has_lingered(now, SUBSCRIPTION_LINGER) {
+                    if topic.is_some() {
+                        leaving.push(name.clone());
+                    }
+                    return false;
+                }
+                if mirror.is_idle() {
+                    // A subscription on its way ends at a sweep after it is live.
+                    let expiry = (mirror.idle_since + SUBSCRIPTION_LINGER).max(now);
+                    earliest_expiry = Some(earliest_expiry.map_or(expiry, |earliest| earliest.min(expiry)));
+                }
+                true
+            });
+        }
+        self.send_subscriptions(session, Verb::Unsubscribe, leaving)?;
+        Ok(next_sweep(now, SUBSCRIPTION_LINGER, earliest_expiry))
     }
 
     /// "Now" as a stream position, for a channel whose newest entry cannot be read because
@@ -1299,36 +1424,138 @@ impl Shared {
         end_of_millisecond(redis_ms.max(0) as u64)
     }
 
-    /// Opens the subscription connection, subscribes, then catches up (in that order: see
-    /// `catch_up`). Returns the connection and the number of messages caught up.
-    fn subscribe(&self) -> Result<(Link, usize), RedisError> {
+    /// Opens the subscription connection and subscribes every channel this node mirrors (the
+    /// workers' wishes included), reads the confirmations, then catches every one of them up
+    /// (in that order: see `catch_up`), and only then starts the reader thread that queues
+    /// what Redis sends next. Returns the session and the number of messages caught up.
+    fn open_subscription(&self, generation: u64) -> Result<(Session, usize), RedisError> {
         let mut link = Link::open(&self.url, &self.clock_offset_ms)?;
-        let pattern = format!("{}*", self.topic_prefix);
-        // PSUBSCRIBE answers ["psubscribe", pattern, count].
-        let confirmation = link.call(&[b"PSUBSCRIBE", pattern.as_bytes()])?;
-        if confirmation.as_array().and_then(|a| a.first()).and_then(Value::as_bytes) != Some(b"psubscribe") {
-            return Err(RedisError::Unexpected("PSUBSCRIBE was not confirmed"));
+        let writer = link.stream.try_clone()?;
+        let mut session = Session {
+            generation,
+            writer,
+            topics: HashMap::new(),
+            confirmed: Vec::new(),
+            awaiting: 0,
+            subscribed_per_redis: 0,
+        };
+        // Wishes first, then the table: a mirror made in between is in the table, and one
+        // made after is a wish the listener grants.
+        *lock(&self.wishes) = Wishes::default();
+        let names: Vec<Box<str>> = lock(&self.channels).keys().cloned().collect();
+        self.send_subscriptions(&mut session, Verb::Subscribe, names)?;
+        while session.awaiting > 0 {
+            let value = link.receive()?;
+            self.on_push(&mut session, &value)?;
         }
-        link.stream.set_read_timeout(Some(TICK))?;
-        let caught_up = self.catch_up(&mut lock(&self.command))?;
-        Ok((link, caught_up))
+        let caught_up = self.catch_up_confirmed(&mut session)?;
+        // From now on the reader thread reads, without a timeout: the supervisor's pings
+        // notice a silent Redis, and shutting the socket down ends the read.
+        link.stream.set_read_timeout(None)?;
+        let events = self.events.clone();
+        thread::Builder::new()
+            .name("realtime-redis-sub".into())
+            .spawn(move || read_subscription(link, generation, events))?;
+        Ok((session, caught_up))
     }
 
-    /// Brings every mirror up to date with its stream: loads the unloaded ones and reads the
-    /// others' streams past their newest entry. Called by the supervisor, which reads no
-    /// pub/sub message meanwhile, after the subscription is live. A mirror made after the list
-    /// below was taken sends its load on the link after that, so Redis runs the load after the
-    /// subscription and pub/sub brings everything after it. A mirror in the list whose load on
-    /// the link lands first (that load may have run before the subscription) is read on from
-    /// its newest entry instead, like a loaded one. Anything published after the subscription
-    /// started arrives (again) by pub/sub and is skipped as a duplicate. Returns the number of
-    /// messages added.
-    fn catch_up(&self, command: &mut CommandLink) -> Result<usize, RedisError> {
+    /// Sends `verb` for `names` on the subscription, [`CHANNELS_PER_COMMAND`] channels to a
+    /// command, all in one write, and records what was asked.
+    fn send_subscriptions(&self, session: &mut Session, verb: Verb, names: Vec<Box<str>>) -> Result<(), RedisError> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let mut out = Vec::new();
+        for group in names.chunks(CHANNELS_PER_COMMAND) {
+            let topics: Vec<String> = group.iter().map(|name| format!("{}{name}", self.topic_prefix)).collect();
+            let mut args: Vec<&[u8]> = vec![verb.command()];
+            args.extend(topics.iter().map(|topic| topic.as_bytes()));
+            encode_command(&mut out, &args);
+        }
+        for name in names {
+            match verb {
+                Verb::Subscribe => {
+                    session.awaiting += 1;
+                    session.topics.insert(name, Topic::Subscribing);
+                }
+                Verb::Unsubscribe => {
+                    session.topics.insert(name, Topic::Unsubscribing);
+                }
+            }
+        }
+        Ok(session.writer.write_all(&out)?)
+    }
+
+    /// Subscribes the channels whose first local subscriber arrived since the last look. A
+    /// new mirror of a channel still subscribed (its old mirror was evicted) needs no
+    /// `SUBSCRIBE`, only its load: it is caught up like a confirmed one.
+    fn grant_wishes(&self, session: &mut Session) -> Result<(), RedisError> {
+        let wishes = std::mem::take(&mut *lock(&self.wishes));
+        if wishes.channels.is_empty() && !wishes.everything {
+            return Ok(());
+        }
+        let mut subscribe = Vec::new();
+        {
+            let channels = lock(&self.channels);
+            let mut names = if wishes.everything { channels.keys().cloned().collect() } else { wishes.channels };
+            // A channel may be wished twice (made, evicted, made again).
+            names.sort_unstable();
+            names.dedup();
+            for name in names {
+                let Some(mirror) = channels.get(&name) else { continue };
+                match session.topics.get(&name) {
+                    None | Some(Topic::Unsubscribing) => subscribe.push(name),
+                    Some(Topic::Live) if lock(mirror).loaded.is_none() => {
+                        session.topics.insert(name.clone(), Topic::Confirmed);
+                        session.confirmed.push(name);
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        self.send_subscriptions(session, Verb::Subscribe, subscribe)
+    }
+
+    /// Catches up the confirmed channels, which makes them live. On failure (the command
+    /// connection is down) they stay confirmed, their messages still dropped, and the next
+    /// attempt reads everything after their newest entries all the same.
+    fn catch_up_confirmed(&self, session: &mut Session) -> Result<usize, RedisError> {
+        if session.confirmed.is_empty() {
+            return Ok(0);
+        }
+        let added = self.catch_up(&mut lock(&self.command), &session.confirmed)?;
+        self.confirmed_are_live(session);
+        Ok(added)
+    }
+
+    /// The confirmed channels are caught up: their messages go to their mirrors from now on.
+    fn confirmed_are_live(&self, session: &mut Session) {
+        for name in session.confirmed.drain(..) {
+            if let Some(topic) = session.topics.get_mut(&name) {
+                if *topic == Topic::Confirmed {
+                    *topic = Topic::Live;
+                }
+            }
+        }
+        self.counters.channels.store(session.subscribed_per_redis, Ordering::Relaxed);
+    }
+
+    /// Brings the mirrors of `names` up to date with their streams: loads the unloaded ones
+    /// (`XREVRANGE ... COUNT 1`) and reads the others' streams past their newest entry. Called
+    /// by the supervisor after their `SUBSCRIBE` is confirmed and before any later pub/sub
+    /// message of theirs is applied: whatever was published before the subscription arrives
+    /// from the stream, everything after from pub/sub, and an entry that comes both ways is
+    /// skipped by position. Pub/sub messages of a channel heard before its catch-up are
+    /// dropped (its topic is not live): Redis sent them before it ran the catch-up's read, so
+    /// the read has them. Returns the number of messages added.
+    fn catch_up(&self, command: &mut CommandLink, names: &[Box<str>]) -> Result<usize, RedisError> {
         if command.link.is_none() && !self.reconnect(command) {
             return Err(RedisError::NotConnected);
         }
-        let mirrors: Vec<(Box<str>, Arc<Mutex<Mirror>>)> =
-            lock(&self.channels).iter().map(|(name, mirror)| (name.clone(), mirror.clone())).collect();
+        let mirrors: Vec<(Box<str>, Arc<Mutex<Mirror>>)> = {
+            let channels = lock(&self.channels);
+            names.iter().filter_map(|name| channels.get(name).map(|mirror| (name.clone(), mirror.clone()))).collect()
+        };
         let mut added = 0;
         for group in mirrors.chunks(CATCH_UP_PIPELINE) {
             let mut out = Vec::new();
@@ -1345,22 +1572,13 @@ impl Shared {
             let replies = self.run(command, |link| link.pipeline(&out, group.len()))?;
             for (((name, mirror), reply), asked_to_load) in group.iter().zip(replies).zip(asked_to_load) {
                 let result = if asked_to_load {
-                    let loaded_meanwhile = parse_newest(&reply).map(|newest| {
-                        let mut mirror = lock(mirror);
-                        let loaded_meanwhile = mirror.loaded.is_some();
-                        mirror.load(newest);
-                        loaded_meanwhile.then_some(mirror.newest)
-                    });
-                    match loaded_meanwhile {
-                        Ok(Some(newest)) => self.read_on(command, name, mirror, newest).map(|n| added += n),
-                        Ok(None) => Ok(()),
-                        Err(error) => Err(error),
-                    }
+                    parse_newest(&reply).map(|newest| lock(mirror).load(newest))
                 } else {
                     self.page_through(command, name, mirror, &reply).map(|n| added += n)
                 };
                 if let Err(error) = result {
-                    // A stream of the wrong type, say: that channel cannot be served, others can.
+                    // A stream of the wrong type, say: that channel cannot be served from
+                    // memory (its readers read the stream), others can.
                     if error.breaks_connection() {
                         return Err(error);
                     }
@@ -1368,25 +1586,12 @@ impl Shared {
                 }
             }
         }
-        // Wake everyone: readers whose reads failed while Redis was away read again.
+        // Wake their readers: a loaded mirror answers them now, and reads that failed while
+        // Redis was away are tried again.
         for (_, mirror) in &mirrors {
             lock(mirror).subscribers.wake_all();
         }
         Ok(added)
-    }
-
-    /// Reads a mirror's stream on from `newest`, page after page.
-    fn read_on(
-        &self,
-        command: &mut CommandLink,
-        name: &str,
-        mirror: &Mutex<Mirror>,
-        newest: Position,
-    ) -> Result<usize, RedisError> {
-        let mut out = Vec::new();
-        range_command(&mut out, &stream_key(name), newest, CATCH_UP_PAGE);
-        let replies = self.run(command, |link| link.pipeline(&out, 1))?;
-        self.page_through(command, name, mirror, &replies[0])
     }
 
     /// Adds a catch-up page to a mirror, and reads on while pages come back full.
@@ -1399,14 +1604,12 @@ impl Shared {
     ) -> Result<usize, RedisError> {
         let mut page = parse_entries(first_page)?;
         let mut added = 0;
-        // The supervisor drives this broker and reads the clock, as for its backoff and pings.
-        let now = Instant::now();
         loop {
             let full = page.len() == CATCH_UP_PAGE;
             let newest = {
                 let mut mirror = lock(mirror);
                 for message in page {
-                    added += usize::from(mirror.accept(message, self.limits.history, now) == Accepted::New);
+                    added += usize::from(mirror.accept(message, self.limits.history) == Accepted::New);
                 }
                 mirror.newest
             };
@@ -1419,9 +1622,10 @@ impl Shared {
         }
     }
 
-    /// Reads pub/sub messages until the subscription fails or the broker stops; between
-    /// messages, every [`TICK`], tends the command connection and pings a silent Redis.
-    fn listen(&self, mut link: Link) -> RedisError {
+    /// Takes the subscription's values and the workers' wishes until the subscription fails
+    /// or the broker stops; between them, tends the command connection, pings a silent Redis,
+    /// catches up what was confirmed and ends the subscriptions that have lingered.
+    fn listen(&self, mut session: Session, events: &Receiver<Event>) -> RedisError {
         let mut last_heard = Instant::now();
         let mut pinged = false;
         let mut next_sweep = last_heard;
@@ -1429,74 +1633,121 @@ impl Shared {
             if self.is_stopping() {
                 return RedisError::Closed;
             }
-            let received = link.receive();
+            let event = events.recv_timeout(TICK);
             let now = Instant::now();
-            if now >= next_sweep {
-                next_sweep = self.sweep(now);
-            }
-            match received {
-                Ok(value) => {
+            match event {
+                Ok(Event::Push(generation, value)) if generation == session.generation => {
                     last_heard = now;
                     pinged = false;
-                    self.on_push(&value, now);
-                }
-                Err(RedisError::TimedOut) => {
-                    self.tend_command_connection();
-                    let silence = last_heard.elapsed();
-                    if silence >= PING_AFTER + PING_TIMEOUT {
-                        return RedisError::Io(io::Error::new(io::ErrorKind::TimedOut, "PING not answered"));
-                    }
-                    if silence >= PING_AFTER && !pinged {
-                        if let Err(error) = link.send(&[b"PING"]) {
-                            return error;
-                        }
-                        pinged = true;
+                    if let Err(error) = self.on_push(&mut session, &value) {
+                        return error;
                     }
                 }
-                Err(error) => return error,
+                Ok(Event::Lost(generation, error)) if generation == session.generation => return error,
+                // A wake-up (looked at below), or news from a connection already replaced.
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return RedisError::Closed,
+            }
+            if let Err(error) = self.grant_wishes(&mut session) {
+                return error;
+            }
+            // Once every confirmation asked for is in, so that one round of reads serves them
+            // all; their messages meanwhile are dropped and read from the stream.
+            if session.awaiting == 0 && !session.confirmed.is_empty() && self.command_may_try(now) {
+                let _ = self.catch_up_confirmed(&mut session);
+            }
+            if now >= next_sweep {
+                match self.sweep(&mut session, now) {
+                    Ok(next) => next_sweep = next,
+                    Err(error) => return error,
+                }
+            }
+            self.tend_command_connection(now);
+            let silence = now.saturating_duration_since(last_heard);
+            if silence >= PING_AFTER + PING_TIMEOUT {
+                return RedisError::Io(io::Error::new(io::ErrorKind::TimedOut, "PING not answered"));
+            }
+            if silence >= PING_AFTER && !pinged {
+                let mut ping = Vec::new();
+                encode_command(&mut ping, &[b"PING"]);
+                if let Err(error) = session.writer.write_all(&ping) {
+                    return error.into();
+                }
+                pinged = true;
             }
         }
     }
 
-    /// A value on the subscription: `["pmessage", pattern, channel, payload]`, or the answer
-    /// to a `PING` (`["pong", ""]`) or the `PSUBSCRIBE`.
-    fn on_push(&self, value: &Value, now: Instant) {
-        if let Some([kind, _pattern, topic, payload]) = value.as_array() {
-            if let (Some(b"pmessage"), Some(topic), Some(payload)) =
-                (kind.as_bytes(), topic.as_bytes(), payload.as_bytes())
-            {
-                self.deliver(topic, payload, now);
-            }
+    /// A value on the subscription: `["message", channel, payload]`, a confirmation
+    /// (`["subscribe", channel, count]`, `["unsubscribe", channel, count]`, where `count` is
+    /// how many channels the connection is subscribed to), or the answer to a `PING`. An error
+    /// (a `SUBSCRIBE` refused, say by an ACL) ends the connection: it is tried again with
+    /// backoff, and logged.
+    fn on_push(&self, session: &mut Session, value: &Value) -> Result<(), RedisError> {
+        if let Value::Error(message) = value {
+            return Err(RedisError::Reply(message.clone()));
         }
+        let Some([kind, topic, third]) = value.as_array() else { return Ok(()) };
+        let name = topic
+            .as_bytes()
+            .and_then(|topic| topic.strip_prefix(self.topic_prefix.as_bytes()))
+            .and_then(|name| std::str::from_utf8(name).ok());
+        let Some(name) = name else { return Ok(()) };
+        let mut counted = |count: &Value| {
+            if let Some(count) = count.as_integer() {
+                session.subscribed_per_redis = usize::try_from(count).unwrap_or(0);
+            }
+        };
+        match kind.as_bytes() {
+            Some(b"message") => {
+                self.counters.messages.fetch_add(1, Ordering::Relaxed);
+                if session.topics.get(name) == Some(&Topic::Live) {
+                    if let Some(payload) = third.as_bytes() {
+                        self.deliver(name, payload);
+                    }
+                }
+            }
+            Some(b"subscribe") => {
+                counted(third);
+                self.counters.subscribes.fetch_add(1, Ordering::Relaxed);
+                session.awaiting = session.awaiting.saturating_sub(1);
+                if let Some(topic) = session.topics.get_mut(name) {
+                    if *topic == Topic::Subscribing {
+                        *topic = Topic::Confirmed;
+                        session.confirmed.push(name.into());
+                    }
+                }
+                if session.confirmed.is_empty() {
+                    self.counters.channels.store(session.subscribed_per_redis, Ordering::Relaxed);
+                }
+            }
+            Some(b"unsubscribe") => {
+                counted(third);
+                self.counters.unsubscribes.fetch_add(1, Ordering::Relaxed);
+                // Subscribing again meanwhile: that subscription's confirmation is still to come.
+                if session.topics.get(name) == Some(&Topic::Unsubscribing) {
+                    session.topics.remove(name);
+                }
+                if session.confirmed.is_empty() {
+                    self.counters.channels.store(session.subscribed_per_redis, Ordering::Relaxed);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
-    /// A message from pub/sub, heard at `now`: into its channel's mirror, which wakes the
-    /// subscribers. (A mirror swept after it was looked up takes the message with it; the
-    /// stream has it, and the next mirror of the channel loads from there.)
-    fn deliver(&self, topic: &[u8], payload: &[u8], now: Instant) {
-        let name = topic.strip_prefix(self.topic_prefix.as_bytes()).and_then(|name| std::str::from_utf8(name).ok());
-        let Some(name) = name.filter(|name| is_valid_channel_name(name)) else { return };
+    /// A message from pub/sub for a live channel: into its mirror, which
+    /// wakes the subscribers. A channel without a mirror (evicted; its subscription ends at the
+    /// next sweep) drops it: the stream has it.
+    fn deliver(&self, name: &str, payload: &[u8]) {
         let Some(message) = parse_payload(payload) else {
-            crate::warn!("redis: ignoring a malformed message"; topic = String::from_utf8_lossy(topic).into_owned());
+            crate::warn!("redis: ignoring a malformed message"; channel = name);
             return;
         };
-        let mirror = {
-            let mut channels = lock(&self.channels);
-            match channels.get(name) {
-                Some(mirror) => mirror.clone(),
-                // A channel new to this node: mirror it from this message on (nothing lies
-                // between a position and the one just before it), if there is room.
-                None if channels.len() < self.limits.max_channels => {
-                    let base = Position(message.position.0.saturating_sub(1));
-                    let mirror = Arc::new(Mutex::new(Mirror::starting_after(base, now)));
-                    channels.insert(name.into(), mirror.clone());
-                    mirror
-                }
-                None => return,
-            }
-        };
+        let Some(mirror) = lock(&self.channels).get(name).cloned() else { return };
         let id = message.id.clone();
-        if lock(&mirror).accept(message, self.limits.history, now) == Accepted::OutOfOrder {
+        if lock(&mirror).accept(message, self.limits.history) == Accepted::OutOfOrder {
             crate::warn!(
                 "redis: a channel went backwards; Redis lost the stream, or its clock moved back";
                 channel = name,
@@ -1505,40 +1756,78 @@ impl Shared {
         }
     }
 
-    /// On the supervisor's tick: reopens a broken command connection when the backoff allows,
-    /// then catches up (loads what could not be loaded, wakes readers whose reads failed).
-    fn tend_command_connection(&self) {
+    /// Whether a command may be tried on the supervisor's connection now: it is up, or its
+    /// backoff allows a reconnection (so that a catch-up waiting for it does not hammer Redis).
+    fn command_may_try(&self, now: Instant) -> bool {
+        try_lock(&self.command).is_some_and(|command| command.link.is_some() || now >= command.next_attempt)
+    }
+
+    /// Reopens a broken command connection when the backoff allows.
+    fn tend_command_connection(&self, now: Instant) {
         let Some(mut command) = try_lock(&self.command) else { return };
-        if command.link.is_some() || Instant::now() < command.next_attempt {
-            return;
-        }
-        if self.reconnect(&mut command) {
-            let _ = self.catch_up(&mut command);
+        if command.link.is_none() && now >= command.next_attempt {
+            self.reconnect(&mut command);
         }
     }
 
-    /// Sleeps for `wait`, or less if the broker stops.
-    fn pause(&self, wait: Duration) {
+    /// Waits for `wait`, or less if the broker stops; events of connections gone are dropped.
+    fn pause(&self, wait: Duration, events: &Receiver<Event>) {
         let until = Instant::now() + wait;
         while !self.is_stopping() {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return;
             }
-            thread::sleep(left.min(TICK));
+            let _ = events.recv_timeout(left.min(TICK));
+        }
+    }
+}
+
+/// `SUBSCRIBE` or `UNSUBSCRIBE`.
+#[derive(Clone, Copy)]
+enum Verb {
+    Subscribe,
+    Unsubscribe,
+}
+
+impl Verb {
+    fn command(self) -> &'static [u8] {
+        match self {
+            Verb::Subscribe => b"SUBSCRIBE",
+            Verb::Unsubscribe => b"UNSUBSCRIBE",
+        }
+    }
+}
+
+/// The subscription connection's reader thread: every value Redis sends, queued in order for
+/// the supervisor, until the connection fails or the supervisor shuts it down (then it says
+/// so, and ends). A full queue makes it wait (see [`EVENT_QUEUE`]).
+fn read_subscription(mut link: Link, generation: u64, events: SyncSender<Event>) {
+    loop {
+        let event = match link.receive() {
+            Ok(value) => Event::Push(generation, value),
+            Err(error) => {
+                let _ = events.send(Event::Lost(generation, error));
+                return;
+            }
+        };
+        if events.send(event).is_err() {
+            return;
         }
     }
 }
 
 /// The supervisor thread: subscribe, catch up, listen; on failure back off and start again.
-fn supervise(shared: Arc<Shared>, first_attempt: mpsc::Sender<()>) {
+fn supervise(shared: Arc<Shared>, events: Receiver<Event>, first_attempt: mpsc::Sender<()>) {
     let mut first_attempt = Some(first_attempt);
     let mut backoff = Backoff::new();
+    let mut generation = 0;
     // Since when the subscription is down, and how many attempts failed since.
     let mut outage: Option<(Instant, u32)> = None;
     while !shared.is_stopping() {
-        match shared.subscribe() {
-            Ok((link, caught_up)) => {
+        generation += 1;
+        match shared.open_subscription(generation) {
+            Ok((session, caught_up)) => {
                 // Before `start` is told: a node that starts with Redis up is ready at once.
                 shared.subscribed.store(true, Ordering::SeqCst);
                 if let Some((since, attempts)) = outage.take() {
@@ -1553,8 +1842,9 @@ fn supervise(shared: Arc<Shared>, first_attempt: mpsc::Sender<()>) {
                 if let Some(ready) = first_attempt.take() {
                     let _ = ready.send(());
                 }
-                let error = shared.listen(link);
+                let error = shared.listen(session, &events);
                 shared.subscribed.store(false, Ordering::SeqCst);
+                shared.counters.channels.store(0, Ordering::Relaxed);
                 if shared.is_stopping() {
                     break;
                 }
@@ -1562,6 +1852,7 @@ fn supervise(shared: Arc<Shared>, first_attempt: mpsc::Sender<()>) {
                 outage = Some((Instant::now(), 0));
             }
             Err(error) => {
+                shared.counters.channels.store(0, Ordering::Relaxed);
                 let (_, attempts) = outage.get_or_insert_with(|| {
                     crate::warn!(
                         "redis: cannot subscribe; retrying with backoff";
@@ -1577,7 +1868,7 @@ fn supervise(shared: Arc<Shared>, first_attempt: mpsc::Sender<()>) {
                 }
             }
         }
-        shared.pause(backoff.next());
+        shared.pause(backoff.next(), &events);
     }
 }
 
@@ -1593,6 +1884,7 @@ impl RedisBroker {
     /// with 503 and keeps trying. `timeout` is `--redis-timeout`, `connections` the link's
     /// (`--redis-connections`).
     pub fn start(url: RedisUrl, limits: Limits, timeout: Duration, connections: usize) -> io::Result<RedisBroker> {
+        let (events, queued) = mpsc::sync_channel(EVENT_QUEUE);
         let shared = Arc::new_cyclic(|shared: &Weak<Shared>| {
             let shared = shared.clone();
             // Upgraded only once the broker exists; a lane that comes up before has nothing to do.
@@ -1602,6 +1894,9 @@ impl RedisBroker {
                 }
             });
             Shared {
+                wishes: Mutex::default(),
+                events: events.clone(),
+                counters: SubscriptionCounters::default(),
                 topic_prefix: format!("realtime:{}:", url.db),
                 script_sha: sha1_smol::Sha1::from(PUBLISH_SCRIPT).digest().to_string(),
                 pipeline: Pipeline::start(&url, connections, timeout, on_up, FIRST_SUBSCRIPTION_WAIT),
@@ -1623,7 +1918,7 @@ impl RedisBroker {
         });
         let (ready, first_attempt) = mpsc::channel();
         let supervisor = shared.clone();
-        thread::Builder::new().name("realtime-redis".into()).spawn(move || supervise(supervisor, ready))?;
+        thread::Builder::new().name("realtime-redis".into()).spawn(move || supervise(supervisor, queued, ready))?;
         let _ = first_attempt.recv_timeout(FIRST_SUBSCRIPTION_WAIT);
         Ok(RedisBroker { shared })
     }
@@ -1679,10 +1974,11 @@ fn published(
 }
 
 impl Drop for RedisBroker {
-    /// Stops the supervisor (within a tick) and the link; the connections close when their
+    /// Stops the supervisor (at once, or within a tick if its queue is full) and the link; the connections close when their
     /// threads exit, and commands in flight fail.
     fn drop(&mut self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
+        let _ = self.shared.events.try_send(Event::Wake);
         self.shared.pipeline.stop();
     }
 }
@@ -1720,18 +2016,20 @@ impl Broker for RedisBroker {
         parse_stream_id(id).map(Since::After).ok_or(BrokerError::BadCursor)
     }
 
-    /// A loaded mirror's newest position; otherwise the stream's newest id, asked for this
-    /// reader on the link (the mirror's load is started too). Once a reader has asked, its
-    /// answer is the tail even if the mirror loads meanwhile: the mirror's newest could by
-    /// then include a message published after the reader came, which it would skip. If Redis
-    /// cannot answer, "now" on Redis's clock (`Shared::estimated_now`).
+    /// A loaded mirror's newest position (a loaded mirror is live: its channel is subscribed
+    /// and caught up); otherwise the stream's newest id, asked for this reader on the link.
+    /// Once a reader has asked, its answer is the tail even if a mirror loads meanwhile: the
+    /// mirror's newest could by then include a message published after the reader came, which
+    /// it would skip. If Redis cannot answer, "now" on Redis's clock (`Shared::estimated_now`).
+    /// No mirror is made here: only a subscriber makes one (and the subscription with it).
     fn tail(&self, channel: &str, reader: Reader<'_>) -> Poll<Position> {
         if !self.shared.is_asking(reader.subscriber, channel, &Want::Tail) {
-            // This broker reads the clock where it is not told the time.
-            let known = self
-                .shared
-                .with_mirror(channel, Create::IfRoom, Instant::now(), |mirror| mirror.loaded.map(|_| mirror.newest));
-            if let Some(Some(newest)) = known {
+            let mirror = lock(&self.shared.channels).get(channel).cloned();
+            let known = mirror.and_then(|mirror| {
+                let mirror = lock(&mirror);
+                mirror.loaded.map(|_| mirror.newest)
+            });
+            if let Some(newest) = known {
                 return Poll::Ready(newest);
             }
         }
@@ -1767,8 +2065,10 @@ impl Broker for RedisBroker {
         }
     }
 
+    /// Registers the subscriber in the channel's mirror; the first one (a new mirror) asks
+    /// the supervisor to subscribe the channel, and never waits for it.
     fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker, now: Instant) {
-        self.shared.with_mirror(channel, Create::Always, now, |mirror| mirror.subscribers.insert(subscriber, waker));
+        self.shared.add_subscriber(channel, subscriber, waker, now);
     }
 
     fn forget(&self, channel: &str, subscriber: u64) {
@@ -1779,7 +2079,14 @@ impl Broker for RedisBroker {
     }
 
     fn link_stats(&self) -> Option<LinkStats> {
-        Some(self.shared.pipeline.stats())
+        let counters = &self.shared.counters;
+        Some(LinkStats {
+            channels_subscribed: counters.channels.load(Ordering::Relaxed),
+            pubsub_messages: counters.messages.load(Ordering::Relaxed),
+            channel_subscribes: counters.subscribes.load(Ordering::Relaxed),
+            channel_unsubscribes: counters.unsubscribes.load(Ordering::Relaxed),
+            ..self.shared.pipeline.stats()
+        })
     }
 
     fn unsubscribe(&self, channel: &str, subscriber: u64, now: Instant) {
@@ -1787,7 +2094,8 @@ impl Broker for RedisBroker {
             let mut mirror = lock(mirror);
             mirror.subscribers.remove(subscriber);
             if mirror.subscribers.is_empty() {
-                mirror.active_at = now;
+                // The linger starts: the supervisor unsubscribes the channel after it.
+                mirror.idle_since = now;
             }
         }
     }
@@ -1945,7 +2253,7 @@ mod tests {
     fn a_mirror_answers_cursors_at_or_after_its_base_and_leaves_older_ones_to_the_stream() {
         let mut mirror = Mirror::starting_after(id("10-0"), at(0));
         for (position, text) in [("11-0", "a"), ("11-1", "b"), ("12-0", "c")] {
-            assert_eq!(mirror.accept(message(position, text), count(10), at(0)), Accepted::New);
+            assert_eq!(mirror.accept(message(position, text), count(10)), Accepted::New);
         }
         assert_eq!(texts(&mirror.read(id("10-0"), 10).unwrap()), ["a", "b", "c"]);
         assert_eq!(texts(&mirror.read(id("11-0"), 10).unwrap()), ["b", "c"]);
@@ -1958,7 +2266,7 @@ mod tests {
     fn a_cursor_past_the_mirror_waits_where_it_is() {
         // A client that got 13-0 from another node, before pub/sub brought it here.
         let mut mirror = Mirror::starting_after(id("10-0"), at(0));
-        mirror.accept(message("12-0", "c"), count(10), at(0));
+        mirror.accept(message("12-0", "c"), count(10));
         let batch = mirror.read(id("13-0"), 10).unwrap();
         assert!(batch.messages.is_empty());
         assert_eq!(batch.position, id("13-0"));
@@ -1967,11 +2275,11 @@ mod tests {
     #[test]
     fn entries_at_or_before_the_newest_are_duplicates_and_skipped() {
         let mut mirror = Mirror::starting_after(id("10-0"), at(0));
-        assert_eq!(mirror.accept(message("11-0", "a"), count(10), at(0)), Accepted::New);
-        assert_eq!(mirror.accept(message("11-0", "a"), count(10), at(0)), Accepted::Duplicate);
-        assert_eq!(mirror.accept(message("9-0", "old"), count(10), at(0)), Accepted::Duplicate);
-        assert_eq!(mirror.accept(message("12-0", "b"), count(10), at(0)), Accepted::New);
-        assert_eq!(mirror.accept(message("11-5", "never seen"), count(10), at(0)), Accepted::OutOfOrder);
+        assert_eq!(mirror.accept(message("11-0", "a"), count(10)), Accepted::New);
+        assert_eq!(mirror.accept(message("11-0", "a"), count(10)), Accepted::Duplicate);
+        assert_eq!(mirror.accept(message("9-0", "old"), count(10)), Accepted::Duplicate);
+        assert_eq!(mirror.accept(message("12-0", "b"), count(10)), Accepted::New);
+        assert_eq!(mirror.accept(message("11-5", "never seen"), count(10)), Accepted::OutOfOrder);
         assert_eq!(texts(&mirror.read(id("10-0"), 10).unwrap()), ["a", "b"]);
     }
 
@@ -1979,7 +2287,7 @@ mod tests {
     fn the_ring_keeps_history_messages_and_its_base_follows_evictions() {
         let mut mirror = Mirror::starting_after(id("0-0"), at(0));
         for seq in 1..=5 {
-            mirror.accept(message(&format!("1-{seq}"), &seq.to_string()), count(3), at(0));
+            mirror.accept(message(&format!("1-{seq}"), &seq.to_string()), count(3));
         }
         assert_eq!(mirror.base(), Some(id("1-2")));
         assert_eq!(texts(&mirror.read(id("1-2"), 10).unwrap()), ["3", "4", "5"]);
@@ -1992,7 +2300,7 @@ mod tests {
         let history = History { messages: 100, bytes: two_envelopes };
         let mut mirror = Mirror::starting_after(id("0-0"), at(0));
         for seq in 1..=5 {
-            mirror.accept(message(&format!("1-{seq}"), &format!("{seq}xxxxxxxxx")), history, at(0));
+            mirror.accept(message(&format!("1-{seq}"), &format!("{seq}xxxxxxxxx")), history);
         }
         assert_eq!(mirror.base(), Some(id("1-3")));
         let retained: Vec<String> = texts(&mirror.read(id("1-3"), 10).unwrap());
@@ -2020,7 +2328,64 @@ mod tests {
             clock_offset_ms: AtomicI64::new(0),
             stopping: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
+            wishes: Mutex::default(),
+            // Nobody takes the queue: a wake-up finds it closed, which a stopping broker's does.
+            events: mpsc::sync_channel(1).0,
+            counters: SubscriptionCounters::default(),
         }
+    }
+
+    /// A session whose commands go to a socket the test reads (`Peer`), standing in for Redis.
+    fn session() -> (Session, Peer) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let writer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (peer, _) = listener.accept().unwrap();
+        peer.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let session = Session {
+            generation: 1,
+            writer,
+            topics: HashMap::new(),
+            confirmed: Vec::new(),
+            awaiting: 0,
+            subscribed_per_redis: 0,
+        };
+        (session, Peer { stream: peer, input: Vec::new() })
+    }
+
+    /// What Redis would read of the subscription connection.
+    struct Peer {
+        stream: TcpStream,
+        input: Vec<u8>,
+    }
+
+    impl Peer {
+        /// The commands sent so far, each as its words (waits briefly for them to arrive).
+        fn commands(&mut self) -> Vec<Vec<String>> {
+            let mut chunk = [0u8; 65536];
+            while let Ok(read) = self.stream.read(&mut chunk) {
+                if read == 0 {
+                    break;
+                }
+                self.input.extend_from_slice(&chunk[..read]);
+            }
+            let mut commands = Vec::new();
+            while let Ok(Some((value, used))) = resp::decode(&self.input, &resp::Limits::default()) {
+                let words = value.as_array().unwrap_or_default().iter();
+                commands.push(words.map(|w| String::from_utf8_lossy(w.as_bytes().unwrap()).into_owned()).collect());
+                self.input.drain(..used);
+            }
+            commands
+        }
+    }
+
+    /// A push as Redis sends it on a subscribed connection.
+    fn push(kind: &str, topic: &str, third: Value) -> Value {
+        let bulk = |s: &str| Value::Bulk(Some(s.as_bytes().to_vec()));
+        Value::Array(Some(vec![bulk(kind), bulk(topic), third]))
+    }
+
+    fn payload(text: &str) -> Value {
+        Value::Bulk(Some(text.as_bytes().to_vec()))
     }
 
     struct NoWake;
@@ -2028,41 +2393,136 @@ mod tests {
         fn wake(self: Arc<Self>) {}
     }
 
-    #[test]
-    fn idle_mirrors_are_forgotten_after_the_ttl_and_those_with_local_subscribers_never() {
-        let shared = offline(Limits::default());
-        let ttl = Limits::default().channel_ttl.as_secs();
-        for name in ["quiet", "watched", "busy"] {
-            shared.deliver(format!("realtime:0:{name}").as_bytes(), b"1-1 hello", at(0));
-        }
-        let waker = Waker::from(Arc::new(NoWake));
-        let subscribed = shared.with_mirror("watched", Create::Always, at(0), |m| m.subscribers.insert(1, &waker));
-        assert!(subscribed.is_some(), "a loaded mirror needs no round trip");
-        shared.deliver(b"realtime:0:busy", b"2-1 news", at(ttl / 2));
-        let names = |shared: &Shared| {
-            let mut names: Vec<String> = lock(&shared.channels).keys().map(|k| k.to_string()).collect();
-            names.sort();
-            names
-        };
-        let next = shared.sweep(at(ttl / 2));
-        assert_eq!(names(&shared), ["busy", "quiet", "watched"]);
-        assert_eq!(next, at(ttl), "the next sweep is due when the quiet one expires");
-        assert_eq!(
-            shared.sweep(at(ttl - 1)),
-            at(ttl - 1) + Limits::default().channel_ttl / crate::broker::SWEEPS_PER_TTL,
-            "and no sooner than an eighth of a TTL after the last"
-        );
-        shared.sweep(at(ttl));
-        assert_eq!(names(&shared), ["busy", "watched"], "the quiet one is forgotten (its stream is in Redis)");
-        shared.sweep(at(100 * ttl));
-        assert_eq!(names(&shared), ["watched"], "a local subscriber keeps its mirror");
+    fn names(shared: &Shared) -> Vec<String> {
+        let mut names: Vec<String> = lock(&shared.channels).keys().map(|k| k.to_string()).collect();
+        names.sort();
+        names
     }
 
     #[test]
-    fn an_unloaded_mirror_collects_messages_and_keeps_those_after_its_load_position() {
+    fn a_channel_is_subscribed_when_its_first_subscriber_arrives_and_unsubscribed_after_the_linger() {
+        let shared = offline(Limits::default());
+        let (mut session, mut redis) = session();
+        let waker = Waker::from(Arc::new(NoWake));
+        assert!(shared.add_subscriber("news", 1, &waker, at(0)), "the first subscriber makes the mirror");
+        assert!(!shared.add_subscriber("news", 2, &waker, at(0)), "the second finds it");
+        shared.grant_wishes(&mut session).unwrap();
+        shared.grant_wishes(&mut session).unwrap();
+        assert_eq!(redis.commands(), [["SUBSCRIBE", "realtime:0:news"]], "once, by the supervisor");
+        assert_eq!((session.topics.get("news"), session.awaiting), (Some(&Topic::Subscribing), 1));
+        shared.on_push(&mut session, &push("subscribe", "realtime:0:news", Value::Integer(1))).unwrap();
+        assert_eq!((session.topics.get("news"), session.awaiting), (Some(&Topic::Confirmed), 0));
+        assert_eq!(session.confirmed, [Box::from("news")], "to be caught up");
+        assert_eq!(shared.counters.channels.load(Ordering::Relaxed), 0, "not shown before it is caught up");
+        // What the catch-up does, without Redis: load the mirror, make the topic live.
+        lock(&lock(&shared.channels)["news"]).load(id("5-0"));
+        shared.confirmed_are_live(&mut session);
+        assert_eq!(session.topics.get("news"), Some(&Topic::Live));
+        assert_eq!(shared.counters.channels.load(Ordering::Relaxed), 1, "Redis's count");
+
+        // Both leave at 10 s; one comes back within the linger: nothing is sent.
+        let mirror = |shared: &Shared| lock(&shared.channels).get("news").cloned().unwrap();
+        for subscriber in [1, 2] {
+            let mirror = mirror(&shared);
+            let mut mirror = lock(&mirror);
+            mirror.subscribers.remove(subscriber);
+            mirror.idle_since = at(10);
+        }
+        assert!(!shared.add_subscriber("news", 3, &waker, at(12)), "the lingering mirror is found");
+        shared.grant_wishes(&mut session).unwrap();
+        shared.sweep(&mut session, at(100)).unwrap();
+        assert!(redis.commands().is_empty(), "no churn for a subscriber that came back");
+
+        // It leaves at 20 s: subscribed until 25 s, then unsubscribed and forgotten.
+        lock(&mirror(&shared)).subscribers.remove(3);
+        lock(&mirror(&shared)).idle_since = at(20);
+        let next = shared.sweep(&mut session, at(24)).unwrap();
+        assert_eq!(next, at(25), "the next sweep is due when the linger ends");
+        assert_eq!(names(&shared), ["news"]);
+        shared.sweep(&mut session, at(25)).unwrap();
+        assert_eq!(redis.commands(), [["UNSUBSCRIBE", "realtime:0:news"]]);
+        assert!(names(&shared).is_empty(), "forgotten: a mirror nothing feeds is not live");
+        assert_eq!(session.topics.get("news"), Some(&Topic::Unsubscribing));
+        shared.on_push(&mut session, &push("unsubscribe", "realtime:0:news", Value::Integer(0))).unwrap();
+        assert_eq!(session.topics.get("news"), None);
+        assert_eq!(shared.counters.channels.load(Ordering::Relaxed), 0);
+        let counters = &shared.counters;
+        assert_eq!(
+            (counters.subscribes.load(Ordering::Relaxed), counters.unsubscribes.load(Ordering::Relaxed)),
+            (1, 1)
+        );
+    }
+
+    #[test]
+    fn a_subscriber_arriving_while_its_channel_is_being_unsubscribed_subscribes_it_again() {
+        let shared = offline(Limits::default());
+        let (mut session, mut redis) = session();
+        let waker = Waker::from(Arc::new(NoWake));
+        session.topics.insert("news".into(), Topic::Unsubscribing);
+        shared.add_subscriber("news", 1, &waker, at(0));
+        shared.grant_wishes(&mut session).unwrap();
+        assert_eq!(redis.commands(), [["SUBSCRIBE", "realtime:0:news"]]);
+        // Redis answers the UNSUBSCRIBE first: the subscription that follows stands.
+        shared.on_push(&mut session, &push("unsubscribe", "realtime:0:news", Value::Integer(0))).unwrap();
+        assert_eq!(session.topics.get("news"), Some(&Topic::Subscribing));
+        shared.on_push(&mut session, &push("subscribe", "realtime:0:news", Value::Integer(1))).unwrap();
+        assert_eq!(session.topics.get("news"), Some(&Topic::Confirmed));
+    }
+
+    #[test]
+    fn pubsub_messages_reach_a_mirror_only_once_its_channel_is_caught_up() {
+        let shared = offline(Limits::default());
+        let (mut session, _redis) = session();
+        let waker = Waker::from(Arc::new(NoWake));
+        shared.add_subscriber("news", 1, &waker, at(0));
+        lock(&lock(&shared.channels)["news"]).load(id("1-0"));
+        let message = |n: u64| push("message", "realtime:0:news", payload(&format!("{n}-0 m{n}")));
+        for topic in [Topic::Subscribing, Topic::Confirmed, Topic::Unsubscribing] {
+            session.topics.insert("news".into(), topic);
+            shared.on_push(&mut session, &message(2)).unwrap();
+        }
+        let mirror = lock(&shared.channels)["news"].clone();
+        assert_eq!(lock(&mirror).newest, id("1-0"), "dropped: the catch-up, which runs later, reads them");
+        session.topics.insert("news".into(), Topic::Live);
+        shared.on_push(&mut session, &message(3)).unwrap();
+        assert_eq!(texts(&lock(&mirror).read(id("1-0"), 10).unwrap()), ["m3"]);
+        // A channel this node never subscribed, and one whose mirror is gone, make no mirror.
+        shared.on_push(&mut session, &push("message", "realtime:0:other", payload("4-0 x"))).unwrap();
+        assert_eq!(names(&shared), ["news"]);
+        assert_eq!(shared.counters.messages.load(Ordering::Relaxed), 5, "every message received is counted");
+    }
+
+    #[test]
+    fn subscriptions_go_out_in_commands_of_at_most_a_thousand_channels() {
+        let shared = offline(Limits::default());
+        let (mut session, mut redis) = session();
+        let names: Vec<Box<str>> = (0..2500).map(|n| format!("c{n}").into()).collect();
+        shared.send_subscriptions(&mut session, Verb::Subscribe, names).unwrap();
+        let sizes: Vec<usize> = redis.commands().iter().map(|command| command.len() - 1).collect();
+        assert_eq!(sizes, [1000, 1000, 500]);
+        assert_eq!(session.awaiting, 2500);
+    }
+
+    #[test]
+    fn a_mirror_evicted_for_room_has_its_subscription_ended_by_the_next_sweep() {
+        let shared = offline(Limits { max_channels: 1, ..Limits::default() });
+        let (mut session, mut redis) = session();
+        let waker = Waker::from(Arc::new(NoWake));
+        shared.add_subscriber("old", 1, &waker, at(0));
+        session.topics.insert("old".into(), Topic::Live);
+        lock(&lock(&shared.channels)["old"]).subscribers.remove(1);
+        shared.add_subscriber("new", 2, &waker, at(1));
+        assert_eq!(names(&shared), ["new"], "the idle one made room");
+        let _ = redis.commands();
+        shared.sweep(&mut session, at(1)).unwrap();
+        assert_eq!(redis.commands(), [["UNSUBSCRIBE", "realtime:0:old"]]);
+    }
+
+    #[test]
+    fn an_unloaded_mirror_keeps_only_what_comes_after_its_load_position() {
         let mut mirror = Mirror::unloaded(at(0));
-        mirror.accept(message("5-0", "before the load"), count(10), at(0));
-        mirror.accept(message("7-0", "after the load"), count(10), at(0));
+        mirror.accept(message("5-0", "before the load"), count(10));
+        mirror.accept(message("7-0", "after the load"), count(10));
         assert!(mirror.read(id("0-0"), 10).is_none(), "unloaded: reads go to Redis");
         mirror.load(id("6-0"));
         assert_eq!(texts(&mirror.read(id("6-0"), 10).unwrap()), ["after the load"]);
