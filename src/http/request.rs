@@ -48,7 +48,7 @@ use super::grammar::{
     ascii_str, field_vec, fields_named, into_headers, is_token, list_elements, list_has_token, parse_line_end,
     scan_field_section, trim_ows, utf8_prefix, Header, Parsed,
 };
-use super::scan::{tchar_end, vchar_end};
+use super::scan::{is_reg_name_byte, tchar_end, vchar_end};
 
 /// The largest request head we read: request-line plus fields. 16 KiB is twice the 8 KiB
 /// that common servers default to, roomy for cookies and tokens, and small enough that
@@ -423,35 +423,25 @@ fn is_ipv6_address(text: &[u8]) -> bool {
     std::str::from_utf8(text).is_ok_and(|text| text.parse::<core::net::Ipv6Addr>().is_ok())
 }
 
-/// `reg-name = *( unreserved / pct-encoded / sub-delims )` (RFC 3986 §3.2.2).
+/// `reg-name = *( unreserved / pct-encoded / sub-delims )` (RFC 3986 §3.2.2); the byte
+/// classes are in [`super::scan`].
 fn is_reg_name(name: &[u8]) -> bool {
     let mut i = 0;
     while i < name.len() {
-        if name[i] == b'%' {
+        if is_reg_name_byte(name[i]) {
+            i += 1;
+        } else if name[i] == b'%' {
             // pct-encoded = "%" HEXDIG HEXDIG
             let hex = name.get(i + 1..i + 3);
             if !hex.is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) {
                 return false;
             }
             i += 3;
-        } else if is_unreserved(name[i]) || is_sub_delim(name[i]) {
-            i += 1;
         } else {
             return false;
         }
     }
     true
-}
-
-/// `unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~"` (RFC 3986 §2.3).
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-/// `sub-delims = "!" / "$" / "&" / "'" / "(" / ")" / "*" / "+" / "," / ";" / "="`
-/// (RFC 3986 §2.2).
-fn is_sub_delim(b: u8) -> bool {
-    matches!(b, b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=')
 }
 
 fn is_port(port: &[u8]) -> bool {

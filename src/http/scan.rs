@@ -18,6 +18,9 @@ const TCHAR: u8 = 1;
 const VCHAR: u8 = 2;
 /// HTAB / SP / VCHAR / obs-text: the bytes of a field value (RFC 9110 §5.5).
 const FIELD_VALUE: u8 = 4;
+/// unreserved / sub-delims: the bytes of a host name in Host, besides its `%XX` escapes
+/// (RFC 9110 §7.2, RFC 3986 §3.2.2).
+const REG_NAME: u8 = 8;
 
 /// `tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|"
 /// / "~" / DIGIT / ALPHA` (RFC 9110 §5.6.2): any VCHAR except the delimiters
@@ -41,6 +44,16 @@ const fn field_value_rule(b: u8) -> bool {
     b == b'\t' || b == b' ' || vchar_rule(b) || b >= 0x80
 }
 
+/// `unreserved / sub-delims`, the bytes of `reg-name = *( unreserved / pct-encoded /
+/// sub-delims )` other than a pct-encoded's `%` (RFC 3986 §3.2.2), where
+/// `unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~"` (§2.3) and
+/// `sub-delims = "!" / "$" / "&" / "'" / "(" / ")" / "*" / "+" / "," / ";" / "="` (§2.2).
+const fn reg_name_rule(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(b, b'-' | b'.' | b'_' | b'~')
+        || matches!(b, b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=')
+}
+
 /// Each byte's classes, one bit per class.
 static CLASSES: [u8; 256] = {
     let mut table = [0u8; 256];
@@ -49,7 +62,8 @@ static CLASSES: [u8; 256] = {
         let byte = b as u8;
         table[b] = (if tchar_rule(byte) { TCHAR } else { 0 })
             | (if vchar_rule(byte) { VCHAR } else { 0 })
-            | (if field_value_rule(byte) { FIELD_VALUE } else { 0 });
+            | (if field_value_rule(byte) { FIELD_VALUE } else { 0 })
+            | (if reg_name_rule(byte) { REG_NAME } else { 0 });
         b += 1;
     }
     table
@@ -71,6 +85,12 @@ pub(super) fn is_vchar(b: u8) -> bool {
 #[inline]
 pub(super) fn is_field_value_byte(b: u8) -> bool {
     CLASSES[usize::from(b)] & FIELD_VALUE != 0
+}
+
+/// An unreserved or sub-delims byte: one that a reg-name holds as itself (RFC 3986 §3.2.2).
+#[inline]
+pub(super) fn is_reg_name_byte(b: u8) -> bool {
+    CLASSES[usize::from(b)] & REG_NAME != 0
 }
 
 /// The index of the first byte at or after `from` that is not a `tchar`, or `bytes.len()`.
@@ -173,6 +193,7 @@ mod tests {
             assert_eq!(is_tchar(b), tchar_rule(b), "{b:#04x}");
             assert_eq!(is_vchar(b), vchar_rule(b), "{b:#04x}");
             assert_eq!(is_field_value_byte(b), field_value_rule(b), "{b:#04x}");
+            assert_eq!(is_reg_name_byte(b), reg_name_rule(b), "{b:#04x}");
         }
     }
 
