@@ -403,11 +403,9 @@ fn split_host_port(authority: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
         }
         close + 1
     } else {
-        let end = authority.iter().position(|&b| b == b':').unwrap_or(authority.len());
-        if !is_reg_name(&authority[..end]) {
-            return None;
-        }
-        end
+        // The reg-name runs to the first byte that cannot be in it: the end, the ':' before
+        // the port, or a byte that makes the whole value invalid.
+        reg_name_end(authority)?
     };
     let (host, after_host) = authority.split_at(host_end);
     match after_host {
@@ -423,31 +421,34 @@ fn is_ipv6_address(text: &[u8]) -> bool {
     std::str::from_utf8(text).is_ok_and(|text| text.parse::<core::net::Ipv6Addr>().is_ok())
 }
 
-/// `reg-name = *( unreserved / pct-encoded / sub-delims )` (RFC 3986 §3.2.2); the byte
-/// classes are in [`super::scan`].
-fn is_reg_name(name: &[u8]) -> bool {
+/// The length of the `reg-name = *( unreserved / pct-encoded / sub-delims )` (RFC 3986
+/// §3.2.2) at the start of `authority`, in one pass; `None` if a `%` is not followed by two
+/// HEXDIGs. The byte classes are in [`super::scan`].
+fn reg_name_end(authority: &[u8]) -> Option<usize> {
     let mut i = 0;
-    while i < name.len() {
-        if is_reg_name_byte(name[i]) {
+    while i < authority.len() {
+        if is_reg_name_byte(authority[i]) {
             i += 1;
-        } else if name[i] == b'%' {
+        } else if authority[i] == b'%' {
             // pct-encoded = "%" HEXDIG HEXDIG
-            let hex = name.get(i + 1..i + 3);
-            if !hex.is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) {
-                return false;
+            let hex = authority.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
             }
             i += 3;
         } else {
-            return false;
+            break;
         }
     }
-    true
+    Some(i)
 }
 
 fn is_port(port: &[u8]) -> bool {
     port.len() <= 5
-        && port.iter().all(u8::is_ascii_digit)
-        && port.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0')) <= u32::from(u16::MAX)
+        && port
+            .iter()
+            .try_fold(0u32, |n, &d| d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0')))
+            .is_some_and(|n| n <= u32::from(u16::MAX))
 }
 
 /// How a message body is delimited by its Content-Length and Transfer-Encoding fields (RFC

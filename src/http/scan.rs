@@ -93,15 +93,48 @@ pub(super) fn is_reg_name_byte(b: u8) -> bool {
     CLASSES[usize::from(b)] & REG_NAME != 0
 }
 
-/// The index of the first byte at or after `from` that is not a `tchar`, or `bytes.len()`.
-/// Field names and methods are short, so one table load per byte beats word tricks here.
+/// The index of the first byte at or after `from` that is not a `tchar`, or `bytes.len()`:
+/// the end of a method or a field name. Eight bytes per step: field names are letters,
+/// digits and `-` nearly always, and a word of those alone is checked with a few additions
+/// (no table, no branch per byte); at any other byte the table decides, and the scan goes on
+/// past a rarer tchar (`_`, `!`, ...).
 #[inline]
 pub(super) fn tchar_end(bytes: &[u8], from: usize) -> usize {
     let mut i = from;
+    while i + 8 <= bytes.len() {
+        let others = not_alphanumeric_or_dash(word_at(bytes, i));
+        if others == 0 {
+            i += 8;
+            continue;
+        }
+        i += (others.trailing_zeros() / 8) as usize;
+        if !is_tchar(bytes[i]) {
+            return i;
+        }
+        i += 1;
+    }
     while i < bytes.len() && is_tchar(bytes[i]) {
         i += 1;
     }
     i
+}
+
+/// The high bit of each byte of `word` that is not an ASCII letter, digit or `-`; exact for
+/// every byte. Each test works on the low seven bits, where adding a constant below 0x81
+/// cannot carry into the next byte: `x + (0x80 - lo)` has its high bit set when `x >= lo`,
+/// and `x + (0x7F - hi)` when `x > hi`.
+#[inline]
+fn not_alphanumeric_or_dash(word: u64) -> u64 {
+    let low7 = word & !HIGH_BITS;
+    let at_least = |lo: u8| low7.wrapping_add(ONES * u64::from(0x80 - lo));
+    let above = |hi: u8| low7.wrapping_add(ONES * u64::from(0x7f - hi));
+    // A letter of either case is one of 'a'..='z' once bit 5 is set.
+    let folded = low7 | (ONES * 0x20);
+    let letter =
+        folded.wrapping_add(ONES * u64::from(0x80 - b'a')) & !folded.wrapping_add(ONES * u64::from(0x7f - b'z'));
+    let digit = at_least(b'0') & !above(b'9');
+    let dash = !(low7 ^ (ONES * u64::from(b'-'))).wrapping_add(ONES * 0x7f);
+    !(letter | digit | dash) & HIGH_BITS | (word & HIGH_BITS)
 }
 
 const ONES: u64 = u64::from_le_bytes([0x01; 8]);
