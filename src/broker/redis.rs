@@ -1185,6 +1185,33 @@ struct Shared {
 }
 
 impl Shared {
+    /// The state of a broker for `url` whose commands go to `pipeline` and whose supervisor
+    /// is woken through `events`: no mirror, no wish, nothing connected yet.
+    fn new(url: RedisUrl, limits: Limits, pipeline: Pipeline, events: SyncSender<Event>) -> Shared {
+        Shared {
+            wishes: Mutex::default(),
+            events,
+            counters: SubscriptionCounters::default(),
+            topic_prefix: format!("realtime:{}:", url.db),
+            script_sha: sha1_smol::Sha1::from(PUBLISH_SCRIPT).digest().to_string(),
+            pipeline,
+            url,
+            limits: limits.sanitized(),
+            command: Mutex::new(CommandLink {
+                link: None,
+                next_attempt: Instant::now(),
+                backoff: Backoff::new(),
+                down_since: None,
+            }),
+            channels: Mutex::default(),
+            requests: Arc::default(),
+            next_request: AtomicU64::new(0),
+            clock_offset_ms: AtomicI64::new(0),
+            stopping: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
+        }
+    }
+
     fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
     }
@@ -1893,28 +1920,8 @@ impl RedisBroker {
                     shared.on_link_up();
                 }
             });
-            Shared {
-                wishes: Mutex::default(),
-                events: events.clone(),
-                counters: SubscriptionCounters::default(),
-                topic_prefix: format!("realtime:{}:", url.db),
-                script_sha: sha1_smol::Sha1::from(PUBLISH_SCRIPT).digest().to_string(),
-                pipeline: Pipeline::start(&url, connections, timeout, on_up, FIRST_SUBSCRIPTION_WAIT),
-                url,
-                limits: limits.sanitized(),
-                command: Mutex::new(CommandLink {
-                    link: None,
-                    next_attempt: Instant::now(),
-                    backoff: Backoff::new(),
-                    down_since: None,
-                }),
-                channels: Mutex::default(),
-                requests: Arc::default(),
-                next_request: AtomicU64::new(0),
-                clock_offset_ms: AtomicI64::new(0),
-                stopping: AtomicBool::new(false),
-                subscribed: AtomicBool::new(false),
-            }
+            let pipeline = Pipeline::start(&url, connections, timeout, on_up, FIRST_SUBSCRIPTION_WAIT);
+            Shared::new(url, limits, pipeline, events.clone())
         });
         let (ready, first_attempt) = mpsc::channel();
         let supervisor = shared.clone();
@@ -2310,29 +2317,9 @@ mod tests {
 
     /// A broker's shared state with no connection to Redis: enough for the mirror table.
     fn offline(limits: Limits) -> Shared {
-        Shared {
-            url: RedisUrl { host: "127.0.0.1".into(), port: DEFAULT_PORT, db: 0, user: None, password: None },
-            limits,
-            topic_prefix: "realtime:0:".into(),
-            script_sha: String::new(),
-            pipeline: Pipeline::offline(),
-            command: Mutex::new(CommandLink {
-                link: None,
-                next_attempt: at(0),
-                backoff: Backoff::new(),
-                down_since: None,
-            }),
-            channels: Mutex::default(),
-            requests: Arc::default(),
-            next_request: AtomicU64::new(0),
-            clock_offset_ms: AtomicI64::new(0),
-            stopping: AtomicBool::new(false),
-            subscribed: AtomicBool::new(false),
-            wishes: Mutex::default(),
-            // Nobody takes the queue: a wake-up finds it closed, which a stopping broker's does.
-            events: mpsc::sync_channel(1).0,
-            counters: SubscriptionCounters::default(),
-        }
+        let url = RedisUrl { host: "127.0.0.1".into(), port: DEFAULT_PORT, db: 0, user: None, password: None };
+        // Nobody takes the queue: a wake-up finds it closed, which a stopping broker's does.
+        Shared::new(url, limits, Pipeline::offline(), mpsc::sync_channel(1).0)
     }
 
     /// A session whose commands go to a socket the test reads (`Peer`), standing in for Redis.
