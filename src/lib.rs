@@ -174,6 +174,7 @@ pub mod client;
 pub mod config;
 pub mod connection;
 pub mod crypto;
+pub mod deflate;
 pub mod demo;
 #[doc(hidden)]
 pub mod fuzz;
