@@ -60,6 +60,8 @@ pub enum InflateError {
     DistanceTooFarBack,
     /// The output would pass the caller's limit.
     OutputLimit,
+    /// The input ended inside a block ([`Inflater::finish`]).
+    UnexpectedEnd,
 }
 
 impl InflateError {
@@ -76,6 +78,7 @@ impl InflateError {
             InflateError::InvalidSymbol => "invalid DEFLATE code",
             InflateError::DistanceTooFarBack => "DEFLATE distance too far back",
             InflateError::OutputLimit => "decompressed data over the limit",
+            InflateError::UnexpectedEnd => "compressed data ends inside a block",
         }
     }
 }
@@ -186,10 +189,30 @@ impl Inflater {
         self.final_block = false;
     }
 
-    /// Whether the input so far ends exactly between blocks (or after the final one), with
-    /// no whole byte held: where a sender's flush leaves a stream.
+    /// Whether the input so far ends exactly between blocks with no whole byte held (where a
+    /// sender's flush leaves a stream), or after the final block.
     pub fn at_block_boundary(&self) -> bool {
-        matches!(self.state, State::Header | State::End) && self.nbits < 8
+        match self.state {
+            State::Header => self.nbits < 8,
+            // What follows the final block is not part of the stream (RFC 7692 §7.2.3.4's
+            // message ends with one and then gets the flush tail appended).
+            State::End => true,
+            _ => false,
+        }
+    }
+
+    /// The input has ended: an error unless it ended between blocks or after the last one.
+    pub fn finish(&self) -> Result<(), InflateError> {
+        if self.at_block_boundary() {
+            Ok(())
+        } else {
+            Err(InflateError::UnexpectedEnd)
+        }
+    }
+
+    /// Whether the final block has ended.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, State::End)
     }
 
     /// The bytes this decoder keeps between calls (the window and any code tables), for
