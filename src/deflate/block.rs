@@ -6,7 +6,7 @@
 //! [`write_block`] counts the exact size of the three encodings before writing one:
 //!
 //! - **dynamic** (§3.2.7): Huffman codes built for this block's symbol frequencies
-//!   ([`huffman::lengths_for`], at most 15 bits), plus their description: the code lengths,
+//!   ([`super::huffman::lengths_for`], at most 15 bits), plus their description: the code lengths,
 //!   run-length coded with symbols 16, 17 and 18, themselves Huffman coded (at most 7 bits);
 //! - **fixed** (§3.2.6): no description, codes of 7 to 9 bits; wins for short inputs;
 //! - **stored** (§3.2.4): the raw bytes, 65535 at most per block; wins for data that does not
@@ -276,7 +276,7 @@ fn write_symbols(writer: &mut BitWriter, symbols: &Symbols, litlen: &Code, dist:
 }
 
 /// The sync flush: an empty stored block, not final, ending on a byte boundary in
-/// [`SYNC_FLUSH_TAIL`] (what zlib's `Z_SYNC_FLUSH` writes, and RFC 7692 §7.2.1 strips).
+/// [`super::SYNC_FLUSH_TAIL`] (what zlib's `Z_SYNC_FLUSH` writes, and RFC 7692 §7.2.1 strips).
 pub fn write_sync_flush(writer: &mut BitWriter) {
     write_stored(writer, &[], false);
 }

@@ -68,7 +68,7 @@ pub fn reverse(code: u16, len: u8) -> u16 {
     code.reverse_bits() >> (16 - u32::from(len.max(1))) & ((1u32 << len) - 1) as u16
 }
 
-/// A decoding table for one code: a direct look-up for codes up to [`FAST_BITS`] bits, the
+/// A decoding table for one code: a direct look-up for codes up to `FAST_BITS` (9) bits, the
 /// canonical walk for longer ones.
 #[derive(Clone, Debug)]
 pub struct Decoder {
@@ -114,12 +114,16 @@ impl Decoder {
         if used > 0 && !complete && !(used == 1 && max_len == 1) {
             return Err(CodeError::Incomplete);
         }
-        let mut sorted = Vec::with_capacity(used as usize);
-        for len in 1..=MAX_CODE_LENGTH as u8 {
-            for (symbol, &l) in lengths.iter().enumerate() {
-                if l == len {
-                    sorted.push(symbol as u16);
-                }
+        // A counting sort: where each length's symbols start, then one pass in symbol order.
+        let mut offsets = [0usize; MAX_CODE_LENGTH + 1];
+        for len in 1..MAX_CODE_LENGTH {
+            offsets[len + 1] = offsets[len] + usize::from(counts[len]);
+        }
+        let mut sorted = vec![0u16; used as usize];
+        for (symbol, &len) in lengths.iter().enumerate() {
+            if len != 0 {
+                sorted[offsets[len as usize]] = symbol as u16;
+                offsets[len as usize] += 1;
             }
         }
         let mut fast = vec![0u16; 1 << FAST_BITS];

@@ -9,7 +9,7 @@
 //! - The **bit buffer** (`bits`, `nbits`) holds input bytes taken but not yet decoded.
 //!   DEFLATE packs data "starting with the least-significant bit of the byte" (§3.1.1), so
 //!   new bytes go above the bits already held and decoding takes bits from the bottom.
-//! - The **state** ([`State`]) says which part of a block comes next (§3.2.3: a 3-bit
+//! - The **state** (`State`) says which part of a block comes next (§3.2.3: a 3-bit
 //!   header, then a stored block's lengths and bytes, or a dynamic block's code description,
 //!   then Huffman-coded symbols up to end-of-block).
 //! - A step that needs more bits than are held (a symbol, a length with its extra bits and
