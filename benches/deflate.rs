@@ -85,8 +85,10 @@ impl Codec {
                 let mut inflater = Inflater::new(15);
                 compressed
                     .iter()
-                    .map(|message| {
-                        let mut out = Vec::new();
+                    .zip(sizes)
+                    .map(|(message, &size)| {
+                        // Room for the output up front, as zlib's `decompress_vec` needs.
+                        let mut out = Vec::with_capacity(size);
                         inflater.inflate(message, &mut out, usize::MAX).expect("our inflate");
                         if !shared_window {
                             inflater.reset();

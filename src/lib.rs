@@ -81,7 +81,7 @@
 //! | close from the server's side, behind what the client has not read, without waiting for the echo: a slow consumer (1008), the memory budget (1009), overload (1011) | [`connection::Connection::advance`] → [`stream::WebSocketStream::close_now`] | §7.4.1 |
 //! | the client side: random key, fresh mask per frame | [`ws::client::Client`] | §4.1, §5.3 |
 //! | compression: take the first acceptable `permessage-deflate` offer (no context takeover by default, `--ws-deflate`) | [`ws::extension::negotiate`], answered in [`ws::handshake::write_accept_response`] | RFC 7692 §5, §7.1 |
-//! | a compressed message: RSV1 on its first frame, `00 00 ff ff` removed and put back; decompressed within the message limit (1009) | [`ws::deflate::Compressor`], [`ws::deflate::Decompressor`], in the session from [`ws::session::Session::with_deflate`] | RFC 7692 §6, §7.2 |
+//! | a compressed message: RSV1 on its first frame, `00 00 ff ff` removed and put back; decompressed within the message limit (1009) | [`ws::deflate::Compressor`], [`ws::deflate::Decompressor`], in the session from [`ws::session::Session::use_deflate`] | RFC 7692 §6, §7.2 |
 //! | a broadcast compressed once for all its subscribers, like its envelope | [`ws::deflate::SharedCompression`], from [`stream::WebSocketStream::advance`] | |
 //! | DEFLATE itself: Huffman codes, LZ77 with hash chains, a resumable bounded decoder | [`deflate`]: [`deflate::Deflater`], [`deflate::Inflater`] | RFC 1951 |
 //!

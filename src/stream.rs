@@ -302,7 +302,7 @@ impl WebSocketStream {
         };
         let mut session = Session::new_server(max_message);
         if let Some(agreement) = accept.deflate {
-            session = session.with_deflate(agreement);
+            session.use_deflate(agreement);
         }
         WebSocketStream {
             session,

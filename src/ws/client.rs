@@ -152,8 +152,7 @@ impl Client {
                         return Err(ClientError::Rejected { status: 101, reason: "unexpected extension".into() });
                     };
                     self.deflate = Some(agreement);
-                    let session = std::mem::replace(&mut self.session, Session::new_server(0));
-                    self.session = session.with_deflate(agreement);
+                    self.session.use_deflate(agreement);
                 }
                 self.input.drain(..consumed);
                 return Ok(());

@@ -296,14 +296,13 @@ impl Session {
     /// Turns on permessage-deflate as the handshake agreed (RFC 7692): RSV1 becomes the
     /// "Per-Message Compressed" bit, messages we send go compressed when that makes them
     /// smaller, and compressed messages received are decompressed within the message limit.
-    pub fn with_deflate(mut self, agreement: Agreement) -> Session {
+    pub fn use_deflate(&mut self, agreement: Agreement) {
         let (ours, theirs) = match self.role {
             Role::Server => (agreement.server, agreement.client),
             Role::Client => (agreement.client, agreement.server),
         };
         self.decoder.allow_compressed();
         self.deflate = Some(Deflate { compressor: Compressor::new(ours), decompressor: Decompressor::new(theirs) });
-        self
     }
 
     /// Whether permessage-deflate was agreed.
@@ -1438,7 +1437,9 @@ mod tests {
     }
 
     fn deflate_server(no_context_takeover: bool) -> Session {
-        Session::new_server(LIMIT).with_deflate(agreement(no_context_takeover))
+        let mut session = Session::new_server(LIMIT);
+        session.use_deflate(agreement(no_context_takeover));
+        session
     }
 
     /// A client frame with RSV1 set: the first frame of a compressed message.
@@ -1548,7 +1549,8 @@ mod tests {
         server.send_ping(&[b'a'; 100], &mut out).unwrap();
         assert_eq!(out[0], 0x89, "no RSV1 on a ping");
         // A client of ours reads the compressed message back.
-        let mut client = Driver::new(Session::new_client(LIMIT, counter_masks(3)).with_deflate(agreement(true)));
+        let mut client = Driver::new(Session::new_client(LIMIT, counter_masks(3)));
+        client.session.use_deflate(agreement(true));
         let mut bytes = Vec::new();
         server.send_text(long, &mut bytes).unwrap();
         client.push(&bytes);
