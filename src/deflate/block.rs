@@ -95,6 +95,15 @@ impl Code {
     }
 }
 
+/// §3.2.6's fixed codes, built on first use: every small message's block costs them.
+fn fixed_codes() -> &'static (Code, Code) {
+    static FIXED: std::sync::OnceLock<(Code, Code)> = std::sync::OnceLock::new();
+    FIXED.get_or_init(|| {
+        let (litlen, dist) = fixed_lengths();
+        (Code::from_lengths(&litlen), Code::from_lengths(&dist))
+    })
+}
+
 /// The cost in bits of the symbols' data under these code lengths, extra bits included.
 fn data_bits(symbols: &Symbols, litlen: &[u8], dist: &[u8]) -> usize {
     let literal_and_length: usize = symbols
@@ -226,14 +235,14 @@ pub fn write_block(writer: &mut BitWriter, symbols: &Symbols, raw: &[u8], last: 
     let dynamic_dist = lengths_for(&symbols.dist_freq, 15);
     let header = DynamicHeader::new(&dynamic_litlen, &dynamic_dist);
     let dynamic = 3 + header.bits() + data_bits(symbols, &dynamic_litlen, &dynamic_dist);
-    let (fixed_litlen, fixed_dist) = fixed_lengths();
-    let fixed = 3 + data_bits(symbols, &fixed_litlen, &fixed_dist);
+    let (fixed_litlen, fixed_dist) = fixed_codes();
+    let fixed = 3 + data_bits(symbols, &fixed_litlen.lengths, &fixed_dist.lengths);
     let stored = stored_bits(raw.len(), writer.pending());
     if stored <= fixed && stored <= dynamic {
         write_stored(writer, raw, last);
     } else if fixed <= dynamic {
         writer.put(bfinal | 1 << 1, 3);
-        write_symbols(writer, symbols, &Code::from_lengths(&fixed_litlen), &Code::from_lengths(&fixed_dist));
+        write_symbols(writer, symbols, fixed_litlen, fixed_dist);
     } else {
         writer.put(bfinal | 2 << 1, 3);
         header.write(writer);
