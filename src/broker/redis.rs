@@ -217,6 +217,7 @@ use super::{
 use crate::sync::{lock, try_lock};
 use crate::time::Now;
 
+pub mod cluster;
 pub mod pipeline;
 
 use pipeline::{OnReplies, OnUp, Pipeline};
