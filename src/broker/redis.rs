@@ -219,8 +219,11 @@ use crate::time::Now;
 
 pub mod cluster;
 pub mod pipeline;
+pub mod router;
 
+use cluster::{key_slot, NodeAddr, Topology};
 use pipeline::{OnReplies, OnUp, Pipeline};
+use router::Router;
 
 /// Redis's port when the URL names none.
 pub const DEFAULT_PORT: u16 = 6379;
@@ -300,6 +303,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// one (a node may start before Redis; it keeps trying).
 const FIRST_SUBSCRIPTION_WAIT: Duration = Duration::from_secs(5);
 
+/// On a cluster, the shortest time between two `CLUSTER SLOTS` the link asks for (after a
+/// redirection or a master's lanes going down): a resharding answers many commands `MOVED`,
+/// and one table a quarter second serves them all.
+const TOPOLOGY_REFRESH_MIN: Duration = Duration::from_millis(250);
+
 /// Entries read per `XRANGE` while catching up after a reconnect.
 const CATCH_UP_PAGE: usize = 256;
 
@@ -337,6 +345,128 @@ local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'text', ARGV
 redis.call('PUBLISH', ARGV[3], id .. ' ' .. ARGV[2])
 return id
 ";
+
+/// The publish script on a Redis Cluster: [`PUBLISH_SCRIPT`] with `SPUBLISH` (sharded pub/sub,
+/// Redis 7) for `PUBLISH`. `KEYS[1]` is the stream `realtime:{channel}`, `ARGV[3]` the shard
+/// channel `realtime:{channel}:live`: the same hash tag, so the same slot, the one master that
+/// runs the script. Redis 7.0 does not check that a script's shard channel is in its key's
+/// slot (a `SPUBLISH` for another slot would reach only this shard's subscribers), so the two
+/// names are made by one function ([`KeySpace`]) and a test holds them to one slot. `SPUBLISH`
+/// reaches the subscribers of the shard that owns the slot, "unlike PUBLISH, which propagates
+/// to the whole cluster" (<https://redis.io/docs/latest/commands/spublish/>).
+pub const CLUSTER_PUBLISH_SCRIPT: &str = "\
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local prev = '0-0'
+if newest[1] then prev = newest[1][1] end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'text', ARGV[2], 'prev', prev)
+redis.call('SPUBLISH', ARGV[3], id .. ' ' .. ARGV[2])
+return id
+";
+
+/// The names a channel has in Redis. On one Redis they are what they always were (a node of
+/// this version shares a Redis with nodes of the last one); on a cluster both carry the
+/// channel as a hash tag, so that a channel's stream and its shard channel share a slot
+/// ([`cluster::key_slot`]). Channel names have no braces (`docs/PROTOCOL.md` §1), so the tag
+/// is the whole channel name. The two layouts do not meet: a deployment moved from one Redis
+/// to a cluster starts with empty streams, and an old cursor is answered with a gap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySpace {
+    /// Stream `realtime:CHANNEL`, pub/sub channel `realtime:DB:CHANNEL` (pub/sub ignores
+    /// `SELECT`, so the database is in the name).
+    Single { db: u32 },
+    /// Stream `realtime:{CHANNEL}`, shard channel `realtime:{CHANNEL}:live`.
+    Cluster,
+}
+
+impl KeySpace {
+    pub fn stream(&self, channel: &str) -> String {
+        match self {
+            KeySpace::Single { .. } => format!("realtime:{channel}"),
+            KeySpace::Cluster => format!("realtime:{{{channel}}}"),
+        }
+    }
+
+    /// The pub/sub (or shard) channel that carries a channel's news.
+    pub fn topic(&self, channel: &str) -> String {
+        match self {
+            KeySpace::Single { db } => format!("realtime:{db}:{channel}"),
+            KeySpace::Cluster => format!("realtime:{{{channel}}}:live"),
+        }
+    }
+
+    /// The channel a topic carries, if it is one of ours.
+    pub fn channel_of<'a>(&self, topic: &'a [u8]) -> Option<&'a str> {
+        let name = match self {
+            KeySpace::Single { db } => topic.strip_prefix(format!("realtime:{db}:").as_bytes())?,
+            KeySpace::Cluster => topic.strip_prefix(b"realtime:{")?.strip_suffix(b"}:live")?,
+        };
+        std::str::from_utf8(name).ok()
+    }
+
+    fn is_cluster(&self) -> bool {
+        matches!(self, KeySpace::Cluster)
+    }
+}
+
+/// The seed nodes of a Redis Cluster and who this node is to it:
+/// `redis-cluster://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]`. Any one reachable seed
+/// is enough: it answers `CLUSTER SLOTS` for all. There is no `/DB`: "Redis Cluster does not
+/// support multiple databases like the standalone version of Redis. We only support database
+/// 0" (the cluster spec).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterUrl {
+    pub seeds: Vec<NodeAddr>,
+    pub user: Option<String>,
+    pub password: Option<Password>,
+}
+
+impl ClusterUrl {
+    /// Parses strictly, with [`RedisUrl::parse`]'s rules for the user information and each
+    /// host; the error never repeats the user information.
+    pub fn parse(text: &str) -> Result<ClusterUrl, String> {
+        const FORM: &str = "redis-cluster://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]";
+        let Some(rest) = text.strip_prefix("redis-cluster://") else {
+            return Err(format!("expected {FORM}"));
+        };
+        let (credentials, rest) = match rest.rsplit_once('@') {
+            Some((userinfo, rest)) => (Some(parse_userinfo(userinfo)?), rest),
+            None => (None, rest),
+        };
+        let (user, password) = credentials.unzip();
+        if rest.contains('/') {
+            return Err("a Redis Cluster has only database 0: no /DB in redis-cluster://".into());
+        }
+        let mut seeds = Vec::new();
+        for seed in rest.split(',') {
+            let url = RedisUrl::parse(&format!("redis://{seed}"))?;
+            seeds.push(NodeAddr { host: url.host, port: url.port });
+        }
+        Ok(ClusterUrl { seeds, user: user.flatten(), password })
+    }
+
+    /// How to reach one node of the cluster.
+    pub fn node(&self, addr: &NodeAddr) -> RedisUrl {
+        RedisUrl {
+            host: addr.host.clone(),
+            port: addr.port,
+            db: 0,
+            user: self.user.clone(),
+            password: self.password.clone(),
+        }
+    }
+}
+
+impl fmt::Display for ClusterUrl {
+    /// As logs show it: the password is `***`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("redis-cluster://")?;
+        if self.password.is_some() {
+            write!(f, "{}:***@", self.user.as_deref().unwrap_or_default())?;
+        }
+        let seeds: Vec<String> = self.seeds.iter().map(NodeAddr::to_string).collect();
+        f.write_str(&seeds.join(","))
+    }
+}
 
 /// Where the Redis server is and who this node is to it:
 /// `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`.
@@ -535,10 +665,6 @@ fn is_end_of_millisecond(position: Position) -> bool {
 
 fn millis(position: Position) -> u64 {
     (position.0 >> 64) as u64
-}
-
-fn stream_key(channel: &str) -> String {
-    format!("realtime:{channel}")
 }
 
 fn now_ms() -> i64 {
@@ -887,8 +1013,8 @@ impl Mirror {
 /// A reader thread of the subscription connection queues what Redis sends; a worker queues a
 /// [`Event::Wake`] after it records a wish.
 enum Event {
-    /// A value from subscription connection number `.0`.
-    Push(u64, Value),
+    /// A value from shard `.1` of subscription session number `.0` (shard 0 on one Redis).
+    Push(u64, usize, Value),
     /// Subscription connection number `.0` failed or was shut down.
     Lost(u64, RedisError),
     /// Look at the wishes (or at the stop flag).
@@ -921,10 +1047,13 @@ struct Wishes {
 /// The subscription connection while it is up, and what the supervisor has asked of it.
 /// Supervisor thread only.
 struct Session {
-    /// Numbers the connections, so that what a replaced one's reader still queues is ignored.
+    /// Numbers the sessions, so that what a replaced one's readers still queue is ignored.
     generation: u64,
-    /// The socket's second handle: commands go out on it while the reader thread reads.
-    writer: TcpStream,
+    /// One subscription connection per master: one on one Redis, one per master of a cluster.
+    shards: Vec<Shard>,
+    /// On a cluster: the slot table the shards were opened for, which says on which shard a
+    /// channel is subscribed.
+    topology: Option<Topology>,
     topics: HashMap<Box<str>, Topic>,
     /// The [`Topic::Confirmed`] channels, in confirmation order.
     confirmed: Vec<Box<str>>,
@@ -935,10 +1064,28 @@ struct Session {
     subscribed_per_redis: usize,
 }
 
+/// One subscription connection of a session.
+struct Shard {
+    /// The socket's second handle: commands go out on it while the reader thread reads.
+    writer: TcpStream,
+    /// Confirmations still to come on this connection.
+    awaiting: usize,
+    /// How many channels Redis last said this connection is subscribed to.
+    subscribed: usize,
+}
+
+impl Shard {
+    fn new(writer: TcpStream) -> Shard {
+        Shard { writer, awaiting: 0, subscribed: 0 }
+    }
+}
+
 impl Drop for Session {
-    /// Ends the reader thread's read: the socket is closed both ways.
+    /// Ends the reader threads' reads: the sockets are closed both ways.
     fn drop(&mut self) {
-        let _ = self.writer.shutdown(Shutdown::Both);
+        for shard in &self.shards {
+            let _ = shard.writer.shutdown(Shutdown::Both);
+        }
     }
 }
 
@@ -1075,10 +1222,9 @@ fn parse_newest(reply: &Value) -> Result<Position, RedisError> {
 /// A read from the stream itself: the entries after the cursor and what the stream says
 /// about its trimming, in one `MULTI`/`EXEC` (one round trip, one consistent snapshot): four
 /// replies, the last of which holds the two results.
-fn cold_read_command(out: &mut Vec<u8>, channel: &str, since: &Since, max: usize) {
-    let key = stream_key(channel);
+fn cold_read_command(out: &mut Vec<u8>, key: &str, since: &Since, max: usize) {
     encode_command(out, &[b"MULTI"]);
-    range_command(out, &key, cold_read_cursor(since), max);
+    range_command(out, key, cold_read_cursor(since), max);
     encode_command(out, &[b"XINFO", b"STREAM", key.as_bytes()]);
     encode_command(out, &[b"EXEC"]);
 }
@@ -1151,16 +1297,66 @@ struct Request {
     waker: Option<Waker>,
 }
 
+/// The workers' link: one [`Pipeline`] on one Redis, a [`Router`] of pipelines (one per
+/// master) on a cluster.
+enum Lanes {
+    Single(Pipeline),
+    Cluster(Arc<Router>),
+}
+
+impl Lanes {
+    /// Queues `commands` about `key` (the stream they read or write), as [`Pipeline::submit`].
+    fn submit(&self, key: &[u8], commands: &[u8], replies: usize, on_replies: OnReplies) -> Result<(), BrokerError> {
+        match self {
+            Lanes::Single(pipeline) => pipeline.submit(commands, replies, on_replies),
+            Lanes::Cluster(router) => router.submit(key, commands, replies, on_replies),
+        }
+    }
+
+    fn reload_script(&self) {
+        match self {
+            Lanes::Single(pipeline) => pipeline.reload_script(),
+            Lanes::Cluster(router) => router.reload_script(),
+        }
+    }
+
+    fn stats(&self) -> LinkStats {
+        match self {
+            Lanes::Single(pipeline) => pipeline.stats(),
+            Lanes::Cluster(router) => router.stats(),
+        }
+    }
+
+    fn stop(&self) {
+        match self {
+            Lanes::Single(pipeline) => pipeline.stop(),
+            Lanes::Cluster(router) => router.stop(),
+        }
+    }
+
+    /// Whether the router asks for a new slot table (never on one Redis).
+    fn wants_refresh(&self) -> bool {
+        matches!(self, Lanes::Cluster(router) if router.wants_refresh())
+    }
+}
+
 /// What the broker and its supervisor thread share.
 struct Shared {
     url: RedisUrl,
     limits: Limits,
-    /// `realtime:{db}:`, the pub/sub channel of a stream without its name.
-    topic_prefix: String,
-    /// SHA-1 of [`PUBLISH_SCRIPT`], for `EVALSHA`.
+    /// What a channel's stream and pub/sub channel are called.
+    keys: KeySpace,
+    /// SHA-1 of the publish script ([`PUBLISH_SCRIPT`] or [`CLUSTER_PUBLISH_SCRIPT`]), for `EVALSHA`.
     script_sha: String,
     /// The workers' link to Redis: publishes, loads and cold reads, pipelined, never waited for.
-    pipeline: Pipeline,
+    lanes: Lanes,
+    /// On a cluster: its URL (the seeds, the credentials), for the nodes the supervisor opens.
+    cluster: Option<ClusterUrl>,
+    /// Counts the supervisor's failed attempts at a command connection, so that on a cluster
+    /// each attempt goes to the next node (seeds and masters in turn).
+    command_target: AtomicUsize,
+    /// `--redis-timeout`.
+    timeout: Duration,
     /// The supervisor's own connection, for catch-up; only the supervisor thread uses it.
     /// Lock order: `command`, then `channels`, then one mirror, then `requests` or a lane of
     /// the pipeline.
@@ -1216,7 +1412,8 @@ impl Shared {
 
     /// One attempt to open the command connection; on failure the next waits for the backoff.
     fn reconnect(&self, command: &mut CommandLink) -> bool {
-        match Link::open(&self.url, &self.clock_offset_ms) {
+        let url = self.command_url();
+        match Link::open(&url, &self.clock_offset_ms) {
             Ok(link) => {
                 if let Some(since) = command.down_since.take() {
                     crate::info!("redis: command connection restored"; down_ms = since.elapsed().as_millis() as u64);
@@ -1227,10 +1424,95 @@ impl Shared {
             }
             Err(error) => {
                 self.command_lost(command, &error);
+                self.command_target.fetch_add(1, Ordering::Relaxed);
                 command.next_attempt = Instant::now() + command.backoff.next();
                 false
             }
         }
+    }
+
+    /// Where the supervisor's command connection goes: the Redis, or on a cluster one of its
+    /// seeds and known masters, the next one after each failed attempt.
+    fn command_url(&self) -> RedisUrl {
+        let (Some(cluster), Lanes::Cluster(router)) = (&self.cluster, &self.lanes) else { return self.url.clone() };
+        let mut nodes = router.masters();
+        for seed in &cluster.seeds {
+            if !nodes.contains(seed) {
+                nodes.push(seed.clone());
+            }
+        }
+        let turn = self.command_target.load(Ordering::Relaxed) % nodes.len().max(1);
+        nodes.get(turn).map_or_else(|| self.url.clone(), |node| cluster.node(node))
+    }
+
+    /// Asks the cluster for its slot table (`CLUSTER SLOTS`) on the command connection, trying
+    /// each known node in turn, and hands it to the router. Only on a cluster.
+    fn refresh_topology(&self) -> Result<Topology, RedisError> {
+        let Lanes::Cluster(router) = &self.lanes else { return Err(RedisError::Unexpected("not a cluster")) };
+        let attempts = router.masters().len() + self.cluster.as_ref().map_or(0, |c| c.seeds.len());
+        let mut command = lock(&self.command);
+        let mut last_error = RedisError::NotConnected;
+        for _ in 0..attempts.max(1) {
+            if command.link.is_none() && !self.reconnect(&mut command) {
+                last_error = RedisError::NotConnected;
+                continue;
+            }
+            let asked = self.command_url();
+            let asked = NodeAddr { host: asked.host, port: asked.port };
+            let reply = self.run(&mut command, |link| link.call(&[b"CLUSTER", b"SLOTS"]));
+            match reply.map(|reply| Topology::from_cluster_slots(&reply, &asked)) {
+                Ok(Ok(topology)) => {
+                    router.set_topology(topology.clone());
+                    return Ok(topology);
+                }
+                Ok(Err(why)) => last_error = RedisError::Reply(format!("CLUSTER SLOTS: {why}")),
+                Err(error) => last_error = error,
+            }
+            // This node cannot tell: ask the next one.
+            command.link = None;
+            self.command_target.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(last_error)
+    }
+
+    /// Sends one command per key, each answered by one reply, and waits for the replies (in
+    /// the order of the commands): on one Redis pipelined on the supervisor's command
+    /// connection; on a cluster through the router, each to the master of its key's slot,
+    /// redirections followed. A reply that says the cluster is changing (`MOVED` or `ASK`
+    /// past the router's retries, `TRYAGAIN`, `CLUSTERDOWN`) fails the whole exchange, so that
+    /// a catch-up is tried again rather than skipped.
+    fn exchange(&self, command: &mut CommandLink, commands: Vec<(String, Vec<u8>)>) -> Result<Vec<Value>, RedisError> {
+        let count = commands.len();
+        let Lanes::Cluster(router) = &self.lanes else {
+            let out: Vec<u8> = commands.into_iter().flat_map(|(_, command)| command).collect();
+            return self.run(command, |link| link.pipeline(&out, count));
+        };
+        let (answers, answered) = mpsc::channel();
+        for (index, (key, command)) in commands.iter().enumerate() {
+            let answers = answers.clone();
+            let on_replies: OnReplies = Box::new(move |replies| {
+                let _ = answers.send((index, replies));
+            });
+            router
+                .submit(key.as_bytes(), command, 1, on_replies)
+                .map_err(|error| RedisError::Reply(error.to_string()))?;
+        }
+        drop(answers);
+        let deadline = Instant::now() + self.timeout + COMMAND_TIMEOUT;
+        let mut replies: Vec<Option<Value>> = (0..count).map(|_| None).collect();
+        for _ in 0..count {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let (index, result) = answered.recv_timeout(wait).map_err(|_| RedisError::TimedOut)?;
+            let reply = result.map_err(|error| RedisError::Reply(error.to_string()))?.pop();
+            let reply = reply.ok_or(RedisError::Unexpected("no reply"))?;
+            if let Value::Error(text) = &reply {
+                if ["MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN"].iter().any(|kind| text.starts_with(kind)) {
+                    return Err(RedisError::Reply(text.clone()));
+                }
+            }
+            replies[index] = Some(reply);
+        }
+        Ok(replies.into_iter().flatten().collect())
     }
 
     fn command_lost(&self, command: &mut CommandLink, error: &RedisError) {
@@ -1319,13 +1601,14 @@ impl Shared {
             }
         }
         let mut out = Vec::new();
+        let key = self.keys.stream(channel);
         let replies = match &want {
             Want::Tail => {
-                newest_command(&mut out, &stream_key(channel));
+                newest_command(&mut out, &key);
                 1
             }
             Want::Read { since, max } => {
-                cold_read_command(&mut out, channel, since, *max);
+                cold_read_command(&mut out, &key, since, *max);
                 4
             }
         };
@@ -1344,7 +1627,7 @@ impl Shared {
         });
         // The requests stay locked while the command is queued, so its answer cannot be
         // filled in before the request exists.
-        match self.pipeline.submit(&out, replies, on_replies) {
+        match self.lanes.submit(key.as_bytes(), &out, replies, on_replies) {
             Ok(()) => {
                 let waker = Some(reader.waker.clone());
                 requests.insert(subscriber, Request { serial, channel: channel.into(), want, replies: None, waker });
@@ -1430,11 +1713,25 @@ impl Shared {
     /// (in that order: see `catch_up`), and only then starts the reader thread that queues
     /// what Redis sends next. Returns the session and the number of messages caught up.
     fn open_subscription(&self, generation: u64) -> Result<(Session, usize), RedisError> {
-        let mut link = Link::open(&self.url, &self.clock_offset_ms)?;
-        let writer = link.stream.try_clone()?;
+        // On a cluster: one connection per master of a fresh slot table.
+        let (targets, topology) = match &self.cluster {
+            None => (vec![self.url.clone()], None),
+            Some(cluster) => {
+                let topology = self.refresh_topology()?;
+                (topology.masters.iter().map(|master| cluster.node(master)).collect(), Some(topology))
+            }
+        };
+        let mut links = Vec::with_capacity(targets.len());
+        let mut shards = Vec::with_capacity(targets.len());
+        for url in &targets {
+            let link = Link::open(url, &self.clock_offset_ms)?;
+            shards.push(Shard::new(link.stream.try_clone()?));
+            links.push(link);
+        }
         let mut session = Session {
             generation,
-            writer,
+            shards,
+            topology,
             topics: HashMap::new(),
             confirmed: Vec::new(),
             awaiting: 0,
@@ -1445,38 +1742,67 @@ impl Shared {
         *lock(&self.wishes) = Wishes::default();
         let names: Vec<Box<str>> = lock(&self.channels).keys().cloned().collect();
         self.send_subscriptions(&mut session, Verb::Subscribe, names)?;
-        while session.awaiting > 0 {
-            let value = link.receive()?;
-            self.on_push(&mut session, &value)?;
+        for (shard, link) in links.iter_mut().enumerate() {
+            while session.shards[shard].awaiting > 0 {
+                let value = link.receive()?;
+                self.on_push(&mut session, shard, &value)?;
+            }
         }
         let caught_up = self.catch_up_confirmed(&mut session)?;
-        // From now on the reader thread reads, without a timeout: the supervisor's pings
+        // From now on the reader threads read, without a timeout: the supervisor's pings
         // notice a silent Redis, and shutting the socket down ends the read.
-        link.stream.set_read_timeout(None)?;
-        let events = self.events.clone();
-        thread::Builder::new()
-            .name("realtime-redis-sub".into())
-            .spawn(move || read_subscription(link, generation, events))?;
+        for (shard, link) in links.into_iter().enumerate() {
+            link.stream.set_read_timeout(None)?;
+            let events = self.events.clone();
+            thread::Builder::new()
+                .name("realtime-redis-sub".into())
+                .spawn(move || read_subscription(link, generation, shard, events))?;
+        }
         Ok((session, caught_up))
     }
 
-    /// Sends `verb` for `names` on the subscription, [`CHANNELS_PER_COMMAND`] channels to a
-    /// command, all in one write, and records what was asked.
+    /// The shard (subscription connection) of `session` that carries `name`: the only one on
+    /// one Redis; on a cluster the master of the slot of the channel's shard channel, which
+    /// must be one the session has (else the table changed, and the session is opened again).
+    fn shard_of(&self, session: &Session, name: &str) -> Result<usize, RedisError> {
+        let Some(topology) = &session.topology else { return Ok(0) };
+        let owner = topology.owner(key_slot(self.keys.topic(name).as_bytes()));
+        owner
+            .and_then(|owner| topology.masters.iter().position(|master| master == owner))
+            .filter(|&shard| shard < session.shards.len())
+            .ok_or(RedisError::Unexpected("a channel's slot has no master in the session's table"))
+    }
+
+    /// Sends `verb` for `names` on the subscription, and records what was asked. On one Redis
+    /// [`CHANNELS_PER_COMMAND`] channels go to a command; on a cluster one channel to a
+    /// command (`SSUBSCRIBE`'s channels "must belong to the same slot",
+    /// <https://redis.io/docs/latest/commands/ssubscribe/>), each on its master's connection.
+    /// All of a connection's commands go out in one write.
     fn send_subscriptions(&self, session: &mut Session, verb: Verb, names: Vec<Box<str>>) -> Result<(), RedisError> {
         if names.is_empty() {
             return Ok(());
         }
-        let mut out = Vec::new();
-        for group in names.chunks(CHANNELS_PER_COMMAND) {
-            let topics: Vec<String> = group.iter().map(|name| format!("{}{name}", self.topic_prefix)).collect();
-            let mut args: Vec<&[u8]> = vec![verb.command()];
-            args.extend(topics.iter().map(|topic| topic.as_bytes()));
-            encode_command(&mut out, &args);
+        let sharded = self.keys.is_cluster();
+        let shard_of: Vec<usize> = names.iter().map(|name| self.shard_of(session, name)).collect::<Result<_, _>>()?;
+        let mut out: Vec<Vec<u8>> = vec![Vec::new(); session.shards.len()];
+        if sharded {
+            for (name, &shard) in names.iter().zip(&shard_of) {
+                let topic = self.keys.topic(name);
+                encode_command(&mut out[shard], &[verb.command(true), topic.as_bytes()]);
+            }
+        } else {
+            for group in names.chunks(CHANNELS_PER_COMMAND) {
+                let topics: Vec<String> = group.iter().map(|name| self.keys.topic(name)).collect();
+                let mut args: Vec<&[u8]> = vec![verb.command(false)];
+                args.extend(topics.iter().map(|topic| topic.as_bytes()));
+                encode_command(&mut out[0], &args);
+            }
         }
-        for name in names {
+        for (name, shard) in names.into_iter().zip(shard_of) {
             match verb {
                 Verb::Subscribe => {
                     session.awaiting += 1;
+                    session.shards[shard].awaiting += 1;
                     session.topics.insert(name, Topic::Subscribing);
                 }
                 Verb::Unsubscribe => {
@@ -1484,7 +1810,12 @@ impl Shared {
                 }
             }
         }
-        Ok(session.writer.write_all(&out)?)
+        for (shard, out) in session.shards.iter_mut().zip(out) {
+            if !out.is_empty() {
+                shard.writer.write_all(&out)?;
+            }
+        }
+        Ok(())
     }
 
     /// Subscribes the channels whose first local subscriber arrived since the last look. A
@@ -1550,7 +1881,8 @@ impl Shared {
     /// dropped (its topic is not live): Redis sent them before it ran the catch-up's read, so
     /// the read has them. Returns the number of messages added.
     fn catch_up(&self, command: &mut CommandLink, names: &[Box<str>]) -> Result<usize, RedisError> {
-        if command.link.is_none() && !self.reconnect(command) {
+        // On a cluster the catch-up goes through the router, not this connection.
+        if self.cluster.is_none() && command.link.is_none() && !self.reconnect(command) {
             return Err(RedisError::NotConnected);
         }
         let mirrors: Vec<(Box<str>, Arc<Mutex<Mirror>>)> = {
@@ -1559,18 +1891,20 @@ impl Shared {
         };
         let mut added = 0;
         for group in mirrors.chunks(CATCH_UP_PIPELINE) {
-            let mut out = Vec::new();
+            let mut commands = Vec::with_capacity(group.len());
             // Whether each mirror was asked for its load (else for the entries after its newest).
             let mut asked_to_load = Vec::with_capacity(group.len());
             for (name, mirror) in group {
                 let mirror = lock(mirror);
+                let (key, mut out) = (self.keys.stream(name), Vec::new());
                 asked_to_load.push(mirror.loaded.is_none());
                 match mirror.loaded {
-                    None => newest_command(&mut out, &stream_key(name)),
-                    Some(_) => range_command(&mut out, &stream_key(name), mirror.newest, CATCH_UP_PAGE),
+                    None => newest_command(&mut out, &key),
+                    Some(_) => range_command(&mut out, &key, mirror.newest, CATCH_UP_PAGE),
                 }
+                commands.push((key, out));
             }
-            let replies = self.run(command, |link| link.pipeline(&out, group.len()))?;
+            let replies = self.exchange(command, commands)?;
             for (((name, mirror), reply), asked_to_load) in group.iter().zip(replies).zip(asked_to_load) {
                 let result = if asked_to_load {
                     parse_newest(&reply).map(|newest| lock(mirror).load(newest))
@@ -1617,9 +1951,10 @@ impl Shared {
             if !full {
                 return Ok(added);
             }
-            let mut out = Vec::new();
-            range_command(&mut out, &stream_key(name), newest, CATCH_UP_PAGE);
-            page = self.run(command, |link| parse_entries(&link.pipeline(&out, 1)?[0]))?;
+            let (key, mut out) = (self.keys.stream(name), Vec::new());
+            range_command(&mut out, &key, newest, CATCH_UP_PAGE);
+            let replies = self.exchange(command, vec![(key, out)])?;
+            page = parse_entries(replies.first().ok_or(RedisError::Unexpected("no reply"))?)?;
         }
     }
 
@@ -1630,6 +1965,7 @@ impl Shared {
         let mut last_heard = Instant::now();
         let mut pinged = false;
         let mut next_sweep = last_heard;
+        let mut next_refresh = last_heard;
         loop {
             if self.is_stopping() {
                 return RedisError::Closed;
@@ -1637,10 +1973,10 @@ impl Shared {
             let event = events.recv_timeout(TICK);
             let now = Instant::now();
             match event {
-                Ok(Event::Push(generation, value)) if generation == session.generation => {
+                Ok(Event::Push(generation, shard, value)) if generation == session.generation => {
                     last_heard = now;
                     pinged = false;
-                    if let Err(error) = self.on_push(&mut session, &value) {
+                    if let Err(error) = self.on_push(&mut session, shard, &value) {
                         return error;
                     }
                 }
@@ -1663,6 +1999,16 @@ impl Shared {
                     Err(error) => return error,
                 }
             }
+            if now >= next_refresh && self.lanes.wants_refresh() {
+                // A redirection, or a master whose lanes went down: the table is asked again,
+                // and a session whose channels moved to other masters is opened again.
+                next_refresh = now + TOPOLOGY_REFRESH_MIN;
+                if let Ok(topology) = self.refresh_topology() {
+                    if !self.session_matches(&session, &topology) {
+                        return RedisError::Unexpected("the cluster moved slots of subscribed channels");
+                    }
+                }
+            }
             self.tend_command_connection(now);
             let silence = now.saturating_duration_since(last_heard);
             if silence >= PING_AFTER + PING_TIMEOUT {
@@ -1671,12 +2017,24 @@ impl Shared {
             if silence >= PING_AFTER && !pinged {
                 let mut ping = Vec::new();
                 encode_command(&mut ping, &[b"PING"]);
-                if let Err(error) = session.writer.write_all(&ping) {
-                    return error.into();
+                for shard in &mut session.shards {
+                    if let Err(error) = shard.writer.write_all(&ping) {
+                        return error.into();
+                    }
                 }
                 pinged = true;
             }
         }
+    }
+
+    /// Whether every channel `session` subscribed is still served by the master it is
+    /// subscribed on, by `topology`.
+    fn session_matches(&self, session: &Session, topology: &Topology) -> bool {
+        let Some(subscribed_by) = &session.topology else { return true };
+        session.topics.iter().filter(|(_, topic)| **topic != Topic::Unsubscribing).all(|(name, _)| {
+            let slot = key_slot(self.keys.topic(name).as_bytes());
+            subscribed_by.owner(slot) == topology.owner(slot)
+        })
     }
 
     /// A value on the subscription: `["message", channel, payload]`, a confirmation
@@ -1684,23 +2042,26 @@ impl Shared {
     /// how many channels the connection is subscribed to), or the answer to a `PING`. An error
     /// (a `SUBSCRIBE` refused, say by an ACL) ends the connection: it is tried again with
     /// backoff, and logged.
-    fn on_push(&self, session: &mut Session, value: &Value) -> Result<(), RedisError> {
+    ///
+    /// On a cluster the same come as `smessage`, `ssubscribe` and `sunsubscribe`, and a
+    /// `sunsubscribe` nobody asked for is Redis saying the channel's slot moved to another
+    /// master ("when a slot is migrated ... the client is unsubscribed", SSUBSCRIBE docs): the
+    /// session is opened again on the new table, and the channel caught up from its mirror's
+    /// newest entry.
+    fn on_push(&self, session: &mut Session, shard: usize, value: &Value) -> Result<(), RedisError> {
         if let Value::Error(message) = value {
             return Err(RedisError::Reply(message.clone()));
         }
         let Some([kind, topic, third]) = value.as_array() else { return Ok(()) };
-        let name = topic
-            .as_bytes()
-            .and_then(|topic| topic.strip_prefix(self.topic_prefix.as_bytes()))
-            .and_then(|name| std::str::from_utf8(name).ok());
-        let Some(name) = name else { return Ok(()) };
+        let Some(name) = topic.as_bytes().and_then(|topic| self.keys.channel_of(topic)) else { return Ok(()) };
         let mut counted = |count: &Value| {
-            if let Some(count) = count.as_integer() {
-                session.subscribed_per_redis = usize::try_from(count).unwrap_or(0);
+            if let (Some(count), Some(counted)) = (count.as_integer(), session.shards.get_mut(shard)) {
+                counted.subscribed = usize::try_from(count).unwrap_or(0);
             }
+            session.subscribed_per_redis = session.shards.iter().map(|shard| shard.subscribed).sum();
         };
         match kind.as_bytes() {
-            Some(b"message") => {
+            Some(b"message" | b"smessage") => {
                 self.counters.messages.fetch_add(1, Ordering::Relaxed);
                 if session.topics.get(name) == Some(&Topic::Live) {
                     if let Some(payload) = third.as_bytes() {
@@ -1708,10 +2069,13 @@ impl Shared {
                     }
                 }
             }
-            Some(b"subscribe") => {
+            Some(b"subscribe" | b"ssubscribe") => {
                 counted(third);
                 self.counters.subscribes.fetch_add(1, Ordering::Relaxed);
                 session.awaiting = session.awaiting.saturating_sub(1);
+                if let Some(shard) = session.shards.get_mut(shard) {
+                    shard.awaiting = shard.awaiting.saturating_sub(1);
+                }
                 if let Some(topic) = session.topics.get_mut(name) {
                     if *topic == Topic::Subscribing {
                         *topic = Topic::Confirmed;
@@ -1722,8 +2086,11 @@ impl Shared {
                     self.counters.channels.store(session.subscribed_per_redis, Ordering::Relaxed);
                 }
             }
-            Some(b"unsubscribe") => {
+            Some(b"unsubscribe" | b"sunsubscribe") => {
                 counted(third);
+                if matches!(session.topics.get(name), Some(Topic::Live | Topic::Confirmed)) {
+                    return Err(RedisError::Unexpected("Redis unsubscribed a channel: its slot moved"));
+                }
                 self.counters.unsubscribes.fetch_add(1, Ordering::Relaxed);
                 // Subscribing again meanwhile: that subscription's confirmation is still to come.
                 if session.topics.get(name) == Some(&Topic::Unsubscribing) {
@@ -1792,10 +2159,13 @@ enum Verb {
 }
 
 impl Verb {
-    fn command(self) -> &'static [u8] {
-        match self {
-            Verb::Subscribe => b"SUBSCRIBE",
-            Verb::Unsubscribe => b"UNSUBSCRIBE",
+    /// The command; `sharded` for a cluster's shard channels (`SSUBSCRIBE`, `SUNSUBSCRIBE`).
+    fn command(self, sharded: bool) -> &'static [u8] {
+        match (self, sharded) {
+            (Verb::Subscribe, false) => b"SUBSCRIBE",
+            (Verb::Unsubscribe, false) => b"UNSUBSCRIBE",
+            (Verb::Subscribe, true) => b"SSUBSCRIBE",
+            (Verb::Unsubscribe, true) => b"SUNSUBSCRIBE",
         }
     }
 }
@@ -1803,10 +2173,10 @@ impl Verb {
 /// The subscription connection's reader thread: every value Redis sends, queued in order for
 /// the supervisor, until the connection fails or the supervisor shuts it down (then it says
 /// so, and ends). A full queue makes it wait (see [`EVENT_QUEUE`]).
-fn read_subscription(mut link: Link, generation: u64, events: SyncSender<Event>) {
+fn read_subscription(mut link: Link, generation: u64, shard: usize, events: SyncSender<Event>) {
     loop {
         let event = match link.receive() {
-            Ok(value) => Event::Push(generation, value),
+            Ok(value) => Event::Push(generation, shard, value),
             Err(error) => {
                 let _ = events.send(Event::Lost(generation, error));
                 return;
@@ -1885,6 +2255,28 @@ impl RedisBroker {
     /// with 503 and keeps trying. `timeout` is `--redis-timeout`, `connections` the link's
     /// (`--redis-connections`).
     pub fn start(url: RedisUrl, limits: Limits, timeout: Duration, connections: usize) -> io::Result<RedisBroker> {
+        RedisBroker::start_on(url, None, limits, timeout, connections)
+    }
+
+    /// [`RedisBroker::start`] on a Redis Cluster (the module docs, "Cluster"): the link is a
+    /// router with lanes per master, the supervisor one subscription connection per master.
+    pub fn start_cluster(
+        url: ClusterUrl,
+        limits: Limits,
+        timeout: Duration,
+        connections: usize,
+    ) -> io::Result<RedisBroker> {
+        let first = url.seeds.first().cloned().ok_or_else(|| io::Error::other("no seed node"))?;
+        RedisBroker::start_on(url.node(&first), Some(url), limits, timeout, connections)
+    }
+
+    fn start_on(
+        url: RedisUrl,
+        cluster: Option<ClusterUrl>,
+        limits: Limits,
+        timeout: Duration,
+        connections: usize,
+    ) -> io::Result<RedisBroker> {
         let (events, queued) = mpsc::sync_channel(EVENT_QUEUE);
         let shared = Arc::new_cyclic(|shared: &Weak<Shared>| {
             let shared = shared.clone();
@@ -1894,13 +2286,28 @@ impl RedisBroker {
                     shared.on_link_up();
                 }
             });
+            let (keys, script, lanes) = match &cluster {
+                None => {
+                    let pipeline =
+                        Pipeline::start(&url, PUBLISH_SCRIPT, connections, timeout, on_up, FIRST_SUBSCRIPTION_WAIT);
+                    (KeySpace::Single { db: url.db }, PUBLISH_SCRIPT, Lanes::Single(pipeline))
+                }
+                // The router has no lanes until the supervisor's first `CLUSTER SLOTS`.
+                Some(cluster) => {
+                    let router = Router::new(cluster.clone(), CLUSTER_PUBLISH_SCRIPT, connections, timeout, on_up);
+                    (KeySpace::Cluster, CLUSTER_PUBLISH_SCRIPT, Lanes::Cluster(Arc::new(router)))
+                }
+            };
             Shared {
                 wishes: Mutex::default(),
                 events: events.clone(),
                 counters: SubscriptionCounters::default(),
-                topic_prefix: format!("realtime:{}:", url.db),
-                script_sha: sha1_smol::Sha1::from(PUBLISH_SCRIPT).digest().to_string(),
-                pipeline: Pipeline::start(&url, connections, timeout, on_up, FIRST_SUBSCRIPTION_WAIT),
+                keys,
+                script_sha: sha1_smol::Sha1::from(script).digest().to_string(),
+                lanes,
+                cluster,
+                command_target: AtomicUsize::new(0),
+                timeout,
                 url,
                 limits: limits.sanitized(),
                 command: Mutex::new(CommandLink {
@@ -1924,6 +2331,11 @@ impl RedisBroker {
         Ok(RedisBroker { shared })
     }
 
+    /// The cluster this broker works on, if it does.
+    pub fn cluster_url(&self) -> Option<&ClusterUrl> {
+        self.shared.cluster.as_ref()
+    }
+
     pub fn url(&self) -> &RedisUrl {
         &self.shared.url
     }
@@ -1931,9 +2343,9 @@ impl RedisBroker {
     /// The publish script's command: `EVALSHA` with the channel's stream, the history length,
     /// the text and the pub/sub channel (see [`PUBLISH_SCRIPT`]). The script is loaded on every
     /// connection of the link before it takes commands, so `EVALSHA` finds it.
-    fn publish_command(&self, channel: &str, text: &str) -> Vec<u8> {
-        let key = stream_key(channel);
-        let topic = format!("{}{channel}", self.shared.topic_prefix);
+    fn publish_command(&self, channel: &str, text: &str) -> (String, Vec<u8>) {
+        let key = self.shared.keys.stream(channel);
+        let topic = self.shared.keys.topic(channel);
         let history = self.shared.limits.history.messages.to_string();
         let sha = self.shared.script_sha.as_bytes();
         let mut out = Vec::with_capacity(text.len() + 160);
@@ -1941,7 +2353,7 @@ impl RedisBroker {
             &mut out,
             &[b"EVALSHA", sha, b"1", key.as_bytes(), history.as_bytes(), text.as_bytes(), topic.as_bytes()],
         );
-        out
+        (key, out)
     }
 }
 
@@ -1958,7 +2370,7 @@ fn published(
     let unavailable = |why: &str| BrokerError::Unavailable(why.to_string());
     match replies?.pop() {
         Some(Value::Error(message)) if message.starts_with("NOSCRIPT") => {
-            shared.pipeline.reload_script();
+            shared.lanes.reload_script();
             Err(unavailable("Redis had lost the publish script; it is being loaded again"))
         }
         Some(Value::Error(message)) => Err(BrokerError::Unavailable(format!("Redis answered: {message}"))),
@@ -1980,7 +2392,7 @@ impl Drop for RedisBroker {
     fn drop(&mut self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
         let _ = self.shared.events.try_send(Event::Wake);
-        self.shared.pipeline.stop();
+        self.shared.lanes.stop();
     }
 }
 
@@ -1999,11 +2411,11 @@ impl Broker for RedisBroker {
     /// answer in. `now` is not used: a message's time is its stream id's, Redis's clock, the
     /// same for every node; and a mirror's idle time runs from when this node hears the message.
     fn publish(&self, channel: &str, text: &str, _now: Now) -> Pending<Arc<Message>> {
-        let command = self.publish_command(channel, text);
+        let (key, command) = self.publish_command(channel, text);
         let (pending, completer) = Pending::later();
         let (shared, text) = (self.shared.clone(), text.to_string());
         let on_replies: OnReplies = Box::new(move |replies| completer.complete(published(&shared, replies, &text)));
-        match self.shared.pipeline.submit(&command, 1, on_replies) {
+        match self.shared.lanes.submit(key.as_bytes(), &command, 1, on_replies) {
             Ok(()) => pending,
             // Refused at once, never queued: the caller answers 503.
             Err(error) => Pending::ready(Err(error)),
@@ -2086,7 +2498,7 @@ impl Broker for RedisBroker {
             pubsub_messages: counters.messages.load(Ordering::Relaxed),
             channel_subscribes: counters.subscribes.load(Ordering::Relaxed),
             channel_unsubscribes: counters.unsubscribes.load(Ordering::Relaxed),
-            ..self.shared.pipeline.stats()
+            ..self.shared.lanes.stats()
         })
     }
 
@@ -2107,7 +2519,7 @@ impl Broker for RedisBroker {
     /// connection in use by a command counts as up: a probe never waits behind a round trip.
     /// Subscribed (news arrives) and a connection of the link up (publishes and reads go).
     fn is_ready(&self) -> bool {
-        self.shared.subscribed.load(Ordering::SeqCst) && self.shared.pipeline.stats().connections_up > 0
+        self.shared.subscribed.load(Ordering::SeqCst) && self.shared.lanes.stats().connections_up > 0
     }
 }
 
@@ -2213,6 +2625,50 @@ mod tests {
     }
 
     #[test]
+    fn cluster_urls_name_seed_nodes_and_credentials_but_no_database() {
+        let node = |host: &str, port| NodeAddr { host: host.into(), port };
+        let url = ClusterUrl::parse("redis-cluster://10.0.0.1:7000,10.0.0.2,[::1]:7002").unwrap();
+        assert_eq!(url.seeds, [node("10.0.0.1", 7000), node("10.0.0.2", DEFAULT_PORT), node("::1", 7002)]);
+        assert_eq!((url.user.as_deref(), url.password.is_none()), (None, true));
+        let secret = ClusterUrl::parse("redis-cluster://alice:s%40cret@h:7000").unwrap();
+        assert_eq!((secret.user.as_deref(), &secret.password), (Some("alice"), &Some(Password::new("s@cret"))));
+        assert_eq!(secret.to_string(), "redis-cluster://alice:***@h:7000");
+        let one = secret.node(&node("h", 7001));
+        assert_eq!((one.host.as_str(), one.port, one.db), ("h", 7001, 0));
+        assert_eq!(one.password, Some(Password::new("s@cret")), "every node gets the credentials");
+        for bad in [
+            "redis-cluster://",
+            "redis-cluster://h:7000/0",
+            "redis-cluster://h:7000,",
+            "redis-cluster://h:port",
+            "redis-cluster://a b:1",
+            "redis://h:7000",
+        ] {
+            assert!(ClusterUrl::parse(bad).is_err(), "{bad:?} parsed");
+        }
+        let error = ClusterUrl::parse("redis-cluster://u:p w@h:1").unwrap_err();
+        assert!(!error.contains("p w"), "{error}");
+    }
+
+    #[test]
+    fn one_redis_keeps_its_names_and_a_cluster_puts_a_channels_stream_and_topic_in_one_slot() {
+        let single = KeySpace::Single { db: 3 };
+        assert_eq!((single.stream("news"), single.topic("news")), ("realtime:news".into(), "realtime:3:news".into()));
+        assert_eq!(single.channel_of(b"realtime:3:news"), Some("news"));
+        assert_eq!(single.channel_of(b"realtime:4:news"), None);
+        let cluster = KeySpace::Cluster;
+        assert_eq!(cluster.stream("news"), "realtime:{news}");
+        assert_eq!(cluster.topic("news"), "realtime:{news}:live");
+        assert_eq!(cluster.channel_of(b"realtime:{news}:live"), Some("news"));
+        assert_eq!(cluster.channel_of(b"realtime:3:news"), None);
+        for channel in ["news", "a", "user.42.inbox", "A-Z_09", &"x".repeat(64)] {
+            let slot = key_slot(cluster.stream(channel).as_bytes());
+            assert_eq!(slot, key_slot(cluster.topic(channel).as_bytes()), "{channel}");
+            assert_eq!(slot, key_slot(channel.as_bytes()), "the channel is the hash tag");
+        }
+    }
+
+    #[test]
     fn malformed_user_information_is_refused_without_repeating_it() {
         // The secrets here are made of "zq" and "xj", which no error message holds.
         for bad in [
@@ -2314,9 +2770,12 @@ mod tests {
         Shared {
             url: RedisUrl { host: "127.0.0.1".into(), port: DEFAULT_PORT, db: 0, user: None, password: None },
             limits,
-            topic_prefix: "realtime:0:".into(),
+            keys: KeySpace::Single { db: 0 },
             script_sha: String::new(),
-            pipeline: Pipeline::offline(),
+            lanes: Lanes::Single(Pipeline::offline()),
+            cluster: None,
+            command_target: AtomicUsize::new(0),
+            timeout: DEFAULT_REDIS_TIMEOUT,
             command: Mutex::new(CommandLink {
                 link: None,
                 next_attempt: at(0),
@@ -2344,7 +2803,8 @@ mod tests {
         peer.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         let session = Session {
             generation: 1,
-            writer,
+            shards: vec![Shard::new(writer)],
+            topology: None,
             topics: HashMap::new(),
             confirmed: Vec::new(),
             awaiting: 0,
@@ -2411,7 +2871,7 @@ mod tests {
         shared.grant_wishes(&mut session).unwrap();
         assert_eq!(redis.commands(), [["SUBSCRIBE", "realtime:0:news"]], "once, by the supervisor");
         assert_eq!((session.topics.get("news"), session.awaiting), (Some(&Topic::Subscribing), 1));
-        shared.on_push(&mut session, &push("subscribe", "realtime:0:news", Value::Integer(1))).unwrap();
+        shared.on_push(&mut session, 0, &push("subscribe", "realtime:0:news", Value::Integer(1))).unwrap();
         assert_eq!((session.topics.get("news"), session.awaiting), (Some(&Topic::Confirmed), 0));
         assert_eq!(session.confirmed, [Box::from("news")], "to be caught up");
         assert_eq!(shared.counters.channels.load(Ordering::Relaxed), 0, "not shown before it is caught up");
@@ -2444,7 +2904,7 @@ mod tests {
         assert_eq!(redis.commands(), [["UNSUBSCRIBE", "realtime:0:news"]]);
         assert!(names(&shared).is_empty(), "forgotten: a mirror nothing feeds is not live");
         assert_eq!(session.topics.get("news"), Some(&Topic::Unsubscribing));
-        shared.on_push(&mut session, &push("unsubscribe", "realtime:0:news", Value::Integer(0))).unwrap();
+        shared.on_push(&mut session, 0, &push("unsubscribe", "realtime:0:news", Value::Integer(0))).unwrap();
         assert_eq!(session.topics.get("news"), None);
         assert_eq!(shared.counters.channels.load(Ordering::Relaxed), 0);
         let counters = &shared.counters;
@@ -2464,9 +2924,9 @@ mod tests {
         shared.grant_wishes(&mut session).unwrap();
         assert_eq!(redis.commands(), [["SUBSCRIBE", "realtime:0:news"]]);
         // Redis answers the UNSUBSCRIBE first: the subscription that follows stands.
-        shared.on_push(&mut session, &push("unsubscribe", "realtime:0:news", Value::Integer(0))).unwrap();
+        shared.on_push(&mut session, 0, &push("unsubscribe", "realtime:0:news", Value::Integer(0))).unwrap();
         assert_eq!(session.topics.get("news"), Some(&Topic::Subscribing));
-        shared.on_push(&mut session, &push("subscribe", "realtime:0:news", Value::Integer(1))).unwrap();
+        shared.on_push(&mut session, 0, &push("subscribe", "realtime:0:news", Value::Integer(1))).unwrap();
         assert_eq!(session.topics.get("news"), Some(&Topic::Confirmed));
     }
 
@@ -2480,15 +2940,15 @@ mod tests {
         let message = |n: u64| push("message", "realtime:0:news", payload(&format!("{n}-0 m{n}")));
         for topic in [Topic::Subscribing, Topic::Confirmed, Topic::Unsubscribing] {
             session.topics.insert("news".into(), topic);
-            shared.on_push(&mut session, &message(2)).unwrap();
+            shared.on_push(&mut session, 0, &message(2)).unwrap();
         }
         let mirror = lock(&shared.channels)["news"].clone();
         assert_eq!(lock(&mirror).newest, id("1-0"), "dropped: the catch-up, which runs later, reads them");
         session.topics.insert("news".into(), Topic::Live);
-        shared.on_push(&mut session, &message(3)).unwrap();
+        shared.on_push(&mut session, 0, &message(3)).unwrap();
         assert_eq!(texts(&lock(&mirror).read(id("1-0"), 10).unwrap()), ["m3"]);
         // A channel this node never subscribed, and one whose mirror is gone, make no mirror.
-        shared.on_push(&mut session, &push("message", "realtime:0:other", payload("4-0 x"))).unwrap();
+        shared.on_push(&mut session, 0, &push("message", "realtime:0:other", payload("4-0 x"))).unwrap();
         assert_eq!(names(&shared), ["news"]);
         assert_eq!(shared.counters.messages.load(Ordering::Relaxed), 5, "every message received is counted");
     }

@@ -40,7 +40,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::super::resp::Value;
-use super::{Backoff, Link, RedisError, RedisUrl, PUBLISH_SCRIPT};
+use super::{Backoff, Link, RedisError, RedisUrl};
 use crate::broker::{BrokerError, LinkStats};
 use crate::sync::lock;
 
@@ -111,6 +111,9 @@ struct Lane {
 /// What a lane's threads need to know.
 struct LaneConfig {
     url: RedisUrl,
+    /// The publish script each connection loads as it opens ([`super::PUBLISH_SCRIPT`], or
+    /// [`super::CLUSTER_PUBLISH_SCRIPT`] on a cluster's masters).
+    script: &'static str,
     timeout: Duration,
     stopping: Arc<AtomicBool>,
     on_up: OnUp,
@@ -124,19 +127,34 @@ pub struct Pipeline {
     stopping: Arc<AtomicBool>,
     /// Commands refused at once because no lane was up (or all were full).
     refused: AtomicU64,
+    /// What [`Pipeline::reload_script`] loads again.
+    script: &'static str,
 }
 
 impl Pipeline {
     /// Starts `connections` lanes and waits (at most `wait`) for each one's first attempt to
     /// connect, so that a node started with Redis up takes commands from its first request.
-    pub fn start(url: &RedisUrl, connections: usize, timeout: Duration, on_up: OnUp, wait: Duration) -> Pipeline {
+    /// Every connection loads `script` as it opens.
+    pub fn start(
+        url: &RedisUrl,
+        script: &'static str,
+        connections: usize,
+        timeout: Duration,
+        on_up: OnUp,
+        wait: Duration,
+    ) -> Pipeline {
         let stopping = Arc::new(AtomicBool::new(false));
         let (attempted, first_attempts) = mpsc::channel();
         let mut lanes = Vec::new();
         for number in 0..connections {
             let lane = Arc::new(Lane::default());
-            let config =
-                Arc::new(LaneConfig { url: url.clone(), timeout, stopping: stopping.clone(), on_up: on_up.clone() });
+            let config = Arc::new(LaneConfig {
+                url: url.clone(),
+                script,
+                timeout,
+                stopping: stopping.clone(),
+                on_up: on_up.clone(),
+            });
             let (reader_lane, reader_config, attempted) = (lane.clone(), config.clone(), attempted.clone());
             let reader = thread::Builder::new()
                 .name(format!("realtime-redis-read-{number}"))
@@ -157,7 +175,7 @@ impl Pipeline {
                 break;
             }
         }
-        Pipeline { lanes, next: AtomicUsize::new(0), stopping, refused: AtomicU64::new(0) }
+        Pipeline { lanes, next: AtomicUsize::new(0), stopping, refused: AtomicU64::new(0), script }
     }
 
     /// A link with no connection at all: every command fails at once (tests of the broker's
@@ -169,6 +187,7 @@ impl Pipeline {
             next: AtomicUsize::new(0),
             stopping: Arc::new(AtomicBool::new(true)),
             refused: AtomicU64::new(0),
+            script: super::PUBLISH_SCRIPT,
         }
     }
 
@@ -177,6 +196,17 @@ impl Pipeline {
     /// no lane can take it, the answer is an error at once and `on_replies` is dropped
     /// uncalled: the caller knows, and nothing is woken for it.
     pub fn submit(&self, commands: &[u8], replies: usize, on_replies: OnReplies) -> Result<(), BrokerError> {
+        self.submit_or_return(commands, replies, on_replies).map_err(|(error, _)| error)
+    }
+
+    /// [`Pipeline::submit`], but a command refused hands its callback back with the error, so
+    /// that a caller that must answer it (a redirected command, `super::router`) still can.
+    pub fn submit_or_return(
+        &self,
+        commands: &[u8],
+        replies: usize,
+        on_replies: OnReplies,
+    ) -> Result<(), (BrokerError, OnReplies)> {
         let lanes = self.lanes.len();
         let first = self.next.fetch_add(1, Ordering::Relaxed);
         for lane in (0..lanes).map(|i| &self.lanes[(first + i) % lanes]) {
@@ -200,14 +230,14 @@ impl Pipeline {
             return Ok(());
         }
         self.refused.fetch_add(1, Ordering::Relaxed);
-        Err(BrokerError::Unavailable("not connected to Redis".into()))
+        Err((BrokerError::Unavailable("not connected to Redis".into()), on_replies))
     }
 
     /// Loads the publish script on every lane again (after a `NOSCRIPT`: someone flushed
     /// Redis's script cache while the connections stayed up).
     pub fn reload_script(&self) {
         let mut command = Vec::new();
-        super::resp::encode_command(&mut command, &[b"SCRIPT", b"LOAD", PUBLISH_SCRIPT.as_bytes()]);
+        super::resp::encode_command(&mut command, &[b"SCRIPT", b"LOAD", self.script.as_bytes()]);
         for lane in &self.lanes {
             let mut state = lock(&lane.state);
             if state.socket.is_some() {
@@ -330,7 +360,7 @@ impl Lane {
 fn connect(config: &LaneConfig) -> Result<Link, RedisError> {
     // The lanes do not measure the clock for the broker: the supervisor's connections do.
     let mut link = Link::open(&config.url, &AtomicI64::new(0))?;
-    let loaded = link.call(&[b"SCRIPT", b"LOAD", PUBLISH_SCRIPT.as_bytes()])?;
+    let loaded = link.call(&[b"SCRIPT", b"LOAD", config.script.as_bytes()])?;
     if loaded.as_str().is_none() {
         return Err(RedisError::Unexpected("SCRIPT LOAD did not answer a SHA-1"));
     }
@@ -544,7 +574,7 @@ mod tests {
     }
 
     fn start(url: &RedisUrl, timeout: Duration) -> Pipeline {
-        Pipeline::start(url, 2, timeout, Arc::new(|| {}), Duration::from_secs(5))
+        Pipeline::start(url, super::super::PUBLISH_SCRIPT, 2, timeout, Arc::new(|| {}), Duration::from_secs(5))
     }
 
     #[test]
@@ -571,7 +601,14 @@ mod tests {
     #[test]
     fn a_command_unanswered_for_the_timeout_fails_and_its_connection_is_replaced() {
         let (url, accepted) = fake_redis(echo_or_hang);
-        let pipeline = Pipeline::start(&url, 1, Duration::from_millis(100), Arc::new(|| {}), Duration::from_secs(5));
+        let pipeline = Pipeline::start(
+            &url,
+            super::super::PUBLISH_SCRIPT,
+            1,
+            Duration::from_millis(100),
+            Arc::new(|| {}),
+            Duration::from_secs(5),
+        );
         let (answers, answered) = mpsc::channel();
         let on_replies: OnReplies = Box::new(move |replies| {
             let _ = answers.send(replies);
