@@ -1,0 +1,291 @@
+//! Nodes over a real Redis Cluster (`--broker redis-cluster://...`), for every server model: six
+//! `redis-server --cluster-enabled yes` (three masters, a replica each) made one cluster with
+//! `redis-cli --cluster create`; a publish on one node reaches a follower on another for
+//! channels on all three masters; a channel whose slot moves to another master
+//! (`CLUSTER SETSLOT ... MIGRATING/IMPORTING`, `MIGRATE`, `SETSLOT ... NODE`) keeps being
+//! delivered.
+//!
+//! Skips loudly when `redis-server` or `redis-cli` is not installed
+//! (`common::external_program`; `.ci/run` installs both and makes a skip a failure). Every wait
+//! is bounded; the `Cluster` guard kills every `redis-server` it started, even when a test fails.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{TestServer, MODELS, PATIENCE};
+use realtime::broker::redis::cluster::{key_slot, NodeAddr, Topology};
+use realtime::broker::redis::ClusterUrl;
+use realtime::broker::resp::{self, Value};
+use realtime::config::{BrokerUrl, Model};
+
+/// Six redis-server processes made one cluster; every one killed when dropped.
+struct Cluster {
+    ports: Vec<u16>,
+    children: Vec<Child>,
+    dir: PathBuf,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+}
+
+/// One command on a fresh connection; `None` if the node does not answer.
+fn command(port: u16, args: &[&str]) -> Option<Value> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut out = Vec::new();
+    resp::encode_command(&mut out, &args.iter().map(|a| a.as_bytes()).collect::<Vec<_>>());
+    stream.write_all(&out).ok()?;
+    let mut input = Vec::new();
+    loop {
+        if let Ok(Some((value, _))) = resp::decode(&input, &resp::Limits::default()) {
+            return Some(value);
+        }
+        let mut chunk = [0u8; 65536];
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => input.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn text(value: &Value) -> String {
+    value.as_bytes().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
+}
+
+/// Waits (at most `PATIENCE`) for `condition`.
+fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Cluster {
+    /// `None` (after a loud SKIP) when redis-server or redis-cli is missing.
+    fn start() -> Option<Cluster> {
+        let server = common::external_program("redis-server")?;
+        let cli = common::external_program("redis-cli")?;
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "realtime-cluster-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut cluster = Cluster { ports: Vec::new(), children: Vec::new(), dir };
+        for _ in 0..6 {
+            let port = free_port();
+            let node_dir = cluster.dir.join(port.to_string());
+            std::fs::create_dir_all(&node_dir).unwrap();
+            let log = std::fs::File::create(node_dir.join("redis.log")).unwrap();
+            let child = Command::new(&server)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--daemonize", "no"])
+                .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
+                .args(["--cluster-node-timeout", "1000", "--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(&node_dir)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("spawn redis-server");
+            cluster.children.push(child);
+            cluster.ports.push(port);
+        }
+        for &port in &cluster.ports {
+            wait_for("redis-server to answer PING", || command(port, &["PING"]).is_some());
+        }
+        let addresses: Vec<String> = cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let status = Command::new(&cli)
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run redis-cli --cluster create");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        for &port in &cluster.ports {
+            wait_for("cluster_state:ok", || {
+                command(port, &["CLUSTER", "INFO"]).is_some_and(|info| text(&info).contains("cluster_state:ok"))
+            });
+        }
+        Some(cluster)
+    }
+
+    fn url(&self) -> ClusterUrl {
+        ClusterUrl::parse(&format!("redis-cluster://127.0.0.1:{}", self.ports[0])).unwrap()
+    }
+
+    /// The slot table as node `port` sees it.
+    fn topology(&self, port: u16) -> Topology {
+        let reply = command(port, &["CLUSTER", "SLOTS"]).expect("CLUSTER SLOTS");
+        Topology::from_cluster_slots(&reply, &NodeAddr { host: "127.0.0.1".into(), port }).unwrap()
+    }
+
+    fn node_id(port: u16) -> String {
+        text(&command(port, &["CLUSTER", "MYID"]).expect("CLUSTER MYID"))
+    }
+}
+
+/// One channel name whose slot is served by each master, in the masters' order.
+fn channel_per_master(topology: &Topology) -> Vec<String> {
+    topology
+        .masters
+        .iter()
+        .map(|master| {
+            (0..10_000)
+                .map(|i| format!("ch{i}"))
+                .find(|name| topology.owner(key_slot(name.as_bytes())) == Some(master))
+                .expect("a channel on every master")
+        })
+        .collect()
+}
+
+fn node(model: Model, cluster: &Cluster) -> TestServer {
+    let url = cluster.url();
+    TestServer::start(model, &|config| config.broker = BrokerUrl::RedisCluster(url.clone()))
+}
+
+/// A long poll: the texts after `since`, the new cursor, and whether a gap was reported.
+fn poll(server: &TestServer, channel: &str, since: &str) -> (Vec<String>, String, bool) {
+    let response = server.get(&format!("/poll/{channel}?since={since}&timeout=5"));
+    assert_eq!(response.status, 200, "poll: {}", response.text());
+    let body = response.json();
+    let texts = body
+        .get("messages")
+        .and_then(|m| m.as_array())
+        .map(|messages| {
+            messages.iter().filter_map(|m| m.get("text").and_then(|t| t.as_str()).map(str::to_string)).collect()
+        })
+        .unwrap_or_default();
+    let cursor = body.get("cursor").and_then(|c| c.as_str()).unwrap_or(since).to_string();
+    let gap = body.get("gap").and_then(|g| g.as_bool()).unwrap_or(false);
+    (texts, cursor, gap)
+}
+
+/// Publishes `text` on `publisher` (retrying a 503 while the cluster settles) and waits until
+/// `follower`'s long poll from `cursor` returns it; returns the new cursor.
+fn publish_and_follow(
+    publisher: &TestServer,
+    follower: &TestServer,
+    channel: &str,
+    cursor: &str,
+    text: &str,
+) -> String {
+    wait_for("a publish to be accepted", || {
+        publisher.request("POST", &format!("/publish/{channel}"), Some(text)).status == 201
+    });
+    let mut cursor = cursor.to_string();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (texts, next, gap) = poll(follower, channel, &cursor);
+        assert!(!gap, "no gap on {channel} while nothing was lost");
+        cursor = next;
+        if texts.iter().any(|t| t == text) {
+            return cursor;
+        }
+        assert!(Instant::now() < deadline, "{text} did not reach the other node on {channel}");
+    }
+}
+
+/// The stream's newest id of `channel`, asked of its master: where a follower starts.
+fn tail(server: &TestServer, channel: &str) -> String {
+    let (_, cursor, _) = poll_now(server, channel);
+    cursor
+}
+
+fn poll_now(server: &TestServer, channel: &str) -> (Vec<String>, String, bool) {
+    let response = server.get(&format!("/poll/{channel}?timeout=0"));
+    let body = response.json();
+    (Vec::new(), body.get("cursor").and_then(|c| c.as_str()).unwrap_or("0").to_string(), false)
+}
+
+#[test]
+fn publishes_on_one_node_reach_followers_on_another_for_channels_on_every_master() {
+    let Some(cluster) = Cluster::start() else { return };
+    let channels = channel_per_master(&cluster.topology(cluster.ports[0]));
+    for &model in MODELS {
+        let (a, b) = (node(model, &cluster), node(model, &cluster));
+        for channel in &channels {
+            let mut cursor = tail(&b, channel);
+            for i in 0..3 {
+                cursor = publish_and_follow(&a, &b, channel, &cursor, &format!("{model:?} {channel} {i}"));
+            }
+        }
+        let stats = b.get("/stats").json();
+        let redis = stats.get("redis").expect("a redis object in /stats");
+        let heard = redis.get("pubsub_messages").and_then(|n| n.as_u64()).unwrap_or(0);
+        assert!(heard > 0, "news came by sharded pub/sub: {stats:?}");
+    }
+}
+
+#[test]
+fn a_channel_whose_slot_moves_to_another_master_keeps_being_delivered() {
+    let Some(cluster) = Cluster::start() else { return };
+    let topology = cluster.topology(cluster.ports[0]);
+    let channels = channel_per_master(&topology);
+    for (round, &model) in MODELS.iter().enumerate() {
+        let (a, b) = (node(model, &cluster), node(model, &cluster));
+        let channel = &channels[0];
+        let mut cursor = tail(&b, channel);
+        cursor = publish_and_follow(&a, &b, channel, &cursor, &format!("before the move {round}"));
+
+        // Move the channel's slot from its master to the next one, the way
+        // `redis-cli --cluster reshard` does (the cluster spec, "Live resharding").
+        let now = cluster.topology(cluster.ports[0]);
+        let slot = key_slot(channel.as_bytes());
+        let source = now.owner(slot).unwrap().port;
+        let target = now.masters.iter().find(|m| m.port != source).unwrap().port;
+        let (source_id, target_id) = (Cluster::node_id(source), Cluster::node_id(target));
+        let slot_text = slot.to_string();
+        assert_eq!(
+            command(target, &["CLUSTER", "SETSLOT", &slot_text, "IMPORTING", &source_id]).map(|v| text(&v)),
+            Some("OK".into())
+        );
+        assert_eq!(
+            command(source, &["CLUSTER", "SETSLOT", &slot_text, "MIGRATING", &target_id]).map(|v| text(&v)),
+            Some("OK".into())
+        );
+        let keys = command(source, &["CLUSTER", "GETKEYSINSLOT", &slot_text, "100"]).unwrap();
+        let keys: Vec<String> = keys.as_array().unwrap_or_default().iter().map(text).collect();
+        if !keys.is_empty() {
+            let target_port = target.to_string();
+            let mut args = vec!["MIGRATE", "127.0.0.1", &target_port, "", "0", "5000", "KEYS"];
+            args.extend(keys.iter().map(String::as_str));
+            let migrated = command(source, &args).unwrap();
+            assert_eq!(text(&migrated), "OK", "MIGRATE: {migrated:?}");
+        }
+        for &port in &cluster.ports {
+            // Replicas refuse SETSLOT; the masters are what matters.
+            let _ = command(port, &["CLUSTER", "SETSLOT", &slot_text, "NODE", &target_id]);
+        }
+        wait_for("every node to agree on the slot's new master", || {
+            now.masters.iter().all(|m| cluster.topology(m.port).owner(slot).map(|o| o.port) == Some(target))
+        });
+
+        for i in 0..3 {
+            cursor = publish_and_follow(&a, &b, channel, &cursor, &format!("after the move {round} {i}"));
+        }
+    }
+}
