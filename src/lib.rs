@@ -106,6 +106,7 @@
 //! | hear the publishes of the channels followed here: a channel's first local subscriber records a wish, the supervisor `SUBSCRIBE`s it (batched), catches it up from the stream after the confirmation, and `UNSUBSCRIBE`s it after a linger; each entry into the channel's mirror | [one subscription per channel](broker::redis#one-subscription-per-channel) ([`broker::redis::SUBSCRIPTION_LINGER`]; the supervisor thread: `grant_wishes`, `catch_up`, `sweep`, `Mirror::accept`) |
 //! | resume from a cursor: from the mirror, or older history from the stream with a gap check | [`broker::redis::RedisBroker`] as a [`broker::Broker`] (`read`: `XRANGE` + `XINFO STREAM`) |
 //! | Redis went away: refuse publishes (503), reconnect with backoff, subscribe every mirrored channel again (chunked), catch up by `XRANGE` | [connections and faults](broker::redis#connections-and-faults) (`supervise`, `open_subscription`, `catch_up`) |
+//! | a Redis Cluster (`--broker redis-cluster://...`): stream and shard channel share the channel as hash tag, `SPUBLISH`/`SSUBSCRIBE` on the slot's master, commands routed by slot with `MOVED`/`ASK` followed | [cluster](broker::redis#cluster), [`broker::redis::cluster::key_slot`], [`broker::redis::router::Router`], [`broker::redis::KeySpace`] |
 //!
 //! ## Two server models: what waiting costs
 //!

@@ -143,6 +143,36 @@
 //! so a client that retries may publish it twice. Messages a Redis without persistence loses in a restart are lost to
 //! readers who did not already have them; those readers are told so with a gap.
 //!
+//! ## Cluster
+//!
+//! With `--broker redis-cluster://HOST:PORT[,HOST:PORT...]` (Redis 7.0 or later) the same
+//! design runs on a Redis Cluster (the spec:
+//! <https://redis.io/docs/latest/operate/oss_and_stack/reference/cluster-spec/>):
+//!
+//! - **Names.** A channel's stream is `realtime:{CHANNEL}` and its news go on the *shard
+//!   channel* `realtime:{CHANNEL}:live`: the channel name is the hash tag of both, so both are
+//!   in one slot, on one master ([`KeySpace`], [`cluster::key_slot`]). On one Redis the names
+//!   stay what they were (`realtime:CHANNEL`, `realtime:DB:CHANNEL`).
+//! - **Publish** is [`CLUSTER_PUBLISH_SCRIPT`]: the same script with `SPUBLISH`, which reaches
+//!   only the subscribers of the master that owns the slot, not the whole cluster as `PUBLISH`
+//!   would. Atomic on one master as before, so stream order is pub/sub order.
+//! - **The link** is a [`router::Router`]: a lane set per master, each command sent to its
+//!   key's master, `MOVED` and `ASK` followed a bounded number of times (see there).
+//! - **Subscriptions**: the supervisor asks `CLUSTER SLOTS` ([`cluster::Topology`]), opens one
+//!   subscription connection per master, and `SSUBSCRIBE`s each channel on its master's, with
+//!   the same wish → confirmation → catch-up seam per channel; catch-up reads go through the
+//!   router. When a channel's slot moves, Redis unsubscribes it (an `sunsubscribe` nobody asked
+//!   for), or a redirection makes the router ask for the table again and it no longer matches
+//!   the session: the supervisor then opens every subscription again on the new table and
+//!   catches every channel up from its mirror's newest entry, as after a reconnect. Losing any
+//!   master's subscription connection does the same.
+//!
+//! What this does *not* do yet: a failover that loses writes the old master had not
+//! replicated is not detected as such (the mirror's "went backwards" check logs it, and a
+//! reader whose cursor names a lost entry is not told with a gap); a topology change
+//! re-subscribes every channel, not only those that moved; a half-open connection to one
+//! master is noticed by the ping only when every master is silent.
+//!
 //! ## Never waiting for Redis
 //!
 //! No worker thread does Redis I/O. What a request needs from Redis goes to the link and
