@@ -130,7 +130,9 @@
 //!   envelope ([`broker::Message::envelope`]), the history bounded by count and bytes, idle
 //!   channels reclaimed ([`broker::Limits`]); [`broker::memory`] is the ring log.
 //! - [`broker::redis`]: many nodes over one Redis (`--broker redis://...`): a stream per channel
-//!   for history, one pub/sub pattern for news, a mirror of each channel on every node;
+//!   for history, a pub/sub channel per channel for news (subscribed only where a client
+//!   follows it), a mirror of each followed channel; the link ([`broker::redis::pipeline`])
+//!   carries commands off the workers;
 //!   [`broker::resp`] is its sans-I/O wire codec (RESP2).
 //! - [`subscription`]: a cursor in a channel plus a registered waker; pull, never push.
 //! - [`server`]: the two drivers ([`server::event_loop`], [`server::threads`]), the shared accept

@@ -153,7 +153,7 @@ impl Redis {
     /// guard sends SIGCONT when dropped, so a failing test leaves nothing stopped.
     fn hang(&self) -> Hung {
         let pid = self.child.as_ref().expect("a running redis-server").id();
-        assert!(signal(pid, "STOP"), "kill -STOP {pid}");
+        assert!(common::signal(pid, "STOP"), "kill -STOP {pid}");
         Hung { pid }
     }
 
@@ -206,11 +206,6 @@ impl Drop for Redis {
     }
 }
 
-/// Sends `kill -NAME pid`; whether it was delivered.
-fn signal(pid: u32, name: &str) -> bool {
-    Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().is_ok_and(|s| s.success())
-}
-
 /// A stopped redis-server, continued when dropped.
 struct Hung {
     pid: u32,
@@ -218,7 +213,7 @@ struct Hung {
 
 impl Drop for Hung {
     fn drop(&mut self) {
-        signal(self.pid, "CONT");
+        common::signal(self.pid, "CONT");
     }
 }
 

@@ -167,11 +167,22 @@
 //!   catches every channel up from its mirror's newest entry, as after a reconnect. Losing any
 //!   master's subscription connection does the same.
 //!
-//! What this does *not* do yet: a failover that loses writes the old master had not
-//! replicated is not detected as such (the mirror's "went backwards" check logs it, and a
-//! reader whose cursor names a lost entry is not told with a gap); a topology change
-//! re-subscribes every channel, not only those that moved; a half-open connection to one
-//! master is noticed by the ping only when every master is silent.
+//! - **Failover.** Redis replicates asynchronously: a master killed before its replica has a
+//!   write takes it along, and the replica promoted in its place never had it. So a publish
+//!   on a master with replicas (`CLUSTER NODES`, [`cluster::Topology::count_replicas`]) is
+//!   answered only after a `WAIT 1` says a replica has it, and 503 if none does in time
+//!   (`pipeline`, "Replicated writes"): what a publisher was told is published is in the
+//!   copy that takes over. What the old master published but never confirmed may have been
+//!   delivered by nodes that heard it; a reader whose cursor names such an entry is told
+//!   with a gap by a read from the stream (`gap_after`: a cursor past every id the stream
+//!   ever generated).
+//!
+//! What this does *not* do yet: a mirror that holds an entry the failover lost waits, for
+//! its readers past it, until the new master's ids pass it, and a new entry with a smaller id
+//! (the promoted replica's clock behind the old master's by more than the failover took) is
+//! dropped with the "went backwards" warning instead of being delivered with a gap; a
+//! topology change re-subscribes every channel, not only those that moved; a half-open
+//! connection to one master is noticed by the ping only when every master is silent.
 //!
 //! ## Never waiting for Redis
 //!
@@ -1180,7 +1191,12 @@ fn field<'a>(fields: &'a Value, name: &[u8]) -> Option<&'a Value> {
 /// the `prev` of its oldest entry. A reader owed one of them (`cursor < prev`) missed it. A
 /// cursor strictly between `prev` and the oldest entry names no entry of this stream: the
 /// stream it came from was lost (Redis restarted without persistence) and everything after it
-/// went with it, unless the cursor never named an entry to begin with.
+/// went with it, unless the cursor never named an entry to begin with. A cursor past the last
+/// id the stream ever generated names an entry the stream never had: it was lost with the
+/// master that had it (a failover promoted a replica that had not received it; the
+/// publisher was never told 201, see `pipeline`'s "Replicated writes") or with a Redis that
+/// restarted, and entries written since may have smaller ids than the cursor (another
+/// machine's clock), which the reader would wait past without ever seeing them.
 fn gap_after(cursor: Position, info: Option<&StreamInfo>) -> bool {
     // `0-0` is "before the first entry"; an end-of-millisecond position is a tail handed out
     // while Redis was unreachable ([`Shared::estimated_now`]). Neither names an entry.
@@ -1190,8 +1206,8 @@ fn gap_after(cursor: Position, info: Option<&StreamInfo>) -> bool {
         return names_an_entry;
     };
     match info.first {
-        // The reader is inside what the stream holds (or past it, waiting): nothing missed.
-        Some((first, _)) if cursor >= first => false,
+        // The reader is inside what the stream holds: nothing missed.
+        Some((first, _)) if cursor >= first => cursor > info.last_generated && names_an_entry,
         Some((_, Some(prev))) => cursor < prev || (cursor > prev && names_an_entry),
         // An oldest entry without `prev`: what was trimmed before it is unknown, so a gap is
         // assumed (perhaps a false alarm; never the reverse).
@@ -1343,6 +1359,16 @@ impl Lanes {
         }
     }
 
+    /// Queues a publish: on a cluster whose master has replicas, answered once one of them
+    /// has it ([`Pipeline::submit_replicated`]); on one Redis at once (a replica there is
+    /// not promoted by anything this node knows of).
+    fn submit_publish(&self, key: &[u8], command: &[u8], on_replies: OnReplies) -> Result<(), BrokerError> {
+        match self {
+            Lanes::Single(pipeline) => pipeline.submit(command, 1, on_replies),
+            Lanes::Cluster(router) => router.submit_replicated(key, command, 1, on_replies),
+        }
+    }
+
     fn reload_script(&self) {
         match self {
             Lanes::Single(pipeline) => pipeline.reload_script(),
@@ -1412,6 +1438,47 @@ struct Shared {
 }
 
 impl Shared {
+    /// The state of a broker for `url` whose commands go to `pipeline` and whose supervisor
+    /// is woken through `events`: no mirror, no wish, nothing connected yet.
+    fn new(
+        url: RedisUrl,
+        limits: Limits,
+        cluster: Option<ClusterUrl>,
+        lanes: Lanes,
+        timeout: Duration,
+        events: SyncSender<Event>,
+    ) -> Shared {
+        let (keys, script) = match cluster {
+            None => (KeySpace::Single { db: url.db }, PUBLISH_SCRIPT),
+            Some(_) => (KeySpace::Cluster, CLUSTER_PUBLISH_SCRIPT),
+        };
+        Shared {
+            wishes: Mutex::default(),
+            events,
+            counters: SubscriptionCounters::default(),
+            keys,
+            script_sha: sha1_smol::Sha1::from(script).digest().to_string(),
+            lanes,
+            cluster,
+            command_target: AtomicUsize::new(0),
+            timeout,
+            url,
+            limits: limits.sanitized(),
+            command: Mutex::new(CommandLink {
+                link: None,
+                next_attempt: Instant::now(),
+                backoff: Backoff::new(),
+                down_since: None,
+            }),
+            channels: Mutex::default(),
+            requests: Arc::default(),
+            next_request: AtomicU64::new(0),
+            clock_offset_ms: AtomicI64::new(0),
+            stopping: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
+        }
+    }
+
     fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
     }
@@ -1491,7 +1558,15 @@ impl Shared {
             let asked = NodeAddr { host: asked.host, port: asked.port };
             let reply = self.run(&mut command, |link| link.call(&[b"CLUSTER", b"SLOTS"]));
             match reply.map(|reply| Topology::from_cluster_slots(&reply, &asked)) {
-                Ok(Ok(topology)) => {
+                Ok(Ok(mut topology)) => {
+                    // Which masters have replicas: their publishes wait for one (`WAIT`).
+                    match self.run(&mut command, |link| link.call(&[b"CLUSTER", b"NODES"])) {
+                        Ok(nodes) => topology
+                            .count_replicas(&String::from_utf8_lossy(nodes.as_bytes().unwrap_or_default()), &asked),
+                        Err(error) => {
+                            crate::warn!("redis: CLUSTER NODES failed; publishes are not confirmed by a replica until it answers"; error = error.to_string())
+                        }
+                    }
                     router.set_topology(topology.clone());
                     return Ok(topology);
                 }
@@ -2316,43 +2391,25 @@ impl RedisBroker {
                     shared.on_link_up();
                 }
             });
-            let (keys, script, lanes) = match &cluster {
-                None => {
-                    let pipeline =
-                        Pipeline::start(&url, PUBLISH_SCRIPT, connections, timeout, on_up, FIRST_SUBSCRIPTION_WAIT);
-                    (KeySpace::Single { db: url.db }, PUBLISH_SCRIPT, Lanes::Single(pipeline))
-                }
+            let lanes = match &cluster {
+                None => Lanes::Single(Pipeline::start(
+                    &url,
+                    PUBLISH_SCRIPT,
+                    connections,
+                    timeout,
+                    on_up,
+                    FIRST_SUBSCRIPTION_WAIT,
+                )),
                 // The router has no lanes until the supervisor's first `CLUSTER SLOTS`.
-                Some(cluster) => {
-                    let router = Router::new(cluster.clone(), CLUSTER_PUBLISH_SCRIPT, connections, timeout, on_up);
-                    (KeySpace::Cluster, CLUSTER_PUBLISH_SCRIPT, Lanes::Cluster(Arc::new(router)))
-                }
+                Some(cluster) => Lanes::Cluster(Arc::new(Router::new(
+                    cluster.clone(),
+                    CLUSTER_PUBLISH_SCRIPT,
+                    connections,
+                    timeout,
+                    on_up,
+                ))),
             };
-            Shared {
-                wishes: Mutex::default(),
-                events: events.clone(),
-                counters: SubscriptionCounters::default(),
-                keys,
-                script_sha: sha1_smol::Sha1::from(script).digest().to_string(),
-                lanes,
-                cluster,
-                command_target: AtomicUsize::new(0),
-                timeout,
-                url,
-                limits: limits.sanitized(),
-                command: Mutex::new(CommandLink {
-                    link: None,
-                    next_attempt: Instant::now(),
-                    backoff: Backoff::new(),
-                    down_since: None,
-                }),
-                channels: Mutex::default(),
-                requests: Arc::default(),
-                next_request: AtomicU64::new(0),
-                clock_offset_ms: AtomicI64::new(0),
-                stopping: AtomicBool::new(false),
-                subscribed: AtomicBool::new(false),
-            }
+            Shared::new(url, limits, cluster, lanes, timeout, events.clone())
         });
         let (ready, first_attempt) = mpsc::channel();
         let supervisor = shared.clone();
@@ -2445,7 +2502,7 @@ impl Broker for RedisBroker {
         let (pending, completer) = Pending::later();
         let (shared, text) = (self.shared.clone(), text.to_string());
         let on_replies: OnReplies = Box::new(move |replies| completer.complete(published(&shared, replies, &text)));
-        match self.shared.lanes.submit(key.as_bytes(), &command, 1, on_replies) {
+        match self.shared.lanes.submit_publish(key.as_bytes(), &command, on_replies) {
             Ok(()) => pending,
             // Refused at once, never queued: the caller answers 503.
             Err(error) => Pending::ready(Err(error)),
@@ -2797,32 +2854,10 @@ mod tests {
 
     /// A broker's shared state with no connection to Redis: enough for the mirror table.
     fn offline(limits: Limits) -> Shared {
-        Shared {
-            url: RedisUrl { host: "127.0.0.1".into(), port: DEFAULT_PORT, db: 0, user: None, password: None },
-            limits,
-            keys: KeySpace::Single { db: 0 },
-            script_sha: String::new(),
-            lanes: Lanes::Single(Pipeline::offline()),
-            cluster: None,
-            command_target: AtomicUsize::new(0),
-            timeout: DEFAULT_REDIS_TIMEOUT,
-            command: Mutex::new(CommandLink {
-                link: None,
-                next_attempt: at(0),
-                backoff: Backoff::new(),
-                down_since: None,
-            }),
-            channels: Mutex::default(),
-            requests: Arc::default(),
-            next_request: AtomicU64::new(0),
-            clock_offset_ms: AtomicI64::new(0),
-            stopping: AtomicBool::new(false),
-            subscribed: AtomicBool::new(false),
-            wishes: Mutex::default(),
-            // Nobody takes the queue: a wake-up finds it closed, which a stopping broker's does.
-            events: mpsc::sync_channel(1).0,
-            counters: SubscriptionCounters::default(),
-        }
+        let url = RedisUrl { host: "127.0.0.1".into(), port: DEFAULT_PORT, db: 0, user: None, password: None };
+        // Nobody takes the queue: a wake-up finds it closed, which a stopping broker's does.
+        let events = mpsc::sync_channel(1).0;
+        Shared::new(url, limits, None, Lanes::Single(Pipeline::offline()), DEFAULT_REDIS_TIMEOUT, events)
     }
 
     /// A session whose commands go to a socket the test reads (`Peer`), standing in for Redis.
@@ -3052,13 +3087,21 @@ mod tests {
     }
 
     #[test]
+    fn a_cursor_past_every_entry_the_stream_ever_had_gets_a_gap() {
+        // The cursor's entry was on a master that died before its replica had it; the
+        // promoted replica's stream ends at 300-0 and may go on with ids below the cursor.
+        let failed_over = info("300-0", Some(("1-0", Some("0-0"))));
+        assert!(gap_after(id("305-2"), Some(&failed_over)));
+        assert!(!gap_after(id("300-0"), Some(&failed_over)), "its newest entry: nothing missed");
+        assert!(!gap_after(end_of_millisecond(400), Some(&failed_over)), "a tail estimated while Redis was away");
+    }
+
+    #[test]
     fn cursors_that_name_no_entry_are_not_taken_for_lost_streams() {
         let tail_while_redis_was_down = end_of_millisecond(400);
         assert!(!gap_after(tail_while_redis_was_down, None));
         assert!(!gap_after(tail_while_redis_was_down, Some(&info("500-0", Some(("450-0", Some("300-0")))))));
         assert!(gap_after(tail_while_redis_was_down, Some(&info("500-0", Some(("421-0", Some("420-0")))))));
-        // Past every id the stream gave out: the reader waits for the next one.
-        assert!(!gap_after(id("900-0"), Some(&info("500-0", Some(("1-0", Some("0-0")))))));
     }
 
     #[test]

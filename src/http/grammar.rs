@@ -19,6 +19,8 @@
 //! strictness everywhere. Each function quotes the rule it implements.
 
 use super::error::HttpError;
+use super::scan::{field_value_end, tchar_end};
+pub(super) use super::scan::{is_field_value_byte, is_tchar};
 
 /// The answer of an incremental parser.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +55,24 @@ pub(super) fn parse_line_end(buf: &[u8], otherwise: HttpError) -> Result<Parsed<
     }
 }
 
+/// A field line as found by [`scan_field_section`]: where its name is in the buffer, and its
+/// value. The name becomes a `&str` in [`into_headers`], once, for the whole section: a
+/// `str::from_utf8` per name would cost more than finding the names did.
+pub(super) struct RawField<'b> {
+    name_start: usize,
+    name_len: usize,
+    value: &'b [u8],
+}
+
+/// How many field lines the vector of a head has room for before it grows: a browser sends
+/// about 15, so one allocation covers almost every head.
+const FIELDS_CAPACITY: usize = 32;
+
+/// An empty vector for the field lines of one head, with room for the usual number of them.
+pub(super) fn field_vec<'b>(max_headers: usize) -> Vec<RawField<'b>> {
+    Vec::with_capacity(max_headers.min(FIELDS_CAPACITY))
+}
+
 /// ```text
 /// *( field-line CRLF ) CRLF                            ; RFC 9112 §2.1
 /// ```
@@ -61,31 +81,67 @@ pub(super) fn parse_line_end(buf: &[u8], otherwise: HttpError) -> Result<Parsed<
 /// The count limit is exact: `max_headers` lines are accepted, and the line after them is
 /// refused as soon as its first byte arrives.
 pub(super) fn parse_field_section(buf: &[u8], max_headers: usize) -> Result<Parsed<Vec<Header<'_>>>, HttpError> {
-    let mut headers = Vec::new();
-    let mut position = 0;
+    let mut fields = field_vec(max_headers);
+    Ok(match scan_field_section(buf, 0, max_headers, &mut fields)? {
+        None => Parsed::Partial,
+        Some(end) => Parsed::Complete { value: into_headers(buf, utf8_prefix(&buf[..end]), fields), consumed: end },
+    })
+}
+
+/// The field section (as [`parse_field_section`]) that starts at `buf[start..]`, each line
+/// pushed on `fields` (which starts empty) with offsets into `buf`. `Some(end)` once the empty
+/// line is in: `end` is the offset just past its CRLF. `None`: read more.
+pub(super) fn scan_field_section<'b>(
+    buf: &'b [u8],
+    start: usize,
+    max_headers: usize,
+    fields: &mut Vec<RawField<'b>>,
+) -> Result<Option<usize>, HttpError> {
+    let mut position = start;
     loop {
         match buf.get(position) {
-            None => return Ok(Parsed::Partial),
+            None => return Ok(None),
             Some(b'\r' | b'\n') => {
                 // The empty line that ends the section.
                 return Ok(match parse_line_end(&buf[position..], HttpError::BareCr)? {
-                    Parsed::Partial => Parsed::Partial,
-                    Parsed::Complete { consumed, .. } => {
-                        Parsed::Complete { value: headers, consumed: position + consumed }
-                    }
+                    Parsed::Partial => None,
+                    Parsed::Complete { consumed, .. } => Some(position + consumed),
                 });
             }
-            Some(_) if headers.len() == max_headers => return Err(HttpError::TooManyHeaders),
+            Some(_) if fields.len() == max_headers => return Err(HttpError::TooManyHeaders),
             Some(_) => {}
         }
-        match parse_field_line(&buf[position..])? {
-            Parsed::Partial => return Ok(Parsed::Partial),
-            Parsed::Complete { value, consumed } => {
-                headers.push(value);
-                position += consumed;
+        match scan_field_line(buf, position)? {
+            None => return Ok(None),
+            Some((field, next)) => {
+                fields.push(field);
+                position = next;
             }
         }
     }
+}
+
+/// The longest prefix of `bytes` that is UTF-8, as a `&str`. A head is nearly always all
+/// ASCII, so this is usually all of it, validated in one pass.
+pub(super) fn utf8_prefix(bytes: &[u8]) -> &str {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(error) => std::str::from_utf8(&bytes[..error.valid_up_to()]).expect("valid up to there"),
+    }
+}
+
+/// The field lines found in `buf`, with their names as `&str`: sliced from `text` (a UTF-8
+/// prefix of `buf`) when they lie in it, else checked one by one (a name after an obs-text
+/// value). The vector is reused in place: a `RawField` and a `Header` have the same size.
+pub(super) fn into_headers<'b>(buf: &'b [u8], text: &'b str, fields: Vec<RawField<'b>>) -> Vec<Header<'b>> {
+    fields
+        .into_iter()
+        .map(|RawField { name_start, name_len, value }| {
+            let range = name_start..name_start + name_len;
+            let name = text.get(range.clone()).unwrap_or_else(|| ascii_str(&buf[range]));
+            Header { name, value }
+        })
+        .collect()
 }
 
 /// ```text
@@ -99,10 +155,24 @@ pub(super) fn parse_field_section(buf: &[u8], max_headers: usize) -> Result<Pars
 ///
 /// Parses one field line and its CRLF from the start of `buf`.
 pub(super) fn parse_field_line(buf: &[u8]) -> Result<Parsed<Header<'_>>, HttpError> {
-    let Some(name_len) = buf.iter().position(|&b| !is_tchar(b)) else {
-        return Ok(Parsed::Partial);
+    Ok(match scan_field_line(buf, 0)? {
+        None => Parsed::Partial,
+        Some((RawField { name_start, name_len, value }, consumed)) => {
+            let name = ascii_str(&buf[name_start..name_start + name_len]);
+            Parsed::Complete { value: Header { name, value }, consumed }
+        }
+    })
+}
+
+/// The field line at `buf[start..]` (the grammar is on [`parse_field_line`]) and the offset
+/// just past its CRLF; `None` while it is incomplete.
+fn scan_field_line(buf: &[u8], start: usize) -> Result<Option<(RawField<'_>, usize)>, HttpError> {
+    let name_end = tchar_end(buf, start);
+    let Some(&after_name) = buf.get(name_end) else {
+        return Ok(None);
     };
-    match buf[name_len] {
+    let name_len = name_end - start;
+    match after_name {
         b':' if name_len > 0 => {}
         // RFC 9112 §5.2: a server that receives an obs-fold "MUST either reject the message
         // by sending a 400 (Bad Request) ... or replace each received obs-fold with one or
@@ -111,35 +181,39 @@ pub(super) fn parse_field_line(buf: &[u8]) -> Result<Parsed<Header<'_>>, HttpErr
         // Whitespace after a name: if a colon follows, it is the forbidden whitespace before
         // the colon; otherwise the name itself is broken ("Ho st: x").
         b' ' | b'\t' => {
-            return match buf[name_len..].iter().find(|&&b| b != b' ' && b != b'\t') {
+            return match buf[name_end..].iter().find(|&&b| b != b' ' && b != b'\t') {
                 // RFC 9112 §5.1: "A server MUST reject, with a response status code of 400
                 // (Bad Request), any received request message that contains whitespace
                 // between a header field name and colon."
                 Some(b':') => Err(HttpError::WhitespaceBeforeColon),
                 Some(_) => Err(HttpError::BadFieldName),
-                None => Ok(Parsed::Partial),
+                None => Ok(None),
             };
         }
         _ => return Err(HttpError::BadFieldName),
     }
-    let name = ascii_str(&buf[..name_len]);
 
-    let value_start = name_len + 1;
-    let rest = &buf[value_start..];
-    let Some(value_len) = rest.iter().position(|&b| !is_field_value_byte(b)) else {
-        return Ok(Parsed::Partial);
-    };
+    // RFC 9112 §5.1: "OWS occurring before the first non-whitespace octet of the field line
+    // value, or after the last non-whitespace octet of the field line value, is excluded".
+    // Leading OWS is skipped before the value is scanned, trailing OWS trimmed after.
+    let mut value_start = name_end + 1;
+    while matches!(buf.get(value_start), Some(b' ' | b'\t')) {
+        value_start += 1;
+    }
+    let value_end = field_value_end(buf, value_start);
     // RFC 9110 §5.5: "a recipient of CR, LF, or NUL within a field value MUST either reject
     // the message or replace each of those characters with SP"; other CTLs "are also
     // invalid". We reject them all. A CR or LF can only be the line end, and must be CRLF.
-    let Parsed::Complete { consumed: crlf_len, .. } = parse_line_end(&rest[value_len..], HttpError::BadFieldValue)?
+    let Parsed::Complete { consumed: crlf_len, .. } = parse_line_end(&buf[value_end..], HttpError::BadFieldValue)?
     else {
-        return Ok(Parsed::Partial);
+        return Ok(None);
     };
-    // RFC 9112 §5.1: "OWS occurring before the first non-whitespace octet of the field line
-    // value, or after the last non-whitespace octet of the field line value, is excluded".
-    let value = trim_ows(&rest[..value_len]);
-    Ok(Parsed::Complete { value: Header { name, value }, consumed: value_start + value_len + crlf_len })
+    let mut trimmed_end = value_end;
+    while trimmed_end > value_start && matches!(buf[trimmed_end - 1], b' ' | b'\t') {
+        trimmed_end -= 1;
+    }
+    let field = RawField { name_start: start, name_len, value: &buf[value_start..trimmed_end] };
+    Ok(Some((field, value_end + crlf_len)))
 }
 
 /// Removes OWS (`*( SP / HTAB )`, RFC 9110 §5.6.3) from both ends.
@@ -150,34 +224,9 @@ pub(crate) fn trim_ows(bytes: &[u8]) -> &[u8] {
     &bytes[start..end]
 }
 
-/// `tchar` (RFC 9110 §5.6.2): any VCHAR except the delimiters `"(),/:;<=>?@[\]{}`.
-pub(super) fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
-        )
-}
-
 /// `token = 1*tchar` (RFC 9110 §5.6.2).
 pub(super) fn is_token(bytes: &[u8]) -> bool {
     !bytes.is_empty() && bytes.iter().all(|&b| is_tchar(b))
-}
-
-/// VCHAR: visible US-ASCII, %x21-7E (RFC 5234 appendix B.1).
-pub(super) fn is_vchar(b: u8) -> bool {
-    (0x21..=0x7e).contains(&b)
-}
-
-/// `obs-text = %x80-FF` (RFC 9110 §5.6.4).
-fn is_obs_text(b: u8) -> bool {
-    b >= 0x80
-}
-
-/// A byte allowed inside a field value: HTAB, SP, VCHAR or obs-text (RFC 9110 §5.5).
-/// Also the bytes of a reason-phrase (RFC 9112 §4).
-pub(super) fn is_field_value_byte(b: u8) -> bool {
-    b == b'\t' || b == b' ' || is_vchar(b) || is_obs_text(b)
 }
 
 /// Bytes already checked to be ASCII (tokens, VCHARs) as a `&str`.
@@ -212,6 +261,7 @@ pub(super) fn list_has_token(headers: &[Header<'_>], name: &str, token: &str) ->
 
 #[cfg(test)]
 mod tests {
+    use super::super::scan::is_vchar;
     use super::*;
 
     #[test]

@@ -11,6 +11,8 @@
 //! - [`response_head`]: the response head parser, for this crate's own clients.
 //! - [`grammar`]: the field grammar the heads and the chunked trailer share (tokens, OWS,
 //!   field lines, lists), and [`grammar::Parsed`], the answer of every incremental parser.
+//! - `scan`: the byte classes (tchar, VCHAR, field-value) as one lookup table, and the
+//!   word-at-a-time scans that find where a run of them ends; what makes the heads fast.
 //! - [`error`]: one error enum, each variant carrying the status code it is answered with.
 //!
 //! None of it touches a socket: the server drivers hand it bytes and write what it returns.
@@ -23,6 +25,7 @@ pub mod grammar;
 pub mod request;
 pub mod response;
 pub mod response_head;
+mod scan;
 
 /// A query parameter that is present but not decodable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -45,9 +45,10 @@
 use super::body::BodyFraming;
 use super::error::HttpError;
 use super::grammar::{
-    ascii_str, fields_named, is_tchar, is_token, is_vchar, list_elements, list_has_token, parse_field_section,
-    parse_line_end, trim_ows, Header, Parsed,
+    ascii_str, field_vec, fields_named, into_headers, is_token, list_elements, list_has_token, parse_line_end,
+    scan_field_section, trim_ows, utf8_prefix, Header, Parsed,
 };
+use super::scan::{is_reg_name_byte, tchar_end, vchar_end};
 
 /// The largest request head we read: request-line plus fields. 16 KiB is twice the 8 KiB
 /// that common servers default to, roomy for cookies and tokens, and small enough that
@@ -158,25 +159,33 @@ pub(super) fn enforce_head_limit<T>(
 }
 
 fn parse_request_head<'b>(buf: &'b [u8], limits: &Limits) -> Result<Parsed<Request<'b>>, HttpError> {
-    let Parsed::Complete { consumed: mut position, .. } = skip_leading_empty_lines(buf)? else {
+    let Parsed::Complete { consumed: start, .. } = skip_leading_empty_lines(buf)? else {
         return Ok(Parsed::Partial);
     };
-    let Parsed::Complete { value: line, consumed } = parse_request_line(&buf[position..], limits.max_target_bytes)?
-    else {
+    let Parsed::Complete { value: line, consumed } = parse_request_line(buf, start, limits.max_target_bytes)? else {
         return Ok(Parsed::Partial);
     };
-    position += consumed;
+    let method = &buf[line.method.0..line.method.1];
+    let target = &buf[line.target.0..line.target.1];
     // Checked as soon as the request-line is complete, so a bad target fails without
     // waiting for the fields.
-    check_target_form(line.method, line.target)?;
-    let Parsed::Complete { value: headers, consumed } = parse_field_section(&buf[position..], limits.max_headers)?
-    else {
+    check_target_form(method, target)?;
+    let mut fields = field_vec(limits.max_headers);
+    let Some(end) = scan_field_section(buf, consumed, limits.max_headers, &mut fields)? else {
         return Ok(Parsed::Partial);
     };
-    position += consumed;
-    let request = Request { method: line.method, target: line.target, version: line.version, headers };
+    // Every byte has been checked; the method, the target and the field names are ASCII,
+    // and become `&str`s by one UTF-8 check of the whole head.
+    let text = utf8_prefix(&buf[..end]);
+    let ascii = |(from, to): (usize, usize)| text.get(from..to).unwrap_or_else(|| ascii_str(&buf[from..to]));
+    let request = Request {
+        method: ascii(line.method),
+        target: ascii(line.target),
+        version: line.version,
+        headers: into_headers(buf, text, fields),
+    };
     check_host(&request)?;
-    Ok(Parsed::Complete { value: request, consumed: position })
+    Ok(Parsed::Complete { value: request, consumed: end })
 }
 
 /// RFC 9112 §2.2: a server "SHOULD ignore at least one empty line (CRLF) received prior to
@@ -195,9 +204,10 @@ fn skip_leading_empty_lines(buf: &[u8]) -> Result<Parsed<()>, HttpError> {
     Ok(Parsed::Complete { value: (), consumed: position })
 }
 
-struct RequestLine<'b> {
-    method: &'b str,
-    target: &'b str,
+/// Where the method and the target are in the buffer (start, end), and the version.
+struct RequestLine {
+    method: (usize, usize),
+    target: (usize, usize),
     version: Version,
 }
 
@@ -206,28 +216,26 @@ struct RequestLine<'b> {
 /// method         = token                                           ; RFC 9112 §3.1
 /// ```
 ///
+/// The request-line at `buf[start..]`; `consumed` is the offset just past its CRLF.
+///
 /// RFC 9112 §3 lets a recipient split on any run of whitespace instead of a single SP; we
 /// do not ("lenient parsing can result in request smuggling security vulnerabilities").
-fn parse_request_line(buf: &[u8], max_target_bytes: usize) -> Result<Parsed<RequestLine<'_>>, HttpError> {
-    let Some(method_len) = buf.iter().position(|&b| !is_tchar(b)) else {
-        return Ok(Parsed::Partial);
-    };
-    match buf[method_len] {
-        b' ' if method_len > 0 => {}
+fn parse_request_line(buf: &[u8], start: usize, max_target_bytes: usize) -> Result<Parsed<RequestLine>, HttpError> {
+    let method_end = tchar_end(buf, start);
+    match buf.get(method_end) {
+        None => return Ok(Parsed::Partial),
+        Some(b' ') if method_end > start => {}
         // A line that ends after the method, or an empty line we did not skip.
-        b'\r' | b'\n' => return Err(HttpError::BadRequestLine),
-        _ => return Err(HttpError::BadMethod),
+        Some(b'\r' | b'\n') => return Err(HttpError::BadRequestLine),
+        Some(_) => return Err(HttpError::BadMethod),
     }
-    let method = ascii_str(&buf[..method_len]);
 
-    let target_start = method_len + 1;
-    let Parsed::Complete { value: target, consumed: target_len } =
-        parse_request_target(&buf[target_start..], max_target_bytes)?
-    else {
+    let target_start = method_end + 1;
+    let Parsed::Complete { value: target_end, .. } = parse_request_target(buf, target_start, max_target_bytes)? else {
         return Ok(Parsed::Partial);
     };
 
-    let version_start = target_start + target_len + 1;
+    let version_start = target_end + 1;
     let Parsed::Complete { value: version, consumed: version_len } = parse_http_version(&buf[version_start..])? else {
         return Ok(Parsed::Partial);
     };
@@ -239,27 +247,30 @@ fn parse_request_line(buf: &[u8], max_target_bytes: usize) -> Result<Parsed<Requ
     else {
         return Ok(Parsed::Partial);
     };
-    Ok(Parsed::Complete { value: RequestLine { method, target, version }, consumed: line_end + crlf_len })
+    let line = RequestLine { method: (start, method_end), target: (target_start, target_end), version };
+    Ok(Parsed::Complete { value: line, consumed: line_end + crlf_len })
 }
 
-/// The request-target up to (not including) the SP after it; `consumed` is its length.
+/// The request-target that starts at `buf[start..]`, up to (not including) the SP after it;
+/// the value is the offset of that SP.
 ///
 /// RFC 9112 §3.2: "No whitespace is allowed in the request-target." We allow only visible
 /// ASCII (VCHAR); which form the target takes is checked later by [`check_target_form`].
-fn parse_request_target(buf: &[u8], max_target_bytes: usize) -> Result<Parsed<&str>, HttpError> {
+fn parse_request_target(buf: &[u8], start: usize, max_target_bytes: usize) -> Result<Parsed<usize>, HttpError> {
     // Look one byte past the limit: if that byte still belongs to the target, the target is
     // too long, whether or not the rest of it has arrived.
-    let window = &buf[..buf.len().min(max_target_bytes.saturating_add(1))];
-    let Some(target_len) = window.iter().position(|&b| !is_vchar(b)) else {
-        if window.len() > max_target_bytes {
+    let window = &buf[..buf.len().min(start.saturating_add(max_target_bytes).saturating_add(1))];
+    let end = vchar_end(window, start);
+    let Some(&stop) = window.get(end) else {
+        if window.len() - start > max_target_bytes {
             // RFC 9112 §3: "A server that receives a request-target longer than any URI it
             // wishes to parse MUST respond with a 414 (URI Too Long) status code".
             return Err(HttpError::TargetTooLong);
         }
         return Ok(Parsed::Partial);
     };
-    match buf[target_len] {
-        b' ' if target_len > 0 => Ok(Parsed::Complete { value: ascii_str(&buf[..target_len]), consumed: target_len }),
+    match stop {
+        b' ' if end > start => Ok(Parsed::Complete { value: end, consumed: end - start }),
         // Two spaces in a row, or a line that ends after the target (an HTTP/0.9 request).
         b' ' | b'\r' | b'\n' => Err(HttpError::BadRequestLine),
         _ => Err(HttpError::BadRequestTarget),
@@ -294,11 +305,11 @@ pub(super) fn parse_http_version(buf: &[u8]) -> Result<Parsed<Version>, HttpErro
 
 /// Checks that the target's form is one the method may use (RFC 9112 §3.2) and that it is
 /// well formed.
-fn check_target_form(method: &str, target: &str) -> Result<(), HttpError> {
+fn check_target_form(method: &[u8], target: &[u8]) -> Result<(), HttpError> {
     // The request-target rules exclude a fragment (origin-form = absolute-path [ "?" query ];
     // RFC 9110 §4.2.5: elements that allow one say so in their ABNF). A '#' here means the
     // client did not encode its target.
-    if target.contains('#') {
+    if target.contains(&b'#') {
         return Err(HttpError::BadRequestTarget);
     }
     let valid = match target_form(method, target) {
@@ -306,13 +317,13 @@ fn check_target_form(method: &str, target: &str) -> Result<(), HttpError> {
         // beyond the visible-ASCII rule; percent-decoding is the router's business.
         TargetForm::Origin => true,
         // RFC 9112 §3.2.4: "only used for a server-wide OPTIONS request".
-        TargetForm::Asterisk => method == "OPTIONS",
+        TargetForm::Asterisk => method == b"OPTIONS",
         // RFC 9112 §3.2.3: authority-form = uri-host ":" port, "only used for CONNECT".
         TargetForm::Authority => {
-            matches!(split_host_port(target.as_bytes()), Some((host, Some(port))) if !host.is_empty() && !port.is_empty())
+            matches!(split_host_port(target), Some((host, Some(port))) if !host.is_empty() && !port.is_empty())
         }
         // RFC 9112 §3.2.2: "A server MUST accept the absolute-form in requests".
-        TargetForm::Absolute => match split_absolute_form(target) {
+        TargetForm::Absolute => match split_absolute_form(ascii_str(target)) {
             // RFC 9110 §4.2.1: an "http" URI with an empty host is invalid, and a recipient
             // "MUST reject it"; §4.2.4: userinfo is an error (it fails the reg-name check).
             Some((authority, _)) => {
@@ -330,12 +341,12 @@ fn check_target_form(method: &str, target: &str) -> Result<(), HttpError> {
 
 /// Which form a target is in, decided by the method and the first byte. CONNECT always uses
 /// authority-form, so its target is taken as one (and rejected if it is not).
-fn target_form(method: &str, target: &str) -> TargetForm {
-    if method == "CONNECT" {
+fn target_form(method: &[u8], target: &[u8]) -> TargetForm {
+    if method == b"CONNECT" {
         TargetForm::Authority
-    } else if target == "*" {
+    } else if target == b"*" {
         TargetForm::Asterisk
-    } else if target.starts_with('/') {
+    } else if target.first() == Some(&b'/') {
         TargetForm::Origin
     } else {
         TargetForm::Absolute
@@ -392,11 +403,9 @@ fn split_host_port(authority: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
         }
         close + 1
     } else {
-        let end = authority.iter().position(|&b| b == b':').unwrap_or(authority.len());
-        if !is_reg_name(&authority[..end]) {
-            return None;
-        }
-        end
+        // The reg-name runs to the first byte that cannot be in it: the end, the ':' before
+        // the port, or a byte that makes the whole value invalid.
+        reg_name_end(authority)?
     };
     let (host, after_host) = authority.split_at(host_end);
     match after_host {
@@ -412,41 +421,34 @@ fn is_ipv6_address(text: &[u8]) -> bool {
     std::str::from_utf8(text).is_ok_and(|text| text.parse::<core::net::Ipv6Addr>().is_ok())
 }
 
-/// `reg-name = *( unreserved / pct-encoded / sub-delims )` (RFC 3986 §3.2.2).
-fn is_reg_name(name: &[u8]) -> bool {
+/// The length of the `reg-name = *( unreserved / pct-encoded / sub-delims )` (RFC 3986
+/// §3.2.2) at the start of `authority`, in one pass; `None` if a `%` is not followed by two
+/// HEXDIGs. The byte classes are in [`super::scan`].
+fn reg_name_end(authority: &[u8]) -> Option<usize> {
     let mut i = 0;
-    while i < name.len() {
-        if name[i] == b'%' {
+    while i < authority.len() {
+        if is_reg_name_byte(authority[i]) {
+            i += 1;
+        } else if authority[i] == b'%' {
             // pct-encoded = "%" HEXDIG HEXDIG
-            let hex = name.get(i + 1..i + 3);
-            if !hex.is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) {
-                return false;
+            let hex = authority.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
             }
             i += 3;
-        } else if is_unreserved(name[i]) || is_sub_delim(name[i]) {
-            i += 1;
         } else {
-            return false;
+            break;
         }
     }
-    true
-}
-
-/// `unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~"` (RFC 3986 §2.3).
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-/// `sub-delims = "!" / "$" / "&" / "'" / "(" / ")" / "*" / "+" / "," / ";" / "="`
-/// (RFC 3986 §2.2).
-fn is_sub_delim(b: u8) -> bool {
-    matches!(b, b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=')
+    Some(i)
 }
 
 fn is_port(port: &[u8]) -> bool {
     port.len() <= 5
-        && port.iter().all(u8::is_ascii_digit)
-        && port.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0')) <= u32::from(u16::MAX)
+        && port
+            .iter()
+            .try_fold(0u32, |n, &d| d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0')))
+            .is_some_and(|n| n <= u32::from(u16::MAX))
 }
 
 /// How a message body is delimited by its Content-Length and Transfer-Encoding fields (RFC
@@ -567,7 +569,7 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
 impl<'b> Request<'b> {
     /// The form of the request-target (RFC 9112 §3.2).
     pub fn target_form(&self) -> TargetForm {
-        target_form(self.method, self.target)
+        target_form(self.method.as_bytes(), self.target.as_bytes())
     }
 
     /// The path: the target up to `?` in origin-form; for absolute-form the path after the

@@ -84,9 +84,17 @@ pub struct Topology {
     /// For each slot, its master's index in `masters`; `None` for a slot nobody serves (the
     /// cluster is down for it: a command there is answered `CLUSTERDOWN`).
     owners: Vec<Option<u16>>,
+    /// For each master, how many replicas not known to have failed follow it
+    /// ([`Topology::count_replicas`]): whether a write can be confirmed by `WAIT`.
+    replica_counts: Vec<usize>,
 }
 
 impl Topology {
+    /// How many healthy replicas `master` has (0 for a node the table does not know).
+    pub fn replicas(&self, master: &NodeAddr) -> usize {
+        self.masters.iter().position(|m| m == master).map_or(0, |index| self.replica_counts[index])
+    }
+
     /// The master serving `slot`, if any.
     pub fn owner(&self, slot: u16) -> Option<&NodeAddr> {
         let index = (*self.owners.get(slot as usize)?)?;
@@ -103,6 +111,8 @@ impl Topology {
             Some(index) => index,
             None => {
                 self.masters.push(addr);
+                // Unknown until the next `CLUSTER SLOTS`.
+                self.replica_counts.push(0);
                 self.masters.len() - 1
             }
         };
@@ -116,7 +126,8 @@ impl Topology {
     /// endpoint") makes the range's slots unserved.
     pub fn from_cluster_slots(reply: &Value, asked: &NodeAddr) -> Result<Topology, String> {
         let ranges = reply.as_array().ok_or("CLUSTER SLOTS did not answer an array")?;
-        let mut topology = Topology { masters: Vec::new(), owners: vec![None; SLOTS as usize] };
+        let mut topology =
+            Topology { masters: Vec::new(), owners: vec![None; SLOTS as usize], replica_counts: Vec::new() };
         for range in ranges {
             let fields = range.as_array().ok_or("a CLUSTER SLOTS range is not an array")?;
             let [start, end, master, ..] = fields else { return Err("a CLUSTER SLOTS range is too short".into()) };
@@ -141,6 +152,33 @@ impl Topology {
             return Err("CLUSTER SLOTS names no master: is the cluster set up?".into());
         }
         Ok(topology)
+    }
+
+    /// Counts each master's replicas from a `CLUSTER NODES` reply: one line per node,
+    /// `<id> <ip:port@cport[,hostname]> <flags> <master id or -> ...`, a replica's flags
+    /// naming `slave` and a failed node's `fail`. Not from `CLUSTER SLOTS`, which leaves out
+    /// a replica that has not replicated anything yet (an idle new cluster lists none).
+    /// An empty ip (`:port`) is `asked`'s.
+    pub fn count_replicas(&mut self, cluster_nodes: &str, asked: &NodeAddr) {
+        let nodes: Vec<Vec<&str>> = cluster_nodes.lines().map(|line| line.split(' ').collect()).collect();
+        let address = |id: &str| {
+            let node = nodes.iter().find(|fields| fields.first() == Some(&id))?;
+            let (host, port) = node.get(1)?.split(['@', ',']).next()?.rsplit_once(':')?;
+            let host = if host.is_empty() { asked.host.clone() } else { host.to_string() };
+            Some(NodeAddr { host, port: port.parse().ok()? })
+        };
+        self.replica_counts = vec![0; self.masters.len()];
+        for fields in &nodes {
+            let (Some(flags), Some(master)) = (fields.get(2), fields.get(3)) else { continue };
+            let flags: Vec<&str> = flags.split(',').collect();
+            if !flags.contains(&"slave") || flags.contains(&"fail") {
+                continue;
+            }
+            let Some(master) = address(master) else { continue };
+            if let Some(index) = self.masters.iter().position(|m| *m == master) {
+                self.replica_counts[index] += 1;
+            }
+        }
     }
 }
 
@@ -241,6 +279,31 @@ mod tests {
         assert_eq!(topology.owner(16383), Some(&addr("127.0.0.1", 7003)));
         assert_eq!(topology.owner(16384), None);
         assert_eq!(topology.masters.len(), 3, "replicas are not masters");
+    }
+
+    #[test]
+    fn cluster_nodes_lines_count_the_replicas_that_have_not_failed() {
+        // As Redis 7.0 answered for a three-master cluster, 7104 marked failed.
+        let nodes = "\
+382c 127.0.0.1:7101@17101 myself,master - 0 1796040522000 1 connected 0-5460
+c0c1 127.0.0.1:7102@17102 master - 0 1796040522542 2 connected 5461-10922
+3fe7 127.0.0.1:7106@17106 slave 382c 0 1796040522744 1 connected
+95c5 :7103@17103 master - 0 1796040522845 3 connected 10923-16383
+5d98 127.0.0.1:7104@17104 slave,fail c0c1 0 1796040522643 2 disconnected
+98ec 127.0.0.1:7105@17105,replica5.example slave 95c5 0 1796040522542 3 connected
+";
+        let reply = Value::Array(Some(vec![
+            range(0, 5460, vec![node("127.0.0.1", 7101, "a")]),
+            range(5461, 10922, vec![node("127.0.0.1", 7102, "b")]),
+            range(10923, 16383, vec![node("127.0.0.1", 7103, "c")]),
+        ]));
+        let asked = addr("127.0.0.1", 7101);
+        let mut topology = Topology::from_cluster_slots(&reply, &asked).unwrap();
+        topology.count_replicas(nodes, &asked);
+        assert_eq!(topology.replicas(&addr("127.0.0.1", 7101)), 1);
+        assert_eq!(topology.replicas(&addr("127.0.0.1", 7102)), 0, "its only replica failed");
+        assert_eq!(topology.replicas(&addr("127.0.0.1", 7103)), 1, "an empty ip is the node asked");
+        assert_eq!(topology.replicas(&addr("127.0.0.1", 7106)), 0, "not a master");
     }
 
     #[test]

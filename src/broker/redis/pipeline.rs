@@ -26,6 +26,15 @@
 //! answered exactly once, so nothing waits forever for an answer; a command refused at once is
 //! told so by [`Pipeline::submit`] and its callback is never called.
 //!
+//! Replicated writes. On a cluster, a publish is answered only once a replica has it: the
+//! writer sends one `WAIT 1` behind each turn's publishes, and the reader holds their replies
+//! until the `WAIT`'s reply says a replica has them (or fails them with 503 if none does
+//! within half the `--redis-timeout`). Redis replicates asynchronously: a master killed
+//! before its replica has a write takes the write with it, and the replica promoted in its
+//! place never had it. Answered before, such a publish would be lost without anyone being
+//! told; answered after, it is in the copy that takes over (a failover elects the replica
+//! with the most data). Under load one `WAIT` covers many publishes.
+//!
 //! Lock order: a caller may hold a mirror's lock while it submits (a lane's lock comes after
 //! it); callbacks run with no lane lock held, so they may take any broker lock.
 
@@ -72,6 +81,19 @@ struct InFlight {
     received: Vec<Value>,
     queued_at: Instant,
     on_replies: OnReplies,
+    kind: Kind,
+}
+
+/// What a command's replies mean for its caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Answered as soon as its replies arrive.
+    Plain,
+    /// A write answered only once a replica has it: its replies are held until the `WAIT`
+    /// behind it (the module docs, "Replicated writes").
+    Replicated,
+    /// The `WAIT 1 <ms>` the writer sent after replicated writes; its reply releases them.
+    Wait,
 }
 
 /// A lane's shared state, under its lock.
@@ -87,6 +109,10 @@ struct LaneState {
     /// The writer is asleep on `queued`: only then does queueing a command wake it (a wake is
     /// a system call; a writer busy writing takes what was queued meanwhile on its next turn).
     writer_asleep: bool,
+    /// Replicated writes are queued that no `WAIT` follows yet: the writer adds one.
+    unwaited: bool,
+    /// Replicated writes Redis answered, waiting for the reply of the `WAIT` after them.
+    held: Vec<(OnReplies, Vec<Value>)>,
 }
 
 #[derive(Default)]
@@ -129,6 +155,8 @@ pub struct Pipeline {
     refused: AtomicU64,
     /// What [`Pipeline::reload_script`] loads again.
     script: &'static str,
+    /// The master has replicas: see [`Pipeline::set_replicas`].
+    has_replicas: AtomicBool,
 }
 
 impl Pipeline {
@@ -175,7 +203,21 @@ impl Pipeline {
                 break;
             }
         }
-        Pipeline { lanes, next: AtomicUsize::new(0), stopping, refused: AtomicU64::new(0), script }
+        Pipeline {
+            lanes,
+            next: AtomicUsize::new(0),
+            stopping,
+            refused: AtomicU64::new(0),
+            script,
+            has_replicas: AtomicBool::new(false),
+        }
+    }
+
+    /// How many replicas Redis says the master has (`CLUSTER SLOTS` lists the healthy ones).
+    /// While it has any, a replicated write ([`Pipeline::submit_or_return`]) is answered only
+    /// once one of them has it.
+    pub fn set_replicas(&self, replicas: usize) {
+        self.has_replicas.store(replicas > 0, Ordering::Relaxed);
     }
 
     /// A link with no connection at all: every command fails at once (tests of the broker's
@@ -188,6 +230,7 @@ impl Pipeline {
             stopping: Arc::new(AtomicBool::new(true)),
             refused: AtomicU64::new(0),
             script: super::PUBLISH_SCRIPT,
+            has_replicas: AtomicBool::new(false),
         }
     }
 
@@ -196,17 +239,21 @@ impl Pipeline {
     /// no lane can take it, the answer is an error at once and `on_replies` is dropped
     /// uncalled: the caller knows, and nothing is woken for it.
     pub fn submit(&self, commands: &[u8], replies: usize, on_replies: OnReplies) -> Result<(), BrokerError> {
-        self.submit_or_return(commands, replies, on_replies).map_err(|(error, _)| error)
+        self.submit_or_return(commands, replies, false, on_replies).map_err(|(error, _)| error)
     }
 
     /// [`Pipeline::submit`], but a command refused hands its callback back with the error, so
     /// that a caller that must answer it (a redirected command, `super::router`) still can.
+    /// A `replicated` write is answered once a replica has it, while the master has any
+    /// ([`Pipeline::set_replicas`]; the module docs, "Replicated writes").
     pub fn submit_or_return(
         &self,
         commands: &[u8],
         replies: usize,
+        replicated: bool,
         on_replies: OnReplies,
     ) -> Result<(), (BrokerError, OnReplies)> {
+        let kind = if replicated && self.has_replicas.load(Ordering::Relaxed) { Kind::Replicated } else { Kind::Plain };
         let lanes = self.lanes.len();
         let first = self.next.fetch_add(1, Ordering::Relaxed);
         for lane in (0..lanes).map(|i| &self.lanes[(first + i) % lanes]) {
@@ -220,7 +267,9 @@ impl Pipeline {
                 received: Vec::new(),
                 queued_at: Instant::now(),
                 on_replies,
+                kind,
             });
+            state.unwaited |= kind == Kind::Replicated;
             let wake_writer = std::mem::take(&mut state.writer_asleep);
             drop(state);
             lane.counters.sent.fetch_add(1, Ordering::Relaxed);
@@ -248,6 +297,7 @@ impl Pipeline {
                     received: Vec::new(),
                     queued_at: Instant::now(),
                     on_replies,
+                    kind: Kind::Plain,
                 });
                 drop(state);
                 lane.counters.sent.fetch_add(1, Ordering::Relaxed);
@@ -316,17 +366,21 @@ impl Lane {
                 let _ = socket.shutdown(Shutdown::Both);
             }
             state.output.clear();
-            std::mem::take(&mut state.in_flight)
+            state.unwaited = false;
+            let held = std::mem::take(&mut state.held).into_iter().map(|(on_replies, _)| on_replies);
+            let in_flight = std::mem::take(&mut state.in_flight);
+            held.chain(in_flight.into_iter().filter(|c| c.kind != Kind::Wait).map(|c| c.on_replies)).collect::<Vec<_>>()
         };
+        // A write Redis ran but no replica confirmed fails too: nobody can say it survives.
         self.counters.failed.fetch_add(failed.len() as u64, Ordering::Relaxed);
-        for command in failed {
-            (command.on_replies)(Err(BrokerError::Unavailable(why.to_string())));
+        for on_replies in failed {
+            on_replies(Err(BrokerError::Unavailable(why.to_string())));
         }
     }
 
     /// A reply arrived: it belongs to the oldest command in flight. `Err` if none was.
     fn take_reply(&self, value: Value) -> Result<(), RedisError> {
-        let finished = {
+        let (command, released) = {
             let mut state = lock(&self.state);
             let Some(oldest) = state.in_flight.front_mut() else {
                 return Err(RedisError::Unexpected("a reply nobody asked for"));
@@ -335,15 +389,43 @@ impl Lane {
             if oldest.received.len() < oldest.replies {
                 return Ok(());
             }
-            state.in_flight.pop_front()
+            let Some(command) = state.in_flight.pop_front() else { return Ok(()) };
+            match command.kind {
+                Kind::Plain => (command, Vec::new()),
+                Kind::Replicated => {
+                    // Its replies wait for the `WAIT` behind it.
+                    state.held.push((command.on_replies, command.received));
+                    return Ok(());
+                }
+                Kind::Wait => {
+                    let held = std::mem::take(&mut state.held);
+                    (command, held)
+                }
+            }
         };
-        if let Some(command) = finished {
-            let waited = command.queued_at.elapsed().as_micros().min(u64::MAX as u128) as u64;
-            let counters = &self.counters;
+        let waited = command.queued_at.elapsed().as_micros().min(u64::MAX as u128) as u64;
+        let counters = &self.counters;
+        counters.latency_sum_us.fetch_add(waited, Ordering::Relaxed);
+        counters.latency_max_us.fetch_max(waited, Ordering::Relaxed);
+        if command.kind != Kind::Wait {
             counters.answered.fetch_add(1, Ordering::Relaxed);
-            counters.latency_sum_us.fetch_add(waited, Ordering::Relaxed);
-            counters.latency_max_us.fetch_max(waited, Ordering::Relaxed);
             (command.on_replies)(Ok(command.received));
+            return Ok(());
+        }
+        // `WAIT` answers how many replicas acknowledged every write before it on this
+        // connection (<https://redis.io/docs/latest/commands/wait/>).
+        let acknowledged = command.received.first().and_then(Value::as_integer).unwrap_or(0);
+        let replicated = acknowledged >= 1;
+        counters.answered.fetch_add(released.len() as u64, Ordering::Relaxed);
+        for (on_replies, replies) in released {
+            if replicated {
+                on_replies(Ok(replies));
+            } else {
+                counters.failed.fetch_add(1, Ordering::Relaxed);
+                on_replies(Err(BrokerError::Unavailable(
+                    "no replica confirmed the write within half the --redis-timeout; a failover could lose it".into(),
+                )));
+            }
         }
         Ok(())
     }
@@ -463,6 +545,18 @@ fn write_commands(lane: &Lane, config: &LaneConfig) {
             }
             let Some(socket) = state.socket.clone() else { continue };
             std::mem::swap(&mut spare, &mut state.output);
+            if std::mem::take(&mut state.unwaited) {
+                // One `WAIT` behind this turn's replicated writes: queued under the lock that
+                // holds the in-flight order, so its reply is read right after theirs.
+                encode_wait(&mut spare, config.timeout / 2);
+                state.in_flight.push_back(InFlight {
+                    replies: 1,
+                    received: Vec::new(),
+                    queued_at: Instant::now(),
+                    on_replies: Box::new(|_| {}),
+                    kind: Kind::Wait,
+                });
+            }
             (socket, state.generation)
         };
         if let Err(error) = (&*socket).write_all(&spare) {
@@ -476,6 +570,15 @@ fn write_commands(lane: &Lane, config: &LaneConfig) {
         }
         spare.clear();
     }
+}
+
+/// `WAIT 1 <timeout in ms>`: blocks this connection until a replica has every write sent on
+/// it before, or the timeout passes (0 would mean "forever": at least 1 ms). One replica is
+/// enough however many there are: a failover elects the replica with the most data
+/// (the cluster spec, "Replica rank"), so one that has the write is the one that takes over.
+fn encode_wait(out: &mut Vec<u8>, timeout: Duration) {
+    let millis = timeout.as_millis().clamp(1, u64::MAX as u128).to_string();
+    super::super::resp::encode_command(out, &[b"WAIT", b"1", millis.as_bytes()]);
 }
 
 /// Waits until the lane is up with output queued, or the link stops.

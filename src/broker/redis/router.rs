@@ -46,6 +46,15 @@ pub const MAX_REDIRECTS: usize = 3;
 /// How long [`Router::set_topology`] waits for a new master's lanes to come up.
 const NEW_MASTER_WAIT: Duration = Duration::from_secs(1);
 
+/// A command as the router sends it, and again after a redirection.
+#[derive(Clone)]
+struct Command {
+    bytes: Arc<Vec<u8>>,
+    replies: usize,
+    /// Sent with [`Pipeline::submit_replicated`].
+    replicated: bool,
+}
+
 /// See the module docs.
 pub struct Router {
     url: ClusterUrl,
@@ -109,6 +118,9 @@ impl Router {
         let retired: Vec<Arc<Pipeline>> = {
             let mut pipelines = lock(&self.pipelines);
             pipelines.extend(started);
+            for (addr, pipeline) in pipelines.iter() {
+                pipeline.set_replicas(topology.replicas(addr));
+            }
             let gone: Vec<NodeAddr> =
                 pipelines.keys().filter(|addr| !topology.masters.contains(addr)).cloned().collect();
             gone.iter().filter_map(|addr| pipelines.remove(addr)).collect()
@@ -132,6 +144,29 @@ impl Router {
         replies: usize,
         on_replies: OnReplies,
     ) -> Result<(), BrokerError> {
+        self.route(key, commands, replies, false, on_replies)
+    }
+
+    /// [`Router::submit`] for a write answered once a replica of its master has it (the
+    /// pipeline's module docs, "Replicated writes").
+    pub fn submit_replicated(
+        self: &Arc<Self>,
+        key: &[u8],
+        commands: &[u8],
+        replies: usize,
+        on_replies: OnReplies,
+    ) -> Result<(), BrokerError> {
+        self.route(key, commands, replies, true, on_replies)
+    }
+
+    fn route(
+        self: &Arc<Self>,
+        key: &[u8],
+        commands: &[u8],
+        replies: usize,
+        replicated: bool,
+        on_replies: OnReplies,
+    ) -> Result<(), BrokerError> {
         let slot = key_slot(key);
         let to = lock(&self.topology).as_ref().and_then(|t| t.owner(slot).cloned());
         let Some(to) = to else {
@@ -139,8 +174,8 @@ impl Router {
             self.refresh.store(true, Ordering::SeqCst);
             return Err(BrokerError::Unavailable(format!("no Redis Cluster master known for slot {slot}")));
         };
-        self.send(to, false, Arc::new(commands.to_vec()), replies, on_replies, MAX_REDIRECTS)
-            .map_err(|(error, _)| error)
+        let command = Command { bytes: Arc::new(commands.to_vec()), replies, replicated };
+        self.send(to, false, command, on_replies, MAX_REDIRECTS).map_err(|(error, _)| error)
     }
 
     /// Sends to `to` (after `ASKING` if `asking`), following at most `redirects_left` more
@@ -149,8 +184,7 @@ impl Router {
         self: &Arc<Self>,
         to: NodeAddr,
         asking: bool,
-        commands: Arc<Vec<u8>>,
-        replies: usize,
+        command: Command,
         on_replies: OnReplies,
         redirects_left: usize,
     ) -> Result<(), (BrokerError, OnReplies)> {
@@ -165,11 +199,12 @@ impl Router {
                 lock(&self.pipelines).entry(to.clone()).or_insert(pipeline).clone()
             }
         };
-        let mut out = Vec::with_capacity(commands.len() + 20);
+        let mut out = Vec::with_capacity(command.bytes.len() + 20);
         if asking {
             encode_command(&mut out, &[b"ASKING"]);
         }
-        out.extend_from_slice(&commands);
+        out.extend_from_slice(&command.bytes);
+        let (replies, replicated) = (command.replies + usize::from(asking), command.replicated);
         let router = self.clone();
         let answered_by = to.clone();
         // Shared with the wrapper so that a refusal can hand the caller's callback back.
@@ -208,12 +243,11 @@ impl Router {
                 }
                 Redirect::Ask { to, .. } => (to, true),
             };
-            if let Err((error, on_replies)) = router.send(to, asking, commands, replies, on_replies, redirects_left - 1)
-            {
+            if let Err((error, on_replies)) = router.send(to, asking, command, on_replies, redirects_left - 1) {
                 on_replies(Err(error));
             }
         });
-        match pipeline.submit_or_return(&out, replies + usize::from(asking), on_answer) {
+        match pipeline.submit_or_return(&out, replies, replicated, on_answer) {
             Ok(()) => Ok(()),
             Err((error, wrapper)) => {
                 drop(wrapper);
