@@ -503,6 +503,36 @@ fn history_older_than_a_nodes_ring_comes_from_the_stream_and_trimmed_history_is_
     }
 }
 
+/// The publish script records each entry's predecessor (`prev`, what tells a trimmed stream
+/// from a lost one) from the key that holds the newest id, and from the stream itself when
+/// that key is missing (a stream an older version wrote, or the key deleted).
+#[test]
+fn every_entry_records_the_id_before_it_with_or_without_the_newest_key() {
+    let Some(redis) = Redis::start(Persistence::None) else { return };
+    let server = node(Model::EventLoop, &redis, |_| {});
+    let ids: Vec<String> = (0..2).map(|i| publish(server.addr(), "prev", &i.to_string())).collect();
+    assert_eq!(text_of(&redis.command(&["GET", "realtime:prev:newest"])), ids[1]);
+    redis.command(&["DEL", "realtime:prev:newest"]);
+    let third = publish(server.addr(), "prev", "2");
+    let entries = redis.command(&["XRANGE", "realtime:prev", "-", "+"]);
+    let prevs: Vec<String> = entries
+        .as_array()
+        .unwrap_or_default()
+        .iter()
+        .map(|entry| {
+            let fields = entry.as_array().unwrap_or_default()[1].as_array().unwrap_or_default();
+            let at = fields.iter().position(|f| f.as_bytes() == Some(b"prev")).expect("a prev field");
+            text_of(&fields[at + 1])
+        })
+        .collect();
+    assert_eq!(prevs, ["0-0", ids[0].as_str(), ids[1].as_str()]);
+    assert_eq!(text_of(&redis.command(&["GET", "realtime:prev:newest"])), third);
+}
+
+fn text_of(value: &Value) -> String {
+    value.as_bytes().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
+}
+
 #[test]
 fn a_cursor_from_a_stream_redis_lost_in_a_restart_is_answered_with_a_gap() {
     let Some(mut redis) = Redis::start(Persistence::None) else { return };
