@@ -503,6 +503,28 @@ fn history_older_than_a_nodes_ring_comes_from_the_stream_and_trimmed_history_is_
     }
 }
 
+/// A cursor whose own entry the stream no longer has, though it is newer than the oldest
+/// entry, was lost (a Redis Cluster failover, `tests/redis_cluster.rs`; here `XDEL` stands in
+/// for it): entries with smaller ids may follow that the reader never saw, so it is told.
+#[test]
+fn a_cursor_whose_entry_the_stream_lost_is_answered_with_a_gap() {
+    let Some(redis) = Redis::start(Persistence::None) else { return };
+    for &model in MODELS {
+        let channel = format!("lost-{}", model.name());
+        let a = node(model, &redis, |_| {});
+        let ids: Vec<String> = (0..3).map(|i| publish(a.addr(), &channel, &i.to_string())).collect();
+        redis.command(&["XDEL", &format!("realtime:{channel}"), &ids[1]]);
+        // A node that never mirrored the channel reads the stream.
+        let fresh = node(model, &redis, |_| {});
+        let (messages, _, gap) = poll(fresh.addr(), &channel, &ids[1], 0);
+        assert!(gap, "the reader at {} is told its entry is gone", ids[1]);
+        assert_eq!(texts(&messages), ["2"]);
+        let (messages, _, gap) = poll(fresh.addr(), &channel, &ids[0], 0);
+        assert!(!gap, "a reader whose entry is there missed only a deleted one");
+        assert_eq!(texts(&messages), ["2"]);
+    }
+}
+
 /// The publish script records each entry's predecessor (`prev`, what tells a trimmed stream
 /// from a lost one) from the key that holds the newest id, and from the stream itself when
 /// that key is missing (a stream an older version wrote, or the key deleted).

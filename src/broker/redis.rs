@@ -42,8 +42,9 @@
 //! - `read` after a cursor at or past the base is answered from memory, like the memory
 //!   broker. A cursor older than the base (history from before the node knew the channel, or
 //!   older than its ring) is a *cold read*: one round trip that runs [XRANGE] and [XINFO]
-//!   `STREAM` in a `MULTI`/`EXEC` transaction, so the entries and what the stream says about
-//!   its own trimming are one consistent snapshot. It runs on the link for that reader
+//!   `STREAM` (and `XRANGE` of the cursor's own entry) in a `MULTI`/`EXEC` transaction, so
+//!   the entries and what the stream says about its own trimming are one consistent
+//!   snapshot. It runs on the link for that reader
 //!   (below, "Never waiting for Redis"). A **gap** is reported exactly when
 //!   trimming removed an entry after the cursor. Redis does not record what `MAXLEN` trimmed
 //!   (`max-deleted-entry-id` counts only `XDEL`), so each entry records the id of the entry
@@ -51,14 +52,22 @@
 //!   where the forgotten part of the stream ends. A cursor between that `prev` and the oldest
 //!   entry names an entry that never was in this stream: the stream was lost and made again
 //!   (Redis restarted without persistence), and the reader is told so with a gap, like the
-//!   memory broker's foreign epoch.
+//!   memory broker's foreign epoch. So is a cursor that names an entry no older than the
+//!   oldest one yet not in the stream (`cursor_was_lost`): the entry was lost with a Redis
+//!   Cluster master, or deleted.
 //! - `tail` is a loaded mirror's newest position, else the stream's newest id, asked on the
 //!   link. A mirror is made by a channel's first local subscriber and *loaded* by the
 //!   supervisor once the channel's subscription is confirmed: its newest id from `XREVRANGE
 //!   ... COUNT 1` becomes the base. Until then its readers read the stream (cold reads), so
 //!   a mirror that is loaded is live: every entry after its base is in it or on its way.
 //! - The mirror only ever grows at the back: an entry at or before its newest position is a
-//!   duplicate (catch-up and pub/sub overlap) and is skipped.
+//!   duplicate (catch-up and pub/sub overlap) and is skipped. An entry older than the newest
+//!   that the mirror never had means the stream went backwards: it lost entries the mirror
+//!   holds (a failover promoted a replica that never had them, on a clock behind the old
+//!   master's) and goes on with smaller ids. The mirror is then *rewound*: emptied, loaded
+//!   again from the stream, and a reader whose cursor lies between the new base and the
+//!   newest position handed out before is told with a gap (it may name a lost entry, and
+//!   the stream's new entries below it would otherwise never reach it).
 //!
 //! ## One subscription per channel
 //!
@@ -131,8 +140,9 @@
 //!   and the lane reconnects at once, then with backoff. The supervisor's own command
 //!   connection is checked before each use and opened again if Redis closed it while idle:
 //!   nothing was sent on the dead one, so nothing can run twice.
-//! - A silent subscription is pinged after 5 s and abandoned if the ping is not answered
-//!   within 5 s more (a half-open TCP connection never reports an error).
+//! - A silent subscription connection is pinged after 5 s and abandoned if the ping is not
+//!   answered within 5 s more (a half-open TCP connection never reports an error); on a
+//!   cluster each master's connection on its own.
 //! - Each connection opens with `AUTH` when the URL has a password ([`RedisUrl`]), in the
 //!   same write as its `SELECT`. Credentials Redis refuses (`WRONGPASS`, or `NOAUTH` for a URL
 //!   without a password) are an outage like any other: logged once, the password shown as
@@ -166,7 +176,6 @@
 //!   the session: the supervisor then opens every subscription again on the new table and
 //!   catches every channel up from its mirror's newest entry, as after a reconnect. Losing any
 //!   master's subscription connection does the same.
-//!
 //! - **Failover.** Redis replicates asynchronously: a master killed before its replica has a
 //!   write takes it along, and the replica promoted in its place never had it. So a publish
 //!   on a master with replicas (`CLUSTER NODES`, [`cluster::Topology::count_replicas`]) is
@@ -174,15 +183,14 @@
 //!   (`pipeline`, "Replicated writes"): what a publisher was told is published is in the
 //!   copy that takes over. What the old master published but never confirmed may have been
 //!   delivered by nodes that heard it; a reader whose cursor names such an entry is told
-//!   with a gap by a read from the stream (`gap_after`: a cursor past every id the stream
-//!   ever generated).
+//!   with a gap by a read from the stream (`cursor_was_lost`: its entry is not in the
+//!   stream). A mirror that heard such an entry keeps it, and a reader past it waits for newer ids;
+//!   if the new master's ids come out smaller (its clock behind the old master's by more
+//!   than the failover took), the mirror hears an entry older than its newest and rewinds
+//!   (above, "the mirror"), and those readers get a gap.
 //!
-//! What this does *not* do yet: a mirror that holds an entry the failover lost waits, for
-//! its readers past it, until the new master's ids pass it, and a new entry with a smaller id
-//! (the promoted replica's clock behind the old master's by more than the failover took) is
-//! dropped with the "went backwards" warning instead of being delivered with a gap; a
-//! topology change re-subscribes every channel, not only those that moved; a half-open
-//! connection to one master is noticed by the ping only when every master is silent.
+//! What this does *not* do yet: a topology change re-subscribes every channel, not only
+//! those that moved.
 //!
 //! ## Never waiting for Redis
 //!
@@ -983,6 +991,9 @@ struct Mirror {
     /// The newest position known: the last message, or the load position.
     newest: Position,
     subscribers: Subscribers,
+    /// The newest position handed out before the stream went backwards (0: it never did): a
+    /// cursor after the base and up to here, not in the ring, may name a lost entry.
+    rewound_from: Position,
     /// When the mirror was made or lost its last local subscriber: where its linger starts.
     /// Messages do not move it: a busy channel nobody here follows is not kept for them.
     idle_since: Instant,
@@ -1008,8 +1019,21 @@ impl Mirror {
             ring: Ring::default(),
             newest: Position(0),
             subscribers: Subscribers::default(),
+            rewound_from: Position(0),
             idle_since: now,
         }
+    }
+
+    /// The stream went backwards (an entry older than the newest, never seen, arrived): what
+    /// the mirror holds is no longer what the stream holds. It forgets it all and is loaded
+    /// again; until then its readers read the stream (see the module docs, "the mirror").
+    fn rewind(&mut self) {
+        self.rewound_from = self.rewound_from.max(self.newest);
+        self.loaded = None;
+        self.evicted = Position(0);
+        self.ring = Ring::default();
+        self.newest = Position(0);
+        self.subscribers.wake_all();
     }
 
     /// A mirror that covers everything after `base`.
@@ -1059,8 +1083,17 @@ impl Mirror {
 
     /// The messages after `cursor`, if the mirror covers them.
     fn read(&self, cursor: Position, max: usize) -> Option<Batch> {
-        if cursor < self.base()? {
+        let base = self.base()?;
+        if cursor < base {
             return None;
+        }
+        if cursor > base && cursor <= self.rewound_from && !self.ring.contains(cursor) {
+            // Handed out before the stream went backwards: everything since the new base is
+            // news to this reader, and what its cursor named may be lost.
+            let messages = self.ring.after(base, max);
+            let position = messages.last().map_or(base, |m| m.position);
+            let gap = Some(Gap { since: stream_id(cursor), oldest: messages.first().map(|m| m.id.to_string()) });
+            return Some(Batch { messages, gap, position, in_flight: false });
         }
         let messages = self.ring.after(cursor, max);
         // Nothing newer here: the reader stays where it is, even past `newest` (a cursor from
@@ -1135,11 +1168,32 @@ struct Shard {
     awaiting: usize,
     /// How many channels Redis last said this connection is subscribed to.
     subscribed: usize,
+    /// When this connection last sent anything, and whether it has been pinged since: each
+    /// master's connection is watched on its own, so that one half-open connection is found
+    /// while the others are busy.
+    last_heard: Instant,
+    pinged: bool,
 }
 
 impl Shard {
     fn new(writer: TcpStream) -> Shard {
-        Shard { writer, awaiting: 0, subscribed: 0 }
+        Shard { writer, awaiting: 0, subscribed: 0, last_heard: Instant::now(), pinged: false }
+    }
+
+    /// Pings the connection after [`PING_AFTER`] of silence; an error once a ping has gone
+    /// [`PING_TIMEOUT`] unanswered (a half-open TCP connection never reports one itself).
+    fn watch(&mut self, now: Instant) -> Result<(), RedisError> {
+        let silence = now.saturating_duration_since(self.last_heard);
+        if silence >= PING_AFTER + PING_TIMEOUT {
+            return Err(RedisError::Io(io::Error::new(io::ErrorKind::TimedOut, "PING not answered")));
+        }
+        if silence >= PING_AFTER && !self.pinged {
+            let mut ping = Vec::new();
+            encode_command(&mut ping, &[b"PING"]);
+            self.writer.write_all(&ping)?;
+            self.pinged = true;
+        }
+        Ok(())
     }
 }
 
@@ -1213,23 +1267,18 @@ fn field<'a>(fields: &'a Value, name: &[u8]) -> Option<&'a Value> {
 /// the `prev` of its oldest entry. A reader owed one of them (`cursor < prev`) missed it. A
 /// cursor strictly between `prev` and the oldest entry names no entry of this stream: the
 /// stream it came from was lost (Redis restarted without persistence) and everything after it
-/// went with it, unless the cursor never named an entry to begin with. A cursor past the last
-/// id the stream ever generated names an entry the stream never had: it was lost with the
-/// master that had it (a failover promoted a replica that had not received it; the
-/// publisher was never told 201, see `pipeline`'s "Replicated writes") or with a Redis that
-/// restarted, and entries written since may have smaller ids than the cursor (another
-/// machine's clock), which the reader would wait past without ever seeing them.
+/// went with it, unless the cursor never named an entry to begin with.
 fn gap_after(cursor: Position, info: Option<&StreamInfo>) -> bool {
     // `0-0` is "before the first entry"; an end-of-millisecond position is a tail handed out
     // while Redis was unreachable ([`Shared::estimated_now`]). Neither names an entry.
-    let names_an_entry = cursor != Position(0) && !is_end_of_millisecond(cursor);
+    let names_an_entry = names_an_entry(cursor);
     let Some(info) = info else {
         // No stream: if the cursor named one of its entries, the stream is gone.
         return names_an_entry;
     };
     match info.first {
-        // The reader is inside what the stream holds: nothing missed.
-        Some((first, _)) if cursor >= first => cursor > info.last_generated && names_an_entry,
+        // The reader is inside what the stream holds (or past it, waiting): nothing trimmed.
+        Some((first, _)) if cursor >= first => false,
         Some((_, Some(prev))) => cursor < prev || (cursor > prev && names_an_entry),
         // An oldest entry without `prev`: what was trimmed before it is unknown, so a gap is
         // assumed (perhaps a false alarm; never the reverse).
@@ -1237,6 +1286,25 @@ fn gap_after(cursor: Position, info: Option<&StreamInfo>) -> bool {
         // Empty (every entry deleted): whatever the reader had not seen is gone.
         None => cursor < info.last_generated,
     }
+}
+
+/// Whether a cursor is the id of an entry: not `0-0` ("before the first entry") and not an
+/// end-of-millisecond position, a tail handed out while Redis was unreachable
+/// ([`Shared::estimated_now`]).
+fn names_an_entry(cursor: Position) -> bool {
+    cursor != Position(0) && !is_end_of_millisecond(cursor)
+}
+
+/// Did the stream lose the cursor's own entry? A cursor that names an entry no older than the
+/// stream's oldest, yet is not in it (`present`: `XRANGE key C C` found it), names an entry
+/// this stream does not have: lost with the master that had it (a failover promoted a
+/// replica that never received it; its publisher was not told 201, `pipeline`'s "Replicated
+/// writes"), or deleted. The reader read that entry, so entries the stream has with smaller
+/// ids than its cursor (written since, on a machine whose clock is behind) may be ones it
+/// never saw: a gap, never a wait past them.
+fn cursor_was_lost(cursor: Position, info: Option<&StreamInfo>, present: bool) -> bool {
+    let at_or_after_oldest = info.and_then(|info| info.first).is_some_and(|(first, _)| cursor >= first);
+    names_an_entry(cursor) && at_or_after_oldest && !present
 }
 
 /// One `XRANGE` entry, `[id, [field, value, ...]]`, as a message. Its text is the `text`
@@ -1287,13 +1355,19 @@ fn parse_newest(reply: &Value) -> Result<Position, RedisError> {
     Ok(parse_entries(reply)?.first().map_or(Position(0), |m| m.position))
 }
 
-/// A read from the stream itself: the entries after the cursor and what the stream says
-/// about its trimming, in one `MULTI`/`EXEC` (one round trip, one consistent snapshot): four
-/// replies, the last of which holds the two results.
+/// The replies to [`cold_read_command`]: `OK`, three `QUEUED`, the `EXEC` array.
+const COLD_READ_REPLIES: usize = 5;
+
+/// A read from the stream itself: the entries after the cursor, what the stream says about
+/// its trimming, and the cursor's own entry (is it still there?), in one `MULTI`/`EXEC` (one
+/// round trip, one consistent snapshot): five replies, the last of which holds the three
+/// results.
 fn cold_read_command(out: &mut Vec<u8>, key: &str, since: &Since, max: usize) {
+    let cursor = stream_id(cold_read_cursor(since));
     encode_command(out, &[b"MULTI"]);
     range_command(out, key, cold_read_cursor(since), max);
     encode_command(out, &[b"XINFO", b"STREAM", key.as_bytes()]);
+    encode_command(out, &[b"XRANGE", key.as_bytes(), cursor.as_bytes(), cursor.as_bytes()]);
     encode_command(out, &[b"EXEC"]);
 }
 
@@ -1316,14 +1390,12 @@ fn parse_cold_read(since: &Since, mut replies: Vec<Value>) -> Result<Batch, Redi
         Since::Unknown(cursor) => Some(cursor.clone()),
     };
     let exec = replies.pop().unwrap_or(Value::Array(None));
-    let (xrange, xinfo) = match exec {
-        Value::Array(Some(results)) if results.len() == 2 => {
-            let mut results = results.into_iter();
-            // Two elements, checked just above.
-            (results.next().unwrap_or(Value::Array(None)), results.next().unwrap_or(Value::Array(None)))
+    let [xrange, xinfo, own_entry] = match exec {
+        Value::Array(Some(results)) => {
+            <[Value; 3]>::try_from(results).map_err(|_| RedisError::Unexpected("EXEC did not answer three results"))?
         }
         Value::Error(message) => return Err(RedisError::Reply(message)),
-        _ => return Err(RedisError::Unexpected("EXEC did not answer two results")),
+        _ => return Err(RedisError::Unexpected("EXEC did not answer three results")),
     };
     let messages = parse_entries(&xrange)?;
     let info = match xinfo {
@@ -1332,7 +1404,9 @@ fn parse_cold_read(since: &Since, mut replies: Vec<Value>) -> Result<Batch, Redi
         Value::Error(message) => return Err(RedisError::Reply(message)),
         reply => Some(StreamInfo::parse(&reply)?),
     };
-    let missed = foreign.is_some() || gap_after(cursor, info.as_ref());
+    let present = !parse_entries(&own_entry)?.is_empty();
+    let missed =
+        foreign.is_some() || gap_after(cursor, info.as_ref()) || cursor_was_lost(cursor, info.as_ref(), present);
     let gap = missed.then(|| Gap {
         since: foreign.unwrap_or_else(|| stream_id(cursor)),
         oldest: info.as_ref().and_then(|i| i.first).map(|(first, _)| stream_id(first)),
@@ -1736,7 +1810,7 @@ impl Shared {
             }
             Want::Read { since, max } => {
                 cold_read_command(&mut out, &key, since, *max);
-                4
+                COLD_READ_REPLIES
             }
         };
         let serial = self.next_request.fetch_add(1, Ordering::Relaxed);
@@ -2089,10 +2163,8 @@ impl Shared {
     /// or the broker stops; between them, tends the command connection, pings a silent Redis,
     /// catches up what was confirmed and ends the subscriptions that have lingered.
     fn listen(&self, mut session: Session, events: &Receiver<Event>) -> RedisError {
-        let mut last_heard = Instant::now();
-        let mut pinged = false;
-        let mut next_sweep = last_heard;
-        let mut next_refresh = last_heard;
+        let mut next_sweep = Instant::now();
+        let mut next_refresh = next_sweep;
         loop {
             if self.is_stopping() {
                 return RedisError::Closed;
@@ -2101,8 +2173,10 @@ impl Shared {
             let now = Instant::now();
             match event {
                 Ok(Event::Push(generation, shard, value)) if generation == session.generation => {
-                    last_heard = now;
-                    pinged = false;
+                    if let Some(heard) = session.shards.get_mut(shard) {
+                        heard.last_heard = now;
+                        heard.pinged = false;
+                    }
                     if let Err(error) = self.on_push(&mut session, shard, &value) {
                         return error;
                     }
@@ -2137,19 +2211,10 @@ impl Shared {
                 }
             }
             self.tend_command_connection(now);
-            let silence = now.saturating_duration_since(last_heard);
-            if silence >= PING_AFTER + PING_TIMEOUT {
-                return RedisError::Io(io::Error::new(io::ErrorKind::TimedOut, "PING not answered"));
-            }
-            if silence >= PING_AFTER && !pinged {
-                let mut ping = Vec::new();
-                encode_command(&mut ping, &[b"PING"]);
-                for shard in &mut session.shards {
-                    if let Err(error) = shard.writer.write_all(&ping) {
-                        return error.into();
-                    }
+            for shard in &mut session.shards {
+                if let Err(error) = shard.watch(now) {
+                    return error;
                 }
-                pinged = true;
             }
         }
     }
@@ -2242,12 +2307,19 @@ impl Shared {
         };
         let Some(mirror) = lock(&self.channels).get(name).cloned() else { return };
         let id = message.id.clone();
-        if lock(&mirror).accept(message, self.limits.history) == Accepted::OutOfOrder {
-            crate::warn!(
-                "redis: a channel went backwards; Redis lost the stream, or its clock moved back";
-                channel = name,
-                id = &*id,
-            );
+        if lock(&mirror).accept(message, self.limits.history) != Accepted::OutOfOrder {
+            return;
+        }
+        crate::warn!(
+            "redis: a channel went backwards (a failover or a restart lost entries); its readers past them get a gap";
+            channel = name,
+            id = &*id,
+        );
+        lock(&mirror).rewind();
+        // Loaded again from the stream at once; if that fails its readers read the stream
+        // until the next catch-up.
+        if let Err(error) = self.catch_up(&mut lock(&self.command), &[name.into()]) {
+            crate::warn!("redis: cannot reload a channel that went backwards"; channel = name, error = error.to_string());
         }
     }
 
@@ -2863,6 +2935,28 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_that_went_backwards_rewinds_the_mirror_and_readers_past_the_new_base_get_a_gap() {
+        // 11-0 and 12-0 were handed out; the stream lost 12-0 (a failover) and the new master,
+        // on a clock behind, wrote 11-5: never seen, older than the newest.
+        let mut mirror = Mirror::starting_after(id("10-0"), at(0));
+        mirror.accept(message("11-0", "a"), count(10));
+        mirror.accept(message("12-0", "lost"), count(10));
+        assert_eq!(mirror.accept(message("11-5", "new"), count(10)), Accepted::OutOfOrder);
+        mirror.rewind();
+        assert!(mirror.read(id("12-0"), 10).is_none(), "unloaded: its readers read the stream");
+        mirror.load(id("11-5"));
+        assert_eq!(mirror.accept(message("11-7", "newer"), count(10)), Accepted::New);
+        let past = mirror.read(id("12-0"), 10).unwrap();
+        assert!(past.gap.is_some(), "a cursor that named a lost entry is told");
+        assert_eq!(texts(&past), ["newer"]);
+        assert_eq!(past.position, id("11-7"));
+        let inside = mirror.read(id("11-7"), 10).unwrap();
+        assert!(inside.gap.is_none() && inside.messages.is_empty(), "a cursor the new stream gave out");
+        assert!(mirror.read(id("13-0"), 10).unwrap().gap.is_none(), "past everything handed out: it waits");
+        assert!(mirror.read(id("11-0"), 10).is_none(), "older than the new base: read from the stream");
+    }
+
+    #[test]
     fn the_ring_keeps_history_messages_and_its_base_follows_evictions() {
         let mut mirror = Mirror::starting_after(id("0-0"), at(0));
         for seq in 1..=5 {
@@ -3122,13 +3216,20 @@ mod tests {
     }
 
     #[test]
-    fn a_cursor_past_every_entry_the_stream_ever_had_gets_a_gap() {
-        // The cursor's entry was on a master that died before its replica had it; the
-        // promoted replica's stream ends at 300-0 and may go on with ids below the cursor.
+    fn a_cursor_whose_own_entry_the_stream_lost_gets_a_gap() {
+        // The cursor's entry was on a master that died before its replica had it: the
+        // promoted replica's stream holds 1-0..=300-0 and may go on with ids below 305-2.
         let failed_over = info("300-0", Some(("1-0", Some("0-0"))));
-        assert!(gap_after(id("305-2"), Some(&failed_over)));
-        assert!(!gap_after(id("300-0"), Some(&failed_over)), "its newest entry: nothing missed");
-        assert!(!gap_after(end_of_millisecond(400), Some(&failed_over)), "a tail estimated while Redis was away");
+        assert!(cursor_was_lost(id("305-2"), Some(&failed_over), false), "past the newest");
+        assert!(cursor_was_lost(id("250-1"), Some(&failed_over), false), "among the entries");
+        assert!(!cursor_was_lost(id("250-0"), Some(&failed_over), true), "its entry is there");
+        assert!(
+            !cursor_was_lost(end_of_millisecond(400), Some(&failed_over), false),
+            "a tail estimated while Redis was away"
+        );
+        assert!(!cursor_was_lost(id("0-0"), Some(&failed_over), false), "before the first entry");
+        let trimmed = info("300-0", Some(("201-0", Some("200-0"))));
+        assert!(!cursor_was_lost(id("150-0"), Some(&trimmed), false), "trimmed, not lost: gap_after's case");
     }
 
     #[test]
@@ -3137,6 +3238,9 @@ mod tests {
         assert!(!gap_after(tail_while_redis_was_down, None));
         assert!(!gap_after(tail_while_redis_was_down, Some(&info("500-0", Some(("450-0", Some("300-0")))))));
         assert!(gap_after(tail_while_redis_was_down, Some(&info("500-0", Some(("421-0", Some("420-0")))))));
+        // Past every id the stream gave out: not trimmed (whether it was lost is
+        // `cursor_was_lost`'s question).
+        assert!(!gap_after(id("900-0"), Some(&info("500-0", Some(("1-0", Some("0-0")))))));
     }
 
     #[test]
