@@ -1451,17 +1451,17 @@ impl Lanes {
     fn submit(&self, key: &[u8], commands: &[u8], replies: usize, on_replies: OnReplies) -> Result<(), BrokerError> {
         match self {
             Lanes::Single(pipeline) => pipeline.submit(commands, replies, on_replies),
-            Lanes::Cluster(router) => router.submit(key, commands, replies, on_replies),
+            Lanes::Cluster(router) => router.submit(key, commands, replies, false, on_replies),
         }
     }
 
     /// Queues a publish: on a cluster whose master has replicas, answered once one of them
-    /// has it ([`Pipeline::submit_replicated`]); on one Redis at once (a replica there is
+    /// has it ([`Pipeline::submit_or_return`]); on one Redis at once (a replica there is
     /// not promoted by anything this node knows of).
     fn submit_publish(&self, key: &[u8], command: &[u8], on_replies: OnReplies) -> Result<(), BrokerError> {
         match self {
             Lanes::Single(pipeline) => pipeline.submit(command, 1, on_replies),
-            Lanes::Cluster(router) => router.submit_replicated(key, command, 1, on_replies),
+            Lanes::Cluster(router) => router.submit(key, command, 1, true, on_replies),
         }
     }
 
@@ -1652,21 +1652,21 @@ impl Shared {
             }
             let asked = self.command_url();
             let asked = NodeAddr { host: asked.host, port: asked.port };
-            let reply = self.run(&mut command, |link| link.call(&[b"CLUSTER", b"SLOTS"]));
-            match reply.map(|reply| Topology::from_cluster_slots(&reply, &asked)) {
-                Ok(Ok(mut topology)) => {
-                    // Which masters have replicas: their publishes wait for one (`WAIT`).
-                    match self.run(&mut command, |link| link.call(&[b"CLUSTER", b"NODES"])) {
-                        Ok(nodes) => topology
-                            .count_replicas(&String::from_utf8_lossy(nodes.as_bytes().unwrap_or_default()), &asked),
-                        Err(error) => {
-                            crate::warn!("redis: CLUSTER NODES failed; publishes are not confirmed by a replica until it answers"; error = error.to_string())
-                        }
+            // The slot table, and which masters have replicas (their publishes wait for one,
+            // `WAIT`), from the same node.
+            let replies = self.run(&mut command, |link| {
+                Ok((link.call(&[b"CLUSTER", b"SLOTS"])?, link.call(&[b"CLUSTER", b"NODES"])?))
+            });
+            match replies {
+                Ok((slots, Value::Bulk(Some(nodes)))) => match Topology::from_cluster_slots(&slots, &asked) {
+                    Ok(mut topology) => {
+                        topology.count_replicas(&String::from_utf8_lossy(&nodes), &asked);
+                        router.set_topology(topology.clone());
+                        return Ok(topology);
                     }
-                    router.set_topology(topology.clone());
-                    return Ok(topology);
-                }
-                Ok(Err(why)) => last_error = RedisError::Reply(format!("CLUSTER SLOTS: {why}")),
+                    Err(why) => last_error = RedisError::Reply(format!("CLUSTER SLOTS: {why}")),
+                },
+                Ok(_) => last_error = RedisError::Unexpected("CLUSTER NODES did not answer text"),
                 Err(error) => last_error = error,
             }
             // This node cannot tell: ask the next one.
@@ -1695,7 +1695,7 @@ impl Shared {
                 let _ = answers.send((index, replies));
             });
             router
-                .submit(key.as_bytes(), command, 1, on_replies)
+                .submit(key.as_bytes(), command, 1, false, on_replies)
                 .map_err(|error| RedisError::Reply(error.to_string()))?;
         }
         drop(answers);

@@ -51,7 +51,7 @@ const NEW_MASTER_WAIT: Duration = Duration::from_secs(1);
 struct Command {
     bytes: Arc<Vec<u8>>,
     replies: usize,
-    /// Sent with [`Pipeline::submit_replicated`].
+    /// Answered once a replica has it ([`Pipeline::submit_or_return`]).
     replicated: bool,
 }
 
@@ -136,30 +136,10 @@ impl Router {
     }
 
     /// Sends `commands` (about `key`) to the master of `key`'s slot; like [`Pipeline::submit`],
-    /// a command refused at once is an error and its callback is dropped uncalled.
+    /// a command refused at once is an error and its callback is dropped uncalled. A
+    /// `replicated` write is answered once a replica of its master has it (the pipeline's
+    /// module docs, "Replicated writes").
     pub fn submit(
-        self: &Arc<Self>,
-        key: &[u8],
-        commands: &[u8],
-        replies: usize,
-        on_replies: OnReplies,
-    ) -> Result<(), BrokerError> {
-        self.route(key, commands, replies, false, on_replies)
-    }
-
-    /// [`Router::submit`] for a write answered once a replica of its master has it (the
-    /// pipeline's module docs, "Replicated writes").
-    pub fn submit_replicated(
-        self: &Arc<Self>,
-        key: &[u8],
-        commands: &[u8],
-        replies: usize,
-        on_replies: OnReplies,
-    ) -> Result<(), BrokerError> {
-        self.route(key, commands, replies, true, on_replies)
-    }
-
-    fn route(
         self: &Arc<Self>,
         key: &[u8],
         commands: &[u8],
