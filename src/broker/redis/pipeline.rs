@@ -21,22 +21,24 @@
 //! fails with [`BrokerError::Unavailable`] (the caller answers 503, or a reader tries again
 //! later), the socket is shut down, and the reader reconnects: at once after losing a
 //! connection that had lived a while, else with the supervisor's backoff (50 ms doubling to
-//! 2 s), as while attempts fail. While a lane is down, a command goes to another lane, and when none is up it
-//! fails at once: nothing queues behind a Redis that is away. Every command accepted is
+//! 2 s), as while attempts fail. While a lane is down, a command goes to another lane, and
+//! when none is up it fails at once: nothing queues behind a Redis that is away. Every command accepted is
 //! answered exactly once, so nothing waits forever for an answer; a command refused at once is
 //! told so by [`Pipeline::submit`] and its callback is never called.
 //!
-//! Replicated writes. On a cluster, a publish is answered only once a replica has it: the
-//! writer sends one `WAIT 1` behind each turn's publishes, and the reader holds their replies
-//! until the `WAIT`'s reply says a replica has them (or fails them with 503 if none does
-//! within half the `--redis-timeout`). Redis replicates asynchronously: a master killed
-//! before its replica has a write takes the write with it, and the replica promoted in its
-//! place never had it. Answered before, such a publish would be lost without anyone being
-//! told; answered after, it is in the copy that takes over (a failover elects the replica
-//! with the most data). Under load one `WAIT` covers many publishes.
-//!
 //! Lock order: a caller may hold a mirror's lock while it submits (a lane's lock comes after
 //! it); callbacks run with no lane lock held, so they may take any broker lock.
+//!
+//! ## Replicated writes
+//!
+//! On a cluster, a publish is answered only once a replica has it: the writer sends one
+//! `WAIT 1` behind each turn's publishes, and the reader holds their replies until the
+//! `WAIT`'s reply says a replica has them (or fails them with 503 if none does within half
+//! the `--redis-timeout`). Redis replicates asynchronously: a master killed before its
+//! replica has a write takes the write with it, and the replica promoted in its place never
+//! had it. Answered before, such a publish would be lost without anyone being told; answered
+//! after, it is in the copy that takes over (a failover elects the replica with the most
+//! data). Under load one `WAIT` covers many publishes.
 
 #![forbid(unsafe_code)]
 
