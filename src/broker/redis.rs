@@ -357,6 +357,11 @@ const FIRST_SUBSCRIPTION_WAIT: Duration = Duration::from_secs(5);
 /// and one table a quarter second serves them all.
 const TOPOLOGY_REFRESH_MIN: Duration = Duration::from_millis(250);
 
+/// On a cluster, the longest time between two looks at the table even when nothing asks for
+/// one: a replica added or back from a failure is seen within it, and publishes on its
+/// master wait for it again (`WAIT`) from then on.
+const TOPOLOGY_REFRESH_EVERY: Duration = Duration::from_secs(10);
+
 /// Entries read per `XRANGE` while catching up after a reconnect.
 const CATCH_UP_PAGE: usize = 256;
 
@@ -2165,6 +2170,7 @@ impl Shared {
     fn listen(&self, mut session: Session, events: &Receiver<Event>) -> RedisError {
         let mut next_sweep = Instant::now();
         let mut next_refresh = next_sweep;
+        let mut refresh_anyway = next_sweep + TOPOLOGY_REFRESH_EVERY;
         loop {
             if self.is_stopping() {
                 return RedisError::Closed;
@@ -2200,10 +2206,13 @@ impl Shared {
                     Err(error) => return error,
                 }
             }
-            if now >= next_refresh && self.lanes.wants_refresh() {
-                // A redirection, or a master whose lanes went down: the table is asked again,
-                // and a session whose channels moved to other masters is opened again.
+            let asked_for = now >= next_refresh && self.lanes.wants_refresh();
+            if asked_for || (self.cluster.is_some() && now >= refresh_anyway) {
+                // A redirection, or a master whose lanes went down, or time: the table is
+                // asked again, and a session whose channels moved to other masters is opened
+                // again.
                 next_refresh = now + TOPOLOGY_REFRESH_MIN;
+                refresh_anyway = now + TOPOLOGY_REFRESH_EVERY;
                 if let Ok(topology) = self.refresh_topology() {
                     if !self.session_matches(&session, &topology) {
                         return RedisError::Unexpected("the cluster moved slots of subscribed channels");
