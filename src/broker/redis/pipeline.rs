@@ -33,12 +33,14 @@
 //!
 //! On a cluster, a publish is answered only once a replica has it: the writer sends one
 //! `WAIT 1` behind each turn's publishes, and the reader holds their replies until the
-//! `WAIT`'s reply says a replica has them (or fails them with 503 if none does within half
-//! the `--redis-timeout`). Redis replicates asynchronously: a master killed before its
-//! replica has a write takes the write with it, and the replica promoted in its place never
-//! had it. Answered before, such a publish would be lost without anyone being told; answered
-//! after, it is in the copy that takes over (a failover elects the replica with the most
-//! data). Under load one `WAIT` covers many publishes.
+//! `WAIT`'s reply says a replica has them (or fails them with 503 if none does within a
+//! third of the `--redis-timeout`). Redis replicates asynchronously: a master killed before
+//! its replica has a write takes the write with it, and the replica promoted in its place
+//! never had it. Answered before, such a publish would be lost without anyone being told;
+//! answered after, it is in the copy that takes over (a failover elects the replica with the
+//! most data). One `WAIT` is in flight per lane at a time (`WAIT_SHARE`): what is queued
+//! meanwhile goes out together behind the next one, so under load one `WAIT` covers many
+//! publishes.
 
 #![forbid(unsafe_code)]
 
@@ -113,6 +115,9 @@ struct LaneState {
     writer_asleep: bool,
     /// Replicated writes are queued that no `WAIT` follows yet: the writer adds one.
     unwaited: bool,
+    /// A `WAIT` is in flight: the writer holds further output until it is answered (see
+    /// [`WAIT_SHARE`]).
+    waiting: bool,
     /// Replicated writes Redis answered, waiting for the reply of the `WAIT` after them.
     held: Vec<(OnReplies, Vec<Value>)>,
 }
@@ -369,6 +374,7 @@ impl Lane {
             }
             state.output.clear();
             state.unwaited = false;
+            state.waiting = false;
             let held = std::mem::take(&mut state.held).into_iter().map(|(on_replies, _)| on_replies);
             let in_flight = std::mem::take(&mut state.in_flight);
             held.chain(in_flight.into_iter().filter(|c| c.kind != Kind::Wait).map(|c| c.on_replies)).collect::<Vec<_>>()
@@ -401,10 +407,15 @@ impl Lane {
                 }
                 Kind::Wait => {
                     let held = std::mem::take(&mut state.held);
+                    state.waiting = false;
                     (command, held)
                 }
             }
         };
+        if command.kind == Kind::Wait {
+            // The writer held what was queued meanwhile.
+            self.queued.notify_one();
+        }
         let waited = command.queued_at.elapsed().as_micros().min(u64::MAX as u128) as u64;
         let counters = &self.counters;
         counters.latency_sum_us.fetch_add(waited, Ordering::Relaxed);
@@ -425,7 +436,8 @@ impl Lane {
             } else {
                 counters.failed.fetch_add(1, Ordering::Relaxed);
                 on_replies(Err(BrokerError::Unavailable(
-                    "no replica confirmed the write within half the --redis-timeout; a failover could lose it".into(),
+                    "no replica confirmed the write within a third of the --redis-timeout; a failover could lose it"
+                        .into(),
                 )));
             }
         }
@@ -550,7 +562,8 @@ fn write_commands(lane: &Lane, config: &LaneConfig) {
             if std::mem::take(&mut state.unwaited) {
                 // One `WAIT` behind this turn's replicated writes: queued under the lock that
                 // holds the in-flight order, so its reply is read right after theirs.
-                encode_wait(&mut spare, config.timeout / 2);
+                encode_wait(&mut spare, config.timeout / WAIT_SHARE);
+                state.waiting = true;
                 state.in_flight.push_back(InFlight {
                     replies: 1,
                     received: Vec::new(),
@@ -574,6 +587,14 @@ fn write_commands(lane: &Lane, config: &LaneConfig) {
     }
 }
 
+/// A `WAIT` gives up after `--redis-timeout / WAIT_SHARE`. Redis runs nothing else from a
+/// connection blocked in `WAIT`, so the writer sends nothing more until the `WAIT` is
+/// answered: a command queued meanwhile waits for that `WAIT`, then for its own, at most two
+/// thirds of the timeout, and a healthy lane is never taken for a dead one (the reader's
+/// check, the oldest command's age against the whole timeout). Holding the output also makes
+/// the next turn's batch, and the publishes one `WAIT` covers, larger under load.
+const WAIT_SHARE: u32 = 3;
+
 /// `WAIT 1 <timeout in ms>`: blocks this connection until a replica has every write sent on
 /// it before, or the timeout passes (0 would mean "forever": at least 1 ms). One replica is
 /// enough however many there are: a failover elects the replica with the most data
@@ -586,7 +607,7 @@ fn encode_wait(out: &mut Vec<u8>, timeout: Duration) {
 /// Waits until the lane is up with output queued, or the link stops.
 fn wait_for_output<'a>(lane: &'a Lane, stopping: &AtomicBool) -> MutexGuard<'a, LaneState> {
     let mut state = lock(&lane.state);
-    while !stopping.load(Ordering::SeqCst) && (state.socket.is_none() || state.output.is_empty()) {
+    while !stopping.load(Ordering::SeqCst) && (state.socket.is_none() || state.output.is_empty() || state.waiting) {
         state.writer_asleep = true;
         state = lane.queued.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
     }
@@ -701,6 +722,54 @@ mod tests {
         }
         let stats = pipeline.stats();
         assert_eq!((stats.sent, stats.answered, stats.in_flight, stats.connections_up), (500, 500, 0, 2));
+    }
+
+    /// `ECHO x` answers `x`; `WAIT` answers `:1` (a replica has every write) unless an `ECHO
+    /// lost` came before it on the connection, then `:0`.
+    fn echo_and_wait(args: &[Vec<u8>]) -> Option<Vec<u8>> {
+        static LOST: AtomicBool = AtomicBool::new(false);
+        if args[0] == b"WAIT" {
+            assert_eq!(args.get(1).map(Vec::as_slice), Some(&b"1"[..]), "one replica is enough");
+            return Some(if LOST.swap(false, Ordering::SeqCst) { b":0\r\n".to_vec() } else { b":1\r\n".to_vec() });
+        }
+        if args.get(1).is_some_and(|text| text == b"lost") {
+            LOST.store(true, Ordering::SeqCst);
+        }
+        echo_or_hang(args)
+    }
+
+    /// Submits `ECHO text` as a replicated write and waits for what its caller is told.
+    fn replicated_echo(pipeline: &Pipeline, text: &[u8]) -> Result<Vec<Value>, BrokerError> {
+        let (answers, answered) = mpsc::channel();
+        let on_replies: OnReplies = Box::new(move |replies| {
+            let _ = answers.send(replies);
+        });
+        pipeline.submit_or_return(&command(&[b"ECHO", text]), 1, true, on_replies).map_err(|(error, _)| error)?;
+        answered.recv_timeout(Duration::from_secs(10)).expect("answered")
+    }
+
+    #[test]
+    fn a_replicated_write_is_answered_once_wait_says_a_replica_has_it_and_fails_when_none_does() {
+        let (url, _) = fake_redis(echo_and_wait);
+        let pipeline = Pipeline::start(
+            &url,
+            super::super::PUBLISH_SCRIPT,
+            1,
+            Duration::from_secs(5),
+            Arc::new(|| {}),
+            Duration::from_secs(5),
+        );
+        // Without replicas there is nothing to wait for: answered at once, no WAIT sent.
+        assert!(replicated_echo(&pipeline, b"alone").is_ok());
+        pipeline.set_replicas(1);
+        let confirmed = replicated_echo(&pipeline, b"kept").expect("a replica has it");
+        assert_eq!(confirmed.first().and_then(Value::as_str), Some("kept"));
+        let refused = replicated_echo(&pipeline, b"lost");
+        assert!(matches!(refused, Err(BrokerError::Unavailable(_))), "no replica confirmed it: {refused:?}");
+        // The lane goes on: the next write is confirmed again.
+        assert!(replicated_echo(&pipeline, b"again").is_ok());
+        let stats = pipeline.stats();
+        assert_eq!((stats.in_flight, stats.connections_up), (0, 1), "no WAIT left behind");
     }
 
     #[test]
