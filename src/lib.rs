@@ -57,7 +57,7 @@
 //! | resume: the cursor is `Last-Event-ID`, which a reconnecting `EventSource` sends, or `?since=` for a client that cannot set it; without one, only new messages | [`app::SseStart::since`], parsed by [`broker::Broker::parse_cursor`], where [`subscription::Subscription::new`] starts reading (§9.2.4) |
 //! | the response head: `text/event-stream`, chunked, no buffering, `Vary: Origin` | [`stream::SseStream::write_head`] |
 //! | `retry:`, then replay from the cursor, then live, one chunk per event | [`stream::SseStream::start`], [`stream::SseStream::advance`] |
-//! | the history no longer reaches back to the cursor: `event: gap` with `{"since":...,"oldest":...}` and no `id:`, before the replay | the [`broker::Gap`] in a [`broker::Batch`], written by [`stream::SseStream::advance`] |
+//! | the history no longer reaches back to the cursor: `event:gap` with `{"since":...,"oldest":...}` and no `id:`, before the replay | the [`broker::Gap`] in a [`broker::Batch`], written by [`stream::SseStream::advance`] |
 //! | encode an event (`id:`, `event:`, `data:` per line, blank line) | [`sse::encode_event`] (§9.2.5) |
 //! | deliver a message: the event's few bytes around the shared envelope, as one chunk | [`sse::LineEvent`], [`http::response::write_chunk_pieces`] |
 //! | `: keepalive` comments for proxies | [`sse::encode_comment`] (§9.2.7) |

@@ -6,14 +6,23 @@
 //! `EventSource` turns every block that carries `data` into a `MessageEvent`:
 //!
 //! ```text
-//! retry: 2000                      <- the client waits 2 s before reconnecting
+//! retry:2000                       <- the client waits 2 s before reconnecting
 //!
-//! id: k3f9-17                      <- sent back as `Last-Event-ID` after a reconnect
-//! event: message                   <- the event's type (`message` is also the default)
-//! data: {"id":"k3f9-17",...}       <- one `data:` line per line of text
+//! event:gap                        <- the event's type; none means `message`, the default
+//! data:{"since":"k3f9-3",...}      <- one `data:` line per line of text
 //!                                  <- blank line: dispatch the event now
+//! id:k3f9-17                       <- sent back as `Last-Event-ID` after a reconnect
+//! data:{"id":"k3f9-17",...}        <- a `message` event: no `event:` line needed
+//!
 //! : keepalive                      <- a comment: ignored, but it keeps proxies from timing out
 //! ```
+//!
+//! The encoder writes no byte the client does not need, because they are paid at every
+//! delivery to every subscriber: no `event:` line for a `message` (§9.2.6 dispatch steps 5 and
+//! 6: the type is `message` unless "the event type buffer has a value other than the empty
+//! string"), and no space after a field's colon unless the value itself starts with one
+//! (§9.2.6: "If value starts with a U+0020 SPACE character, remove it from value", so the
+//! space is optional and only one is removed).
 //!
 //! Spec: WHATWG HTML Living Standard §9.2 "Server-sent events": §9.2.5 "Parsing an event stream"
 //! (the ABNF), §9.2.6 "Interpreting an event stream" (the parsing and dispatch algorithm this
@@ -101,7 +110,7 @@ impl fmt::Display for EncodeError {
 
 impl std::error::Error for EncodeError {}
 
-/// Appends `retry: <millis>` and a blank line: the client's reconnection time, in milliseconds.
+/// Appends `retry:<millis>` and a blank line: the client's reconnection time, in milliseconds.
 ///
 /// §9.2.6: "If the field value consists of only ASCII digits, then interpret the field value as
 /// an integer in base ten, and set the event stream's reconnection time to that integer." The
@@ -117,9 +126,10 @@ pub fn encode_retry(out: &mut Vec<u8>, millis: u64) {
 /// `data`, and the blank line that dispatches it.
 ///
 /// - `id: None` writes no `id:` line, and the client keeps the last id it saw (§9.2.6 dispatch
-///   step 1: the buffer "does not get reset"). `Some("")` writes `id: ` and *resets* the
+///   step 1: the buffer "does not get reset"). `Some("")` writes `id:` and *resets* the
 ///   client's last event ID to the empty string, so it will resume with no `Last-Event-ID`.
-/// - `event: None` (and `Some("")`) give the default type, `message`.
+/// - `event: None` (and `Some("")`) give the default type, `message`, and write no `event:`
+///   line. `Some("message")` writes one, which a client reads the same way: pass `None`.
 /// - `data` is cut at CRLF, lone LF and lone CR; the client joins the lines with LF. Text with
 ///   CRLF or a lone CR therefore arrives with LF in their place: the format has one line
 ///   separator, so this is inherent to SSE, not to this encoder. Empty `data` still makes an
@@ -156,22 +166,21 @@ pub fn encode_event(out: &mut Vec<u8>, id: Option<&str>, event: Option<&str>, da
     Ok(())
 }
 
-/// An event whose data is a single line, as the pieces [`encode_event`] would write for it:
-/// `id: ` ID LF `event: ` TYPE LF `data: ` DATA LF LF.
+/// A `message` event whose data is a single line, as the pieces [`encode_event`] would write
+/// for it with no event type: `id:` ID LF `data:` DATA LF LF.
 ///
-/// The pieces borrow the id, the type and the data, so the caller decides where the bytes go
+/// The pieces borrow the id and the data, so the caller decides where the bytes go
 /// and how they are framed: written around the broker's shared envelope, straight into a
 /// connection's output, as one HTTP chunk whose size is known before the first byte
 /// ([`crate::http::response::write_chunk_pieces`]).
 #[derive(Clone, Copy, Debug)]
 pub struct LineEvent<'a> {
     id: &'a str,
-    event: &'a str,
     data: &'a str,
 }
 
 impl<'a> LineEvent<'a> {
-    /// Checks `id` and `event` as [`encode_event`] does (they are short).
+    /// Checks `id` as [`encode_event`] does (it is short).
     ///
     /// `data` must hold no CR or LF, or the client would read its rest as new lines (§9.2.6).
     /// The caller vouches for that rather than this function checking: a check is a pass over
@@ -180,29 +189,24 @@ impl<'a> LineEvent<'a> {
     /// ([`crate::broker::Message::envelope`]: JSON whose writer escapes every control
     /// character); text that may hold line breaks goes through [`encode_event`], which cuts it
     /// into `data:` lines. Debug builds check anyway.
-    pub fn new(id: &'a str, event: &'a str, data: &'a str) -> Result<LineEvent<'a>, EncodeError> {
+    pub fn message(id: &'a str, data: &'a str) -> Result<LineEvent<'a>, EncodeError> {
         if contains_line_break(id) {
             return Err(EncodeError::LineBreakInId);
         }
         if id.contains('\0') {
             return Err(EncodeError::NullInId);
         }
-        if contains_line_break(event) {
-            return Err(EncodeError::LineBreakInEventType);
-        }
         debug_assert!(!contains_line_break(data), "LineEvent data must be one line");
-        Ok(LineEvent { id, event, data })
+        Ok(LineEvent { id, data })
     }
 
     /// The event's bytes, in order; their concatenation is what [`encode_event`] writes for
-    /// `Some(id)`, `Some(event)` and the data.
-    pub fn pieces(&self) -> [&'a [u8]; 7] {
+    /// `Some(id)`, no event type, and the data.
+    pub fn pieces(&self) -> [&'a [u8]; 5] {
         [
-            b"id: ",
+            field_start(b"id: ", self.id),
             self.id.as_bytes(),
-            b"\nevent: ",
-            self.event.as_bytes(),
-            b"\ndata: ",
+            field_start(b"\ndata: ", self.data),
             self.data.as_bytes(),
             // The data line's LF, then the blank line that dispatches the event.
             b"\n\n",
@@ -230,18 +234,32 @@ pub fn encode_comment(out: &mut Vec<u8>, text: &str) {
     out.push(b'\n');
 }
 
-/// Writes `name: value` and LF.
+/// Writes `name:value` and LF.
 ///
-/// The space after the colon is optional on the wire, but always writing it keeps values that
-/// start with a space intact: §9.2.6 "If value starts with a U+0020 SPACE character, remove it
-/// from value" removes only the one we wrote. LF is the line end §9.2.5 recommends: "line
-/// buffering with lines are defined to end with a single U+000A LINE FEED (LF) character is
-/// safe".
+/// LF is the line end §9.2.5 recommends: "line buffering with lines are defined to end with a
+/// single U+000A LINE FEED (LF) character is safe". The space after the colon is written only
+/// where [`field_start`] says it is needed.
 fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
+    out.extend_from_slice(field_start(b": ", value));
     out.extend_from_slice(value.as_bytes());
     out.push(b'\n');
+}
+
+/// The bytes before a field's value: `with_space` (which ends in `": "`) as given when the
+/// value starts with a space, or without its last byte otherwise.
+///
+/// §9.2.6: "If value starts with a U+0020 SPACE character, remove it from value." One space is
+/// removed, whether the server meant it as a separator or as part of the value, so a value
+/// that starts with a space needs one more in front of it; any other value is read the same
+/// without it, and a space written at every delivery is a byte per field per subscriber.
+fn field_start(with_space: &'static [u8], value: &str) -> &'static [u8] {
+    debug_assert!(with_space.ends_with(b": "));
+    if value.starts_with(' ') {
+        with_space
+    } else {
+        &with_space[..with_space.len() - 1]
+    }
 }
 
 /// Whether `text` holds CR or LF. Byte by byte: both are ASCII, so they never occur inside a
@@ -1218,30 +1236,37 @@ mod tests {
 
     #[test]
     fn a_line_event_is_byte_for_byte_what_encode_event_writes() {
-        for (id, event, data) in [
-            ("k3f9-17", "message", r#"{"id":"k3f9-17","text":"Hi","time":1678900000123}"#),
-            ("", "message", ""),
-            ("1700000000123-4", "gap", " leading space, \u{2028} and ünïcödé"),
+        for (id, data) in [
+            ("k3f9-17", r#"{"id":"k3f9-17","text":"Hi","time":1678900000123}"#),
+            ("", ""),
+            (" 1700000000123-4", " leading space, \u{2028} and ünïcödé"),
         ] {
             let mut encoded = Vec::new();
-            encode_event(&mut encoded, Some(id), Some(event), data).unwrap();
-            assert_eq!(LineEvent::new(id, event, data).unwrap().pieces().concat(), encoded, "{id:?} {data:?}");
+            encode_event(&mut encoded, Some(id), None, data).unwrap();
+            assert_eq!(LineEvent::message(id, data).unwrap().pieces().concat(), encoded, "{id:?} {data:?}");
         }
     }
 
     #[test]
     fn whatwg_9_2_6_a_line_event_refuses_what_encode_event_refuses() {
-        assert_eq!(LineEvent::new("a\nb", "message", "x").unwrap_err(), EncodeError::LineBreakInId);
-        assert_eq!(LineEvent::new("a\rb", "message", "x").unwrap_err(), EncodeError::LineBreakInId);
-        assert_eq!(LineEvent::new("a\0b", "message", "x").unwrap_err(), EncodeError::NullInId);
-        assert_eq!(LineEvent::new("1", "mess\nage", "x").unwrap_err(), EncodeError::LineBreakInEventType);
+        assert_eq!(LineEvent::message("a\nb", "x").unwrap_err(), EncodeError::LineBreakInId);
+        assert_eq!(LineEvent::message("a\rb", "x").unwrap_err(), EncodeError::LineBreakInId);
+        assert_eq!(LineEvent::message("a\0b", "x").unwrap_err(), EncodeError::NullInId);
     }
 
     #[test]
-    fn a_line_event_reads_back_as_one_event() {
+    fn a_line_event_reads_back_as_one_message_event() {
         let envelope = r#"{"id":"k3f9-1","text":"a\u000ab","time":0}"#;
-        let bytes = LineEvent::new("k3f9-1", "message", envelope).unwrap().pieces().concat();
+        let bytes = LineEvent::message("k3f9-1", envelope).unwrap().pieces().concat();
+        assert_eq!(bytes, format!("id:k3f9-1\ndata:{envelope}\n\n").as_bytes());
         assert_eq!(events_of(&bytes), [event("message", envelope, "k3f9-1")]);
+    }
+
+    #[test]
+    fn whatwg_9_2_6_a_line_event_keeps_a_leading_space_of_its_id_and_data() {
+        let bytes = LineEvent::message(" 7", "  x").unwrap().pieces().concat();
+        assert_eq!(bytes, b"id:  7\ndata:   x\n\n");
+        assert_eq!(events_of(&bytes), [event("message", "  x", " 7")]);
     }
 
     fn small_parser() -> EventStreamParser {
@@ -1334,14 +1359,31 @@ mod tests {
 
     #[test]
     fn encode_event_writes_id_event_data_and_blank_line() {
-        assert_eq!(encoded_event(Some("k3f9-17"), Some("message"), "Hi"), b"id: k3f9-17\nevent: message\ndata: Hi\n\n");
-        assert_eq!(encoded_event(None, None, "Hi"), b"data: Hi\n\n");
+        assert_eq!(encoded_event(Some("k3f9-17"), Some("gap"), "Hi"), b"id:k3f9-17\nevent:gap\ndata:Hi\n\n");
+        assert_eq!(encoded_event(None, None, "Hi"), b"data:Hi\n\n");
+    }
+
+    #[test]
+    fn whatwg_9_2_6_a_message_event_needs_no_event_line() {
+        // Dispatch steps 5 and 6: the type is "message" unless "the event type buffer has a
+        // value other than the empty string", so `None` is written as nothing and read back
+        // as a message.
+        assert_eq!(encoded_event(Some("1"), None, "Hi"), b"id:1\ndata:Hi\n\n");
+        assert_eq!(round_trip(Some("1"), None, "Hi"), event("message", "Hi", "1"));
+    }
+
+    #[test]
+    fn whatwg_9_2_6_the_space_after_the_colon_is_written_only_before_a_value_that_starts_with_one() {
+        // "If value starts with a U+0020 SPACE character, remove it from value": one space is
+        // removed, so a value that starts with one gets one more, and nothing else needs it.
+        assert_eq!(encoded_event(Some(" 1"), Some(" t"), " a\nb"), b"id:  1\nevent:  t\ndata:  a\ndata:b\n\n");
+        assert_eq!(round_trip(Some(" 1"), Some(" t"), " a\nb"), event(" t", " a\nb", " 1"));
     }
 
     #[test]
     fn encode_event_writes_one_data_line_per_line() {
-        assert_eq!(encoded_event(None, None, "a\nb\r\nc\rd\n"), b"data: a\ndata: b\ndata: c\ndata: d\ndata: \n\n");
-        assert_eq!(encoded_event(None, None, ""), b"data: \n\n");
+        assert_eq!(encoded_event(None, None, "a\nb\r\nc\rd\n"), b"data:a\ndata:b\ndata:c\ndata:d\ndata:\n\n");
+        assert_eq!(encoded_event(None, None, ""), b"data:\n\n");
     }
 
     #[test]
@@ -1367,7 +1409,7 @@ mod tests {
     fn encode_retry_sets_reconnection_time_and_fires_nothing() {
         let mut out = Vec::new();
         encode_retry(&mut out, 2000);
-        assert_eq!(out, b"retry: 2000\n\n");
+        assert_eq!(out, b"retry:2000\n\n");
         let outcome = parse_every_way(&out);
         assert_eq!((outcome.events, outcome.retry), (vec![], Some(2000)));
         encode_retry(&mut out, u64::MAX);
@@ -1424,9 +1466,9 @@ mod tests {
         // JSON escapes control characters, so an envelope has no raw line break whatever
         // the message text.
         let envelope = r#"{"id":"k3f9-17","text":"two\nlines\r\n","time":1678900000123}"#;
-        let bytes = encoded_event(Some("k3f9-17"), Some("message"), envelope);
+        let bytes = encoded_event(Some("k3f9-17"), None, envelope);
         assert_eq!(bytes.windows(5).filter(|w| w == b"data:").count(), 1);
-        assert_eq!(round_trip(Some("k3f9-17"), Some("message"), envelope).data, envelope);
+        assert_eq!(round_trip(Some("k3f9-17"), None, envelope).data, envelope);
     }
 
     #[test]
@@ -1449,7 +1491,7 @@ mod tests {
         encode_retry(&mut stream, 3000);
         encode_comment(&mut stream, "keepalive");
         encode_event(&mut stream, Some("k3f9-1"), Some("gap"), "{}").unwrap();
-        encode_event(&mut stream, Some("k3f9-2"), Some("message"), "one").unwrap();
+        encode_event(&mut stream, Some("k3f9-2"), None, "one").unwrap();
         encode_comment(&mut stream, "keepalive");
         encode_retry(&mut stream, 1000);
         encode_event(&mut stream, Some("k3f9-3"), None, "two\nlines").unwrap();
