@@ -153,7 +153,9 @@
 //! - [`json`]: JSON written by hand (the envelope's strings, `/stats`) and a small reader for
 //!   clients.
 //! - [`client`]: the client side of every protocol: a sans-I/O subscriber on any transport
-//!   ([`client::subscriber`]) and a publisher ([`client::publisher`]).
+//!   ([`client::subscriber`]) that hands each message to a sink without copying it, the
+//!   envelope read where it lies ([`client::envelope`]), and a publisher
+//!   ([`client::publisher`]).
 //! - [`bench`](mod@bench): `realtime bench`, the load generator: many [`client`] subscribers on
 //!   the server's own poller ([`bench::engine`]).
 //! - [`cli`]: `realtime sub` and `realtime pub`, one subscriber or publisher from a shell, and

@@ -1,7 +1,8 @@
 //! The load generator's event loop: many client connections on one thread.
 //!
-//! The server's own [`Poller`] watches every socket; a ready socket is read until it would
-//! block and its bytes go to its [`Client`] (a sans-I/O [`Subscriber`](crate::client::subscriber::Subscriber),
+//! The server's own [`Poller`] watches every socket; a ready socket is read until a read
+//! leaves room in the buffer (the socket is empty then; the poller is level-triggered) and its
+//! bytes go to its [`Client`] (a sans-I/O [`Subscriber`],
 //! [`Echoer`](super::peer::Echoer) or [`Abuser`](super::abuse::Abuser)), whose replies are
 //! written until the socket would block. Every byte read and written is counted, per
 //! connection, so that a scenario can report the bytes on the wire (HTTP heads, chunk sizes,

@@ -20,8 +20,10 @@
 //!   connection, and how many are still open after the hold.
 //! - **fanout**: S subscribers on one channel per transport, all resuming from a marker
 //!   message so a late registration loses nothing; a publisher thread sends R messages/s whose
-//!   text is `"SEQ NANOS"` (its send time on this process's monotonic clock). Reported:
-//!   deliveries/s, latency percentiles, and lost and duplicated messages (both must be 0).
+//!   text is `"SEQ NANOS"` (its send time on this process's monotonic clock), 8 in flight.
+//!   Each subscriber counts what it gets as it gets it ([`Tally`], its sink), without a copy.
+//!   Reported: deliveries/s, latency percentiles, lost and duplicated messages (both must be
+//!   0), and the CPU the client's thread and the (spawned) server used: which one was the limit.
 //! - **echo**: C WebSockets on `/echo`, K messages of B bytes in flight each: round trips/s
 //!   and latency percentiles.
 //! - **overhead**: bytes on the wire (both directions, heads and framing included) per
