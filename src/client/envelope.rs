@@ -110,7 +110,7 @@ pub fn scan(text: &str) -> Option<Envelope<'_>> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Scalar<'a> {
     String(&'a str),
-    /// A non-negative integer without sign, fraction or exponent, if it fits.
+    /// A whole number from 0 up (`-0` included), without fraction or exponent, if it fits.
     Integer(u64),
     /// Any other number the scan accepts (a negative integer, a huge one): valid, not read.
     OtherNumber,
@@ -191,6 +191,8 @@ fn integer(bytes: &[u8], at: usize) -> Option<(Scalar<'static>, usize)> {
         .try_fold(0u64, |value, digit| value.checked_mul(10)?.checked_add(u64::from(digit - b'0')));
     let scalar = match value {
         Some(value) if !negative => Scalar::Integer(value),
+        // `-0` is zero, a whole number from 0 to 2^53 to the full parser too.
+        Some(0) => Scalar::Integer(0),
         _ => Scalar::OtherNumber,
     };
     Some((scalar, end))
@@ -231,6 +233,7 @@ mod tests {
             r#"{"time":9007199254740991}"#,
             r#"{"time":9007199254740992}"#,
             r#"{"time":-1,"x":18446744073709551616,"y":false,"z":null}"#,
+            r#"{"time":-0}"#,
             r#"{"text":"é € 😀"}"#,
             r#"{}"#,
         ] {
@@ -253,6 +256,40 @@ mod tests {
             assert_eq!(scan(text), None, "{text}");
             assert_eq!(read(text).ok(), parsed(text), "{text}");
             assert!(parsed(text).is_some(), "{text} is JSON");
+        }
+    }
+
+    #[test]
+    fn rfc8259_every_one_byte_edit_of_an_envelope_reads_as_the_full_parser_reads_it() {
+        // A differential test: deleting, replacing or inserting one byte anywhere in these
+        // documents, with every byte that means something to JSON, gives inputs on both sides
+        // of every rule the scan checks. Wherever the scan answers, the full parser must agree.
+        let interesting = b"{}[]\":,\\ \t\n0123456789-+.eEtrufalsn\x01\x7fa";
+        for base in [
+            r#"{"id":"k3f9-17","text":"1 2","time":1678900000123}"#,
+            r#"{"gap":true,"since":"k3f9-3","oldest":null}"#,
+            r#"{"id":"a","gap":false,"time":0,"text":""}"#,
+        ] {
+            let bytes = base.as_bytes();
+            let mut edits: Vec<Vec<u8>> = Vec::new();
+            for at in 0..=bytes.len() {
+                for &byte in interesting {
+                    edits.push([&bytes[..at], &[byte], &bytes[at..]].concat());
+                    if at < bytes.len() {
+                        edits.push([&bytes[..at], &[byte], &bytes[at + 1..]].concat());
+                    }
+                }
+                if at < bytes.len() {
+                    edits.push([&bytes[..at], &bytes[at + 1..]].concat());
+                }
+            }
+            for edit in edits {
+                let Ok(text) = std::str::from_utf8(&edit) else { continue };
+                if let Some(scanned) = scan(text) {
+                    assert_eq!(Some(scanned), parsed(text), "{text}");
+                }
+                assert_eq!(read(text).ok(), parsed(text), "{text}");
+            }
         }
     }
 
