@@ -306,10 +306,10 @@ impl<S: Sink> Subscriber<S> {
     /// Takes bytes from the socket; appends any reply (the next poll, a pong) to `out`.
     /// An error means the connection is of no further use.
     pub fn receive(&mut self, bytes: &[u8], out: &mut Vec<u8>, now: Instant) -> Result<(), String> {
-        if self.read == self.input.len() {
-            self.input.clear();
-            self.read = 0;
-        }
+        // What the last call decoded goes; what it left (a partial frame, head or chunk) moves
+        // to the front: one move per read, of a partial message at most, not one per message.
+        self.input.drain(..self.read);
+        self.read = 0;
         self.input.extend_from_slice(bytes);
         // The phase is taken out while it works, so that it can hand messages to `self`; it
         // is put back on every path but an error, after which nothing more is read.
@@ -560,6 +560,27 @@ mod tests {
         }
         assert_eq!(sse.deliveries.len(), events);
         assert_eq!(sse.cursor(), Some(format!("a-{}", events - 1).as_str()));
+    }
+
+    #[test]
+    fn what_is_decoded_leaves_the_input_so_a_stream_read_mid_frame_does_not_pile_up() {
+        let masks = Masks::new().unwrap();
+        let mut out = Vec::new();
+        let mut ws = Subscriber::start(Transport::WebSocket, "x", "c", None, &masks, &mut out);
+        let accept = handshake::accept_key(ws.websocket_key().as_bytes());
+        let head = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n");
+        let now = Instant::now();
+        ws.receive(head.as_bytes(), &mut out, now).unwrap();
+        let envelope = r#"{"id":"a-1","text":"hi","time":1}"#;
+        let frame = [&[0x81, envelope.len() as u8][..], envelope.as_bytes()].concat();
+        // Every read ends in the middle of a frame, so the input is never empty after one.
+        let stream = frame.repeat(1000);
+        for read in stream.chunks(frame.len() + 3) {
+            ws.receive(read, &mut out, now).unwrap();
+            assert!(ws.input.len() - ws.read < 2 * frame.len(), "{} bytes held", ws.input.len());
+            assert!(ws.input.len() < 3 * frame.len(), "{} bytes held", ws.input.len());
+        }
+        assert_eq!(ws.deliveries.len(), 1000);
     }
 
     #[test]
