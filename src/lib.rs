@@ -57,7 +57,7 @@
 //! | resume: the cursor is `Last-Event-ID`, which a reconnecting `EventSource` sends, or `?since=` for a client that cannot set it; without one, only new messages | [`app::SseStart::since`], parsed by [`broker::Broker::parse_cursor`], where [`subscription::Subscription::new`] starts reading (§9.2.4) |
 //! | the response head: `text/event-stream`, chunked, no buffering, `Vary: Origin` | [`stream::SseStream::write_head`] |
 //! | `retry:`, then replay from the cursor, then live, one chunk per event | [`stream::SseStream::start`], [`stream::SseStream::advance`] |
-//! | the history no longer reaches back to the cursor: `event: gap` with `{"since":...,"oldest":...}` and no `id:`, before the replay | the [`broker::Gap`] in a [`broker::Batch`], written by [`stream::SseStream::advance`] |
+//! | the history no longer reaches back to the cursor: `event:gap` with `{"since":...,"oldest":...}` and no `id:`, before the replay | the [`broker::Gap`] in a [`broker::Batch`], written by [`stream::SseStream::advance`] |
 //! | encode an event (`id:`, `event:`, `data:` per line, blank line) | [`sse::encode_event`] (§9.2.5) |
 //! | deliver a message: the event's few bytes around the shared envelope, as one chunk | [`sse::LineEvent`], [`http::response::write_chunk_pieces`] |
 //! | `: keepalive` comments for proxies | [`sse::encode_comment`] (§9.2.7) |
@@ -155,7 +155,9 @@
 //! - [`json`]: JSON written by hand (the envelope's strings, `/stats`) and a small reader for
 //!   clients.
 //! - [`client`]: the client side of every protocol: a sans-I/O subscriber on any transport
-//!   ([`client::subscriber`]) and a publisher ([`client::publisher`]).
+//!   ([`client::subscriber`]) that hands each message to a sink without copying it, the
+//!   envelope read where it lies ([`client::envelope`]), and a publisher
+//!   ([`client::publisher`]).
 //! - [`bench`](mod@bench): `realtime bench`, the load generator: many [`client`] subscribers on
 //!   the server's own poller ([`bench::engine`]).
 //! - [`cli`]: `realtime sub` and `realtime pub`, one subscriber or publisher from a shell, and
