@@ -169,7 +169,36 @@ fn latency(publish_on: &Target, receive_on: &Target, channel: &str, messages: us
 }
 
 /// Part 2: publishes answered per second, `publishers` connections spread over `targets`.
-fn throughput(targets: &[&Target], publishers: usize, seconds: u64) -> f64 {
+/// A throughput run: publishes per second, and the CPU each side spent per publish.
+struct Throughput {
+    rate: f64,
+    /// Microseconds of CPU per publish: the nodes published to, Redis, this process.
+    nodes_us: f64,
+    redis_us: f64,
+    publishers_us: f64,
+}
+
+impl Throughput {
+    fn costs(&self) -> String {
+        format!("{:.1} µs | {:.1} µs | {:.1} µs", self.nodes_us, self.redis_us, self.publishers_us)
+    }
+}
+
+/// CPU time a process has used so far, in clock ticks (`utime` + `stime`).
+fn cpu_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .as_deref()
+        .and_then(realtime::process::parse_stat)
+        .map_or(0, |stat| stat.utime + stat.stime)
+}
+
+fn throughput(targets: &[&Target], publishers: usize, seconds: u64, node_pids: &[u32], redis_pid: u32) -> Throughput {
+    let ticks = || {
+        let nodes: u64 = node_pids.iter().map(|&pid| cpu_ticks(pid)).sum();
+        (nodes, cpu_ticks(redis_pid), cpu_ticks(std::process::id()))
+    };
+    let before = ticks();
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let threads: Vec<_> = (0..publishers)
@@ -190,7 +219,17 @@ fn throughput(targets: &[&Target], publishers: usize, seconds: u64) -> f64 {
     for thread in threads {
         thread.join().unwrap();
     }
-    count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    let elapsed = started.elapsed().as_secs_f64();
+    let after = ticks();
+    let published = count.load(Ordering::Relaxed).max(1) as f64;
+    let hz = realtime::process::USER_HZ.unwrap_or(100) as f64;
+    let per_publish = |ticks: u64| ticks as f64 / hz * 1e6 / published;
+    Throughput {
+        rate: published / elapsed,
+        nodes_us: per_publish(after.0 - before.0),
+        redis_us: per_publish(after.1 - before.1),
+        publishers_us: per_publish(after.2 - before.2),
+    }
 }
 
 struct Fanout {
@@ -314,10 +353,10 @@ fn main() {
         println!("redis_hop: redis-server is not installed (or did not start); nothing measured");
         return;
     };
-    let (_m, memory) = node("memory", &[]);
+    let (memory_process, memory) = node("memory", &[]);
     let connections = options.connections.to_string();
-    let (_a, a) = node(&url, &["--redis-connections", &connections]);
-    let (_b, b) = node(&url, &["--redis-connections", &connections]);
+    let (a_process, a) = node(&url, &["--redis-connections", &connections]);
+    let (b_process, b) = node(&url, &["--redis-connections", &connections]);
     let cores = thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!(
         "redis_hop: {cores} cores; redis-server, nodes A and B (Redis, --redis-connections {connections}) and M (memory) on this machine\n"
@@ -338,12 +377,19 @@ fn main() {
     }
     if runs(2) {
         println!("\n2. publishes per second, {} keep-alive publishers, {} s", options.publishers, options.seconds);
-        println!("| broker | publishes/s | of the memory broker's |\n|---|---|---|");
-        let on_memory = throughput(&[&memory], options.publishers, options.seconds);
-        println!("| memory, one node | {on_memory:.0} | 1.00x |");
-        for (name, targets) in [("Redis, node A alone", vec![&a]), ("Redis, spread over A and B", vec![&a, &b])] {
-            let rate = throughput(&targets, options.publishers, options.seconds);
-            println!("| {name} | {rate:.0} | {:.2}x |", rate / on_memory);
+        println!("CPU per publish: what each process spent (user + system, /proc/PID/stat) over the run, divided by the publishes.");
+        println!("| broker | publishes/s | of the memory broker's | CPU per publish: nodes | Redis | publishers |");
+        println!("|---|---|---|---|---|---|");
+        let redis_pid = redis.0.id();
+        let on_memory =
+            throughput(&[&memory], options.publishers, options.seconds, &[memory_process.0.id()], redis_pid);
+        println!("| memory, one node | {:.0} | 1.00x | {} |", on_memory.rate, on_memory.costs());
+        for (name, targets, pids) in [
+            ("Redis, node A alone", vec![&a], vec![a_process.0.id()]),
+            ("Redis, spread over A and B", vec![&a, &b], vec![a_process.0.id(), b_process.0.id()]),
+        ] {
+            let run = throughput(&targets, options.publishers, options.seconds, &pids, redis_pid);
+            println!("| {name} | {:.0} | {:.2}x | {} |", run.rate, run.rate / on_memory.rate, run.costs());
         }
     }
     if runs(3) {

@@ -16,7 +16,7 @@
 //! | `/stats` | GET, HEAD | counters as JSON |
 //! | `/metrics` | GET, HEAD | counters in the Prometheus text format |
 //! | `/healthz` | GET, HEAD | `200 ok`: the process is alive (liveness) |
-//! | `/readyz` | GET, HEAD | `200 ready` while the broker can serve, else `503 broker unavailable` (readiness) |
+//! | `/readyz` | GET, HEAD | `200 ready` while the broker can serve, else `503 broker unavailable`, and `503 shutting down` once a graceful shutdown has begun (readiness) |
 //!
 //! Every route also answers `OPTIONS` (CORS preflights, [`crate::gate::origin::preflight`]).
 //! The WebSocket routes let `HEAD` through the method check like the other `GET` routes (their
@@ -329,6 +329,9 @@ impl App {
             // Readiness: whether to send clients here now (a load balancer's or Kubernetes'
             // readiness probe). 503 is "temporarily unable to handle the request" (RFC 9110
             // §15.6.4): publishes would be refused and streams would wait for news.
+            // A server shutting down is not ready either: a probe on a kept-alive connection
+            // must not see 200 while the server stops taking new ones.
+            Route::Readyz if self.is_shutting_down() => Action::Respond(Response::text(503, "shutting down")),
             Route::Readyz if self.broker.is_ready() => Action::Respond(Response::text(200, "ready")),
             Route::Readyz => Action::Respond(Response::text(503, "broker unavailable")),
             Route::Stats => {
@@ -621,6 +624,14 @@ mod tests {
         assert_eq!((response.status, response.body.as_slice()), (503, &b"broker unavailable\n"[..]));
         let (_, response) = respond(&app, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_eq!(response.status, 200, "liveness is not readiness");
+    }
+
+    #[test]
+    fn readyz_is_503_once_the_server_is_shutting_down() {
+        let app = App::new(Config::default(), Arc::new(crate::broker::memory::MemoryBroker::new(Default::default())));
+        app.begin_shutdown();
+        let (_, response) = respond(&app, b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!((response.status, response.body.as_slice()), (503, &b"shutting down\n"[..]));
     }
 
     #[test]

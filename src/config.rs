@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::args::{self, Args};
-use crate::broker::redis::{self, RedisUrl};
+use crate::broker::redis::{self, ClusterUrl, RedisUrl};
 use crate::broker::{self, History};
 use crate::http::request::{Limits, MAX_HEADERS, MAX_HEAD_BYTES, MAX_TARGET_BYTES};
 use crate::log;
@@ -88,13 +88,17 @@ pub enum BrokerUrl {
     Memory,
     /// In a Redis server that several nodes share (`src/broker/redis.rs`).
     Redis(RedisUrl),
+    /// In a Redis Cluster that several nodes share (`src/broker/redis.rs`, "Cluster").
+    RedisCluster(ClusterUrl),
 }
 
 impl BrokerUrl {
-    /// `memory`, or `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`.
+    /// `memory`, `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`, or
+    /// `redis-cluster://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]`.
     pub fn parse(text: &str) -> Result<BrokerUrl, String> {
         match text {
             "memory" => Ok(BrokerUrl::Memory),
+            url if url.starts_with("redis-cluster://") => ClusterUrl::parse(url).map(BrokerUrl::RedisCluster),
             url => RedisUrl::parse(url).map(BrokerUrl::Redis),
         }
     }
@@ -280,6 +284,8 @@ Options (durations in seconds, fractions allowed):
   --addr HOST:PORT          listen address                        [127.0.0.1:8080]
   --broker URL              memory, or redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]
                             to share channels with other nodes    [memory]
+                            (a Redis Cluster, 7.0 or later:
+                            redis-cluster://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...])
   --redis-timeout SECS      longest wait for Redis before a publish
                             answers 503                           [2] (0.01 to 60)
   --redis-connections N     pipelined command connections to Redis [2] (max 16)
@@ -491,7 +497,9 @@ fn parse_serve_flags(args: &mut Args) -> Result<Command, String> {
             "--public-channel: only means something with --token-secret (without it every channel is public)".into()
         );
     }
-    if matches!(config.broker, BrokerUrl::Redis(_)) && config.max_publish_bytes > redis::MAX_MESSAGE_BYTES {
+    if matches!(config.broker, BrokerUrl::Redis(_) | BrokerUrl::RedisCluster(_))
+        && config.max_publish_bytes > redis::MAX_MESSAGE_BYTES
+    {
         return Err(format!("--max-publish-bytes: at most {} with a Redis broker", redis::MAX_MESSAGE_BYTES));
     }
     Ok(Command::Serve(Box::new(config)))

@@ -732,8 +732,7 @@ impl Connection {
         let was_parked = poll.is_parked();
         // A client that hung up is not waiting for an answer any more.
         let give_up = self.app.is_shutting_down() || self.input_closed;
-        let unix_secs = now.unix_ms / 1000;
-        let outcome = poll.poll(&*self.app.broker, self.id, waker, now.instant, unix_secs, give_up);
+        let outcome = poll.poll(&*self.app.broker, self.id, waker, now.instant, give_up);
         let parked = poll.is_parked();
         match (was_parked, parked) {
             (false, true) => self.app.stats.poll_parked(),

@@ -57,7 +57,7 @@
 //! | resume: the cursor is `Last-Event-ID`, which a reconnecting `EventSource` sends, or `?since=` for a client that cannot set it; without one, only new messages | [`app::SseStart::since`], parsed by [`broker::Broker::parse_cursor`], where [`subscription::Subscription::new`] starts reading (§9.2.4) |
 //! | the response head: `text/event-stream`, chunked, no buffering, `Vary: Origin` | [`stream::SseStream::write_head`] |
 //! | `retry:`, then replay from the cursor, then live, one chunk per event | [`stream::SseStream::start`], [`stream::SseStream::advance`] |
-//! | the history no longer reaches back to the cursor: `event: gap` with `{"since":...,"oldest":...}` and no `id:`, before the replay | the [`broker::Gap`] in a [`broker::Batch`], written by [`stream::SseStream::advance`] |
+//! | the history no longer reaches back to the cursor: `event:gap` with `{"since":...,"oldest":...}` and no `id:`, before the replay | the [`broker::Gap`] in a [`broker::Batch`], written by [`stream::SseStream::advance`] |
 //! | encode an event (`id:`, `event:`, `data:` per line, blank line) | [`sse::encode_event`] (§9.2.5) |
 //! | deliver a message: the event's few bytes around the shared envelope, as one chunk | [`sse::LineEvent`], [`http::response::write_chunk_pieces`] |
 //! | `: keepalive` comments for proxies | [`sse::encode_comment`] (§9.2.7) |
@@ -108,8 +108,10 @@
 //! | never wait for Redis on a worker: commands go to a pipelined link with threads of its own; the answer comes back through the connection's waker | [`broker::redis::pipeline::Pipeline`], [`broker::Pending`] (a publish), [`broker::Batch::in_flight`] (a cold read), [never waiting](broker::redis#never-waiting-for-redis) |
 //! | ids are stream ids, the same on every node | [`broker::redis::parse_stream_id`], [`broker::redis::stream_id`] |
 //! | hear the publishes of the channels followed here: a channel's first local subscriber records a wish, the supervisor `SUBSCRIBE`s it (batched), catches it up from the stream after the confirmation, and `UNSUBSCRIBE`s it after a linger; each entry into the channel's mirror | [one subscription per channel](broker::redis#one-subscription-per-channel) ([`broker::redis::SUBSCRIPTION_LINGER`]; the supervisor thread: `grant_wishes`, `catch_up`, `sweep`, `Mirror::accept`) |
-//! | resume from a cursor: from the mirror, or older history from the stream with a gap check | [`broker::redis::RedisBroker`] as a [`broker::Broker`] (`read`: `XRANGE` + `XINFO STREAM`) |
+//! | resume from a cursor: from the mirror, or older history from the stream with a gap check (trimmed after the cursor, or the cursor's own entry lost) | [`broker::redis::RedisBroker`] as a [`broker::Broker`] (`read`: `XRANGE` + `XINFO STREAM` + the cursor's entry, one `MULTI`) |
 //! | Redis went away: refuse publishes (503), reconnect with backoff, subscribe every mirrored channel again (chunked), catch up by `XRANGE` | [connections and faults](broker::redis#connections-and-faults) (`supervise`, `open_subscription`, `catch_up`) |
+//! | a Redis Cluster (`--broker redis-cluster://...`): stream and shard channel share the channel as hash tag, `SPUBLISH`/`SSUBSCRIBE` on the slot's master, commands routed by slot with `MOVED`/`ASK` followed | [cluster](broker::redis#cluster), [`broker::redis::cluster::key_slot`], [`broker::redis::router::Router`], [`broker::redis::KeySpace`] |
+//! | survive a failover: a publish on a master with replicas is answered once a replica has it (`WAIT 1`, one per batch), and a mirror whose stream went backwards rewinds and tells its readers | [replicated writes](broker::redis::pipeline#replicated-writes) ([`broker::redis::cluster::Topology::count_replicas`]), [cluster](broker::redis#cluster) ("Failover") |
 //!
 //! ## Two server models: what waiting costs
 //!
@@ -160,7 +162,9 @@
 //! - [`json`]: JSON written by hand (the envelope's strings, `/stats`) and a small reader for
 //!   clients.
 //! - [`client`]: the client side of every protocol: a sans-I/O subscriber on any transport
-//!   ([`client::subscriber`]) and a publisher ([`client::publisher`]).
+//!   ([`client::subscriber`]) that hands each message to a sink without copying it, the
+//!   envelope read where it lies ([`client::envelope`]), and a publisher
+//!   ([`client::publisher`]).
 //! - [`bench`](mod@bench): `realtime bench`, the load generator: many [`client`] subscribers on
 //!   the server's own poller ([`bench::engine`]).
 //! - [`cli`]: `realtime sub` and `realtime pub`, one subscriber or publisher from a shell, and

@@ -16,7 +16,7 @@
 //!    broker wakes every registered waker ([`crate::broker::Broker::publish`]).
 //! 4. **The server answers**: the woken connection calls [`LongPoll::poll`] again, which now
 //!    reads the messages after the cursor and answers `200` with
-//!    `{"messages":[...],"cursor":"ID","timestamp":S}` ([`answer_body`]). If nothing arrives
+//!    `{"messages":[...],"cursor":"ID"}` ([`answer_body`]). If nothing arrives
 //!    before the timeout, the answer is `{"messages":[],...}` with the same cursor.
 //! 5. **The client asks again** at once with `since=` the returned cursor. Messages published
 //!    between two polls wait in the channel's history, so the client misses nothing, and if it
@@ -117,7 +117,6 @@ impl LongPoll {
         subscriber: u64,
         waker: &Waker,
         now: Instant,
-        unix_secs: u64,
         give_up: bool,
     ) -> Poll<Answer> {
         let reader = Reader { subscriber, waker };
@@ -145,7 +144,7 @@ impl LongPoll {
             self.subscription.rewind_to(batch.position);
         }
         let cursor = broker.cursor(batch.position);
-        let body = answer_body(&batch, &cursor, unix_secs);
+        let body = answer_body(&batch, &cursor);
         Poll::Ready(Answer { body, delivered: batch.messages.len(), batch })
     }
 
@@ -194,9 +193,14 @@ fn truncate_to_budget(batch: &mut Batch, budget: usize) -> bool {
     true
 }
 
-/// `{"messages":[...],"cursor":"ID","timestamp":S}`, plus `"gap":true` when messages the
-/// client was owed have left the history.
-pub fn answer_body(batch: &Batch, cursor: &str, unix_secs: u64) -> String {
+/// `{"messages":[...],"cursor":"ID"}`, plus `"gap":true` when messages the client was owed
+/// have left the history.
+///
+/// Nothing else: a client pays for every member at every round trip, once per message in the
+/// worst case (one message per poll). The server's clock is not repeated in the body: it is
+/// in the head's `Date`, to the second (RFC 9110 §6.6.1: an origin server with a clock must
+/// send it).
+pub fn answer_body(batch: &Batch, cursor: &str) -> String {
     let size: usize = batch.messages.iter().map(|m| m.envelope().len() + 1).sum();
     let mut body = String::with_capacity(size + 80);
     body.push_str("{\"messages\":[");
@@ -208,8 +212,6 @@ pub fn answer_body(batch: &Batch, cursor: &str, unix_secs: u64) -> String {
     }
     body.push_str("],\"cursor\":");
     json::write_string(&mut body, cursor);
-    body.push_str(",\"timestamp\":");
-    body.push_str(&unix_secs.to_string());
     if batch.gap.is_some() {
         body.push_str(",\"gap\":true");
     }
@@ -265,7 +267,7 @@ mod tests {
     fn step_2_nothing_new_parks_and_registers_the_waker() {
         let (broker, waker, count, now) = setup();
         let mut poll = LongPoll::new("ch", None, now + Duration::from_secs(30), 0);
-        assert!(poll.poll(&broker, 1, &waker, now, 0, false).is_pending());
+        assert!(poll.poll(&broker, 1, &waker, now, false).is_pending());
         assert!(poll.is_parked());
         publish(&broker, "Hi"); // step 3
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
@@ -275,17 +277,14 @@ mod tests {
     fn step_4_the_woken_poll_answers_with_the_message_and_its_cursor() {
         let (broker, waker, _, now) = setup();
         let mut poll = LongPoll::new("ch", None, now + Duration::from_secs(30), 0);
-        assert!(poll.poll(&broker, 1, &waker, now, 0, false).is_pending());
+        assert!(poll.poll(&broker, 1, &waker, now, false).is_pending());
         let message = publish(&broker, "Hi");
-        let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, 1_700_000_000, false) else {
+        let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, false) else {
             panic!("expected an answer");
         };
         assert_eq!(
             answer.body,
-            format!(
-                r#"{{"messages":[{{"id":"k3f9-1","text":"Hi","time":{}}}],"cursor":"k3f9-1","timestamp":1700000000}}"#,
-                message.time_ms
-            )
+            format!(r#"{{"messages":[{{"id":"k3f9-1","text":"Hi","time":{}}}],"cursor":"k3f9-1"}}"#, message.time_ms)
         );
         assert_eq!(answer.delivered, 1);
         assert!(!poll.is_parked(), "answered polls unsubscribe");
@@ -298,7 +297,7 @@ mod tests {
         publish(&broker, "b");
         let since = broker.parse_cursor("k3f9-1").unwrap();
         let mut poll = LongPoll::new("ch", Some(since), now + Duration::from_secs(30), 0);
-        let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, 0, false) else { panic!() };
+        let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, false) else { panic!() };
         assert!(answer.body.contains(r#""text":"b""#) && !answer.body.contains(r#""text":"a""#));
         assert!(answer.body.contains(r#""cursor":"k3f9-2""#));
     }
@@ -309,17 +308,17 @@ mod tests {
         publish(&broker, "old");
         let deadline = now + Duration::from_secs(30);
         let mut poll = LongPoll::new("ch", None, deadline, 0);
-        assert!(poll.poll(&broker, 1, &waker, now, 0, false).is_pending());
-        let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, deadline, 7, false) else { panic!() };
-        assert_eq!(answer.body, r#"{"messages":[],"cursor":"k3f9-1","timestamp":7}"#);
+        assert!(poll.poll(&broker, 1, &waker, now, false).is_pending());
+        let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, deadline, false) else { panic!() };
+        assert_eq!(answer.body, r#"{"messages":[],"cursor":"k3f9-1"}"#);
     }
 
     #[test]
     fn shutting_down_answers_parked_polls() {
         let (broker, waker, _, now) = setup();
         let mut poll = LongPoll::new("ch", None, now + Duration::from_secs(30), 0);
-        assert!(poll.poll(&broker, 1, &waker, now, 0, false).is_pending());
-        assert!(poll.poll(&broker, 1, &waker, now, 0, true).is_ready());
+        assert!(poll.poll(&broker, 1, &waker, now, false).is_pending());
+        assert!(poll.poll(&broker, 1, &waker, now, true).is_ready());
     }
 
     #[test]
@@ -331,7 +330,7 @@ mod tests {
         }
         let since = broker.parse_cursor("k3f9-0").unwrap();
         let mut poll = LongPoll::new("ch", Some(since), now, 0);
-        let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, 0, false) else { panic!() };
+        let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, false) else { panic!() };
         assert!(answer.body.ends_with(r#","gap":true}"#), "{}", answer.body);
     }
 
@@ -343,7 +342,7 @@ mod tests {
             publish(&broker, &big);
         }
         let mut poll = LongPoll::new("ch", Some(Since::After(Position(0))), now, 0);
-        let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, 0, false) else { panic!() };
+        let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, false) else { panic!() };
         assert_eq!(answer.delivered, 1);
         assert!(answer.body.contains(r#""cursor":"k3f9-1""#));
     }

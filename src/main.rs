@@ -113,6 +113,8 @@ fn log_startup(server: &Server) {
         BrokerUrl::Memory => "memory".to_string(),
         // Host, port and database: a RedisUrl holds nothing secret.
         BrokerUrl::Redis(url) => url.to_string(),
+        // The seeds; the password is shown as `***`.
+        BrokerUrl::RedisCluster(url) => url.to_string(),
     };
     info!("listening on http://{}", server.local_addr();
         version = env!("CARGO_PKG_VERSION"),

@@ -6,14 +6,23 @@
 //! `EventSource` turns every block that carries `data` into a `MessageEvent`:
 //!
 //! ```text
-//! retry: 2000                      <- the client waits 2 s before reconnecting
+//! retry:2000                       <- the client waits 2 s before reconnecting
 //!
-//! id: k3f9-17                      <- sent back as `Last-Event-ID` after a reconnect
-//! event: message                   <- the event's type (`message` is also the default)
-//! data: {"id":"k3f9-17",...}       <- one `data:` line per line of text
+//! event:gap                        <- the event's type; none means `message`, the default
+//! data:{"since":"k3f9-3",...}      <- one `data:` line per line of text
 //!                                  <- blank line: dispatch the event now
+//! id:k3f9-17                       <- sent back as `Last-Event-ID` after a reconnect
+//! data:{"id":"k3f9-17",...}        <- a `message` event: no `event:` line needed
+//!
 //! : keepalive                      <- a comment: ignored, but it keeps proxies from timing out
 //! ```
+//!
+//! The encoder writes no byte the client does not need, because they are paid at every
+//! delivery to every subscriber: no `event:` line for a `message` (§9.2.6 dispatch steps 5 and
+//! 6: the type is `message` unless "the event type buffer has a value other than the empty
+//! string"), and no space after a field's colon unless the value itself starts with one
+//! (§9.2.6: "If value starts with a U+0020 SPACE character, remove it from value", so the
+//! space is optional and only one is removed).
 //!
 //! Spec: WHATWG HTML Living Standard §9.2 "Server-sent events": §9.2.5 "Parsing an event stream"
 //! (the ABNF), §9.2.6 "Interpreting an event stream" (the parsing and dispatch algorithm this
@@ -69,6 +78,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -101,7 +111,7 @@ impl fmt::Display for EncodeError {
 
 impl std::error::Error for EncodeError {}
 
-/// Appends `retry: <millis>` and a blank line: the client's reconnection time, in milliseconds.
+/// Appends `retry:<millis>` and a blank line: the client's reconnection time, in milliseconds.
 ///
 /// §9.2.6: "If the field value consists of only ASCII digits, then interpret the field value as
 /// an integer in base ten, and set the event stream's reconnection time to that integer." The
@@ -117,9 +127,10 @@ pub fn encode_retry(out: &mut Vec<u8>, millis: u64) {
 /// `data`, and the blank line that dispatches it.
 ///
 /// - `id: None` writes no `id:` line, and the client keeps the last id it saw (§9.2.6 dispatch
-///   step 1: the buffer "does not get reset"). `Some("")` writes `id: ` and *resets* the
+///   step 1: the buffer "does not get reset"). `Some("")` writes `id:` and *resets* the
 ///   client's last event ID to the empty string, so it will resume with no `Last-Event-ID`.
-/// - `event: None` (and `Some("")`) give the default type, `message`.
+/// - `event: None` (and `Some("")`) give the default type, `message`, and write no `event:`
+///   line. `Some("message")` writes one, which a client reads the same way: pass `None`.
 /// - `data` is cut at CRLF, lone LF and lone CR; the client joins the lines with LF. Text with
 ///   CRLF or a lone CR therefore arrives with LF in their place: the format has one line
 ///   separator, so this is inherent to SSE, not to this encoder. Empty `data` still makes an
@@ -156,22 +167,21 @@ pub fn encode_event(out: &mut Vec<u8>, id: Option<&str>, event: Option<&str>, da
     Ok(())
 }
 
-/// An event whose data is a single line, as the pieces [`encode_event`] would write for it:
-/// `id: ` ID LF `event: ` TYPE LF `data: ` DATA LF LF.
+/// A `message` event whose data is a single line, as the pieces [`encode_event`] would write
+/// for it with no event type: `id:` ID LF `data:` DATA LF LF.
 ///
-/// The pieces borrow the id, the type and the data, so the caller decides where the bytes go
+/// The pieces borrow the id and the data, so the caller decides where the bytes go
 /// and how they are framed: written around the broker's shared envelope, straight into a
 /// connection's output, as one HTTP chunk whose size is known before the first byte
 /// ([`crate::http::response::write_chunk_pieces`]).
 #[derive(Clone, Copy, Debug)]
 pub struct LineEvent<'a> {
     id: &'a str,
-    event: &'a str,
     data: &'a str,
 }
 
 impl<'a> LineEvent<'a> {
-    /// Checks `id` and `event` as [`encode_event`] does (they are short).
+    /// Checks `id` as [`encode_event`] does (it is short).
     ///
     /// `data` must hold no CR or LF, or the client would read its rest as new lines (§9.2.6).
     /// The caller vouches for that rather than this function checking: a check is a pass over
@@ -180,29 +190,24 @@ impl<'a> LineEvent<'a> {
     /// ([`crate::broker::Message::envelope`]: JSON whose writer escapes every control
     /// character); text that may hold line breaks goes through [`encode_event`], which cuts it
     /// into `data:` lines. Debug builds check anyway.
-    pub fn new(id: &'a str, event: &'a str, data: &'a str) -> Result<LineEvent<'a>, EncodeError> {
+    pub fn message(id: &'a str, data: &'a str) -> Result<LineEvent<'a>, EncodeError> {
         if contains_line_break(id) {
             return Err(EncodeError::LineBreakInId);
         }
         if id.contains('\0') {
             return Err(EncodeError::NullInId);
         }
-        if contains_line_break(event) {
-            return Err(EncodeError::LineBreakInEventType);
-        }
         debug_assert!(!contains_line_break(data), "LineEvent data must be one line");
-        Ok(LineEvent { id, event, data })
+        Ok(LineEvent { id, data })
     }
 
     /// The event's bytes, in order; their concatenation is what [`encode_event`] writes for
-    /// `Some(id)`, `Some(event)` and the data.
-    pub fn pieces(&self) -> [&'a [u8]; 7] {
+    /// `Some(id)`, no event type, and the data.
+    pub fn pieces(&self) -> [&'a [u8]; 5] {
         [
-            b"id: ",
+            field_start(b"id: ", self.id),
             self.id.as_bytes(),
-            b"\nevent: ",
-            self.event.as_bytes(),
-            b"\ndata: ",
+            field_start(b"\ndata: ", self.data),
             self.data.as_bytes(),
             // The data line's LF, then the blank line that dispatches the event.
             b"\n\n",
@@ -230,18 +235,32 @@ pub fn encode_comment(out: &mut Vec<u8>, text: &str) {
     out.push(b'\n');
 }
 
-/// Writes `name: value` and LF.
+/// Writes `name:value` and LF.
 ///
-/// The space after the colon is optional on the wire, but always writing it keeps values that
-/// start with a space intact: §9.2.6 "If value starts with a U+0020 SPACE character, remove it
-/// from value" removes only the one we wrote. LF is the line end §9.2.5 recommends: "line
-/// buffering with lines are defined to end with a single U+000A LINE FEED (LF) character is
-/// safe".
+/// LF is the line end §9.2.5 recommends: "line buffering with lines are defined to end with a
+/// single U+000A LINE FEED (LF) character is safe". The space after the colon is written only
+/// where [`field_start`] says it is needed.
 fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
+    out.extend_from_slice(field_start(b": ", value));
     out.extend_from_slice(value.as_bytes());
     out.push(b'\n');
+}
+
+/// The bytes before a field's value: `with_space` (which ends in `": "`) as given when the
+/// value starts with a space, or without its last byte otherwise.
+///
+/// §9.2.6: "If value starts with a U+0020 SPACE character, remove it from value." One space is
+/// removed, whether the server meant it as a separator or as part of the value, so a value
+/// that starts with a space needs one more in front of it; any other value is read the same
+/// without it, and a space written at every delivery is a byte per field per subscriber.
+fn field_start(with_space: &'static [u8], value: &str) -> &'static [u8] {
+    debug_assert!(with_space.ends_with(b": "));
+    if value.starts_with(' ') {
+        with_space
+    } else {
+        &with_space[..with_space.len() - 1]
+    }
 }
 
 /// Whether `text` holds CR or LF. Byte by byte: both are ASCII, so they never occur inside a
@@ -335,6 +354,20 @@ pub struct Event {
     pub last_event_id: Arc<str>,
 }
 
+/// One dispatched event, borrowed from the parser: what [`EventStreamParser::feed_with`]
+/// hands to its callback. The same fields as [`Event`], without copying them out of the
+/// parser's buffers, so that a client reading millions of events allocates nothing per event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventRef<'a> {
+    pub event_type: &'a str,
+    pub data: &'a str,
+    pub last_event_id: &'a str,
+    /// Whether `last_event_id` differs from the one at the previous dispatch (or may: an `id:`
+    /// field was read since): lets [`EventStreamParser::feed`] share one `Arc` between events
+    /// without comparing the strings.
+    id_changed: bool,
+}
+
 /// Why the parser stopped. The events before the fault were delivered; the stream's remaining
 /// bytes are ignored until [`EventStreamParser::finish`], so the caller should drop the
 /// connection (and may reconnect, as after any broken stream).
@@ -392,12 +425,24 @@ pub struct EventStreamParser {
     line: Vec<u8>,
     /// §9.2.6: "When a stream is parsed, a data buffer, an event type buffer, and a last event
     /// ID buffer must be associated with it. They must be initialized to the empty string."
+    ///
+    /// The buffers are cleared, never dropped, so their allocations serve every event.
     data: String,
     event_type: String,
-    last_event_id_buffer: Arc<str>,
+    last_event_id_buffer: String,
     /// The EventSource's "last event ID string" (§9.2.2): the buffer's value at the last
     /// dispatch. This, not the buffer, is what a client sends as `Last-Event-ID` (§9.2.3).
-    last_event_id: Arc<str>,
+    last_event_id: String,
+    /// An `id:` field was read since the last dispatch. The buffer is copied into
+    /// `last_event_id` only then, so a stream cannot make every event copy a long ID that it
+    /// sent once: each `id:` line is copied at most once more than it was read.
+    id_pending: bool,
+    /// `last_event_id` changed since the last event was dispatched ([`EventRef`]).
+    id_changed: bool,
+    /// The `Arc` that [`EventStreamParser::feed`]'s events share while the ID stays the same:
+    /// a peer could send one megabyte-long `id:` and then a million six-byte events
+    /// (`data\n\n`); a copy in each would turn a few megabytes of input into terabytes.
+    shared_id: Arc<str>,
     /// The reconnection time the stream asked for with `retry:`, in milliseconds.
     reconnection_time: Option<u64>,
 }
@@ -423,8 +468,11 @@ impl EventStreamParser {
             line: Vec::new(),
             data: String::new(),
             event_type: String::new(),
-            last_event_id_buffer: Arc::from(""),
-            last_event_id: Arc::from(""),
+            last_event_id_buffer: String::new(),
+            last_event_id: String::new(),
+            id_pending: false,
+            id_changed: false,
+            shared_id: Arc::from(""),
             reconnection_time: None,
         }
     }
@@ -435,6 +483,24 @@ impl EventStreamParser {
     /// be split anywhere (even inside a CRLF, a UTF-8 sequence or the BOM). On error the events
     /// completed before the fault are in `events`, and every later call returns the same error.
     pub fn feed(&mut self, bytes: &[u8], events: &mut Vec<Event>) -> Result<(), ParseError> {
+        let mut shared_id = std::mem::replace(&mut self.shared_id, Arc::from(""));
+        let outcome = self.feed_with(bytes, |event| {
+            if event.id_changed {
+                shared_id = Arc::from(event.last_event_id);
+            }
+            events.push(Event {
+                event_type: event.event_type.to_string(),
+                data: event.data.to_string(),
+                last_event_id: Arc::clone(&shared_id),
+            });
+        });
+        self.shared_id = shared_id;
+        outcome
+    }
+
+    /// [`EventStreamParser::feed`] without copies: each event the bytes complete is lent to
+    /// `on_event`, borrowed from the parser's buffers, which are reused for the next one.
+    pub fn feed_with(&mut self, bytes: &[u8], mut on_event: impl FnMut(EventRef<'_>)) -> Result<(), ParseError> {
         let mut rest = bytes;
         loop {
             match self.state {
@@ -454,10 +520,10 @@ impl EventStreamParser {
                 },
                 StreamState::FirstLine | StreamState::Line => {}
             }
-            let Some(end) = rest.iter().position(|&b| b == b'\r' || b == b'\n') else {
+            let Some(end) = line_break(rest) else {
                 return self.buffer_partial_line(rest);
             };
-            self.end_line(&rest[..end], rest[end], events)?;
+            self.end_line(&rest[..end], rest[end], &mut on_event)?;
             rest = &rest[end + 1..];
         }
     }
@@ -479,7 +545,8 @@ impl EventStreamParser {
         self.line.clear();
         self.data.clear();
         self.event_type.clear();
-        self.last_event_id_buffer = Arc::clone(&self.last_event_id);
+        self.last_event_id_buffer.clone_from(&self.last_event_id);
+        self.id_pending = false;
         self.state = StreamState::FirstLine;
     }
 
@@ -508,20 +575,25 @@ impl EventStreamParser {
 
     /// A line end (`terminator`, CR or LF) arrived: processes the line it ends, whose last
     /// bytes are `tail` (the earlier ones, if any, are in `self.line`).
-    fn end_line(&mut self, tail: &[u8], terminator: u8, events: &mut Vec<Event>) -> Result<(), ParseError> {
+    fn end_line(
+        &mut self,
+        tail: &[u8],
+        terminator: u8,
+        on_event: &mut impl FnMut(EventRef<'_>),
+    ) -> Result<(), ParseError> {
         let outcome = if self.line.is_empty() {
             // The whole line is in this feed: read it in place, without copying.
             if tail.len() > self.limits.max_line_bytes {
                 Err(ParseError::LineTooLong { limit: self.limits.max_line_bytes })
             } else {
-                self.process_line(tail, events)
+                self.process_line(tail, on_event)
             }
         } else {
             self.buffer_partial_line(tail)?;
             // Taken out so that `process_line` can borrow `self` mutably, then put back so the
             // next split line reuses its allocation.
             let line = std::mem::take(&mut self.line);
-            let outcome = self.process_line(&line, events);
+            let outcome = self.process_line(&line, on_event);
             self.line = line;
             self.line.clear();
             outcome
@@ -534,7 +606,7 @@ impl EventStreamParser {
     }
 
     /// §9.2.6: "Lines must be processed, in the order they are received, as follows".
-    fn process_line(&mut self, bytes: &[u8], events: &mut Vec<Event>) -> Result<(), ParseError> {
+    fn process_line(&mut self, bytes: &[u8], on_event: &mut impl FnMut(EventRef<'_>)) -> Result<(), ParseError> {
         let bytes = if self.state == StreamState::FirstLine {
             // §9.2.6: "The UTF-8 decode algorithm strips one leading UTF-8 Byte Order Mark
             // (BOM), if any." Only one, and only at the start of the stream: a BOM contains
@@ -545,18 +617,26 @@ impl EventStreamParser {
         };
         // §9.2.6: "Streams must be decoded using the UTF-8 decode algorithm." Ill-formed bytes
         // become U+FFFD; see the module docs for why decoding line by line is the same.
-        let line = String::from_utf8_lossy(bytes);
+        // `from_utf8` first: for the well-formed lines of every real stream it is several times
+        // faster than the lossy decoder's chunk iterator, and gives the same borrowed text.
+        let line = match std::str::from_utf8(bytes) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(bytes),
+        };
 
         // "If the line is empty (a blank line): Dispatch the event".
         if line.is_empty() {
-            self.dispatch(events);
+            self.dispatch(on_event);
             return Ok(());
         }
         // "If the line starts with a U+003A COLON character (:): Ignore the line."
         if line.starts_with(':') {
             return Ok(());
         }
-        let (field, value) = match line.split_once(':') {
+        // The colon is ASCII, so the byte it is at is a character boundary; a byte search
+        // costs less than a `char` pattern's searcher, on every line of every event.
+        let colon = line.bytes().position(|b| b == b':');
+        let (field, value) = match colon.map(|at| (&line[..at], &line[at + 1..])) {
             // "If the line contains a U+003A COLON character (:): Collect the characters on
             // the line before the first U+003A COLON character (:), and let field be that
             // string. Collect the characters on the line after the first U+003A COLON
@@ -594,7 +674,11 @@ impl EventStreamParser {
             // then set the last event ID buffer to the field value. Otherwise, ignore the
             // field."
             "id" if value.contains('\0') => {}
-            "id" => self.last_event_id_buffer = Arc::from(value),
+            "id" => {
+                self.last_event_id_buffer.clear();
+                self.last_event_id_buffer.push_str(value);
+                self.id_pending = true;
+            }
             // "If the field name is "retry": If the field value consists of only ASCII
             // digits, then interpret the field value as an integer in base ten, and set the
             // event stream's reconnection time to that integer. Otherwise, ignore the field."
@@ -610,11 +694,15 @@ impl EventStreamParser {
     }
 
     /// §9.2.6 "dispatch the event", the steps for web browsers.
-    fn dispatch(&mut self, events: &mut Vec<Event>) {
+    fn dispatch(&mut self, on_event: &mut impl FnMut(EventRef<'_>)) {
         // Step 1: "Set the last event ID string of the event source to the value of the last
         // event ID buffer. The buffer does not get reset, so the last event ID string of the
         // event source remains set to this value until the next time it is set by the server."
-        self.last_event_id = Arc::clone(&self.last_event_id_buffer);
+        // (Copied only if an `id:` was read since the last time: otherwise they are equal.)
+        if std::mem::take(&mut self.id_pending) {
+            self.last_event_id.clone_from(&self.last_event_id_buffer);
+            self.id_changed = true;
+        }
 
         // Step 2: "If the data buffer is an empty string, set the data buffer and the event
         // type buffer to the empty string and return."
@@ -622,31 +710,28 @@ impl EventStreamParser {
             self.event_type.clear();
             return;
         }
+        let id_changed = std::mem::take(&mut self.id_changed);
 
         // Step 3: "If the data buffer's last character is a U+000A LINE FEED (LF) character,
         // then remove the last character from the data buffer." (It always is: every `data`
         // field appends one.)
-        if self.data.ends_with('\n') {
-            self.data.pop();
-        }
+        let data = self.data.strip_suffix('\n').unwrap_or(&self.data);
 
         // Steps 5 and 6: the type is "message" unless "the event type buffer has a value
-        // other than the empty string". Step 7: "Set the data buffer and the event type
-        // buffer to the empty string." Taking the buffers moves the text into the event
-        // without copying it.
-        let event_type = if self.event_type.is_empty() {
-            String::from(DEFAULT_EVENT_TYPE)
-        } else {
-            std::mem::take(&mut self.event_type)
-        };
-        let data = std::mem::take(&mut self.data);
-        events.push(Event {
+        // other than the empty string".
+        let event_type = if self.event_type.is_empty() { DEFAULT_EVENT_TYPE } else { &self.event_type };
+        on_event(EventRef {
             event_type,
             data,
             // Step 5: "its lastEventId attribute to the last event ID string of the event
             // source".
-            last_event_id: Arc::clone(&self.last_event_id),
+            last_event_id: &self.last_event_id,
+            id_changed,
         });
+        // Step 7: "Set the data buffer and the event type buffer to the empty string." Cleared,
+        // so that the next event reuses their allocations.
+        self.data.clear();
+        self.event_type.clear();
     }
 
     /// Stops the stream: the error is returned now and by every later `feed`.
@@ -654,6 +739,32 @@ impl EventStreamParser {
         self.state = StreamState::Failed(error);
         error
     }
+}
+
+/// The index of the first CR or LF in `bytes`.
+///
+/// Eight bytes per step: a byte equal to LF is a zero byte of `word ^ 0x0a0a...`, and
+/// "Bit Twiddling Hacks"' `haszero` (`(v - 0x01...) & !v & 0x80...`) marks zero bytes in the
+/// high bit of each byte. It can also mark a byte above a zero byte (a borrow), never one
+/// below, so the lowest mark is the first CR or LF. A `data:` line of an envelope is a hundred
+/// bytes or so; this scan, at every line of every event, is most of what a subscriber of a
+/// busy channel does besides the system calls.
+fn line_break(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let zero_bytes = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let mut words = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for word in &mut words {
+        // `chunks_exact(8)` gives eight bytes, so the conversion cannot fail.
+        let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
+        let marks = zero_bytes(word ^ (ONES * u64::from(b'\n'))) | zero_bytes(word ^ (ONES * u64::from(b'\r')));
+        if marks != 0 {
+            return Some(offset + (marks.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    words.remainder().iter().position(|&b| b == b'\r' || b == b'\n').map(|at| offset + at)
 }
 
 /// The value of a `retry` field, if it "consists of only ASCII digits".
@@ -1212,36 +1323,78 @@ mod tests {
         assert!(Arc::ptr_eq(&events[0].last_event_id, &events[1].last_event_id));
     }
 
+    #[test]
+    fn a_line_break_is_found_where_a_byte_search_finds_it_at_every_position_and_alignment() {
+        for length in 0..40 {
+            for at in 0..=length {
+                for byte in [b'\n', b'\r'] {
+                    // Every other byte value around it, high bits included, to catch a borrow.
+                    let mut bytes: Vec<u8> = (0..length).map(|i| [b'a', 0x0b, 0x0c, 0x09, 0xff, 0x8a][i % 6]).collect();
+                    if at < length {
+                        bytes[at] = byte;
+                        bytes[length - 1 - (length - 1 - at) / 2] = byte ^ 0x07;
+                    }
+                    for start in 0..bytes.len().min(8) {
+                        let naive = bytes[start..].iter().position(|&b| b == b'\r' || b == b'\n');
+                        assert_eq!(line_break(&bytes[start..]), naive, "{bytes:?} from {start}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn feed_with_lends_the_events_feed_copies() {
+        let stream = b"retry:5\nid:1\ndata:a\n\nevent:t\ndata:b\ndata:c\n\n: x\n\nid\ndata\n\n";
+        let mut copied = Vec::new();
+        EventStreamParser::new().feed(stream, &mut copied).unwrap();
+        let mut lent = Vec::new();
+        EventStreamParser::new()
+            .feed_with(stream, |lent_event| {
+                lent.push(event(lent_event.event_type, lent_event.data, lent_event.last_event_id));
+            })
+            .unwrap();
+        assert_eq!(lent, copied);
+        assert_eq!(copied.len(), 3);
+    }
+
     // --- limits -------------------------------------------------------------------------------
 
     const SMALL_LIMITS: ParserLimits = ParserLimits { max_line_bytes: 8, max_data_bytes: 12 };
 
     #[test]
     fn a_line_event_is_byte_for_byte_what_encode_event_writes() {
-        for (id, event, data) in [
-            ("k3f9-17", "message", r#"{"id":"k3f9-17","text":"Hi","time":1678900000123}"#),
-            ("", "message", ""),
-            ("1700000000123-4", "gap", " leading space, \u{2028} and ünïcödé"),
+        for (id, data) in [
+            ("k3f9-17", r#"{"id":"k3f9-17","text":"Hi","time":1678900000123}"#),
+            ("", ""),
+            (" 1700000000123-4", " leading space, \u{2028} and ünïcödé"),
         ] {
             let mut encoded = Vec::new();
-            encode_event(&mut encoded, Some(id), Some(event), data).unwrap();
-            assert_eq!(LineEvent::new(id, event, data).unwrap().pieces().concat(), encoded, "{id:?} {data:?}");
+            encode_event(&mut encoded, Some(id), None, data).unwrap();
+            assert_eq!(LineEvent::message(id, data).unwrap().pieces().concat(), encoded, "{id:?} {data:?}");
         }
     }
 
     #[test]
     fn whatwg_9_2_6_a_line_event_refuses_what_encode_event_refuses() {
-        assert_eq!(LineEvent::new("a\nb", "message", "x").unwrap_err(), EncodeError::LineBreakInId);
-        assert_eq!(LineEvent::new("a\rb", "message", "x").unwrap_err(), EncodeError::LineBreakInId);
-        assert_eq!(LineEvent::new("a\0b", "message", "x").unwrap_err(), EncodeError::NullInId);
-        assert_eq!(LineEvent::new("1", "mess\nage", "x").unwrap_err(), EncodeError::LineBreakInEventType);
+        assert_eq!(LineEvent::message("a\nb", "x").unwrap_err(), EncodeError::LineBreakInId);
+        assert_eq!(LineEvent::message("a\rb", "x").unwrap_err(), EncodeError::LineBreakInId);
+        assert_eq!(LineEvent::message("a\0b", "x").unwrap_err(), EncodeError::NullInId);
     }
 
     #[test]
-    fn a_line_event_reads_back_as_one_event() {
+    fn a_line_event_reads_back_as_one_message_event() {
         let envelope = r#"{"id":"k3f9-1","text":"a\u000ab","time":0}"#;
-        let bytes = LineEvent::new("k3f9-1", "message", envelope).unwrap().pieces().concat();
+        let bytes = LineEvent::message("k3f9-1", envelope).unwrap().pieces().concat();
+        assert_eq!(bytes, format!("id:k3f9-1\ndata:{envelope}\n\n").as_bytes());
         assert_eq!(events_of(&bytes), [event("message", envelope, "k3f9-1")]);
+    }
+
+    #[test]
+    fn whatwg_9_2_6_a_line_event_keeps_a_leading_space_of_its_id_and_data() {
+        let bytes = LineEvent::message(" 7", "  x").unwrap().pieces().concat();
+        assert_eq!(bytes, b"id:  7\ndata:   x\n\n");
+        assert_eq!(events_of(&bytes), [event("message", "  x", " 7")]);
     }
 
     fn small_parser() -> EventStreamParser {
@@ -1334,14 +1487,31 @@ mod tests {
 
     #[test]
     fn encode_event_writes_id_event_data_and_blank_line() {
-        assert_eq!(encoded_event(Some("k3f9-17"), Some("message"), "Hi"), b"id: k3f9-17\nevent: message\ndata: Hi\n\n");
-        assert_eq!(encoded_event(None, None, "Hi"), b"data: Hi\n\n");
+        assert_eq!(encoded_event(Some("k3f9-17"), Some("gap"), "Hi"), b"id:k3f9-17\nevent:gap\ndata:Hi\n\n");
+        assert_eq!(encoded_event(None, None, "Hi"), b"data:Hi\n\n");
+    }
+
+    #[test]
+    fn whatwg_9_2_6_a_message_event_needs_no_event_line() {
+        // Dispatch steps 5 and 6: the type is "message" unless "the event type buffer has a
+        // value other than the empty string", so `None` is written as nothing and read back
+        // as a message.
+        assert_eq!(encoded_event(Some("1"), None, "Hi"), b"id:1\ndata:Hi\n\n");
+        assert_eq!(round_trip(Some("1"), None, "Hi"), event("message", "Hi", "1"));
+    }
+
+    #[test]
+    fn whatwg_9_2_6_the_space_after_the_colon_is_written_only_before_a_value_that_starts_with_one() {
+        // "If value starts with a U+0020 SPACE character, remove it from value": one space is
+        // removed, so a value that starts with one gets one more, and nothing else needs it.
+        assert_eq!(encoded_event(Some(" 1"), Some(" t"), " a\nb"), b"id:  1\nevent:  t\ndata:  a\ndata:b\n\n");
+        assert_eq!(round_trip(Some(" 1"), Some(" t"), " a\nb"), event(" t", " a\nb", " 1"));
     }
 
     #[test]
     fn encode_event_writes_one_data_line_per_line() {
-        assert_eq!(encoded_event(None, None, "a\nb\r\nc\rd\n"), b"data: a\ndata: b\ndata: c\ndata: d\ndata: \n\n");
-        assert_eq!(encoded_event(None, None, ""), b"data: \n\n");
+        assert_eq!(encoded_event(None, None, "a\nb\r\nc\rd\n"), b"data:a\ndata:b\ndata:c\ndata:d\ndata:\n\n");
+        assert_eq!(encoded_event(None, None, ""), b"data:\n\n");
     }
 
     #[test]
@@ -1367,7 +1537,7 @@ mod tests {
     fn encode_retry_sets_reconnection_time_and_fires_nothing() {
         let mut out = Vec::new();
         encode_retry(&mut out, 2000);
-        assert_eq!(out, b"retry: 2000\n\n");
+        assert_eq!(out, b"retry:2000\n\n");
         let outcome = parse_every_way(&out);
         assert_eq!((outcome.events, outcome.retry), (vec![], Some(2000)));
         encode_retry(&mut out, u64::MAX);
@@ -1424,9 +1594,9 @@ mod tests {
         // JSON escapes control characters, so an envelope has no raw line break whatever
         // the message text.
         let envelope = r#"{"id":"k3f9-17","text":"two\nlines\r\n","time":1678900000123}"#;
-        let bytes = encoded_event(Some("k3f9-17"), Some("message"), envelope);
+        let bytes = encoded_event(Some("k3f9-17"), None, envelope);
         assert_eq!(bytes.windows(5).filter(|w| w == b"data:").count(), 1);
-        assert_eq!(round_trip(Some("k3f9-17"), Some("message"), envelope).data, envelope);
+        assert_eq!(round_trip(Some("k3f9-17"), None, envelope).data, envelope);
     }
 
     #[test]
@@ -1449,7 +1619,7 @@ mod tests {
         encode_retry(&mut stream, 3000);
         encode_comment(&mut stream, "keepalive");
         encode_event(&mut stream, Some("k3f9-1"), Some("gap"), "{}").unwrap();
-        encode_event(&mut stream, Some("k3f9-2"), Some("message"), "one").unwrap();
+        encode_event(&mut stream, Some("k3f9-2"), None, "one").unwrap();
         encode_comment(&mut stream, "keepalive");
         encode_retry(&mut stream, 1000);
         encode_event(&mut stream, Some("k3f9-3"), None, "two\nlines").unwrap();

@@ -4,7 +4,7 @@
 //! connection (or its output has drained), they read the messages after their cursor and
 //! append each one to the output, framing the broker's shared envelope
 //! ([`crate::broker::Message::envelope`]) as they write it: an SSE event is a few bytes of
-//! `id:`/`event:`/`data:` around it ([`sse::LineEvent`]), in one HTTP chunk; a WebSocket
+//! `id:`/`data:` around it ([`sse::LineEvent`]), in one HTTP chunk; a WebSocket
 //! message is a frame header before it ([`encode_frame`]). A message is stored once, as its
 //! envelope, and a fan-out to N clients copies it N times, once into each output.
 //!
@@ -227,9 +227,10 @@ impl SseStream {
                 self.write(io.output, &[&event]);
             }
             for message in &batch.messages {
-                // `id:` the message id, `event: message`, `data:` the envelope. Ids come from
-                // the broker and never hold CR, LF or NUL; the envelope is one line.
-                if let Ok(event) = sse::LineEvent::new(&message.id, "message", message.envelope()) {
+                // `id:` the message id, `data:` the envelope, no `event:` (`message` is the
+                // default type). Ids come from the broker and never hold CR, LF or NUL; the
+                // envelope is one line.
+                if let Ok(event) = sse::LineEvent::message(&message.id, message.envelope()) {
                     self.write(io.output, &event.pieces());
                 }
             }

@@ -295,7 +295,7 @@ fn whatwg_9_2_3_the_response_is_an_uncached_event_stream_that_starts_with_retry(
             assert_eq!(stream.head.header("access-control-allow-origin"), None, "no Origin, no CORS");
             // §9.2.6: `retry` sets the reconnection time; the server sends it first.
             assert!(stream.read_more());
-            assert_eq!(stream.pieces[0], b"retry: 2000\n\n");
+            assert_eq!(stream.pieces[0], b"retry:2000\n\n");
             assert_eq!(stream.parser.retry(), Some(2000));
             assert!(stream.pending.is_empty(), "retry dispatches no event");
         },
@@ -318,10 +318,13 @@ fn whatwg_9_2_6_each_message_is_one_event_with_its_id_type_and_envelope() {
                 assert_eq!(envelope.get("text").and_then(Value::as_str), Some(expected));
                 assert!(envelope.get("time").and_then(Value::as_u64).is_some());
             }
-            // One chunk per event, each a complete block: `id`, `event`, `data`, blank line.
+            // One chunk per event, each a complete block: `id`, `data`, blank line. No `event:`
+            // line (dispatch steps 5 and 6: the type is `message` unless one is given) and no
+            // space after the colons (ids and envelopes never start with one): bytes every
+            // subscriber would pay for every message.
             let id = &ids[0];
             let data = events[0].data.as_str();
-            assert_eq!(stream.pieces[1], format!("id: {id}\nevent: message\ndata: {data}\n\n").into_bytes());
+            assert_eq!(stream.pieces[1], format!("id:{id}\ndata:{data}\n\n").into_bytes());
             assert_eq!(stream.pieces.len(), 4, "retry and three events");
         },
     );
@@ -521,7 +524,7 @@ fn rfc9112_6_3_an_http10_stream_is_not_chunked_and_ends_with_the_connection() {
             assert_eq!((rest.len(), end), (0, End::Closed));
             // No chunk sizes and no last-chunk anywhere: the raw body is blocks only.
             let body = String::from_utf8(stream.body()).unwrap();
-            assert!(body.starts_with("retry: 750\n\nid: "), "{body:?}");
+            assert!(body.starts_with("retry:750\n\nid:"), "{body:?}");
             assert!(body.ends_with("}\n\n"), "{body:?}");
             stopper.join().unwrap().unwrap();
         },

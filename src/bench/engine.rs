@@ -1,7 +1,8 @@
 //! The load generator's event loop: many client connections on one thread.
 //!
-//! The server's own [`Poller`] watches every socket; a ready socket is read until it would
-//! block and its bytes go to its [`Client`] (a sans-I/O [`Subscriber`](crate::client::subscriber::Subscriber),
+//! The server's own [`Poller`] watches every socket; a ready socket is read until a read
+//! leaves room in the buffer (the socket is empty then; the poller is level-triggered) and its
+//! bytes go to its [`Client`] (a sans-I/O [`Subscriber`],
 //! [`Echoer`](super::peer::Echoer) or [`Abuser`](super::abuse::Abuser)), whose replies are
 //! written until the socket would block. Every byte read and written is counted, per
 //! connection, so that a scenario can report the bytes on the wire (HTTP heads, chunk sizes,
@@ -19,6 +20,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use crate::client::subscriber::{Sink, Subscriber};
 use crate::config::Backend;
 use crate::server::poller::{Interest, Poller, Ready};
 
@@ -29,9 +31,9 @@ pub trait Client {
     fn receive(&mut self, bytes: &[u8], out: &mut Vec<u8>, now: Instant) -> Result<(), String>;
 }
 
-impl Client for crate::client::subscriber::Subscriber {
+impl<S: Sink> Client for Subscriber<S> {
     fn receive(&mut self, bytes: &[u8], out: &mut Vec<u8>, now: Instant) -> Result<(), String> {
-        crate::client::subscriber::Subscriber::receive(self, bytes, out, now)
+        Subscriber::receive(self, bytes, out, now)
     }
 }
 
@@ -213,6 +215,12 @@ impl<C: Client> Engine<C> {
                     }
                     if let Err(error) = connection.client.receive(&self.buf[..n], &mut connection.out, now) {
                         connection.closed = Some(error);
+                    } else if n < room {
+                        // The socket held less than there was room for: it is empty now. The
+                        // poller is level-triggered, so bytes that arrive later are reported
+                        // again; reading on until `WouldBlock` would cost a second system call
+                        // for every wake-up (in a fan-out, for every delivery) to learn that.
+                        break;
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,

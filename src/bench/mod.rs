@@ -20,8 +20,10 @@
 //!   connection, and how many are still open after the hold.
 //! - **fanout**: S subscribers on one channel per transport, all resuming from a marker
 //!   message so a late registration loses nothing; a publisher thread sends R messages/s whose
-//!   text is `"SEQ NANOS"` (its send time on this process's monotonic clock). Reported:
-//!   deliveries/s, latency percentiles, and lost and duplicated messages (both must be 0).
+//!   text is `"SEQ NANOS"` (its send time on this process's monotonic clock), 8 in flight.
+//!   Each subscriber counts what it gets as it gets it ([`Tally`], its sink), without a copy.
+//!   Reported: deliveries/s, latency percentiles, lost and duplicated messages (both must be
+//!   0), and the CPU the client's thread and the (spawned) server used: which one was the limit.
 //! - **echo**: C WebSockets on `/echo`, K messages of B bytes in flight each: round trips/s
 //!   and latency percentiles.
 //! - **overhead**: bytes on the wire (both directions, heads and framing included) per
@@ -41,7 +43,7 @@ pub mod report;
 pub mod soak;
 pub mod svg;
 
-use std::collections::HashSet;
+use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -52,7 +54,7 @@ use std::time::{Duration, Instant};
 
 use crate::args::{self, Args};
 use crate::client::publisher::Publisher;
-use crate::client::subscriber::{Masks, Subscriber};
+use crate::client::subscriber::{Masks, Received, Sink, Subscriber};
 use crate::json;
 use crate::server::sys;
 use crate::sync::lock;
@@ -368,6 +370,14 @@ impl Target {
         Some((stats.get("rss_bytes")?.as_u64()?, stats.get("threads")?.as_u64()?))
     }
 
+    /// CPU time the server has used (user and system, `/proc/PID/stat`), for a spawned server.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let child = self.child.as_ref()?;
+        let stat = crate::process::parse_stat(&std::fs::read_to_string(format!("/proc/{}/stat", child.id())).ok()?)?;
+        let ticks_per_second = crate::process::USER_HZ?;
+        Some(Duration::from_secs_f64((stat.utime + stat.stime) as f64 / ticks_per_second as f64))
+    }
+
     /// Open file descriptors of the server: the entries of `/proc/PID/fd` for a spawned
     /// server, else the open connections `/stats` counts (each is one descriptor; the server's
     /// few others, its listener and poller, do not change while it runs).
@@ -618,21 +628,22 @@ impl Progress {
     }
 }
 
-/// Opens `n` subscribers on `channel`; stops early after repeated connection failures.
-fn open_subscribers(
-    engine: &mut Engine<Subscriber>,
+/// Opens `n` subscribers on `channel`, each with the sink `sink` makes; stops early after
+/// repeated connection failures.
+fn open_subscribers<S: Sink>(
+    engine: &mut Engine<Subscriber<S>>,
     target: &Target,
-    transport: Transport,
-    channel: &str,
-    since: Option<&str>,
+    (transport, channel, since): (Transport, &str, Option<&str>),
     n: usize,
     masks: &Masks,
+    mut sink: impl FnMut() -> S,
 ) -> Vec<String> {
     let mut failures = Vec::new();
     let mut progress = Progress::new(transport.name());
     for i in 0..n {
         let mut first = Vec::new();
-        let subscriber = Subscriber::start(transport, &target.host, channel, since, masks, &mut first);
+        let subscriber =
+            Subscriber::start(transport, &target.host, channel, since, masks, &mut first).with_sink(sink());
         if let Err(error) = engine.open(target.addr, subscriber, first) {
             failures.push(format!("connect: {error}"));
             if failures.len() >= 20 {
@@ -652,7 +663,11 @@ fn open_subscribers(
 
 /// Waits until every SSE and WebSocket subscriber has its 200 or 101 (a long poll answers
 /// nothing until there is news, so it is simply given a moment).
-fn await_established(engine: &mut Engine<Subscriber>, transport: Transport, patience: Duration) -> io::Result<()> {
+fn await_established<S: Sink>(
+    engine: &mut Engine<Subscriber<S>>,
+    transport: Transport,
+    patience: Duration,
+) -> io::Result<()> {
     if transport == Transport::LongPoll {
         let settle = Instant::now() + Duration::from_millis(300);
         return engine.run_until(settle, |_| false);
@@ -667,7 +682,7 @@ fn idle(options: &Options, target: &Target, transport: Transport, masks: &Masks)
     let mut engine = Engine::new().map_err(io_error)?;
     let channel = fresh_channel("idle");
     let started = Instant::now();
-    let failures = open_subscribers(&mut engine, target, transport, &channel, None, options.conns, masks);
+    let failures = open_subscribers(&mut engine, target, (transport, &channel, None), options.conns, masks, Vec::new);
     await_established(&mut engine, transport, Duration::from_secs(30)).map_err(io_error)?;
     let opened_in = started.elapsed();
     engine.run_until(Instant::now() + options.hold, |_| false).map_err(io_error)?;
@@ -720,8 +735,15 @@ struct Published {
     elapsed: Duration,
 }
 
-/// Sends `"SEQ NANOS"` to `channel` at `rate` for `duration`; NANOS is the send time as
-/// nanoseconds since `origin` (the same process reads it back, so one clock serves both).
+/// Publishes the fan-out keeps in flight on its one connection. With one at a time, the
+/// publish rate could not pass one per round trip, and a round trip grows with the fan-out the
+/// server does meanwhile: the publisher, not the server, would set the ceiling. Eight is what
+/// `../shared/bench`'s load generator keeps (as a pool of connections).
+const PUBLISHES_IN_FLIGHT: usize = 8;
+
+/// Sends `"SEQ NANOS"` to `channel` at `rate` for `duration`, up to [`PUBLISHES_IN_FLIGHT`]
+/// at a time; NANOS is the send time as nanoseconds since `origin` (the same process reads
+/// it back, so one clock serves both).
 fn publish_at_rate(
     target: &Target,
     channel: &str,
@@ -731,68 +753,132 @@ fn publish_at_rate(
 ) -> io::Result<Published> {
     let mut publisher = target.publisher()?;
     let interval = Duration::from_secs_f64(1.0 / rate);
-    let total = (rate * duration.as_secs_f64()).round().max(1.0) as u64;
+    let total = planned_publishes(rate, duration);
     let mut published = Published::default();
+    let mut in_flight = VecDeque::with_capacity(PUBLISHES_IN_FLIGHT);
     let start = Instant::now();
     for seq in 0..total {
+        if in_flight.len() == PUBLISHES_IN_FLIGHT {
+            settle_publish(&mut publisher, &mut in_flight, &mut published, target)?;
+        }
         let due = start + interval.mul_f64(seq as f64);
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             thread::sleep(wait);
         }
         let text = format!("{seq} {}", origin.elapsed().as_nanos());
-        match publisher.publish(channel, &text) {
-            Ok(_) => published.ok.push(seq),
-            Err(_) => {
-                published.refused += 1;
-                publisher = target.publisher()?;
-            }
+        in_flight.push_back(seq);
+        if publisher.send(channel, &text).is_err() {
+            // The answers owed on this connection are lost with it: count them all refused.
+            published.refused += in_flight.len() as u64;
+            in_flight.clear();
+            publisher = target.publisher()?;
         }
+    }
+    while !in_flight.is_empty() {
+        settle_publish(&mut publisher, &mut in_flight, &mut published, target)?;
     }
     published.elapsed = start.elapsed();
     Ok(published)
 }
 
-/// What the subscribers of a fan-out received: latencies (ms) and, per subscriber, the
-/// sequence numbers seen.
-struct Tally {
+/// Reads the answer to the oldest publish in flight. A refusal, or a connection that broke
+/// (whose other answers are then lost too), counts as refused; a broken one is replaced.
+fn settle_publish(
+    publisher: &mut Publisher,
+    in_flight: &mut VecDeque<u64>,
+    published: &mut Published,
+    target: &Target,
+) -> io::Result<()> {
+    let Some(seq) = in_flight.pop_front() else { return Ok(()) };
+    match publisher.read_published() {
+        Ok(_) => published.ok.push(seq),
+        Err(error) if error.kind() == io::ErrorKind::Other => published.refused += 1,
+        Err(_) => {
+            published.refused += 1 + in_flight.len() as u64;
+            in_flight.clear();
+            *publisher = target.publisher()?;
+        }
+    }
+    Ok(())
+}
+
+/// `"SEQ NANOS"`, as [`publish_at_rate`] writes it. Cut at the space by a byte search: a
+/// `char` pattern costs a searcher per call, at every delivery.
+fn seq_and_nanos(text: &str) -> Option<(u64, u64)> {
+    let space = text.bytes().position(|b| b == b' ')?;
+    Some((text[..space].parse().ok()?, text[space + 1..].parse().ok()?))
+}
+
+/// How many messages `publish_at_rate` sends: `rate` a second for `duration`, at least one.
+fn planned_publishes(rate: f64, duration: Duration) -> u64 {
+    (rate * duration.as_secs_f64()).round().max(1.0) as u64
+}
+
+/// What one subscriber of a fan-out received, counted as each message arrives: its sink
+/// ([`Sink`]), so that a delivery costs no copy, no allocation and no pass over the other
+/// subscribers. (Public for `benches/subscriber.rs`, which measures a subscriber with it.)
+pub struct Tally {
     origin: Instant,
     /// Messages below this sequence number are not timed (the first fifth of a second).
-    warm_up: u128,
-    latencies: Vec<f64>,
-    seen: Vec<HashSet<u64>>,
+    warm_up: u64,
+    /// The sequence numbers seen, one bit each, for the numbers the publisher will send
+    /// (`0..published`): a text claiming a number beyond them is counted as delivered but
+    /// cannot grow this (a server's bytes never size the client's memory).
+    seen: Vec<u64>,
+    published: u64,
+    distinct: u64,
     duplicates: u64,
     delivered: u64,
+    /// Latencies of the timed messages, in milliseconds.
+    latencies: Vec<f64>,
 }
 
 impl Tally {
-    fn new(subscribers: usize, origin: Instant, rate: f64) -> Tally {
+    /// A tally for the texts of a fan-out that publishes `published` messages at `rate` a
+    /// second, timed from `origin`.
+    pub fn new(published: u64, origin: Instant, rate: f64) -> Tally {
         Tally {
             origin,
-            warm_up: (rate / 5.0) as u128,
-            latencies: Vec::new(),
-            seen: vec![HashSet::new(); subscribers],
+            warm_up: (rate / 5.0) as u64,
+            seen: vec![0; published.div_ceil(64) as usize],
+            published,
+            distinct: 0,
             duplicates: 0,
             delivered: 0,
+            latencies: Vec::new(),
         }
     }
 
-    /// Takes every subscriber's new deliveries (`"SEQ NANOS"`).
-    fn collect(&mut self, engine: &mut Engine<Subscriber>) {
-        for (i, connection) in engine.connections.iter_mut().enumerate() {
-            for delivery in connection.client.deliveries.drain(..) {
-                let mut fields = delivery.text.split(' ').map(|f| f.parse::<u128>().ok());
-                let (Some(Some(seq)), Some(Some(sent))) = (fields.next(), fields.next()) else { continue };
-                self.delivered += 1;
-                if !self.seen[i].insert(seq as u64) {
-                    self.duplicates += 1;
-                }
-                if seq < self.warm_up {
-                    continue; // counted for loss, not for latency: connections still warming
-                }
-                let received = delivery.at.saturating_duration_since(self.origin).as_nanos();
-                self.latencies.push(received.saturating_sub(sent) as f64 / 1e6);
+    /// Messages received with a `"SEQ NANOS"` text, duplicates included.
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    fn has(&self, seq: u64) -> bool {
+        seq < self.published && self.seen[(seq / 64) as usize] & (1 << (seq % 64)) != 0
+    }
+}
+
+impl Sink for Tally {
+    /// Reads a `"SEQ NANOS"` text; others (the marker) are not the publisher's, and ignored.
+    fn deliver(&mut self, message: Received<'_>) {
+        let Some((seq, sent)) = seq_and_nanos(message.text) else { return };
+        self.delivered += 1;
+        if seq < self.published {
+            let (word, bit) = ((seq / 64) as usize, 1 << (seq % 64));
+            if self.seen[word] & bit != 0 {
+                self.duplicates += 1;
+            } else {
+                self.seen[word] |= bit;
+                self.distinct += 1;
             }
         }
+        if seq < self.warm_up {
+            return; // counted for loss, not for latency: connections still warming
+        }
+        // Nanoseconds since `origin` fit a u64 for 584 years.
+        let received = message.at.saturating_duration_since(self.origin).as_nanos() as u64;
+        self.latencies.push(received.saturating_sub(sent) as f64 / 1e6);
     }
 }
 
@@ -802,13 +888,18 @@ fn fanout(options: &Options, target: &Target, transport: Transport, masks: &Mask
     // every message that follows, so anything missing is a real loss.
     let marker = target.publisher().and_then(|mut p| p.publish(&channel, "marker")).map_err(io_error)?;
     let mut engine = Engine::new().map_err(io_error)?;
-    let failures = open_subscribers(&mut engine, target, transport, &channel, Some(&marker), options.subs, masks);
+    let origin = Instant::now();
+    let planned = planned_publishes(options.rate, options.duration);
+    let tally = || Tally::new(planned, origin, options.rate);
+    let failures =
+        open_subscribers(&mut engine, target, (transport, &channel, Some(&marker)), options.subs, masks, tally);
     await_established(&mut engine, transport, Duration::from_secs(30)).map_err(io_error)?;
     let established = engine.connections.iter().filter(|c| c.closed.is_none()).count();
     eprintln!("  {}: {established} subscribers, publishing {} msgs/s", transport.name(), options.rate);
 
-    let origin = Instant::now();
+    let start = Instant::now();
     let cpu_before = thread_cpu();
+    let server_cpu_before = target.cpu_time();
     let done = Arc::new(AtomicBool::new(false));
     let result = Arc::new(Mutex::new(None));
     let publisher = {
@@ -822,41 +913,47 @@ fn fanout(options: &Options, target: &Target, transport: Transport, masks: &Mask
         })
     };
     let mut progress = Progress::new(transport.name());
-    let mut tally = Tally::new(engine.connections.len(), origin, options.rate);
+    let status = |engine: &Engine<Subscriber<Tally>>| {
+        let delivered: u64 = engine.connections.iter().map(|c| c.client.deliveries.delivered).sum();
+        let closed = engine.connections.iter().filter(|c| c.closed.is_some()).count();
+        format!("{delivered} delivered, {closed} connections lost")
+    };
     // Run while publishing, then until everyone has everything (or a grace period passes).
     let grace = Duration::from_secs(10);
     let hard_stop = Instant::now() + options.duration + grace + Duration::from_secs(5);
     engine
         .run_until(hard_stop, |engine| {
-            tally.collect(engine);
-            let closed = engine.connections.iter().filter(|c| c.closed.is_some()).count();
-            progress.show(|| format!("{} delivered, {closed} connections lost", tally.delivered));
+            progress.show(|| status(engine));
             done.load(Ordering::SeqCst)
         })
         .map_err(io_error)?;
     let _ = publisher.join();
+    let server_cpu = match (server_cpu_before, target.cpu_time()) {
+        (Some(before), Some(after)) => {
+            after.saturating_sub(before).as_secs_f64() / start.elapsed().as_secs_f64() * 100.0
+        }
+        _ => f64::NAN,
+    };
     let published = lock(&result).take().ok_or("the publisher did not finish")?;
     let published = published.map_err(io_error)?;
-    let expected: HashSet<u64> = published.ok.iter().copied().collect();
+    let expected = published.ok.len() as u64;
     let drain_deadline = Instant::now() + grace;
     while Instant::now() < drain_deadline {
         engine.turn(Duration::from_millis(20)).map_err(io_error)?;
-        tally.collect(&mut engine);
-        let everyone_done = engine
-            .connections
-            .iter()
-            .zip(&tally.seen)
-            .all(|(connection, seen)| connection.closed.is_some() || seen.len() >= expected.len());
+        let everyone_done =
+            engine.connections.iter().all(|c| c.closed.is_some() || c.client.deliveries.distinct >= expected);
         if everyone_done {
             break;
         }
     }
-    let closed = engine.connections.iter().filter(|c| c.closed.is_some()).count();
-    progress.finish(&format!("{} delivered, {closed} connections lost", tally.delivered));
-    let Tally { mut latencies, seen, duplicates, delivered, .. } = tally;
-    let client_cpu = cpu_percent(cpu_before, origin.elapsed());
+    progress.finish(&status(&engine));
+    let client_cpu = cpu_percent(cpu_before, start.elapsed());
     let window = published.elapsed.max(Duration::from_millis(1)).as_secs_f64();
-    let lost: u64 = seen.iter().map(|seen| expected.difference(seen).count() as u64).sum();
+    let tallies = || engine.connections.iter().map(|c| &c.client.deliveries);
+    let delivered: u64 = tallies().map(|tally| tally.delivered).sum();
+    let duplicates: u64 = tallies().map(|tally| tally.duplicates).sum();
+    let lost: u64 = tallies().map(|tally| published.ok.iter().filter(|&&seq| !tally.has(seq)).count() as u64).sum();
+    let mut latencies: Vec<f64> = tallies().flat_map(|tally| tally.latencies.iter().copied()).collect();
     let gaps: usize = engine.connections.iter().map(|c| c.client.gaps).sum();
     let requests: usize = engine.connections.iter().map(|c| c.client.requests).sum();
     latencies.sort_by(f64::total_cmp);
@@ -864,9 +961,9 @@ fn fanout(options: &Options, target: &Target, transport: Transport, masks: &Mask
         ("transport", Cell::Text(transport.name().into())),
         ("subscribers", Cell::Count(established as u64)),
         ("failed", Cell::Count(failures.len() as u64 + (options.subs - established) as u64)),
-        ("published", Cell::Count(expected.len() as u64)),
+        ("published", Cell::Count(expected)),
         ("refused", Cell::Count(published.refused)),
-        ("publish_rate", Cell::Number(expected.len() as f64 / window)),
+        ("publish_rate", Cell::Number(expected as f64 / window)),
         ("delivered", Cell::Count(delivered)),
         ("deliveries_per_s", Cell::Number(delivered as f64 / window)),
         ("lost", Cell::Count(lost)),
@@ -878,6 +975,9 @@ fn fanout(options: &Options, target: &Target, transport: Transport, masks: &Mask
         ("max_ms", Cell::Number(latencies.last().copied().unwrap_or(f64::NAN))),
         // Near 100: the load generator was the limit, and the latencies are its own backlog.
         ("client_cpu_pct", Cell::Number(client_cpu)),
+        // The server's processes, while publishing (a spawned server only): near 100 times its
+        // cores, it was the limit.
+        ("server_cpu_pct", Cell::Number(server_cpu)),
     ])
 }
 
@@ -942,8 +1042,8 @@ fn pollers(options: &Options) -> Result<Vec<Row>, String> {
         for n in [1_000.min(options.conns), options.conns] {
             let target = Target::spawn_with("epoll", &["--workers", "1", "--poller", poller, "--keepalive", "600"])?;
             let mut engine = Engine::new().map_err(io_error)?;
-            let failures =
-                open_subscribers(&mut engine, &target, Transport::Sse, &fresh_channel("idle"), None, n, &masks);
+            let idle = (Transport::Sse, fresh_channel("idle"));
+            let failures = open_subscribers(&mut engine, &target, (idle.0, &idle.1, None), n, &masks, Vec::new);
             await_established(&mut engine, Transport::Sse, Duration::from_secs(600)).map_err(io_error)?;
             let hot = fresh_channel("hot");
             let mut first = Vec::new();

@@ -42,8 +42,9 @@
 //! - `read` after a cursor at or past the base is answered from memory, like the memory
 //!   broker. A cursor older than the base (history from before the node knew the channel, or
 //!   older than its ring) is a *cold read*: one round trip that runs [XRANGE] and [XINFO]
-//!   `STREAM` in a `MULTI`/`EXEC` transaction, so the entries and what the stream says about
-//!   its own trimming are one consistent snapshot. It runs on the link for that reader
+//!   `STREAM` (and `XRANGE` of the cursor's own entry) in a `MULTI`/`EXEC` transaction, so
+//!   the entries and what the stream says about its own trimming are one consistent
+//!   snapshot. It runs on the link for that reader
 //!   (below, "Never waiting for Redis"). A **gap** is reported exactly when
 //!   trimming removed an entry after the cursor. Redis does not record what `MAXLEN` trimmed
 //!   (`max-deleted-entry-id` counts only `XDEL`), so each entry records the id of the entry
@@ -51,14 +52,22 @@
 //!   where the forgotten part of the stream ends. A cursor between that `prev` and the oldest
 //!   entry names an entry that never was in this stream: the stream was lost and made again
 //!   (Redis restarted without persistence), and the reader is told so with a gap, like the
-//!   memory broker's foreign epoch.
+//!   memory broker's foreign epoch. So is a cursor that names an entry no older than the
+//!   oldest one yet not in the stream (`cursor_was_lost`): the entry was lost with a Redis
+//!   Cluster master, or deleted.
 //! - `tail` is a loaded mirror's newest position, else the stream's newest id, asked on the
 //!   link. A mirror is made by a channel's first local subscriber and *loaded* by the
 //!   supervisor once the channel's subscription is confirmed: its newest id from `XREVRANGE
 //!   ... COUNT 1` becomes the base. Until then its readers read the stream (cold reads), so
 //!   a mirror that is loaded is live: every entry after its base is in it or on its way.
 //! - The mirror only ever grows at the back: an entry at or before its newest position is a
-//!   duplicate (catch-up and pub/sub overlap) and is skipped.
+//!   duplicate (catch-up and pub/sub overlap) and is skipped. An entry older than the newest
+//!   that the mirror never had means the stream went backwards: it lost entries the mirror
+//!   holds (a failover promoted a replica that never had them, on a clock behind the old
+//!   master's) and goes on with smaller ids. The mirror is then *rewound*: emptied, loaded
+//!   again from the stream, and a reader whose cursor lies between the new base and the
+//!   newest position handed out before is told with a gap (it may name a lost entry, and
+//!   the stream's new entries below it would otherwise never reach it).
 //!
 //! ## One subscription per channel
 //!
@@ -131,8 +140,9 @@
 //!   and the lane reconnects at once, then with backoff. The supervisor's own command
 //!   connection is checked before each use and opened again if Redis closed it while idle:
 //!   nothing was sent on the dead one, so nothing can run twice.
-//! - A silent subscription is pinged after 5 s and abandoned if the ping is not answered
-//!   within 5 s more (a half-open TCP connection never reports an error).
+//! - A silent subscription connection is pinged after 5 s and abandoned if the ping is not
+//!   answered within 5 s more (a half-open TCP connection never reports an error); on a
+//!   cluster each master's connection on its own.
 //! - Each connection opens with `AUTH` when the URL has a password ([`RedisUrl`]), in the
 //!   same write as its `SELECT`. Credentials Redis refuses (`WRONGPASS`, or `NOAUTH` for a URL
 //!   without a password) are an outage like any other: logged once, the password shown as
@@ -142,6 +152,45 @@
 //! ran the script) or came after `--redis-timeout` answers 503 though the message was stored,
 //! so a client that retries may publish it twice. Messages a Redis without persistence loses in a restart are lost to
 //! readers who did not already have them; those readers are told so with a gap.
+//!
+//! ## Cluster
+//!
+//! With `--broker redis-cluster://HOST:PORT[,HOST:PORT...]` (Redis 7.0 or later) the same
+//! design runs on a Redis Cluster (the spec:
+//! <https://redis.io/docs/latest/operate/oss_and_stack/reference/cluster-spec/>):
+//!
+//! - **Names.** A channel's stream is `realtime:{CHANNEL}` and its news go on the *shard
+//!   channel* `realtime:{CHANNEL}:live`: the channel name is the hash tag of both, so both are
+//!   in one slot, on one master ([`KeySpace`], [`cluster::key_slot`]). On one Redis the names
+//!   stay what they were (`realtime:CHANNEL`, `realtime:DB:CHANNEL`).
+//! - **Publish** is [`CLUSTER_PUBLISH_SCRIPT`]: the same script with `SPUBLISH`, which reaches
+//!   only the subscribers of the master that owns the slot, not the whole cluster as `PUBLISH`
+//!   would. Atomic on one master as before, so stream order is pub/sub order.
+//! - **The link** is a [`router::Router`]: a lane set per master, each command sent to its
+//!   key's master, `MOVED` and `ASK` followed a bounded number of times (see there).
+//! - **Subscriptions**: the supervisor asks `CLUSTER SLOTS` ([`cluster::Topology`]), opens one
+//!   subscription connection per master, and `SSUBSCRIBE`s each channel on its master's, with
+//!   the same wish → confirmation → catch-up seam per channel; catch-up reads go through the
+//!   router. When a channel's slot moves, Redis unsubscribes it (an `sunsubscribe` nobody asked
+//!   for), or a redirection makes the router ask for the table again and it no longer matches
+//!   the session: the supervisor then opens every subscription again on the new table and
+//!   catches every channel up from its mirror's newest entry, as after a reconnect. Losing any
+//!   master's subscription connection does the same.
+//! - **Failover.** Redis replicates asynchronously: a master killed before its replica has a
+//!   write takes it along, and the replica promoted in its place never had it. So a publish
+//!   on a master with replicas (`CLUSTER NODES`, [`cluster::Topology::count_replicas`]) is
+//!   answered only after a `WAIT 1` says a replica has it, and 503 if none does in time
+//!   (`pipeline`, "Replicated writes"): what a publisher was told is published is in the
+//!   copy that takes over. What the old master published but never confirmed may have been
+//!   delivered by nodes that heard it; a reader whose cursor names such an entry is told
+//!   with a gap by a read from the stream (`cursor_was_lost`: its entry is not in the
+//!   stream). A mirror that heard such an entry keeps it, and a reader past it waits for newer ids;
+//!   if the new master's ids come out smaller (its clock behind the old master's by more
+//!   than the failover took), the mirror hears an entry older than its newest and rewinds
+//!   (above, "the mirror"), and those readers get a gap.
+//!
+//! What this does *not* do yet: a topology change re-subscribes every channel, not only
+//! those that moved.
 //!
 //! ## Never waiting for Redis
 //!
@@ -217,9 +266,13 @@ use super::{
 use crate::sync::{lock, try_lock};
 use crate::time::Now;
 
+pub mod cluster;
 pub mod pipeline;
+pub mod router;
 
+use cluster::{key_slot, NodeAddr, Topology};
 use pipeline::{OnReplies, OnUp, Pipeline};
+use router::Router;
 
 /// Redis's port when the URL names none.
 pub const DEFAULT_PORT: u16 = 6379;
@@ -299,6 +352,16 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// one (a node may start before Redis; it keeps trying).
 const FIRST_SUBSCRIPTION_WAIT: Duration = Duration::from_secs(5);
 
+/// On a cluster, the shortest time between two `CLUSTER SLOTS` the link asks for (after a
+/// redirection or a master's lanes going down): a resharding answers many commands `MOVED`,
+/// and one table a quarter second serves them all.
+const TOPOLOGY_REFRESH_MIN: Duration = Duration::from_millis(250);
+
+/// On a cluster, the longest time between two looks at the table even when nothing asks for
+/// one: a replica added or back from a failure is seen within it, and publishes on its
+/// master wait for it again (`WAIT`) from then on.
+const TOPOLOGY_REFRESH_EVERY: Duration = Duration::from_secs(10);
+
 /// Entries read per `XRANGE` while catching up after a reconnect.
 const CATCH_UP_PAGE: usize = 256;
 
@@ -317,25 +380,169 @@ const MAX_REPLY_BYTES: usize = 256 * 1024 * 1024;
 /// repeating a second of messages.
 const TAIL_MARGIN_MS: i64 = 1000;
 
+/// The publish script, with the command that tells the nodes (`PUBLISH`, or `SPUBLISH` on a
+/// cluster) as its one variable.
+macro_rules! publish_script {
+    ($publish:literal) => {
+        concat!(
+            "local prev = redis.call('GET', KEYS[2])\n",
+            "if not prev then\n",
+            "  local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)\n",
+            "  prev = newest[1] and newest[1][1] or '0-0'\n",
+            "end\n",
+            "local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'text', ARGV[2], 'prev', prev)\n",
+            "redis.call('SET', KEYS[2], id)\n",
+            "redis.call('",
+            $publish,
+            "', ARGV[3], id .. ' ' .. ARGV[2])\n",
+            "return id\n",
+        )
+    };
+}
+
 /// The publish script: one Lua script that Redis runs for every publish ([`RedisBroker`] sends
 /// it with `EVALSHA`, and with `EVAL` when Redis answers `NOSCRIPT`).
 ///
-/// `KEYS[1]` is the channel's stream `realtime:{channel}`; `ARGV[1]` the history length
-/// (`MAXLEN ~`), `ARGV[2]` the text, `ARGV[3]` the pub/sub channel `realtime:{db}:{channel}`.
-/// It reads the id of the stream's newest entry, appends the text (`XADD`) with that id as
-/// `prev` (what a cold read uses to tell a trimmed stream from a lost one: the module docs,
-/// "One channel on a node"), publishes `<id> <text>` to every node (`PUBLISH`) and returns the
+/// `KEYS[1]` is the channel's stream `realtime:{channel}`, `KEYS[2]` the id of its newest
+/// entry, kept beside it ([`KeySpace::newest`]); `ARGV[1]` the history length (`MAXLEN ~`),
+/// `ARGV[2]` the text, `ARGV[3]` the pub/sub channel `realtime:{db}:{channel}`. It appends
+/// the text (`XADD`) with the id of the entry before it as `prev` (what a cold read uses to
+/// tell a trimmed stream from a lost one: the module docs, "One channel on a node"), records
+/// the new id as the newest, publishes `<id> <text>` to every node (`PUBLISH`) and returns the
 /// id, which is the message's id. The whole script runs atomically (EVAL: "Redis guarantees
 /// the script's atomic execution"), so no other publish falls between its `XADD` and its
 /// `PUBLISH`, and every node hears a channel's messages in stream order.
-pub const PUBLISH_SCRIPT: &str = "\
-local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local prev = '0-0'
-if newest[1] then prev = newest[1][1] end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'text', ARGV[2], 'prev', prev)
-redis.call('PUBLISH', ARGV[3], id .. ' ' .. ARGV[2])
-return id
-";
+///
+/// The newest id is kept in a key of its own because asking the stream for it (`XREVRANGE
+/// ... COUNT 1`) made Lua build tables of the whole newest entry, text included: 14.3 µs of
+/// Redis per publish against 10.6 µs with the key (`INFO commandstats`, `redis-benchmark -P
+/// 8` on this machine, loaded). Without the key (a stream written by an older version, or a
+/// key lost) the script asks the stream, as before. A key left behind by a stream deleted
+/// by hand, or not moved on by an older version's publishes during a rolling upgrade, names
+/// an older `prev` than the truth: that can only make a false gap, never hide one.
+pub const PUBLISH_SCRIPT: &str = publish_script!("PUBLISH");
+
+/// The publish script on a Redis Cluster: [`PUBLISH_SCRIPT`] with `SPUBLISH` (sharded pub/sub,
+/// Redis 7) for `PUBLISH`. `KEYS[1]` is the stream `realtime:{channel}`, `ARGV[3]` the shard
+/// channel `realtime:{channel}:live`: the same hash tag, so the same slot, the one master that
+/// runs the script. Redis 7.0 does not check that a script's shard channel is in its key's
+/// slot (a `SPUBLISH` for another slot would reach only this shard's subscribers), so the two
+/// names are made by one function ([`KeySpace`]) and a test holds them to one slot. `SPUBLISH`
+/// reaches the subscribers of the shard that owns the slot, "unlike PUBLISH, which propagates
+/// to the whole cluster" (<https://redis.io/docs/latest/commands/spublish/>).
+pub const CLUSTER_PUBLISH_SCRIPT: &str = publish_script!("SPUBLISH");
+
+/// The names a channel has in Redis. On one Redis they are what they always were (a node of
+/// this version shares a Redis with nodes of the last one); on a cluster both carry the
+/// channel as a hash tag, so that a channel's stream and its shard channel share a slot
+/// ([`cluster::key_slot`]). Channel names have no braces (`docs/PROTOCOL.md` §1), so the tag
+/// is the whole channel name. The two layouts do not meet: a deployment moved from one Redis
+/// to a cluster starts with empty streams, and an old cursor is answered with a gap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySpace {
+    /// Stream `realtime:CHANNEL`, pub/sub channel `realtime:DB:CHANNEL` (pub/sub ignores
+    /// `SELECT`, so the database is in the name).
+    Single { db: u32 },
+    /// Stream `realtime:{CHANNEL}`, shard channel `realtime:{CHANNEL}:live`.
+    Cluster,
+}
+
+impl KeySpace {
+    pub fn stream(&self, channel: &str) -> String {
+        match self {
+            KeySpace::Single { .. } => format!("realtime:{channel}"),
+            KeySpace::Cluster => format!("realtime:{{{channel}}}"),
+        }
+    }
+
+    /// The key that holds the id of the newest entry of a channel's stream (see
+    /// [`PUBLISH_SCRIPT`]): `realtime:CHANNEL:newest`, which no channel's stream can be named
+    /// (channel names have no `:`), or `realtime:{CHANNEL}:newest` in the stream's slot.
+    pub fn newest(&self, channel: &str) -> String {
+        format!("{}:newest", self.stream(channel))
+    }
+
+    /// The pub/sub (or shard) channel that carries a channel's news.
+    pub fn topic(&self, channel: &str) -> String {
+        match self {
+            KeySpace::Single { db } => format!("realtime:{db}:{channel}"),
+            KeySpace::Cluster => format!("realtime:{{{channel}}}:live"),
+        }
+    }
+
+    /// The channel a topic carries, if it is one of ours.
+    pub fn channel_of<'a>(&self, topic: &'a [u8]) -> Option<&'a str> {
+        let name = match self {
+            KeySpace::Single { db } => topic.strip_prefix(format!("realtime:{db}:").as_bytes())?,
+            KeySpace::Cluster => topic.strip_prefix(b"realtime:{")?.strip_suffix(b"}:live")?,
+        };
+        std::str::from_utf8(name).ok()
+    }
+
+    fn is_cluster(&self) -> bool {
+        matches!(self, KeySpace::Cluster)
+    }
+}
+
+/// The seed nodes of a Redis Cluster and who this node is to it:
+/// `redis-cluster://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]`. Any one reachable seed
+/// is enough: it answers `CLUSTER SLOTS` for all. There is no `/DB`: "Redis Cluster does not
+/// support multiple databases like the standalone version of Redis. We only support database
+/// 0" (the cluster spec).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterUrl {
+    pub seeds: Vec<NodeAddr>,
+    pub user: Option<String>,
+    pub password: Option<Password>,
+}
+
+impl ClusterUrl {
+    /// Parses strictly, with [`RedisUrl::parse`]'s rules for the user information and each
+    /// host; the error never repeats the user information.
+    pub fn parse(text: &str) -> Result<ClusterUrl, String> {
+        const FORM: &str = "redis-cluster://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]";
+        let Some(rest) = text.strip_prefix("redis-cluster://") else {
+            return Err(format!("expected {FORM}"));
+        };
+        let (credentials, rest) = match rest.rsplit_once('@') {
+            Some((userinfo, rest)) => (Some(parse_userinfo(userinfo)?), rest),
+            None => (None, rest),
+        };
+        let (user, password) = credentials.unzip();
+        if rest.contains('/') {
+            return Err("a Redis Cluster has only database 0: no /DB in redis-cluster://".into());
+        }
+        let mut seeds = Vec::new();
+        for seed in rest.split(',') {
+            let url = RedisUrl::parse(&format!("redis://{seed}"))?;
+            seeds.push(NodeAddr { host: url.host, port: url.port });
+        }
+        Ok(ClusterUrl { seeds, user: user.flatten(), password })
+    }
+
+    /// How to reach one node of the cluster.
+    pub fn node(&self, addr: &NodeAddr) -> RedisUrl {
+        RedisUrl {
+            host: addr.host.clone(),
+            port: addr.port,
+            db: 0,
+            user: self.user.clone(),
+            password: self.password.clone(),
+        }
+    }
+}
+
+impl fmt::Display for ClusterUrl {
+    /// As logs show it: the password is `***`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("redis-cluster://")?;
+        if self.password.is_some() {
+            write!(f, "{}:***@", self.user.as_deref().unwrap_or_default())?;
+        }
+        let seeds: Vec<String> = self.seeds.iter().map(NodeAddr::to_string).collect();
+        f.write_str(&seeds.join(","))
+    }
+}
 
 /// Where the Redis server is and who this node is to it:
 /// `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`.
@@ -534,10 +741,6 @@ fn is_end_of_millisecond(position: Position) -> bool {
 
 fn millis(position: Position) -> u64 {
     (position.0 >> 64) as u64
-}
-
-fn stream_key(channel: &str) -> String {
-    format!("realtime:{channel}")
 }
 
 fn now_ms() -> i64 {
@@ -793,6 +996,9 @@ struct Mirror {
     /// The newest position known: the last message, or the load position.
     newest: Position,
     subscribers: Subscribers,
+    /// The newest position handed out before the stream went backwards (0: it never did): a
+    /// cursor after the base and up to here, not in the ring, may name a lost entry.
+    rewound_from: Position,
     /// When the mirror was made or lost its last local subscriber: where its linger starts.
     /// Messages do not move it: a busy channel nobody here follows is not kept for them.
     idle_since: Instant,
@@ -818,8 +1024,21 @@ impl Mirror {
             ring: Ring::default(),
             newest: Position(0),
             subscribers: Subscribers::default(),
+            rewound_from: Position(0),
             idle_since: now,
         }
+    }
+
+    /// The stream went backwards (an entry older than the newest, never seen, arrived): what
+    /// the mirror holds is no longer what the stream holds. It forgets it all and is loaded
+    /// again; until then its readers read the stream (see the module docs, "the mirror").
+    fn rewind(&mut self) {
+        self.rewound_from = self.rewound_from.max(self.newest);
+        self.loaded = None;
+        self.evicted = Position(0);
+        self.ring = Ring::default();
+        self.newest = Position(0);
+        self.subscribers.wake_all();
     }
 
     /// A mirror that covers everything after `base`.
@@ -869,8 +1088,17 @@ impl Mirror {
 
     /// The messages after `cursor`, if the mirror covers them.
     fn read(&self, cursor: Position, max: usize) -> Option<Batch> {
-        if cursor < self.base()? {
+        let base = self.base()?;
+        if cursor < base {
             return None;
+        }
+        if cursor > base && cursor <= self.rewound_from && !self.ring.contains(cursor) {
+            // Handed out before the stream went backwards: everything since the new base is
+            // news to this reader, and what its cursor named may be lost.
+            let messages = self.ring.after(base, max);
+            let position = messages.last().map_or(base, |m| m.position);
+            let gap = Some(Gap { since: stream_id(cursor), oldest: messages.first().map(|m| m.id.to_string()) });
+            return Some(Batch { messages, gap, position, in_flight: false });
         }
         let messages = self.ring.after(cursor, max);
         // Nothing newer here: the reader stays where it is, even past `newest` (a cursor from
@@ -886,8 +1114,8 @@ impl Mirror {
 /// A reader thread of the subscription connection queues what Redis sends; a worker queues a
 /// [`Event::Wake`] after it records a wish.
 enum Event {
-    /// A value from subscription connection number `.0`.
-    Push(u64, Value),
+    /// A value from shard `.1` of subscription session number `.0` (shard 0 on one Redis).
+    Push(u64, usize, Value),
     /// Subscription connection number `.0` failed or was shut down.
     Lost(u64, RedisError),
     /// Look at the wishes (or at the stop flag).
@@ -920,10 +1148,13 @@ struct Wishes {
 /// The subscription connection while it is up, and what the supervisor has asked of it.
 /// Supervisor thread only.
 struct Session {
-    /// Numbers the connections, so that what a replaced one's reader still queues is ignored.
+    /// Numbers the sessions, so that what a replaced one's readers still queue is ignored.
     generation: u64,
-    /// The socket's second handle: commands go out on it while the reader thread reads.
-    writer: TcpStream,
+    /// One subscription connection per master: one on one Redis, one per master of a cluster.
+    shards: Vec<Shard>,
+    /// On a cluster: the slot table the shards were opened for, which says on which shard a
+    /// channel is subscribed.
+    topology: Option<Topology>,
     topics: HashMap<Box<str>, Topic>,
     /// The [`Topic::Confirmed`] channels, in confirmation order.
     confirmed: Vec<Box<str>>,
@@ -934,10 +1165,49 @@ struct Session {
     subscribed_per_redis: usize,
 }
 
+/// One subscription connection of a session.
+struct Shard {
+    /// The socket's second handle: commands go out on it while the reader thread reads.
+    writer: TcpStream,
+    /// Confirmations still to come on this connection.
+    awaiting: usize,
+    /// How many channels Redis last said this connection is subscribed to.
+    subscribed: usize,
+    /// When this connection last sent anything, and whether it has been pinged since: each
+    /// master's connection is watched on its own, so that one half-open connection is found
+    /// while the others are busy.
+    last_heard: Instant,
+    pinged: bool,
+}
+
+impl Shard {
+    fn new(writer: TcpStream) -> Shard {
+        Shard { writer, awaiting: 0, subscribed: 0, last_heard: Instant::now(), pinged: false }
+    }
+
+    /// Pings the connection after [`PING_AFTER`] of silence; an error once a ping has gone
+    /// [`PING_TIMEOUT`] unanswered (a half-open TCP connection never reports one itself).
+    fn watch(&mut self, now: Instant) -> Result<(), RedisError> {
+        let silence = now.saturating_duration_since(self.last_heard);
+        if silence >= PING_AFTER + PING_TIMEOUT {
+            return Err(RedisError::Io(io::Error::new(io::ErrorKind::TimedOut, "PING not answered")));
+        }
+        if silence >= PING_AFTER && !self.pinged {
+            let mut ping = Vec::new();
+            encode_command(&mut ping, &[b"PING"]);
+            self.writer.write_all(&ping)?;
+            self.pinged = true;
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Session {
-    /// Ends the reader thread's read: the socket is closed both ways.
+    /// Ends the reader threads' reads: the sockets are closed both ways.
     fn drop(&mut self) {
-        let _ = self.writer.shutdown(Shutdown::Both);
+        for shard in &self.shards {
+            let _ = shard.writer.shutdown(Shutdown::Both);
+        }
     }
 }
 
@@ -1006,13 +1276,13 @@ fn field<'a>(fields: &'a Value, name: &[u8]) -> Option<&'a Value> {
 fn gap_after(cursor: Position, info: Option<&StreamInfo>) -> bool {
     // `0-0` is "before the first entry"; an end-of-millisecond position is a tail handed out
     // while Redis was unreachable ([`Shared::estimated_now`]). Neither names an entry.
-    let names_an_entry = cursor != Position(0) && !is_end_of_millisecond(cursor);
+    let names_an_entry = names_an_entry(cursor);
     let Some(info) = info else {
         // No stream: if the cursor named one of its entries, the stream is gone.
         return names_an_entry;
     };
     match info.first {
-        // The reader is inside what the stream holds (or past it, waiting): nothing missed.
+        // The reader is inside what the stream holds (or past it, waiting): nothing trimmed.
         Some((first, _)) if cursor >= first => false,
         Some((_, Some(prev))) => cursor < prev || (cursor > prev && names_an_entry),
         // An oldest entry without `prev`: what was trimmed before it is unknown, so a gap is
@@ -1021,6 +1291,25 @@ fn gap_after(cursor: Position, info: Option<&StreamInfo>) -> bool {
         // Empty (every entry deleted): whatever the reader had not seen is gone.
         None => cursor < info.last_generated,
     }
+}
+
+/// Whether a cursor is the id of an entry: not `0-0` ("before the first entry") and not an
+/// end-of-millisecond position, a tail handed out while Redis was unreachable
+/// ([`Shared::estimated_now`]).
+fn names_an_entry(cursor: Position) -> bool {
+    cursor != Position(0) && !is_end_of_millisecond(cursor)
+}
+
+/// Did the stream lose the cursor's own entry? A cursor that names an entry no older than the
+/// stream's oldest, yet is not in it (`present`: `XRANGE key C C` found it), names an entry
+/// this stream does not have: lost with the master that had it (a failover promoted a
+/// replica that never received it; its publisher was not told 201, `pipeline`'s "Replicated
+/// writes"), or deleted. The reader read that entry, so entries the stream has with smaller
+/// ids than its cursor (written since, on a machine whose clock is behind) may be ones it
+/// never saw: a gap, never a wait past them.
+fn cursor_was_lost(cursor: Position, info: Option<&StreamInfo>, present: bool) -> bool {
+    let at_or_after_oldest = info.and_then(|info| info.first).is_some_and(|(first, _)| cursor >= first);
+    names_an_entry(cursor) && at_or_after_oldest && !present
 }
 
 /// One `XRANGE` entry, `[id, [field, value, ...]]`, as a message. Its text is the `text`
@@ -1071,14 +1360,19 @@ fn parse_newest(reply: &Value) -> Result<Position, RedisError> {
     Ok(parse_entries(reply)?.first().map_or(Position(0), |m| m.position))
 }
 
-/// A read from the stream itself: the entries after the cursor and what the stream says
-/// about its trimming, in one `MULTI`/`EXEC` (one round trip, one consistent snapshot): four
-/// replies, the last of which holds the two results.
-fn cold_read_command(out: &mut Vec<u8>, channel: &str, since: &Since, max: usize) {
-    let key = stream_key(channel);
+/// The replies to [`cold_read_command`]: `OK`, three `QUEUED`, the `EXEC` array.
+const COLD_READ_REPLIES: usize = 5;
+
+/// A read from the stream itself: the entries after the cursor, what the stream says about
+/// its trimming, and the cursor's own entry (is it still there?), in one `MULTI`/`EXEC` (one
+/// round trip, one consistent snapshot): five replies, the last of which holds the three
+/// results.
+fn cold_read_command(out: &mut Vec<u8>, key: &str, since: &Since, max: usize) {
+    let cursor = stream_id(cold_read_cursor(since));
     encode_command(out, &[b"MULTI"]);
-    range_command(out, &key, cold_read_cursor(since), max);
+    range_command(out, key, cold_read_cursor(since), max);
     encode_command(out, &[b"XINFO", b"STREAM", key.as_bytes()]);
+    encode_command(out, &[b"XRANGE", key.as_bytes(), cursor.as_bytes(), cursor.as_bytes()]);
     encode_command(out, &[b"EXEC"]);
 }
 
@@ -1101,14 +1395,12 @@ fn parse_cold_read(since: &Since, mut replies: Vec<Value>) -> Result<Batch, Redi
         Since::Unknown(cursor) => Some(cursor.clone()),
     };
     let exec = replies.pop().unwrap_or(Value::Array(None));
-    let (xrange, xinfo) = match exec {
-        Value::Array(Some(results)) if results.len() == 2 => {
-            let mut results = results.into_iter();
-            // Two elements, checked just above.
-            (results.next().unwrap_or(Value::Array(None)), results.next().unwrap_or(Value::Array(None)))
+    let [xrange, xinfo, own_entry] = match exec {
+        Value::Array(Some(results)) => {
+            <[Value; 3]>::try_from(results).map_err(|_| RedisError::Unexpected("EXEC did not answer three results"))?
         }
         Value::Error(message) => return Err(RedisError::Reply(message)),
-        _ => return Err(RedisError::Unexpected("EXEC did not answer two results")),
+        _ => return Err(RedisError::Unexpected("EXEC did not answer three results")),
     };
     let messages = parse_entries(&xrange)?;
     let info = match xinfo {
@@ -1117,7 +1409,9 @@ fn parse_cold_read(since: &Since, mut replies: Vec<Value>) -> Result<Batch, Redi
         Value::Error(message) => return Err(RedisError::Reply(message)),
         reply => Some(StreamInfo::parse(&reply)?),
     };
-    let missed = foreign.is_some() || gap_after(cursor, info.as_ref());
+    let present = !parse_entries(&own_entry)?.is_empty();
+    let missed =
+        foreign.is_some() || gap_after(cursor, info.as_ref()) || cursor_was_lost(cursor, info.as_ref(), present);
     let gap = missed.then(|| Gap {
         since: foreign.unwrap_or_else(|| stream_id(cursor)),
         oldest: info.as_ref().and_then(|i| i.first).map(|(first, _)| stream_id(first)),
@@ -1150,16 +1444,76 @@ struct Request {
     waker: Option<Waker>,
 }
 
+/// The workers' link: one [`Pipeline`] on one Redis, a [`Router`] of pipelines (one per
+/// master) on a cluster.
+enum Lanes {
+    Single(Pipeline),
+    Cluster(Arc<Router>),
+}
+
+impl Lanes {
+    /// Queues `commands` about `key` (the stream they read or write), as [`Pipeline::submit`].
+    fn submit(&self, key: &[u8], commands: &[u8], replies: usize, on_replies: OnReplies) -> Result<(), BrokerError> {
+        match self {
+            Lanes::Single(pipeline) => pipeline.submit(commands, replies, on_replies),
+            Lanes::Cluster(router) => router.submit(key, commands, replies, false, on_replies),
+        }
+    }
+
+    /// Queues a publish: on a cluster whose master has replicas, answered once one of them
+    /// has it ([`Pipeline::submit_or_return`]); on one Redis at once (a replica there is
+    /// not promoted by anything this node knows of).
+    fn submit_publish(&self, key: &[u8], command: &[u8], on_replies: OnReplies) -> Result<(), BrokerError> {
+        match self {
+            Lanes::Single(pipeline) => pipeline.submit(command, 1, on_replies),
+            Lanes::Cluster(router) => router.submit(key, command, 1, true, on_replies),
+        }
+    }
+
+    fn reload_script(&self) {
+        match self {
+            Lanes::Single(pipeline) => pipeline.reload_script(),
+            Lanes::Cluster(router) => router.reload_script(),
+        }
+    }
+
+    fn stats(&self) -> LinkStats {
+        match self {
+            Lanes::Single(pipeline) => pipeline.stats(),
+            Lanes::Cluster(router) => router.stats(),
+        }
+    }
+
+    fn stop(&self) {
+        match self {
+            Lanes::Single(pipeline) => pipeline.stop(),
+            Lanes::Cluster(router) => router.stop(),
+        }
+    }
+
+    /// Whether the router asks for a new slot table (never on one Redis).
+    fn wants_refresh(&self) -> bool {
+        matches!(self, Lanes::Cluster(router) if router.wants_refresh())
+    }
+}
+
 /// What the broker and its supervisor thread share.
 struct Shared {
     url: RedisUrl,
     limits: Limits,
-    /// `realtime:{db}:`, the pub/sub channel of a stream without its name.
-    topic_prefix: String,
-    /// SHA-1 of [`PUBLISH_SCRIPT`], for `EVALSHA`.
+    /// What a channel's stream and pub/sub channel are called.
+    keys: KeySpace,
+    /// SHA-1 of the publish script ([`PUBLISH_SCRIPT`] or [`CLUSTER_PUBLISH_SCRIPT`]), for `EVALSHA`.
     script_sha: String,
     /// The workers' link to Redis: publishes, loads and cold reads, pipelined, never waited for.
-    pipeline: Pipeline,
+    lanes: Lanes,
+    /// On a cluster: its URL (the seeds, the credentials), for the nodes the supervisor opens.
+    cluster: Option<ClusterUrl>,
+    /// Counts the supervisor's failed attempts at a command connection, so that on a cluster
+    /// each attempt goes to the next node (seeds and masters in turn).
+    command_target: AtomicUsize,
+    /// `--redis-timeout`.
+    timeout: Duration,
     /// The supervisor's own connection, for catch-up; only the supervisor thread uses it.
     /// Lock order: `command`, then `channels`, then one mirror, then `requests` or a lane of
     /// the pipeline.
@@ -1187,14 +1541,28 @@ struct Shared {
 impl Shared {
     /// The state of a broker for `url` whose commands go to `pipeline` and whose supervisor
     /// is woken through `events`: no mirror, no wish, nothing connected yet.
-    fn new(url: RedisUrl, limits: Limits, pipeline: Pipeline, events: SyncSender<Event>) -> Shared {
+    fn new(
+        url: RedisUrl,
+        limits: Limits,
+        cluster: Option<ClusterUrl>,
+        lanes: Lanes,
+        timeout: Duration,
+        events: SyncSender<Event>,
+    ) -> Shared {
+        let (keys, script) = match cluster {
+            None => (KeySpace::Single { db: url.db }, PUBLISH_SCRIPT),
+            Some(_) => (KeySpace::Cluster, CLUSTER_PUBLISH_SCRIPT),
+        };
         Shared {
             wishes: Mutex::default(),
             events,
             counters: SubscriptionCounters::default(),
-            topic_prefix: format!("realtime:{}:", url.db),
-            script_sha: sha1_smol::Sha1::from(PUBLISH_SCRIPT).digest().to_string(),
-            pipeline,
+            keys,
+            script_sha: sha1_smol::Sha1::from(script).digest().to_string(),
+            lanes,
+            cluster,
+            command_target: AtomicUsize::new(0),
+            timeout,
             url,
             limits: limits.sanitized(),
             command: Mutex::new(CommandLink {
@@ -1242,7 +1610,8 @@ impl Shared {
 
     /// One attempt to open the command connection; on failure the next waits for the backoff.
     fn reconnect(&self, command: &mut CommandLink) -> bool {
-        match Link::open(&self.url, &self.clock_offset_ms) {
+        let url = self.command_url();
+        match Link::open(&url, &self.clock_offset_ms) {
             Ok(link) => {
                 if let Some(since) = command.down_since.take() {
                     crate::info!("redis: command connection restored"; down_ms = since.elapsed().as_millis() as u64);
@@ -1253,10 +1622,103 @@ impl Shared {
             }
             Err(error) => {
                 self.command_lost(command, &error);
+                self.command_target.fetch_add(1, Ordering::Relaxed);
                 command.next_attempt = Instant::now() + command.backoff.next();
                 false
             }
         }
+    }
+
+    /// Where the supervisor's command connection goes: the Redis, or on a cluster one of its
+    /// seeds and known masters, the next one after each failed attempt.
+    fn command_url(&self) -> RedisUrl {
+        let (Some(cluster), Lanes::Cluster(router)) = (&self.cluster, &self.lanes) else { return self.url.clone() };
+        let mut nodes = router.masters();
+        for seed in &cluster.seeds {
+            if !nodes.contains(seed) {
+                nodes.push(seed.clone());
+            }
+        }
+        let turn = self.command_target.load(Ordering::Relaxed) % nodes.len().max(1);
+        nodes.get(turn).map_or_else(|| self.url.clone(), |node| cluster.node(node))
+    }
+
+    /// Asks the cluster for its slot table (`CLUSTER SLOTS`) on the command connection, trying
+    /// each known node in turn, and hands it to the router. Only on a cluster.
+    fn refresh_topology(&self) -> Result<Topology, RedisError> {
+        let Lanes::Cluster(router) = &self.lanes else { return Err(RedisError::Unexpected("not a cluster")) };
+        let attempts = router.masters().len() + self.cluster.as_ref().map_or(0, |c| c.seeds.len());
+        let mut command = lock(&self.command);
+        let mut last_error = RedisError::NotConnected;
+        for _ in 0..attempts.max(1) {
+            if command.link.is_none() && !self.reconnect(&mut command) {
+                last_error = RedisError::NotConnected;
+                continue;
+            }
+            let asked = self.command_url();
+            let asked = NodeAddr { host: asked.host, port: asked.port };
+            // The slot table, and which masters have replicas (their publishes wait for one,
+            // `WAIT`), from the same node.
+            let replies = self.run(&mut command, |link| {
+                Ok((link.call(&[b"CLUSTER", b"SLOTS"])?, link.call(&[b"CLUSTER", b"NODES"])?))
+            });
+            match replies {
+                Ok((slots, Value::Bulk(Some(nodes)))) => match Topology::from_cluster_slots(&slots, &asked) {
+                    Ok(mut topology) => {
+                        topology.count_replicas(&String::from_utf8_lossy(&nodes), &asked);
+                        router.set_topology(topology.clone());
+                        return Ok(topology);
+                    }
+                    Err(why) => last_error = RedisError::Reply(format!("CLUSTER SLOTS: {why}")),
+                },
+                Ok(_) => last_error = RedisError::Unexpected("CLUSTER NODES did not answer text"),
+                Err(error) => last_error = error,
+            }
+            // This node cannot tell: ask the next one.
+            command.link = None;
+            self.command_target.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(last_error)
+    }
+
+    /// Sends one command per key, each answered by one reply, and waits for the replies (in
+    /// the order of the commands): on one Redis pipelined on the supervisor's command
+    /// connection; on a cluster through the router, each to the master of its key's slot,
+    /// redirections followed. A reply that says the cluster is changing (`MOVED` or `ASK`
+    /// past the router's retries, `TRYAGAIN`, `CLUSTERDOWN`) fails the whole exchange, so that
+    /// a catch-up is tried again rather than skipped.
+    fn exchange(&self, command: &mut CommandLink, commands: Vec<(String, Vec<u8>)>) -> Result<Vec<Value>, RedisError> {
+        let count = commands.len();
+        let Lanes::Cluster(router) = &self.lanes else {
+            let out: Vec<u8> = commands.into_iter().flat_map(|(_, command)| command).collect();
+            return self.run(command, |link| link.pipeline(&out, count));
+        };
+        let (answers, answered) = mpsc::channel();
+        for (index, (key, command)) in commands.iter().enumerate() {
+            let answers = answers.clone();
+            let on_replies: OnReplies = Box::new(move |replies| {
+                let _ = answers.send((index, replies));
+            });
+            router
+                .submit(key.as_bytes(), command, 1, false, on_replies)
+                .map_err(|error| RedisError::Reply(error.to_string()))?;
+        }
+        drop(answers);
+        let deadline = Instant::now() + self.timeout + COMMAND_TIMEOUT;
+        let mut replies: Vec<Option<Value>> = (0..count).map(|_| None).collect();
+        for _ in 0..count {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let (index, result) = answered.recv_timeout(wait).map_err(|_| RedisError::TimedOut)?;
+            let reply = result.map_err(|error| RedisError::Reply(error.to_string()))?.pop();
+            let reply = reply.ok_or(RedisError::Unexpected("no reply"))?;
+            if let Value::Error(text) = &reply {
+                if ["MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN"].iter().any(|kind| text.starts_with(kind)) {
+                    return Err(RedisError::Reply(text.clone()));
+                }
+            }
+            replies[index] = Some(reply);
+        }
+        Ok(replies.into_iter().flatten().collect())
     }
 
     fn command_lost(&self, command: &mut CommandLink, error: &RedisError) {
@@ -1345,14 +1807,15 @@ impl Shared {
             }
         }
         let mut out = Vec::new();
+        let key = self.keys.stream(channel);
         let replies = match &want {
             Want::Tail => {
-                newest_command(&mut out, &stream_key(channel));
+                newest_command(&mut out, &key);
                 1
             }
             Want::Read { since, max } => {
-                cold_read_command(&mut out, channel, since, *max);
-                4
+                cold_read_command(&mut out, &key, since, *max);
+                COLD_READ_REPLIES
             }
         };
         let serial = self.next_request.fetch_add(1, Ordering::Relaxed);
@@ -1370,7 +1833,7 @@ impl Shared {
         });
         // The requests stay locked while the command is queued, so its answer cannot be
         // filled in before the request exists.
-        match self.pipeline.submit(&out, replies, on_replies) {
+        match self.lanes.submit(key.as_bytes(), &out, replies, on_replies) {
             Ok(()) => {
                 let waker = Some(reader.waker.clone());
                 requests.insert(subscriber, Request { serial, channel: channel.into(), want, replies: None, waker });
@@ -1456,11 +1919,25 @@ impl Shared {
     /// (in that order: see `catch_up`), and only then starts the reader thread that queues
     /// what Redis sends next. Returns the session and the number of messages caught up.
     fn open_subscription(&self, generation: u64) -> Result<(Session, usize), RedisError> {
-        let mut link = Link::open(&self.url, &self.clock_offset_ms)?;
-        let writer = link.stream.try_clone()?;
+        // On a cluster: one connection per master of a fresh slot table.
+        let (targets, topology) = match &self.cluster {
+            None => (vec![self.url.clone()], None),
+            Some(cluster) => {
+                let topology = self.refresh_topology()?;
+                (topology.masters.iter().map(|master| cluster.node(master)).collect(), Some(topology))
+            }
+        };
+        let mut links = Vec::with_capacity(targets.len());
+        let mut shards = Vec::with_capacity(targets.len());
+        for url in &targets {
+            let link = Link::open(url, &self.clock_offset_ms)?;
+            shards.push(Shard::new(link.stream.try_clone()?));
+            links.push(link);
+        }
         let mut session = Session {
             generation,
-            writer,
+            shards,
+            topology,
             topics: HashMap::new(),
             confirmed: Vec::new(),
             awaiting: 0,
@@ -1471,38 +1948,67 @@ impl Shared {
         *lock(&self.wishes) = Wishes::default();
         let names: Vec<Box<str>> = lock(&self.channels).keys().cloned().collect();
         self.send_subscriptions(&mut session, Verb::Subscribe, names)?;
-        while session.awaiting > 0 {
-            let value = link.receive()?;
-            self.on_push(&mut session, &value)?;
+        for (shard, link) in links.iter_mut().enumerate() {
+            while session.shards[shard].awaiting > 0 {
+                let value = link.receive()?;
+                self.on_push(&mut session, shard, &value)?;
+            }
         }
         let caught_up = self.catch_up_confirmed(&mut session)?;
-        // From now on the reader thread reads, without a timeout: the supervisor's pings
+        // From now on the reader threads read, without a timeout: the supervisor's pings
         // notice a silent Redis, and shutting the socket down ends the read.
-        link.stream.set_read_timeout(None)?;
-        let events = self.events.clone();
-        thread::Builder::new()
-            .name("realtime-redis-sub".into())
-            .spawn(move || read_subscription(link, generation, events))?;
+        for (shard, link) in links.into_iter().enumerate() {
+            link.stream.set_read_timeout(None)?;
+            let events = self.events.clone();
+            thread::Builder::new()
+                .name("realtime-redis-sub".into())
+                .spawn(move || read_subscription(link, generation, shard, events))?;
+        }
         Ok((session, caught_up))
     }
 
-    /// Sends `verb` for `names` on the subscription, [`CHANNELS_PER_COMMAND`] channels to a
-    /// command, all in one write, and records what was asked.
+    /// The shard (subscription connection) of `session` that carries `name`: the only one on
+    /// one Redis; on a cluster the master of the slot of the channel's shard channel, which
+    /// must be one the session has (else the table changed, and the session is opened again).
+    fn shard_of(&self, session: &Session, name: &str) -> Result<usize, RedisError> {
+        let Some(topology) = &session.topology else { return Ok(0) };
+        let owner = topology.owner(key_slot(self.keys.topic(name).as_bytes()));
+        owner
+            .and_then(|owner| topology.masters.iter().position(|master| master == owner))
+            .filter(|&shard| shard < session.shards.len())
+            .ok_or(RedisError::Unexpected("a channel's slot has no master in the session's table"))
+    }
+
+    /// Sends `verb` for `names` on the subscription, and records what was asked. On one Redis
+    /// [`CHANNELS_PER_COMMAND`] channels go to a command; on a cluster one channel to a
+    /// command (`SSUBSCRIBE`'s channels "must belong to the same slot",
+    /// <https://redis.io/docs/latest/commands/ssubscribe/>), each on its master's connection.
+    /// All of a connection's commands go out in one write.
     fn send_subscriptions(&self, session: &mut Session, verb: Verb, names: Vec<Box<str>>) -> Result<(), RedisError> {
         if names.is_empty() {
             return Ok(());
         }
-        let mut out = Vec::new();
-        for group in names.chunks(CHANNELS_PER_COMMAND) {
-            let topics: Vec<String> = group.iter().map(|name| format!("{}{name}", self.topic_prefix)).collect();
-            let mut args: Vec<&[u8]> = vec![verb.command()];
-            args.extend(topics.iter().map(|topic| topic.as_bytes()));
-            encode_command(&mut out, &args);
+        let sharded = self.keys.is_cluster();
+        let shard_of: Vec<usize> = names.iter().map(|name| self.shard_of(session, name)).collect::<Result<_, _>>()?;
+        let mut out: Vec<Vec<u8>> = vec![Vec::new(); session.shards.len()];
+        if sharded {
+            for (name, &shard) in names.iter().zip(&shard_of) {
+                let topic = self.keys.topic(name);
+                encode_command(&mut out[shard], &[verb.command(true), topic.as_bytes()]);
+            }
+        } else {
+            for group in names.chunks(CHANNELS_PER_COMMAND) {
+                let topics: Vec<String> = group.iter().map(|name| self.keys.topic(name)).collect();
+                let mut args: Vec<&[u8]> = vec![verb.command(false)];
+                args.extend(topics.iter().map(|topic| topic.as_bytes()));
+                encode_command(&mut out[0], &args);
+            }
         }
-        for name in names {
+        for (name, shard) in names.into_iter().zip(shard_of) {
             match verb {
                 Verb::Subscribe => {
                     session.awaiting += 1;
+                    session.shards[shard].awaiting += 1;
                     session.topics.insert(name, Topic::Subscribing);
                 }
                 Verb::Unsubscribe => {
@@ -1510,7 +2016,12 @@ impl Shared {
                 }
             }
         }
-        Ok(session.writer.write_all(&out)?)
+        for (shard, out) in session.shards.iter_mut().zip(out) {
+            if !out.is_empty() {
+                shard.writer.write_all(&out)?;
+            }
+        }
+        Ok(())
     }
 
     /// Subscribes the channels whose first local subscriber arrived since the last look. A
@@ -1576,7 +2087,8 @@ impl Shared {
     /// dropped (its topic is not live): Redis sent them before it ran the catch-up's read, so
     /// the read has them. Returns the number of messages added.
     fn catch_up(&self, command: &mut CommandLink, names: &[Box<str>]) -> Result<usize, RedisError> {
-        if command.link.is_none() && !self.reconnect(command) {
+        // On a cluster the catch-up goes through the router, not this connection.
+        if self.cluster.is_none() && command.link.is_none() && !self.reconnect(command) {
             return Err(RedisError::NotConnected);
         }
         let mirrors: Vec<(Box<str>, Arc<Mutex<Mirror>>)> = {
@@ -1585,18 +2097,20 @@ impl Shared {
         };
         let mut added = 0;
         for group in mirrors.chunks(CATCH_UP_PIPELINE) {
-            let mut out = Vec::new();
+            let mut commands = Vec::with_capacity(group.len());
             // Whether each mirror was asked for its load (else for the entries after its newest).
             let mut asked_to_load = Vec::with_capacity(group.len());
             for (name, mirror) in group {
                 let mirror = lock(mirror);
+                let (key, mut out) = (self.keys.stream(name), Vec::new());
                 asked_to_load.push(mirror.loaded.is_none());
                 match mirror.loaded {
-                    None => newest_command(&mut out, &stream_key(name)),
-                    Some(_) => range_command(&mut out, &stream_key(name), mirror.newest, CATCH_UP_PAGE),
+                    None => newest_command(&mut out, &key),
+                    Some(_) => range_command(&mut out, &key, mirror.newest, CATCH_UP_PAGE),
                 }
+                commands.push((key, out));
             }
-            let replies = self.run(command, |link| link.pipeline(&out, group.len()))?;
+            let replies = self.exchange(command, commands)?;
             for (((name, mirror), reply), asked_to_load) in group.iter().zip(replies).zip(asked_to_load) {
                 let result = if asked_to_load {
                     parse_newest(&reply).map(|newest| lock(mirror).load(newest))
@@ -1643,9 +2157,10 @@ impl Shared {
             if !full {
                 return Ok(added);
             }
-            let mut out = Vec::new();
-            range_command(&mut out, &stream_key(name), newest, CATCH_UP_PAGE);
-            page = self.run(command, |link| parse_entries(&link.pipeline(&out, 1)?[0]))?;
+            let (key, mut out) = (self.keys.stream(name), Vec::new());
+            range_command(&mut out, &key, newest, CATCH_UP_PAGE);
+            let replies = self.exchange(command, vec![(key, out)])?;
+            page = parse_entries(replies.first().ok_or(RedisError::Unexpected("no reply"))?)?;
         }
     }
 
@@ -1653,9 +2168,9 @@ impl Shared {
     /// or the broker stops; between them, tends the command connection, pings a silent Redis,
     /// catches up what was confirmed and ends the subscriptions that have lingered.
     fn listen(&self, mut session: Session, events: &Receiver<Event>) -> RedisError {
-        let mut last_heard = Instant::now();
-        let mut pinged = false;
-        let mut next_sweep = last_heard;
+        let mut next_sweep = Instant::now();
+        let mut next_refresh = next_sweep;
+        let mut refresh_anyway = next_sweep + TOPOLOGY_REFRESH_EVERY;
         loop {
             if self.is_stopping() {
                 return RedisError::Closed;
@@ -1663,10 +2178,12 @@ impl Shared {
             let event = events.recv_timeout(TICK);
             let now = Instant::now();
             match event {
-                Ok(Event::Push(generation, value)) if generation == session.generation => {
-                    last_heard = now;
-                    pinged = false;
-                    if let Err(error) = self.on_push(&mut session, &value) {
+                Ok(Event::Push(generation, shard, value)) if generation == session.generation => {
+                    if let Some(heard) = session.shards.get_mut(shard) {
+                        heard.last_heard = now;
+                        heard.pinged = false;
+                    }
+                    if let Err(error) = self.on_push(&mut session, shard, &value) {
                         return error;
                     }
                 }
@@ -1689,20 +2206,36 @@ impl Shared {
                     Err(error) => return error,
                 }
             }
-            self.tend_command_connection(now);
-            let silence = now.saturating_duration_since(last_heard);
-            if silence >= PING_AFTER + PING_TIMEOUT {
-                return RedisError::Io(io::Error::new(io::ErrorKind::TimedOut, "PING not answered"));
-            }
-            if silence >= PING_AFTER && !pinged {
-                let mut ping = Vec::new();
-                encode_command(&mut ping, &[b"PING"]);
-                if let Err(error) = session.writer.write_all(&ping) {
-                    return error.into();
+            let asked_for = now >= next_refresh && self.lanes.wants_refresh();
+            if asked_for || (self.cluster.is_some() && now >= refresh_anyway) {
+                // A redirection, or a master whose lanes went down, or time: the table is
+                // asked again, and a session whose channels moved to other masters is opened
+                // again.
+                next_refresh = now + TOPOLOGY_REFRESH_MIN;
+                refresh_anyway = now + TOPOLOGY_REFRESH_EVERY;
+                if let Ok(topology) = self.refresh_topology() {
+                    if !self.session_matches(&session, &topology) {
+                        return RedisError::Unexpected("the cluster moved slots of subscribed channels");
+                    }
                 }
-                pinged = true;
+            }
+            self.tend_command_connection(now);
+            for shard in &mut session.shards {
+                if let Err(error) = shard.watch(now) {
+                    return error;
+                }
             }
         }
+    }
+
+    /// Whether every channel `session` subscribed is still served by the master it is
+    /// subscribed on, by `topology`.
+    fn session_matches(&self, session: &Session, topology: &Topology) -> bool {
+        let Some(subscribed_by) = &session.topology else { return true };
+        session.topics.iter().filter(|(_, topic)| **topic != Topic::Unsubscribing).all(|(name, _)| {
+            let slot = key_slot(self.keys.topic(name).as_bytes());
+            subscribed_by.owner(slot) == topology.owner(slot)
+        })
     }
 
     /// A value on the subscription: `["message", channel, payload]`, a confirmation
@@ -1710,23 +2243,26 @@ impl Shared {
     /// how many channels the connection is subscribed to), or the answer to a `PING`. An error
     /// (a `SUBSCRIBE` refused, say by an ACL) ends the connection: it is tried again with
     /// backoff, and logged.
-    fn on_push(&self, session: &mut Session, value: &Value) -> Result<(), RedisError> {
+    ///
+    /// On a cluster the same come as `smessage`, `ssubscribe` and `sunsubscribe`, and a
+    /// `sunsubscribe` nobody asked for is Redis saying the channel's slot moved to another
+    /// master ("when a slot is migrated ... the client is unsubscribed", SSUBSCRIBE docs): the
+    /// session is opened again on the new table, and the channel caught up from its mirror's
+    /// newest entry.
+    fn on_push(&self, session: &mut Session, shard: usize, value: &Value) -> Result<(), RedisError> {
         if let Value::Error(message) = value {
             return Err(RedisError::Reply(message.clone()));
         }
         let Some([kind, topic, third]) = value.as_array() else { return Ok(()) };
-        let name = topic
-            .as_bytes()
-            .and_then(|topic| topic.strip_prefix(self.topic_prefix.as_bytes()))
-            .and_then(|name| std::str::from_utf8(name).ok());
-        let Some(name) = name else { return Ok(()) };
+        let Some(name) = topic.as_bytes().and_then(|topic| self.keys.channel_of(topic)) else { return Ok(()) };
         let mut counted = |count: &Value| {
-            if let Some(count) = count.as_integer() {
-                session.subscribed_per_redis = usize::try_from(count).unwrap_or(0);
+            if let (Some(count), Some(counted)) = (count.as_integer(), session.shards.get_mut(shard)) {
+                counted.subscribed = usize::try_from(count).unwrap_or(0);
             }
+            session.subscribed_per_redis = session.shards.iter().map(|shard| shard.subscribed).sum();
         };
         match kind.as_bytes() {
-            Some(b"message") => {
+            Some(b"message" | b"smessage") => {
                 self.counters.messages.fetch_add(1, Ordering::Relaxed);
                 if session.topics.get(name) == Some(&Topic::Live) {
                     if let Some(payload) = third.as_bytes() {
@@ -1734,10 +2270,13 @@ impl Shared {
                     }
                 }
             }
-            Some(b"subscribe") => {
+            Some(b"subscribe" | b"ssubscribe") => {
                 counted(third);
                 self.counters.subscribes.fetch_add(1, Ordering::Relaxed);
                 session.awaiting = session.awaiting.saturating_sub(1);
+                if let Some(shard) = session.shards.get_mut(shard) {
+                    shard.awaiting = shard.awaiting.saturating_sub(1);
+                }
                 if let Some(topic) = session.topics.get_mut(name) {
                     if *topic == Topic::Subscribing {
                         *topic = Topic::Confirmed;
@@ -1748,8 +2287,11 @@ impl Shared {
                     self.counters.channels.store(session.subscribed_per_redis, Ordering::Relaxed);
                 }
             }
-            Some(b"unsubscribe") => {
+            Some(b"unsubscribe" | b"sunsubscribe") => {
                 counted(third);
+                if matches!(session.topics.get(name), Some(Topic::Live | Topic::Confirmed)) {
+                    return Err(RedisError::Unexpected("Redis unsubscribed a channel: its slot moved"));
+                }
                 self.counters.unsubscribes.fetch_add(1, Ordering::Relaxed);
                 // Subscribing again meanwhile: that subscription's confirmation is still to come.
                 if session.topics.get(name) == Some(&Topic::Unsubscribing) {
@@ -1774,12 +2316,19 @@ impl Shared {
         };
         let Some(mirror) = lock(&self.channels).get(name).cloned() else { return };
         let id = message.id.clone();
-        if lock(&mirror).accept(message, self.limits.history) == Accepted::OutOfOrder {
-            crate::warn!(
-                "redis: a channel went backwards; Redis lost the stream, or its clock moved back";
-                channel = name,
-                id = &*id,
-            );
+        if lock(&mirror).accept(message, self.limits.history) != Accepted::OutOfOrder {
+            return;
+        }
+        crate::warn!(
+            "redis: a channel went backwards (a failover or a restart lost entries); its readers past them get a gap";
+            channel = name,
+            id = &*id,
+        );
+        lock(&mirror).rewind();
+        // Loaded again from the stream at once; if that fails its readers read the stream
+        // until the next catch-up.
+        if let Err(error) = self.catch_up(&mut lock(&self.command), &[name.into()]) {
+            crate::warn!("redis: cannot reload a channel that went backwards"; channel = name, error = error.to_string());
         }
     }
 
@@ -1818,10 +2367,13 @@ enum Verb {
 }
 
 impl Verb {
-    fn command(self) -> &'static [u8] {
-        match self {
-            Verb::Subscribe => b"SUBSCRIBE",
-            Verb::Unsubscribe => b"UNSUBSCRIBE",
+    /// The command; `sharded` for a cluster's shard channels (`SSUBSCRIBE`, `SUNSUBSCRIBE`).
+    fn command(self, sharded: bool) -> &'static [u8] {
+        match (self, sharded) {
+            (Verb::Subscribe, false) => b"SUBSCRIBE",
+            (Verb::Unsubscribe, false) => b"UNSUBSCRIBE",
+            (Verb::Subscribe, true) => b"SSUBSCRIBE",
+            (Verb::Unsubscribe, true) => b"SUNSUBSCRIBE",
         }
     }
 }
@@ -1829,10 +2381,10 @@ impl Verb {
 /// The subscription connection's reader thread: every value Redis sends, queued in order for
 /// the supervisor, until the connection fails or the supervisor shuts it down (then it says
 /// so, and ends). A full queue makes it wait (see [`EVENT_QUEUE`]).
-fn read_subscription(mut link: Link, generation: u64, events: SyncSender<Event>) {
+fn read_subscription(mut link: Link, generation: u64, shard: usize, events: SyncSender<Event>) {
     loop {
         let event = match link.receive() {
-            Ok(value) => Event::Push(generation, value),
+            Ok(value) => Event::Push(generation, shard, value),
             Err(error) => {
                 let _ = events.send(Event::Lost(generation, error));
                 return;
@@ -1911,6 +2463,28 @@ impl RedisBroker {
     /// with 503 and keeps trying. `timeout` is `--redis-timeout`, `connections` the link's
     /// (`--redis-connections`).
     pub fn start(url: RedisUrl, limits: Limits, timeout: Duration, connections: usize) -> io::Result<RedisBroker> {
+        RedisBroker::start_on(url, None, limits, timeout, connections)
+    }
+
+    /// [`RedisBroker::start`] on a Redis Cluster (the module docs, "Cluster"): the link is a
+    /// router with lanes per master, the supervisor one subscription connection per master.
+    pub fn start_cluster(
+        url: ClusterUrl,
+        limits: Limits,
+        timeout: Duration,
+        connections: usize,
+    ) -> io::Result<RedisBroker> {
+        let first = url.seeds.first().cloned().ok_or_else(|| io::Error::other("no seed node"))?;
+        RedisBroker::start_on(url.node(&first), Some(url), limits, timeout, connections)
+    }
+
+    fn start_on(
+        url: RedisUrl,
+        cluster: Option<ClusterUrl>,
+        limits: Limits,
+        timeout: Duration,
+        connections: usize,
+    ) -> io::Result<RedisBroker> {
         let (events, queued) = mpsc::sync_channel(EVENT_QUEUE);
         let shared = Arc::new_cyclic(|shared: &Weak<Shared>| {
             let shared = shared.clone();
@@ -1920,14 +2494,36 @@ impl RedisBroker {
                     shared.on_link_up();
                 }
             });
-            let pipeline = Pipeline::start(&url, connections, timeout, on_up, FIRST_SUBSCRIPTION_WAIT);
-            Shared::new(url, limits, pipeline, events.clone())
+            let lanes = match &cluster {
+                None => Lanes::Single(Pipeline::start(
+                    &url,
+                    PUBLISH_SCRIPT,
+                    connections,
+                    timeout,
+                    on_up,
+                    FIRST_SUBSCRIPTION_WAIT,
+                )),
+                // The router has no lanes until the supervisor's first `CLUSTER SLOTS`.
+                Some(cluster) => Lanes::Cluster(Arc::new(Router::new(
+                    cluster.clone(),
+                    CLUSTER_PUBLISH_SCRIPT,
+                    connections,
+                    timeout,
+                    on_up,
+                ))),
+            };
+            Shared::new(url, limits, cluster, lanes, timeout, events.clone())
         });
         let (ready, first_attempt) = mpsc::channel();
         let supervisor = shared.clone();
         thread::Builder::new().name("realtime-redis".into()).spawn(move || supervise(supervisor, queued, ready))?;
         let _ = first_attempt.recv_timeout(FIRST_SUBSCRIPTION_WAIT);
         Ok(RedisBroker { shared })
+    }
+
+    /// The cluster this broker works on, if it does.
+    pub fn cluster_url(&self) -> Option<&ClusterUrl> {
+        self.shared.cluster.as_ref()
     }
 
     pub fn url(&self) -> &RedisUrl {
@@ -1937,17 +2533,27 @@ impl RedisBroker {
     /// The publish script's command: `EVALSHA` with the channel's stream, the history length,
     /// the text and the pub/sub channel (see [`PUBLISH_SCRIPT`]). The script is loaded on every
     /// connection of the link before it takes commands, so `EVALSHA` finds it.
-    fn publish_command(&self, channel: &str, text: &str) -> Vec<u8> {
-        let key = stream_key(channel);
-        let topic = format!("{}{channel}", self.shared.topic_prefix);
+    fn publish_command(&self, channel: &str, text: &str) -> (String, Vec<u8>) {
+        let key = self.shared.keys.stream(channel);
+        let newest = self.shared.keys.newest(channel);
+        let topic = self.shared.keys.topic(channel);
         let history = self.shared.limits.history.messages.to_string();
         let sha = self.shared.script_sha.as_bytes();
         let mut out = Vec::with_capacity(text.len() + 160);
         encode_command(
             &mut out,
-            &[b"EVALSHA", sha, b"1", key.as_bytes(), history.as_bytes(), text.as_bytes(), topic.as_bytes()],
+            &[
+                b"EVALSHA",
+                sha,
+                b"2",
+                key.as_bytes(),
+                newest.as_bytes(),
+                history.as_bytes(),
+                text.as_bytes(),
+                topic.as_bytes(),
+            ],
         );
-        out
+        (key, out)
     }
 }
 
@@ -1964,7 +2570,7 @@ fn published(
     let unavailable = |why: &str| BrokerError::Unavailable(why.to_string());
     match replies?.pop() {
         Some(Value::Error(message)) if message.starts_with("NOSCRIPT") => {
-            shared.pipeline.reload_script();
+            shared.lanes.reload_script();
             Err(unavailable("Redis had lost the publish script; it is being loaded again"))
         }
         Some(Value::Error(message)) => Err(BrokerError::Unavailable(format!("Redis answered: {message}"))),
@@ -1986,7 +2592,7 @@ impl Drop for RedisBroker {
     fn drop(&mut self) {
         self.shared.stopping.store(true, Ordering::SeqCst);
         let _ = self.shared.events.try_send(Event::Wake);
-        self.shared.pipeline.stop();
+        self.shared.lanes.stop();
     }
 }
 
@@ -2005,11 +2611,11 @@ impl Broker for RedisBroker {
     /// answer in. `now` is not used: a message's time is its stream id's, Redis's clock, the
     /// same for every node; and a mirror's idle time runs from when this node hears the message.
     fn publish(&self, channel: &str, text: &str, _now: Now) -> Pending<Arc<Message>> {
-        let command = self.publish_command(channel, text);
+        let (key, command) = self.publish_command(channel, text);
         let (pending, completer) = Pending::later();
         let (shared, text) = (self.shared.clone(), text.to_string());
         let on_replies: OnReplies = Box::new(move |replies| completer.complete(published(&shared, replies, &text)));
-        match self.shared.pipeline.submit(&command, 1, on_replies) {
+        match self.shared.lanes.submit_publish(key.as_bytes(), &command, on_replies) {
             Ok(()) => pending,
             // Refused at once, never queued: the caller answers 503.
             Err(error) => Pending::ready(Err(error)),
@@ -2092,7 +2698,7 @@ impl Broker for RedisBroker {
             pubsub_messages: counters.messages.load(Ordering::Relaxed),
             channel_subscribes: counters.subscribes.load(Ordering::Relaxed),
             channel_unsubscribes: counters.unsubscribes.load(Ordering::Relaxed),
-            ..self.shared.pipeline.stats()
+            ..self.shared.lanes.stats()
         })
     }
 
@@ -2113,7 +2719,7 @@ impl Broker for RedisBroker {
     /// connection in use by a command counts as up: a probe never waits behind a round trip.
     /// Subscribed (news arrives) and a connection of the link up (publishes and reads go).
     fn is_ready(&self) -> bool {
-        self.shared.subscribed.load(Ordering::SeqCst) && self.shared.pipeline.stats().connections_up > 0
+        self.shared.subscribed.load(Ordering::SeqCst) && self.shared.lanes.stats().connections_up > 0
     }
 }
 
@@ -2219,6 +2825,53 @@ mod tests {
     }
 
     #[test]
+    fn cluster_urls_name_seed_nodes_and_credentials_but_no_database() {
+        let node = |host: &str, port| NodeAddr { host: host.into(), port };
+        let url = ClusterUrl::parse("redis-cluster://10.0.0.1:7000,10.0.0.2,[::1]:7002").unwrap();
+        assert_eq!(url.seeds, [node("10.0.0.1", 7000), node("10.0.0.2", DEFAULT_PORT), node("::1", 7002)]);
+        assert_eq!((url.user.as_deref(), url.password.is_none()), (None, true));
+        let secret = ClusterUrl::parse("redis-cluster://alice:s%40cret@h:7000").unwrap();
+        assert_eq!((secret.user.as_deref(), &secret.password), (Some("alice"), &Some(Password::new("s@cret"))));
+        assert_eq!(secret.to_string(), "redis-cluster://alice:***@h:7000");
+        let one = secret.node(&node("h", 7001));
+        assert_eq!((one.host.as_str(), one.port, one.db), ("h", 7001, 0));
+        assert_eq!(one.password, Some(Password::new("s@cret")), "every node gets the credentials");
+        for bad in [
+            "redis-cluster://",
+            "redis-cluster://h:7000/0",
+            "redis-cluster://h:7000,",
+            "redis-cluster://h:port",
+            "redis-cluster://a b:1",
+            "redis://h:7000",
+        ] {
+            assert!(ClusterUrl::parse(bad).is_err(), "{bad:?} parsed");
+        }
+        let error = ClusterUrl::parse("redis-cluster://u:p w@h:1").unwrap_err();
+        assert!(!error.contains("p w"), "{error}");
+    }
+
+    #[test]
+    fn one_redis_keeps_its_names_and_a_cluster_puts_a_channels_stream_and_topic_in_one_slot() {
+        let single = KeySpace::Single { db: 3 };
+        assert_eq!((single.stream("news"), single.topic("news")), ("realtime:news".into(), "realtime:3:news".into()));
+        assert_eq!(single.channel_of(b"realtime:3:news"), Some("news"));
+        assert_eq!(single.channel_of(b"realtime:4:news"), None);
+        let cluster = KeySpace::Cluster;
+        assert_eq!(cluster.stream("news"), "realtime:{news}");
+        assert_eq!(cluster.topic("news"), "realtime:{news}:live");
+        assert_eq!(cluster.channel_of(b"realtime:{news}:live"), Some("news"));
+        assert_eq!(cluster.channel_of(b"realtime:3:news"), None);
+        assert_eq!(single.newest("news"), "realtime:news:newest");
+        assert_eq!(cluster.newest("news"), "realtime:{news}:newest");
+        for channel in ["news", "a", "user.42.inbox", "A-Z_09", &"x".repeat(64)] {
+            let slot = key_slot(cluster.stream(channel).as_bytes());
+            assert_eq!(slot, key_slot(cluster.topic(channel).as_bytes()), "{channel}");
+            assert_eq!(slot, key_slot(cluster.newest(channel).as_bytes()), "{channel}");
+            assert_eq!(slot, key_slot(channel.as_bytes()), "the channel is the hash tag");
+        }
+    }
+
+    #[test]
     fn malformed_user_information_is_refused_without_repeating_it() {
         // The secrets here are made of "zq" and "xj", which no error message holds.
         for bad in [
@@ -2291,6 +2944,28 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_that_went_backwards_rewinds_the_mirror_and_readers_past_the_new_base_get_a_gap() {
+        // 11-0 and 12-0 were handed out; the stream lost 12-0 (a failover) and the new master,
+        // on a clock behind, wrote 11-5: never seen, older than the newest.
+        let mut mirror = Mirror::starting_after(id("10-0"), at(0));
+        mirror.accept(message("11-0", "a"), count(10));
+        mirror.accept(message("12-0", "lost"), count(10));
+        assert_eq!(mirror.accept(message("11-5", "new"), count(10)), Accepted::OutOfOrder);
+        mirror.rewind();
+        assert!(mirror.read(id("12-0"), 10).is_none(), "unloaded: its readers read the stream");
+        mirror.load(id("11-5"));
+        assert_eq!(mirror.accept(message("11-7", "newer"), count(10)), Accepted::New);
+        let past = mirror.read(id("12-0"), 10).unwrap();
+        assert!(past.gap.is_some(), "a cursor that named a lost entry is told");
+        assert_eq!(texts(&past), ["newer"]);
+        assert_eq!(past.position, id("11-7"));
+        let inside = mirror.read(id("11-7"), 10).unwrap();
+        assert!(inside.gap.is_none() && inside.messages.is_empty(), "a cursor the new stream gave out");
+        assert!(mirror.read(id("13-0"), 10).unwrap().gap.is_none(), "past everything handed out: it waits");
+        assert!(mirror.read(id("11-0"), 10).is_none(), "older than the new base: read from the stream");
+    }
+
+    #[test]
     fn the_ring_keeps_history_messages_and_its_base_follows_evictions() {
         let mut mirror = Mirror::starting_after(id("0-0"), at(0));
         for seq in 1..=5 {
@@ -2319,7 +2994,8 @@ mod tests {
     fn offline(limits: Limits) -> Shared {
         let url = RedisUrl { host: "127.0.0.1".into(), port: DEFAULT_PORT, db: 0, user: None, password: None };
         // Nobody takes the queue: a wake-up finds it closed, which a stopping broker's does.
-        Shared::new(url, limits, Pipeline::offline(), mpsc::sync_channel(1).0)
+        let events = mpsc::sync_channel(1).0;
+        Shared::new(url, limits, None, Lanes::Single(Pipeline::offline()), DEFAULT_REDIS_TIMEOUT, events)
     }
 
     /// A session whose commands go to a socket the test reads (`Peer`), standing in for Redis.
@@ -2330,7 +3006,8 @@ mod tests {
         peer.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
         let session = Session {
             generation: 1,
-            writer,
+            shards: vec![Shard::new(writer)],
+            topology: None,
             topics: HashMap::new(),
             confirmed: Vec::new(),
             awaiting: 0,
@@ -2397,7 +3074,7 @@ mod tests {
         shared.grant_wishes(&mut session).unwrap();
         assert_eq!(redis.commands(), [["SUBSCRIBE", "realtime:0:news"]], "once, by the supervisor");
         assert_eq!((session.topics.get("news"), session.awaiting), (Some(&Topic::Subscribing), 1));
-        shared.on_push(&mut session, &push("subscribe", "realtime:0:news", Value::Integer(1))).unwrap();
+        shared.on_push(&mut session, 0, &push("subscribe", "realtime:0:news", Value::Integer(1))).unwrap();
         assert_eq!((session.topics.get("news"), session.awaiting), (Some(&Topic::Confirmed), 0));
         assert_eq!(session.confirmed, [Box::from("news")], "to be caught up");
         assert_eq!(shared.counters.channels.load(Ordering::Relaxed), 0, "not shown before it is caught up");
@@ -2430,7 +3107,7 @@ mod tests {
         assert_eq!(redis.commands(), [["UNSUBSCRIBE", "realtime:0:news"]]);
         assert!(names(&shared).is_empty(), "forgotten: a mirror nothing feeds is not live");
         assert_eq!(session.topics.get("news"), Some(&Topic::Unsubscribing));
-        shared.on_push(&mut session, &push("unsubscribe", "realtime:0:news", Value::Integer(0))).unwrap();
+        shared.on_push(&mut session, 0, &push("unsubscribe", "realtime:0:news", Value::Integer(0))).unwrap();
         assert_eq!(session.topics.get("news"), None);
         assert_eq!(shared.counters.channels.load(Ordering::Relaxed), 0);
         let counters = &shared.counters;
@@ -2450,9 +3127,9 @@ mod tests {
         shared.grant_wishes(&mut session).unwrap();
         assert_eq!(redis.commands(), [["SUBSCRIBE", "realtime:0:news"]]);
         // Redis answers the UNSUBSCRIBE first: the subscription that follows stands.
-        shared.on_push(&mut session, &push("unsubscribe", "realtime:0:news", Value::Integer(0))).unwrap();
+        shared.on_push(&mut session, 0, &push("unsubscribe", "realtime:0:news", Value::Integer(0))).unwrap();
         assert_eq!(session.topics.get("news"), Some(&Topic::Subscribing));
-        shared.on_push(&mut session, &push("subscribe", "realtime:0:news", Value::Integer(1))).unwrap();
+        shared.on_push(&mut session, 0, &push("subscribe", "realtime:0:news", Value::Integer(1))).unwrap();
         assert_eq!(session.topics.get("news"), Some(&Topic::Confirmed));
     }
 
@@ -2466,15 +3143,15 @@ mod tests {
         let message = |n: u64| push("message", "realtime:0:news", payload(&format!("{n}-0 m{n}")));
         for topic in [Topic::Subscribing, Topic::Confirmed, Topic::Unsubscribing] {
             session.topics.insert("news".into(), topic);
-            shared.on_push(&mut session, &message(2)).unwrap();
+            shared.on_push(&mut session, 0, &message(2)).unwrap();
         }
         let mirror = lock(&shared.channels)["news"].clone();
         assert_eq!(lock(&mirror).newest, id("1-0"), "dropped: the catch-up, which runs later, reads them");
         session.topics.insert("news".into(), Topic::Live);
-        shared.on_push(&mut session, &message(3)).unwrap();
+        shared.on_push(&mut session, 0, &message(3)).unwrap();
         assert_eq!(texts(&lock(&mirror).read(id("1-0"), 10).unwrap()), ["m3"]);
         // A channel this node never subscribed, and one whose mirror is gone, make no mirror.
-        shared.on_push(&mut session, &push("message", "realtime:0:other", payload("4-0 x"))).unwrap();
+        shared.on_push(&mut session, 0, &push("message", "realtime:0:other", payload("4-0 x"))).unwrap();
         assert_eq!(names(&shared), ["news"]);
         assert_eq!(shared.counters.messages.load(Ordering::Relaxed), 5, "every message received is counted");
     }
@@ -2548,12 +3225,30 @@ mod tests {
     }
 
     #[test]
+    fn a_cursor_whose_own_entry_the_stream_lost_gets_a_gap() {
+        // The cursor's entry was on a master that died before its replica had it: the
+        // promoted replica's stream holds 1-0..=300-0 and may go on with ids below 305-2.
+        let failed_over = info("300-0", Some(("1-0", Some("0-0"))));
+        assert!(cursor_was_lost(id("305-2"), Some(&failed_over), false), "past the newest");
+        assert!(cursor_was_lost(id("250-1"), Some(&failed_over), false), "among the entries");
+        assert!(!cursor_was_lost(id("250-0"), Some(&failed_over), true), "its entry is there");
+        assert!(
+            !cursor_was_lost(end_of_millisecond(400), Some(&failed_over), false),
+            "a tail estimated while Redis was away"
+        );
+        assert!(!cursor_was_lost(id("0-0"), Some(&failed_over), false), "before the first entry");
+        let trimmed = info("300-0", Some(("201-0", Some("200-0"))));
+        assert!(!cursor_was_lost(id("150-0"), Some(&trimmed), false), "trimmed, not lost: gap_after's case");
+    }
+
+    #[test]
     fn cursors_that_name_no_entry_are_not_taken_for_lost_streams() {
         let tail_while_redis_was_down = end_of_millisecond(400);
         assert!(!gap_after(tail_while_redis_was_down, None));
         assert!(!gap_after(tail_while_redis_was_down, Some(&info("500-0", Some(("450-0", Some("300-0")))))));
         assert!(gap_after(tail_while_redis_was_down, Some(&info("500-0", Some(("421-0", Some("420-0")))))));
-        // Past every id the stream gave out: the reader waits for the next one.
+        // Past every id the stream gave out: not trimmed (whether it was lost is
+        // `cursor_was_lost`'s question).
         assert!(!gap_after(id("900-0"), Some(&info("500-0", Some(("1-0", Some("0-0")))))));
     }
 

@@ -8,5 +8,6 @@
 
 #![forbid(unsafe_code)]
 
+pub mod envelope;
 pub mod publisher;
 pub mod subscriber;

@@ -1,6 +1,9 @@
 //! Publishing from the client side: `POST /publish/{channel}` on one keep-alive connection,
-//! reading each `201 {"id":"..."}` before the next (`docs/PROTOCOL.md` §5). The load generator
-//! publishes with it, and so does `realtime pub`.
+//! reading each `201 {"id":"..."}` (`docs/PROTOCOL.md` §5). `realtime pub` reads each answer
+//! before sending the next ([`Publisher::publish`]); the load generator keeps several in
+//! flight ([`Publisher::send`], then [`Publisher::read_published`]), HTTP/1.1 pipelining
+//! (RFC 9112 §9.3.2: the server answers them in order), so that its publish rate is bounded by
+//! the server and not by one round trip per message.
 
 #![forbid(unsafe_code)]
 
@@ -42,13 +45,24 @@ impl Publisher {
 
     /// Publishes `text` to `channel`; the new message's id.
     pub fn publish(&mut self, channel: &str, text: &str) -> io::Result<String> {
+        self.send(channel, text)?;
+        self.read_published()
+    }
+
+    /// Sends a publish of `text` to `channel` without waiting for its answer: each call owes
+    /// one [`Publisher::read_published`], in the same order.
+    pub fn send(&mut self, channel: &str, text: &str) -> io::Result<()> {
         let authorization = self.token.as_deref().map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
         let request = format!(
             "POST /publish/{channel} HTTP/1.1\r\nHost: {}\r\n{authorization}Content-Length: {}\r\n\r\n{text}",
             self.host,
             text.len()
         );
-        self.stream.write_all(request.as_bytes())?;
+        self.stream.write_all(request.as_bytes())
+    }
+
+    /// Reads the answer to the oldest publish sent and not yet answered: the new message's id.
+    pub fn read_published(&mut self) -> io::Result<String> {
         let (status, body) = self.read_response()?;
         if status != 201 {
             return Err(io::Error::other(format!("publish answered {status}: {}", body.trim_end())));

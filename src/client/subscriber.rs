@@ -4,6 +4,14 @@
 //! poll that asks again from its cursor, an SSE stream read with the WHATWG parser, or a
 //! WebSocket.
 //!
+//! What it received goes to a [`Sink`]: by default a `Vec<Delivery>` of owned copies, for
+//! `realtime sub`, the soak and the tests; `realtime bench fanout` gives each subscriber a
+//! sink that counts and times a delivery as it arrives ([`crate::bench`]). Between the socket
+//! and the sink nothing is allocated per message on SSE: the event-stream parser lends its
+//! buffers ([`EventStreamParser::feed_with`]), the envelope is scanned where it lies
+//! ([`super::envelope`]), and the cursor is one `String` overwritten in place. (A WebSocket
+//! message still arrives as a `String` from [`Session::receive`].)
+//!
 //! It uses the crate's own client-side codecs (the response head parser, the chunked decoder,
 //! the event-stream parser, the WebSocket session in its client role), so it follows any
 //! server that speaks the contract in `docs/PROTOCOL.md`, not just this one. The load
@@ -15,6 +23,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::envelope;
 use crate::http::body::{BodyDecoder, BodyFraming};
 use crate::http::grammar::Parsed;
 use crate::http::request::Limits;
@@ -40,6 +49,36 @@ pub struct Delivery {
     /// A gap notice came just before this message: the server said that messages between the
     /// subscriber's cursor and this one were lost to its history.
     pub after_gap: bool,
+}
+
+/// A message as a subscriber lends it to its [`Sink`], borrowed from its buffers.
+#[derive(Clone, Copy, Debug)]
+pub struct Received<'a> {
+    pub id: &'a str,
+    pub text: &'a str,
+    /// The envelope's `time`: when it was published, in milliseconds since the Unix epoch.
+    pub time: Option<u64>,
+    pub at: Instant,
+    /// A gap notice came just before this message (see [`Delivery::after_gap`]).
+    pub after_gap: bool,
+}
+
+/// Where a [`Subscriber`] puts each message it receives.
+pub trait Sink {
+    fn deliver(&mut self, message: Received<'_>);
+}
+
+/// Keeps a copy of every message, to be taken (`drain`) by the caller.
+impl Sink for Vec<Delivery> {
+    fn deliver(&mut self, message: Received<'_>) {
+        self.push(Delivery {
+            id: message.id.to_string(),
+            text: message.text.to_string(),
+            time: message.time,
+            at: message.at,
+            after_gap: message.after_gap,
+        });
+    }
 }
 
 /// Largest long-poll answer a client accepts. The answers this tool provokes are small (its
@@ -84,8 +123,8 @@ enum Phase {
     WebSocket(Box<Session>),
 }
 
-/// Follows one channel over one transport.
-pub struct Subscriber {
+/// Follows one channel over one transport, putting what it receives into `S`.
+pub struct Subscriber<S = Vec<Delivery>> {
     transport: Transport,
     host: String,
     channel: String,
@@ -96,10 +135,13 @@ pub struct Subscriber {
     /// Expected `Sec-WebSocket-Accept` input: the key sent.
     key: String,
     masks: Masks,
+    /// Bytes received and not yet decoded: `input[read..]`. Moved to the front once per
+    /// [`Subscriber::receive`], not after each message.
     input: Vec<u8>,
+    read: usize,
     phase: Phase,
-    /// Messages received and not yet taken by the scenario.
-    pub deliveries: Vec<Delivery>,
+    /// Where received messages go (by default, kept until the scenario takes them).
+    pub deliveries: S,
     /// `gap` notices received (messages the server says were lost to its history).
     pub gaps: usize,
     /// A gap notice has come and no message since: the next delivery is marked `after_gap`.
@@ -145,6 +187,7 @@ impl Subscriber {
             key: String::new(),
             masks: masks.clone(),
             input: Vec::new(),
+            read: 0,
             phase: Phase::Head,
             deliveries: Vec::new(),
             gaps: 0,
@@ -157,6 +200,48 @@ impl Subscriber {
         subscriber
     }
 
+    /// The same subscriber, putting what it receives into `sink` from now on.
+    pub fn with_sink<T>(self, sink: T) -> Subscriber<T> {
+        let Subscriber {
+            transport,
+            host,
+            channel,
+            cursor,
+            token,
+            key,
+            masks,
+            input,
+            read,
+            phase,
+            deliveries: _,
+            gaps,
+            gap_pending,
+            requests,
+            established,
+            refused,
+        } = self;
+        Subscriber {
+            transport,
+            host,
+            channel,
+            cursor,
+            token,
+            key,
+            masks,
+            input,
+            read,
+            phase,
+            deliveries: sink,
+            gaps,
+            gap_pending,
+            requests,
+            established,
+            refused,
+        }
+    }
+}
+
+impl<S: Sink> Subscriber<S> {
     pub fn transport(&self) -> Transport {
         self.transport
     }
@@ -164,6 +249,12 @@ impl Subscriber {
     /// The id of the last message received (where to resume from).
     pub fn cursor(&self) -> Option<&str> {
         self.cursor.as_deref()
+    }
+
+    /// The `Sec-WebSocket-Key` the WebSocket handshake sent (empty on other transports): what
+    /// a test standing in for the server answers with.
+    pub fn websocket_key(&self) -> &str {
+        &self.key
     }
 
     /// The reconnection time an event stream asked for (`retry:`), once it has arrived.
@@ -215,17 +306,31 @@ impl Subscriber {
     /// Takes bytes from the socket; appends any reply (the next poll, a pong) to `out`.
     /// An error means the connection is of no further use.
     pub fn receive(&mut self, bytes: &[u8], out: &mut Vec<u8>, now: Instant) -> Result<(), String> {
+        // What the last call decoded goes; what it left (a partial frame, head or chunk) moves
+        // to the front: one move per read, of a partial message at most, not one per message.
+        self.input.drain(..self.read);
+        self.read = 0;
         self.input.extend_from_slice(bytes);
+        // The phase is taken out while it works, so that it can hand messages to `self`; it
+        // is put back on every path but an error, after which nothing more is read.
+        let mut phase = std::mem::replace(&mut self.phase, Phase::Head);
         loop {
-            let progressed = match &mut self.phase {
-                Phase::Head => self.read_head()?,
+            let progressed = match &mut phase {
+                Phase::Head => match self.read_head()? {
+                    Some(next) => {
+                        phase = next;
+                        true
+                    }
+                    None => false,
+                },
                 Phase::PollBody { decoder, body } => {
-                    let progress = decoder.decode(&self.input, body).map_err(|e| e.message().to_string())?;
-                    self.input.drain(..progress.consumed);
+                    let progress =
+                        decoder.decode(&self.input[self.read..], body).map_err(|e| e.message().to_string())?;
+                    self.read += progress.consumed;
                     if progress.done {
                         let body = std::mem::take(body);
                         self.read_poll_answer(&body, now)?;
-                        self.phase = Phase::Head;
+                        phase = Phase::Head;
                         self.write_request(out);
                         true
                     } else {
@@ -233,30 +338,45 @@ impl Subscriber {
                     }
                 }
                 Phase::Stream { decoder, parser, body } => {
-                    match decoder {
+                    let text = match decoder {
                         Some(decoder) => {
-                            let progress = decoder.decode(&self.input, body).map_err(|e| e.message().to_string())?;
-                            self.input.drain(..progress.consumed);
+                            let progress =
+                                decoder.decode(&self.input[self.read..], body).map_err(|e| e.message().to_string())?;
+                            self.read += progress.consumed;
                             if progress.done {
                                 return Err("the event stream ended".into());
                             }
+                            &body[..]
                         }
-                        None => body.append(&mut self.input),
-                    }
-                    let mut events = Vec::new();
-                    parser.feed(body, &mut events).map_err(|e| e.to_string())?;
+                        None => {
+                            body.extend_from_slice(&self.input[self.read..]);
+                            self.read = self.input.len();
+                            &body[..]
+                        }
+                    };
+                    let mut failed = None;
+                    let fed = parser.feed_with(text, |event| {
+                        if failed.is_none() {
+                            let outcome = match event.event_type {
+                                "gap" => {
+                                    note_gap(&mut self.gaps, &mut self.gap_pending);
+                                    Ok(())
+                                }
+                                _ => self.deliver(event.data, now),
+                            };
+                            failed = outcome.err();
+                        }
+                    });
                     body.clear();
-                    for event in events {
-                        match event.event_type.as_str() {
-                            "gap" => self.note_gap(),
-                            _ => self.deliver(&event.data, now)?,
-                        }
+                    fed.map_err(|e| e.to_string())?;
+                    if let Some(error) = failed {
+                        return Err(error);
                     }
                     false
                 }
                 Phase::WebSocket(session) => {
-                    let (consumed, event) = session.receive(&mut self.input, out);
-                    self.input.drain(..consumed);
+                    let (consumed, event) = session.receive(&mut self.input[self.read..], out);
+                    self.read += consumed;
                     match event {
                         Some(WsEvent::Message(WsMessage::Text(text))) => {
                             self.deliver(&text, now)?;
@@ -271,15 +391,17 @@ impl Subscriber {
                 }
             };
             if !progressed {
+                self.phase = phase;
                 return Ok(());
             }
         }
     }
 
-    /// Parses the response head; `true` if it was complete.
-    fn read_head(&mut self) -> Result<bool, String> {
-        let head = match parse_response(&self.input, &Limits::default()).map_err(|e| e.message().to_string())? {
-            Parsed::Partial => return Ok(false),
+    /// Parses the response head; the phase it begins, once it is complete.
+    fn read_head(&mut self) -> Result<Option<Phase>, String> {
+        let input = &self.input[self.read..];
+        let head = match parse_response(input, &Limits::default()).map_err(|e| e.message().to_string())? {
+            Parsed::Partial => return Ok(None),
             Parsed::Complete { value, consumed } => (value, consumed),
         };
         let (head, consumed) = head;
@@ -314,10 +436,9 @@ impl Subscriber {
                 body: Vec::new(),
             },
         };
-        self.input.drain(..consumed);
-        self.phase = phase;
+        self.read += consumed;
         self.established = true;
-        Ok(true)
+        Ok(Some(phase))
     }
 
     /// `{"messages":[...],"cursor":"ID",...,"gap":true?}`
@@ -325,10 +446,12 @@ impl Subscriber {
         let text = std::str::from_utf8(body).map_err(|_| "poll answer is not UTF-8")?;
         let answer = json::parse(text).map_err(|e| format!("poll answer: {e}"))?;
         if answer.get("gap").and_then(json::Value::as_bool) == Some(true) {
-            self.note_gap();
+            note_gap(&mut self.gaps, &mut self.gap_pending);
         }
         for message in answer.get("messages").and_then(json::Value::as_array).unwrap_or_default() {
-            self.push(message, now)?;
+            let field =
+                |name| message.get(name).and_then(json::Value::as_str).ok_or(format!("envelope without {name}"));
+            self.push(field("id")?, field("text")?, message.get("time").and_then(json::Value::as_u64), now);
         }
         if let Some(cursor) = answer.get("cursor").and_then(json::Value::as_str) {
             self.cursor = Some(cursor.to_string());
@@ -338,32 +461,35 @@ impl Subscriber {
 
     /// One envelope, `{"id":...,"text":...,"time":...}`, or a WebSocket's gap notice.
     fn deliver(&mut self, envelope: &str, now: Instant) -> Result<(), String> {
-        let value = json::parse(envelope).map_err(|e| format!("envelope: {e}"))?;
-        if value.get("gap").and_then(json::Value::as_bool) == Some(true) {
-            self.note_gap();
+        let envelope = envelope::read(envelope).map_err(|e| format!("envelope: {e}"))?;
+        if envelope.gap {
+            note_gap(&mut self.gaps, &mut self.gap_pending);
             return Ok(());
         }
-        self.push(&value, now)
-    }
-
-    fn note_gap(&mut self) {
-        self.gaps += 1;
-        self.gap_pending = true;
-    }
-
-    fn push(&mut self, envelope: &json::Value, now: Instant) -> Result<(), String> {
-        let field = |name| envelope.get(name).and_then(json::Value::as_str).ok_or(format!("envelope without {name}"));
-        let delivery = Delivery {
-            id: field("id")?.to_string(),
-            text: field("text")?.to_string(),
-            time: envelope.get("time").and_then(json::Value::as_u64),
-            at: now,
-            after_gap: std::mem::take(&mut self.gap_pending),
-        };
-        self.cursor = Some(delivery.id.clone());
-        self.deliveries.push(delivery);
+        let id = envelope.id.ok_or("envelope without id")?;
+        let text = envelope.text.ok_or("envelope without text")?;
+        self.push(&id, &text, envelope.time, now);
         Ok(())
     }
+
+    /// Hands one message to the sink; its id becomes the cursor (overwritten in place).
+    fn push(&mut self, id: &str, text: &str, time: Option<u64>, at: Instant) {
+        let after_gap = std::mem::take(&mut self.gap_pending);
+        self.deliveries.deliver(Received { id, text, time, at, after_gap });
+        match &mut self.cursor {
+            Some(cursor) => {
+                cursor.clear();
+                cursor.push_str(id);
+            }
+            None => self.cursor = Some(id.to_string()),
+        }
+    }
+}
+
+/// A gap notice: counted, and the next message is marked as coming after it.
+fn note_gap(gaps: &mut usize, gap_pending: &mut bool) {
+    *gaps += 1;
+    *gap_pending = true;
 }
 
 /// The server's answer to a client's WebSocket handshake, once its head has arrived.
@@ -437,13 +563,34 @@ mod tests {
     }
 
     #[test]
+    fn what_is_decoded_leaves_the_input_so_a_stream_read_mid_frame_does_not_pile_up() {
+        let masks = Masks::new().unwrap();
+        let mut out = Vec::new();
+        let mut ws = Subscriber::start(Transport::WebSocket, "x", "c", None, &masks, &mut out);
+        let accept = handshake::accept_key(ws.websocket_key().as_bytes());
+        let head = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n");
+        let now = Instant::now();
+        ws.receive(head.as_bytes(), &mut out, now).unwrap();
+        let envelope = r#"{"id":"a-1","text":"hi","time":1}"#;
+        let frame = [&[0x81, envelope.len() as u8][..], envelope.as_bytes()].concat();
+        // Every read ends in the middle of a frame, so the input is never empty after one.
+        let stream = frame.repeat(1000);
+        for read in stream.chunks(frame.len() + 3) {
+            ws.receive(read, &mut out, now).unwrap();
+            assert!(ws.input.len() - ws.read < 2 * frame.len(), "{} bytes held", ws.input.len());
+            assert!(ws.input.len() < 3 * frame.len(), "{} bytes held", ws.input.len());
+        }
+        assert_eq!(ws.deliveries.len(), 1000);
+    }
+
+    #[test]
     fn a_long_poll_answer_is_delivered_and_the_next_request_asks_from_its_cursor() {
         let masks = Masks::new().unwrap();
         let mut out = Vec::new();
         let mut poll = Subscriber::start(Transport::LongPoll, "x", "c", Some("a-1"), &masks, &mut out);
         assert!(String::from_utf8_lossy(&out).starts_with("GET /poll/c?timeout=60&since=a-1 HTTP/1.1\r\n"));
         out.clear();
-        let body = r#"{"messages":[{"id":"a-2","text":"hi","time":1}],"cursor":"a-2","timestamp":1}"#;
+        let body = r#"{"messages":[{"id":"a-2","text":"hi","time":1}],"cursor":"a-2"}"#;
         let answer = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
         poll.receive(answer.as_bytes(), &mut out, Instant::now()).unwrap();
         assert_eq!(poll.deliveries.iter().map(|d| d.text.as_str()).collect::<Vec<_>>(), ["hi"]);

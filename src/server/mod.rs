@@ -77,6 +77,10 @@ impl Server {
                 let (timeout, connections) = (config.redis_timeout, config.redis_connections);
                 Arc::new(RedisBroker::start(url.clone(), config.broker_limits(), timeout, connections)?)
             }
+            BrokerUrl::RedisCluster(url) => {
+                let (timeout, connections) = (config.redis_timeout, config.redis_connections);
+                Arc::new(RedisBroker::start_cluster(url.clone(), config.broker_limits(), timeout, connections)?)
+            }
         };
         let app = Arc::new(App::new(config, broker));
         Ok(Server { app, listener, local_addr })

@@ -183,6 +183,11 @@ pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// Sends `kill -NAME pid` (`STOP`, `CONT`); whether it was delivered.
+pub fn signal(pid: u32, name: &str) -> bool {
+    std::process::Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().is_ok_and(|s| s.success())
+}
+
 /// The path of an outside program a test needs (`redis-server`, `nginx`, `chromium`), found on
 /// `PATH`. When it is missing the test says so loudly and the caller skips (returns early);
 /// with `REALTIME_REQUIRE_EXTERNAL=1` (set by `.ci/run`, which installs them) it fails instead.

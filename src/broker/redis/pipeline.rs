@@ -21,13 +21,26 @@
 //! fails with [`BrokerError::Unavailable`] (the caller answers 503, or a reader tries again
 //! later), the socket is shut down, and the reader reconnects: at once after losing a
 //! connection that had lived a while, else with the supervisor's backoff (50 ms doubling to
-//! 2 s), as while attempts fail. While a lane is down, a command goes to another lane, and when none is up it
-//! fails at once: nothing queues behind a Redis that is away. Every command accepted is
+//! 2 s), as while attempts fail. While a lane is down, a command goes to another lane, and
+//! when none is up it fails at once: nothing queues behind a Redis that is away. Every command accepted is
 //! answered exactly once, so nothing waits forever for an answer; a command refused at once is
 //! told so by [`Pipeline::submit`] and its callback is never called.
 //!
 //! Lock order: a caller may hold a mirror's lock while it submits (a lane's lock comes after
 //! it); callbacks run with no lane lock held, so they may take any broker lock.
+//!
+//! ## Replicated writes
+//!
+//! On a cluster, a publish is answered only once a replica has it: the writer sends one
+//! `WAIT 1` behind each turn's publishes, and the reader holds their replies until the
+//! `WAIT`'s reply says a replica has them (or fails them with 503 if none does within a
+//! third of the `--redis-timeout`). Redis replicates asynchronously: a master killed before
+//! its replica has a write takes the write with it, and the replica promoted in its place
+//! never had it. Answered before, such a publish would be lost without anyone being told;
+//! answered after, it is in the copy that takes over (a failover elects the replica with the
+//! most data). One `WAIT` is in flight per lane at a time (`WAIT_SHARE`): what is queued
+//! meanwhile goes out together behind the next one, so under load one `WAIT` covers many
+//! publishes.
 
 #![forbid(unsafe_code)]
 
@@ -40,7 +53,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::super::resp::Value;
-use super::{Backoff, Link, RedisError, RedisUrl, PUBLISH_SCRIPT};
+use super::{Backoff, Link, RedisError, RedisUrl};
 use crate::broker::{BrokerError, LinkStats};
 use crate::sync::lock;
 
@@ -72,6 +85,19 @@ struct InFlight {
     received: Vec<Value>,
     queued_at: Instant,
     on_replies: OnReplies,
+    kind: Kind,
+}
+
+/// What a command's replies mean for its caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Answered as soon as its replies arrive.
+    Plain,
+    /// A write answered only once a replica has it: its replies are held until the `WAIT`
+    /// behind it (the module docs, "Replicated writes").
+    Replicated,
+    /// The `WAIT 1 <ms>` the writer sent after replicated writes; its reply releases them.
+    Wait,
 }
 
 /// A lane's shared state, under its lock.
@@ -87,6 +113,13 @@ struct LaneState {
     /// The writer is asleep on `queued`: only then does queueing a command wake it (a wake is
     /// a system call; a writer busy writing takes what was queued meanwhile on its next turn).
     writer_asleep: bool,
+    /// Replicated writes are queued that no `WAIT` follows yet: the writer adds one.
+    unwaited: bool,
+    /// A `WAIT` is in flight: the writer holds further output until it is answered (see
+    /// [`WAIT_SHARE`]).
+    waiting: bool,
+    /// Replicated writes Redis answered, waiting for the reply of the `WAIT` after them.
+    held: Vec<(OnReplies, Vec<Value>)>,
 }
 
 #[derive(Default)]
@@ -111,6 +144,9 @@ struct Lane {
 /// What a lane's threads need to know.
 struct LaneConfig {
     url: RedisUrl,
+    /// The publish script each connection loads as it opens ([`super::PUBLISH_SCRIPT`], or
+    /// [`super::CLUSTER_PUBLISH_SCRIPT`] on a cluster's masters).
+    script: &'static str,
     timeout: Duration,
     stopping: Arc<AtomicBool>,
     on_up: OnUp,
@@ -124,19 +160,36 @@ pub struct Pipeline {
     stopping: Arc<AtomicBool>,
     /// Commands refused at once because no lane was up (or all were full).
     refused: AtomicU64,
+    /// What [`Pipeline::reload_script`] loads again.
+    script: &'static str,
+    /// The master has replicas: see [`Pipeline::set_replicas`].
+    has_replicas: AtomicBool,
 }
 
 impl Pipeline {
     /// Starts `connections` lanes and waits (at most `wait`) for each one's first attempt to
     /// connect, so that a node started with Redis up takes commands from its first request.
-    pub fn start(url: &RedisUrl, connections: usize, timeout: Duration, on_up: OnUp, wait: Duration) -> Pipeline {
+    /// Every connection loads `script` as it opens.
+    pub fn start(
+        url: &RedisUrl,
+        script: &'static str,
+        connections: usize,
+        timeout: Duration,
+        on_up: OnUp,
+        wait: Duration,
+    ) -> Pipeline {
         let stopping = Arc::new(AtomicBool::new(false));
         let (attempted, first_attempts) = mpsc::channel();
         let mut lanes = Vec::new();
         for number in 0..connections {
             let lane = Arc::new(Lane::default());
-            let config =
-                Arc::new(LaneConfig { url: url.clone(), timeout, stopping: stopping.clone(), on_up: on_up.clone() });
+            let config = Arc::new(LaneConfig {
+                url: url.clone(),
+                script,
+                timeout,
+                stopping: stopping.clone(),
+                on_up: on_up.clone(),
+            });
             let (reader_lane, reader_config, attempted) = (lane.clone(), config.clone(), attempted.clone());
             let reader = thread::Builder::new()
                 .name(format!("realtime-redis-read-{number}"))
@@ -157,7 +210,21 @@ impl Pipeline {
                 break;
             }
         }
-        Pipeline { lanes, next: AtomicUsize::new(0), stopping, refused: AtomicU64::new(0) }
+        Pipeline {
+            lanes,
+            next: AtomicUsize::new(0),
+            stopping,
+            refused: AtomicU64::new(0),
+            script,
+            has_replicas: AtomicBool::new(false),
+        }
+    }
+
+    /// How many replicas Redis says the master has (`CLUSTER SLOTS` lists the healthy ones).
+    /// While it has any, a replicated write ([`Pipeline::submit_or_return`]) is answered only
+    /// once one of them has it.
+    pub fn set_replicas(&self, replicas: usize) {
+        self.has_replicas.store(replicas > 0, Ordering::Relaxed);
     }
 
     /// A link with no connection at all: every command fails at once (tests of the broker's
@@ -169,6 +236,8 @@ impl Pipeline {
             next: AtomicUsize::new(0),
             stopping: Arc::new(AtomicBool::new(true)),
             refused: AtomicU64::new(0),
+            script: super::PUBLISH_SCRIPT,
+            has_replicas: AtomicBool::new(false),
         }
     }
 
@@ -177,6 +246,21 @@ impl Pipeline {
     /// no lane can take it, the answer is an error at once and `on_replies` is dropped
     /// uncalled: the caller knows, and nothing is woken for it.
     pub fn submit(&self, commands: &[u8], replies: usize, on_replies: OnReplies) -> Result<(), BrokerError> {
+        self.submit_or_return(commands, replies, false, on_replies).map_err(|(error, _)| error)
+    }
+
+    /// [`Pipeline::submit`], but a command refused hands its callback back with the error, so
+    /// that a caller that must answer it (a redirected command, `super::router`) still can.
+    /// A `replicated` write is answered once a replica has it, while the master has any
+    /// ([`Pipeline::set_replicas`]; the module docs, "Replicated writes").
+    pub fn submit_or_return(
+        &self,
+        commands: &[u8],
+        replies: usize,
+        replicated: bool,
+        on_replies: OnReplies,
+    ) -> Result<(), (BrokerError, OnReplies)> {
+        let kind = if replicated && self.has_replicas.load(Ordering::Relaxed) { Kind::Replicated } else { Kind::Plain };
         let lanes = self.lanes.len();
         let first = self.next.fetch_add(1, Ordering::Relaxed);
         for lane in (0..lanes).map(|i| &self.lanes[(first + i) % lanes]) {
@@ -190,7 +274,9 @@ impl Pipeline {
                 received: Vec::new(),
                 queued_at: Instant::now(),
                 on_replies,
+                kind,
             });
+            state.unwaited |= kind == Kind::Replicated;
             let wake_writer = std::mem::take(&mut state.writer_asleep);
             drop(state);
             lane.counters.sent.fetch_add(1, Ordering::Relaxed);
@@ -200,14 +286,14 @@ impl Pipeline {
             return Ok(());
         }
         self.refused.fetch_add(1, Ordering::Relaxed);
-        Err(BrokerError::Unavailable("not connected to Redis".into()))
+        Err((BrokerError::Unavailable("not connected to Redis".into()), on_replies))
     }
 
     /// Loads the publish script on every lane again (after a `NOSCRIPT`: someone flushed
     /// Redis's script cache while the connections stayed up).
     pub fn reload_script(&self) {
         let mut command = Vec::new();
-        super::resp::encode_command(&mut command, &[b"SCRIPT", b"LOAD", PUBLISH_SCRIPT.as_bytes()]);
+        super::resp::encode_command(&mut command, &[b"SCRIPT", b"LOAD", self.script.as_bytes()]);
         for lane in &self.lanes {
             let mut state = lock(&lane.state);
             if state.socket.is_some() {
@@ -218,6 +304,7 @@ impl Pipeline {
                     received: Vec::new(),
                     queued_at: Instant::now(),
                     on_replies,
+                    kind: Kind::Plain,
                 });
                 drop(state);
                 lane.counters.sent.fetch_add(1, Ordering::Relaxed);
@@ -286,17 +373,22 @@ impl Lane {
                 let _ = socket.shutdown(Shutdown::Both);
             }
             state.output.clear();
-            std::mem::take(&mut state.in_flight)
+            state.unwaited = false;
+            state.waiting = false;
+            let held = std::mem::take(&mut state.held).into_iter().map(|(on_replies, _)| on_replies);
+            let in_flight = std::mem::take(&mut state.in_flight);
+            held.chain(in_flight.into_iter().filter(|c| c.kind != Kind::Wait).map(|c| c.on_replies)).collect::<Vec<_>>()
         };
+        // A write Redis ran but no replica confirmed fails too: nobody can say it survives.
         self.counters.failed.fetch_add(failed.len() as u64, Ordering::Relaxed);
-        for command in failed {
-            (command.on_replies)(Err(BrokerError::Unavailable(why.to_string())));
+        for on_replies in failed {
+            on_replies(Err(BrokerError::Unavailable(why.to_string())));
         }
     }
 
     /// A reply arrived: it belongs to the oldest command in flight. `Err` if none was.
     fn take_reply(&self, value: Value) -> Result<(), RedisError> {
-        let finished = {
+        let (command, released) = {
             let mut state = lock(&self.state);
             let Some(oldest) = state.in_flight.front_mut() else {
                 return Err(RedisError::Unexpected("a reply nobody asked for"));
@@ -305,15 +397,49 @@ impl Lane {
             if oldest.received.len() < oldest.replies {
                 return Ok(());
             }
-            state.in_flight.pop_front()
+            let Some(command) = state.in_flight.pop_front() else { return Ok(()) };
+            match command.kind {
+                Kind::Plain => (command, Vec::new()),
+                Kind::Replicated => {
+                    // Its replies wait for the `WAIT` behind it.
+                    state.held.push((command.on_replies, command.received));
+                    return Ok(());
+                }
+                Kind::Wait => {
+                    let held = std::mem::take(&mut state.held);
+                    state.waiting = false;
+                    (command, held)
+                }
+            }
         };
-        if let Some(command) = finished {
-            let waited = command.queued_at.elapsed().as_micros().min(u64::MAX as u128) as u64;
-            let counters = &self.counters;
+        if command.kind == Kind::Wait {
+            // The writer held what was queued meanwhile.
+            self.queued.notify_one();
+        }
+        let waited = command.queued_at.elapsed().as_micros().min(u64::MAX as u128) as u64;
+        let counters = &self.counters;
+        counters.latency_sum_us.fetch_add(waited, Ordering::Relaxed);
+        counters.latency_max_us.fetch_max(waited, Ordering::Relaxed);
+        if command.kind != Kind::Wait {
             counters.answered.fetch_add(1, Ordering::Relaxed);
-            counters.latency_sum_us.fetch_add(waited, Ordering::Relaxed);
-            counters.latency_max_us.fetch_max(waited, Ordering::Relaxed);
             (command.on_replies)(Ok(command.received));
+            return Ok(());
+        }
+        // `WAIT` answers how many replicas acknowledged every write before it on this
+        // connection (<https://redis.io/docs/latest/commands/wait/>).
+        let acknowledged = command.received.first().and_then(Value::as_integer).unwrap_or(0);
+        let replicated = acknowledged >= 1;
+        counters.answered.fetch_add(released.len() as u64, Ordering::Relaxed);
+        for (on_replies, replies) in released {
+            if replicated {
+                on_replies(Ok(replies));
+            } else {
+                counters.failed.fetch_add(1, Ordering::Relaxed);
+                on_replies(Err(BrokerError::Unavailable(
+                    "no replica confirmed the write within a third of the --redis-timeout; a failover could lose it"
+                        .into(),
+                )));
+            }
         }
         Ok(())
     }
@@ -330,7 +456,7 @@ impl Lane {
 fn connect(config: &LaneConfig) -> Result<Link, RedisError> {
     // The lanes do not measure the clock for the broker: the supervisor's connections do.
     let mut link = Link::open(&config.url, &AtomicI64::new(0))?;
-    let loaded = link.call(&[b"SCRIPT", b"LOAD", PUBLISH_SCRIPT.as_bytes()])?;
+    let loaded = link.call(&[b"SCRIPT", b"LOAD", config.script.as_bytes()])?;
     if loaded.as_str().is_none() {
         return Err(RedisError::Unexpected("SCRIPT LOAD did not answer a SHA-1"));
     }
@@ -433,6 +559,19 @@ fn write_commands(lane: &Lane, config: &LaneConfig) {
             }
             let Some(socket) = state.socket.clone() else { continue };
             std::mem::swap(&mut spare, &mut state.output);
+            if std::mem::take(&mut state.unwaited) {
+                // One `WAIT` behind this turn's replicated writes: queued under the lock that
+                // holds the in-flight order, so its reply is read right after theirs.
+                encode_wait(&mut spare, config.timeout / WAIT_SHARE);
+                state.waiting = true;
+                state.in_flight.push_back(InFlight {
+                    replies: 1,
+                    received: Vec::new(),
+                    queued_at: Instant::now(),
+                    on_replies: Box::new(|_| {}),
+                    kind: Kind::Wait,
+                });
+            }
             (socket, state.generation)
         };
         if let Err(error) = (&*socket).write_all(&spare) {
@@ -448,10 +587,27 @@ fn write_commands(lane: &Lane, config: &LaneConfig) {
     }
 }
 
+/// A `WAIT` gives up after `--redis-timeout / WAIT_SHARE`. Redis runs nothing else from a
+/// connection blocked in `WAIT`, so the writer sends nothing more until the `WAIT` is
+/// answered: a command queued meanwhile waits for that `WAIT`, then for its own, at most two
+/// thirds of the timeout, and a healthy lane is never taken for a dead one (the reader's
+/// check, the oldest command's age against the whole timeout). Holding the output also makes
+/// the next turn's batch, and the publishes one `WAIT` covers, larger under load.
+const WAIT_SHARE: u32 = 3;
+
+/// `WAIT 1 <timeout in ms>`: blocks this connection until a replica has every write sent on
+/// it before, or the timeout passes (0 would mean "forever": at least 1 ms). One replica is
+/// enough however many there are: a failover elects the replica with the most data
+/// (the cluster spec, "Replica rank"), so one that has the write is the one that takes over.
+fn encode_wait(out: &mut Vec<u8>, timeout: Duration) {
+    let millis = timeout.as_millis().clamp(1, u64::MAX as u128).to_string();
+    super::super::resp::encode_command(out, &[b"WAIT", b"1", millis.as_bytes()]);
+}
+
 /// Waits until the lane is up with output queued, or the link stops.
 fn wait_for_output<'a>(lane: &'a Lane, stopping: &AtomicBool) -> MutexGuard<'a, LaneState> {
     let mut state = lock(&lane.state);
-    while !stopping.load(Ordering::SeqCst) && (state.socket.is_none() || state.output.is_empty()) {
+    while !stopping.load(Ordering::SeqCst) && (state.socket.is_none() || state.output.is_empty() || state.waiting) {
         state.writer_asleep = true;
         state = lane.queued.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
     }
@@ -544,7 +700,7 @@ mod tests {
     }
 
     fn start(url: &RedisUrl, timeout: Duration) -> Pipeline {
-        Pipeline::start(url, 2, timeout, Arc::new(|| {}), Duration::from_secs(5))
+        Pipeline::start(url, super::super::PUBLISH_SCRIPT, 2, timeout, Arc::new(|| {}), Duration::from_secs(5))
     }
 
     #[test]
@@ -568,10 +724,65 @@ mod tests {
         assert_eq!((stats.sent, stats.answered, stats.in_flight, stats.connections_up), (500, 500, 0, 2));
     }
 
+    /// `ECHO x` answers `x`; `WAIT` answers `:1` (a replica has every write) unless an `ECHO
+    /// lost` came before it on the connection, then `:0`.
+    fn echo_and_wait(args: &[Vec<u8>]) -> Option<Vec<u8>> {
+        static LOST: AtomicBool = AtomicBool::new(false);
+        if args[0] == b"WAIT" {
+            assert_eq!(args.get(1).map(Vec::as_slice), Some(&b"1"[..]), "one replica is enough");
+            return Some(if LOST.swap(false, Ordering::SeqCst) { b":0\r\n".to_vec() } else { b":1\r\n".to_vec() });
+        }
+        if args.get(1).is_some_and(|text| text == b"lost") {
+            LOST.store(true, Ordering::SeqCst);
+        }
+        echo_or_hang(args)
+    }
+
+    /// Submits `ECHO text` as a replicated write and waits for what its caller is told.
+    fn replicated_echo(pipeline: &Pipeline, text: &[u8]) -> Result<Vec<Value>, BrokerError> {
+        let (answers, answered) = mpsc::channel();
+        let on_replies: OnReplies = Box::new(move |replies| {
+            let _ = answers.send(replies);
+        });
+        pipeline.submit_or_return(&command(&[b"ECHO", text]), 1, true, on_replies).map_err(|(error, _)| error)?;
+        answered.recv_timeout(Duration::from_secs(10)).expect("answered")
+    }
+
+    #[test]
+    fn a_replicated_write_is_answered_once_wait_says_a_replica_has_it_and_fails_when_none_does() {
+        let (url, _) = fake_redis(echo_and_wait);
+        let pipeline = Pipeline::start(
+            &url,
+            super::super::PUBLISH_SCRIPT,
+            1,
+            Duration::from_secs(5),
+            Arc::new(|| {}),
+            Duration::from_secs(5),
+        );
+        // Without replicas there is nothing to wait for: answered at once, no WAIT sent.
+        assert!(replicated_echo(&pipeline, b"alone").is_ok());
+        pipeline.set_replicas(1);
+        let confirmed = replicated_echo(&pipeline, b"kept").expect("a replica has it");
+        assert_eq!(confirmed.first().and_then(Value::as_str), Some("kept"));
+        let refused = replicated_echo(&pipeline, b"lost");
+        assert!(matches!(refused, Err(BrokerError::Unavailable(_))), "no replica confirmed it: {refused:?}");
+        // The lane goes on: the next write is confirmed again.
+        assert!(replicated_echo(&pipeline, b"again").is_ok());
+        let stats = pipeline.stats();
+        assert_eq!((stats.in_flight, stats.connections_up), (0, 1), "no WAIT left behind");
+    }
+
     #[test]
     fn a_command_unanswered_for_the_timeout_fails_and_its_connection_is_replaced() {
         let (url, accepted) = fake_redis(echo_or_hang);
-        let pipeline = Pipeline::start(&url, 1, Duration::from_millis(100), Arc::new(|| {}), Duration::from_secs(5));
+        let pipeline = Pipeline::start(
+            &url,
+            super::super::PUBLISH_SCRIPT,
+            1,
+            Duration::from_millis(100),
+            Arc::new(|| {}),
+            Duration::from_secs(5),
+        );
         let (answers, answered) = mpsc::channel();
         let on_replies: OnReplies = Box::new(move |replies| {
             let _ = answers.send(replies);

@@ -1,0 +1,450 @@
+//! Nodes over a real Redis Cluster (`--broker redis-cluster://...`), for every server model: six
+//! `redis-server --cluster-enabled yes` (three masters, a replica each) made one cluster with
+//! `redis-cli --cluster create`; a publish on one node reaches a follower on another for
+//! channels on all three masters; a channel whose slot moves to another master
+//! (`CLUSTER SETSLOT ... MIGRATING/IMPORTING`, `MIGRATE`, `SETSLOT ... NODE`) keeps being
+//! delivered.
+//!
+//! Skips loudly when `redis-server` or `redis-cli` is not installed
+//! (`common::external_program`; `.ci/run` installs both and makes a skip a failure). Every wait
+//! is bounded; the `Cluster` guard kills every `redis-server` it started, even when a test fails.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{TestServer, MODELS, PATIENCE};
+use realtime::broker::redis::cluster::{key_slot, NodeAddr, Topology};
+use realtime::broker::redis::ClusterUrl;
+use realtime::broker::resp::{self, Value};
+use realtime::config::{BrokerUrl, Model};
+
+/// Six redis-server processes made one cluster; every one killed when dropped.
+struct Cluster {
+    ports: Vec<u16>,
+    children: Vec<Child>,
+    dir: PathBuf,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+}
+
+/// One command on a fresh connection; `None` if the node does not answer.
+fn command(port: u16, args: &[&str]) -> Option<Value> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let mut out = Vec::new();
+    resp::encode_command(&mut out, &args.iter().map(|a| a.as_bytes()).collect::<Vec<_>>());
+    stream.write_all(&out).ok()?;
+    let mut input = Vec::new();
+    loop {
+        if let Ok(Some((value, _))) = resp::decode(&input, &resp::Limits::default()) {
+            return Some(value);
+        }
+        let mut chunk = [0u8; 65536];
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => input.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn text(value: &Value) -> String {
+    value.as_bytes().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
+}
+
+/// Waits (at most `PATIENCE`) for `condition`.
+fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Cluster {
+    /// `None` (after a loud SKIP) when redis-server or redis-cli is missing.
+    fn start() -> Option<Cluster> {
+        let server = common::external_program("redis-server")?;
+        let cli = common::external_program("redis-cli")?;
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "realtime-cluster-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut cluster = Cluster { ports: Vec::new(), children: Vec::new(), dir };
+        for _ in 0..6 {
+            let port = free_port();
+            let node_dir = cluster.dir.join(port.to_string());
+            std::fs::create_dir_all(&node_dir).unwrap();
+            let log = std::fs::File::create(node_dir.join("redis.log")).unwrap();
+            let child = Command::new(&server)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--daemonize", "no"])
+                .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
+                // Long enough that a replica stopped for the two publishes of
+                // `killing_a_master_loses_nothing_silently` (a second each) is not yet marked
+                // failed, which would let its master answer publishes without it.
+                .args(["--cluster-node-timeout", "3000", "--save", "", "--appendonly", "no"])
+                // A replica whose master is killed takes over however long ago it last heard
+                // from it (an idle test cluster replicates nothing for seconds at a time).
+                .args(["--cluster-replica-validity-factor", "0"])
+                .arg("--dir")
+                .arg(&node_dir)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("spawn redis-server");
+            cluster.children.push(child);
+            cluster.ports.push(port);
+        }
+        for &port in &cluster.ports {
+            wait_for("redis-server to answer PING", || command(port, &["PING"]).is_some());
+        }
+        let addresses: Vec<String> = cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let status = Command::new(&cli)
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run redis-cli --cluster create");
+        assert!(status.success(), "redis-cli --cluster create failed");
+        for &port in &cluster.ports {
+            wait_for("cluster_state:ok", || {
+                command(port, &["CLUSTER", "INFO"]).is_some_and(|info| text(&info).contains("cluster_state:ok"))
+            });
+            // Every node knows every master's replica: the nodes under test count them once,
+            // as they start, to decide which publishes wait for one.
+            wait_for("three replicas known", || {
+                let nodes = command(port, &["CLUSTER", "NODES"]).map(|nodes| text(&nodes)).unwrap_or_default();
+                let flags = nodes.lines().filter_map(|line| line.split(' ').nth(2));
+                flags.filter(|flags| flags.split(',').any(|flag| flag == "slave")).count() == 3
+            });
+        }
+        Some(cluster)
+    }
+
+    /// Every node as a seed, as a deployment should: a node started while one of them is
+    /// down asks another for the slot table.
+    fn url(&self) -> ClusterUrl {
+        let seeds: Vec<String> = self.ports.iter().map(|port| format!("127.0.0.1:{port}")).collect();
+        ClusterUrl::parse(&format!("redis-cluster://{}", seeds.join(","))).unwrap()
+    }
+
+    /// The slot table as node `port` sees it.
+    fn topology(&self, port: u16) -> Topology {
+        let reply = command(port, &["CLUSTER", "SLOTS"]).expect("CLUSTER SLOTS");
+        Topology::from_cluster_slots(&reply, &NodeAddr { host: "127.0.0.1".into(), port }).unwrap()
+    }
+
+    /// The process of the node at `port`.
+    fn pid(&self, port: u16) -> u32 {
+        self.children[self.ports.iter().position(|&p| p == port).expect("a node of this cluster")].id()
+    }
+
+    /// The port of a replica of the master at `port` (`CLUSTER REPLICAS`: one node per line,
+    /// `<id> <ip:port@cport> ...`).
+    fn replica_of(&self, master: u16) -> u16 {
+        let lines = command(master, &["CLUSTER", "REPLICAS", &Cluster::node_id(master)]).expect("CLUSTER REPLICAS");
+        let line = lines.as_array().and_then(|lines| lines.first().map(text)).expect("a replica");
+        let address = line.split(' ').nth(1).expect("an address");
+        address.split(['@', ':']).nth(1).and_then(|port| port.parse().ok()).expect("a port")
+    }
+
+    /// Kills the node at `port` at once (SIGKILL): no goodbye to its replica or its clients.
+    fn kill(&mut self, port: u16) {
+        let index = self.ports.iter().position(|&p| p == port).expect("a node of this cluster");
+        let _ = self.children[index].kill();
+        let _ = self.children[index].wait();
+    }
+
+    fn node_id(port: u16) -> String {
+        text(&command(port, &["CLUSTER", "MYID"]).expect("CLUSTER MYID"))
+    }
+}
+
+/// One channel name whose slot is served by each master, in the masters' order.
+fn channel_per_master(topology: &Topology) -> Vec<String> {
+    topology
+        .masters
+        .iter()
+        .map(|master| {
+            (0..10_000)
+                .map(|i| format!("ch{i}"))
+                .find(|name| topology.owner(key_slot(name.as_bytes())) == Some(master))
+                .expect("a channel on every master")
+        })
+        .collect()
+}
+
+fn node(model: Model, cluster: &Cluster) -> TestServer {
+    let url = cluster.url();
+    TestServer::start(model, &|config| config.broker = BrokerUrl::RedisCluster(url.clone()))
+}
+
+/// A long poll: the texts after `since`, the new cursor, and whether a gap was reported.
+fn poll(server: &TestServer, channel: &str, since: &str) -> (Vec<String>, String, bool) {
+    let response = server.get(&format!("/poll/{channel}?since={since}&timeout=5"));
+    assert_eq!(response.status, 200, "poll: {}", response.text());
+    let body = response.json();
+    let texts = body
+        .get("messages")
+        .and_then(|m| m.as_array())
+        .map(|messages| {
+            messages.iter().filter_map(|m| m.get("text").and_then(|t| t.as_str()).map(str::to_string)).collect()
+        })
+        .unwrap_or_default();
+    let cursor = body.get("cursor").and_then(|c| c.as_str()).unwrap_or(since).to_string();
+    let gap = body.get("gap").and_then(|g| g.as_bool()).unwrap_or(false);
+    (texts, cursor, gap)
+}
+
+/// Publishes `text` on `publisher` (retrying a 503 while the cluster settles) and waits until
+/// `follower`'s long poll from `cursor` returns it; returns the new cursor.
+fn publish_and_follow(
+    publisher: &TestServer,
+    follower: &TestServer,
+    channel: &str,
+    cursor: &str,
+    text: &str,
+) -> String {
+    wait_for("a publish to be accepted", || {
+        publisher.request("POST", &format!("/publish/{channel}"), Some(text)).status == 201
+    });
+    let mut cursor = cursor.to_string();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (texts, next, gap) = poll(follower, channel, &cursor);
+        assert!(!gap, "no gap on {channel} while nothing was lost");
+        cursor = next;
+        if texts.iter().any(|t| t == text) {
+            return cursor;
+        }
+        assert!(Instant::now() < deadline, "{text} did not reach the other node on {channel}");
+    }
+}
+
+/// The stream's newest id of `channel`, asked of its master: where a follower starts.
+fn tail(server: &TestServer, channel: &str) -> String {
+    let (_, cursor, _) = poll_now(server, channel);
+    cursor
+}
+
+fn poll_now(server: &TestServer, channel: &str) -> (Vec<String>, String, bool) {
+    let response = server.get(&format!("/poll/{channel}?timeout=0"));
+    let body = response.json();
+    (Vec::new(), body.get("cursor").and_then(|c| c.as_str()).unwrap_or("0").to_string(), false)
+}
+
+#[test]
+fn publishes_on_one_node_reach_followers_on_another_for_channels_on_every_master() {
+    let Some(cluster) = Cluster::start() else { return };
+    let channels = channel_per_master(&cluster.topology(cluster.ports[0]));
+    for &model in MODELS {
+        let (a, b) = (node(model, &cluster), node(model, &cluster));
+        for channel in &channels {
+            let mut cursor = tail(&b, channel);
+            for i in 0..3 {
+                cursor = publish_and_follow(&a, &b, channel, &cursor, &format!("{model:?} {channel} {i}"));
+            }
+        }
+        let stats = b.get("/stats").json();
+        let redis = stats.get("redis").expect("a redis object in /stats");
+        let heard = redis.get("pubsub_messages").and_then(|n| n.as_u64()).unwrap_or(0);
+        assert!(heard > 0, "news came by sharded pub/sub: {stats:?}");
+    }
+}
+
+#[test]
+fn a_channel_whose_slot_moves_to_another_master_keeps_being_delivered() {
+    let Some(cluster) = Cluster::start() else { return };
+    let topology = cluster.topology(cluster.ports[0]);
+    let channels = channel_per_master(&topology);
+    for (round, &model) in MODELS.iter().enumerate() {
+        let (a, b) = (node(model, &cluster), node(model, &cluster));
+        let channel = &channels[0];
+        let mut cursor = tail(&b, channel);
+        cursor = publish_and_follow(&a, &b, channel, &cursor, &format!("before the move {round}"));
+
+        // Move the channel's slot from its master to the next one, the way
+        // `redis-cli --cluster reshard` does (the cluster spec, "Live resharding").
+        let now = cluster.topology(cluster.ports[0]);
+        let slot = key_slot(channel.as_bytes());
+        let source = now.owner(slot).unwrap().port;
+        let target = now.masters.iter().find(|m| m.port != source).unwrap().port;
+        let (source_id, target_id) = (Cluster::node_id(source), Cluster::node_id(target));
+        let slot_text = slot.to_string();
+        assert_eq!(
+            command(target, &["CLUSTER", "SETSLOT", &slot_text, "IMPORTING", &source_id]).map(|v| text(&v)),
+            Some("OK".into())
+        );
+        assert_eq!(
+            command(source, &["CLUSTER", "SETSLOT", &slot_text, "MIGRATING", &target_id]).map(|v| text(&v)),
+            Some("OK".into())
+        );
+        let keys = command(source, &["CLUSTER", "GETKEYSINSLOT", &slot_text, "100"]).unwrap();
+        let keys: Vec<String> = keys.as_array().unwrap_or_default().iter().map(text).collect();
+        if !keys.is_empty() {
+            let target_port = target.to_string();
+            let mut args = vec!["MIGRATE", "127.0.0.1", &target_port, "", "0", "5000", "KEYS"];
+            args.extend(keys.iter().map(String::as_str));
+            let migrated = command(source, &args).unwrap();
+            assert_eq!(text(&migrated), "OK", "MIGRATE: {migrated:?}");
+        }
+        for &port in &cluster.ports {
+            // Replicas refuse SETSLOT; the masters are what matters.
+            let _ = command(port, &["CLUSTER", "SETSLOT", &slot_text, "NODE", &target_id]);
+        }
+        wait_for("every node to agree on the slot's new master", || {
+            now.masters.iter().all(|m| cluster.topology(m.port).owner(slot).map(|o| o.port) == Some(target))
+        });
+
+        for i in 0..3 {
+            cursor = publish_and_follow(&a, &b, channel, &cursor, &format!("after the move {round} {i}"));
+        }
+    }
+}
+
+/// What a follower saw, in order: a message's number, or a gap.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Text(usize),
+    Gap,
+}
+
+/// Checks the product's promise across a failover: every message whose publish was answered
+/// 201 reached the follower, in order and once, unless a gap was reported where it would
+/// have been.
+fn assert_nothing_lost_silently(acknowledged: &[usize], seen: &[Seen]) {
+    let mut last = None::<usize>;
+    let mut gap_open = false;
+    for event in seen {
+        match *event {
+            Seen::Gap => gap_open = true,
+            Seen::Text(number) => {
+                assert!(last.is_none_or(|last| number > last), "{number} after {last:?}: out of order or doubled");
+                let skipped: Vec<usize> =
+                    acknowledged.iter().copied().filter(|&a| last.is_none_or(|last| a > last) && a < number).collect();
+                assert!(
+                    skipped.is_empty() || gap_open,
+                    "acknowledged {skipped:?} skipped without a gap before {number}"
+                );
+                last = Some(number);
+                gap_open = false;
+            }
+        }
+    }
+}
+
+/// Long-polls `server` on `channel` from `cursor` until the message "last" arrives (or
+/// three times `PATIENCE` pass), and returns what it saw.
+fn follow_to_the_end(server: &TestServer, channel: &str, mut cursor: String) -> Vec<Seen> {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + PATIENCE * 3;
+    while Instant::now() < deadline && seen.last() != Some(&Seen::Text(LAST)) {
+        let response = server.get(&format!("/poll/{channel}?since={cursor}&timeout=5"));
+        if response.status != 200 {
+            // 503 while the cluster elects a new master: ask again.
+            thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        let body = response.json();
+        if body.get("gap").and_then(|g| g.as_bool()) == Some(true) {
+            seen.push(Seen::Gap);
+        }
+        for message in body.get("messages").and_then(|m| m.as_array()).unwrap_or_default() {
+            let text = message.get("text").and_then(|t| t.as_str()).unwrap_or_default();
+            seen.push(Seen::Text(if text == "last" { LAST } else { text.parse().unwrap() }));
+        }
+        if let Some(next) = body.get("cursor").and_then(|c| c.as_str()) {
+            cursor = next.to_string();
+        }
+    }
+    seen
+}
+
+/// The number the follower reads for the message "last".
+const LAST: usize = usize::MAX;
+
+/// The cluster spec, "Replication and failover": Redis replicates asynchronously, so a master
+/// killed before its replica has a write takes the write with it, and the replica promoted in
+/// its place never had it. Here that is made certain: the replica is stopped (SIGSTOP) while
+/// the master takes two publishes, then the master is killed (SIGKILL) and the replica
+/// continued, and it takes over without them. Those two were never acknowledged (no replica
+/// confirmed them: 503); every publish answered 201 reaches a follower that was there all
+/// along and one on a node started after the failover, which reads the new master's stream.
+#[test]
+fn killing_a_master_loses_nothing_silently() {
+    for &model in MODELS {
+        let Some(mut cluster) = Cluster::start() else { return };
+        let topology = cluster.topology(cluster.ports[0]);
+        let channel = channel_per_master(&topology).swap_remove(0);
+        let master = topology.owner(key_slot(channel.as_bytes())).unwrap().port;
+        let replica = cluster.replica_of(master);
+        let (a, b) = (node(model, &cluster), node(model, &cluster));
+        let start = tail(&b, &channel);
+        let publish = |text: &str| a.request("POST", &format!("/publish/{channel}"), Some(text)).status;
+
+        thread::scope(|scope| {
+            let witness = scope.spawn(|| follow_to_the_end(&b, &channel, start.clone()));
+            // Each attempt publishes a new number: one refused may still be in the stream, and
+            // the followers check that every number comes once, in order.
+            let mut acknowledged = Vec::new();
+            let publish_until = |mut number: usize, count: usize, acknowledged: &mut Vec<usize>| {
+                let deadline = Instant::now() + PATIENCE * 2;
+                while acknowledged.len() < count && Instant::now() < deadline {
+                    match publish(&number.to_string()) {
+                        201 => acknowledged.push(number),
+                        // 503 while the replica catches up or the cluster elects a new master.
+                        _ => thread::sleep(Duration::from_millis(20)),
+                    }
+                    number += 1;
+                }
+                assert_eq!(acknowledged.len(), count, "publishes are acknowledged in time");
+                number
+            };
+            let next = publish_until(0, 50, &mut acknowledged);
+
+            let stopped = cluster.pid(replica);
+            assert!(common::signal(stopped, "STOP"), "kill -STOP the replica");
+            for n in next..next + 2 {
+                assert_eq!(publish(&n.to_string()), 503, "a publish no replica confirmed is not acknowledged");
+            }
+            cluster.kill(master);
+            assert!(common::signal(stopped, "CONT"), "kill -CONT the replica");
+            publish_until(next + 2, 100, &mut acknowledged);
+            wait_for("the last publish to be accepted", || publish("last") == 201);
+
+            let latecomer = node(model, &cluster);
+            for (who, seen) in [
+                ("witness", witness.join().unwrap()),
+                ("latecomer", follow_to_the_end(&latecomer, &channel, start.clone())),
+            ] {
+                assert_eq!(seen.last(), Some(&Seen::Text(LAST)), "the {who} reached the end: {seen:?}");
+                assert_nothing_lost_silently(&acknowledged, &seen);
+            }
+        });
+    }
+}
