@@ -44,7 +44,8 @@ fn compress(text: &[u8]) -> Vec<u8> {
 /// stream and the 101.
 fn open(server: &TestServer, path: &str, extensions: &str) -> (std::net::TcpStream, HttpResponse) {
     let mut stream = server.connect();
-    let offer = if extensions.is_empty() { String::new() } else { format!("Sec-WebSocket-Extensions: {extensions}\r\n") };
+    let offer =
+        if extensions.is_empty() { String::new() } else { format!("Sec-WebSocket-Extensions: {extensions}\r\n") };
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
@@ -219,7 +220,9 @@ fn rfc6455_5_2_rsv1_without_the_extension_closes_with_1002() {
         |_| {},
         |server| {
             let (mut stream, _) = open(server, "/echo", "");
-            stream.write_all(&masked_compressed(true, Opcode::Text, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00])).unwrap();
+            stream
+                .write_all(&masked_compressed(true, Opcode::Text, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]))
+                .unwrap();
             assert_eq!(close_code_of(&mut stream), 1002);
         },
     );
