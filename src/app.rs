@@ -42,6 +42,7 @@ use crate::http::response::{Framing, Response};
 use crate::longpoll::{LongPoll, PollQuery};
 use crate::stats::{Refusal as RefusalReason, RouteLabel, Stats};
 use crate::time::Now;
+use crate::ws::deflate::SharedCompression;
 use crate::ws::handshake;
 
 /// Everything the connections share: settings, the broker, the security gate, counters, the
@@ -53,6 +54,9 @@ pub struct App {
     /// What all connections together may hold of client-controlled memory.
     pub budget: MemoryBudget,
     pub stats: Stats,
+    /// Broadcast payloads compressed once for every WebSocket that negotiated
+    /// permessage-deflate without server context takeover (issue 18).
+    pub ws_compressed: SharedCompression<Message>,
     shutting_down: AtomicBool,
     next_connection_id: AtomicU64,
 }
@@ -187,8 +191,8 @@ pub struct SseStart {
 /// What a WebSocket needs to begin.
 #[derive(Debug)]
 pub struct WebSocketStart {
-    /// The `Sec-WebSocket-Accept` value.
-    pub accept: String,
+    /// What the 101 says: `Sec-WebSocket-Accept`, and permessage-deflate if agreed.
+    pub accept: handshake::Accepted,
     pub mode: WebSocketMode,
     /// What the gate granted: whether text frames may publish, and when the token expires.
     pub grant: Grant,
@@ -210,6 +214,7 @@ impl App {
             config,
             broker,
             stats: Stats::default(),
+            ws_compressed: SharedCompression::default(),
             shutting_down: AtomicBool::new(false),
             next_connection_id: AtomicU64::new(1),
         }
@@ -396,7 +401,7 @@ impl App {
     /// was checked by the gate: RFC 6455 §10.2, servers "SHOULD" check `Origin` to refuse
     /// cross-site WebSocket hijacking (a page on another site opening a socket as its visitor).
     fn start_websocket(&self, request: &Request<'_>, channel: Option<&str>, grant: Grant) -> Action {
-        let accept = match handshake::check_client_handshake(request) {
+        let accept = match handshake::check_client_handshake(request, self.config.ws_deflate) {
             Ok(accept) => accept,
             Err(error) => {
                 let response = Response::text(error.status(), error.message());

@@ -13,6 +13,7 @@ use crate::broker::{self, History};
 use crate::http::request::{Limits, MAX_HEADERS, MAX_HEAD_BYTES, MAX_TARGET_BYTES};
 use crate::log;
 use crate::token::{self, ChannelPattern};
+use crate::ws::extension::DeflateMode;
 
 /// The longest a client may ask a long poll to wait (`?timeout=`, capped to this). Proxies and
 /// browsers commonly give up on a silent request after 60 to 120 s.
@@ -176,8 +177,12 @@ pub struct Config {
     pub keepalive: Duration,
     /// The `retry:` an SSE stream starts with: how long a browser waits before reconnecting.
     pub sse_retry: Duration,
-    /// The largest WebSocket message the server assembles (1009 beyond).
+    /// The largest WebSocket message the server assembles (1009 beyond), after
+    /// decompression when it came compressed.
     pub max_message_bytes: usize,
+    /// permessage-deflate (RFC 7692): off, on without context takeover (nothing kept between
+    /// messages, a broadcast compressed once), or on with it ([`crate::ws::extension`]).
+    pub ws_deflate: DeflateMode,
     /// Origins allowed besides the server's own (`*`: any), with CORS. Applies to every route
     /// that publishes, follows a channel or holds a socket (`/publish`, `/poll`, `/sse`, `/ws`,
     /// `/echo`); any other origin is refused there with 403 ([`crate::gate::origin`]).
@@ -241,6 +246,7 @@ impl Default for Config {
             // 16 MiB: Autobahn|Testsuite's largest cases (9.1.6, 9.2.6) send 16 MiB messages.
             // Messages published to a channel still obey `max_publish_bytes`.
             max_message_bytes: crate::ws::session::DEFAULT_MAX_MESSAGE,
+            ws_deflate: DeflateMode::NoContext,
             allowed_origins: Vec::new(),
             max_outbound_bytes: 256 * 1024,
             send_timeout: Duration::from_secs(10),
@@ -318,6 +324,9 @@ Options (durations in seconds, fractions allowed):
   --keepalive SECS          SSE keepalive comment / WebSocket ping [15]
   --sse-retry MILLIS        the retry: an SSE stream starts with  [2000]
   --max-message-bytes N     largest WebSocket message (1009)      [16777216]
+  --ws-deflate MODE         permessage-deflate: off, no-context (no
+                            state kept between messages) or context
+                            (a window per connection)       [no-context]
   --max-outbound-bytes N    bytes queued per stream before it waits [262144]
   --send-timeout SECS       slow-consumer limit: no bytes taken   [10]
   --memory-budget BYTES     client-controlled memory, all connections
@@ -400,6 +409,9 @@ fn parse_serve_flags(args: &mut Args) -> Result<Command, String> {
                 }
             }
             "--workers" => config.workers = positive(flag, value()?)?,
+            "--ws-deflate" => {
+                config.ws_deflate = DeflateMode::parse(value()?).map_err(|why| format!("{flag}: {why}"))?
+            }
             "--poller" => {
                 config.poller = match value()? {
                     "epoll" if cfg!(target_os = "linux") => Backend::Epoll,
@@ -602,6 +614,20 @@ mod tests {
     }
 
     #[test]
+    fn ws_deflate_is_no_context_by_default_and_takes_three_modes() {
+        assert_eq!(Config::default().ws_deflate, DeflateMode::NoContext);
+        for (line, mode) in [
+            ("--ws-deflate off", DeflateMode::Off),
+            ("--ws-deflate no-context", DeflateMode::NoContext),
+            ("--ws-deflate context", DeflateMode::Context),
+        ] {
+            let Ok(Command::Serve(config)) = parse(line) else { panic!("{line}") };
+            assert_eq!(config.ws_deflate, mode);
+        }
+        assert!(parse("--ws-deflate on").unwrap_err().starts_with("--ws-deflate: "));
+    }
+
+    #[test]
     fn log_flags_set_the_level_the_format_and_the_access_log() {
         let defaults = Config::default();
         assert_eq!(
@@ -764,6 +790,7 @@ mod tests {
             "--history x",
             "--poll-timeout 61",
             "--model fibers",
+            "--ws-deflate on",
             "frobnicate",
             "--broker",
             "--broker postgres://x",

@@ -149,7 +149,7 @@ struct AccessRecord {
 /// What a stream in [`State::Opening`] will be.
 enum Opening {
     Sse { subscription: Subscription, grant: Grant, reply: Reply },
-    WebSocket { subscription: Subscription, grant: Grant, accept: String },
+    WebSocket { subscription: Subscription, grant: Grant, accept: crate::ws::handshake::Accepted },
 }
 
 impl Opening {

@@ -16,6 +16,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
 use crate::broker::resp::{self, Limits as RespLimits};
+use crate::deflate::{Deflater, InflateError, Inflater, Level};
 use crate::http::body::{BodyDecoder, BodyFraming};
 use crate::http::grammar::Parsed;
 use crate::http::request::{parse_request, Limits};
@@ -29,6 +30,10 @@ const FUZZ_MAX_BODY: usize = 64 * 1024;
 
 /// The message limit the WebSocket target runs under, for the same reason.
 const FUZZ_MAX_MESSAGE: usize = 64 * 1024;
+
+/// The output limit the inflate target decodes under: small enough that a fuzzed stream
+/// often reaches it, so the decompression-bomb path is exercised too.
+const FUZZ_MAX_INFLATED: usize = 64 * 1024;
 
 /// The limits the RESP target decodes under: small, so that fuzzed input reaches each of them.
 const FUZZ_RESP_LIMITS: RespLimits =
@@ -134,6 +139,56 @@ pub fn ws_frame(data: &[u8]) {
     }
     let (head, tail) = data.split_at(split_point(data));
     assert_eq!(run_session(&[head, tail]), whole);
+}
+
+/// Inflates `pieces` in order with a window of `window_bits` under [`FUZZ_MAX_INFLATED`].
+fn inflate_pieces(pieces: &[&[u8]], window_bits: u8) -> (Result<bool, InflateError>, Vec<u8>) {
+    let mut inflater = Inflater::new(window_bits);
+    let mut out = Vec::new();
+    for piece in pieces {
+        match inflater.inflate(piece, &mut out, FUZZ_MAX_INFLATED) {
+            Ok(crate::deflate::Progress::End) => return (Ok(true), out),
+            Ok(crate::deflate::Progress::NeedInput) => {}
+            Err(error) => return (Err(error), out),
+        }
+        assert!(out.len() <= FUZZ_MAX_INFLATED);
+    }
+    (Ok(false), out)
+}
+
+/// The DEFLATE decoder: never past its output limit, and the same outcome and output whole,
+/// in two pieces and byte by byte. The first byte picks the window (8 to 15 bits).
+pub fn inflate(data: &[u8]) {
+    let Some((&first, stream)) = data.split_first() else { return };
+    let window_bits = 8 + first % 8;
+    let whole = inflate_pieces(&[stream], window_bits);
+    assert!(whole.1.len() <= FUZZ_MAX_INFLATED);
+    let (head, tail) = stream.split_at(split_point(data).min(stream.len()));
+    assert_eq!(inflate_pieces(&[head, tail], window_bits), whole);
+    let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+    assert_eq!(inflate_pieces(&bytes, window_bits), whole);
+}
+
+/// The DEFLATE encoder: what it compresses decompresses to the input, at each level and
+/// window, as one message or as several sharing the window (context takeover), and never
+/// grows by more than block headers. The first byte picks the level, the window and how many
+/// messages the rest is cut into.
+pub fn deflate_roundtrip(data: &[u8]) {
+    let Some((&first, input)) = data.split_first() else { return };
+    let level = if first & 1 == 0 { Level::Fast } else { Level::Default };
+    let window_bits = 8 + (first >> 1) % 8;
+    let messages = 1 + usize::from(first >> 4);
+    let mut deflater = Deflater::new(level, window_bits);
+    let mut inflater = Inflater::new(window_bits);
+    for message in input.chunks(input.len().div_ceil(messages).max(1)) {
+        let compressed = deflater.compress_to_vec(message);
+        // A stored block's 5 header bytes per 16 K symbols or 64 KiB piece, and the flush.
+        assert!(compressed.len() <= message.len() + 5 * (message.len() / 16384 + 2) + 5, "{}", compressed.len());
+        let mut out = Vec::new();
+        assert_eq!(inflater.inflate(&compressed, &mut out, message.len()), Ok(crate::deflate::Progress::NeedInput));
+        assert_eq!(out, message);
+        assert!(inflater.at_block_boundary());
+    }
 }
 
 fn parse_sse(pieces: &[&[u8]]) -> (Vec<SseEvent>, Result<(), ParseError>, Option<u64>, String) {

@@ -80,6 +80,10 @@
 //! | the closing handshake: whoever closes first sends Close and the other echoes its status code; after its own Close the server waits at most 5 s for the peer's; once Close has gone both ways, or the peer broke the protocol, the server closes TCP first, at once | [`ws::session::Session::close`] (our Close: `CloseSent`), [`ws::session::Session::receive`] (the peer's Close, echoed if we had sent none: `Closed`), [`stream::WebSocketStream::advance`] with [`stream::CLOSE_HANDSHAKE_TIMEOUT`], then [`connection::Connection::is_finished`] | §5.5.1, §7.1.1-§7.1.4 |
 //! | close from the server's side, behind what the client has not read, without waiting for the echo: a slow consumer (1008), the memory budget (1009), overload (1011) | [`connection::Connection::advance`] → [`stream::WebSocketStream::close_now`] | §7.4.1 |
 //! | the client side: random key, fresh mask per frame | [`ws::client::Client`] | §4.1, §5.3 |
+//! | compression: take the first acceptable `permessage-deflate` offer (no context takeover by default, `--ws-deflate`) | [`ws::extension::negotiate`], answered in [`ws::handshake::write_accept_response`] | RFC 7692 §5, §7.1 |
+//! | a compressed message: RSV1 on its first frame, `00 00 ff ff` removed and put back; decompressed within the message limit (1009) | [`ws::deflate::Compressor`], [`ws::deflate::Decompressor`], in the session from [`ws::session::Session::use_deflate`] | RFC 7692 §6, §7.2 |
+//! | a broadcast compressed once for all its subscribers, like its envelope | [`ws::deflate::SharedCompression`], from [`stream::WebSocketStream::advance`] | |
+//! | DEFLATE itself: Huffman codes, LZ77 with hash chains, a resumable bounded decoder | [`deflate`]: [`deflate::Deflater`], [`deflate::Inflater`] | RFC 1951 |
 //!
 //! ## The security boundary: one gate before every route
 //!
@@ -152,6 +156,9 @@
 //!   [`crypto`]: SHA-256 and HMAC, written out; [`time`]: the time as a value ([`time::Now`]);
 //!   [`random`]: the OS's randomness (the broker's epoch, WebSocket keys and masks);
 //!   [`sync`]: the one poison-tolerant `lock` every shared table uses.
+//! - [`deflate`]: DEFLATE (RFC 1951) written out, sans-I/O, for permessage-deflate: a
+//!   resumable decoder with an output limit ([`deflate::inflate`]) and a compressor of zlib's
+//!   ratio ([`deflate::lz77`], [`deflate::block`]).
 //! - [`json`]: JSON written by hand (the envelope's strings, `/stats`) and a small reader for
 //!   clients.
 //! - [`client`]: the client side of every protocol: a sans-I/O subscriber on any transport
@@ -178,6 +185,7 @@ pub mod client;
 pub mod config;
 pub mod connection;
 pub mod crypto;
+pub mod deflate;
 pub mod demo;
 #[doc(hidden)]
 pub mod fuzz;

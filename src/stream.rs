@@ -281,7 +281,12 @@ pub struct WebSocketStream {
 impl WebSocketStream {
     /// Answers the opening handshake (`101 Switching Protocols` with `accept`, RFC 6455 §4.2.2),
     /// then follows the channel, if any.
-    pub fn start(accept: &str, subscription: Option<Subscription>, grant: Grant, io: &mut Io<'_>) -> WebSocketStream {
+    pub fn start(
+        accept: &handshake::Accepted,
+        subscription: Option<Subscription>,
+        grant: Grant,
+        io: &mut Io<'_>,
+    ) -> WebSocketStream {
         handshake::write_accept_response(io.output, accept);
         let mut subscription = subscription;
         if let Some(subscription) = &mut subscription {
@@ -296,8 +301,12 @@ impl WebSocketStream {
             Some(_) => config.max_message_bytes.min(config.max_publish_bytes),
             None => config.max_message_bytes,
         };
+        let mut session = Session::new_server(max_message);
+        if let Some(agreement) = accept.deflate {
+            session.use_deflate(agreement);
+        }
         WebSocketStream {
-            session: Session::new_server(max_message),
+            session,
             subscription,
             next_ping: io.now.instant + io.app.config.keepalive,
             ping_unanswered_since: None,
@@ -391,7 +400,19 @@ impl WebSocketStream {
                     // An unmasked text frame carrying the envelope (RFC 6455 §5.1: "A server
                     // MUST NOT mask any frames that it sends to the client"): its header, then
                     // the envelope, copied from the history straight into the output.
-                    encode_frame(io.output, true, Opcode::Text, message.envelope().as_bytes(), None);
+                    // Compressed (RFC 7692) without context takeover, it is the same for every
+                    // subscriber: compressed once, by the first delivery, and shared.
+                    let envelope = message.envelope();
+                    match self.session.shared_compression() {
+                        Some(window_bits) => {
+                            let compressed = io.app.ws_compressed.get(message, envelope.as_bytes(), window_bits);
+                            let _ = self.session.send_compressed_text(envelope, compressed.as_deref(), io.output);
+                        }
+                        None if self.session.is_compressing() => {
+                            let _ = self.session.send_text(envelope, io.output);
+                        }
+                        None => encode_frame(io.output, true, Opcode::Text, envelope.as_bytes(), None),
+                    }
                 }
             }
         }

@@ -51,3 +51,13 @@ fn token_corpus() {
 fn connection_corpus() {
     replay("connection", realtime::fuzz::connection);
 }
+
+#[test]
+fn inflate_corpus() {
+    replay("inflate", realtime::fuzz::inflate);
+}
+
+#[test]
+fn deflate_roundtrip_corpus() {
+    replay("deflate_roundtrip", realtime::fuzz::deflate_roundtrip);
+}

@@ -13,6 +13,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 
 use super::close::CloseCode;
+use super::extension::{self, Agreement};
 use super::handshake;
 use super::message::Message;
 use super::session::{Event, Session};
@@ -61,12 +62,25 @@ pub struct Client {
     input: Vec<u8>,
     /// Frames to send.
     output: Vec<u8>,
+    /// permessage-deflate, if we offered it and the server agreed.
+    deflate: Option<Agreement>,
 }
 
 impl Client {
     /// Connects to `addr` (`host:port`) and opens a WebSocket on `path` (`/ws/messages`).
     pub fn connect(addr: &str, path: &str) -> Result<Client, ClientError> {
         Client::connect_with(TcpStream::connect(addr)?, addr, path, None)
+    }
+
+    /// [`Client::connect`], offering permessage-deflate (RFC 7692) as browsers do; the
+    /// server may decline ([`Client::deflate`] says).
+    pub fn connect_compressed(addr: &str, path: &str) -> Result<Client, ClientError> {
+        Client::open(TcpStream::connect(addr)?, addr, path, None, Some(extension::CLIENT_OFFER))
+    }
+
+    /// What the server agreed to about permessage-deflate, if anything.
+    pub fn deflate(&self) -> Option<Agreement> {
+        self.deflate
     }
 
     /// Opens a WebSocket over an existing connection, with an optional `Origin`.
@@ -76,6 +90,16 @@ impl Client {
         path: &str,
         origin: Option<&str>,
     ) -> Result<Client, ClientError> {
+        Client::open(stream, host, path, origin, None)
+    }
+
+    fn open(
+        stream: TcpStream,
+        host: &str,
+        path: &str,
+        origin: Option<&str>,
+        offer: Option<&str>,
+    ) -> Result<Client, ClientError> {
         let mut random = RandomSource::new()?;
         let mut nonce = [0u8; handshake::KEY_NONCE_LEN];
         for chunk in nonce.chunks_mut(4) {
@@ -83,7 +107,8 @@ impl Client {
         }
         let key = handshake::client_key(&nonce);
         let mut request = Vec::new();
-        handshake::write_client_request(&mut request, host, path, &key, origin)
+        let fields: Vec<(&str, &str)> = offer.map(|offer| ("Sec-WebSocket-Extensions", offer)).into_iter().collect();
+        handshake::write_client_request_with_fields(&mut request, host, path, &key, origin, &fields)
             .map_err(|bad| io::Error::new(io::ErrorKind::InvalidInput, format!("invalid {}", bad.0)))?;
         let _ = stream.set_nodelay(true);
         let mut client = Client {
@@ -94,15 +119,16 @@ impl Client {
             ),
             input: Vec::new(),
             output: Vec::new(),
+            deflate: None,
         };
         client.stream.write_all(&request)?;
-        client.read_handshake_response(&key)?;
+        client.read_handshake_response(&key, offer.is_some())?;
         Ok(client)
     }
 
     /// Reads the 101 (RFC 6455 §4.2.2) and keeps any bytes after it: frames the server sent
     /// right away belong to the session.
-    fn read_handshake_response(&mut self, key: &str) -> Result<(), ClientError> {
+    fn read_handshake_response(&mut self, key: &str, offered_deflate: bool) -> Result<(), ClientError> {
         let limits = Limits::default();
         loop {
             let parsed = parse_response(&self.input, &limits)
@@ -117,6 +143,16 @@ impl Client {
                     && head.header("sec-websocket-accept").is_some_and(|v| handshake::check_server_accept(key, v));
                 if !accepted {
                     return Err(ClientError::Rejected { status: head.status, reason: head.reason.to_string() });
+                }
+                // RFC 6455 §4.1: the client fails the connection if the response names an
+                // extension it did not offer; RFC 7692 §5, if the parameters are not ones it
+                // could have offered.
+                if let Some(value) = head.header("sec-websocket-extensions") {
+                    let Some(agreement) = Agreement::from_response(value).filter(|_| offered_deflate) else {
+                        return Err(ClientError::Rejected { status: 101, reason: "unexpected extension".into() });
+                    };
+                    self.deflate = Some(agreement);
+                    self.session.use_deflate(agreement);
                 }
                 self.input.drain(..consumed);
                 return Ok(());

@@ -59,6 +59,8 @@ const LEN_64_BIT: u8 = 127;
 /// Bits of the first header byte.
 const FIN_BIT: u8 = 0x80;
 const RSV_BITS: u8 = 0x70;
+/// RSV1: "Per-Message Compressed" once permessage-deflate is negotiated (RFC 7692 §6).
+const RSV1_BIT: u8 = 0x40;
 const OPCODE_BITS: u8 = 0x0F;
 /// Bits of the second header byte.
 const MASK_BIT: u8 = 0x80;
@@ -134,13 +136,19 @@ pub struct FrameHeader {
     pub mask: Option<[u8; 4]>,
     /// Payload bytes that follow the header.
     pub payload_len: u64,
+    /// RSV1, which RFC 7692 §6 calls the "Per-Message Compressed" bit. Only ever set when
+    /// the decoder was told that permessage-deflate is in use.
+    pub compressed: bool,
 }
 
 /// A frame header that breaks a framing rule. Each variant maps to one close code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameError {
-    /// RSV1, RSV2 or RSV3 set, and no extension was negotiated.
+    /// RSV1, RSV2 or RSV3 set, and no extension was negotiated that defines it.
     ReservedBitsSet,
+    /// RSV1 on a control frame or a continuation frame, where permessage-deflate does not
+    /// define it (RFC 7692 §6.1).
+    CompressedBitMisplaced,
     /// An opcode in 3-7 or B-F.
     ReservedOpcode(u8),
     /// A Close, Ping or Pong with FIN clear.
@@ -170,6 +178,7 @@ impl FrameError {
     pub fn describe(&self) -> &'static str {
         match self {
             FrameError::ReservedBitsSet => "reserved bits set without an extension",
+            FrameError::CompressedBitMisplaced => "RSV1 on a control or continuation frame",
             FrameError::ReservedOpcode(_) => "reserved opcode",
             FrameError::FragmentedControlFrame => "fragmented control frame",
             FrameError::ControlFrameTooLong => "control frame payload over 125 bytes",
@@ -243,6 +252,16 @@ pub fn encode_frame(out: &mut Vec<u8>, fin: bool, opcode: Opcode, payload: &[u8]
     }
 }
 
+/// [`encode_frame`] with RSV1 set: the first frame of a message compressed with
+/// permessage-deflate (RFC 7692 §6: "the "Per-Message Compressed" bit ... set on the first
+/// frame of the message"). `payload` is already compressed.
+pub fn encode_compressed_frame(out: &mut Vec<u8>, fin: bool, opcode: Opcode, payload: &[u8], mask: Option<[u8; 4]>) {
+    debug_assert!(!opcode.is_control() && opcode != Opcode::Continuation, "RFC 7692 §6.1");
+    let start = out.len();
+    encode_frame(out, fin, opcode, payload, mask);
+    out[start] |= RSV1_BIT;
+}
+
 /// What [`FrameDecoder::decode`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decoded<'a> {
@@ -271,6 +290,8 @@ pub struct FrameDecoder {
     /// The largest data frame payload accepted; larger ones fail with 1009 before any byte of
     /// the payload is read, let alone stored.
     max_payload: u64,
+    /// Whether permessage-deflate was negotiated, which gives RSV1 a meaning (RFC 7692 §6).
+    compression: bool,
     /// Header bytes collected so far, for a header that arrives split across reads.
     header_bytes: [u8; MAX_HEADER_LEN],
     header_have: usize,
@@ -280,7 +301,20 @@ pub struct FrameDecoder {
 
 impl FrameDecoder {
     pub fn new(role: Role, max_payload: u64) -> FrameDecoder {
-        FrameDecoder { role, max_payload, header_bytes: [0; MAX_HEADER_LEN], header_have: 0, payload: None }
+        FrameDecoder {
+            role,
+            max_payload,
+            compression: false,
+            header_bytes: [0; MAX_HEADER_LEN],
+            header_have: 0,
+            payload: None,
+        }
+    }
+
+    /// Accepts RSV1 on the first frame of a data message from now on: permessage-deflate
+    /// (RFC 7692) was negotiated.
+    pub fn allow_compressed(&mut self) {
+        self.compression = true;
     }
 
     /// Reads from `input` and returns how many bytes were consumed and what they gave:
@@ -351,14 +385,22 @@ impl FrameDecoder {
         // RFC 6455 §5.2: RSV1-3 "MUST be 0 unless an extension is negotiated that defines
         // meanings for non-zero values. If a nonzero value is received and none of the
         // negotiated extensions defines the meaning of such a nonzero value, the receiving
-        // endpoint MUST _Fail the WebSocket Connection_." We negotiate no extensions.
-        if first & RSV_BITS != 0 {
+        // endpoint MUST _Fail the WebSocket Connection_." The only extension we negotiate,
+        // permessage-deflate, defines RSV1 alone (RFC 7692 §6).
+        let allowed = if self.compression { RSV1_BIT } else { 0 };
+        if first & RSV_BITS & !allowed != 0 {
             return Err(FrameError::ReservedBitsSet);
         }
         // RFC 6455 §5.2: "If an unknown opcode is received, the receiving endpoint MUST _Fail
         // the WebSocket Connection_."
         let bits = first & OPCODE_BITS;
         let opcode = Opcode::from_bits(bits).ok_or(FrameError::ReservedOpcode(bits))?;
+        // RFC 7692 §6.1: "An endpoint MUST NOT set the "Per-Message Compressed" bit of control
+        // frames and non-first fragments of a data message." Undefined there, it is a reserved
+        // bit set, which RFC 6455 §5.2 answers by failing the connection.
+        if first & RSV1_BIT != 0 && (opcode.is_control() || opcode == Opcode::Continuation) {
+            return Err(FrameError::CompressedBitMisplaced);
+        }
         if opcode.is_control() {
             // RFC 6455 §5.5: "All control frames MUST have a payload length of 125 bytes or
             // less and MUST NOT be fragmented."
@@ -418,7 +460,7 @@ impl FrameDecoder {
         } else {
             None
         };
-        Ok(FrameHeader { fin, opcode, mask, payload_len })
+        Ok(FrameHeader { fin, opcode, mask, payload_len, compressed: bytes[0] & RSV1_BIT != 0 })
     }
 }
 
@@ -534,7 +576,7 @@ mod tests {
     }
 
     fn frame(fin: bool, opcode: Opcode, mask: Option<[u8; 4]>, payload: &[u8]) -> Item {
-        let header = FrameHeader { fin, opcode, mask, payload_len: payload.len() as u64 };
+        let header = FrameHeader { fin, opcode, mask, payload_len: payload.len() as u64, compressed: false };
         Item::Frame(header, payload.to_vec())
     }
 
@@ -641,6 +683,41 @@ mod tests {
             let items = decode_every_way(Role::Client, &[0x81 | rsv, 0x00]);
             assert_eq!(items, [Item::Error(FrameError::ReservedBitsSet)]);
             assert_eq!(FrameError::ReservedBitsSet.close_code(), CloseCode::PROTOCOL_ERROR);
+        }
+    }
+
+    /// The first item a decoder that allows RSV1 (permessage-deflate) gives for `input`.
+    fn decode_compressed(role: Role, input: &[u8]) -> Result<Option<FrameHeader>, FrameError> {
+        let mut decoder = FrameDecoder::new(role, 1 << 20);
+        decoder.allow_compressed();
+        let mut input = input.to_vec();
+        match decoder.decode(&mut input)? {
+            (_, Some(Decoded::Header(header))) => Ok(Some(header)),
+            _ => Ok(None),
+        }
+    }
+
+    #[test]
+    fn rfc7692_6_rsv1_marks_the_first_frame_of_a_compressed_message() {
+        // RFC 7692 §7.2.3.1: "Hello" compressed, one frame: c1 07 f2 48 cd c9 c9 07 00.
+        let header = decode_compressed(Role::Client, &[0xc1, 0x07, 0xf2, 0x48]).unwrap().unwrap();
+        assert!(header.compressed && header.fin && header.opcode == Opcode::Text);
+        assert!(!decode_compressed(Role::Client, &[0x81, 0x00]).unwrap().unwrap().compressed);
+        let mut out = Vec::new();
+        encode_compressed_frame(&mut out, true, Opcode::Text, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], None);
+        assert_eq!(out, [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+    }
+
+    #[test]
+    fn rfc7692_6_1_rsv1_on_control_or_continuation_frames_fails_with_1002() {
+        for first in [0xc0, 0xc9, 0xca, 0xc8, 0x40] {
+            let error = decode_compressed(Role::Client, &[first, 0x00]).unwrap_err();
+            assert_eq!(error, FrameError::CompressedBitMisplaced, "{first:#x}");
+            assert_eq!(error.close_code(), CloseCode::PROTOCOL_ERROR);
+        }
+        // RSV2 and RSV3 stay reserved.
+        for first in [0xa1, 0x91] {
+            assert_eq!(decode_compressed(Role::Client, &[first, 0x00]), Err(FrameError::ReservedBitsSet));
         }
     }
 

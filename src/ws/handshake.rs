@@ -25,6 +25,7 @@ use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::Engine as _;
 
+use super::extension::{self, Agreement, DeflateMode};
 use crate::http::grammar::trim_ows;
 use crate::http::request::{Request, Version};
 
@@ -82,10 +83,22 @@ impl HandshakeError {
     }
 }
 
+/// What the server's 101 says: the proof it read the key, and the extension it agreed to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    /// The `Sec-WebSocket-Accept` value.
+    pub accept: String,
+    /// permessage-deflate (RFC 7692), when the client offered it acceptably and `mode`
+    /// allows it ([`extension::negotiate`]).
+    pub deflate: Option<Agreement>,
+}
+
 /// Reads the client's opening handshake (RFC 6455 §4.2.1) from a parsed request head and
-/// returns the `Sec-WebSocket-Accept` value for the 101. The method (GET) and `Host` are
-/// checked by the router and the HTTP parser; the `Origin` policy by the application.
-pub fn check_client_handshake(request: &Request<'_>) -> Result<String, HandshakeError> {
+/// returns what the 101 must say: the `Sec-WebSocket-Accept` value and, §4.2.2 step 5.5's
+/// "a list of extensions the server intends to use", permessage-deflate if agreed under
+/// `deflate`. The method (GET) and `Host` are checked by the router and the HTTP parser; the
+/// `Origin` policy by the application.
+pub fn check_client_handshake(request: &Request<'_>, deflate: DeflateMode) -> Result<Accepted, HandshakeError> {
     // §4.2.1 item 1: "An HTTP/1.1 or higher GET request". RFC 9110 §7.8: a server "MUST
     // ignore" an Upgrade field received in an HTTP/1.0 request.
     // §4.2.1 item 3: "An |Upgrade| header field containing the value "websocket", treated as
@@ -105,7 +118,10 @@ pub fn check_client_handshake(request: &Request<'_>) -> Result<String, Handshake
     }
     let mut keys = request.headers_named("sec-websocket-key");
     match (keys.next(), keys.next()) {
-        (Some(key), None) if is_valid_client_key(key) => Ok(accept_key(key)),
+        (Some(key), None) if is_valid_client_key(key) => Ok(Accepted {
+            accept: accept_key(key),
+            deflate: extension::negotiate(request.headers_named("sec-websocket-extensions"), deflate),
+        }),
         _ => Err(HandshakeError::BadKey),
     }
 }
@@ -141,13 +157,16 @@ pub fn client_key(nonce: &[u8; KEY_NONCE_LEN]) -> String {
 
 /// Writes the server's handshake response (RFC 6455 §4.2.2 step 5): "A Status-Line with a 101
 /// response code", "An |Upgrade| header field with value "websocket"", "A |Connection| header
-/// field with value "Upgrade"", and the `Sec-WebSocket-Accept` field. No subprotocol and no
-/// extension are selected.
-pub fn write_accept_response(out: &mut Vec<u8>, accept: &str) {
+/// field with value "Upgrade"", and the `Sec-WebSocket-Accept` field; `Sec-WebSocket-Extensions`
+/// when an extension was agreed (RFC 7692 §5). No subprotocol is selected.
+pub fn write_accept_response(out: &mut Vec<u8>, accepted: &Accepted) {
     out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
     out.extend_from_slice(b"Upgrade: websocket\r\n");
     out.extend_from_slice(b"Connection: Upgrade\r\n");
-    push_field(out, "Sec-WebSocket-Accept", accept);
+    push_field(out, "Sec-WebSocket-Accept", &accepted.accept);
+    if let Some(agreement) = &accepted.deflate {
+        push_field(out, "Sec-WebSocket-Extensions", &agreement.response_value());
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -281,7 +300,7 @@ mod tests {
     #[test]
     fn rfc6455_4_2_2_accept_response() {
         let mut out = Vec::new();
-        write_accept_response(&mut out, &accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        write_accept_response(&mut out, &Accepted { accept: accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), deflate: None });
         let expected = "HTTP/1.1 101 Switching Protocols\r\n\
                         Upgrade: websocket\r\n\
                         Connection: Upgrade\r\n\

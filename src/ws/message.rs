@@ -224,6 +224,23 @@ impl Assembler {
         Ok(())
     }
 
+    /// Appends bytes that `fill` writes straight into the message (a decompressor's output),
+    /// then checks them as [`Assembler::push`] checks its pieces. `fill` gets the message
+    /// buffer and the size limit it must not take it past.
+    pub fn push_with<E: From<MessageError>>(
+        &mut self,
+        fill: impl FnOnce(&mut Vec<u8>, usize) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let Some(partial) = &mut self.partial else { return Ok(()) };
+        let start = partial.data.len();
+        fill(&mut partial.data, self.max_message)?;
+        if partial.kind == MessageKind::Text {
+            // RFC 6455 §8.1, as in `push`: the decompressed text, checked as it arrives.
+            partial.utf8.feed(&partial.data[start..]).map_err(|_| MessageError::InvalidUtf8)?;
+        }
+        Ok(())
+    }
+
     /// The current frame's payload is complete. With `fin`, so is the message, which is returned.
     pub fn end_frame(&mut self, fin: bool) -> Result<Option<Message>, MessageError> {
         if !fin {

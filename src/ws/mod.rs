@@ -9,6 +9,8 @@
 //! | [`close`] | §7.4 | close status codes: why a connection ended |
 //! | [`message`] | §5.4, §5.5.1 | fragments into messages; close bodies |
 //! | [`session`] | §5.5, §6, §7 | one connection's state machine: bytes in, events and bytes out |
+//! | [`extension`] | §9.1; RFC 7692 §5, §7.1 | negotiating `permessage-deflate` in the handshake |
+//! | [`deflate`] | RFC 7692 §6, §7.2 | compressing and decompressing messages; compressing a broadcast once |
 //! | [`client`] | §4.1 | a blocking client over `TcpStream` (tests, benchmarks) |
 //!
 //! Bytes flow up through the layers and replies flow down:
@@ -27,6 +29,8 @@
 
 pub mod client;
 pub mod close;
+pub mod deflate;
+pub mod extension;
 pub mod frame;
 pub mod handshake;
 pub mod mask;

@@ -67,10 +67,16 @@
 use std::fmt;
 
 use super::close::CloseCode;
-use super::frame::{encode_frame, Decoded, FrameDecoder, FrameError, FrameHeader, Opcode, Role, MAX_CONTROL_PAYLOAD};
+use super::deflate::{Compressor, Decompressor};
+use super::extension::Agreement;
+use super::frame::{
+    encode_compressed_frame, encode_frame, Decoded, FrameDecoder, FrameError, FrameHeader, Opcode, Role,
+    MAX_CONTROL_PAYLOAD,
+};
 use super::message::{
     close_body, parse_close_body, Assembler, CloseInfo, Message, MessageError, MessageKind, MAX_CLOSE_REASON,
 };
+use crate::deflate::InflateError;
 
 /// A sensible default for the largest message accepted. Autobahn|Testsuite 9.1.6 and 9.2.6
 /// send 16 MiB messages and expect them echoed; a chat-sized service can configure far less.
@@ -114,6 +120,10 @@ pub enum Event {
 pub enum ProtocolError {
     Frame(FrameError),
     Message(MessageError),
+    /// A compressed message (RFC 7692) that does not decompress. Answered with 1007, as
+    /// data "not consistent with the type of the message" (the `ws` library does the same);
+    /// one that decompresses past the size limit is [`MessageError::MessageTooBig`] instead.
+    Compression(InflateError),
 }
 
 impl ProtocolError {
@@ -121,6 +131,7 @@ impl ProtocolError {
         match self {
             ProtocolError::Frame(error) => error.close_code(),
             ProtocolError::Message(error) => error.close_code(),
+            ProtocolError::Compression(_) => CloseCode::INVALID_DATA,
         }
     }
 
@@ -129,6 +140,7 @@ impl ProtocolError {
         match self {
             ProtocolError::Frame(error) => error.describe(),
             ProtocolError::Message(error) => error.describe(),
+            ProtocolError::Compression(error) => error.describe(),
         }
     }
 }
@@ -150,6 +162,7 @@ impl fmt::Display for ProtocolError {
         match self {
             ProtocolError::Frame(error) => write!(f, "{error} (close code {})", error.close_code()),
             ProtocolError::Message(error) => write!(f, "{error} (close code {})", error.close_code()),
+            ProtocolError::Compression(error) => write!(f, "{error} (close code {})", self.close_code()),
         }
     }
 }
@@ -204,6 +217,8 @@ enum Control {
 enum Reading {
     /// To the assembler; `fin` ends the message with this frame.
     Data { fin: bool },
+    /// Through the decompressor to the assembler: a message with RSV1 (RFC 7692 §6).
+    Compressed { fin: bool },
     /// To the control payload buffer, handled when the frame is complete.
     Control(Control),
     /// Nowhere: data frames after our Close (and the initial value, before any frame).
@@ -224,6 +239,18 @@ pub struct Session {
     masks: Option<MaskSource>,
     /// The kind of the fragmented message we are sending, if one is unfinished.
     sending: Option<MessageKind>,
+    /// permessage-deflate (RFC 7692), when the handshake agreed to it.
+    deflate: Option<Deflate>,
+    /// The message being received is compressed (its first frame had RSV1): its
+    /// continuation frames go through the decompressor too.
+    receiving_compressed: bool,
+}
+
+/// Both halves of permessage-deflate for one connection.
+#[derive(Debug)]
+struct Deflate {
+    compressor: Compressor,
+    decompressor: Decompressor,
 }
 
 impl fmt::Debug for Session {
@@ -261,16 +288,45 @@ impl Session {
             control_payload: Vec::with_capacity(MAX_CONTROL_PAYLOAD),
             masks,
             sending: None,
+            deflate: None,
+            receiving_compressed: false,
         }
+    }
+
+    /// Turns on permessage-deflate as the handshake agreed (RFC 7692): RSV1 becomes the
+    /// "Per-Message Compressed" bit, messages we send go compressed when that makes them
+    /// smaller, and compressed messages received are decompressed within the message limit.
+    pub fn use_deflate(&mut self, agreement: Agreement) {
+        let (ours, theirs) = match self.role {
+            Role::Server => (agreement.server, agreement.client),
+            Role::Client => (agreement.client, agreement.server),
+        };
+        self.decoder.allow_compressed();
+        self.deflate = Some(Deflate { compressor: Compressor::new(ours), decompressor: Decompressor::new(theirs) });
+    }
+
+    /// Whether permessage-deflate was agreed.
+    pub fn is_compressing(&self) -> bool {
+        self.deflate.is_some()
+    }
+
+    /// With permessage-deflate and no context takeover on our side: the window every message
+    /// we send is compressed for, the same on every such connection, so that a broadcast can
+    /// be compressed once ([`super::deflate::SharedCompression`]) and sent with
+    /// [`Session::send_compressed_text`]. `None` otherwise.
+    pub fn shared_compression(&self) -> Option<u8> {
+        self.deflate.as_ref().and_then(|deflate| deflate.compressor.shared_window_bits())
     }
 
     pub fn role(&self) -> Role {
         self.role
     }
 
-    /// Bytes of an incoming message held until its last fragment arrives.
+    /// Bytes of an incoming message held until its last fragment arrives, and any
+    /// compression state kept between messages.
     pub fn buffered_bytes(&self) -> usize {
         self.assembler.buffered_bytes()
+            + self.deflate.as_ref().map_or(0, |d| d.compressor.retained_bytes() + d.decompressor.retained_bytes())
     }
 
     pub fn state(&self) -> State {
@@ -304,6 +360,29 @@ impl Session {
     /// Sends a text message in one frame.
     pub fn send_text(&mut self, text: &str, out: &mut Vec<u8>) -> Result<(), SendError> {
         self.send_message(MessageKind::Text, text.as_bytes(), out)
+    }
+
+    /// Sends a text message in one frame whose compressed payload, if any, was made by
+    /// [`super::deflate::compress_message`] with the window [`Session::shared_compression`]
+    /// gives (`None`: it would not be smaller, so `text` goes as it is).
+    pub fn send_compressed_text(
+        &mut self,
+        text: &str,
+        compressed: Option<&[u8]>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), SendError> {
+        self.check_open()?;
+        if self.sending.is_some() {
+            return Err(SendError::FragmentedMessageInProgress);
+        }
+        match compressed {
+            Some(compressed) if self.shared_compression().is_some() => {
+                let mask = self.masks.as_mut().map(|next_key| next_key());
+                encode_compressed_frame(out, true, Opcode::Text, compressed, mask);
+            }
+            _ => self.write_frame(true, Opcode::Text, text.as_bytes(), out),
+        }
+        Ok(())
     }
 
     /// Sends a binary message in one frame.
@@ -347,7 +426,7 @@ impl Session {
         self.write_frame(true, Opcode::Close, &body[..len], out);
         self.state = State::CloseSent;
         self.sending = None;
-        self.assembler.abandon();
+        self.abandon_message();
         if let Reading::Data { .. } = self.reading {
             self.reading = Reading::Discard;
         }
@@ -377,23 +456,60 @@ impl Session {
             // RFC 6455 §5.5.1: "there is no guarantee that the endpoint that has already sent
             // a Close frame will continue to process data." We don't: only its Close matters.
             _ if self.state == State::CloseSent => Reading::Discard,
-            Opcode::Text => {
-                self.assembler.begin_message(MessageKind::Text, payload_len)?;
-                Reading::Data { fin }
-            }
-            Opcode::Binary => {
-                self.assembler.begin_message(MessageKind::Binary, payload_len)?;
-                Reading::Data { fin }
+            Opcode::Text | Opcode::Binary => {
+                let kind = if opcode == Opcode::Text { MessageKind::Text } else { MessageKind::Binary };
+                // The declared length of a compressed frame bounds what arrives, not what it
+                // inflates to; the decompressor's output is bounded separately.
+                self.assembler.begin_message(kind, payload_len)?;
+                // RFC 7692 §6: RSV1 on the first frame says the whole message is compressed.
+                // (The decoder lets RSV1 through only when the extension was agreed.)
+                self.receiving_compressed = header.compressed;
+                self.data_reading(fin)
             }
             Opcode::Continuation => {
                 self.assembler.continue_message(payload_len)?;
-                Reading::Data { fin }
+                self.data_reading(fin)
             }
         };
         if let Reading::Control(_) = reading {
             self.control_payload.clear();
         }
         Ok(reading)
+    }
+
+    fn data_reading(&self, fin: bool) -> Reading {
+        if self.receiving_compressed {
+            Reading::Compressed { fin }
+        } else {
+            Reading::Data { fin }
+        }
+    }
+
+    /// Drops the message being received, compressed or not.
+    fn abandon_message(&mut self) {
+        self.assembler.abandon();
+        self.receiving_compressed = false;
+        if let Some(deflate) = &mut self.deflate {
+            deflate.decompressor.abandon();
+        }
+    }
+
+    /// A piece of a compressed message: decompressed straight into the message, whose size
+    /// limit bounds the output (a decompression bomb ends in 1009 at the limit). With `end`,
+    /// the message is complete: the flush tail goes in too (RFC 7692 §7.2.2).
+    fn inflate_piece(&mut self, data: &[u8], end: bool) -> Result<(), ProtocolError> {
+        let Some(deflate) = &mut self.deflate else { unreachable!("RSV1 is refused without the extension") };
+        let decompressor = &mut deflate.decompressor;
+        self.assembler.push_with(|message, limit| {
+            let mut result = decompressor.inflate(data, message, limit);
+            if end && result.is_ok() {
+                result = decompressor.finish_message(message, limit);
+            }
+            result.map_err(|error| match error {
+                InflateError::OutputLimit => ProtocolError::Message(MessageError::MessageTooBig { limit }),
+                error => ProtocolError::Compression(error),
+            })
+        })
     }
 
     fn take_payload(
@@ -407,6 +523,16 @@ impl Session {
                 self.assembler.push(data)?;
                 if !frame_done {
                     return Ok(None);
+                }
+                Ok(self.assembler.end_frame(fin)?.map(Event::Message))
+            }
+            Reading::Compressed { fin } => {
+                self.inflate_piece(data, fin && frame_done)?;
+                if !frame_done {
+                    return Ok(None);
+                }
+                if fin {
+                    self.receiving_compressed = false;
                 }
                 Ok(self.assembler.end_frame(fin)?.map(Event::Message))
             }
@@ -455,7 +581,7 @@ impl Session {
         // considers the WebSocket connection closed and MUST close the underlying TCP
         // connection."
         self.state = State::Closed;
-        self.assembler.abandon();
+        self.abandon_message();
         Ok(Some(Event::Closed(CloseInfo { code, reason, initiated_by_peer })))
     }
 
@@ -469,7 +595,7 @@ impl Session {
             self.write_frame(true, Opcode::Close, &body[..len], out);
         }
         self.state = State::Closed;
-        self.assembler.abandon();
+        self.abandon_message();
         Event::Failed(error)
     }
 
@@ -478,7 +604,16 @@ impl Session {
         if self.sending.is_some() {
             return Err(SendError::FragmentedMessageInProgress);
         }
-        self.write_frame(true, data_opcode(kind), payload, out);
+        // RFC 7692 §6: a message is compressed or not as a whole; we compress it when that
+        // makes it smaller (see `super::deflate`).
+        let compressed = self.deflate.as_mut().and_then(|deflate| deflate.compressor.compress(payload));
+        match compressed {
+            Some(compressed) => {
+                let mask = self.masks.as_mut().map(|next_key| next_key());
+                encode_compressed_frame(out, true, data_opcode(kind), &compressed, mask);
+            }
+            None => self.write_frame(true, data_opcode(kind), payload, out),
+        }
         Ok(())
     }
 
@@ -539,6 +674,7 @@ fn data_opcode(kind: MessageKind) -> Opcode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ws::extension::Agreement;
 
     const LIMIT: usize = 1 << 16;
 
@@ -1288,5 +1424,149 @@ mod tests {
             server.push(&wire);
             assert_eq!(server.events, [Event::Message(Message::Text(text))]);
         }
+    }
+
+    /// The agreement of `--ws-deflate no-context`, or with context takeover both ways.
+    fn agreement(no_context_takeover: bool) -> Agreement {
+        let mode = if no_context_takeover {
+            super::super::extension::DeflateMode::NoContext
+        } else {
+            super::super::extension::DeflateMode::Context
+        };
+        super::super::extension::negotiate(std::iter::once(&b"permessage-deflate"[..]), mode).expect("acceptable")
+    }
+
+    fn deflate_server(no_context_takeover: bool) -> Session {
+        let mut session = Session::new_server(LIMIT);
+        session.use_deflate(agreement(no_context_takeover));
+        session
+    }
+
+    /// A client frame with RSV1 set: the first frame of a compressed message.
+    fn compressed_client_frame(fin: bool, opcode: Opcode, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_compressed_frame(&mut out, fin, opcode, payload, Some([0xA1, 0xB2, 0xC3, 0xD4]));
+        out
+    }
+
+    #[test]
+    fn rfc7692_7_2_3_1_compressed_hello_in_one_frame_is_a_text_message() {
+        let bytes = compressed_client_frame(true, Opcode::Text, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+        let (events, out, _) = receive_every_way(&|| deflate_server(true), &bytes);
+        assert_eq!(events, [Event::Message(Message::Text("Hello".into()))]);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn rfc7692_7_2_3_1_compressed_hello_in_two_fragments_only_the_first_with_rsv1() {
+        // "0x41 0x03 0xf2 0x48 0xcd" then "0x80 0x04 0xc9 0xc9 0x07 0x00", masked here.
+        let bytes = [
+            compressed_client_frame(false, Opcode::Text, &[0xf2, 0x48, 0xcd]),
+            client_frame(true, Opcode::Continuation, &[0xc9, 0xc9, 0x07, 0x00]),
+        ]
+        .concat();
+        let (events, _, _) = receive_every_way(&|| deflate_server(true), &bytes);
+        assert_eq!(events, [Event::Message(Message::Text("Hello".into()))]);
+    }
+
+    #[test]
+    fn rfc7692_7_2_3_2_with_context_takeover_the_second_message_refers_to_the_first() {
+        let bytes = [
+            compressed_client_frame(true, Opcode::Text, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]),
+            compressed_client_frame(true, Opcode::Text, &[0xf2, 0x00, 0x11, 0x00, 0x00]),
+        ]
+        .concat();
+        let (events, _, _) = receive_every_way(&|| deflate_server(false), &bytes);
+        let hello = Event::Message(Message::Text("Hello".into()));
+        assert_eq!(events, [hello.clone(), hello.clone()]);
+        // Without it, the second message points before the start of its stream: 1007.
+        let (events, out, _) = receive_every_way(&|| deflate_server(true), &bytes);
+        assert_eq!(events, [hello, Event::Failed(ProtocolError::Compression(InflateError::DistanceTooFarBack))]);
+        assert_closed_with(&out, CloseCode::INVALID_DATA);
+    }
+
+    #[test]
+    fn rfc7692_6_uncompressed_messages_still_arrive_as_they_are() {
+        let bytes = client_frame(true, Opcode::Text, b"Hello");
+        let (events, _, _) = receive_every_way(&|| deflate_server(true), &bytes);
+        assert_eq!(events, [Event::Message(Message::Text("Hello".into()))]);
+    }
+
+    #[test]
+    fn rfc6455_5_2_rsv1_without_the_extension_fails_with_1002() {
+        let bytes = compressed_client_frame(true, Opcode::Text, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+        let (events, out, _) = server_every_way(&bytes);
+        assert_eq!(events, [failed(FrameError::ReservedBitsSet)]);
+        assert_closed_with(&out, CloseCode::PROTOCOL_ERROR);
+    }
+
+    #[test]
+    fn rfc7692_6_1_rsv1_on_a_ping_fails_with_1002() {
+        let mut ping = client_frame(true, Opcode::Ping, b"");
+        ping[0] |= 0x40;
+        let (events, out, _) = receive_every_way(&|| deflate_server(true), &ping);
+        assert_eq!(events, [failed(FrameError::CompressedBitMisplaced)]);
+        assert_closed_with(&out, CloseCode::PROTOCOL_ERROR);
+    }
+
+    #[test]
+    fn rfc6455_10_4_a_compressed_message_that_inflates_past_the_limit_fails_with_1009() {
+        // A few hundred bytes that inflate to 1 MiB, against a 64 KiB limit.
+        let mut bomb =
+            crate::deflate::Deflater::new(crate::deflate::Level::Default, 15).compress_to_vec(&[b'a'; 1 << 20]);
+        bomb.truncate(bomb.len() - 4);
+        assert!(bomb.len() < 2048);
+        let mut driver = Driver::new(deflate_server(true));
+        driver.push(&compressed_client_frame(true, Opcode::Binary, &bomb));
+        assert_eq!(driver.events, [failed(MessageError::MessageTooBig { limit: LIMIT })]);
+        assert_closed_with(&driver.out, CloseCode::TOO_BIG);
+        assert!(driver.session.buffered_bytes() <= LIMIT);
+    }
+
+    #[test]
+    fn rfc6455_8_1_invalid_utf8_inside_a_compressed_text_message_fails_with_1007() {
+        let mut compressed =
+            crate::deflate::Deflater::new(crate::deflate::Level::Default, 15).compress_to_vec(b"ok \xff");
+        compressed.truncate(compressed.len() - 4);
+        let (events, out, _) =
+            receive_every_way(&|| deflate_server(true), &compressed_client_frame(true, Opcode::Text, &compressed));
+        assert_eq!(events, [failed(MessageError::InvalidUtf8)]);
+        assert_closed_with(&out, CloseCode::INVALID_DATA);
+    }
+
+    #[test]
+    fn rfc7692_6_sent_messages_are_compressed_only_when_smaller_and_control_frames_never() {
+        let mut server = deflate_server(true);
+        let mut out = Vec::new();
+        server.send_text("Hello", &mut out).unwrap();
+        assert_eq!(out, server_frame(true, Opcode::Text, b"Hello"), "5 bytes do not compress");
+        out.clear();
+        let long = "{\"id\":\"k3f9-1\",\"text\":\"hello hello hello hello\",\"time\":1700000000000}";
+        server.send_text(long, &mut out).unwrap();
+        assert_eq!(out[0], 0xc1, "FIN, RSV1, text");
+        assert!(out.len() < long.len());
+        out.clear();
+        server.send_ping(&[b'a'; 100], &mut out).unwrap();
+        assert_eq!(out[0], 0x89, "no RSV1 on a ping");
+        // A client of ours reads the compressed message back.
+        let mut client = Driver::new(Session::new_client(LIMIT, counter_masks(3)));
+        client.session.use_deflate(agreement(true));
+        let mut bytes = Vec::new();
+        server.send_text(long, &mut bytes).unwrap();
+        client.push(&bytes);
+        assert_eq!(client.events, [Event::Message(Message::Text(long.into()))]);
+    }
+
+    #[test]
+    fn rfc7692_7_1_1_no_context_takeover_keeps_nothing_between_messages() {
+        let mut server = deflate_server(true);
+        let mut out = Vec::new();
+        server.send_text(&"x".repeat(1000), &mut out).unwrap();
+        let mut driver = Driver::new(server);
+        driver.push(&compressed_client_frame(true, Opcode::Text, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]));
+        assert_eq!(driver.session.buffered_bytes(), 0);
+        let mut context = Driver::new(deflate_server(false));
+        context.push(&compressed_client_frame(true, Opcode::Text, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]));
+        assert!(context.session.buffered_bytes() > 0, "the window is kept and counted");
     }
 }

@@ -1,0 +1,724 @@
+//! Decompression (RFC 1951 §3.2), as a resumable state machine.
+//!
+//! # Theory of operation
+//!
+//! An [`Inflater`] takes compressed bytes in pieces of any size, split at any byte or bit,
+//! and appends what they decode to into the caller's buffer. It never looks back at input it
+//! has returned from: what it needs to continue is in its state.
+//!
+//! - The **bit buffer** (`bits`, `nbits`) holds input bytes taken but not yet decoded.
+//!   DEFLATE packs data "starting with the least-significant bit of the byte" (§3.1.1), so
+//!   new bytes go above the bits already held and decoding takes bits from the bottom.
+//! - The **state** (`State`) says which part of a block comes next (§3.2.3: a 3-bit
+//!   header, then a stored block's lengths and bytes, or a dynamic block's code description,
+//!   then Huffman-coded symbols up to end-of-block).
+//! - A step that needs more bits than are held (a symbol, a length with its extra bits and
+//!   its distance) is **atomic**: it is taken whole or not at all, so running out of input
+//!   leaves the state as it was, and the next call starts the same step again with more bits.
+//!   The longest step, a length code, its extra bits, a distance code and its extra bits,
+//!   is 15 + 5 + 15 + 13 = 48 bits, and the buffer holds 56 when input allows.
+//! - The **window** (`history`) keeps the last `2^window_bits` bytes output before this call,
+//!   for back-references into earlier calls (§3.2: "the LZ77 algorithm may use a reference to
+//!   a duplicated string occurring in a previous block, up to 32K input bytes before"); this
+//!   call's own output is read back from the caller's buffer.
+//!
+//! Output is bounded: a call that would make the caller's buffer longer than its `limit`
+//! fails with [`InflateError::OutputLimit`] before writing past it. A few hundred bytes can
+//! describe gigabytes ("a decompression bomb"); this is what stops them.
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::sync::OnceLock;
+
+use super::huffman::{CodeError, Decoder, Lookup};
+use super::{
+    fixed_lengths, CODE_LENGTH_ORDER, DIST_BASE, DIST_EXTRA, END_OF_BLOCK, LENGTH_BASE, LENGTH_EXTRA, MAX_WINDOW_BITS,
+    MIN_WINDOW_BITS,
+};
+
+/// Everything a compressed stream can get wrong, and the decoder's own limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InflateError {
+    /// §3.2.3: BTYPE 11 is "reserved (error)".
+    ReservedBlockType,
+    /// §3.2.4: NLEN is not "the one's complement of LEN".
+    StoredLengthMismatch,
+    /// §3.2.7: HLIT over 286 or HDIST over 30 (the 5-bit fields can say 288 and 32).
+    TooManyCodes,
+    /// The code lengths describe no prefix code (over-subscribed or incomplete).
+    BadCode(CodeError),
+    /// §3.2.7: code 16 ("copy the previous code length") with no previous length, or a
+    /// repeat that runs past HLIT + HDIST lengths.
+    BadLengthRepeat,
+    /// §3.2.5: "the end of block symbol (256)" has no code, so no block could ever end.
+    MissingEndOfBlock,
+    /// A code that the block's tables do not have, or one of the symbols §3.2.6 says "will
+    /// never actually occur" (literal/length 286-287, distance 30-31).
+    InvalidSymbol,
+    /// A distance back past the start of the output, or past the window.
+    DistanceTooFarBack,
+    /// The output would pass the caller's limit.
+    OutputLimit,
+    /// The input ended inside a block ([`Inflater::finish`]).
+    UnexpectedEnd,
+}
+
+impl InflateError {
+    /// A short reason, for a close frame or a log line.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            InflateError::ReservedBlockType => "reserved DEFLATE block type",
+            InflateError::StoredLengthMismatch => "stored block length check failed",
+            InflateError::TooManyCodes => "too many DEFLATE codes",
+            InflateError::BadCode(CodeError::OverSubscribed) => "over-subscribed Huffman code",
+            InflateError::BadCode(CodeError::Incomplete) => "incomplete Huffman code",
+            InflateError::BadLengthRepeat => "bad code length repeat",
+            InflateError::MissingEndOfBlock => "no end-of-block code",
+            InflateError::InvalidSymbol => "invalid DEFLATE code",
+            InflateError::DistanceTooFarBack => "DEFLATE distance too far back",
+            InflateError::OutputLimit => "decompressed data over the limit",
+            InflateError::UnexpectedEnd => "compressed data ends inside a block",
+        }
+    }
+}
+
+impl fmt::Display for InflateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+impl std::error::Error for InflateError {}
+
+/// What a call got to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// All the input was taken; the stream goes on.
+    NeedInput,
+    /// The final block (BFINAL set) has ended; input after it is ignored.
+    End,
+}
+
+/// The Huffman tables of the current block.
+#[derive(Clone, Debug)]
+enum Tables {
+    /// §3.2.6: the fixed codes, built once per process.
+    Fixed,
+    /// §3.2.7: the block's own literal/length and distance codes.
+    Dynamic(Box<(Decoder, Decoder)>),
+}
+
+/// Where in the stream the decoder is (§3.2.3). Each state names what the next bits are.
+#[derive(Clone, Debug)]
+enum State {
+    /// A block header: BFINAL and BTYPE, 3 bits.
+    Header,
+    /// A stored block's LEN and NLEN, after skipping to a byte boundary (§3.2.4).
+    StoredLength,
+    /// A stored block's bytes, `remaining` still to copy.
+    Stored { remaining: usize },
+    /// A dynamic block's HLIT, HDIST and HCLEN: 14 bits (§3.2.7).
+    DynamicCounts,
+    /// HCLEN code lengths for the code length alphabet, 3 bits each, `read` of them so far.
+    CodeLengthLengths { hlit: usize, hdist: usize, hclen: usize, read: usize, lengths: [u8; 19] },
+    /// The HLIT + HDIST code lengths, run-length coded with the code length code.
+    CodeLengths { hlit: usize, hdist: usize, code: Box<Decoder>, lengths: Vec<u8> },
+    /// Huffman-coded literals and length/distance pairs up to end-of-block.
+    Data(Tables),
+    /// After the final block.
+    End,
+}
+
+/// A resumable DEFLATE decoder with a window of `2^window_bits` bytes.
+#[derive(Clone, Debug)]
+pub struct Inflater {
+    state: State,
+    /// Input bits taken and not yet used, the next one lowest.
+    bits: u64,
+    nbits: u32,
+    /// Whether the block being decoded has BFINAL set.
+    final_block: bool,
+    /// The last bytes output before the current call, at most `2 * window` (trimmed to
+    /// `window` only when it doubles, so that trimming is not a copy per call).
+    history: Vec<u8>,
+    /// `2^window_bits`: the farthest a distance may reach.
+    window: usize,
+}
+
+/// The fixed codes' decoders (§3.2.6), built on first use.
+fn fixed_tables() -> &'static (Decoder, Decoder) {
+    static FIXED: OnceLock<(Decoder, Decoder)> = OnceLock::new();
+    FIXED.get_or_init(|| {
+        let (litlen, dist) = fixed_lengths();
+        // The fixed lengths are a complete code by construction (§3.2.6).
+        let build = |lengths: &[u8]| Decoder::new(lengths).expect("RFC 1951 §3.2.6 codes are complete");
+        (build(&litlen), build(&dist))
+    })
+}
+
+impl Inflater {
+    /// A decoder whose back-references may reach `2^window_bits` bytes, clamped to RFC 1951's
+    /// 8..=15 (RFC 7692 §7.1.2 negotiates the same range).
+    pub fn new(window_bits: u8) -> Inflater {
+        let window_bits = window_bits.clamp(MIN_WINDOW_BITS, MAX_WINDOW_BITS);
+        Inflater {
+            state: State::Header,
+            bits: 0,
+            nbits: 0,
+            final_block: false,
+            history: Vec::new(),
+            window: 1 << window_bits,
+        }
+    }
+
+    /// Forgets the window and any partial input: the decoder is as new.
+    pub fn reset(&mut self) {
+        self.history.clear();
+        self.history.shrink_to_fit();
+        self.start_stream();
+    }
+
+    /// Starts a new stream that may refer back into the window of the previous one (what
+    /// RFC 7692 §7.2.3.4 asks after a message that ended with a final block). Bits held from
+    /// the old stream are dropped.
+    pub fn start_stream(&mut self) {
+        self.state = State::Header;
+        self.bits = 0;
+        self.nbits = 0;
+        self.final_block = false;
+    }
+
+    /// Whether the input so far ends exactly between blocks with no whole byte held (where a
+    /// sender's flush leaves a stream), or after the final block.
+    pub fn at_block_boundary(&self) -> bool {
+        match self.state {
+            State::Header => self.nbits < 8,
+            // What follows the final block is not part of the stream (RFC 7692 §7.2.3.4's
+            // message ends with one and then gets the flush tail appended).
+            State::End => true,
+            _ => false,
+        }
+    }
+
+    /// The input has ended: an error unless it ended between blocks or after the last one.
+    pub fn finish(&self) -> Result<(), InflateError> {
+        if self.at_block_boundary() {
+            Ok(())
+        } else {
+            Err(InflateError::UnexpectedEnd)
+        }
+    }
+
+    /// Whether the final block has ended.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, State::End)
+    }
+
+    /// The bytes this decoder keeps between calls (the window and any code tables), for
+    /// memory accounting.
+    pub fn retained_bytes(&self) -> usize {
+        self.history.capacity()
+            + match &self.state {
+                State::CodeLengths { lengths, .. } => lengths.capacity(),
+                _ => 0,
+            }
+    }
+
+    /// Decodes `input`, appending to `out`, which may not grow past `limit` bytes. Takes all
+    /// of `input` unless the stream ends in it.
+    pub fn inflate(&mut self, input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<Progress, InflateError> {
+        let start = out.len();
+        let mut pos = 0;
+        let result = self.run(input, &mut pos, out, start, limit);
+        self.remember(&out[start..]);
+        result
+    }
+
+    /// Keeps the last `window` bytes of output for the next call's back-references.
+    fn remember(&mut self, produced: &[u8]) {
+        if produced.len() >= self.window {
+            self.history.clear();
+            self.history.extend_from_slice(&produced[produced.len() - self.window..]);
+            return;
+        }
+        if self.history.len() + produced.len() > 2 * self.window {
+            let drop = self.history.len() + produced.len() - self.window;
+            self.history.drain(..drop);
+        }
+        self.history.extend_from_slice(produced);
+    }
+
+    /// Tops the bit buffer up to at least 56 bits, or to the end of the input.
+    fn refill(&mut self, input: &[u8], pos: &mut usize) {
+        while self.nbits <= 56 && *pos < input.len() {
+            self.bits |= u64::from(input[*pos]) << self.nbits;
+            self.nbits += 8;
+            *pos += 1;
+        }
+    }
+
+    fn consume(&mut self, n: u32) {
+        self.bits >>= n;
+        self.nbits -= n;
+    }
+
+    /// Takes `n` bits (up to 32), or `None` (taking nothing) if the input has run out.
+    fn take(&mut self, n: u32, input: &[u8], pos: &mut usize) -> Option<u32> {
+        if self.nbits < n {
+            self.refill(input, pos);
+            if self.nbits < n {
+                return None;
+            }
+        }
+        let value = (self.bits & ((1u64 << n) - 1)) as u32;
+        self.consume(n);
+        Some(value)
+    }
+
+    fn run(
+        &mut self,
+        input: &[u8],
+        pos: &mut usize,
+        out: &mut Vec<u8>,
+        start: usize,
+        limit: usize,
+    ) -> Result<Progress, InflateError> {
+        loop {
+            match &mut self.state {
+                State::End => return Ok(Progress::End),
+                State::Header => {
+                    let Some(header) = self.take(3, input, pos) else { return Ok(Progress::NeedInput) };
+                    self.final_block = header & 1 == 1;
+                    // §3.2.3: "BTYPE specifies how the data are compressed".
+                    self.state = match header >> 1 {
+                        0 => State::StoredLength,
+                        1 => State::Data(Tables::Fixed),
+                        2 => State::DynamicCounts,
+                        _ => return Err(InflateError::ReservedBlockType),
+                    };
+                }
+                State::StoredLength => {
+                    // §3.2.4: "any bits of input up to the next byte boundary are ignored".
+                    let skip = self.nbits % 8;
+                    self.consume(skip);
+                    let Some(lengths) = self.take(32, input, pos) else { return Ok(Progress::NeedInput) };
+                    let (len, nlen) = (lengths & 0xffff, lengths >> 16);
+                    if len != !nlen & 0xffff {
+                        return Err(InflateError::StoredLengthMismatch);
+                    }
+                    self.state = State::Stored { remaining: len as usize };
+                }
+                State::Stored { remaining } => {
+                    let mut remaining = *remaining;
+                    // Whole bytes already in the bit buffer come first, then the input itself.
+                    while remaining > 0 && self.nbits >= 8 {
+                        push_bounded(out, &[self.bits as u8], limit)?;
+                        self.consume(8);
+                        remaining -= 1;
+                    }
+                    let direct = remaining.min(input.len() - *pos);
+                    push_bounded(out, &input[*pos..*pos + direct], limit)?;
+                    *pos += direct;
+                    remaining -= direct;
+                    if remaining > 0 {
+                        self.state = State::Stored { remaining };
+                        return Ok(Progress::NeedInput);
+                    }
+                    self.end_block();
+                }
+                State::DynamicCounts => {
+                    let Some(counts) = self.take(14, input, pos) else { return Ok(Progress::NeedInput) };
+                    // §3.2.7: "HLIT, # of Literal/Length codes - 257 (257 - 286)", "HDIST, #
+                    // of Distance codes - 1 (1 - 32)", "HCLEN, # of Code Length codes - 4".
+                    let hlit = (counts & 31) as usize + 257;
+                    let hdist = (counts >> 5 & 31) as usize + 1;
+                    let hclen = (counts >> 10) as usize + 4;
+                    if hlit > 286 || hdist > 30 {
+                        return Err(InflateError::TooManyCodes);
+                    }
+                    self.state = State::CodeLengthLengths { hlit, hdist, hclen, read: 0, lengths: [0; 19] };
+                }
+                State::CodeLengthLengths { hlit, hdist, hclen, read, lengths } => {
+                    let (hlit, hdist, hclen, mut read, mut lengths) = (*hlit, *hdist, *hclen, *read, *lengths);
+                    while read < hclen {
+                        let Some(len) = self.take(3, input, pos) else {
+                            self.state = State::CodeLengthLengths { hlit, hdist, hclen, read, lengths };
+                            return Ok(Progress::NeedInput);
+                        };
+                        lengths[CODE_LENGTH_ORDER[read]] = len as u8;
+                        read += 1;
+                    }
+                    let code = Decoder::new(&lengths).map_err(InflateError::BadCode)?;
+                    let lengths = Vec::with_capacity(hlit + hdist);
+                    self.state = State::CodeLengths { hlit, hdist, code: Box::new(code), lengths };
+                }
+                State::CodeLengths { .. } => {
+                    if !self.read_code_lengths(input, pos)? {
+                        return Ok(Progress::NeedInput);
+                    }
+                }
+                State::Data(_) => {
+                    if !self.read_data(input, pos, out, start, limit)? {
+                        return Ok(Progress::NeedInput);
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a block: the next header, or the end of the stream.
+    fn end_block(&mut self) {
+        self.state = if self.final_block { State::End } else { State::Header };
+    }
+
+    /// §3.2.7's run-length coded code lengths. `Ok(true)` when the block's tables are built,
+    /// `Ok(false)` when the input ran out first.
+    fn read_code_lengths(&mut self, input: &[u8], pos: &mut usize) -> Result<bool, InflateError> {
+        let State::CodeLengths { hlit, hdist, code, lengths } = &mut self.state else {
+            unreachable!("called in State::CodeLengths only")
+        };
+        let (hlit, hdist) = (*hlit, *hdist);
+        while lengths.len() < hlit + hdist {
+            if self.nbits < 7 + 7 {
+                // The longest step: a 7-bit code and symbol 18's 7 extra bits.
+                while self.nbits <= 56 && *pos < input.len() {
+                    self.bits |= u64::from(input[*pos]) << self.nbits;
+                    self.nbits += 8;
+                    *pos += 1;
+                }
+            }
+            let (symbol, len) = match code.decode(self.bits, self.nbits) {
+                Lookup::Symbol { symbol, len } => (symbol, u32::from(len)),
+                Lookup::NeedMore => return Ok(false),
+                Lookup::Invalid => return Err(InflateError::InvalidSymbol),
+            };
+            // 16: "Copy the previous code length 3 - 6 times. The next 2 bits indicate
+            // repeat length"; 17: "Repeat a code length of 0 for 3 - 10 times (3 bits of
+            // length)"; 18: "Repeat a code length of 0 for 11 - 138 times (7 bits of length)".
+            let (extra, base, value) = match symbol {
+                0..=15 => (0, 1, symbol as u8),
+                16 => (2, 3, *lengths.last().ok_or(InflateError::BadLengthRepeat)?),
+                17 => (3, 3, 0),
+                _ => (7, 11, 0),
+            };
+            if self.nbits < len + extra {
+                return Ok(false);
+            }
+            let repeat = base + ((self.bits >> len) & ((1 << extra) - 1)) as usize;
+            self.bits >>= len + extra;
+            self.nbits -= len + extra;
+            if lengths.len() + repeat > hlit + hdist {
+                return Err(InflateError::BadLengthRepeat);
+            }
+            lengths.resize(lengths.len() + repeat, value);
+        }
+        if lengths[END_OF_BLOCK] == 0 {
+            return Err(InflateError::MissingEndOfBlock);
+        }
+        let litlen = Decoder::new(&lengths[..hlit]).map_err(InflateError::BadCode)?;
+        let dist = Decoder::new(&lengths[hlit..]).map_err(InflateError::BadCode)?;
+        self.state = State::Data(Tables::Dynamic(Box::new((litlen, dist))));
+        Ok(true)
+    }
+
+    /// Huffman-coded data (§3.2.5) up to end-of-block. `Ok(true)` at the end of the block,
+    /// `Ok(false)` when the input ran out first.
+    fn read_data(
+        &mut self,
+        input: &[u8],
+        pos: &mut usize,
+        out: &mut Vec<u8>,
+        start: usize,
+        limit: usize,
+    ) -> Result<bool, InflateError> {
+        let State::Data(tables) = &self.state else { unreachable!("called in State::Data only") };
+        let (litlen, dist) = match tables {
+            Tables::Fixed => fixed_tables(),
+            Tables::Dynamic(tables) => &**tables,
+        };
+        let (mut bits, mut nbits) = (self.bits, self.nbits);
+        let result = loop {
+            while nbits <= 56 && *pos < input.len() {
+                bits |= u64::from(input[*pos]) << nbits;
+                nbits += 8;
+                *pos += 1;
+            }
+            let (symbol, mut used) = match litlen.decode(bits, nbits) {
+                Lookup::Symbol { symbol, len } => (symbol as usize, u32::from(len)),
+                Lookup::NeedMore => break Ok(false),
+                Lookup::Invalid => break Err(InflateError::InvalidSymbol),
+            };
+            if symbol < 256 {
+                if out.len() >= limit {
+                    break Err(InflateError::OutputLimit);
+                }
+                out.push(symbol as u8);
+                bits >>= used;
+                nbits -= used;
+                continue;
+            }
+            if symbol == END_OF_BLOCK {
+                bits >>= used;
+                nbits -= used;
+                break Ok(true);
+            }
+            // A length: its extra bits, then a distance code and its extra bits (§3.2.5).
+            let index = symbol - 257;
+            if index >= LENGTH_BASE.len() {
+                break Err(InflateError::InvalidSymbol);
+            }
+            let extra = u32::from(LENGTH_EXTRA[index]);
+            if nbits < used + extra {
+                break Ok(false);
+            }
+            let length = usize::from(LENGTH_BASE[index]) + ((bits >> used) & ((1 << extra) - 1)) as usize;
+            used += extra;
+            let (dist_symbol, dist_len) = match dist.decode(bits >> used, nbits - used) {
+                Lookup::Symbol { symbol, len } => (symbol as usize, u32::from(len)),
+                Lookup::NeedMore => break Ok(false),
+                Lookup::Invalid => break Err(InflateError::InvalidSymbol),
+            };
+            used += dist_len;
+            if dist_symbol >= DIST_BASE.len() {
+                break Err(InflateError::InvalidSymbol);
+            }
+            let extra = u32::from(DIST_EXTRA[dist_symbol]);
+            if nbits < used + extra {
+                break Ok(false);
+            }
+            let distance = usize::from(DIST_BASE[dist_symbol]) + ((bits >> used) & ((1 << extra) - 1)) as usize;
+            used += extra;
+            if let Err(error) = self.copy_match(out, start, distance, length, limit) {
+                break Err(error);
+            }
+            bits >>= used;
+            nbits -= used;
+        };
+        self.bits = bits;
+        self.nbits = nbits;
+        if result == Ok(true) {
+            self.end_block();
+        }
+        result
+    }
+
+    /// Appends `length` bytes starting `distance` back: from the window of earlier calls,
+    /// then from this call's output. The copy may overlap what it writes (§3.2.3: "the
+    /// referenced string may overlap the current position").
+    fn copy_match(
+        &self,
+        out: &mut Vec<u8>,
+        start: usize,
+        distance: usize,
+        length: usize,
+        limit: usize,
+    ) -> Result<(), InflateError> {
+        let produced = out.len() - start;
+        if distance > self.window || distance > produced + self.history.len() {
+            return Err(InflateError::DistanceTooFarBack);
+        }
+        if out.len() + length > limit {
+            return Err(InflateError::OutputLimit);
+        }
+        let mut length = length;
+        if distance > produced {
+            let from = self.history.len() - (distance - produced);
+            let n = length.min(distance - produced);
+            out.extend_from_slice(&self.history[from..from + n]);
+            length -= n;
+            if length == 0 {
+                return Ok(());
+            }
+        }
+        let from = out.len() - distance;
+        if distance >= length {
+            out.extend_from_within(from..from + length);
+        } else {
+            for i in 0..length {
+                out.push(out[from + i]);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Appends `bytes` unless that would take `out` past `limit`.
+fn push_bounded(out: &mut Vec<u8>, bytes: &[u8], limit: usize) -> Result<(), InflateError> {
+    if out.len() + bytes.len() > limit {
+        return Err(InflateError::OutputLimit);
+    }
+    out.extend_from_slice(bytes);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    /// Inflates `input` whole, then split at every byte, and checks they agree.
+    fn inflate_every_way(input: &[u8], limit: usize) -> Result<Vec<u8>, InflateError> {
+        let whole = inflate_pieces(&[input], limit);
+        for cut in 0..=input.len() {
+            let (a, b) = input.split_at(cut);
+            assert_eq!(inflate_pieces(&[a, b], limit), whole, "split at {cut}");
+        }
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        assert_eq!(inflate_pieces(&bytes, limit), whole, "byte by byte");
+        whole
+    }
+
+    fn inflate_pieces(pieces: &[&[u8]], limit: usize) -> Result<Vec<u8>, InflateError> {
+        let mut inflater = Inflater::new(15);
+        let mut out = Vec::new();
+        for piece in pieces {
+            inflater.inflate(piece, &mut out, limit)?;
+        }
+        Ok(out)
+    }
+
+    const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+    fn with_tail(data: &[u8]) -> Vec<u8> {
+        [data, &TAIL].concat()
+    }
+
+    #[test]
+    fn rfc7692_7_2_3_1_hello_in_one_compressed_block() {
+        assert_eq!(inflate_every_way(&with_tail(&hex("f248cdc9c90700")), 100).unwrap(), b"Hello");
+    }
+
+    #[test]
+    fn rfc7692_7_2_3_3_hello_in_a_block_with_no_compression() {
+        assert_eq!(inflate_every_way(&with_tail(&hex("000500faff48656c6c6f00")), 100).unwrap(), b"Hello");
+    }
+
+    #[test]
+    fn rfc7692_7_2_3_4_hello_in_a_block_with_bfinal_set() {
+        let mut inflater = Inflater::new(15);
+        let mut out = Vec::new();
+        assert_eq!(inflater.inflate(&with_tail(&hex("f348cdc9c9070000")), &mut out, 100), Ok(Progress::End));
+        assert_eq!(out, b"Hello");
+    }
+
+    #[test]
+    fn rfc7692_7_2_3_5_hello_in_two_blocks() {
+        assert_eq!(inflate_every_way(&with_tail(&hex("f24805000000ffffcac9c90700")), 100).unwrap(), b"Hello");
+    }
+
+    #[test]
+    fn rfc7692_7_2_3_2_second_message_refers_to_the_first_through_the_shared_window() {
+        let mut inflater = Inflater::new(15);
+        let mut first = Vec::new();
+        inflater.inflate(&with_tail(&hex("f248cdc9c90700")), &mut first, 100).unwrap();
+        let mut second = Vec::new();
+        inflater.inflate(&with_tail(&hex("f200110000")), &mut second, 100).unwrap();
+        assert_eq!((first.as_slice(), second.as_slice()), (&b"Hello"[..], &b"Hello"[..]));
+        // Without the first message's window the same bytes point before the start.
+        let mut fresh = Inflater::new(15);
+        assert_eq!(fresh.inflate(&hex("f200110000"), &mut Vec::new(), 100), Err(InflateError::DistanceTooFarBack));
+    }
+
+    #[test]
+    fn rfc1951_3_2_7_dynamic_block_from_zlib() {
+        // Python: zlib.compressobj(9, zlib.DEFLATED, -15) over the first sentence of RFC 1951's
+        // abstract, then Z_SYNC_FLUSH.
+        let text = concat!(
+            "This specification defines a lossless compressed data format that compresses data using a ",
+            "combination of the LZ77 algorithm and Huffman coding, with efficiency comparable to the best ",
+            "currently available general-purpose compression methods."
+        );
+        let input = hex(concat!(
+            "3c8e310ec2300c45afe203006bafc0c0c8c4e6264e6329b1a33801717b4c2b75b12cbfffbfff33b381350a9c38e0",
+            "6015889458c800a1a8592133085a5bf78522441c08497bc50123fb38991d6c1acbe666bfaf2c47a426d7123c5ecb02",
+            "5836ed3c72059408f7995245717574db053e4e8092976192f0ddd3b1e35a0886ee212b993f9dbd938cf2057c23979d",
+            "6f24d4b15cdbec4d8dce62ff029546d668b71f000000ffff"
+        ));
+        assert_eq!(input[0] >> 1 & 3, 2, "BTYPE 10: dynamic Huffman codes");
+        assert_eq!(inflate_every_way(&input, 1000).unwrap(), text.as_bytes());
+        assert_eq!(inflate_every_way(&input, text.len() - 1), Err(InflateError::OutputLimit));
+    }
+
+    #[test]
+    fn rfc1951_3_2_4_stored_block_lengths_must_be_complements() {
+        assert_eq!(inflate_every_way(&hex("010500faff48656c6c6f"), 100).unwrap(), b"Hello");
+        assert_eq!(inflate_every_way(&hex("010500fbff48656c6c6f"), 100), Err(InflateError::StoredLengthMismatch));
+    }
+
+    #[test]
+    fn rfc1951_3_2_3_block_type_11_is_an_error() {
+        assert_eq!(inflate_every_way(&[0b111], 100), Err(InflateError::ReservedBlockType));
+    }
+
+    #[test]
+    fn rfc1951_3_2_6_literal_length_codes_286_and_287_never_occur() {
+        // A fixed block (BFINAL 1, BTYPE 01) whose first code is 11000110, literal/length 286.
+        let code = super::super::huffman::reverse(0b1100_0110, 8) as u32;
+        let bits = 0b011 | code << 3;
+        let input = [bits as u8, (bits >> 8) as u8];
+        assert_eq!(inflate_every_way(&input, 100), Err(InflateError::InvalidSymbol));
+    }
+
+    #[test]
+    fn rfc1951_3_2_7_hlit_over_286_is_an_error() {
+        // BFINAL 1, BTYPE 10, HLIT 30 (287 codes).
+        let bits: u32 = 0b101 | 30 << 3;
+        let input = [bits as u8, (bits >> 8) as u8, (bits >> 16) as u8];
+        assert_eq!(inflate_every_way(&input, 100), Err(InflateError::TooManyCodes));
+    }
+
+    #[test]
+    fn distance_past_the_start_of_the_output_is_an_error() {
+        // zlib output for "aaaa..." begins with a literal; a stream that begins with a match
+        // has nothing to copy. Fixed block: length 3 (code 257 = 0000001), distance 1 (00000).
+        let mut bits: u64 = 0b011;
+        let mut n = 3;
+        for (code, len) in [(super::super::huffman::reverse(0b000_0001, 7), 7), (0, 5)] {
+            bits |= u64::from(code) << n;
+            n += len;
+        }
+        let input = bits.to_le_bytes();
+        assert_eq!(inflate_every_way(&input[..2], 100), Err(InflateError::DistanceTooFarBack));
+    }
+
+    #[test]
+    fn output_over_the_limit_is_an_error_not_an_allocation() {
+        // 1 MiB of zeros: about a thousand bytes of input.
+        let bomb = super::super::Deflater::new(super::super::Level::Default, 15).compress_to_vec(&[0; 1 << 20]);
+        assert!(bomb.len() < 2048, "{}", bomb.len());
+        let mut out = Vec::new();
+        let result = Inflater::new(15).inflate(&bomb, &mut out, 64 * 1024);
+        assert_eq!(result, Err(InflateError::OutputLimit));
+        assert!(out.len() <= 64 * 1024);
+        assert_eq!(inflate_pieces(&[&bomb], 1 << 20).unwrap().len(), 1 << 20);
+    }
+
+    #[test]
+    fn a_window_of_8_bits_refuses_distances_over_256() {
+        let mut data = b"0123456789".repeat(30);
+        data.extend_from_slice(b"0123456789");
+        let compressed = super::super::Deflater::new(super::super::Level::Default, 15).compress_to_vec(&data);
+        let mut narrow = Inflater::new(8);
+        // The encoder used distance 10 only: it fits.
+        assert_eq!(narrow.inflate(&compressed, &mut Vec::new(), 1000), Ok(Progress::NeedInput));
+        let far = [vec![b'x'; 300], b"abcdefgh".to_vec(), vec![b'y'; 300], b"abcdefgh".to_vec()].concat();
+        let compressed = super::super::Deflater::new(super::super::Level::Default, 15).compress_to_vec(&far);
+        let mut narrow = Inflater::new(8);
+        assert_eq!(narrow.inflate(&compressed, &mut Vec::new(), 1000), Err(InflateError::DistanceTooFarBack));
+    }
+
+    #[test]
+    fn at_block_boundary_after_a_sync_flush_only() {
+        let mut inflater = Inflater::new(15);
+        let mut out = Vec::new();
+        inflater.inflate(&hex("f248cdc9c90700"), &mut out, 100).unwrap();
+        // Inside the flush's empty stored block, before its LEN and NLEN.
+        assert!(!inflater.at_block_boundary());
+        inflater.inflate(&TAIL, &mut out, 100).unwrap();
+        assert!(inflater.at_block_boundary());
+    }
+}
