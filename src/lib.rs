@@ -182,6 +182,7 @@ pub mod fuzz;
 pub mod gate;
 pub mod histogram;
 pub mod http;
+pub mod http2;
 pub mod json;
 pub mod log;
 pub mod longpoll;

@@ -1,0 +1,7 @@
+//! HTTP/2 (RFC 9113) codecs, sans-I/O: HPACK and frames.
+
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod hpack;
+pub mod huffman;
