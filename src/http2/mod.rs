@@ -3,5 +3,6 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod frame;
 pub mod hpack;
 pub mod huffman;
