@@ -60,6 +60,12 @@ pub const ENTRY_OVERHEAD: usize = 32;
 /// SETTINGS_HEADER_TABLE_SIZE an initial value of 4,096 octets.
 pub const DEFAULT_TABLE_SIZE: usize = 4096;
 
+/// The most our encoder's table ever holds, whatever the peer allows. §4.2 lets an encoder
+/// use less than the decoder's limit; a server repeats a few response fields, which 4,096
+/// octets hold, and a peer announcing a larger table must not make every connection cost
+/// more memory.
+pub const MAX_ENCODER_TABLE_SIZE: usize = DEFAULT_TABLE_SIZE;
+
 /// The most octets an integer's continuation may take (§5.1: "Integer encodings that exceed
 /// implementation limits -- in value or octet length -- MUST be treated as decoding errors").
 /// Four octets carry 28 bits, past any index, length or table size this server accepts; a
@@ -429,8 +435,11 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// A decoder for a connection whose SETTINGS_HEADER_TABLE_SIZE is `max_table_size` and
-    /// SETTINGS_MAX_HEADER_LIST_SIZE is `max_header_list_size`.
+    /// A decoder whose table may hold `max_table_size` octets and whose header lists may
+    /// take `max_header_list_size` (our SETTINGS_MAX_HEADER_LIST_SIZE). A connection starts
+    /// at [`DEFAULT_TABLE_SIZE`], which both ends assume before any SETTINGS (RFC 9113
+    /// §6.5.2), and calls [`Decoder::set_max_table_size`] once its own SETTINGS are
+    /// acknowledged.
     pub fn new(max_table_size: usize, max_header_list_size: usize) -> Decoder {
         Decoder {
             table: DynamicTable::new(max_table_size),
@@ -585,9 +594,14 @@ impl Encoder {
         &self.table
     }
 
-    /// The peer's SETTINGS_HEADER_TABLE_SIZE changed: use that maximum from the next block,
-    /// which begins with the size update(s) that tell the peer (§4.2, §6.3).
-    pub fn set_max_table_size(&mut self, max_size: usize) {
+    /// The peer's SETTINGS_HEADER_TABLE_SIZE changed: use that maximum, or
+    /// [`MAX_ENCODER_TABLE_SIZE`] if it is smaller, from the next block, which begins with the
+    /// size update(s) that tell the peer (§4.2, §6.3).
+    pub fn set_max_table_size(&mut self, peer_limit: usize) {
+        let max_size = peer_limit.min(MAX_ENCODER_TABLE_SIZE);
+        if self.pending_update.is_none() && max_size == self.table.max_size {
+            return;
+        }
         let smallest = self.pending_update.map_or(max_size, |pending| pending.smallest.min(max_size));
         self.pending_update = Some(PendingUpdate { smallest, last: max_size });
         self.table.set_max_size(max_size);
@@ -1140,6 +1154,18 @@ mod tests {
         assert_eq!(decoder.table().max_size(), 256);
         // Only once.
         out.clear();
+        encoder.encode(&fields(&[(":method", "GET")]), &mut out);
+        assert_eq!(out, hex("82"));
+    }
+
+    /// A peer allowing a larger table does not make the encoder use more than
+    /// [`MAX_ENCODER_TABLE_SIZE`]; no change, no size update.
+    #[test]
+    fn encoder_table_is_capped() {
+        let mut encoder = Encoder::new(DEFAULT_TABLE_SIZE, false);
+        encoder.set_max_table_size(1 << 20);
+        assert_eq!(encoder.table().max_size(), MAX_ENCODER_TABLE_SIZE);
+        let mut out = Vec::new();
         encoder.encode(&fields(&[(":method", "GET")]), &mut out);
         assert_eq!(out, hex("82"));
     }
