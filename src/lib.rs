@@ -81,6 +81,16 @@
 //! | close from the server's side, behind what the client has not read, without waiting for the echo: a slow consumer (1008), the memory budget (1009), overload (1011) | [`connection::Connection::advance`] → [`stream::WebSocketStream::close_now`] | §7.4.1 |
 //! | the client side: random key, fresh mask per frame | [`ws::client::Client`] | §4.1, §5.3 |
 //!
+//! ## HTTP/2 codecs (RFC 9113, RFC 7541): built, not served yet
+//!
+//! | step | where | spec |
+//! |---|---|---|
+//! | tell HTTP/2 prior knowledge from HTTP/1.1 by the first octets | [`http2::frame::detect_preface`] | RFC 9113 §3.4 |
+//! | read a frame and check its type's rules; each error with its code and scope | [`http2::frame::parse_frame`], [`http2::error::H2Error`] | RFC 9113 §4, §5.4, §6 |
+//! | join HEADERS and its CONTINUATIONs into one header block, within a limit (the CONTINUATION flood) | [`http2::field_block::FieldBlocks`] | RFC 9113 §4.3, §6.10 |
+//! | decode a header block against the static and dynamic tables, within the header list limit | [`http2::hpack::Decoder`] | RFC 7541 §2-§6 |
+//! | encode a header block: indices where the tables have the field, Huffman where shorter | [`http2::hpack::Encoder`], [`http2::huffman`] | RFC 7541 §5.2, §6 |
+//!
 //! ## The security boundary: one gate before every route
 //!
 //! | step | where | spec |
