@@ -51,3 +51,13 @@ fn token_corpus() {
 fn connection_corpus() {
     replay("connection", realtime::fuzz::connection);
 }
+
+#[test]
+fn hpack_decode_corpus() {
+    replay("hpack_decode", realtime::fuzz::hpack_decode);
+}
+
+#[test]
+fn h2_frame_corpus() {
+    replay("h2_frame", realtime::fuzz::h2_frame);
+}
