@@ -484,13 +484,14 @@ impl Decoder {
                 return Err(HpackError::TableSizeUpdateMissing);
             }
             at_start = false;
-            let (field, used) = self.decode_field(rest)?;
-            rest = &rest[used..];
             // RFC 9113 §10.5.1: "The field block MUST be processed to ensure a consistent
-            // connection state": past the limit, keep decoding but keep nothing.
-            list_size = list_size.saturating_add(field.size());
+            // connection state": past the limit, keep decoding but keep nothing, and copy
+            // no more entries out of the table.
+            let (field, size, used) = self.decode_field(rest, !too_large)?;
+            rest = &rest[used..];
+            list_size = list_size.saturating_add(size);
             too_large |= list_size > self.max_header_list_size;
-            if !too_large {
+            if let (Some(field), false) = (field, too_large) {
                 fields.push(field);
             }
         }
@@ -524,14 +525,16 @@ impl Decoder {
         Ok(())
     }
 
-    /// One field representation (§6.1, §6.2) at the start of `input`.
-    fn decode_field(&mut self, input: &[u8]) -> Result<(Field, usize), HpackError> {
+    /// One field representation (§6.1, §6.2) at the start of `input`: the field (if `keep`),
+    /// its size (§4.1) and the octets it took. Not keeping spares an indexed field's copy:
+    /// one octet can name a 4 KiB entry, and a block past the list limit can repeat it.
+    fn decode_field(&mut self, input: &[u8], keep: bool) -> Result<(Option<Field>, usize, usize), HpackError> {
         let first = input[0];
         if first & 0x80 != 0 {
             // §6.1 indexed header field.
             let (index, used) = decode_integer(input, 7)?;
             let (name, value) = self.table.get(index)?;
-            return Ok((Field::new(name, value), used));
+            return Ok((keep.then(|| Field::new(name, value)), entry_size(name, value), used));
         }
         // §6.2: the literal representations differ in their pattern and prefix size.
         let (prefix_bits, indexing, never_indexed) = match first {
@@ -551,10 +554,11 @@ impl Decoder {
         };
         let (value, value_used) = decode_string(&input[used..])?;
         used += value_used;
+        let size = entry_size(&name, &value);
         if indexing {
             self.table.insert(name.clone(), value.clone());
         }
-        Ok((Field { name, value, never_indexed }, used))
+        Ok((Some(Field { name, value, never_indexed }), size, used))
     }
 }
 
