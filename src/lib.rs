@@ -89,7 +89,7 @@
 //! | read a frame and check its type's rules; each error with its code and scope | [`http2::frame::parse_frame`], [`http2::error::H2Error`] | RFC 9113 §4, §5.4, §6 |
 //! | join HEADERS and its CONTINUATIONs into one header block, within a limit (the CONTINUATION flood) | [`http2::field_block::FieldBlocks`] | RFC 9113 §4.3, §6.10 |
 //! | decode a header block against the static and dynamic tables, within the header list limit | [`http2::hpack::Decoder`] | RFC 7541 §2-§6 |
-//! | encode a header block: indices where the tables have the field, Huffman where shorter | [`http2::hpack::Encoder`], [`http2::huffman`] | RFC 7541 §5.2, §6 |
+//! | encode a header block: indices where the tables have the field, Huffman where it is no longer | [`http2::hpack::Encoder`], [`http2::huffman`] | RFC 7541 §5.2, §6 |
 //!
 //! ## The security boundary: one gate before every route
 //!
