@@ -396,3 +396,148 @@ pub fn connection(data: &[u8]) {
         }
     }
 }
+
+/// The HPACK decoder's limits in the `hpack_decode` target: small, so that fuzzed blocks
+/// reach the table size limit and the header list limit.
+const FUZZ_HPACK_TABLE_SIZE: usize = 256;
+const FUZZ_HPACK_MAX_LIST: usize = 2048;
+
+/// The HPACK decoder, given the input as two header blocks on one connection (split at a
+/// point taken from the input): never panics; its dynamic table stays within its maximum and
+/// its accounting (§4.1) adds up; a list it accepts is within the list limit; every error
+/// but the list limit is a COMPRESSION_ERROR. What it accepts, our encoder writes again (with
+/// and without Huffman) in a block that a fresh decoder reads back to the same fields, with
+/// both tables equal. A Huffman string that decodes encodes back to exactly its bytes: with
+/// §5.2's padding rules the code leaves no choice.
+pub fn hpack_decode(data: &[u8]) {
+    use crate::http2::hpack::{Decoder, Encoder, HpackError};
+    use crate::http2::huffman;
+
+    let mut decoder = Decoder::new(FUZZ_HPACK_TABLE_SIZE, FUZZ_HPACK_MAX_LIST);
+    let (head, tail) = data.split_at(split_point(data));
+    for block in [head, tail] {
+        let result = decoder.decode(block);
+        let table = decoder.table();
+        assert!(table.size() <= table.max_size() && table.max_size() <= FUZZ_HPACK_TABLE_SIZE);
+        let sum: usize = table.entries().map(|(name, value)| name.len() + value.len() + 32).sum();
+        assert_eq!(sum, table.size());
+        match result {
+            Ok(fields) => {
+                assert!(fields.iter().map(|field| field.size()).sum::<usize>() <= FUZZ_HPACK_MAX_LIST);
+                for huffman in [true, false] {
+                    let mut encoder = Encoder::new(FUZZ_HPACK_TABLE_SIZE, huffman);
+                    let mut again = Decoder::new(FUZZ_HPACK_TABLE_SIZE, usize::MAX);
+                    let mut out = Vec::new();
+                    encoder.encode(&fields, &mut out);
+                    assert_eq!(again.decode(&out).as_ref(), Ok(&fields));
+                    assert!(encoder.table().entries().eq(again.table().entries()));
+                }
+            }
+            Err(HpackError::HeaderListTooLarge) => {}
+            Err(error) => {
+                assert!(error.connection_error().is_some(), "{error}");
+                break;
+            }
+        }
+    }
+    let mut decoded = Vec::new();
+    if huffman::decode(data, &mut decoded).is_ok() {
+        let mut encoded = Vec::new();
+        huffman::encode(&decoded, &mut encoded);
+        assert_eq!(encoded, data);
+    }
+}
+
+/// The frame limit in the `h2_frame` target: the RFC's smallest SETTINGS_MAX_FRAME_SIZE, or
+/// a far smaller one so that short inputs reach the size check too.
+fn fuzz_h2_frame_size(data: &[u8]) -> u32 {
+    match data.first() {
+        Some(byte) if byte & 1 == 1 => 64,
+        _ => crate::http2::frame::DEFAULT_MAX_FRAME_SIZE,
+    }
+}
+
+/// The header block limit in the `h2_frame` target: small, so that fuzzed CONTINUATIONs
+/// reach it.
+const FUZZ_H2_MAX_BLOCK: usize = 256;
+
+/// Parses `pieces` as a driver would (each piece appended to what was not consumed): what
+/// each frame parsed to, and the connection error that ended it, if one did.
+fn parse_h2_frames(pieces: &[&[u8]], max_frame_size: u32) -> (Vec<String>, Option<crate::http2::error::H2Error>) {
+    use crate::http2::frame::parse_frame;
+
+    let mut pending = Vec::new();
+    let mut frames = Vec::new();
+    for piece in pieces {
+        pending.extend_from_slice(piece);
+        loop {
+            match parse_frame(&pending, max_frame_size) {
+                Ok(Parsed::Complete { value, consumed }) => {
+                    frames.push(format!("{value:?}"));
+                    pending.drain(..consumed);
+                }
+                Ok(Parsed::Partial) => break,
+                Err(error) => return (frames, Some(error)),
+            }
+        }
+        // A driver needs to hold at most one frame to make progress.
+        assert!(pending.len() < crate::http2::frame::FRAME_HEADER_LEN + max_frame_size as usize);
+    }
+    (frames, None)
+}
+
+/// The HTTP/2 frame parser: the same frames and the same error whole, in two pieces and a
+/// byte at a time; every error it returns is a connection error, every frame's length is
+/// within the limit, and each frame it parses, encoded again, parses back to itself. The
+/// frames go through [`FieldBlocks`](crate::http2::field_block::FieldBlocks), whose blocks
+/// stay within its limit and whose errors end the connection. The preface check agrees with
+/// a plain comparison.
+pub fn h2_frame(data: &[u8]) {
+    use crate::http2::error::H2Error;
+    use crate::http2::field_block::{FieldBlocks, Step};
+    use crate::http2::frame::{detect_preface, parse_frame, Frame, Preface, FRAME_HEADER_LEN, PREFACE};
+
+    let max_frame_size = fuzz_h2_frame_size(data);
+    let whole = parse_h2_frames(&[data], max_frame_size);
+    let (head, tail) = data.split_at(split_point(data));
+    assert_eq!(parse_h2_frames(&[head, tail], max_frame_size), whole);
+    let bytes: Vec<&[u8]> = data.chunks(1).collect();
+    assert_eq!(parse_h2_frames(&bytes, max_frame_size), whole);
+    assert!(matches!(whole.1, None | Some(H2Error::Connection(..))));
+
+    let mut blocks = FieldBlocks::new(FUZZ_H2_MAX_BLOCK);
+    let mut blocks_failed = false;
+    let mut rest = data;
+    while let Ok(Parsed::Complete { value, consumed }) = parse_frame(rest, max_frame_size) {
+        if !blocks_failed {
+            match blocks.receive(&value) {
+                Ok(Step::Complete(block)) => assert!(block.block.len() <= FUZZ_H2_MAX_BLOCK),
+                Ok(_) => {}
+                Err(error) => {
+                    assert!(matches!(error, H2Error::Connection(..)), "{error}");
+                    blocks_failed = true;
+                }
+            }
+        }
+        assert!(consumed >= FRAME_HEADER_LEN && consumed - FRAME_HEADER_LEN <= max_frame_size as usize);
+        let mut encoded = Vec::new();
+        value.encode(&mut encoded);
+        let again = parse_frame(&encoded, crate::http2::frame::MAX_FRAME_SIZE_LIMIT);
+        match value {
+            Frame::StreamError(error) => assert!(matches!(error, H2Error::Stream(..))),
+            Frame::Data { stream_id, end_stream, data, flow_controlled_len } => {
+                assert!(flow_controlled_len as usize >= data.len());
+                let expected = Frame::Data { stream_id, end_stream, data, flow_controlled_len: data.len() as u32 };
+                assert_eq!(again, Ok(Parsed::Complete { value: expected, consumed: encoded.len() }));
+            }
+            _ => assert_eq!(again, Ok(Parsed::Complete { value, consumed: encoded.len() })),
+        }
+        rest = &rest[consumed..];
+    }
+
+    match detect_preface(data) {
+        Preface::Http2 => assert!(data.starts_with(PREFACE)),
+        Preface::NeedMore => assert!(data.len() < PREFACE.len() && PREFACE.starts_with(data)),
+        Preface::Http1 => assert!(!data.starts_with(PREFACE) && !PREFACE.starts_with(data)),
+    }
+}

@@ -85,6 +85,16 @@
 //! | a broadcast compressed once for all its subscribers, like its envelope | [`ws::deflate::SharedCompression`], from [`stream::WebSocketStream::advance`] | |
 //! | DEFLATE itself: Huffman codes, LZ77 with hash chains, a resumable bounded decoder | [`deflate`]: [`deflate::Deflater`], [`deflate::Inflater`] | RFC 1951 |
 //!
+//! ## HTTP/2 codecs (RFC 9113, RFC 7541): built, not served yet
+//!
+//! | step | where | spec |
+//! |---|---|---|
+//! | tell HTTP/2 prior knowledge from HTTP/1.1 by the first octets | [`http2::frame::detect_preface`] | RFC 9113 §3.4 |
+//! | read a frame and check its type's rules; each error with its code and scope | [`http2::frame::parse_frame`], [`http2::error::H2Error`] | RFC 9113 §4, §5.4, §6 |
+//! | join HEADERS and its CONTINUATIONs into one header block, within a limit (the CONTINUATION flood) | [`http2::field_block::FieldBlocks`] | RFC 9113 §4.3, §6.10 |
+//! | decode a header block against the static and dynamic tables, within the header list limit | [`http2::hpack::Decoder`] | RFC 7541 §2-§6 |
+//! | encode a header block: indices where the tables have the field, Huffman where it is no longer | [`http2::hpack::Encoder`], [`http2::huffman`] | RFC 7541 §5.2, §6 |
+//!
 //! ## The security boundary: one gate before every route
 //!
 //! | step | where | spec |
@@ -192,6 +202,7 @@ pub mod fuzz;
 pub mod gate;
 pub mod histogram;
 pub mod http;
+pub mod http2;
 pub mod json;
 pub mod log;
 pub mod longpoll;

@@ -61,3 +61,13 @@ fn inflate_corpus() {
 fn deflate_roundtrip_corpus() {
     replay("deflate_roundtrip", realtime::fuzz::deflate_roundtrip);
 }
+
+#[test]
+fn hpack_decode_corpus() {
+    replay("hpack_decode", realtime::fuzz::hpack_decode);
+}
+
+#[test]
+fn h2_frame_corpus() {
+    replay("h2_frame", realtime::fuzz::h2_frame);
+}
