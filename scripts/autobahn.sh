@@ -6,6 +6,7 @@
 #
 #   scripts/autobahn.sh [MODEL ...]      models: threads, epoll (default: both)
 #   AUTOBAHN_SECTIONS="12 13" scripts/autobahn.sh epoll     only these sections
+#   AUTOBAHN_CASES="12.*.[1-8]$ 13.*.[1-8]$" scripts/autobahn.sh epoll   only these cases
 #
 # Reports land in target/autobahn/<model>/index.html. Set-up, about a minute the first time:
 # wstest 0.8.2 needs Python 2.7. A pyenv 2.7 is used when present; otherwise Debian 11's
@@ -15,8 +16,16 @@ cd "$(dirname "$0")/.."
 models=("$@")
 [ ${#models[@]} -gt 0 ] || models=(threads epoll)
 sections=${AUTOBAHN_SECTIONS:-1 2 3 4 5 6 7 8 9 10 12 13}
-cases=$(printf '"%s.*", ' $sections)
+# AUTOBAHN_CASES, when set, replaces the sections with the suite's own case patterns: it
+# turns `.` into `\.` and `*` into `.*` and matches the rest as a regular expression from the
+# start of the case id, so "12.*.[1-8]$" is cases 12.1.1-12.5.8 (every payload type, messages
+# up to 32 KiB) and not 12.1.10.
+patterns=${AUTOBAHN_CASES:-$(printf '%s.* ' $sections)}
+set -f # the patterns go to the suite as they are, not to the shell's globbing
+cases=$(printf '"%s", ' $patterns)
+set +f
 cases="[${cases%, }]"
+sections=${AUTOBAHN_CASES:-$sections}
 
 find_python2() {
   for candidate in python2.7 "$HOME"/.pyenv/versions/2.7*/bin/python2.7; do
