@@ -1,5 +1,5 @@
 //! The demo page in a real browser, for every server model: headless Chromium loads `/`, the
-//! three panels connect, messages published through the page and with `POST /publish` reach
+//! three panels connect (the WebSocket with permessage-deflate negotiated), messages published through the page and with `POST /publish` reach
 //! every panel exactly once, "drop connection" on each panel resumes with nothing lost, and a
 //! burst of 100 arrives everywhere. Screenshots go to `target/demo-<model>.png` (and
 //! `-narrow.png`, the one-column layout), which CI keeps as artifacts.
@@ -57,6 +57,14 @@ fn run_scenario(server: &TestServer, page: &mut DevTools) {
     assert_eq!(number(&snapshot, "cspViolations"), 0, "the page reported CSP violations");
     assert_eq!(page.evaluate("getComputedStyle(document.querySelector('.panels')).display"), "grid");
     assert_eq!(snapshot.get("channel").and_then(Value::as_str), Some("demo"));
+    // Chromium offers permessage-deflate on every WebSocket and the server's default
+    // (`--ws-deflate no-context`) accepts it: everything below travels compressed, through a
+    // real browser's inflater (RFC 7692 interop).
+    let extensions = snapshot.get("websocketExtensions").and_then(Value::as_str).unwrap_or_default();
+    assert_eq!(
+        extensions, "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+        "the 101 agreed to compression"
+    );
     eprintln!("model {model}: all three panels connected");
 
     // Five messages typed into the page (Enter publishes), five with POST /publish.
