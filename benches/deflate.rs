@@ -11,7 +11,10 @@
 //!   on its own (no context takeover, this server's default): what a broadcast costs;
 //! - **envelopes, one stream**: the same envelopes as one stream of messages sharing the window
 //!   (context takeover);
-//! - **mixed text**: this crate's sources and docs, one message.
+//! - **mixed text**: this crate's sources and docs, one message;
+//! - **the Autobahn corpora**: the five files Autobahn|Testsuite slices its section 12
+//!   payloads from (JSON, a bitmap, English text, HTML, a PDF), each one message, when
+//!   `scripts/autobahn.sh` has installed the suite (or `AUTOBAHN_TESTDATA` names the folder).
 //!
 //! Each case runs for about [`RUN_TIME`] and reports its fastest pass; every decompression is
 //! checked against the input.
@@ -179,6 +182,28 @@ fn mixed_text() -> Vec<u8> {
     files.iter().flat_map(|path| std::fs::read(path).expect("source file")).collect()
 }
 
+/// The suite's `testdata` folder: `AUTOBAHN_TESTDATA`, or where `scripts/autobahn.sh` puts it.
+fn autobahn_corpora() -> Vec<(String, Vec<u8>)> {
+    let dir = std::env::var_os("AUTOBAHN_TESTDATA").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").unwrap_or_default();
+        std::path::Path::new(&home)
+            .join(".cache/realtime-autobahn/lib/python2.7/site-packages/autobahntestsuite/testdata")
+    });
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        println!("(the Autobahn corpora: {} not found; run scripts/autobahn.sh once)", dir.display());
+        return Vec::new();
+    };
+    let mut files: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    files
+        .into_iter()
+        .filter_map(|path| {
+            let name = path.file_name()?.to_string_lossy().into_owned();
+            Some((name, std::fs::read(&path).ok()?))
+        })
+        .collect()
+}
+
 fn main() {
     let envelopes = envelopes(5000);
     let mixed = vec![mixed_text()];
@@ -187,6 +212,9 @@ fn main() {
     bench("envelopes, per message", &envelopes, false);
     bench("envelopes, one stream", &envelopes, true);
     bench(&format!("mixed text ({} KiB)", mixed[0].len() / 1024), &mixed, false);
+    for (name, bytes) in autobahn_corpora() {
+        bench(&format!("Autobahn {name} ({} KiB)", bytes.len() / 1024), &[bytes], false);
+    }
     println!();
     println!("| context takeover, kept per connection | after 1 envelope | after 1000 envelopes |");
     println!("|---|---|---|");
