@@ -20,6 +20,9 @@
 //!   `time` is the id's milliseconds: Redis's clock, the same for every node. `MAXLEN ~
 //!   <history>` trims the stream as it grows; `~` lets Redis trim whole radix-tree nodes, so
 //!   it keeps at least `history` entries and sometimes up to a node's worth (100) more.
+//! - A string key `realtime:{channel}:newest` holds the id of the stream's newest entry, so
+//!   that the publish script can record each entry's predecessor without reading the stream
+//!   back ([`PUBLISH_SCRIPT`]).
 //! - A **pub/sub channel** `realtime:{db}:{channel}` carries each new entry as `<id> <text>`
 //!   to every node subscribed to it, so a node needs no round trip to deliver it. The database number is in
 //!   the name because pub/sub ignores `SELECT`: "Pub/Sub has no relation to the key space ...
