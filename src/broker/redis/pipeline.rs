@@ -699,14 +699,14 @@ mod tests {
         out
     }
 
-    fn start(url: &RedisUrl, timeout: Duration) -> Pipeline {
-        Pipeline::start(url, super::super::PUBLISH_SCRIPT, 2, timeout, Arc::new(|| {}), Duration::from_secs(5))
+    fn start(url: &RedisUrl, lanes: usize, timeout: Duration) -> Pipeline {
+        Pipeline::start(url, super::super::PUBLISH_SCRIPT, lanes, timeout, Arc::new(|| {}), Duration::from_secs(5))
     }
 
     #[test]
     fn replies_go_to_their_own_commands_in_the_order_the_commands_were_sent() {
         let (url, _) = fake_redis(echo_or_hang);
-        let pipeline = start(&url, Duration::from_secs(5));
+        let pipeline = start(&url, 2, Duration::from_secs(5));
         let (answers, answered) = mpsc::channel();
         for i in 0..500 {
             let answers = answers.clone();
@@ -724,11 +724,15 @@ mod tests {
         assert_eq!((stats.sent, stats.answered, stats.in_flight, stats.connections_up), (500, 500, 0, 2));
     }
 
+    /// The `WAIT`s [`echo_and_wait`] has answered (one test uses it).
+    static WAITS: AtomicUsize = AtomicUsize::new(0);
+
     /// `ECHO x` answers `x`; `WAIT` answers `:1` (a replica has every write) unless an `ECHO
     /// lost` came before it on the connection, then `:0`.
     fn echo_and_wait(args: &[Vec<u8>]) -> Option<Vec<u8>> {
         static LOST: AtomicBool = AtomicBool::new(false);
         if args[0] == b"WAIT" {
+            WAITS.fetch_add(1, Ordering::SeqCst);
             assert_eq!(args.get(1).map(Vec::as_slice), Some(&b"1"[..]), "one replica is enough");
             return Some(if LOST.swap(false, Ordering::SeqCst) { b":0\r\n".to_vec() } else { b":1\r\n".to_vec() });
         }
@@ -751,19 +755,14 @@ mod tests {
     #[test]
     fn a_replicated_write_is_answered_once_wait_says_a_replica_has_it_and_fails_when_none_does() {
         let (url, _) = fake_redis(echo_and_wait);
-        let pipeline = Pipeline::start(
-            &url,
-            super::super::PUBLISH_SCRIPT,
-            1,
-            Duration::from_secs(5),
-            Arc::new(|| {}),
-            Duration::from_secs(5),
-        );
+        let pipeline = start(&url, 1, Duration::from_secs(5));
         // Without replicas there is nothing to wait for: answered at once, no WAIT sent.
         assert!(replicated_echo(&pipeline, b"alone").is_ok());
+        assert_eq!(WAITS.load(Ordering::SeqCst), 0);
         pipeline.set_replicas(1);
         let confirmed = replicated_echo(&pipeline, b"kept").expect("a replica has it");
         assert_eq!(confirmed.first().and_then(Value::as_str), Some("kept"));
+        assert_eq!(WAITS.load(Ordering::SeqCst), 1, "answered after the WAIT behind it");
         let refused = replicated_echo(&pipeline, b"lost");
         assert!(matches!(refused, Err(BrokerError::Unavailable(_))), "no replica confirmed it: {refused:?}");
         // The lane goes on: the next write is confirmed again.
@@ -775,14 +774,7 @@ mod tests {
     #[test]
     fn a_command_unanswered_for_the_timeout_fails_and_its_connection_is_replaced() {
         let (url, accepted) = fake_redis(echo_or_hang);
-        let pipeline = Pipeline::start(
-            &url,
-            super::super::PUBLISH_SCRIPT,
-            1,
-            Duration::from_millis(100),
-            Arc::new(|| {}),
-            Duration::from_secs(5),
-        );
+        let pipeline = start(&url, 1, Duration::from_millis(100));
         let (answers, answered) = mpsc::channel();
         let on_replies: OnReplies = Box::new(move |replies| {
             let _ = answers.send(replies);
@@ -813,7 +805,7 @@ mod tests {
     fn with_no_connection_up_a_command_fails_at_once_and_its_callback_is_never_called() {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let url = RedisUrl { host: "127.0.0.1".into(), port, db: 0, user: None, password: None };
-        let pipeline = start(&url, Duration::from_secs(1));
+        let pipeline = start(&url, 2, Duration::from_secs(1));
         let called = Arc::new(AtomicBool::new(false));
         let flag = called.clone();
         let on_replies: OnReplies = Box::new(move |_| flag.store(true, Ordering::SeqCst));
