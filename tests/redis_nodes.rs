@@ -551,6 +551,69 @@ fn every_entry_records_the_id_before_it_with_or_without_the_newest_key() {
     assert_eq!(text_of(&redis.command(&["GET", "realtime:prev:newest"])), third);
 }
 
+/// A channel's stream lives `--channel-ttl` after its last publish (Redis keeps what no node
+/// reclaims; without it every channel name ever published to would stay in Redis), and the
+/// id of its newest entry a day longer: a reader who had read everything is not told of a gap,
+/// one who had not is, through a node's mirror or from the stream alike, and the next publish
+/// goes on from the remembered id.
+#[test]
+fn a_stream_expires_channel_ttl_after_its_last_publish_and_readers_are_told_exactly_what_they_missed() {
+    let Some(redis) = Redis::start(Persistence::None) else { return };
+    for &model in MODELS {
+        eprintln!("--- model {}", model.name());
+        let channel = format!("expiring-{}", model.name());
+        let (stream, newest) = (format!("realtime:{channel}"), format!("realtime:{channel}:newest"));
+        let short = |config: &mut Config| config.channel_ttl = Duration::from_secs(1);
+        let a = node(model, &redis, short);
+        let ids: Vec<String> = (0..3).map(|i| publish(a.addr(), &channel, &i.to_string())).collect();
+        let ttl = |key: &str| redis.command(&["PTTL", key]).as_integer().expect("PTTL answers a number");
+        assert!((1..=1000).contains(&ttl(&stream)), "the stream expires a --channel-ttl after the publish");
+        assert!(ttl(&newest) > 86_400_000, "the newest id is remembered a day longer");
+        common::eventually("the stream expired", || redis.command(&["EXISTS", &stream]).as_integer() == Some(0));
+        assert_eq!(text_of(&redis.command(&["GET", &newest])), ids[2]);
+
+        // From the stream: a node that never mirrored the channel.
+        let b = node(model, &redis, short);
+        assert_eq!(poll(b.addr(), &channel, &ids[2], 0), (vec![], ids[2].clone(), false), "it had read everything");
+        let (messages, _, gap) = poll(b.addr(), &channel, &ids[1], 0);
+        assert!(gap && messages.is_empty(), "the reader at {} missed {}, which expired", ids[1], ids[2]);
+
+        // Through a mirror made after the expiry: its base is the remembered id.
+        let c = node(model, &redis, short);
+        let mut subscriber = websocket(c.addr(), &format!("/ws/{channel}"));
+        wait_subscribed(&c, 1);
+        assert_eq!(poll(c.addr(), &channel, &ids[2], 0), (vec![], ids[2].clone(), false));
+        assert!(poll(c.addr(), &channel, &ids[1], 0).2, "older than the mirror's base: the stream says gap");
+
+        // The next publish names the remembered id as its predecessor: no gap for a reader at it.
+        let after = publish(a.addr(), &channel, "after");
+        assert_eq!(next_ws(&mut subscriber).id, after);
+        let entries = redis.command(&["XRANGE", &stream, "-", "+"]);
+        let fields = entries.as_array().unwrap_or_default()[0].as_array().unwrap_or_default()[1].clone();
+        let fields = fields.as_array().unwrap_or_default().to_vec();
+        let at = fields.iter().position(|f| f.as_bytes() == Some(b"prev")).expect("a prev field");
+        assert_eq!(text_of(&fields[at + 1]), ids[2]);
+        for reader in [&b, &c] {
+            let (messages, _, gap) = poll(reader.addr(), &channel, &ids[2], 0);
+            assert!(!gap, "nothing expired that the reader at the newest id had not read");
+            assert_eq!(texts(&messages), ["after"]);
+            let (messages, _, gap) = poll(reader.addr(), &channel, &ids[1], 0);
+            assert!(gap);
+            assert_eq!(texts(&messages), ["after"]);
+        }
+
+        // A day later both are gone (or Redis restarted empty): a mirror made now starts from
+        // nothing, and a reader whose cursor it never heard of is told, not left waiting to
+        // skip what it missed.
+        redis.command(&["DEL", &stream, &newest]);
+        let d = node(model, &redis, short);
+        let _subscriber = websocket(d.addr(), &format!("/ws/{channel}"));
+        wait_subscribed(&d, 1);
+        let (messages, _, gap) = poll(d.addr(), &channel, &after, 0);
+        assert!(gap && messages.is_empty(), "the entry at {after} is gone");
+    }
+}
+
 fn text_of(value: &Value) -> String {
     value.as_bytes().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
 }
