@@ -406,7 +406,7 @@ const TAIL_MARGIN_MS: i64 = 1000;
 /// "Channels expire"): a reader who had read everything and comes back within it is not told
 /// of a gap, and the next publish still names that id as its `prev`. A key of a few dozen
 /// bytes per channel, for a day.
-const NEWEST_OUTLIVES_STREAM: Duration = Duration::from_secs(24 * 60 * 60);
+pub const NEWEST_OUTLIVES_STREAM: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The publish script's two lifetimes, in milliseconds: the stream's (`--channel-ttl`, renewed
 /// by every publish) and its newest id's.
@@ -421,7 +421,7 @@ fn lifetimes_ms(channel_ttl: Duration) -> (String, String) {
 /// outlives an expired stream, and a stream written by an older version has no key (or one a
 /// publish of that version did not move on). One command with one reply, sent with `EVAL`
 /// (it is rare: no `NOSCRIPT` to handle).
-const NEWEST_SCRIPT: &str = concat!(
+pub const NEWEST_SCRIPT: &str = concat!(
     "local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]\n",
     "return {redis.call('GET', KEYS[2]) or '0-0', newest and newest[1] or '0-0'}\n",
 );
