@@ -15,11 +15,15 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::fs;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Instant;
 
-use common::browser::{Browser, DevTools};
+use common::browser::{to_json, Browser, DevTools};
+use common::nginx::Nginx;
 use common::{each_model, TestServer};
 use realtime::json::{self, Value};
 
@@ -134,6 +138,195 @@ fn run_scenario(server: &TestServer, page: &mut DevTools) {
     assert!(problems.is_empty(), "the browser reported problems: {problems:#?}");
 }
 
+/// Extra `EventSource`s the connection tests open on one page: two more than the limit.
+const EXTRA_STREAMS: usize = 8;
+/// HTTP/1.1 connections Chromium opens to one host (`g_max_sockets_per_group`, 6 for HTTP and
+/// 255 for WebSockets, `net/socket/client_socket_pool_manager.cc`).
+const CONNECTIONS_PER_HOST: usize = 6;
+/// The server's count of open SSE streams is `Stats::open[SSE]`.
+const SSE: usize = 1;
+
+/// RFC 9112 §9.4: "A client ought to limit the number of simultaneous open connections that
+/// it maintains to a given server"; Chromium's limit is six, and an `EventSource` keeps its
+/// connection for as long as it is open. With the long-poll and SSE panels paused (the page
+/// does that while the extra streams are open), 6 of 8 streams get a connection and receive a
+/// publish; the other 2 wait, their requests unsent (the server holds 6 streams, not 8), while
+/// the WebSocket, in a pool of its own, receives the same publish. Closing one open stream
+/// gives its connection to a waiting one, which catches up from `?since=`.
+#[test]
+fn over_http1_six_of_eight_event_sources_get_a_connection_and_the_other_two_wait() {
+    let Some(chromium) = common::external_program("chromium") else { return };
+    each_model(
+        |_| {},
+        |server| {
+            let model = server.model.name();
+            let mut page = Browser::launch(&chromium).open_page();
+            page.navigate(&format!("http://{}/", server.addr()));
+            let before = start_extra_streams(server, &mut page);
+            let opened = page.wait_for_connections("6 streams open and 2 waiting", |c| {
+                states(c, "open") == CONNECTIONS_PER_HOST
+                    && states(c, "waiting") == EXTRA_STREAMS - CONNECTIONS_PER_HOST
+            });
+            assert_eq!(opened.get("protocol").and_then(Value::as_str), Some("http/1.1"));
+            // The two waiting never reached the server: their requests were not sent.
+            let open_at_server = || server.server.app().stats.snapshot().open[SSE];
+            common::eventually("the server to hold the 6 open streams only", || {
+                open_at_server() == CONNECTIONS_PER_HOST
+            });
+            eprintln!(
+                "model {model}: {CONNECTIONS_PER_HOST} of {EXTRA_STREAMS} open, the server holds {}",
+                open_at_server()
+            );
+
+            let id = server.publish("demo", "while two wait");
+            let delivered = page.wait_for_connections("the 6 open streams to receive the publish", |c| {
+                latest(c) == Some(id.as_str()) && with_latest(c) == CONNECTIONS_PER_HOST
+            });
+            page.wait_for("the WebSocket, outside the six, to receive it too", |s| {
+                ids(panel(s, "websocket"), "ids").contains(&id)
+            });
+            let waiting = streams(&delivered).iter().filter(|s| state_of(s) == "waiting").count();
+            assert_eq!(waiting, EXTRA_STREAMS - CONNECTIONS_PER_HOST, "{}", to_json(&delivered));
+            for stream in streams(&delivered).iter().filter(|s| state_of(s) == "waiting") {
+                assert_eq!(number(stream, "received"), 0, "a waiting stream received: {}", to_json(&delivered));
+            }
+            eprintln!("model {model}: the publish reached 6 streams and the WebSocket, not the 2 waiting");
+            page.screenshot(&artifact(&format!("demo-http1-streams-{model}.png")));
+
+            page.click("#streams-close-one");
+            page.wait_for_connections("a waiting stream to take the freed connection and catch up", |c| {
+                streams(c).len() == EXTRA_STREAMS - 1
+                    && states(c, "open") == CONNECTIONS_PER_HOST
+                    && states(c, "waiting") == EXTRA_STREAMS - CONNECTIONS_PER_HOST - 1
+                    && with_latest(c) == CONNECTIONS_PER_HOST
+            });
+            eprintln!("model {model}: closed one, and one more received");
+
+            finish_extra_streams(server, &mut page, &before);
+            page.close_browser();
+        },
+    );
+}
+
+/// The same page through `examples/nginx-h2.conf`: nginx speaks TLS and HTTP/2 with the
+/// browser (RFC 9113 §3.2: "h2" by ALPN) and HTTP/1.1 with the node. All 8 streams open and
+/// receive, the page's own publish goes out while they are open, the page says it came over
+/// `h2`, and nginx's log shows every one of the page's requests on one connection (RFC 9113
+/// §5: streams multiplexed on a connection), all but the WebSocket, which is not multiplexed.
+#[test]
+fn through_nginx_over_http2_all_eight_event_sources_receive_on_one_connection() {
+    let Some(chromium) = common::external_program("chromium") else { return };
+    let Some(nginx_binary) = common::external_program("nginx") else { return };
+    let Some(_) = common::external_program("openssl") else { return };
+    each_model(
+        |_| {},
+        |server| {
+            let model = server.model.name();
+            let dir = common::scratch_dir("nginx-h2");
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/self-signed-cert.sh");
+            let made = Command::new(&script).arg(&dir).output().expect("run scripts/self-signed-cert.sh");
+            assert!(made.status.success(), "self-signed-cert.sh: {}", String::from_utf8_lossy(&made.stderr));
+            let addr = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+            let replace = [
+                ("127.0.0.1:8443", addr.to_string()),
+                ("127.0.0.1:8081", server.addr().to_string()),
+                ("/tmp/realtime-h2", dir.display().to_string()),
+            ];
+            let nginx = Nginx::start(&nginx_binary, dir, "nginx-h2.conf", &replace, addr);
+
+            // The certificate is self-signed: no authority vouches for it.
+            let mut page = Browser::launch_with(&chromium, &["--ignore-certificate-errors"]).open_page();
+            page.navigate(&format!("https://{addr}/"));
+            let before = start_extra_streams(server, &mut page);
+            let opened = page.wait_for_connections("all 8 streams open", |c| states(c, "open") == EXTRA_STREAMS);
+            assert_eq!(opened.get("protocol").and_then(Value::as_str), Some("h2"), "{}", to_json(&opened));
+            common::eventually("the node to hold all 8 streams", || {
+                server.server.app().stats.snapshot().open[SSE] == EXTRA_STREAMS
+            });
+
+            // Published by the page itself: over HTTP/1.1 this request would wait too.
+            let id = page.evaluate("publish('over HTTP/2')");
+            page.wait_for_connections("all 8 streams to receive the page's publish", |c| {
+                latest(c) == Some(id.as_str()) && with_latest(c) == EXTRA_STREAMS
+            });
+            let resources = page.connections();
+            let resources = resources.get("resourceProtocols").expect("resourceProtocols");
+            assert!(resources.get("h2").and_then(Value::as_u64).unwrap_or(0) >= 1, "{}", to_json(resources));
+            assert!(resources.get("http/1.1").is_none(), "a request went over HTTP/1.1: {}", to_json(resources));
+            eprintln!("model {model}: all {EXTRA_STREAMS} streams open and received the page's own publish, over h2");
+            page.screenshot(&artifact(&format!("demo-h2-streams-{model}.png")));
+
+            finish_extra_streams(server, &mut page, &before);
+            // Every request of the page, the 8 streams included (logged when they closed), on
+            // one connection over HTTP/2; the WebSocket is still open, so not logged yet.
+            let log_path = nginx.dir.join("access.log");
+            let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+            let sse_lines = |log: &str| log.lines().filter(|l| l.contains("\"GET /sse/")).count();
+            // The panel's stream (closed when the page paused it) and the 8.
+            common::eventually("nginx to log the closed streams", || sse_lines(&log()) > EXTRA_STREAMS);
+            let log = log();
+            let connections: HashSet<&str> =
+                log.lines().filter_map(|line| line.split(' ').find(|w| w.starts_with("conn="))).collect();
+            assert_eq!(connections.len(), 1, "the page's requests came on more than one connection:\n{log}");
+            assert!(log.lines().all(|l| l.contains(" HTTP/2.0 ")), "a request not over HTTP/2:\n{log}");
+            eprintln!("model {model}: nginx logged {} requests, all on {:?}", log.lines().count(), connections);
+            page.close_browser();
+        },
+    );
+}
+
+/// Waits for the page's panels, publishes a first message (so the streams have an id to resume
+/// from) and presses "Open" for [`EXTRA_STREAMS`]; returns the snapshot from before.
+fn start_extra_streams(server: &TestServer, page: &mut DevTools) -> Value {
+    page.wait_for("all three panels connected", |s| PANELS.iter().all(|p| flag(panel(s, p), "connected")));
+    let first = server.publish("demo", "before the extra streams");
+    let before =
+        page.wait_for("the SSE panel to receive the first message", |s| ids(panel(s, "sse"), "ids").contains(&first));
+    page.focus("#streams-count");
+    page.evaluate(&format!("document.querySelector('#streams-count').value = '{EXTRA_STREAMS}'"));
+    page.click("#streams-form button[type=submit]");
+    page.wait_for("the long-poll and SSE panels to pause", |s| {
+        state(s, "longpoll") == "paused" && state(s, "sse") == "paused"
+    });
+    before
+}
+
+/// Presses "Close all": the panels resume from their last message, with nothing lost.
+fn finish_extra_streams(server: &TestServer, page: &mut DevTools, before: &Value) {
+    page.click("#streams-close-all");
+    let after = page.wait_for("the panels to resume", |s| PANELS.iter().all(|p| flag(panel(s, p), "connected")));
+    for name in PANELS {
+        assert_eq!(number(panel(&after, name), "lost"), 0, "{name} lost messages while paused");
+        assert!(
+            number(panel(&after, name), "requests") > number(panel(before, name), "requests") || name == "websocket"
+        );
+    }
+    assert!(page.connections().get("streams").and_then(Value::as_array).is_some_and(|s| s.is_empty()));
+    let _ = server;
+    let problems = page.console_problems();
+    assert!(problems.is_empty(), "the browser reported problems: {problems:#?}");
+}
+
+fn streams(connections: &Value) -> &[Value] {
+    connections.get("streams").and_then(Value::as_array).unwrap_or_else(|| panic!("no streams in {connections:?}"))
+}
+
+fn state_of(stream: &Value) -> &str {
+    stream.get("state").and_then(Value::as_str).unwrap_or_default()
+}
+
+fn states(connections: &Value, wanted: &str) -> usize {
+    streams(connections).iter().filter(|s| state_of(s) == wanted).count()
+}
+
+fn with_latest(connections: &Value) -> usize {
+    streams(connections).iter().filter(|s| flag(s, "hasLatest")).count()
+}
+
+fn latest(connections: &Value) -> Option<&str> {
+    connections.get("newestId").and_then(Value::as_str)
+}
+
 /// Every panel has exactly the `expected` ids, none twice, and shows no loss.
 fn check_panels(snapshot: &Value, expected: &[String], model: &str) {
     let mut expected: Vec<&str> = expected.iter().map(String::as_str).collect();
@@ -189,9 +382,14 @@ trait DemoPage {
     fn snapshot(&mut self) -> Value;
     /// Polls the page's counters until `condition` holds, failing after `PATIENCE`.
     fn wait_for(&mut self, what: &str, condition: impl Fn(&Value) -> bool) -> Value;
+    /// The extra streams of "Six connections" and the page's protocol.
+    fn connections(&mut self) -> Value;
+    /// Polls [`DemoPage::connections`] until `condition` holds, failing after `PATIENCE`.
+    fn wait_for_connections(&mut self, what: &str, condition: impl Fn(&Value) -> bool) -> Value;
 }
 
 const SNAPSHOT: &str = "window.demo ? JSON.stringify(window.demo.snapshot()) : 'null'";
+const CONNECTIONS: &str = "window.demo ? JSON.stringify(window.demo.connections()) : 'null'";
 
 impl DemoPage for DevTools {
     fn snapshot(&mut self) -> Value {
@@ -201,5 +399,13 @@ impl DemoPage for DevTools {
 
     fn wait_for(&mut self, what: &str, condition: impl Fn(&Value) -> bool) -> Value {
         self.wait_until(what, SNAPSHOT, condition)
+    }
+
+    fn connections(&mut self) -> Value {
+        json::parse(&self.evaluate(CONNECTIONS)).expect("the connections are JSON")
+    }
+
+    fn wait_for_connections(&mut self, what: &str, condition: impl Fn(&Value) -> bool) -> Value {
+        self.wait_until(what, CONNECTIONS, condition)
     }
 }
