@@ -175,6 +175,10 @@ fn over_http1_six_of_eight_event_sources_get_a_connection_and_the_other_two_wait
                     && states(c, "waiting") == EXTRA_STREAMS - CONNECTIONS_PER_HOST
             });
             assert_eq!(opened.get("protocol").and_then(Value::as_str), Some("http/1.1"));
+            // And the page says so, in words (drawn on the next frame).
+            page.wait_for_text("#streams-summary", |t| {
+                t.starts_with("6 of 8 open, 2 waiting for a connection. Over HTTP/1.1 ")
+            });
             // The two waiting never reached the server: their requests were not sent.
             let open_at_server = || server.server.app().stats.snapshot().open[SSE];
             common::eventually("the server to hold the 6 open streams only", || {
@@ -247,6 +251,10 @@ fn through_nginx_over_http2_all_eight_event_sources_receive_on_one_connection() 
             let before = start_extra_streams(server, &mut page);
             let opened = page.wait_for_connections("all 8 streams open", |c| states(c, "open") == EXTRA_STREAMS);
             assert_eq!(opened.get("protocol").and_then(Value::as_str), Some("h2"), "{}", to_json(&opened));
+            page.wait_for_text("#streams-summary", |t| {
+                t == "All 8 open, as streams of one HTTP/2 connection: none waits for a connection."
+            });
+            page.wait_for_text("#protocol", |t| t == "h2");
             common::eventually("the node to hold all 8 streams", || {
                 server.server.app().stats.snapshot().open[SSE] == EXTRA_STREAMS
             });
@@ -285,6 +293,7 @@ fn through_nginx_over_http2_all_eight_event_sources_receive_on_one_connection() 
 /// Waits for the page's panels, publishes a first message (so the streams have an id to resume
 /// from) and presses "Open" for [`EXTRA_STREAMS`]; returns the snapshot from before.
 fn start_extra_streams(server: &TestServer, page: &mut DevTools) -> Value {
+    page.set_viewport(WIDE);
     page.wait_for("all three panels connected", |s| PANELS.iter().all(|p| flag(panel(s, p), "connected")));
     let first = server.publish("demo", "before the extra streams");
     let before =
@@ -398,6 +407,8 @@ trait DemoPage {
     fn connections(&mut self) -> Value;
     /// Polls [`DemoPage::connections`] until `condition` holds, failing after `PATIENCE`.
     fn wait_for_connections(&mut self, what: &str, condition: impl Fn(&Value) -> bool) -> Value;
+    /// Polls the text of the element `selector` matches until `condition` holds of it.
+    fn wait_for_text(&mut self, selector: &str, condition: impl Fn(&str) -> bool) -> String;
 }
 
 const SNAPSHOT: &str = "window.demo ? JSON.stringify(window.demo.snapshot()) : 'null'";
@@ -419,5 +430,13 @@ impl DemoPage for DevTools {
 
     fn wait_for_connections(&mut self, what: &str, condition: impl Fn(&Value) -> bool) -> Value {
         self.wait_until(what, CONNECTIONS, condition)
+    }
+
+    fn wait_for_text(&mut self, selector: &str, condition: impl Fn(&str) -> bool) -> String {
+        let mut quoted = String::new();
+        json::write_string(&mut quoted, selector);
+        let expression = format!("JSON.stringify(document.querySelector({quoted}).textContent)");
+        let text = self.wait_until(selector, &expression, |v| v.as_str().is_some_and(&condition));
+        text.as_str().unwrap_or_default().to_string()
     }
 }
