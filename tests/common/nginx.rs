@@ -23,8 +23,9 @@ pub struct Nginx {
 
 impl Nginx {
     /// Runs `binary` on `example` (a file in `examples/`) with each `(from, to)` of `replace`
-    /// applied, in `dir` (a [`scratch_dir`](super::scratch_dir), which may already hold files the configuration
-    /// names, such as a certificate), and waits until it accepts connections on `addr`.
+    /// applied, in `dir` (a [`scratch_dir`](super::scratch_dir), which may already hold
+    /// files the configuration names, such as a certificate), and waits until it accepts
+    /// connections on `addr`. The directory goes when the `Nginx` does.
     pub fn start(binary: &Path, dir: PathBuf, example: &str, replace: &[(&str, String)], addr: SocketAddr) -> Nginx {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(example);
         let mut config = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
