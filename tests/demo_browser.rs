@@ -147,6 +147,8 @@ fn run_scenario(server: &TestServer, page: &mut DevTools) {
 
 /// Extra `EventSource`s the connection tests open on one page: two more than the limit.
 const EXTRA_STREAMS: usize = 8;
+/// The most the page lets a learner open at once (`MAX_EXTRA_STREAMS` in the page).
+const MAX_EXTRA_STREAMS: usize = 16;
 /// HTTP/1.1 connections Chromium opens to one host (`g_max_sockets_per_group`, 6 for HTTP and
 /// 255 for WebSockets, `net/socket/client_socket_pool_manager.cc`).
 const CONNECTIONS_PER_HOST: usize = 6;
@@ -304,6 +306,16 @@ fn start_extra_streams(server: &TestServer, page: &mut DevTools) -> Value {
     page.wait_for("the long-poll and SSE panels to pause", |s| {
         state(s, "longpoll") == "paused" && state(s, "sse") == "paused"
     });
+    // A bound on what a learner can open: with 8 open, the form takes no more than 8 more.
+    let room = (MAX_EXTRA_STREAMS - EXTRA_STREAMS).to_string();
+    let input = "document.querySelector('#streams-count')";
+    page.wait_until("the form's maximum to follow the streams", &format!("JSON.stringify({input}.max)"), |max| {
+        max.as_str() == Some(room.as_str())
+    });
+    let accepts = |n: usize| format!("(() => {{ {input}.value = '{n}'; return {input}.checkValidity(); }})()");
+    let (over, full) = (MAX_EXTRA_STREAMS - EXTRA_STREAMS + 1, MAX_EXTRA_STREAMS - EXTRA_STREAMS);
+    assert_eq!(page.evaluate(&accepts(over)), "false", "the form allows more than {MAX_EXTRA_STREAMS} streams");
+    assert_eq!(page.evaluate(&accepts(full)), "true");
     before
 }
 
