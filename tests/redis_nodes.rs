@@ -15,7 +15,7 @@ mod common;
 
 use std::collections::{HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,7 +23,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{read_response, HttpResponse, TestServer, MODELS, PATIENCE};
+use common::nginx::Nginx;
+use common::{free_port, read_response, scratch_dir, HttpResponse, TestServer, MODELS, PATIENCE};
 use realtime::broker::redis::parse_stream_id;
 use realtime::broker::resp::{self, Value};
 use realtime::config::{BrokerUrl, Config, Model};
@@ -34,23 +35,6 @@ use realtime::ws::message::Message;
 
 /// A port nobody listens on right now (the OS picks it; a tiny race with other processes
 /// remains, which `Redis::start` absorbs by trying again).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
-}
-
-/// A scratch directory under the system's temporary directory, removed by its owner's Drop.
-fn scratch_dir(what: &str) -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "realtime-{what}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create a scratch directory");
-    dir
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Persistence {
     /// `--save '' --appendonly no`: a restart loses every stream.
@@ -844,56 +828,12 @@ fn readyz_is_503_while_redis_is_down_and_200_again_once_the_node_is_back_while_h
     }
 }
 
-/// nginx with `examples/nginx.conf`, its three addresses replaced; killed when dropped.
-struct Nginx {
-    addr: SocketAddr,
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Nginx {
-    fn start(binary: &Path, a: SocketAddr, b: SocketAddr) -> Nginx {
-        let dir = scratch_dir("nginx");
-        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/nginx.conf");
-        let port = free_port();
-        let config = std::fs::read_to_string(example)
-            .expect("examples/nginx.conf")
-            .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
-            .replace("127.0.0.1:8081", &a.to_string())
-            .replace("127.0.0.1:8082", &b.to_string());
-        std::fs::write(dir.join("nginx.conf"), config).unwrap();
-        let log = std::fs::File::create(dir.join("nginx.log")).unwrap();
-        let child = Command::new(binary)
-            .arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .arg("-g")
-            // One process (no master and workers): killing it leaves no orphaned worker.
-            .arg(format!("daemon off; master_process off; pid {}; error_log stderr;", dir.join("nginx.pid").display()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn nginx");
-        let mut nginx = Nginx { addr: ([127, 0, 0, 1], port).into(), child, dir };
-        let deadline = Instant::now() + PATIENCE;
-        while TcpStream::connect(nginx.addr).is_err() {
-            let log = std::fs::read_to_string(nginx.dir.join("nginx.log")).unwrap_or_default();
-            assert!(nginx.child.try_wait().ok().flatten().is_none(), "nginx exited: {log}");
-            assert!(Instant::now() < deadline, "nginx did not listen: {log}");
-            thread::sleep(Duration::from_millis(10));
-        }
-        nginx
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// nginx with `examples/nginx.conf`, its three addresses replaced by a free port and the nodes'.
+fn start_nginx(binary: &Path, a: SocketAddr, b: SocketAddr) -> Nginx {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let replace =
+        [("127.0.0.1:8080", addr.to_string()), ("127.0.0.1:8081", a.to_string()), ("127.0.0.1:8082", b.to_string())];
+    Nginx::start(binary, scratch_dir("nginx"), "nginx.conf", &replace, addr)
 }
 
 /// The node of the two that does *not* hold the one open connection of `kind` (the stats
@@ -915,7 +855,7 @@ fn nginx_round_robin_carries_all_three_transports_with_publishes_on_the_other_no
     for &model in MODELS {
         eprintln!("--- model {}", model.name());
         let (a, b) = (node(model, &redis, |_| {}), node(model, &redis, |_| {}));
-        let nginx = Nginx::start(&nginx_binary, a.addr(), b.addr());
+        let nginx = start_nginx(&nginx_binary, a.addr(), b.addr());
         let channel = format!("proxied-{}", model.name());
 
         // WebSocket through nginx (the Upgrade headers pass); publishes go directly to the
