@@ -286,7 +286,9 @@ impl Session {
             decoder: FrameDecoder::new(role, max_message as u64),
             assembler: Assembler::new(max_message),
             reading: Reading::Discard,
-            control_payload: Vec::with_capacity(MAX_CONTROL_PAYLOAD),
+            // Grown by the first control frame, not reserved: most sessions are idle, and a
+            // reserved 125 bytes would be a tenth of an idle WebSocket's memory.
+            control_payload: Vec::new(),
             masks,
             sending: None,
             deflate: None,
