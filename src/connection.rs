@@ -44,7 +44,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::app::{error_response, Action, App, Exchange, SseStart, WebSocketMode};
 use crate::broker::{Message, Pending, Reader};
@@ -76,6 +76,31 @@ pub const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 /// WebSocket's pongs while its output is full of broker messages, so that a slow but live
 /// client is not mistaken for a dead one.
 pub const INPUT_PAUSE_FACTOR: usize = 2;
+
+/// A buffer that empties is freed at once, unless it emptied before within this long: then
+/// the connection is busy, and the buffer is kept until it has been empty this long. Freeing
+/// and allocating them again for every message cost 11% more instructions per WebSocket echo
+/// (callgrind), and keeping them all made every idle connection hold the buffers of its
+/// handshake (README, "What an idle connection costs").
+const BUFFER_LINGER: Duration = Duration::from_secs(1);
+
+/// An empty output buffer larger than this, grown for a burst (an echo of a large message, a
+/// replay), is freed at once rather than after [`BUFFER_LINGER`]: the memory budget counts
+/// the bytes a connection holds, not its buffers' capacity.
+const RETAINED_OUTPUT_CAPACITY: usize = 64 * 1024;
+
+/// A buffer just became empty at `now`, and `emptied_at` was when it did before: whether it
+/// did within [`BUFFER_LINGER`] (the connection is busy: the buffer is kept).
+fn emptied_again(emptied_at: &mut Option<Instant>, now: Instant) -> bool {
+    let busy = emptied_at.is_some_and(|at| now < at + BUFFER_LINGER);
+    *emptied_at = Some(now);
+    busy
+}
+
+/// Until when an empty buffer that still holds memory is kept ([`BUFFER_LINGER`]).
+fn kept_until(buffer: &Vec<u8>, emptied_at: Option<Instant>) -> Option<Instant> {
+    emptied_at.filter(|_| buffer.is_empty() && buffer.capacity() > 0).map(|at| at + BUFFER_LINGER)
+}
 
 /// What the connection needs before it can make progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,6 +209,10 @@ pub struct Connection {
     kind: Kind,
     /// What it last told the memory budget it holds.
     charged: usize,
+    /// When the input buffer, and the output buffer, last became empty (`None`: never): see
+    /// [`BUFFER_LINGER`]. Apart, because a request and its answer are one exchange, not two.
+    input_emptied_at: Option<Instant>,
+    output_emptied_at: Option<Instant>,
     /// Since when output has waited without the client taking any of it: after
     /// `send_timeout` the client is a slow consumer and is disconnected.
     stalled_since: Option<Instant>,
@@ -219,6 +248,8 @@ impl Connection {
             kind: Kind::Http,
             charged: 0,
             stalled_since: None,
+            input_emptied_at: None,
+            output_emptied_at: None,
             ended_as_slow: false,
             last_turn: now,
             sent: 0,
@@ -254,13 +285,18 @@ impl Connection {
         self.output.drain(..n);
         // Progress: the slow-consumer clock restarts if anything is left.
         self.stalled_since = if self.output.is_empty() { None } else { Some(now) };
-        if self.output.is_empty() {
-            // Nothing owed: the buffer goes, whatever it grew to. Most connections are idle
-            // most of the time, and an idle one holds no buffer (README, "Idle connections");
-            // the next write allocates again, which costs far less than the write itself.
-            self.output = Vec::new();
+        if self.output.is_empty() && n > 0 {
+            let busy = emptied_again(&mut self.output_emptied_at, now);
+            if !busy || self.output.capacity() > RETAINED_OUTPUT_CAPACITY {
+                self.output = Vec::new();
+            }
         }
         self.account();
+    }
+
+    /// Bytes of memory the input and output buffers hold, full or not ([`BUFFER_LINGER`]).
+    pub fn buffer_capacity(&self) -> usize {
+        self.input.capacity() + self.output.capacity()
     }
 
     /// The client has closed its sending side.
@@ -316,15 +352,13 @@ impl Connection {
             State::Closing => None,
         };
         let stall = self.stalled_since.map(|since| since + config.send_timeout);
-        match (deadline, stall) {
-            (Some(deadline), Some(stall)) => Some(deadline.min(stall)),
-            (deadline, stall) => deadline.or(stall),
-        }
+        [deadline, stall, self.buffers_release_at()].into_iter().flatten().min()
     }
 
     /// Makes all the progress possible with the input so far, the broker's state and the time.
     pub fn advance(&mut self, now: Now, waker: &Waker) {
         self.last_turn = now;
+        let had_input = !self.input.is_empty();
         let send_timeout = self.app.config.send_timeout;
         if self.stalled_since.is_some_and(|since| now.instant >= since + send_timeout) {
             // RFC 6455 §7.4.1: 1008 "indicates that an endpoint is terminating the connection
@@ -348,11 +382,22 @@ impl Connection {
             // the next one (which may be a keepalive interval away).
             self.stalled_since = Some(now.instant);
         }
-        if self.input.is_empty() {
-            // Everything received was parsed: like the output, no buffer while idle.
+        if had_input && self.input.is_empty() && !emptied_again(&mut self.input_emptied_at, now.instant) {
             self.input = Vec::new();
         }
+        if kept_until(&self.input, self.input_emptied_at).is_some_and(|at| now.instant >= at) {
+            self.input = Vec::new();
+        }
+        if kept_until(&self.output, self.output_emptied_at).is_some_and(|at| now.instant >= at) {
+            self.output = Vec::new();
+        }
         self.account();
+    }
+
+    /// When a kept buffer is to be freed, if one is kept.
+    fn buffers_release_at(&self) -> Option<Instant> {
+        let input = kept_until(&self.input, self.input_emptied_at);
+        input.into_iter().chain(kept_until(&self.output, self.output_emptied_at)).min()
     }
 
     /// Bytes this connection holds that its client controls: input not yet parsed, a partial

@@ -474,6 +474,31 @@ fn close_code(frames: &[u8]) -> Option<u16> {
     }
 }
 
+/// An idle connection holds no buffer: a buffer that empties is freed at once, unless it
+/// emptied within the last second too (a busy connection keeps its buffers rather than
+/// allocate them for every message), and then it is freed a second after it emptied.
+#[test]
+fn an_idle_websocket_holds_no_buffer_and_a_busy_one_keeps_its_own_for_a_second() {
+    let mut ws = Harness::new(|_| {});
+    ws.send(UPGRADE, ms(0));
+    ws.take(ms(0));
+    assert_eq!(ws.connection.buffer_capacity(), 0, "the handshake's request and answer are freed");
+    let deliver = |ws: &mut Harness, text: &str, at: Duration| {
+        ws.publish("w", text, at);
+        ws.advance(at);
+        assert!(!ws.take(at).is_empty(), "{text} delivered");
+    };
+    deliver(&mut ws, "quiet", ms(2000));
+    assert_eq!(ws.connection.buffer_capacity(), 0, "a message after a quiet second: freed");
+    deliver(&mut ws, "busy", ms(2100));
+    assert!(ws.connection.buffer_capacity() > 0, "a second message within the second: kept");
+    assert_eq!(ws.deadline(), Some(ms(3100)), "until a second after it emptied");
+    ws.advance(ms(3099));
+    assert!(ws.connection.buffer_capacity() > 0);
+    ws.advance(ms(3100));
+    assert_eq!(ws.connection.buffer_capacity(), 0);
+}
+
 #[test]
 fn a_client_that_hangs_up_is_let_go_in_every_waiting_state() {
     let requests: [&[u8]; 4] = [
