@@ -12,10 +12,9 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -40,10 +39,6 @@ impl Drop for Cluster {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
 }
 
 /// One command on a fresh connection; `None` if the node does not answer.
@@ -84,16 +79,10 @@ impl Cluster {
     fn start() -> Option<Cluster> {
         let server = common::external_program("redis-server")?;
         let cli = common::external_program("redis-cli")?;
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "realtime-cluster-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = common::scratch_dir("cluster");
         let mut cluster = Cluster { ports: Vec::new(), children: Vec::new(), dir };
         for _ in 0..6 {
-            let port = free_port();
+            let port = common::free_port();
             let node_dir = cluster.dir.join(port.to_string());
             std::fs::create_dir_all(&node_dir).unwrap();
             let log = std::fs::File::create(node_dir.join("redis.log")).unwrap();
