@@ -452,21 +452,19 @@ impl Inflater {
             let spare = out.capacity() - out.len();
             if input.len() - *pos >= 8
                 && limit.saturating_sub(out.len()) >= FAST_ROOM
-                && (spare >= FAST_ROOM || spare == 0 || out.len() < SMALL_OUTPUT)
+                && (spare >= FAST_ROOM || (spare == 0 && 4 * (input.len() - *pos) >= 2 * FAST_ROOM))
             {
                 // Room to write into, zeroed (no `unsafe` here to skip that): the capacity
                 // the caller has left if it is enough, else about what the input left could
                 // make, within the limit and a bound on what the zeroing may waste at the
                 // end of a block. What the fast path does not fill is cut off after it. A
-                // little spare capacity in a large buffer is left to the slow path: a caller
-                // that reserved the exact size is not made to move its output for the last
-                // bytes.
+                // buffer is grown only when it is full and the input left promises to fill
+                // the room, so that a caller that reserved the exact size never has its output
+                // moved, and a short message does not get a kilobyte for a hundred bytes:
+                // until then the slow path writes into what capacity there is.
                 let begin = out.len();
-                let grow = if spare >= FAST_ROOM {
-                    spare.min(MAX_GROW)
-                } else {
-                    (4 * (input.len() - *pos)).clamp(MIN_GROW, MAX_GROW)
-                };
+                let grow =
+                    if spare >= FAST_ROOM { spare.min(MAX_GROW) } else { (4 * (input.len() - *pos)).min(MAX_GROW) };
                 out.resize(limit.min(begin + grow), 0);
                 let mut written = begin;
                 let history = Window { before: &self.history, start, window: self.window };
@@ -476,12 +474,20 @@ impl Inflater {
                     break result;
                 }
             }
-            // The slow path, near the end of the input or the limit: a byte at a time, and a
-            // step taken only when all its bits are there.
-            while nbits <= 56 && *pos < input.len() {
-                bits |= u64::from(input[*pos]) << nbits;
-                nbits += 8;
-                *pos += 1;
+            // The slow path, near the end of the input, the limit or the buffer's capacity: a
+            // step taken only when all its bits are there, and written with its checks.
+            // Input is still loaded 8 bytes at a time while there are 8.
+            if input.len() - *pos >= 8 {
+                let next: [u8; 8] = input[*pos..*pos + 8].try_into().expect("8 bytes");
+                bits |= u64::from_le_bytes(next) << nbits;
+                *pos += (63 - nbits as usize) >> 3;
+                nbits |= 56;
+            } else {
+                while nbits <= 56 && *pos < input.len() {
+                    bits |= u64::from(input[*pos]) << nbits;
+                    nbits += 8;
+                    *pos += 1;
+                }
             }
             let (symbol, mut used) = match litlen.decode(bits, nbits) {
                 Lookup::Symbol { symbol, len } => (symbol as usize, u32::from(len)),
@@ -559,15 +565,9 @@ impl Inflater {
 /// that a 16-byte piece of a copy may write before they are written again or cut off.
 const FAST_ROOM: usize = MAX_MATCH + 16;
 
-/// The least and the most the fast path grows the output by at a time: a pass that stops for
-/// room costs a slow step and a call, and room left over when a block ends has been zeroed
-/// for nothing.
-const MIN_GROW: usize = 1024;
+/// The most the fast path grows the output by at a time: room left over when a block ends
+/// has been zeroed for nothing.
 const MAX_GROW: usize = 8 * 1024;
-
-/// Below this many bytes, growing the output past the caller's capacity (which may move it)
-/// costs less than the slow path would.
-const SMALL_OUTPUT: usize = 4 * 1024;
 
 /// What a back-reference may reach: this call's output from `start` and, before it, the
 /// window kept from earlier calls.
