@@ -8,7 +8,8 @@
 //!
 //! [`Traffic`] adds what `/metrics` alone shows: how long deliveries and requests take (two
 //! [`crate::histogram`]s), the gap notices sent, and every response by status. The standard
-//! `process_*` metrics are [`crate::process`]'s.
+//! `process_*` metrics are [`crate::process`]'s. What permessage-deflate saved is counted
+//! where messages are compressed and inflated ([`crate::ws::deflate::TALLY`]) and read here.
 
 #![forbid(unsafe_code)]
 
