@@ -204,7 +204,38 @@ fn autobahn_corpora() -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// `-- --once FILTER`: each corpus whose name holds FILTER compressed by our default and by
+/// zlib 6, then decompressed exactly once by each, untimed: a fixed amount of work to count
+/// under `valgrind --tool=callgrind` (instruction counts repeat where times on a shared machine
+/// do not), e.g. `--toggle-collect='*Inflater::inflate*'` against `--toggle-collect=inflate`.
+fn once(filter: &str, corpora: &[(String, Vec<Vec<u8>>)]) {
+    for (name, messages) in corpora.iter().filter(|(name, _)| name.contains(filter)) {
+        let sizes: Vec<usize> = messages.iter().map(Vec::len).collect();
+        for codec in [Codec::Ours(Level::Default), Codec::Zlib(6)] {
+            let compressed = codec.compress(messages, false);
+            let out = black_box(codec.decompress(&compressed, &sizes, false));
+            println!("{name}, {}: {} bytes inflated once", codec.name(), out.iter().map(Vec::len).sum::<usize>());
+        }
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--once") {
+        let filter = args.get(at + 1).map_or("", String::as_str);
+        let mut corpora =
+            vec![("envelopes".to_string(), envelopes(5000)), ("mixed text".to_string(), vec![mixed_text()])];
+        corpora.extend(autobahn_corpora().into_iter().map(|(name, bytes)| (name, vec![bytes])));
+        once(filter, &corpora);
+        return;
+    }
+    // `-- WORD`: only the corpora whose name holds WORD (`--bench`, which cargo adds, is not one).
+    let filter = args.iter().skip(1).find(|a| !a.starts_with("--")).map_or("", String::as_str);
+    let bench = |corpus: &str, messages: &[Vec<u8>], shared_window: bool| {
+        if corpus.contains(filter) {
+            bench(corpus, messages, shared_window);
+        }
+    };
     let envelopes = envelopes(5000);
     let mixed = vec![mixed_text()];
     println!("| corpus | compressor | ratio | deflate MB/s | inflate MB/s |");

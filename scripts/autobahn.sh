@@ -88,7 +88,14 @@ for model in "${models[@]}"; do
  "exclude-cases": [], "exclude-agent-cases": {}}
 JSON
   echo "autobahn: model $model, sections $sections"
-  (cd "$work" && timeout 2400 "$wstest" -m fuzzingclient -s fuzzingclient.json >"$out/wstest.log" 2>&1) || true
+  # Where the time goes: the suite's client sends a message only after the last one's echo,
+  # so a run takes the client's CPU plus the server's; `times` gives the client's (the
+  # subshell's children), /proc the server's (fields 14 and 15: user and system ticks).
+  (cd "$work" && timeout 2400 "$wstest" -m fuzzingclient -s fuzzingclient.json >"$out/wstest.log" 2>&1
+    times >"$out/client-cpu.txt") || true
+  server_ticks=$(awk '{print $14 + $15}' "/proc/$server/stat" 2>/dev/null || echo 0)
+  echo "autobahn $model: CPU: server $(awk -v t="$server_ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", t / hz}') s," \
+    "client (user, system) $(tail -1 "$out/client-cpu.txt" 2>/dev/null)"
   kill "$server" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
   python3 - "$out/index.json" "$model" <<'PY' || failed=1

@@ -8,7 +8,8 @@
 //!
 //! [`Traffic`] adds what `/metrics` alone shows: how long deliveries and requests take (two
 //! [`crate::histogram`]s), the gap notices sent, and every response by status. The standard
-//! `process_*` metrics are [`crate::process`]'s.
+//! `process_*` metrics are [`crate::process`]'s. What permessage-deflate saved is counted
+//! where messages are compressed and inflated ([`crate::ws::deflate::TALLY`]) and read here.
 
 #![forbid(unsafe_code)]
 
@@ -23,6 +24,7 @@ use crate::broker::{Batch, LinkStats, Usage};
 use crate::histogram::{self, Histogram, HistogramSnapshot};
 use crate::sync::lock;
 use crate::transport::Transport;
+use crate::ws::deflate::{TallySnapshot, TALLY};
 
 /// What an open connection is currently used for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,6 +134,8 @@ pub struct Snapshot {
     /// The Redis broker's command link ([`crate::broker::Broker::link_stats`]); filled in by
     /// the app, `None` on the memory broker.
     pub redis: Option<LinkStats>,
+    /// What permessage-deflate saved, both ways ([`crate::ws::deflate::Tally`]).
+    pub ws_deflate: TallySnapshot,
 }
 
 impl Stats {
@@ -239,6 +243,7 @@ impl Stats {
                 .collect(),
             traffic: self.traffic.snapshot(),
             redis: None,
+            ws_deflate: TALLY.snapshot(),
         }
     }
 }
@@ -309,6 +314,12 @@ impl Snapshot {
             );
         }
         out.push(']');
+        let deflate = &self.ws_deflate;
+        let _ = write!(
+            out,
+            ",\"ws_deflate_bytes\":{{\"sent_payload\":{},\"sent_compressed\":{},\"received_compressed\":{},\"received_payload\":{}}}",
+            deflate.sent_payload, deflate.sent_compressed, deflate.received_compressed, deflate.received_payload
+        );
         if let Some(link) = &self.redis {
             let mean_us = link.latency_sum_us.checked_div(link.answered).unwrap_or(0);
             let _ = write!(
@@ -390,6 +401,22 @@ impl Snapshot {
         metric("memory_budget_bytes", "gauge", "Client-controlled memory the connections may hold.", &[("", limit)]);
         metric("memory_held_bytes", "gauge", "Client-controlled memory the connections hold.", &[("", held)]);
         metric("memory_shed_total", "counter", "Connections that gave up what they held to the budget.", &[("", shed)]);
+        let deflate = &self.ws_deflate;
+        metric(
+            "ws_deflate_payload_bytes_total",
+            "counter",
+            "Payload bytes of the WebSocket messages that travelled compressed (permessage-deflate), before compressing or after inflating.",
+            &[("{direction=\"sent\"}", deflate.sent_payload), ("{direction=\"received\"}", deflate.received_payload)],
+        );
+        metric(
+            "ws_deflate_compressed_bytes_total",
+            "counter",
+            "The same messages' payload bytes as they travelled, compressed.",
+            &[
+                ("{direction=\"sent\"}", deflate.sent_compressed),
+                ("{direction=\"received\"}", deflate.received_compressed),
+            ],
+        );
         metric("resident_memory_bytes", "gauge", "Resident set size.", &[("", self.rss_bytes)]);
         metric("threads", "gauge", "OS threads in the process.", &[("", self.threads)]);
         if let Some(link) = &self.redis {

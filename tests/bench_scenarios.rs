@@ -62,6 +62,21 @@ fn idle_holds_every_connection_it_opens() {
 }
 
 #[test]
+fn idle_websockets_offering_permessage_deflate_are_held_too() {
+    // RFC 7692 §5: the server answers the offer (the default --ws-deflate no-context agrees);
+    // idle, no message has to be compressed either way.
+    each_model(
+        |_| {},
+        |server| {
+            let rows = run(server, "idle --transport ws --conns 20 --hold 0.2 --ws-deflate no-context");
+            assert_eq!(rows.len(), 1);
+            assert_eq!(number(&rows[0], "open"), Some(20.0));
+            assert_eq!(number(&rows[0], "failed"), Some(0.0));
+        },
+    );
+}
+
+#[test]
 fn echo_counts_round_trips_on_every_connection() {
     each_model(
         |_| {},
@@ -106,6 +121,10 @@ fn options_refuse_a_missing_target_and_unknown_flags() {
     assert!(parse_args(&args("soak --spawn epoll --abuse carrier-pigeon")).is_err());
     assert!(parse_args(&args("soak --spawn epoll --runs 2")).is_err(), "a soak runs once");
     assert!(parse_args(&args("fanout --url http://a:1 --minutes 1")).is_err(), "--minutes is the soak's");
+    let idle = parse_args(&args("idle --spawn epoll --ws-deflate context")).unwrap();
+    assert_eq!(idle.ws_deflate.as_deref(), Some("context"));
+    assert!(parse_args(&args("idle --spawn epoll --ws-deflate gzip")).is_err());
+    assert!(parse_args(&args("fanout --spawn epoll --ws-deflate off")).is_err(), "--ws-deflate is idle's");
 }
 
 /// `realtime bench soak` as the real binary (it spawns its server), small and short: its JSON

@@ -214,6 +214,45 @@ fn rfc7692_6_a_message_that_compresses_is_sent_with_rsv1_and_the_tail_removed() 
     );
 }
 
+/// `ws_deflate_bytes` of `/stats`: sent payload, sent compressed, received compressed,
+/// received payload.
+fn deflate_bytes(server: &TestServer) -> [u64; 4] {
+    let stats = realtime::json::parse(&String::from_utf8_lossy(&server.get("/stats").body)).expect("JSON");
+    let bytes = stats.get("ws_deflate_bytes").expect("ws_deflate_bytes");
+    ["sent_payload", "sent_compressed", "received_compressed", "received_payload"]
+        .map(|name| bytes.get(name).and_then(|n| n.as_u64()).expect(name))
+}
+
+#[test]
+fn stats_count_the_bytes_compression_saved_both_ways() {
+    // Issue 18: a page cannot see wire bytes, so /stats says what permessage-deflate saved:
+    // payload bytes before and after, both directions. The count is the process's, which
+    // other tests share: each only grows, by at least this message.
+    each_model(
+        |_| {},
+        |server| {
+            let before = deflate_bytes(server);
+            let (mut stream, _) = open(server, "/echo", "permessage-deflate");
+            let text = compressible_text();
+            let compressed = compress(text.as_bytes());
+            stream.write_all(&masked_compressed(true, Opcode::Text, &compressed)).unwrap();
+            let (header, echoed) = read_frame(&mut stream);
+            assert!(header.compressed);
+            let after = deflate_bytes(server);
+            let grew: Vec<u64> = after.iter().zip(before).map(|(a, b)| a - b).collect();
+            let at_least = [text.len(), echoed.len(), compressed.len(), text.len()].map(|n| n as u64);
+            assert!(grew.iter().zip(at_least).all(|(grew, n)| *grew >= n), "{grew:?} < {at_least:?}");
+            let metrics = String::from_utf8_lossy(&server.get("/metrics").body).into_owned();
+            for line in [
+                "realtime_ws_deflate_payload_bytes_total{direction=\"sent\"}",
+                "realtime_ws_deflate_compressed_bytes_total{direction=\"received\"}",
+            ] {
+                assert!(metrics.contains(line), "{line}");
+            }
+        },
+    );
+}
+
 #[test]
 fn rfc6455_5_2_rsv1_without_the_extension_closes_with_1002() {
     each_model(

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! realtime bench idle     (--url URL | --spawn epoll|threads) [--transport ws,sse,poll] [--conns N] [--hold S]
+//!                         [--ws-deflate off|no-context|context]
 //! realtime bench fanout   ... [--transport ...] [--subs N] [--rate R] [--duration S]
 //! realtime bench echo     ... [--conns C] [--in-flight K] [--size B] [--duration S]
 //! realtime bench overhead ... [--messages N]
@@ -17,7 +18,9 @@
 //!
 //! - **idle**: N idle subscriptions per transport; the server's RSS and threads before and
 //!   after (from `/proc/PID/status` for a spawned server, else from `/stats`), KiB per
-//!   connection, and how many are still open after the hold.
+//!   connection, and how many are still open after the hold. With `--ws-deflate MODE` the
+//!   WebSockets offer permessage-deflate as browsers do and a spawned server runs in that
+//!   mode: what compression costs an idle connection.
 //! - **fanout**: S subscribers on one channel per transport, all resuming from a marker
 //!   message so a late registration loses nothing; a publisher thread sends R messages/s whose
 //!   text is `"SEQ NANOS"` (its send time on this process's monotonic clock), 8 in flight.
@@ -78,7 +81,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "idle",
         summary: "idle subscriptions: server RSS and threads per connection",
-        details: "--transport LIST (ws,sse,poll) --conns N [1000] --hold S [2]",
+        details: "--transport LIST (ws,sse,poll) --conns N [1000] --hold S [2] --ws-deflate off|no-context|context",
     },
     Scenario {
         name: "fanout",
@@ -180,6 +183,9 @@ pub struct Options {
     pub channels: usize,
     /// `claims`: tiny sizes (tests, a first look).
     pub quick: bool,
+    /// `idle`: the WebSocket subscribers offer permessage-deflate as a browser does
+    /// ([`DEFLATE_OFFER`]), and a spawned server runs with `--ws-deflate` this mode.
+    pub ws_deflate: Option<String>,
 }
 
 impl Options {
@@ -208,6 +214,7 @@ impl Options {
             abuse: Abuse::ALL.to_vec(),
             abusers: 100,
             channels: 20,
+            ws_deflate: None,
         }
     }
 }
@@ -249,6 +256,10 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
             "--abuse" if soak => options.abuse = Abuse::parse_list(value)?,
             "--abusers" if soak => options.abusers = count(value)?,
             "--channels" if soak => options.channels = count(value)?,
+            "--ws-deflate" if options.scenario == "idle" => match value {
+                "off" | "no-context" | "context" => options.ws_deflate = Some(value.to_string()),
+                _ => return Err(format!("--ws-deflate: expected off, no-context or context, got '{value}'")),
+            },
             "--spawn" if value == "epoll" || value == "threads" => options.spawn = Some(value.to_string()),
             "--spawn" => return Err(format!("--spawn: expected epoll or threads, got '{value}'")),
             "--transport" => {
@@ -520,7 +531,10 @@ fn run_against_target(options: &Options) -> Result<(Vec<Row>, String), String> {
     let target = |options: &Options| -> Result<Target, String> {
         match (&options.url, &options.spawn) {
             (Some(url), _) => Target::at(url),
-            (None, Some(model)) => Target::spawn(model),
+            (None, Some(model)) => match &options.ws_deflate {
+                Some(mode) => Target::spawn_with(model, &["--ws-deflate", mode]),
+                None => Target::spawn(model),
+            },
             (None, None) => Err("no target".into()),
         }
     };
@@ -545,7 +559,8 @@ fn run_against_target(options: &Options) -> Result<(Vec<Row>, String), String> {
 }
 
 fn title(options: &Options, target: &Target) -> String {
-    let server = options.spawn.as_deref().map(|model| format!("realtime --model {model}"));
+    let deflate = options.ws_deflate.as_deref().map(|mode| format!(" --ws-deflate {mode}")).unwrap_or_default();
+    let server = options.spawn.as_deref().map(|model| format!("realtime --model {model}{deflate}"));
     format!(
         "{} against {} ({}; {})",
         options.scenario,
@@ -636,6 +651,7 @@ fn open_subscribers<S: Sink>(
     (transport, channel, since): (Transport, &str, Option<&str>),
     n: usize,
     masks: &Masks,
+    extensions: Option<&str>,
     mut sink: impl FnMut() -> S,
 ) -> Vec<String> {
     let mut failures = Vec::new();
@@ -644,6 +660,9 @@ fn open_subscribers<S: Sink>(
         let mut first = Vec::new();
         let subscriber =
             Subscriber::start(transport, &target.host, channel, since, masks, &mut first).with_sink(sink());
+        if let (Transport::WebSocket, Some(extensions)) = (transport, extensions) {
+            offer_extensions(&mut first, extensions);
+        }
         if let Err(error) = engine.open(target.addr, subscriber, first) {
             failures.push(format!("connect: {error}"));
             if failures.len() >= 20 {
@@ -659,6 +678,17 @@ fn open_subscribers<S: Sink>(
     let opened = engine.connections.len();
     progress.finish(&format!("{opened} connections open, {} failed", failures.len()));
     failures
+}
+
+/// What Chromium and Firefox offer on every WebSocket (RFC 7692 §7.1).
+pub const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
+
+/// Adds `Sec-WebSocket-Extensions: extensions` to a WebSocket upgrade request (RFC 6455 §9.1).
+/// For `idle` only: its subscribers receive no message, so none has to be decompressed.
+fn offer_extensions(request: &mut Vec<u8>, extensions: &str) {
+    let end = request.len() - b"\r\n".len(); // the blank line that ends the head
+    let field = format!("Sec-WebSocket-Extensions: {extensions}\r\n");
+    request.splice(end..end, field.bytes());
 }
 
 /// Waits until every SSE and WebSocket subscriber has its 200 or 101 (a long poll answers
@@ -682,7 +712,9 @@ fn idle(options: &Options, target: &Target, transport: Transport, masks: &Masks)
     let mut engine = Engine::new().map_err(io_error)?;
     let channel = fresh_channel("idle");
     let started = Instant::now();
-    let failures = open_subscribers(&mut engine, target, (transport, &channel, None), options.conns, masks, Vec::new);
+    let offer = options.ws_deflate.as_ref().map(|_| DEFLATE_OFFER);
+    let failures =
+        open_subscribers(&mut engine, target, (transport, &channel, None), options.conns, masks, offer, Vec::new);
     await_established(&mut engine, transport, Duration::from_secs(30)).map_err(io_error)?;
     let opened_in = started.elapsed();
     engine.run_until(Instant::now() + options.hold, |_| false).map_err(io_error)?;
@@ -892,7 +924,7 @@ fn fanout(options: &Options, target: &Target, transport: Transport, masks: &Mask
     let planned = planned_publishes(options.rate, options.duration);
     let tally = || Tally::new(planned, origin, options.rate);
     let failures =
-        open_subscribers(&mut engine, target, (transport, &channel, Some(&marker)), options.subs, masks, tally);
+        open_subscribers(&mut engine, target, (transport, &channel, Some(&marker)), options.subs, masks, None, tally);
     await_established(&mut engine, transport, Duration::from_secs(30)).map_err(io_error)?;
     let established = engine.connections.iter().filter(|c| c.closed.is_none()).count();
     eprintln!("  {}: {established} subscribers, publishing {} msgs/s", transport.name(), options.rate);
@@ -1043,7 +1075,7 @@ fn pollers(options: &Options) -> Result<Vec<Row>, String> {
             let target = Target::spawn_with("epoll", &["--workers", "1", "--poller", poller, "--keepalive", "600"])?;
             let mut engine = Engine::new().map_err(io_error)?;
             let idle = (Transport::Sse, fresh_channel("idle"));
-            let failures = open_subscribers(&mut engine, &target, (idle.0, &idle.1, None), n, &masks, Vec::new);
+            let failures = open_subscribers(&mut engine, &target, (idle.0, &idle.1, None), n, &masks, None, Vec::new);
             await_established(&mut engine, Transport::Sse, Duration::from_secs(600)).map_err(io_error)?;
             let hot = fresh_channel("hot");
             let mut first = Vec::new();

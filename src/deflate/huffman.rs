@@ -16,10 +16,12 @@
 /// RFC 1951 §3.2.7: code lengths go up to 15 for literal/length and distance codes.
 pub const MAX_CODE_LENGTH: usize = 15;
 
-/// The decoder resolves codes up to this many bits with one table look-up; longer (rare,
-/// by construction) codes are walked bit by bit. 9 bits covers every fixed literal/length
-/// code (§3.2.6) and keeps a table at 512 entries, cheap to build for each dynamic block.
-const FAST_BITS: u32 = 9;
+/// The decoder's first table is indexed by this many input bits: one look-up resolves every
+/// code up to 10 bits (all of §3.2.6's fixed codes, and nearly every symbol a dynamic block
+/// sends); a longer code takes a second look-up in a small table of its own prefix's longer
+/// codes. 2^10 entries of 4 bytes (4 KiB) per code, rebuilt for each dynamic block: zlib's
+/// `inflate_fast` does the same with 9 bits, libdeflate with 11.
+pub const TABLE_BITS: u32 = 10;
 
 /// Why a set of code lengths describes no usable code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,19 +70,23 @@ pub fn reverse(code: u16, len: u8) -> u16 {
     code.reverse_bits() >> (16 - u32::from(len.max(1))) & ((1u32 << len) - 1) as u16
 }
 
-/// A decoding table for one code: a direct look-up for codes up to `FAST_BITS` (9) bits, the
-/// canonical walk for longer ones.
+/// A decoding table for one code, in two levels (as in zlib's `inftrees.c`).
+///
+/// An entry is a `u32`: the symbol in the high 16 bits, then a byte that is non-zero only
+/// in the first level's entries for prefixes of codes longer than [`TABLE_BITS`] (how many
+/// more bits index the second-level table, which starts at the high 16 bits), then a byte
+/// with the code's full length in bits. [`NO_CODE`] marks an incomplete or empty code's unused
+/// space: length 0, and a symbol no alphabet has, so that a caller checking the symbol's range
+/// need not check the length too.
 #[derive(Clone, Debug)]
 pub struct Decoder {
-    /// Indexed by the next `FAST_BITS` input bits: `symbol << 4 | length`, or 0 when the code
-    /// there is longer (or there is none).
-    fast: Vec<u16>,
-    /// How many codes each length has (the walk's `bl_count`).
-    counts: [u16; MAX_CODE_LENGTH + 1],
-    /// Symbols ordered by code: by length, then by symbol (the walk's table).
-    sorted: Vec<u16>,
-    /// The longest code; 0 when the code has no symbols at all.
-    max_len: u8,
+    /// Indexed by the next [`TABLE_BITS`] input bits, or as many as the longest code has if
+    /// that is fewer (a short message's codes are short, and a table per block is built for
+    /// it). A code travels first bit lowest (§3.1.1), so a code of `len` bits fills every
+    /// index whose low `len` bits are it.
+    first: Vec<u32>,
+    /// The second-level tables, one per prefix of codes longer than [`TABLE_BITS`].
+    second: Vec<u32>,
 }
 
 /// A decoded symbol and how many bits its code took.
@@ -96,86 +102,102 @@ pub enum Lookup {
     Invalid,
 }
 
+/// The entry for bits that start no code (see [`Decoder`]).
+pub const NO_CODE: u32 = 0xffff << 16;
+
+/// The parts of a table entry (see [`Decoder`]).
+#[inline(always)]
+pub fn entry_symbol(entry: u32) -> usize {
+    (entry >> 16) as usize
+}
+
+/// The length in bits of the code an entry decodes; 0 for no code.
+#[inline(always)]
+pub fn entry_len(entry: u32) -> u32 {
+    entry & 0xff
+}
+
 impl Decoder {
     /// The decoder for the code with these lengths. An empty code (every length 0) is
     /// accepted: RFC 1951 §3.2.7 allows a block with no distance codes, and such a block
     /// fails only if it uses one.
     pub fn new(lengths: &[u8]) -> Result<Decoder, CodeError> {
         let codes = canonical_codes(lengths).ok_or(CodeError::OverSubscribed)?;
-        let mut counts = [0u16; MAX_CODE_LENGTH + 1];
+        let mut counts = [0u32; MAX_CODE_LENGTH + 1];
         for &len in lengths {
             counts[len as usize] += 1;
         }
         counts[0] = 0;
-        let used: u32 = counts.iter().map(|&c| u32::from(c)).sum();
-        let max_len = (1..=MAX_CODE_LENGTH).rev().find(|&l| counts[l] > 0).unwrap_or(0) as u8;
-        let space: u32 = (1..=MAX_CODE_LENGTH).map(|l| u32::from(counts[l]) << (MAX_CODE_LENGTH - l)).sum();
+        let used: u32 = counts.iter().sum();
+        let max_len = (1..=MAX_CODE_LENGTH).rev().find(|&l| counts[l] > 0).unwrap_or(0);
+        let space: u32 = (1..=MAX_CODE_LENGTH).map(|l| counts[l] << (MAX_CODE_LENGTH - l)).sum();
         let complete = space == 1 << MAX_CODE_LENGTH;
         if used > 0 && !complete && !(used == 1 && max_len == 1) {
             return Err(CodeError::Incomplete);
         }
-        // A counting sort: where each length's symbols start, then one pass in symbol order.
-        let mut offsets = [0usize; MAX_CODE_LENGTH + 1];
-        for len in 1..MAX_CODE_LENGTH {
-            offsets[len + 1] = offsets[len] + usize::from(counts[len]);
-        }
-        let mut sorted = vec![0u16; used as usize];
-        for (symbol, &len) in lengths.iter().enumerate() {
-            if len != 0 {
-                sorted[offsets[len as usize]] = symbol as u16;
-                offsets[len as usize] += 1;
+        let first_bits = (max_len as u32).clamp(1, TABLE_BITS);
+        let mut first = vec![NO_CODE; 1 << first_bits];
+        let mut second = Vec::new();
+        for (symbol, &len) in lengths.iter().enumerate().filter(|(_, &len)| (1..=first_bits).contains(&u32::from(len)))
+        {
+            let reversed = usize::from(reverse(codes[symbol], len));
+            let entry = (symbol as u32) << 16 | u32::from(len);
+            for index in (reversed..first.len()).step_by(1 << len) {
+                first[index] = entry;
             }
         }
-        let mut fast = vec![0u16; 1 << FAST_BITS];
-        for (symbol, &len) in lengths.iter().enumerate() {
-            if len == 0 || u32::from(len) > FAST_BITS {
-                continue;
-            }
-            let reversed = reverse(codes[symbol], len) as usize;
-            let entry = (symbol as u16) << 4 | u16::from(len);
-            // Every index whose low `len` bits are this code decodes to it.
-            let mut index = reversed;
-            while index < fast.len() {
-                fast[index] = entry;
-                index += 1 << len;
+        if max_len as u32 <= TABLE_BITS {
+            return Ok(Decoder { first, second });
+        }
+        // The longest code under each first-level prefix, which sizes its second-level table.
+        let mut longest = vec![0u8; 1 << TABLE_BITS];
+        for (symbol, &len) in lengths.iter().enumerate().filter(|(_, &len)| u32::from(len) > TABLE_BITS) {
+            let prefix = usize::from(reverse(codes[symbol], len)) & ((1 << TABLE_BITS) - 1);
+            longest[prefix] = longest[prefix].max(len);
+        }
+        for (prefix, &len) in longest.iter().enumerate().filter(|(_, &len)| len > 0) {
+            let bits = u32::from(len) - TABLE_BITS;
+            first[prefix] = (second.len() as u32) << 16 | bits << 8;
+            second.resize(second.len() + (1 << bits), NO_CODE);
+        }
+        for (symbol, &len) in lengths.iter().enumerate().filter(|(_, &len)| u32::from(len) > TABLE_BITS) {
+            let reversed = usize::from(reverse(codes[symbol], len));
+            let pointer = first[reversed & ((1 << TABLE_BITS) - 1)];
+            let (base, size) = (entry_symbol(pointer), 1usize << (pointer >> 8 & 0xff));
+            let entry = (symbol as u32) << 16 | u32::from(len);
+            for index in (reversed >> TABLE_BITS..size).step_by(1 << (u32::from(len) - TABLE_BITS)) {
+                second[base + index] = entry;
             }
         }
-        Ok(Decoder { fast, counts, sorted, max_len })
+        Ok(Decoder { first, second })
     }
 
-    /// Decodes the next symbol from `bits`, of which the low `available` are input (the first
-    /// input bit lowest).
+    /// The table entry for the code at the bottom of `bits` (the first input bit lowest),
+    /// assuming enough bits: the caller compares [`entry_len`] with what it holds.
+    #[inline(always)]
+    pub fn entry(&self, bits: u64) -> u32 {
+        let entry = self.first[bits as usize & (self.first.len() - 1)];
+        let more = entry >> 8 & 0xff;
+        if more == 0 {
+            return entry;
+        }
+        let index = entry_symbol(entry) + ((bits >> TABLE_BITS) as usize & ((1 << more) - 1));
+        self.second[index]
+    }
+
+    /// Decodes the next symbol from `bits`, of which the low `available` are input.
     pub fn decode(&self, bits: u64, available: u32) -> Lookup {
-        let entry = self.fast[(bits & ((1 << FAST_BITS) - 1)) as usize];
-        if entry != 0 {
-            let len = (entry & 15) as u8;
-            return if u32::from(len) <= available {
-                Lookup::Symbol { symbol: entry >> 4, len }
-            } else {
-                Lookup::NeedMore
-            };
+        let entry = self.entry(bits);
+        let len = entry_len(entry);
+        if len == 0 {
+            // Unused code space is known as soon as one bit is: only an incomplete code of
+            // a single 1-bit code, or an empty code, has any (see `new`).
+            return if available == 0 { Lookup::NeedMore } else { Lookup::Invalid };
         }
-        self.decode_slow(bits, available)
-    }
-
-    /// The canonical walk (as in zlib's `puff.c`): read the code a bit at a time, most
-    /// significant first, and compare it with the first code of each length.
-    fn decode_slow(&self, bits: u64, available: u32) -> Lookup {
-        let (mut code, mut first, mut index) = (0i32, 0i32, 0i32);
-        for len in 1..=u32::from(self.max_len) {
-            if len > available {
-                return Lookup::NeedMore;
-            }
-            code |= ((bits >> (len - 1)) & 1) as i32;
-            let count = i32::from(self.counts[len as usize]);
-            if code - first < count {
-                return Lookup::Symbol { symbol: self.sorted[(index + code - first) as usize], len: len as u8 };
-            }
-            index += count;
-            first = (first + count) << 1;
-            code <<= 1;
+        if len > available {
+            return Lookup::NeedMore;
         }
-        Lookup::Invalid
+        Lookup::Symbol { symbol: entry_symbol(entry) as u16, len: len as u8 }
     }
 }
 
@@ -296,8 +318,8 @@ mod tests {
     }
 
     #[test]
-    fn long_codes_decode_through_the_canonical_walk() {
-        // A complete code with lengths 1..=15 and two of 15: the deep ones miss the table.
+    fn long_codes_decode_through_the_second_level_table() {
+        // A complete code with lengths 1..=15 and two of 15: the codes over 10 bits take two look-ups.
         let mut lengths: Vec<u8> = (1..=15).collect();
         lengths.push(15);
         let decoder = Decoder::new(&lengths).unwrap();

@@ -17,6 +17,16 @@
 //!   leaves the state as it was, and the next call starts the same step again with more bits.
 //!   The longest step, a length code, its extra bits, a distance code and its extra bits,
 //!   is 15 + 5 + 15 + 13 = 48 bits, and the buffer holds 56 when input allows.
+//! - Two paths decode a block's data. The **fast path** runs while at least 8 input bytes
+//!   are left and a longest match fits under the limit: it loads 8 bytes at a time, decodes
+//!   a literal or a whole length/distance pair per load with no check for running out, and
+//!   writes into room made in the caller's buffer (matches copied 8 or 16 bytes at a time).
+//!   The **slow path** takes over at the edges, near the end of the input or of the limit: a
+//!   byte at a time, each step atomic as above. Both decode the same bits the same way
+//!   (`the_fast_path_and_a_byte_at_a_time_agree_on_damaged_streams`); profiled with
+//!   callgrind on Autobahn's data1.html, the old single path spent half its instructions on
+//!   walking codes over 9 bits a bit at a time and on refilling a byte at a time, which
+//!   [`super::huffman::Decoder`]'s two-level table and the 8-byte loads removed.
 //! - The **window** (`history`) keeps the last `2^window_bits` bytes output before this call,
 //!   for back-references into earlier calls (§3.2: "the LZ77 algorithm may use a reference to
 //!   a duplicated string occurring in a previous block, up to 32K input bytes before"); this
@@ -31,10 +41,10 @@
 use std::fmt;
 use std::sync::OnceLock;
 
-use super::huffman::{CodeError, Decoder, Lookup};
+use super::huffman::{entry_len, entry_symbol, CodeError, Decoder, Lookup};
 use super::{
-    fixed_lengths, CODE_LENGTH_ORDER, DIST_BASE, DIST_EXTRA, END_OF_BLOCK, LENGTH_BASE, LENGTH_EXTRA, MAX_WINDOW_BITS,
-    MIN_WINDOW_BITS,
+    fixed_lengths, CODE_LENGTH_ORDER, DIST_BASE, DIST_EXTRA, END_OF_BLOCK, LENGTH_BASE, LENGTH_EXTRA, MAX_MATCH,
+    MAX_WINDOW_BITS, MIN_WINDOW_BITS,
 };
 
 /// Everything a compressed stream can get wrong, and the decoder's own limit.
@@ -439,10 +449,45 @@ impl Inflater {
         };
         let (mut bits, mut nbits) = (self.bits, self.nbits);
         let result = loop {
-            while nbits <= 56 && *pos < input.len() {
-                bits |= u64::from(input[*pos]) << nbits;
-                nbits += 8;
-                *pos += 1;
+            let spare = out.capacity() - out.len();
+            if input.len() - *pos >= 8
+                && limit.saturating_sub(out.len()) >= FAST_ROOM
+                && (spare >= FAST_ROOM || (spare == 0 && 4 * (input.len() - *pos) >= 2 * FAST_ROOM))
+            {
+                // Room to write into, zeroed (no `unsafe` here to skip that): the capacity
+                // the caller has left if it is enough, else about what the input left could
+                // make, within the limit and a bound on what the zeroing may waste at the
+                // end of a block. What the fast path does not fill is cut off after it. A
+                // buffer is grown only when it is full and the input left promises to fill
+                // the room, so that a caller that reserved the exact size never has its output
+                // moved, and a short message does not get a kilobyte for a hundred bytes:
+                // until then the slow path writes into what capacity there is.
+                let begin = out.len();
+                let grow =
+                    if spare >= FAST_ROOM { spare.min(MAX_GROW) } else { (4 * (input.len() - *pos)).min(MAX_GROW) };
+                out.resize(limit.min(begin + grow), 0);
+                let mut written = begin;
+                let history = Window { before: &self.history, start, window: self.window };
+                let fast = fast_data(litlen, dist, history, input, pos, out, &mut written, &mut bits, &mut nbits);
+                out.truncate(written);
+                if let Some(result) = fast {
+                    break result;
+                }
+            }
+            // The slow path, near the end of the input, the limit or the buffer's capacity: a
+            // step taken only when all its bits are there, and written with its checks.
+            // Input is still loaded 8 bytes at a time while there are 8.
+            if input.len() - *pos >= 8 {
+                let next: [u8; 8] = input[*pos..*pos + 8].try_into().expect("8 bytes");
+                bits |= u64::from_le_bytes(next) << nbits;
+                *pos += (63 - nbits as usize) >> 3;
+                nbits |= 56;
+            } else {
+                while nbits <= 56 && *pos < input.len() {
+                    bits |= u64::from(input[*pos]) << nbits;
+                    nbits += 8;
+                    *pos += 1;
+                }
             }
             let (symbol, mut used) = match litlen.decode(bits, nbits) {
                 Lookup::Symbol { symbol, len } => (symbol as usize, u32::from(len)),
@@ -489,12 +534,24 @@ impl Inflater {
             }
             let distance = usize::from(DIST_BASE[dist_symbol]) + ((bits >> used) & ((1 << extra) - 1)) as usize;
             used += extra;
-            if let Err(error) = self.copy_match(out, start, distance, length, limit) {
+            if out.len() + length > limit {
+                break Err(InflateError::OutputLimit);
+            }
+            let at = out.len();
+            out.resize(at + length, 0);
+            let history = Window { before: &self.history, start, window: self.window };
+            if let Err(error) = copy_exact(out, at, distance, length, history) {
+                out.truncate(at);
                 break Err(error);
             }
             bits >>= used;
             nbits -= used;
         };
+        // Only the bits held stay: the ones the fast path's loads left above them are input
+        // not taken yet.
+        if nbits < 64 {
+            bits &= (1 << nbits) - 1;
+        }
         self.bits = bits;
         self.nbits = nbits;
         if result == Ok(true) {
@@ -502,45 +559,167 @@ impl Inflater {
         }
         result
     }
+}
 
-    /// Appends `length` bytes starting `distance` back: from the window of earlier calls,
-    /// then from this call's output. The copy may overlap what it writes (§3.2.3: "the
-    /// referenced string may overlap the current position").
-    fn copy_match(
-        &self,
-        out: &mut Vec<u8>,
-        start: usize,
-        distance: usize,
-        length: usize,
-        limit: usize,
-    ) -> Result<(), InflateError> {
-        let produced = out.len() - start;
-        if distance > self.window || distance > produced + self.history.len() {
-            return Err(InflateError::DistanceTooFarBack);
+/// Room the fast path keeps ahead of what it writes: a longest match, and the 15 bytes past it
+/// that a 16-byte piece of a copy may write before they are written again or cut off.
+const FAST_ROOM: usize = MAX_MATCH + 16;
+
+/// The most the fast path grows the output by at a time: room left over when a block ends
+/// has been zeroed for nothing.
+const MAX_GROW: usize = 8 * 1024;
+
+/// What a back-reference may reach: this call's output from `start` and, before it, the
+/// window kept from earlier calls.
+#[derive(Clone, Copy)]
+struct Window<'a> {
+    before: &'a [u8],
+    start: usize,
+    window: usize,
+}
+
+/// The fast path of [`Inflater::read_data`], while at least 8 input bytes are left and
+/// [`FAST_ROOM`] bytes of `out` (already sized, zeroed) are free past `written`. Each step
+/// first loads 8 input bytes at once, which fills the bit buffer to 56-63 bits, more than the
+/// longest step takes (48), so no step can run out of bits, pass the room or need undoing.
+/// The load also leaves bits of the next input bytes above `nbits`: they are those bytes' own
+/// bits, which the next load ORs in again unchanged (libdeflate's trick), and the caller
+/// clears them when it stops. `None` when the input or the room runs short: the caller
+/// carries on a step at a time.
+#[allow(clippy::too_many_arguments)] // the decoder's registers, kept in locals across the loop
+fn fast_data(
+    litlen: &Decoder,
+    dist: &Decoder,
+    history: Window<'_>,
+    input: &[u8],
+    pos: &mut usize,
+    out: &mut [u8],
+    written: &mut usize,
+    bits: &mut u64,
+    nbits: &mut u32,
+) -> Option<Result<bool, InflateError>> {
+    let (mut p, mut o, mut b, mut n) = (*pos, *written, *bits, *nbits);
+    let result = loop {
+        if input.len() - p < 8 || out.len() - o < FAST_ROOM {
+            break None;
         }
-        if out.len() + length > limit {
-            return Err(InflateError::OutputLimit);
-        }
-        let mut length = length;
-        if distance > produced {
-            let from = self.history.len() - (distance - produced);
-            let n = length.min(distance - produced);
-            out.extend_from_slice(&self.history[from..from + n]);
-            length -= n;
-            if length == 0 {
-                return Ok(());
+        let next: [u8; 8] = input[p..p + 8].try_into().expect("8 bytes");
+        b |= u64::from_le_bytes(next) << n;
+        p += (63 - n as usize) >> 3;
+        n |= 56;
+        let entry = litlen.entry(b);
+        if entry < 256 << 16 {
+            // A literal (§3.2.5: "0 - 255: represent literal bytes"), and a second one without
+            // loading again: one takes at most 15 of the 56 bits.
+            let used = entry_len(entry);
+            b >>= used;
+            n -= used;
+            out[o] = entry_symbol(entry) as u8;
+            o += 1;
+            let entry = litlen.entry(b);
+            if entry < 256 << 16 {
+                let used = entry_len(entry);
+                b >>= used;
+                n -= used;
+                out[o] = entry_symbol(entry) as u8;
+                o += 1;
             }
+            continue;
         }
-        let from = out.len() - distance;
-        if distance >= length {
-            out.extend_from_within(from..from + length);
-        } else {
-            for i in 0..length {
-                out.push(out[from + i]);
-            }
+        let used = entry_len(entry);
+        b >>= used;
+        n -= used;
+        let symbol = entry_symbol(entry);
+        if symbol == END_OF_BLOCK {
+            break Some(Ok(true));
         }
-        Ok(())
+        // A length: its extra bits, then a distance code and its extra bits (§3.2.5).
+        let Some((&base, &extra)) =
+            LENGTH_BASE.get(symbol.wrapping_sub(257)).zip(LENGTH_EXTRA.get(symbol.wrapping_sub(257)))
+        else {
+            break Some(Err(InflateError::InvalidSymbol));
+        };
+        let length = usize::from(base) + (b & ((1 << extra) - 1)) as usize;
+        b >>= extra;
+        n -= u32::from(extra);
+        let entry = dist.entry(b);
+        let symbol = entry_symbol(entry);
+        let Some((&base, &extra)) = DIST_BASE.get(symbol).zip(DIST_EXTRA.get(symbol)) else {
+            break Some(Err(InflateError::InvalidSymbol));
+        };
+        let used = entry_len(entry);
+        let distance = usize::from(base) + ((b >> used) & ((1 << extra) - 1)) as usize;
+        b >>= used + u32::from(extra);
+        n -= used + u32::from(extra);
+        let produced = o - history.start;
+        if distance <= produced && distance <= history.window {
+            copy_in_place(out, o, distance, length);
+        } else if let Err(error) = copy_exact(out, o, distance, length, history) {
+            break Some(Err(error));
+        }
+        o += length;
+    };
+    (*pos, *written, *bits, *nbits) = (p, o, b, n);
+    result
+}
+
+/// Writes `length` bytes at `out[at..]` from `distance` back, which lies in `out` itself. The
+/// copy may overlap what it writes (§3.2.3: "the referenced string may overlap the current
+/// position"), so it goes forward in pieces that were each written before they are read: 16
+/// or 8 bytes at a time when `distance` allows (up to 15 bytes past the match, which the next
+/// step overwrites or the caller cuts off; a call to `memcpy` for 3 to 30 bytes costs more
+/// than the copy), one `memcpy` for a long match that does not overlap, a fill for a run of
+/// one byte, one byte at a time for the other short periods.
+#[inline(always)]
+fn copy_in_place(out: &mut [u8], at: usize, distance: usize, length: usize) {
+    let from = at - distance;
+    if distance >= length && length >= 32 {
+        out.copy_within(from..from + length, at);
+    } else if distance >= 16 {
+        for i in (0..length).step_by(16) {
+            out.copy_within(from + i..from + i + 16, at + i);
+        }
+    } else if distance >= 8 {
+        for i in (0..length).step_by(8) {
+            out.copy_within(from + i..from + i + 8, at + i);
+        }
+    } else if distance == 1 {
+        let byte = out[from];
+        out[at..at + length].fill(byte);
+    } else {
+        for i in 0..length {
+            out[at + i] = out[from + i];
+        }
     }
+}
+
+/// Writes `length` bytes at `out[at..]` from `distance` back, and not a byte past them: first
+/// from the window kept from earlier calls if the match starts before this call's output,
+/// then from `out`, one byte at a time. An error if it reaches past that window (so past
+/// the start of the stream) or past the negotiated window size. For the matches that
+/// [`copy_in_place`] cannot take, and near the limit.
+#[cold]
+fn copy_exact(
+    out: &mut [u8],
+    at: usize,
+    distance: usize,
+    length: usize,
+    history: Window<'_>,
+) -> Result<(), InflateError> {
+    let produced = at - history.start;
+    if distance > history.window || distance > produced + history.before.len() {
+        return Err(InflateError::DistanceTooFarBack);
+    }
+    let mut done = 0;
+    if distance > produced {
+        let from = history.before.len() - (distance - produced);
+        done = length.min(distance - produced);
+        out[at..at + done].copy_from_slice(&history.before[from..from + done]);
+    }
+    for i in done..length {
+        out[at + i] = out[at + i - distance];
+    }
+    Ok(())
 }
 
 /// Appends `bytes` unless that would take `out` past `limit`.
@@ -709,6 +888,79 @@ mod tests {
         let compressed = super::super::Deflater::new(super::super::Level::Default, 15).compress_to_vec(&far);
         let mut narrow = Inflater::new(8);
         assert_eq!(narrow.inflate(&compressed, &mut Vec::new(), 1000), Err(InflateError::DistanceTooFarBack));
+    }
+
+    /// Inflates `input` in pieces of `piece` bytes; the outcome and every byte output, even
+    /// when it fails.
+    fn inflate_by(input: &[u8], piece: usize, limit: usize) -> (Result<(), InflateError>, Vec<u8>) {
+        let mut inflater = Inflater::new(15);
+        let mut out = Vec::new();
+        for piece in input.chunks(piece) {
+            if let Err(error) = inflater.inflate(piece, &mut out, limit) {
+                return (Err(error), out);
+            }
+            assert!(out.len() <= limit);
+        }
+        (Ok(()), out)
+    }
+
+    /// Long enough for the fast path (8 input bytes at a time), with literals, short and long
+    /// matches, runs, and a dynamic block from each compressor.
+    fn long_streams() -> Vec<Vec<u8>> {
+        let text: Vec<u8> = (0..3000u32)
+            .flat_map(|i| format!("{{\"id\":{i},\"text\":\"{}\"}}", "abcdefghij".repeat(i as usize % 7)).into_bytes())
+            .chain(std::iter::repeat_n(b'z', 3000))
+            .chain((0..4000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8))
+            .collect();
+        let ours = super::super::Deflater::new(super::super::Level::Default, 15).compress_to_vec(&text);
+        let mut zlib = flate2::Compress::new(flate2::Compression::new(9), false);
+        let mut theirs = Vec::with_capacity(text.len());
+        zlib.compress_vec(&text, &mut theirs, flate2::FlushCompress::Sync).unwrap();
+        vec![ours, theirs]
+    }
+
+    #[test]
+    fn the_fast_path_and_a_byte_at_a_time_agree_on_damaged_streams() {
+        // Whole, the input takes the fast path; a byte at a time, never. Every damage (a
+        // bad code, a distance too far, a code 286/287 or 30/31) must end both the same way,
+        // with the same bytes output before it.
+        for stream in long_streams() {
+            assert_eq!(inflate_by(&stream, stream.len(), usize::MAX).0, Ok(()));
+            for at in (0..stream.len()).step_by(101) {
+                for flip in [0x01, 0x10, 0xff] {
+                    let mut damaged = stream.clone();
+                    damaged[at] ^= flip;
+                    let whole = inflate_by(&damaged, damaged.len(), 1 << 17);
+                    assert_eq!(inflate_by(&damaged, 1, 1 << 17), whole, "byte {at} ^ {flip:#x}");
+                    assert_eq!(inflate_by(&damaged, 4099, 1 << 17), whole, "byte {at} ^ {flip:#x}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_path_stops_at_the_limit_to_the_byte() {
+        for stream in long_streams() {
+            let full = inflate_by(&stream, stream.len(), usize::MAX).1;
+            for limit in [0, 1, 257, 258, 275, 1000, 4096, 8191, full.len() / 2, full.len() - 1] {
+                let (result, out) = inflate_by(&stream, stream.len(), limit);
+                assert_eq!(result, Err(InflateError::OutputLimit), "limit {limit}");
+                assert!(full.starts_with(&out) && out.len() <= limit && limit - out.len() < MAX_MATCH, "limit {limit}");
+                assert_eq!(inflate_by(&stream, 1, limit), (result, out), "limit {limit}");
+            }
+            assert_eq!(inflate_by(&stream, stream.len(), full.len()), (Ok(()), full));
+        }
+    }
+
+    #[test]
+    fn the_fast_path_writes_into_the_capacity_a_caller_reserved() {
+        for stream in long_streams() {
+            let size = inflate_by(&stream, stream.len(), usize::MAX).1.len();
+            let mut out = Vec::with_capacity(size);
+            let reserved = out.as_ptr();
+            Inflater::new(15).inflate(&stream, &mut out, usize::MAX).unwrap();
+            assert_eq!((out.len(), out.capacity(), out.as_ptr()), (size, size, reserved));
+        }
     }
 
     #[test]

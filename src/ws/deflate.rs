@@ -26,11 +26,66 @@
 
 #![forbid(unsafe_code)]
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Weak};
 
 use super::extension::Direction;
 use crate::deflate::{Deflater, InflateError, Inflater, Level, SYNC_FLUSH_TAIL};
 use crate::sync::lock;
+
+/// What permessage-deflate saved this node, both ways, for `/stats` and `/metrics` (issue 18:
+/// a page's JavaScript sees messages only after the browser inflated them, never the frames,
+/// so only the server can say). Payload bytes before and after compression, of the messages
+/// that went compressed (the others save nothing); frame headers are not counted. One tally
+/// per process, which is one node: every connection adds to it, the way a broadcast's
+/// compressed payload is shared by every connection ([`SharedCompression`]).
+#[derive(Debug)]
+pub struct Tally {
+    sent_payload: AtomicU64,
+    sent_compressed: AtomicU64,
+    received_compressed: AtomicU64,
+    received_payload: AtomicU64,
+}
+
+/// This process's [`Tally`].
+pub static TALLY: Tally = Tally {
+    sent_payload: AtomicU64::new(0),
+    sent_compressed: AtomicU64::new(0),
+    received_compressed: AtomicU64::new(0),
+    received_payload: AtomicU64::new(0),
+};
+
+/// A reading of the [`Tally`], in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TallySnapshot {
+    pub sent_payload: u64,
+    pub sent_compressed: u64,
+    pub received_compressed: u64,
+    pub received_payload: u64,
+}
+
+impl Tally {
+    /// A message of `payload` bytes went out as `compressed` bytes.
+    pub fn sent(&self, payload: usize, compressed: usize) {
+        self.sent_payload.fetch_add(payload as u64, Relaxed);
+        self.sent_compressed.fetch_add(compressed as u64, Relaxed);
+    }
+
+    /// `compressed` bytes arrived and inflated to `payload`.
+    pub fn received(&self, compressed: usize, payload: usize) {
+        self.received_compressed.fetch_add(compressed as u64, Relaxed);
+        self.received_payload.fetch_add(payload as u64, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> TallySnapshot {
+        TallySnapshot {
+            sent_payload: self.sent_payload.load(Relaxed),
+            sent_compressed: self.sent_compressed.load(Relaxed),
+            received_compressed: self.received_compressed.load(Relaxed),
+            received_payload: self.received_payload.load(Relaxed),
+        }
+    }
+}
 
 /// With context takeover, messages shorter than this go uncompressed: a few bytes save
 /// nothing that the 3-byte block overhead would not eat.
@@ -76,14 +131,16 @@ impl Compressor {
 
     /// The payload to send with RSV1 for `payload`, or `None` to send `payload` as it is.
     pub fn compress(&mut self, payload: &[u8]) -> Option<Vec<u8>> {
-        let Some(deflater) = &mut self.deflater else {
-            return compress_message(payload, self.direction.window_bits);
+        let compressed = match &mut self.deflater {
+            None => compress_message(payload, self.direction.window_bits)?,
+            Some(_) if payload.len() < CONTEXT_MIN_BYTES => return None,
+            Some(deflater) => {
+                let mut compressed = deflater.compress_to_vec(payload);
+                strip_tail(&mut compressed);
+                compressed
+            }
         };
-        if payload.len() < CONTEXT_MIN_BYTES {
-            return None;
-        }
-        let mut compressed = deflater.compress_to_vec(payload);
-        strip_tail(&mut compressed);
+        TALLY.sent(payload.len(), compressed.len());
         Some(compressed)
     }
 
@@ -110,16 +167,31 @@ impl Decompressor {
     /// Decompresses the next piece of a compressed message's payload into `out`, which may
     /// not grow past `limit`.
     pub fn inflate(&mut self, piece: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), InflateError> {
+        self.inflate_counted(piece, piece.len(), out, limit)
+    }
+
+    /// [`Decompressor::inflate`], counting `wire` of the piece's bytes as received.
+    fn inflate_counted(
+        &mut self,
+        piece: &[u8],
+        wire: usize,
+        out: &mut Vec<u8>,
+        limit: usize,
+    ) -> Result<(), InflateError> {
         // The window the sender may use: ours always accepts 2^15 (see `super::extension`).
         let inflater = self.inflater.get_or_insert_with(|| Inflater::new(crate::deflate::MAX_WINDOW_BITS));
-        inflater.inflate(piece, out, limit).map(|_| ())
+        let before = out.len();
+        let result = inflater.inflate(piece, out, limit).map(|_| ());
+        TALLY.received(wire, out.len() - before);
+        result
     }
 
     /// The message's last frame has ended: RFC 7692 §7.2.2, "Append 4 octets of 0x00 0x00
     /// 0xff 0xff to the tail end of the payload of the message" and decompress; the data must
     /// then end between blocks.
     pub fn finish_message(&mut self, out: &mut Vec<u8>, limit: usize) -> Result<(), InflateError> {
-        self.inflate(&SYNC_FLUSH_TAIL, out, limit)?;
+        // The tail was never on the wire (RFC 7692 §7.2.1).
+        self.inflate_counted(&SYNC_FLUSH_TAIL, 0, out, limit)?;
         let Some(inflater) = &mut self.inflater else { unreachable!("inflate just made it") };
         inflater.finish()?;
         if self.direction.no_context_takeover {

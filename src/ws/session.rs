@@ -381,6 +381,7 @@ impl Session {
         }
         match compressed {
             Some(compressed) if self.shared_compression().is_some() => {
+                super::deflate::TALLY.sent(text.len(), compressed.len());
                 let mask = self.masks.as_mut().map(|next_key| next_key());
                 encode_compressed_frame(out, true, Opcode::Text, compressed, mask);
             }
