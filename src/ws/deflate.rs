@@ -113,13 +113,14 @@ fn strip_tail(compressed: &mut Vec<u8>) {
 #[derive(Debug)]
 pub struct Compressor {
     direction: Direction,
-    /// With context takeover, the window shared by all our messages; `None` without.
-    deflater: Option<Deflater>,
+    /// With context takeover, the window shared by all our messages; `None` without. Boxed,
+    /// like the inflater: a connection without context takeover carries neither inline.
+    deflater: Option<Box<Deflater>>,
 }
 
 impl Compressor {
     pub fn new(direction: Direction) -> Compressor {
-        let deflater = (!direction.no_context_takeover).then(|| Deflater::new(LEVEL, direction.window_bits));
+        let deflater = (!direction.no_context_takeover).then(|| Box::new(Deflater::new(LEVEL, direction.window_bits)));
         Compressor { direction, deflater }
     }
 
@@ -146,7 +147,7 @@ impl Compressor {
 
     /// Bytes kept between messages (the window and hash chains with context takeover).
     pub fn retained_bytes(&self) -> usize {
-        self.deflater.as_ref().map_or(0, Deflater::retained_bytes)
+        self.deflater.as_ref().map_or(0, |deflater| deflater.retained_bytes())
     }
 }
 
@@ -156,7 +157,7 @@ pub struct Decompressor {
     direction: Direction,
     /// Exists while a compressed message is arriving, and between messages with context
     /// takeover.
-    inflater: Option<Inflater>,
+    inflater: Option<Box<Inflater>>,
 }
 
 impl Decompressor {
@@ -179,7 +180,7 @@ impl Decompressor {
         limit: usize,
     ) -> Result<(), InflateError> {
         // The window the sender may use: ours always accepts 2^15 (see `super::extension`).
-        let inflater = self.inflater.get_or_insert_with(|| Inflater::new(crate::deflate::MAX_WINDOW_BITS));
+        let inflater = self.inflater.get_or_insert_with(|| Box::new(Inflater::new(crate::deflate::MAX_WINDOW_BITS)));
         let before = out.len();
         let result = inflater.inflate(piece, out, limit).map(|_| ());
         TALLY.received(wire, out.len() - before);
@@ -213,7 +214,7 @@ impl Decompressor {
 
     /// Bytes held: the inflater's window, during a message or with context takeover.
     pub fn retained_bytes(&self) -> usize {
-        self.inflater.as_ref().map_or(0, Inflater::retained_bytes)
+        self.inflater.as_ref().map_or(0, |inflater| inflater.retained_bytes())
     }
 }
 
