@@ -50,8 +50,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod connection;
 pub mod error;
 pub mod field_block;
 pub mod frame;
 pub mod hpack;
 pub mod huffman;
+pub mod message;
+pub mod server;
