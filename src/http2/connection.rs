@@ -537,10 +537,12 @@ impl H2Connection {
         if len > self.recv_window {
             return Err(H2Error::Connection(ErrorCode::FlowControlError, "DATA beyond the connection window"));
         }
-        // The connection's window is given back at once: what a stream may hold is the
-        // stream's window's business (and the application's limit on a body).
-        if flow_controlled_len > 0 {
-            Frame::WindowUpdate { stream_id: 0, increment: flow_controlled_len }.encode(output);
+        self.recv_window -= len;
+        // Every octet is taken at once (a body is bounded by the application, which answers
+        // 413 past its limit), so the window is given back as soon as half of it is used: one
+        // WINDOW_UPDATE per 32 KiB instead of one per frame.
+        if let Some(increment) = replenish(&mut self.recv_window) {
+            Frame::WindowUpdate { stream_id: 0, increment }.encode(output);
         }
         let Some(stream) = self.streams.get_mut(&stream_id) else {
             // §5.1 closed: "An endpoint MUST ignore frames that it receives on closed streams
@@ -557,11 +559,11 @@ impl H2Connection {
         if len > stream.recv_window {
             return Err(H2Error::Stream(stream_id, ErrorCode::FlowControlError, "DATA beyond the stream window"));
         }
+        stream.recv_window -= len;
         if end_stream {
             stream.state = StreamState::HalfClosedRemote;
-        } else if flow_controlled_len > 0 {
-            // Given back as it arrives: the application bounds a body by its own limit.
-            Frame::WindowUpdate { stream_id, increment: flow_controlled_len }.encode(output);
+        } else if let Some(increment) = replenish(&mut stream.recv_window) {
+            Frame::WindowUpdate { stream_id, increment }.encode(output);
         }
         events.push(Event::Data { stream_id, data: data.to_vec(), end_stream });
         Ok(())
@@ -702,8 +704,487 @@ impl H2Connection {
     }
 }
 
+/// The increment that brings a receive window used by half or more back to
+/// [`DEFAULT_WINDOW`], if it is time for one.
+fn replenish(window: &mut i64) -> Option<u32> {
+    if *window > i64::from(DEFAULT_WINDOW / 2) {
+        return None;
+    }
+    let increment = i64::from(DEFAULT_WINDOW) - *window;
+    *window = i64::from(DEFAULT_WINDOW);
+    Some(increment as u32)
+}
+
 /// Frames whose receipt makes us queue an answer: PING and SETTINGS (their ACKs), HEADERS (a
 /// response or a refusal), RST_STREAM (nothing, but it is half of a rapid reset).
 fn asks_for_an_answer(frame: &Frame<'_>) -> bool {
     matches!(frame, Frame::Ping { ack: false, .. } | Frame::Settings { ack: false, .. } | Frame::Headers { .. })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The time every test starts at; later times are offsets from it.
+    fn t0() -> Instant {
+        // A fixed base: tests compare instants, never read the clock again.
+        static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *BASE.get_or_init(Instant::now)
+    }
+
+    const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// A connection past its SETTINGS exchange, and the frames the client sent so far.
+    struct Peer {
+        connection: H2Connection,
+        /// What the server wrote, not yet looked at.
+        output: Vec<u8>,
+        encoder: Encoder,
+    }
+
+    impl Peer {
+        fn new() -> Peer {
+            Peer::with_settings(&[])
+        }
+
+        /// Just after the preface: our SETTINGS written (and dropped), the client's not yet sent.
+        fn fresh() -> Peer {
+            let mut output = Vec::new();
+            let connection = H2Connection::new(16 * 1024, SEND_TIMEOUT, t0(), &mut output);
+            output.clear();
+            Peer { connection, output, encoder: Encoder::new(hpack::DEFAULT_TABLE_SIZE, false) }
+        }
+
+        fn with_settings(settings: &[Setting]) -> Peer {
+            let mut peer = Peer::fresh();
+            let mut bytes = Vec::new();
+            frame::encode_settings(settings, &mut bytes);
+            let events = peer.send(&bytes);
+            assert!(events.is_empty());
+            peer.output.clear();
+            peer
+        }
+
+        fn send_at(&mut self, bytes: &[u8], at: Instant) -> Vec<Event> {
+            let mut input = bytes.to_vec();
+            let events = self.connection.receive(&mut input, &mut self.output, at);
+            assert!(input.is_empty() || self.connection.phase == Phase::Closed, "a frame was left unparsed");
+            events
+        }
+
+        fn send(&mut self, bytes: &[u8]) -> Vec<Event> {
+            self.send_at(bytes, t0())
+        }
+
+        fn frame(&mut self, frame: Frame<'_>) -> Vec<Event> {
+            let mut bytes = Vec::new();
+            frame.encode(&mut bytes);
+            self.send(&bytes)
+        }
+
+        /// A GET on `stream_id`, with END_STREAM unless `body_follows`.
+        fn headers(&mut self, stream_id: u32, body_follows: bool) -> Vec<Event> {
+            let fields = [Field::new(":method", "GET"), Field::new(":scheme", "http"), Field::new(":path", "/")];
+            let mut block = Vec::new();
+            self.encoder.encode(&fields, &mut block);
+            self.frame(Frame::Headers { stream_id, end_stream: !body_follows, end_headers: true, fragment: &block })
+        }
+
+        /// The frames the server wrote since the last look, as (type, flags, stream, payload).
+        fn written(&mut self) -> Vec<(u8, u8, u32, Vec<u8>)> {
+            let mut frames = Vec::new();
+            let mut rest = &self.output[..];
+            while let Some(header) = rest.first_chunk::<9>() {
+                let header = FrameHeader::parse(header);
+                let end = 9 + header.length as usize;
+                frames.push((header.kind, header.flags, header.stream_id, rest[9..end].to_vec()));
+                rest = &rest[end..];
+            }
+            self.output.clear();
+            frames
+        }
+
+        /// The code of the GOAWAY the server wrote.
+        fn goaway(&mut self) -> ErrorCode {
+            let frames = self.written();
+            let (_, _, _, payload) = frames.iter().find(|f| f.0 == kind::GOAWAY).expect("a GOAWAY");
+            ErrorCode::from_code(u32::from_be_bytes(payload[4..8].try_into().unwrap()))
+        }
+
+        /// The code of the RST_STREAM the server wrote on `stream_id`.
+        fn rst(&mut self, stream_id: u32) -> ErrorCode {
+            let frames = self.written();
+            let (_, _, _, payload) =
+                frames.iter().find(|f| f.0 == kind::RST_STREAM && f.2 == stream_id).expect("a RST_STREAM");
+            ErrorCode::from_code(u32::from_be_bytes(payload[..4].try_into().unwrap()))
+        }
+
+        fn flush(&mut self) -> Vec<Event> {
+            self.connection.flush(&mut self.output, t0())
+        }
+
+        /// The DATA octets written, by stream, and whether END_STREAM came.
+        fn data(&mut self) -> Vec<(u32, usize, bool)> {
+            self.written()
+                .into_iter()
+                .filter(|f| f.0 == kind::DATA)
+                .map(|(_, flags, id, payload)| (id, payload.len(), flags & flag::END_STREAM != 0))
+                .collect()
+        }
+    }
+
+    #[test]
+    fn the_server_preface_is_a_settings_frame_first_rfc9113_3_4() {
+        let mut output = Vec::new();
+        H2Connection::new(16 * 1024, SEND_TIMEOUT, t0(), &mut output);
+        let header = FrameHeader::parse(output.first_chunk::<9>().unwrap());
+        assert_eq!((header.kind, header.flags, header.stream_id), (kind::SETTINGS, 0, 0));
+        assert!(output[9..].chunks(6).any(|s| s == [0, 3, 0, 0, 0x03, 0xe8]), "MAX_CONCURRENT_STREAMS 1000");
+    }
+
+    #[test]
+    fn a_preface_not_followed_by_settings_is_a_protocol_error_rfc9113_3_4() {
+        let mut peer = Peer::fresh();
+        let events = peer.frame(Frame::Ping { ack: false, opaque: [0; 8] });
+        assert_eq!(events, vec![Event::Closed]);
+        assert_eq!(peer.goaway(), ErrorCode::ProtocolError);
+    }
+
+    #[test]
+    fn settings_are_acknowledged_rfc9113_6_5_3() {
+        let mut output = Vec::new();
+        let mut connection = H2Connection::new(16 * 1024, SEND_TIMEOUT, t0(), &mut output);
+        output.clear();
+        let mut settings = Vec::new();
+        frame::encode_settings(&[Setting::MaxFrameSize(20_000)], &mut settings);
+        connection.receive(&mut settings, &mut output, t0());
+        assert_eq!(output, [0, 0, 0, kind::SETTINGS, flag::ACK, 0, 0, 0, 0]);
+        assert_eq!(connection.peer_max_frame_size, 20_000);
+    }
+
+    #[test]
+    fn a_ping_is_answered_with_its_payload_and_ack_rfc9113_6_7() {
+        let mut peer = Peer::new();
+        peer.frame(Frame::Ping { ack: false, opaque: *b"12345678" });
+        assert_eq!(peer.written(), vec![(kind::PING, flag::ACK, 0, b"12345678".to_vec())]);
+        peer.frame(Frame::Ping { ack: true, opaque: *b"12345678" });
+        assert!(peer.written().is_empty(), "an ACK is not answered");
+    }
+
+    #[test]
+    fn headers_open_a_stream_and_report_its_request_rfc9113_5_1() {
+        let mut peer = Peer::new();
+        let events = peer.headers(1, false);
+        let [Event::Request { stream_id: 1, fields, end_stream: true }] = &events[..] else { panic!("{events:?}") };
+        assert_eq!(fields[0], Field::new(":method", "GET"));
+        assert!(peer.connection.is_open(1));
+    }
+
+    #[test]
+    fn a_client_stream_id_must_be_odd_and_increasing_rfc9113_5_1_1() {
+        let mut peer = Peer::new();
+        peer.headers(2, false);
+        assert_eq!(peer.goaway(), ErrorCode::ProtocolError);
+        let mut peer = Peer::new();
+        peer.headers(5, false);
+        peer.headers(3, false);
+        assert_eq!(peer.goaway(), ErrorCode::ProtocolError);
+    }
+
+    #[test]
+    fn frames_other_than_headers_on_an_idle_stream_are_a_protocol_error_rfc9113_5_1() {
+        for frame in [
+            Frame::Data { stream_id: 1, end_stream: false, data: b"x", flow_controlled_len: 1 },
+            Frame::WindowUpdate { stream_id: 1, increment: 1 },
+            Frame::RstStream { stream_id: 1, code: ErrorCode::Cancel },
+        ] {
+            let mut peer = Peer::new();
+            assert_eq!(peer.frame(frame), vec![Event::Closed]);
+            assert_eq!(peer.goaway(), ErrorCode::ProtocolError, "{frame:?}");
+        }
+        let mut peer = Peer::new();
+        assert!(peer.frame(Frame::Priority { stream_id: 1 }).is_empty(), "PRIORITY may name an idle stream");
+    }
+
+    #[test]
+    fn data_after_end_stream_is_a_stream_closed_error_rfc9113_5_1() {
+        let mut peer = Peer::new();
+        peer.headers(1, false);
+        peer.frame(Frame::Data { stream_id: 1, end_stream: false, data: b"x", flow_controlled_len: 1 });
+        assert_eq!(peer.rst(1), ErrorCode::StreamClosed);
+        assert!(!peer.connection.is_open(1));
+    }
+
+    #[test]
+    fn streams_past_max_concurrent_streams_are_refused_rfc9113_5_1_2() {
+        let mut peer = Peer::new();
+        for n in 0..MAX_CONCURRENT_STREAMS {
+            peer.headers(2 * n + 1, false);
+        }
+        peer.written();
+        let next = 2 * MAX_CONCURRENT_STREAMS + 1;
+        assert!(peer.headers(next, false).is_empty(), "no request for a refused stream");
+        assert_eq!(peer.rst(next), ErrorCode::RefusedStream);
+    }
+
+    #[test]
+    fn priority_is_ignored_rfc9113_5_3_2() {
+        let mut peer = Peer::new();
+        peer.headers(1, false);
+        assert!(peer.frame(Frame::Priority { stream_id: 1 }).is_empty());
+        assert!(peer.written().is_empty());
+        assert!(peer.connection.is_open(1));
+    }
+
+    #[test]
+    fn data_never_exceeds_the_peers_stream_window_rfc9113_6_9_1() {
+        let mut peer = Peer::with_settings(&[Setting::InitialWindowSize(10)]);
+        peer.headers(1, false);
+        peer.connection.send_data(1, &[7; 25]);
+        peer.connection.end_stream(1);
+        peer.flush();
+        assert_eq!(peer.data(), vec![(1, 10, false)]);
+        peer.frame(Frame::WindowUpdate { stream_id: 1, increment: 100 });
+        peer.flush();
+        assert_eq!(peer.data(), vec![(1, 15, true)]);
+    }
+
+    #[test]
+    fn data_never_exceeds_the_connection_window_rfc9113_6_9_1() {
+        let mut peer = Peer::new();
+        peer.headers(1, false);
+        peer.headers(3, false);
+        peer.connection.send_data(1, &vec![0; 40_000]);
+        peer.connection.send_data(3, &vec![0; 40_000]);
+        peer.flush();
+        let sent: usize = peer.data().iter().map(|d| d.1).sum();
+        assert_eq!(sent, DEFAULT_WINDOW as usize, "the connection's window is shared by its streams");
+        peer.frame(Frame::WindowUpdate { stream_id: 0, increment: 10 });
+        peer.flush();
+        assert_eq!(peer.data().iter().map(|d| d.1).sum::<usize>(), 10);
+    }
+
+    #[test]
+    fn data_frames_are_no_larger_than_the_peers_max_frame_size_rfc9113_4_2() {
+        let mut peer = Peer::new();
+        peer.headers(1, false);
+        peer.connection.send_data(1, &vec![0; 20_000]);
+        peer.flush();
+        assert_eq!(peer.data(), vec![(1, 16_384, false), (1, 20_000 - 16_384, false)]);
+    }
+
+    #[test]
+    fn a_new_initial_window_size_applies_to_open_streams_rfc9113_6_9_2() {
+        let mut peer = Peer::with_settings(&[Setting::InitialWindowSize(0)]);
+        peer.headers(1, false);
+        peer.connection.send_data(1, b"hello");
+        peer.flush();
+        assert!(peer.data().is_empty(), "window 0: nothing may go");
+        let mut settings = Vec::new();
+        frame::encode_settings(&[Setting::InitialWindowSize(3)], &mut settings);
+        peer.send(&settings);
+        peer.flush();
+        assert_eq!(peer.data(), vec![(1, 3, false)]);
+    }
+
+    #[test]
+    fn a_window_pushed_past_2_31_minus_1_is_a_flow_control_error_rfc9113_6_9_1() {
+        let mut peer = Peer::new();
+        peer.frame(Frame::WindowUpdate { stream_id: 0, increment: MAX_WINDOW_SIZE });
+        assert_eq!(peer.goaway(), ErrorCode::FlowControlError);
+        let mut peer = Peer::new();
+        peer.headers(1, false);
+        peer.frame(Frame::WindowUpdate { stream_id: 1, increment: MAX_WINDOW_SIZE });
+        assert_eq!(peer.rst(1), ErrorCode::FlowControlError);
+    }
+
+    #[test]
+    fn data_beyond_our_window_is_a_flow_control_error_rfc9113_6_9_1() {
+        let mut peer = Peer::new();
+        peer.headers(1, true);
+        let mut bytes = Vec::new();
+        for _ in 0..3 {
+            Frame::Data { stream_id: 1, end_stream: false, data: &[0; 16_000], flow_controlled_len: 0 }
+                .encode(&mut bytes);
+        }
+        peer.send(&bytes);
+        peer.written();
+        // The peer has not read our WINDOW_UPDATEs; our windows are as we gave them.
+        peer.connection.recv_window = 10;
+        let events =
+            peer.frame(Frame::Data { stream_id: 1, end_stream: false, data: &[0; 11], flow_controlled_len: 0 });
+        assert_eq!(events, vec![Event::Closed]);
+        assert_eq!(peer.goaway(), ErrorCode::FlowControlError);
+    }
+
+    #[test]
+    fn received_data_is_given_back_with_window_updates_rfc9113_6_9() {
+        let mut peer = Peer::new();
+        peer.headers(1, true);
+        let events = peer.frame(Frame::Data { stream_id: 1, end_stream: false, data: b"abc", flow_controlled_len: 3 });
+        assert_eq!(events, vec![Event::Data { stream_id: 1, data: b"abc".to_vec(), end_stream: false }]);
+        assert!(peer.written().is_empty(), "less than half of the window used");
+        peer.frame(Frame::Data { stream_id: 1, end_stream: false, data: &[0; 16_384], flow_controlled_len: 0 });
+        peer.frame(Frame::Data { stream_id: 1, end_stream: false, data: &[0; 16_384], flow_controlled_len: 0 });
+        let updates: Vec<(u32, Vec<u8>)> =
+            peer.written().into_iter().filter(|f| f.0 == kind::WINDOW_UPDATE).map(|f| (f.2, f.3)).collect();
+        let used = (3 + 2 * 16_384u32).to_be_bytes().to_vec();
+        assert_eq!(updates, vec![(0, used.clone()), (1, used)]);
+    }
+
+    #[test]
+    fn rst_stream_closes_the_stream_and_nothing_more_is_sent_on_it_rfc9113_6_4() {
+        let mut peer = Peer::new();
+        peer.headers(1, false);
+        peer.connection.send_data(1, b"queued");
+        let events = peer.frame(Frame::RstStream { stream_id: 1, code: ErrorCode::Cancel });
+        assert_eq!(events, vec![Event::Reset { stream_id: 1 }]);
+        peer.flush();
+        assert!(peer.written().is_empty());
+    }
+
+    #[test]
+    fn a_response_complete_before_its_request_resets_the_stream_with_no_error_rfc9113_8_1() {
+        let mut peer = Peer::new();
+        peer.headers(1, true);
+        let status = [Field::new(":status", "413")];
+        peer.connection.send_headers(1, &status, true, &mut peer.output);
+        assert_eq!(peer.rst(1), ErrorCode::NoError);
+        assert!(!peer.connection.is_open(1));
+    }
+
+    #[test]
+    fn the_stream_ends_with_end_stream_after_its_data_rfc9113_8_1() {
+        let mut peer = Peer::new();
+        peer.headers(1, false);
+        peer.connection.send_data(1, b"body");
+        peer.connection.end_stream(1);
+        peer.flush();
+        assert_eq!(peer.data(), vec![(1, 4, true)]);
+        assert!(!peer.connection.is_open(1));
+    }
+
+    #[test]
+    fn a_header_list_past_our_limit_is_reported_and_the_connection_goes_on_rfc9113_10_5_1() {
+        let mut peer = Peer::new();
+        // One 4,000-octet field, then indexed four more times: a few octets on the wire, and
+        // 20 KB of header list (each field counted with its 32 octets, §6.5.2).
+        let mut block = Vec::new();
+        let big = Field::new("x-big", vec![b'a'; 4000]);
+        let fields = [Field::new(":method", "GET"), Field::new(":scheme", "http"), Field::new(":path", "/")];
+        peer.encoder.encode(&fields, &mut block);
+        peer.encoder.encode(&[big.clone(), big.clone(), big.clone(), big.clone(), big], &mut block);
+        let mut bytes = Vec::new();
+        encode_header_block(1, true, &block, DEFAULT_MAX_FRAME_SIZE, &mut bytes);
+        assert!(block.len() < 16 * 1024, "the compressed block is within the bound");
+        assert_eq!(peer.send(&bytes), vec![Event::HeaderListTooLarge { stream_id: 1 }]);
+        assert_ne!(peer.connection.phase, Phase::Closed);
+        let events = peer.headers(3, false);
+        assert!(matches!(&events[..], [Event::Request { stream_id: 3, .. }]), "the tables stayed in step: {events:?}");
+    }
+
+    #[test]
+    fn a_graceful_goaway_names_the_last_stream_and_refuses_new_ones_rfc9113_6_8() {
+        let mut peer = Peer::new();
+        peer.headers(1, false);
+        peer.connection.go_away(&mut peer.output);
+        let frames = peer.written();
+        assert_eq!(frames, vec![(kind::GOAWAY, 0, 0, vec![0, 0, 0, 1, 0, 0, 0, 0])]);
+        assert!(peer.headers(3, false).is_empty(), "streams after GOAWAY are not processed");
+        assert!(!peer.connection.is_closed(), "stream 1 finishes");
+        peer.connection.end_stream(1);
+        peer.flush();
+        assert!(peer.connection.is_closed());
+    }
+
+    #[test]
+    fn rapid_reset_ends_the_connection_with_enhance_your_calm_cve_2023_44487() {
+        let mut peer = Peer::new();
+        let mut bytes = Vec::new();
+        let fields = [Field::new(":method", "GET"), Field::new(":scheme", "http"), Field::new(":path", "/")];
+        for n in 0..=RESET_BURST {
+            let stream_id = 2 * n + 1;
+            let mut block = Vec::new();
+            peer.encoder.encode(&fields, &mut block);
+            Frame::Headers { stream_id, end_stream: true, end_headers: true, fragment: &block }.encode(&mut bytes);
+            Frame::RstStream { stream_id, code: ErrorCode::Cancel }.encode(&mut bytes);
+        }
+        let events = peer.send(&bytes);
+        assert_eq!(events.last(), Some(&Event::Closed));
+        assert_eq!(peer.goaway(), ErrorCode::EnhanceYourCalm);
+    }
+
+    #[test]
+    fn resets_are_allowed_again_at_their_sustained_rate() {
+        let mut peer = Peer::new();
+        let fields = [Field::new(":method", "GET"), Field::new(":scheme", "http"), Field::new(":path", "/")];
+        let mut stream_id = 1;
+        let mut cancel = |peer: &mut Peer, at: Instant| {
+            let mut block = Vec::new();
+            peer.encoder.encode(&fields, &mut block);
+            let mut bytes = Vec::new();
+            Frame::Headers { stream_id, end_stream: true, end_headers: true, fragment: &block }.encode(&mut bytes);
+            Frame::RstStream { stream_id, code: ErrorCode::Cancel }.encode(&mut bytes);
+            stream_id += 2;
+            peer.send_at(&bytes, at)
+        };
+        for _ in 0..RESET_BURST {
+            cancel(&mut peer, t0());
+        }
+        // A second later, a second's worth more is allowed, and not one more.
+        let later = t0() + Duration::from_secs(1);
+        for _ in 0..RESETS_PER_SECOND {
+            assert!(!cancel(&mut peer, later).contains(&Event::Closed));
+        }
+        assert!(cancel(&mut peer, later).contains(&Event::Closed));
+    }
+
+    #[test]
+    fn pings_asked_faster_than_answers_are_read_end_the_connection() {
+        let mut peer = Peer::new();
+        let mut ping = Vec::new();
+        Frame::Ping { ack: false, opaque: [1; 8] }.encode(&mut ping);
+        let pings = ping.repeat(OUTPUT_HIGH_WATER / 17 + 2);
+        // Nobody reads `peer.output`: the answers pile up until the next ping is one too many.
+        let events = peer.send(&pings);
+        assert_eq!(events, vec![Event::Flooded]);
+        assert!(peer.output.len() <= OUTPUT_HIGH_WATER + 17);
+        assert!(peer.frame(Frame::Ping { ack: false, opaque: [1; 8] }).is_empty(), "nothing more is answered");
+    }
+
+    #[test]
+    fn settings_asked_faster_than_acknowledgements_are_read_end_the_connection() {
+        let mut peer = Peer::new();
+        let mut settings = Vec::new();
+        frame::encode_settings(&[], &mut settings);
+        let events = peer.send(&settings.repeat(OUTPUT_HIGH_WATER / 9 + 2));
+        assert_eq!(events, vec![Event::Flooded]);
+    }
+
+    #[test]
+    fn a_window_held_shut_resets_its_stream_after_the_send_timeout() {
+        let mut peer = Peer::with_settings(&[Setting::InitialWindowSize(0)]);
+        peer.headers(1, false);
+        peer.connection.send_data(1, b"event");
+        assert!(peer.connection.flush(&mut peer.output, t0()).is_empty());
+        assert_eq!(peer.connection.next_deadline(), Some(t0() + SEND_TIMEOUT));
+        let just_before = t0() + SEND_TIMEOUT - Duration::from_millis(1);
+        assert!(peer.connection.flush(&mut peer.output, just_before).is_empty());
+        let events = peer.connection.flush(&mut peer.output, t0() + SEND_TIMEOUT);
+        assert_eq!(events, vec![Event::Reset { stream_id: 1 }]);
+        assert_eq!(peer.rst(1), ErrorCode::Cancel);
+        assert_eq!(peer.connection.pending_bytes(), 0, "what it held is freed");
+    }
+
+    #[test]
+    fn a_continuation_flood_ends_the_connection_rfc9113_6_10() {
+        let mut peer = Peer::new();
+        let mut bytes = Vec::new();
+        Frame::Headers { stream_id: 1, end_stream: true, end_headers: false, fragment: b"" }.encode(&mut bytes);
+        for _ in 0..20 {
+            Frame::Continuation { stream_id: 1, end_headers: false, fragment: &[0; 1024] }.encode(&mut bytes);
+        }
+        assert_eq!(peer.send(&bytes), vec![Event::Closed]);
+        assert_eq!(peer.goaway(), ErrorCode::EnhanceYourCalm);
+    }
 }
