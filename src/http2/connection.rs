@@ -54,10 +54,7 @@ use std::time::{Duration, Instant};
 
 use super::error::{ErrorCode, H2Error};
 use super::field_block::{FieldBlocks, Step};
-use super::frame::{
-    self, encode_header_block, flag, kind, parse_frame, Frame, FrameHeader, Setting, DEFAULT_MAX_FRAME_SIZE,
-    MAX_WINDOW_SIZE,
-};
+use super::frame::{self, encode_header_block, parse_frame, Frame, Setting, DEFAULT_MAX_FRAME_SIZE, MAX_WINDOW_SIZE};
 use super::hpack::{self, Decoder, Encoder, Field, HpackError};
 use crate::http::grammar::Parsed;
 
@@ -333,7 +330,7 @@ impl H2Connection {
                 }
                 // §6.5.3: "Upon receiving and processing the SETTINGS frame, the recipient
                 // MUST immediately emit a SETTINGS frame with the ACK flag set."
-                FrameHeader { length: 0, kind: kind::SETTINGS, flags: flag::ACK, stream_id: 0 }.encode(output);
+                Frame::Settings { ack: true, settings: frame::Settings::EMPTY }.encode(output);
                 Ok(())
             }
             // §6.7: "Receivers of a PING frame that does not include an ACK flag MUST send a

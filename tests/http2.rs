@@ -1,0 +1,544 @@
+//! Prior-knowledge h2c (RFC 9113 §3.3) against a real server, on both server models: the
+//! routes over HTTP/2 streams, and the known HTTP/2 floods, each bounded.
+//!
+//! The client here is small and written for the tests: frames are read with a hand-written
+//! 9-octet header parser and built with the crate's frame encoder; header blocks go through
+//! the crate's HPACK encoder and decoder, which are checked against every RFC 7541 Appendix C
+//! example on their own. The independent clients (curl, nghttp, Python h2) are in the interop
+//! tests at the end, which skip loudly when the program is missing.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{each_model, external_program, TestServer, PATIENCE};
+use realtime::http2::connection::{MAX_CONCURRENT_STREAMS, RESET_BURST};
+use realtime::http2::error::ErrorCode;
+use realtime::http2::frame::{self, flag, kind, Frame, Setting, PREFACE};
+use realtime::http2::hpack::{Decoder, Encoder, Field};
+
+/// One frame as read: type, flags, stream, payload.
+#[derive(Debug)]
+struct Raw {
+    kind: u8,
+    flags: u8,
+    stream_id: u32,
+    payload: Vec<u8>,
+}
+
+/// A response, as far as it came.
+#[derive(Clone, Debug, Default)]
+struct Answer {
+    status: u16,
+    fields: Vec<(String, String)>,
+    body: Vec<u8>,
+    /// END_STREAM arrived.
+    ended: bool,
+    /// The stream was reset with this code.
+    reset: Option<ErrorCode>,
+}
+
+impl Answer {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+struct Client {
+    stream: TcpStream,
+    encoder: Encoder,
+    decoder: Decoder,
+    next_stream: u32,
+    /// What has come on each stream so far.
+    answers: HashMap<u32, Answer>,
+}
+
+impl Client {
+    /// Connects, sends the preface and `settings`, and waits for the server's SETTINGS.
+    fn connect(server: &TestServer, settings: &[Setting]) -> Client {
+        let stream = server.connect();
+        let mut client = Client {
+            stream,
+            encoder: Encoder::new(4096, false),
+            decoder: Decoder::new(4096, 1 << 20),
+            next_stream: 1,
+            answers: HashMap::new(),
+        };
+        let mut hello = PREFACE.to_vec();
+        frame::encode_settings(settings, &mut hello);
+        client.stream.write_all(&hello).unwrap();
+        let first = client.read_frame().expect("the server's SETTINGS");
+        // RFC 9113 §3.4: the server's preface is a SETTINGS frame, first.
+        assert_eq!((first.kind, first.flags, first.stream_id), (kind::SETTINGS, 0, 0));
+        client.send(Frame::Settings { ack: true, settings: empty_settings() });
+        client
+    }
+
+    fn send(&mut self, frame: Frame<'_>) {
+        let mut bytes = Vec::new();
+        frame.encode(&mut bytes);
+        self.stream.write_all(&bytes).unwrap();
+    }
+
+    fn read_frame(&mut self) -> std::io::Result<Raw> {
+        let mut header = [0u8; 9];
+        self.stream.read_exact(&mut header)?;
+        let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+        let mut payload = vec![0; length];
+        self.stream.read_exact(&mut payload)?;
+        let stream_id = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff;
+        Ok(Raw { kind: header[3], flags: header[4], stream_id, payload })
+    }
+
+    /// Sends a request's HEADERS (and its body as one DATA frame); returns its stream id.
+    fn request(&mut self, method: &str, path: &str, extra: &[(&str, &str)], body: Option<&[u8]>) -> u32 {
+        let stream_id = self.next_stream;
+        self.next_stream += 2;
+        let mut fields = vec![
+            Field::new(":method", method),
+            Field::new(":scheme", "http"),
+            Field::new(":path", path),
+            Field::new(":authority", "localhost"),
+        ];
+        fields.extend(extra.iter().map(|(n, v)| Field::new(*n, *v)));
+        let mut block = Vec::new();
+        self.encoder.encode(&fields, &mut block);
+        let mut bytes = Vec::new();
+        frame::encode_header_block(stream_id, body.is_none(), &block, 16_384, &mut bytes);
+        if let Some(body) = body {
+            Frame::Data { stream_id, end_stream: true, data: body, flow_controlled_len: 0 }.encode(&mut bytes);
+        }
+        self.stream.write_all(&bytes).unwrap();
+        stream_id
+    }
+
+    fn get(&mut self, path: &str) -> u32 {
+        self.request("GET", path, &[], None)
+    }
+
+    /// Reads frames until `done` says the answer on `stream_id` is enough (or it ended),
+    /// answering SETTINGS and giving back every window it uses; frames of other streams are
+    /// kept for them.
+    fn read_answer(&mut self, stream_id: u32, done: impl Fn(&Answer) -> bool) -> Answer {
+        loop {
+            let answer = self.answers.entry(stream_id).or_default();
+            if answer.ended || answer.reset.is_some() || done(answer) {
+                return answer.clone();
+            }
+            let frame = self.read_frame().unwrap_or_else(|e| panic!("{e} while waiting on stream {stream_id}"));
+            let answer = self.answers.entry(frame.stream_id).or_default();
+            match frame.kind {
+                kind::HEADERS => {
+                    assert!(frame.flags & flag::END_HEADERS != 0, "our server's blocks fit in a frame");
+                    let fields = self.decoder.decode(&frame.payload).expect("a valid header block");
+                    for field in fields {
+                        let (name, value) =
+                            (String::from_utf8(field.name).unwrap(), String::from_utf8(field.value).unwrap());
+                        if name == ":status" {
+                            answer.status = value.parse().unwrap();
+                        } else {
+                            answer.fields.push((name, value));
+                        }
+                    }
+                    answer.ended |= frame.flags & flag::END_STREAM != 0;
+                }
+                kind::DATA => {
+                    answer.body.extend_from_slice(&frame.payload);
+                    answer.ended |= frame.flags & flag::END_STREAM != 0;
+                    if !frame.payload.is_empty() {
+                        let increment = frame.payload.len() as u32;
+                        self.send(Frame::WindowUpdate { stream_id: 0, increment });
+                        self.send(Frame::WindowUpdate { stream_id: frame.stream_id, increment });
+                    }
+                }
+                kind::RST_STREAM => {
+                    answer.reset =
+                        Some(ErrorCode::from_code(u32::from_be_bytes(frame.payload[..4].try_into().unwrap())));
+                }
+                kind::SETTINGS if frame.flags & flag::ACK == 0 => {
+                    self.send(Frame::Settings { ack: true, settings: empty_settings() })
+                }
+                kind::GOAWAY => panic!("GOAWAY while waiting on stream {stream_id}: {:?}", goaway_code(&frame)),
+                _ => {}
+            }
+        }
+    }
+
+    fn response(&mut self, stream_id: u32) -> Answer {
+        self.read_answer(stream_id, |_| false)
+    }
+
+    /// Reads until the server's GOAWAY, and returns its code; `None` if the connection
+    /// closed without one.
+    fn read_goaway(&mut self) -> Option<ErrorCode> {
+        loop {
+            match self.read_frame() {
+                Ok(frame) if frame.kind == kind::GOAWAY => return Some(goaway_code(&frame)),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+fn goaway_code(frame: &Raw) -> ErrorCode {
+    ErrorCode::from_code(u32::from_be_bytes(frame.payload[4..8].try_into().unwrap()))
+}
+
+fn empty_settings() -> frame::Settings<'static> {
+    frame::Settings::EMPTY
+}
+
+#[test]
+fn one_port_serves_http2_with_prior_knowledge_and_http11_rfc9113_3_3() {
+    each_model(
+        |_| {},
+        |server| {
+            let mut client = Client::connect(server, &[]);
+            let id = client.get("/healthz");
+            let answer = client.response(id);
+            assert_eq!((answer.status, answer.text().as_str()), (200, "ok\n"));
+            assert_eq!(answer.field("content-length"), Some("3"));
+            assert!(answer.field("connection").is_none(), "RFC 9113 §8.2.2: no connection-specific fields");
+            // The same port, HTTP/1.1.
+            assert_eq!(server.get("/healthz").status, 200);
+            // Several requests on one connection, each its own stream.
+            for path in ["/readyz", "/stats", "/metrics", "/"] {
+                let id = client.get(path);
+                assert_eq!(client.response(id).status, 200, "{path}");
+            }
+        },
+    );
+}
+
+#[test]
+fn head_gets_the_fields_without_the_body_rfc9110_9_3_2() {
+    each_model(
+        |_| {},
+        |server| {
+            let mut client = Client::connect(server, &[]);
+            let id = client.request("HEAD", "/healthz", &[], None);
+            let answer = client.response(id);
+            assert_eq!((answer.status, answer.body.len(), answer.field("content-length")), (200, 0, Some("3")));
+        },
+    );
+}
+
+#[test]
+fn an_sse_stream_is_data_frames_on_a_stream_that_does_not_end() {
+    each_model(
+        |config| config.keepalive = Duration::from_secs(1),
+        |server| {
+            let mut client = Client::connect(server, &[]);
+            let sse = client.request("GET", "/sse/news", &[("accept", "text/event-stream")], None);
+            let opened = client.read_answer(sse, |a| a.body.starts_with(b"retry:"));
+            assert_eq!(opened.status, 200);
+            assert_eq!(opened.field("content-type"), Some("text/event-stream"));
+            // Published on the same connection, another stream.
+            let publish = client.request("POST", "/publish/news", &[], Some(b"hello"));
+            let event = client.read_answer(sse, |a| a.text().contains("hello"));
+            assert!(!event.ended, "an event stream is never ended");
+            assert!(event.text().contains("\ndata:{\"id\":"), "{}", event.text());
+            assert_eq!(client.response(publish).status, 201);
+            // WHATWG HTML §9.2.7: the keepalive comment, as over HTTP/1.1.
+            let comment = client.read_answer(sse, |a| a.text().contains(": keepalive"));
+            assert!(!comment.ended);
+        },
+    );
+}
+
+#[test]
+fn last_event_id_resumes_an_sse_stream_after_that_message() {
+    each_model(
+        |_| {},
+        |server| {
+            let first = server.publish("resume", "one");
+            server.publish("resume", "two");
+            let mut client = Client::connect(server, &[]);
+            let headers = [("accept", "text/event-stream"), ("last-event-id", first.as_str())];
+            let sse = client.request("GET", "/sse/resume", &headers, None);
+            let answer = client.read_answer(sse, |a| a.text().contains("two"));
+            assert!(!answer.text().contains("\"one\""), "{}", answer.text());
+        },
+    );
+}
+
+#[test]
+fn a_long_poll_is_answered_when_a_message_arrives() {
+    each_model(
+        |_| {},
+        |server| {
+            let mut client = Client::connect(server, &[]);
+            let poll = client.get("/poll/lp?timeout=20");
+            // Another stream on the same connection goes on while the poll waits.
+            let health = client.get("/healthz");
+            assert_eq!(client.response(health).status, 200);
+            server.publish("lp", "news");
+            let answer = client.response(poll);
+            assert_eq!(answer.status, 200);
+            assert!(answer.text().contains("\"text\":\"news\""), "{}", answer.text());
+            assert_eq!(answer.field("cache-control"), Some("no-store"));
+        },
+    );
+}
+
+#[test]
+fn publishes_pass_the_same_gate_as_http11() {
+    each_model(
+        |_| {},
+        |server| {
+            let mut client = Client::connect(server, &[]);
+            let foreign = client.request("POST", "/publish/a", &[("origin", "http://evil.example")], Some(b"x"));
+            assert_eq!(client.response(foreign).status, 403, "a foreign Origin");
+            let same = client.request("POST", "/publish/a", &[("origin", "http://localhost")], Some(b"x"));
+            let answer = client.response(same);
+            assert_eq!(answer.status, 201, "{}", answer.text());
+            assert_eq!(answer.field("vary"), Some("Origin"), "the CORS fields of HTTP/1.1");
+            let big = vec![b'a'; 70_000];
+            let mut client = Client::connect(server, &[]);
+            let id = client.next_stream;
+            client.next_stream += 2;
+            let mut block = Vec::new();
+            let fields = [
+                Field::new(":method", "POST"),
+                Field::new(":scheme", "http"),
+                Field::new(":path", "/publish/a"),
+                Field::new(":authority", "localhost"),
+            ];
+            client.encoder.encode(&fields, &mut block);
+            client.send(Frame::Headers { stream_id: id, end_stream: false, end_headers: true, fragment: &block });
+            for chunk in big.chunks(16_384).take(3) {
+                client.send(Frame::Data { stream_id: id, end_stream: false, data: chunk, flow_controlled_len: 0 });
+            }
+            client.send(Frame::Data { stream_id: id, end_stream: false, data: &big[..16_384], flow_controlled_len: 0 });
+            assert_eq!(client.response(id).status, 413, "a body past --max-publish-bytes");
+        },
+    );
+}
+
+#[test]
+fn the_websocket_routes_say_they_need_http11() {
+    each_model(
+        |_| {},
+        |server| {
+            let mut client = Client::connect(server, &[]);
+            for path in ["/ws/news", "/echo"] {
+                let id = client.get(path);
+                let answer = client.response(id);
+                assert_eq!(answer.status, 501, "{path}");
+                assert!(answer.text().contains("HTTP/1.1"), "{}", answer.text());
+            }
+        },
+    );
+}
+
+#[test]
+fn a_malformed_request_resets_its_stream_and_the_connection_goes_on_rfc9113_8_1_1() {
+    each_model(
+        |_| {},
+        |server| {
+            let mut client = Client::connect(server, &[]);
+            let bad = client.request("GET", "/healthz", &[("connection", "close")], None);
+            assert_eq!(client.response(bad).reset, Some(ErrorCode::ProtocolError));
+            let good = client.get("/healthz");
+            assert_eq!(client.response(good).status, 200);
+        },
+    );
+}
+
+#[test]
+fn rapid_reset_is_cut_off_with_enhance_your_calm_cve_2023_44487() {
+    each_model(
+        |_| {},
+        |server| {
+            let mut client = Client::connect(server, &[]);
+            let fields = [
+                Field::new(":method", "GET"),
+                Field::new(":scheme", "http"),
+                Field::new(":path", "/sse/reset"),
+                Field::new("accept", "text/event-stream"),
+            ];
+            let mut bytes = Vec::new();
+            // Each stream opens an SSE subscription the broker keeps, then is cancelled.
+            for n in 0..(2 * RESET_BURST) {
+                let stream_id = 2 * n + 1;
+                let mut block = Vec::new();
+                client.encoder.encode(&fields, &mut block);
+                Frame::Headers { stream_id, end_stream: true, end_headers: true, fragment: &block }.encode(&mut bytes);
+                Frame::RstStream { stream_id, code: ErrorCode::Cancel }.encode(&mut bytes);
+            }
+            // Written from another thread: the server's answers are read here meanwhile.
+            let mut writer = client.stream.try_clone().unwrap();
+            let sender = std::thread::spawn(move || {
+                let _ = writer.write_all(&bytes);
+            });
+            assert_eq!(client.read_goaway(), Some(ErrorCode::EnhanceYourCalm));
+            sender.join().unwrap();
+        },
+    );
+}
+
+#[test]
+fn streams_beyond_max_concurrent_streams_are_refused_rfc9113_5_1_2() {
+    each_model(
+        |_| {},
+        |server| {
+            let mut client = Client::connect(server, &[]);
+            let mut last = 0;
+            for _ in 0..=MAX_CONCURRENT_STREAMS {
+                last = client.get("/poll/many?timeout=30");
+            }
+            assert_eq!(client.response(last).reset, Some(ErrorCode::RefusedStream));
+        },
+    );
+}
+
+#[test]
+fn a_continuation_flood_ends_the_connection_rfc9113_6_10() {
+    each_model(
+        |_| {},
+        |server| {
+            let mut client = Client::connect(server, &[]);
+            client.send(Frame::Headers { stream_id: 1, end_stream: true, end_headers: false, fragment: b"" });
+            let mut writer = client.stream.try_clone().unwrap();
+            let sender = std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                for _ in 0..1000 {
+                    Frame::Continuation { stream_id: 1, end_headers: false, fragment: &[0x40; 1000] }
+                        .encode(&mut bytes);
+                }
+                let _ = writer.write_all(&bytes);
+            });
+            assert_eq!(client.read_goaway(), Some(ErrorCode::EnhanceYourCalm));
+            sender.join().unwrap();
+        },
+    );
+}
+
+/// The octets the server holds for its clients (`/stats`, `memory_budget.held`).
+fn held(server: &TestServer) -> u64 {
+    let stats = server.get("/stats").json();
+    stats.get("memory_budget").and_then(|b| b.get("held")).and_then(|u| u.as_u64()).expect("memory_budget.held")
+}
+
+/// Writes `frame` over and over from another thread without reading anything, and watches
+/// what the server holds meanwhile (through `/stats`) until it closes the connection. Returns
+/// the most it held. A server that answered every frame into a buffer would hold megabytes;
+/// this one stops at [`realtime::http2::connection::OUTPUT_HIGH_WATER`] of answers (and ends
+/// the connection), or stops reading (the drivers' backpressure) until the slow-consumer
+/// policy ends it.
+fn flood_without_reading(server: &TestServer, frame: Frame<'_>) -> u64 {
+    let mut client = Client::connect(server, &[]);
+    let mut one = Vec::new();
+    frame.encode(&mut one);
+    let batch = one.repeat(64 * 1024 / one.len());
+    let flooder = std::thread::spawn(move || {
+        client.stream.set_write_timeout(Some(PATIENCE)).unwrap();
+        loop {
+            match client.stream.write(&batch) {
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    panic!("the server kept a connection that stopped reading for {PATIENCE:?}")
+                }
+                Err(_) => return, // closed by the server
+            }
+        }
+    });
+    let mut most = 0;
+    while !flooder.is_finished() {
+        most = most.max(held(server));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    flooder.join().unwrap();
+    most
+}
+
+/// Twice the output bound, with room for the input a driver reads before it stops.
+const FLOOD_HOLD_LIMIT: u64 = 1 << 20;
+
+#[test]
+fn a_ping_flood_whose_answers_are_not_read_is_bounded_and_closed() {
+    each_model(
+        |config| config.send_timeout = Duration::from_secs(2),
+        |server| {
+            let most = flood_without_reading(server, Frame::Ping { ack: false, opaque: [7; 8] });
+            assert!(most < FLOOD_HOLD_LIMIT, "held {most} octets");
+        },
+    );
+}
+
+#[test]
+fn a_settings_flood_whose_acks_are_not_read_is_bounded_and_closed() {
+    each_model(
+        |config| config.send_timeout = Duration::from_secs(2),
+        |server| {
+            let most = flood_without_reading(server, Frame::Settings { ack: false, settings: empty_settings() });
+            assert!(most < FLOOD_HOLD_LIMIT, "held {most} octets");
+        },
+    );
+}
+
+#[test]
+fn a_stream_whose_window_is_held_at_zero_is_reset_and_the_connection_goes_on() {
+    each_model(
+        |config| config.send_timeout = Duration::from_secs(1),
+        |server| {
+            let mut client = Client::connect(server, &[Setting::InitialWindowSize(0)]);
+            let sse = client.request("GET", "/sse/held", &[("accept", "text/event-stream")], None);
+            let text = "x".repeat(4000);
+            for _ in 0..100 {
+                server.publish("held", &text);
+            }
+            let answer = client.read_answer(sse, |_| false);
+            assert_eq!(answer.reset, Some(ErrorCode::Cancel), "the slow-consumer policy, per stream");
+            // What it held was freed, and the connection serves on.
+            let health = client.request("GET", "/healthz", &[], None);
+            client.send(Frame::WindowUpdate { stream_id: health, increment: 100 });
+            assert_eq!(client.response(health).status, 200);
+            assert!(held(server) < 64 * 1024);
+        },
+    );
+}
+
+/// `REALTIME_REQUIRE_EXTERNAL=1` (CI) turns a missing program into a failure.
+fn require(name: &str) -> Option<std::path::PathBuf> {
+    external_program(name)
+}
+
+#[test]
+fn curl_http2_prior_knowledge_follows_an_sse_stream_and_a_long_poll() {
+    let Some(curl) = require("curl") else { return };
+    each_model(
+        |_| {},
+        |server| {
+            let base = format!("http://{}", server.addr());
+            // Resumed from a cursor, so that nothing depends on when curl subscribes.
+            let before = server.publish("curl", "before");
+            server.publish("curl", "via-curl");
+            let poll = Command::new(&curl)
+                .args(["-s", "--http2-prior-knowledge", "--max-time", "20", "-w", "\n%{http_version}"])
+                .arg(format!("{base}/poll/curl?since={before}"))
+                .output()
+                .unwrap();
+            let poll = String::from_utf8(poll.stdout).unwrap();
+            assert!(poll.contains("via-curl") && poll.ends_with("\n2"), "{poll}");
+            // An event stream does not end: curl stops it after a few seconds.
+            let sse = Command::new(&curl)
+                .args(["-sN", "--http2-prior-knowledge", "--max-time", "3", "-H", "Accept: text/event-stream"])
+                .args(["-H", &format!("Last-Event-ID: {before}")])
+                .arg(format!("{base}/sse/curl"))
+                .output()
+                .unwrap();
+            let sse = String::from_utf8(sse.stdout).unwrap();
+            assert!(sse.contains("via-curl"), "{sse}");
+        },
+    );
+}
