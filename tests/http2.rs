@@ -548,3 +548,110 @@ fn curl_http2_prior_knowledge_follows_an_sse_stream_and_a_long_poll() {
         },
     );
 }
+
+#[test]
+fn nghttp_follows_an_sse_stream_and_a_long_poll() {
+    let Some(nghttp) = require("nghttp") else { return };
+    each_model(
+        |_| {},
+        |server| {
+            let base = format!("http://{}", server.addr());
+            let before = server.publish("nghttp", "before");
+            server.publish("nghttp", "via-nghttp");
+            // nghttp speaks h2c with prior knowledge to an http:// URI.
+            let poll = Command::new(&nghttp).arg(format!("{base}/poll/nghttp?since={before}")).output().unwrap();
+            let poll = String::from_utf8(poll.stdout).unwrap();
+            assert!(poll.contains("via-nghttp") && !poll.contains("\"before\""), "{poll}");
+            let sse = Command::new(&nghttp)
+                .args(["-t", "2", "-H", "accept: text/event-stream", "-H", &format!("last-event-id: {before}")])
+                .arg(format!("{base}/sse/nghttp"))
+                .output()
+                .unwrap();
+            let sse = String::from_utf8(sse.stdout).unwrap();
+            assert!(sse.starts_with("retry:") && sse.contains("via-nghttp"), "{sse}");
+        },
+    );
+}
+
+#[test]
+fn h2load_gets_every_healthz_answered() {
+    let Some(h2load) = require("h2load") else { return };
+    each_model(
+        |_| {},
+        |server| {
+            let output = Command::new(&h2load)
+                .args(["-n", "500", "-c", "4", "-m", "10"])
+                .arg(format!("http://{}/healthz", server.addr()))
+                .output()
+                .unwrap();
+            let text = String::from_utf8(output.stdout).unwrap();
+            assert!(text.contains("500 succeeded, 0 failed, 0 errored"), "{text}");
+        },
+    );
+}
+
+/// A client written with Python's `h2` (hyper-h2): one GET, read until `until` is in the body
+/// or the stream ends; prints the status and the body.
+const PYTHON_H2_CLIENT: &str = r#"
+import socket, sys
+import h2.config, h2.connection, h2.events
+host, port, path, until = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4].encode()
+extra = [tuple(pair.split("=", 1)) for pair in sys.argv[5:]]
+sock = socket.create_connection((host, port), timeout=20)
+conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+conn.initiate_connection()
+conn.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", f"{host}:{port}"), (":path", path)] + extra, end_stream=True)
+sock.sendall(conn.data_to_send())
+status, body, ended = None, b"", False
+while until not in body and not ended:
+    data = sock.recv(65536)
+    if not data:
+        break
+    for event in conn.receive_data(data):
+        if isinstance(event, h2.events.ResponseReceived):
+            status = dict(event.headers)[b":status"].decode()
+        elif isinstance(event, h2.events.DataReceived):
+            body += event.data
+            conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        elif isinstance(event, h2.events.StreamEnded):
+            ended = True
+    sock.sendall(conn.data_to_send())
+print(status)
+print(body.decode())
+"#;
+
+#[test]
+fn python_h2_follows_an_sse_stream_and_a_long_poll() {
+    let has_h2 = Command::new("python3").args(["-c", "import h2"]).output().is_ok_and(|o| o.status.success());
+    if !has_h2 {
+        // As `common::external_program`: loud, and a failure under REALTIME_REQUIRE_EXTERNAL=1.
+        assert!(
+            std::env::var("REALTIME_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
+            "Python's h2 is not installed, and REALTIME_REQUIRE_EXTERNAL=1 forbids skipping"
+        );
+        let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: Python's h2 (pip install h2) is not installed ***\n");
+        return;
+    }
+    each_model(
+        |_| {},
+        |server| {
+            let (host, port) = (server.addr().ip().to_string(), server.addr().port().to_string());
+            let before = server.publish("py", "before");
+            server.publish("py", "via-python");
+            let run = |path: &str, extra: &[&str]| {
+                let output = Command::new("python3")
+                    .args(["-c", PYTHON_H2_CLIENT, &host, &port, path, "via-python"])
+                    .args(extra)
+                    .output()
+                    .unwrap();
+                assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+                String::from_utf8(output.stdout).unwrap()
+            };
+            let poll = run(&format!("/poll/py?since={before}"), &[]);
+            assert!(poll.starts_with("200\n") && poll.contains("via-python"), "{poll}");
+            let last_event_id = format!("last-event-id={before}");
+            let sse = run("/sse/py", &["accept=text/event-stream", &last_event_id]);
+            assert!(sse.starts_with("200\nretry:") && sse.contains("via-python"), "{sse}");
+        },
+    );
+}
