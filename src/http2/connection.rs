@@ -721,6 +721,7 @@ fn asks_for_an_answer(frame: &Frame<'_>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http2::frame::{flag, kind, FrameHeader};
 
     /// The time every test starts at; later times are offsets from it.
     fn t0() -> Instant {

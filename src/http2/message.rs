@@ -141,6 +141,7 @@ impl RequestHead {
             }
         }
         self.fields.retain(|(name, _)| name != "content-length");
+        // A GET without a body keeps the shape it has over HTTP/1.1: no Content-Length.
         if length != "0" || self.method == "POST" {
             self.fields.push(("content-length".to_string(), length.into_bytes()));
         }

@@ -234,10 +234,9 @@ impl H2Server {
 
     /// A complete request goes through the same route table, gate and routes as HTTP/1.1.
     fn handle(&mut self, stream_id: u32, mut head: RequestHead, body: Vec<u8>, io: &mut Io<'_>) {
-        if head.method == "POST" || !body.is_empty() {
-            if head.set_body_length(body.len()).is_err() {
-                return self.reset(stream_id, ErrorCode::ProtocolError, io);
-            }
+        if head.set_body_length(body.len()).is_err() {
+            // §8.1.1: malformed, a stream error of type PROTOCOL_ERROR.
+            return self.reset(stream_id, ErrorCode::ProtocolError, io);
         }
         let request = head.request();
         if let Some(Route::WebSocket(_) | Route::Echo) = app::route(request.path()) {
