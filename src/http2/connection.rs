@@ -38,7 +38,7 @@
 //! - **CONTINUATION flood**: a header block is bounded by [`super::field_block`].
 //! - **PING and SETTINGS floods** (and any frame that asks for an answer): each answer goes to
 //!   the output; a peer that asks while [`OUTPUT_HIGH_WATER`] octets of answers wait unread is
-//!   asking faster than it reads, and the connection ends ([`Event::Flood`]).
+//!   asking faster than it reads, and the connection ends ([`Event::Flooded`]).
 //! - **Rapid reset** (CVE-2023-44487): a stream the peer resets (or opens beyond
 //!   SETTINGS_MAX_CONCURRENT_STREAMS) before its response is complete costs a token from a
 //!   bucket of [`RESET_BURST`] refilled at [`RESETS_PER_SECOND`]; an empty bucket ends the
