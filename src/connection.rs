@@ -24,6 +24,7 @@
 //!                             ├─► Poll ─► answer ────┘
 //!                             ├─► (Opening) ─► Sse ─ (until the client leaves or shutdown)
 //!                             └─► (Opening) ─► 101 ─► WebSocket ─ (until the closing handshake)
+//!  accept ─► Head ─► (the HTTP/2 preface) ─► Http2 ─ (streams, until GOAWAY: crate::http2::server)
 //!            any error, timeout or `Connection: close` ─► Closing ─► (flushed) ─► closed
 //! ```
 //!
