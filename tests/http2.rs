@@ -655,3 +655,21 @@ fn python_h2_follows_an_sse_stream_and_a_long_poll() {
         },
     );
 }
+
+#[test]
+fn new_streams_are_refused_while_the_connection_holds_its_limit_unsent() {
+    each_model(
+        |config| config.max_outbound_bytes = 64 * 1024,
+        |server| {
+            // Window 0: nothing the server answers can leave; each page is 36 KiB.
+            let mut client = Client::connect(server, &[Setting::InitialWindowSize(0)]);
+            let mut ids = Vec::new();
+            for _ in 0..50 {
+                ids.push(client.get("/"));
+            }
+            let last = client.read_answer(*ids.last().unwrap(), |_| false);
+            assert_eq!(last.reset, Some(ErrorCode::RefusedStream), "{last:?}");
+            assert!(held(server) < 256 * 1024, "50 pages would be 1.8 MB");
+        },
+    );
+}

@@ -197,6 +197,12 @@ impl H2Server {
 
     /// A request's header block arrived.
     fn request(&mut self, stream_id: u32, fields: Vec<Field>, end_stream: bool, io: &mut Io<'_>) {
+        if self.buffered_bytes() >= output_limit(io.app) {
+            // The client has not taken what it was sent: a new response (a 36 KiB page, say)
+            // would queue behind it. HTTP/1.1 stops parsing pipelined requests for the same
+            // reason; here the stream is refused (§8.7: REFUSED_STREAM, safe to retry).
+            return self.reset(stream_id, ErrorCode::RefusedStream, io);
+        }
         let head = match RequestHead::from_fields(fields) {
             Ok(head) => head,
             // §8.1.1: "Malformed requests or responses that are detected MUST be treated as a
@@ -347,8 +353,7 @@ impl H2Server {
                 self.progress(stream_id, io);
             }
             Exchange::Sse { stream, subscriber } => {
-                let limit = app.config.max_outbound_bytes.saturating_mul(INPUT_PAUSE_FACTOR);
-                if self.protocol.pending_bytes() >= limit {
+                if self.protocol.pending_bytes() >= output_limit(app) {
                     // The connection holds enough for its client: pull once it has read.
                     return;
                 }
@@ -444,6 +449,13 @@ impl H2Server {
             self.stop(stream_id, app, at);
         }
     }
+}
+
+/// How much the streams of one connection may hold unsent before its SSE streams stop pulling
+/// and new streams are refused: what an HTTP/1.1 connection may owe its client before it stops
+/// reading from it.
+fn output_limit(app: &App) -> usize {
+    app.config.max_outbound_bytes.saturating_mul(INPUT_PAUSE_FACTOR)
 }
 
 /// The context an SSE stream advances with: the connection's, with the stream's subscriber
