@@ -673,3 +673,158 @@ fn new_streams_are_refused_while_the_connection_holds_its_limit_unsent() {
         },
     );
 }
+
+/// A child process killed when dropped (a test that fails must not leave it running).
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until `port` accepts a connection.
+fn wait_for_port(port: u16, what: &str) {
+    common::eventually(what, || TcpStream::connect(("127.0.0.1", port)).is_ok());
+}
+
+/// An SSE client's bytes after the response head, de-chunked (HAProxy speaks HTTP/1.1 to it).
+struct ChunkedReader {
+    stream: TcpStream,
+    raw: Vec<u8>,
+    head_done: bool,
+    body: Vec<u8>,
+}
+
+impl ChunkedReader {
+    /// Reads until the body holds `count` occurrences of `needle`.
+    fn read_until_count(&mut self, needle: &str, count: usize) {
+        let mut buf = [0u8; 16 * 1024];
+        while String::from_utf8_lossy(&self.body).matches(needle).count() < count {
+            let n = self.stream.read(&mut buf).expect("an SSE client's read");
+            assert!(n > 0, "the stream ended: {}", String::from_utf8_lossy(&self.body));
+            self.raw.extend_from_slice(&buf[..n]);
+            if !self.head_done {
+                let Some(end) = self.raw.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+                let head = String::from_utf8_lossy(&self.raw[..end]).to_string();
+                assert!(
+                    head.starts_with("HTTP/1.1 200")
+                        && head.to_ascii_lowercase().contains("transfer-encoding: chunked"),
+                    "{head}"
+                );
+                self.raw.drain(..end + 4);
+                self.head_done = true;
+            }
+            // chunk = chunk-size CRLF chunk-data CRLF (RFC 9112 §7.1)
+            while let Some(line_end) = self.raw.windows(2).position(|w| w == b"\r\n") {
+                let size =
+                    usize::from_str_radix(std::str::from_utf8(&self.raw[..line_end]).unwrap().trim(), 16).unwrap();
+                if self.raw.len() < line_end + 2 + size + 2 {
+                    break;
+                }
+                self.body.extend_from_slice(&self.raw[line_end + 2..line_end + 2 + size]);
+                self.raw.drain(..line_end + 2 + size + 2);
+            }
+        }
+    }
+}
+
+/// A connection of `server`'s kind (`http` counts h2c connections, `sse` SSE streams).
+fn connections(server: &TestServer, kind: &str) -> u64 {
+    let stats = server.get("/stats").json();
+    stats.get("connections").and_then(|c| c.get(kind)).and_then(|n| n.as_u64()).expect("connections")
+}
+
+#[test]
+fn haproxy_proto_h2_brings_a_thousand_sse_clients_to_two_nodes_as_a_few_connections() {
+    const CLIENTS: usize = 1000;
+    const EVENTS: usize = 5;
+    let Some(haproxy) = require("haproxy").or_else(|| {
+        let sbin = std::path::PathBuf::from("/usr/sbin/haproxy");
+        sbin.is_file().then_some(sbin)
+    }) else {
+        return;
+    };
+    let Some(redis_server) = require("redis-server") else { return };
+    for &model in common::MODELS {
+        eprintln!("--- model {}", model.name());
+        let redis_port = free_port();
+        let _redis = Child(
+            Command::new(&redis_server)
+                .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_for_port(redis_port, "redis-server");
+        let url = format!("redis://127.0.0.1:{redis_port}");
+        let node = || {
+            TestServer::start(model, &|config| {
+                config.broker = realtime::config::BrokerUrl::parse(&url).expect("a Redis URL");
+            })
+        };
+        let nodes = [node(), node()];
+        let front = free_port();
+        let config = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/haproxy.cfg"))
+            .unwrap()
+            .replace("127.0.0.1:8080", &format!("127.0.0.1:{front}"))
+            .replace("127.0.0.1:8081", &nodes[0].addr().to_string())
+            .replace("127.0.0.1:8082", &nodes[1].addr().to_string());
+        let path = std::env::temp_dir().join(format!("realtime-haproxy-{front}.cfg"));
+        std::fs::write(&path, config).unwrap();
+        let _haproxy = Child(
+            Command::new(&haproxy)
+                .arg("-f")
+                .arg(&path)
+                .arg("-db")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_for_port(front, "haproxy");
+        let mut clients: Vec<ChunkedReader> = (0..CLIENTS)
+            .map(|_| {
+                let mut stream = TcpStream::connect(("127.0.0.1", front)).unwrap();
+                stream.set_read_timeout(Some(PATIENCE)).unwrap();
+                stream
+                    .write_all(b"GET /sse/fan HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
+                    .unwrap();
+                ChunkedReader { stream, raw: Vec::new(), head_done: false, body: Vec::new() }
+            })
+            .collect();
+        // Every stream has begun (its `retry:` came) before anything is published.
+        for client in &mut clients {
+            client.read_until_count("retry:", 1);
+        }
+        let streams: u64 = nodes.iter().map(|node| connections(node, "sse")).sum();
+        assert_eq!(streams, CLIENTS as u64, "every client is a stream on a node");
+        // The /stats request itself is one HTTP/1.1 connection on each node.
+        let links: Vec<u64> = nodes.iter().map(|node| connections(node, "http") - 1).collect();
+        eprintln!("{CLIENTS} SSE clients reached the nodes as {links:?} connections");
+        assert!(links.iter().all(|&n| n <= 10), "{links:?} connections for {CLIENTS} clients");
+        for n in 0..EVENTS {
+            let mut publisher = TcpStream::connect(("127.0.0.1", front)).unwrap();
+            let body = format!("event-{n}");
+            let request = format!(
+                "POST /publish/fan HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            publisher.write_all(request.as_bytes()).unwrap();
+            let answer = common::read_response(&mut publisher, false).expect("a publish answer");
+            assert_eq!(answer.status, 201, "{}", answer.text());
+        }
+        for client in &mut clients {
+            client.read_until_count("event-", EVENTS);
+            for n in 0..EVENTS {
+                assert_eq!(String::from_utf8_lossy(&client.body).matches(&format!("event-{n}\"")).count(), 1);
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+}
