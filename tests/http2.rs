@@ -59,6 +59,8 @@ struct Client {
     next_stream: u32,
     /// What has come on each stream so far.
     answers: HashMap<u32, Answer>,
+    /// The code of the server's GOAWAY, once one came.
+    goaway: Option<ErrorCode>,
 }
 
 impl Client {
@@ -71,6 +73,7 @@ impl Client {
             decoder: Decoder::new(4096, 1 << 20),
             next_stream: 1,
             answers: HashMap::new(),
+            goaway: None,
         };
         let mut hello = PREFACE.to_vec();
         frame::encode_settings(settings, &mut hello);
@@ -86,6 +89,14 @@ impl Client {
         let mut bytes = Vec::new();
         frame.encode(&mut bytes);
         self.stream.write_all(&bytes).unwrap();
+    }
+
+    /// Sends what the protocol asks of a reader (window updates, acknowledgements); a server
+    /// that has closed after its last frame no longer wants them.
+    fn answer(&mut self, frame: Frame<'_>) {
+        let mut bytes = Vec::new();
+        frame.encode(&mut bytes);
+        let _ = self.stream.write_all(&bytes);
     }
 
     fn read_frame(&mut self) -> std::io::Result<Raw> {
@@ -133,7 +144,10 @@ impl Client {
             if answer.ended || answer.reset.is_some() || done(answer) {
                 return answer.clone();
             }
-            let frame = self.read_frame().unwrap_or_else(|e| panic!("{e} while waiting on stream {stream_id}"));
+            let goaway = self.goaway;
+            let frame = self
+                .read_frame()
+                .unwrap_or_else(|e| panic!("{e} while waiting on stream {stream_id} (GOAWAY: {goaway:?})"));
             let answer = self.answers.entry(frame.stream_id).or_default();
             match frame.kind {
                 kind::HEADERS => {
@@ -155,8 +169,8 @@ impl Client {
                     answer.ended |= frame.flags & flag::END_STREAM != 0;
                     if !frame.payload.is_empty() {
                         let increment = frame.payload.len() as u32;
-                        self.send(Frame::WindowUpdate { stream_id: 0, increment });
-                        self.send(Frame::WindowUpdate { stream_id: frame.stream_id, increment });
+                        self.answer(Frame::WindowUpdate { stream_id: 0, increment });
+                        self.answer(Frame::WindowUpdate { stream_id: frame.stream_id, increment });
                     }
                 }
                 kind::RST_STREAM => {
@@ -164,9 +178,9 @@ impl Client {
                         Some(ErrorCode::from_code(u32::from_be_bytes(frame.payload[..4].try_into().unwrap())));
                 }
                 kind::SETTINGS if frame.flags & flag::ACK == 0 => {
-                    self.send(Frame::Settings { ack: true, settings: empty_settings() })
+                    self.answer(Frame::Settings { ack: true, settings: empty_settings() })
                 }
-                kind::GOAWAY => panic!("GOAWAY while waiting on stream {stream_id}: {:?}", goaway_code(&frame)),
+                kind::GOAWAY => self.goaway = Some(goaway_code(&frame)),
                 _ => {}
             }
         }
@@ -358,6 +372,28 @@ fn a_malformed_request_resets_its_stream_and_the_connection_goes_on_rfc9113_8_1_
             assert_eq!(client.response(good).status, 200);
         },
     );
+}
+
+#[test]
+fn shutdown_says_goaway_and_lets_the_open_streams_finish_rfc9113_6_8() {
+    for &model in common::MODELS {
+        eprintln!("--- model {}", model.name());
+        let server = TestServer::start(model, &|_| {});
+        let mut client = Client::connect(&server, &[]);
+        let sse = client.request("GET", "/sse/bye", &[("accept", "text/event-stream")], None);
+        client.read_answer(sse, |a| a.body.starts_with(b"retry:"));
+        let poll = client.get("/poll/bye?timeout=30");
+        common::eventually("the poll parked", || {
+            server.get("/stats").json().get("parked_polls").and_then(|n| n.as_u64()) == Some(1)
+        });
+        let stopper = std::thread::spawn(move || server.server.stop());
+        let ended = client.response(sse);
+        assert!(ended.ended, "an SSE stream ends with END_STREAM at shutdown");
+        let answered = client.response(poll);
+        assert_eq!(answered.status, 200, "a parked poll is answered");
+        assert_eq!(client.goaway, Some(ErrorCode::NoError));
+        stopper.join().unwrap().unwrap();
+    }
 }
 
 #[test]
