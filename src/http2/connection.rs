@@ -712,8 +712,8 @@ fn replenish(window: &mut i64) -> Option<u32> {
     Some(increment as u32)
 }
 
-/// Frames whose receipt makes us queue an answer: PING and SETTINGS (their ACKs), HEADERS (a
-/// response or a refusal), RST_STREAM (nothing, but it is half of a rapid reset).
+/// Frames whose receipt makes us queue an answer: PING and SETTINGS (their ACKs), and HEADERS
+/// (a response, or a refusal).
 fn asks_for_an_answer(frame: &Frame<'_>) -> bool {
     matches!(frame, Frame::Ping { ack: false, .. } | Frame::Settings { ack: false, .. } | Frame::Headers { .. })
 }
