@@ -21,14 +21,14 @@
 //! Stream states (§5.1), as a server sees them (no push, so no "reserved" states):
 //!
 //! ```text
-//!            HEADERS                   HEADERS+END_STREAM
-//!   idle ──────────────► open ───────────────────────────┐
-//!     │                   │ recv END_STREAM               │
-//!     │ HEADERS+END_STREAM▼                               ▼
-//!     └──────────► half-closed (remote) ── send END_STREAM ─► closed
-//!                   open ── send END_STREAM ─► half-closed (local) ── recv END_STREAM ─► closed
-//!                   any ── RST_STREAM (either way) ─► closed
+//!   idle ── HEADERS ──► open ── recv END_STREAM ──► half-closed (remote) ── send END_STREAM ──► closed
+//!     └──── HEADERS with END_STREAM ──────────────►┘
+//!   open ── send END_STREAM ──► RST_STREAM(NO_ERROR), §8.1: the rest of the request is not wanted ──► closed
+//!   any ── RST_STREAM, sent or received ──► closed
 //! ```
+//!
+//! Half-closed (local) is never kept: a response complete before its request asks the client
+//! to stop sending (§8.1), so the stream goes straight to closed.
 //!
 //! A closed stream is forgotten: a stream id at or below the highest one opened that is not in
 //! the table is closed, one above it is idle (§5.1.1).
