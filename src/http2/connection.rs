@@ -70,8 +70,9 @@ pub const DEFAULT_WINDOW: u32 = 65_535;
 
 /// While this many octets of output wait unread, a frame that asks for an answer is a flood:
 /// a peer that reads its answers never gets here, because body octets stop entering the
-/// output at [`DATA_HIGH_WATER`]. 256 KiB, as HTTP/1.1's pipelining bound.
-pub const OUTPUT_HIGH_WATER: usize = crate::connection::OUTPUT_HIGH_WATER;
+/// output at [`DATA_HIGH_WATER`]. 256 KiB, the bound at which an HTTP/1.1 connection stops
+/// parsing pipelined requests.
+pub const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 
 /// Body octets (DATA frames) enter the output only while it holds less than this, so that the
 /// output stays small and control frames are not stuck behind a megabyte of DATA.

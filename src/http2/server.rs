@@ -20,7 +20,7 @@
 //! buffer: HTTP/2 frames it, and a stream that is never ended is what an event stream is.
 //! Backpressure works as over HTTP/1.1, per stream: a stream stops pulling once
 //! `max_outbound_bytes` wait in its buffer, and all streams stop while the connection's
-//! buffers together hold [`crate::connection::INPUT_PAUSE_FACTOR`] times that; a stream whose
+//! buffers together hold twice that; a stream whose
 //! window stays shut for `send_timeout` is reset (the slow-consumer policy).
 //!
 //! The WebSocket routes are the exception: a WebSocket over HTTP/2 needs RFC 8441's extended
@@ -39,7 +39,6 @@ use super::hpack::Field;
 use super::message::{head_fields, response_fields, RequestHead};
 use crate::app::{self, Action, App, Route};
 use crate::broker::{Message, Pending, Reader};
-use crate::connection::INPUT_PAUSE_FACTOR;
 use crate::gate::origin::Cors;
 use crate::gate::Grant;
 use crate::http::response::{format_http_date, Response};
@@ -451,11 +450,13 @@ impl H2Server {
     }
 }
 
-/// How much the streams of one connection may hold unsent before its SSE streams stop pulling
-/// and new streams are refused: what an HTTP/1.1 connection may owe its client before it stops
-/// reading from it.
+/// How many times `max_outbound_bytes` the streams of one connection may hold unsent before
+/// its SSE streams stop pulling and new streams are refused: twice, what an HTTP/1.1
+/// connection may owe its client before it stops reading from it.
+const CONNECTION_OUTPUT_FACTOR: usize = 2;
+
 fn output_limit(app: &App) -> usize {
-    app.config.max_outbound_bytes.saturating_mul(INPUT_PAUSE_FACTOR)
+    app.config.max_outbound_bytes.saturating_mul(CONNECTION_OUTPUT_FACTOR)
 }
 
 /// The context an SSE stream advances with: the connection's, with the stream's subscriber
