@@ -468,9 +468,9 @@ impl Connection {
             State::Body { .. } if matches!(self.state, State::Publishing { .. }) => None,
             // A body or a publish left unanswered (an answered one was logged by `respond`).
             State::Body { .. } | State::Publishing { .. } => Some((None, None, None)),
-            // Its streams are not logged one by one yet; each leaves its channel here.
+            // Each stream is an exchange of its own, logged by the server as it ends.
             State::Http2(mut server) => {
-                server.stop_all(&self.app, at);
+                server.stop_all(&self.app, Now { instant: at, unix_ms: self.last_turn.unix_ms });
                 None
             }
             State::Head { .. } | State::Closing => None,
@@ -538,7 +538,7 @@ impl Connection {
             match detect_preface(&self.input) {
                 Preface::Http2 => {
                     self.input.drain(..PREFACE.len());
-                    let server = H2Server::new(&self.app, now.instant, &mut self.output);
+                    let server = H2Server::new(&self.app, self.peer, now.instant, &mut self.output);
                     self.enter(State::Http2(Box::new(server)), now.instant);
                     return true;
                 }

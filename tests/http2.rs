@@ -864,3 +864,53 @@ fn haproxy_proto_h2_brings_a_thousand_sse_clients_to_two_nodes_as_a_few_connecti
         let _ = std::fs::remove_file(&path);
     }
 }
+
+/// The Waker of a test that drives a `Connection` itself and polls it on every step.
+struct NoWake;
+
+impl std::task::Wake for NoWake {
+    fn wake(self: std::sync::Arc<Self>) {}
+}
+
+#[test]
+fn with_access_log_each_stream_is_an_exchange_of_its_own() {
+    use realtime::log::{self, Format};
+    use realtime::time::Now;
+    use std::sync::Arc;
+
+    let config = realtime::config::Config { access_log: true, ..Default::default() };
+    let broker = Arc::new(realtime::broker::memory::MemoryBroker::with_epoch("t".into(), config.broker_limits()));
+    let app = Arc::new(realtime::app::App::new(config, broker));
+    let capture = log::capture(Format::Json);
+    let t0 = std::time::Instant::now();
+    let now = Now { instant: t0, unix_ms: 1_700_000_000_000 };
+    let peer = std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7));
+    let mut connection = realtime::connection::Connection::new(app, peer, now);
+    let waker = std::task::Waker::from(Arc::new(NoWake));
+    let mut encoder = Encoder::new(4096, false);
+    let mut bytes = PREFACE.to_vec();
+    frame::encode_settings(&[], &mut bytes);
+    for (stream_id, path) in [(1, "/healthz"), (3, "/poll/a?timeout=30&token=secret")] {
+        let fields = [
+            Field::new(":method", "GET"),
+            Field::new(":scheme", "http"),
+            Field::new(":path", path),
+            Field::new(":authority", "x"),
+        ];
+        let mut block = Vec::new();
+        encoder.encode(&fields, &mut block);
+        Frame::Headers { stream_id, end_stream: true, end_headers: true, fragment: &block }.encode(&mut bytes);
+    }
+    Frame::RstStream { stream_id: 3, code: ErrorCode::Cancel }.encode(&mut bytes);
+    connection.receive(&bytes);
+    connection.advance(now, &waker);
+    let lines = capture.lines();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    // The cancelled poll ends as its RST_STREAM is read; /healthz once its body is sent.
+    let line = |path: &str| lines.iter().find(|line| line.contains(path)).unwrap_or_else(|| panic!("{lines:?}"));
+    let health = line("\"path\":\"/healthz\"");
+    assert!(health.contains("\"status\":200") && health.contains("\"bytes\":3"), "{health}");
+    let poll = line("\"path\":\"/poll/a");
+    assert!(poll.contains("\"transport\":\"poll\"") && poll.contains("\"status\":null"), "{poll}");
+    assert!(!poll.contains("secret"), "tokens are redacted: {poll}");
+}

@@ -61,7 +61,7 @@
 //! TLS (so no `h2` for browsers: a TLS proxy in front speaks it), the `Upgrade: h2c` dance
 //! (RFC 9113 §3.1 deprecates it), WebSockets over HTTP/2 (RFC 8441's extended CONNECT: the
 //! WebSocket routes answer 501), server push, priorities (§5.3.2: ignored), request trailers
-//! (accepted and dropped), per-stream access-log lines, and sending our own PINGs.
+//! (accepted and dropped), and sending our own PINGs.
 
 #![forbid(unsafe_code)]
 

@@ -29,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
@@ -40,12 +41,14 @@ use super::message::{head_fields, response_fields, RequestHead};
 use crate::app::{self, Action, App, Route};
 use crate::broker::{Message, Pending, Reader};
 use crate::gate::origin::Cors;
-use crate::gate::Grant;
+use crate::gate::{loggable_target, Grant};
 use crate::http::response::{format_http_date, Response};
+use crate::log::{self, AccessLine};
 use crate::longpoll::LongPoll;
 use crate::stats::{Kind, RouteLabel};
 use crate::stream::{Io, Next, SseStream};
 use crate::subscription::Subscription;
+use crate::time::Now;
 use crate::transport::Transport;
 
 /// What the connection does after a turn.
@@ -75,11 +78,20 @@ enum Exchange {
     Sending,
 }
 
-/// A stream's exchange and what `/metrics` times it by.
+/// A stream's exchange, and what `/metrics` and the access log keep of it.
 struct Metered {
     exchange: Exchange,
     route: RouteLabel,
     began: Instant,
+    /// With `--access-log`: the request's method and target (tokens redacted), logged when
+    /// the exchange ends, as an HTTP/1.1 exchange is.
+    access: Option<(String, String)>,
+    /// The answer's status, once sent.
+    status: Option<u16>,
+    /// Body octets queued for the client (DATA payloads; frame headers and HEADERS aside).
+    bytes: u64,
+    /// A long poll or an SSE stream, for the access log.
+    transport: Option<Transport>,
 }
 
 /// The application side of one HTTP/2 connection.
@@ -90,13 +102,15 @@ pub struct H2Server {
     idle_since: Instant,
     /// Always empty: what an SSE stream is lent as its input.
     no_input: Vec<u8>,
+    /// The client's address, for the access log.
+    peer: IpAddr,
 }
 
 impl H2Server {
     /// Begins the connection after the client's preface: our SETTINGS go to `output`.
-    pub fn new(app: &App, now: Instant, output: &mut Vec<u8>) -> H2Server {
+    pub fn new(app: &App, peer: IpAddr, now: Instant, output: &mut Vec<u8>) -> H2Server {
         let protocol = H2Connection::new(app.config.limits.max_head_bytes, app.config.send_timeout, now, output);
-        H2Server { protocol, streams: BTreeMap::new(), idle_since: now, no_input: Vec::new() }
+        H2Server { protocol, streams: BTreeMap::new(), idle_since: now, no_input: Vec::new(), peer }
     }
 
     /// Octets held for the client: the streams' waiting body octets and request bodies.
@@ -136,18 +150,19 @@ impl H2Server {
                     // RFC 9113 §10.5.1: "A server that receives a larger header section than
                     // it is willing to handle can send an HTTP 431 (Request Header Fields Too
                     // Large) status code".
-                    self.begin(stream_id, RouteLabel::None, now.instant);
+                    let access = io.app.config.access_log.then(|| ("-".to_string(), "-".to_string()));
+                    self.begin(stream_id, RouteLabel::None, now.instant, access);
                     let response = Response::text(431, "header list larger than SETTINGS_MAX_HEADER_LIST_SIZE");
                     self.respond(stream_id, response, &Cors::NotApplicable, false, io);
                 }
                 Event::Data { stream_id, data, end_stream } => self.body(stream_id, &data, end_stream, io),
-                Event::Reset { stream_id } => self.stop(stream_id, io.app, now.instant),
+                Event::Reset { stream_id } => self.end(stream_id, io.app, now),
                 Event::Closed => {
-                    self.stop_all(io.app, now.instant);
+                    self.stop_all(io.app, now);
                     return Outcome::Close;
                 }
                 Event::Flooded => {
-                    self.stop_all(io.app, now.instant);
+                    self.stop_all(io.app, now);
                     return Outcome::Drop;
                 }
             }
@@ -167,7 +182,7 @@ impl H2Server {
         for event in self.protocol.flush(io.output, now.instant) {
             if let Event::Reset { stream_id } = event {
                 io.app.stats.slow_consumer();
-                self.stop(stream_id, io.app, now.instant);
+                self.end(stream_id, io.app, now);
             }
         }
         // A response sent in full closed its stream in the protocol.
@@ -178,20 +193,22 @@ impl H2Server {
             .map(|(id, _)| *id)
             .collect();
         for stream_id in gone {
-            self.streams.remove(&stream_id);
+            self.end(stream_id, io.app, now);
         }
         if !self.streams.is_empty() {
             self.idle_since = now.instant;
         }
         if self.protocol.is_closed() || (io.input_closed && self.streams.is_empty()) {
-            self.stop_all(io.app, now.instant);
+            self.stop_all(io.app, now);
             return Outcome::Close;
         }
         Outcome::Continue
     }
 
-    fn begin(&mut self, stream_id: u32, route: RouteLabel, at: Instant) {
-        self.streams.insert(stream_id, Metered { exchange: Exchange::Sending, route, began: at });
+    fn begin(&mut self, stream_id: u32, route: RouteLabel, at: Instant, access: Option<(String, String)>) {
+        let metered =
+            Metered { exchange: Exchange::Sending, route, began: at, access, status: None, bytes: 0, transport: None };
+        self.streams.insert(stream_id, metered);
     }
 
     /// A request's header block arrived.
@@ -208,8 +225,10 @@ impl H2Server {
             // stream error (Section 5.4.2) of type PROTOCOL_ERROR."
             Err(_) => return self.reset(stream_id, ErrorCode::ProtocolError, io),
         };
-        let route = app::route(head.request().path()).map_or(RouteLabel::None, Route::label);
-        self.begin(stream_id, route, io.now.instant);
+        let request = head.request();
+        let route = app::route(request.path()).map_or(RouteLabel::None, Route::label);
+        let access = io.app.config.access_log.then(|| (head.method.clone(), loggable_target(&request)));
+        self.begin(stream_id, route, io.now.instant, access);
         if end_stream {
             self.handle(stream_id, head, Vec::new(), io);
         } else if let Some(metered) = self.streams.get_mut(&stream_id) {
@@ -268,6 +287,7 @@ impl H2Server {
             Action::Poll(poll) => {
                 let subscriber = io.app.next_connection_id();
                 self.set(stream_id, Exchange::Poll { poll, cors, subscriber });
+                self.set_transport(stream_id, Transport::LongPoll);
             }
             Action::Sse(_) if head_only => self.sse_head(stream_id, &cors, true, io),
             Action::Sse(start) => {
@@ -276,6 +296,7 @@ impl H2Server {
                 let subscriber = io.app.next_connection_id();
                 let opening = Exchange::Opening { subscription, grant: start.grant, cors, subscriber, deadline };
                 self.set(stream_id, opening);
+                self.set_transport(stream_id, Transport::Sse);
             }
             // Routed above; kept total so that a new upgrade route cannot slip through.
             Action::Upgrade(_) => self.respond(
@@ -291,6 +312,12 @@ impl H2Server {
     fn set(&mut self, stream_id: u32, exchange: Exchange) {
         if let Some(metered) = self.streams.get_mut(&stream_id) {
             metered.exchange = exchange;
+        }
+    }
+
+    fn set_transport(&mut self, stream_id: u32, transport: Transport) {
+        if let Some(metered) = self.streams.get_mut(&stream_id) {
+            metered.transport = Some(transport);
         }
     }
 
@@ -345,10 +372,19 @@ impl H2Server {
                 };
                 self.sse_head(stream_id, &cors, false, io);
                 let Some(output) = self.protocol.pending_mut(stream_id) else { return };
-                let mut stream_io = stream_io(io, subscriber, &mut self.no_input, output);
-                let stream = SseStream::start(subscription, false, grant, &mut stream_io);
+                let before = output.len();
+                let stream = SseStream::start(
+                    subscription,
+                    false,
+                    grant,
+                    &mut stream_io(io, subscriber, &mut self.no_input, output),
+                );
+                let written = output.len() - before;
                 app.stats.connection_opened(Kind::Sse);
-                self.set(stream_id, Exchange::Sse { stream, subscriber });
+                if let Some(metered) = self.streams.get_mut(&stream_id) {
+                    metered.exchange = Exchange::Sse { stream, subscriber };
+                    metered.bytes += written as u64;
+                }
                 self.progress(stream_id, io);
             }
             Exchange::Sse { stream, subscriber } => {
@@ -357,16 +393,15 @@ impl H2Server {
                     return;
                 }
                 let Some(output) = self.protocol.pending_mut(stream_id) else { return };
+                let before = output.len();
                 let next = stream.advance(&mut stream_io(io, *subscriber, &mut self.no_input, output));
+                metered.bytes += (output.len() - before) as u64;
                 if next == Next::Close {
                     // The server shuts down or the token expired: END_STREAM ends the
-                    // response cleanly (EventSource reconnects after `retry`).
-                    self.stop(stream_id, app, now.instant);
+                    // response cleanly (EventSource reconnects after `retry`) once what
+                    // waits is sent.
+                    release(std::mem::replace(&mut metered.exchange, Exchange::Sending), app, now.instant);
                     self.protocol.end_stream(stream_id);
-                    self.streams.insert(
-                        stream_id,
-                        Metered { exchange: Exchange::Sending, route: RouteLabel::None, began: now.instant },
-                    );
                 }
             }
             Exchange::Receiving { .. } | Exchange::Sending => {}
@@ -381,7 +416,7 @@ impl H2Server {
         self.protocol.send_headers(stream_id, &fields, end_stream, io.output);
         self.answered(stream_id, 200, io);
         if end_stream {
-            self.streams.remove(&stream_id);
+            self.end(stream_id, io.app, io.now);
         }
     }
 
@@ -400,16 +435,20 @@ impl H2Server {
             self.protocol.send_data(stream_id, &response.body);
             self.protocol.end_stream(stream_id);
             self.set(stream_id, Exchange::Sending);
+            if let Some(metered) = self.streams.get_mut(&stream_id) {
+                metered.bytes += response.body.len() as u64;
+            }
         } else {
-            self.streams.remove(&stream_id);
+            self.end(stream_id, io.app, io.now);
         }
     }
 
     /// `/metrics` counts the response and times its request.
-    fn answered(&self, stream_id: u32, status: u16, io: &Io<'_>) {
-        if let Some(metered) = self.streams.get(&stream_id) {
+    fn answered(&mut self, stream_id: u32, status: u16, io: &Io<'_>) {
+        if let Some(metered) = self.streams.get_mut(&stream_id) {
             let took = io.now.instant.saturating_duration_since(metered.began);
             io.app.stats.responded(metered.route, status, took);
+            metered.status = Some(status);
         }
     }
 
@@ -417,36 +456,55 @@ impl H2Server {
     fn reset(&mut self, stream_id: u32, code: ErrorCode, io: &mut Io<'_>) {
         let mut events = Vec::new();
         self.protocol.reset(stream_id, code, io.output, &mut events);
-        self.stop(stream_id, io.app, io.now.instant);
+        self.end(stream_id, io.app, io.now);
     }
 
-    /// Drops a stream's exchange: a poll is cancelled, a stream leaves its channel.
-    fn stop(&mut self, stream_id: u32, app: &App, at: Instant) {
+    /// A stream's exchange ends, answered or not: what it followed is released, and with
+    /// `--access-log` its line is written.
+    fn end(&mut self, stream_id: u32, app: &App, now: Now) {
         let Some(metered) = self.streams.remove(&stream_id) else { return };
-        match metered.exchange {
-            Exchange::Poll { mut poll, subscriber, .. } => {
-                if poll.is_parked() {
-                    app.stats.poll_unparked();
-                }
-                poll.cancel(&*app.broker, subscriber, at);
-            }
-            Exchange::Opening { mut subscription, subscriber, .. } => {
-                subscription.unregister(&*app.broker, subscriber, at);
-            }
-            Exchange::Sse { mut stream, subscriber } => {
-                stream.stop(app, subscriber, at);
-                app.stats.connection_closed(Kind::Sse);
-            }
-            Exchange::Receiving { .. } | Exchange::Publishing { .. } | Exchange::Sending => {}
+        release(metered.exchange, app, now.instant);
+        if let Some((method, path)) = &metered.access {
+            let line = AccessLine {
+                remote: self.peer,
+                method,
+                path,
+                status: metered.status,
+                bytes: metered.bytes,
+                duration_ms: now.instant.saturating_duration_since(metered.began).as_millis() as u64,
+                transport: metered.transport,
+                close_code: None,
+            };
+            log::access(now.unix_ms, &line);
         }
     }
 
-    /// Drops every exchange: the connection ends.
-    pub fn stop_all(&mut self, app: &App, at: Instant) {
+    /// Ends every exchange: the connection ends.
+    pub fn stop_all(&mut self, app: &App, now: Now) {
         let ids: Vec<u32> = self.streams.keys().copied().collect();
         for stream_id in ids {
-            self.stop(stream_id, app, at);
+            self.end(stream_id, app, now);
         }
+    }
+}
+
+/// What leaving an exchange means: a poll is cancelled, a stream leaves its channel.
+fn release(exchange: Exchange, app: &App, at: Instant) {
+    match exchange {
+        Exchange::Poll { mut poll, subscriber, .. } => {
+            if poll.is_parked() {
+                app.stats.poll_unparked();
+            }
+            poll.cancel(&*app.broker, subscriber, at);
+        }
+        Exchange::Opening { mut subscription, subscriber, .. } => {
+            subscription.unregister(&*app.broker, subscriber, at);
+        }
+        Exchange::Sse { mut stream, subscriber } => {
+            stream.stop(app, subscriber, at);
+            app.stats.connection_closed(Kind::Sse);
+        }
+        Exchange::Receiving { .. } | Exchange::Publishing { .. } | Exchange::Sending => {}
     }
 }
 
