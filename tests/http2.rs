@@ -286,6 +286,23 @@ fn last_event_id_resumes_an_sse_stream_after_that_message() {
 }
 
 #[test]
+fn a_cursor_older_than_the_history_gets_a_gap_event_over_h2c() {
+    each_model(
+        |config| config.history = 3,
+        |server| {
+            let ids: Vec<String> = (1..=5).map(|i| server.publish("small", &format!("m{i}"))).collect();
+            let mut client = Client::connect(server, &[]);
+            let headers = [("accept", "text/event-stream"), ("last-event-id", ids[0].as_str())];
+            let sse = client.request("GET", "/sse/small", &headers, None);
+            let text = client.read_answer(sse, |a| a.text().contains("m5")).text();
+            let gap = format!("event:gap\ndata:{{\"since\":\"{}\",\"oldest\":\"{}\"}}", ids[0], ids[2]);
+            assert!(text.contains(&gap), "{text}");
+            assert!(text.find("event:gap") < text.find("m3") && !text.contains("\"m2\""), "{text}");
+        },
+    );
+}
+
+#[test]
 fn a_long_poll_is_answered_when_a_message_arrives() {
     each_model(
         |_| {},
