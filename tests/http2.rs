@@ -362,6 +362,35 @@ fn publishes_pass_the_same_gate_as_http11() {
 }
 
 #[test]
+fn publishes_and_streams_need_a_token_as_over_http11() {
+    use realtime::token::{self, ChannelPattern, Claims};
+    const SECRET: &[u8] = b"an example secret of 32 bytes+++";
+    let unix_now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let claims = Claims {
+        exp: unix_now + 3600,
+        sub: Some("h2".into()),
+        channels: vec![ChannelPattern::parse("room").unwrap()],
+        publish: vec![ChannelPattern::parse("room").unwrap()],
+    };
+    let signed = token::sign(&claims, SECRET);
+    each_model(
+        |config| config.token_secret = Some(realtime::config::Secret::new(SECRET.to_vec()).unwrap()),
+        |server| {
+            let mut client = Client::connect(server, &[]);
+            let bare = client.request("POST", "/publish/room", &[], Some(b"x"));
+            assert_eq!(client.response(bare).status, 401, "no token");
+            let bearer = format!("Bearer {signed}");
+            let granted = client.request("POST", "/publish/room", &[("authorization", &bearer)], Some(b"x"));
+            assert_eq!(client.response(granted).status, 201);
+            let other = client.request("POST", "/publish/other", &[("authorization", &bearer)], Some(b"x"));
+            assert_eq!(client.response(other).status, 403, "a channel the token does not grant");
+            let sse = client.request("GET", "/sse/room", &[("accept", "text/event-stream")], None);
+            assert_eq!(client.response(sse).status, 401, "streams too");
+        },
+    );
+}
+
+#[test]
 fn the_websocket_routes_say_they_need_http11() {
     each_model(
         |_| {},
