@@ -372,15 +372,10 @@ fn read_frames(stream: Arc<TcpStream>, connection: &Shared, waker: &Waker) {
             guard.advance(now(), waker);
         }
         let failed = flush(socket, connection, &mut slice).is_err();
-        let (done, finished) = {
+        let done = {
             let guard = locked(connection);
-            (failed || guard.is_finished() || guard.waiting_for() != Waiting::ForInputAndBroker, guard.is_finished())
+            failed || guard.is_finished() || guard.waiting_for() != Waiting::ForInputAndBroker
         };
-        if finished {
-            // The connection dropped its output (an HTTP/2 peer that floods without reading):
-            // the other thread may be blocked writing a slice of it to a peer that never reads.
-            let _ = stream.shutdown(Shutdown::Both);
-        }
         waker.wake_by_ref();
         if done {
             return;
