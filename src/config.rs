@@ -299,7 +299,9 @@ Options (durations in seconds, fractions allowed):
   --channel-ttl SECS        drop a channel with no subscriber and
                             no publish for this long              [300]
                             (memory broker; a Redis node drops a
-                            mirror 5 s after its last subscriber)
+                            mirror 5 s after its last subscriber,
+                            and Redis a stream this long after
+                            its last publish)
   --poll-timeout SECS       long-poll wait without ?timeout=      [30] (max 60)
   --max-connections N       open connections before 503           [10000]
   --backlog N               listen backlog (capped by somaxconn)  [1024]

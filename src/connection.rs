@@ -80,10 +80,6 @@ pub const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 /// client is not mistaken for a dead one.
 pub const INPUT_PAUSE_FACTOR: usize = 2;
 
-/// An empty output buffer keeps at most this much capacity for the next writes; a larger one,
-/// grown for a burst, is freed.
-const RETAINED_OUTPUT_CAPACITY: usize = 64 * 1024;
-
 /// What the connection needs before it can make progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Waiting {
@@ -119,19 +115,19 @@ enum State {
     /// request of a connection, when it was accepted.
     Head { idle_since: Instant, started: Option<Instant> },
     /// Reading a request body to publish.
-    Body { channel: String, reply: Reply, decoder: BodyDecoder, body: Vec<u8>, deadline: Instant },
+    Body(Box<Upload>),
     /// A publish the broker has not answered yet (Redis: the command is on the link). At
     /// `deadline` (`--redis-timeout` after the body) the client is answered 503 and the late
     /// answer is discarded.
     Publishing { pending: Pending<Arc<Message>>, reply: Reply, deadline: Instant },
     /// A long poll waiting for a message or its timeout.
-    Poll { poll: LongPoll, reply: Reply },
+    Poll { poll: Box<LongPoll>, reply: Reply },
     /// A stream whose start in its channel ("only new messages": the tail) the broker is
     /// still asking for; nothing has been written yet. Its head (or `101`) goes out once the
     /// start is known, so that nothing the client publishes after seeing it can be skipped.
-    Opening { opening: Opening, deadline: Instant },
+    Opening { opening: Box<Opening>, deadline: Instant },
     /// A Server-Sent Events stream ([`crate::stream::SseStream`]).
-    Sse(SseStream),
+    Sse(Box<SseStream>),
     /// An upgraded WebSocket ([`crate::stream::WebSocketStream`]).
     WebSocket(Box<WebSocketStream>),
     /// An HTTP/2 connection (prior-knowledge h2c, RFC 9113 §3.3): the client's first octets
@@ -139,6 +135,17 @@ enum State {
     Http2(Box<H2Server>),
     /// The last bytes are queued; once written, the connection closes.
     Closing,
+}
+
+/// A publish's request body as it arrives ([`State::Body`]); boxed, like every state bigger
+/// than a few words, so that an idle connection's state stays small (README, "Idle
+/// connections").
+struct Upload {
+    channel: String,
+    reply: Reply,
+    decoder: BodyDecoder,
+    body: Vec<u8>,
+    deadline: Instant,
 }
 
 /// What the access log keeps of the exchange in progress until it ends.
@@ -196,7 +203,7 @@ pub struct Connection {
     /// Bytes written to the client so far.
     sent: u64,
     /// The exchange in progress, with `--access-log`.
-    access: Option<AccessRecord>,
+    access: Option<Box<AccessRecord>>,
     /// The request being answered, for `/metrics`: the turn its head's first bytes were read
     /// in, and its route once known.
     request: (Option<Instant>, RouteLabel),
@@ -253,8 +260,10 @@ impl Connection {
         self.output.drain(..n);
         // Progress: the slow-consumer clock restarts if anything is left.
         self.stalled_since = if self.output.is_empty() { None } else { Some(now) };
-        if self.output.is_empty() && self.output.capacity() > RETAINED_OUTPUT_CAPACITY {
-            // A burst (an echo of a large message, a replay) is over: give its memory back.
+        if self.output.is_empty() {
+            // Nothing owed: the buffer goes, whatever it grew to. Most connections are idle
+            // most of the time, and an idle one holds no buffer (README, "Idle connections");
+            // the next write allocates again, which costs far less than the write itself.
             self.output = Vec::new();
         }
         self.account();
@@ -277,7 +286,7 @@ impl Connection {
 
     pub fn waiting_for(&self) -> Waiting {
         match self.state {
-            State::Head { .. } | State::Body { .. } => Waiting::ForInput,
+            State::Head { .. } | State::Body(_) => Waiting::ForInput,
             State::Poll { .. } | State::Sse(_) | State::Publishing { .. } | State::Opening { .. } => Waiting::ForBroker,
             State::WebSocket(_) | State::Http2(_) => Waiting::ForInputAndBroker,
             State::Closing => Waiting::ForClose,
@@ -305,9 +314,8 @@ impl Connection {
         let deadline = match &self.state {
             State::Head { started: Some(started), .. } => Some(*started + config.header_timeout),
             State::Head { idle_since, started: None } => Some(*idle_since + config.idle_timeout),
-            State::Body { deadline, .. } | State::Publishing { deadline, .. } | State::Opening { deadline, .. } => {
-                Some(*deadline)
-            }
+            State::Body(upload) => Some(upload.deadline),
+            State::Publishing { deadline, .. } | State::Opening { deadline, .. } => Some(*deadline),
             State::Poll { poll, .. } => Some(poll.deadline()),
             State::Sse(stream) => Some(stream.next_deadline()),
             State::WebSocket(stream) => Some(stream.next_deadline(config.keepalive)),
@@ -347,6 +355,10 @@ impl Connection {
             // the next one (which may be a keepalive interval away).
             self.stalled_since = Some(now.instant);
         }
+        if self.input.is_empty() {
+            // Everything received was parsed: like the output, no buffer while idle.
+            self.input = Vec::new();
+        }
         self.account();
     }
 
@@ -354,7 +366,7 @@ impl Connection {
     /// body or WebSocket message, output not yet written ([`crate::budget`]).
     fn held(&self) -> usize {
         let partial = match &self.state {
-            State::Body { body, .. } => body.len(),
+            State::Body(upload) => upload.body.len(),
             State::WebSocket(stream) => stream.buffered_bytes(),
             State::Http2(server) => server.buffered_bytes(),
             _ => 0,
@@ -377,8 +389,8 @@ impl Connection {
     fn shed(&mut self, now: Now) {
         self.input.clear();
         match &self.state {
-            State::Body { reply, .. } => {
-                let reply = reply.closing();
+            State::Body(upload) => {
+                let reply = upload.reply.closing();
                 let busy =
                     Response::text(503, "server memory budget exceeded, try again").with_header("Retry-After", "1");
                 self.respond(now, busy, &reply);
@@ -450,7 +462,7 @@ impl Connection {
             // never saw the stream open: its exchange ends without a status.
             State::Opening { mut opening, .. } => {
                 opening.subscription().unregister(&*self.app.broker, self.id, at);
-                let transport = match opening {
+                let transport = match *opening {
                     Opening::Sse { .. } => Transport::Sse,
                     Opening::WebSocket { .. } => Transport::WebSocket,
                 };
@@ -465,9 +477,9 @@ impl Connection {
                 Some((Some(101), Some(Transport::WebSocket), Some(stream.close_code())))
             }
             // A complete body becomes a publish in flight: the same exchange goes on.
-            State::Body { .. } if matches!(self.state, State::Publishing { .. }) => None,
+            State::Body(_) if matches!(self.state, State::Publishing { .. }) => None,
             // A body or a publish left unanswered (an answered one was logged by `respond`).
-            State::Body { .. } | State::Publishing { .. } => Some((None, None, None)),
+            State::Body(_) | State::Publishing { .. } => Some((None, None, None)),
             // Each stream is an exchange of its own, logged by the server as it ends.
             State::Http2(mut server) => {
                 server.stop_all(&self.app, Now { instant: at, unix_ms: self.last_turn.unix_ms });
@@ -507,7 +519,7 @@ impl Connection {
                 };
                 self.read_head(now, deadline, waker)
             }
-            State::Body { .. } => self.read_body(now),
+            State::Body(_) => self.read_body(now),
             State::Publishing { .. } => self.finish_publish(now, waker),
             State::Opening { .. } => self.open(now, waker),
             State::Poll { .. } => self.poll(now, waker),
@@ -595,9 +607,10 @@ impl Connection {
                     self.output.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                 }
                 let deadline = now.instant + self.app.config.header_timeout;
-                self.enter(State::Body { channel, reply, decoder, body: Vec::new(), deadline }, now.instant);
+                let upload = Upload { channel, reply, decoder, body: Vec::new(), deadline };
+                self.enter(State::Body(Box::new(upload)), now.instant);
             }
-            Action::Poll(poll) => self.enter(State::Poll { poll, reply }, now.instant),
+            Action::Poll(poll) => self.enter(State::Poll { poll: Box::new(poll), reply }, now.instant),
             Action::Sse(start) => self.start_sse(start, &reply, now),
             Action::Upgrade(start) => match start.mode {
                 WebSocketMode::Echo => {
@@ -609,7 +622,7 @@ impl Connection {
                     let subscription = Subscription::new(&channel, since);
                     let opening = Opening::WebSocket { subscription, grant: start.grant, accept: start.accept };
                     let deadline = now.instant + self.app.config.redis_timeout;
-                    self.enter(State::Opening { opening, deadline }, now.instant);
+                    self.enter(State::Opening { opening: Box::new(opening), deadline }, now.instant);
                 }
             },
         }
@@ -629,7 +642,7 @@ impl Connection {
         let subscription = Subscription::new(&start.channel, start.since);
         let opening = Opening::Sse { subscription, grant: start.grant, reply: reply.clone() };
         let deadline = now.instant + self.app.config.redis_timeout;
-        self.enter(State::Opening { opening, deadline }, now.instant);
+        self.enter(State::Opening { opening: Box::new(opening), deadline }, now.instant);
     }
 
     /// A stream in `State::Opening` opens once the broker says where it starts: the SSE head
@@ -652,7 +665,7 @@ impl Connection {
         }
         // Taken out to become the stream (as `stream` does; the transition is the `enter` below).
         let State::Opening { opening, .. } = std::mem::replace(&mut self.state, State::Closing) else { return false };
-        match opening {
+        match *opening {
             Opening::Sse { subscription, grant, reply } => {
                 // HTTP/1.1: chunked, so the stream can end cleanly with a last-chunk. HTTP/1.0
                 // has no chunking: the stream is delimited by closing the connection (RFC 9112
@@ -662,7 +675,7 @@ impl Connection {
                 SseStream::write_head(&mut self.output, &reply.cors.fields(), chunked, &date);
                 self.answered(200, now.instant);
                 let stream = SseStream::start(subscription, chunked, grant, &mut self.io(now, waker));
-                self.enter(State::Sse(stream), now.instant);
+                self.enter(State::Sse(Box::new(stream)), now.instant);
             }
             Opening::WebSocket { subscription, grant, accept } => {
                 let stream = WebSocketStream::start(&accept, Some(subscription), grant, &mut self.io(now, waker));
@@ -729,9 +742,10 @@ impl Connection {
     }
 
     fn read_body(&mut self, now: Now) -> bool {
-        let State::Body { channel, reply, decoder, body, deadline } = &mut self.state else {
+        let State::Body(upload) = &mut self.state else {
             return false;
         };
+        let Upload { channel, reply, decoder, body, deadline } = &mut **upload;
         let failed = reply.closing();
         match decoder.decode(&self.input, body) {
             Ok(progress) => {
@@ -826,7 +840,7 @@ impl Connection {
 
     /// With `--access-log`, the record of an exchange that begins at `at`, for `request`
     /// (`None`: a head that could not be read).
-    fn access_record(&self, request: Option<&Request<'_>>, at: Instant) -> Option<AccessRecord> {
+    fn access_record(&self, request: Option<&Request<'_>>, at: Instant) -> Option<Box<AccessRecord>> {
         if !self.app.config.access_log {
             return None;
         }
@@ -834,7 +848,7 @@ impl Connection {
             Some(request) => (request.method.to_string(), loggable_target(request)),
             None => ("-".to_string(), "-".to_string()),
         };
-        Some(AccessRecord { method, target, started: at, produced_before: self.produced() })
+        Some(Box::new(AccessRecord { method, target, started: at, produced_before: self.produced() }))
     }
 
     /// The exchange in progress, if any, ends now (this turn): its access line.

@@ -15,7 +15,7 @@ mod common;
 
 use std::collections::{HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,7 +23,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{read_response, HttpResponse, TestServer, MODELS, PATIENCE};
+use common::nginx::Nginx;
+use common::{free_port, read_response, scratch_dir, HttpResponse, TestServer, MODELS, PATIENCE};
 use realtime::broker::redis::parse_stream_id;
 use realtime::broker::resp::{self, Value};
 use realtime::config::{BrokerUrl, Config, Model};
@@ -34,23 +35,6 @@ use realtime::ws::message::Message;
 
 /// A port nobody listens on right now (the OS picks it; a tiny race with other processes
 /// remains, which `Redis::start` absorbs by trying again).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
-}
-
-/// A scratch directory under the system's temporary directory, removed by its owner's Drop.
-fn scratch_dir(what: &str) -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "realtime-{what}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create a scratch directory");
-    dir
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Persistence {
     /// `--save '' --appendonly no`: a restart loses every stream.
@@ -551,6 +535,69 @@ fn every_entry_records_the_id_before_it_with_or_without_the_newest_key() {
     assert_eq!(text_of(&redis.command(&["GET", "realtime:prev:newest"])), third);
 }
 
+/// A channel's stream lives `--channel-ttl` after its last publish (Redis keeps what no node
+/// reclaims; without it every channel name ever published to would stay in Redis), and the
+/// id of its newest entry a day longer: a reader who had read everything is not told of a gap,
+/// one who had not is, through a node's mirror or from the stream alike, and the next publish
+/// goes on from the remembered id.
+#[test]
+fn a_stream_expires_channel_ttl_after_its_last_publish_and_readers_are_told_exactly_what_they_missed() {
+    let Some(redis) = Redis::start(Persistence::None) else { return };
+    for &model in MODELS {
+        eprintln!("--- model {}", model.name());
+        let channel = format!("expiring-{}", model.name());
+        let (stream, newest) = (format!("realtime:{channel}"), format!("realtime:{channel}:newest"));
+        let short = |config: &mut Config| config.channel_ttl = Duration::from_secs(1);
+        let a = node(model, &redis, short);
+        let ids: Vec<String> = (0..3).map(|i| publish(a.addr(), &channel, &i.to_string())).collect();
+        let ttl = |key: &str| redis.command(&["PTTL", key]).as_integer().expect("PTTL answers a number");
+        assert!((1..=1000).contains(&ttl(&stream)), "the stream expires a --channel-ttl after the publish");
+        assert!(ttl(&newest) > 86_400_000, "the newest id is remembered a day longer");
+        common::eventually("the stream expired", || redis.command(&["EXISTS", &stream]).as_integer() == Some(0));
+        assert_eq!(text_of(&redis.command(&["GET", &newest])), ids[2]);
+
+        // From the stream: a node that never mirrored the channel.
+        let b = node(model, &redis, short);
+        assert_eq!(poll(b.addr(), &channel, &ids[2], 0), (vec![], ids[2].clone(), false), "it had read everything");
+        let (messages, _, gap) = poll(b.addr(), &channel, &ids[1], 0);
+        assert!(gap && messages.is_empty(), "the reader at {} missed {}, which expired", ids[1], ids[2]);
+
+        // Through a mirror made after the expiry: its base is the remembered id.
+        let c = node(model, &redis, short);
+        let mut subscriber = websocket(c.addr(), &format!("/ws/{channel}"));
+        wait_subscribed(&c, 1);
+        assert_eq!(poll(c.addr(), &channel, &ids[2], 0), (vec![], ids[2].clone(), false));
+        assert!(poll(c.addr(), &channel, &ids[1], 0).2, "older than the mirror's base: the stream says gap");
+
+        // The next publish names the remembered id as its predecessor: no gap for a reader at it.
+        let after = publish(a.addr(), &channel, "after");
+        assert_eq!(next_ws(&mut subscriber).id, after);
+        let entries = redis.command(&["XRANGE", &stream, "-", "+"]);
+        let fields = entries.as_array().unwrap_or_default()[0].as_array().unwrap_or_default()[1].clone();
+        let fields = fields.as_array().unwrap_or_default().to_vec();
+        let at = fields.iter().position(|f| f.as_bytes() == Some(b"prev")).expect("a prev field");
+        assert_eq!(text_of(&fields[at + 1]), ids[2]);
+        for reader in [&b, &c] {
+            let (messages, _, gap) = poll(reader.addr(), &channel, &ids[2], 0);
+            assert!(!gap, "nothing expired that the reader at the newest id had not read");
+            assert_eq!(texts(&messages), ["after"]);
+            let (messages, _, gap) = poll(reader.addr(), &channel, &ids[1], 0);
+            assert!(gap);
+            assert_eq!(texts(&messages), ["after"]);
+        }
+
+        // A day later both are gone (or Redis restarted empty): a mirror made now starts from
+        // nothing, and a reader whose cursor it never heard of is told, not left waiting to
+        // skip what it missed.
+        redis.command(&["DEL", &stream, &newest]);
+        let d = node(model, &redis, short);
+        let _subscriber = websocket(d.addr(), &format!("/ws/{channel}"));
+        wait_subscribed(&d, 1);
+        let (messages, _, gap) = poll(d.addr(), &channel, &after, 0);
+        assert!(gap && messages.is_empty(), "the entry at {after} is gone");
+    }
+}
+
 fn text_of(value: &Value) -> String {
     value.as_bytes().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
 }
@@ -781,56 +828,12 @@ fn readyz_is_503_while_redis_is_down_and_200_again_once_the_node_is_back_while_h
     }
 }
 
-/// nginx with `examples/nginx.conf`, its three addresses replaced; killed when dropped.
-struct Nginx {
-    addr: SocketAddr,
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Nginx {
-    fn start(binary: &Path, a: SocketAddr, b: SocketAddr) -> Nginx {
-        let dir = scratch_dir("nginx");
-        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/nginx.conf");
-        let port = free_port();
-        let config = std::fs::read_to_string(example)
-            .expect("examples/nginx.conf")
-            .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
-            .replace("127.0.0.1:8081", &a.to_string())
-            .replace("127.0.0.1:8082", &b.to_string());
-        std::fs::write(dir.join("nginx.conf"), config).unwrap();
-        let log = std::fs::File::create(dir.join("nginx.log")).unwrap();
-        let child = Command::new(binary)
-            .arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .arg("-g")
-            // One process (no master and workers): killing it leaves no orphaned worker.
-            .arg(format!("daemon off; master_process off; pid {}; error_log stderr;", dir.join("nginx.pid").display()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn nginx");
-        let mut nginx = Nginx { addr: ([127, 0, 0, 1], port).into(), child, dir };
-        let deadline = Instant::now() + PATIENCE;
-        while TcpStream::connect(nginx.addr).is_err() {
-            let log = std::fs::read_to_string(nginx.dir.join("nginx.log")).unwrap_or_default();
-            assert!(nginx.child.try_wait().ok().flatten().is_none(), "nginx exited: {log}");
-            assert!(Instant::now() < deadline, "nginx did not listen: {log}");
-            thread::sleep(Duration::from_millis(10));
-        }
-        nginx
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// nginx with `examples/nginx.conf`, its three addresses replaced by a free port and the nodes'.
+fn start_nginx(binary: &Path, a: SocketAddr, b: SocketAddr) -> Nginx {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let replace =
+        [("127.0.0.1:8080", addr.to_string()), ("127.0.0.1:8081", a.to_string()), ("127.0.0.1:8082", b.to_string())];
+    Nginx::start(binary, scratch_dir("nginx"), "nginx.conf", &replace, addr)
 }
 
 /// The node of the two that does *not* hold the one open connection of `kind` (the stats
@@ -852,7 +855,7 @@ fn nginx_round_robin_carries_all_three_transports_with_publishes_on_the_other_no
     for &model in MODELS {
         eprintln!("--- model {}", model.name());
         let (a, b) = (node(model, &redis, |_| {}), node(model, &redis, |_| {}));
-        let nginx = Nginx::start(&nginx_binary, a.addr(), b.addr());
+        let nginx = start_nginx(&nginx_binary, a.addr(), b.addr());
         let channel = format!("proxied-{}", model.name());
 
         // WebSocket through nginx (the Upgrade headers pass); publishes go directly to the

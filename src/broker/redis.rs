@@ -42,12 +42,15 @@
 //! position after which the mirror holds every entry of the stream (or will, once pub/sub
 //! delivers it). Then:
 //!
-//! - `read` after a cursor at or past the base is answered from memory, like the memory
-//!   broker. A cursor older than the base (history from before the node knew the channel, or
-//!   older than its ring) is a *cold read*: one round trip that runs [XRANGE] and [XINFO]
-//!   `STREAM` (and `XRANGE` of the cursor's own entry) in a `MULTI`/`EXEC` transaction, so
-//!   the entries and what the stream says about its own trimming are one consistent
-//!   snapshot. It runs on the link for that reader
+//! - `read` after a cursor the mirror can vouch for (its base, an entry it holds, or a
+//!   position that names no entry) is answered from memory, like the memory broker. Any
+//!   other cursor is a *cold read*: one older than the base (history from before the node
+//!   knew the channel, or older than its ring), and one the mirror never heard of (news from
+//!   another node not here yet, or an entry the stream lost or that expired with it: only the
+//!   stream can tell those apart). A cold read is one round trip that runs [XRANGE] and
+//!   [XINFO] `STREAM` (and `XRANGE` of the cursor's own entry, and `GET` of the newest id
+//!   remembered beside the stream) in a `MULTI`/`EXEC` transaction, so the entries and what
+//!   the stream says about its own trimming are one consistent snapshot. It runs on the link for that reader
 //!   (below, "Never waiting for Redis"). A **gap** is reported exactly when
 //!   trimming removed an entry after the cursor. Redis does not record what `MAXLEN` trimmed
 //!   (`max-deleted-entry-id` counts only `XDEL`), so each entry records the id of the entry
@@ -60,17 +63,33 @@
 //!   Cluster master, or deleted.
 //! - `tail` is a loaded mirror's newest position, else the stream's newest id, asked on the
 //!   link. A mirror is made by a channel's first local subscriber and *loaded* by the
-//!   supervisor once the channel's subscription is confirmed: its newest id from `XREVRANGE
-//!   ... COUNT 1` becomes the base. Until then its readers read the stream (cold reads), so
+//!   supervisor once the channel's subscription is confirmed: the channel's newest id
+//!   ([`NEWEST_SCRIPT`]: the remembered one, or the stream's newest entry) becomes the base. Until then its readers read the stream (cold reads), so
 //!   a mirror that is loaded is live: every entry after its base is in it or on its way.
 //! - The mirror only ever grows at the back: an entry at or before its newest position is a
 //!   duplicate (catch-up and pub/sub overlap) and is skipped. An entry older than the newest
 //!   that the mirror never had means the stream went backwards: it lost entries the mirror
 //!   holds (a failover promoted a replica that never had them, on a clock behind the old
-//!   master's) and goes on with smaller ids. The mirror is then *rewound*: emptied, loaded
-//!   again from the stream, and a reader whose cursor lies between the new base and the
-//!   newest position handed out before is told with a gap (it may name a lost entry, and
-//!   the stream's new entries below it would otherwise never reach it).
+//!   master's) and goes on with smaller ids. The mirror is then *rewound*: emptied and
+//!   loaded again from the stream. A reader whose cursor names a lost entry is one the new
+//!   mirror cannot vouch for: the stream answers it, with a gap (`cursor_was_lost`) and the
+//!   new entries below its cursor, which would otherwise never reach it.
+//!
+//! ## Channels expire
+//!
+//! Redis keeps what nobody deletes, so a node that reclaimed nothing would leave every channel
+//! name ever published to in Redis, with its history. Each publish sets the stream to expire
+//! `--channel-ttl` later (`PEXPIRE`; the memory broker drops a channel after as long without
+//! news and without subscribers): a channel quiet that long loses its history in Redis, like
+//! a reclaimed channel of the memory broker (its subscribers lose nothing: nothing was
+//! published meanwhile). The key that remembers the newest id lives a day longer
+//! ([`NEWEST_OUTLIVES_STREAM`]), a few dozen bytes, so that a reader who had read everything
+//! is answered "nothing new" rather than a gap, a mirror made meanwhile starts from that id,
+//! and the next publish records it as its `prev`: the chain is unbroken. A reader who had not
+//! read everything gets a gap. When both are gone (or Redis restarted empty), every cursor
+//! that names an entry gets a gap: a false alarm at worst, never a silent skip. Centrifugo does
+//! the same with its `history_ttl` and a `history_meta_ttl` that "must be much larger" (30
+//! days by default there), for the same reason.
 //!
 //! ## One subscription per channel
 //!
@@ -383,6 +402,30 @@ const MAX_REPLY_BYTES: usize = 256 * 1024 * 1024;
 /// repeating a second of messages.
 const TAIL_MARGIN_MS: i64 = 1000;
 
+/// How much longer than its stream a channel's newest id is remembered (the module docs,
+/// "Channels expire"): a reader who had read everything and comes back within it is not told
+/// of a gap, and the next publish still names that id as its `prev`. A key of a few dozen
+/// bytes per channel, for a day.
+pub const NEWEST_OUTLIVES_STREAM: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The publish script's two lifetimes, in milliseconds: the stream's (`--channel-ttl`, renewed
+/// by every publish) and its newest id's.
+fn lifetimes_ms(channel_ttl: Duration) -> (String, String) {
+    let stream = channel_ttl.as_millis().max(1);
+    (stream.to_string(), (stream + NEWEST_OUTLIVES_STREAM.as_millis()).to_string())
+}
+
+/// A channel's newest id, for a mirror's load and a new reader's tail: `KEYS[1]` the stream,
+/// `KEYS[2]` the key [`PUBLISH_SCRIPT`] keeps the newest id in. It answers both, `[key,
+/// stream's newest entry]` (`0-0` for what is missing), and the node takes the larger: the key
+/// outlives an expired stream, and a stream written by an older version has no key (or one a
+/// publish of that version did not move on). One command with one reply, sent with `EVAL`
+/// (it is rare: no `NOSCRIPT` to handle).
+pub const NEWEST_SCRIPT: &str = concat!(
+    "local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]\n",
+    "return {redis.call('GET', KEYS[2]) or '0-0', newest and newest[1] or '0-0'}\n",
+);
+
 /// The publish script, with the command that tells the nodes (`PUBLISH`, or `SPUBLISH` on a
 /// cluster) as its one variable.
 macro_rules! publish_script {
@@ -394,7 +437,8 @@ macro_rules! publish_script {
             "  prev = newest[1] and newest[1][1] or '0-0'\n",
             "end\n",
             "local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'text', ARGV[2], 'prev', prev)\n",
-            "redis.call('SET', KEYS[2], id)\n",
+            "redis.call('PEXPIRE', KEYS[1], ARGV[4])\n",
+            "redis.call('SET', KEYS[2], id, 'PX', ARGV[5])\n",
             "redis.call('",
             $publish,
             "', ARGV[3], id .. ' ' .. ARGV[2])\n",
@@ -408,11 +452,13 @@ macro_rules! publish_script {
 ///
 /// `KEYS[1]` is the channel's stream `realtime:{channel}`, `KEYS[2]` the id of its newest
 /// entry, kept beside it ([`KeySpace::newest`]); `ARGV[1]` the history length (`MAXLEN ~`),
-/// `ARGV[2]` the text, `ARGV[3]` the pub/sub channel `realtime:{db}:{channel}`. It appends
-/// the text (`XADD`) with the id of the entry before it as `prev` (what a cold read uses to
-/// tell a trimmed stream from a lost one: the module docs, "One channel on a node"), records
-/// the new id as the newest, publishes `<id> <text>` to every node (`PUBLISH`) and returns the
-/// id, which is the message's id. The whole script runs atomically (EVAL: "Redis guarantees
+/// `ARGV[2]` the text, `ARGV[3]` the pub/sub channel `realtime:{db}:{channel}`, `ARGV[4]` and
+/// `ARGV[5]` how long the stream and the newest id live after this publish, in milliseconds
+/// (the module docs, "Channels expire"). It appends the text (`XADD`) with the id of the entry
+/// before it as `prev` (what a cold read uses to tell a trimmed stream from a lost one: the
+/// module docs, "One channel on a node"), sets the stream's expiry (`PEXPIRE`), records the
+/// new id as the newest with its own expiry, publishes `<id> <text>` to every node
+/// (`PUBLISH`) and returns the id, which is the message's id. The whole script runs atomically (EVAL: "Redis guarantees
 /// the script's atomic execution"), so no other publish falls between its `XADD` and its
 /// `PUBLISH`, and every node hears a channel's messages in stream order.
 ///
@@ -999,9 +1045,6 @@ struct Mirror {
     /// The newest position known: the last message, or the load position.
     newest: Position,
     subscribers: Subscribers,
-    /// The newest position handed out before the stream went backwards (0: it never did): a
-    /// cursor after the base and up to here, not in the ring, may name a lost entry.
-    rewound_from: Position,
     /// When the mirror was made or lost its last local subscriber: where its linger starts.
     /// Messages do not move it: a busy channel nobody here follows is not kept for them.
     idle_since: Instant,
@@ -1027,7 +1070,6 @@ impl Mirror {
             ring: Ring::default(),
             newest: Position(0),
             subscribers: Subscribers::default(),
-            rewound_from: Position(0),
             idle_since: now,
         }
     }
@@ -1036,7 +1078,6 @@ impl Mirror {
     /// the mirror holds is no longer what the stream holds. It forgets it all and is loaded
     /// again; until then its readers read the stream (see the module docs, "the mirror").
     fn rewind(&mut self) {
-        self.rewound_from = self.rewound_from.max(self.newest);
         self.loaded = None;
         self.evicted = Position(0);
         self.ring = Ring::default();
@@ -1089,23 +1130,22 @@ impl Mirror {
         self.subscribers.is_empty()
     }
 
-    /// The messages after `cursor`, if the mirror covers them.
+    /// The messages after `cursor`, if the mirror can vouch for the cursor: at its base, on
+    /// an entry it holds, or naming no entry (`0-0`, a tail estimated while Redis was away).
+    /// Any other cursor is answered by the stream (a cold read), which can tell the cases
+    /// the mirror cannot: older than the base; an entry this node has not heard of yet (a
+    /// cursor from another node, whose news is on its way here); an entry the stream lost (a
+    /// failover, a stream that went backwards) or that expired with its stream; an id of
+    /// another deployment. Answered from here, the last three would wait for newer ids and
+    /// skip, without a gap, whatever the reader had missed.
     fn read(&self, cursor: Position, max: usize) -> Option<Batch> {
         let base = self.base()?;
-        if cursor < base {
+        let vouched = cursor == base || !names_an_entry(cursor) || self.ring.contains(cursor);
+        if cursor < base || !vouched {
             return None;
         }
-        if cursor > base && cursor <= self.rewound_from && !self.ring.contains(cursor) {
-            // Handed out before the stream went backwards: everything since the new base is
-            // news to this reader, and what its cursor named may be lost.
-            let messages = self.ring.after(base, max);
-            let position = messages.last().map_or(base, |m| m.position);
-            let gap = Some(Gap { since: stream_id(cursor), oldest: messages.first().map(|m| m.id.to_string()) });
-            return Some(Batch { messages, gap, position, in_flight: false });
-        }
         let messages = self.ring.after(cursor, max);
-        // Nothing newer here: the reader stays where it is, even past `newest` (a cursor from
-        // another node whose news has not reached this one yet).
+        // Nothing newer here: the reader stays where it is.
         let position = messages.last().map_or(cursor, |m| m.position);
         Some(Batch { messages, gap: None, position, in_flight: false })
     }
@@ -1269,20 +1309,23 @@ fn field<'a>(fields: &'a Value, name: &[u8]) -> Option<&'a Value> {
 }
 
 /// Did a reader at `cursor` miss entries the stream no longer has? `info` is `None` when
-/// there is no stream at all.
+/// there is no stream at all; `remembered` is the newest id the stream ever had, when the key
+/// beside it still says ([`NEWEST_SCRIPT`]).
 ///
 /// Trimming removes the oldest entries, so the stream has forgotten exactly the entries up to
 /// the `prev` of its oldest entry. A reader owed one of them (`cursor < prev`) missed it. A
 /// cursor strictly between `prev` and the oldest entry names no entry of this stream: the
 /// stream it came from was lost (Redis restarted without persistence) and everything after it
 /// went with it, unless the cursor never named an entry to begin with.
-fn gap_after(cursor: Position, info: Option<&StreamInfo>) -> bool {
+fn gap_after(cursor: Position, info: Option<&StreamInfo>, remembered: Option<Position>) -> bool {
     // `0-0` is "before the first entry"; an end-of-millisecond position is a tail handed out
     // while Redis was unreachable ([`Shared::estimated_now`]). Neither names an entry.
     let names_an_entry = names_an_entry(cursor);
     let Some(info) = info else {
-        // No stream: if the cursor named one of its entries, the stream is gone.
-        return names_an_entry;
+        // No stream: if the cursor named one of its entries, the stream is gone, with
+        // whatever came after the cursor; unless the cursor is the newest entry it ever had
+        // (`remembered`): the stream expired with nothing the reader had not read.
+        return names_an_entry && remembered != Some(cursor);
     };
     match info.first {
         // The reader is inside what the stream holds (or past it, waiting): nothing trimmed.
@@ -1346,8 +1389,9 @@ fn parse_payload(payload: &[u8]) -> Option<Arc<Message>> {
     Some(Arc::new(Message::new(id, position, text, millis(position))))
 }
 
-fn newest_command(out: &mut Vec<u8>, key: &str) {
-    encode_command(out, &[b"XREVRANGE", key.as_bytes(), b"+", b"-", b"COUNT", b"1"]);
+fn newest_command(out: &mut Vec<u8>, keys: &KeySpace, channel: &str) {
+    let (stream, newest) = (keys.stream(channel), keys.newest(channel));
+    encode_command(out, &[b"EVAL", NEWEST_SCRIPT.as_bytes(), b"2", stream.as_bytes(), newest.as_bytes()]);
 }
 
 fn range_command(out: &mut Vec<u8>, key: &str, after: Position, count: usize) {
@@ -1357,25 +1401,33 @@ fn range_command(out: &mut Vec<u8>, key: &str, after: Position, count: usize) {
     encode_command(out, &[b"XRANGE", key.as_bytes(), start.as_bytes(), b"+", b"COUNT", count.to_string().as_bytes()]);
 }
 
-/// The newest position of an `XREVRANGE key + - COUNT 1` reply (`0-0`: the stream is empty
-/// or missing).
+/// The newest position of a [`NEWEST_SCRIPT`] reply, the larger of its two ids (`0-0`:
+/// nothing was published, or so long ago that both are gone).
 fn parse_newest(reply: &Value) -> Result<Position, RedisError> {
-    Ok(parse_entries(reply)?.first().map_or(Position(0), |m| m.position))
+    if let Value::Error(message) = reply {
+        return Err(RedisError::Reply(message.clone()));
+    }
+    let ids = reply.as_array().ok_or(RedisError::Unexpected("the newest id is not an array"))?;
+    let ids = ids.iter().map(|id| id.as_str().and_then(parse_stream_id));
+    ids.map(|id| id.ok_or(RedisError::Unexpected("malformed stream id"))).try_fold(Position(0), |a, b| Ok(a.max(b?)))
 }
 
-/// The replies to [`cold_read_command`]: `OK`, three `QUEUED`, the `EXEC` array.
-const COLD_READ_REPLIES: usize = 5;
+/// The replies to [`cold_read_command`]: `OK`, four `QUEUED`, the `EXEC` array.
+const COLD_READ_REPLIES: usize = 6;
 
 /// A read from the stream itself: the entries after the cursor, what the stream says about
-/// its trimming, and the cursor's own entry (is it still there?), in one `MULTI`/`EXEC` (one
-/// round trip, one consistent snapshot): five replies, the last of which holds the three
-/// results.
-fn cold_read_command(out: &mut Vec<u8>, key: &str, since: &Since, max: usize) {
+/// its trimming, the cursor's own entry (is it still there?) and the newest id remembered
+/// beside the stream (which outlives it: "Channels expire" in the module docs), in one
+/// `MULTI`/`EXEC` (one round trip, one consistent snapshot): six replies, the last of which
+/// holds the four results.
+fn cold_read_command(out: &mut Vec<u8>, keys: &KeySpace, channel: &str, since: &Since, max: usize) {
+    let (key, newest) = (keys.stream(channel), keys.newest(channel));
     let cursor = stream_id(cold_read_cursor(since));
     encode_command(out, &[b"MULTI"]);
-    range_command(out, key, cold_read_cursor(since), max);
+    range_command(out, &key, cold_read_cursor(since), max);
     encode_command(out, &[b"XINFO", b"STREAM", key.as_bytes()]);
     encode_command(out, &[b"XRANGE", key.as_bytes(), cursor.as_bytes(), cursor.as_bytes()]);
+    encode_command(out, &[b"GET", newest.as_bytes()]);
     encode_command(out, &[b"EXEC"]);
 }
 
@@ -1398,12 +1450,12 @@ fn parse_cold_read(since: &Since, mut replies: Vec<Value>) -> Result<Batch, Redi
         Since::Unknown(cursor) => Some(cursor.clone()),
     };
     let exec = replies.pop().unwrap_or(Value::Array(None));
-    let [xrange, xinfo, own_entry] = match exec {
+    let [xrange, xinfo, own_entry, remembered] = match exec {
         Value::Array(Some(results)) => {
-            <[Value; 3]>::try_from(results).map_err(|_| RedisError::Unexpected("EXEC did not answer three results"))?
+            <[Value; 4]>::try_from(results).map_err(|_| RedisError::Unexpected("EXEC did not answer four results"))?
         }
         Value::Error(message) => return Err(RedisError::Reply(message)),
-        _ => return Err(RedisError::Unexpected("EXEC did not answer three results")),
+        _ => return Err(RedisError::Unexpected("EXEC did not answer four results")),
     };
     let messages = parse_entries(&xrange)?;
     let info = match xinfo {
@@ -1413,8 +1465,10 @@ fn parse_cold_read(since: &Since, mut replies: Vec<Value>) -> Result<Batch, Redi
         reply => Some(StreamInfo::parse(&reply)?),
     };
     let present = !parse_entries(&own_entry)?.is_empty();
-    let missed =
-        foreign.is_some() || gap_after(cursor, info.as_ref()) || cursor_was_lost(cursor, info.as_ref(), present);
+    let remembered = remembered.as_str().and_then(parse_stream_id);
+    let missed = foreign.is_some()
+        || gap_after(cursor, info.as_ref(), remembered)
+        || cursor_was_lost(cursor, info.as_ref(), present);
     let gap = missed.then(|| Gap {
         since: foreign.unwrap_or_else(|| stream_id(cursor)),
         oldest: info.as_ref().and_then(|i| i.first).map(|(first, _)| stream_id(first)),
@@ -1422,7 +1476,7 @@ fn parse_cold_read(since: &Since, mut replies: Vec<Value>) -> Result<Batch, Redi
     let position = match messages.last() {
         Some(last) => last.position,
         // Told about the gap, the reader goes on from the end of what is there.
-        None if missed => info.map_or(Position(0), |i| i.last_generated),
+        None if missed => info.map_or(Position(0), |i| i.last_generated).max(remembered.unwrap_or(Position(0))),
         None => cursor,
     };
     Ok(Batch { messages, gap, position, in_flight: false })
@@ -1813,11 +1867,11 @@ impl Shared {
         let key = self.keys.stream(channel);
         let replies = match &want {
             Want::Tail => {
-                newest_command(&mut out, &key);
+                newest_command(&mut out, &self.keys, channel);
                 1
             }
             Want::Read { since, max } => {
-                cold_read_command(&mut out, &key, since, *max);
+                cold_read_command(&mut out, &self.keys, channel, since, *max);
                 COLD_READ_REPLIES
             }
         };
@@ -2108,7 +2162,7 @@ impl Shared {
                 let (key, mut out) = (self.keys.stream(name), Vec::new());
                 asked_to_load.push(mirror.loaded.is_none());
                 match mirror.loaded {
-                    None => newest_command(&mut out, &key),
+                    None => newest_command(&mut out, &self.keys, name),
                     Some(_) => range_command(&mut out, &key, mirror.newest, CATCH_UP_PAGE),
                 }
                 commands.push((key, out));
@@ -2541,6 +2595,7 @@ impl RedisBroker {
         let newest = self.shared.keys.newest(channel);
         let topic = self.shared.keys.topic(channel);
         let history = self.shared.limits.history.messages.to_string();
+        let (stream_ttl, newest_ttl) = lifetimes_ms(self.shared.limits.channel_ttl);
         let sha = self.shared.script_sha.as_bytes();
         let mut out = Vec::with_capacity(text.len() + 160);
         encode_command(
@@ -2554,6 +2609,8 @@ impl RedisBroker {
                 history.as_bytes(),
                 text.as_bytes(),
                 topic.as_bytes(),
+                stream_ttl.as_bytes(),
+                newest_ttl.as_bytes(),
             ],
         );
         (key, out)
@@ -2926,13 +2983,18 @@ mod tests {
     }
 
     #[test]
-    fn a_cursor_past_the_mirror_waits_where_it_is() {
-        // A client that got 13-0 from another node, before pub/sub brought it here.
+    fn a_cursor_the_mirror_cannot_vouch_for_is_read_from_the_stream() {
         let mut mirror = Mirror::starting_after(id("10-0"), at(0));
         mirror.accept(message("12-0", "c"), count(10));
-        let batch = mirror.read(id("13-0"), 10).unwrap();
-        assert!(batch.messages.is_empty());
-        assert_eq!(batch.position, id("13-0"));
+        // From another node before pub/sub brought it here, or lost, or expired: the stream
+        // tells (`XRANGE C C`), not the mirror.
+        assert!(mirror.read(id("13-0"), 10).is_none(), "past the newest");
+        assert!(mirror.read(id("11-5"), 10).is_none(), "between entries, never heard here");
+        // A tail estimated while Redis was away names no entry: it waits where it is.
+        let batch = mirror.read(end_of_millisecond(13), 10).unwrap();
+        assert!(batch.messages.is_empty() && batch.gap.is_none());
+        assert_eq!(batch.position, end_of_millisecond(13));
+        assert_eq!(mirror.read(id("10-0"), 10).unwrap().position, id("12-0"), "the base");
     }
 
     #[test]
@@ -2947,7 +3009,7 @@ mod tests {
     }
 
     #[test]
-    fn a_stream_that_went_backwards_rewinds_the_mirror_and_readers_past_the_new_base_get_a_gap() {
+    fn a_stream_that_went_backwards_rewinds_the_mirror_and_readers_past_the_new_base_read_the_stream() {
         // 11-0 and 12-0 were handed out; the stream lost 12-0 (a failover) and the new master,
         // on a clock behind, wrote 11-5: never seen, older than the newest.
         let mut mirror = Mirror::starting_after(id("10-0"), at(0));
@@ -2958,13 +3020,12 @@ mod tests {
         assert!(mirror.read(id("12-0"), 10).is_none(), "unloaded: its readers read the stream");
         mirror.load(id("11-5"));
         assert_eq!(mirror.accept(message("11-7", "newer"), count(10)), Accepted::New);
-        let past = mirror.read(id("12-0"), 10).unwrap();
-        assert!(past.gap.is_some(), "a cursor that named a lost entry is told");
-        assert_eq!(texts(&past), ["newer"]);
-        assert_eq!(past.position, id("11-7"));
+        // A cursor that named the lost entry is answered by the stream, which no longer has
+        // it: a gap (`cursor_was_lost`), and the new entries below it.
+        assert!(mirror.read(id("12-0"), 10).is_none(), "a lost entry: the stream tells");
         let inside = mirror.read(id("11-7"), 10).unwrap();
         assert!(inside.gap.is_none() && inside.messages.is_empty(), "a cursor the new stream gave out");
-        assert!(mirror.read(id("13-0"), 10).unwrap().gap.is_none(), "past everything handed out: it waits");
+        assert_eq!(texts(&mirror.read(id("11-5"), 10).unwrap()), ["newer"], "the new base");
         assert!(mirror.read(id("11-0"), 10).is_none(), "older than the new base: read from the stream");
     }
 
@@ -3207,24 +3268,56 @@ mod tests {
     fn a_gap_is_reported_exactly_when_an_entry_after_the_cursor_was_trimmed() {
         // Entries 1..=300 were added, 1..=200 trimmed: 201..=300 remain, 201 after 200.
         let trimmed = info("300-0", Some(("201-0", Some("200-0"))));
-        assert!(gap_after(id("1-0"), Some(&trimmed)));
-        assert!(gap_after(id("199-0"), Some(&trimmed)));
-        assert!(!gap_after(id("200-0"), Some(&trimmed)), "the last trimmed entry is the cursor itself");
-        assert!(!gap_after(id("250-0"), Some(&trimmed)));
-        assert!(!gap_after(id("300-0"), Some(&trimmed)));
-        assert!(gap_after(id("0-0"), Some(&trimmed)), "from the beginning, 1..=200 were missed");
+        assert!(gap_after(id("1-0"), Some(&trimmed), None));
+        assert!(gap_after(id("199-0"), Some(&trimmed), None));
+        assert!(!gap_after(id("200-0"), Some(&trimmed), None), "the last trimmed entry is the cursor itself");
+        assert!(!gap_after(id("250-0"), Some(&trimmed), None));
+        assert!(!gap_after(id("300-0"), Some(&trimmed), None));
+        assert!(gap_after(id("0-0"), Some(&trimmed), None), "from the beginning, 1..=200 were missed");
         let untrimmed = info("3-0", Some(("1-0", Some("0-0"))));
-        assert!(!gap_after(id("0-0"), Some(&untrimmed)));
-        assert!(!gap_after(id("1-0"), Some(&untrimmed)));
+        assert!(!gap_after(id("0-0"), Some(&untrimmed), None));
+        assert!(!gap_after(id("1-0"), Some(&untrimmed), None));
     }
 
     #[test]
     fn a_cursor_whose_stream_was_lost_gets_a_gap() {
         // Redis restarted without persistence: the stream is absent, or new (its first entry
         // came after nothing), and the cursor's entry is not in it.
-        assert!(gap_after(id("100-4"), None));
-        assert!(gap_after(id("100-4"), Some(&info("500-0", Some(("500-0", Some("0-0")))))));
-        assert!(!gap_after(id("0-0"), None), "nothing was ever published: nothing owed");
+        assert!(gap_after(id("100-4"), None, None));
+        assert!(gap_after(id("100-4"), Some(&info("500-0", Some(("500-0", Some("0-0"))))), None));
+        assert!(!gap_after(id("0-0"), None, None), "nothing was ever published: nothing owed");
+    }
+
+    #[test]
+    fn a_cursor_at_the_newest_id_of_an_expired_stream_waits_and_any_other_gets_a_gap() {
+        // Every publish renews the stream's expiry, and the key that remembers its newest id
+        // lives a day longer: the stream of a channel quiet for `--channel-ttl` is gone.
+        let remembered = Some(id("500-3"));
+        assert!(!gap_after(id("500-3"), None, remembered), "it had read everything: nothing owed");
+        assert!(gap_after(id("450-0"), None, remembered), "it had not read up to 500-3: missed");
+        assert!(gap_after(id("600-0"), None, remembered), "an id the stream never gave out");
+        assert!(!gap_after(end_of_millisecond(400), None, remembered), "a tail names no entry");
+        // The next publish names the remembered id as its `prev`: the chain is unbroken.
+        let started_again = info("900-0", Some(("900-0", Some("500-3"))));
+        assert!(!gap_after(id("500-3"), Some(&started_again), remembered));
+        assert!(gap_after(id("450-0"), Some(&started_again), remembered));
+    }
+
+    #[test]
+    fn a_channel_lives_channel_ttl_after_its_last_publish_and_its_newest_id_a_day_longer() {
+        assert_eq!(lifetimes_ms(Duration::from_secs(300)), ("300000".to_string(), "86700000".to_string()));
+        let script = PUBLISH_SCRIPT;
+        assert!(script.contains("'PEXPIRE', KEYS[1], ARGV[4]") && script.contains("'PX', ARGV[5]"));
+    }
+
+    #[test]
+    fn the_newest_id_is_the_larger_of_the_key_and_the_stream() {
+        let ids = |a: &str, b: &str| Value::Array(Some(vec![Value::Bulk(Some(a.into())), Value::Bulk(Some(b.into()))]));
+        assert_eq!(parse_newest(&ids("500-3", "0-0")).unwrap(), id("500-3"), "the stream expired");
+        assert_eq!(parse_newest(&ids("0-0", "400-0")).unwrap(), id("400-0"), "an older version's stream");
+        assert_eq!(parse_newest(&ids("0-0", "0-0")).unwrap(), Position(0), "nothing, or long ago");
+        assert!(parse_newest(&ids("x", "0-0")).is_err());
+        assert!(parse_newest(&Value::Error("WRONGTYPE".into())).is_err());
     }
 
     #[test]
@@ -3247,22 +3340,22 @@ mod tests {
     #[test]
     fn cursors_that_name_no_entry_are_not_taken_for_lost_streams() {
         let tail_while_redis_was_down = end_of_millisecond(400);
-        assert!(!gap_after(tail_while_redis_was_down, None));
-        assert!(!gap_after(tail_while_redis_was_down, Some(&info("500-0", Some(("450-0", Some("300-0")))))));
-        assert!(gap_after(tail_while_redis_was_down, Some(&info("500-0", Some(("421-0", Some("420-0")))))));
+        assert!(!gap_after(tail_while_redis_was_down, None, None));
+        assert!(!gap_after(tail_while_redis_was_down, Some(&info("500-0", Some(("450-0", Some("300-0"))))), None));
+        assert!(gap_after(tail_while_redis_was_down, Some(&info("500-0", Some(("421-0", Some("420-0"))))), None));
         // Past every id the stream gave out: not trimmed (whether it was lost is
         // `cursor_was_lost`'s question).
-        assert!(!gap_after(id("900-0"), Some(&info("500-0", Some(("1-0", Some("0-0")))))));
+        assert!(!gap_after(id("900-0"), Some(&info("500-0", Some(("1-0", Some("0-0"))))), None));
     }
 
     #[test]
     fn an_oldest_entry_without_prev_or_an_empty_stream_errs_towards_a_gap() {
         let foreign_writer = info("300-0", Some(("201-0", None)));
-        assert!(gap_after(id("200-0"), Some(&foreign_writer)), "maybe a false alarm, never a silent loss");
-        assert!(!gap_after(id("201-0"), Some(&foreign_writer)));
+        assert!(gap_after(id("200-0"), Some(&foreign_writer), None), "maybe a false alarm, never a silent loss");
+        assert!(!gap_after(id("201-0"), Some(&foreign_writer), None));
         let emptied = info("300-0", None);
-        assert!(gap_after(id("299-0"), Some(&emptied)));
-        assert!(!gap_after(id("300-0"), Some(&emptied)));
+        assert!(gap_after(id("299-0"), Some(&emptied), None));
+        assert!(!gap_after(id("300-0"), Some(&emptied), None));
     }
 
     #[test]

@@ -14,6 +14,22 @@
 //! cannot trigger the browser's own reconnect, which would send `Last-Event-ID`), and the
 //! WebSocket reconnects with `?since=`. "Burst" publishes 100 messages.
 //!
+//! # Six connections, and HTTP/2
+//!
+//! Under the SSE panel, "More streams on this channel" opens N more `EventSource`s (at most
+//! 16) on the same channel, each listed with its state and whether it has the newest message
+//! any `EventSource` on the page has seen. Over HTTP/1.1 a stream holds a connection for as
+//! long as it is open, and a browser opens at most six per host (RFC 9112 §9.4 leaves the
+//! number to the client; Chromium's is `g_max_sockets_per_group`, 6, and 255 for WebSockets,
+//! which have a pool of their own): the seventh waits, its request unsent, until one closes.
+//! So that the count starts from zero, the long-poll and SSE panels are paused while the
+//! streams are open (each holds a connection too) and resume from their last message after.
+//! A stream resumes from the newest id the page knew when it was opened (`?since=`), so one
+//! that waited catches up once it connects: late, not lost. Over HTTP/2 (`examples/nginx-h2.conf`
+//! in front) all of them open, as streams of one connection. The section "Six connections,
+//! and HTTP/2" under the panels says this in words and shows the page's `nextHopProtocol`
+//! (`http/1.1` or `h2`) and its requests'.
+//!
 //! The page publishes one message at a time, so the order in which it sends its messages is
 //! their order in the channel. That is what lets a panel tell a lost message (a later one of
 //! ours arrived, this one never did) from a late one without comparing ids, which clients
@@ -21,7 +37,8 @@
 //!
 //! The page's script is meant to be read: one section per browser API (`fetch` in a long-poll
 //! loop with an `AbortController`, `EventSource`, `WebSocket` with capped exponential backoff
-//! and jitter). It also exposes `window.demo`, the hook `tests/demo_browser.rs` reads.
+//! and jitter), and one for the extra streams. It also exposes `window.demo`, the hook
+//! `tests/demo_browser.rs` reads.
 //!
 //! # How it is served
 //!

@@ -106,10 +106,19 @@ impl Cors {
         }
     }
 
-    /// Adds [`Cors::fields`] to a complete response.
+    /// Adds [`Cors::fields`] to a complete response, but `Vary` to one that no cache may
+    /// store: `Vary` tells a cache which request fields select among stored answers (RFC 9111
+    /// §4.1), and a cache "MUST NOT store any part of" an answer with `Cache-Control: no-store`
+    /// (§5.2.2.5), so there it would tell nobody anything (14 bytes on every long-poll answer).
     pub fn apply(&self, response: &mut Response) {
+        let no_store = response.headers.iter().any(|(name, value)| {
+            name.eq_ignore_ascii_case("Cache-Control")
+                && value.split(',').any(|directive| directive.trim().eq_ignore_ascii_case("no-store"))
+        });
         for (name, value) in self.fields() {
-            response.headers.push((name, value.to_string()));
+            if !(no_store && name == "Vary") {
+                response.headers.push((name, value.to_string()));
+            }
         }
     }
 }
@@ -164,6 +173,24 @@ mod tests {
         assert_eq!(Cors::Vary.fields(), vec![("Vary", "Origin")]);
         assert!(Cors::NotApplicable.fields().is_empty());
         assert_eq!(Cors::for_origin(&Origin::Foreign), Cors::Vary, "a foreign origin is never named");
+    }
+
+    #[test]
+    fn rfc9111_5_2_2_5_an_answer_no_cache_may_store_needs_no_vary() {
+        let answer = |cache_control: Option<&str>, cors: &Cors| {
+            let mut response = Response::json(200, "{}".into());
+            if let Some(value) = cache_control {
+                response = response.with_header("Cache-Control", value);
+            }
+            cors.apply(&mut response);
+            response.headers.iter().map(|(name, _)| *name).collect::<Vec<_>>()
+        };
+        let allow = Cors::Allow("https://app.example".into());
+        assert!(answer(None, &Cors::Vary).contains(&"Vary"));
+        assert!(!answer(Some("no-store"), &Cors::Vary).contains(&"Vary"));
+        assert!(!answer(Some("private, No-Store"), &allow).contains(&"Vary"), "directives are case-insensitive");
+        assert!(answer(Some("no-store"), &allow).contains(&"Access-Control-Allow-Origin"), "still readable");
+        assert!(answer(Some("no-cache"), &Cors::Vary).contains(&"Vary"), "no-cache answers may be stored");
     }
 
     #[test]

@@ -64,6 +64,12 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// that one fast stream cannot starve the others on its worker.
 const MAX_FLUSHES_PER_TURN: usize = 4;
 
+/// Slots the table grows by when it is full. A `Vec` doubles, so a table of 9,500
+/// connections would hold room for 16,384 slots of a few hundred bytes each: up to half of an
+/// idle connection's memory (README, "Idle connections"). Growing by a fixed step wastes at
+/// most one step, and copying the table once per thousand connections costs nothing.
+const SLOT_GROWTH: usize = 1024;
+
 /// What a worker shares with the threads that give it work.
 struct WorkerShared {
     notifier: Notifier,
@@ -282,6 +288,9 @@ impl Worker {
             _admission: admission,
         };
         if token == self.slots.len() {
+            if self.slots.len() == self.slots.capacity() {
+                self.slots.reserve_exact(SLOT_GROWTH);
+            }
             self.slots.push(Some(slot));
         } else {
             self.slots[token] = Some(slot);

@@ -239,8 +239,9 @@ pub struct Session {
     masks: Option<MaskSource>,
     /// The kind of the fragmented message we are sending, if one is unfinished.
     sending: Option<MessageKind>,
-    /// permessage-deflate (RFC 7692), when the handshake agreed to it.
-    deflate: Option<Deflate>,
+    /// permessage-deflate (RFC 7692), when the handshake agreed to it. Boxed: a few hundred
+    /// bytes that a session without it does not carry.
+    deflate: Option<Box<Deflate>>,
     /// The message being received is compressed (its first frame had RSV1): its
     /// continuation frames go through the decompressor too.
     receiving_compressed: bool,
@@ -285,7 +286,9 @@ impl Session {
             decoder: FrameDecoder::new(role, max_message as u64),
             assembler: Assembler::new(max_message),
             reading: Reading::Discard,
-            control_payload: Vec::with_capacity(MAX_CONTROL_PAYLOAD),
+            // Grown by the first control frame, not reserved: most sessions are idle, and a
+            // reserved 125 bytes would be a tenth of an idle WebSocket's memory.
+            control_payload: Vec::new(),
             masks,
             sending: None,
             deflate: None,
@@ -302,7 +305,8 @@ impl Session {
             Role::Client => (agreement.client, agreement.server),
         };
         self.decoder.allow_compressed();
-        self.deflate = Some(Deflate { compressor: Compressor::new(ours), decompressor: Decompressor::new(theirs) });
+        self.deflate =
+            Some(Box::new(Deflate { compressor: Compressor::new(ours), decompressor: Decompressor::new(theirs) }));
     }
 
     /// Whether permessage-deflate was agreed.

@@ -38,6 +38,12 @@ pub struct Browser {
 
 impl Browser {
     pub fn launch(program: &Path) -> Browser {
+        Browser::launch_with(program, &[])
+    }
+
+    /// [`Browser::launch`] with more command-line switches (`--ignore-certificate-errors` for
+    /// a test's self-signed certificate).
+    pub fn launch_with(program: &Path, extra: &[&str]) -> Browser {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
         let profile = std::env::temp_dir().join(format!("realtime-browser-{}-{nanos}", std::process::id()));
         fs::create_dir_all(&profile).expect("create a Chromium profile directory");
@@ -57,6 +63,7 @@ impl Browser {
                 "--hide-scrollbars",
                 "--remote-debugging-port=0",
             ])
+            .args(extra)
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg("about:blank")
             .stdin(Stdio::null())

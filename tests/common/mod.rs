@@ -6,11 +6,15 @@
 
 /// Headless Chromium over the DevTools protocol, for the browser tests.
 pub mod browser;
+/// nginx in front of test servers, from a configuration in `examples/`.
+pub mod nginx;
 /// A strict parser of the Prometheus text format, for `/metrics`.
 pub mod prometheus;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use realtime::config::{Config, Model};
@@ -207,4 +211,22 @@ pub fn external_program(name: &str) -> Option<std::path::PathBuf> {
         let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {name} is not installed; this test did not run ***\n");
     }
     found
+}
+
+/// A port free on 127.0.0.1 now, for an outside program that cannot be told to pick its own.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
+}
+
+/// A scratch directory under the system's temporary directory, removed by its owner's Drop.
+pub fn scratch_dir(what: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "realtime-{what}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    dir
 }
