@@ -24,6 +24,7 @@
 //!                             ├─► Poll ─► answer ────┘
 //!                             ├─► (Opening) ─► Sse ─ (until the client leaves or shutdown)
 //!                             └─► (Opening) ─► 101 ─► WebSocket ─ (until the closing handshake)
+//!  accept ─► Head ─► (the HTTP/2 preface) ─► Http2 ─ (streams, until GOAWAY: crate::http2::server)
 //!            any error, timeout or `Connection: close` ─► Closing ─► (flushed) ─► closed
 //! ```
 //!
@@ -57,6 +58,8 @@ use crate::http::request::parse_request;
 use crate::http::request::Request;
 use crate::http::request::Version;
 use crate::http::response::{format_http_date, write_response, Framing, Response};
+use crate::http2::frame::{detect_preface, Preface, PREFACE};
+use crate::http2::server::{H2Server, Outcome};
 use crate::log::{self, AccessLine};
 use crate::longpoll::LongPoll;
 use crate::stats::{Kind, RouteLabel};
@@ -152,6 +155,9 @@ enum State {
     Sse(Box<SseStream>),
     /// An upgraded WebSocket ([`crate::stream::WebSocketStream`]).
     WebSocket(Box<WebSocketStream>),
+    /// An HTTP/2 connection (prior-knowledge h2c, RFC 9113 §3.3): the client's first octets
+    /// were the preface. Its streams are exchanges of their own ([`crate::http2::server`]).
+    Http2(Box<H2Server>),
     /// The last bytes are queued; once written, the connection closes.
     Closing,
 }
@@ -318,7 +324,7 @@ impl Connection {
         match self.state {
             State::Head { .. } | State::Body(_) => Waiting::ForInput,
             State::Poll { .. } | State::Sse(_) | State::Publishing { .. } | State::Opening { .. } => Waiting::ForBroker,
-            State::WebSocket(_) => Waiting::ForInputAndBroker,
+            State::WebSocket(_) | State::Http2(_) => Waiting::ForInputAndBroker,
             State::Closing => Waiting::ForClose,
         }
     }
@@ -349,6 +355,7 @@ impl Connection {
             State::Poll { poll, .. } => Some(poll.deadline()),
             State::Sse(stream) => Some(stream.next_deadline()),
             State::WebSocket(stream) => Some(stream.next_deadline(config.keepalive)),
+            State::Http2(server) => server.next_deadline(&self.app),
             State::Closing => None,
         };
         let stall = self.stalled_since.map(|since| since + config.send_timeout);
@@ -406,6 +413,7 @@ impl Connection {
         let partial = match &self.state {
             State::Body(upload) => upload.body.len(),
             State::WebSocket(stream) => stream.buffered_bytes(),
+            State::Http2(server) => server.buffered_bytes(),
             _ => 0,
         };
         self.input.len() + self.output.len() + partial
@@ -517,6 +525,11 @@ impl Connection {
             State::Body(_) if matches!(self.state, State::Publishing { .. }) => None,
             // A body or a publish left unanswered (an answered one was logged by `respond`).
             State::Body(_) | State::Publishing { .. } => Some((None, None, None)),
+            // Each stream is an exchange of its own, logged by the server as it ends.
+            State::Http2(mut server) => {
+                server.stop_all(&self.app, Now { instant: at, unix_ms: self.last_turn.unix_ms });
+                None
+            }
             State::Head { .. } | State::Closing => None,
         };
         if let Some((status, transport, close_code)) = ended {
@@ -556,6 +569,7 @@ impl Connection {
             State::Opening { .. } => self.open(now, waker),
             State::Poll { .. } => self.poll(now, waker),
             State::Sse(_) | State::WebSocket(_) => self.stream(now, waker),
+            State::Http2(_) => self.http2(now, waker),
             State::Closing => false,
         }
     }
@@ -574,6 +588,22 @@ impl Connection {
                 self.enter(State::Closing, now.instant);
             }
             return false;
+        }
+        if self.produced() == 0 {
+            // RFC 9113 §3.3: a client that knows the server speaks HTTP/2 sends the preface
+            // first; no HTTP/1.1 request begins with it, so one port serves both.
+            match detect_preface(&self.input) {
+                Preface::Http2 => {
+                    self.input.drain(..PREFACE.len());
+                    let server = H2Server::new(&self.app, self.peer, now.instant, &mut self.output);
+                    self.enter(State::Http2(Box::new(server)), now.instant);
+                    return true;
+                }
+                Preface::NeedMore if !(self.input_closed || self.app.is_shutting_down() || now.instant >= deadline) => {
+                    return false;
+                }
+                Preface::NeedMore | Preface::Http1 => {}
+            }
         }
         let exchange = match parse_request(&self.input, &config.limits) {
             Ok(Parsed::Partial) => {
@@ -728,6 +758,30 @@ impl Connection {
         self.state = state;
         if next == Next::Close {
             self.enter(State::Closing, now.instant);
+        }
+        false
+    }
+
+    /// An HTTP/2 connection's turn: the protocol and its streams, in [`H2Server`].
+    fn http2(&mut self, now: Now, waker: &Waker) -> bool {
+        let State::Http2(server) = &mut self.state else { return false };
+        let mut io = Io {
+            app: &self.app,
+            subscriber: self.id,
+            peer: self.peer,
+            waker,
+            now,
+            input: &mut self.input,
+            output: &mut self.output,
+            input_closed: self.input_closed,
+        };
+        match server.advance(&mut io) {
+            Outcome::Continue => {}
+            Outcome::Close => self.enter(State::Closing, now.instant),
+            Outcome::Drop => {
+                self.output.clear();
+                self.enter(State::Closing, now.instant);
+            }
         }
         false
     }

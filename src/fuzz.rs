@@ -336,6 +336,20 @@ const FUZZ_MAX_OUTPUT: usize = 2 * 4096 + 2 * FUZZ_MAX_MESSAGE + 64 * 1024;
 /// finished, and that after a turn its next deadline is never in the past (a driver would
 /// spin on it).
 pub fn connection(data: &[u8]) {
+    drive_connection(&[], data);
+}
+
+/// [`connection`] for HTTP/2: the connection has received the client preface and an empty
+/// SETTINGS first, so the script's bytes are frames. The same invariants, and the same output
+/// bound: the flood rules and the drivers' backpressure keep an HTTP/2 connection within it.
+pub fn h2_connection(data: &[u8]) {
+    let mut hello = crate::http2::frame::PREFACE.to_vec();
+    crate::http2::frame::encode_settings(&[], &mut hello);
+    drive_connection(&hello, data);
+}
+
+/// Runs a connection script (see [`connection`]) after the client sent `first`.
+fn drive_connection(first: &[u8], data: &[u8]) {
     use crate::app::App;
     use crate::broker::memory::MemoryBroker;
     use crate::connection::Connection;
@@ -354,6 +368,10 @@ pub fn connection(data: &[u8]) {
     let peer = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
     let mut connection = Connection::new(app.clone(), peer, now(elapsed));
     let waker = Waker::from(Arc::new(NoWake));
+    if !first.is_empty() {
+        connection.receive(first);
+        connection.advance(now(elapsed), &waker);
+    }
     let mut rest = data;
     while let Some((&op, tail)) = rest.split_first() {
         // Every step but the last three takes one argument byte.

@@ -85,15 +85,21 @@
 //! | a broadcast compressed once for all its subscribers, like its envelope | [`ws::deflate::SharedCompression`], from [`stream::WebSocketStream::advance`] | |
 //! | DEFLATE itself: Huffman codes, LZ77 with hash chains, a resumable bounded decoder | [`deflate`]: [`deflate::Deflater`], [`deflate::Inflater`] | RFC 1951 |
 //!
-//! ## HTTP/2 codecs (RFC 9113, RFC 7541): built, not served yet
+//! ## HTTP/2 (RFC 9113, RFC 7541): h2c with prior knowledge, on the same port
 //!
 //! | step | where | spec |
 //! |---|---|---|
-//! | tell HTTP/2 prior knowledge from HTTP/1.1 by the first octets | [`http2::frame::detect_preface`] | RFC 9113 §3.4 |
+//! | tell HTTP/2 prior knowledge from HTTP/1.1 by the first octets, and hand the connection over | [`http2::frame::detect_preface`], in [`connection::Connection`]'s first request | RFC 9113 §3.3, §3.4 |
 //! | read a frame and check its type's rules; each error with its code and scope | [`http2::frame::parse_frame`], [`http2::error::H2Error`] | RFC 9113 §4, §5.4, §6 |
+//! | the server's SETTINGS first; the client's acknowledged; PING answered | [`http2::connection::H2Connection::new`], [`http2::connection::H2Connection::receive`] | RFC 9113 §3.4, §6.5.3, §6.7 |
+//! | stream states: idle, open, half-closed, closed; ids odd and increasing; REFUSED_STREAM past the limit | [`http2::connection::H2Connection::receive`] | RFC 9113 §5.1, §5.1.1, §5.1.2 |
+//! | flow control: no DATA beyond the peer's windows, a new initial window applied to open streams, ours given back | [`http2::connection::H2Connection::flush`], [`http2::connection::H2Connection::receive`] | RFC 9113 §5.2, §6.9 |
 //! | join HEADERS and its CONTINUATIONs into one header block, within a limit (the CONTINUATION flood) | [`http2::field_block::FieldBlocks`] | RFC 9113 §4.3, §6.10 |
 //! | decode a header block against the static and dynamic tables, within the header list limit | [`http2::hpack::Decoder`] | RFC 7541 §2-§6 |
 //! | encode a header block: indices where the tables have the field, Huffman where it is no longer | [`http2::hpack::Encoder`], [`http2::huffman`] | RFC 7541 §5.2, §6 |
+//! | a request's fields checked (lowercase, no connection-specific fields, pseudo-headers) and made the HTTP/1.1 routes' request | [`http2::message::RequestHead`] | RFC 9113 §8.1.1, §8.2, §8.3 |
+//! | each stream an exchange with the same routes: a response, a publish, a long poll, an SSE stream as DATA frames | [`http2::server::H2Server`] | RFC 9113 §8.1 |
+//! | the floods: rapid reset, PING and SETTINGS answers unread, a window held at zero | [`http2::connection`] (its module docs) | CVE-2023-44487, RFC 9113 §10.5 |
 //!
 //! ## The security boundary: one gate before every route
 //!

@@ -159,6 +159,14 @@ impl SseStream {
     /// buffered by a proxy, with the exchange's CORS `fields`; chunked on HTTP/1.1, delimited
     /// by the connection's close on HTTP/1.0 (RFC 9112 §6.3 rule 8).
     pub fn write_head(output: &mut Vec<u8>, cors_fields: &[(&str, &str)], chunked: bool, date: &str) {
+        let mut headers = SseStream::head_fields(cors_fields);
+        headers.push(if chunked { ("Transfer-Encoding", "chunked") } else { ("Connection", "close") });
+        write_head(output, 200, &headers, date);
+    }
+
+    /// The fields of an event stream's head whatever the HTTP version (HTTP/2 sends these,
+    /// without HTTP/1.1's framing fields).
+    pub fn head_fields<'a>(cors_fields: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
         let mut headers = vec![
             ("Content-Type", "text/event-stream"),
             // WHATWG HTML §9.2.7 recommends it; intermediaries must not store the stream.
@@ -168,8 +176,7 @@ impl SseStream {
         ];
         // `Vary: Origin` always, `Access-Control-Allow-Origin` for an allowed page (the gate).
         headers.extend_from_slice(cors_fields);
-        headers.push(if chunked { ("Transfer-Encoding", "chunked") } else { ("Connection", "close") });
-        write_head(output, 200, &headers, date);
+        headers
     }
 
     /// Writes the stream's first bytes (`retry:`) and registers with the broker, so that

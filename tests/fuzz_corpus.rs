@@ -71,3 +71,8 @@ fn hpack_decode_corpus() {
 fn h2_frame_corpus() {
     replay("h2_frame", realtime::fuzz::h2_frame);
 }
+
+#[test]
+fn h2_connection_corpus() {
+    replay("h2_connection", realtime::fuzz::h2_connection);
+}

@@ -217,6 +217,11 @@ impl Setting {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settings<'a>(&'a [u8]);
 
+impl Settings<'static> {
+    /// No settings: a SETTINGS acknowledgement's payload (§6.5).
+    pub const EMPTY: Settings<'static> = Settings(&[]);
+}
+
 impl<'a> Settings<'a> {
     /// The settings, in the order sent: §6.5.3 "The values in the SETTINGS frame MUST be
     /// processed in the order they appear".

@@ -1,4 +1,5 @@
-//! HTTP/2 (RFC 9113) from scratch, sans-I/O: the codecs, so far. Split the way the RFCs are:
+//! HTTP/2 (RFC 9113) from scratch, sans-I/O, served as h2c with prior knowledge on the same
+//! port as HTTP/1.1. Split the way the RFCs are:
 //!
 //! | file | spec | what it does |
 //! |---|---|---|
@@ -7,6 +8,9 @@
 //! | [`hpack`] | RFC 7541 §2-§6, Appendix A | header blocks: integers, strings, the static and dynamic tables, decoder and encoder |
 //! | [`huffman`] | RFC 7541 §5.2, Appendix B | the static Huffman code HPACK strings may use |
 //! | [`error`] | RFC 9113 §5.4, §7 | error codes, and whether an error ends a stream or the connection |
+//! | [`connection`] | RFC 9113 §3.4, §5, §6.5, §6.9 | the server connection: settings, stream states, flow control, the flood bounds |
+//! | [`message`] | RFC 9113 §8 | a request's fields checked and made the routes' request; a response's fields |
+//! | [`server`] | RFC 9113 §8.1 | each stream an exchange with the application's routes |
 //!
 //! ## Why HTTP/2 matters for Server-Sent Events
 //!
@@ -38,20 +42,34 @@
 //! also be Huffman-coded ([`huffman`]): in RFC 7541's examples `www.example.com` takes 12
 //! octets instead of 15.
 //!
-//! ## Not built yet
+//! **The connection** ([`connection`]). Each stream is a request and its response, in
+//! states (§5.1) that its frames move it through; both ends keep flow-control windows per
+//! stream and for the connection (§6.9), so that one slow stream cannot hold another's
+//! memory. [`connection::H2Connection`] is the protocol alone: frames in, events out
+//! (a request, body octets, a reset), and answers queued per stream and sent as DATA as the
+//! peer's windows allow.
 //!
-//! These are codecs: bytes in, values out, and back, and nothing serves HTTP/2 yet. Still to
-//! come: the connection state machine (stream states, RFC 9113 §5.1; SETTINGS exchange and
-//! acknowledgement, §6.5.3); flow control for the connection and each stream (§5.2, §6.9);
-//! the bounds on the known floods (rapid reset, SETTINGS and PING floods, a window held at
-//! zero; the CONTINUATION flood is bounded by [`field_block`] already); and the server
-//! integration: prior-knowledge h2c on the same port as HTTP/1.1, under both server models,
-//! with every route but the WebSocket upgrade.
+//! **Serving** ([`server`], [`message`]). [`crate::connection::Connection`] hands a connection
+//! whose first octets are the preface to [`server::H2Server`]; the server models never see
+//! HTTP/2, and run it as they run a WebSocket (reading and following the broker at once).
+//! A request's fields become the same [`crate::http::request::Request`] an HTTP/1.1 head does,
+//! so one route table, gate and set of routes serve both; an SSE response is the HTTP/1.1
+//! [`crate::stream::SseStream`] itself, writing into its stream's buffer unchunked.
+//!
+//! ## Not built
+//!
+//! TLS (so no `h2` for browsers: a TLS proxy in front speaks it), the `Upgrade: h2c` dance
+//! (RFC 9113 §3.1 deprecates it), WebSockets over HTTP/2 (RFC 8441's extended CONNECT: the
+//! WebSocket routes answer 501), server push, priorities (§5.3.2: ignored), request trailers
+//! (accepted and dropped), and sending our own PINGs.
 
 #![forbid(unsafe_code)]
 
+pub mod connection;
 pub mod error;
 pub mod field_block;
 pub mod frame;
 pub mod hpack;
 pub mod huffman;
+pub mod message;
+pub mod server;
