@@ -300,7 +300,8 @@ impl Connection {
         self.account();
     }
 
-    /// Bytes of memory the input and output buffers hold, full or not ([`BUFFER_LINGER`]).
+    /// Bytes of memory the input and output buffers hold, full or not: an idle connection
+    /// holds none, a busy one keeps its buffers for a second after they empty.
     pub fn buffer_capacity(&self) -> usize {
         self.input.capacity() + self.output.capacity()
     }
