@@ -229,6 +229,7 @@ fn ascii_prefix_len(bytes: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fuzz::std_utf8_verdict;
 
     fn validate(bytes: &[u8]) -> Result<(), Utf8Error> {
         let mut validator = Utf8Validator::new();
@@ -481,25 +482,6 @@ mod tests {
         bytes
     }
 
-    /// Where std's error says the first impossible byte is. std reports the start of the bad
-    /// sequence (`valid_up_to`) and the length of its longest valid-looking prefix
-    /// (`error_len`); the byte that breaks it is after that prefix, unless the first byte
-    /// itself can never start a sequence.
-    fn std_first_bad_byte(bytes: &[u8]) -> Result<(), Utf8Error> {
-        match std::str::from_utf8(bytes) {
-            Ok(_) => Ok(()),
-            Err(error) => match error.error_len() {
-                None => Err(Utf8Error::Truncated),
-                Some(len) => {
-                    let start = error.valid_up_to();
-                    let lead_is_valid = matches!(bytes[start], 0xC2..=0xF4);
-                    let position = if lead_is_valid { start + len } else { start };
-                    Err(Utf8Error::InvalidByte { position: position as u64 })
-                }
-            },
-        }
-    }
-
     #[test]
     fn agrees_with_std_on_random_inputs_fed_in_random_pieces() {
         let mut rng = Prng(0x9E37_79B9_7F4A_7C15);
@@ -508,7 +490,7 @@ mod tests {
             let bytes = random_text(&mut rng);
             let mut cuts: Vec<usize> = (0..rng.below(4)).map(|_| rng.below(bytes.len() + 1)).collect();
             cuts.sort_unstable();
-            let expected = std_first_bad_byte(&bytes);
+            let expected = std_utf8_verdict(&bytes);
             assert_eq!(validate_in_pieces(&bytes, &cuts), expected, "{bytes:02x?} cut at {cuts:?}");
             invalid += usize::from(expected.is_err());
         }
@@ -544,7 +526,7 @@ mod tests {
         for (before, len) in places(sequence.len()) {
             ascii[before..before + sequence.len()].copy_from_slice(sequence);
             let bytes = &ascii[..len];
-            assert_eq!(validate(bytes), std_first_bad_byte(bytes), "{sequence:02x?} after {before} bytes");
+            assert_eq!(validate(bytes), std_utf8_verdict(bytes), "{sequence:02x?} after {before} bytes");
             ascii[before..before + sequence.len()].fill(b'a');
         }
     }
@@ -556,7 +538,7 @@ mod tests {
         let (before, len) = all[turn % all.len()];
         ascii[before..before + sequence.len()].copy_from_slice(sequence);
         let bytes = &ascii[..len];
-        assert_eq!(validate(bytes), std_first_bad_byte(bytes), "{sequence:02x?} after {before} bytes");
+        assert_eq!(validate(bytes), std_utf8_verdict(bytes), "{sequence:02x?} after {before} bytes");
         ascii[before..before + sequence.len()].fill(b'a');
     }
 
@@ -585,7 +567,7 @@ mod tests {
     fn check_split_everywhere(ascii: &mut [u8; PLACE_BYTES], sequence: &[u8], turn: usize) {
         let before = 62;
         ascii[before..before + sequence.len()].copy_from_slice(sequence);
-        let expected = std_first_bad_byte(ascii);
+        let expected = std_utf8_verdict(ascii);
         let near: Vec<usize> = (before - 2..=before + sequence.len() + 2).collect();
         for &cut in &near {
             check_pieces(ascii, &[cut], expected);
