@@ -68,6 +68,13 @@
 //! Off x86_64, or on an x86_64 without AVX2, [`validate_prefix`] vouches for nothing (returns
 //! 0) and the state machine does all the work, at std's speed.
 
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::{
+    __m256i, _mm256_alignr_epi8, _mm256_and_si256, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_or_si256,
+    _mm256_permute2x128_si256, _mm256_set1_epi8, _mm256_setr_epi8, _mm256_setzero_si256, _mm256_shuffle_epi8,
+    _mm256_srli_epi16, _mm256_subs_epu8, _mm256_testz_si256, _mm256_xor_si256,
+};
+
 /// Bytes per step: two 32-byte AVX2 registers. Checking the error once per 64 bytes rather
 /// than per 32 halves the branches; 64 is also the most [`crate::ws::utf8::Utf8Validator`]
 /// rescans (plus a cut code point of at most 3 bytes) to find an error's offset.
@@ -76,10 +83,10 @@ const BLOCK: usize = 64;
 /// Returns `n` such that `bytes[..n]` is valid UTF-8 that ends between two code points, as
 /// far as the vector check got. `bytes` should start between code points (a continuation
 /// byte first is simply not vouched for). `n` is `bytes.len()` when all of `bytes` is valid and
-/// complete; less when the input ends in an unfinished code point (`n` is where it starts),
-/// when a block has an error (`n` is at or before the first bad byte, at most 67 bytes
-/// before it), or when no vector path exists on this CPU (`n` is 0). Whatever `n` is, the
-/// caller checks `bytes[n..]` itself.
+/// complete; less when the input ends in an unfinished code point (`n` is at most where it
+/// starts), when a block has an error (`n` is before the first bad byte, by less than 67
+/// bytes), or when no vector path exists on this CPU (`n` is 0). Whatever `n` is, the caller
+/// checks `bytes[n..]` itself.
 #[cfg(target_arch = "x86_64")]
 pub fn validate_prefix(bytes: &[u8]) -> usize {
     if std::arch::is_x86_feature_detected!("avx2") {
@@ -226,22 +233,15 @@ const CURRENT_HIGH: [u8; 16] = [
     TOO_SHORT,
 ];
 
-/// What [`CURRENT_HIGH`] and the others' rows cover, checked byte by byte by a scalar
-/// evaluation in the tests: a pair is an error of some kind exactly when the AND of its three
-/// entries is not zero (before step 2's correction of bit 7).
+/// The three table entries the pair (`previous`, `current`) selects, ANDed: what step 1
+/// computes for 32 bytes at once, one pair at a time, so that the tests can hold every pair
+/// against Table 3-7.
 #[cfg(test)]
 fn pair_flags(previous: u8, current: u8) -> u8 {
     PREVIOUS_HIGH[usize::from(previous >> 4)]
         & PREVIOUS_LOW[usize::from(previous & 0x0F)]
         & CURRENT_HIGH[usize::from(current >> 4)]
 }
-
-#[cfg(target_arch = "x86_64")]
-use std::arch::x86_64::{
-    __m256i, _mm256_alignr_epi8, _mm256_and_si256, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_or_si256,
-    _mm256_permute2x128_si256, _mm256_set1_epi8, _mm256_setr_epi8, _mm256_setzero_si256, _mm256_shuffle_epi8,
-    _mm256_srli_epi16, _mm256_subs_epu8, _mm256_testz_si256, _mm256_xor_si256,
-};
 
 /// The AVX2 path of [`validate_prefix`]. Only for a CPU with AVX2 (the caller checks).
 #[cfg(target_arch = "x86_64")]

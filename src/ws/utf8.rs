@@ -497,6 +497,36 @@ mod tests {
         assert!(invalid > 1000 && invalid < 4000, "both verdicts are exercised: {invalid}");
     }
 
+    #[test]
+    fn agrees_with_std_on_long_non_ascii_text_with_a_bad_byte_fed_in_random_pieces() {
+        // Several blocks of the vector path with few ASCII runs, so that its tables (not its
+        // ASCII shortcut) see every block, and the bad byte anywhere among them.
+        let mut rng = Prng(0x2545_F491_4F6C_DD1D);
+        let mut buf = [0u8; 4];
+        for _ in 0..2000 {
+            let mut bytes = Vec::new();
+            while bytes.len() < 64 * 5 {
+                let c = match rng.below(4) {
+                    0 => char::from_u32(rng.below(0x80) as u32),
+                    1 => char::from_u32(0x80 + rng.below(0x780) as u32),
+                    2 => char::from_u32(0x800 + rng.below(0xF800) as u32),
+                    _ => char::from_u32(0x10000 + rng.below(0x100000) as u32),
+                };
+                if let Some(c) = c {
+                    bytes.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+            }
+            if rng.below(4) != 0 {
+                let at = rng.below(bytes.len());
+                bytes[at] = rng.next() as u8;
+            }
+            bytes.truncate(bytes.len() - rng.below(4));
+            let mut cuts: Vec<usize> = (0..rng.below(4)).map(|_| rng.below(bytes.len() + 1)).collect();
+            cuts.sort_unstable();
+            check_pieces(&bytes, &cuts, std_utf8_verdict(&bytes));
+        }
+    }
+
     /// Bytes in all of the exhaustive tests' inputs: two 64-byte blocks of the vector path.
     const PLACE_BYTES: usize = 128;
 
