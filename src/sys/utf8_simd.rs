@@ -23,10 +23,10 @@
 //!    exactly when that bit is set in three 16-entry tables: one indexed by the previous
 //!    byte's high nibble, one by its low nibble, one by the current byte's high nibble.
 //!    `vpshufb` does a 16-entry lookup for 32 bytes in one instruction, so three lookups and
-//!    two ANDs classify 32 pairs. The tables are [`PREVIOUS_HIGH`], [`PREVIOUS_LOW`] and
-//!    [`CURRENT_HIGH`], each entry written as the kinds of error it is compatible with.
+//!    two ANDs classify 32 pairs. The tables are `PREVIOUS_HIGH`, `PREVIOUS_LOW` and
+//!    `CURRENT_HIGH`, each entry written as the kinds of error it is compatible with.
 //! 2. **Continuations after continuations.** The pair tables flag every "continuation,
-//!    continuation" pair ([`TWO_CONTINUATIONS`], bit 7). That pair is right exactly when the
+//!    continuation" pair (`TWO_CONTINUATIONS`, bit 7). That pair is right exactly when the
 //!    byte two back is a 3- or 4-byte lead (then the current byte is its third byte) or the
 //!    byte three back is a 4-byte lead (its fourth). Saturating subtraction turns "at least
 //!    E0" and "at least F0" into the high bit; XOR with the pair result cancels the flag where
@@ -52,7 +52,7 @@
 //!
 //! # What is unsafe here, and why
 //!
-//! - **Loading a block** into two vector registers ([`load`]): `_mm256_loadu_si256` takes a raw
+//! - **Loading a block** into two vector registers (`load`): `_mm256_loadu_si256` takes a raw
 //!   pointer. It reads from a `&[u8; 64]`, so the 64 bytes are there and readable; `loadu`
 //!   needs no alignment.
 //! - **Calling the AVX2 code**: a `#[target_feature(enable = "avx2")]` function runs AVX2
@@ -315,7 +315,7 @@ impl Checker {
             // nothing is cut at its end.
             std::mem::replace(&mut self.cut, _mm256_setzero_si256())
         } else {
-            // Step 3: only the last 32 bytes can leave a code point unfinished.
+            // For step 4 in the next block: only the last 3 bytes can start an unfinished code point.
             self.cut = _mm256_subs_epu8(high, self.cut_limits);
             _mm256_or_si256(self.errors(low, self.previous), self.errors(high, low))
         };
