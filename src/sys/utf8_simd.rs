@@ -8,7 +8,8 @@
 //! the end, or the block where the first error is) with its byte-at-a-time state machine,
 //! which is also what finds the error's exact offset. That keeps the vector code free of the
 //! two things that make a validator fiddly, resuming across pieces and pinpointing an error,
-//! and it keeps the proof simple: this side only has to say "valid" exactly when std would.
+//! and it keeps the proof simple: this side must never vouch for a byte std would reject, and
+//! vouching for less than it could only costs time.
 //!
 //! # Theory of operation
 //!
@@ -42,9 +43,10 @@
 //!    each non-ASCII block records in `cut` for the next one.
 //! 5. **The end.** The input's last partial block is copied into a zeroed 64-byte block: the
 //!    zeros are ASCII, so they change nothing after a finished code point and are an error
-//!    after an unfinished one. An unfinished code point at the very end of the input is not an
-//!    error (the next WebSocket frame may finish it), so after a block with an error this
-//!    module steps back to the start of that code point and leaves the rest to the caller.
+//!    after an unfinished one. But an unfinished code point at the very end of the input is
+//!    not an error (the next WebSocket frame may finish it), so when a block shows an error
+//!    this module vouches only up to the block's start, less a code point the block before
+//!    left unfinished, and the caller's state machine tells a real error from a cut.
 //!
 //! Errors are checked once per 64-byte block (one `vptest`): the caller needs to know the
 //! first bad block, not just that one exists somewhere in 64 KiB, so that it fails as soon as
