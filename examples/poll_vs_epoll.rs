@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use realtime::config::Backend;
 use realtime::server::poller::{Interest, Poller, Ready};
-use realtime::server::sys;
+use realtime::sys::os;
 
 /// Waits timed per backend and N; the median of these is reported.
 const WAITS: usize = 200;
@@ -35,7 +35,7 @@ fn main() -> std::io::Result<()> {
                 std::process::exit(2);
             }
         };
-    let limit = sys::raise_open_file_limit()?;
+    let limit = os::raise_open_file_limit()?;
     println!("open-file limit: {limit}; median of {WAITS} waits, each returning 1 ready socket\n");
     println!("{:>11} {:>13} {:>14} {:>14} {:>8}", "idle pairs", "registered", "poll(2)", "epoll", "ratio");
     for idle_pairs in sizes {

@@ -23,6 +23,7 @@ use crate::http::request::{parse_request, Limits};
 use crate::sse::{Event as SseEvent, EventStreamParser, ParseError};
 use crate::token::{self, ChannelPattern, TokenError, MAX_NUMERIC_DATE, MAX_PATTERNS, MAX_TOKEN_BYTES};
 use crate::ws::session::{Event as WsEvent, Session, State};
+use crate::ws::utf8::{Utf8Error, Utf8Validator};
 
 /// The body limit the chunked target decodes under: small enough that going past it is
 /// common in fuzzed input, so the 413 path is exercised too.
@@ -139,6 +140,50 @@ pub fn ws_frame(data: &[u8]) {
     }
     let (head, tail) = data.split_at(split_point(data));
     assert_eq!(run_session(&[head, tail]), whole);
+}
+
+/// UTF-8 validation, differentially: [`Utf8Validator`] fed in three pieces (cut at two
+/// positions taken from the input) gives `std::str::from_utf8`'s verdict, the invalid byte
+/// at the offset std's error implies ([`std_utf8_verdict`]), reported by the `feed` of the
+/// piece that holds it (failing fast); the state machine alone (`feed_scalar`) agrees.
+pub fn utf8(data: &[u8]) {
+    let expected = std_utf8_verdict(data);
+    let mut scalar = Utf8Validator::new();
+    assert_eq!(scalar.feed_scalar(data).and_then(|()| scalar.finish()), expected);
+    let first = split_point(data);
+    let second = first + data.get(1).map_or(0, |&byte| (byte as usize * 257) % (data.len() - first + 1));
+    let mut validator = Utf8Validator::new();
+    let mut start = 0;
+    for end in [first, second, data.len()] {
+        if let Err(error) = validator.feed(&data[start..end]) {
+            assert_eq!(Err(error), expected, "cut at {first} and {second}");
+            let Utf8Error::InvalidByte { position } = error else { panic!("feed reported a truncation") };
+            assert!((start as u64..end as u64).contains(&position), "reported late: {error:?} in {start}..{end}");
+            return;
+        }
+        start = end;
+    }
+    assert_eq!(validator.finish(), expected, "cut at {first} and {second}");
+}
+
+/// `std::str::from_utf8`'s verdict in [`Utf8Validator`]'s terms: where the first impossible
+/// byte is. std reports the start of the bad sequence (`valid_up_to`) and the length of its
+/// longest valid-looking prefix (`error_len`); the byte that breaks it is after that prefix,
+/// unless the first byte itself can never start a sequence. No `error_len`: the input ends in
+/// the middle of a sequence.
+pub fn std_utf8_verdict(bytes: &[u8]) -> Result<(), Utf8Error> {
+    match std::str::from_utf8(bytes) {
+        Ok(_) => Ok(()),
+        Err(error) => match error.error_len() {
+            None => Err(Utf8Error::Truncated),
+            Some(len) => {
+                let start = error.valid_up_to();
+                let lead_is_valid = matches!(bytes[start], 0xC2..=0xF4);
+                let position = if lead_is_valid { start + len } else { start };
+                Err(Utf8Error::InvalidByte { position: position as u64 })
+            }
+        },
+    }
 }
 
 /// Inflates `pieces` in order with a window of `window_bits` under [`FUZZ_MAX_INFLATED`].

@@ -11,7 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use realtime::bench;
 use realtime::cli::{self, usage_error};
 use realtime::config::{self, BrokerUrl, Command, Config, Model};
-use realtime::server::{sys, Server};
+use realtime::server::Server;
+use realtime::sys::os;
 use realtime::token::{self, TokenCommand};
 use realtime::{error, info, log, warn};
 
@@ -57,7 +58,7 @@ fn serve(args: &[String]) -> ExitCode {
     log::init(config.log_level, config.log_format);
     // Before any thread exists, so that every thread inherits the blocked mask and the
     // signals wait for the one thread that sigwait()s for them.
-    let signals = match sys::block_termination_signals() {
+    let signals = match os::block_termination_signals() {
         Ok(signals) => signals,
         Err(error) => {
             error!("cannot set up signal handling"; error = error.to_string());
@@ -66,7 +67,7 @@ fn serve(args: &[String]) -> ExitCode {
     };
     // Every connection is a file descriptor: lift the soft limit to the hard one (a shell's
     // default of 1024 would cap the server long before --max-connections).
-    if let Err(error) = sys::raise_open_file_limit() {
+    if let Err(error) = os::raise_open_file_limit() {
         warn!("cannot raise the open-file limit"; error = error.to_string());
     }
     let addr = config.addr.clone();
@@ -81,7 +82,7 @@ fn serve(args: &[String]) -> ExitCode {
     let shutdown = server.shutdown_handle();
     thread::spawn(move || {
         if let Ok(signal) = signals.wait() {
-            info!("shutting down gracefully"; signal = sys::signal_name(signal));
+            info!("shutting down gracefully"; signal = os::signal_name(signal));
             shutdown.shutdown();
         }
     });

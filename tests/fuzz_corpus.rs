@@ -53,6 +53,11 @@ fn connection_corpus() {
 }
 
 #[test]
+fn utf8_corpus() {
+    replay("utf8", realtime::fuzz::utf8);
+}
+
+#[test]
 fn inflate_corpus() {
     replay("inflate", realtime::fuzz::inflate);
 }

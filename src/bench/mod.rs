@@ -59,8 +59,8 @@ use crate::args::{self, Args};
 use crate::client::publisher::Publisher;
 use crate::client::subscriber::{Masks, Received, Sink, Subscriber};
 use crate::json;
-use crate::server::sys;
 use crate::sync::lock;
+use crate::sys::os;
 use crate::transport::Transport;
 use abuse::Abuse;
 use engine::Engine;
@@ -329,8 +329,8 @@ impl Target {
     /// the thread that starts it: pin, spawn, re-pin).
     pub fn spawn_with(model: &str, options: &[&str]) -> Result<Target, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let cpus = sys::available_cpus().unwrap_or_default();
-        let pinned = cpus.len() > 1 && sys::pin_to_cpu(cpus[0]).is_ok();
+        let cpus = os::available_cpus().unwrap_or_default();
+        let pinned = cpus.len() > 1 && os::pin_to_cpu(cpus[0]).is_ok();
         let mut command = Command::new(exe);
         // The server measured is the one these options describe: variables set for another
         // (REALTIME_MAX_CONNECTIONS, ...) would change it behind the table's back.
@@ -348,7 +348,7 @@ impl Target {
             .stderr(Stdio::piped())
             .spawn();
         if pinned {
-            let _ = sys::pin_to_cpu(cpus[cpus.len() - 1]);
+            let _ = os::pin_to_cpu(cpus[cpus.len() - 1]);
         }
         let mut child = spawned.map_err(|e| format!("cannot start the server: {e}"))?;
         let mut stderr = BufReader::new(child.stderr.take().ok_or("no stderr")?);
@@ -447,7 +447,7 @@ fn machine() -> String {
 /// Runs the scenario in `options`; prints progress on stderr and results on stdout.
 pub fn run(options: &Options) -> ExitCode {
     machine_cores();
-    if let Err(error) = sys::raise_open_file_limit() {
+    if let Err(error) = os::raise_open_file_limit() {
         eprintln!("bench: cannot raise the open-file limit: {error}");
     }
     let result = match options.scenario.as_str() {

@@ -478,7 +478,7 @@ fn parse_settings(header: FrameHeader, payload: &[u8]) -> Result<Frame<'_>, H2Er
     }
     // "A SETTINGS frame with a length other than a multiple of 6 octets MUST be treated as a
     // connection error (Section 5.4.1) of type FRAME_SIZE_ERROR."
-    if payload.len() % 6 != 0 {
+    if !payload.len().is_multiple_of(6) {
         return Err(connection(ErrorCode::FrameSizeError, "SETTINGS length not a multiple of 6"));
     }
     for pair in payload.chunks_exact(6) {

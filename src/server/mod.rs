@@ -7,21 +7,20 @@
 //!   entry and a timer.
 //! - [`poller`], [`notify`]: readiness and cross-thread wake-ups for the event loop.
 //! - [`write`](mod@write): writing a connection's output and closing in stages, one way for both models.
-//! - [`sys`]: the OS calls std lacks (signals, epoll, poll, eventfd, rlimit, CPU affinity),
-//!   the crate's only `unsafe`.
+//!
+//! The OS calls std lacks (signals, epoll, poll, eventfd, rlimit, CPU affinity) come from
+//! [`crate::sys::os`], where the crate's only `unsafe` lives; everything here is safe Rust.
 //!
 //! [`Server::bind`] opens the listening socket and builds the shared [`App`]; [`Server::run`]
 //! serves until [`ShutdownHandle::shutdown`] is called (by the signal thread in `main`, or by a
 //! test), then shuts down gracefully: it stops accepting, answers parked polls, closes idle
 //! keep-alive connections and returns.
 
-// No `forbid(unsafe_code)` here: it would also bind `sys`. The crate root denies unsafe code
-// everywhere, and only `sys` lifts that.
+#![forbid(unsafe_code)]
 
 pub mod event_loop;
 pub mod notify;
 pub mod poller;
-pub mod sys;
 pub mod threads;
 pub mod write;
 
@@ -41,6 +40,7 @@ use crate::gate::rate::{AddressSlot, ConnectionsPerAddress};
 use crate::http::request::Version;
 use crate::http::response::{format_http_date, write_response, Framing, Response};
 use crate::stats::Refusal;
+use crate::sys::os;
 use crate::time::Now;
 
 /// A bound, not yet running server.
@@ -69,7 +69,7 @@ impl Server {
     /// with 503 and keeps reconnecting (see `broker::redis`).
     pub fn bind(config: Config) -> io::Result<Server> {
         let listener = TcpListener::bind(&config.addr)?;
-        sys::set_listen_backlog(std::os::fd::AsFd::as_fd(&listener), config.backlog)?;
+        os::set_listen_backlog(std::os::fd::AsFd::as_fd(&listener), config.backlog)?;
         let local_addr = listener.local_addr()?;
         let broker: Arc<dyn Broker> = match &config.broker {
             BrokerUrl::Memory => Arc::new(MemoryBroker::new(config.broker_limits())),

@@ -32,7 +32,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 
-use super::sys;
+use crate::sys::os;
 
 /// How many bytes one `drain` reads from the socket pair per `read(2)`.
 ///
@@ -56,7 +56,7 @@ pub struct Notifier {
 #[derive(Debug)]
 enum Channel {
     /// Linux: the worker registers and reads the same descriptor that others write.
-    EventFd(sys::EventFd),
+    EventFd(os::EventFd),
     /// Elsewhere: others write to `sender`, the worker registers and reads `receiver`.
     SocketPair { sender: UnixStream, receiver: UnixStream },
 }
@@ -65,7 +65,7 @@ impl Notifier {
     /// An eventfd on Linux, a socket pair elsewhere.
     pub fn new() -> io::Result<Notifier> {
         if cfg!(target_os = "linux") {
-            Ok(Notifier { channel: Channel::EventFd(sys::EventFd::new()?) })
+            Ok(Notifier { channel: Channel::EventFd(os::EventFd::new()?) })
         } else {
             Notifier::socket_pair()
         }

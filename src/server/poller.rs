@@ -58,8 +58,8 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use super::sys;
 use crate::config::Backend;
+use crate::sys::os;
 
 /// At most this many events are taken from the kernel per [`Poller::wait`] (epoll backend).
 ///
@@ -117,14 +117,14 @@ enum BackendState {
 struct EpollSet {
     epoll: OwnedFd,
     /// Reused by every wait so that waiting allocates nothing; `MAX_EVENTS_PER_WAIT` long.
-    events: Vec<sys::EpollEvent>,
+    events: Vec<os::EpollEvent>,
 }
 
 /// The poll(2) backend: the interest list is ours and goes to the kernel on every wait.
 #[derive(Debug)]
 struct PollSet {
     /// The array poll(2) reads and writes, one entry per registered descriptor.
-    fds: Vec<sys::PollFd>,
+    fds: Vec<os::PollFd>,
     /// `tokens[i]` is the token of `fds[i]`; a parallel vector keeps `fds` exactly the layout
     /// poll(2) wants.
     tokens: Vec<usize>,
@@ -137,8 +137,8 @@ impl Poller {
     pub fn new(backend: Backend) -> io::Result<Poller> {
         let backend = match backend {
             Backend::Epoll => BackendState::Epoll(EpollSet {
-                epoll: sys::epoll_create()?,
-                events: vec![sys::EpollEvent::new(0, 0); MAX_EVENTS_PER_WAIT],
+                epoll: os::epoll_create()?,
+                events: vec![os::EpollEvent::new(0, 0); MAX_EVENTS_PER_WAIT],
             }),
             Backend::Poll => {
                 BackendState::Poll(PollSet { fds: Vec::new(), tokens: Vec::new(), index_of: HashMap::new() })
@@ -158,11 +158,9 @@ impl Poller {
     /// registered already. `fd` must stay open until it is deregistered.
     pub fn register(&mut self, fd: BorrowedFd<'_>, token: usize, interest: Interest) -> io::Result<()> {
         match &mut self.backend {
-            BackendState::Epoll(set) => sys::epoll_add(
-                set.epoll.as_fd(),
-                fd,
-                sys::EpollEvent::new(epoll_events(interest), token_to_data(token)),
-            ),
+            BackendState::Epoll(set) => {
+                os::epoll_add(set.epoll.as_fd(), fd, os::EpollEvent::new(epoll_events(interest), token_to_data(token)))
+            }
             BackendState::Poll(set) => set.register(fd, token, interest),
         }
     }
@@ -171,10 +169,10 @@ impl Poller {
     /// `fd` is not registered.
     pub fn modify(&mut self, fd: BorrowedFd<'_>, token: usize, interest: Interest) -> io::Result<()> {
         match &mut self.backend {
-            BackendState::Epoll(set) => sys::epoll_modify(
+            BackendState::Epoll(set) => os::epoll_modify(
                 set.epoll.as_fd(),
                 fd,
-                sys::EpollEvent::new(epoll_events(interest), token_to_data(token)),
+                os::EpollEvent::new(epoll_events(interest), token_to_data(token)),
             ),
             BackendState::Poll(set) => set.modify(fd, token, interest),
         }
@@ -184,7 +182,7 @@ impl Poller {
     /// descriptor is closed.
     pub fn deregister(&mut self, fd: BorrowedFd<'_>) -> io::Result<()> {
         match &mut self.backend {
-            BackendState::Epoll(set) => sys::epoll_delete(set.epoll.as_fd(), fd),
+            BackendState::Epoll(set) => os::epoll_delete(set.epoll.as_fd(), fd),
             BackendState::Poll(set) => set.deregister(fd),
         }
     }
@@ -215,7 +213,7 @@ impl std::fmt::Debug for EpollSet {
 
 impl EpollSet {
     fn wait(&mut self, ready: &mut Vec<Ready>, timeout_ms: c_int) -> io::Result<()> {
-        let count = sys::epoll_wait_ready(self.epoll.as_fd(), &mut self.events, timeout_ms)?;
+        let count = os::epoll_wait_ready(self.epoll.as_fd(), &mut self.events, timeout_ms)?;
         for event in &self.events[..count] {
             ready.push(ready_from_epoll(event.events(), data_to_token(event.data())));
         }
@@ -231,7 +229,7 @@ impl PollSet {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, "descriptor already registered"));
         }
         self.index_of.insert(raw, self.fds.len());
-        self.fds.push(sys::PollFd::new(fd, poll_events(interest)));
+        self.fds.push(os::PollFd::new(fd, poll_events(interest)));
         self.tokens.push(token);
         Ok(())
     }
@@ -265,7 +263,7 @@ impl PollSet {
     }
 
     fn wait(&mut self, ready: &mut Vec<Ready>, timeout_ms: c_int) -> io::Result<()> {
-        let mut remaining = sys::poll_ready(&mut self.fds, timeout_ms)?;
+        let mut remaining = os::poll_ready(&mut self.fds, timeout_ms)?;
         // poll(2) says how many entries have news but not which: scan until all are found.
         for (entry, &token) in self.fds.iter().zip(&self.tokens) {
             if remaining == 0 {
@@ -291,10 +289,10 @@ fn raw_fd(fd: BorrowedFd<'_>) -> RawFd {
 fn epoll_events(interest: Interest) -> u32 {
     let mut events = 0;
     if interest.readable {
-        events |= sys::EPOLLIN | sys::EPOLLRDHUP;
+        events |= os::EPOLLIN | os::EPOLLRDHUP;
     }
     if interest.writable {
-        events |= sys::EPOLLOUT;
+        events |= os::EPOLLOUT;
     }
     events
 }
@@ -303,10 +301,10 @@ fn epoll_events(interest: Interest) -> u32 {
 fn poll_events(interest: Interest) -> c_short {
     let mut events = 0;
     if interest.readable {
-        events |= sys::POLLIN | sys::POLLRDHUP;
+        events |= os::POLLIN | os::POLLRDHUP;
     }
     if interest.writable {
-        events |= sys::POLLOUT;
+        events |= os::POLLOUT;
     }
     events
 }
@@ -314,21 +312,21 @@ fn poll_events(interest: Interest) -> c_short {
 fn ready_from_epoll(events: u32, token: usize) -> Ready {
     Ready {
         token,
-        readable: events & sys::EPOLLIN != 0,
-        writable: events & sys::EPOLLOUT != 0,
-        hangup: events & (sys::EPOLLHUP | sys::EPOLLRDHUP) != 0,
-        error: events & sys::EPOLLERR != 0,
+        readable: events & os::EPOLLIN != 0,
+        writable: events & os::EPOLLOUT != 0,
+        hangup: events & (os::EPOLLHUP | os::EPOLLRDHUP) != 0,
+        error: events & os::EPOLLERR != 0,
     }
 }
 
 fn ready_from_poll(revents: c_short, token: usize) -> Ready {
     Ready {
         token,
-        readable: revents & sys::POLLIN != 0,
-        writable: revents & sys::POLLOUT != 0,
-        hangup: revents & (sys::POLLHUP | sys::POLLRDHUP) != 0,
+        readable: revents & os::POLLIN != 0,
+        writable: revents & os::POLLOUT != 0,
+        hangup: revents & (os::POLLHUP | os::POLLRDHUP) != 0,
         // POLLNVAL: the number is not an open descriptor (it was closed before deregister).
-        error: revents & (sys::POLLERR | sys::POLLNVAL) != 0,
+        error: revents & (os::POLLERR | os::POLLNVAL) != 0,
     }
 }
 
@@ -632,7 +630,7 @@ mod tests {
     fn one_ready_among_a_thousand_idle_is_the_only_one_reported() {
         const IDLE: usize = 1000;
         // 2,002 descriptors per backend, beyond a 1,024 default soft limit.
-        sys::raise_open_file_limit().unwrap();
+        os::raise_open_file_limit().unwrap();
         let idle: Vec<_> = (0..IDLE).map(|_| pair()).collect();
         let (busy, busy_peer) = pair();
         (&busy_peer).write_all(b"x").unwrap();
@@ -652,7 +650,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     fn epoll_returns_at_most_max_events_and_the_rest_on_the_next_wait() {
         let total = MAX_EVENTS_PER_WAIT + 100;
-        sys::raise_open_file_limit().unwrap();
+        os::raise_open_file_limit().unwrap();
         let pairs: Vec<_> = (0..total).map(|_| pair()).collect();
         let mut poller = Poller::new(Backend::Epoll).unwrap();
         for (token, (socket, peer)) in pairs.iter().enumerate() {

@@ -55,9 +55,10 @@ use std::os::fd::AsFd;
 use crate::app::App;
 use crate::connection::{Connection, Waiting};
 use crate::sync::lock;
+use crate::sys::os;
 
 use super::write::{self, Outbox, LINGER_BYTES, LINGER_TIME};
-use super::{accept_loop, now, sys, SHUTDOWN_GRACE};
+use super::{accept_loop, now, SHUTDOWN_GRACE};
 
 /// Stack size of a connection thread. The deepest path (request parsing plus a response) uses
 /// a few KiB; 128 KiB leaves a wide margin and is 1/16 of the default reservation.
@@ -312,9 +313,9 @@ fn serve_connection(stream: Arc<TcpStream>, peer: IpAddr, app: &Arc<App>, regist
 /// Has the client shut down its side, or the connection failed? A `poll(2)` that does not
 /// wait: `POLLRDHUP` (Linux) is the peer's FIN even while unread bytes wait in front of it.
 fn has_hung_up(stream: &TcpStream) -> bool {
-    let mut fds = [sys::PollFd::new(stream.as_fd(), sys::POLLRDHUP)];
-    match sys::poll_ready(&mut fds, 0) {
-        Ok(_) => fds[0].revents() & (sys::POLLRDHUP | sys::POLLHUP | sys::POLLERR) != 0,
+    let mut fds = [os::PollFd::new(stream.as_fd(), os::POLLRDHUP)];
+    match os::poll_ready(&mut fds, 0) {
+        Ok(_) => fds[0].revents() & (os::POLLRDHUP | os::POLLHUP | os::POLLERR) != 0,
         Err(_) => false,
     }
 }

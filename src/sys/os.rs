@@ -1,9 +1,9 @@
 //! The operating-system calls the standard library does not offer, behind a safe API.
 //!
-//! This is the only module in the crate allowed to use `unsafe` (the crate root denies it
-//! everywhere else). Each foreign function is declared by hand with `extern "C"` — no `libc`
-//! crate — and each wrapper checks the call's result and turns failures into `io::Error`.
-//! Everything above this module ([`super::poller`], [`super::notify`]) is safe Rust.
+//! One of the two parts of [`crate::sys`], the crate's only `unsafe` code: calling C. Each
+//! foreign function is declared by hand with `extern "C"` — no `libc` crate — and each wrapper
+//! checks the call's result and turns failures into `io::Error`. Everything that uses it
+//! ([`crate::server::poller`], [`crate::server::notify`], the drivers, `main`) is safe Rust.
 //!
 //! What is here, and the manual page each part follows:
 //!
@@ -39,8 +39,6 @@
 //! report zero ready descriptors instead of an error or a retry. A retry with the same timeout
 //! would wait too long; the event loop already re-reads the clock and recomputes its deadline
 //! after every wait, so "nothing happened, look again" is the cheapest correct answer.
-
-#![allow(unsafe_code)]
 
 use std::ffi::{c_int, c_short};
 use std::fs::File;
@@ -629,8 +627,8 @@ extern "C" {
 
 /// Clock ticks per second (`USER_HZ`): proc(5) gives a process's CPU times (`utime`, `stime`
 /// in `/proc/self/stat`) and its start time in these, "divide by sysconf(_SC_CLK_TCK)".
-/// [`crate::process`] uses the ABI's constant (it sits below the drivers and cannot call
-/// here); its tests check the constant against this. `None` where the call fails or is not
+/// [`crate::process`] uses the ABI's constant (reading `/proc` needs no `unsafe`, so it
+/// imports nothing from the crate); its tests check the constant against this. `None` where the call fails or is not
 /// wired up (off Linux).
 #[cfg(target_os = "linux")]
 pub fn clock_ticks_per_second() -> Option<u64> {

@@ -1,0 +1,21 @@
+//! What the standard library does not offer safely, behind safe APIs: the crate's only
+//! `unsafe` code.
+//!
+//! The crate root denies `unsafe` everywhere (`#![deny(unsafe_code)]` in `lib.rs`), every other
+//! module forbids it outright, and this module alone lifts the ban, so that a reviewer who
+//! wants to audit every `unsafe` line reads these two files and nothing else:
+//!
+//! | part | what needs `unsafe` | why std is not enough |
+//! |---|---|---|
+//! | [`os`] | calls into C (`extern "C"`), taking ownership of the descriptors the kernel returns | std has no epoll, poll, eventfd, sigwait, rlimit or CPU affinity |
+//! | [`utf8_simd`] | 32-byte vector loads from a slice, and calling AVX2 code once the CPU is known to have it | std's own UTF-8 check runs a byte (or a word) at a time |
+//!
+//! Every `unsafe` block carries a `// SAFETY:` comment saying why it cannot go wrong, and each
+//! part's module docs say what in it is unsafe. Nothing here imports from the rest of the crate:
+//! this is a foundation, used by the drivers ([`crate::server`]), `main`, the load generator
+//! ([`mod@crate::bench`]) and the WebSocket codec ([`crate::ws::utf8`]).
+
+#![allow(unsafe_code)]
+
+pub mod os;
+pub mod utf8_simd;

@@ -1,0 +1,457 @@
+//! UTF-8 validation 64 bytes at a time with the CPU's vector instructions (AVX2): the *lookup*
+//! algorithm of John Keiser and Daniel Lemire, "Validating UTF-8 In Less Than One Instruction
+//! Per Byte", Software: Practice and Experience 51(5), 2021 (arXiv:2010.03090), the one
+//! simdjson and simdutf8 use.
+//!
+//! [`validate_prefix`] is the whole API: it vouches for a prefix of its input, and the caller,
+//! [`crate::ws::utf8::Utf8Validator`], checks whatever follows (an unfinished code point at
+//! the end, or the block where the first error is) with its byte-at-a-time state machine,
+//! which is also what finds the error's exact offset. That keeps the vector code free of the
+//! two things that make a validator fiddly, resuming across pieces and pinpointing an error,
+//! and it keeps the proof simple: this side must never vouch for a byte std would reject, and
+//! vouching for less than it could only costs time.
+//!
+//! # Theory of operation
+//!
+//! Unicode's Table 3-7 (quoted in [`crate::ws::utf8`]) can be checked by looking at every byte
+//! together with the three before it. Every error shows up in some *pair* of adjacent bytes,
+//! except one: a continuation byte that is too many (its lead byte is two or three bytes back).
+//! So, for 32 bytes at once:
+//!
+//! 1. **Pairs, by three table lookups.** Each kind of error in a pair (a lead byte not followed
+//!    by a continuation, a continuation after ASCII, an overlong or surrogate or too-large
+//!    second byte, ...) gets one bit. A byte pair `(previous, current)` is an error of a kind
+//!    exactly when that bit is set in three 16-entry tables: one indexed by the previous
+//!    byte's high nibble, one by its low nibble, one by the current byte's high nibble.
+//!    `vpshufb` does a 16-entry lookup for 32 bytes in one instruction, so three lookups and
+//!    two ANDs classify 32 pairs. The tables are `PREVIOUS_HIGH`, `PREVIOUS_LOW` and
+//!    `CURRENT_HIGH`, each entry written as the kinds of error it is compatible with.
+//! 2. **Continuations after continuations.** The pair tables flag every "continuation,
+//!    continuation" pair (`TWO_CONTINUATIONS`, bit 7). That pair is right exactly when the
+//!    byte two back is a 3- or 4-byte lead (then the current byte is its third byte) or the
+//!    byte three back is a 4-byte lead (its fourth). Saturating subtraction turns "at least
+//!    E0" and "at least F0" into the high bit; XOR with the pair result cancels the flag where
+//!    it was expected and raises one where a continuation was due and is missing.
+//! 3. **Blocks and the carry.** The bytes before a vector's first bytes are the previous
+//!    vector's last three: they are shifted in (`vpalignr`, after `vperm2i128`, because AVX2
+//!    shifts only within 16-byte lanes), so a code point split between two blocks is checked
+//!    like any other. The first block of an input is preceded by zeros (ASCII), which is right
+//!    because the caller only starts us between code points.
+//! 4. **ASCII blocks.** Most text is mostly ASCII, and a block of 64 ASCII bytes (one OR and
+//!    one `vpmovmskb` say so) is valid on its own. It skips the tables; the one thing it must
+//!    still check is that the previous block did not end in the middle of a code point, which
+//!    each non-ASCII block records in `cut` for the next one.
+//! 5. **The end.** The input's last partial block is copied into a zeroed 64-byte block: the
+//!    zeros are ASCII, so they change nothing after a finished code point and are an error
+//!    after an unfinished one. But an unfinished code point at the very end of the input is
+//!    not an error (the next WebSocket frame may finish it), so when a block shows an error
+//!    this module vouches only up to the block's start, less a code point the block before
+//!    left unfinished, and the caller's state machine tells a real error from a cut.
+//!
+//! Errors are checked once per 64-byte block (one `vptest`): the caller needs to know the
+//! first bad block, not just that one exists somewhere in 64 KiB, so that it fails as soon as
+//! the bad byte is seen (RFC 6455 §8.1) at the cost of rescanning at most 67 bytes.
+//!
+//! # What is unsafe here, and why
+//!
+//! - **Loading a block** into two vector registers (`load`): `_mm256_loadu_si256` takes a raw
+//!   pointer. It reads from a `&[u8; 64]`, so the 64 bytes are there and readable; `loadu`
+//!   needs no alignment.
+//! - **Calling the AVX2 code**: a `#[target_feature(enable = "avx2")]` function runs AVX2
+//!   instructions, which a CPU without them would fault on (or, worse, decode as something
+//!   else), and the compiler cannot know what CPU it will run on. [`validate_prefix`] asks
+//!   with `is_x86_feature_detected!("avx2")` first, and makes that one call in `unsafe`.
+//!
+//! Everything else, the arithmetic intrinsics inside the AVX2 functions and those functions
+//! calling each other, is safe Rust: since Rust 1.86/1.87 a `#[target_feature]` function may be
+//! safe, and the intrinsics that touch no memory are safe to call from code compiled with
+//! their feature.
+//!
+//! Off x86_64, or on an x86_64 without AVX2, [`validate_prefix`] vouches for nothing (returns
+//! 0) and the state machine does all the work, at std's speed.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::{
+    __m256i, _mm256_alignr_epi8, _mm256_and_si256, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_or_si256,
+    _mm256_permute2x128_si256, _mm256_set1_epi8, _mm256_setr_epi8, _mm256_setzero_si256, _mm256_shuffle_epi8,
+    _mm256_srli_epi16, _mm256_subs_epu8, _mm256_testz_si256, _mm256_xor_si256,
+};
+
+/// Bytes per step: two 32-byte AVX2 registers. Checking the error once per 64 bytes rather
+/// than per 32 halves the branches; 64 is also the most [`crate::ws::utf8::Utf8Validator`]
+/// rescans (plus a cut code point of at most 3 bytes) to find an error's offset.
+const BLOCK: usize = 64;
+
+/// Returns `n` such that `bytes[..n]` is valid UTF-8 that ends between two code points, as
+/// far as the vector check got. `bytes` should start between code points (a continuation
+/// byte first is simply not vouched for). `n` is `bytes.len()` when all of `bytes` is valid and
+/// complete; less when the input ends in an unfinished code point (`n` is at most where it
+/// starts), when a block has an error (`n` is before the first bad byte, by less than 67
+/// bytes), or when no vector path exists on this CPU (`n` is 0). Whatever `n` is, the caller
+/// checks `bytes[n..]` itself.
+#[cfg(target_arch = "x86_64")]
+pub fn validate_prefix(bytes: &[u8]) -> usize {
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: `avx2_validate_prefix` runs AVX2 instructions, and the CPU has them: the
+        // line above asked it (std caches the answer, so the check is one load).
+        return unsafe { avx2_validate_prefix(bytes) };
+    }
+    0
+}
+
+/// See the x86_64 version: without a vector path, nothing is vouched for.
+#[cfg(not(target_arch = "x86_64"))]
+pub fn validate_prefix(_bytes: &[u8]) -> usize {
+    0
+}
+
+/// `bytes` without the code point its end cuts off, for `bytes` that the vector check found
+/// valid up to its end. Only the last three bytes can belong to an unfinished code point; the
+/// nearest lead byte among them says how long its code point is (110xxxxx: 2 bytes, 1110xxxx:
+/// 3, 11110xxx: 4), and whether it fits.
+#[cfg(any(target_arch = "x86_64", test))]
+fn without_cut_code_point(bytes: &[u8]) -> usize {
+    let len = bytes.len();
+    for back in 1..=len.min(3) {
+        match bytes[len - back] {
+            0x00..=0x7F => return len,
+            0x80..=0xBF => continue,
+            lead => {
+                let needed = match lead {
+                    0xC0..=0xDF => 2,
+                    0xE0..=0xEF => 3,
+                    _ => 4,
+                };
+                return if back < needed { len - back } else { len };
+            }
+        }
+    }
+    len
+}
+
+// ---------------------------------------------------------------------------------------------
+// The error kinds a byte pair can show, one bit each (Keiser and Lemire's Table 7). A pair is an
+// error of a kind when the kind's bit is set in all three table entries that the pair selects.
+// ---------------------------------------------------------------------------------------------
+
+/// A lead byte followed by ASCII or by another lead: the code point has too few bytes.
+const TOO_SHORT: u8 = 1 << 0;
+/// ASCII followed by a continuation byte: there is nothing for it to continue.
+const TOO_LONG: u8 = 1 << 1;
+/// E0 followed by 80..9F: U+0000..U+07FF written with three bytes.
+const OVERLONG_3: u8 = 1 << 2;
+/// F4 followed by 90..BF, or F5..FF followed by 90..BF: beyond U+10FFFF.
+const TOO_LARGE: u8 = 1 << 3;
+/// ED followed by A0..BF: a UTF-16 surrogate, U+D800..U+DFFF.
+const SURROGATE: u8 = 1 << 4;
+/// C0 or C1 followed by a continuation: U+0000..U+007F written with two bytes.
+const OVERLONG_2: u8 = 1 << 5;
+/// F5..FF followed by 80..8F: beyond U+10FFFF (the 9x..Bx half is [`TOO_LARGE`]).
+const TOO_LARGE_1000: u8 = 1 << 6;
+/// F0 followed by 80..8F: U+0000..U+FFFF written with four bytes. Shares its bit with
+/// [`TOO_LARGE_1000`]: both are "F_ lead, 8_ second byte", told apart by the low nibble table.
+const OVERLONG_4: u8 = 1 << 6;
+/// A continuation followed by a continuation: an error unless a 3- or 4-byte lead came two or
+/// three bytes before (step 2 of the module docs). Bit 7, the bit that step checks.
+const TWO_CONTINUATIONS: u8 = 1 << 7;
+
+/// The kinds that do not depend on the previous byte's low nibble.
+const ANY_LOW_NIBBLE: u8 = TOO_SHORT | TOO_LONG | TWO_CONTINUATIONS;
+
+/// Indexed by the previous byte's high nibble: which kinds of error it can start.
+const PREVIOUS_HIGH: [u8; 16] = [
+    // 0_______: ASCII
+    TOO_LONG,
+    TOO_LONG,
+    TOO_LONG,
+    TOO_LONG,
+    TOO_LONG,
+    TOO_LONG,
+    TOO_LONG,
+    TOO_LONG,
+    // 10______: a continuation
+    TWO_CONTINUATIONS,
+    TWO_CONTINUATIONS,
+    TWO_CONTINUATIONS,
+    TWO_CONTINUATIONS,
+    // 1100____: C0..CF, among them the overlong C0 and C1
+    TOO_SHORT | OVERLONG_2,
+    // 1101____: D0..DF
+    TOO_SHORT,
+    // 1110____: E0..EF, among them E0 (overlong) and ED (surrogates)
+    TOO_SHORT | OVERLONG_3 | SURROGATE,
+    // 1111____: F0..FF, among them F0 (overlong), F4 (the top) and F5..FF (never valid)
+    TOO_SHORT | TOO_LARGE | TOO_LARGE_1000 | OVERLONG_4,
+];
+
+/// Indexed by the previous byte's low nibble: which kinds of error it can start.
+const PREVIOUS_LOW: [u8; 16] = [
+    // ____0000: C0, E0, F0
+    ANY_LOW_NIBBLE | OVERLONG_2 | OVERLONG_3 | OVERLONG_4,
+    // ____0001: C1
+    ANY_LOW_NIBBLE | OVERLONG_2,
+    // ____0010, ____0011
+    ANY_LOW_NIBBLE,
+    ANY_LOW_NIBBLE,
+    // ____0100: F4, too large from 90 on
+    ANY_LOW_NIBBLE | TOO_LARGE,
+    // ____0101 and up: F5..FF, too large from 80 on
+    ANY_LOW_NIBBLE | TOO_LARGE | TOO_LARGE_1000,
+    ANY_LOW_NIBBLE | TOO_LARGE | TOO_LARGE_1000,
+    ANY_LOW_NIBBLE | TOO_LARGE | TOO_LARGE_1000,
+    ANY_LOW_NIBBLE | TOO_LARGE | TOO_LARGE_1000,
+    ANY_LOW_NIBBLE | TOO_LARGE | TOO_LARGE_1000,
+    ANY_LOW_NIBBLE | TOO_LARGE | TOO_LARGE_1000,
+    ANY_LOW_NIBBLE | TOO_LARGE | TOO_LARGE_1000,
+    ANY_LOW_NIBBLE | TOO_LARGE | TOO_LARGE_1000,
+    // ____1101: ED, and FD
+    ANY_LOW_NIBBLE | TOO_LARGE | TOO_LARGE_1000 | SURROGATE,
+    ANY_LOW_NIBBLE | TOO_LARGE | TOO_LARGE_1000,
+    ANY_LOW_NIBBLE | TOO_LARGE | TOO_LARGE_1000,
+];
+
+/// Indexed by the current byte's high nibble: which kinds of error it can complete.
+const CURRENT_HIGH: [u8; 16] = [
+    // 0_______: ASCII, too early after a lead
+    TOO_SHORT,
+    TOO_SHORT,
+    TOO_SHORT,
+    TOO_SHORT,
+    TOO_SHORT,
+    TOO_SHORT,
+    TOO_SHORT,
+    TOO_SHORT,
+    // 1000____: 80..8F
+    TOO_LONG | TWO_CONTINUATIONS | OVERLONG_2 | OVERLONG_3 | OVERLONG_4 | TOO_LARGE_1000,
+    // 1001____: 90..9F
+    TOO_LONG | TWO_CONTINUATIONS | OVERLONG_2 | OVERLONG_3 | TOO_LARGE,
+    // 101_____: A0..BF
+    TOO_LONG | TWO_CONTINUATIONS | OVERLONG_2 | SURROGATE | TOO_LARGE,
+    TOO_LONG | TWO_CONTINUATIONS | OVERLONG_2 | SURROGATE | TOO_LARGE,
+    // 11______: a lead, too early after a lead
+    TOO_SHORT,
+    TOO_SHORT,
+    TOO_SHORT,
+    TOO_SHORT,
+];
+
+/// The three table entries the pair (`previous`, `current`) selects, ANDed: what step 1
+/// computes for 32 bytes at once, one pair at a time, so that the tests can hold every pair
+/// against Table 3-7.
+#[cfg(test)]
+fn pair_flags(previous: u8, current: u8) -> u8 {
+    PREVIOUS_HIGH[usize::from(previous >> 4)]
+        & PREVIOUS_LOW[usize::from(previous & 0x0F)]
+        & CURRENT_HIGH[usize::from(current >> 4)]
+}
+
+/// The AVX2 path of [`validate_prefix`]. Only for a CPU with AVX2 (the caller checks).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn avx2_validate_prefix(bytes: &[u8]) -> usize {
+    let (blocks, tail) = bytes.as_chunks::<BLOCK>();
+    let mut checker = Checker::new();
+    for (index, block) in blocks.iter().enumerate() {
+        if !checker.is_valid(block) {
+            return without_cut_code_point(&bytes[..index * BLOCK]);
+        }
+    }
+    if tail.is_empty() {
+        return without_cut_code_point(bytes);
+    }
+    // Step 5: zeros after the tail are ASCII, an error only after an unfinished code point.
+    let mut last = [0u8; BLOCK];
+    last[..tail.len()].copy_from_slice(tail);
+    if checker.is_valid(&last) {
+        return bytes.len();
+    }
+    without_cut_code_point(&bytes[..blocks.len() * BLOCK])
+}
+
+/// What one block's check leaves for the next.
+#[cfg(target_arch = "x86_64")]
+struct Checker {
+    /// The last 32 bytes checked: the bytes before the next block's first ones (step 3).
+    previous: __m256i,
+    /// Non-zero when `previous` ends in an unfinished code point (step 4).
+    cut: __m256i,
+    /// The 16-entry tables of step 1, each repeated in both 16-byte lanes (`vpshufb` looks up
+    /// within a lane).
+    previous_high: __m256i,
+    previous_low: __m256i,
+    current_high: __m256i,
+    /// 255 in every byte but the last three, which hold the largest byte that may stand 3,
+    /// 2 and 1 bytes before the end without starting a code point longer than what is left.
+    cut_limits: __m256i,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Checker {
+    #[target_feature(enable = "avx2")]
+    fn new() -> Checker {
+        Checker {
+            // Zeros: the input starts between code points, as if after ASCII.
+            previous: _mm256_setzero_si256(),
+            cut: _mm256_setzero_si256(),
+            previous_high: table(PREVIOUS_HIGH),
+            previous_low: table(PREVIOUS_LOW),
+            current_high: table(CURRENT_HIGH),
+            #[rustfmt::skip]
+            cut_limits: _mm256_setr_epi8(
+                -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                // 3 back: below F0 (no 4-byte lead); 2 back: below E0; 1 back: below C0.
+                0xEF_u8 as i8, 0xDF_u8 as i8, 0xBF_u8 as i8,
+            ),
+        }
+    }
+
+    /// Checks the next 64 bytes: false if they show an error, counting an unfinished code
+    /// point at the end of the previous block that these bytes do not finish.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn is_valid(&mut self, block: &[u8; BLOCK]) -> bool {
+        let (low, high) = load(block);
+        let error = if _mm256_movemask_epi8(_mm256_or_si256(low, high)) == 0 {
+            // Step 4: all ASCII, so valid, unless the previous block cut a code point; and
+            // nothing is cut at its end.
+            std::mem::replace(&mut self.cut, _mm256_setzero_si256())
+        } else {
+            // For step 4 in the next block: only the last 3 bytes can start an unfinished code point.
+            self.cut = _mm256_subs_epu8(high, self.cut_limits);
+            _mm256_or_si256(self.errors(low, self.previous), self.errors(high, low))
+        };
+        self.previous = high;
+        _mm256_testz_si256(error, error) == 1
+    }
+
+    /// Steps 1 and 2 for 32 bytes: a non-zero byte where `input` has an error, given the 32
+    /// bytes before it.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn errors(&self, input: __m256i, previous: __m256i) -> __m256i {
+        // The bytes 1, 2 and 3 before each byte of `input` (step 3). `vpalignr` shifts each
+        // 16-byte lane separately, so it is fed [previous's high lane, input's low lane]
+        // beside `input` to carry bytes across both lane boundaries.
+        let straddle = _mm256_permute2x128_si256::<0x21>(previous, input);
+        let back1 = _mm256_alignr_epi8::<15>(input, straddle);
+        let back2 = _mm256_alignr_epi8::<14>(input, straddle);
+        let back3 = _mm256_alignr_epi8::<13>(input, straddle);
+        // Step 1: the three lookups, ANDed. There is no 8-bit shift; a 16-bit shift by 4
+        // brings in the neighbour's bits, which the mask removes.
+        let nibble = _mm256_set1_epi8(0x0F);
+        let previous_high = _mm256_and_si256(_mm256_srli_epi16::<4>(back1), nibble);
+        let previous_low = _mm256_and_si256(back1, nibble);
+        let current_high = _mm256_and_si256(_mm256_srli_epi16::<4>(input), nibble);
+        let pairs = _mm256_and_si256(
+            _mm256_and_si256(
+                _mm256_shuffle_epi8(self.previous_high, previous_high),
+                _mm256_shuffle_epi8(self.previous_low, previous_low),
+            ),
+            _mm256_shuffle_epi8(self.current_high, current_high),
+        );
+        // Step 2: bytes E0 and up two back, F0 and up three back, mean this byte must be a
+        // continuation. Unsigned saturating subtraction of 0x60 (0x70) leaves the high bit set
+        // exactly for those.
+        let third_byte = _mm256_subs_epu8(back2, _mm256_set1_epi8(0xE0_u8.wrapping_sub(0x80) as i8));
+        let fourth_byte = _mm256_subs_epu8(back3, _mm256_set1_epi8(0xF0_u8.wrapping_sub(0x80) as i8));
+        let must_continue = _mm256_and_si256(_mm256_or_si256(third_byte, fourth_byte), _mm256_set1_epi8(0x80_u8 as i8));
+        // Where a continuation was due, the TWO_CONTINUATIONS flag is expected and cancels;
+        // where it was not, the flag stays, and where one was due but missing, a bit appears.
+        _mm256_xor_si256(must_continue, pairs)
+    }
+}
+
+/// A 16-entry table in both lanes of a register, for `vpshufb`.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+fn table(entries: [u8; 16]) -> __m256i {
+    let e = entries.map(|entry| entry as i8);
+    #[rustfmt::skip]
+    let both_lanes = _mm256_setr_epi8(
+        e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7],
+        e[8], e[9], e[10], e[11], e[12], e[13], e[14], e[15],
+        e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7],
+        e[8], e[9], e[10], e[11], e[12], e[13], e[14], e[15],
+    );
+    both_lanes
+}
+
+/// The block's two halves in two registers.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+fn load(block: &[u8; BLOCK]) -> (__m256i, __m256i) {
+    let start = block.as_ptr().cast::<__m256i>();
+    // SAFETY: `block` is 64 readable bytes; the loads read bytes 0..32 and 32..64 of it
+    // (`start.add(1)` is 32 bytes on, inside the same array). `loadu` takes any alignment.
+    unsafe { (_mm256_loadu_si256(start), _mm256_loadu_si256(start.add(1))) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Unicode Table 3-7's verdict on a pair of bytes seen inside valid text, for the pair
+    /// tables' test: is `current` allowed right after `previous`, when only the pair is known?
+    /// (A continuation after a continuation is allowed here: step 2 decides that one.)
+    fn pair_allowed(previous: u8, current: u8) -> bool {
+        let continuation = (0x80..=0xBF).contains(&current);
+        match previous {
+            0x00..=0x7F => !continuation,
+            // Any byte may follow a continuation, as far as the pair can tell.
+            0x80..=0xBF => true,
+            0xC2..=0xDF | 0xE1..=0xEC | 0xEE..=0xEF | 0xF1..=0xF3 => continuation,
+            0xE0 => (0xA0..=0xBF).contains(&current),
+            0xED => (0x80..=0x9F).contains(&current),
+            0xF0 => (0x90..=0xBF).contains(&current),
+            0xF4 => (0x80..=0x8F).contains(&current),
+            _ => false, // C0, C1, F5..FF start nothing
+        }
+    }
+
+    #[test]
+    fn unicode_table_3_7_the_pair_tables_flag_exactly_the_forbidden_pairs() {
+        for previous in 0..=255u8 {
+            for current in 0..=255u8 {
+                let flags = pair_flags(previous, current) & !TWO_CONTINUATIONS;
+                assert_eq!(flags == 0, pair_allowed(previous, current), "{previous:02x} {current:02x}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_two_continuations_flag_is_set_exactly_for_continuation_pairs() {
+        for previous in 0..=255u8 {
+            for current in 0..=255u8 {
+                let both = (0x80..=0xBF).contains(&previous) && (0x80..=0xBF).contains(&current);
+                assert_eq!(pair_flags(previous, current) & TWO_CONTINUATIONS != 0, both);
+            }
+        }
+    }
+
+    #[test]
+    fn a_cut_code_point_is_left_out_and_a_finished_one_is_not() {
+        assert_eq!(without_cut_code_point(b""), 0);
+        assert_eq!(without_cut_code_point(b"ab"), 2);
+        assert_eq!(without_cut_code_point(b"a\xce"), 1);
+        assert_eq!(without_cut_code_point(b"a\xce\xba"), 3);
+        assert_eq!(without_cut_code_point(b"a\xe1\xbd"), 1);
+        assert_eq!(without_cut_code_point(b"a\xe1\xbd\xb9"), 4);
+        assert_eq!(without_cut_code_point(b"a\xf0\x9f\x98"), 1);
+        assert_eq!(without_cut_code_point(b"\xf0\x9f\x98\x80"), 4);
+        assert_eq!(without_cut_code_point(b"\xf0"), 0);
+    }
+
+    #[test]
+    fn vouches_for_at_most_what_is_valid_and_complete() {
+        let text = "κόσμε, 😀 and ASCII ".repeat(20);
+        let bytes = text.as_bytes();
+        for end in 0..=bytes.len() {
+            let n = validate_prefix(&bytes[..end]);
+            assert!(n <= end);
+            assert!(std::str::from_utf8(&bytes[..n]).is_ok(), "prefix of {end}: {n}");
+        }
+    }
+}
