@@ -125,8 +125,8 @@
 //! `SUBSCRIBE`, `UNSUBSCRIBE` and catch-up. To wake at once for a wish while it waits for
 //! Redis, the supervisor waits on one queue (`Event`) fed by a reader thread of the
 //! subscription connection (each value Redis sends) and by the workers (a wake-up): std has
-//! no `poll(2)` over a socket and a wake-up, and `server::sys`, which has, sits above the
-//! broker in the layers. The queue is bounded (`EVENT_QUEUE`): a supervisor that falls
+//! no `poll(2)` over a socket and a wake-up, and the poller built on [`crate::sys`]'s calls
+//! (`server::poller`) sits above the broker in the layers. The queue is bounded (`EVENT_QUEUE`): a supervisor that falls
 //! behind holds the reader back, and Redis's `client-output-buffer-limit` for pub/sub then
 //! drops the connection, after which the node reconnects and catches up.
 //!
@@ -1153,7 +1153,8 @@ impl Mirror {
 
 /// What the supervisor thread waits for. One queue carries them all, so one wait covers the
 /// subscription and the workers' wishes: std offers no `poll(2)` over a socket and a wake-up,
-/// and `server::sys`, which does, sits above the broker in the layers (README, "Layout").
+/// and the poller that does (`server::poller`) sits above the broker in the layers (README,
+/// "Layout").
 /// A reader thread of the subscription connection queues what Redis sends; a worker queues a
 /// [`Event::Wake`] after it records a wish.
 enum Event {
