@@ -478,7 +478,7 @@ impl H2Connection {
         // streams that the initiating endpoint has opened or reserved. ... An endpoint that
         // receives an unexpected stream identifier MUST respond with a connection error
         // (Section 5.4.1) of type PROTOCOL_ERROR."
-        if stream_id % 2 == 0 {
+        if stream_id.is_multiple_of(2) {
             return Err(H2Error::Connection(ErrorCode::ProtocolError, "even stream identifier from a client"));
         }
         if stream_id <= self.last_stream_id {
