@@ -30,8 +30,11 @@
 //! Half-closed (local) is never kept: a response complete before its request asks the client
 //! to stop sending (§8.1), so the stream goes straight to closed.
 //!
-//! A closed stream is forgotten: a stream id at or below the highest one opened that is not in
-//! the table is closed, one above it is idle (§5.1.1).
+//! A closed stream leaves the table: a stream id at or below the highest one opened that is not
+//! in the table is closed, one above it is idle (§5.1.1). How the last [`CLOSED_REMEMBERED`]
+//! closed is kept, because a DATA frame arriving late on a closed stream gets what §5.1 says
+//! for that way of closing: ignored if we reset it, a stream error if the peer did, a
+//! connection error if both ends had ended it.
 //!
 //! # Bounds on the known floods
 //!
@@ -49,7 +52,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::error::{ErrorCode, H2Error};
@@ -86,6 +89,29 @@ pub const RESET_BURST: u32 = MAX_CONCURRENT_STREAMS;
 /// The sustained rate of cancelled streams a peer may cause. Each cancelled stream cost a
 /// request's work; CVE-2023-44487 is a peer doing that as fast as it can send frames.
 pub const RESETS_PER_SECOND: u32 = 100;
+
+/// How many of the most recently closed streams are remembered with how they closed: a frame
+/// that arrives late on one is answered as §5.1 says for that way of closing.
+/// Late frames are the peer's in flight when the stream closed: a few round trips' worth.
+pub const CLOSED_REMEMBERED: usize = 256;
+
+/// How a stream closed (RFC 9113 §5.1, "closed"): what a DATA frame arriving on it afterwards
+/// gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Closed {
+    /// We sent RST_STREAM: the peer "might have already sent ... frames on the stream that
+    /// cannot be withdrawn. An endpoint MUST ignore frames that it receives on closed streams
+    /// after it has sent a RST_STREAM frame."
+    ResetByUs,
+    /// The peer sent RST_STREAM: "An endpoint that receives any frame other than PRIORITY
+    /// after receiving a RST_STREAM MUST treat that as a stream error ... of type
+    /// STREAM_CLOSED."
+    ResetByPeer,
+    /// Both sides sent END_STREAM: "an endpoint that receives any frames after receiving a
+    /// frame with the END_STREAM flag set MUST treat that as a connection error ... of type
+    /// STREAM_CLOSED".
+    Ended,
+}
 
 /// What the application must act on.
 #[derive(Debug, PartialEq, Eq)]
@@ -193,6 +219,8 @@ pub struct H2Connection {
     send_window: i64,
     recv_window: i64,
     resets: ResetBudget,
+    /// The last [`CLOSED_REMEMBERED`] streams closed, and how.
+    closed: VecDeque<(u32, Closed)>,
     /// After `send_timeout` without a window, a stream with octets waiting is reset.
     send_timeout: Duration,
 }
@@ -228,6 +256,7 @@ impl H2Connection {
             send_window: i64::from(DEFAULT_WINDOW),
             recv_window: i64::from(DEFAULT_WINDOW),
             resets: ResetBudget { tokens: RESET_BURST, refilled_at: now },
+            closed: VecDeque::new(),
             send_timeout,
         }
     }
@@ -371,6 +400,7 @@ impl H2Connection {
                 self.check_not_idle(stream_id)?;
                 // §6.4: "the receiver ... MUST NOT send additional frames for that stream".
                 if let Some(stream) = self.streams.remove(&stream_id) {
+                    self.remember_closed(stream_id, Closed::ResetByPeer);
                     events.push(Event::Reset { stream_id });
                     if !stream.ending || !stream.pending.is_empty() {
                         self.spend_reset(output, now, events);
@@ -495,6 +525,7 @@ impl H2Connection {
         // 5.4.2) of type PROTOCOL_ERROR or REFUSED_STREAM." REFUSED_STREAM: the peer may retry.
         if self.streams.len() >= MAX_CONCURRENT_STREAMS as usize {
             Frame::RstStream { stream_id, code: ErrorCode::RefusedStream }.encode(output);
+            self.remember_closed(stream_id, Closed::ResetByUs);
             self.spend_reset(output, now, events);
             return Ok(());
         }
@@ -543,10 +574,19 @@ impl H2Connection {
             Frame::WindowUpdate { stream_id: 0, increment }.encode(output);
         }
         let Some(stream) = self.streams.get_mut(&stream_id) else {
-            // §5.1 closed: "An endpoint MUST ignore frames that it receives on closed streams
-            // after it has sent a RST_STREAM frame." We forget which closed streams we reset,
-            // so every closed stream is treated so (lenient where the peer ended it itself).
-            return Ok(());
+            // Closed (§5.1): what the frame gets depends on how the stream closed. A stream
+            // closed longer ago than we remember is taken as one the peer reset: a late frame
+            // from a peer that knew it was closed (with ours, it would be in the memory).
+            let how = self.closed.iter().rev().find(|(id, _)| *id == stream_id).map(|(_, how)| *how);
+            return match how {
+                Some(Closed::ResetByUs) => Ok(()),
+                Some(Closed::ResetByPeer) | None => {
+                    Err(H2Error::Stream(stream_id, ErrorCode::StreamClosed, "DATA on a closed stream"))
+                }
+                Some(Closed::Ended) => {
+                    Err(H2Error::Connection(ErrorCode::StreamClosed, "DATA after both ends ended the stream"))
+                }
+            };
         };
         match stream.state {
             StreamState::HalfClosedRemote => {
@@ -630,9 +670,17 @@ impl H2Connection {
     /// Resets a stream (§6.4); its exchange is dropped through [`Event::Reset`].
     pub fn reset(&mut self, stream_id: u32, code: ErrorCode, output: &mut Vec<u8>, events: &mut Vec<Event>) {
         Frame::RstStream { stream_id, code }.encode(output);
+        self.remember_closed(stream_id, Closed::ResetByUs);
         if self.streams.remove(&stream_id).is_some() {
             events.push(Event::Reset { stream_id });
         }
+    }
+
+    fn remember_closed(&mut self, stream_id: u32, how: Closed) {
+        if self.closed.len() == CLOSED_REMEMBERED {
+            self.closed.pop_front();
+        }
+        self.closed.push_back((stream_id, how));
     }
 
     /// We sent END_STREAM: the stream is half-closed (local), or closed. §8.1: a server whose
@@ -643,6 +691,9 @@ impl H2Connection {
         let Some(stream) = self.streams.remove(&stream_id) else { return };
         if stream.state == StreamState::Open {
             Frame::RstStream { stream_id, code: ErrorCode::NoError }.encode(output);
+            self.remember_closed(stream_id, Closed::ResetByUs);
+        } else {
+            self.remember_closed(stream_id, Closed::Ended);
         }
     }
 
@@ -912,6 +963,42 @@ mod tests {
         peer.frame(Frame::Data { stream_id: 1, end_stream: false, data: b"x", flow_controlled_len: 1 });
         assert_eq!(peer.rst(1), ErrorCode::StreamClosed);
         assert!(!peer.connection.is_open(1));
+    }
+
+    #[test]
+    fn data_on_a_stream_we_reset_is_ignored_rfc9113_5_1() {
+        let mut peer = Peer::new();
+        peer.headers(1, true);
+        let mut events = Vec::new();
+        peer.connection.reset(1, ErrorCode::Cancel, &mut peer.output, &mut events);
+        assert_eq!(peer.rst(1), ErrorCode::Cancel);
+        // Sent before our RST_STREAM reached the peer: "MUST ignore".
+        let events = peer.frame(Frame::Data { stream_id: 1, end_stream: false, data: b"x", flow_controlled_len: 1 });
+        assert!(events.is_empty());
+        assert!(peer.written().iter().all(|f| f.0 != kind::RST_STREAM && f.0 != kind::GOAWAY));
+    }
+
+    #[test]
+    fn data_on_a_stream_the_peer_reset_is_a_stream_closed_error_rfc9113_5_1() {
+        let mut peer = Peer::new();
+        peer.headers(1, true);
+        peer.frame(Frame::RstStream { stream_id: 1, code: ErrorCode::Cancel });
+        peer.written();
+        peer.frame(Frame::Data { stream_id: 1, end_stream: false, data: b"x", flow_controlled_len: 1 });
+        assert_eq!(peer.rst(1), ErrorCode::StreamClosed);
+        assert!(!peer.connection.is_closed(), "a stream error: the connection goes on");
+    }
+
+    #[test]
+    fn data_after_both_ends_ended_a_stream_is_a_connection_error_rfc9113_5_1() {
+        let mut peer = Peer::new();
+        peer.headers(1, false);
+        let status = [Field::new(":status", "204")];
+        peer.connection.send_headers(1, &status, true, &mut peer.output);
+        assert!(!peer.connection.is_open(1));
+        peer.written();
+        peer.frame(Frame::Data { stream_id: 1, end_stream: false, data: b"x", flow_controlled_len: 1 });
+        assert_eq!(peer.goaway(), ErrorCode::StreamClosed);
     }
 
     #[test]
