@@ -133,16 +133,39 @@ impl Endpoint {
         })
     }
 
-    /// The first address the authority resolves to (port 80 if it names none).
-    pub fn resolve(&self) -> io::Result<SocketAddr> {
+    /// Every address the authority resolves to (port 80 if it names none), in the resolver's
+    /// order.
+    pub fn resolve(&self) -> io::Result<Vec<SocketAddr>> {
         // An IPv6 address is bracketed, and its port follows the bracket.
         let has_port = match self.authority.strip_prefix('[') {
             Some(bracketed) => bracketed.contains("]:"),
             None => self.authority.contains(':'),
         };
         let target = if has_port { self.authority.clone() } else { format!("{}:80", self.authority) };
-        target.to_socket_addrs()?.next().ok_or_else(|| io::Error::other("the name resolves to no address"))
+        Ok(target.to_socket_addrs()?.collect())
     }
+
+    /// `connect` to each address the authority resolves to in turn, until one answers: a name
+    /// like `localhost` may resolve to `::1` first while the server listens on `127.0.0.1`.
+    /// The last address's error if none does.
+    pub fn connect<T>(&self, connect: impl FnMut(SocketAddr) -> io::Result<T>) -> io::Result<T> {
+        connect_first(self.resolve()?, connect)
+    }
+}
+
+/// The first of `addrs` that `connect` succeeds with, or the last one's error.
+fn connect_first<T>(
+    addrs: impl IntoIterator<Item = SocketAddr>,
+    mut connect: impl FnMut(SocketAddr) -> io::Result<T>,
+) -> io::Result<T> {
+    let mut last = io::Error::other("the name resolves to no address");
+    for addr in addrs {
+        match connect(addr) {
+            Ok(connected) => return Ok(connected),
+            Err(error) => last = error,
+        }
+    }
+    Err(last)
 }
 
 /// A token given with `--token`: it goes into a header field, so it must be visible ASCII.
@@ -206,6 +229,19 @@ mod tests {
     }
 
     #[test]
+    fn every_address_a_name_resolves_to_is_tried_in_turn() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = listener.local_addr().unwrap();
+        // A port just freed: nothing listens there, so the connection is refused.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let connected = connect_first([closed, open], std::net::TcpStream::connect).unwrap();
+        assert_eq!(connected.peer_addr().unwrap(), open);
+        let refused = connect_first([closed], std::net::TcpStream::connect).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
+        assert!(connect_first([], std::net::TcpStream::connect).is_err(), "no address at all");
+    }
+
+    #[test]
     fn an_address_without_a_port_is_port_80() {
         let resolve = |authority: &str| {
             let endpoint = Endpoint {
@@ -214,7 +250,7 @@ mod tests {
                 route: "sse".into(),
                 channel: "c".into(),
             };
-            endpoint.resolve().unwrap().to_string()
+            endpoint.resolve().unwrap()[0].to_string()
         };
         assert_eq!(resolve("127.0.0.1:8080"), "127.0.0.1:8080");
         assert_eq!(resolve("127.0.0.1"), "127.0.0.1:80");

@@ -120,8 +120,8 @@ impl Connection<'_> {
             Some(publisher) => publisher,
             None => {
                 let cannot = |error: io::Error| format!("cannot connect to {}: {error}", endpoint.authority);
-                let addr = endpoint.resolve().map_err(cannot)?;
-                let publisher = Publisher::connect(addr, &endpoint.authority).map_err(cannot)?;
+                let publisher =
+                    endpoint.connect(|addr| Publisher::connect(addr, &endpoint.authority)).map_err(cannot)?;
                 self.publisher.insert(publisher.with_token(self.options.token.as_deref()))
             }
         };

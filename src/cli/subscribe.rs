@@ -177,11 +177,7 @@ impl Follower {
     fn follow_once(&mut self) -> Ended {
         let endpoint = &self.options.endpoint;
         let dropped = |reason: String| Ended::Dropped { reason, established: false };
-        let addr = match endpoint.resolve() {
-            Ok(addr) => addr,
-            Err(error) => return dropped(format!("cannot resolve {}: {error}", endpoint.authority)),
-        };
-        let mut stream = match TcpStream::connect(addr) {
+        let mut stream = match endpoint.connect(TcpStream::connect) {
             Ok(stream) => stream,
             Err(error) => return dropped(format!("cannot connect to {}: {error}", endpoint.authority)),
         };
