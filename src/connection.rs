@@ -765,18 +765,17 @@ impl Connection {
 
     /// An HTTP/2 connection's turn: the protocol and its streams, in [`H2Server`].
     fn http2(&mut self, now: Now, waker: &Waker) -> bool {
-        let State::Http2(server) = &mut self.state else { return false };
-        let mut io = Io {
-            app: &self.app,
-            subscriber: self.id,
-            peer: self.peer,
-            waker,
-            now,
-            input: &mut self.input,
-            output: &mut self.output,
-            input_closed: self.input_closed,
+        // Taken out while it advances, as in `stream`: `io` lends it the connection's buffers.
+        let mut server = match std::mem::replace(&mut self.state, State::Closing) {
+            State::Http2(server) => server,
+            other => {
+                self.state = other;
+                return false;
+            }
         };
-        match server.advance(&mut io) {
+        let outcome = server.advance(&mut self.io(now, waker));
+        self.state = State::Http2(server);
+        match outcome {
             Outcome::Continue => {}
             Outcome::Close => self.enter(State::Closing, now.instant),
             Outcome::Drop => {
