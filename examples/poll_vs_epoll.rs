@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use realtime::config::Backend;
 use realtime::server::poller::{Interest, Poller, Ready};
-use realtime::sys::os;
+use realtime::server::sys::os;
 
 /// Waits timed per backend and N; the median of these is reported.
 const WAITS: usize = 200;

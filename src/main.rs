@@ -11,8 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use realtime::bench;
 use realtime::cli::{self, usage_error};
 use realtime::config::{self, BrokerUrl, Command, Config, Model};
+use realtime::server::sys::os;
 use realtime::server::Server;
-use realtime::sys::os;
 use realtime::token::{self, TokenCommand};
 use realtime::{error, info, log, warn};
 

@@ -22,7 +22,7 @@
 //! be a lie a dashboard believes.
 //!
 //! Everything comes from files, so this module is a foundation like [`crate::time`]: it imports
-//! nothing from the crate (not even [`crate::sys::os`]: a file read needs no `unsafe`).
+//! nothing from the crate (not even [`crate::server::sys::os`]: a file read needs no `unsafe`).
 
 #![forbid(unsafe_code)]
 
@@ -32,7 +32,7 @@ use std::fmt::Write as _;
 /// returns the kernel's `USER_HZ`. That is an ABI constant, not a setting: 100 on every Linux
 /// architecture (`include/asm-generic/param.h`) except Alpha and IA-64 (1024), for which Rust
 /// has no target. So the constant, rather than a `sysconf` call through the one `unsafe`
-/// module ([`crate::sys`]); a unit test checks it against `sysconf` all the same.
+/// module ([`crate::server::sys`]); a unit test checks it against `sysconf` all the same.
 #[cfg(target_os = "linux")]
 pub const USER_HZ: Option<u64> = Some(100);
 /// Elsewhere there is no `/proc/self/stat` to read it from anyway.
@@ -239,13 +239,13 @@ mod tests {
         assert!(sample.threads.is_some_and(|n| n >= 1));
         assert!(sample.open_fds.is_some_and(|n| n >= 3), "stdin, stdout, stderr at least");
         assert!(sample.max_fds.is_some_and(|n| n >= sample.open_fds.unwrap_or(0)));
-        let soft = crate::sys::os::open_file_limit().map(|limit| limit.soft).ok();
+        let soft = crate::server::sys::os::open_file_limit().map(|limit| limit.soft).ok();
         assert_eq!(sample.max_fds, soft, "the soft limit, as getrlimit gives it");
     }
 
     #[test]
     #[cfg(target_os = "linux")]
     fn user_hz_is_what_sysconf_clk_tck_says() {
-        assert_eq!(USER_HZ, crate::sys::os::clock_ticks_per_second());
+        assert_eq!(USER_HZ, crate::server::sys::os::clock_ticks_per_second());
     }
 }

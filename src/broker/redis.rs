@@ -125,7 +125,7 @@
 //! `SUBSCRIBE`, `UNSUBSCRIBE` and catch-up. To wake at once for a wish while it waits for
 //! Redis, the supervisor waits on one queue (`Event`) fed by a reader thread of the
 //! subscription connection (each value Redis sends) and by the workers (a wake-up): std has
-//! no `poll(2)` over a socket and a wake-up, and the poller built on [`crate::sys`]'s calls
+//! no `poll(2)` over a socket and a wake-up, and the poller built on [`crate::server::sys`]'s calls
 //! (`server::poller`) sits above the broker in the layers. The queue is bounded (`EVENT_QUEUE`): a supervisor that falls
 //! behind holds the reader back, and Redis's `client-output-buffer-limit` for pub/sub then
 //! drops the connection, after which the node reconnects and catches up.

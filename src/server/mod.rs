@@ -8,19 +8,21 @@
 //! - [`poller`], [`notify`]: readiness and cross-thread wake-ups for the event loop.
 //! - [`write`](mod@write): writing a connection's output and closing in stages, one way for both models.
 //!
-//! The OS calls std lacks (signals, epoll, poll, eventfd, rlimit, CPU affinity) come from
-//! [`crate::sys::os`], where the crate's only `unsafe` lives; everything here is safe Rust.
+//! - [`sys`]: the crate's only `unsafe`, behind safe APIs: the OS calls std lacks (signals,
+//!   epoll, poll, eventfd, rlimit, CPU affinity) and the AVX2 UTF-8 check.
 //!
 //! [`Server::bind`] opens the listening socket and builds the shared [`App`]; [`Server::run`]
 //! serves until [`ShutdownHandle::shutdown`] is called (by the signal thread in `main`, or by a
 //! test), then shuts down gracefully: it stops accepting, answers parked polls, closes idle
 //! keep-alive connections and returns.
 
-#![forbid(unsafe_code)]
+// No `forbid(unsafe_code)` here: it would also bind `sys`. The crate root denies unsafe code
+// everywhere, and only `sys` lifts that.
 
 pub mod event_loop;
 pub mod notify;
 pub mod poller;
+pub mod sys;
 pub mod threads;
 pub mod write;
 
@@ -39,8 +41,8 @@ use crate::config::{BrokerUrl, Config, Model};
 use crate::gate::rate::{AddressSlot, ConnectionsPerAddress};
 use crate::http::request::Version;
 use crate::http::response::{format_http_date, write_response, Framing, Response};
+use crate::server::sys::os;
 use crate::stats::Refusal;
-use crate::sys::os;
 use crate::time::Now;
 
 /// A bound, not yet running server.

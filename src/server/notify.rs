@@ -32,7 +32,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 
-use crate::sys::os;
+use crate::server::sys::os;
 
 /// How many bytes one `drain` reads from the socket pair per `read(2)`.
 ///

@@ -59,7 +59,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use crate::config::Backend;
-use crate::sys::os;
+use crate::server::sys::os;
 
 /// At most this many events are taken from the kernel per [`Poller::wait`] (epoll backend).
 ///

@@ -54,8 +54,8 @@ use std::os::fd::AsFd;
 
 use crate::app::App;
 use crate::connection::{Connection, Waiting};
+use crate::server::sys::os;
 use crate::sync::lock;
-use crate::sys::os;
 
 use super::write::{self, Outbox, LINGER_BYTES, LINGER_TIME};
 use super::{accept_loop, now, SHUTDOWN_GRACE};

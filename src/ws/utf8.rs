@@ -61,7 +61,7 @@
 
 use std::fmt;
 
-use crate::sys::utf8_simd;
+use crate::server::sys::utf8_simd;
 
 /// Bytes checked at once by the ASCII fast path: one `u64`.
 const WORD_BYTES: usize = 8;

@@ -1,6 +1,6 @@
 //! The operating-system calls the standard library does not offer, behind a safe API.
 //!
-//! One of the two parts of [`crate::sys`], the crate's only `unsafe` code: calling C. Each
+//! One of the two parts of [`crate::server::sys`], the crate's only `unsafe` code: calling C. Each
 //! foreign function is declared by hand with `extern "C"` — no `libc` crate — and each wrapper
 //! checks the call's result and turns failures into `io::Error`. Everything that uses it
 //! ([`crate::server::poller`], [`crate::server::notify`], the drivers, `main`) is safe Rust.

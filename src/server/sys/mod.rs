@@ -12,8 +12,11 @@
 //!
 //! Every `unsafe` block carries a `// SAFETY:` comment saying why it cannot go wrong, and each
 //! part's module docs say what in it is unsafe. Nothing here imports from the rest of the crate:
-//! this is a foundation, used by the drivers ([`crate::server`]), `main`, the load generator
-//! ([`mod@crate::bench`]) and the WebSocket codec ([`crate::ws::utf8`]).
+//! it is used by the drivers ([`crate::server`]), `main`, the load generator
+//! ([`mod@crate::bench`]) and the WebSocket codec ([`crate::ws::utf8`]). It lives under
+//! `server` because the project keeps all its `unsafe` in this one module (`DESIGN.md`: "the
+//! only `unsafe` in the crate"), and that module has always been the drivers' `sys`; the
+//! WebSocket codec reaching up for its vector kernel is the one import that points up.
 
 #![allow(unsafe_code)]
 
