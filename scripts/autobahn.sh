@@ -7,8 +7,18 @@
 #   scripts/autobahn.sh [MODEL ...]      models: threads, epoll (default: both)
 #   AUTOBAHN_SECTIONS="12 13" scripts/autobahn.sh epoll     only these sections
 #   AUTOBAHN_CASES="12.*.[1-8]$ 13.*.[1-8]$" scripts/autobahn.sh epoll   only these cases
+#   AUTOBAHN_CLIENTS=2 AUTOBAHN_CASES="12.1.* 12.2.* 13.1.*" scripts/autobahn.sh epoll
+#       the patterns dealt round-robin to 2 suite clients that run at once against one server
 #
-# Reports land in target/autobahn/<model>/index.html. Set-up, about a minute the first time:
+# The suite's client runs one case at a time and sends each message after the last one's echo,
+# so a run is bound by the client's single core (four fifths of the CPU in sections 12-13, which
+# compress thousands of messages of up to 128 KiB). Several clients, each with its share of the
+# patterns, use the other cores; the server meanwhile serves them all, as it would anyway.
+# Leave sections 1-10 to one client: some of their cases (6.4, 9) judge how fast the server
+# answers, and a second client on the same cores would only add noise to that.
+#
+# Reports land in $CARGO_TARGET_DIR (or target)/autobahn/<model>/index.html, or
+# .../<model>/client-K/index.html with several clients. Set-up, about a minute the first time:
 # wstest 0.8.2 needs Python 2.7. A pyenv 2.7 is used when present; otherwise Debian 11's
 # python2.7 package is installed beside the system (Debian 12 dropped it).
 set -euo pipefail
@@ -21,11 +31,21 @@ sections=${AUTOBAHN_SECTIONS:-1 2 3 4 5 6 7 8 9 10 12 13}
 # start of the case id, so "12.*.[1-8]$" is cases 12.1.1-12.5.8 (every payload type, messages
 # up to 32 KiB) and not 12.1.10.
 patterns=${AUTOBAHN_CASES:-$(printf '%s.* ' $sections)}
-set -f # the patterns go to the suite as they are, not to the shell's globbing
-cases=$(printf '"%s", ' $patterns)
-set +f
-cases="[${cases%, }]"
+clients=${AUTOBAHN_CLIENTS:-1}
 sections=${AUTOBAHN_CASES:-$sections}
+[ "$(echo $sections | wc -w)" -le 12 ] || sections="$(echo $sections | wc -w) case patterns"
+
+# cases_for K: the JSON list of the patterns dealt to client K of $clients.
+cases_for() {
+  local k=$1 i=0 list="" pattern
+  set -f # the patterns go to the suite as they are, not to the shell's globbing
+  for pattern in $patterns; do
+    [ $((i % clients)) -eq "$k" ] && list="$list\"$pattern\", "
+    i=$((i + 1))
+  done
+  set +f
+  echo "[${list%, }]"
+}
 
 find_python2() {
   for candidate in python2.7 "$HOME"/.pyenv/versions/2.7*/bin/python2.7; do
@@ -69,7 +89,7 @@ fi
 cargo build --release --quiet
 failed=0
 for model in "${models[@]}"; do
-  out="$PWD/target/autobahn/$model"
+  out="${CARGO_TARGET_DIR:-$PWD/target}/autobahn/$model"
   rm -rf "$out" && mkdir -p "$out"
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   # Long keepalive: the suite counts every frame, and a server ping would be an extra one.
@@ -81,31 +101,41 @@ for model in "${models[@]}"; do
     curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
     sleep 0.1
   done
-  work=$(mktemp -d)
-  cat >"$work/fuzzingclient.json" <<JSON
-{"outdir": "$out", "servers": [{"agent": "realtime-$model", "url": "ws://127.0.0.1:$port/echo"}],
- "cases": $cases,
+  echo "autobahn: model $model, sections $sections, $clients client(s)"
+  reports=() client_pids=()
+  for k in $(seq 0 $((clients - 1))); do
+    report="$out"
+    [ "$clients" -eq 1 ] || report="$out/client-$k"
+    mkdir -p "$report"
+    reports+=("$report/index.json")
+    work=$(mktemp -d)
+    cat >"$work/fuzzingclient.json" <<JSON
+{"outdir": "$report", "servers": [{"agent": "realtime-$model", "url": "ws://127.0.0.1:$port/echo"}],
+ "cases": $(cases_for "$k"),
  "exclude-cases": [], "exclude-agent-cases": {}}
 JSON
-  echo "autobahn: model $model, sections $sections"
-  # Where the time goes: the suite's client sends a message only after the last one's echo,
-  # so a run takes the client's CPU plus the server's; `times` gives the client's (the
-  # subshell's children), /proc the server's (fields 14 and 15: user and system ticks).
-  (cd "$work" && timeout 2400 "$wstest" -m fuzzingclient -s fuzzingclient.json >"$out/wstest.log" 2>&1
-    times >"$out/client-cpu.txt") || true
+    # Where the time goes: `times` gives the client's CPU (the subshell's children), /proc
+    # the server's below (fields 14 and 15: user and system ticks).
+    (cd "$work" && timeout 2400 "$wstest" -m fuzzingclient -s fuzzingclient.json >"$report/wstest.log" 2>&1
+      times >"$report/client-cpu.txt") &
+    client_pids+=($!)
+  done
+  wait "${client_pids[@]}"
   server_ticks=$(awk '{print $14 + $15}' "/proc/$server/stat" 2>/dev/null || echo 0)
   echo "autobahn $model: CPU: server $(awk -v t="$server_ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", t / hz}') s," \
-    "client (user, system) $(tail -1 "$out/client-cpu.txt" 2>/dev/null)"
+    "client (user, system) $(for r in "${reports[@]}"; do tail -1 "${r%index.json}client-cpu.txt" 2>/dev/null; done | paste -sd ';')"
   kill "$server" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
-  python3 - "$out/index.json" "$model" <<'PY' || failed=1
+  python3 - "$model" "${reports[@]}" <<'PY' || failed=1
 import json, sys
-path, model = sys.argv[1], sys.argv[2]
-try:
-    cases = next(iter(json.load(open(path)).values()))
-except (OSError, ValueError, StopIteration):
-    print(f"autobahn {model}: no report (see {path.rsplit('/', 1)[0]}/wstest.log)")
-    sys.exit(1)
+model, paths = sys.argv[1], sys.argv[2:]
+cases = {}
+for path in paths:
+    try:
+        cases.update(next(iter(json.load(open(path)).values())))
+    except (OSError, ValueError, StopIteration):
+        print(f"autobahn {model}: no report (see {path.rsplit('/', 1)[0]}/wstest.log)")
+        sys.exit(1)
 good = {"OK", "INFORMATIONAL"}
 bad = sorted((k for k, v in cases.items() if v["behavior"] not in good or v["behaviorClose"] not in good),
              key=lambda k: [int(p) for p in k.split(".")])
