@@ -135,7 +135,7 @@
 //! |---|---|---|
 //! | take a connection | [`server::threads::run`]: a new thread (within a budget the kernel allows) | [`server::event_loop::run`]: round robin to a worker, a slot in its table |
 //! | wait for bytes | a blocking `read` with the next deadline as its timeout | readiness from [`server::poller::Poller::wait`] (epoll, O(ready); or poll(2), O(n)) |
-//! | read | one `read` | until it would block (`read_available`), while the connection has room ([`connection::Connection::input_room`]) |
+//! | read | one `read` | until a read comes back short, which drains the socket (`read_available`), while the connection has room ([`connection::Connection::input_room`]) |
 //! | write | [`server::write::flush`], a slice copied out under the lock, each `write` blocking no later than the next deadline | the same [`server::write::flush`] until it would block; interest in writability ([`server::poller::Interest`]) only while bytes wait |
 //! | a parked long poll ([`connection::Waiting::ForBroker`]) | a thread asleep in `park_timeout` | a slot, a waker and a timer-heap entry |
 //! | the client hangs up while parked | the thread naps [`server::threads::HANGUP_CHECK_INTERVAL`] and polls its socket for `POLLRDHUP` | epoll reports `EPOLLRDHUP` at once |

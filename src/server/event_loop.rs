@@ -7,7 +7,7 @@
 //!                   │ loop:                                                  │
 //!                   │   wait for readiness  (poller: epoll, or poll(2))      │
 //!                   │     up to the earliest deadline in the timer heap      │
-//!                   │   read every readable socket until it would block      │
+//!                   │   read every readable socket until it is drained       │
 //!                   │   take the tokens the broker's wakers queued           │
 //!                   │   pop the deadlines that have passed                   │
 //!                   │   for each connection touched: advance, write until    │
@@ -431,8 +431,13 @@ impl Worker {
     }
 }
 
-/// Reads until the socket would block, the connection's input is full, or the peer closed.
+/// Reads until the socket is drained, the connection's input is full, or the peer closed.
 /// `true` when the peer is gone (EOF or error); for a lingering slot the bytes are discarded.
+///
+/// A read that returns less than it had room for has drained the socket (a TCP read takes
+/// everything queued, up to the room), so it is the last: the readiness is level-triggered,
+/// and anything that arrives later, a FIN too, is reported by the next wait. Reading on to
+/// `EWOULDBLOCK` would cost a second `read(2)` per message for nothing.
 fn read_available(slot: &mut Slot, buf: &mut [u8]) -> bool {
     loop {
         let room = slot.connection.as_ref().map_or(buf.len(), |c| c.input_room().min(buf.len()));
@@ -446,16 +451,21 @@ fn read_available(slot: &mut Slot, buf: &mut [u8]) -> bool {
                 }
                 return true;
             }
-            Ok(n) => match slot.connection.as_mut() {
-                Some(connection) => connection.receive(&buf[..n]),
-                None => {
-                    // Lingering: the bytes are thrown away, and not without end.
-                    slot.discarded += n;
-                    if slot.discarded >= LINGER_BYTES {
-                        return true;
+            Ok(n) => {
+                match slot.connection.as_mut() {
+                    Some(connection) => connection.receive(&buf[..n]),
+                    None => {
+                        // Lingering: the bytes are thrown away, and not without end.
+                        slot.discarded += n;
+                        if slot.discarded >= LINGER_BYTES {
+                            return true;
+                        }
                     }
                 }
-            },
+                if n < room {
+                    return false;
+                }
+            }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(_) => {
