@@ -145,9 +145,11 @@ pub fn ws_frame(data: &[u8]) {
 /// UTF-8 validation, differentially: [`Utf8Validator`] fed in three pieces (cut at two
 /// positions taken from the input) gives `std::str::from_utf8`'s verdict, the invalid byte
 /// at the offset std's error implies ([`std_utf8_verdict`]), reported by the `feed` of the
-/// piece that holds it (failing fast); the state machine alone (`feed_scalar`) agrees.
+/// piece that holds it (failing fast); the state machine alone (`feed_scalar`) and
+/// [`crate::ws::utf8::into_string`] agree.
 pub fn utf8(data: &[u8]) {
     let expected = std_utf8_verdict(data);
+    assert_eq!(crate::ws::utf8::into_string(data.to_vec()).is_ok(), expected.is_ok(), "into_string");
     let mut scalar = Utf8Validator::new();
     assert_eq!(scalar.feed_scalar(data).and_then(|()| scalar.finish()), expected);
     let first = split_point(data);

@@ -25,7 +25,7 @@ use std::fmt;
 
 use super::close::CloseCode;
 use super::frame::MAX_CONTROL_PAYLOAD;
-use super::utf8::Utf8Validator;
+use super::utf8::{into_string, Utf8Validator};
 
 /// RFC 6455 §5.5: a control payload is at most 125 bytes, and a close body spends 2 of them
 /// on the status code, which leaves 123 for the reason.
@@ -253,9 +253,9 @@ impl Assembler {
                 // RFC 6455 §5.6: "a particular text frame might include a partial UTF-8
                 // sequence; however, the whole message MUST contain valid UTF-8."
                 partial.utf8.finish().map_err(|_| MessageError::InvalidUtf8)?;
-                // std checks the bytes once more to hand out a `String`; skipping that would
-                // take `unsafe`. It runs at memory speed and cannot fail here.
-                let text = String::from_utf8(partial.data).map_err(|_| MessageError::InvalidUtf8)?;
+                // A `String` needs the bytes proven once more (skipping that is `unsafe`):
+                // the vector check does it, faster than std's (it cannot fail here).
+                let text = into_string(partial.data).map_err(|_| MessageError::InvalidUtf8)?;
                 Ok(Some(Message::Text(text)))
             }
         }

@@ -62,6 +62,8 @@
 use std::fmt;
 
 use crate::server::sys::utf8_simd;
+/// A finished text message's bytes as a `String`, proven by the same vector check.
+pub use crate::server::sys::utf8_simd::into_string;
 
 /// Bytes checked at once by the ASCII fast path: one `u64`.
 const WORD_BYTES: usize = 8;

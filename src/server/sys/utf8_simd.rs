@@ -3,13 +3,14 @@
 //! Per Byte", Software: Practice and Experience 51(5), 2021 (arXiv:2010.03090), the one
 //! simdjson and simdutf8 use.
 //!
-//! [`validate_prefix`] is the whole API: it vouches for a prefix of its input, and the caller,
+//! [`validate_prefix`] is the API: it vouches for a prefix of its input, and the caller,
 //! [`crate::ws::utf8::Utf8Validator`], checks whatever follows (an unfinished code point at
 //! the end, or the block where the first error is) with its byte-at-a-time state machine,
 //! which is also what finds the error's exact offset. That keeps the vector code free of the
 //! two things that make a validator fiddly, resuming across pieces and pinpointing an error,
 //! and it keeps the proof simple: this side must never vouch for a byte std would reject, and
-//! vouching for less than it could only costs time.
+//! vouching for less than it could only costs time. [`into_string`] turns a finished text
+//! message into a `String` on that same check, without std checking it again byte by byte.
 //!
 //! # Theory of operation
 //!
@@ -103,6 +104,22 @@ pub fn validate_prefix(bytes: &[u8]) -> usize {
 #[cfg(not(target_arch = "x86_64"))]
 pub fn validate_prefix(_bytes: &[u8]) -> usize {
     0
+}
+
+/// `bytes` as a `String` when it is valid UTF-8, as `String::from_utf8` would give it, but
+/// with the vector check above doing most of the checking: std's own check runs a word at a
+/// time, which was 3.4% of the server's CPU on a 1 KiB text echo (`perf`), beside 1.3% for
+/// the vector check that had already seen every byte as it arrived. `Err` gives the bytes back.
+pub fn into_string(bytes: Vec<u8>) -> Result<String, Vec<u8>> {
+    let vouched = validate_prefix(&bytes);
+    if std::str::from_utf8(&bytes[vouched..]).is_err() {
+        return Err(bytes);
+    }
+    // SAFETY: `bytes[..vouched]` is valid UTF-8 that ends between two code points
+    // (`validate_prefix`'s contract, which the exhaustive test and the `utf8` fuzz target hold
+    // it to) and std has just checked `bytes[vouched..]`; two valid UTF-8 strings one after
+    // the other are one.
+    Ok(unsafe { String::from_utf8_unchecked(bytes) })
 }
 
 /// `bytes` without the code point its end cuts off, for `bytes` that the vector check found
@@ -442,6 +459,21 @@ mod tests {
         assert_eq!(without_cut_code_point(b"a\xf0\x9f\x98"), 1);
         assert_eq!(without_cut_code_point(b"\xf0\x9f\x98\x80"), 4);
         assert_eq!(without_cut_code_point(b"\xf0"), 0);
+    }
+
+    #[test]
+    fn into_string_agrees_with_std_on_valid_cut_and_broken_text() {
+        let text = "κόσμε, 😀 and ASCII ".repeat(20).into_bytes();
+        for end in 0..=text.len() {
+            for bad in [None, Some(0xFF), Some(0x80), Some(0xC0)] {
+                let mut bytes = text[..end].to_vec();
+                if let Some(byte) = bad {
+                    bytes.insert(end / 2, byte);
+                }
+                let expected = String::from_utf8(bytes.clone()).map_err(|e| e.into_bytes());
+                assert_eq!(into_string(bytes), expected, "end {end}, inserted {bad:?}");
+            }
+        }
     }
 
     #[test]
