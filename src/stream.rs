@@ -427,16 +427,20 @@ impl WebSocketStream {
     }
 
     /// Feeds the client's bytes to the session and acts on what they amount to; none while a
-    /// message of the client's is being published.
+    /// message of the client's is being published. What the session took is removed from the
+    /// input once, at the end: removing it after each message would move the rest of the input
+    /// every time (a read often holds several messages), which was most of the server's
+    /// `memmove` on a pipelined echo.
     fn read_frames(&mut self, io: &mut Io<'_>) {
+        let mut taken = 0;
         loop {
             if self.publishing.is_some() {
-                return;
+                break;
             }
-            let (consumed, event) = self.session.receive(&mut io.input[..], io.output);
-            io.input.drain(..consumed);
+            let (consumed, event) = self.session.receive(&mut io.input[taken..], io.output);
+            taken += consumed;
             match event {
-                None if consumed == 0 => return,
+                None if consumed == 0 => break,
                 None => {}
                 Some(Event::Message(message)) => self.on_message(io, message),
                 Some(Event::Pong(_)) => self.ping_unanswered_since = None,
@@ -451,6 +455,7 @@ impl WebSocketStream {
                 Some(Event::Ping(_)) => {}
             }
         }
+        io.input.drain(..taken);
     }
 
     fn on_message(&mut self, io: &mut Io<'_>, message: WsMessage) {
