@@ -361,6 +361,69 @@ fn publishes_pass_the_same_gate_as_http11() {
     );
 }
 
+/// Over HTTP/1.1 the gate judges a publish by its head, before a byte of its body is read;
+/// over HTTP/2 too: a foreign page's publish is refused while its body has not even been sent,
+/// a declared `Content-Length` past the limit gets 413 at once, and a body that grows past it
+/// gets 413 with the CORS fields the gate gave the request, so that the allowed page that sent
+/// it can read why (RFC 9110 §15.5.14; the Fetch standard's CORS check needs
+/// `Access-Control-Allow-Origin` on every answer a page reads).
+#[test]
+fn a_publish_is_judged_by_its_head_before_its_body_as_over_http11() {
+    const ALLOWED: &str = "http://app.example";
+    each_model(
+        |config| config.allowed_origins = vec![ALLOWED.into()],
+        |server| {
+            let mut client = Client::connect(server, &[]);
+            let headers_only = |client: &mut Client, extra: &[(&str, &str)]| {
+                let id = client.next_stream;
+                client.next_stream += 2;
+                let mut fields = vec![
+                    Field::new(":method", "POST"),
+                    Field::new(":scheme", "http"),
+                    Field::new(":path", "/publish/judged"),
+                    Field::new(":authority", "localhost"),
+                ];
+                fields.extend(extra.iter().map(|(n, v)| Field::new(*n, *v)));
+                let mut block = Vec::new();
+                client.encoder.encode(&fields, &mut block);
+                client.send(Frame::Headers { stream_id: id, end_stream: false, end_headers: true, fragment: &block });
+                id
+            };
+            let foreign = headers_only(&mut client, &[("origin", "http://evil.example")]);
+            assert_eq!(client.response(foreign).status, 403, "refused before any DATA was sent");
+
+            let declared = headers_only(&mut client, &[("origin", ALLOWED), ("content-length", "100000")]);
+            let answer = client.response(declared);
+            assert_eq!(answer.status, 413, "a declared length past --max-publish-bytes, before any DATA");
+            assert_eq!(answer.field("access-control-allow-origin"), Some(ALLOWED));
+
+            let growing = headers_only(&mut client, &[("origin", ALLOWED)]);
+            let piece = vec![b'a'; 16_384];
+            // 64 KiB is the limit; the fifth frame passes it.
+            for _ in 0..5 {
+                client.send(Frame::Data {
+                    stream_id: growing,
+                    end_stream: false,
+                    data: &piece,
+                    flow_controlled_len: 0,
+                });
+            }
+            let answer = client.response(growing);
+            assert_eq!(answer.status, 413, "a body that grew past --max-publish-bytes");
+            assert_eq!(answer.field("access-control-allow-origin"), Some(ALLOWED), "readable by the page that sent it");
+
+            let fine = headers_only(&mut client, &[("origin", ALLOWED)]);
+            client.send(Frame::Data {
+                stream_id: fine,
+                end_stream: true,
+                data: b"judged, then read",
+                flow_controlled_len: 0,
+            });
+            assert_eq!(client.response(fine).status, 201, "an accepted head's body is published");
+        },
+    );
+}
+
 #[test]
 fn publishes_and_streams_need_a_token_as_over_http11() {
     use realtime::token::{self, ChannelPattern, Claims};

@@ -130,6 +130,17 @@ impl RequestHead {
         Ok(RequestHead { method, path, fields: regular })
     }
 
+    /// A body follows the head (no END_STREAM on the HEADERS frame). Without a
+    /// `Content-Length`, its length is known only at END_STREAM, which is what the chunked
+    /// coding means to the HTTP/1.1 routes (RFC 9112 §6.3 rule 4): the head says so, so that
+    /// the gate can judge the request before the body is read. (A client may not send
+    /// `Transfer-Encoding` itself: §8.2.2, refused in [`RequestHead::from_fields`].)
+    pub fn body_follows(&mut self) {
+        if !self.fields.iter().any(|(name, _)| name == "content-length") {
+            self.fields.push(("transfer-encoding".to_string(), b"chunked".to_vec()));
+        }
+    }
+
     /// The body is complete and `length` octets long: it is given as `Content-Length`.
     /// §8.1.1: "A request or response is also malformed if the value of a content-length
     /// header field does not equal the sum of the DATA frame payload lengths".
@@ -140,7 +151,7 @@ impl RequestHead {
                 return Err(Malformed::ContentLengthMismatch);
             }
         }
-        self.fields.retain(|(name, _)| name != "content-length");
+        self.fields.retain(|(name, _)| name != "content-length" && name != "transfer-encoding");
         // A GET without a body keeps the shape it has over HTTP/1.1: no Content-Length.
         if length != "0" || self.method == "POST" {
             self.fields.push(("content-length".to_string(), length.into_bytes()));
@@ -197,6 +208,7 @@ pub fn head_fields(status: u16, headers: &[(&str, &str)], date: &str) -> Vec<Fie
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::body::BodyFraming;
 
     fn request(fields: &[(&str, &str)]) -> Result<RequestHead, Malformed> {
         RequestHead::from_fields(fields.iter().map(|(n, v)| Field::new(*n, *v)).collect())
@@ -281,6 +293,21 @@ mod tests {
         assert_eq!(head.clone().set_body_length(4), Err(Malformed::ContentLengthMismatch));
         head.set_body_length(5).unwrap();
         assert_eq!(head.request().header("content-length"), Some(&b"5"[..]));
+    }
+
+    #[test]
+    fn a_body_of_unknown_length_reads_as_chunked_to_the_http11_routes_until_it_is_complete_rfc9112_6_3() {
+        let post = [(":method", "POST"), (":scheme", "http"), (":path", "/publish/a")];
+        let mut head = request(&post).unwrap();
+        head.body_follows();
+        assert_eq!(head.request().body_framing(), Ok(BodyFraming::Chunked), "judged before the body");
+        head.set_body_length(3).unwrap();
+        assert_eq!(head.request().body_framing(), Ok(BodyFraming::Length(3)), "and once it is complete");
+        let mut fields = post.to_vec();
+        fields.push(("content-length", "3"));
+        let mut declared = request(&fields).unwrap();
+        declared.body_follows();
+        assert_eq!(declared.request().body_framing(), Ok(BodyFraming::Length(3)), "a declared length stands");
     }
 
     #[test]

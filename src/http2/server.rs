@@ -9,9 +9,11 @@
 //! see HTTP/2. On every turn ([`H2Server::advance`]):
 //!
 //! 1. the protocol parses what arrived and reports requests, body octets and resets;
-//! 2. a request whose body is complete goes to [`App::handle`], the same route table, gate
-//!    (origin, token, rate) and route code as HTTP/1.1 ([`super::message`] makes the
-//!    [`crate::http::request::Request`]);
+//! 2. a request's head goes to [`App::handle`], the same route table, gate (origin, token,
+//!    rate) and route code as HTTP/1.1 ([`super::message`] makes the
+//!    [`crate::http::request::Request`]), as soon as it arrives: a refused request is answered
+//!    before its body is read, as over HTTP/1.1, and an accepted publish is carried out once
+//!    its body is complete (413, with the request's CORS fields, if it grows too long);
 //! 3. every stream's exchange makes progress: a publish waits for the broker, a long poll
 //!    for a message, an SSE stream pulls the channel into the stream's own buffer;
 //! 4. the protocol moves the streams' buffers out as DATA frames, within the peer's windows.
@@ -64,8 +66,9 @@ pub enum Outcome {
 
 /// One stream's exchange.
 enum Exchange {
-    /// The request body is arriving; the request is handled once it is complete.
-    Receiving { head: RequestHead, body: Vec<u8> },
+    /// The gate let the request's head through and its body is arriving; what the gate
+    /// decided goes on once the body is complete.
+    Receiving { head: RequestHead, body: Vec<u8>, decided: app::Exchange },
     /// A publish the broker has not answered yet; 503 at `deadline` (as HTTP/1.1).
     Publishing { pending: Pending<Arc<Message>>, cors: Cors, deadline: Instant },
     /// A long poll waiting for a message or its timeout.
@@ -219,7 +222,7 @@ impl H2Server {
             // reason; here the stream is refused (§8.7: REFUSED_STREAM, safe to retry).
             return self.reset(stream_id, ErrorCode::RefusedStream, io);
         }
-        let head = match RequestHead::from_fields(fields) {
+        let mut head = match RequestHead::from_fields(fields) {
             Ok(head) => head,
             // §8.1.1: "Malformed requests or responses that are detected MUST be treated as a
             // stream error (Section 5.4.2) of type PROTOCOL_ERROR."
@@ -230,47 +233,71 @@ impl H2Server {
         let access = io.app.config.access_log.then(|| (head.method.clone(), loggable_target(&request)));
         self.begin(stream_id, route, io.now.instant, access);
         if end_stream {
-            self.handle(stream_id, head, Vec::new(), io);
-        } else if let Some(metered) = self.streams.get_mut(&stream_id) {
-            metered.exchange = Exchange::Receiving { head, body: Vec::new() };
+            if head.set_body_length(0).is_err() {
+                // §8.1.1: malformed, a stream error of type PROTOCOL_ERROR.
+                return self.reset(stream_id, ErrorCode::ProtocolError, io);
+            }
+        } else {
+            // The body's length is known when END_STREAM comes, unless Content-Length says.
+            head.body_follows();
+        }
+        let Some(decided) = self.gate(stream_id, &head, io) else { return };
+        match decided.action {
+            // A publish reads its body first; anything else is answered from the head, as
+            // over HTTP/1.1, and DATA that still comes is dropped (flow control still counts
+            // it).
+            Action::Publish { .. } if !end_stream => {
+                self.set(stream_id, Exchange::Receiving { head, body: Vec::new(), decided })
+            }
+            _ => self.go_on(stream_id, decided, Vec::new(), io),
         }
     }
 
-    /// Request body octets: kept up to `max_publish_bytes` (the only body a route takes).
+    /// Request body octets of an accepted publish: kept up to `max_publish_bytes`.
     fn body(&mut self, stream_id: u32, data: &[u8], end_stream: bool, io: &mut Io<'_>) {
-        let Some(Metered { exchange: Exchange::Receiving { body, .. }, .. }) = self.streams.get_mut(&stream_id) else {
+        let Some(Metered { exchange: Exchange::Receiving { body, decided, .. }, .. }) =
+            self.streams.get_mut(&stream_id)
+        else {
             return;
         };
         if body.len() + data.len() > io.app.config.max_publish_bytes {
-            // As over HTTP/1.1 (413 before the body is read); §8.1: the response ends the
-            // stream and RST_STREAM(NO_ERROR) asks the client to stop sending.
-            return self.respond(stream_id, Response::text(413, "message too large"), &Cors::NotApplicable, false, io);
+            // As over HTTP/1.1, with the CORS fields the gate gave the request (an allowed
+            // page may read why); §8.1: the response ends the stream and RST_STREAM(NO_ERROR)
+            // asks the client to stop sending.
+            let cors = decided.cors.clone();
+            return self.respond(stream_id, Response::text(413, "message too large"), &cors, false, io);
         }
         body.extend_from_slice(data);
         if !end_stream {
             return;
         }
         let Some(Metered { exchange, .. }) = self.streams.get_mut(&stream_id) else { return };
-        if let Exchange::Receiving { head, body } = std::mem::replace(exchange, Exchange::Sending) {
-            self.handle(stream_id, head, body, io);
+        if let Exchange::Receiving { mut head, body, decided } = std::mem::replace(exchange, Exchange::Sending) {
+            if head.set_body_length(body.len()).is_err() {
+                // §8.1.1: malformed, a stream error of type PROTOCOL_ERROR.
+                return self.reset(stream_id, ErrorCode::ProtocolError, io);
+            }
+            self.go_on(stream_id, decided, body, io);
         }
     }
 
-    /// A complete request goes through the same route table, gate and routes as HTTP/1.1.
-    fn handle(&mut self, stream_id: u32, mut head: RequestHead, body: Vec<u8>, io: &mut Io<'_>) {
-        if head.set_body_length(body.len()).is_err() {
-            // §8.1.1: malformed, a stream error of type PROTOCOL_ERROR.
-            return self.reset(stream_id, ErrorCode::ProtocolError, io);
-        }
+    /// A request's head goes through the same route table and gate as over HTTP/1.1; `None`
+    /// when the stream was answered here already.
+    fn gate(&mut self, stream_id: u32, head: &RequestHead, io: &mut Io<'_>) -> Option<app::Exchange> {
         let request = head.request();
         if let Some(Route::WebSocket(_) | Route::Echo) = app::route(request.path()) {
             // RFC 8441 bootstraps WebSockets over HTTP/2 with an extended CONNECT; without it
             // a WebSocket needs HTTP/1.1 (RFC 9110 §15.6.2: 501 "does not support the
             // functionality required to fulfill the request").
             let response = Response::text(501, "WebSocket over HTTP/2 (RFC 8441) is not implemented: use HTTP/1.1");
-            return self.respond(stream_id, response, &Cors::NotApplicable, false, io);
+            self.respond(stream_id, response, &Cors::NotApplicable, false, io);
+            return None;
         }
-        let exchange = io.app.handle(&request, io.peer, io.now);
+        Some(io.app.handle(&request, io.peer, io.now))
+    }
+
+    /// What the gate decided is carried out, with the request's complete body.
+    fn go_on(&mut self, stream_id: u32, exchange: app::Exchange, body: Vec<u8>, io: &mut Io<'_>) {
         let head_only = exchange.framing.head_only;
         let cors = exchange.cors;
         match exchange.action {
