@@ -144,9 +144,9 @@ enum State {
     /// A publish the broker has not answered yet (Redis: the command is on the link). At
     /// `deadline` (`--redis-timeout` after the body) the client is answered 503 and the late
     /// answer is discarded.
-    Publishing { pending: Pending<Arc<Message>>, reply: Reply, deadline: Instant },
+    Publishing(Box<InFlight>),
     /// A long poll waiting for a message or its timeout.
-    Poll { poll: Box<LongPoll>, reply: Reply },
+    Poll(Box<PollExchange>),
     /// A stream whose start in its channel ("only new messages": the tail) the broker is
     /// still asking for; nothing has been written yet. Its head (or `101`) goes out once the
     /// start is known, so that nothing the client publishes after seeing it can be skipped.
@@ -171,6 +171,20 @@ struct Upload {
     decoder: BodyDecoder,
     body: Vec<u8>,
     deadline: Instant,
+}
+
+/// A publish in flight ([`State::Publishing`]).
+struct InFlight {
+    pending: Pending<Arc<Message>>,
+    reply: Reply,
+    deadline: Instant,
+}
+
+/// A long poll and how to answer it ([`State::Poll`]), boxed together: a parked poll's
+/// connection keeps one pointer in its state.
+struct PollExchange {
+    poll: LongPoll,
+    reply: Reply,
 }
 
 /// What the access log keeps of the exchange in progress until it ends.
@@ -313,7 +327,7 @@ impl Connection {
 
     /// A long poll waiting for the broker (for the event loop's per-worker counts).
     pub fn is_parked_poll(&self) -> bool {
-        matches!(&self.state, State::Poll { poll, .. } if poll.is_parked())
+        matches!(&self.state, State::Poll(exchange) if exchange.poll.is_parked())
     }
 
     /// Closed once everything queued is written: the driver closes the socket.
@@ -324,7 +338,7 @@ impl Connection {
     pub fn waiting_for(&self) -> Waiting {
         match self.state {
             State::Head { .. } | State::Body(_) => Waiting::ForInput,
-            State::Poll { .. } | State::Sse(_) | State::Publishing { .. } | State::Opening { .. } => Waiting::ForBroker,
+            State::Poll(_) | State::Sse(_) | State::Publishing(_) | State::Opening { .. } => Waiting::ForBroker,
             State::WebSocket(_) | State::Http2(_) => Waiting::ForInputAndBroker,
             State::Closing => Waiting::ForClose,
         }
@@ -352,8 +366,9 @@ impl Connection {
             State::Head { started: Some(started), .. } => Some(*started + config.header_timeout),
             State::Head { idle_since, started: None } => Some(*idle_since + config.idle_timeout),
             State::Body(upload) => Some(upload.deadline),
-            State::Publishing { deadline, .. } | State::Opening { deadline, .. } => Some(*deadline),
-            State::Poll { poll, .. } => Some(poll.deadline()),
+            State::Publishing(publish) => Some(publish.deadline),
+            State::Opening { deadline, .. } => Some(*deadline),
+            State::Poll(exchange) => Some(exchange.poll.deadline()),
             State::Sse(stream) => Some(stream.next_deadline()),
             State::WebSocket(stream) => Some(stream.next_deadline(config.keepalive)),
             State::Http2(server) => server.next_deadline(&self.app),
@@ -497,7 +512,8 @@ impl Connection {
             _ => None,
         };
         let ended = match std::mem::replace(&mut self.state, next) {
-            State::Poll { mut poll, .. } => {
+            State::Poll(mut exchange) => {
+                let poll = &mut exchange.poll;
                 if poll.is_parked() {
                     self.app.stats.poll_unparked();
                 }
@@ -523,9 +539,9 @@ impl Connection {
                 Some((Some(101), Some(Transport::WebSocket), Some(stream.close_code())))
             }
             // A complete body becomes a publish in flight: the same exchange goes on.
-            State::Body(_) if matches!(self.state, State::Publishing { .. }) => None,
+            State::Body(_) if matches!(self.state, State::Publishing(_)) => None,
             // A body or a publish left unanswered (an answered one was logged by `respond`).
-            State::Body(_) | State::Publishing { .. } => Some((None, None, None)),
+            State::Body(_) | State::Publishing(_) => Some((None, None, None)),
             // Each stream is an exchange of its own, logged by the server as it ends.
             State::Http2(mut server) => {
                 server.stop_all(&self.app, Now { instant: at, unix_ms: self.last_turn.unix_ms });
@@ -566,9 +582,9 @@ impl Connection {
                 self.read_head(now, deadline, waker)
             }
             State::Body(_) => self.read_body(now),
-            State::Publishing { .. } => self.finish_publish(now, waker),
+            State::Publishing(_) => self.finish_publish(now, waker),
             State::Opening { .. } => self.open(now, waker),
-            State::Poll { .. } => self.poll(now, waker),
+            State::Poll(_) => self.poll(now, waker),
             State::Sse(_) | State::WebSocket(_) => self.stream(now, waker),
             State::Http2(_) => self.http2(now, waker),
             State::Closing => false,
@@ -656,7 +672,7 @@ impl Connection {
                 let upload = Upload { channel, reply, decoder, body: Vec::new(), deadline };
                 self.enter(State::Body(Box::new(upload)), now.instant);
             }
-            Action::Poll(poll) => self.enter(State::Poll { poll: Box::new(poll), reply }, now.instant),
+            Action::Poll(poll) => self.enter(State::Poll(Box::new(PollExchange { poll, reply })), now.instant),
             Action::Sse(start) => self.start_sse(start, &reply, now),
             Action::Upgrade(start) => match start.mode {
                 WebSocketMode::Echo => {
@@ -800,7 +816,8 @@ impl Connection {
                     match self.app.publish(channel, body, now) {
                         Ok(pending) => {
                             let deadline = now.instant + self.app.config.redis_timeout;
-                            self.enter(State::Publishing { pending, reply, deadline }, now.instant);
+                            let publish = InFlight { pending, reply, deadline };
+                            self.enter(State::Publishing(Box::new(publish)), now.instant);
                         }
                         Err(response) => self.respond(now, response, &reply),
                     }
@@ -823,7 +840,8 @@ impl Connection {
     /// Answers a publish once the broker has (at once, on the memory broker), or 503 with
     /// `Retry-After: 1` when it has not within `--redis-timeout`.
     fn finish_publish(&mut self, now: Now, waker: &Waker) -> bool {
-        let State::Publishing { pending, reply, deadline } = &mut self.state else { return false };
+        let State::Publishing(publish) = &mut self.state else { return false };
+        let InFlight { pending, reply, deadline } = &mut **publish;
         let response = match pending.poll(waker) {
             Poll::Ready(result) => self.app.published(result),
             Poll::Pending if now.instant < *deadline => return false,
@@ -841,7 +859,8 @@ impl Connection {
 
     /// Long-polling steps 2 to 4 ([`crate::longpoll`]).
     fn poll(&mut self, now: Now, waker: &Waker) -> bool {
-        let State::Poll { poll, reply } = &mut self.state else { return false };
+        let State::Poll(exchange) = &mut self.state else { return false };
+        let PollExchange { poll, reply } = &mut **exchange;
         let was_parked = poll.is_parked();
         // A client that hung up is not waiting for an answer any more.
         let give_up = self.app.is_shutting_down() || self.input_closed;
@@ -872,7 +891,7 @@ impl Connection {
         let date = format_http_date(now.unix_secs());
         write_response(&mut self.output, &response, reply.framing, &date);
         self.answered(response.status, now.instant);
-        let transport = if matches!(self.state, State::Poll { .. }) { Some(Transport::LongPoll) } else { None };
+        let transport = if matches!(self.state, State::Poll(_)) { Some(Transport::LongPoll) } else { None };
         self.end_exchange(Some(response.status), transport, None);
         self.next_request(reply.framing.keep_alive, now.instant);
     }
