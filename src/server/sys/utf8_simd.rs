@@ -1,7 +1,7 @@
-//! UTF-8 validation 64 bytes at a time with the CPU's vector instructions (AVX2): the *lookup*
-//! algorithm of John Keiser and Daniel Lemire, "Validating UTF-8 In Less Than One Instruction
-//! Per Byte", Software: Practice and Experience 51(5), 2021 (arXiv:2010.03090), the one
-//! simdjson and simdutf8 use.
+//! UTF-8 validation 64 bytes at a time with the CPU's vector instructions (AVX2, or SSE4.1
+//! where there is no AVX2): the *lookup* algorithm of John Keiser and Daniel Lemire,
+//! "Validating UTF-8 In Less Than One Instruction Per Byte", Software: Practice and Experience
+//! 51(5), 2021 (arXiv:2010.03090), the one simdjson and simdutf8 use.
 //!
 //! [`validate_prefix`] is the API: it vouches for a prefix of its input, and the caller,
 //! [`crate::ws::utf8::Utf8Validator`], checks whatever follows (an unfinished code point at
@@ -53,23 +53,52 @@
 //! first bad block, not just that one exists somewhere in 64 KiB, so that it fails as soon as
 //! the bad byte is seen (RFC 6455 §8.1) at the cost of rescanning at most 67 bytes.
 //!
+//! # The 16-byte variant (SSE4.1)
+//!
+//! A CPU without AVX2 still has 16-byte vectors: SSSE3's `pshufb` (the lookup) and `palignr`
+//! (the shift), SSE4.1's `ptest` (the error check), SSE2 for the rest. The SSE4.1 path runs the
+//! same steps on the same 64-byte block, held in four registers instead of two, with the same
+//! tables and constants, the same `cut` for step 4 and the same end handling (step 5): the
+//! block loop, [`without_cut_code_point`] and everything but the registers are one code for
+//! both paths, so the two vouch for exactly the same prefix of any input (a test holds them to
+//! it). One thing is simpler: a 16-byte register is a single lane, so the three bytes carried
+//! from the previous vector (step 3) are one `palignr` of [previous, current] by 13, 14 and 15
+//! bytes, where AVX2, whose `vpalignr` shifts each 16-byte lane on its own, first needs a
+//! `vperm2i128` to put the previous vector's high lane beside the current one's low lane. Each
+//! block takes twice the instructions, so on non-ASCII text it runs at about half the AVX2
+//! path's speed (`README.md` has the numbers).
+//!
+//! [`validate_prefix`] takes the widest path the CPU has. A CPU with AVX2 has SSE4.1 too, so
+//! the tests run every path the CPU has on the same inputs, and
+//! [`sse41_validate_prefix_for_fuzzing`] lets the `utf8` fuzz target and the benchmark reach
+//! the SSE4.1 path on such a CPU.
+//!
 //! # What is unsafe here, and why
 //!
 //! - **Loading a block** into two vector registers (`load`): `_mm256_loadu_si256` takes a raw
 //!   pointer. It reads from a `&[u8; 64]`, so the 64 bytes are there and readable; `loadu`
 //!   needs no alignment.
-//! - **Calling the AVX2 code**: a `#[target_feature(enable = "avx2")]` function runs AVX2
+//!   The SSE4.1 path loads its four 16-byte quarters with `_mm_loadu_si128` (`sse41_load`),
+//!   on the same grounds.
+//! - **Calling the vector code**: a `#[target_feature(enable = "avx2")]` function runs AVX2
 //!   instructions, which a CPU without them would fault on (or, worse, decode as something
-//!   else), and the compiler cannot know what CPU it will run on. [`validate_prefix`] asks
-//!   with `is_x86_feature_detected!("avx2")` first, and makes that one call in `unsafe`.
+//!   else), and the compiler cannot know what CPU it will run on. `validate_prefix_on` asks
+//!   with `is_x86_feature_detected!("avx2")` first, and makes that one call in `unsafe`; the
+//!   same for the SSE4.1 path's `#[target_feature(enable = "ssse3,sse4.1")]` function, after
+//!   asking for both `ssse3` and `sse4.1` (every CPU with SSE4.1 has SSSE3, but the code uses
+//!   both, so it asks for both).
+//! - **A `String` from proven bytes** ([`into_string`]): `String::from_utf8_unchecked`, on
+//!   bytes the vector check and std have checked between them.
 //!
-//! Everything else, the arithmetic intrinsics inside the AVX2 functions and those functions
-//! calling each other, is safe Rust: since Rust 1.86/1.87 a `#[target_feature]` function may be
-//! safe, and the intrinsics that touch no memory are safe to call from code compiled with
-//! their feature.
+//! Everything else, the arithmetic intrinsics inside the vector functions and those functions
+//! calling each other (and the closure each path hands the shared block loop, which inherits
+//! its function's target features), is safe Rust: since Rust 1.86/1.87 a `#[target_feature]`
+//! function may be safe, and the intrinsics that touch no memory are safe to call from code
+//! compiled with their feature.
 //!
-//! Off x86_64, or on an x86_64 without AVX2, [`validate_prefix`] vouches for nothing (returns
-//! 0) and the state machine does all the work, at std's speed.
+//! Off x86_64, or on an older x86_64 without SSE4.1 (AMD's K10 and Bobcat, Intel's 65 nm Core
+//! 2), [`validate_prefix`]
+//! vouches for nothing (returns 0) and the state machine does all the work, at std's speed.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{
@@ -93,8 +122,8 @@ enum Path {
     /// 32-byte vectors (`__m256i`), two per block.
     Avx2,
     /// 16-byte vectors (`__m128i`), four per block: SSSE3's `pshufb` and `palignr`, SSE4.1's
-    /// `ptest`. For x86_64 CPUs without AVX2 (before Intel's Haswell, AMD's Excavator, and
-    /// Atom-class cores to this day).
+    /// `ptest`. For x86_64 CPUs without AVX2: Intel's before Haswell and many later Pentium,
+    /// Celeron and Atom parts, AMD's before Excavator.
     Sse41,
 }
 
