@@ -59,7 +59,7 @@
 //! (the shift), SSE4.1's `ptest` (the error check), SSE2 for the rest. The SSE4.1 path runs the
 //! same steps on the same 64-byte block, held in four registers instead of two, with the same
 //! tables and constants, the same `cut` for step 4 and the same end handling (step 5): the
-//! block loop, [`without_cut_code_point`] and everything but the registers are one code for
+//! block loop, `without_cut_code_point` and everything but the registers are one code for
 //! both paths, so the two vouch for exactly the same prefix of any input (a test holds them to
 //! it). One thing is simpler: a 16-byte register is a single lane, so the three bytes carried
 //! from the previous vector (step 3) are one `palignr` of [previous, current] by 13, 14 and 15
@@ -102,12 +102,11 @@
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{
-    __m128i, __m256i, _mm256_alignr_epi8, _mm256_and_si256, _mm256_loadu_si256, _mm256_movemask_epi8,
-    _mm256_or_si256, _mm256_permute2x128_si256, _mm256_set1_epi8, _mm256_setr_epi8, _mm256_setzero_si256,
-    _mm256_shuffle_epi8, _mm256_srli_epi16, _mm256_subs_epu8, _mm256_testz_si256, _mm256_xor_si256,
-    _mm_alignr_epi8, _mm_and_si128, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
-    _mm_setr_epi8, _mm_setzero_si128, _mm_shuffle_epi8, _mm_srli_epi16, _mm_subs_epu8, _mm_testz_si128,
-    _mm_xor_si128,
+    __m128i, __m256i, _mm256_alignr_epi8, _mm256_and_si256, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_or_si256,
+    _mm256_permute2x128_si256, _mm256_set1_epi8, _mm256_setr_epi8, _mm256_setzero_si256, _mm256_shuffle_epi8,
+    _mm256_srli_epi16, _mm256_subs_epu8, _mm256_testz_si256, _mm256_xor_si256, _mm_alignr_epi8, _mm_and_si128,
+    _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_setr_epi8, _mm_setzero_si128,
+    _mm_shuffle_epi8, _mm_srli_epi16, _mm_subs_epu8, _mm_testz_si128, _mm_xor_si128,
 };
 
 /// Bytes per step: two 32-byte AVX2 registers, or four 16-byte SSE ones. Checking the error
@@ -505,7 +504,8 @@ impl Checker {
         // Step 2: where the byte must be a continuation because of a lead two or three back.
         let third_byte = _mm256_subs_epu8(back2, _mm256_set1_epi8(THREE_BYTE_LEAD_BIAS as i8));
         let fourth_byte = _mm256_subs_epu8(back3, _mm256_set1_epi8(FOUR_BYTE_LEAD_BIAS as i8));
-        let must_continue = _mm256_and_si256(_mm256_or_si256(third_byte, fourth_byte), _mm256_set1_epi8(HIGH_BIT as i8));
+        let must_continue =
+            _mm256_and_si256(_mm256_or_si256(third_byte, fourth_byte), _mm256_set1_epi8(HIGH_BIT as i8));
         // Where a continuation was due, the TWO_CONTINUATIONS flag is expected and cancels;
         // where it was not, the flag stays, and where one was due but missing, a bit appears.
         _mm256_xor_si256(must_continue, pairs)
