@@ -97,8 +97,8 @@
 //! compiled with their feature.
 //!
 //! Off x86_64, or on an older x86_64 without SSE4.1 (AMD's K10 and Bobcat, Intel's 65 nm Core
-//! 2), [`validate_prefix`]
-//! vouches for nothing (returns 0) and the state machine does all the work, at std's speed.
+//! 2), [`validate_prefix`] vouches for nothing (returns 0) and the state machine does all the
+//! work, at std's speed.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::{
