@@ -9,6 +9,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use realtime::server::sys::utf8_simd;
 use realtime::ws::frame::{encode_frame, Decoded, FrameDecoder, Opcode, Role};
 use realtime::ws::mask::apply_mask;
 use realtime::ws::session::Session;
@@ -132,14 +133,25 @@ fn bench_mask() {
     });
 }
 
-/// UTF-8 validation of `text`, by `feed` (the AVX2 path where the CPU has it) and, in the same
-/// run, by `feed_scalar` (the state machine alone, what `feed` was before the vector path).
+/// UTF-8 validation of `text`, by `feed` (the AVX2 path where the CPU has it), by the SSE4.1
+/// path (which `feed` takes on a CPU without AVX2) followed by the state machine on what it
+/// left, as `feed` does, and, in the same run, by `feed_scalar` (the state machine alone, what
+/// `feed` was before the vector paths).
 fn bench_utf8(what: &str, text: &[u8]) {
     measure(&format!("utf8 validate, {what}"), text.len(), || {
         let mut validator = Utf8Validator::new();
         validator.feed(black_box(text)).expect("valid");
         validator.finish().expect("complete");
     });
+    if utf8_simd::sse41_validate_prefix_for_fuzzing(b"").is_some() {
+        measure(&format!("utf8 validate (SSE4.1), {what}"), text.len(), || {
+            let text = black_box(text);
+            let vouched = utf8_simd::sse41_validate_prefix_for_fuzzing(text).expect("this CPU has SSE4.1");
+            let mut validator = Utf8Validator::new();
+            validator.feed_scalar(&text[vouched..]).expect("valid");
+            validator.finish().expect("complete");
+        });
+    }
     measure(&format!("utf8 validate (scalar), {what}"), text.len(), || {
         let mut validator = Utf8Validator::new();
         validator.feed_scalar(black_box(text)).expect("valid");

@@ -20,6 +20,7 @@ use crate::deflate::{Deflater, InflateError, Inflater, Level};
 use crate::http::body::{BodyDecoder, BodyFraming};
 use crate::http::grammar::Parsed;
 use crate::http::request::{parse_request, Limits};
+use crate::server::sys::utf8_simd;
 use crate::sse::{Event as SseEvent, EventStreamParser, ParseError};
 use crate::token::{self, ChannelPattern, TokenError, MAX_NUMERIC_DATE, MAX_PATTERNS, MAX_TOKEN_BYTES};
 use crate::ws::session::{Event as WsEvent, Session, State};
@@ -146,10 +147,16 @@ pub fn ws_frame(data: &[u8]) {
 /// positions taken from the input) gives `std::str::from_utf8`'s verdict, the invalid byte
 /// at the offset std's error implies ([`std_utf8_verdict`]), reported by the `feed` of the
 /// piece that holds it (failing fast); the state machine alone (`feed_scalar`) and
-/// [`crate::ws::utf8::into_string`] agree.
+/// [`crate::ws::utf8::into_string`] agree. `feed` takes the widest vector path the CPU has,
+/// so the SSE4.1 path, which CPUs without AVX2 take, is held to its contract directly: it
+/// vouches for at most the input, and only for valid UTF-8.
 pub fn utf8(data: &[u8]) {
     let expected = std_utf8_verdict(data);
     assert_eq!(crate::ws::utf8::into_string(data.to_vec()).is_ok(), expected.is_ok(), "into_string");
+    if let Some(vouched) = utf8_simd::sse41_validate_prefix_for_fuzzing(data) {
+        assert!(vouched <= data.len(), "SSE4.1 vouched for {vouched} of {} bytes", data.len());
+        assert!(std::str::from_utf8(&data[..vouched]).is_ok(), "SSE4.1 vouched for invalid bytes: {vouched}");
+    }
     let mut scalar = Utf8Validator::new();
     assert_eq!(scalar.feed_scalar(data).and_then(|()| scalar.finish()), expected);
     let first = split_point(data);

@@ -74,7 +74,7 @@
 //! | read a frame header: FIN, RSV, opcode, 7/16/64-bit length, mask | [`ws::frame::FrameDecoder`] | §5.2 |
 //! | unmask the payload, a machine word at a time | [`ws::mask::apply_mask`] | §5.3 |
 //! | reassemble fragments; control frames in between | [`ws::message::Assembler`] | §5.4 |
-//! | validate text as UTF-8 as it arrives, failing fast; 64 bytes at a time with AVX2 where the CPU has it | [`ws::utf8::Utf8Validator`], [`server::sys::utf8_simd::validate_prefix`] | §5.6, §8.1 |
+//! | validate text as UTF-8 as it arrives, failing fast; 64 bytes at a time with AVX2, or SSE4.1 without it, where the CPU has them | [`ws::utf8::Utf8Validator`], [`server::sys::utf8_simd::validate_prefix`] | §5.6, §8.1 |
 //! | answer pings; fail the connection with the right code | [`ws::session::Session::receive`], [`ws::session::ProtocolError::close_code`] | §5.5.2, §7.1.7, §7.4 |
 //! | follow a channel (a `{"gap":true,...}` frame first if the cursor is too old), publish the client's text, ping every `--keepalive` | [`stream::WebSocketStream::advance`] | §5.5.2, §7.4.1 |
 //! | the closing handshake: whoever closes first sends Close and the other echoes its status code; after its own Close the server waits at most 5 s for the peer's; once Close has gone both ways, or the peer broke the protocol, the server closes TCP first, at once | [`ws::session::Session::close`] (our Close: `CloseSent`), [`ws::session::Session::receive`] (the peer's Close, echoed if we had sent none: `Closed`), [`stream::WebSocketStream::advance`] with [`stream::CLOSE_HANDSHAKE_TIMEOUT`], then [`connection::Connection::is_finished`] | §5.5.1, §7.1.1-§7.1.4 |
@@ -159,8 +159,9 @@
 //! - [`server`]: the two drivers ([`server::event_loop`], [`server::threads`]), the shared accept
 //!   loop, the shared write and linger ([`server::write`]), and [`server::sys`], the one
 //!   `unsafe` module, behind safe APIs: the OS calls std lacks ([`server::sys::os`]: epoll,
-//!   poll, eventfd, signals, rlimit, CPU affinity) and UTF-8 validation with AVX2
-//!   ([`server::sys::utf8_simd`], the Keiser-Lemire lookup algorithm, used by [`ws::utf8`]).
+//!   poll, eventfd, signals, rlimit, CPU affinity) and UTF-8 validation with AVX2 or SSE4.1
+//!   ([`server::sys::utf8_simd`], the Keiser-Lemire lookup algorithm on 32- or 16-byte
+//!   vectors, used by [`ws::utf8`]).
 //! - [`config`]: every limit, its default and why; [`stats`]: `/stats` and `/metrics`, with
 //!   [`histogram`] (latency histograms, an atomic counter per bucket) and [`process`] (the
 //!   standard `process_*` metrics, from `/proc`).

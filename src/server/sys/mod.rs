@@ -8,7 +8,7 @@
 //! | part | what needs `unsafe` | why std is not enough |
 //! |---|---|---|
 //! | [`os`] | calls into C (`extern "C"`), taking ownership of the descriptors the kernel returns | std has no epoll, poll, eventfd, sigwait, rlimit or CPU affinity |
-//! | [`utf8_simd`] | 32-byte vector loads from a slice, calling AVX2 code once the CPU is known to have it, and a `String` from bytes that check has proven | std's own UTF-8 check runs a byte (or a word) at a time |
+//! | [`utf8_simd`] | 32- and 16-byte vector loads from a slice, calling AVX2 (or SSE4.1) code once the CPU is known to have it, and a `String` from bytes that check has proven | std's own UTF-8 check runs a byte (or a word) at a time |
 //!
 //! Every `unsafe` block carries a `// SAFETY:` comment saying why it cannot go wrong, and each
 //! part's module docs say what in it is unsafe. Nothing here imports from the rest of the crate:
