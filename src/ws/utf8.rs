@@ -48,7 +48,8 @@
 //! # The vector path
 //!
 //! The state machine goes a byte at a time through non-ASCII text (about 1 GB/s). Where the
-//! CPU has AVX2, [`Utf8Validator::feed`] first finishes a code point the previous piece cut,
+//! CPU has AVX2 or SSE4.1, [`Utf8Validator::feed`] first finishes a code point the previous
+//! piece cut,
 //! then lets [`utf8_simd::validate_prefix`] check 64 bytes at a time (the lookup algorithm of
 //! Keiser and Lemire, 2021, explained in that module), and runs the state machine only on
 //! what it did not vouch for: a code point cut at the end of the piece, which the state
@@ -130,7 +131,8 @@ impl Utf8Validator {
         let vouched = if self.pending == 0 { utf8_simd::validate_prefix(rest) } else { 0 };
         self.position += vouched as u64;
         // What the vector check did not vouch for: a code point cut at the end, the block
-        // with the first error (whose offset this finds), or everything without AVX2.
+        // with the first error (whose offset this finds), or everything on a CPU with neither
+        // AVX2 nor SSE4.1.
         self.feed_scalar(&rest[vouched..])
     }
 
