@@ -161,7 +161,7 @@ fn envelopes(count: usize) -> Vec<Vec<u8>> {
             let text: Vec<&str> = (0..3 + i % 17).map(|w| words[(i * 7 + w * 3) % words.len()]).collect();
             let id = format!("k3f9-{}", 1000 + i);
             let text = format!("{} #{}", text.join(" "), i * 31 % 1000);
-            Message::new(&id, Position(i as u128), &text, 1_700_000_000_000 + i as u64 * 137)
+            Message::new(&id, Position::new(i as u128), &text, 1_700_000_000_000 + i as u64 * 137)
                 .envelope()
                 .as_bytes()
                 .to_vec()

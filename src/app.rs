@@ -586,10 +586,10 @@ mod tests {
         fn read(&self, channel: &str, since: &Since, max: usize, reader: broker::Reader<'_>) -> broker::Batch {
             self.0.read(channel, since, max, reader)
         }
-        fn subscribe(&self, channel: &str, subscriber: u64, waker: &std::task::Waker, now: std::time::Instant) {
+        fn subscribe(&self, channel: &str, subscriber: u64, waker: &std::task::Waker, now: crate::time::Instant) {
             self.0.subscribe(channel, subscriber, waker, now)
         }
-        fn unsubscribe(&self, channel: &str, subscriber: u64, now: std::time::Instant) {
+        fn unsubscribe(&self, channel: &str, subscriber: u64, now: crate::time::Instant) {
             self.0.unsubscribe(channel, subscriber, now)
         }
         fn is_ready(&self) -> bool {

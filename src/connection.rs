@@ -42,10 +42,11 @@
 
 #![forbid(unsafe_code)]
 
+use crate::time::Instant;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::app::{error_response, Action, App, Exchange, SseStart, WebSocketMode};
 use crate::broker::{Message, Pending, Reader};

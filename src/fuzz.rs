@@ -407,10 +407,10 @@ fn drive_connection(first: &[u8], data: &[u8]) {
     use crate::app::App;
     use crate::broker::memory::MemoryBroker;
     use crate::connection::Connection;
+    use crate::time::Instant;
     use crate::time::Now;
     use std::sync::Arc;
     use std::task::Waker;
-    use std::time::Instant;
 
     let config = fuzz_connection_config();
     let broker = Arc::new(MemoryBroker::with_epoch("fuzz".into(), config.broker_limits()));

@@ -24,9 +24,10 @@
 
 #![forbid(unsafe_code)]
 
+use crate::time::Instant;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::broker::{Batch, Broker, Message, Reader, Since};
 use crate::config::MAX_POLL_TIMEOUT;
@@ -341,7 +342,7 @@ mod tests {
         for _ in 0..3 {
             publish(&broker, &big);
         }
-        let mut poll = LongPoll::new("ch", Some(Since::After(Position(0))), now, 0);
+        let mut poll = LongPoll::new("ch", Some(Since::After(Position::new(0))), now, 0);
         let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, false) else { panic!() };
         assert_eq!(answer.delivered, 1);
         assert!(answer.body.contains(r#""cursor":"k3f9-1""#));

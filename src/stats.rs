@@ -791,12 +791,12 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, &time)| {
-                let position = crate::broker::Position(i as u128 + 1);
+                let position = crate::broker::Position::new(i as u128 + 1);
                 Arc::new(crate::broker::Message::new(&format!("e-{i}"), position, "x", time))
             })
             .collect();
         let gap = gap.then(|| crate::broker::Gap { since: "e-0".into(), oldest: None });
-        Batch { messages, gap, position: crate::broker::Position(times_ms.len() as u128), in_flight: false }
+        Batch { messages, gap, position: crate::broker::Position::new(times_ms.len() as u128), in_flight: false }
     }
 
     #[test]

@@ -21,10 +21,11 @@
 
 #![forbid(unsafe_code)]
 
+use crate::time::Instant;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::app::App;
 use crate::broker::{Batch, BrokerError, Gap, Message, Pending, Reader};
@@ -99,7 +100,7 @@ struct Authority {
     /// When the token that opened the stream expires.
     expires: Option<Instant>,
     /// The token's `sub`, counted in `/stats` while the stream is open.
-    subject: Option<String>,
+    subject: Option<Box<str>>,
 }
 
 impl Authority {
@@ -107,7 +108,10 @@ impl Authority {
         if let Some(subject) = &grant.subject {
             io.app.stats.subject_opened(subject);
         }
-        Authority { expires: grant.expires.map(|exp| io.now.instant_at_unix_secs(exp)), subject: grant.subject.clone() }
+        Authority {
+            expires: grant.expires.map(|exp| io.now.instant_at_unix_secs(exp)),
+            subject: grant.subject.as_deref().map(Box::from),
+        }
     }
 
     fn has_expired(&self, now: Instant) -> bool {

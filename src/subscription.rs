@@ -18,8 +18,8 @@
 
 #![forbid(unsafe_code)]
 
+use crate::time::Instant;
 use std::task::Waker;
-use std::time::Instant;
 
 use crate::broker::{Batch, Broker, Position, Reader, Since};
 
@@ -61,9 +61,9 @@ impl Subscription {
     pub fn read(&mut self, broker: &dyn Broker, max: usize, reader: Reader<'_>) -> Batch {
         if self.resolve_start(broker, reader).is_pending() {
             // The position is not used: the subscription keeps no cursor until the tail lands.
-            return Batch::in_flight(Position(0));
+            return Batch::in_flight(Position::new(0));
         }
-        let Some(since) = &self.since else { return Batch::in_flight(Position(0)) };
+        let Some(since) = &self.since else { return Batch::in_flight(Position::new(0)) };
         let batch = broker.read(&self.channel, since, max, reader);
         if !batch.in_flight {
             self.since = Some(Since::After(batch.position));

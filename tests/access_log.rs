@@ -3,12 +3,13 @@
 //! through a [`log::Capture`]. Both server models drive this same code, so what holds here holds
 //! for both; the last test reads the same lines from the real binary, on both models.
 
+use realtime::time::Instant;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc};
 use std::task::{Wake, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use realtime::app::App;
 use realtime::broker::memory::MemoryBroker;

@@ -7,11 +7,12 @@
 //! The drivers (`server::threads`, `server::event_loop`) only carry out what these decisions
 //! say, so what is tested here holds for both.
 
+use realtime::time::Instant;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Wake, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use realtime::app::App;
 use realtime::broker::memory::MemoryBroker;

@@ -991,7 +991,7 @@ fn with_access_log_each_stream_is_an_exchange_of_its_own() {
     let broker = Arc::new(realtime::broker::memory::MemoryBroker::with_epoch("t".into(), config.broker_limits()));
     let app = Arc::new(realtime::app::App::new(config, broker));
     let capture = log::capture(Format::Json);
-    let t0 = std::time::Instant::now();
+    let t0 = realtime::time::Instant::now();
     let now = Now { instant: t0, unix_ms: 1_700_000_000_000 };
     let peer = std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7));
     let mut connection = realtime::connection::Connection::new(app, peer, now);

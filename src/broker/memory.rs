@@ -53,10 +53,11 @@
 
 #![forbid(unsafe_code)]
 
+use crate::time::Instant;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use std::task::Poll;
 
@@ -77,7 +78,7 @@ const FROM_THE_START: &str = "0";
 /// How `0` is passed to [`MemoryBroker::read_now`]: a position no id of this broker parses to
 /// (sequence numbers fit in 64 bits), read as the start of whichever channel is read. Not
 /// `{epoch}-0`, which a reader may hold from before a reclaim and is then owed a gap.
-const START: Position = Position(1 << 64);
+const START: Position = Position::new(1 << 64);
 
 pub struct MemoryBroker {
     epoch: String,
@@ -331,7 +332,7 @@ impl MemoryBroker {
         }
         channel.last_seq += 1;
         let seq = channel.last_seq;
-        let message = Arc::new(Message::new(&self.id(seq), Position(seq as u128), text, now.unix_ms));
+        let message = Arc::new(Message::new(&self.id(seq), Position::new(seq as u128), text, now.unix_ms));
         channel.log.push(message.clone(), self.limits.history);
         channel.active_at = now.instant;
         channel.subscribers.wake_all();
@@ -364,7 +365,7 @@ impl Broker for MemoryBroker {
     }
 
     fn cursor(&self, position: Position) -> String {
-        self.id(position.0 as u64)
+        self.id(position.get() as u64)
     }
 
     fn read(&self, channel: &str, since: &Since, max: usize, _reader: Reader<'_>) -> Batch {
@@ -407,7 +408,7 @@ impl MemoryBroker {
         }
         let seq: u64 = seq.parse().map_err(|_| BrokerError::BadCursor)?;
         if epoch == self.epoch {
-            Ok(Since::After(Position(seq as u128)))
+            Ok(Since::After(Position::new(seq as u128)))
         } else {
             Ok(Since::Unknown(cursor.to_string()))
         }
@@ -418,7 +419,7 @@ impl MemoryBroker {
         let table = lock(&self.table);
         // A channel not held now starts, when it is made, after `reclaimed_through`.
         let last_seq = table.channels.get(channel).map_or(table.reclaimed_through, |c| lock(c).last_seq);
-        Position(last_seq as u128)
+        Position::new(last_seq as u128)
     }
 
     /// [`Broker::read`], answered now (never in flight).
@@ -435,11 +436,11 @@ impl MemoryBroker {
             let gap = match since {
                 // From the start of a channel that has nothing: nothing is owed yet.
                 Since::After(START) => None,
-                Since::After(Position(p)) if *p == reclaimed_through as u128 => None,
-                Since::After(Position(p)) => Some(Gap { since: self.id(*p as u64), oldest: None }),
+                Since::After(p) if p.get() == reclaimed_through as u128 => None,
+                Since::After(p) => Some(Gap { since: self.id(p.get() as u64), oldest: None }),
                 Since::Unknown(cursor) => Some(Gap { since: cursor.clone(), oldest: None }),
             };
-            return Batch { gap, ..Batch::empty(Position(reclaimed_through as u128)) };
+            return Batch { gap, ..Batch::empty(Position::new(reclaimed_through as u128)) };
         };
         let channel = lock(&channel);
         let first_seq = channel.first_seq();
@@ -447,8 +448,8 @@ impl MemoryBroker {
         // this channel: treat it like a foreign cursor rather than skip what comes next.
         let (after_seq, cursor_text) = match since {
             Since::After(START) => (channel.start_seq, None),
-            Since::After(Position(p)) if *p <= channel.last_seq as u128 => (*p as u64, None),
-            Since::After(Position(p)) => (0, Some(self.id(*p as u64))),
+            Since::After(p) if p.get() <= channel.last_seq as u128 => (p.get() as u64, None),
+            Since::After(p) => (0, Some(self.id(p.get() as u64))),
             Since::Unknown(cursor) => (0, Some(cursor.clone())),
         };
         let oldest = channel.log.oldest().map(|m| m.id.to_string());
@@ -459,10 +460,10 @@ impl MemoryBroker {
             None if after_seq + 1 < first_seq => Some(Gap { since: self.id(after_seq), oldest }),
             None => None,
         };
-        let messages = channel.log.after(Position(after_seq as u128), max);
+        let messages = channel.log.after(Position::new(after_seq as u128), max);
         let position = match messages.last() {
             Some(last) => last.position,
-            None => Position(channel.last_seq as u128),
+            None => Position::new(channel.last_seq as u128),
         };
         Batch { messages, gap, position, in_flight: false }
     }
@@ -687,7 +688,7 @@ mod tests {
     #[test]
     fn tail_is_the_newest_position_so_reading_from_it_waits_for_new_messages() {
         let b = broker(10);
-        assert_eq!(b.tail_now("ch"), Position(0));
+        assert_eq!(b.tail_now("ch"), Position::new(0));
         publish(&b, "ch", "old");
         let tail = b.tail_now("ch");
         assert!(b.read_now("ch", &Since::After(tail), 10).messages.is_empty());
@@ -794,7 +795,7 @@ mod tests {
             publish(&b, "big", &text);
         }
         let retained = b.usage().retained_bytes;
-        let batch = b.read_now("big", &Since::After(Position(0)), 1000);
+        let batch = b.read_now("big", &Since::After(Position::new(0)), 1000);
         println!("1000 messages of 64 KiB: {} retained, {retained} envelope bytes", batch.messages.len());
         assert!(retained <= DEFAULT_HISTORY_BYTES, "{retained}");
         assert_eq!(retained, batch.messages.iter().map(|m| m.envelope().len()).sum::<usize>());
@@ -819,7 +820,7 @@ mod tests {
         assert_eq!(b.usage().channels, 1);
         assert_eq!(
             b.usage().retained_bytes,
-            b.read_now("new", &Since::After(Position(0)), 10).messages[0].envelope().len()
+            b.read_now("new", &Since::After(Position::new(0)), 10).messages[0].envelope().len()
         );
     }
 

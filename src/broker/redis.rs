@@ -267,6 +267,7 @@
 
 #![forbid(unsafe_code)]
 
+use crate::time::Instant;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -277,7 +278,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Poll, Waker};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::memory::{Ring, Subscribers};
 use super::resp::{self, encode_command, RespError, Value};
@@ -767,7 +768,7 @@ impl fmt::Display for RedisUrl {
 
 /// The stream id of a position: `<ms>-<seq>`.
 pub fn stream_id(position: Position) -> String {
-    format!("{}-{}", position.0 >> 64, position.0 as u64)
+    format!("{}-{}", position.get() >> 64, position.get() as u64)
 }
 
 /// A stream id `<ms>-<seq>` as a position: `ms << 64 | seq`, so positions order as ids do.
@@ -775,21 +776,21 @@ pub fn parse_stream_id(text: &str) -> Option<Position> {
     let (ms, seq) = text.split_once('-')?;
     // `u64::from_str` would accept a leading '+'; an id never has one.
     let number = |s: &str| if s.bytes().all(|b| b.is_ascii_digit()) { s.parse::<u64>().ok() } else { None };
-    Some(Position(((number(ms)? as u128) << 64) | number(seq)? as u128))
+    Some(Position::new(((number(ms)? as u128) << 64) | number(seq)? as u128))
 }
 
 /// The position just after every entry of millisecond `ms`. Real ids never get there (it
 /// would take 2^64 entries in one millisecond), so such a position names no entry.
 fn end_of_millisecond(ms: u64) -> Position {
-    Position(((ms as u128) << 64) | u64::MAX as u128)
+    Position::new(((ms as u128) << 64) | u64::MAX as u128)
 }
 
 fn is_end_of_millisecond(position: Position) -> bool {
-    position.0 as u64 == u64::MAX
+    position.get() as u64 == u64::MAX
 }
 
 fn millis(position: Position) -> u64 {
-    (position.0 >> 64) as u64
+    (position.get() >> 64) as u64
 }
 
 fn now_ms() -> i64 {
@@ -1066,9 +1067,9 @@ impl Mirror {
     fn unloaded(now: Instant) -> Mirror {
         Mirror {
             loaded: None,
-            evicted: Position(0),
+            evicted: Position::new(0),
             ring: Ring::default(),
-            newest: Position(0),
+            newest: Position::new(0),
             subscribers: Subscribers::default(),
             idle_since: now,
         }
@@ -1079,9 +1080,9 @@ impl Mirror {
     /// again; until then its readers read the stream (see the module docs, "the mirror").
     fn rewind(&mut self) {
         self.loaded = None;
-        self.evicted = Position(0);
+        self.evicted = Position::new(0);
         self.ring = Ring::default();
-        self.newest = Position(0);
+        self.newest = Position::new(0);
         self.subscribers.wake_all();
     }
 
@@ -1283,12 +1284,12 @@ impl StreamInfo {
     /// entry like `XRANGE`'s, `[id, [field, value, ...]]`.
     fn parse(reply: &Value) -> Result<StreamInfo, RedisError> {
         let fields = reply.as_array().ok_or(RedisError::Unexpected("XINFO STREAM is not an array"))?;
-        let mut info = StreamInfo { last_generated: Position(0), first: None };
+        let mut info = StreamInfo { last_generated: Position::new(0), first: None };
         for pair in fields.chunks(2) {
             let [name, value] = pair else { break };
             match name.as_bytes() {
                 Some(b"last-generated-id") => {
-                    info.last_generated = value.as_str().and_then(parse_stream_id).unwrap_or(Position(0))
+                    info.last_generated = value.as_str().and_then(parse_stream_id).unwrap_or(Position::new(0))
                 }
                 Some(b"first-entry") if !value.is_null() => {
                     let [id, fields] = value.as_array().unwrap_or_default() else { continue };
@@ -1344,7 +1345,7 @@ fn gap_after(cursor: Position, info: Option<&StreamInfo>, remembered: Option<Pos
 /// end-of-millisecond position, a tail handed out while Redis was unreachable
 /// ([`Shared::estimated_now`]).
 fn names_an_entry(cursor: Position) -> bool {
-    cursor != Position(0) && !is_end_of_millisecond(cursor)
+    cursor != Position::new(0) && !is_end_of_millisecond(cursor)
 }
 
 /// Did the stream lose the cursor's own entry? A cursor that names an entry no older than the
@@ -1398,7 +1399,7 @@ fn newest_command(out: &mut Vec<u8>, keys: &KeySpace, channel: &str) {
 fn range_command(out: &mut Vec<u8>, key: &str, after: Position, count: usize) {
     // XRANGE's start is inclusive: the entry after `after` starts one past it (an exclusive
     // `(id` start needs Redis 6.2). Past the largest position there is nothing to read.
-    let start = stream_id(Position(after.0.saturating_add(1)));
+    let start = stream_id(Position::new(after.get().saturating_add(1)));
     encode_command(out, &[b"XRANGE", key.as_bytes(), start.as_bytes(), b"+", b"COUNT", count.to_string().as_bytes()]);
 }
 
@@ -1410,7 +1411,8 @@ fn parse_newest(reply: &Value) -> Result<Position, RedisError> {
     }
     let ids = reply.as_array().ok_or(RedisError::Unexpected("the newest id is not an array"))?;
     let ids = ids.iter().map(|id| id.as_str().and_then(parse_stream_id));
-    ids.map(|id| id.ok_or(RedisError::Unexpected("malformed stream id"))).try_fold(Position(0), |a, b| Ok(a.max(b?)))
+    ids.map(|id| id.ok_or(RedisError::Unexpected("malformed stream id")))
+        .try_fold(Position::new(0), |a, b| Ok(a.max(b?)))
 }
 
 /// The replies to [`cold_read_command`]: `OK`, four `QUEUED`, the `EXEC` array.
@@ -1438,7 +1440,7 @@ fn cold_read_command(out: &mut Vec<u8>, keys: &KeySpace, channel: &str, since: &
 fn cold_read_cursor(since: &Since) -> Position {
     match since {
         Since::After(position) => *position,
-        Since::Unknown(_) => Position(0),
+        Since::Unknown(_) => Position::new(0),
     }
 }
 
@@ -1477,7 +1479,9 @@ fn parse_cold_read(since: &Since, mut replies: Vec<Value>) -> Result<Batch, Redi
     let position = match messages.last() {
         Some(last) => last.position,
         // Told about the gap, the reader goes on from the end of what is there.
-        None if missed => info.map_or(Position(0), |i| i.last_generated).max(remembered.unwrap_or(Position(0))),
+        None if missed => {
+            info.map_or(Position::new(0), |i| i.last_generated).max(remembered.unwrap_or(Position::new(0)))
+        }
         None => cursor,
     };
     Ok(Batch { messages, gap, position, in_flight: false })
@@ -2815,9 +2819,9 @@ mod tests {
 
     #[test]
     fn stream_ids_map_to_positions_that_order_as_redis_orders_ids() {
-        assert_eq!(id("0-0"), Position(0));
-        assert_eq!(id("1-0"), Position(1 << 64));
-        assert_eq!(id("1700000000000-3"), Position((1_700_000_000_000u128 << 64) | 3));
+        assert_eq!(id("0-0"), Position::new(0));
+        assert_eq!(id("1-0"), Position::new(1 << 64));
+        assert_eq!(id("1700000000000-3"), Position::new((1_700_000_000_000u128 << 64) | 3));
         assert!(id("5-18446744073709551615") < id("6-0"));
         assert!(id("99-1") < id("100-0"), "ids compare as numbers, not as text");
         for text in ["0-0", "1700000000000-3", "18446744073709551615-18446744073709551615"] {
@@ -3316,7 +3320,7 @@ mod tests {
         let ids = |a: &str, b: &str| Value::Array(Some(vec![Value::Bulk(Some(a.into())), Value::Bulk(Some(b.into()))]));
         assert_eq!(parse_newest(&ids("500-3", "0-0")).unwrap(), id("500-3"), "the stream expired");
         assert_eq!(parse_newest(&ids("0-0", "400-0")).unwrap(), id("400-0"), "an older version's stream");
-        assert_eq!(parse_newest(&ids("0-0", "0-0")).unwrap(), Position(0), "nothing, or long ago");
+        assert_eq!(parse_newest(&ids("0-0", "0-0")).unwrap(), Position::new(0), "nothing, or long ago");
         assert!(parse_newest(&ids("x", "0-0")).is_err());
         assert!(parse_newest(&Value::Error("WRONGTYPE".into())).is_err());
     }

@@ -33,8 +33,8 @@
 pub mod origin;
 pub mod rate;
 
+use crate::time::Instant;
 use std::net::IpAddr;
-use std::time::Instant;
 
 use crate::config::Config;
 use crate::crypto::hmac::constant_time_eq;

@@ -11,10 +11,11 @@
 
 #![forbid(unsafe_code)]
 
+use crate::time::Instant;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::sync::lock;
 

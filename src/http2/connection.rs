@@ -52,8 +52,9 @@
 
 #![forbid(unsafe_code)]
 
+use crate::time::Instant;
 use std::collections::{BTreeMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::error::{ErrorCode, H2Error};
 use super::field_block::{FieldBlocks, Step};

@@ -30,11 +30,11 @@
 
 #![forbid(unsafe_code)]
 
+use crate::time::Instant;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Instant;
 
 use super::connection::{Event, H2Connection};
 use super::error::ErrorCode;

@@ -26,12 +26,13 @@ pub mod sys;
 pub mod threads;
 pub mod write;
 
+use crate::time::Instant;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::app::App;
 use crate::broker::memory::MemoryBroker;
@@ -139,11 +140,14 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// a connection's whole life: dropping it frees the slot. Counting admissions in the accept
 /// loop (rather than live `Connection`s) makes the limit exact even while a new connection's
 /// thread is still starting.
+///
+/// Small, because the event loop keeps one in every connection's slot: the client's address is
+/// handed over beside it (the connection keeps that copy), and the per-address share is boxed,
+/// since without `--max-conns-per-ip` (behind a proxy, every client has the proxy's address)
+/// there is none.
 pub struct Admission {
-    /// The client's address, which the connection's per-address limits count by.
-    pub peer: IpAddr,
     admitted: Arc<AtomicUsize>,
-    _address_slot: Option<AddressSlot>,
+    _address_slot: Option<Box<AddressSlot>>,
 }
 
 impl Drop for Admission {
@@ -160,7 +164,7 @@ fn accept_loop(
     listener: &TcpListener,
     app: &App,
     admitted: &Arc<AtomicUsize>,
-    mut handoff: impl FnMut(TcpStream, Admission) -> Result<(), TcpStream>,
+    mut handoff: impl FnMut(TcpStream, IpAddr, Admission) -> Result<(), TcpStream>,
 ) {
     let per_address = app.config.max_conns_per_ip.map(ConnectionsPerAddress::new);
     for stream in listener.incoming() {
@@ -182,7 +186,7 @@ fn accept_loop(
         let address_slot = match &per_address {
             None => None,
             Some(limit) => match limit.admit(peer) {
-                Some(slot) => Some(slot),
+                Some(slot) => Some(Box::new(slot)),
                 None => {
                     app.stats.refusal(Refusal::Conns);
                     // RFC 6585 §4: 429 "Too Many Requests", here too many at once from one address.
@@ -197,8 +201,8 @@ fn accept_loop(
             refuse(app, stream, 503, "too many connections");
             continue;
         }
-        let admission = Admission { peer, admitted: admitted.clone(), _address_slot: address_slot };
-        if let Err(stream) = handoff(stream, admission) {
+        let admission = Admission { admitted: admitted.clone(), _address_slot: address_slot };
+        if let Err(stream) = handoff(stream, peer, admission) {
             refuse(app, stream, 503, "server overloaded");
         }
     }

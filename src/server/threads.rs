@@ -40,6 +40,7 @@
 
 #![forbid(unsafe_code)]
 
+use crate::time::Instant;
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, ErrorKind, Read};
@@ -48,7 +49,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Wake, Waker};
 use std::thread::{self, Thread};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use std::os::fd::AsFd;
 
@@ -174,7 +175,7 @@ pub fn run(listener: TcpListener, app: Arc<App>) -> io::Result<()> {
     let registry = Arc::new(Registry::new(app.config.max_threads));
     let admitted = Arc::new(AtomicUsize::new(0));
     let mut next_key = 0u64;
-    accept_loop(&listener, &app, &admitted, |stream, admission| {
+    accept_loop(&listener, &app, &admitted, |stream, peer, admission| {
         let Some(permit) = registry.reserve_thread() else {
             return Err(stream);
         };
@@ -186,7 +187,7 @@ pub fn run(listener: TcpListener, app: Arc<App>) -> io::Result<()> {
         registry.lock().insert(key, (stream.clone(), None));
         let (thread_app, thread_registry) = (app.clone(), registry.clone());
         let spawned = thread::Builder::new().stack_size(THREAD_STACK_BYTES).spawn(move || {
-            serve_connection(stream, admission.peer, &thread_app, &thread_registry, key);
+            serve_connection(stream, peer, &thread_app, &thread_registry, key);
             thread_registry.lock().remove(&key);
             drop((admission, permit));
         });

@@ -18,8 +18,9 @@
 
 #![forbid(unsafe_code)]
 
+use crate::time::Instant;
 use std::io::{self, ErrorKind, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::connection::Connection;
 
