@@ -81,14 +81,16 @@ pub enum Cors {
     /// A guarded route answering its own origin: only `Vary: Origin`, because the same URL
     /// answers differently to other origins and caches must not mix them (RFC 9110 §12.5.5).
     Vary,
-    /// An allowed cross-origin request: the page may read the answer.
-    Allow(String),
+    /// An allowed cross-origin request: the page may read the answer. A `Box<str>`, not a
+    /// `String`: a parked long poll keeps its reply's CORS fields, and the capacity word
+    /// would be 8 of its bytes (README, "What an idle connection costs").
+    Allow(Box<str>),
 }
 
 impl Cors {
     pub fn for_origin(origin: &Origin) -> Cors {
         match origin {
-            Origin::Allowed(origin) => Cors::Allow(origin.clone()),
+            Origin::Allowed(origin) => Cors::Allow(origin.as_str().into()),
             Origin::Own | Origin::Foreign => Cors::Vary,
         }
     }

@@ -124,12 +124,13 @@ struct Slot {
     interest: Interest,
     /// The deadline this slot has in the timer heap, if any.
     scheduled: Option<Instant>,
-    /// Output bytes counted in the worker's `bytes_queued`.
-    queued_bytes: usize,
+    /// Output bytes counted in the worker's `bytes_queued` (a `u32`, as the next field, because
+    /// every connection has one: a connection's count stops at 4 GiB).
+    queued_bytes: u32,
     /// Whether this slot is counted in the worker's `parked_polls`.
     parked: bool,
     /// Bytes read and thrown away while lingering (at most `LINGER_BYTES`).
-    discarded: usize,
+    discarded: u32,
     /// Frees the `--max-connections` slot when dropped.
     _admission: Admission,
 }
@@ -351,9 +352,9 @@ impl Worker {
             self.again.push(token);
         }
         let stats = &self.shared.stats;
-        let queued = connection.output().len();
-        stats.bytes_queued.fetch_add(queued, Ordering::Relaxed);
-        stats.bytes_queued.fetch_sub(slot.queued_bytes, Ordering::Relaxed);
+        let queued = u32::try_from(connection.output().len()).unwrap_or(u32::MAX);
+        stats.bytes_queued.fetch_add(queued as usize, Ordering::Relaxed);
+        stats.bytes_queued.fetch_sub(slot.queued_bytes as usize, Ordering::Relaxed);
         slot.queued_bytes = queued;
         let parked = connection.is_parked_poll();
         if parked != slot.parked {
@@ -424,7 +425,7 @@ impl Worker {
         let _ = self.poller.deregister(slot.stream.as_fd());
         let stats = &self.shared.stats;
         stats.connections.fetch_sub(1, Ordering::Relaxed);
-        stats.bytes_queued.fetch_sub(slot.queued_bytes, Ordering::Relaxed);
+        stats.bytes_queued.fetch_sub(slot.queued_bytes as usize, Ordering::Relaxed);
         if slot.parked {
             stats.parked_polls.fetch_sub(1, Ordering::Relaxed);
         }
@@ -467,8 +468,8 @@ fn read_available(slot: &mut Slot, buf: &mut [u8]) -> bool {
                     Some(connection) => connection.receive(&buf[..n]),
                     None => {
                         // Lingering: the bytes are thrown away, and not without end.
-                        slot.discarded += n;
-                        if slot.discarded >= LINGER_BYTES {
+                        slot.discarded = slot.discarded.saturating_add(n as u32);
+                        if slot.discarded as usize >= LINGER_BYTES {
                             return true;
                         }
                     }
