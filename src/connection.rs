@@ -101,9 +101,75 @@ fn emptied_again(emptied_at: &mut Option<Instant>, now: Instant) -> bool {
     busy
 }
 
-/// Until when an empty buffer that still holds memory is kept ([`BUFFER_LINGER`]).
-fn kept_until(buffer: &Vec<u8>, emptied_at: Option<Instant>) -> Option<Instant> {
-    emptied_at.filter(|_| buffer.is_empty() && buffer.capacity() > 0).map(|at| at + BUFFER_LINGER)
+/// Until when an empty buffer that still holds memory (`capacity`) is kept ([`BUFFER_LINGER`]).
+fn kept_until(buffer: &[u8], capacity: usize, emptied_at: Option<Instant>) -> Option<Instant> {
+    emptied_at.filter(|_| buffer.is_empty() && capacity > 0).map(|at| at + BUFFER_LINGER)
+}
+
+/// A connection's input (bytes received and not yet consumed by a parser) and output (bytes
+/// waiting to be written to the client), in one box that exists only while either holds
+/// memory: two empty `Vec`s are 48 bytes that every idle connection kept, and an idle
+/// connection's buffers are freed anyway (README, "What an idle connection costs"). Taking a
+/// buffer to write to makes the box; freeing the last memory in it drops it.
+#[derive(Default)]
+struct Buffers(Option<Box<BufferPair>>);
+
+#[derive(Default)]
+struct BufferPair {
+    input: Vec<u8>,
+    output: Vec<u8>,
+}
+
+impl Buffers {
+    fn input(&self) -> &[u8] {
+        self.0.as_ref().map_or(&[], |pair| &pair.input)
+    }
+
+    fn output(&self) -> &[u8] {
+        self.0.as_ref().map_or(&[], |pair| &pair.output)
+    }
+
+    fn input_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0.get_or_insert_with(Box::default).input
+    }
+
+    fn output_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.0.get_or_insert_with(Box::default).output
+    }
+
+    fn both_mut(&mut self) -> (&mut Vec<u8>, &mut Vec<u8>) {
+        let pair = self.0.get_or_insert_with(Box::default);
+        (&mut pair.input, &mut pair.output)
+    }
+
+    /// The memory each buffer holds, full or not: (input, output).
+    fn capacity(&self) -> (usize, usize) {
+        self.0.as_ref().map_or((0, 0), |pair| (pair.input.capacity(), pair.output.capacity()))
+    }
+
+    /// Drops the input and frees its memory.
+    fn free_input(&mut self) {
+        if let Some(pair) = &mut self.0 {
+            pair.input = Vec::new();
+        }
+        self.drop_if_unused();
+    }
+
+    /// Drops the output and frees its memory.
+    fn free_output(&mut self) {
+        if let Some(pair) = &mut self.0 {
+            pair.output = Vec::new();
+        }
+        self.drop_if_unused();
+    }
+
+    /// Drops the box once neither buffer holds memory (a stream's turn that wrote nothing
+    /// made one, say).
+    fn drop_if_unused(&mut self) {
+        if self.capacity() == (0, 0) {
+            self.0 = None;
+        }
+    }
 }
 
 /// What the connection needs before it can make progress.
@@ -219,10 +285,8 @@ pub struct Connection {
     app: Arc<App>,
     /// The client's address: what per-address limits count by.
     peer: IpAddr,
-    /// Bytes received and not yet consumed by a parser.
-    input: Vec<u8>,
-    /// Bytes waiting to be written to the client.
-    output: Vec<u8>,
+    /// Bytes received and not yet consumed by a parser, and bytes waiting to be written.
+    buffers: Buffers,
     state: State,
     /// The client has finished sending (read returned 0).
     input_closed: bool,
@@ -260,8 +324,7 @@ impl Connection {
             id: app.next_connection_id(),
             app,
             peer,
-            input: Vec::new(),
-            output: Vec::new(),
+            buffers: Buffers::default(),
             // The header timeout runs from the accept: a connection that sends nothing holds its
             // slot no longer than a slow request head may.
             state: State::Head { idle_since: now.instant, started: Some(now.instant) },
@@ -282,7 +345,7 @@ impl Connection {
     /// Bytes read from the client.
     pub fn receive(&mut self, bytes: &[u8]) {
         self.app.stats.bytes_in(bytes.len());
-        self.input.extend_from_slice(bytes);
+        self.buffers.input_mut().extend_from_slice(bytes);
         self.account();
     }
 
@@ -293,23 +356,34 @@ impl Connection {
 
     /// Bytes to write to the client.
     pub fn output(&self) -> &[u8] {
-        &self.output
+        self.buffers.output()
+    }
+
+    /// `n` bytes of [`Connection::output`] were written in the turn just taken
+    /// ([`Connection::advance`]), whose time they take: an event loop writes without blocking
+    /// right after the turn, and reading the clock again for every write cost more than the
+    /// write's bookkeeping.
+    pub fn consume_output_in_this_turn(&mut self, n: usize) {
+        self.consume_output(n, self.last_turn.instant);
     }
 
     /// `n` bytes of [`Connection::output`] were written at `now`.
     pub fn consume_output(&mut self, n: usize, now: Instant) {
         // A driver reports what it wrote of a slice it copied out earlier: never more than is
         // still queued (nothing else removes output while a WebSocket's threads share it).
-        let n = n.min(self.output.len());
+        let n = n.min(self.buffers.output().len());
         self.app.stats.bytes_out(n);
         self.sent += n as u64;
-        self.output.drain(..n);
+        if n > 0 {
+            self.buffers.output_mut().drain(..n);
+        }
         // Progress: the slow-consumer clock restarts if anything is left.
-        self.stalled_since = if self.output.is_empty() { None } else { Some(now) };
-        if self.output.is_empty() && n > 0 {
+        let emptied = self.buffers.output().is_empty();
+        self.stalled_since = if emptied { None } else { Some(now) };
+        if emptied && n > 0 {
             let busy = emptied_again(&mut self.output_emptied_at, now);
-            if !busy || self.output.capacity() > RETAINED_OUTPUT_CAPACITY {
-                self.output = Vec::new();
+            if !busy || self.buffers.capacity().1 > RETAINED_OUTPUT_CAPACITY {
+                self.buffers.free_output();
             }
         }
         self.account();
@@ -318,7 +392,8 @@ impl Connection {
     /// Bytes of memory the input and output buffers hold, full or not: an idle connection
     /// holds none, a busy one keeps its buffers for a second after they empty.
     pub fn buffer_capacity(&self) -> usize {
-        self.input.capacity() + self.output.capacity()
+        let (input, output) = self.buffers.capacity();
+        input + output
     }
 
     /// The client has closed its sending side.
@@ -333,7 +408,7 @@ impl Connection {
 
     /// Closed once everything queued is written: the driver closes the socket.
     pub fn is_finished(&self) -> bool {
-        matches!(self.state, State::Closing) && self.output.is_empty()
+        matches!(self.state, State::Closing) && self.buffers.output().is_empty()
     }
 
     pub fn waiting_for(&self) -> Waiting {
@@ -353,11 +428,11 @@ impl Connection {
     /// echo messages and never reads would otherwise make us queue the replies without bound.
     /// Not reading lets the kernel's buffers fill and push back on the client instead.
     pub fn input_room(&self) -> usize {
-        if self.output.len() >= self.app.config.max_outbound_bytes.saturating_mul(INPUT_PAUSE_FACTOR) {
+        if self.buffers.output().len() >= self.app.config.max_outbound_bytes.saturating_mul(INPUT_PAUSE_FACTOR) {
             return 0;
         }
         let cap = self.app.config.limits.max_head_bytes + 64 * 1024;
-        cap.saturating_sub(self.input.len())
+        cap.saturating_sub(self.buffers.input().len())
     }
 
     /// When [`Connection::advance`] must be called even if nothing else happens.
@@ -382,7 +457,7 @@ impl Connection {
     /// Makes all the progress possible with the input so far, the broker's state and the time.
     pub fn advance(&mut self, now: Now, waker: &Waker) {
         self.last_turn = now;
-        let had_input = !self.input.is_empty();
+        let had_input = !self.buffers.input().is_empty();
         let send_timeout = self.app.config.send_timeout;
         if self.stalled_since.is_some_and(|since| now.instant >= since + send_timeout) {
             // RFC 6455 §7.4.1: 1008 "indicates that an endpoint is terminating the connection
@@ -401,27 +476,41 @@ impl Connection {
             self.shed(now);
         }
         while self.step(now, waker) {}
-        if !self.output.is_empty() && self.stalled_since.is_none() {
+        if !self.buffers.output().is_empty() && self.stalled_since.is_none() {
             // Bytes are owed from now: the slow-consumer clock starts with this turn, not with
             // the next one (which may be a keepalive interval away).
             self.stalled_since = Some(now.instant);
         }
-        if had_input && self.input.is_empty() && !emptied_again(&mut self.input_emptied_at, now.instant) {
-            self.input = Vec::new();
+        if had_input && self.buffers.input().is_empty() && !emptied_again(&mut self.input_emptied_at, now.instant) {
+            self.free_input();
         }
-        if kept_until(&self.input, self.input_emptied_at).is_some_and(|at| now.instant >= at) {
-            self.input = Vec::new();
+        let (input_capacity, output_capacity) = self.buffers.capacity();
+        if kept_until(self.buffers.input(), input_capacity, self.input_emptied_at).is_some_and(|at| now.instant >= at) {
+            self.free_input();
         }
-        if kept_until(&self.output, self.output_emptied_at).is_some_and(|at| now.instant >= at) {
-            self.output = Vec::new();
+        if kept_until(self.buffers.output(), output_capacity, self.output_emptied_at)
+            .is_some_and(|at| now.instant >= at)
+        {
+            self.buffers.free_output();
         }
         self.account();
     }
 
+    /// The input has gone quiet (it emptied and had not emptied within [`BUFFER_LINGER`], or
+    /// it has stayed empty that long): its buffer is freed, and so is the room a WebSocket
+    /// keeps for its next message, by the same rule.
+    fn free_input(&mut self) {
+        self.buffers.free_input();
+        if let State::WebSocket(stream) = &mut self.state {
+            stream.release_spare();
+        }
+    }
+
     /// When a kept buffer is to be freed, if one is kept.
     fn buffers_release_at(&self) -> Option<Instant> {
-        let input = kept_until(&self.input, self.input_emptied_at);
-        input.into_iter().chain(kept_until(&self.output, self.output_emptied_at)).min()
+        let (input_capacity, output_capacity) = self.buffers.capacity();
+        let input = kept_until(self.buffers.input(), input_capacity, self.input_emptied_at);
+        input.into_iter().chain(kept_until(self.buffers.output(), output_capacity, self.output_emptied_at)).min()
     }
 
     /// Bytes this connection holds that its client controls: input not yet parsed, a partial
@@ -433,11 +522,12 @@ impl Connection {
             State::Http2(server) => server.buffered_bytes(),
             _ => 0,
         };
-        self.input.len() + self.output.len() + partial
+        self.buffers.input().len() + self.buffers.output().len() + partial
     }
 
     /// Tells the process-wide budget what this connection holds now.
     fn account(&mut self) {
+        self.buffers.drop_if_unused();
         let held = self.held();
         self.app.budget.update(self.charged, held);
         self.charged = held;
@@ -449,7 +539,7 @@ impl Connection {
     /// server right now) and its partial message dropped; a request body is refused with 503;
     /// anything else is dropped with its output, as a slow consumer would be.
     fn shed(&mut self, now: Now) {
-        self.input.clear();
+        self.buffers.free_input();
         match &self.state {
             State::Body(upload) => {
                 let reply = upload.reply.closing();
@@ -470,7 +560,7 @@ impl Connection {
         let was_websocket = self.say_farewell(code, reason);
         if !was_websocket {
             // Dropped before the exchange ends, so that its access line counts only what went.
-            self.output.clear();
+            self.buffers.free_output();
         }
         self.enter(State::Closing, now.instant);
         self.stalled_since = if was_websocket { Some(now.instant) } else { None };
@@ -491,7 +581,7 @@ impl Connection {
     /// has not written yet; `true` if this is a WebSocket. Other states have nothing to say.
     fn say_farewell(&mut self, code: CloseCode, reason: &str) -> bool {
         let State::WebSocket(stream) = &mut self.state else { return false };
-        stream.close_now(code, reason, &mut self.output);
+        stream.close_now(code, reason, self.buffers.output_mut());
         true
     }
 
@@ -570,10 +660,10 @@ impl Connection {
     fn step(&mut self, now: Now, waker: &Waker) -> bool {
         match &mut self.state {
             State::Head { started, idle_since } => {
-                if started.is_none() && !self.input.is_empty() {
+                if started.is_none() && !self.buffers.input().is_empty() {
                     *started = Some(now.instant);
                 }
-                if !self.input.is_empty() {
+                if !self.buffers.input().is_empty() {
                     self.request.0.get_or_insert(now.instant);
                 }
                 let deadline = match started {
@@ -596,10 +686,10 @@ impl Connection {
     /// (or from the accept, for a connection's first request), else the keep-alive idle limit.
     fn read_head(&mut self, now: Now, deadline: Instant, waker: &Waker) -> bool {
         let config = &self.app.config;
-        if self.output.len() >= OUTPUT_HIGH_WATER {
+        if self.buffers.output().len() >= OUTPUT_HIGH_WATER {
             return false; // let the driver drain the responses already queued
         }
-        if self.input.is_empty() {
+        if self.buffers.input().is_empty() {
             // Between requests: close when the client has gone, the server is stopping, or
             // nothing came in time. Nothing is owed, so no response.
             if self.input_closed || self.app.is_shutting_down() || now.instant >= deadline {
@@ -610,10 +700,10 @@ impl Connection {
         if self.produced() == 0 {
             // RFC 9113 §3.3: a client that knows the server speaks HTTP/2 sends the preface
             // first; no HTTP/1.1 request begins with it, so one port serves both.
-            match detect_preface(&self.input) {
+            match detect_preface(self.buffers.input()) {
                 Preface::Http2 => {
-                    self.input.drain(..PREFACE.len());
-                    let server = H2Server::new(&self.app, self.peer, now.instant, &mut self.output);
+                    self.buffers.input_mut().drain(..PREFACE.len());
+                    let server = H2Server::new(&self.app, self.peer, now.instant, self.buffers.output_mut());
                     self.enter(State::Http2(Box::new(server)), now.instant);
                     return true;
                 }
@@ -623,7 +713,7 @@ impl Connection {
                 Preface::NeedMore | Preface::Http1 => {}
             }
         }
-        let exchange = match parse_request(&self.input, &config.limits) {
+        let exchange = match parse_request(self.buffers.input(), &config.limits) {
             Ok(Parsed::Partial) => {
                 if self.input_closed || self.app.is_shutting_down() {
                     // The rest of the head will never arrive (or we will not wait for it).
@@ -640,7 +730,7 @@ impl Connection {
             Ok(Parsed::Complete { value: request, consumed }) => {
                 let record = self.access_record(Some(&request), now.instant);
                 let exchange = self.app.handle(&request, self.peer, now);
-                self.input.drain(..consumed);
+                self.buffers.input_mut().drain(..consumed);
                 self.access = record;
                 exchange
             }
@@ -667,7 +757,7 @@ impl Connection {
                 };
                 if send_continue {
                     // RFC 9110 §15.2.1: the interim response tells the client to send the body.
-                    self.output.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    self.buffers.output_mut().extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                 }
                 let deadline = now.instant + self.app.config.header_timeout;
                 let upload = Upload { channel, reply, decoder, body: Vec::new(), deadline };
@@ -697,7 +787,7 @@ impl Connection {
         if reply.framing.head_only {
             let chunked = reply.framing.version == Version::Http11;
             let date = format_http_date(now.unix_secs());
-            SseStream::write_head(&mut self.output, &reply.cors.fields(), chunked, &date);
+            SseStream::write_head(self.buffers.output_mut(), &reply.cors.fields(), chunked, &date);
             self.answered(200, now.instant);
             self.end_exchange(Some(200), Some(Transport::Sse), None);
             return self.next_request(reply.framing.keep_alive && chunked, now.instant);
@@ -735,7 +825,7 @@ impl Connection {
                 // §6.3 rule 8).
                 let chunked = reply.framing.version == Version::Http11;
                 let date = format_http_date(now.unix_secs());
-                SseStream::write_head(&mut self.output, &reply.cors.fields(), chunked, &date);
+                SseStream::write_head(self.buffers.output_mut(), &reply.cors.fields(), chunked, &date);
                 self.answered(200, now.instant);
                 let stream = SseStream::start(subscription, chunked, grant, &mut self.io(now, waker));
                 self.enter(State::Sse(Box::new(stream)), now.instant);
@@ -751,14 +841,15 @@ impl Connection {
 
     /// The context a stream advances with.
     fn io<'a>(&'a mut self, now: Now, waker: &'a Waker) -> Io<'a> {
+        let (input, output) = self.buffers.both_mut();
         Io {
             app: &self.app,
             subscriber: self.id,
             peer: self.peer,
             waker,
             now,
-            input: &mut self.input,
-            output: &mut self.output,
+            input,
+            output,
             input_closed: self.input_closed,
         }
     }
@@ -796,7 +887,7 @@ impl Connection {
             Outcome::Continue => {}
             Outcome::Close => self.enter(State::Closing, now.instant),
             Outcome::Drop => {
-                self.output.clear();
+                self.buffers.free_output();
                 self.enter(State::Closing, now.instant);
             }
         }
@@ -809,9 +900,9 @@ impl Connection {
         };
         let Upload { channel, reply, decoder, body, deadline } = &mut **upload;
         let failed = reply.closing();
-        match decoder.decode(&self.input, body) {
+        match decoder.decode(self.buffers.input(), body) {
             Ok(progress) => {
-                self.input.drain(..progress.consumed);
+                self.buffers.input_mut().drain(..progress.consumed);
                 if progress.done {
                     let reply = reply.clone();
                     match self.app.publish(channel, body, now) {
@@ -890,7 +981,7 @@ impl Connection {
     fn respond(&mut self, now: Now, mut response: Response, reply: &Reply) {
         reply.cors.apply(&mut response);
         let date = format_http_date(now.unix_secs());
-        write_response(&mut self.output, &response, reply.framing, &date);
+        write_response(self.buffers.output_mut(), &response, reply.framing, &date);
         self.answered(response.status, now.instant);
         let transport = if matches!(self.state, State::Poll(_)) { Some(Transport::LongPoll) } else { None };
         self.end_exchange(Some(response.status), transport, None);
@@ -900,7 +991,7 @@ impl Connection {
     /// Bytes written to the client or queued for it: what an exchange's bytes are counted by
     /// (output dropped unsent stops counting).
     fn produced(&self) -> u64 {
-        self.sent + self.output.len() as u64
+        self.sent + self.buffers.output().len() as u64
     }
 
     /// With `--access-log`, the record of an exchange that begins at `at`, for `request`

@@ -524,6 +524,11 @@ impl WebSocketStream {
         self.session.buffered_bytes()
     }
 
+    /// The connection has gone quiet: frees what the session keeps for the next message.
+    pub fn release_spare(&mut self) {
+        self.session.release_spare();
+    }
+
     /// Queues a close frame behind whatever the client has not read yet, for a reason that
     /// comes from the server rather than from the client's frames: a slow consumer (1008), the
     /// memory budget (1009) or an overloaded server (1011). A partial message is dropped.

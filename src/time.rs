@@ -69,9 +69,10 @@ impl Instant {
     }
 }
 
-/// A duration in nanoseconds, saturating (`u64` holds 584 years).
+/// A duration in nanoseconds, saturating (`u64` holds 584 years). In `u64` arithmetic rather
+/// than through `Duration::as_nanos`'s `u128`: every reading of the clock converts one.
 fn nanos(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+    duration.as_secs().saturating_mul(1_000_000_000).saturating_add(u64::from(duration.subsec_nanos()))
 }
 
 impl Add<Duration> for Instant {

@@ -338,8 +338,10 @@ impl Worker {
         let mut failed = false;
         let mut turn_used_up = true;
         let waker = Waker::from(slot.waker.clone());
+        // One reading of the clocks per turn: the refills after a flush happen within it.
+        let now = now();
         for _ in 0..MAX_FLUSHES_PER_TURN {
-            connection.advance(now(), &waker);
+            connection.advance(now, &waker);
             let before = connection.output().len();
             failed = flush(&mut slot.stream, connection).is_err();
             // Output drained: a stream that paused for backpressure can read on at once.

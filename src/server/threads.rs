@@ -420,8 +420,9 @@ impl Outbox for Lent<'_> {
         Some(self.slice)
     }
 
-    fn wrote(&mut self, n: usize, now: Instant) {
-        locked(self.connection).consume_output(n, now);
+    fn wrote(&mut self, n: usize) {
+        // After a write that may have blocked: the time is read again.
+        locked(self.connection).consume_output(n, Instant::now());
     }
 }
 

@@ -18,7 +18,6 @@
 
 #![forbid(unsafe_code)]
 
-use crate::time::Instant;
 use std::io::{self, ErrorKind, Write};
 use std::time::Duration;
 
@@ -35,8 +34,9 @@ pub trait Outbox {
     /// The next bytes to write, or `None` when nothing is owed.
     fn next_bytes(&mut self) -> Option<&[u8]>;
 
-    /// `n` of those bytes were written at `now`.
-    fn wrote(&mut self, n: usize, now: Instant);
+    /// `n` of those bytes were written, just now: each driver reads its own clock (a
+    /// non-blocking write takes the time of its turn; a blocking one, the time after it).
+    fn wrote(&mut self, n: usize);
 }
 
 /// Writes what `outbox` owes to `socket` until nothing is owed, or the socket would block or
@@ -48,7 +48,7 @@ pub fn flush(socket: &mut impl Write, outbox: &mut impl Outbox) -> io::Result<bo
         match socket.write(bytes) {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
             Ok(n) => {
-                outbox.wrote(n, Instant::now());
+                outbox.wrote(n);
                 wrote = true;
             }
             // Owed bytes are left: the connection's next deadline decides what that means.
@@ -66,8 +66,8 @@ impl Outbox for Connection {
         (!output.is_empty()).then_some(output)
     }
 
-    fn wrote(&mut self, n: usize, now: Instant) {
-        self.consume_output(n, now);
+    fn wrote(&mut self, n: usize) {
+        self.consume_output_in_this_turn(n);
     }
 }
 
@@ -86,7 +86,7 @@ mod tests {
             (self.written < self.owed.len()).then(|| &self.owed[self.written..])
         }
 
-        fn wrote(&mut self, n: usize, _now: Instant) {
+        fn wrote(&mut self, n: usize) {
             self.written += n;
         }
     }

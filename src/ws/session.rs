@@ -333,6 +333,12 @@ impl Session {
             + self.deflate.as_ref().map_or(0, |d| d.compressor.retained_bytes() + d.decompressor.retained_bytes())
     }
 
+    /// Frees what the session keeps between messages for the next one (see
+    /// [`Assembler::release_spare`]): the connection has gone quiet.
+    pub fn release_spare(&mut self) {
+        self.assembler.release_spare();
+    }
+
     pub fn state(&self) -> State {
         self.state
     }
