@@ -42,7 +42,6 @@
 
 #![forbid(unsafe_code)]
 
-use crate::time::Instant;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
@@ -66,7 +65,7 @@ use crate::longpoll::LongPoll;
 use crate::stats::{Kind, RouteLabel};
 use crate::stream::{Io, Next, SseStream, WebSocketStream};
 use crate::subscription::Subscription;
-use crate::time::Now;
+use crate::time::{Instant, Now};
 use crate::transport::Transport;
 use crate::ws::close::CloseCode;
 

@@ -24,7 +24,6 @@
 
 #![forbid(unsafe_code)]
 
-use crate::time::Instant;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
@@ -34,6 +33,7 @@ use crate::config::MAX_POLL_TIMEOUT;
 use crate::http::{self, BadQuery};
 use crate::json;
 use crate::subscription::Subscription;
+use crate::time::Instant;
 
 /// Most messages in one answer. A client that is further behind gets the rest on its next
 /// poll, which it sends at once (step 5).

@@ -21,7 +21,6 @@
 
 #![forbid(unsafe_code)]
 
-use crate::time::Instant;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
@@ -34,7 +33,7 @@ use crate::http::response::{write_chunk_pieces, write_head, write_last_chunk};
 use crate::json;
 use crate::sse;
 use crate::subscription::Subscription;
-use crate::time::Now;
+use crate::time::{Instant, Now};
 use crate::transport::Transport;
 use crate::ws::close::CloseCode;
 use crate::ws::frame::{encode_frame, Opcode};

@@ -18,10 +18,10 @@
 
 #![forbid(unsafe_code)]
 
-use crate::time::Instant;
 use std::task::Waker;
 
 use crate::broker::{Batch, Broker, Position, Reader, Since};
+use crate::time::Instant;
 
 #[derive(Debug)]
 pub struct Subscription {

@@ -3,7 +3,6 @@
 //! through a [`log::Capture`]. Both server models drive this same code, so what holds here holds
 //! for both; the last test reads the same lines from the real binary, on both models.
 
-use realtime::time::Instant;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -17,7 +16,7 @@ use realtime::config::{Config, Secret};
 use realtime::connection::Connection;
 use realtime::json::{self, Value};
 use realtime::log::{self, Format};
-use realtime::time::Now;
+use realtime::time::{Instant, Now};
 use realtime::ws::frame::{encode_frame, Opcode};
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));

@@ -7,7 +7,6 @@
 //! The drivers (`server::threads`, `server::event_loop`) only carry out what these decisions
 //! say, so what is tested here holds for both.
 
-use realtime::time::Instant;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +18,7 @@ use realtime::broker::memory::MemoryBroker;
 use realtime::broker::{Batch, Broker, BrokerError, Completer, Message, Pending, Position, Reader, Since, Usage};
 use realtime::config::Config;
 use realtime::connection::{Connection, Waiting};
-use realtime::time::Now;
+use realtime::time::{Instant, Now};
 use realtime::ws::frame::{encode_frame, Opcode};
 use realtime::ws::session::{Event as WsEvent, Session};
 

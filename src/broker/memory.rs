@@ -53,7 +53,6 @@
 
 #![forbid(unsafe_code)]
 
-use crate::time::Instant;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
@@ -66,7 +65,7 @@ use super::{
     Since, Usage,
 };
 use crate::sync::lock;
-use crate::time::Now;
+use crate::time::{Instant, Now};
 
 /// Characters of the epoch: enough that two restarts colliding is a 1 in 1.7 million event.
 const EPOCH_LEN: usize = 4;

@@ -49,14 +49,13 @@ pub mod pending;
 pub mod redis;
 pub mod resp;
 
-use crate::time::Instant;
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use crate::json;
-use crate::time::Now;
+use crate::time::{Instant, Now};
 
 pub use pending::{Completer, Pending};
 

@@ -267,7 +267,6 @@
 
 #![forbid(unsafe_code)]
 
-use crate::time::Instant;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -287,7 +286,7 @@ use super::{
     Position, Reader, Since, Usage,
 };
 use crate::sync::{lock, try_lock};
-use crate::time::Now;
+use crate::time::{Instant, Now};
 
 pub mod cluster;
 pub mod pipeline;

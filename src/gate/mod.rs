@@ -33,7 +33,6 @@
 pub mod origin;
 pub mod rate;
 
-use crate::time::Instant;
 use std::net::IpAddr;
 
 use crate::config::Config;
@@ -41,6 +40,7 @@ use crate::crypto::hmac::constant_time_eq;
 use crate::http::request::Request;
 use crate::http::response::Response;
 use crate::stats::Refusal as RefusalReason;
+use crate::time::Instant;
 use crate::token::{self, ChannelPattern, Claims};
 use rate::PublishRate;
 

@@ -11,13 +11,13 @@
 
 #![forbid(unsafe_code)]
 
-use crate::time::Instant;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::sync::lock;
+use crate::time::Instant;
 
 /// Addresses the publish-rate table tracks at once. A bucket lives about one second after its
 /// last publish (the time to refill a burst), so this is 64k publishing addresses per second;

@@ -52,9 +52,10 @@
 
 #![forbid(unsafe_code)]
 
-use crate::time::Instant;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
+
+use crate::time::Instant;
 
 use super::error::{ErrorCode, H2Error};
 use super::field_block::{FieldBlocks, Step};

@@ -30,7 +30,6 @@
 
 #![forbid(unsafe_code)]
 
-use crate::time::Instant;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -50,7 +49,7 @@ use crate::longpoll::LongPoll;
 use crate::stats::{Kind, RouteLabel};
 use crate::stream::{Io, Next, SseStream};
 use crate::subscription::Subscription;
-use crate::time::Now;
+use crate::time::{Instant, Now};
 use crate::transport::Transport;
 
 /// What the connection does after a turn.

@@ -34,7 +34,6 @@
 
 #![forbid(unsafe_code)]
 
-use crate::time::Instant;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, ErrorKind, Read};
@@ -45,6 +44,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Wake, Waker};
 use std::thread;
 use std::time::Duration;
+
+use crate::time::Instant;
 
 use super::notify::Notifier;
 use super::poller::{Interest, Poller, Ready};

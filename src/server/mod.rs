@@ -26,7 +26,6 @@ pub mod sys;
 pub mod threads;
 pub mod write;
 
-use crate::time::Instant;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,7 +43,7 @@ use crate::http::request::Version;
 use crate::http::response::{format_http_date, write_response, Framing, Response};
 use crate::server::sys::os;
 use crate::stats::Refusal;
-use crate::time::Now;
+use crate::time::{Instant, Now};
 
 /// A bound, not yet running server.
 pub struct Server {

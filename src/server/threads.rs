@@ -40,7 +40,6 @@
 
 #![forbid(unsafe_code)]
 
-use crate::time::Instant;
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, ErrorKind, Read};
@@ -50,6 +49,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::Duration;
+
+use crate::time::Instant;
 
 use std::os::fd::AsFd;
 

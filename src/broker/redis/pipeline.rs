@@ -44,7 +44,6 @@
 
 #![forbid(unsafe_code)]
 
-use crate::time::Instant;
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
@@ -52,6 +51,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
+
+use crate::time::Instant;
 
 use super::super::resp::Value;
 use super::{Backoff, Link, RedisError, RedisUrl};
