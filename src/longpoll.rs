@@ -77,7 +77,12 @@ pub const IN_FLIGHT_RECHECK: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct LongPoll {
     subscription: Subscription,
+    /// When the poll answers "nothing new": the request's `timeout` after its arrival.
     deadline: Instant,
+    /// When to look again at a broker read still in flight past `deadline`
+    /// ([`IN_FLIGHT_RECHECK`]). Kept apart from `deadline`, which must not move: the read
+    /// landing past the deadline is answered at once, never parked for the recheck's time.
+    recheck: Option<Instant>,
     /// When the request arrived (wall clock, ms): messages published since are live ones,
     /// whose delivery latency `/metrics` records ([`crate::stats::Stats::batch_delivered`]).
     live_from_ms: u64,
@@ -87,7 +92,7 @@ impl LongPoll {
     /// `since: None` means "from now": the cursor is the channel's tail, resolved by the
     /// first poll. `live_from_ms` is the wall-clock time of the request's arrival.
     pub fn new(channel: &str, since: Option<Since>, deadline: Instant, live_from_ms: u64) -> LongPoll {
-        LongPoll { subscription: Subscription::new(channel, since), deadline, live_from_ms }
+        LongPoll { subscription: Subscription::new(channel, since), deadline, recheck: None, live_from_ms }
     }
 
     /// When the request arrived, in milliseconds since the epoch.
@@ -95,8 +100,10 @@ impl LongPoll {
         self.live_from_ms
     }
 
+    /// When the driver must call [`LongPoll::poll`] again if nothing wakes it: the deadline,
+    /// or the recheck of a read in flight past it.
     pub fn deadline(&self) -> Instant {
-        self.deadline
+        self.recheck.unwrap_or(self.deadline)
     }
 
     /// Whether the poll waits for the broker (step 2).
@@ -125,6 +132,7 @@ impl LongPoll {
         if batch.in_flight {
             return self.wait_in_flight(now);
         }
+        self.recheck = None;
         let nothing = |batch: &Batch| batch.messages.is_empty() && batch.gap.is_none();
         if nothing(&batch) && !give_up && now < self.deadline {
             if self.is_parked() {
@@ -149,12 +157,12 @@ impl LongPoll {
         Poll::Ready(Answer { body, delivered: batch.messages.len(), batch })
     }
 
-    /// The broker will wake us when its fetch lands; a deadline already passed moves to
-    /// [`IN_FLIGHT_RECHECK`] from now, so that the driver does not wake up at once, again and
-    /// again, for a deadline that cannot be acted on yet.
+    /// The broker will wake us when its fetch lands; past the deadline the driver looks again
+    /// [`IN_FLIGHT_RECHECK`] from now, so that it does not wake up at once, again and again,
+    /// for a deadline that cannot be acted on yet.
     fn wait_in_flight(&mut self, now: Instant) -> Poll<Answer> {
-        if self.deadline <= now {
-            self.deadline = now + IN_FLIGHT_RECHECK;
+        if self.deadline <= now && self.recheck.is_none_or(|recheck| recheck <= now) {
+            self.recheck = Some(now + IN_FLIGHT_RECHECK);
         }
         Poll::Pending
     }
@@ -226,7 +234,7 @@ mod tests {
     use crate::broker::memory::MemoryBroker;
     use crate::broker::{History, Limits, Position};
     use crate::time::Now;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::task::Wake;
 
     struct Count(AtomicUsize);
@@ -312,6 +320,67 @@ mod tests {
         assert!(poll.poll(&broker, 1, &waker, now, false).is_pending());
         let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, deadline, false) else { panic!() };
         assert_eq!(answer.body, r#"{"messages":[],"cursor":"k3f9-1"}"#);
+    }
+
+    /// A memory broker that, like a Redis node on a cold read, has to fetch before it can
+    /// answer: its reads are in flight until `landed`.
+    struct Fetching {
+        memory: MemoryBroker,
+        landed: AtomicBool,
+    }
+
+    impl Broker for Fetching {
+        fn kind(&self) -> &'static str {
+            "fetching"
+        }
+        fn usage(&self) -> crate::broker::Usage {
+            self.memory.usage()
+        }
+        fn publish(&self, channel: &str, text: &str, now: Now) -> crate::broker::Pending<Arc<Message>> {
+            self.memory.publish(channel, text, now)
+        }
+        fn parse_cursor(&self, cursor: &str) -> Result<Since, crate::broker::BrokerError> {
+            self.memory.parse_cursor(cursor)
+        }
+        fn tail(&self, channel: &str, reader: Reader<'_>) -> Poll<Position> {
+            self.memory.tail(channel, reader)
+        }
+        fn cursor(&self, position: Position) -> String {
+            self.memory.cursor(position)
+        }
+        fn read(&self, channel: &str, since: &Since, max: usize, reader: Reader<'_>) -> Batch {
+            match self.landed.load(Ordering::SeqCst) {
+                true => self.memory.read(channel, since, max, reader),
+                false => Batch::in_flight(Position::new(0)),
+            }
+        }
+        fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker, now: Instant) {
+            self.memory.subscribe(channel, subscriber, waker, now)
+        }
+        fn unsubscribe(&self, channel: &str, subscriber: u64, now: Instant) {
+            self.memory.unsubscribe(channel, subscriber, now)
+        }
+    }
+
+    /// `timeout=0` where the broker must fetch first: the poll waits for the read, which the
+    /// recheck only guards against a lost wake-up, and answers the moment it lands, even with
+    /// nothing new. Parking it then would make `timeout=0` a one-second poll that subscribes.
+    #[test]
+    fn a_read_that_lands_past_the_deadline_is_answered_at_once_not_parked() {
+        let (memory, waker, _, now) = setup();
+        publish(&memory, "old");
+        let broker = Fetching { memory, landed: AtomicBool::new(false) };
+        let since = broker.parse_cursor("k3f9-1").unwrap();
+        let mut poll = LongPoll::new("ch", Some(since), now, 0);
+        assert!(poll.poll(&broker, 1, &waker, now, false).is_pending(), "the read is in flight");
+        assert_eq!(poll.deadline(), now + IN_FLIGHT_RECHECK, "looked at again should the wake-up be lost");
+        broker.landed.store(true, Ordering::SeqCst);
+        let landed = now + Duration::from_millis(10);
+        let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, landed, false) else {
+            panic!("a read landing past the deadline is answered");
+        };
+        assert_eq!(answer.body, r#"{"messages":[],"cursor":"k3f9-1"}"#);
+        assert!(!poll.is_parked(), "it never subscribed");
     }
 
     #[test]
