@@ -388,11 +388,16 @@ impl Connection {
         self.account();
     }
 
-    /// Bytes of memory the input and output buffers hold, full or not: an idle connection
-    /// holds none, a busy one keeps its buffers for a second after they empty.
+    /// Bytes of memory the input and output buffers hold, full or not, and the room a
+    /// WebSocket keeps for its next message: an idle connection holds none, a busy one keeps
+    /// them for a second after they empty.
     pub fn buffer_capacity(&self) -> usize {
         let (input, output) = self.buffers.capacity();
-        input + output
+        let spare = match &self.state {
+            State::WebSocket(stream) => stream.spare_bytes(),
+            _ => 0,
+        };
+        input + output + spare
     }
 
     /// The client has closed its sending side.

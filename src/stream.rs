@@ -523,6 +523,11 @@ impl WebSocketStream {
         self.session.buffered_bytes()
     }
 
+    /// Bytes of memory the session keeps for the next message.
+    pub fn spare_bytes(&self) -> usize {
+        self.session.spare_bytes()
+    }
+
     /// The connection has gone quiet: frees what the session keeps for the next message.
     pub fn release_spare(&mut self) {
         self.session.release_spare();

@@ -499,6 +499,27 @@ fn an_idle_websocket_holds_no_buffer_and_a_busy_one_keeps_its_own_for_a_second()
     assert_eq!(ws.connection.buffer_capacity(), 0);
 }
 
+/// The same for what a client sends: its input buffer, and the room the WebSocket keeps for
+/// its next message, go when it goes quiet, by the same rule.
+#[test]
+fn a_websocket_that_stops_sending_keeps_no_room_for_its_next_message() {
+    let mut ws = Harness::new(|_| {});
+    ws.send(String::from_utf8_lossy(UPGRADE).replace("/ws/w", "/echo").as_bytes(), ms(0));
+    ws.take(ms(0));
+    let echo = |ws: &mut Harness, text: &str, at: Duration| {
+        let mut frame = Vec::new();
+        encode_frame(&mut frame, true, Opcode::Text, text.as_bytes(), Some([1, 2, 3, 4]));
+        ws.send(&frame, at);
+        assert!(!ws.take(at).is_empty(), "{text} echoed");
+    };
+    echo(&mut ws, "quiet", ms(2000));
+    assert_eq!(ws.connection.buffer_capacity(), 0, "a message after a quiet second: nothing kept");
+    echo(&mut ws, "busy", ms(2100));
+    assert!(ws.connection.buffer_capacity() > 0, "a second message within the second: room kept");
+    ws.advance(ms(3100));
+    assert_eq!(ws.connection.buffer_capacity(), 0, "a second after: the room goes with the buffers");
+}
+
 #[test]
 fn a_client_that_hangs_up_is_let_go_in_every_waiting_state() {
     let requests: [&[u8]; 4] = [

@@ -200,6 +200,16 @@ impl Assembler {
         }
     }
 
+    /// Bytes of memory kept between messages for the next one, until
+    /// [`Assembler::release_spare`] (none while a message is in progress: its bytes are
+    /// [`Assembler::buffered_bytes`]).
+    pub fn spare_bytes(&self) -> usize {
+        match &self.partial {
+            Some(partial) if partial.kind.is_none() => size_of::<Partial>() + partial.data.capacity(),
+            _ => 0,
+        }
+    }
+
     /// Bytes of the message in progress held so far (what a memory budget counts).
     pub fn buffered_bytes(&self) -> usize {
         self.partial.as_ref().map_or(0, |partial| partial.data.len())

@@ -333,6 +333,11 @@ impl Session {
             + self.deflate.as_ref().map_or(0, |d| d.compressor.retained_bytes() + d.decompressor.retained_bytes())
     }
 
+    /// Bytes of memory kept between messages for the next one ([`Assembler::spare_bytes`]).
+    pub fn spare_bytes(&self) -> usize {
+        self.assembler.spare_bytes()
+    }
+
     /// Frees what the session keeps between messages for the next one (see
     /// [`Assembler::release_spare`]): the connection has gone quiet.
     pub fn release_spare(&mut self) {
