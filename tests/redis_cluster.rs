@@ -241,6 +241,22 @@ fn tail(server: &TestServer, channel: &str) -> String {
     cursor
 }
 
+/// A subscriber that holds `channel` on `server`: an SSE stream nobody reads. A node hears a
+/// channel only while a client of its own follows it (a long poll that finds its message at
+/// once never does), so this is what makes news reach `server` by sharded pub/sub.
+fn hold(server: &TestServer, channel: &str) -> TcpStream {
+    let mut stream = server.connect();
+    write!(stream, "GET /sse/{channel} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n").unwrap();
+    common::read_until(&mut stream, b"\r\n\r\n").expect("the stream's head");
+    stream
+}
+
+/// A number from the `redis` object of `server`'s `/stats`.
+fn link_stat(server: &TestServer, name: &str) -> u64 {
+    let stats = server.get("/stats").json();
+    stats.get("redis").and_then(|redis| redis.get(name)).and_then(|n| n.as_u64()).unwrap_or(0)
+}
+
 fn poll_now(server: &TestServer, channel: &str) -> (Vec<String>, String, bool) {
     let response = server.get(&format!("/poll/{channel}?timeout=0"));
     let body = response.json();
@@ -253,16 +269,16 @@ fn publishes_on_one_node_reach_followers_on_another_for_channels_on_every_master
     let channels = channel_per_master(&cluster.topology(cluster.ports[0]));
     for &model in MODELS {
         let (a, b) = (node(model, &cluster), node(model, &cluster));
+        let _held: Vec<TcpStream> = channels.iter().map(|channel| hold(&b, channel)).collect();
+        wait_for("b to subscribe every channel", || link_stat(&b, "channels_subscribed") == channels.len() as u64);
         for channel in &channels {
             let mut cursor = tail(&b, channel);
             for i in 0..3 {
                 cursor = publish_and_follow(&a, &b, channel, &cursor, &format!("{model:?} {channel} {i}"));
             }
         }
-        let stats = b.get("/stats").json();
-        let redis = stats.get("redis").expect("a redis object in /stats");
-        let heard = redis.get("pubsub_messages").and_then(|n| n.as_u64()).unwrap_or(0);
-        assert!(heard > 0, "news came by sharded pub/sub: {stats:?}");
+        let heard = link_stat(&b, "pubsub_messages");
+        assert!(heard >= 3 * channels.len() as u64, "every publish came by sharded pub/sub: {heard}");
     }
 }
 
@@ -274,9 +290,12 @@ fn a_channel_whose_slot_moves_to_another_master_keeps_being_delivered() {
     for (round, &model) in MODELS.iter().enumerate() {
         let (a, b) = (node(model, &cluster), node(model, &cluster));
         let channel = &channels[0];
+        let _held = hold(&b, channel);
+        wait_for("b to subscribe the channel", || link_stat(&b, "channels_subscribed") == 1);
         let mut cursor = tail(&b, channel);
         cursor = publish_and_follow(&a, &b, channel, &cursor, &format!("before the move {round}"));
 
+        let subscribes = link_stat(&b, "channel_subscribes");
         // Move the channel's slot from its master to the next one, the way
         // `redis-cli --cluster reshard` does (the cluster spec, "Live resharding").
         let now = cluster.topology(cluster.ports[0]);
@@ -310,9 +329,14 @@ fn a_channel_whose_slot_moves_to_another_master_keeps_being_delivered() {
             now.masters.iter().all(|m| cluster.topology(m.port).owner(slot).map(|o| o.port) == Some(target))
         });
 
+        // Redis ends a shard channel's subscription when its slot moves (`sunsubscribe`); the
+        // node subscribes it again, on the new master, and hears what follows from there.
+        wait_for("b to subscribe the channel again", || link_stat(&b, "channel_subscribes") > subscribes);
+        let heard = link_stat(&b, "pubsub_messages");
         for i in 0..3 {
             cursor = publish_and_follow(&a, &b, channel, &cursor, &format!("after the move {round} {i}"));
         }
+        assert!(link_stat(&b, "pubsub_messages") >= heard + 3, "what follows the move comes by pub/sub");
     }
 }
 
