@@ -586,7 +586,13 @@ mod tests {
         fn read(&self, channel: &str, since: &Since, max: usize, reader: broker::Reader<'_>) -> broker::Batch {
             self.0.read(channel, since, max, reader)
         }
-        fn subscribe(&self, channel: &str, subscriber: u64, waker: &std::task::Waker, now: crate::time::Instant) {
+        fn subscribe(
+            &self,
+            channel: &str,
+            subscriber: u64,
+            waker: &std::task::Waker,
+            now: crate::time::Instant,
+        ) -> Arc<str> {
             self.0.subscribe(channel, subscriber, waker, now)
         }
         fn unsubscribe(&self, channel: &str, subscriber: u64, now: crate::time::Instant) {

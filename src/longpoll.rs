@@ -354,7 +354,7 @@ mod tests {
                 false => Batch::in_flight(Position::new(0)),
             }
         }
-        fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker, now: Instant) {
+        fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker, now: Instant) -> Arc<str> {
             self.memory.subscribe(channel, subscriber, waker, now)
         }
         fn unsubscribe(&self, channel: &str, subscriber: u64, now: Instant) {

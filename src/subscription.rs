@@ -18,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::sync::Arc;
 use std::task::Waker;
 
 use crate::broker::{Batch, Broker, Position, Reader, Since};
@@ -25,7 +26,9 @@ use crate::time::Instant;
 
 #[derive(Debug)]
 pub struct Subscription {
-    channel: Box<str>,
+    /// Once registered, the broker's own copy of the name, which the channel's subscribers
+    /// share ([`Broker::subscribe`]).
+    channel: Arc<str>,
     /// Where the next read starts; `None` until the channel's tail is known.
     since: Option<Since>,
     /// Whether the broker holds our waker.
@@ -50,7 +53,7 @@ impl Subscription {
     /// Registers `waker` to be woken by every publish to the channel (idempotent).
     pub fn register(&mut self, broker: &dyn Broker, subscriber: u64, waker: &Waker, now: Instant) {
         if !self.registered {
-            broker.subscribe(&self.channel, subscriber, waker, now);
+            self.channel = broker.subscribe(&self.channel, subscriber, waker, now);
             self.registered = true;
         }
     }

@@ -167,7 +167,7 @@ impl Broker for Unanswered {
     fn read(&self, channel: &str, since: &Since, max: usize, reader: Reader<'_>) -> Batch {
         self.memory.read(channel, since, max, reader)
     }
-    fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker, now: Instant) {
+    fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker, now: Instant) -> Arc<str> {
         self.memory.subscribe(channel, subscriber, waker, now)
     }
     fn unsubscribe(&self, channel: &str, subscriber: u64, now: Instant) {

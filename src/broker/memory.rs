@@ -88,7 +88,8 @@ pub struct MemoryBroker {
 /// The channels, and what the broker remembers of those it reclaimed.
 #[derive(Default)]
 struct Table {
-    channels: HashMap<Box<str>, Arc<Mutex<Channel>>>,
+    /// Keyed by the name its subscribers share ([`Broker::subscribe`]).
+    channels: HashMap<Arc<str>, Arc<Mutex<Channel>>>,
     /// The highest sequence number a reclaimed channel reached; new channels number their
     /// messages after it (see the module docs).
     reclaimed_through: u64,
@@ -371,7 +372,7 @@ impl Broker for MemoryBroker {
         self.read_now(channel, since, max)
     }
 
-    fn subscribe(&self, channel_name: &str, subscriber: u64, waker: &Waker, now: Instant) {
+    fn subscribe(&self, channel_name: &str, subscriber: u64, waker: &Waker, now: Instant) -> Arc<str> {
         self.subscribe_now(channel_name, subscriber, waker, now)
     }
 
@@ -467,18 +468,23 @@ impl MemoryBroker {
         Batch { messages, gap, position, in_flight: false }
     }
 
-    fn subscribe_now(&self, channel_name: &str, subscriber: u64, waker: &Waker, now: Instant) {
+    fn subscribe_now(&self, channel_name: &str, subscriber: u64, waker: &Waker, now: Instant) -> Arc<str> {
         let mut table = lock(&self.table);
         table.sweep_if_due(now, self.limits.channel_ttl);
         // Made on demand so that a publish finds the waker (subscribers are bounded by
         // connections, so this ignores `max_channels`); removed again on unsubscribe if
         // nothing was published (see below), so subscriptions cannot leak channels.
-        let after_seq = table.reclaimed_through;
-        let channel = table
-            .channels
-            .entry(channel_name.into())
-            .or_insert_with(|| Arc::new(Mutex::new(Channel::new(after_seq, now))));
-        lock(channel).subscribers.insert(subscriber, waker);
+        let (name, channel) = match table.channels.get_key_value(channel_name) {
+            Some((name, channel)) => (name.clone(), channel.clone()),
+            None => {
+                let channel = Arc::new(Mutex::new(Channel::new(table.reclaimed_through, now)));
+                let name: Arc<str> = channel_name.into();
+                table.channels.insert(name.clone(), channel.clone());
+                (name, channel)
+            }
+        };
+        lock(&channel).subscribers.insert(subscriber, waker);
+        name
     }
 
     fn unsubscribe_now(&self, channel_name: &str, subscriber: u64, now: Instant) {
@@ -714,6 +720,16 @@ mod tests {
         b.unsubscribe("ch", 1, at(0.0).instant);
         publish(&b, "ch", "y");
         assert_eq!(counter.0.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn the_subscribers_of_a_channel_share_one_copy_of_its_name() {
+        let b = broker(10);
+        let waker = Waker::from(Arc::new(CountingWaker(AtomicUsize::new(0))));
+        let first = b.subscribe("room", 1, &waker, at(0.0).instant);
+        let second = b.subscribe("room", 2, &waker, at(0.0).instant);
+        assert!(Arc::ptr_eq(&first, &second));
+        assert_eq!(&*first, "room");
     }
 
     #[test]

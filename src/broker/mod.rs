@@ -392,7 +392,11 @@ pub trait Broker: Send + Sync {
     /// Registers `waker` to be woken on every publish to `channel` until unsubscribed.
     /// `subscriber` is a key unique per connection; subscribing again replaces the waker.
     /// A channel with a subscriber is never reclaimed.
-    fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker, now: Instant);
+    ///
+    /// Returns the channel's name as the broker keeps it, for the subscriber to keep instead
+    /// of a copy of its own: one allocation per channel rather than one per subscriber (32
+    /// bytes of every idle connection; README, "What an idle connection costs").
+    fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker, now: Instant) -> Arc<str>;
 
     /// Removes the waker. When the channel's last subscriber leaves at `now`, its idle time
     /// starts: a reader that is only reconnecting finds the channel still there.

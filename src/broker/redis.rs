@@ -1185,7 +1185,7 @@ enum Topic {
 /// supervisor looks at every mirror (what it does after a reconnect anyway).
 #[derive(Default)]
 struct Wishes {
-    channels: Vec<Box<str>>,
+    channels: Vec<Arc<str>>,
     everything: bool,
 }
 
@@ -1199,9 +1199,9 @@ struct Session {
     /// On a cluster: the slot table the shards were opened for, which says on which shard a
     /// channel is subscribed.
     topology: Option<Topology>,
-    topics: HashMap<Box<str>, Topic>,
+    topics: HashMap<Arc<str>, Topic>,
     /// The [`Topic::Confirmed`] channels, in confirmation order.
-    confirmed: Vec<Box<str>>,
+    confirmed: Vec<Arc<str>>,
     /// `SUBSCRIBE` confirmations still to come.
     awaiting: usize,
     /// How many channels Redis last said the connection is subscribed to; shown in `/stats`
@@ -1579,7 +1579,8 @@ struct Shared {
     /// Lock order: `command`, then `channels`, then one mirror, then `requests` or a lane of
     /// the pipeline.
     command: Mutex<CommandLink>,
-    channels: Mutex<HashMap<Box<str>, Arc<Mutex<Mirror>>>>,
+    /// Keyed by the name the channel's local subscribers share ([`Broker::subscribe`]).
+    channels: Mutex<HashMap<Arc<str>, Arc<Mutex<Mirror>>>>,
     /// What each reader is waiting for from Redis (its tail, or a cold read), by subscriber
     /// key: at most one each, dropped when the reader moves on ([`Broker::forget`]). Shared
     /// with the link's callbacks, which fill them in.
@@ -1797,16 +1798,18 @@ impl Shared {
     /// locked, so that no sweep or eviction can forget the mirror meanwhile (a subscriber added
     /// to a forgotten mirror would never be woken). A new mirror is a wish: the supervisor is
     /// told to subscribe its channel, and loads it once the subscription is confirmed; its
-    /// readers read from the stream until then. Returns whether the mirror is new.
-    fn add_subscriber(&self, name: &str, subscriber: u64, waker: &Waker, now: Instant) -> bool {
+    /// readers read from the stream until then. Returns the name the subscribers share, and
+    /// whether the mirror is new.
+    fn add_subscriber(&self, name: &str, subscriber: u64, waker: &Waker, now: Instant) -> (Arc<str>, bool) {
         let mut channels = lock(&self.channels);
-        let (mirror, made) = match channels.get(name) {
-            Some(mirror) => (mirror.clone(), false),
+        let (shared_name, mirror, made) = match channels.get_key_value(name) {
+            Some((shared_name, mirror)) => (shared_name.clone(), mirror.clone(), false),
             None => {
                 self.evict(&mut channels);
                 let mirror = Arc::new(Mutex::new(Mirror::unloaded(now)));
-                channels.insert(name.into(), mirror.clone());
-                (mirror, true)
+                let shared_name: Arc<str> = name.into();
+                channels.insert(shared_name.clone(), mirror.clone());
+                (shared_name, mirror, true)
             }
         };
         lock(&mirror).subscribers.insert(subscriber, waker);
@@ -1814,7 +1817,7 @@ impl Shared {
         if made {
             self.wish(name);
         }
-        made
+        (shared_name, made)
     }
 
     /// Asks the supervisor to subscribe `name`, and wakes it. A full queue needs no wake-up:
@@ -1910,7 +1913,7 @@ impl Shared {
     /// Makes room for a new mirror by forgetting the channels that have been quiet longest
     /// and have no local subscribers; their messages stay in Redis, and the supervisor ends
     /// their subscriptions at its next sweep.
-    fn evict(&self, channels: &mut HashMap<Box<str>, Arc<Mutex<Mirror>>>) {
+    fn evict(&self, channels: &mut HashMap<Arc<str>, Arc<Mutex<Mirror>>>) {
         while channels.len() >= self.limits.max_channels {
             let quietest = channels
                 .iter()
@@ -1934,7 +1937,7 @@ impl Shared {
     /// way is ended by a later sweep), so `UNSUBSCRIBE` never overtakes its `SUBSCRIBE`'s
     /// catch-up. Returns when the next sweep is due ([`next_sweep`]).
     fn sweep(&self, session: &mut Session, now: Instant) -> Result<Instant, RedisError> {
-        let mut leaving: Vec<Box<str>> = Vec::new();
+        let mut leaving: Vec<Arc<str>> = Vec::new();
         let mut earliest_expiry: Option<Instant> = None;
         {
             let mut channels = lock(&self.channels);
@@ -2007,7 +2010,7 @@ impl Shared {
         // Wishes first, then the table: a mirror made in between is in the table, and one
         // made after is a wish the listener grants.
         *lock(&self.wishes) = Wishes::default();
-        let names: Vec<Box<str>> = lock(&self.channels).keys().cloned().collect();
+        let names: Vec<Arc<str>> = lock(&self.channels).keys().cloned().collect();
         self.send_subscriptions(&mut session, Verb::Subscribe, names)?;
         for (shard, link) in links.iter_mut().enumerate() {
             while session.shards[shard].awaiting > 0 {
@@ -2045,7 +2048,7 @@ impl Shared {
     /// command (`SSUBSCRIBE`'s channels "must belong to the same slot",
     /// <https://redis.io/docs/latest/commands/ssubscribe/>), each on its master's connection.
     /// All of a connection's commands go out in one write.
-    fn send_subscriptions(&self, session: &mut Session, verb: Verb, names: Vec<Box<str>>) -> Result<(), RedisError> {
+    fn send_subscriptions(&self, session: &mut Session, verb: Verb, names: Vec<Arc<str>>) -> Result<(), RedisError> {
         if names.is_empty() {
             return Ok(());
         }
@@ -2147,12 +2150,12 @@ impl Shared {
     /// skipped by position. Pub/sub messages of a channel heard before its catch-up are
     /// dropped (its topic is not live): Redis sent them before it ran the catch-up's read, so
     /// the read has them. Returns the number of messages added.
-    fn catch_up(&self, command: &mut CommandLink, names: &[Box<str>]) -> Result<usize, RedisError> {
+    fn catch_up(&self, command: &mut CommandLink, names: &[Arc<str>]) -> Result<usize, RedisError> {
         // On a cluster the catch-up goes through the router, not this connection.
         if self.cluster.is_none() && command.link.is_none() && !self.reconnect(command) {
             return Err(RedisError::NotConnected);
         }
-        let mirrors: Vec<(Box<str>, Arc<Mutex<Mirror>>)> = {
+        let mirrors: Vec<(Arc<str>, Arc<Mutex<Mirror>>)> = {
             let channels = lock(&self.channels);
             names.iter().filter_map(|name| channels.get(name).map(|mirror| (name.clone(), mirror.clone()))).collect()
         };
@@ -2744,8 +2747,8 @@ impl Broker for RedisBroker {
 
     /// Registers the subscriber in the channel's mirror; the first one (a new mirror) asks
     /// the supervisor to subscribe the channel, and never waits for it.
-    fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker, now: Instant) {
-        self.shared.add_subscriber(channel, subscriber, waker, now);
+    fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker, now: Instant) -> Arc<str> {
+        self.shared.add_subscriber(channel, subscriber, waker, now).0
     }
 
     fn forget(&self, channel: &str, subscriber: u64) {
@@ -3136,15 +3139,18 @@ mod tests {
         let shared = offline(Limits::default());
         let (mut session, mut redis) = session();
         let waker = Waker::from(Arc::new(NoWake));
-        assert!(shared.add_subscriber("news", 1, &waker, at(0)), "the first subscriber makes the mirror");
-        assert!(!shared.add_subscriber("news", 2, &waker, at(0)), "the second finds it");
+        let (name, made) = shared.add_subscriber("news", 1, &waker, at(0));
+        assert!(made, "the first subscriber makes the mirror");
+        let (shared_name, made) = shared.add_subscriber("news", 2, &waker, at(0));
+        assert!(!made, "the second finds it");
+        assert!(Arc::ptr_eq(&name, &shared_name), "and the name it keeps: one copy per channel");
         shared.grant_wishes(&mut session).unwrap();
         shared.grant_wishes(&mut session).unwrap();
         assert_eq!(redis.commands(), [["SUBSCRIBE", "realtime:0:news"]], "once, by the supervisor");
         assert_eq!((session.topics.get("news"), session.awaiting), (Some(&Topic::Subscribing), 1));
         shared.on_push(&mut session, 0, &push("subscribe", "realtime:0:news", Value::Integer(1))).unwrap();
         assert_eq!((session.topics.get("news"), session.awaiting), (Some(&Topic::Confirmed), 0));
-        assert_eq!(session.confirmed, [Box::from("news")], "to be caught up");
+        assert_eq!(session.confirmed, [Arc::from("news")], "to be caught up");
         assert_eq!(shared.counters.channels.load(Ordering::Relaxed), 0, "not shown before it is caught up");
         // What the catch-up does, without Redis: load the mirror, make the topic live.
         lock(&lock(&shared.channels)["news"]).load(id("5-0"));
@@ -3160,7 +3166,7 @@ mod tests {
             mirror.subscribers.remove(subscriber);
             mirror.idle_since = at(10);
         }
-        assert!(!shared.add_subscriber("news", 3, &waker, at(12)), "the lingering mirror is found");
+        assert!(!shared.add_subscriber("news", 3, &waker, at(12)).1, "the lingering mirror is found");
         shared.grant_wishes(&mut session).unwrap();
         shared.sweep(&mut session, at(100)).unwrap();
         assert!(redis.commands().is_empty(), "no churn for a subscriber that came back");
@@ -3228,7 +3234,7 @@ mod tests {
     fn subscriptions_go_out_in_commands_of_at_most_a_thousand_channels() {
         let shared = offline(Limits::default());
         let (mut session, mut redis) = session();
-        let names: Vec<Box<str>> = (0..2500).map(|n| format!("c{n}").into()).collect();
+        let names: Vec<Arc<str>> = (0..2500).map(|n| format!("c{n}").into()).collect();
         shared.send_subscriptions(&mut session, Verb::Subscribe, names).unwrap();
         let sizes: Vec<usize> = redis.commands().iter().map(|command| command.len() - 1).collect();
         assert_eq!(sizes, [1000, 1000, 500]);
