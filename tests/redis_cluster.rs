@@ -283,17 +283,19 @@ fn publishes_on_one_node_reach_followers_on_another_for_channels_on_every_master
 }
 
 #[test]
-fn a_channel_whose_slot_moves_to_another_master_keeps_being_delivered() {
+fn a_channel_whose_slot_moves_to_another_master_keeps_being_delivered_and_no_other_is_subscribed_again() {
     let Some(cluster) = Cluster::start() else { return };
     let topology = cluster.topology(cluster.ports[0]);
     let channels = channel_per_master(&topology);
     for (round, &model) in MODELS.iter().enumerate() {
         let (a, b) = (node(model, &cluster), node(model, &cluster));
-        let channel = &channels[0];
-        let _held = hold(&b, channel);
-        wait_for("b to subscribe the channel", || link_stat(&b, "channels_subscribed") == 1);
+        // `channel` moves; `staying`, on another master, does not.
+        let (channel, staying) = (&channels[0], &channels[1]);
+        let _held = [hold(&b, channel), hold(&b, staying)];
+        wait_for("b to subscribe both channels", || link_stat(&b, "channels_subscribed") == 2);
         let mut cursor = tail(&b, channel);
         cursor = publish_and_follow(&a, &b, channel, &cursor, &format!("before the move {round}"));
+        let mut staying_cursor = tail(&b, staying);
 
         let subscribes = link_stat(&b, "channel_subscribes");
         // Move the channel's slot from its master to the next one, the way
@@ -335,8 +337,15 @@ fn a_channel_whose_slot_moves_to_another_master_keeps_being_delivered() {
         let heard = link_stat(&b, "pubsub_messages");
         for i in 0..3 {
             cursor = publish_and_follow(&a, &b, channel, &cursor, &format!("after the move {round} {i}"));
+            let text = format!("beside the move {round} {i}");
+            staying_cursor = publish_and_follow(&a, &b, staying, &staying_cursor, &text);
         }
-        assert!(link_stat(&b, "pubsub_messages") >= heard + 3, "what follows the move comes by pub/sub");
+        assert!(link_stat(&b, "pubsub_messages") >= heard + 6, "what follows the move comes by pub/sub");
+        assert_eq!(
+            link_stat(&b, "channel_subscribes"),
+            subscribes + 1,
+            "only the channel that moved was subscribed again, on its new master"
+        );
     }
 }
 

@@ -194,10 +194,14 @@
 //!   subscription connection per master, and `SSUBSCRIBE`s each channel on its master's, with
 //!   the same wish → confirmation → catch-up seam per channel; catch-up reads go through the
 //!   router. When a channel's slot moves, Redis unsubscribes it (an `sunsubscribe` nobody asked
-//!   for), or a redirection makes the router ask for the table again and it no longer matches
-//!   the session: the supervisor then opens every subscription again on the new table and
-//!   catches every channel up from its mirror's newest entry, as after a reconnect. Losing any
-//!   master's subscription connection does the same.
+//!   for), or a redirection makes the router ask for the table again: the supervisor asks for
+//!   the table and subscribes the channels whose slots went to another master on that master's
+//!   connection, each caught up from its mirror's newest entry once confirmed (the same seam
+//!   as a new channel's), and leaves every other channel alone: resharding a slot costs its
+//!   own channels one `SSUBSCRIBE` each, not every channel of the node. A table whose masters
+//!   are not the session's (a master added or replaced), or losing any master's subscription
+//!   connection, opens every subscription again on the new table and catches every channel up,
+//!   as after a reconnect.
 //! - **Failover.** Redis replicates asynchronously: a master killed before its replica has a
 //!   write takes it along, and the replica promoted in its place never had it. So a publish
 //!   on a master with replicas (`CLUSTER NODES`, [`cluster::Topology::count_replicas`]) is
@@ -210,9 +214,6 @@
 //!   if the new master's ids come out smaller (its clock behind the old master's by more
 //!   than the failover took), the mirror hears an entry older than its newest and rewinds
 //!   (above, "the mirror"), and those readers get a gap.
-//!
-//! What this does *not* do yet: a topology change re-subscribes every channel, not only
-//! those that moved.
 //!
 //! ## Never waiting for Redis
 //!
@@ -1202,11 +1203,23 @@ struct Session {
     topics: HashMap<Arc<str>, Topic>,
     /// The [`Topic::Confirmed`] channels, in confirmation order.
     confirmed: Vec<Arc<str>>,
+    /// Channels Redis unsubscribed because their slot moved to another master, with the
+    /// shard that let them go and when: subscribed again on the new master once the slot
+    /// table says which it is ([`Shared::follow_topology`]).
+    moved: Vec<Moved>,
     /// `SUBSCRIBE` confirmations still to come.
     awaiting: usize,
     /// How many channels Redis last said the connection is subscribed to; shown in `/stats`
     /// once every confirmed channel is caught up, so that a channel counted there is served.
     subscribed_per_redis: usize,
+}
+
+/// A channel whose subscription Redis ended because its slot moved ([`Session::moved`]).
+struct Moved {
+    name: Arc<str>,
+    /// The shard whose master let it go.
+    let_go_by: usize,
+    at: Instant,
 }
 
 /// One subscription connection of a session.
@@ -2004,6 +2017,7 @@ impl Shared {
             topology,
             topics: HashMap::new(),
             confirmed: Vec::new(),
+            moved: Vec::new(),
             awaiting: 0,
             subscribed_per_redis: 0,
         };
@@ -2270,16 +2284,16 @@ impl Shared {
                     Err(error) => return error,
                 }
             }
-            let asked_for = now >= next_refresh && self.lanes.wants_refresh();
-            if asked_for || (self.cluster.is_some() && now >= refresh_anyway) {
-                // A redirection, or a master whose lanes went down, or time: the table is
-                // asked again, and a session whose channels moved to other masters is opened
-                // again.
+            let asked_for = now >= next_refresh && (self.lanes.wants_refresh() || !session.moved.is_empty());
+            if self.cluster.is_some() && (asked_for || now >= refresh_anyway) {
+                // A redirection, a master whose lanes went down, a channel whose slot moved,
+                // or time: the table is asked again, and the channels that moved are
+                // subscribed again where they went.
                 next_refresh = now + TOPOLOGY_REFRESH_MIN;
                 refresh_anyway = now + TOPOLOGY_REFRESH_EVERY;
                 if let Ok(topology) = self.refresh_topology() {
-                    if !self.session_matches(&session, &topology) {
-                        return RedisError::Unexpected("the cluster moved slots of subscribed channels");
+                    if let Err(error) = self.follow_topology(&mut session, topology, now) {
+                        return error;
                     }
                 }
             }
@@ -2292,14 +2306,50 @@ impl Shared {
         }
     }
 
-    /// Whether every channel `session` subscribed is still served by the master it is
-    /// subscribed on, by `topology`.
-    fn session_matches(&self, session: &Session, topology: &Topology) -> bool {
-        let Some(subscribed_by) = &session.topology else { return true };
-        session.topics.iter().filter(|(_, topic)| **topic != Topic::Unsubscribing).all(|(name, _)| {
+    /// Takes a new slot table: each channel whose slot it gives to another master is
+    /// subscribed again on that master's connection (and, once confirmed, caught up from its
+    /// mirror's newest entry, like any new subscription), and every other channel is left as
+    /// it is; so is a channel Redis let go of ([`Session::moved`]), unless the table still
+    /// gives it to the master that let it go: the node asked has not heard of the move yet,
+    /// and the next table (a [`TOPOLOGY_REFRESH_MIN`] later) will say. After
+    /// [`TOPOLOGY_REFRESH_EVERY`] of that the channel is subscribed where the table says: if
+    /// that master no longer serves it, it answers `MOVED`, an error, and the session is
+    /// opened again on a new table, as it is for a table whose masters are not the session's
+    /// (one added, removed or replaced), which needs connections the session does not have.
+    fn follow_topology(&self, session: &mut Session, topology: Topology, now: Instant) -> Result<(), RedisError> {
+        let Some(old) = session.topology.take() else { return Ok(()) };
+        if old.masters != topology.masters {
+            return Err(RedisError::Unexpected("the cluster's masters changed"));
+        }
+        let owner_changed = |name: &str| {
             let slot = key_slot(self.keys.topic(name).as_bytes());
-            subscribed_by.owner(slot) == topology.owner(slot)
-        })
+            old.owner(slot) != topology.owner(slot)
+        };
+        let mut again: Vec<Arc<str>> = session
+            .topics
+            .iter()
+            .filter(|&(name, &topic)| topic != Topic::Unsubscribing && owner_changed(name))
+            .map(|(name, _)| name.clone())
+            .collect();
+        session.topology = Some(topology);
+        for moved in std::mem::take(&mut session.moved) {
+            if session.topics.contains_key(&moved.name) {
+                // Subscribed again meanwhile (wished by a new mirror, or moved above).
+                continue;
+            }
+            let not_heard_of_yet = self.shard_of(session, &moved.name).is_ok_and(|shard| shard == moved.let_go_by);
+            if not_heard_of_yet && now < moved.at + TOPOLOGY_REFRESH_EVERY {
+                session.moved.push(moved);
+            } else {
+                again.push(moved.name);
+            }
+        }
+        // Only channels still mirrored: a forgotten one needs no subscription.
+        again.retain(|name| lock(&self.channels).contains_key(name));
+        if !again.is_empty() {
+            crate::info!("redis: slots moved; subscribing their channels on their new masters"; channels = again.len());
+        }
+        self.send_subscriptions(session, Verb::Subscribe, again)
     }
 
     /// A value on the subscription: `["message", channel, payload]`, a confirmation
@@ -2353,8 +2403,20 @@ impl Shared {
             }
             Some(b"unsubscribe" | b"sunsubscribe") => {
                 counted(third);
-                if matches!(session.topics.get(name), Some(Topic::Live | Topic::Confirmed)) {
-                    return Err(RedisError::Unexpected("Redis unsubscribed a channel: its slot moved"));
+                let topic = session.topics.get(name).copied();
+                let from_its_master = self.shard_of(session, name).map_or(true, |on| on == shard);
+                if topic != Some(Topic::Unsubscribing) && !from_its_master {
+                    // The old master letting go of a channel since subscribed on its new one.
+                    return Ok(());
+                }
+                if matches!(topic, Some(Topic::Live | Topic::Confirmed)) {
+                    if self.cluster.is_none() {
+                        return Err(RedisError::Unexpected("Redis unsubscribed a channel nobody asked to"));
+                    }
+                    // Its slot moved: subscribed again on its new master at the next table.
+                    session.topics.remove(name);
+                    session.moved.push(Moved { name: name.into(), let_go_by: shard, at: Instant::now() });
+                    return Ok(());
                 }
                 self.counters.unsubscribes.fetch_add(1, Ordering::Relaxed);
                 // Subscribing again meanwhile: that subscription's confirmation is still to come.
@@ -3081,6 +3143,7 @@ mod tests {
             topology: None,
             topics: HashMap::new(),
             confirmed: Vec::new(),
+            moved: Vec::new(),
             awaiting: 0,
             subscribed_per_redis: 0,
         };
