@@ -590,10 +590,10 @@ mod tests {
             &self,
             channel: &str,
             subscriber: u64,
-            waker: &std::task::Waker,
+            wake: &crate::wake::Wake,
             now: crate::time::Instant,
         ) -> Arc<str> {
-            self.0.subscribe(channel, subscriber, waker, now)
+            self.0.subscribe(channel, subscriber, wake, now)
         }
         fn unsubscribe(&self, channel: &str, subscriber: u64, now: crate::time::Instant) {
             self.0.unsubscribe(channel, subscriber, now)

@@ -4,7 +4,7 @@
 //! loop) does only four things with it:
 //!
 //! 1. hands it the bytes it read ([`Connection::receive`], [`Connection::receive_eof`]);
-//! 2. calls [`Connection::advance`] with the current time and a [`Waker`] whenever something
+//! 2. calls [`Connection::advance`] with the current time and a [`Wake`] whenever something
 //!    happened: bytes arrived, the broker woke it, or [`Connection::next_deadline`] passed;
 //! 3. writes out [`Connection::output`] and reports how much went, and when
 //!    ([`Connection::consume_output`]);
@@ -44,7 +44,9 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::task::{Poll, Waker};
+use std::task::Poll;
+
+use crate::wake::Wake;
 use std::time::Duration;
 
 use crate::app::{error_response, Action, App, Exchange, SseStart, WebSocketMode};
@@ -279,7 +281,7 @@ impl Opening {
 }
 
 pub struct Connection {
-    /// Unique per process; the broker knows our waker by it.
+    /// Unique per process; the broker knows our wake by it.
     id: u64,
     app: Arc<App>,
     /// The client's address: what per-address limits count by.
@@ -459,7 +461,7 @@ impl Connection {
     }
 
     /// Makes all the progress possible with the input so far, the broker's state and the time.
-    pub fn advance(&mut self, now: Now, waker: &Waker) {
+    pub fn advance(&mut self, now: Now, wake: &Wake) {
         self.last_turn = now;
         let had_input = !self.buffers.input().is_empty();
         let send_timeout = self.app.config.send_timeout;
@@ -479,7 +481,7 @@ impl Connection {
             self.app.budget.shed();
             self.shed(now);
         }
-        while self.step(now, waker) {}
+        while self.step(now, wake) {}
         if !self.buffers.output().is_empty() && self.stalled_since.is_none() {
             // Bytes are owed from now: the slow-consumer clock starts with this turn, not with
             // the next one (which may be a keepalive interval away).
@@ -661,7 +663,7 @@ impl Connection {
     }
 
     /// One transition; `true` if another may follow at once.
-    fn step(&mut self, now: Now, waker: &Waker) -> bool {
+    fn step(&mut self, now: Now, wake: &Wake) -> bool {
         match &mut self.state {
             State::Head { started, idle_since } => {
                 if started.is_none() && !self.buffers.input().is_empty() {
@@ -674,21 +676,21 @@ impl Connection {
                     Some(started) => *started + self.app.config.header_timeout,
                     None => *idle_since + self.app.config.idle_timeout,
                 };
-                self.read_head(now, deadline, waker)
+                self.read_head(now, deadline, wake)
             }
             State::Body(_) => self.read_body(now),
-            State::Publishing(_) => self.finish_publish(now, waker),
-            State::Opening { .. } => self.open(now, waker),
-            State::Poll(_) => self.poll(now, waker),
-            State::Sse(_) | State::WebSocket(_) => self.stream(now, waker),
-            State::Http2(_) => self.http2(now, waker),
+            State::Publishing(_) => self.finish_publish(now, wake),
+            State::Opening { .. } => self.open(now, wake),
+            State::Poll(_) => self.poll(now, wake),
+            State::Sse(_) | State::WebSocket(_) => self.stream(now, wake),
+            State::Http2(_) => self.http2(now, wake),
             State::Closing => false,
         }
     }
 
     /// Waits for a request head until `deadline`: the header timeout once a head has begun
     /// (or from the accept, for a connection's first request), else the keep-alive idle limit.
-    fn read_head(&mut self, now: Now, deadline: Instant, waker: &Waker) -> bool {
+    fn read_head(&mut self, now: Now, deadline: Instant, wake: &Wake) -> bool {
         let config = &self.app.config;
         if self.buffers.output().len() >= OUTPUT_HIGH_WATER {
             return false; // let the driver drain the responses already queued
@@ -743,12 +745,12 @@ impl Connection {
                 Exchange::failed(plain_framing(), error)
             }
         };
-        self.start(exchange, now, waker);
+        self.start(exchange, now, wake);
         true
     }
 
     /// Begins the exchange decided by [`App::handle`].
-    fn start(&mut self, exchange: Exchange, now: Now, waker: &Waker) {
+    fn start(&mut self, exchange: Exchange, now: Now, wake: &Wake) {
         let Exchange { framing, cors, action, route } = exchange;
         self.request.1 = route;
         let reply = Reply { framing, cors };
@@ -771,7 +773,7 @@ impl Connection {
             Action::Sse(start) => self.start_sse(start, &reply, now),
             Action::Upgrade(start) => match start.mode {
                 WebSocketMode::Echo => {
-                    let stream = WebSocketStream::start(&start.accept, None, start.grant, &mut self.io(now, waker));
+                    let stream = WebSocketStream::start(&start.accept, None, start.grant, &mut self.io(now, wake));
                     self.answered(101, now.instant);
                     self.enter(State::WebSocket(Box::new(stream)), now.instant);
                 }
@@ -805,13 +807,13 @@ impl Connection {
     /// A stream in `State::Opening` opens once the broker says where it starts: the SSE head
     /// and `retry:`, or the `101`, then the stream. A client that leaves, or a server shutting
     /// down, closes it before anything was written.
-    fn open(&mut self, now: Now, waker: &Waker) -> bool {
+    fn open(&mut self, now: Now, wake: &Wake) -> bool {
         if self.input_closed || self.app.is_shutting_down() {
             self.enter(State::Closing, now.instant);
             return false;
         }
         let State::Opening { opening, deadline } = &mut self.state else { return false };
-        let reader = Reader { subscriber: self.id, waker };
+        let reader = Reader { subscriber: self.id, wake };
         if opening.subscription().resolve_start(&*self.app.broker, reader).is_pending() {
             if now.instant >= *deadline {
                 // The broker's answer lands within --redis-timeout; this only keeps a deadline
@@ -831,11 +833,11 @@ impl Connection {
                 let date = format_http_date(now.unix_secs());
                 SseStream::write_head(self.buffers.output_mut(), &reply.cors.fields(), chunked, &date);
                 self.answered(200, now.instant);
-                let stream = SseStream::start(subscription, chunked, grant, &mut self.io(now, waker));
+                let stream = SseStream::start(subscription, chunked, grant, &mut self.io(now, wake));
                 self.enter(State::Sse(Box::new(stream)), now.instant);
             }
             Opening::WebSocket { subscription, grant, accept } => {
-                let stream = WebSocketStream::start(&accept, Some(subscription), grant, &mut self.io(now, waker));
+                let stream = WebSocketStream::start(&accept, Some(subscription), grant, &mut self.io(now, wake));
                 self.answered(101, now.instant);
                 self.enter(State::WebSocket(Box::new(stream)), now.instant);
             }
@@ -844,13 +846,13 @@ impl Connection {
     }
 
     /// The context a stream advances with.
-    fn io<'a>(&'a mut self, now: Now, waker: &'a Waker) -> Io<'a> {
+    fn io<'a>(&'a mut self, now: Now, wake: &'a Wake) -> Io<'a> {
         let (input, output) = self.buffers.both_mut();
         Io {
             app: &self.app,
             subscriber: self.id,
             peer: self.peer,
-            waker,
+            wake,
             now,
             input,
             output,
@@ -859,13 +861,13 @@ impl Connection {
     }
 
     /// An SSE stream or a WebSocket makes progress.
-    fn stream(&mut self, now: Now, waker: &Waker) -> bool {
+    fn stream(&mut self, now: Now, wake: &Wake) -> bool {
         // The stream is taken out while it advances, because `io` lends it the connection's
         // buffers; it goes back before any transition. (Not a transition itself: nothing leaves.)
         let mut state = std::mem::replace(&mut self.state, State::Closing);
         let next = match &mut state {
-            State::Sse(stream) => stream.advance(&mut self.io(now, waker)),
-            State::WebSocket(stream) => stream.advance(&mut self.io(now, waker)),
+            State::Sse(stream) => stream.advance(&mut self.io(now, wake)),
+            State::WebSocket(stream) => stream.advance(&mut self.io(now, wake)),
             _ => Next::Close,
         };
         self.state = state;
@@ -876,7 +878,7 @@ impl Connection {
     }
 
     /// An HTTP/2 connection's turn: the protocol and its streams, in [`H2Server`].
-    fn http2(&mut self, now: Now, waker: &Waker) -> bool {
+    fn http2(&mut self, now: Now, wake: &Wake) -> bool {
         // Taken out while it advances, as in `stream`: `io` lends it the connection's buffers.
         let mut server = match std::mem::replace(&mut self.state, State::Closing) {
             State::Http2(server) => server,
@@ -885,7 +887,7 @@ impl Connection {
                 return false;
             }
         };
-        let outcome = server.advance(&mut self.io(now, waker));
+        let outcome = server.advance(&mut self.io(now, wake));
         self.state = State::Http2(server);
         match outcome {
             Outcome::Continue => {}
@@ -935,10 +937,10 @@ impl Connection {
 
     /// Answers a publish once the broker has (at once, on the memory broker), or 503 with
     /// `Retry-After: 1` when it has not within `--redis-timeout`.
-    fn finish_publish(&mut self, now: Now, waker: &Waker) -> bool {
+    fn finish_publish(&mut self, now: Now, wake: &Wake) -> bool {
         let State::Publishing(publish) = &mut self.state else { return false };
         let InFlight { pending, reply, deadline } = &mut **publish;
-        let response = match pending.poll(waker) {
+        let response = match pending.poll(wake) {
             Poll::Ready(result) => self.app.published(result),
             Poll::Pending if now.instant < *deadline => return false,
             // RFC 9110 §15.6.4: 503 "indicates that the server is currently unable to handle
@@ -954,13 +956,13 @@ impl Connection {
     }
 
     /// Long-polling steps 2 to 4 ([`crate::longpoll`]).
-    fn poll(&mut self, now: Now, waker: &Waker) -> bool {
+    fn poll(&mut self, now: Now, wake: &Wake) -> bool {
         let State::Poll(exchange) = &mut self.state else { return false };
         let PollExchange { poll, reply } = &mut **exchange;
         let was_parked = poll.is_parked();
         // A client that hung up is not waiting for an answer any more.
         let give_up = self.app.is_shutting_down() || self.input_closed;
-        let outcome = poll.poll(&*self.app.broker, self.id, waker, now.instant, give_up);
+        let outcome = poll.poll(&*self.app.broker, self.id, wake, now.instant, give_up);
         let parked = poll.is_parked();
         match (was_parked, parked) {
             (false, true) => self.app.stats.poll_parked(),

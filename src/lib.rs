@@ -44,8 +44,8 @@
 //! | step | where |
 //! |---|---|
 //! | 1. the client asks `GET /poll/{channel}?since=ID&timeout=S` | [`app::App::handle`] → [`longpoll::PollQuery::parse`] |
-//! | 2. nothing new: the server holds the request. On the event loop (the default) a held poll is an entry in its worker's table, a waker and a timer; under `--model threads` a whole thread sleeps in `park_timeout` | [`longpoll::LongPoll::poll`] returns `Pending` after [`subscription::Subscription::register`]; the connection then waits for the broker ([`connection::Waiting::ForBroker`]) |
-//! | 3. a message is published and wakes the waiting request | [`app::App::publish`] → [`broker::Broker::publish`] wakes every [`std::task::Waker`] |
+//! | 2. nothing new: the server holds the request. On the event loop (the default) a held poll is an entry in its worker's table, a wake-up and a timer; under `--model threads` a whole thread sleeps in `park_timeout` | [`longpoll::LongPoll::poll`] returns `Pending` after [`subscription::Subscription::register`]; the connection then waits for the broker ([`connection::Waiting::ForBroker`]) |
+//! | 3. a message is published and wakes the waiting request | [`app::App::publish`] → [`broker::Broker::publish`] wakes every subscriber's [`wake::Wake`] |
 //! | 4. the server answers with the messages and a cursor (and `"gap":true` if some were lost) | [`longpoll::LongPoll::poll`] → [`longpoll::answer_body`] |
 //! | 5. the client asks again from the cursor; nothing is lost in between | the channel's history ([`broker::History`]): [`broker::memory`], or the Redis stream |
 //!
@@ -121,7 +121,7 @@
 //! |---|---|
 //! | speak Redis: encode a command, decode a reply as it arrives, resuming where the last read stopped (RESP2) | [`broker::resp::encode_command`], [`broker::resp::Decoder`] (one-shot: [`broker::resp::decode`]) |
 //! | publish: one Lua script appends to the channel's stream (`XADD`) and publishes the entry (`PUBLISH`), atomically, so every node hears a channel in stream order | [`broker::redis::PUBLISH_SCRIPT`], sent by [`broker::redis::RedisBroker`] (`EVALSHA`, the script loaded on every connection as it opens) |
-//! | never wait for Redis on a worker: commands go to a pipelined link with threads of its own; the answer comes back through the connection's waker | [`broker::redis::pipeline::Pipeline`], [`broker::Pending`] (a publish), [`broker::Batch::in_flight`] (a cold read), [never waiting](broker::redis#never-waiting-for-redis) |
+//! | never wait for Redis on a worker: commands go to a pipelined link with threads of its own; the answer comes back through the connection's wake-up | [`broker::redis::pipeline::Pipeline`], [`broker::Pending`] (a publish), [`broker::Batch::in_flight`] (a cold read), [never waiting](broker::redis#never-waiting-for-redis) |
 //! | ids are stream ids, the same on every node | [`broker::redis::parse_stream_id`], [`broker::redis::stream_id`] |
 //! | hear the publishes of the channels followed here: a channel's first local subscriber records a wish, the supervisor `SUBSCRIBE`s it (batched), catches it up from the stream after the confirmation, and `UNSUBSCRIBE`s it after a linger; each entry into the channel's mirror | [one subscription per channel](broker::redis#one-subscription-per-channel) ([`broker::redis::SUBSCRIPTION_LINGER`]; the supervisor thread: `grant_wishes`, `catch_up`, `sweep`, `Mirror::accept`) |
 //! | resume from a cursor: from the mirror, or older history from the stream with a gap check (trimmed after the cursor, or the cursor's own entry lost) | [`broker::redis::RedisBroker`] as a [`broker::Broker`] (`read`: `XRANGE` + `XINFO STREAM` + the cursor's entry, one `MULTI`) |
@@ -137,7 +137,7 @@
 //! | wait for bytes | a blocking `read` with the next deadline as its timeout | readiness from [`server::poller::Poller::wait`] (epoll, O(ready); or poll(2), O(n)) |
 //! | read | one `read` | until a read comes back short, which drains the socket (`read_available`), while the connection has room ([`connection::Connection::input_room`]) |
 //! | write | [`server::write::flush`], a slice copied out under the lock, each `write` blocking no later than the next deadline | the same [`server::write::flush`] until it would block; interest in writability ([`server::poller::Interest`]) only while bytes wait |
-//! | a parked long poll ([`connection::Waiting::ForBroker`]) | a thread asleep in `park_timeout` | a slot, a waker and a timer-heap entry |
+//! | a parked long poll ([`connection::Waiting::ForBroker`]) | a thread asleep in `park_timeout` | a slot, a wake-up and a timer-heap entry |
 //! | the client hangs up while parked | the thread naps [`server::threads::HANGUP_CHECK_INTERVAL`] and polls its socket for `POLLRDHUP` | epoll reports `EPOLLRDHUP` at once |
 //! | a client that reads too slowly | writes block until the connection's next deadline, then [`connection::Connection::advance`] decides | the socket stops taking bytes; the same `advance` decides |
 //! | the broker wakes it | `Thread::unpark` | the slot's number is queued and the worker's [`server::notify::Notifier`] (an eventfd) is written |
@@ -155,7 +155,9 @@
 //!   follows it), a mirror of each followed channel; the link ([`broker::redis::pipeline`])
 //!   carries commands off the workers;
 //!   [`broker::resp`] is its sans-I/O wire codec (RESP2).
-//! - [`subscription`]: a cursor in a channel plus a registered waker; pull, never push.
+//! - [`subscription`]: a cursor in a channel plus a registered wake-up; pull, never push.
+//! - [`wake`]: the wake-up itself: a connection's token on its worker's (or thread's) queue, 16
+//!   bytes, where a `std::task::Waker` would be an allocation per connection.
 //! - [`server`]: the two drivers ([`server::event_loop`], [`server::threads`]), the shared accept
 //!   loop, the shared write and linger ([`server::write`]), and [`server::sys`], the one
 //!   `unsafe` module, behind safe APIs: the OS calls std lacks ([`server::sys::os`]: epoll,
@@ -227,4 +229,5 @@ pub mod sync;
 pub mod time;
 pub mod token;
 pub mod transport;
+pub mod wake;
 pub mod ws;

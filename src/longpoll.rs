@@ -9,11 +9,11 @@
 //!    [`PollQuery::parse`]. `since` is the id of the last message the client has; without it
 //!    the client wants only what arrives from now on.
 //! 2. **Nothing new, so the server waits**: [`LongPoll::poll`] finds no message after the
-//!    cursor, registers the connection's waker with the broker and returns `Pending`. Under the
+//!    cursor, registers the connection's wake with the broker and returns `Pending`. Under the
 //!    thread-per-connection model a whole OS thread now sleeps in `park_timeout`; under the
 //!    event loop the request is one entry in a table plus a timer.
 //! 3. **A message arrives**: `POST /publish/{channel}` appends to the channel's log and the
-//!    broker wakes every registered waker ([`crate::broker::Broker::publish`]).
+//!    broker wakes every registered wake ([`crate::broker::Broker::publish`]).
 //! 4. **The server answers**: the woken connection calls [`LongPoll::poll`] again, which now
 //!    reads the messages after the cursor and answers `200` with
 //!    `{"messages":[...],"cursor":"ID"}` ([`answer_body`]). If nothing arrives
@@ -25,7 +25,9 @@
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
-use std::task::{Poll, Waker};
+use std::task::Poll;
+
+use crate::wake::Wake;
 use std::time::Duration;
 
 use crate::broker::{Batch, Broker, Message, Reader, Since};
@@ -113,7 +115,7 @@ impl LongPoll {
 
     /// Steps 2 to 4: answers when there are messages after the cursor (or a gap to report),
     /// when the deadline has passed, or when `give_up` (the server is shutting down);
-    /// otherwise makes sure the broker will wake `waker` and returns `Pending`.
+    /// otherwise makes sure the broker will wake `wake` and returns `Pending`.
     ///
     /// While the broker fetches what the poll asked for ([`Batch::in_flight`]: the tail, or
     /// history older than a Redis node's mirror), the poll waits for it even past its deadline
@@ -123,11 +125,11 @@ impl LongPoll {
         &mut self,
         broker: &dyn Broker,
         subscriber: u64,
-        waker: &Waker,
+        wake: &Wake,
         now: Instant,
         give_up: bool,
     ) -> Poll<Answer> {
-        let reader = Reader { subscriber, waker };
+        let reader = Reader { subscriber, wake };
         let mut batch = self.subscription.read(broker, MAX_MESSAGES_PER_ANSWER, reader);
         if batch.in_flight {
             return self.wait_in_flight(now);
@@ -139,7 +141,7 @@ impl LongPoll {
                 return Poll::Pending;
             }
             // Register first, then look again (see `crate::subscription`).
-            self.subscription.register(broker, subscriber, waker, now);
+            self.subscription.register(broker, subscriber, wake, now);
             batch = self.subscription.read(broker, MAX_MESSAGES_PER_ANSWER, reader);
             if batch.in_flight {
                 return self.wait_in_flight(now);
@@ -234,19 +236,13 @@ mod tests {
     use crate::broker::memory::MemoryBroker;
     use crate::broker::{History, Limits, Position};
     use crate::time::Now;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::task::Wake;
+    use crate::wake::WakeQueue;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn setup() -> (MemoryBroker, Waker, Arc<Count>, Instant) {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        (MemoryBroker::with_epoch("k3f9".into(), history(100)), Waker::from(count.clone()), count, Instant::now())
+    /// A broker, a wake for the poll and the queue that shows whether it was woken.
+    fn setup() -> (MemoryBroker, Wake, Arc<WakeQueue>, Instant) {
+        let queue = WakeQueue::silent();
+        (MemoryBroker::with_epoch("k3f9".into(), history(100)), queue.wake_for(0), queue, Instant::now())
     }
 
     /// Limits with a history of `messages` messages, however large.
@@ -273,22 +269,22 @@ mod tests {
     }
 
     #[test]
-    fn step_2_nothing_new_parks_and_registers_the_waker() {
-        let (broker, waker, count, now) = setup();
+    fn step_2_nothing_new_parks_and_registers_its_wake() {
+        let (broker, wake, count, now) = setup();
         let mut poll = LongPoll::new("ch", None, now + Duration::from_secs(30), 0);
-        assert!(poll.poll(&broker, 1, &waker, now, false).is_pending());
+        assert!(poll.poll(&broker, 1, &wake, now, false).is_pending());
         assert!(poll.is_parked());
         publish(&broker, "Hi"); // step 3
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(count.woken(), [0]);
     }
 
     #[test]
     fn step_4_the_woken_poll_answers_with_the_message_and_its_cursor() {
-        let (broker, waker, _, now) = setup();
+        let (broker, wake, _, now) = setup();
         let mut poll = LongPoll::new("ch", None, now + Duration::from_secs(30), 0);
-        assert!(poll.poll(&broker, 1, &waker, now, false).is_pending());
+        assert!(poll.poll(&broker, 1, &wake, now, false).is_pending());
         let message = publish(&broker, "Hi");
-        let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, false) else {
+        let Poll::Ready(answer) = poll.poll(&broker, 1, &wake, now, false) else {
             panic!("expected an answer");
         };
         assert_eq!(
@@ -301,24 +297,24 @@ mod tests {
 
     #[test]
     fn messages_already_after_the_cursor_are_answered_at_once() {
-        let (broker, waker, _, now) = setup();
+        let (broker, wake, _, now) = setup();
         publish(&broker, "a");
         publish(&broker, "b");
         let since = broker.parse_cursor("k3f9-1").unwrap();
         let mut poll = LongPoll::new("ch", Some(since), now + Duration::from_secs(30), 0);
-        let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, false) else { panic!() };
+        let Poll::Ready(answer) = poll.poll(&broker, 1, &wake, now, false) else { panic!() };
         assert!(answer.body.contains(r#""text":"b""#) && !answer.body.contains(r#""text":"a""#));
         assert!(answer.body.contains(r#""cursor":"k3f9-2""#));
     }
 
     #[test]
     fn the_timeout_answers_an_empty_list_with_the_same_cursor() {
-        let (broker, waker, _, now) = setup();
+        let (broker, wake, _, now) = setup();
         publish(&broker, "old");
         let deadline = now + Duration::from_secs(30);
         let mut poll = LongPoll::new("ch", None, deadline, 0);
-        assert!(poll.poll(&broker, 1, &waker, now, false).is_pending());
-        let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, deadline, false) else { panic!() };
+        assert!(poll.poll(&broker, 1, &wake, now, false).is_pending());
+        let Poll::Ready(answer) = poll.poll(&broker, 1, &wake, deadline, false) else { panic!() };
         assert_eq!(answer.body, r#"{"messages":[],"cursor":"k3f9-1"}"#);
     }
 
@@ -354,8 +350,8 @@ mod tests {
                 false => Batch::in_flight(Position::new(0)),
             }
         }
-        fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker, now: Instant) -> Arc<str> {
-            self.memory.subscribe(channel, subscriber, waker, now)
+        fn subscribe(&self, channel: &str, subscriber: u64, wake: &Wake, now: Instant) -> Arc<str> {
+            self.memory.subscribe(channel, subscriber, wake, now)
         }
         fn unsubscribe(&self, channel: &str, subscriber: u64, now: Instant) {
             self.memory.unsubscribe(channel, subscriber, now)
@@ -367,16 +363,16 @@ mod tests {
     /// nothing new. Parking it then would make `timeout=0` a one-second poll that subscribes.
     #[test]
     fn a_read_that_lands_past_the_deadline_is_answered_at_once_not_parked() {
-        let (memory, waker, _, now) = setup();
+        let (memory, wake, _, now) = setup();
         publish(&memory, "old");
         let broker = Fetching { memory, landed: AtomicBool::new(false) };
         let since = broker.parse_cursor("k3f9-1").unwrap();
         let mut poll = LongPoll::new("ch", Some(since), now, 0);
-        assert!(poll.poll(&broker, 1, &waker, now, false).is_pending(), "the read is in flight");
+        assert!(poll.poll(&broker, 1, &wake, now, false).is_pending(), "the read is in flight");
         assert_eq!(poll.deadline(), now + IN_FLIGHT_RECHECK, "looked at again should the wake-up be lost");
         broker.landed.store(true, Ordering::SeqCst);
         let landed = now + Duration::from_millis(10);
-        let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, landed, false) else {
+        let Poll::Ready(answer) = poll.poll(&broker, 1, &wake, landed, false) else {
             panic!("a read landing past the deadline is answered");
         };
         assert_eq!(answer.body, r#"{"messages":[],"cursor":"k3f9-1"}"#);
@@ -385,34 +381,34 @@ mod tests {
 
     #[test]
     fn shutting_down_answers_parked_polls() {
-        let (broker, waker, _, now) = setup();
+        let (broker, wake, _, now) = setup();
         let mut poll = LongPoll::new("ch", None, now + Duration::from_secs(30), 0);
-        assert!(poll.poll(&broker, 1, &waker, now, false).is_pending());
-        assert!(poll.poll(&broker, 1, &waker, now, true).is_ready());
+        assert!(poll.poll(&broker, 1, &wake, now, false).is_pending());
+        assert!(poll.poll(&broker, 1, &wake, now, true).is_ready());
     }
 
     #[test]
     fn a_cursor_older_than_the_history_answers_with_gap_true() {
         let broker = MemoryBroker::with_epoch("k3f9".into(), history(2));
-        let (_, waker, _, now) = setup();
+        let (_, wake, _, now) = setup();
         for text in ["1", "2", "3"] {
             publish(&broker, text);
         }
         let since = broker.parse_cursor("k3f9-0").unwrap();
         let mut poll = LongPoll::new("ch", Some(since), now, 0);
-        let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, false) else { panic!() };
+        let Poll::Ready(answer) = poll.poll(&broker, 1, &wake, now, false) else { panic!() };
         assert!(answer.body.ends_with(r#","gap":true}"#), "{}", answer.body);
     }
 
     #[test]
     fn large_backlogs_are_split_across_answers() {
-        let (broker, waker, _, now) = setup();
+        let (broker, wake, _, now) = setup();
         let big = "x".repeat(MAX_ANSWER_BYTES / 2);
         for _ in 0..3 {
             publish(&broker, &big);
         }
         let mut poll = LongPoll::new("ch", Some(Since::After(Position::new(0))), now, 0);
-        let Poll::Ready(answer) = poll.poll(&broker, 1, &waker, now, false) else { panic!() };
+        let Poll::Ready(answer) = poll.poll(&broker, 1, &wake, now, false) else { panic!() };
         assert_eq!(answer.delivered, 1);
         assert!(answer.body.contains(r#""cursor":"k3f9-1""#));
     }

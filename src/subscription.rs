@@ -1,12 +1,12 @@
 //! A reader's place in one channel: what long polls, SSE streams and WebSocket subscribers
 //! have in common.
 //!
-//! A subscription is a cursor plus a registered waker. Reading always means "the messages
+//! A subscription is a cursor plus a registered wake. Reading always means "the messages
 //! after my cursor", then moving the cursor to the last one read, so a replay of the history
 //! and the live stream are the same loop and there is no seam between them where a message
 //! could be lost or sent twice.
 //!
-//! The order of the two steps matters. The waker is registered *before* the first read that
+//! The order of the two steps matters. The wake is registered *before* the first read that
 //! finds nothing: a message published between "read: nothing" and "register" would otherwise
 //! wake nobody, and the reader would sleep past it (a lost wake-up).
 //!
@@ -18,8 +18,8 @@
 
 #![forbid(unsafe_code)]
 
+use crate::wake::Wake;
 use std::sync::Arc;
-use std::task::Waker;
 
 use crate::broker::{Batch, Broker, Position, Reader, Since};
 use crate::time::Instant;
@@ -31,7 +31,7 @@ pub struct Subscription {
     channel: Arc<str>,
     /// Where the next read starts; `None` until the channel's tail is known.
     since: Option<Since>,
-    /// Whether the broker holds our waker.
+    /// Whether the broker holds our wake.
     registered: bool,
 }
 
@@ -50,10 +50,10 @@ impl Subscription {
         self.registered
     }
 
-    /// Registers `waker` to be woken by every publish to the channel (idempotent).
-    pub fn register(&mut self, broker: &dyn Broker, subscriber: u64, waker: &Waker, now: Instant) {
+    /// Registers `wake` to be woken by every publish to the channel (idempotent).
+    pub fn register(&mut self, broker: &dyn Broker, subscriber: u64, wake: &Wake, now: Instant) {
         if !self.registered {
-            self.channel = broker.subscribe(&self.channel, subscriber, waker, now);
+            self.channel = broker.subscribe(&self.channel, subscriber, wake, now);
             self.registered = true;
         }
     }
@@ -102,7 +102,7 @@ impl Subscription {
         }
     }
 
-    /// Removes the waker at `now`, and drops whatever the broker was fetching for this
+    /// Removes the wake at `now`, and drops whatever the broker was fetching for this
     /// reader; the subscription can be registered again later.
     pub fn unregister(&mut self, broker: &dyn Broker, subscriber: u64, now: Instant) {
         broker.forget(&self.channel, subscriber);

@@ -7,7 +7,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc};
-use std::task::{Wake, Waker};
 use std::time::Duration;
 
 use realtime::app::App;
@@ -61,7 +60,7 @@ impl Harness {
 
     fn advance(&mut self, after: Duration) {
         let now = self.at(after);
-        self.connection().advance(now, &Waker::from(Arc::new(NoWake)));
+        self.connection().advance(now, &no_wake());
     }
 
     /// Everything queued, taken by the client at `after`.
@@ -76,7 +75,7 @@ impl Harness {
     fn publish(&self, channel: &str, text: &str, after: Duration) {
         let mut published = self.app.broker.publish(channel, text, self.at(after));
         // The memory broker answers a publish at once.
-        assert!(matches!(published.poll(&Waker::from(Arc::new(NoWake))), std::task::Poll::Ready(Ok(_))), "publish");
+        assert!(matches!(published.poll(&no_wake()), std::task::Poll::Ready(Ok(_))), "publish");
     }
 
     fn lines(&self) -> Vec<String> {
@@ -91,11 +90,9 @@ impl Harness {
     }
 }
 
-/// The broker's wake-ups are not what these tests watch.
-struct NoWake;
-
-impl Wake for NoWake {
-    fn wake(self: Arc<Self>) {}
+/// The broker's wake-ups are not what these tests watch: they ring no bell and are never taken.
+fn no_wake() -> realtime::wake::Wake {
+    realtime::wake::WakeQueue::new(|| {}).wake_for(0)
 }
 
 fn ms(ms: u64) -> Duration {

@@ -10,7 +10,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Poll, Wake, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
 use realtime::app::App;
@@ -19,28 +19,22 @@ use realtime::broker::{Batch, Broker, BrokerError, Completer, Message, Pending, 
 use realtime::config::Config;
 use realtime::connection::{Connection, Waiting};
 use realtime::time::{Instant, Now};
+use realtime::wake::{Wake, WakeQueue};
 use realtime::ws::frame::{encode_frame, Opcode};
 use realtime::ws::session::{Event as WsEvent, Session};
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
 const TICK: Duration = Duration::from_millis(1);
 
-/// Counts the broker's wake-ups.
-#[derive(Default)]
-struct RecordingWaker(AtomicUsize);
-
-impl Wake for RecordingWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
 /// One connection, its app, and a clock that only moves when the test says so.
 struct Harness {
     app: Arc<App>,
     connection: Connection,
-    waker: Waker,
-    wakes: Arc<RecordingWaker>,
+    /// The connection's wake-up queue, taken before every turn as a server's is.
+    woken: Arc<WakeQueue>,
+    wake: Wake,
+    /// How many times its bell rang: the wake-ups of the connection.
+    wakes: Arc<AtomicUsize>,
     t0: Instant,
     unix_ms0: u64,
 }
@@ -59,8 +53,12 @@ impl Harness {
         let app = Arc::new(App::new(config, broker));
         let (t0, unix_ms0) = (Instant::now(), 1_700_000_000_000);
         let connection = Connection::new(app.clone(), CLIENT, Now { instant: t0, unix_ms: unix_ms0 });
-        let wakes = Arc::new(RecordingWaker::default());
-        Harness { app, connection, waker: Waker::from(wakes.clone()), wakes, t0, unix_ms0 }
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let rings = wakes.clone();
+        let woken = WakeQueue::new(move || {
+            rings.fetch_add(1, Ordering::SeqCst);
+        });
+        Harness { app, connection, wake: woken.wake_for(0), woken, wakes, t0, unix_ms0 }
     }
 
     fn at(&self, after: Duration) -> Now {
@@ -75,7 +73,8 @@ impl Harness {
 
     fn advance(&mut self, after: Duration) {
         let now = self.at(after);
-        self.connection.advance(now, &self.waker);
+        self.woken.take(&mut Vec::new());
+        self.connection.advance(now, &self.wake);
     }
 
     /// Everything the connection queued, taken by the client at `after`.
@@ -95,7 +94,7 @@ impl Harness {
 
     fn publish(&self, channel: &str, text: &str, after: Duration) {
         let mut published = self.app.broker.publish(channel, text, self.at(after));
-        assert!(matches!(published.poll(&self.waker), std::task::Poll::Ready(Ok(_))), "publish");
+        assert!(matches!(published.poll(&self.wake), std::task::Poll::Ready(Ok(_))), "publish");
     }
 }
 
@@ -106,7 +105,7 @@ struct Unanswered {
     publishes: Mutex<Vec<(String, Completer<Arc<Message>>)>>,
     /// While `Some`, `tail` is `Pending`, as on a Redis node that must ask Redis for a channel
     /// it does not mirror; the readers asking wait here.
-    tail_asked: Mutex<Option<Vec<Waker>>>,
+    tail_asked: Mutex<Option<Vec<Wake>>>,
 }
 
 impl Unanswered {
@@ -127,8 +126,8 @@ impl Unanswered {
 
     /// The tail is known from now on: the readers that asked are woken.
     fn tell_tail(&self) {
-        for waker in self.tail_asked.lock().unwrap().take().unwrap_or_default() {
-            waker.wake();
+        for wake in self.tail_asked.lock().unwrap().take().unwrap_or_default() {
+            wake.wake();
         }
     }
 
@@ -156,7 +155,7 @@ impl Broker for Unanswered {
     }
     fn tail(&self, channel: &str, reader: Reader<'_>) -> Poll<Position> {
         if let Some(asked) = self.tail_asked.lock().unwrap().as_mut() {
-            asked.push(reader.waker.clone());
+            asked.push(reader.wake.clone());
             return Poll::Pending;
         }
         self.memory.tail(channel, reader)
@@ -167,8 +166,8 @@ impl Broker for Unanswered {
     fn read(&self, channel: &str, since: &Since, max: usize, reader: Reader<'_>) -> Batch {
         self.memory.read(channel, since, max, reader)
     }
-    fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker, now: Instant) -> Arc<str> {
-        self.memory.subscribe(channel, subscriber, waker, now)
+    fn subscribe(&self, channel: &str, subscriber: u64, wake: &Wake, now: Instant) -> Arc<str> {
+        self.memory.subscribe(channel, subscriber, wake, now)
     }
     fn unsubscribe(&self, channel: &str, subscriber: u64, now: Instant) {
         self.memory.unsubscribe(channel, subscriber, now)
@@ -205,7 +204,7 @@ fn a_publish_answered_later_wakes_its_connection_and_gets_201() {
     h.advance(ms(10));
     assert!(h.take_text(ms(10)).is_empty());
     broker.answer(h.at(ms(20)));
-    assert_eq!(h.wakes.0.load(Ordering::SeqCst), 1, "the answer woke the connection");
+    assert_eq!(h.wakes.load(Ordering::SeqCst), 1, "the answer woke the connection");
     h.advance(ms(20));
     let answer = h.take_text(ms(20));
     assert_eq!(status_of(&answer), 201, "{answer}");
@@ -222,7 +221,7 @@ fn a_stream_opens_only_once_its_start_is_known_so_what_its_client_then_publishes
     assert_eq!(h.connection.waiting_for(), Waiting::ForBroker);
     broker.memory.publish_now("ch", "before the stream opened", h.at(ms(5))).unwrap();
     broker.tell_tail();
-    assert_eq!(h.wakes.0.load(Ordering::SeqCst), 1, "the answer woke the connection");
+    assert_eq!(h.wakes.load(Ordering::SeqCst), 1, "the answer woke the connection");
     h.advance(ms(10));
     let head = h.take_text(ms(10));
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.contains("retry:"), "{head}");
@@ -334,7 +333,7 @@ fn a_parked_poll_is_answered_by_a_publish_and_the_broker_wakes_it() {
     assert_eq!(h.connection.waiting_for(), Waiting::ForBroker);
     assert_eq!(h.deadline(), Some(ms(10) + secs(30)), "the poll's own deadline");
     h.publish("news", "hello", ms(500));
-    assert_eq!(h.wakes.0.load(Ordering::SeqCst), 1, "the publish woke the connection");
+    assert_eq!(h.wakes.load(Ordering::SeqCst), 1, "the publish woke the connection");
     h.advance(ms(500));
     let answer = h.take_text(ms(500));
     assert_eq!(status_of(&answer), 200);

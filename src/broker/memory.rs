@@ -53,9 +53,9 @@
 
 #![forbid(unsafe_code)]
 
+use crate::wake::Wake;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::task::Waker;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use std::task::Poll;
@@ -244,37 +244,37 @@ impl Ring {
     }
 }
 
-/// The wakers registered on a channel, by subscriber key.
+/// The wakes registered on a channel, by subscriber key.
 #[derive(Default)]
 pub(crate) struct Subscribers {
-    wakers: HashMap<u64, Waker>,
+    wakes: HashMap<u64, Wake>,
 }
 
 impl Subscribers {
-    /// Registers `waker` for `subscriber`, replacing its previous waker (cloned only if it
-    /// would wake a different task).
-    pub(crate) fn insert(&mut self, subscriber: u64, waker: &Waker) {
-        match self.wakers.get_mut(&subscriber) {
-            Some(existing) if existing.will_wake(waker) => {}
-            Some(existing) => existing.clone_from(waker),
+    /// Registers `wake` for `subscriber`, replacing its previous wake (cloned only if it
+    /// would wake a different connection).
+    pub(crate) fn insert(&mut self, subscriber: u64, wake: &Wake) {
+        match self.wakes.get_mut(&subscriber) {
+            Some(existing) if existing == wake => {}
+            Some(existing) => existing.clone_from(wake),
             None => {
-                self.wakers.insert(subscriber, waker.clone());
+                self.wakes.insert(subscriber, wake.clone());
             }
         }
     }
 
     pub(crate) fn remove(&mut self, subscriber: u64) {
-        self.wakers.remove(&subscriber);
+        self.wakes.remove(&subscriber);
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.wakers.is_empty()
+        self.wakes.is_empty()
     }
 
     /// Wakes every subscriber: "read again from your cursor".
     pub(crate) fn wake_all(&self) {
-        for waker in self.wakers.values() {
-            waker.wake_by_ref();
+        for wake in self.wakes.values() {
+            wake.wake();
         }
     }
 }
@@ -372,8 +372,8 @@ impl Broker for MemoryBroker {
         self.read_now(channel, since, max)
     }
 
-    fn subscribe(&self, channel_name: &str, subscriber: u64, waker: &Waker, now: Instant) -> Arc<str> {
-        self.subscribe_now(channel_name, subscriber, waker, now)
+    fn subscribe(&self, channel_name: &str, subscriber: u64, wake: &Wake, now: Instant) -> Arc<str> {
+        self.subscribe_now(channel_name, subscriber, wake, now)
     }
 
     fn unsubscribe(&self, channel_name: &str, subscriber: u64, now: Instant) {
@@ -468,10 +468,10 @@ impl MemoryBroker {
         Batch { messages, gap, position, in_flight: false }
     }
 
-    fn subscribe_now(&self, channel_name: &str, subscriber: u64, waker: &Waker, now: Instant) -> Arc<str> {
+    fn subscribe_now(&self, channel_name: &str, subscriber: u64, wake: &Wake, now: Instant) -> Arc<str> {
         let mut table = lock(&self.table);
         table.sweep_if_due(now, self.limits.channel_ttl);
-        // Made on demand so that a publish finds the waker (subscribers are bounded by
+        // Made on demand so that a publish finds the wake (subscribers are bounded by
         // connections, so this ignores `max_channels`); removed again on unsubscribe if
         // nothing was published (see below), so subscriptions cannot leak channels.
         let (name, channel) = match table.channels.get_key_value(channel_name) {
@@ -483,7 +483,7 @@ impl MemoryBroker {
                 (name, channel)
             }
         };
-        lock(&channel).subscribers.insert(subscriber, waker);
+        lock(&channel).subscribers.insert(subscriber, wake);
         name
     }
 
@@ -507,9 +507,8 @@ impl MemoryBroker {
 mod tests {
     use super::*;
     use crate::broker::{text, DEFAULT_CHANNEL_TTL, DEFAULT_HISTORY_BYTES, DEFAULT_MAX_CHANNELS};
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use crate::wake::WakeQueue;
     use std::sync::OnceLock;
-    use std::task::Wake;
 
     /// Limits with a count-only history of `history` messages.
     fn limits(history: usize) -> Limits {
@@ -701,33 +700,27 @@ mod tests {
         assert_eq!(texts(&b.read_now("ch", &Since::After(tail), 10)), ["new"]);
     }
 
-    struct CountingWaker(AtomicUsize);
-    impl Wake for CountingWaker {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
     #[test]
     fn publish_wakes_every_subscriber_until_it_unsubscribes() {
         let b = broker(10);
-        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
-        let waker = Waker::from(counter.clone());
-        b.subscribe("ch", 1, &waker, at(0.0).instant);
-        b.subscribe("ch", 2, &waker, at(0.0).instant);
+        let queue = WakeQueue::silent();
+        b.subscribe("ch", 1, &queue.wake_for(1), at(0.0).instant);
+        b.subscribe("ch", 2, &queue.wake_for(2), at(0.0).instant);
         publish(&b, "ch", "x");
-        assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+        let mut woken = queue.woken();
+        woken.sort();
+        assert_eq!(woken, [1, 2]);
         b.unsubscribe("ch", 1, at(0.0).instant);
         publish(&b, "ch", "y");
-        assert_eq!(counter.0.load(Ordering::SeqCst), 3);
+        assert_eq!(queue.woken(), [2]);
     }
 
     #[test]
     fn the_subscribers_of_a_channel_share_one_copy_of_its_name() {
         let b = broker(10);
-        let waker = Waker::from(Arc::new(CountingWaker(AtomicUsize::new(0))));
-        let first = b.subscribe("room", 1, &waker, at(0.0).instant);
-        let second = b.subscribe("room", 2, &waker, at(0.0).instant);
+        let wake = WakeQueue::silent().wake_for(0);
+        let first = b.subscribe("room", 1, &wake, at(0.0).instant);
+        let second = b.subscribe("room", 2, &wake, at(0.0).instant);
         assert!(Arc::ptr_eq(&first, &second));
         assert_eq!(&*first, "room");
     }
@@ -735,8 +728,8 @@ mod tests {
     #[test]
     fn subscriptions_alone_do_not_leave_channels_behind() {
         let b = broker(10);
-        let waker = Waker::from(Arc::new(CountingWaker(AtomicUsize::new(0))));
-        b.subscribe("ephemeral", 1, &waker, at(0.0).instant);
+        let wake = WakeQueue::silent().wake_for(0);
+        b.subscribe("ephemeral", 1, &wake, at(0.0).instant);
         b.unsubscribe("ephemeral", 1, at(0.0).instant);
         assert_eq!(b.usage().channels, 0);
     }
@@ -842,8 +835,8 @@ mod tests {
     #[test]
     fn a_channel_with_a_live_subscriber_is_never_reclaimed() {
         let b = MemoryBroker::with_epoch("k3f9".into(), Limits { max_channels: 2, ..Limits::default() });
-        let waker = Waker::from(Arc::new(CountingWaker(AtomicUsize::new(0))));
-        b.subscribe("watched", 1, &waker, at(0.0).instant);
+        let wake = WakeQueue::silent().wake_for(0);
+        b.subscribe("watched", 1, &wake, at(0.0).instant);
         b.publish_now("watched", "kept", at(0.0)).unwrap();
         let ttl = DEFAULT_CHANNEL_TTL.as_secs_f64();
         for day in 1..=10 {
@@ -857,8 +850,8 @@ mod tests {
     fn the_idle_time_starts_when_the_last_subscriber_leaves() {
         let b = MemoryBroker::with_epoch("k3f9".into(), Limits::default());
         let ttl = DEFAULT_CHANNEL_TTL.as_secs_f64();
-        let waker = Waker::from(Arc::new(CountingWaker(AtomicUsize::new(0))));
-        b.subscribe("room", 1, &waker, at(0.0).instant);
+        let wake = WakeQueue::silent().wake_for(0);
+        b.subscribe("room", 1, &wake, at(0.0).instant);
         b.publish_now("room", "hello", at(0.0)).unwrap();
         // Quiet for ten TTLs while the reader stays; it leaves, to reconnect a moment later.
         b.unsubscribe("room", 1, at(10.0 * ttl).instant);

@@ -8,8 +8,8 @@
 //!    id of the last message a client received (`?since=`, `Last-Event-ID`). When some of the
 //!    messages it is owed have already left the bounded history, the answer says so (a
 //!    [`Gap`]), so nothing is ever lost silently.
-//! 3. **wake me when there is more**: a subscriber registers a [`std::task::Waker`]. The
-//!    thread-per-connection server's waker unparks a thread; the event loop's queues a token
+//! 3. **wake me when there is more**: a subscriber registers a [`Wake`]. The
+//!    thread-per-connection server's wake unparks a thread; the event loop's queues a token
 //!    on its worker. The broker does not know or care which.
 //!
 //! Subscribers *pull*: a wake-up carries no message, it only says "read again from your
@@ -51,7 +51,9 @@ pub mod resp;
 
 use std::fmt;
 use std::sync::Arc;
-use std::task::{Poll, Waker};
+use std::task::Poll;
+
+use crate::wake::Wake;
 use std::time::Duration;
 
 use crate::json;
@@ -252,7 +254,7 @@ pub struct Batch {
     /// Where the reader stands after this batch: read again from here.
     pub position: Position,
     /// The broker is fetching what the reader asked for (a Redis broker's cold read) and will
-    /// wake the reader's waker when it lands: nothing yet, read again then. Nothing is owed
+    /// wake the reader's wake when it lands: nothing yet, read again then. Nothing is owed
     /// until then either, so a long poll keeps waiting, even past its timeout (the fetch ends
     /// within `--redis-timeout`).
     pub in_flight: bool,
@@ -270,12 +272,12 @@ impl Batch {
     }
 }
 
-/// Who is reading: the subscriber key of its connection and the waker to wake when an answer
+/// Who is reading: the subscriber key of its connection and the wake to wake when an answer
 /// the broker had to fetch has landed ([`Batch::in_flight`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Reader<'a> {
     pub subscriber: u64,
-    pub waker: &'a Waker,
+    pub wake: &'a Wake,
 }
 
 /// Messages were owed but have left the history.
@@ -360,7 +362,7 @@ pub trait Broker: Send + Sync {
     /// memory broker; Redis uses its own clock) and restarts the channel's idle time.
     ///
     /// The answer is a [`Pending`]: ready at once on the memory broker, filled by the link's
-    /// thread when Redis answers on the Redis broker (the caller polls it with its waker and
+    /// thread when Redis answers on the Redis broker (the caller polls it with its wake and
     /// is woken then). The caller never waits on a socket.
     fn publish(&self, channel: &str, text: &str, now: Now) -> Pending<Arc<Message>>;
 
@@ -389,16 +391,16 @@ pub trait Broker: Send + Sync {
         None
     }
 
-    /// Registers `waker` to be woken on every publish to `channel` until unsubscribed.
-    /// `subscriber` is a key unique per connection; subscribing again replaces the waker.
+    /// Registers `wake` to be woken on every publish to `channel` until unsubscribed.
+    /// `subscriber` is a key unique per connection; subscribing again replaces the wake.
     /// A channel with a subscriber is never reclaimed.
     ///
     /// Returns the channel's name as the broker keeps it, for the subscriber to keep instead
     /// of a copy of its own: one allocation per channel rather than one per subscriber (32
     /// bytes of every idle connection; README, "What an idle connection costs").
-    fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker, now: Instant) -> Arc<str>;
+    fn subscribe(&self, channel: &str, subscriber: u64, wake: &Wake, now: Instant) -> Arc<str>;
 
-    /// Removes the waker. When the channel's last subscriber leaves at `now`, its idle time
+    /// Removes the wake. When the channel's last subscriber leaves at `now`, its idle time
     /// starts: a reader that is only reconnecting finds the channel still there.
     fn unsubscribe(&self, channel: &str, subscriber: u64, now: Instant);
 

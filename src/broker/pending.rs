@@ -3,7 +3,7 @@
 //! The memory broker answers a publish at once, so its [`Pending`] is born ready
 //! ([`Pending::ready`]): no allocation, no lock, nothing to wait for. The Redis broker answers
 //! when Redis does: it hands the caller a [`Pending`] and gives the matching [`Completer`] to
-//! its link to Redis, whose thread fills it with the reply and wakes the [`Waker`] the caller
+//! its link to Redis, whose thread fills it with the reply and wakes the [`Wake`] the caller
 //! registered by polling, exactly as a broker message wakes a subscriber. A worker thread
 //! therefore never waits for Redis: it polls, gets `Pending`, and goes on with other clients.
 //!
@@ -15,7 +15,9 @@
 #![forbid(unsafe_code)]
 
 use std::sync::{Arc, Mutex};
-use std::task::{Poll, Waker};
+use std::task::Poll;
+
+use crate::wake::Wake;
 
 use super::BrokerError;
 use crate::sync::lock;
@@ -38,8 +40,8 @@ enum State<T> {
 #[derive(Debug)]
 struct Slot<T> {
     result: Option<Result<T, BrokerError>>,
-    /// Who to wake when the result lands: the last waker `poll` was given.
-    waker: Option<Waker>,
+    /// Who to wake when the result lands: the last wake `poll` was given.
+    wake: Option<Wake>,
 }
 
 /// The writing end of a [`Pending`]: [`Completer::complete`] fills it once and wakes its
@@ -58,13 +60,13 @@ impl<T> Pending<T> {
     /// An answer to come: the [`Pending`] for the caller, the [`Completer`] for whoever will
     /// know it.
     pub fn later() -> (Pending<T>, Completer<T>) {
-        let slot = Arc::new(Mutex::new(Slot { result: None, waker: None }));
+        let slot = Arc::new(Mutex::new(Slot { result: None, wake: None }));
         (Pending { state: State::Later(slot.clone()) }, Completer { slot: Some(slot) })
     }
 
-    /// The result if it is there; otherwise `waker` is woken once it is. A result is handed
+    /// The result if it is there; otherwise `wake` is woken once it is. A result is handed
     /// out once: polling again after `Ready` gives `Unavailable`.
-    pub fn poll(&mut self, waker: &Waker) -> Poll<Result<T, BrokerError>> {
+    pub fn poll(&mut self, wake: &Wake) -> Poll<Result<T, BrokerError>> {
         let taken = || Err(BrokerError::Unavailable("answer already taken".into()));
         match &mut self.state {
             State::Ready(result) => Poll::Ready(result.take().unwrap_or_else(taken)),
@@ -78,8 +80,8 @@ impl<T> Pending<T> {
                         Poll::Ready(result)
                     }
                     None => {
-                        if !slot.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-                            slot.waker = Some(waker.clone());
+                        if !slot.wake.as_ref().is_some_and(|w| w == wake) {
+                            slot.wake = Some(wake.clone());
                         }
                         Poll::Pending
                     }
@@ -90,7 +92,7 @@ impl<T> Pending<T> {
 }
 
 impl<T> Completer<T> {
-    /// Fills the [`Pending`] and wakes whoever polled it (outside the lock: a waker may run
+    /// Fills the [`Pending`] and wakes whoever polled it (outside the lock: a wake may run
     /// arbitrary code, e.g. write an eventfd).
     pub fn complete(mut self, result: Result<T, BrokerError>) {
         self.fill(result);
@@ -98,13 +100,13 @@ impl<T> Completer<T> {
 
     fn fill(&mut self, result: Result<T, BrokerError>) {
         let Some(slot) = self.slot.take() else { return };
-        let waker = {
+        let wake = {
             let mut slot = lock(&slot);
             slot.result = Some(result);
-            slot.waker.take()
+            slot.wake.take()
         };
-        if let Some(waker) = waker {
-            waker.wake();
+        if let Some(wake) = wake {
+            wake.wake();
         }
     }
 }
@@ -119,56 +121,49 @@ impl<T> Drop for Completer<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::Wake;
+    use crate::wake::WakeQueue;
 
-    struct Count(AtomicUsize);
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn counting() -> (Waker, Arc<Count>) {
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        (Waker::from(count.clone()), count)
+    /// A wake, and the queue that shows whether it was woken.
+    fn counting() -> (Wake, Arc<WakeQueue>) {
+        let queue = WakeQueue::silent();
+        (queue.wake_for(0), queue)
     }
 
     #[test]
     fn a_ready_answer_is_had_at_the_first_poll_without_waking_anyone() {
-        let (waker, count) = counting();
+        let (wake, count) = counting();
         let mut pending = Pending::ready(Ok(7));
-        assert_eq!(pending.poll(&waker), Poll::Ready(Ok(7)));
-        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        assert_eq!(pending.poll(&wake), Poll::Ready(Ok(7)));
+        assert_eq!(count.woken().len(), 0);
     }
 
     #[test]
     fn a_later_answer_wakes_the_poller_and_is_then_ready() {
-        let (waker, count) = counting();
+        let (wake, count) = counting();
         let (mut pending, completer) = Pending::later();
-        assert_eq!(pending.poll(&waker), Poll::Pending);
+        assert_eq!(pending.poll(&wake), Poll::Pending);
         completer.complete(Ok("id"));
-        assert_eq!(count.0.load(Ordering::SeqCst), 1, "woken once");
-        assert_eq!(pending.poll(&waker), Poll::Ready(Ok("id")));
+        assert_eq!(count.woken().len(), 1, "woken once");
+        assert_eq!(pending.poll(&wake), Poll::Ready(Ok("id")));
     }
 
     #[test]
     fn an_answer_that_lands_before_the_first_poll_is_ready_at_it() {
-        let (waker, count) = counting();
+        let (wake, count) = counting();
         let (mut pending, completer) = Pending::later();
         completer.complete(Ok(1));
-        assert_eq!(pending.poll(&waker), Poll::Ready(Ok(1)));
-        assert_eq!(count.0.load(Ordering::SeqCst), 0, "nobody to wake yet");
+        assert_eq!(pending.poll(&wake), Poll::Ready(Ok(1)));
+        assert_eq!(count.woken().len(), 0, "nobody to wake yet");
     }
 
     #[test]
     fn a_completer_dropped_unfilled_resolves_to_unavailable_never_hangs() {
-        let (waker, count) = counting();
+        let (wake, count) = counting();
         let (mut pending, completer) = Pending::<u8>::later();
-        assert!(pending.poll(&waker).is_pending());
+        assert!(pending.poll(&wake).is_pending());
         drop(completer);
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
-        assert!(matches!(pending.poll(&waker), Poll::Ready(Err(BrokerError::Unavailable(_)))));
+        assert_eq!(count.woken().len(), 1);
+        assert!(matches!(pending.poll(&wake), Poll::Ready(Err(BrokerError::Unavailable(_)))));
     }
 
     #[test]

@@ -218,7 +218,7 @@
 //! ## Never waiting for Redis
 //!
 //! No worker thread does Redis I/O. What a request needs from Redis goes to the link and
-//! comes back through the waiting connection's [`Waker`], the way a broker message does:
+//! comes back through the waiting connection's [`Wake`], the way a broker message does:
 //!
 //! - **Publish** queues `EVALSHA` on the link and returns a [`Pending`]; the connection waits
 //!   in its `Publishing` state (`Waiting::ForBroker`) until the link's thread fills it in, or
@@ -227,7 +227,7 @@
 //!   order however many connections the link has: an HTTP client has one request answered at a
 //!   time (the next is not parsed before the answer), and a WebSocket one message at a time.
 //! - **Reads** ([`Broker::read`]) are answered from the mirror whenever it covers the
-//!   cursor. A cold read goes on the link *for that reader* (its subscriber key and waker): the
+//!   cursor. A cold read goes on the link *for that reader* (its subscriber key and wake): the
 //!   read answers "nothing yet" ([`Batch::in_flight`], the cursor unchanged) and the result is
 //!   kept for the reader, who is woken when it lands and reads it with its next read. One
 //!   request per reader at most: a different one replaces it, and [`Broker::forget`] (the
@@ -276,7 +276,9 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Poll, Waker};
+use std::task::Poll;
+
+use crate::wake::Wake;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -1515,7 +1517,7 @@ struct Request {
     want: Want,
     replies: Option<Result<Vec<Value>, BrokerError>>,
     /// Who to wake when the answer lands.
-    waker: Option<Waker>,
+    wake: Option<Wake>,
 }
 
 /// The workers' link: one [`Pipeline`] on one Redis, a [`Router`] of pipelines (one per
@@ -1813,7 +1815,7 @@ impl Shared {
     /// told to subscribe its channel, and loads it once the subscription is confirmed; its
     /// readers read from the stream until then. Returns the name the subscribers share, and
     /// whether the mirror is new.
-    fn add_subscriber(&self, name: &str, subscriber: u64, waker: &Waker, now: Instant) -> (Arc<str>, bool) {
+    fn add_subscriber(&self, name: &str, subscriber: u64, wake: &Wake, now: Instant) -> (Arc<str>, bool) {
         let mut channels = lock(&self.channels);
         let (shared_name, mirror, made) = match channels.get_key_value(name) {
             Some((shared_name, mirror)) => (shared_name.clone(), mirror.clone(), false),
@@ -1825,7 +1827,7 @@ impl Shared {
                 (shared_name, mirror, true)
             }
         };
-        lock(&mirror).subscribers.insert(subscriber, waker);
+        lock(&mirror).subscribers.insert(subscriber, wake);
         drop(channels);
         if made {
             self.wish(name);
@@ -1877,8 +1879,8 @@ impl Shared {
                     requests.remove(&reader.subscriber);
                     return Poll::Ready(replies);
                 }
-                if !request.waker.as_ref().is_some_and(|w| w.will_wake(reader.waker)) {
-                    request.waker = Some(reader.waker.clone());
+                if !request.wake.as_ref().is_some_and(|w| w == reader.wake) {
+                    request.wake = Some(reader.wake.clone());
                 }
                 return Poll::Pending;
             }
@@ -1898,22 +1900,22 @@ impl Shared {
         let serial = self.next_request.fetch_add(1, Ordering::Relaxed);
         let (subscriber, answers) = (reader.subscriber, self.requests.clone());
         let on_replies: OnReplies = Box::new(move |replies| {
-            let waker = {
+            let wake = {
                 let mut requests = lock(&answers);
                 let Some(request) = requests.get_mut(&subscriber).filter(|r| r.serial == serial) else { return };
                 request.replies = Some(replies);
-                request.waker.take()
+                request.wake.take()
             };
-            if let Some(waker) = waker {
-                waker.wake();
+            if let Some(wake) = wake {
+                wake.wake();
             }
         });
         // The requests stay locked while the command is queued, so its answer cannot be
         // filled in before the request exists.
         match self.lanes.submit(key.as_bytes(), &out, replies, on_replies) {
             Ok(()) => {
-                let waker = Some(reader.waker.clone());
-                requests.insert(subscriber, Request { serial, channel: channel.into(), want, replies: None, waker });
+                let wake = Some(reader.wake.clone());
+                requests.insert(subscriber, Request { serial, channel: channel.into(), want, replies: None, wake });
                 Poll::Pending
             }
             Err(error) => {
@@ -2809,8 +2811,8 @@ impl Broker for RedisBroker {
 
     /// Registers the subscriber in the channel's mirror; the first one (a new mirror) asks
     /// the supervisor to subscribe the channel, and never waits for it.
-    fn subscribe(&self, channel: &str, subscriber: u64, waker: &Waker, now: Instant) -> Arc<str> {
-        self.shared.add_subscriber(channel, subscriber, waker, now).0
+    fn subscribe(&self, channel: &str, subscriber: u64, wake: &Wake, now: Instant) -> Arc<str> {
+        self.shared.add_subscriber(channel, subscriber, wake, now).0
     }
 
     fn forget(&self, channel: &str, subscriber: u64) {
@@ -2856,6 +2858,7 @@ impl Broker for RedisBroker {
 mod tests {
     use super::*;
     use crate::broker::text;
+    use crate::wake::WakeQueue;
     use std::sync::OnceLock;
 
     /// A history of `messages` messages, however large.
@@ -3186,11 +3189,6 @@ mod tests {
         Value::Bulk(Some(text.as_bytes().to_vec()))
     }
 
-    struct NoWake;
-    impl std::task::Wake for NoWake {
-        fn wake(self: Arc<Self>) {}
-    }
-
     fn names(shared: &Shared) -> Vec<String> {
         let mut names: Vec<String> = lock(&shared.channels).keys().map(|k| k.to_string()).collect();
         names.sort();
@@ -3201,10 +3199,10 @@ mod tests {
     fn a_channel_is_subscribed_when_its_first_subscriber_arrives_and_unsubscribed_after_the_linger() {
         let shared = offline(Limits::default());
         let (mut session, mut redis) = session();
-        let waker = Waker::from(Arc::new(NoWake));
-        let (name, made) = shared.add_subscriber("news", 1, &waker, at(0));
+        let wake = WakeQueue::silent().wake_for(0);
+        let (name, made) = shared.add_subscriber("news", 1, &wake, at(0));
         assert!(made, "the first subscriber makes the mirror");
-        let (shared_name, made) = shared.add_subscriber("news", 2, &waker, at(0));
+        let (shared_name, made) = shared.add_subscriber("news", 2, &wake, at(0));
         assert!(!made, "the second finds it");
         assert!(Arc::ptr_eq(&name, &shared_name), "and the name it keeps: one copy per channel");
         shared.grant_wishes(&mut session).unwrap();
@@ -3229,7 +3227,7 @@ mod tests {
             mirror.subscribers.remove(subscriber);
             mirror.idle_since = at(10);
         }
-        assert!(!shared.add_subscriber("news", 3, &waker, at(12)).1, "the lingering mirror is found");
+        assert!(!shared.add_subscriber("news", 3, &wake, at(12)).1, "the lingering mirror is found");
         shared.grant_wishes(&mut session).unwrap();
         shared.sweep(&mut session, at(100)).unwrap();
         assert!(redis.commands().is_empty(), "no churn for a subscriber that came back");
@@ -3258,9 +3256,9 @@ mod tests {
     fn a_subscriber_arriving_while_its_channel_is_being_unsubscribed_subscribes_it_again() {
         let shared = offline(Limits::default());
         let (mut session, mut redis) = session();
-        let waker = Waker::from(Arc::new(NoWake));
+        let wake = WakeQueue::silent().wake_for(0);
         session.topics.insert("news".into(), Topic::Unsubscribing);
-        shared.add_subscriber("news", 1, &waker, at(0));
+        shared.add_subscriber("news", 1, &wake, at(0));
         shared.grant_wishes(&mut session).unwrap();
         assert_eq!(redis.commands(), [["SUBSCRIBE", "realtime:0:news"]]);
         // Redis answers the UNSUBSCRIBE first: the subscription that follows stands.
@@ -3274,8 +3272,8 @@ mod tests {
     fn pubsub_messages_reach_a_mirror_only_once_its_channel_is_caught_up() {
         let shared = offline(Limits::default());
         let (mut session, _redis) = session();
-        let waker = Waker::from(Arc::new(NoWake));
-        shared.add_subscriber("news", 1, &waker, at(0));
+        let wake = WakeQueue::silent().wake_for(0);
+        shared.add_subscriber("news", 1, &wake, at(0));
         lock(&lock(&shared.channels)["news"]).load(id("1-0"));
         let message = |n: u64| push("message", "realtime:0:news", payload(&format!("{n}-0 m{n}")));
         for topic in [Topic::Subscribing, Topic::Confirmed, Topic::Unsubscribing] {
@@ -3308,11 +3306,11 @@ mod tests {
     fn a_mirror_evicted_for_room_has_its_subscription_ended_by_the_next_sweep() {
         let shared = offline(Limits { max_channels: 1, ..Limits::default() });
         let (mut session, mut redis) = session();
-        let waker = Waker::from(Arc::new(NoWake));
-        shared.add_subscriber("old", 1, &waker, at(0));
+        let wake = WakeQueue::silent().wake_for(0);
+        shared.add_subscriber("old", 1, &wake, at(0));
         session.topics.insert("old".into(), Topic::Live);
         lock(&lock(&shared.channels)["old"]).subscribers.remove(1);
-        shared.add_subscriber("new", 2, &waker, at(1));
+        shared.add_subscriber("new", 2, &wake, at(1));
         assert_eq!(names(&shared), ["new"], "the idle one made room");
         let _ = redis.commands();
         shared.sweep(&mut session, at(1)).unwrap();

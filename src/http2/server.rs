@@ -354,7 +354,7 @@ impl H2Server {
         let app = io.app;
         match &mut metered.exchange {
             Exchange::Publishing { pending, cors, deadline } => {
-                let response = match pending.poll(io.waker) {
+                let response = match pending.poll(io.wake) {
                     Poll::Ready(result) => app.published(result),
                     Poll::Pending if now.instant < *deadline => return,
                     // As HTTP/1.1 (`Connection::finish_publish`): RFC 9110 §15.6.4.
@@ -367,7 +367,7 @@ impl H2Server {
             Exchange::Poll { poll, cors, subscriber } => {
                 let was_parked = poll.is_parked();
                 let give_up = app.is_shutting_down() || io.input_closed;
-                let outcome = poll.poll(&*app.broker, *subscriber, io.waker, now.instant, give_up);
+                let outcome = poll.poll(&*app.broker, *subscriber, io.wake, now.instant, give_up);
                 match (was_parked, poll.is_parked()) {
                     (false, true) => app.stats.poll_parked(),
                     (true, false) => app.stats.poll_unparked(),
@@ -384,7 +384,7 @@ impl H2Server {
                 if app.is_shutting_down() || io.input_closed {
                     return self.reset(stream_id, ErrorCode::Cancel, io);
                 }
-                let reader = Reader { subscriber: *subscriber, waker: io.waker };
+                let reader = Reader { subscriber: *subscriber, wake: io.wake };
                 if subscription.resolve_start(&*app.broker, reader).is_pending() {
                     if now.instant >= *deadline {
                         *deadline = now.instant + app.config.redis_timeout;
@@ -550,7 +550,7 @@ fn stream_io<'a>(io: &'a Io<'_>, subscriber: u64, input: &'a mut Vec<u8>, output
         app: io.app,
         subscriber,
         peer: io.peer,
-        waker: io.waker,
+        wake: io.wake,
         now: io.now,
         input,
         output,

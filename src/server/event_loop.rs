@@ -8,7 +8,7 @@
 //!                   │   wait for readiness  (poller: epoll, or poll(2))      │
 //!                   │     up to the earliest deadline in the timer heap      │
 //!                   │   read every readable socket until it is drained       │
-//!                   │   take the tokens the broker's wakers queued           │
+//!                   │   take the tokens woken (the broker's wake-ups)        │
 //!                   │   pop the deadlines that have passed                   │
 //!                   │   for each connection touched: advance, write until    │
 //!                   │     it would block, update its interest and deadline   │
@@ -17,14 +17,15 @@
 //!
 //! Each connection is the same sans-I/O [`Connection`] the thread model drives; only the
 //! waiting differs. A parked long poll is not a sleeping thread but an entry in the worker's
-//! slot table, a registered waker and one entry in the timer heap: a few hundred bytes.
+//! slot table, its wake-up left with the broker and one entry in the timer heap: a few hundred
+//! bytes.
 //!
 //! - **Readiness, level-triggered.** A socket is registered for reading while its connection
 //!   has room for input, and for writing only while bytes wait to be sent (otherwise an
 //!   always-writable socket would wake the loop on every wait).
-//! - **Wake-ups from other threads.** A connection's [`Waker`] pushes its slot number on the
-//!   worker's queue and, if the queue was empty, writes the worker's [`Notifier`]. A flag per
-//!   connection keeps a burst of publishes from queueing it more than once.
+//! - **Wake-ups from other threads.** A connection's [`Wake`](crate::wake::Wake) is its slot number on the
+//!   worker's [`WakeQueue`], whose bell writes the worker's [`Notifier`] when the queue was
+//!   empty. The queue holds a slot once however many publishes wake it before the next turn.
 //! - **Timers.** One binary heap per worker, keyed by deadline. A connection has at most one
 //!   scheduled entry that matters (`Slot::scheduled`); entries made stale by a later change
 //!   are recognised and skipped when they come due.
@@ -39,9 +40,8 @@ use std::collections::BinaryHeap;
 use std::io::{self, ErrorKind, Read};
 use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Wake, Waker};
 use std::thread;
 use std::time::Duration;
 
@@ -55,6 +55,7 @@ use crate::app::App;
 use crate::connection::Connection;
 use crate::stats::WorkerStats;
 use crate::sync::lock;
+use crate::wake::WakeQueue;
 
 /// The notifier's token; slot numbers are below it.
 const NOTIFY_TOKEN: usize = usize::MAX;
@@ -74,44 +75,12 @@ const SLOT_GROWTH: usize = 1024;
 
 /// What a worker shares with the threads that give it work.
 struct WorkerShared {
-    notifier: Notifier,
+    notifier: Arc<Notifier>,
     /// Connections handed over by the accept thread.
     inbox: Mutex<Vec<(TcpStream, IpAddr, Admission)>>,
-    /// Slots whose waker fired.
-    woken: Mutex<Vec<usize>>,
+    /// Slots woken by the broker (or by a Redis reply); its bell is the notifier.
+    woken: Arc<WakeQueue>,
     stats: Arc<WorkerStats>,
-}
-
-impl WorkerShared {
-    /// Queues `token` and wakes the worker if the queue was empty (one write per burst).
-    fn wake(&self, token: usize) {
-        let mut woken = lock(&self.woken);
-        woken.push(token);
-        if woken.len() == 1 {
-            drop(woken);
-            let _ = self.notifier.notify();
-        }
-    }
-}
-
-/// The waker the broker holds for one connection.
-struct SlotWaker {
-    worker: Arc<WorkerShared>,
-    token: usize,
-    /// Already queued and not yet taken: a second wake-up would add nothing.
-    queued: AtomicBool,
-}
-
-impl Wake for SlotWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        if !self.queued.swap(true, Ordering::AcqRel) {
-            self.worker.wake(self.token);
-        }
-    }
 }
 
 /// One entry of a worker's table.
@@ -119,9 +88,6 @@ struct Slot {
     stream: TcpStream,
     /// `None` once the connection is finished and the socket only lingers.
     connection: Option<Connection>,
-    /// Made a `std::task::Waker` for each turn rather than kept as one too: 16 bytes less per
-    /// connection for an atomic increment per turn.
-    waker: Arc<SlotWaker>,
     interest: Interest,
     /// The deadline this slot has in the timer heap, if any.
     scheduled: Option<Instant>,
@@ -147,6 +113,8 @@ struct Worker {
     /// Connections that used up their turn with more to send: driven again on the next
     /// turn, without waiting for an event.
     again: Vec<usize>,
+    /// The tokens taken from the wake queue this turn (kept for its capacity).
+    woken: Vec<u32>,
     /// When every connection was told about the shutdown.
     shutdown_started: Option<Instant>,
 }
@@ -160,10 +128,14 @@ pub fn run(listener: TcpListener, app: Arc<App>) -> io::Result<()> {
     let mut workers = Vec::with_capacity(count);
     let mut threads = Vec::with_capacity(count);
     for index in 0..count {
+        let notifier = Arc::new(Notifier::new()?);
+        let bell = notifier.clone();
         let shared = Arc::new(WorkerShared {
-            notifier: Notifier::new()?,
+            notifier,
             inbox: Mutex::default(),
-            woken: Mutex::default(),
+            woken: WakeQueue::new(move || {
+                let _ = bell.notify();
+            }),
             stats: app.stats.register_worker(),
         });
         let mut poller = Poller::new(app.config.poller)?;
@@ -177,6 +149,7 @@ pub fn run(listener: TcpListener, app: Arc<App>) -> io::Result<()> {
             timers: BinaryHeap::new(),
             buf: vec![0; READ_BUFFER_BYTES],
             again: Vec::new(),
+            woken: Vec::new(),
             shutdown_started: None,
         };
         threads.push(thread::Builder::new().name(format!("realtime-worker-{index}")).spawn(move || worker.run())?);
@@ -257,11 +230,11 @@ impl Worker {
                 touched.push(token);
             }
         }
-        let woken = std::mem::take(&mut *lock(&self.shared.woken));
-        for token in woken {
-            if let Some(slot) = self.slots.get(token).and_then(Option::as_ref) {
-                // Cleared before advancing: a publish from now on queues the slot again.
-                slot.waker.queued.store(false, Ordering::Release);
+        // Taken before advancing: a publish from now on queues the slot again.
+        self.shared.woken.take(&mut self.woken);
+        for &token in &self.woken {
+            let token = token as usize;
+            if self.slots.get(token).is_some_and(Option::is_some) {
                 touched.push(token);
             }
         }
@@ -274,13 +247,15 @@ impl Worker {
         }
         let _ = stream.set_nodelay(true);
         let token = self.free.pop().unwrap_or(self.slots.len());
+        // A wake-up names its slot in 32 bits; no process holds 4 billion sockets.
+        if u32::try_from(token).is_err() {
+            return None;
+        }
         if self.poller.register(stream.as_fd(), token, Interest::READABLE).is_err() {
             return None;
         }
-        let waker = Arc::new(SlotWaker { worker: self.shared.clone(), token, queued: AtomicBool::new(false) });
         let slot = Slot {
             connection: Some(Connection::new(self.app.clone(), peer, now())),
-            waker,
             stream,
             interest: Interest::READABLE,
             scheduled: None,
@@ -338,11 +313,13 @@ impl Worker {
         };
         let mut failed = false;
         let mut turn_used_up = true;
-        let waker = Waker::from(slot.waker.clone());
+        // Made for each turn rather than kept in the slot: 16 bytes less per connection for an
+        // atomic increment per turn. (The token fits: `insert` checked.)
+        let wake = self.shared.woken.wake_for(token as u32);
         // One reading of the clocks per turn: the refills after a flush happen within it.
         let now = now();
         for _ in 0..MAX_FLUSHES_PER_TURN {
-            connection.advance(now, &waker);
+            connection.advance(now, &wake);
             let before = connection.output().len();
             failed = flush(&mut slot.stream, connection).is_err();
             // Output drained: a stream that paused for backpressure can read on at once.

@@ -35,8 +35,9 @@
 //! the whole process. So the model keeps a thread budget below the kernel's limits and
 //! answers 503 (or closes a WebSocket with 1011) when it is spent, instead of dying.
 //!
-//! The broker wakes a parked thread through a [`Waker`] that unparks it (`ThreadWaker`).
-//! `park`/`unpark` keep a token, so a wake-up that arrives before the thread parks is not lost.
+//! The broker wakes a parked thread through a [`Wake`] on the thread's own [`WakeQueue`],
+//! whose bell unparks it. `park`/`unpark` keep a token, so a wake-up that arrives before the
+//! thread parks is not lost.
 
 #![forbid(unsafe_code)]
 
@@ -46,8 +47,7 @@ use std::io::{self, ErrorKind, Read};
 use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Wake, Waker};
-use std::thread::{self, Thread};
+use std::thread;
 use std::time::Duration;
 
 use crate::time::Instant;
@@ -58,6 +58,7 @@ use crate::app::App;
 use crate::connection::{Connection, Waiting};
 use crate::server::sys::os;
 use crate::sync::lock;
+use crate::wake::{Wake, WakeQueue};
 
 use super::write::{self, Outbox, LINGER_BYTES, LINGER_TIME};
 use super::{accept_loop, now, SHUTDOWN_GRACE};
@@ -85,21 +86,8 @@ const WRITE_SLICE_BYTES: usize = READ_BUFFER_BYTES;
 /// a second per parked connection is the price; a gone client's thread is freed within it.
 pub const HANGUP_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
-/// Wakes a parked connection thread.
-struct ThreadWaker(Thread);
-
-impl Wake for ThreadWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-/// A connection as the registry knows it: its socket, and its thread's waker once running.
-type Registered = (Arc<TcpStream>, Option<Waker>);
+/// A connection as the registry knows it: its socket, and its thread's wake once running.
+type Registered = (Arc<TcpStream>, Option<Wake>);
 
 /// Open connections, so that shutdown can reach threads blocked in `read` (by shutting the
 /// socket's read side) and threads asleep in `park` (by waking them); and the thread budget.
@@ -213,9 +201,9 @@ pub fn run(listener: TcpListener, app: Arc<App>) -> io::Result<()> {
 
 /// Wakes every connection so that it can finish, then waits for their threads.
 fn shut_down(registry: &Registry) {
-    for (stream, waker) in registry.lock().values() {
-        if let Some(waker) = waker {
-            waker.wake_by_ref(); // parked: answer the poll
+    for (stream, wake) in registry.lock().values() {
+        if let Some(wake) = wake {
+            wake.wake(); // parked: answer the poll
         }
         let _ = stream.shutdown(Shutdown::Read); // blocked in read: return 0 at once
     }
@@ -232,9 +220,13 @@ fn shut_down(registry: &Registry) {
 /// a blocking `read` for the client's frames ([`Shared`]). Before the upgrade the locks are
 /// never contended.
 fn serve_connection(stream: Arc<TcpStream>, peer: IpAddr, app: &Arc<App>, registry: &Arc<Registry>, key: u64) {
-    let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
+    // A queue of one: the token is always 0, and the bell unparks this thread.
+    let this_thread = thread::current();
+    let woken = WakeQueue::new(move || this_thread.unpark());
+    let wake = woken.wake_for(0);
+    let mut taken = Vec::new();
     if let Some(entry) = registry.lock().get_mut(&key) {
-        entry.1 = Some(waker.clone());
+        entry.1 = Some(wake.clone());
     }
     let _ = stream.set_nodelay(true);
     let connection =
@@ -244,7 +236,9 @@ fn serve_connection(stream: Arc<TcpStream>, peer: IpAddr, app: &Arc<App>, regist
     let mut reader: Option<thread::JoinHandle<()>> = None;
     let mut socket: &TcpStream = &stream;
     loop {
-        locked(&connection).advance(now(), &waker);
+        // Emptied before advancing, so that a wake-up from now on rings (unparks) again.
+        woken.take(&mut taken);
+        locked(&connection).advance(now(), &wake);
         let wrote = match flush(socket, &connection, &mut slice) {
             Ok(wrote) => wrote,
             Err(_) => break, // the client is gone
@@ -277,7 +271,7 @@ fn serve_connection(stream: Arc<TcpStream>, peer: IpAddr, app: &Arc<App>, regist
             Waiting::ForBroker | Waiting::ForInputAndBroker => {
                 let waiting = guard.waiting_for();
                 if waiting == Waiting::ForInputAndBroker && reader.is_none() {
-                    reader = spawn_reader(&stream, &connection, &waker, registry);
+                    reader = spawn_reader(&stream, &connection, &wake, registry);
                     if reader.is_none() {
                         guard.close_overloaded();
                         drop(guard);
@@ -341,14 +335,14 @@ fn locked(shared: &Shared) -> std::sync::MutexGuard<'_, Connection> {
 fn spawn_reader(
     stream: &Arc<TcpStream>,
     connection: &Arc<Shared>,
-    waker: &Waker,
+    wake: &Wake,
     registry: &Arc<Registry>,
 ) -> Option<thread::JoinHandle<()>> {
     let permit = registry.reserve_thread()?;
     let stream = stream.clone();
-    let (connection, waker) = (connection.clone(), waker.clone());
+    let (connection, wake) = (connection.clone(), wake.clone());
     let read = move || {
-        read_frames(stream, &connection, &waker);
+        read_frames(stream, &connection, &wake);
         drop(permit);
     };
     thread::Builder::new().stack_size(THREAD_STACK_BYTES).spawn(read).ok()
@@ -357,7 +351,7 @@ fn spawn_reader(
 /// A WebSocket's reading thread: blocks in `read`, hands the bytes to the connection, writes
 /// any replies (pongs, echoes, close frames) itself, and wakes the writing thread so that it
 /// sees state changes. Ends at EOF, on an error, or when the connection is finished.
-fn read_frames(stream: Arc<TcpStream>, connection: &Shared, waker: &Waker) {
+fn read_frames(stream: Arc<TcpStream>, connection: &Shared, wake: &Wake) {
     let mut socket: &TcpStream = &stream;
     let mut buf = vec![0u8; READ_BUFFER_BYTES];
     let mut slice = Vec::with_capacity(WRITE_SLICE_BYTES);
@@ -372,14 +366,14 @@ fn read_frames(stream: Arc<TcpStream>, connection: &Shared, waker: &Waker) {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => guard.receive_eof(),
             }
-            guard.advance(now(), waker);
+            guard.advance(now(), wake);
         }
         let failed = flush(socket, connection, &mut slice).is_err();
         let done = {
             let guard = locked(connection);
             failed || guard.is_finished() || guard.waiting_for() != Waiting::ForInputAndBroker
         };
-        waker.wake_by_ref();
+        wake.wake();
         if done {
             return;
         }

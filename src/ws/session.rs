@@ -233,8 +233,10 @@ pub struct Session {
     assembler: Assembler,
     /// Where the current frame's payload goes.
     reading: Reading,
-    /// The payload of the control frame being read (at most 125 bytes, checked by the decoder).
-    control_payload: Vec<u8>,
+    /// The payload of the control frame being read (at most 125 bytes, checked by the decoder),
+    /// only while one is: boxed, so that a session between control frames keeps one word, not
+    /// a `Vec`'s three (README, "What an idle connection costs").
+    control_payload: Option<Box<ControlPayload>>,
     /// A client's masking keys; `None` for a server, which never masks (§5.1).
     masks: Option<MaskSource>,
     /// The kind of the fragmented message we are sending, if one is unfinished.
@@ -245,6 +247,31 @@ pub struct Session {
     /// The message being received is compressed (its first frame had RSV1): its
     /// continuation frames go through the decompressor too.
     receiving_compressed: bool,
+}
+
+/// A control frame's payload as it arrives.
+struct ControlPayload {
+    len: u8,
+    bytes: [u8; MAX_CONTROL_PAYLOAD],
+}
+
+impl ControlPayload {
+    fn empty() -> Box<ControlPayload> {
+        Box::new(ControlPayload { len: 0, bytes: [0; MAX_CONTROL_PAYLOAD] })
+    }
+
+    /// Adds a piece. The decoder refuses a control frame over 125 bytes (§5.5) before any of
+    /// its payload, so the pieces fit; were they not to, the excess is dropped, not a panic.
+    fn push(&mut self, data: &[u8]) {
+        let start = usize::from(self.len);
+        let end = (start + data.len()).min(MAX_CONTROL_PAYLOAD);
+        self.bytes[start..end].copy_from_slice(&data[..end - start]);
+        self.len = end as u8;
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
 }
 
 /// Both halves of permessage-deflate for one connection.
@@ -286,9 +313,9 @@ impl Session {
             decoder: FrameDecoder::new(role, max_message as u64),
             assembler: Assembler::new(max_message),
             reading: Reading::Discard,
-            // Grown by the first control frame, not reserved: most sessions are idle, and a
-            // reserved 125 bytes would be a tenth of an idle WebSocket's memory.
-            control_payload: Vec::new(),
+            // Made by each control frame and given up once it is handled: most sessions are
+            // idle, and a reserved 125 bytes would be a quarter of an idle WebSocket's memory.
+            control_payload: None,
             masks,
             sending: None,
             deflate: None,
@@ -488,7 +515,7 @@ impl Session {
             }
         };
         if let Reading::Control(_) = reading {
-            self.control_payload.clear();
+            self.control_payload = None;
         }
         Ok(reading)
     }
@@ -553,21 +580,27 @@ impl Session {
                 Ok(self.assembler.end_frame(fin)?.map(Event::Message))
             }
             Reading::Control(control) => {
-                self.control_payload.extend_from_slice(data);
+                self.control_payload.get_or_insert_with(ControlPayload::empty).push(data);
                 if !frame_done {
                     return Ok(None);
                 }
-                self.control_frame(control, out)
+                let payload = self.control_payload.take().unwrap_or_else(ControlPayload::empty);
+                self.control_frame(control, payload.as_slice(), out)
             }
             Reading::Discard => Ok(None),
         }
     }
 
     /// A complete control frame (§5.5).
-    fn control_frame(&mut self, control: Control, out: &mut Vec<u8>) -> Result<Option<Event>, ProtocolError> {
+    fn control_frame(
+        &mut self,
+        control: Control,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Option<Event>, ProtocolError> {
         match control {
             Control::Ping => {
-                let payload = self.control_payload.clone();
+                let payload = payload.to_vec();
                 // RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong
                 // frame in response, unless it already received a Close frame." (Had we
                 // received one, we would be Closed and reading nothing.) §5.5.3: "A Pong frame
@@ -577,13 +610,13 @@ impl Session {
                 Ok(Some(Event::Ping(payload)))
             }
             // RFC 6455 §5.5.3: "A response to an unsolicited Pong frame is not expected."
-            Control::Pong => Ok(Some(Event::Pong(self.control_payload.clone()))),
-            Control::Close => self.close_received(out),
+            Control::Pong => Ok(Some(Event::Pong(payload.to_vec()))),
+            Control::Close => self.close_received(payload, out),
         }
     }
 
-    fn close_received(&mut self, out: &mut Vec<u8>) -> Result<Option<Event>, ProtocolError> {
-        let (code, reason) = parse_close_body(&self.control_payload)?;
+    fn close_received(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Result<Option<Event>, ProtocolError> {
+        let (code, reason) = parse_close_body(payload)?;
         let initiated_by_peer = self.state == State::Open;
         if initiated_by_peer {
             // RFC 6455 §5.5.1: "If an endpoint receives a Close frame and did not previously

@@ -1,0 +1,221 @@
+//! Wake-ups: how a waiting connection is told "look again".
+//!
+//! A subscriber that found nothing new leaves a [`Wake`] with the broker, and every publish to
+//! its channel calls [`Wake::wake`]; the server model then runs that connection again, and it
+//! reads on from its cursor (a wake-up carries no message: see [`crate::broker`]). An answer the
+//! broker had to fetch (a Redis reply: [`crate::broker::Pending`], a cold read) comes back the
+//! same way.
+//!
+//! Why not [`std::task::Waker`], which says the same thing: a `Waker` that tells connections
+//! apart is an `Arc` per connection (a 48-byte allocation on the event loop, with its worker's
+//! address, the slot's token and a flag), a tenth of what an idle WebSocket holds in all
+//! (README, "What an idle connection costs"). A [`Wake`] is its server's [`WakeQueue`] and the
+//! connection's token in it: 16 bytes, no allocation. The event loop has one queue per worker,
+//! and a connection's token is its slot in the worker's table; the thread-per-connection model
+//! has one queue per connection thread, whose bell unparks that thread.
+//!
+//! A queue holds each token once until it is taken, so a thousand publishes before a worker's
+//! next turn queue a connection once, and it rings its bell only when it goes from empty to
+//! not: one `write(2)` to a worker's eventfd per burst of wake-ups, however many.
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use crate::sync::lock;
+
+/// The tokens woken since the server last looked, and the bell that tells it to look.
+pub struct WakeQueue {
+    woken: Mutex<Woken>,
+    bell: Box<dyn Fn() + Send + Sync>,
+}
+
+#[derive(Default)]
+struct Woken {
+    /// In the order they were first woken.
+    tokens: Vec<u32>,
+    /// One bit per token: whether it is in `tokens` (a second wake-up adds nothing).
+    queued: Vec<u64>,
+}
+
+/// A connection's wake-up: its queue and its token there. Cloning it is an atomic increment.
+#[derive(Clone)]
+pub struct Wake {
+    queue: Arc<WakeQueue>,
+    token: u32,
+}
+
+impl WakeQueue {
+    /// A queue whose `bell` is rung when a token is queued into an empty queue: the server
+    /// must then [`take`](WakeQueue::take) the tokens. The bell runs on the waking thread (a
+    /// publisher, a link to Redis) and outside the queue's lock.
+    pub fn new(bell: impl Fn() + Send + Sync + 'static) -> Arc<WakeQueue> {
+        Arc::new(WakeQueue { woken: Mutex::default(), bell: Box::new(bell) })
+    }
+
+    /// The [`Wake`] that queues `token`.
+    pub fn wake_for(self: &Arc<Self>, token: u32) -> Wake {
+        Wake { queue: self.clone(), token }
+    }
+
+    /// Moves the tokens woken since the last call into `into` (emptied first), each once, in
+    /// the order they were woken. A token woken after this is queued again.
+    pub fn take(&self, into: &mut Vec<u32>) {
+        into.clear();
+        let mut woken = lock(&self.woken);
+        let Woken { tokens, queued } = &mut *woken;
+        for &token in tokens.iter() {
+            queued[token as usize / 64] &= !(1 << (token % 64));
+        }
+        std::mem::swap(tokens, into);
+    }
+
+    fn wake(&self, token: u32) {
+        let (word, bit) = (token as usize / 64, 1u64 << (token % 64));
+        let mut woken = lock(&self.woken);
+        if woken.queued.len() <= word {
+            woken.queued.resize(word + 1, 0);
+        }
+        if woken.queued[word] & bit != 0 {
+            return;
+        }
+        woken.queued[word] |= bit;
+        woken.tokens.push(token);
+        let first = woken.tokens.len() == 1;
+        drop(woken);
+        if first {
+            (self.bell)();
+        }
+    }
+}
+
+impl Wake {
+    /// Queues the token, and rings the queue's bell if the queue was empty.
+    pub fn wake(&self) {
+        self.queue.wake(self.token);
+    }
+
+    /// The token this wakes.
+    pub fn token(&self) -> u32 {
+        self.token
+    }
+}
+
+/// Two wakes are equal when they queue the same token on the same queue: replacing one with
+/// the other would change nothing.
+impl PartialEq for Wake {
+    fn eq(&self, other: &Wake) -> bool {
+        Arc::ptr_eq(&self.queue, &other.queue) && self.token == other.token
+    }
+}
+
+impl Eq for Wake {}
+
+impl fmt::Debug for Wake {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Wake").field("token", &self.token).finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for WakeQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WakeQueue").field("woken", &lock(&self.woken).tokens).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+impl WakeQueue {
+    /// A queue without a bell, for tests that look at what was woken.
+    pub(crate) fn silent() -> Arc<WakeQueue> {
+        WakeQueue::new(|| {})
+    }
+
+    /// The tokens woken since the last look.
+    pub(crate) fn woken(&self) -> Vec<u32> {
+        let mut taken = Vec::new();
+        self.take(&mut taken);
+        taken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn queue() -> (Arc<WakeQueue>, Arc<AtomicUsize>) {
+        let rings = Arc::new(AtomicUsize::new(0));
+        let counter = rings.clone();
+        (
+            WakeQueue::new(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }),
+            rings,
+        )
+    }
+
+    #[test]
+    fn a_wake_queues_its_token_and_rings_the_bell() {
+        let (queue, rings) = queue();
+        queue.wake_for(7).wake();
+        let mut taken = Vec::new();
+        queue.take(&mut taken);
+        assert_eq!(taken, [7]);
+        assert_eq!(rings.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_token_woken_twice_before_it_is_taken_is_queued_once() {
+        let (queue, rings) = queue();
+        let wake = queue.wake_for(3);
+        wake.wake();
+        wake.wake();
+        let mut taken = Vec::new();
+        queue.take(&mut taken);
+        assert_eq!(taken, [3]);
+        assert_eq!(rings.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn the_bell_rings_once_per_burst_not_once_per_token() {
+        let (queue, rings) = queue();
+        for token in [5, 700, 64, 0] {
+            queue.wake_for(token).wake();
+        }
+        let mut taken = Vec::new();
+        queue.take(&mut taken);
+        assert_eq!(taken, [5, 700, 64, 0], "in the order woken");
+        assert_eq!(rings.load(Ordering::SeqCst), 1);
+        queue.wake_for(5).wake();
+        assert_eq!(rings.load(Ordering::SeqCst), 2, "an empty queue rings again");
+    }
+
+    #[test]
+    fn a_token_taken_is_queued_again_by_its_next_wake() {
+        let (queue, _) = queue();
+        let wake = queue.wake_for(64);
+        wake.wake();
+        let mut taken = Vec::new();
+        queue.take(&mut taken);
+        wake.wake();
+        queue.take(&mut taken);
+        assert_eq!(taken, [64]);
+        queue.take(&mut taken);
+        assert!(taken.is_empty());
+    }
+
+    #[test]
+    fn wakes_are_equal_when_they_queue_the_same_token_on_the_same_queue() {
+        let (a, _) = queue();
+        let (b, _) = queue();
+        assert_eq!(a.wake_for(1), a.wake_for(1));
+        assert_ne!(a.wake_for(1), a.wake_for(2));
+        assert_ne!(a.wake_for(1), b.wake_for(1));
+    }
+
+    #[test]
+    fn a_wake_is_two_words() {
+        assert_eq!(std::mem::size_of::<Wake>(), 16);
+    }
+}
