@@ -2363,8 +2363,11 @@ impl Shared {
     /// On a cluster the same come as `smessage`, `ssubscribe` and `sunsubscribe`, and a
     /// `sunsubscribe` nobody asked for is Redis saying the channel's slot moved to another
     /// master ("when a slot is migrated ... the client is unsubscribed", SSUBSCRIBE docs): the
-    /// session is opened again on the new table, and the channel caught up from its mirror's
-    /// newest entry.
+    /// channel is set aside ([`Session::moved`]) and subscribed on its new master once a slot
+    /// table says which ([`Shared::follow_topology`]), then caught up from its mirror's newest
+    /// entry. When the table came first, the channel is already subscribed on its new master,
+    /// and the old master's `sunsubscribe`, from a connection that is no longer the channel's,
+    /// is ignored.
     fn on_push(&self, session: &mut Session, shard: usize, value: &Value) -> Result<(), RedisError> {
         if let Value::Error(message) = value {
             return Err(RedisError::Reply(message.clone()));
@@ -3136,13 +3139,25 @@ mod tests {
 
     /// A session whose commands go to a socket the test reads (`Peer`), standing in for Redis.
     fn session() -> (Session, Peer) {
+        let (session, mut peers) = session_with_shards(1);
+        (session, peers.remove(0))
+    }
+
+    /// A session with `shards` subscription connections (one per master of a cluster), each
+    /// writing to its own `Peer`, in shard order.
+    fn session_with_shards(shards: usize) -> (Session, Vec<Peer>) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let writer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (peer, _) = listener.accept().unwrap();
-        peer.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut writers = Vec::with_capacity(shards);
+        let mut peers = Vec::with_capacity(shards);
+        for _ in 0..shards {
+            writers.push(Shard::new(TcpStream::connect(listener.local_addr().unwrap()).unwrap()));
+            let (peer, _) = listener.accept().unwrap();
+            peer.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            peers.push(Peer { stream: peer, input: Vec::new() });
+        }
         let session = Session {
             generation: 1,
-            shards: vec![Shard::new(writer)],
+            shards: writers,
             topology: None,
             topics: HashMap::new(),
             confirmed: Vec::new(),
@@ -3150,7 +3165,7 @@ mod tests {
             awaiting: 0,
             subscribed_per_redis: 0,
         };
-        (session, Peer { stream: peer, input: Vec::new() })
+        (session, peers)
     }
 
     /// What Redis would read of the subscription connection.
@@ -3315,6 +3330,94 @@ mod tests {
         let _ = redis.commands();
         shared.sweep(&mut session, at(1)).unwrap();
         assert_eq!(redis.commands(), [["UNSUBSCRIBE", "realtime:0:old"]]);
+    }
+
+    /// A cluster broker's shared state with no connection to Redis: its router has no lanes
+    /// until it is given a table, which these tests never do.
+    fn offline_cluster(limits: Limits) -> Shared {
+        let cluster = ClusterUrl::parse("redis-cluster://127.0.0.1:7001").unwrap();
+        let url = cluster.node(&cluster.seeds[0]);
+        let router = Router::new(cluster.clone(), CLUSTER_PUBLISH_SCRIPT, 1, DEFAULT_REDIS_TIMEOUT, Arc::new(|| {}));
+        let events = mpsc::sync_channel(1).0;
+        Shared::new(url, limits, Some(cluster), Lanes::Cluster(Arc::new(router)), DEFAULT_REDIS_TIMEOUT, events)
+    }
+
+    /// A slot table as `CLUSTER SLOTS` answers it: each range `(first, last, port)` served by
+    /// the master `127.0.0.1:port`.
+    fn cluster_slots(ranges: &[(u16, u16, u16)]) -> Topology {
+        let bulk = |s: &str| Value::Bulk(Some(s.as_bytes().to_vec()));
+        let ranges = ranges.iter().map(|&(first, last, port)| {
+            let master = Value::Array(Some(vec![bulk("127.0.0.1"), Value::Integer(port.into()), bulk("id")]));
+            Value::Array(Some(vec![Value::Integer(first.into()), Value::Integer(last.into()), master]))
+        });
+        let asked = NodeAddr { host: "127.0.0.1".into(), port: 7001 };
+        Topology::from_cluster_slots(&Value::Array(Some(ranges.collect())), &asked).unwrap()
+    }
+
+    /// A slot moving from master A to master B reaches the node two ways, in either order:
+    /// the new slot table, and A's unrequested `sunsubscribe` of the channel. The cluster test
+    /// (tests/redis_cluster.rs) covers the `sunsubscribe` coming first; this covers the table
+    /// coming first: the channel is subscribed on B at once, and A's `sunsubscribe`, arriving
+    /// after B's confirmation, must not undo that subscription nor queue another one.
+    #[test]
+    fn a_late_sunsubscribe_from_the_old_master_is_ignored_once_the_new_table_has_moved_the_channel() {
+        let shared = offline_cluster(Limits::default());
+        let (mut session, mut peers) = session_with_shards(2);
+        let (a, b) = (0, 1);
+        let slot = |name: &str| key_slot(shared.keys.topic(name).as_bytes());
+        let (moving, stays_on_a, stays_on_b) = (slot("news"), slot("alerts"), slot("sports"));
+        assert!(moving < 8192 && stays_on_a < 8192 && stays_on_a != moving && stays_on_b >= 8192);
+        // A (port 7001) serves 0..=8191 and B (7002) the rest; then B takes the slot of "news".
+        let before = cluster_slots(&[(0, 8191, 7001), (8192, 16383, 7002)]);
+        let after = cluster_slots(&[
+            (0, moving - 1, 7001),
+            (moving + 1, 8191, 7001),
+            (moving, moving, 7002),
+            (8192, 16383, 7002),
+        ]);
+        assert_eq!(before.masters, after.masters, "the same masters, in the same order");
+        session.topology = Some(before);
+
+        // All three subscribed on their masters, confirmed and caught up.
+        let wake = WakeQueue::silent().wake_for(0);
+        for (subscriber, name) in ["news", "alerts", "sports"].into_iter().enumerate() {
+            shared.add_subscriber(name, subscriber as u64, &wake, at(0));
+        }
+        shared.grant_wishes(&mut session).unwrap();
+        let mut on_a = peers[a].commands();
+        on_a.sort();
+        assert_eq!(on_a, [["SSUBSCRIBE", "realtime:{alerts}:live"], ["SSUBSCRIBE", "realtime:{news}:live"]]);
+        assert_eq!(peers[b].commands(), [["SSUBSCRIBE", "realtime:{sports}:live"]]);
+        shared.on_push(&mut session, a, &push("ssubscribe", "realtime:{news}:live", Value::Integer(1))).unwrap();
+        shared.on_push(&mut session, a, &push("ssubscribe", "realtime:{alerts}:live", Value::Integer(2))).unwrap();
+        shared.on_push(&mut session, b, &push("ssubscribe", "realtime:{sports}:live", Value::Integer(1))).unwrap();
+        for name in ["news", "alerts", "sports"] {
+            lock(&lock(&shared.channels)[name]).load(id("5-0"));
+        }
+        shared.confirmed_are_live(&mut session);
+        assert!(session.topics.values().all(|&topic| topic == Topic::Live));
+
+        // The new table first: "news" is subscribed on B, and nothing else is sent anywhere.
+        shared.follow_topology(&mut session, after.clone(), at(1)).unwrap();
+        assert_eq!(peers[b].commands(), [["SSUBSCRIBE", "realtime:{news}:live"]]);
+        assert!(peers[a].commands().is_empty(), "A is not asked to let go: it does so itself");
+        assert_eq!(session.topics.get("news"), Some(&Topic::Subscribing));
+        assert_eq!(
+            (session.topics.get("alerts"), session.topics.get("sports")),
+            (Some(&Topic::Live), Some(&Topic::Live))
+        );
+
+        // B confirms; then, late, A lets go of the channel it no longer serves.
+        shared.on_push(&mut session, b, &push("ssubscribe", "realtime:{news}:live", Value::Integer(2))).unwrap();
+        assert_eq!(session.topics.get("news"), Some(&Topic::Confirmed));
+        shared.on_push(&mut session, a, &push("sunsubscribe", "realtime:{news}:live", Value::Integer(1))).unwrap();
+        assert_eq!(session.topics.get("news"), Some(&Topic::Confirmed), "B's subscription stands");
+        assert!(session.moved.is_empty(), "nothing to subscribe again");
+        assert_eq!(session.confirmed, [Arc::from("news")], "still to be caught up, once");
+        // The next table sends nothing either: the channel is where it belongs.
+        shared.follow_topology(&mut session, after, at(2)).unwrap();
+        assert!(peers[a].commands().is_empty());
+        assert!(peers[b].commands().is_empty());
     }
 
     #[test]
