@@ -468,7 +468,7 @@ impl Snapshot {
             metric(
                 "redis_channel_unsubscribes_total",
                 "counter",
-                "Channel unsubscriptions Redis confirmed.",
+                "Channel subscriptions Redis ended: unsubscriptions it confirmed, and on a cluster those of slots that moved.",
                 &[("", link.channel_unsubscribes)],
             );
         }

@@ -198,10 +198,14 @@
 //!   the table and subscribes the channels whose slots went to another master on that master's
 //!   connection, each caught up from its mirror's newest entry once confirmed (the same seam
 //!   as a new channel's), and leaves every other channel alone: resharding a slot costs its
-//!   own channels one `SSUBSCRIBE` each, not every channel of the node. A table whose masters
-//!   are not the session's (a master added or replaced), or losing any master's subscription
-//!   connection, opens every subscription again on the new table and catches every channel up,
-//!   as after a reconnect.
+//!   own channels one `SSUBSCRIBE` each, not every channel of the node. Between the move and
+//!   that catch-up (a quarter of a second or so, the table being asked for again that often
+//!   while a channel waits; at most ten seconds if the nodes asked have not heard of the
+//!   move) the channel's mirror hears nothing: its readers wait, and what was published
+//!   meanwhile reaches them with the catch-up, late but neither lost nor doubled. A table
+//!   whose masters are not the session's (a master added or replaced), or losing any master's
+//!   subscription connection, opens every subscription again on the new table and catches
+//!   every channel up, as after a reconnect.
 //! - **Failover.** Redis replicates asynchronously: a master killed before its replica has a
 //!   write takes it along, and the replica promoted in its place never had it. So a publish
 //!   on a master with replicas (`CLUSTER NODES`, [`cluster::Topology::count_replicas`]) is
@@ -2408,6 +2412,8 @@ impl Shared {
             }
             Some(b"unsubscribe" | b"sunsubscribe") => {
                 counted(third);
+                // Asked for or not (a moved slot), the connection no longer has the channel.
+                self.counters.unsubscribes.fetch_add(1, Ordering::Relaxed);
                 let topic = session.topics.get(name).copied();
                 let from_its_master = self.shard_of(session, name).map_or(true, |on| on == shard);
                 if topic != Some(Topic::Unsubscribing) && !from_its_master {
@@ -2423,7 +2429,6 @@ impl Shared {
                     session.moved.push(Moved { name: name.into(), let_go_by: shard, at: Instant::now() });
                     return Ok(());
                 }
-                self.counters.unsubscribes.fetch_add(1, Ordering::Relaxed);
                 // Subscribing again meanwhile: that subscription's confirmation is still to come.
                 if session.topics.get(name) == Some(&Topic::Unsubscribing) {
                     session.topics.remove(name);
@@ -3413,6 +3418,7 @@ mod tests {
         shared.on_push(&mut session, a, &push("sunsubscribe", "realtime:{news}:live", Value::Integer(1))).unwrap();
         assert_eq!(session.topics.get("news"), Some(&Topic::Confirmed), "B's subscription stands");
         assert!(session.moved.is_empty(), "nothing to subscribe again");
+        assert_eq!(shared.counters.unsubscribes.load(Ordering::Relaxed), 1, "A's subscription ended all the same");
         assert_eq!(session.confirmed, [Arc::from("news")], "still to be caught up, once");
         // The next table sends nothing either: the channel is where it belongs.
         shared.follow_topology(&mut session, after, at(2)).unwrap();
