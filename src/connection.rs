@@ -45,8 +45,6 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::Poll;
-
-use crate::wake::Wake;
 use std::time::Duration;
 
 use crate::app::{error_response, Action, App, Exchange, SseStart, WebSocketMode};
@@ -69,6 +67,7 @@ use crate::stream::{Io, Next, SseStream, WebSocketStream};
 use crate::subscription::Subscription;
 use crate::time::{Instant, Now};
 use crate::transport::Transport;
+use crate::wake::Wake;
 use crate::ws::close::CloseCode;
 
 /// While this many response bytes wait to be written, no further pipelined request is

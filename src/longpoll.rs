@@ -26,8 +26,6 @@
 
 use std::sync::Arc;
 use std::task::Poll;
-
-use crate::wake::Wake;
 use std::time::Duration;
 
 use crate::broker::{Batch, Broker, Message, Reader, Since};
@@ -36,6 +34,7 @@ use crate::http::{self, BadQuery};
 use crate::json;
 use crate::subscription::Subscription;
 use crate::time::Instant;
+use crate::wake::Wake;
 
 /// Most messages in one answer. A client that is further behind gets the rest on its next
 /// poll, which it sends at once (step 5).

@@ -24,8 +24,6 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::Poll;
-
-use crate::wake::Wake;
 use std::time::Duration;
 
 use crate::app::App;
@@ -37,6 +35,7 @@ use crate::sse;
 use crate::subscription::Subscription;
 use crate::time::{Instant, Now};
 use crate::transport::Transport;
+use crate::wake::Wake;
 use crate::ws::close::CloseCode;
 use crate::ws::frame::{encode_frame, Opcode};
 use crate::ws::handshake;

@@ -18,11 +18,11 @@
 
 #![forbid(unsafe_code)]
 
-use crate::wake::Wake;
 use std::sync::Arc;
 
 use crate::broker::{Batch, Broker, Position, Reader, Since};
 use crate::time::Instant;
+use crate::wake::Wake;
 
 #[derive(Debug)]
 pub struct Subscription {

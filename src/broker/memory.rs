@@ -53,7 +53,6 @@
 
 #![forbid(unsafe_code)]
 
-use crate::wake::Wake;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -66,6 +65,7 @@ use super::{
 };
 use crate::sync::lock;
 use crate::time::{Instant, Now};
+use crate::wake::Wake;
 
 /// Characters of the epoch: enough that two restarts colliding is a 1 in 1.7 million event.
 const EPOCH_LEN: usize = 4;

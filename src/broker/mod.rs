@@ -52,12 +52,11 @@ pub mod resp;
 use std::fmt;
 use std::sync::Arc;
 use std::task::Poll;
-
-use crate::wake::Wake;
 use std::time::Duration;
 
 use crate::json;
 use crate::time::{Instant, Now};
+use crate::wake::Wake;
 
 pub use pending::{Completer, Pending};
 

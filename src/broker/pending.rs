@@ -17,10 +17,9 @@
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
-use crate::wake::Wake;
-
 use super::BrokerError;
 use crate::sync::lock;
+use crate::wake::Wake;
 
 /// A one-shot result: ready now, or filled later by its [`Completer`].
 #[derive(Debug)]

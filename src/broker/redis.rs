@@ -281,8 +281,6 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering}
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::Poll;
-
-use crate::wake::Wake;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -294,6 +292,7 @@ use super::{
 };
 use crate::sync::{lock, try_lock};
 use crate::time::{Instant, Now};
+use crate::wake::Wake;
 
 pub mod cluster;
 pub mod pipeline;
