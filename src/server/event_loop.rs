@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use crate::time::Instant;
+use crate::time::{Instant, Now};
 
 use super::notify::Notifier;
 use super::poller::{Interest, Poller, Ready};
@@ -187,6 +187,10 @@ impl Worker {
                 Some(Duration::ZERO)
             };
             self.poller.wait(&mut ready, timeout)?;
+            // One reading of the clocks per loop, not per connection: every connection driven
+            // in it takes this time (its own turn already takes no time: `Connection::advance`),
+            // so a deadline fires late by at most the loop's own work.
+            let now = now();
             self.shared.stats.iterations.fetch_add(1, Ordering::Relaxed);
             touched.clear();
             touched.append(&mut self.again);
@@ -197,7 +201,7 @@ impl Worker {
                     self.on_ready(*event, &mut touched);
                 }
             }
-            self.take_due_timers(&mut touched);
+            self.take_due_timers(now.instant, &mut touched);
             if self.app.is_shutting_down() {
                 match self.shutdown_started {
                     None => {
@@ -210,7 +214,7 @@ impl Worker {
                 }
             }
             for &token in &touched {
-                self.drive(token);
+                self.drive(token, now);
             }
             if self.shutdown_started.is_some() && self.free.len() == self.slots.len() {
                 break;
@@ -285,8 +289,7 @@ impl Worker {
         touched.push(event.token);
     }
 
-    fn take_due_timers(&mut self, touched: &mut Vec<usize>) {
-        let now = Instant::now();
+    fn take_due_timers(&mut self, now: Instant, touched: &mut Vec<usize>) {
         while let Some(&Reverse((deadline, token))) = self.timers.peek() {
             if deadline > now {
                 break;
@@ -302,7 +305,7 @@ impl Worker {
     }
 
     /// Advances a connection and does everything it asks: write, close, wait.
-    fn drive(&mut self, token: usize) {
+    fn drive(&mut self, token: usize, now: Now) {
         let Some(slot) = self.slots.get_mut(token).and_then(Option::as_mut) else { return };
         let Some(connection) = slot.connection.as_mut() else {
             // Lingering after the last response: close on EOF or when the time is up.
@@ -316,8 +319,7 @@ impl Worker {
         // Made for each turn rather than kept in the slot: 16 bytes less per connection for an
         // atomic increment per turn. (The token fits: `insert` checked.)
         let wake = self.shared.woken.wake_for(token as u32);
-        // One reading of the clocks per turn: the refills after a flush happen within it.
-        let now = now();
+        // The refills after a flush happen within the loop's time too.
         for _ in 0..MAX_FLUSHES_PER_TURN {
             connection.advance(now, &wake);
             let before = connection.output().len();
