@@ -483,14 +483,15 @@ impl WebSocketStream {
     }
 
     fn on_message(&mut self, io: &mut Io<'_>, message: WsMessage) {
-        let Some(subscription) = &self.subscription else {
+        if self.subscription.is_none() {
             // `/echo`: every message goes back as it came (Autobahn's test target).
-            let _ = match message {
-                WsMessage::Text(text) => self.session.send_text(&text, io.output),
-                WsMessage::Binary(data) => self.session.send_binary(&data, io.output),
+            let _ = match &message {
+                WsMessage::Text(text) => self.session.send_text(text, io.output),
+                WsMessage::Binary(data) => self.session.send_binary(data, io.output),
             };
+            self.session.recycle(message);
             return;
-        };
+        }
         let text = match message {
             WsMessage::Text(text) => text,
             // RFC 6455 §7.4.1: 1003 "indicates that an endpoint is terminating the connection
@@ -506,8 +507,9 @@ impl WebSocketStream {
             io.app.stats.refusal(crate::stats::Refusal::Rate);
             return self.close(io, CloseCode::POLICY, "rate limit");
         }
-        let channel = subscription.channel().to_string();
-        let pending = io.app.broker.publish(&channel, &text, io.now);
+        let Some(subscription) = &self.subscription else { return };
+        let pending = io.app.broker.publish(subscription.channel(), &text, io.now);
+        self.session.recycle(WsMessage::Text(text));
         self.publishing = Some(Box::new((pending, io.now.instant + io.app.config.redis_timeout)));
         self.finish_publish(io);
     }

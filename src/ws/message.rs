@@ -162,6 +162,10 @@ struct Partial {
     utf8: Utf8Validator,
 }
 
+/// The largest buffer [`Assembler::recycle`] keeps for the next message: a connection that
+/// once received a large message does not hold its size until it goes quiet.
+pub const RECYCLED_BYTES: usize = 4096;
+
 /// Joins the payloads of data frames into messages. See the module documentation.
 #[derive(Debug)]
 pub struct Assembler {
@@ -207,6 +211,27 @@ impl Assembler {
         match &self.partial {
             Some(partial) if partial.kind.is_none() => size_of::<Partial>() + partial.data.capacity(),
             _ => 0,
+        }
+    }
+
+    /// Takes back a delivered message's buffer as the room for the next message, so that a
+    /// connection receiving message after message reuses one buffer instead of allocating and
+    /// freeing one per message (about 7% of a 32-byte echo's instructions, callgrind). Kept
+    /// only if no larger than [`RECYCLED_BYTES`] and only between messages; counted in
+    /// [`Assembler::spare_bytes`] and freed with the rest by [`Assembler::release_spare`].
+    pub fn recycle(&mut self, message: Message) {
+        let mut data = match message {
+            Message::Text(text) => text.into_bytes(),
+            Message::Binary(data) => data,
+        };
+        if data.capacity() > RECYCLED_BYTES {
+            return;
+        }
+        if let Some(partial) = self.partial.as_deref_mut().filter(|partial| partial.kind.is_none()) {
+            if partial.data.capacity() == 0 {
+                data.clear();
+                partial.data = data;
+            }
         }
     }
 
@@ -466,5 +491,49 @@ mod tests {
         assert_eq!(assembler.end_frame(true), Ok(Some(Message::Text("hi".into()))));
         assembler.release_spare();
         assert!(assembler.partial.is_none(), "between messages, the room is freed");
+    }
+
+    /// One message, whole, in one frame: what `receive` does with a frame that is a message.
+    fn one(assembler: &mut Assembler, kind: MessageKind, bytes: &[u8]) -> Message {
+        assembler.begin_message(kind, bytes.len() as u64).expect("fits");
+        assembler.push(bytes).expect("payload");
+        assembler.end_frame(true).expect("valid").expect("complete")
+    }
+
+    #[test]
+    fn a_delivered_messages_buffer_is_the_room_for_the_next_one() {
+        let mut assembler = Assembler::new(10_000);
+        let first = one(&mut assembler, MessageKind::Text, b"hello");
+        let Message::Text(text) = &first else { panic!("text") };
+        let buffer = text.as_ptr();
+        assembler.recycle(first);
+        assert!(assembler.spare_bytes() >= size_of::<Partial>() + 5, "the buffer is counted as kept");
+        let second = one(&mut assembler, MessageKind::Binary, b"world");
+        assert_eq!(second, Message::Binary(b"world".to_vec()), "nothing of the first is left");
+        let Message::Binary(data) = &second else { panic!("binary") };
+        assert_eq!(data.as_ptr(), buffer, "the same allocation");
+        assembler.release_spare();
+        assert_eq!(assembler.spare_bytes(), 0, "freed with the rest when the connection goes quiet");
+    }
+
+    #[test]
+    fn a_large_messages_buffer_goes_back_to_the_allocator() {
+        let mut assembler = Assembler::new(100_000);
+        let large = one(&mut assembler, MessageKind::Binary, &[7; RECYCLED_BYTES + 1]);
+        assembler.recycle(large);
+        assert_eq!(assembler.spare_bytes(), size_of::<Partial>(), "only the emptied box is kept");
+    }
+
+    #[test]
+    fn a_buffer_given_back_during_a_message_does_not_touch_that_message() {
+        let mut assembler = Assembler::new(100);
+        let first = one(&mut assembler, MessageKind::Text, b"old");
+        assembler.begin_message(MessageKind::Text, 2).expect("fits");
+        assembler.push(b"n").expect("first fragment");
+        assert_eq!(assembler.end_frame(false), Ok(None));
+        assembler.recycle(first);
+        assembler.continue_message(1).expect("continues");
+        assembler.push(b"w").expect("last fragment");
+        assert_eq!(assembler.end_frame(true), Ok(Some(Message::Text("nw".into()))));
     }
 }

@@ -365,6 +365,11 @@ impl Session {
         self.assembler.spare_bytes()
     }
 
+    /// Gives a delivered message's buffer back for the next message ([`Assembler::recycle`]).
+    pub fn recycle(&mut self, message: Message) {
+        self.assembler.recycle(message);
+    }
+
     /// Frees what the session keeps between messages for the next one (see
     /// [`Assembler::release_spare`]): the connection has gone quiet.
     pub fn release_spare(&mut self) {
