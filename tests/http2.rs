@@ -16,6 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{each_model, external_program, TestServer, PATIENCE};
+use realtime::config::Model;
 use realtime::http2::connection::{MAX_CONCURRENT_STREAMS, RESET_BURST};
 use realtime::http2::error::ErrorCode;
 use realtime::http2::frame::{self, flag, kind, Frame, Setting, PREFACE};
@@ -615,6 +616,21 @@ fn flood_without_reading(server: &TestServer, frame: Frame<'_>) -> u64 {
 /// Twice the output bound, with room for the input a driver reads before it stops.
 const FLOOD_HOLD_LIMIT: u64 = 1 << 20;
 
+/// Checks who ended a flooding connection. The event loop reads on while the answers wait
+/// unsent, so the flood rule must be what ends it, as soon as
+/// [`realtime::http2::connection::OUTPUT_HIGH_WATER`] octets of answers wait: a server
+/// without the rule would read until its drivers' backpressure stopped it, and hold the
+/// connection for the slow-consumer policy's `send_timeout`, which `/stats` counts in
+/// `slow_consumers`. A connection's thread blocks in its write before that many answers wait,
+/// so under `--model threads` either may end it; the bound on what it held is the test there.
+fn assert_ended_by_the_flood_rule(server: &TestServer) {
+    if server.model == Model::EventLoop {
+        let stats = server.get("/stats").json();
+        let slow = stats.get("slow_consumers").and_then(|n| n.as_u64());
+        assert_eq!(slow, Some(0), "ended by the flood rule, not as a slow consumer");
+    }
+}
+
 #[test]
 fn a_ping_flood_whose_answers_are_not_read_is_bounded_and_closed() {
     each_model(
@@ -622,6 +638,7 @@ fn a_ping_flood_whose_answers_are_not_read_is_bounded_and_closed() {
         |server| {
             let most = flood_without_reading(server, Frame::Ping { ack: false, opaque: [7; 8] });
             assert!(most < FLOOD_HOLD_LIMIT, "held {most} octets");
+            assert_ended_by_the_flood_rule(server);
         },
     );
 }
@@ -633,6 +650,7 @@ fn a_settings_flood_whose_acks_are_not_read_is_bounded_and_closed() {
         |server| {
             let most = flood_without_reading(server, Frame::Settings { ack: false, settings: empty_settings() });
             assert!(most < FLOOD_HOLD_LIMIT, "held {most} octets");
+            assert_ended_by_the_flood_rule(server);
         },
     );
 }
