@@ -159,9 +159,7 @@ mod tests {
     fn a_wake_queues_its_token_and_rings_the_bell() {
         let (queue, rings) = queue();
         queue.wake_for(7).wake();
-        let mut taken = Vec::new();
-        queue.take(&mut taken);
-        assert_eq!(taken, [7]);
+        assert_eq!(queue.woken(), [7]);
         assert_eq!(rings.load(Ordering::SeqCst), 1);
     }
 
@@ -171,9 +169,7 @@ mod tests {
         let wake = queue.wake_for(3);
         wake.wake();
         wake.wake();
-        let mut taken = Vec::new();
-        queue.take(&mut taken);
-        assert_eq!(taken, [3]);
+        assert_eq!(queue.woken(), [3]);
         assert_eq!(rings.load(Ordering::SeqCst), 1);
     }
 
@@ -183,9 +179,7 @@ mod tests {
         for token in [5, 700, 64, 0] {
             queue.wake_for(token).wake();
         }
-        let mut taken = Vec::new();
-        queue.take(&mut taken);
-        assert_eq!(taken, [5, 700, 64, 0], "in the order woken");
+        assert_eq!(queue.woken(), [5, 700, 64, 0], "in the order woken");
         assert_eq!(rings.load(Ordering::SeqCst), 1);
         queue.wake_for(5).wake();
         assert_eq!(rings.load(Ordering::SeqCst), 2, "an empty queue rings again");
@@ -196,13 +190,10 @@ mod tests {
         let (queue, _) = queue();
         let wake = queue.wake_for(64);
         wake.wake();
-        let mut taken = Vec::new();
-        queue.take(&mut taken);
+        assert_eq!(queue.woken(), [64]);
         wake.wake();
-        queue.take(&mut taken);
-        assert_eq!(taken, [64]);
-        queue.take(&mut taken);
-        assert!(taken.is_empty());
+        assert_eq!(queue.woken(), [64], "queued again once taken");
+        assert!(queue.woken().is_empty());
     }
 
     #[test]

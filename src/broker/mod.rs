@@ -253,7 +253,7 @@ pub struct Batch {
     /// Where the reader stands after this batch: read again from here.
     pub position: Position,
     /// The broker is fetching what the reader asked for (a Redis broker's cold read) and will
-    /// wake the reader's wake when it lands: nothing yet, read again then. Nothing is owed
+    /// ring the reader's wake-up when it lands: nothing yet, read again then. Nothing is owed
     /// until then either, so a long poll keeps waiting, even past its timeout (the fetch ends
     /// within `--redis-timeout`).
     pub in_flight: bool,
@@ -271,7 +271,7 @@ impl Batch {
     }
 }
 
-/// Who is reading: the subscriber key of its connection and the wake to wake when an answer
+/// Who is reading: the subscriber key of its connection and the wake-up to ring when an answer
 /// the broker had to fetch has landed ([`Batch::in_flight`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Reader<'a> {

@@ -91,8 +91,8 @@ impl<T> Pending<T> {
 }
 
 impl<T> Completer<T> {
-    /// Fills the [`Pending`] and wakes whoever polled it (outside the lock: a wake may run
-    /// arbitrary code, e.g. write an eventfd).
+    /// Fills the [`Pending`] and wakes whoever polled it (outside the lock: a wake-up rings its
+    /// server's bell, e.g. writes an eventfd).
     pub fn complete(mut self, result: Result<T, BrokerError>) {
         self.fill(result);
     }

@@ -23,9 +23,10 @@
 //! - **Readiness, level-triggered.** A socket is registered for reading while its connection
 //!   has room for input, and for writing only while bytes wait to be sent (otherwise an
 //!   always-writable socket would wake the loop on every wait).
-//! - **Wake-ups from other threads.** A connection's [`Wake`](crate::wake::Wake) is its slot number on the
-//!   worker's [`WakeQueue`], whose bell writes the worker's [`Notifier`] when the queue was
-//!   empty. The queue holds a slot once however many publishes wake it before the next turn.
+//! - **Wake-ups from other threads.** A connection's [`Wake`](crate::wake::Wake) is its slot
+//!   number on the worker's [`WakeQueue`], whose bell writes the worker's [`Notifier`] when
+//!   the queue was empty. The queue holds a slot once however many publishes wake it before
+//!   the next turn.
 //! - **Timers.** One binary heap per worker, keyed by deadline. A connection has at most one
 //!   scheduled entry that matters (`Slot::scheduled`); entries made stale by a later change
 //!   are recognised and skipped when they come due.
