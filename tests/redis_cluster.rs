@@ -12,7 +12,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -61,6 +61,19 @@ fn command(port: u16, args: &[&str]) -> Option<Value> {
     }
 }
 
+/// A free port for a cluster node: one whose cluster bus port, 10,000 higher (Redis's
+/// default), is in range and free too. Redis refuses a higher one at start ("Your Redis port
+/// number must be 55535 or less"), and the kernel hands out ports up to 60999 here.
+fn free_cluster_port() -> u16 {
+    for _ in 0..1000 {
+        let port = common::free_port();
+        if port <= 55535 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port with a free cluster bus port in 1000 tries");
+}
+
 fn text(value: &Value) -> String {
     value.as_bytes().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
 }
@@ -82,7 +95,7 @@ impl Cluster {
         let dir = common::scratch_dir("cluster");
         let mut cluster = Cluster { ports: Vec::new(), children: Vec::new(), dir };
         for _ in 0..6 {
-            let port = common::free_port();
+            let port = free_cluster_port();
             let node_dir = cluster.dir.join(port.to_string());
             std::fs::create_dir_all(&node_dir).unwrap();
             let log = std::fs::File::create(node_dir.join("redis.log")).unwrap();
