@@ -3,7 +3,8 @@
 //! `redis-cli --cluster create`; a publish on one node reaches a follower on another for
 //! channels on all three masters; a channel whose slot moves to another master
 //! (`CLUSTER SETSLOT ... MIGRATING/IMPORTING`, `MIGRATE`, `SETSLOT ... NODE`) keeps being
-//! delivered.
+//! delivered; a master killed loses nothing silently, and costs only its own channels a new
+//! subscription while the others' are delivered live throughout.
 //!
 //! Skips loudly when `redis-server` or `redis-cli` is not installed
 //! (`common::external_program`; `.ci/run` installs both and makes a skip a failure). Every wait
@@ -481,5 +482,58 @@ fn killing_a_master_loses_nothing_silently() {
                 assert_nothing_lost_silently(&acknowledged, &seen);
             }
         });
+    }
+}
+
+/// Each master has its own subscription connection on a node, and losing one costs only that
+/// master's channels: a connection the master drops is opened again and its channel
+/// subscribed again, alone; when a master is killed, the channels of the other masters keep being
+/// delivered by pub/sub at once, before the cluster has even noticed (its tables still name
+/// the dead master), and after the failover only the dead master's channel is subscribed
+/// again, on the replica promoted in its place, where its news go on.
+#[test]
+fn killing_a_master_leaves_the_other_masters_channels_live_and_moves_only_its_own() {
+    for &model in MODELS {
+        let Some(mut cluster) = Cluster::start() else { return };
+        let topology = cluster.topology(cluster.ports[0]);
+        let channels = channel_per_master(&topology);
+        let master_of = |channel: &str| topology.owner(key_slot(channel.as_bytes())).unwrap().port;
+        let (victim, survivor) = (master_of(&channels[0]), master_of(&channels[1]));
+        let (a, b) = (node(model, &cluster), node(model, &cluster));
+        let _held: Vec<TcpStream> = channels.iter().map(|channel| hold(&b, channel)).collect();
+        wait_for("b to subscribe every channel", || link_stat(&b, "channels_subscribed") == 3);
+        let mut cursors: Vec<String> = channels.iter().map(|channel| tail(&b, channel)).collect();
+        let subscribes = link_stat(&b, "channel_subscribes");
+
+        // The master drops b's subscription connection: b opens another to it and subscribes
+        // that master's channel again, and only that one.
+        let killed = command(victim, &["CLIENT", "KILL", "TYPE", "pubsub"]).and_then(|n| n.as_integer());
+        assert_eq!(killed, Some(1), "b's subscription connection to the master");
+        cursors[0] = publish_and_follow(&a, &b, &channels[0], &cursors[0], "across a lost connection");
+        wait_for("b to subscribe the channel again", || link_stat(&b, "channel_subscribes") == subscribes + 1);
+        cursors[0] = publish_and_follow(&a, &b, &channels[0], &cursors[0], "on the new connection");
+        let heard = link_stat(&b, "pubsub_messages");
+
+        cluster.kill(victim);
+        for (channel, cursor) in channels.iter().zip(&mut cursors).skip(1) {
+            *cursor = publish_and_follow(&a, &b, channel, cursor, "while the master is down");
+        }
+        assert!(link_stat(&b, "pubsub_messages") >= heard + 2, "the other masters' news came by pub/sub");
+        assert!(
+            cluster.topology(survivor).masters.iter().any(|master| master.port == victim),
+            "delivered before the failover: the cluster still names the dead master"
+        );
+
+        wait_for("a replica to take over", || {
+            cluster.topology(survivor).masters.iter().all(|master| master.port != victim)
+        });
+        for (channel, cursor) in channels.iter().zip(&mut cursors) {
+            *cursor = publish_and_follow(&a, &b, channel, cursor, "after the failover");
+        }
+        assert_eq!(
+            link_stat(&b, "channel_subscribes"),
+            subscribes + 2,
+            "only the dead master's channel was subscribed again, on its replica"
+        );
     }
 }

@@ -202,10 +202,15 @@
 //!   that catch-up (a quarter of a second or so, the table being asked for again that often
 //!   while a channel waits; at most ten seconds if the nodes asked have not heard of the
 //!   move) the channel's mirror hears nothing: its readers wait, and what was published
-//!   meanwhile reaches them with the catch-up, late but neither lost nor doubled. A table
-//!   whose masters are not the session's (a master added or replaced), or losing any master's
-//!   subscription connection, opens every subscription again on the new table and catches
-//!   every channel up, as after a reconnect.
+//!   meanwhile reaches them with the catch-up, late but neither lost nor doubled.
+//! - **A master lost.** Each master's subscription connection stands alone. When one fails
+//!   (Redis closed it, or killed, or silent past a ping), only that master's channels are set
+//!   aside, the same way: they wait until the connection is opened again (after a backoff) or
+//!   a table gives their slots to another master (its replica promoted), and are subscribed
+//!   and caught up there. The other masters' channels keep their subscriptions and their
+//!   news go on meanwhile, through the failover. A table whose masters are not the session's
+//!   keeps the connections of the masters that stay, opens one to each new master and closes
+//!   those to masters gone (`Shared::follow_masters`).
 //! - **Failover.** Redis replicates asynchronously: a master killed before its replica has a
 //!   write takes it along, and the replica promoted in its place never had it. So a publish
 //!   on a master with replicas (`CLUSTER NODES`, [`cluster::Topology::count_replicas`]) is
@@ -298,7 +303,7 @@ pub mod cluster;
 pub mod pipeline;
 pub mod router;
 
-use cluster::{key_slot, NodeAddr, Topology};
+use cluster::{key_slot, NodeAddr, Redirect, Topology};
 use pipeline::{OnReplies, OnUp, Pipeline};
 use router::Router;
 
@@ -1164,8 +1169,8 @@ impl Mirror {
 /// A reader thread of the subscription connection queues what Redis sends; a worker queues a
 /// [`Event::Wake`] after it records a wish.
 enum Event {
-    /// A value from shard `.1` of subscription session number `.0` (shard 0 on one Redis).
-    Push(u64, usize, Value),
+    /// A value from subscription connection number `.0` ([`Shard::connection`]).
+    Push(u64, Value),
     /// Subscription connection number `.0` failed or was shut down.
     Lost(u64, RedisError),
     /// Look at the wishes (or at the stop flag).
@@ -1198,9 +1203,8 @@ struct Wishes {
 /// The subscription connection while it is up, and what the supervisor has asked of it.
 /// Supervisor thread only.
 struct Session {
-    /// Numbers the sessions, so that what a replaced one's readers still queue is ignored.
-    generation: u64,
-    /// One subscription connection per master: one on one Redis, one per master of a cluster.
+    /// One subscription connection per master: one on one Redis; on a cluster one per master
+    /// of `topology`, in its order.
     shards: Vec<Shard>,
     /// On a cluster: the slot table the shards were opened for, which says on which shard a
     /// channel is subscribed.
@@ -1219,18 +1223,33 @@ struct Session {
     subscribed_per_redis: usize,
 }
 
-/// A channel whose subscription Redis ended because its slot moved ([`Session::moved`]).
+impl Session {
+    /// The master of shard `index`, on a cluster.
+    fn master(&self, index: usize) -> Option<NodeAddr> {
+        self.topology.as_ref()?.masters.get(index).cloned()
+    }
+}
+
+/// A channel whose subscription ended without being asked to, because its slot moved or its
+/// master's connection was lost ([`Session::moved`]).
 struct Moved {
     name: Arc<str>,
-    /// The shard whose master let it go.
-    let_go_by: usize,
+    /// The master that let it go (`None` on one Redis, where nothing moves).
+    let_go_by: Option<NodeAddr>,
     at: Instant,
 }
 
 /// One subscription connection of a session.
 struct Shard {
+    /// Numbers the connections of all sessions, so that what a replaced one's reader thread
+    /// still queues is ignored.
+    connection: u64,
     /// The socket's second handle: commands go out on it while the reader thread reads.
-    writer: TcpStream,
+    /// `None` while a cluster master's connection is down ([`Shared::lose_shard`]).
+    writer: Option<TcpStream>,
+    /// When to try a connection that is down again, and how long to wait after that.
+    retry_at: Instant,
+    backoff: Backoff,
     /// Confirmations still to come on this connection.
     awaiting: usize,
     /// How many channels Redis last said this connection is subscribed to.
@@ -1243,13 +1262,24 @@ struct Shard {
 }
 
 impl Shard {
-    fn new(writer: TcpStream) -> Shard {
-        Shard { writer, awaiting: 0, subscribed: 0, last_heard: Instant::now(), pinged: false }
+    fn new(connection: u64, writer: Option<TcpStream>) -> Shard {
+        let now = Instant::now();
+        Shard {
+            connection,
+            writer,
+            retry_at: now,
+            backoff: Backoff::new(),
+            awaiting: 0,
+            subscribed: 0,
+            last_heard: now,
+            pinged: false,
+        }
     }
 
     /// Pings the connection after [`PING_AFTER`] of silence; an error once a ping has gone
     /// [`PING_TIMEOUT`] unanswered (a half-open TCP connection never reports one itself).
     fn watch(&mut self, now: Instant) -> Result<(), RedisError> {
+        let Some(writer) = &mut self.writer else { return Ok(()) };
         let silence = now.saturating_duration_since(self.last_heard);
         if silence >= PING_AFTER + PING_TIMEOUT {
             return Err(RedisError::Io(io::Error::new(io::ErrorKind::TimedOut, "PING not answered")));
@@ -1257,18 +1287,18 @@ impl Shard {
         if silence >= PING_AFTER && !self.pinged {
             let mut ping = Vec::new();
             encode_command(&mut ping, &[b"PING"]);
-            self.writer.write_all(&ping)?;
+            writer.write_all(&ping)?;
             self.pinged = true;
         }
         Ok(())
     }
 }
 
-impl Drop for Session {
-    /// Ends the reader threads' reads: the sockets are closed both ways.
+impl Drop for Shard {
+    /// Ends the reader thread's read: the socket is closed both ways.
     fn drop(&mut self) {
-        for shard in &self.shards {
-            let _ = shard.writer.shutdown(Shutdown::Both);
+        if let Some(writer) = &self.writer {
+            let _ = writer.shutdown(Shutdown::Both);
         }
     }
 }
@@ -1605,6 +1635,8 @@ struct Shared {
     requests: Arc<Mutex<HashMap<u64, Request>>>,
     /// Numbers requests, so that an answer to a replaced one is not taken for its successor's.
     next_request: AtomicU64,
+    /// Numbers subscription connections ([`Shard::connection`]).
+    next_connection: AtomicU64,
     /// Redis's clock minus ours, in milliseconds, as last measured.
     clock_offset_ms: AtomicI64,
     stopping: AtomicBool,
@@ -1654,6 +1686,7 @@ impl Shared {
             channels: Mutex::default(),
             requests: Arc::default(),
             next_request: AtomicU64::new(0),
+            next_connection: AtomicU64::new(0),
             clock_offset_ms: AtomicI64::new(0),
             stopping: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
@@ -2000,7 +2033,7 @@ impl Shared {
     /// workers' wishes included), reads the confirmations, then catches every one of them up
     /// (in that order: see `catch_up`), and only then starts the reader thread that queues
     /// what Redis sends next. Returns the session and the number of messages caught up.
-    fn open_subscription(&self, generation: u64) -> Result<(Session, usize), RedisError> {
+    fn open_subscription(&self) -> Result<(Session, usize), RedisError> {
         // On a cluster: one connection per master of a fresh slot table.
         let (targets, topology) = match &self.cluster {
             None => (vec![self.url.clone()], None),
@@ -2013,11 +2046,11 @@ impl Shared {
         let mut shards = Vec::with_capacity(targets.len());
         for url in &targets {
             let link = Link::open(url, &self.clock_offset_ms)?;
-            shards.push(Shard::new(link.stream.try_clone()?));
+            let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
+            shards.push(Shard::new(connection, Some(link.stream.try_clone()?)));
             links.push(link);
         }
         let mut session = Session {
-            generation,
             shards,
             topology,
             topics: HashMap::new(),
@@ -2038,16 +2071,23 @@ impl Shared {
             }
         }
         let caught_up = self.catch_up_confirmed(&mut session)?;
-        // From now on the reader threads read, without a timeout: the supervisor's pings
-        // notice a silent Redis, and shutting the socket down ends the read.
-        for (shard, link) in links.into_iter().enumerate() {
-            link.stream.set_read_timeout(None)?;
-            let events = self.events.clone();
-            thread::Builder::new()
-                .name("realtime-redis-sub".into())
-                .spawn(move || read_subscription(link, generation, shard, events))?;
+        // From now on the reader threads read.
+        for (shard, link) in session.shards.iter().zip(links) {
+            self.start_reading(link, shard.connection)?;
         }
         Ok((session, caught_up))
+    }
+
+    /// Starts the thread that reads subscription connection number `connection` and queues
+    /// what Redis sends, without a timeout: the supervisor's pings notice a silent Redis, and
+    /// shutting the socket down ends the read.
+    fn start_reading(&self, link: Link, connection: u64) -> Result<(), RedisError> {
+        link.stream.set_read_timeout(None)?;
+        let events = self.events.clone();
+        thread::Builder::new()
+            .name("realtime-redis-sub".into())
+            .spawn(move || read_subscription(link, connection, events))?;
+        Ok(())
     }
 
     /// The shard (subscription connection) of `session` that carries `name`: the only one on
@@ -2072,7 +2112,27 @@ impl Shared {
             return Ok(());
         }
         let sharded = self.keys.is_cluster();
-        let shard_of: Vec<usize> = names.iter().map(|name| self.shard_of(session, name)).collect::<Result<_, _>>()?;
+        // A channel whose master's connection is down waits for it, or for a table that gives
+        // its slot to another master, and so does one whose slot has no master in the table
+        // (the cluster is down for it); one that was to be unsubscribed there already is.
+        let now = Instant::now();
+        let (mut sendable, mut shard_of) = (Vec::with_capacity(names.len()), Vec::with_capacity(names.len()));
+        for name in names {
+            match self.shard_of(session, &name) {
+                Ok(shard) if session.shards[shard].writer.is_some() => {
+                    sendable.push(name);
+                    shard_of.push(shard);
+                }
+                on => {
+                    session.topics.remove(&name);
+                    if matches!(verb, Verb::Subscribe) {
+                        let let_go_by = on.ok().and_then(|shard| session.master(shard));
+                        session.moved.push(Moved { name, let_go_by, at: now });
+                    }
+                }
+            }
+        }
+        let names = sendable;
         let mut out: Vec<Vec<u8>> = vec![Vec::new(); session.shards.len()];
         if sharded {
             for (name, &shard) in names.iter().zip(&shard_of) {
@@ -2099,10 +2159,99 @@ impl Shared {
                 }
             }
         }
-        for (shard, out) in session.shards.iter_mut().zip(out) {
-            if !out.is_empty() {
-                shard.writer.write_all(&out)?;
+        for (index, out) in out.iter().enumerate() {
+            let Some(writer) = session.shards[index].writer.as_mut().filter(|_| !out.is_empty()) else { continue };
+            if let Err(error) = writer.write_all(out) {
+                if self.cluster.is_none() {
+                    return Err(error.into());
+                }
+                self.lose_shard(session, index, &error.into(), now);
             }
+        }
+        Ok(())
+    }
+
+    /// A cluster master's subscription connection failed, or went silent. Only that master's
+    /// channels are affected (the others' connections stay subscribed, and their news keep
+    /// coming): each is set aside ([`Session::moved`]) until its connection is back
+    /// ([`Shared::reconnect_shards`]) or a table gives its slot to another master (a replica
+    /// promoted in its place: [`Shared::follow_topology`]), then subscribed there and caught
+    /// up from its mirror's newest entry, the seam of every new subscription. Meanwhile its
+    /// readers wait, and its publishes answer 503 (the router has no master for them).
+    fn lose_shard(&self, session: &mut Session, index: usize, error: &RedisError, now: Instant) {
+        let master = session.master(index);
+        let shard = &mut session.shards[index];
+        let Some(writer) = shard.writer.take() else { return };
+        let _ = writer.shutdown(Shutdown::Both);
+        session.awaiting = session.awaiting.saturating_sub(shard.awaiting);
+        shard.awaiting = 0;
+        shard.subscribed = 0;
+        shard.pinged = false;
+        shard.retry_at = now + shard.backoff.next();
+        let lost: Vec<(Arc<str>, Topic)> = session
+            .topics
+            .iter()
+            .filter(|(name, _)| self.shard_of(session, name).is_ok_and(|shard| shard == index))
+            .map(|(name, &topic)| (name.clone(), topic))
+            .collect();
+        crate::warn!(
+            "redis: lost a master's subscription connection; its channels wait for it or for its replica";
+            master = master.as_ref().map(NodeAddr::to_string).unwrap_or_default(),
+            channels = lost.len(),
+            error = error.to_string(),
+        );
+        for (name, topic) in lost {
+            session.topics.remove(&name);
+            if topic != Topic::Unsubscribing {
+                session.moved.push(Moved { name, let_go_by: master.clone(), at: now });
+            }
+        }
+        session.confirmed.retain(|name| session.topics.contains_key(name));
+        session.subscribed_per_redis = session.shards.iter().map(|shard| shard.subscribed).sum();
+        if session.confirmed.is_empty() {
+            self.counters.channels.store(session.subscribed_per_redis, Ordering::Relaxed);
+        }
+    }
+
+    /// Opens a subscription connection to `master` and starts its reader thread.
+    fn connect_shard(&self, master: &NodeAddr) -> Result<Shard, RedisError> {
+        let cluster = self.cluster.as_ref().ok_or(RedisError::Unexpected("not a cluster"))?;
+        let link = Link::open(&cluster.node(master), &self.clock_offset_ms)?;
+        let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let shard = Shard::new(connection, Some(link.stream.try_clone()?));
+        self.start_reading(link, connection)?;
+        Ok(shard)
+    }
+
+    /// Tries the masters' connections that are down again, each once its backoff has passed,
+    /// and subscribes there the channels that wait for them.
+    fn reconnect_shards(&self, session: &mut Session, now: Instant) -> Result<(), RedisError> {
+        for index in 0..session.shards.len() {
+            let shard = &mut session.shards[index];
+            if shard.writer.is_some() || now < shard.retry_at {
+                continue;
+            }
+            let Some(master) = session.master(index) else { continue };
+            match self.connect_shard(&master) {
+                Ok(mut fresh) => {
+                    // Reset once the connection is heard from: one that fails at once waits longer.
+                    fresh.backoff = std::mem::replace(&mut session.shards[index].backoff, Backoff::new());
+                    session.shards[index] = fresh;
+                    crate::info!("redis: a master's subscription connection is back"; master = master.to_string());
+                }
+                Err(_) => {
+                    let shard = &mut session.shards[index];
+                    shard.retry_at = now + shard.backoff.next();
+                    continue;
+                }
+            }
+            let (waiting, others): (Vec<Moved>, Vec<Moved>) = std::mem::take(&mut session.moved)
+                .into_iter()
+                .partition(|moved| self.shard_of(session, &moved.name).is_ok_and(|shard| shard == index));
+            session.moved = others;
+            let mut names: Vec<Arc<str>> = waiting.into_iter().map(|moved| moved.name).collect();
+            names.retain(|name| !session.topics.contains_key(name) && lock(&self.channels).contains_key(name));
+            self.send_subscriptions(session, Verb::Subscribe, names)?;
         }
         Ok(())
     }
@@ -2261,18 +2410,27 @@ impl Shared {
             let event = events.recv_timeout(TICK);
             let now = Instant::now();
             match event {
-                Ok(Event::Push(generation, shard, value)) if generation == session.generation => {
-                    if let Some(heard) = session.shards.get_mut(shard) {
+                Ok(Event::Push(connection, value)) => {
+                    if let Some(shard) = session.shards.iter().position(|shard| shard.connection == connection) {
+                        let heard = &mut session.shards[shard];
                         heard.last_heard = now;
                         heard.pinged = false;
-                    }
-                    if let Err(error) = self.on_push(&mut session, shard, &value) {
-                        return error;
+                        heard.backoff.reset();
+                        if let Err(error) = self.on_push(&mut session, shard, &value) {
+                            return error;
+                        }
                     }
                 }
-                Ok(Event::Lost(generation, error)) if generation == session.generation => return error,
+                Ok(Event::Lost(connection, error)) => {
+                    if let Some(shard) = session.shards.iter().position(|shard| shard.connection == connection) {
+                        if self.cluster.is_none() {
+                            return error;
+                        }
+                        self.lose_shard(&mut session, shard, &error, now);
+                    }
+                }
                 // A wake-up (looked at below), or news from a connection already replaced.
-                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(Event::Wake) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return RedisError::Closed,
             }
             if let Err(error) = self.grant_wishes(&mut session) {
@@ -2303,10 +2461,16 @@ impl Shared {
                 }
             }
             self.tend_command_connection(now);
-            for shard in &mut session.shards {
-                if let Err(error) = shard.watch(now) {
-                    return error;
+            for index in 0..session.shards.len() {
+                if let Err(error) = session.shards[index].watch(now) {
+                    if self.cluster.is_none() {
+                        return error;
+                    }
+                    self.lose_shard(&mut session, index, &error, now);
                 }
+            }
+            if let Err(error) = self.reconnect_shards(&mut session, now) {
+                return error;
             }
         }
     }
@@ -2318,17 +2482,20 @@ impl Shared {
     /// gives it to the master that let it go: the node asked has not heard of the move yet,
     /// and the next table (a [`TOPOLOGY_REFRESH_MIN`] later) will say. After
     /// [`TOPOLOGY_REFRESH_EVERY`] of that the channel is subscribed where the table says: if
-    /// that master no longer serves it, it answers `MOVED`, an error, and the session is
-    /// opened again on a new table, as it is for a table whose masters are not the session's
-    /// (one added, removed or replaced), which needs connections the session does not have.
+    /// that master no longer serves it, it answers `MOVED`, and the channel waits for the
+    /// next table again ([`Shared::redirected`]). A channel whose master's connection is down waits in
+    /// [`Session::moved`] the same way ([`Shared::lose_shard`]), and a table whose masters
+    /// changed has its connections made first ([`Shared::follow_masters`]).
     fn follow_topology(&self, session: &mut Session, topology: Topology, now: Instant) -> Result<(), RedisError> {
         let Some(old) = session.topology.take() else { return Ok(()) };
         if old.masters != topology.masters {
-            return Err(RedisError::Unexpected("the cluster's masters changed"));
+            self.follow_masters(session, &old, &topology, now);
         }
+        // A slot the table gives to nobody (the cluster is down for it) keeps its channel
+        // where it was until a table names a master for it.
         let owner_changed = |name: &str| {
             let slot = key_slot(self.keys.topic(name).as_bytes());
-            old.owner(slot) != topology.owner(slot)
+            topology.owner(slot).is_some_and(|owner| old.owner(slot) != Some(owner))
         };
         let mut again: Vec<Arc<str>> = session
             .topics
@@ -2342,8 +2509,9 @@ impl Shared {
                 // Subscribed again meanwhile (wished by a new mirror, or moved above).
                 continue;
             }
-            let not_heard_of_yet = self.shard_of(session, &moved.name).is_ok_and(|shard| shard == moved.let_go_by);
-            if not_heard_of_yet && now < moved.at + TOPOLOGY_REFRESH_EVERY {
+            let now_on = self.shard_of(session, &moved.name).ok().and_then(|shard| session.master(shard));
+            let not_heard_of_yet = now_on == moved.let_go_by && now < moved.at + TOPOLOGY_REFRESH_EVERY;
+            if now_on.is_none() || not_heard_of_yet {
                 session.moved.push(moved);
             } else {
                 again.push(moved.name);
@@ -2357,11 +2525,49 @@ impl Shared {
         self.send_subscriptions(session, Verb::Subscribe, again)
     }
 
+    /// The table's masters are not the session's (a replica promoted, a master added or
+    /// removed): the connections to masters that stay are kept, with their subscriptions; a
+    /// new master gets a connection (tried again after a backoff if it cannot be opened now);
+    /// one no longer a master is closed, and its channels are set aside ([`Session::moved`])
+    /// for [`Shared::follow_topology`] to subscribe where the new table puts them.
+    fn follow_masters(&self, session: &mut Session, old: &Topology, new: &Topology, now: Instant) {
+        let mut former: Vec<Option<Shard>> = std::mem::take(&mut session.shards).into_iter().map(Some).collect();
+        for master in &new.masters {
+            let kept = old.masters.iter().position(|m| m == master).and_then(|index| former[index].take());
+            let shard = kept.unwrap_or_else(|| {
+                self.connect_shard(master).unwrap_or_else(|error| {
+                    crate::warn!("redis: cannot subscribe on a new master yet"; master = master.to_string(), error = error.to_string());
+                    let mut down = Shard::new(self.next_connection.fetch_add(1, Ordering::Relaxed), None);
+                    down.retry_at = Instant::now() + down.backoff.next();
+                    down
+                })
+            });
+            session.shards.push(shard);
+        }
+        for gone in former.into_iter().flatten() {
+            session.awaiting = session.awaiting.saturating_sub(gone.awaiting);
+        }
+        session.subscribed_per_redis = session.shards.iter().map(|shard| shard.subscribed).sum();
+        let mut orphaned = Vec::new();
+        session.topics.retain(|name, topic| {
+            let slot = key_slot(self.keys.topic(name).as_bytes());
+            let Some(master) = old.owner(slot).filter(|master| !new.masters.contains(master)) else { return true };
+            if *topic != Topic::Unsubscribing {
+                orphaned.push(Moved { name: name.clone(), let_go_by: Some(master.clone()), at: now });
+            }
+            false
+        });
+        session.moved.extend(orphaned);
+        session.confirmed.retain(|name| session.topics.contains_key(name));
+        crate::info!("redis: the cluster's masters changed"; masters = new.masters.len());
+    }
+
     /// A value on the subscription: `["message", channel, payload]`, a confirmation
     /// (`["subscribe", channel, count]`, `["unsubscribe", channel, count]`, where `count` is
     /// how many channels the connection is subscribed to), or the answer to a `PING`. An error
     /// (a `SUBSCRIBE` refused, say by an ACL) ends the connection: it is tried again with
-    /// backoff, and logged.
+    /// backoff, and logged; on a cluster a redirection is not such an error
+    /// ([`Shared::redirected`]).
     ///
     /// On a cluster the same come as `smessage`, `ssubscribe` and `sunsubscribe`, and a
     /// `sunsubscribe` nobody asked for is Redis saying the channel's slot moved to another
@@ -2373,6 +2579,11 @@ impl Shared {
     /// is ignored.
     fn on_push(&self, session: &mut Session, shard: usize, value: &Value) -> Result<(), RedisError> {
         if let Value::Error(message) = value {
+            let redirect = session.master(shard).and_then(|answered_by| Redirect::parse(message, &answered_by));
+            if let Some(Redirect::Moved { slot, .. } | Redirect::Ask { slot, .. }) = redirect {
+                self.redirected(session, shard, slot);
+                return Ok(());
+            }
             return Err(RedisError::Reply(message.clone()));
         }
         let Some([kind, topic, third]) = value.as_array() else { return Ok(()) };
@@ -2425,7 +2636,8 @@ impl Shared {
                     }
                     // Its slot moved: subscribed again on its new master at the next table.
                     session.topics.remove(name);
-                    session.moved.push(Moved { name: name.into(), let_go_by: shard, at: Instant::now() });
+                    let let_go_by = session.master(shard);
+                    session.moved.push(Moved { name: name.into(), let_go_by, at: Instant::now() });
                     return Ok(());
                 }
                 // Subscribing again meanwhile: that subscription's confirmation is still to come.
@@ -2439,6 +2651,28 @@ impl Shared {
             _ => {}
         }
         Ok(())
+    }
+
+    /// A master answered an `SSUBSCRIBE` of shard `shard` with a redirection (`MOVED` or
+    /// `ASK` for `slot`) instead of its confirmation: the table it was sent by was stale (a
+    /// node that had not heard of a slot's move yet, asked after one that had), or the slot
+    /// is migrating. The channel is set aside like one Redis let go of ([`Session::moved`]),
+    /// to be subscribed where the next tables say; the other subscriptions are not touched.
+    fn redirected(&self, session: &mut Session, shard: usize, slot: u16) {
+        session.awaiting = session.awaiting.saturating_sub(1);
+        if let Some(refused) = session.shards.get_mut(shard) {
+            refused.awaiting = refused.awaiting.saturating_sub(1);
+        }
+        let refused = session.topics.iter().find(|&(name, &topic)| {
+            topic == Topic::Subscribing
+                && key_slot(self.keys.topic(name).as_bytes()) == slot
+                && self.shard_of(session, name).is_ok_and(|on| on == shard)
+        });
+        let Some(name) = refused.map(|(name, _)| name.clone()) else { return };
+        crate::info!("redis: a master redirected a subscription; asking for the slot table"; channel = &*name);
+        session.topics.remove(&name);
+        let let_go_by = session.master(shard);
+        session.moved.push(Moved { name, let_go_by, at: Instant::now() });
     }
 
     /// A message from pub/sub for a live channel: into its mirror, which
@@ -2516,12 +2750,12 @@ impl Verb {
 /// The subscription connection's reader thread: every value Redis sends, queued in order for
 /// the supervisor, until the connection fails or the supervisor shuts it down (then it says
 /// so, and ends). A full queue makes it wait (see [`EVENT_QUEUE`]).
-fn read_subscription(mut link: Link, generation: u64, shard: usize, events: SyncSender<Event>) {
+fn read_subscription(mut link: Link, connection: u64, events: SyncSender<Event>) {
     loop {
         let event = match link.receive() {
-            Ok(value) => Event::Push(generation, shard, value),
+            Ok(value) => Event::Push(connection, value),
             Err(error) => {
-                let _ = events.send(Event::Lost(generation, error));
+                let _ = events.send(Event::Lost(connection, error));
                 return;
             }
         };
@@ -2535,12 +2769,10 @@ fn read_subscription(mut link: Link, generation: u64, shard: usize, events: Sync
 fn supervise(shared: Arc<Shared>, events: Receiver<Event>, first_attempt: mpsc::Sender<()>) {
     let mut first_attempt = Some(first_attempt);
     let mut backoff = Backoff::new();
-    let mut generation = 0;
     // Since when the subscription is down, and how many attempts failed since.
     let mut outage: Option<(Instant, u32)> = None;
     while !shared.is_stopping() {
-        generation += 1;
-        match shared.open_subscription(generation) {
+        match shared.open_subscription() {
             Ok((session, caught_up)) => {
                 // Before `start` is told: a node that starts with Redis up is ready at once.
                 shared.subscribed.store(true, Ordering::SeqCst);
@@ -3153,14 +3385,14 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut writers = Vec::with_capacity(shards);
         let mut peers = Vec::with_capacity(shards);
-        for _ in 0..shards {
-            writers.push(Shard::new(TcpStream::connect(listener.local_addr().unwrap()).unwrap()));
+        for connection in 0..shards {
+            writers
+                .push(Shard::new(connection as u64, Some(TcpStream::connect(listener.local_addr().unwrap()).unwrap())));
             let (peer, _) = listener.accept().unwrap();
             peer.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
             peers.push(Peer { stream: peer, input: Vec::new() });
         }
         let session = Session {
-            generation: 1,
             shards: writers,
             topology: None,
             topics: HashMap::new(),
@@ -3423,6 +3655,90 @@ mod tests {
         shared.follow_topology(&mut session, after, at(2)).unwrap();
         assert!(peers[a].commands().is_empty());
         assert!(peers[b].commands().is_empty());
+    }
+
+    /// A table that is older than the one before it (asked of a node that has not heard of
+    /// a slot's move yet) sends a channel back to the master that let it go, which answers
+    /// the `SSUBSCRIBE` with `MOVED`: the channel waits for the next table, and the session,
+    /// with every other subscription, stands.
+    #[test]
+    fn an_ssubscribe_redirected_by_a_stale_table_waits_for_the_next_table() {
+        let shared = offline_cluster(Limits::default());
+        let (mut session, mut peers) = session_with_shards(2);
+        let slot = key_slot(shared.keys.topic("news").as_bytes());
+        assert!(slot < 8192);
+        let stale = cluster_slots(&[(0, 8191, 7001), (8192, 16383, 7002)]);
+        let fresh =
+            cluster_slots(&[(0, slot - 1, 7001), (slot, slot, 7002), (slot + 1, 8191, 7001), (8192, 16383, 7002)]);
+        session.topology = Some(stale);
+        let wake = WakeQueue::silent().wake_for(0);
+        shared.add_subscriber("news", 0, &wake, at(0));
+        shared.grant_wishes(&mut session).unwrap();
+        assert_eq!(peers[0].commands(), [["SSUBSCRIBE", "realtime:{news}:live"]]);
+
+        let moved = Value::Error(format!("MOVED {slot} 127.0.0.1:7002"));
+        shared.on_push(&mut session, 0, &moved).expect("a redirection does not end the session");
+        assert_eq!(session.topics.get("news"), None);
+        assert_eq!((session.awaiting, session.shards[0].awaiting), (0, 0), "its answer came");
+        assert_eq!(session.moved.len(), 1, "set aside for the next table");
+
+        shared.follow_topology(&mut session, fresh, at(1)).unwrap();
+        assert_eq!(peers[1].commands(), [["SSUBSCRIBE", "realtime:{news}:live"]]);
+        assert!(peers[0].commands().is_empty());
+        assert_eq!(session.topics.get("news"), Some(&Topic::Subscribing));
+    }
+
+    /// A master's subscription connection lost (its Redis killed) costs only that master's
+    /// channels: they wait, while the table still names it, and move to the master that
+    /// replaces it, connection and all; the other master keeps its connection and its
+    /// subscriptions, and is sent nothing.
+    #[test]
+    fn a_lost_masters_channels_wait_for_its_successor_and_the_other_masters_subscriptions_stand() {
+        let shared = offline_cluster(Limits::default());
+        let (mut session, mut peers) = session_with_shards(2);
+        let slot = |name: &str| key_slot(shared.keys.topic(name).as_bytes());
+        assert!(slot("alerts") < 8192 && slot("sports") >= 8192);
+        // A (port 7001) serves 0..=8191 and B (7002) the rest; then C (port 1, where nothing
+        // listens: its connection cannot be opened yet) takes A's place.
+        let before = cluster_slots(&[(0, 8191, 7001), (8192, 16383, 7002)]);
+        let after = cluster_slots(&[(0, 8191, 1), (8192, 16383, 7002)]);
+        session.topology = Some(before.clone());
+        let wake = WakeQueue::silent().wake_for(0);
+        for (subscriber, name) in ["alerts", "sports"].into_iter().enumerate() {
+            shared.add_subscriber(name, subscriber as u64, &wake, at(0));
+        }
+        shared.grant_wishes(&mut session).unwrap();
+        assert_eq!(peers[0].commands(), [["SSUBSCRIBE", "realtime:{alerts}:live"]]);
+        assert_eq!(peers[1].commands(), [["SSUBSCRIBE", "realtime:{sports}:live"]]);
+        shared.on_push(&mut session, 0, &push("ssubscribe", "realtime:{alerts}:live", Value::Integer(1))).unwrap();
+        shared.on_push(&mut session, 1, &push("ssubscribe", "realtime:{sports}:live", Value::Integer(1))).unwrap();
+        for name in ["alerts", "sports"] {
+            lock(&lock(&shared.channels)[name]).load(id("5-0"));
+        }
+        shared.confirmed_are_live(&mut session);
+        let b_connection = session.shards[1].connection;
+
+        shared.lose_shard(&mut session, 0, &RedisError::Closed, at(1));
+        assert!(session.shards[0].writer.is_none(), "A's connection is down");
+        assert_eq!(session.topics.get("alerts"), None);
+        assert_eq!(session.topics.get("sports"), Some(&Topic::Live), "B's subscription stands");
+        assert_eq!(session.moved.iter().map(|moved| &*moved.name).collect::<Vec<_>>(), ["alerts"]);
+        assert_eq!(shared.counters.channels.load(Ordering::Relaxed), 1, "one channel is subscribed now");
+
+        // The same table again: the channel waits for A (or for its successor).
+        shared.follow_topology(&mut session, before, at(2)).unwrap();
+        assert_eq!(session.moved.len(), 1);
+        // The table with C for A: B is kept as it was; C's connection cannot be opened yet, so
+        // the channel waits for it (a later try subscribes it there).
+        shared.follow_topology(&mut session, after, at(3)).unwrap();
+        assert_eq!(session.shards.len(), 2);
+        assert_eq!(session.master(0).map(|master| master.port), Some(1));
+        assert!(session.shards[0].writer.is_none(), "C's connection is still to be opened");
+        assert_eq!(session.shards[1].connection, b_connection, "B's connection is kept");
+        let waiting: Vec<_> = session.moved.iter().map(|moved| (&*moved.name, moved.let_go_by.as_ref())).collect();
+        assert_eq!(waiting, [("alerts", session.master(0).as_ref())], "waits for C now");
+        assert_eq!(session.topics.get("sports"), Some(&Topic::Live));
+        assert!(peers[1].commands().is_empty(), "B is sent nothing");
     }
 
     #[test]
