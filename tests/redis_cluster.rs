@@ -486,11 +486,12 @@ fn killing_a_master_loses_nothing_silently() {
 }
 
 /// Each master has its own subscription connection on a node, and losing one costs only that
-/// master's channels: a connection the master drops is opened again and its channel
-/// subscribed again, alone; when a master is killed, the channels of the other masters keep being
+/// master's channels. A connection the master drops is opened again and its channel
+/// subscribed again, alone. When a master is killed, the other masters' channels keep being
 /// delivered by pub/sub at once, before the cluster has even noticed (its tables still name
-/// the dead master), and after the failover only the dead master's channel is subscribed
-/// again, on the replica promoted in its place, where its news go on.
+/// the dead master), and a node started meanwhile subscribes on the masters that are up;
+/// after the failover only the dead master's channel is subscribed again, on the replica
+/// promoted in its place, where its news go on.
 #[test]
 fn killing_a_master_leaves_the_other_masters_channels_live_and_moves_only_its_own() {
     for &model in MODELS {
@@ -519,6 +520,10 @@ fn killing_a_master_leaves_the_other_masters_channels_live_and_moves_only_its_ow
             *cursor = publish_and_follow(&a, &b, channel, cursor, "while the master is down");
         }
         assert!(link_stat(&b, "pubsub_messages") >= heard + 2, "the other masters' news came by pub/sub");
+        // A node started now subscribes what the masters still up serve.
+        let c = node(model, &cluster);
+        let _also_held = hold(&c, &channels[1]);
+        wait_for("c to subscribe a live master's channel", || link_stat(&c, "channels_subscribed") == 1);
         assert!(
             cluster.topology(survivor).masters.iter().any(|master| master.port == victim),
             "delivered before the failover: the cluster still names the dead master"

@@ -208,7 +208,8 @@
 //!   aside, the same way: they wait until the connection is opened again (after a backoff) or
 //!   a table gives their slots to another master (its replica promoted), and are subscribed
 //!   and caught up there. The other masters' channels keep their subscriptions and their
-//!   news go on meanwhile, through the failover. A table whose masters are not the session's
+//!   news go on meanwhile, through the failover; a node that starts while a master is down
+//!   subscribes on the others the same way. A table whose masters are not the session's
 //!   keeps the connections of the masters that stay, opens one to each new master and closes
 //!   those to masters gone (`Shared::follow_masters`).
 //! - **Failover.** Redis replicates asynchronously: a master killed before its replica has a
@@ -1276,6 +1277,13 @@ impl Shard {
         }
     }
 
+    /// A connection that could not be opened: tried again after the backoff.
+    fn down(connection: u64) -> Shard {
+        let mut shard = Shard::new(connection, None);
+        shard.retry_at = Instant::now() + shard.backoff.next();
+        shard
+    }
+
     /// Pings the connection after [`PING_AFTER`] of silence; an error once a ping has gone
     /// [`PING_TIMEOUT`] unanswered (a half-open TCP connection never reports one itself).
     fn watch(&mut self, now: Instant) -> Result<(), RedisError> {
@@ -2032,7 +2040,9 @@ impl Shared {
     /// Opens the subscription connection and subscribes every channel this node mirrors (the
     /// workers' wishes included), reads the confirmations, then catches every one of them up
     /// (in that order: see `catch_up`), and only then starts the reader thread that queues
-    /// what Redis sends next. Returns the session and the number of messages caught up.
+    /// what Redis sends next. Returns the session and the number of messages caught up. On a
+    /// cluster it fails only if no master can be reached: the channels of one that cannot
+    /// wait for it ([`Shared::lose_shard`] says how).
     fn open_subscription(&self) -> Result<(Session, usize), RedisError> {
         // On a cluster: one connection per master of a fresh slot table.
         let (targets, topology) = match &self.cluster {
@@ -2042,13 +2052,33 @@ impl Shared {
                 (topology.masters.iter().map(|master| cluster.node(master)).collect(), Some(topology))
             }
         };
+        // On a cluster a master that cannot be reached now (killed, its replica not promoted
+        // yet) costs only its own channels, as when its connection is lost later.
         let mut links = Vec::with_capacity(targets.len());
         let mut shards = Vec::with_capacity(targets.len());
+        let mut unreachable = None;
         for url in &targets {
-            let link = Link::open(url, &self.clock_offset_ms)?;
             let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
-            shards.push(Shard::new(connection, Some(link.stream.try_clone()?)));
-            links.push(link);
+            match Link::open(url, &self.clock_offset_ms) {
+                Ok(link) => {
+                    shards.push(Shard::new(connection, Some(link.stream.try_clone()?)));
+                    links.push(Some(link));
+                }
+                Err(error) if self.cluster.is_some() => {
+                    crate::warn!(
+                        "redis: cannot subscribe on a master yet; its channels wait for it";
+                        url = url.to_string(),
+                        error = error.to_string(),
+                    );
+                    shards.push(Shard::down(connection));
+                    links.push(None);
+                    unreachable = Some(error);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        if let (Some(error), true) = (unreachable, links.iter().all(Option::is_none)) {
+            return Err(error);
         }
         let mut session = Session {
             shards,
@@ -2065,6 +2095,7 @@ impl Shared {
         let names: Vec<Arc<str>> = lock(&self.channels).keys().cloned().collect();
         self.send_subscriptions(&mut session, Verb::Subscribe, names)?;
         for (shard, link) in links.iter_mut().enumerate() {
+            let Some(link) = link else { continue };
             while session.shards[shard].awaiting > 0 {
                 let value = link.receive()?;
                 self.on_push(&mut session, shard, &value)?;
@@ -2073,7 +2104,9 @@ impl Shared {
         let caught_up = self.catch_up_confirmed(&mut session)?;
         // From now on the reader threads read.
         for (shard, link) in session.shards.iter().zip(links) {
-            self.start_reading(link, shard.connection)?;
+            if let Some(link) = link {
+                self.start_reading(link, shard.connection)?;
+            }
         }
         Ok((session, caught_up))
     }
@@ -2537,9 +2570,7 @@ impl Shared {
             let shard = kept.unwrap_or_else(|| {
                 self.connect_shard(master).unwrap_or_else(|error| {
                     crate::warn!("redis: cannot subscribe on a new master yet"; master = master.to_string(), error = error.to_string());
-                    let mut down = Shard::new(self.next_connection.fetch_add(1, Ordering::Relaxed), None);
-                    down.retry_at = Instant::now() + down.backoff.next();
-                    down
+                    Shard::down(self.next_connection.fetch_add(1, Ordering::Relaxed))
                 })
             });
             session.shards.push(shard);
