@@ -2444,7 +2444,9 @@ impl Shared {
             let now = Instant::now();
             match event {
                 Ok(Event::Push(connection, value)) => {
-                    if let Some(shard) = session.shards.iter().position(|shard| shard.connection == connection) {
+                    // What a connection given up (`lose_shard`) still had queued is ignored.
+                    let up = |shard: &Shard| shard.connection == connection && shard.writer.is_some();
+                    if let Some(shard) = session.shards.iter().position(up) {
                         let heard = &mut session.shards[shard];
                         heard.last_heard = now;
                         heard.pinged = false;
