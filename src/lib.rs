@@ -127,7 +127,7 @@
 //! | resume from a cursor: from the mirror, or older history from the stream with a gap check (trimmed after the cursor, or the cursor's own entry lost) | [`broker::redis::RedisBroker`] as a [`broker::Broker`] (`read`: `XRANGE` + `XINFO STREAM` + the cursor's entry, one `MULTI`) |
 //! | Redis went away: refuse publishes (503), reconnect with backoff, subscribe every mirrored channel again (chunked), catch up by `XRANGE` | [connections and faults](broker::redis#connections-and-faults) (`supervise`, `open_subscription`, `catch_up`) |
 //! | a Redis Cluster (`--broker redis-cluster://...`): stream and shard channel share the channel as hash tag, `SPUBLISH`/`SSUBSCRIBE` on the slot's master, commands routed by slot with `MOVED`/`ASK` followed | [cluster](broker::redis#cluster), [`broker::redis::cluster::key_slot`], [`broker::redis::router::Router`], [`broker::redis::KeySpace`] |
-//! | survive a failover: a publish on a master with replicas is answered once a replica has it (`WAIT 1`, one per batch), and a mirror whose stream went backwards rewinds and tells its readers | [replicated writes](broker::redis::pipeline#replicated-writes) ([`broker::redis::cluster::Topology::count_replicas`]), [cluster](broker::redis#cluster) ("Failover") |
+//! | survive a failover: a publish on a master with replicas is answered once a replica has it (`WAIT 1`, one per batch), a mirror whose stream went backwards rewinds and tells its readers, and a lost master's connection costs only its own channels (the others' news go on) | [replicated writes](broker::redis::pipeline#replicated-writes) ([`broker::redis::cluster::Topology::count_replicas`]), [cluster](broker::redis#cluster) ("A master lost", "Failover") |
 //!
 //! ## Two server models: what waiting costs
 //!
