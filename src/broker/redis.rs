@@ -205,7 +205,8 @@
 //!   meanwhile reaches them with the catch-up, late but neither lost nor doubled.
 //! - **A master lost.** Each master's subscription connection stands alone. When one fails
 //!   (Redis closed it, or killed, or silent past a ping), only that master's channels are set
-//!   aside, the same way: they wait until the connection is opened again (after a backoff) or
+//!   aside, the same way: they wait until the connection is opened again (after a backoff,
+//!   by a thread of its own: a master that drops packets does not hold the supervisor) or
 //!   a table gives their slots to another master (its replica promoted), and are subscribed
 //!   and caught up there. The other masters' channels keep their subscriptions and their
 //!   news go on meanwhile, through the failover; a node that starts while a master is down
@@ -1174,6 +1175,9 @@ enum Event {
     Push(u64, Value),
     /// Subscription connection number `.0` failed or was shut down.
     Lost(u64, RedisError),
+    /// The attempt to open subscription connection number `.0` ended
+    /// ([`Shared::reconnect_shards`]).
+    Connected(u64, Result<Link, RedisError>),
     /// Look at the wishes (or at the stop flag).
     Wake,
 }
@@ -1251,6 +1255,8 @@ struct Shard {
     /// When to try a connection that is down again, and how long to wait after that.
     retry_at: Instant,
     backoff: Backoff,
+    /// An attempt to open the connection is under way, on a thread of its own.
+    connecting: bool,
     /// Confirmations still to come on this connection.
     awaiting: usize,
     /// How many channels Redis last said this connection is subscribed to.
@@ -1270,6 +1276,7 @@ impl Shard {
             writer,
             retry_at: now,
             backoff: Backoff::new(),
+            connecting: false,
             awaiting: 0,
             subscribed: 0,
             last_heard: now,
@@ -1277,11 +1284,9 @@ impl Shard {
         }
     }
 
-    /// A connection that could not be opened: tried again after the backoff.
+    /// A connection to be opened ([`Shared::reconnect_shards`]).
     fn down(connection: u64) -> Shard {
-        let mut shard = Shard::new(connection, None);
-        shard.retry_at = Instant::now() + shard.backoff.next();
-        shard
+        Shard::new(connection, None)
     }
 
     /// Pings the connection after [`PING_AFTER`] of silence; an error once a ping has gone
@@ -2246,47 +2251,78 @@ impl Shared {
         }
     }
 
-    /// Opens a subscription connection to `master` and starts its reader thread.
-    fn connect_shard(&self, master: &NodeAddr) -> Result<Shard, RedisError> {
-        let cluster = self.cluster.as_ref().ok_or(RedisError::Unexpected("not a cluster"))?;
-        let link = Link::open(&cluster.node(master), &self.clock_offset_ms)?;
-        let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
-        let shard = Shard::new(connection, Some(link.stream.try_clone()?));
-        self.start_reading(link, connection)?;
-        Ok(shard)
-    }
-
-    /// Tries the masters' connections that are down again, each once its backoff has passed,
-    /// and subscribes there the channels that wait for them.
-    fn reconnect_shards(&self, session: &mut Session, now: Instant) -> Result<(), RedisError> {
+    /// Starts an attempt to open each master's connection that is down, once its backoff has
+    /// passed. The attempt runs on a thread of its own and reports to the supervisor's queue
+    /// ([`Event::Connected`], then [`Shared::connected`]): a master that drops packets makes
+    /// a connection attempt wait for its timeout, and the supervisor goes on serving the other
+    /// masters' connections meanwhile. Each attempt gets a new connection number, so that the
+    /// `Lost` a given-up connection's reader reports late is not taken for the new one's.
+    fn reconnect_shards(&self, session: &mut Session, now: Instant) {
+        let Some(cluster) = &self.cluster else { return };
         for index in 0..session.shards.len() {
+            let Some(master) = session.master(index) else { continue };
             let shard = &mut session.shards[index];
-            if shard.writer.is_some() || now < shard.retry_at {
+            if shard.writer.is_some() || shard.connecting || now < shard.retry_at {
                 continue;
             }
-            let Some(master) = session.master(index) else { continue };
-            match self.connect_shard(&master) {
-                Ok(mut fresh) => {
-                    // Reset once the connection is heard from: one that fails at once waits longer.
-                    fresh.backoff = std::mem::replace(&mut session.shards[index].backoff, Backoff::new());
-                    session.shards[index] = fresh;
-                    crate::info!("redis: a master's subscription connection is back"; master = master.to_string());
-                }
-                Err(_) => {
-                    let shard = &mut session.shards[index];
-                    shard.retry_at = now + shard.backoff.next();
-                    continue;
-                }
+            shard.connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
+            let (connection, url, events) = (shard.connection, cluster.node(&master), self.events.clone());
+            let attempt = thread::Builder::new().name("realtime-redis-connect".into()).spawn(move || {
+                // The clock offset it measures is not kept: the command connection's is.
+                let result = Link::open(&url, &AtomicI64::new(0));
+                let _ = events.send(Event::Connected(connection, result));
+            });
+            match attempt {
+                Ok(_) => shard.connecting = true,
+                Err(_) => shard.retry_at = now + shard.backoff.next(),
             }
-            let (waiting, others): (Vec<Moved>, Vec<Moved>) = std::mem::take(&mut session.moved)
-                .into_iter()
-                .partition(|moved| self.shard_of(session, &moved.name).is_ok_and(|shard| shard == index));
-            session.moved = others;
-            let mut names: Vec<Arc<str>> = waiting.into_iter().map(|moved| moved.name).collect();
-            names.retain(|name| !session.topics.contains_key(name) && lock(&self.channels).contains_key(name));
-            self.send_subscriptions(session, Verb::Subscribe, names)?;
         }
-        Ok(())
+    }
+
+    /// An attempt to open connection number `connection` ended: on success the connection
+    /// reads, and the channels that wait for its master are subscribed on it; on failure it
+    /// is tried again after the backoff. An attempt for a connection the session no longer
+    /// has (its master left the table) is dropped, closing what it opened.
+    fn connected(
+        &self,
+        session: &mut Session,
+        connection: u64,
+        result: Result<Link, RedisError>,
+        now: Instant,
+    ) -> Result<(), RedisError> {
+        let Some(index) = session.shards.iter().position(|shard| shard.connection == connection && shard.connecting)
+        else {
+            return Ok(());
+        };
+        let master = session.master(index).map(|master| master.to_string()).unwrap_or_default();
+        let shard = &mut session.shards[index];
+        shard.connecting = false;
+        let opened = result.and_then(|link| Ok((link.stream.try_clone()?, link)));
+        let (writer, link) = match opened {
+            Ok(opened) => opened,
+            Err(error) => {
+                shard.retry_at = now + shard.backoff.next();
+                crate::debug!("redis: a master's subscription connection is still down"; master = master, error = error.to_string());
+                return Ok(());
+            }
+        };
+        // The backoff is reset once the connection is heard from: one that fails at once
+        // waits longer next time.
+        shard.writer = Some(writer);
+        shard.last_heard = now;
+        shard.pinged = false;
+        if let Err(error) = self.start_reading(link, connection) {
+            self.lose_shard(session, index, &error, now);
+            return Ok(());
+        }
+        crate::info!("redis: a master's subscription connection is up"; master = master);
+        let (waiting, others): (Vec<Moved>, Vec<Moved>) = std::mem::take(&mut session.moved)
+            .into_iter()
+            .partition(|moved| self.shard_of(session, &moved.name).is_ok_and(|shard| shard == index));
+        session.moved = others;
+        let mut names: Vec<Arc<str>> = waiting.into_iter().map(|moved| moved.name).collect();
+        names.retain(|name| !session.topics.contains_key(name) && lock(&self.channels).contains_key(name));
+        self.send_subscriptions(session, Verb::Subscribe, names)
     }
 
     /// Subscribes the channels whose first local subscriber arrived since the last look. A
@@ -2464,6 +2500,11 @@ impl Shared {
                         self.lose_shard(&mut session, shard, &error, now);
                     }
                 }
+                Ok(Event::Connected(connection, result)) => {
+                    if let Err(error) = self.connected(&mut session, connection, result, now) {
+                        return error;
+                    }
+                }
                 // A wake-up (looked at below), or news from a connection already replaced.
                 Ok(Event::Wake) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return RedisError::Closed,
@@ -2504,9 +2545,7 @@ impl Shared {
                     self.lose_shard(&mut session, index, &error, now);
                 }
             }
-            if let Err(error) = self.reconnect_shards(&mut session, now) {
-                return error;
-            }
+            self.reconnect_shards(&mut session, now);
         }
     }
 
@@ -2562,19 +2601,14 @@ impl Shared {
 
     /// The table's masters are not the session's (a replica promoted, a master added or
     /// removed): the connections to masters that stay are kept, with their subscriptions; a
-    /// new master gets a connection (tried again after a backoff if it cannot be opened now);
+    /// new master gets a connection, opened in the background ([`Shared::reconnect_shards`]);
     /// one no longer a master is closed, and its channels are set aside ([`Session::moved`])
     /// for [`Shared::follow_topology`] to subscribe where the new table puts them.
     fn follow_masters(&self, session: &mut Session, old: &Topology, new: &Topology, now: Instant) {
         let mut former: Vec<Option<Shard>> = std::mem::take(&mut session.shards).into_iter().map(Some).collect();
         for master in &new.masters {
             let kept = old.masters.iter().position(|m| m == master).and_then(|index| former[index].take());
-            let shard = kept.unwrap_or_else(|| {
-                self.connect_shard(master).unwrap_or_else(|error| {
-                    crate::warn!("redis: cannot subscribe on a new master yet"; master = master.to_string(), error = error.to_string());
-                    Shard::down(self.next_connection.fetch_add(1, Ordering::Relaxed))
-                })
-            });
+            let shard = kept.unwrap_or_else(|| Shard::down(self.next_connection.fetch_add(1, Ordering::Relaxed)));
             session.shards.push(shard);
         }
         for gone in former.into_iter().flatten() {
@@ -3419,8 +3453,9 @@ mod tests {
         let mut writers = Vec::with_capacity(shards);
         let mut peers = Vec::with_capacity(shards);
         for connection in 0..shards {
-            writers
-                .push(Shard::new(connection as u64, Some(TcpStream::connect(listener.local_addr().unwrap()).unwrap())));
+            // Numbered apart from the connections a `Shared` opens and numbers.
+            let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            writers.push(Shard::new(u64::MAX - connection as u64, Some(stream)));
             let (peer, _) = listener.accept().unwrap();
             peer.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
             peers.push(Peer { stream: peer, input: Vec::new() });
@@ -3604,11 +3639,18 @@ mod tests {
     /// A cluster broker's shared state with no connection to Redis: its router has no lanes
     /// until it is given a table, which these tests never do.
     fn offline_cluster(limits: Limits) -> Shared {
+        offline_cluster_with_queue(limits).0
+    }
+
+    /// [`offline_cluster`] and the supervisor's queue, for a test that plays the supervisor.
+    fn offline_cluster_with_queue(limits: Limits) -> (Shared, Receiver<Event>) {
         let cluster = ClusterUrl::parse("redis-cluster://127.0.0.1:7001").unwrap();
         let url = cluster.node(&cluster.seeds[0]);
         let router = Router::new(cluster.clone(), CLUSTER_PUBLISH_SCRIPT, 1, DEFAULT_REDIS_TIMEOUT, Arc::new(|| {}));
-        let events = mpsc::sync_channel(1).0;
-        Shared::new(url, limits, Some(cluster), Lanes::Cluster(Arc::new(router)), DEFAULT_REDIS_TIMEOUT, events)
+        let (events, queue) = mpsc::sync_channel(16);
+        let shared =
+            Shared::new(url, limits, Some(cluster), Lanes::Cluster(Arc::new(router)), DEFAULT_REDIS_TIMEOUT, events);
+        (shared, queue)
     }
 
     /// A slot table as `CLUSTER SLOTS` answers it: each range `(first, last, port)` served by
@@ -3721,6 +3763,62 @@ mod tests {
         assert_eq!(session.topics.get("news"), Some(&Topic::Subscribing));
     }
 
+    /// A master's connection that is down is opened again on a thread of its own, which
+    /// reports to the supervisor's queue (a master that drops packets would hold the
+    /// supervisor for the connect timeout), and the channels that wait for that master are
+    /// then subscribed on the new connection. Redis is played by a socket that answers the
+    /// connection's `SELECT` and `TIME`.
+    #[test]
+    fn a_masters_connection_is_opened_in_the_background_and_takes_the_channels_that_wait_for_it() {
+        let (shared, queue) = offline_cluster_with_queue(Limits::default());
+        let fake = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = fake.local_addr().unwrap().port();
+        let (mut session, mut peers) = session_with_shards(2);
+        assert!(key_slot(shared.keys.topic("alerts").as_bytes()) < 8192);
+        session.topology = Some(cluster_slots(&[(0, 8191, port), (8192, 16383, 7002)]));
+        let a = session.topology.as_ref().unwrap().masters.iter().position(|m| m.port == port).unwrap();
+        let wake = WakeQueue::silent().wake_for(0);
+        shared.add_subscriber("alerts", 0, &wake, at(0));
+        shared.grant_wishes(&mut session).unwrap();
+        assert_eq!(peers[a].commands(), [["SSUBSCRIBE", "realtime:{alerts}:live"]]);
+        shared.lose_shard(&mut session, a, &RedisError::Closed, at(1));
+        let lost_connection = session.shards[a].connection;
+
+        let redis = thread::spawn(move || {
+            let (stream, _) = fake.accept().unwrap();
+            stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            let mut peer = Peer { stream, input: Vec::new() };
+            let mut heard = Vec::new();
+            while heard.len() < 2 {
+                heard.extend(peer.commands());
+            }
+            assert_eq!(heard, [vec!["SELECT", "0"], vec!["TIME"]]);
+            peer.stream.write_all(b"+OK\r\n*2\r\n$10\r\n1700000000\r\n$1\r\n0\r\n").unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while heard.len() < 3 && std::time::Instant::now() < deadline {
+                heard.extend(peer.commands());
+            }
+            heard.split_off(2)
+        });
+        shared.reconnect_shards(&mut session, at(2));
+        assert!(session.shards[a].connecting && session.shards[a].writer.is_none(), "under way, not waited for");
+        assert_ne!(session.shards[a].connection, lost_connection, "a new number for the new connection");
+        // The wish for "alerts" woke the supervisor first.
+        let (connection, result) = loop {
+            match queue.recv_timeout(Duration::from_secs(5)) {
+                Ok(Event::Connected(connection, result)) => break (connection, result),
+                Ok(_) => continue,
+                Err(_) => panic!("the attempt reports to the supervisor's queue"),
+            }
+        };
+        shared.connected(&mut session, connection, result, at(2)).unwrap();
+        assert!(session.shards[a].writer.is_some());
+        assert_eq!(session.topics.get("alerts"), Some(&Topic::Subscribing));
+        assert!(session.moved.is_empty());
+        assert_eq!(redis.join().unwrap(), [["SSUBSCRIBE", "realtime:{alerts}:live"]]);
+        assert!(peers[1 - a].commands().is_empty(), "the other master is sent nothing");
+    }
+
     /// A master's subscription connection lost (its Redis killed) costs only that master's
     /// channels: they wait, while the table still names it, and move to the master that
     /// replaces it, connection and all; the other master keeps its connection and its
@@ -3731,8 +3829,7 @@ mod tests {
         let (mut session, mut peers) = session_with_shards(2);
         let slot = |name: &str| key_slot(shared.keys.topic(name).as_bytes());
         assert!(slot("alerts") < 8192 && slot("sports") >= 8192);
-        // A (port 7001) serves 0..=8191 and B (7002) the rest; then C (port 1, where nothing
-        // listens: its connection cannot be opened yet) takes A's place.
+        // A (port 7001) serves 0..=8191 and B (7002) the rest; then C (port 1) takes A's place.
         let before = cluster_slots(&[(0, 8191, 7001), (8192, 16383, 7002)]);
         let after = cluster_slots(&[(0, 8191, 1), (8192, 16383, 7002)]);
         session.topology = Some(before.clone());
@@ -3761,8 +3858,8 @@ mod tests {
         // The same table again: the channel waits for A (or for its successor).
         shared.follow_topology(&mut session, before, at(2)).unwrap();
         assert_eq!(session.moved.len(), 1);
-        // The table with C for A: B is kept as it was; C's connection cannot be opened yet, so
-        // the channel waits for it (a later try subscribes it there).
+        // The table with C for A: B is kept as it was; C's connection is to be opened (in the
+        // background, by the listener), and the channel waits for it.
         shared.follow_topology(&mut session, after, at(3)).unwrap();
         assert_eq!(session.shards.len(), 2);
         assert_eq!(session.master(0).map(|master| master.port), Some(1));
