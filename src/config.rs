@@ -288,7 +288,8 @@ Options (durations in seconds, fractions allowed):
                             redis-cluster://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...])
   --redis-timeout SECS      longest wait for Redis before a publish
                             answers 503                           [2] (0.01 to 60)
-  --redis-connections N     pipelined command connections to Redis [2] (max 16)
+  --redis-connections N     pipelined command connections to Redis, the
+                            first up in use, the others standing by [2] (max 16)
   --model epoll|threads     event loop, or a thread per connection [epoll]
   --workers N               event-loop worker threads             [one per core]
   --poller epoll|poll       the event loop's readiness API        [epoll on Linux]
