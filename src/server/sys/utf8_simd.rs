@@ -135,7 +135,7 @@ const PATHS: [Path; 2] = [Path::Avx2, Path::Sse41];
 /// complete; less when the input ends in an unfinished code point (`n` is at most where it
 /// starts), when a block has an error (`n` is before the first bad byte, by less than 67
 /// bytes), or when no vector path exists on this CPU (`n` is 0, unless `bytes` is short and
-/// ASCII: [`vouch`]). Whatever `n` is, the caller checks `bytes[n..]` itself.
+/// ASCII: `vouch`). Whatever `n` is, the caller checks `bytes[n..]` itself.
 pub fn validate_prefix(bytes: &[u8]) -> usize {
     vouch(paths(), bytes)
 }
