@@ -81,9 +81,13 @@ fn echo_counts_round_trips_on_every_connection() {
     each_model(
         |_| {},
         |server| {
-            let rows = run(server, "echo --conns 3 --in-flight 4 --size 100 --duration 0.5");
-            assert!(number(&rows[0], "msgs_per_s").is_some_and(|rate| rate > 0.0));
-            assert_eq!(number(&rows[0], "closed"), Some(0.0));
+            for frames in ["binary", "text"] {
+                let line = format!("echo --conns 3 --in-flight 4 --size 100 --duration 0.5 --frames {frames}");
+                let rows = run(server, &line);
+                assert!(number(&rows[0], "msgs_per_s").is_some_and(|rate| rate > 0.0));
+                assert_eq!(number(&rows[0], "closed"), Some(0.0));
+                assert!(matches!(cell(&rows[0], "frames"), Some(Cell::Text(sent)) if sent == frames));
+            }
         },
     );
 }
@@ -115,7 +119,10 @@ fn options_refuse_a_missing_target_and_unknown_flags() {
     assert!(parse_args(&args("fanout --url http://a:1 --transport carrier-pigeon")).is_err());
     assert!(parse_args(&args("nap --url http://a:1")).is_err());
     let options = parse_args(&args("echo --url http://a:1 --duration 0.5 --in-flight 8")).unwrap();
-    assert_eq!((options.duration, options.in_flight), (Duration::from_millis(500), 8));
+    assert_eq!((options.duration, options.in_flight, options.text), (Duration::from_millis(500), 8, false));
+    assert!(parse_args(&args("echo --url http://a:1 --frames text")).unwrap().text);
+    assert!(parse_args(&args("echo --url http://a:1 --frames morse")).is_err());
+    assert!(parse_args(&args("fanout --url http://a:1 --frames text")).is_err(), "--frames is echo's");
     let soak = parse_args(&args("soak --spawn epoll --minutes 0.5 --abuse rst,silent --abusers 3")).unwrap();
     assert_eq!((soak.duration, soak.abusers, soak.abuse.len()), (Duration::from_secs(30), 3, 2));
     assert!(parse_args(&args("soak --spawn epoll --abuse carrier-pigeon")).is_err());

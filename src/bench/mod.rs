@@ -5,7 +5,7 @@
 //! realtime bench idle     (--url URL | --spawn epoll|threads) [--transport ws,sse,poll] [--conns N] [--hold S]
 //!                         [--ws-deflate off|no-context|context]
 //! realtime bench fanout   ... [--transport ...] [--subs N] [--rate R] [--duration S]
-//! realtime bench echo     ... [--conns C] [--in-flight K] [--size B] [--duration S]
+//! realtime bench echo     ... [--conns C] [--in-flight K] [--size B] [--duration S] [--frames text|binary]
 //! realtime bench overhead ... [--messages N]
 //! realtime bench soak     ... [--minutes M | --seconds S] [--abuse none|all|KINDS] [--svg FILE]
 //! common: [--json]  (one JSON line per scenario on stdout instead of the table)
@@ -91,7 +91,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "echo",
         summary: "WebSocket /echo round trips",
-        details: "--conns C [50] --in-flight K [1] --size B [32] --duration S [5]",
+        details: "--conns C [50] --in-flight K [1] --size B [32] --duration S [5]\n--frames text|binary [binary]: text is UTF-8 checked, as a browser's is",
     },
     Scenario {
         name: "overhead",
@@ -172,6 +172,8 @@ pub struct Options {
     pub duration: Duration,
     pub in_flight: usize,
     pub size: usize,
+    /// `echo`: text frames instead of binary ones.
+    pub text: bool,
     pub messages: usize,
     /// Runs of the scenario; the table shows medians with min-max.
     pub runs: usize,
@@ -207,6 +209,7 @@ impl Options {
             duration: Duration::from_secs(if scenario == "soak" { 300 } else { 5 }),
             in_flight: 1,
             size: 32,
+            text: false,
             messages: 20,
             runs: 1,
             svg: None,
@@ -274,6 +277,10 @@ pub fn parse_args(args: &[String]) -> Result<Options, String> {
             "--subs" => options.subs = count(value)?,
             "--in-flight" => options.in_flight = count(value)?,
             "--size" => options.size = count(value)?,
+            "--frames" if options.scenario == "echo" => match value {
+                "text" | "binary" => options.text = value == "text",
+                _ => return Err(format!("--frames: expected text or binary, got '{value}'")),
+            },
             "--messages" => options.messages = count(value)?,
             "--runs" => options.runs = count(value)?,
             "--rate" => {
@@ -1017,7 +1024,7 @@ fn echo(options: &Options, target: &Target, masks: &Masks) -> Result<Row, String
     let mut engine = Engine::new().map_err(io_error)?;
     for _ in 0..options.conns {
         let mut first = Vec::new();
-        let echoer = Echoer::start(&target.host, options.size, options.in_flight, masks, &mut first);
+        let echoer = Echoer::start(&target.host, options.size, options.in_flight, options.text, masks, &mut first);
         engine.open(target.addr, echoer, first).map_err(io_error)?;
     }
     // Warm up (handshakes, first round trips), then measure a clean window.
@@ -1054,6 +1061,7 @@ fn echo(options: &Options, target: &Target, masks: &Masks) -> Result<Row, String
         ("conns", Cell::Count(options.conns as u64)),
         ("in_flight", Cell::Count(options.in_flight as u64)),
         ("size", Cell::Count(options.size as u64)),
+        ("frames", Cell::Text(if options.text { "text" } else { "binary" }.into())),
         ("msgs_per_s", Cell::Number(latencies.len() as f64 / elapsed)),
         ("p50_us", Cell::Number(percentile(&latencies, 50.0))),
         ("p99_us", Cell::Number(percentile(&latencies, 99.0))),

@@ -14,6 +14,9 @@ use crate::ws::session::{Event as WsEvent, Session};
 /// A WebSocket on `/echo` keeping `in_flight` messages of `size` bytes outstanding: each echo
 /// that comes back is timed and answered with a new message.
 pub struct Echoer {
+    /// Text frames (the server validates their UTF-8, as a browser's chat would make it) or
+    /// binary ones.
+    text: bool,
     key: String,
     input: Vec<u8>,
     session: Option<Box<Session>>,
@@ -27,10 +30,11 @@ pub struct Echoer {
 }
 
 impl Echoer {
-    pub fn start(host: &str, size: usize, in_flight: usize, masks: &Masks, out: &mut Vec<u8>) -> Echoer {
+    pub fn start(host: &str, size: usize, in_flight: usize, text: bool, masks: &Masks, out: &mut Vec<u8>) -> Echoer {
         let key = masks.key();
         let _ = handshake::write_client_request(out, host, "/echo", &key, None);
         Echoer {
+            text,
             key,
             input: Vec::new(),
             session: None,
@@ -56,7 +60,7 @@ impl Echoer {
                 let session = self.session.insert(Box::new(self.masks.session()));
                 // The first window of messages, all at once.
                 for _ in 0..self.in_flight {
-                    session.send_binary(&self.payload, out).map_err(|_| "cannot send")?;
+                    send(session, self.text, &self.payload, out)?;
                     self.sent.push_back(now);
                 }
                 session
@@ -70,7 +74,7 @@ impl Echoer {
                     if let Some(sent) = self.sent.pop_front() {
                         self.round_trips.push(now.saturating_duration_since(sent));
                     }
-                    session.send_binary(&self.payload, out).map_err(|_| "cannot send")?;
+                    send(session, self.text, &self.payload, out)?;
                     self.sent.push_back(now);
                 }
                 Some(WsEvent::Ping(_) | WsEvent::Pong(_)) => {}
@@ -80,4 +84,13 @@ impl Echoer {
             }
         }
     }
+}
+
+/// Sends `payload` (ASCII) as one text or binary message.
+fn send(session: &mut Session, text: bool, payload: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    let sent = match std::str::from_utf8(payload) {
+        Ok(payload) if text => session.send_text(payload, out),
+        _ => session.send_binary(payload, out),
+    };
+    sent.map_err(|_| "cannot send".to_string())
 }
