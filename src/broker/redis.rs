@@ -2215,7 +2215,8 @@ impl Shared {
     /// ([`Shared::reconnect_shards`]) or a table gives its slot to another master (a replica
     /// promoted in its place: [`Shared::follow_topology`]), then subscribed there and caught
     /// up from its mirror's newest entry, the seam of every new subscription. Meanwhile its
-    /// readers wait, and its publishes answer 503 (the router has no master for them).
+    /// readers wait (and, if the master itself is gone, its publishes answer 503 until a
+    /// replica takes over: the router's lanes to it are down too).
     fn lose_shard(&self, session: &mut Session, index: usize, error: &RedisError, now: Instant) {
         let master = session.master(index);
         let shard = &mut session.shards[index];
@@ -2321,6 +2322,8 @@ impl Shared {
             .partition(|moved| self.shard_of(session, &moved.name).is_ok_and(|shard| shard == index));
         session.moved = others;
         let mut names: Vec<Arc<str>> = waiting.into_iter().map(|moved| moved.name).collect();
+        names.sort_unstable();
+        names.dedup();
         names.retain(|name| !session.topics.contains_key(name) && lock(&self.channels).contains_key(name));
         self.send_subscriptions(session, Verb::Subscribe, names)
     }
@@ -2578,9 +2581,13 @@ impl Shared {
             .map(|(name, _)| name.clone())
             .collect();
         session.topology = Some(topology);
+        // A channel may have been set aside twice (wished again while its master was down):
+        // it is kept, and subscribed, once.
+        let mut seen = std::collections::HashSet::new();
         for moved in std::mem::take(&mut session.moved) {
-            if session.topics.contains_key(&moved.name) {
-                // Subscribed again meanwhile (wished by a new mirror, or moved above).
+            if session.topics.contains_key(&moved.name) || !seen.insert(moved.name.clone()) {
+                // Subscribed again meanwhile (wished by a new mirror, or moved above), or a
+                // second entry for it.
                 continue;
             }
             let now_on = self.shard_of(session, &moved.name).ok().and_then(|shard| session.master(shard));
@@ -3783,13 +3790,19 @@ mod tests {
         assert_eq!(peers[a].commands(), [["SSUBSCRIBE", "realtime:{alerts}:live"]]);
         shared.lose_shard(&mut session, a, &RedisError::Closed, at(1));
         let lost_connection = session.shards[a].connection;
+        // Wished again while its master is down (every mirror, after too many wishes): it
+        // waits a second time, and is still subscribed once.
+        lock(&shared.wishes).everything = true;
+        shared.grant_wishes(&mut session).unwrap();
+        assert_eq!(session.moved.len(), 2);
 
         let redis = thread::spawn(move || {
             let (stream, _) = fake.accept().unwrap();
             stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
             let mut peer = Peer { stream, input: Vec::new() };
             let mut heard = Vec::new();
-            while heard.len() < 2 {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while heard.len() < 2 && std::time::Instant::now() < deadline {
                 heard.extend(peer.commands());
             }
             assert_eq!(heard, [vec!["SELECT", "0"], vec!["TIME"]]);
@@ -3798,6 +3811,8 @@ mod tests {
             while heard.len() < 3 && std::time::Instant::now() < deadline {
                 heard.extend(peer.commands());
             }
+            // Whatever else comes within a moment: a second SSUBSCRIBE would be here.
+            heard.extend(peer.commands());
             heard.split_off(2)
         });
         shared.reconnect_shards(&mut session, at(2));
@@ -3855,7 +3870,12 @@ mod tests {
         assert_eq!(session.moved.iter().map(|moved| &*moved.name).collect::<Vec<_>>(), ["alerts"]);
         assert_eq!(shared.counters.channels.load(Ordering::Relaxed), 1, "one channel is subscribed now");
 
-        // The same table again: the channel waits for A (or for its successor).
+        // Wished again while A is down (every mirror, after too many wishes): set aside twice.
+        lock(&shared.wishes).everything = true;
+        shared.grant_wishes(&mut session).unwrap();
+        assert_eq!(session.moved.len(), 2);
+        assert!(peers[1].commands().is_empty(), "B is sent nothing for it");
+        // The same table again: the channel waits for A (or for its successor), once.
         shared.follow_topology(&mut session, before, at(2)).unwrap();
         assert_eq!(session.moved.len(), 1);
         // The table with C for A: B is kept as it was; C's connection is to be opened (in the
