@@ -188,6 +188,9 @@ impl Worker {
                 Some(Duration::ZERO)
             };
             self.poller.wait(&mut ready, timeout)?;
+            // Wake-ups this turn causes that can wait (the Redis link's writer) go out once, as
+            // it ends: `crate::wake`, "Wake-ups held to the end of a turn".
+            let _turn = crate::wake::Turn::begin();
             // One reading of the clocks per loop, not per connection: every connection driven
             // in it takes this time (its own turn already takes no time: `Connection::advance`),
             // so a deadline fires late by at most the loop's own work.

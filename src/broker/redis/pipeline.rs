@@ -6,7 +6,8 @@
 //! two threads of its own and blocking `std` sockets:
 //!
 //! - the **writer** waits for queued commands and writes everything queued in one `write`
-//!   (many workers' commands coalesce into one segment under load);
+//!   (many workers' commands coalesce into one segment under load; an event-loop worker wakes
+//!   it once per turn, as the turn ends: [`crate::wake::Turn`]);
 //! - the **reader** opens the connection (`SELECT`, `TIME`, then `SCRIPT LOAD` of the publish
 //!   script, before the lane takes any command), reads replies and hands each to the oldest
 //!   command in flight: Redis answers the commands of one connection in the order it received
@@ -275,7 +276,11 @@ impl Pipeline {
             drop(state);
             lane.counters.sent.fetch_add(1, Ordering::Relaxed);
             if wake_writer {
-                lane.queued.notify_one();
+                // A worker's whole turn of commands leaves in one write (`crate::wake`, "Wake-ups
+                // held to the end of a turn"); the writer stays marked awake meanwhile, so
+                // commands queued by other threads ride along.
+                let lane = lane.clone();
+                crate::wake::ring_after_turn(move || lane.queued.notify_one());
             }
             return Ok(());
         }
@@ -856,6 +861,35 @@ mod tests {
         let (first, second) = (sent(0), sent(1));
         assert!(echoed(&pipeline, b"back on the first"));
         assert_eq!((sent(0), sent(1)), (first + 1, second));
+    }
+
+    /// `crate::wake`, "Wake-ups held to the end of a turn": an event-loop worker's commands
+    /// wake the writer once, when its turn ends, and leave together.
+    #[test]
+    fn a_workers_turn_of_commands_wakes_the_writer_once_when_the_turn_ends() {
+        let (url, _) = fake_redis(echo_or_hang);
+        let pipeline = start(&url, 1, Duration::from_secs(5));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !lock(&pipeline.lanes[0].state).writer_asleep {
+            assert!(Instant::now() < deadline, "the writer never went to sleep");
+            thread::sleep(Duration::from_millis(1));
+        }
+        let (answers, answered) = mpsc::channel();
+        let turn = crate::wake::Turn::begin();
+        for i in 0..10 {
+            let answers = answers.clone();
+            let on_replies: OnReplies = Box::new(move |replies| {
+                let _ = answers.send((i, replies.is_ok()));
+            });
+            pipeline.submit(&command(&[b"ECHO", b"x"]), 1, on_replies).expect("the lane is up");
+        }
+        thread::sleep(Duration::from_millis(100));
+        assert_eq!(answered.try_recv().ok(), None, "nothing is written while the turn lasts");
+        assert!(!lock(&pipeline.lanes[0].state).output.is_empty(), "the commands wait in the output");
+        drop(turn);
+        for i in 0..10 {
+            assert_eq!(answered.recv_timeout(Duration::from_secs(5)), Ok((i, true)), "sent once the turn ended");
+        }
     }
 
     #[test]
