@@ -4,7 +4,8 @@
 //! channels on all three masters; a channel whose slot moves to another master
 //! (`CLUSTER SETSLOT ... MIGRATING/IMPORTING`, `MIGRATE`, `SETSLOT ... NODE`) keeps being
 //! delivered; a master killed loses nothing silently, and costs only its own channels a new
-//! subscription while the others' are delivered live throughout.
+//! subscription while the others' are delivered live throughout; a master that hangs while
+//! the slot table is asked of it holds back none of the other masters' news.
 //!
 //! Skips loudly when `redis-server` or `redis-cli` is not installed
 //! (`common::external_program`; `.ci/run` installs both and makes a skip a failure). Every wait
@@ -91,6 +92,16 @@ fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
 impl Cluster {
     /// `None` (after a loud SKIP) when redis-server or redis-cli is missing.
     fn start() -> Option<Cluster> {
+        // Long enough that a replica stopped for the two publishes of
+        // `killing_a_master_loses_nothing_silently` (a second each) is not yet marked failed,
+        // which would let its master answer publishes without it.
+        Cluster::start_with_node_timeout("3000")
+    }
+
+    /// [`Cluster::start`] with `--cluster-node-timeout` of `millis`: how long a node may be
+    /// silent before the cluster marks it failed (and, with no replica to take over, stops
+    /// serving every slot: `CLUSTERDOWN`).
+    fn start_with_node_timeout(millis: &str) -> Option<Cluster> {
         let server = common::external_program("redis-server")?;
         let cli = common::external_program("redis-cli")?;
         let dir = common::scratch_dir("cluster");
@@ -103,10 +114,7 @@ impl Cluster {
             let child = Command::new(&server)
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--daemonize", "no"])
                 .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
-                // Long enough that a replica stopped for the two publishes of
-                // `killing_a_master_loses_nothing_silently` (a second each) is not yet marked
-                // failed, which would let its master answer publishes without it.
-                .args(["--cluster-node-timeout", "3000", "--save", "", "--appendonly", "no"])
+                .args(["--cluster-node-timeout", millis, "--save", "", "--appendonly", "no"])
                 // A replica whose master is killed takes over however long ago it last heard
                 // from it (an idle test cluster replicates nothing for seconds at a time).
                 .args(["--cluster-replica-validity-factor", "0"])
@@ -548,3 +556,60 @@ fn killing_a_master_leaves_the_other_masters_channels_live_and_moves_only_its_ow
         );
     }
 }
+
+/// A node asks for the slot table when a master's connections fail, and the node it asks may
+/// be that very master, hung (stopped, or its host gone): the ask waits two seconds for it
+/// (the command connection's timeout) before asking the next node. The ask runs beside the
+/// node's subscriptions, so the other masters' news are delivered meanwhile, not after it.
+#[test]
+fn a_hung_master_asked_for_the_slot_table_does_not_hold_back_the_other_masters_news() {
+    for &model in MODELS {
+        // The test's few seconds with a master stopped pass before the cluster marks it failed:
+        // with no replica to take over, every master would then answer `CLUSTERDOWN`.
+        let Some(cluster) = Cluster::start_with_node_timeout("15000") else { return };
+        let topology = cluster.topology(cluster.ports[0]);
+        let channels = channel_per_master(&topology);
+        let hung = topology.owner(key_slot(channels[0].as_bytes())).unwrap().port;
+        // b's first seed is the master that will hang: b asks its slot tables there.
+        let seeds: Vec<String> = std::iter::once(hung)
+            .chain(cluster.ports.iter().copied().filter(|&port| port != hung))
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect();
+        let url = ClusterUrl::parse(&format!("redis-cluster://{}", seeds.join(","))).unwrap();
+        let b = TestServer::start(model, &|config| config.broker = BrokerUrl::RedisCluster(url.clone()));
+        wait_for("b's slot tables to be asked of the master that will hang", || {
+            command(hung, &["CLIENT", "LIST"]).is_some_and(|clients| text(&clients).contains("cmd=cluster|"))
+        });
+        let a = node(model, &cluster);
+        let mut news = hold(&b, &channels[1]);
+        news.set_read_timeout(Some(PATIENCE)).unwrap();
+        wait_for("b to subscribe", || link_stat(&b, "channels_subscribed") == 1);
+
+        // The master hangs, and its replica with it, so that no failover changes the table.
+        let replica = cluster.pid(cluster.replica_of(hung));
+        assert!(common::signal(replica, "STOP"), "kill -STOP the replica");
+        assert!(common::signal(cluster.pid(hung), "STOP"), "kill -STOP the master");
+        // A publish to its channel fails at `--redis-timeout`, so b asks for the table: of the
+        // hung master first, which holds the ask for two seconds.
+        let refused = b.request("POST", &format!("/publish/{}", channels[0]), Some("to the hung master"));
+        assert_eq!(refused.status, 503, "{}", refused.text());
+        thread::sleep(TICK_AND_MORE);
+        // (A 503 here is the other master's replica slow to confirm on a loaded machine.)
+        wait_for("a publish to be accepted", || {
+            a.request("POST", &format!("/publish/{}", channels[1]), Some("meanwhile")).status == 201
+        });
+        let published = Instant::now();
+        let delivered = common::read_until(&mut news, b"meanwhile").map(|_| published.elapsed());
+        assert!(common::signal(cluster.pid(hung), "CONT"), "kill -CONT the master");
+        assert!(common::signal(replica, "CONT"), "kill -CONT the replica");
+        let waited = delivered.expect("the other master's news");
+        assert!(
+            waited < Duration::from_secs(1),
+            "{model:?}: delivered while the table was asked of the hung master (2 s), not after: {waited:?}"
+        );
+    }
+}
+
+/// Long enough for the node to start asking for the table once its publish failed (it looks
+/// every 100 ms), short of the 2 s the ask then waits for the hung master.
+const TICK_AND_MORE: Duration = Duration::from_millis(500);

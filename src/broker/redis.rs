@@ -195,7 +195,8 @@
 //!   the same wish → confirmation → catch-up seam per channel; catch-up reads go through the
 //!   router. When a channel's slot moves, Redis unsubscribes it (an `sunsubscribe` nobody asked
 //!   for), or a redirection makes the router ask for the table again: the supervisor asks for
-//!   the table and subscribes the channels whose slots went to another master on that master's
+//!   the table (on a thread of its own, `Shared::ask_topology`: the node asked may be the one
+//!   that hangs, and the other masters' news must not wait behind it) and subscribes the channels whose slots went to another master on that master's
 //!   connection, each caught up from its mirror's newest entry once confirmed (the same seam
 //!   as a new channel's), and leaves every other channel alone: resharding a slot costs its
 //!   own channels one `SSUBSCRIBE` each, not every channel of the node. Between the move and
@@ -286,7 +287,7 @@ use std::net::Shutdown;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::Poll;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -1178,6 +1179,8 @@ enum Event {
     /// The attempt to open subscription connection number `.0` ended
     /// ([`Shared::reconnect_shards`]).
     Connected(u64, Result<Link, RedisError>),
+    /// A slot table asked for on a thread of its own ([`Shared::ask_topology`]).
+    Topology(Result<Topology, RedisError>),
     /// Look at the wishes (or at the stop flag).
     Wake,
 }
@@ -1656,6 +1659,8 @@ struct Shared {
     /// Whether the supervisor is subscribed and caught up (it is listening): half of what
     /// [`Broker::is_ready`] reports.
     subscribed: AtomicBool,
+    /// A slot table is being asked for ([`Shared::ask_topology`]): one ask at a time.
+    asking_topology: AtomicBool,
     /// Channels to subscribe, recorded by workers for the supervisor (a leaf lock).
     wishes: Mutex<Wishes>,
     /// The supervisor's queue: a worker wakes it here after a wish ([`Event`]).
@@ -1703,6 +1708,7 @@ impl Shared {
             clock_offset_ms: AtomicI64::new(0),
             stopping: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
+            asking_topology: AtomicBool::new(false),
         }
     }
 
@@ -1813,9 +1819,14 @@ impl Shared {
     /// redirections followed. A reply that says the cluster is changing (`MOVED` or `ASK`
     /// past the router's retries, `TRYAGAIN`, `CLUSTERDOWN`) fails the whole exchange, so that
     /// a catch-up is tried again rather than skipped.
-    fn exchange(&self, command: &mut CommandLink, commands: Vec<(String, Vec<u8>)>) -> Result<Vec<Value>, RedisError> {
+    fn exchange(
+        &self,
+        command: Option<&mut CommandLink>,
+        commands: Vec<(String, Vec<u8>)>,
+    ) -> Result<Vec<Value>, RedisError> {
         let count = commands.len();
         let Lanes::Cluster(router) = &self.lanes else {
+            let command = command.ok_or(RedisError::NotConnected)?;
             let out: Vec<u8> = commands.into_iter().flat_map(|(_, command)| command).collect();
             return self.run(command, |link| link.pipeline(&out, count));
         };
@@ -2106,7 +2117,7 @@ impl Shared {
                 self.on_push(&mut session, shard, &value)?;
             }
         }
-        let caught_up = self.catch_up_confirmed(&mut session)?;
+        let caught_up = self.catch_up_confirmed(self.catch_up_connection().as_deref_mut(), &mut session)?;
         // From now on the reader threads read.
         for (shard, link) in session.shards.iter().zip(links) {
             if let Some(link) = link {
@@ -2361,11 +2372,15 @@ impl Shared {
     /// Catches up the confirmed channels, which makes them live. On failure (the command
     /// connection is down) they stay confirmed, their messages still dropped, and the next
     /// attempt reads everything after their newest entries all the same.
-    fn catch_up_confirmed(&self, session: &mut Session) -> Result<usize, RedisError> {
+    fn catch_up_confirmed(
+        &self,
+        command: Option<&mut CommandLink>,
+        session: &mut Session,
+    ) -> Result<usize, RedisError> {
         if session.confirmed.is_empty() {
             return Ok(0);
         }
-        let added = self.catch_up(&mut lock(&self.command), &session.confirmed)?;
+        let added = self.catch_up(command, &session.confirmed)?;
         self.confirmed_are_live(session);
         Ok(added)
     }
@@ -2390,10 +2405,12 @@ impl Shared {
     /// skipped by position. Pub/sub messages of a channel heard before its catch-up are
     /// dropped (its topic is not live): Redis sent them before it ran the catch-up's read, so
     /// the read has them. Returns the number of messages added.
-    fn catch_up(&self, command: &mut CommandLink, names: &[Arc<str>]) -> Result<usize, RedisError> {
-        // On a cluster the catch-up goes through the router, not this connection.
-        if self.cluster.is_none() && command.link.is_none() && !self.reconnect(command) {
-            return Err(RedisError::NotConnected);
+    fn catch_up(&self, mut command: Option<&mut CommandLink>, names: &[Arc<str>]) -> Result<usize, RedisError> {
+        // On a cluster the catch-up goes through the router: `command` is `None`.
+        if let Some(command) = command.as_deref_mut() {
+            if command.link.is_none() && !self.reconnect(command) {
+                return Err(RedisError::NotConnected);
+            }
         }
         let mirrors: Vec<(Arc<str>, Arc<Mutex<Mirror>>)> = {
             let channels = lock(&self.channels);
@@ -2414,12 +2431,12 @@ impl Shared {
                 }
                 commands.push((key, out));
             }
-            let replies = self.exchange(command, commands)?;
+            let replies = self.exchange(command.as_deref_mut(), commands)?;
             for (((name, mirror), reply), asked_to_load) in group.iter().zip(replies).zip(asked_to_load) {
                 let result = if asked_to_load {
                     parse_newest(&reply).map(|newest| lock(mirror).load(newest))
                 } else {
-                    self.page_through(command, name, mirror, &reply).map(|n| added += n)
+                    self.page_through(command.as_deref_mut(), name, mirror, &reply).map(|n| added += n)
                 };
                 if let Err(error) = result {
                     // A stream of the wrong type, say: that channel cannot be served from
@@ -2442,7 +2459,7 @@ impl Shared {
     /// Adds a catch-up page to a mirror, and reads on while pages come back full.
     fn page_through(
         &self,
-        command: &mut CommandLink,
+        mut command: Option<&mut CommandLink>,
         name: &str,
         mirror: &Mutex<Mirror>,
         first_page: &Value,
@@ -2463,7 +2480,7 @@ impl Shared {
             }
             let (key, mut out) = (self.keys.stream(name), Vec::new());
             range_command(&mut out, &key, newest, CATCH_UP_PAGE);
-            let replies = self.exchange(command, vec![(key, out)])?;
+            let replies = self.exchange(command.as_deref_mut(), vec![(key, out)])?;
             page = parse_entries(replies.first().ok_or(RedisError::Unexpected("no reply"))?)?;
         }
     }
@@ -2471,7 +2488,7 @@ impl Shared {
     /// Takes the subscription's values and the workers' wishes until the subscription fails
     /// or the broker stops; between them, tends the command connection, pings a silent Redis,
     /// catches up what was confirmed and ends the subscriptions that have lingered.
-    fn listen(&self, mut session: Session, events: &Receiver<Event>) -> RedisError {
+    fn listen(self: &Arc<Self>, mut session: Session, events: &Receiver<Event>) -> RedisError {
         let mut next_sweep = Instant::now();
         let mut next_refresh = next_sweep;
         let mut refresh_anyway = next_sweep + TOPOLOGY_REFRESH_EVERY;
@@ -2508,6 +2525,13 @@ impl Shared {
                         return error;
                     }
                 }
+                Ok(Event::Topology(Ok(topology))) => {
+                    if let Err(error) = self.follow_topology(&mut session, topology, now) {
+                        return error;
+                    }
+                }
+                // No node could tell: asked again at the next turn that wants a table.
+                Ok(Event::Topology(Err(_))) => {}
                 // A wake-up (looked at below), or news from a connection already replaced.
                 Ok(Event::Wake) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return RedisError::Closed,
@@ -2517,8 +2541,9 @@ impl Shared {
             }
             // Once every confirmation asked for is in, so that one round of reads serves them
             // all; their messages meanwhile are dropped and read from the stream.
-            if session.awaiting == 0 && !session.confirmed.is_empty() && self.command_may_try(now) {
-                let _ = self.catch_up_confirmed(&mut session);
+            let may_try = self.cluster.is_some() || self.command_may_try(now);
+            if session.awaiting == 0 && !session.confirmed.is_empty() && may_try {
+                let _ = self.catch_up_confirmed(self.catch_up_connection().as_deref_mut(), &mut session);
             }
             if now >= next_sweep {
                 match self.sweep(&mut session, now) {
@@ -2527,17 +2552,14 @@ impl Shared {
                 }
             }
             let asked_for = now >= next_refresh && (self.lanes.wants_refresh() || !session.moved.is_empty());
-            if self.cluster.is_some() && (asked_for || now >= refresh_anyway) {
+            let asking = self.asking_topology.load(Ordering::SeqCst);
+            if self.cluster.is_some() && !asking && (asked_for || now >= refresh_anyway) {
                 // A redirection, a master whose lanes went down, a channel whose slot moved,
                 // or time: the table is asked again, and the channels that moved are
-                // subscribed again where they went.
+                // subscribed again where they went once it comes (`Event::Topology`).
                 next_refresh = now + TOPOLOGY_REFRESH_MIN;
                 refresh_anyway = now + TOPOLOGY_REFRESH_EVERY;
-                if let Ok(topology) = self.refresh_topology() {
-                    if let Err(error) = self.follow_topology(&mut session, topology, now) {
-                        return error;
-                    }
-                }
+                self.ask_topology();
             }
             self.tend_command_connection(now);
             for index in 0..session.shards.len() {
@@ -2549,6 +2571,26 @@ impl Shared {
                 }
             }
             self.reconnect_shards(&mut session, now);
+        }
+    }
+
+    /// Asks for the slot table ([`Shared::refresh_topology`]) on a thread of its own, which
+    /// reports it to the supervisor's queue ([`Event::Topology`]). The node asked may be the
+    /// one that hangs (a master stopped, or its host gone, is what makes a table wanted): its
+    /// answer is waited for up to the command connection's timeout (two seconds) before the
+    /// next node is asked, and the supervisor goes on delivering the other masters' messages
+    /// meanwhile.
+    fn ask_topology(self: &Arc<Self>) {
+        self.asking_topology.store(true, Ordering::SeqCst);
+        let shared = self.clone();
+        let asked = thread::Builder::new().name("realtime-redis-slots".into()).spawn(move || {
+            let table = shared.refresh_topology();
+            shared.asking_topology.store(false, Ordering::SeqCst);
+            let _ = shared.events.send(Event::Topology(table));
+        });
+        if asked.is_err() {
+            // Asked again at the next turn that wants a table.
+            self.asking_topology.store(false, Ordering::SeqCst);
         }
     }
 
@@ -2770,7 +2812,7 @@ impl Shared {
         lock(&mirror).rewind();
         // Loaded again from the stream at once; if that fails its readers read the stream
         // until the next catch-up.
-        if let Err(error) = self.catch_up(&mut lock(&self.command), &[name.into()]) {
+        if let Err(error) = self.catch_up(self.catch_up_connection().as_deref_mut(), &[name.into()]) {
             crate::warn!("redis: cannot reload a channel that went backwards"; channel = name, error = error.to_string());
         }
     }
@@ -2779,6 +2821,13 @@ impl Shared {
     /// backoff allows a reconnection (so that a catch-up waiting for it does not hammer Redis).
     fn command_may_try(&self, now: Instant) -> bool {
         try_lock(&self.command).is_some_and(|command| command.link.is_some() || now >= command.next_attempt)
+    }
+
+    /// The connection a catch-up runs on: on one Redis the supervisor's command connection; on
+    /// a cluster none, for catch-ups go through the router there, and the command connection
+    /// may be busy for seconds asking a hung node for the slot table ([`Shared::ask_topology`]).
+    fn catch_up_connection(&self) -> Option<MutexGuard<'_, CommandLink>> {
+        self.cluster.is_none().then(|| lock(&self.command))
     }
 
     /// Reopens a broken command connection when the backoff allows.
