@@ -1039,6 +1039,9 @@ impl Backoff {
 struct CommandLink {
     /// `None` while Redis is unreachable: commands fail at once with `NotConnected`.
     link: Option<Link>,
+    /// Where `link` was opened: on a cluster, the node a slot table is asked of, which its
+    /// reply may call "the node you asked" ([`Topology::from_cluster_slots`]).
+    opened_to: Option<NodeAddr>,
     /// When the supervisor may try to reconnect next.
     next_attempt: Instant,
     backoff: Backoff,
@@ -1697,6 +1700,7 @@ impl Shared {
             limits: limits.sanitized(),
             command: Mutex::new(CommandLink {
                 link: None,
+                opened_to: None,
                 next_attempt: Instant::now(),
                 backoff: Backoff::new(),
                 down_since: None,
@@ -1749,6 +1753,7 @@ impl Shared {
                     crate::info!("redis: command connection restored"; down_ms = since.elapsed().as_millis() as u64);
                 }
                 command.link = Some(link);
+                command.opened_to = Some(NodeAddr { host: url.host, port: url.port });
                 command.backoff.reset();
                 true
             }
@@ -1787,24 +1792,26 @@ impl Shared {
                 last_error = RedisError::NotConnected;
                 continue;
             }
-            let asked = self.command_url();
-            let asked = NodeAddr { host: asked.host, port: asked.port };
             // The slot table, and which masters have replicas (their publishes wait for one,
             // `WAIT`), from the same node.
             let replies = self.run(&mut command, |link| {
                 Ok((link.call(&[b"CLUSTER", b"SLOTS"])?, link.call(&[b"CLUSTER", b"NODES"])?))
             });
-            match replies {
-                Ok((slots, Value::Bulk(Some(nodes)))) => match Topology::from_cluster_slots(&slots, &asked) {
-                    Ok(mut topology) => {
-                        topology.count_replicas(&String::from_utf8_lossy(&nodes), &asked);
-                        router.set_topology(topology.clone());
-                        return Ok(topology);
+            // "The node you asked" is where the connection was opened, not where the next one
+            // would go (`command_url`, whose list the last table reordered).
+            match (replies, &command.opened_to) {
+                (Ok((slots, Value::Bulk(Some(nodes)))), Some(asked)) => {
+                    match Topology::from_cluster_slots(&slots, asked) {
+                        Ok(mut topology) => {
+                            topology.count_replicas(&String::from_utf8_lossy(&nodes), asked);
+                            router.set_topology(topology.clone());
+                            return Ok(topology);
+                        }
+                        Err(why) => last_error = RedisError::Reply(format!("CLUSTER SLOTS: {why}")),
                     }
-                    Err(why) => last_error = RedisError::Reply(format!("CLUSTER SLOTS: {why}")),
-                },
-                Ok(_) => last_error = RedisError::Unexpected("CLUSTER NODES did not answer text"),
-                Err(error) => last_error = error,
+                }
+                (Ok(_), _) => last_error = RedisError::Unexpected("CLUSTER NODES did not answer text"),
+                (Err(error), _) => last_error = error,
             }
             // This node cannot tell: ask the next one.
             command.link = None;
@@ -3719,6 +3726,68 @@ mod tests {
         });
         let asked = NodeAddr { host: "127.0.0.1".into(), port: 7001 };
         Topology::from_cluster_slots(&Value::Array(Some(ranges.collect())), &asked).unwrap()
+    }
+
+    /// A cluster node played by a socket, at 127.0.0.1 on its port: it answers a connection's
+    /// opening (`SELECT`, `TIME`, `SCRIPT LOAD`), `CLUSTER SLOTS` with a table that gives
+    /// slots 0-8191 to a master at 127.0.0.2 and the rest to "the node you asked" (an empty
+    /// host, with its own port), and `CLUSTER NODES` with nothing.
+    fn cluster_node_that_calls_itself_the_node_you_asked() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let table = format!(
+            "*2\r\n*3\r\n:0\r\n:8191\r\n*3\r\n$9\r\n127.0.0.2\r\n:7002\r\n$1\r\nb\r\n\
+             *3\r\n:8192\r\n:16383\r\n*3\r\n$0\r\n\r\n:{port}\r\n$1\r\na\r\n"
+        );
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let table = table.clone();
+                thread::spawn(move || {
+                    let _ = stream.set_read_timeout(Some(Duration::from_millis(20)));
+                    let mut peer = Peer { stream, input: Vec::new() };
+                    loop {
+                        for words in peer.commands() {
+                            let reply = match words.first().map(String::as_str) {
+                                Some("TIME") => "*2\r\n$10\r\n1700000000\r\n$1\r\n0\r\n".to_string(),
+                                Some("SCRIPT") => format!("$40\r\n{}\r\n", "0".repeat(40)),
+                                Some("CLUSTER") if words.get(1).is_some_and(|w| w == "SLOTS") => table.clone(),
+                                Some("CLUSTER") => "$0\r\n\r\n".to_string(),
+                                _ => "+OK\r\n".to_string(),
+                            };
+                            if peer.stream.write_all(reply.as_bytes()).is_err() {
+                                return;
+                            }
+                        }
+                        let mut probe = [0u8; 1];
+                        if peer.stream.peek(&mut probe).is_ok_and(|n| n == 0) {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    /// `CLUSTER SLOTS` may name a master by an empty host: "the node you asked". That is the
+    /// node the command connection was opened to, also once a table has listed other masters
+    /// before it (where the connection would go next, were it opened again).
+    #[test]
+    fn the_node_you_asked_is_the_one_the_command_connection_was_opened_to() {
+        let port = cluster_node_that_calls_itself_the_node_you_asked();
+        let cluster = ClusterUrl::parse(&format!("redis-cluster://127.0.0.1:{port}")).unwrap();
+        let router = Router::new(cluster.clone(), CLUSTER_PUBLISH_SCRIPT, 1, DEFAULT_REDIS_TIMEOUT, Arc::new(|| {}));
+        let (events, _queue) = mpsc::sync_channel(16);
+        let url = cluster.node(&cluster.seeds[0]);
+        let lanes = Lanes::Cluster(Arc::new(router));
+        let shared = Shared::new(url, Limits::default(), Some(cluster), lanes, DEFAULT_REDIS_TIMEOUT, events);
+        let other = NodeAddr { host: "127.0.0.2".into(), port: 7002 };
+        let asked = NodeAddr { host: "127.0.0.1".into(), port };
+        for ask in ["first", "second"] {
+            let table = shared.refresh_topology().expect("a table");
+            assert_eq!(table.masters, [other.clone(), asked.clone()], "the {ask} table");
+        }
     }
 
     /// A slot moving from master A to master B reaches the node two ways, in either order:
