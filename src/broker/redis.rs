@@ -1737,7 +1737,8 @@ impl Shared {
         match exchange(link) {
             Err(error) if error.breaks_connection() => {
                 command.link = None;
-                self.command_lost(command, &error);
+                let node = command.opened_to.as_ref().map_or_else(|| self.url.to_string(), NodeAddr::to_string);
+                self.command_lost(command, &node, &error);
                 Err(error)
             }
             result => result,
@@ -1758,7 +1759,7 @@ impl Shared {
                 true
             }
             Err(error) => {
-                self.command_lost(command, &error);
+                self.command_lost(command, &url.to_string(), &error);
                 self.command_target.fetch_add(1, Ordering::Relaxed);
                 command.next_attempt = Instant::now() + command.backoff.next();
                 false
@@ -1865,12 +1866,15 @@ impl Shared {
         Ok(replies.into_iter().flatten().collect())
     }
 
-    fn command_lost(&self, command: &mut CommandLink, error: &RedisError) {
+    /// The command connection to `node` failed (or could not be opened): logged once an
+    /// outage. Publishes do not use it (they go by the link); what waits for it is catch-ups,
+    /// and on a cluster the slot table.
+    fn command_lost(&self, command: &mut CommandLink, node: &str, error: &RedisError) {
         if command.down_since.is_none() {
             command.down_since = Some(Instant::now());
             crate::warn!(
-                "redis: command connection lost; publishes answer 503 until it is back";
-                url = self.url.to_string(),
+                "redis: command connection lost; catch-ups (and a cluster's slot table) wait until it is back";
+                node = node,
                 error = error.to_string(),
             );
         }
