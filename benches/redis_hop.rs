@@ -5,6 +5,7 @@
 //! cargo bench --bench redis_hop                      # all four parts
 //! cargo bench --bench redis_hop -- --subs 1000 --rate 500 --seconds 5
 //! cargo bench --bench redis_hop -- --part 2               # one part only
+//! cargo bench --bench redis_hop -- --part 2 --rounds 5    # part 2's setups in turn 5 times
 //! ```
 //!
 //! 1. **Latency of one message**: a WebSocket subscriber on node A, a publisher that sends one
@@ -14,7 +15,9 @@
 //!    received on A (the cross-node path a load balancer creates).
 //! 2. **Publishes per second**: `--publishers` (64) keep-alive connections publishing as fast
 //!    as they are answered for `--seconds`, to one memory node, to node A alone, then spread
-//!    over A and B; the Redis rate as a fraction of the memory broker's.
+//!    over A and B; the Redis rate as a fraction of the memory broker's. The three take turns
+//!    `--rounds` times (3), and each is reported by its median and range: on a 2-core machine
+//!    the memory broker's rate alone swings by a third from run to run of the same binary.
 //! 3. **Fan-out across two nodes**: `--subs` WebSocket subscribers, half on A and half on B,
 //!    all following one channel; `--rate` messages per second published on B for
 //!    `--seconds`. Deliveries per second, latency p50/p99 (publish sent to message read),
@@ -56,11 +59,21 @@ struct Options {
     part: u64,
     /// `--redis-connections` of nodes A and B.
     connections: u64,
+    /// Turns of part 2.
+    rounds: usize,
 }
 
 fn options() -> Options {
-    let mut options =
-        Options { messages: 2000, publishers: 64, subs: 200, rate: 200, seconds: 5, part: 0, connections: 2 };
+    let mut options = Options {
+        messages: 2000,
+        publishers: 64,
+        subs: 200,
+        rate: 200,
+        seconds: 5,
+        part: 0,
+        connections: 2,
+        rounds: 3,
+    };
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -76,6 +89,7 @@ fn options() -> Options {
             "--seconds" => options.seconds = value,
             "--part" => options.part = value,
             "--redis-connections" => options.connections = value,
+            "--rounds" => options.rounds = (value as usize).max(1),
             other => {
                 eprintln!("unknown option {other}");
                 std::process::exit(2)
@@ -178,9 +192,36 @@ struct Throughput {
     publishers_us: f64,
 }
 
-impl Throughput {
+/// The median of `values` (of an odd count, the middle one; of an even count, the upper).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+/// One setup's throughput runs, as the table shows them: the median rate and the range, and
+/// each side's median CPU per publish.
+struct Runs(Vec<Throughput>);
+
+impl Runs {
+    fn rate(&self) -> f64 {
+        median(&self.0.iter().map(|run| run.rate).collect::<Vec<_>>())
+    }
+
+    fn rates(&self) -> String {
+        let rates: Vec<f64> = self.0.iter().map(|run| run.rate).collect();
+        let (low, high) = (rates.iter().copied().fold(f64::MAX, f64::min), rates.iter().copied().fold(0.0, f64::max));
+        format!("{:.0} ({low:.0}-{high:.0})", self.rate())
+    }
+
     fn costs(&self) -> String {
-        format!("{:.1} µs | {:.1} µs | {:.1} µs", self.nodes_us, self.redis_us, self.publishers_us)
+        let cost = |of: fn(&Throughput) -> f64| median(&self.0.iter().map(of).collect::<Vec<_>>());
+        format!(
+            "{:.1} µs | {:.1} µs | {:.1} µs",
+            cost(|run| run.nodes_us),
+            cost(|run| run.redis_us),
+            cost(|run| run.publishers_us)
+        )
     }
 }
 
@@ -376,20 +417,29 @@ fn main() {
         }
     }
     if runs(2) {
-        println!("\n2. publishes per second, {} keep-alive publishers, {} s", options.publishers, options.seconds);
-        println!("CPU per publish: what each process spent (user + system, /proc/PID/stat) over the run, divided by the publishes.");
+        println!(
+            "\n2. publishes per second, {} keep-alive publishers, {} s, the three setups in turn {} times",
+            options.publishers, options.seconds, options.rounds
+        );
+        println!("Publishes/s: the median and the range. CPU per publish: what each process spent (user + system,");
+        println!("/proc/PID/stat) over a run, divided by its publishes; the medians.");
         println!("| broker | publishes/s | of the memory broker's | CPU per publish: nodes | Redis | publishers |");
         println!("|---|---|---|---|---|---|");
         let redis_pid = redis.0.id();
-        let on_memory =
-            throughput(&[&memory], options.publishers, options.seconds, &[memory_process.0.id()], redis_pid);
-        println!("| memory, one node | {:.0} | 1.00x | {} |", on_memory.rate, on_memory.costs());
-        for (name, targets, pids) in [
+        let setups: [(&str, Vec<&Target>, Vec<u32>); 3] = [
+            ("memory, one node", vec![&memory], vec![memory_process.0.id()]),
             ("Redis, node A alone", vec![&a], vec![a_process.0.id()]),
             ("Redis, spread over A and B", vec![&a, &b], vec![a_process.0.id(), b_process.0.id()]),
-        ] {
-            let run = throughput(&targets, options.publishers, options.seconds, &pids, redis_pid);
-            println!("| {name} | {:.0} | {:.2}x | {} |", run.rate, run.rate / on_memory.rate, run.costs());
+        ];
+        let mut results: Vec<Runs> = setups.iter().map(|_| Runs(Vec::new())).collect();
+        for _ in 0..options.rounds {
+            for ((_, targets, pids), runs) in setups.iter().zip(&mut results) {
+                runs.0.push(throughput(targets, options.publishers, options.seconds, pids, redis_pid));
+            }
+        }
+        let memory_rate = results[0].rate();
+        for ((name, _, _), runs) in setups.iter().zip(&results) {
+            println!("| {name} | {} | {:.2}x | {} |", runs.rates(), runs.rate() / memory_rate, runs.costs());
         }
     }
     if runs(3) {
