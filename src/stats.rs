@@ -468,7 +468,7 @@ impl Snapshot {
             metric(
                 "redis_channel_unsubscribes_total",
                 "counter",
-                "Channel subscriptions Redis ended: unsubscriptions it confirmed, and on a cluster those of slots that moved.",
+                "Channel subscriptions that ended: unsubscriptions Redis confirmed, on a cluster those of slots that moved, and those lost with their connection.",
                 &[("", link.channel_unsubscribes)],
             );
         }

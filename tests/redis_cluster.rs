@@ -521,6 +521,8 @@ fn killing_a_master_leaves_the_other_masters_channels_live_and_moves_only_its_ow
         cursors[0] = publish_and_follow(&a, &b, &channels[0], &cursors[0], "across a lost connection");
         wait_for("b to subscribe the channel again", || link_stat(&b, "channel_subscribes") == subscribes + 1);
         cursors[0] = publish_and_follow(&a, &b, &channels[0], &cursors[0], "on the new connection");
+        let ended = link_stat(&b, "channel_unsubscribes");
+        assert_eq!(link_stat(&b, "channel_subscribes") - ended, 3, "the lost connection's subscription ended");
         let heard = link_stat(&b, "pubsub_messages");
 
         // The master's replica is held stopped while the master is dead, so that no failover

@@ -763,6 +763,13 @@ fn cutting_the_nodes_connections_mid_stream_loses_nothing() {
             on_b_received.push(on_b.next());
         }
         assert_received_what_redis_stored(&on_b_received, &log);
+        // `/stats`: the subscriptions the killed connections took count as ended, so the
+        // confirmed less the ended are the channels subscribed now.
+        for node in [&a, &b] {
+            wait_subscribed(node, 1);
+            let stats = link(node);
+            assert_eq!(stats.channel_subscribes - stats.channel_unsubscribes, 1, "{stats:?}");
+        }
     }
 }
 

@@ -320,8 +320,10 @@ pub struct LinkStats {
     pub channels_subscribed: usize,
     /// Pub/sub messages received: what the backplane costs this node.
     pub pubsub_messages: u64,
-    /// Channel subscriptions and unsubscriptions Redis confirmed (resubscriptions after a
-    /// reconnection included): their churn.
+    /// Channel subscriptions Redis confirmed (resubscriptions after a reconnection included),
+    /// and those that ended: unsubscribed, asked to or not (a cluster slot moved), or lost with
+    /// their connection. Their churn; the first less the second is `channels_subscribed` once
+    /// every confirmed channel is caught up.
     pub channel_subscribes: u64,
     pub channel_unsubscribes: u64,
 }

@@ -2246,6 +2246,8 @@ impl Shared {
         let _ = writer.shutdown(Shutdown::Both);
         session.awaiting = session.awaiting.saturating_sub(shard.awaiting);
         shard.awaiting = 0;
+        // Its subscriptions ended with it (`/stats`' `channel_unsubscribes`).
+        self.counters.unsubscribes.fetch_add(shard.subscribed as u64, Ordering::Relaxed);
         shard.subscribed = 0;
         shard.pinged = false;
         shard.retry_at = now + shard.backoff.next();
@@ -2499,7 +2501,7 @@ impl Shared {
     /// Takes the subscription's values and the workers' wishes until the subscription fails
     /// or the broker stops; between them, tends the command connection, pings a silent Redis,
     /// catches up what was confirmed and ends the subscriptions that have lingered.
-    fn listen(self: &Arc<Self>, mut session: Session, events: &Receiver<Event>) -> RedisError {
+    fn listen(self: &Arc<Self>, session: &mut Session, events: &Receiver<Event>) -> RedisError {
         let mut next_sweep = Instant::now();
         let mut next_refresh = next_sweep;
         let mut refresh_anyway = next_sweep + TOPOLOGY_REFRESH_EVERY;
@@ -2518,7 +2520,7 @@ impl Shared {
                         heard.last_heard = now;
                         heard.pinged = false;
                         heard.backoff.reset();
-                        if let Err(error) = self.on_push(&mut session, shard, &value) {
+                        if let Err(error) = self.on_push(session, shard, &value) {
                             return error;
                         }
                     }
@@ -2528,16 +2530,16 @@ impl Shared {
                         if self.cluster.is_none() {
                             return error;
                         }
-                        self.lose_shard(&mut session, shard, &error, now);
+                        self.lose_shard(session, shard, &error, now);
                     }
                 }
                 Ok(Event::Connected(connection, result)) => {
-                    if let Err(error) = self.connected(&mut session, connection, result, now) {
+                    if let Err(error) = self.connected(session, connection, result, now) {
                         return error;
                     }
                 }
                 Ok(Event::Topology(Ok(topology))) => {
-                    if let Err(error) = self.follow_topology(&mut session, topology, now) {
+                    if let Err(error) = self.follow_topology(session, topology, now) {
                         return error;
                     }
                 }
@@ -2547,17 +2549,17 @@ impl Shared {
                 Ok(Event::Wake) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return RedisError::Closed,
             }
-            if let Err(error) = self.grant_wishes(&mut session) {
+            if let Err(error) = self.grant_wishes(session) {
                 return error;
             }
             // Once every confirmation asked for is in, so that one round of reads serves them
             // all; their messages meanwhile are dropped and read from the stream.
             let may_try = self.cluster.is_some() || self.command_may_try(now);
             if session.awaiting == 0 && !session.confirmed.is_empty() && may_try {
-                let _ = self.catch_up_confirmed(self.catch_up_connection().as_deref_mut(), &mut session);
+                let _ = self.catch_up_confirmed(self.catch_up_connection().as_deref_mut(), session);
             }
             if now >= next_sweep {
-                match self.sweep(&mut session, now) {
+                match self.sweep(session, now) {
                     Ok(next) => next_sweep = next,
                     Err(error) => return error,
                 }
@@ -2578,10 +2580,10 @@ impl Shared {
                     if self.cluster.is_none() {
                         return error;
                     }
-                    self.lose_shard(&mut session, index, &error, now);
+                    self.lose_shard(session, index, &error, now);
                 }
             }
-            self.reconnect_shards(&mut session, now);
+            self.reconnect_shards(session, now);
         }
     }
 
@@ -2907,7 +2909,7 @@ fn supervise(shared: Arc<Shared>, events: Receiver<Event>, first_attempt: mpsc::
     let mut outage: Option<(Instant, u32)> = None;
     while !shared.is_stopping() {
         match shared.open_subscription() {
-            Ok((session, caught_up)) => {
+            Ok((mut session, caught_up)) => {
                 // Before `start` is told: a node that starts with Redis up is ready at once.
                 shared.subscribed.store(true, Ordering::SeqCst);
                 if let Some((since, attempts)) = outage.take() {
@@ -2922,8 +2924,12 @@ fn supervise(shared: Arc<Shared>, events: Receiver<Event>, first_attempt: mpsc::
                 if let Some(ready) = first_attempt.take() {
                     let _ = ready.send(());
                 }
-                let error = shared.listen(session, &events);
+                let error = shared.listen(&mut session, &events);
                 shared.subscribed.store(false, Ordering::SeqCst);
+                // Its connections' subscriptions ended with them.
+                let ended: usize = session.shards.iter().map(|shard| shard.subscribed).sum();
+                shared.counters.unsubscribes.fetch_add(ended as u64, Ordering::Relaxed);
+                drop(session);
                 shared.counters.channels.store(0, Ordering::Relaxed);
                 if shared.is_stopping() {
                     break;
@@ -3991,6 +3997,12 @@ mod tests {
         assert_eq!(session.topics.get("sports"), Some(&Topic::Live), "B's subscription stands");
         assert_eq!(session.moved.iter().map(|moved| &*moved.name).collect::<Vec<_>>(), ["alerts"]);
         assert_eq!(shared.counters.channels.load(Ordering::Relaxed), 1, "one channel is subscribed now");
+        let counter = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        assert_eq!(
+            (counter(&shared.counters.subscribes), counter(&shared.counters.unsubscribes)),
+            (2, 1),
+            "A's subscription ended with its connection: confirmed less ended is what is subscribed"
+        );
 
         // Wished again while A is down (every mirror, after too many wishes): set aside twice.
         lock(&shared.wishes).everything = true;
