@@ -522,7 +522,12 @@ impl KeySpace {
     /// [`PUBLISH_SCRIPT`]): `realtime:CHANNEL:newest`, which no channel's stream can be named
     /// (channel names have no `:`), or `realtime:{CHANNEL}:newest` in the stream's slot.
     pub fn newest(&self, channel: &str) -> String {
-        format!("{}:newest", self.stream(channel))
+        KeySpace::newest_of(&self.stream(channel))
+    }
+
+    /// [`KeySpace::newest`] of the channel whose stream is `stream`.
+    fn newest_of(stream: &str) -> String {
+        format!("{stream}:newest")
     }
 
     /// The pub/sub (or shard) channel that carries a channel's news.
@@ -1625,14 +1630,38 @@ impl Lanes {
     }
 }
 
+/// The arguments of the publish script's `EVALSHA` that are the same for every publish,
+/// written once rather than per publish (a string each).
+struct PublishArgs {
+    /// SHA-1 of the script ([`PUBLISH_SCRIPT`] or [`CLUSTER_PUBLISH_SCRIPT`]).
+    sha: String,
+    /// `ARGV[1]`: the history length the stream is trimmed to.
+    history: String,
+    /// `ARGV[4]` and `ARGV[5]`: the stream's and the newest-id key's lifetimes, in ms.
+    stream_ttl: String,
+    newest_ttl: String,
+}
+
+impl PublishArgs {
+    fn new(script: &str, limits: &Limits) -> PublishArgs {
+        let (stream_ttl, newest_ttl) = lifetimes_ms(limits.channel_ttl);
+        PublishArgs {
+            sha: sha1_smol::Sha1::from(script).digest().to_string(),
+            history: limits.history.messages.to_string(),
+            stream_ttl,
+            newest_ttl,
+        }
+    }
+}
+
 /// What the broker and its supervisor thread share.
 struct Shared {
     url: RedisUrl,
     limits: Limits,
     /// What a channel's stream and pub/sub channel are called.
     keys: KeySpace,
-    /// SHA-1 of the publish script ([`PUBLISH_SCRIPT`] or [`CLUSTER_PUBLISH_SCRIPT`]), for `EVALSHA`.
-    script_sha: String,
+    /// What every publish's `EVALSHA` says the same way, written once.
+    publish_args: PublishArgs,
     /// The workers' link to Redis: publishes, loads and cold reads, pipelined, never waited for.
     lanes: Lanes,
     /// On a cluster: its URL (the seeds, the credentials), for the nodes the supervisor opens.
@@ -1691,7 +1720,7 @@ impl Shared {
             events,
             counters: SubscriptionCounters::default(),
             keys,
-            script_sha: sha1_smol::Sha1::from(script).digest().to_string(),
+            publish_args: PublishArgs::new(script, &limits.sanitized()),
             lanes,
             cluster,
             command_target: AtomicUsize::new(0),
@@ -3042,17 +3071,15 @@ impl RedisBroker {
     /// connection of the link before it takes commands, so `EVALSHA` finds it.
     fn publish_command(&self, channel: &str, text: &str) -> (String, Vec<u8>) {
         let key = self.shared.keys.stream(channel);
-        let newest = self.shared.keys.newest(channel);
+        let newest = KeySpace::newest_of(&key);
         let topic = self.shared.keys.topic(channel);
-        let history = self.shared.limits.history.messages.to_string();
-        let (stream_ttl, newest_ttl) = lifetimes_ms(self.shared.limits.channel_ttl);
-        let sha = self.shared.script_sha.as_bytes();
+        let PublishArgs { sha, history, stream_ttl, newest_ttl } = &self.shared.publish_args;
         let mut out = Vec::with_capacity(text.len() + 160);
         encode_command(
             &mut out,
             &[
                 b"EVALSHA",
-                sha,
+                sha.as_bytes(),
                 b"2",
                 key.as_bytes(),
                 newest.as_bytes(),

@@ -166,7 +166,7 @@ impl std::error::Error for RespError {}
 /// each argument. Arguments are binary-safe: a message text goes out as it is.
 pub fn encode_command(out: &mut Vec<u8>, args: &[&[u8]]) {
     out.push(b'*');
-    out.extend_from_slice(args.len().to_string().as_bytes());
+    push_length(out, args.len());
     out.extend_from_slice(b"\r\n");
     for arg in args {
         encode_bulk(out, Some(arg));
@@ -179,12 +179,28 @@ fn encode_bulk(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
         None => out.extend_from_slice(b"$-1\r\n"),
         Some(bytes) => {
             out.push(b'$');
-            out.extend_from_slice(bytes.len().to_string().as_bytes());
+            push_length(out, bytes.len());
             out.extend_from_slice(b"\r\n");
             out.extend_from_slice(bytes);
             out.extend_from_slice(b"\r\n");
         }
     }
+}
+
+/// Appends a count or a length in decimal, the way RESP writes them, with no `String` made for
+/// it: a publish's command has ten of them, each a small allocation with `to_string`.
+fn push_length(out: &mut Vec<u8>, mut length: usize) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (length % 10) as u8;
+        length /= 10;
+        if length == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
 }
 
 /// Appends any value (what a server sends; tests and the fuzz target use it to check that
@@ -211,7 +227,7 @@ pub fn encode(out: &mut Vec<u8>, value: &Value) {
         Value::Array(None) => out.extend_from_slice(b"*-1\r\n"),
         Value::Array(Some(values)) => {
             out.push(b'*');
-            out.extend_from_slice(values.len().to_string().as_bytes());
+            push_length(out, values.len());
             out.extend_from_slice(b"\r\n");
             for value in values {
                 encode(out, value);
@@ -586,6 +602,20 @@ mod tests {
         out.clear();
         encode_command(&mut out, &[b"PUBLISH", b"ch", b"a\r\nb"]);
         assert_eq!(out, b"*3\r\n$7\r\nPUBLISH\r\n$2\r\nch\r\n$4\r\na\r\nb\r\n");
+    }
+
+    #[test]
+    fn lengths_are_written_in_decimal_whatever_their_number_of_digits() {
+        for length in [0, 9, 10, 99, 100, 12_345, 1 << 20] {
+            let mut out = Vec::new();
+            encode_command(&mut out, &[&vec![b'x'; length]]);
+            let head = format!("*1\r\n${length}\r\n");
+            assert!(out.starts_with(head.as_bytes()), "{length}");
+            assert_eq!(out.len(), head.len() + length + 2);
+        }
+        let mut out = Vec::new();
+        push_length(&mut out, usize::MAX);
+        assert_eq!(out, usize::MAX.to_string().as_bytes());
     }
 
     #[test]
