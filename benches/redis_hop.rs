@@ -18,6 +18,8 @@
 //!    over A and B; the Redis rate as a fraction of the memory broker's. The three take turns
 //!    `--rounds` times (3), and each is reported by its median and range: on a 2-core machine
 //!    the memory broker's rate alone swings by a third from run to run of the same binary.
+//!    Beside the CPU each process spent per publish, the share of the machine's CPU left
+//!    idle: the processes waiting on one another (README, "What the hop costs": a convoy).
 //! 3. **Fan-out across two nodes**: `--subs` WebSocket subscribers, half on A and half on B,
 //!    all following one channel; `--rate` messages per second published on B for
 //!    `--seconds`. Deliveries per second, latency p50/p99 (publish sent to message read),
@@ -190,6 +192,9 @@ struct Throughput {
     nodes_us: f64,
     redis_us: f64,
     publishers_us: f64,
+    /// The share of the machine's CPU time left idle during the run (`/proc/stat`): what the
+    /// processes could not use, waiting on one another.
+    idle: f64,
 }
 
 /// The median of `values` (of an odd count, the middle one; of an even count, the upper).
@@ -217,12 +222,23 @@ impl Runs {
     fn costs(&self) -> String {
         let cost = |of: fn(&Throughput) -> f64| median(&self.0.iter().map(of).collect::<Vec<_>>());
         format!(
-            "{:.1} µs | {:.1} µs | {:.1} µs",
+            "{:.1} µs | {:.1} µs | {:.1} µs | {:.0}%",
             cost(|run| run.nodes_us),
             cost(|run| run.redis_us),
-            cost(|run| run.publishers_us)
+            cost(|run| run.publishers_us),
+            cost(|run| run.idle) * 100.0
         )
     }
+}
+
+/// The machine's idle and total CPU time so far, in clock ticks: `/proc/stat`'s `cpu` line,
+/// `user nice system idle iowait irq softirq steal ...` (idle counts `iowait` too).
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let line = stat.lines().find(|line| line.starts_with("cpu ")).unwrap_or_default();
+    let fields: Vec<u64> = line.split_whitespace().skip(1).take(8).filter_map(|f| f.parse().ok()).collect();
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    (idle, fields.iter().sum())
 }
 
 /// CPU time a process has used so far, in clock ticks (`utime` + `stime`).
@@ -255,7 +271,9 @@ fn throughput(targets: &[&Target], publishers: usize, seconds: u64, node_pids: &
         })
         .collect();
     let started = Instant::now();
+    let machine_before = machine_ticks();
     thread::sleep(Duration::from_secs(seconds));
+    let machine_after = machine_ticks();
     stop.store(true, Ordering::Relaxed);
     for thread in threads {
         thread.join().unwrap();
@@ -270,6 +288,7 @@ fn throughput(targets: &[&Target], publishers: usize, seconds: u64, node_pids: &
         nodes_us: per_publish(after.0 - before.0),
         redis_us: per_publish(after.1 - before.1),
         publishers_us: per_publish(after.2 - before.2),
+        idle: (machine_after.0 - machine_before.0) as f64 / (machine_after.1 - machine_before.1).max(1) as f64,
     }
 }
 
@@ -422,9 +441,11 @@ fn main() {
             options.publishers, options.seconds, options.rounds
         );
         println!("Publishes/s: the median and the range. CPU per publish: what each process spent (user + system,");
-        println!("/proc/PID/stat) over a run, divided by its publishes; the medians.");
-        println!("| broker | publishes/s | of the memory broker's | CPU per publish: nodes | Redis | publishers |");
-        println!("|---|---|---|---|---|---|");
+        println!("/proc/PID/stat) over a run, divided by its publishes, and the machine's CPU left idle; the medians.");
+        println!(
+            "| broker | publishes/s | of the memory broker's | CPU per publish: nodes | Redis | publishers | idle |"
+        );
+        println!("|---|---|---|---|---|---|---|");
         let redis_pid = redis.0.id();
         let setups: [(&str, Vec<&Target>, Vec<u32>); 3] = [
             ("memory, one node", vec![&memory], vec![memory_process.0.id()]),
