@@ -21,7 +21,8 @@ pub struct Echoer {
     input: Vec<u8>,
     session: Option<Box<Session>>,
     masks: Masks,
-    payload: Vec<u8>,
+    /// `size` ASCII bytes: a valid text message, and the same bytes as a binary one.
+    payload: String,
     in_flight: usize,
     /// Send times of the messages not yet echoed, oldest first (an echo keeps the order).
     sent: VecDeque<Instant>,
@@ -39,7 +40,7 @@ impl Echoer {
             input: Vec::new(),
             session: None,
             masks: masks.clone(),
-            payload: vec![b'x'; size],
+            payload: "x".repeat(size),
             in_flight: in_flight.max(1),
             sent: VecDeque::new(),
             round_trips: Vec::new(),
@@ -86,11 +87,37 @@ impl Echoer {
     }
 }
 
-/// Sends `payload` (ASCII) as one text or binary message.
-fn send(session: &mut Session, text: bool, payload: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-    let sent = match std::str::from_utf8(payload) {
-        Ok(payload) if text => session.send_text(payload, out),
-        _ => session.send_binary(payload, out),
-    };
+/// Sends `payload` as one text or binary message.
+fn send(session: &mut Session, text: bool, payload: &str, out: &mut Vec<u8>) -> Result<(), String> {
+    let sent = if text { session.send_text(payload, out) } else { session.send_binary(payload.as_bytes(), out) };
     sent.map_err(|_| "cannot send".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first byte of each frame the echoer wrote once its handshake was answered: FIN and
+    /// the opcode (RFC 6455 §5.2), 0x81 for text, 0x82 for binary.
+    fn first_window(text: bool) -> Vec<u8> {
+        let masks = Masks::new().unwrap();
+        let mut out = Vec::new();
+        let mut echoer = Echoer::start("x", 5, 3, text, &masks, &mut out);
+        let answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\n\r\n",
+            handshake::accept_key(echoer.key.as_bytes())
+        );
+        out.clear();
+        echoer.receive(answer.as_bytes(), &mut out, Instant::now()).unwrap();
+        // Three masked frames of 5 bytes: 2 header bytes, a 4-byte key, the payload.
+        assert_eq!(out.len(), 3 * 11);
+        out.chunks(11).map(|frame| frame[0]).collect()
+    }
+
+    #[test]
+    fn the_echoer_sends_text_frames_when_asked_and_binary_ones_otherwise() {
+        assert_eq!(first_window(true), [0x81; 3]);
+        assert_eq!(first_window(false), [0x82; 3]);
+    }
 }
