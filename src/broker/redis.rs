@@ -196,10 +196,11 @@
 //!   router. When a channel's slot moves, Redis unsubscribes it (an `sunsubscribe` nobody asked
 //!   for), or a redirection makes the router ask for the table again: the supervisor asks for
 //!   the table (on a thread of its own, `Shared::ask_topology`: the node asked may be the one
-//!   that hangs, and the other masters' news must not wait behind it) and subscribes the channels whose slots went to another master on that master's
-//!   connection, each caught up from its mirror's newest entry once confirmed (the same seam
-//!   as a new channel's), and leaves every other channel alone: resharding a slot costs its
-//!   own channels one `SSUBSCRIBE` each, not every channel of the node. Between the move and
+//!   that hangs, and the other masters' news must not wait behind it) and subscribes the
+//!   channels whose slots went to another master on that master's connection, each caught
+//!   up from its mirror's newest entry once confirmed (the same seam as a new channel's), and
+//!   leaves every other channel alone: resharding a slot costs its own channels one
+//!   `SSUBSCRIBE` each, not every channel of the node. Between the move and
 //!   that catch-up (a quarter of a second or so, the table being asked for again that often
 //!   while a channel waits; at most ten seconds if the nodes asked have not heard of the
 //!   move) the channel's mirror hears nothing: its readers wait, and what was published
