@@ -869,7 +869,14 @@ mod tests {
     fn a_workers_turn_of_commands_wakes_the_writer_once_when_the_turn_ends() {
         let (url, _) = fake_redis(echo_or_hang);
         let pipeline = start(&url, 1, Duration::from_secs(5));
+        // One command answered: the lane is up and the wake-up that brought it up has been
+        // rung (by the reader, before it read that answer), so nothing but this test's own
+        // turn wakes the writer once it sleeps again.
         let deadline = Instant::now() + Duration::from_secs(10);
+        while !echoed(&pipeline, b"up") {
+            assert!(Instant::now() < deadline, "the lane never came up");
+            thread::sleep(Duration::from_millis(10));
+        }
         while !lock(&pipeline.lanes[0].state).writer_asleep {
             assert!(Instant::now() < deadline, "the writer never went to sleep");
             thread::sleep(Duration::from_millis(1));
