@@ -1161,26 +1161,49 @@ impl Shared {
             awaiting: 0,
             subscribed_per_redis: 0,
         };
+        match self.subscribe_everything(&mut session, links) {
+            Ok(caught_up) => Ok((session, caught_up)),
+            Err(error) => {
+                // What Redis confirmed before the failure ends with the connections.
+                self.end_session(session);
+                Err(error)
+            }
+        }
+    }
+
+    /// [`Shared::open_subscription`] once the connections are open: subscribes, reads the
+    /// confirmations, catches up, starts the readers.
+    fn subscribe_everything(&self, session: &mut Session, mut links: Vec<Option<Link>>) -> Result<usize, RedisError> {
         // Wishes first, then the table: a mirror made in between is in the table, and one
         // made after is a wish the listener grants.
         *lock(&self.wishes) = Wishes::default();
         let names: Vec<Arc<str>> = lock(&self.channels).keys().cloned().collect();
-        self.send_subscriptions(&mut session, Verb::Subscribe, names)?;
+        self.send_subscriptions(session, Verb::Subscribe, names)?;
         for (shard, link) in links.iter_mut().enumerate() {
             let Some(link) = link else { continue };
             while session.shards[shard].awaiting > 0 {
                 let value = link.receive()?;
-                self.on_push(&mut session, shard, &value)?;
+                self.on_push(session, shard, &value)?;
             }
         }
-        let caught_up = self.catch_up_confirmed(self.catch_up_connection().as_deref_mut(), &mut session)?;
+        let caught_up = self.catch_up_confirmed(self.catch_up_connection().as_deref_mut(), session)?;
         // From now on the reader threads read.
         for (shard, link) in session.shards.iter().zip(links) {
             if let Some(link) = link {
                 self.start_reading(link, shard.connection)?;
             }
         }
-        Ok((session, caught_up))
+        Ok(caught_up)
+    }
+
+    /// A session is over (its connections failed, or failed while it opened): the
+    /// subscriptions Redis confirmed on them ended with them (`/stats`
+    /// `channel_unsubscribes`), and no channel is subscribed.
+    fn end_session(&self, session: Session) {
+        let ended: usize = session.shards.iter().map(|shard| shard.subscribed).sum();
+        self.counters.unsubscribes.fetch_add(ended as u64, Ordering::Relaxed);
+        drop(session);
+        self.counters.channels.store(0, Ordering::Relaxed);
     }
 
     /// Starts the thread that reads subscription connection number `connection` and queues
@@ -1971,11 +1994,7 @@ fn supervise(shared: Arc<Shared>, events: Receiver<Event>, first_attempt: mpsc::
                 }
                 let error = shared.listen(&mut session, &events);
                 shared.subscribed.store(false, Ordering::SeqCst);
-                // Its connections' subscriptions ended with them.
-                let ended: usize = session.shards.iter().map(|shard| shard.subscribed).sum();
-                shared.counters.unsubscribes.fetch_add(ended as u64, Ordering::Relaxed);
-                drop(session);
-                shared.counters.channels.store(0, Ordering::Relaxed);
+                shared.end_session(session);
                 if shared.is_stopping() {
                     break;
                 }
@@ -2545,16 +2564,34 @@ mod tests {
     /// slots 0-8191 to a master at 127.0.0.2 and the rest to "the node you asked" (an empty
     /// host, with its own port), and `CLUSTER NODES` with nothing.
     fn cluster_node_that_calls_itself_the_node_you_asked() -> u16 {
+        fake_redis(|port| {
+            let table = format!(
+                "*2\r\n*3\r\n:0\r\n:8191\r\n*3\r\n$9\r\n127.0.0.2\r\n:7002\r\n$1\r\nb\r\n\
+                 *3\r\n:8192\r\n:16383\r\n*3\r\n$0\r\n\r\n:{port}\r\n$1\r\na\r\n"
+            );
+            move |words: &[String]| {
+                Some(match words[0].as_str() {
+                    "SCRIPT" => format!("$40\r\n{}\r\n", "0".repeat(40)),
+                    "CLUSTER" if words.get(1).is_some_and(|w| w == "SLOTS") => table.clone(),
+                    "CLUSTER" => "$0\r\n\r\n".to_string(),
+                    _ => "+OK\r\n".to_string(),
+                })
+            }
+        })
+    }
+
+    /// A Redis on a port of its own that answers `TIME`, and every other command as the
+    /// answerer that `connection(port)` makes for each connection says, closing the
+    /// connection where it says `None`.
+    fn fake_redis<A: FnMut(&[String]) -> Option<String> + Send + 'static>(
+        connection: impl Fn(u16) -> A + Send + 'static,
+    ) -> u16 {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let table = format!(
-            "*2\r\n*3\r\n:0\r\n:8191\r\n*3\r\n$9\r\n127.0.0.2\r\n:7002\r\n$1\r\nb\r\n\
-             *3\r\n:8192\r\n:16383\r\n*3\r\n$0\r\n\r\n:{port}\r\n$1\r\na\r\n"
-        );
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
-                let table = table.clone();
+                let mut answer = connection(port);
                 thread::spawn(move || {
                     let _ = stream.set_read_timeout(Some(Duration::from_millis(20)));
                     let mut peer = Peer { stream, input: Vec::new() };
@@ -2562,10 +2599,10 @@ mod tests {
                         for words in peer.commands() {
                             let reply = match words.first().map(String::as_str) {
                                 Some("TIME") => "*2\r\n$10\r\n1700000000\r\n$1\r\n0\r\n".to_string(),
-                                Some("SCRIPT") => format!("$40\r\n{}\r\n", "0".repeat(40)),
-                                Some("CLUSTER") if words.get(1).is_some_and(|w| w == "SLOTS") => table.clone(),
-                                Some("CLUSTER") => "$0\r\n\r\n".to_string(),
-                                _ => "+OK\r\n".to_string(),
+                                _ => match answer(&words) {
+                                    Some(reply) => reply,
+                                    None => return,
+                                },
                             };
                             if peer.stream.write_all(reply.as_bytes()).is_err() {
                                 return;
@@ -2580,6 +2617,47 @@ mod tests {
             }
         });
         port
+    }
+
+    /// A Redis that confirms every `SUBSCRIBE` and closes any connection that asks for more
+    /// (a catch-up's first read): a session that fails while it opens, after confirmations.
+    fn redis_that_drops_the_catch_up() -> u16 {
+        fake_redis(|_| {
+            let mut subscribed = 0;
+            move |words: &[String]| match words[0].as_str() {
+                "SELECT" => Some("+OK\r\n".to_string()),
+                "SUBSCRIBE" => Some(
+                    words[1..]
+                        .iter()
+                        .map(|topic| {
+                            subscribed += 1;
+                            format!("*3\r\n$9\r\nsubscribe\r\n${}\r\n{topic}\r\n:{subscribed}\r\n", topic.len())
+                        })
+                        .collect(),
+                ),
+                _ => None,
+            }
+        })
+    }
+
+    /// `/stats` `channel_unsubscribes` counts the subscriptions lost with their connection,
+    /// also when the session fails before it is up: here Redis confirms two channels and the
+    /// catch-up after the confirmations fails.
+    #[test]
+    fn subscriptions_confirmed_by_a_session_that_fails_while_it_opens_are_counted_as_ended() {
+        let port = redis_that_drops_the_catch_up();
+        let url = RedisUrl { host: "127.0.0.1".into(), port, db: 0, user: None, password: None };
+        let events = mpsc::sync_channel(1).0;
+        let lanes = Lanes::Single(Pipeline::offline());
+        let shared = Shared::new(url, Limits::default(), None, lanes, DEFAULT_REDIS_TIMEOUT, events);
+        let wake = WakeQueue::silent().wake_for(0);
+        shared.add_subscriber("news", 1, &wake, at(0));
+        shared.add_subscriber("sport", 2, &wake, at(0));
+        assert!(shared.open_subscription().is_err(), "the catch-up failed");
+        let counters = &shared.counters;
+        let counted = (counters.subscribes.load(Ordering::Relaxed), counters.unsubscribes.load(Ordering::Relaxed));
+        assert_eq!(counted, (2, 2), "both confirmed, both ended with the connection");
+        assert_eq!(counters.channels.load(Ordering::Relaxed), 0);
     }
 
     /// `CLUSTER SLOTS` may name a master by an empty host: "the node you asked". That is the
