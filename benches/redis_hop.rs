@@ -6,7 +6,14 @@
 //! cargo bench --bench redis_hop -- --subs 1000 --rate 500 --seconds 5
 //! cargo bench --bench redis_hop -- --part 2               # one part only
 //! cargo bench --bench redis_hop -- --part 2 --rounds 5    # part 2's setups in turn 5 times
+//! cargo bench --bench redis_hop -- --part 2 --redis-cpu 1 --publishers 256
 //! ```
+//!
+//! `--redis-cpu N` gives redis-server CPU N to itself and puts the nodes and the load
+//! generator on another CPU, as when Redis runs on a machine of its own: the publish rate is
+//! then what one core of node and load gets through Redis, against what the same core does
+//! with the memory broker. Without it every process shares every core, and Redis's CPU is
+//! taken from the nodes' (part 2 prints how far that alone caps the ratio).
 //!
 //! 1. **Latency of one message**: a WebSocket subscriber on node A, a publisher that sends one
 //!    message at a time (each after the last one arrived); the time from sending the `POST`
@@ -20,6 +27,8 @@
 //!    the memory broker's rate alone swings by a third from run to run of the same binary.
 //!    Beside the CPU each process spent per publish, the share of the machine's CPU left
 //!    idle: the processes waiting on one another (README, "What the hop costs": a convoy).
+//!    Then the ratio the shared cores allow at most (`ceiling`): Redis's own CPU per publish
+//!    added to what the memory run spent, with no core idle.
 //! 3. **Fan-out across two nodes**: `--subs` WebSocket subscribers, half on A and half on B,
 //!    all following one channel; `--rate` messages per second published on B for
 //!    `--seconds`. Deliveries per second, latency p50/p99 (publish sent to message read),
@@ -45,6 +54,7 @@ use std::time::{Duration, Instant};
 use realtime::bench::engine::Engine;
 use realtime::bench::Target;
 use realtime::client::subscriber::{Masks, Subscriber};
+use realtime::server::sys::os;
 use realtime::transport::Transport;
 use realtime::ws::client::Client;
 use realtime::ws::message::Message;
@@ -63,6 +73,9 @@ struct Options {
     connections: u64,
     /// Turns of part 2.
     rounds: usize,
+    /// `--redis-cpu`: redis-server pinned to this CPU, the nodes and the load generator to
+    /// another; `None`: every process on every core.
+    redis_cpu: Option<usize>,
 }
 
 fn options() -> Options {
@@ -75,6 +88,7 @@ fn options() -> Options {
         part: 0,
         connections: 2,
         rounds: 3,
+        redis_cpu: None,
     };
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let mut args = args.iter();
@@ -92,6 +106,7 @@ fn options() -> Options {
             "--part" => options.part = value,
             "--redis-connections" => options.connections = value,
             "--rounds" => options.rounds = (value as usize).max(1),
+            "--redis-cpu" => options.redis_cpu = Some(value as usize),
             other => {
                 eprintln!("unknown option {other}");
                 std::process::exit(2)
@@ -219,16 +234,31 @@ impl Runs {
         format!("{:.0} ({low:.0}-{high:.0})", self.rate())
     }
 
+    /// The median of one measure over the runs.
+    fn median_of(&self, of: fn(&Throughput) -> f64) -> f64 {
+        median(&self.0.iter().map(of).collect::<Vec<_>>())
+    }
+
     fn costs(&self) -> String {
-        let cost = |of: fn(&Throughput) -> f64| median(&self.0.iter().map(of).collect::<Vec<_>>());
         format!(
             "{:.1} µs | {:.1} µs | {:.1} µs | {:.0}%",
-            cost(|run| run.nodes_us),
-            cost(|run| run.redis_us),
-            cost(|run| run.publishers_us),
-            cost(|run| run.idle) * 100.0
+            self.median_of(|run| run.nodes_us),
+            self.median_of(|run| run.redis_us),
+            self.median_of(|run| run.publishers_us),
+            self.median_of(|run| run.idle) * 100.0
         )
     }
+}
+
+/// The most a Redis setup's rate can be of the memory broker's when every process shares the
+/// same cores: its publishes cost Redis's CPU on top of what the nodes and the publishers
+/// spend, so even if those cost what they do on the memory broker and no core ever idled, the
+/// ratio is `memory's (nodes + publishers) / (the same + Redis's)`. The rate is the cores'
+/// busy share over the CPU per publish, so a measured ratio falls below this by the extra CPU
+/// the nodes and publishers spend through Redis and by the idle time.
+fn ceiling(memory: &Runs, redis: &Runs) -> f64 {
+    let spent = memory.median_of(|run| run.nodes_us + run.publishers_us);
+    spent / (spent + redis.median_of(|run| run.redis_us))
 }
 
 /// The machine's idle and total CPU time so far, in clock ticks: `/proc/stat`'s `cpu` line,
@@ -407,20 +437,46 @@ fn hung(node: &Target, redis_pid: u32, echoes: usize) {
     );
 }
 
+/// With `--redis-cpu`, pins this thread to `redis_cpu` (so that the redis-server started
+/// next inherits it) and returns the CPU for everything else, to pin to once Redis runs.
+/// Exits on a CPU this process may not use, or on a machine with one.
+fn give_redis_its_cpu(redis_cpu: usize) -> usize {
+    let cpus = os::available_cpus().unwrap_or_default();
+    let other = cpus.iter().copied().find(|&cpu| cpu != redis_cpu);
+    match other {
+        Some(other) if cpus.contains(&redis_cpu) && os::pin_to_cpu(redis_cpu).is_ok() => other,
+        _ => {
+            eprintln!("--redis-cpu {redis_cpu}: not a CPU this process may use, or no other CPU left ({cpus:?})");
+            std::process::exit(2)
+        }
+    }
+}
+
 fn main() {
     let options = options();
+    let others = options.redis_cpu.map(give_redis_its_cpu);
     let Some((redis, url)) = redis_server() else {
         println!("redis_hop: redis-server is not installed (or did not start); nothing measured");
         return;
     };
+    // The nodes and the publishers' threads are started from this thread and inherit its CPU.
+    if let Some(cpu) = others {
+        os::pin_to_cpu(cpu).expect("pin to the CPU left");
+    }
     let (memory_process, memory) = node("memory", &[]);
     let connections = options.connections.to_string();
     let (a_process, a) = node(&url, &["--redis-connections", &connections]);
     let (b_process, b) = node(&url, &["--redis-connections", &connections]);
     let cores = thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!(
-        "redis_hop: {cores} cores; redis-server, nodes A and B (Redis, --redis-connections {connections}) and M (memory) on this machine\n"
+        "redis_hop: {cores} cores; redis-server, nodes A and B (Redis, --redis-connections {connections}) and M (memory) on this machine"
     );
+    match (options.redis_cpu, others) {
+        (Some(redis_cpu), Some(cpu)) => {
+            println!("redis-server on CPU {redis_cpu}, the nodes and the load generator on CPU {cpu} (--redis-cpu)\n")
+        }
+        _ => println!("every process on every core\n"),
+    }
 
     let runs = |part: u64| options.part == 0 || options.part == part;
     if runs(1) {
@@ -461,6 +517,14 @@ fn main() {
         let memory_rate = results[0].rate();
         for ((name, _, _), runs) in setups.iter().zip(&results) {
             println!("| {name} | {} | {:.2}x | {} |", runs.rates(), runs.rate() / memory_rate, runs.costs());
+        }
+        if options.redis_cpu.is_none() {
+            println!(
+                "The most the shared cores allow (Redis's CPU added to the memory run's, no core idle): \
+                 {:.2}x A alone, {:.2}x spread.",
+                ceiling(&results[0], &results[1]),
+                ceiling(&results[0], &results[2])
+            );
         }
     }
     if runs(3) {
