@@ -29,7 +29,10 @@
 //! took turns, 8,791 writer wake-ups in half a second, four commands a write on average.)
 //! So a worker marks its turn with a [`Turn`], and a wake-up that may wait for the turn's end
 //! ([`ring_after_turn`]) is held until the `Turn` is dropped, before the worker sleeps again.
-//! Outside a turn (a connection thread, the link's own threads) it rings at once.
+//! Outside a turn (a connection thread, the link's own threads) it rings at once. The link
+//! now goes further: what is held to the turn's end is not the writer's wake-up but the send
+//! itself, which the worker makes without waiting while the writer sleeps
+//! (`broker::redis::pipeline`).
 
 #![forbid(unsafe_code)]
 

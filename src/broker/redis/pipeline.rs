@@ -5,9 +5,12 @@
 //! goes on. The pipeline is a few connections ([`DEFAULT_CONNECTIONS`]), each a *lane* with
 //! two threads of its own and blocking `std` sockets:
 //!
-//! - the **writer** waits for queued commands and writes everything queued in one `write`
-//!   (many workers' commands coalesce into one segment under load; an event-loop worker wakes
-//!   it once per turn, as the turn ends: [`crate::wake::Turn`]);
+//! - the **writer** writes what the thread that queued it could not: while the writer sleeps,
+//!   that thread sends the output itself with a `send` that never waits (an event-loop
+//!   worker as its turn ends, [`crate::wake::Turn`], or every `SEND_EARLY_AFTER` (16) commands
+//!   of a long turn), and wakes the writer only for what the socket did not take. The writer
+//!   then writes everything queued in one blocking `write` (many workers' commands coalesce
+//!   into one segment under load);
 //! - the **reader** opens the connection (`SELECT`, `TIME`, then `SCRIPT LOAD` of the publish
 //!   script, before the lane takes any command), reads replies and hands each to the oldest
 //!   command in flight: Redis answers the commands of one connection in the order it received
@@ -48,6 +51,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
@@ -58,6 +62,7 @@ use crate::time::Instant;
 use super::super::resp::Value;
 use super::{Backoff, Link, RedisError, RedisUrl};
 use crate::broker::{BrokerError, LinkStats};
+use crate::server::sys::os;
 use crate::sync::lock;
 
 /// Connections in a node's link. One connection pipelines tens of thousands of commands a
@@ -72,6 +77,16 @@ pub const DEFAULT_CONNECTIONS: usize = 2;
 /// once (Redis may only have closed an idle connection). One lost sooner is retried after the
 /// backoff, so a Redis that accepts connections and drops them at once is not hammered.
 const HEALTHY_FOR: Duration = Duration::from_secs(1);
+
+/// A worker's turn that has queued this many commands sends them at once rather than at
+/// the turn's end, and holds the next ones again: Redis starts on the first of a long turn's
+/// commands while the worker is still reading the rest, instead of every command of the turn
+/// reaching it together as the turn ends and the worker then waiting on Redis's whole batch
+/// (a convoy). `benches/redis_hop.rs` part 2, 64 publishers, Redis on a core of its own
+/// (`--redis-cpu 1`), with the writer woken to send: node A alone 66,740-68,193 publishes/s
+/// with the whole turn held, 83,336-84,307 with 16 (8: 81,830; 32: 78,779; 4: 76,358, the
+/// writes too small); with every process sharing both cores the rate did not move.
+const SEND_EARLY_AFTER: usize = 16;
 
 /// Commands a lane holds in flight at most; past it, a command fails at once (503). Callers
 /// bound it already (a connection has one publish or one read in flight), so this only keeps a
@@ -116,9 +131,13 @@ struct LaneState {
     /// Encoded commands the writer has not taken yet.
     output: Vec<u8>,
     in_flight: VecDeque<InFlight>,
-    /// The writer is asleep on `queued`: only then does queueing a command wake it (a wake is
-    /// a system call; a writer busy writing takes what was queued meanwhile on its next turn).
+    /// The writer is asleep on `queued`: only then is the output sent or the writer woken by
+    /// the thread that queued it ([`Lane::send_or_wake`]); a writer busy writing takes what
+    /// was queued meanwhile on its next turn.
     writer_asleep: bool,
+    /// A send of the output is held to the end of a worker's turn ([`crate::wake::Turn`]),
+    /// with this many commands queued since; 0 when none is held ([`SEND_EARLY_AFTER`]).
+    held_for_send: usize,
     /// Replicated writes are queued that no `WAIT` follows yet: the writer adds one.
     unwaited: bool,
     /// A `WAIT` is in flight: the writer holds further output until it is answered (see
@@ -272,15 +291,26 @@ impl Pipeline {
                 kind,
             });
             state.unwaited |= kind == Kind::Replicated;
-            let wake_writer = std::mem::take(&mut state.writer_asleep);
-            drop(state);
             lane.counters.sent.fetch_add(1, Ordering::Relaxed);
-            if wake_writer {
-                // A worker's whole turn of commands leaves in one write (`crate::wake`, "Wake-ups
-                // held to the end of a turn"); the writer stays marked awake meanwhile, so
-                // commands queued by other threads ride along.
+            // While the writer sleeps, the output is sent by the thread that queued it: at the
+            // end of its turn, so that a worker's turn of commands leaves in one write
+            // (`crate::wake`, "Wake-ups held to the end of a turn"), and early in a long turn.
+            let hold = state.writer_asleep && state.held_for_send == 0;
+            if state.writer_asleep {
+                state.held_for_send += 1;
+            }
+            if state.held_for_send >= SEND_EARLY_AFTER {
+                state.held_for_send = 1;
+                lane.send_or_wake(&mut state);
+            }
+            drop(state);
+            if hold {
                 let lane = lane.clone();
-                crate::wake::ring_after_turn(move || lane.queued.notify_one());
+                crate::wake::ring_after_turn(move || {
+                    let mut state = lock(&lane.state);
+                    state.held_for_send = 0;
+                    lane.send_or_wake(&mut state);
+                });
             }
             return Ok(());
         }
@@ -305,9 +335,9 @@ impl Pipeline {
                     on_replies,
                     kind: Kind::Plain,
                 });
+                lane.wake_writer(&mut state);
                 drop(state);
                 lane.counters.sent.fetch_add(1, Ordering::Relaxed);
-                lane.queued.notify_one();
             }
         }
     }
@@ -349,14 +379,44 @@ impl Pipeline {
 }
 
 impl Lane {
+    /// Sends the output from this thread while the writer sleeps, without waiting
+    /// ([`os::send_without_waiting`]), and wakes the writer for what the socket did not take
+    /// (its buffer full, an error the writer then meets and reports), and for a `WAIT` that
+    /// replicated writes need (the writer adds it). A send from the queueing thread saves the
+    /// writer's wake-up, two context switches per turn; under the lane's lock, so no other
+    /// bytes come between, and never while the writer is up: it may be in the middle of a
+    /// write, and takes the output itself when it is done. Holds output while a `WAIT` is in
+    /// flight, as the writer does.
+    fn send_or_wake(&self, state: &mut LaneState) {
+        if !state.writer_asleep || state.output.is_empty() || state.waiting {
+            return;
+        }
+        if let (Some(socket), false) = (&state.socket, state.unwaited) {
+            if let Ok(sent) = os::send_without_waiting(socket.as_fd(), &state.output) {
+                state.output.drain(..sent);
+                if state.output.is_empty() {
+                    return;
+                }
+            }
+        }
+        self.wake_writer(state);
+    }
+
+    /// Wakes the writer, under the lane's lock (`state`), and marks it awake: a thread that
+    /// sees it asleep afterwards knows it went back to sleep since, with no wake-up of
+    /// this one still on its way.
+    fn wake_writer(&self, state: &mut LaneState) {
+        state.writer_asleep = false;
+        self.queued.notify_one();
+    }
+
     /// The connection is up: commands may be queued from now on.
     fn go_up(&self, socket: Arc<TcpStream>) -> u64 {
         let mut state = lock(&self.state);
         state.generation += 1;
         state.socket = Some(socket);
         let generation = state.generation;
-        drop(state);
-        self.queued.notify_all();
+        self.wake_writer(&mut state);
         generation
     }
 
@@ -407,14 +467,12 @@ impl Lane {
                 Kind::Wait => {
                     let held = std::mem::take(&mut state.held);
                     state.waiting = false;
+                    // The writer held what was queued meanwhile.
+                    self.wake_writer(&mut state);
                     (command, held)
                 }
             }
         };
-        if command.kind == Kind::Wait {
-            // The writer held what was queued meanwhile.
-            self.queued.notify_one();
-        }
         let waited = command.queued_at.elapsed().as_micros().min(u64::MAX as u128) as u64;
         let counters = &self.counters;
         counters.latency_sum_us.fetch_add(waited, Ordering::Relaxed);
@@ -863,15 +921,12 @@ mod tests {
         assert_eq!((sent(0), sent(1)), (first + 1, second));
     }
 
-    /// `crate::wake`, "Wake-ups held to the end of a turn": an event-loop worker's commands
-    /// wake the writer once, when its turn ends, and leave together.
-    #[test]
-    fn a_workers_turn_of_commands_wakes_the_writer_once_when_the_turn_ends() {
+    /// A link of one lane, up, whose writer sleeps with no wake-up on its way: the lane
+    /// answered a command, and the writer went back to sleep since it was woken for the
+    /// connection (`Lane::wake_writer` marks it awake), so only a test's own commands move it.
+    fn one_lane_with_its_writer_asleep() -> Pipeline {
         let (url, _) = fake_redis(echo_or_hang);
         let pipeline = start(&url, 1, Duration::from_secs(5));
-        // One command answered: the lane is up and the wake-up that brought it up has been
-        // rung (by the reader, before it read that answer), so nothing but this test's own
-        // turn wakes the writer once it sleeps again.
         let deadline = Instant::now() + Duration::from_secs(10);
         while !echoed(&pipeline, b"up") {
             assert!(Instant::now() < deadline, "the lane never came up");
@@ -881,6 +936,14 @@ mod tests {
             assert!(Instant::now() < deadline, "the writer never went to sleep");
             thread::sleep(Duration::from_millis(1));
         }
+        pipeline
+    }
+
+    /// `crate::wake`, "Wake-ups held to the end of a turn": an event-loop worker's commands
+    /// leave together when its turn ends, sent by the worker while the writer sleeps.
+    #[test]
+    fn a_workers_turn_of_commands_leaves_in_one_send_when_the_turn_ends() {
+        let pipeline = one_lane_with_its_writer_asleep();
         let (answers, answered) = mpsc::channel();
         let turn = crate::wake::Turn::begin();
         for i in 0..10 {
@@ -895,6 +958,31 @@ mod tests {
         assert!(!lock(&pipeline.lanes[0].state).output.is_empty(), "the commands wait in the output");
         drop(turn);
         for i in 0..10 {
+            assert_eq!(answered.recv_timeout(Duration::from_secs(5)), Ok((i, true)), "sent once the turn ended");
+        }
+    }
+
+    /// [`SEND_EARLY_AFTER`]: a long turn sends its first commands before it ends, so that Redis
+    /// starts on them while the worker reads the rest; what follows waits for the turn's end.
+    #[test]
+    fn a_long_turn_sends_every_sixteen_commands_before_it_ends() {
+        let pipeline = one_lane_with_its_writer_asleep();
+        let (answers, answered) = mpsc::channel();
+        let turn = crate::wake::Turn::begin();
+        for i in 0..SEND_EARLY_AFTER + 3 {
+            let answers = answers.clone();
+            let on_replies: OnReplies = Box::new(move |replies| {
+                let _ = answers.send((i, replies.is_ok()));
+            });
+            pipeline.submit(&command(&[b"ECHO", b"x"]), 1, on_replies).expect("the lane is up");
+        }
+        for i in 0..SEND_EARLY_AFTER {
+            assert_eq!(answered.recv_timeout(Duration::from_secs(5)), Ok((i, true)), "sent within the turn");
+        }
+        thread::sleep(Duration::from_millis(100));
+        assert_eq!(answered.try_recv().ok(), None, "the rest waits for the turn's end");
+        drop(turn);
+        for i in SEND_EARLY_AFTER..SEND_EARLY_AFTER + 3 {
             assert_eq!(answered.recv_timeout(Duration::from_secs(5)), Ok((i, true)), "sent once the turn ended");
         }
     }

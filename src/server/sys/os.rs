@@ -14,6 +14,7 @@
 //! | readiness, any Unix | `poll` | poll(2) |
 //! | cross-thread wake-up, Linux | `eventfd` | eventfd(2) |
 //! | file descriptors | `close` | close(2) |
+//! | a write that never waits, Linux | `send` with `MSG_DONTWAIT` | send(2) |
 //! | the open-file limit | `getrlimit`, `setrlimit` | getrlimit(2) |
 //! | one worker per core | `sched_setaffinity`, `sched_getaffinity` | sched_setaffinity(2) |
 //! | the clock tick, which checks `/proc`'s `USER_HZ` | `sysconf(_SC_CLK_TCK)` | sysconf(3) |
@@ -158,6 +159,49 @@ pub fn close_fd(fd: OwnedFd) -> io::Result<()> {
     // not even on EINTR.
     cvt(result)?;
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// A write that never waits (Linux)
+// ---------------------------------------------------------------------------------------------
+
+/// `MSG_DONTWAIT` and `MSG_NOSIGNAL` in `<bits/socket.h>` (Linux, every architecture).
+#[cfg(target_os = "linux")]
+const MSG_DONTWAIT: c_int = 0x40;
+#[cfg(target_os = "linux")]
+const MSG_NOSIGNAL: c_int = 0x4000;
+
+#[cfg(target_os = "linux")]
+extern "C" {
+    fn send(fd: c_int, buf: *const std::ffi::c_void, len: usize, flags: c_int) -> isize;
+}
+
+/// Writes what `socket` takes at once of `bytes`, without waiting, and returns how much that
+/// was (`WouldBlock` when its buffer is full). `send(2)` with `MSG_DONTWAIT` makes this one
+/// call non-blocking whatever the socket's mode, so a thread that must never wait can write
+/// to a blocking socket that another thread reads with a blocking read (setting the socket
+/// non-blocking would change the reader's calls too); `MSG_NOSIGNAL` makes a peer that closed
+/// an `EPIPE` error rather than a signal.
+#[cfg(target_os = "linux")]
+pub fn send_without_waiting(socket: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `socket` is open for the call, and `bytes` is valid for reads of its length;
+        // send(2) only reads it.
+        let sent = unsafe { send(socket.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), MSG_DONTWAIT | MSG_NOSIGNAL) };
+        if sent >= 0 {
+            return Ok(sent as usize);
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
+/// Off Linux nothing is written: the caller's blocking path does it.
+#[cfg(not(target_os = "linux"))]
+pub fn send_without_waiting(_socket: BorrowedFd<'_>, _bytes: &[u8]) -> io::Result<usize> {
+    Err(io::Error::new(io::ErrorKind::WouldBlock, "a write without waiting is implemented for Linux only"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -667,6 +711,30 @@ mod tests {
         assert_eq!(std::mem::align_of::<EpollEvent>(), 8);
         assert_eq!(offset_of!(EpollEvent, events), 0);
         assert_eq!(offset_of!(EpollEvent, data), 8);
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_send_without_waiting_takes_what_fits_and_then_would_block_on_a_blocking_socket() {
+        let (writer, _reader) = UnixStream::pair().unwrap();
+        assert_eq!(send_without_waiting(writer.as_fd(), b"hello").unwrap(), 5);
+        let chunk = vec![0u8; 64 * 1024];
+        let full = loop {
+            match send_without_waiting(writer.as_fd(), &chunk) {
+                Ok(sent) => assert!(sent > 0),
+                Err(error) => break error,
+            }
+        };
+        assert_eq!(full.kind(), io::ErrorKind::WouldBlock, "the socket stays blocking, the call does not wait");
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_send_to_a_closed_peer_is_an_error_not_a_signal() {
+        let (writer, reader) = UnixStream::pair().unwrap();
+        drop(reader);
+        let error = send_without_waiting(writer.as_fd(), b"x").unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);
     }
 
     #[test]
