@@ -158,7 +158,7 @@
 //! - [`subscription`]: a cursor in a channel plus a registered wake-up; pull, never push.
 //! - [`wake`]: the wake-up itself: a connection's token on its worker's (or thread's) queue, 16
 //!   bytes, where a `std::task::Waker` would be an allocation per connection; and a worker's
-//!   [`wake::Turn`], which holds the wake-ups it causes (the Redis link's writer) to its end.
+//!   [`wake::Turn`], which holds the wake-ups and sends it causes (the Redis link's) to its end.
 //! - [`server`]: the two drivers ([`server::event_loop`], [`server::threads`]), the shared accept
 //!   loop, the shared write and linger ([`server::write`]), and [`server::sys`], the one
 //!   `unsafe` module, behind safe APIs: the OS calls std lacks ([`server::sys::os`]: epoll,
