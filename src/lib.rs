@@ -162,7 +162,8 @@
 //! - [`server`]: the two drivers ([`server::event_loop`], [`server::threads`]), the shared accept
 //!   loop, the shared write and linger ([`server::write`]), and [`server::sys`], the one
 //!   `unsafe` module, behind safe APIs: the OS calls std lacks ([`server::sys::os`]: epoll,
-//!   poll, eventfd, signals, rlimit, CPU affinity) and UTF-8 validation with AVX2 or SSE4.1
+//!   poll, eventfd, signals, rlimit, CPU affinity, a send that never waits, for the Redis
+//!   link) and UTF-8 validation with AVX2 or SSE4.1
 //!   ([`server::sys::utf8_simd`], the Keiser-Lemire lookup algorithm on 32- or 16-byte
 //!   vectors, used by [`ws::utf8`]).
 //! - [`config`]: every limit, its default and why; [`stats`]: `/stats` and `/metrics`, with

@@ -7,16 +7,18 @@
 //!
 //! | part | what needs `unsafe` | why std is not enough |
 //! |---|---|---|
-//! | [`os`] | calls into C (`extern "C"`), taking ownership of the descriptors the kernel returns | std has no epoll, poll, eventfd, sigwait, rlimit or CPU affinity |
+//! | [`os`] | calls into C (`extern "C"`), taking ownership of the descriptors the kernel returns | std has no epoll, poll, eventfd, sigwait, rlimit, CPU affinity or per-call `MSG_DONTWAIT` |
 //! | [`utf8_simd`] | 32- and 16-byte vector loads from a slice, calling AVX2 (or SSE4.1) code once the CPU is known to have it, and a `String` from bytes that check has proven | std's own UTF-8 check runs a byte (or a word) at a time |
 //!
 //! Every `unsafe` block carries a `// SAFETY:` comment saying why it cannot go wrong, and each
 //! part's module docs say what in it is unsafe. Nothing here imports from the rest of the crate:
 //! it is used by the drivers ([`crate::server`]), `main`, the load generator
-//! ([`mod@crate::bench`]) and the WebSocket codec ([`crate::ws::utf8`]). It lives under
+//! ([`mod@crate::bench`]), the WebSocket codec ([`crate::ws::utf8`]) and the Redis link
+//! (`broker::redis::pipeline`, for a send that never waits). It lives under
 //! `server` because the project keeps all its `unsafe` in this one module (`DESIGN.md`: "the
 //! only `unsafe` in the crate"), and that module has always been the drivers' `sys`; the
-//! WebSocket codec reaching up for its vector kernel is the one import that points up.
+//! WebSocket codec reaching up for its vector kernel and the Redis link for its send are the
+//! imports that point up the directory tree (not up the layers: README, "Layers").
 
 #![allow(unsafe_code)]
 
