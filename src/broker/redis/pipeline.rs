@@ -83,9 +83,11 @@ const HEALTHY_FOR: Duration = Duration::from_secs(1);
 /// commands while the worker is still reading the rest, instead of every command of the turn
 /// reaching it together as the turn ends and the worker then waiting on Redis's whole batch
 /// (a convoy). `benches/redis_hop.rs` part 2, 64 publishers, Redis on a core of its own
-/// (`--redis-cpu 1`), with the writer woken to send: node A alone 66,740-68,193 publishes/s
-/// with the whole turn held, 83,336-84,307 with 16 (8: 81,830; 32: 78,779; 4: 76,358, the
-/// writes too small); with every process sharing both cores the rate did not move.
+/// (`--redis-cpu 1`), while the writer still did the sending: node A alone 66,740-68,193
+/// publishes/s with the whole turn held, 83,336-84,307 with 16 (8: 81,830; 32: 78,779; 4:
+/// 76,358, the writes too small); with every process sharing both cores the rate did not
+/// move. With the worker sending, 16 (83,883-86,480) against 32 (82,225) and 8 (89,833, but
+/// 0.3 µs more node CPU per publish at 256 publishers).
 const SEND_EARLY_AFTER: usize = 16;
 
 /// Commands a lane holds in flight at most; past it, a command fails at once (503). Callers
@@ -300,6 +302,7 @@ impl Pipeline {
                 state.held_for_send += 1;
             }
             if state.held_for_send >= SEND_EARLY_AFTER {
+                // Not 0: the send at the turn's end is still held, for what comes next.
                 state.held_for_send = 1;
                 lane.send_or_wake(&mut state);
             }
