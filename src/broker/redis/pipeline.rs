@@ -960,6 +960,12 @@ mod tests {
         assert_eq!(answered.try_recv().ok(), None, "nothing is written while the turn lasts");
         assert!(!lock(&pipeline.lanes[0].state).output.is_empty(), "the commands wait in the output");
         drop(turn);
+        let state = lock(&pipeline.lanes[0].state);
+        assert!(
+            state.writer_asleep && state.output.is_empty(),
+            "sent by the worker as its turn ended; the writer slept on"
+        );
+        drop(state);
         for i in 0..10 {
             assert_eq!(answered.recv_timeout(Duration::from_secs(5)), Ok((i, true)), "sent once the turn ended");
         }
@@ -979,6 +985,10 @@ mod tests {
             });
             pipeline.submit(&command(&[b"ECHO", b"x"]), 1, on_replies).expect("the lane is up");
         }
+        let state = lock(&pipeline.lanes[0].state);
+        assert!(state.writer_asleep, "the worker sent the first ones itself");
+        assert_eq!(state.output, command(&[b"ECHO", b"x"]).repeat(3), "the rest is held");
+        drop(state);
         for i in 0..SEND_EARLY_AFTER {
             assert_eq!(answered.recv_timeout(Duration::from_secs(5)), Ok((i, true)), "sent within the turn");
         }
