@@ -735,6 +735,7 @@ impl Connection {
             Ok(Parsed::Complete { value: request, consumed }) => {
                 let record = self.access_record(Some(&request), now.instant);
                 let exchange = self.app.handle(&request, self.peer, now);
+                request.recycle();
                 self.buffers.input_mut().drain(..consumed);
                 self.access = record;
                 exchange

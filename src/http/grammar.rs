@@ -18,6 +18,9 @@
 //! So they are parsed, and looked up, by the one copy of that grammar here, with the same
 //! strictness everywhere. Each function quotes the rule it implements.
 
+use std::cell::Cell;
+use std::fmt;
+
 use super::error::HttpError;
 use super::scan::{field_value_end, tchar_end};
 pub(super) use super::scan::{is_field_value_byte, is_tchar};
@@ -32,13 +35,27 @@ pub enum Parsed<T> {
 }
 
 /// One field line (RFC 9112 §5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Header<'b> {
-    /// The field name as sent; compare it case-insensitively (RFC 9110 §5.1).
-    pub name: &'b str,
+    /// The field name as sent, a token (RFC 9110 §5.1: all ASCII); compare it
+    /// case-insensitively. Bytes like the value: making each name a `&str` meant a UTF-8
+    /// check of the head it came from, which a parser that has checked every byte of the name
+    /// against `tchar` does not need, and which was a sixth of a browser head's parse
+    /// (`cargo bench --bench http_parse`).
+    pub name: &'b [u8],
     /// The field line value without the OWS around it (RFC 9112 §5.1). Bytes, not text: it
     /// may hold obs-text bytes >= 0x80 (RFC 9110 §5.5), which are not necessarily UTF-8.
     pub value: &'b [u8],
+}
+
+/// Shown as text, escaped where not printable ASCII: `Header { name: "Host", value: "x" }`.
+impl fmt::Debug for Header<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Header")
+            .field("name", &format_args!("\"{}\"", self.name.escape_ascii()))
+            .field("value", &format_args!("\"{}\"", self.value.escape_ascii()))
+            .finish()
+    }
 }
 
 /// The CRLF that ends a line, at the start of `buf`. `otherwise` is the error for any other
@@ -55,22 +72,47 @@ pub(super) fn parse_line_end(buf: &[u8], otherwise: HttpError) -> Result<Parsed<
     }
 }
 
-/// A field line as found by [`scan_field_section`]: where its name is in the buffer, and its
-/// value. The name becomes a `&str` in [`into_headers`], once, for the whole section: a
-/// `str::from_utf8` per name would cost more than finding the names did.
-pub(super) struct RawField<'b> {
-    name_start: usize,
-    name_len: usize,
-    value: &'b [u8],
-}
-
 /// How many field lines the vector of a head has room for before it grows: a browser sends
 /// about 15, so one allocation covers almost every head.
 const FIELDS_CAPACITY: usize = 32;
 
 /// An empty vector for the field lines of one head, with room for the usual number of them.
-pub(super) fn field_vec<'b>(max_headers: usize) -> Vec<RawField<'b>> {
+pub(super) fn field_vec<'b>(max_headers: usize) -> Vec<Header<'b>> {
     Vec::with_capacity(max_headers.min(FIELDS_CAPACITY))
+}
+
+thread_local! {
+    /// The field vector of the last request head parsed on this thread, emptied and kept for
+    /// the next one, so that parsing a request head allocates nothing: the allocation and its
+    /// free were a tenth of the time a minimal head took (`cargo bench --bench http_parse`
+    /// under `perf`). One per thread (an event-loop worker parses its connections' heads one
+    /// after another), so an idle connection holds none.
+    static SPARE_FIELDS: Cell<Vec<Header<'static>>> = const { Cell::new(Vec::new()) };
+}
+
+/// An empty vector for the field lines of one request head: this thread's spare
+/// ([`keep_as_spare`] gives it back), or a new one.
+pub(super) fn lend_field_vec<'b>(max_headers: usize) -> Vec<Header<'b>> {
+    let spare = SPARE_FIELDS.try_with(Cell::take).unwrap_or_default();
+    if spare.capacity() > 0 {
+        spare
+    } else {
+        field_vec(max_headers)
+    }
+}
+
+/// Keeps a head's field vector as this thread's spare, emptied, unless it grew past
+/// [`FIELDS_CAPACITY`]: a head of a hundred fields does not leave every thread holding room
+/// for a hundred. The emptied vector of `Header<'b>` becomes one of `Header<'static>` in
+/// place (`collect` from a `Vec`'s own iterator reuses its allocation when the two types
+/// have one size and alignment), with no element left to carry a borrow of the old buffer.
+pub(super) fn keep_as_spare(mut fields: Vec<Header<'_>>) {
+    if fields.capacity() > FIELDS_CAPACITY {
+        return;
+    }
+    fields.clear();
+    let spare: Vec<Header<'static>> = fields.into_iter().map(|_| Header { name: b"", value: b"" }).collect();
+    let _ = SPARE_FIELDS.try_with(|cell| cell.set(spare));
 }
 
 /// ```text
@@ -84,18 +126,18 @@ pub(super) fn parse_field_section(buf: &[u8], max_headers: usize) -> Result<Pars
     let mut fields = field_vec(max_headers);
     Ok(match scan_field_section(buf, 0, max_headers, &mut fields)? {
         None => Parsed::Partial,
-        Some(end) => Parsed::Complete { value: into_headers(buf, utf8_prefix(&buf[..end]), fields), consumed: end },
+        Some(end) => Parsed::Complete { value: fields, consumed: end },
     })
 }
 
 /// The field section (as [`parse_field_section`]) that starts at `buf[start..]`, each line
-/// pushed on `fields` (which starts empty) with offsets into `buf`. `Some(end)` once the empty
-/// line is in: `end` is the offset just past its CRLF. `None`: read more.
+/// pushed on `fields` (which starts empty). `Some(end)` once the empty line is in: `end` is
+/// the offset just past its CRLF. `None`: read more.
 pub(super) fn scan_field_section<'b>(
     buf: &'b [u8],
     start: usize,
     max_headers: usize,
-    fields: &mut Vec<RawField<'b>>,
+    fields: &mut Vec<Header<'b>>,
 ) -> Result<Option<usize>, HttpError> {
     let mut position = start;
     loop {
@@ -121,29 +163,6 @@ pub(super) fn scan_field_section<'b>(
     }
 }
 
-/// The longest prefix of `bytes` that is UTF-8, as a `&str`. A head is nearly always all
-/// ASCII, so this is usually all of it, validated in one pass.
-pub(super) fn utf8_prefix(bytes: &[u8]) -> &str {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => text,
-        Err(error) => std::str::from_utf8(&bytes[..error.valid_up_to()]).expect("valid up to there"),
-    }
-}
-
-/// The field lines found in `buf`, with their names as `&str`: sliced from `text` (a UTF-8
-/// prefix of `buf`) when they lie in it, else checked one by one (a name after an obs-text
-/// value). The vector is reused in place: a `RawField` and a `Header` have the same size.
-pub(super) fn into_headers<'b>(buf: &'b [u8], text: &'b str, fields: Vec<RawField<'b>>) -> Vec<Header<'b>> {
-    fields
-        .into_iter()
-        .map(|RawField { name_start, name_len, value }| {
-            let range = name_start..name_start + name_len;
-            let name = text.get(range.clone()).unwrap_or_else(|| ascii_str(&buf[range]));
-            Header { name, value }
-        })
-        .collect()
-}
-
 /// ```text
 /// field-line   = field-name ":" OWS field-value OWS   ; RFC 9112 §5
 /// field-name   = token                                ; RFC 9110 §5.1
@@ -157,16 +176,13 @@ pub(super) fn into_headers<'b>(buf: &'b [u8], text: &'b str, fields: Vec<RawFiel
 pub(super) fn parse_field_line(buf: &[u8]) -> Result<Parsed<Header<'_>>, HttpError> {
     Ok(match scan_field_line(buf, 0)? {
         None => Parsed::Partial,
-        Some((RawField { name_start, name_len, value }, consumed)) => {
-            let name = ascii_str(&buf[name_start..name_start + name_len]);
-            Parsed::Complete { value: Header { name, value }, consumed }
-        }
+        Some((header, consumed)) => Parsed::Complete { value: header, consumed },
     })
 }
 
 /// The field line at `buf[start..]` (the grammar is on [`parse_field_line`]) and the offset
 /// just past its CRLF; `None` while it is incomplete.
-fn scan_field_line(buf: &[u8], start: usize) -> Result<Option<(RawField<'_>, usize)>, HttpError> {
+fn scan_field_line(buf: &[u8], start: usize) -> Result<Option<(Header<'_>, usize)>, HttpError> {
     let name_end = tchar_end(buf, start);
     let Some(&after_name) = buf.get(name_end) else {
         return Ok(None);
@@ -212,7 +228,7 @@ fn scan_field_line(buf: &[u8], start: usize) -> Result<Option<(RawField<'_>, usi
     while trimmed_end > value_start && matches!(buf[trimmed_end - 1], b' ' | b'\t') {
         trimmed_end -= 1;
     }
-    let field = RawField { name_start: start, name_len, value: &buf[value_start..trimmed_end] };
+    let field = Header { name: &buf[start..name_end], value: &buf[value_start..trimmed_end] };
     Ok(Some((field, value_end + crlf_len)))
 }
 
@@ -242,7 +258,7 @@ pub(super) fn ascii_str(bytes: &[u8]) -> &str {
 
 /// The values of every field line named `name` (case-insensitive, RFC 9110 §5.1), in order.
 pub(super) fn fields_named<'h, 'b>(headers: &'h [Header<'b>], name: &'h str) -> impl Iterator<Item = &'b [u8]> + 'h {
-    headers.iter().filter(move |header| header.name.eq_ignore_ascii_case(name)).map(|header| header.value)
+    headers.iter().filter(move |header| header.name.eq_ignore_ascii_case(name.as_bytes())).map(|header| header.value)
 }
 
 /// The elements of a comma-separated list value (RFC 9110 §5.6.1), OWS trimmed, empty

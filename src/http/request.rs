@@ -16,7 +16,9 @@
 //! [`Parsed::Complete`] with the parsed [`Request`] and the number of bytes the head used;
 //! whatever follows (a body, or the next pipelined request) is left for the caller. The
 //! request borrows from the caller's buffer: nothing is copied (zero-copy), and the caller
-//! must keep the buffer until it is done with the request.
+//! must keep the buffer until it is done with the request. The field lines go into a vector
+//! that [`Request::recycle`] hands on to the next head parsed on the same thread, so a server
+//! that recycles its requests parses heads without allocating.
 //!
 //! The parser keeps no state between calls: each call starts again at the first byte, as
 //! httparse does. That is what makes it simple, and it is cheap because each call looks at no
@@ -45,8 +47,8 @@
 use super::body::BodyFraming;
 use super::error::HttpError;
 use super::grammar::{
-    ascii_str, field_vec, fields_named, into_headers, is_token, list_elements, list_has_token, parse_line_end,
-    scan_field_section, trim_ows, utf8_prefix, Header, Parsed,
+    ascii_str, fields_named, is_token, keep_as_spare, lend_field_vec, list_elements, list_has_token, parse_line_end,
+    scan_field_section, trim_ows, Header, Parsed,
 };
 use super::scan::{is_reg_name_byte, tchar_end, vchar_end};
 
@@ -170,21 +172,21 @@ fn parse_request_head<'b>(buf: &'b [u8], limits: &Limits) -> Result<Parsed<Reque
     // Checked as soon as the request-line is complete, so a bad target fails without
     // waiting for the fields.
     check_target_form(method, target)?;
-    let mut fields = field_vec(limits.max_headers);
-    let Some(end) = scan_field_section(buf, consumed, limits.max_headers, &mut fields)? else {
-        return Ok(Parsed::Partial);
+    let mut fields = lend_field_vec(limits.max_headers);
+    let end = match scan_field_section(buf, consumed, limits.max_headers, &mut fields) {
+        Ok(Some(end)) => end,
+        scanned => {
+            keep_as_spare(fields);
+            return scanned.map(|_| Parsed::Partial);
+        }
     };
-    // Every byte has been checked; the method, the target and the field names are ASCII,
-    // and become `&str`s by one UTF-8 check of the whole head.
-    let text = utf8_prefix(&buf[..end]);
-    let ascii = |(from, to): (usize, usize)| text.get(from..to).unwrap_or_else(|| ascii_str(&buf[from..to]));
-    let request = Request {
-        method: ascii(line.method),
-        target: ascii(line.target),
-        version: line.version,
-        headers: into_headers(buf, text, fields),
-    };
-    check_host(&request)?;
+    // The method and the target are checked to be tokens and VCHARs: ASCII, so `&str`s.
+    let request =
+        Request { method: ascii_str(method), target: ascii_str(target), version: line.version, headers: fields };
+    if let Err(error) = check_host(&request) {
+        request.recycle();
+        return Err(error);
+    }
     Ok(Parsed::Complete { value: request, consumed: end })
 }
 
@@ -288,8 +290,8 @@ fn parse_request_target(buf: &[u8], start: usize, max_target_bytes: usize) -> Re
 /// [`HttpError::MalformedVersion`] (400).
 pub(super) fn parse_http_version(buf: &[u8]) -> Result<Parsed<Version>, HttpError> {
     const SHAPE: &[u8; 8] = b"HTTP/#.#"; // '#' stands for any DIGIT
-    // Nearly every head says one of the two: one 8-byte comparison each, before the
-    // byte-by-byte walk that tells a partial version from a malformed one.
+                                         // Nearly every head says one of the two: one 8-byte comparison each, before the
+                                         // byte-by-byte walk that tells a partial version from a malformed one.
     match buf.get(..SHAPE.len()) {
         Some(b"HTTP/1.1") => return Ok(Parsed::Complete { value: Version::Http11, consumed: SHAPE.len() }),
         Some(b"HTTP/1.0") => return Ok(Parsed::Complete { value: Version::Http10, consumed: SHAPE.len() }),
@@ -574,6 +576,13 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
 }
 
 impl<'b> Request<'b> {
+    /// Done with the request: its field vector, emptied, serves the next head parsed on this
+    /// thread, so that [`parse_request`] allocates nothing (`grammar::keep_as_spare`). A
+    /// request simply dropped costs the next head one allocation, nothing else.
+    pub fn recycle(mut self) {
+        keep_as_spare(std::mem::take(&mut self.headers));
+    }
+
     /// The form of the request-target (RFC 9112 §3.2).
     pub fn target_form(&self) -> TargetForm {
         target_form(self.method.as_bytes(), self.target.as_bytes())
@@ -744,7 +753,7 @@ mod tests {
     }
 
     fn header<'b>(name: &'b str, value: &'b [u8]) -> Header<'b> {
-        Header { name, value }
+        Header { name: name.as_bytes(), value }
     }
 
     // ----- RFC 9112 §3: the request-line -----
@@ -1351,6 +1360,51 @@ mod tests {
         // "even if a Content-Length is present"
         let both = "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n";
         assert_eq!(framing_10(both), Err(HttpError::TransferEncodingOnHttp10));
+    }
+
+    // ----- the field vector, lent from one head to the next -----
+
+    fn complete(head: &[u8]) -> Request<'_> {
+        match parse_request(head, &Limits::default()) {
+            Ok(Parsed::Complete { value, .. }) => value,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_recycled_requests_field_vector_holds_the_next_heads_fields() {
+        let first = complete(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        let vector = first.headers.as_ptr();
+        first.recycle();
+        let second = complete(b"GET /b HTTP/1.1\r\nHost: b\r\nAccept: */*\r\n\r\n");
+        assert_eq!(second.headers.as_ptr(), vector, "no allocation: the spare served");
+        assert_eq!(second.headers, [header("Host", b"b"), header("Accept", b"*/*")]);
+    }
+
+    #[test]
+    fn a_head_that_is_partial_or_refused_gives_the_field_vector_back() {
+        complete(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").recycle();
+        let spare = complete(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        let vector = spare.headers.as_ptr();
+        spare.recycle();
+        let limits = Limits::default();
+        assert_eq!(parse_request(b"GET / HTTP/1.1\r\nHost: a\r\n", &limits), Ok(Parsed::Partial));
+        assert_eq!(
+            parse_request(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", &limits),
+            Err(HttpError::MultipleHost)
+        );
+        assert_eq!(complete(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").headers.as_ptr(), vector);
+    }
+
+    #[test]
+    fn a_field_vector_that_grew_past_its_usual_room_is_not_kept() {
+        let many: String = (0..40).map(|i| format!("X-{i}: {i}\r\n")).collect();
+        let head = format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n");
+        let big = complete(head.as_bytes());
+        assert!(big.headers.capacity() > 32);
+        big.recycle();
+        let next = complete(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(next.headers.capacity() <= 32, "a new vector of the usual size");
     }
 
     // ----- helpers -----

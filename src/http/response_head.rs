@@ -212,8 +212,8 @@ mod tests {
                 status: 200,
                 reason: "OK",
                 headers: vec![
-                    Header { name: "Content-Type", value: b"text/plain" },
-                    Header { name: "Content-Length", value: b"3" },
+                    Header { name: b"Content-Type", value: b"text/plain" },
+                    Header { name: b"Content-Length", value: b"3" },
                 ],
             }
         );

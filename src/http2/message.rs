@@ -165,7 +165,7 @@ impl RequestHead {
             method: &self.method,
             target: &self.path,
             version: Version::Http11,
-            headers: self.fields.iter().map(|(name, value)| Header { name, value }).collect(),
+            headers: self.fields.iter().map(|(name, value)| Header { name: name.as_bytes(), value }).collect(),
         }
     }
 }
