@@ -290,8 +290,9 @@ fn parse_request_target(buf: &[u8], start: usize, max_target_bytes: usize) -> Re
 /// [`HttpError::MalformedVersion`] (400).
 pub(super) fn parse_http_version(buf: &[u8]) -> Result<Parsed<Version>, HttpError> {
     const SHAPE: &[u8; 8] = b"HTTP/#.#"; // '#' stands for any DIGIT
-                                         // Nearly every head says one of the two: one 8-byte comparison each, before the
-                                         // byte-by-byte walk that tells a partial version from a malformed one.
+
+    // Nearly every head says one of the two: one 8-byte comparison each, before the
+    // byte-by-byte walk that tells a partial version from a malformed one.
     match buf.get(..SHAPE.len()) {
         Some(b"HTTP/1.1") => return Ok(Parsed::Complete { value: Version::Http11, consumed: SHAPE.len() }),
         Some(b"HTTP/1.0") => return Ok(Parsed::Complete { value: Version::Http10, consumed: SHAPE.len() }),
