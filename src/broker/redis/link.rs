@@ -112,13 +112,22 @@ impl From<RespError> for RedisError {
 /// the decoder, which keeps what it has read of a reply still arriving.
 pub(super) struct Link {
     pub(super) stream: TcpStream,
-    pub(super) input: Vec<u8>,
-    /// `input[decoded..]` is what the decoder has not consumed.
-    pub(super) decoded: usize,
+    /// What has been read: `input[decoded..filled]` is what the decoder has not consumed,
+    /// and `input[filled..]` is room for the next read. The room is zeroed when the buffer
+    /// grows, not before every read: a read into a `Vec` grown by `resize` for it wrote
+    /// [`READ_CHUNK`] zeros each time, 64 KiB per batch of replies or pushes.
+    input: Vec<u8>,
+    decoded: usize,
+    filled: usize,
     pub(super) decoder: resp::Decoder,
 }
 
 impl Link {
+    /// A link over a connected socket, nothing read yet.
+    fn over(stream: TcpStream) -> Link {
+        Link { stream, input: Vec::new(), decoded: 0, filled: 0, decoder: resp::Decoder::new(resp::Limits::default()) }
+    }
+
     /// Connects, authenticates if the URL has a password, selects the database and measures
     /// Redis's clock against ours (`TIME`), so that [`super::Shared::estimated_now`] can speak
     /// Redis's time while Redis is away.
@@ -138,8 +147,7 @@ impl Link {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(COMMAND_TIMEOUT))?;
         stream.set_write_timeout(Some(COMMAND_TIMEOUT))?;
-        let mut link =
-            Link { stream, input: Vec::new(), decoded: 0, decoder: resp::Decoder::new(resp::Limits::default()) };
+        let mut link = Link::over(stream);
         let mut commands = Vec::new();
         // AUTH first, in the same write: Redis answers the commands in order, and refuses
         // every command before it with NOAUTH. Plain AUTH, not HELLO 2 AUTH: `AUTH password`
@@ -200,28 +208,27 @@ impl Link {
     /// a read that times out, on the subscription's tick, loses nothing of a reply begun).
     pub(super) fn receive(&mut self) -> Result<Value, RedisError> {
         loop {
-            let (used, value) = self.decoder.decode(&self.input[self.decoded..])?;
+            let (used, value) = self.decoder.decode(&self.input[self.decoded..self.filled])?;
             self.decoded += used;
             if let Some(value) = value {
-                if self.decoded == self.input.len() {
-                    self.input.clear();
-                    self.decoded = 0;
+                if self.decoded == self.filled {
+                    (self.decoded, self.filled) = (0, 0);
                 }
                 return Ok(value);
             }
-            // What is left is an unfinished line or bulk string: keep it at the front.
-            self.input.drain(..self.decoded);
+            // What is left is an unfinished line or bulk string: move it to the front.
+            self.input.copy_within(self.decoded..self.filled, 0);
+            self.filled -= self.decoded;
             self.decoded = 0;
-            if self.decoder.consumed_of_value() + self.input.len() > MAX_REPLY_BYTES {
+            if self.decoder.consumed_of_value() + self.filled > MAX_REPLY_BYTES {
                 return Err(RedisError::ReplyTooLarge);
             }
-            let filled = self.input.len();
-            self.input.resize(filled + READ_CHUNK, 0);
-            let read = self.stream.read(&mut self.input[filled..]);
-            self.input.truncate(filled + *read.as_ref().unwrap_or(&0));
-            match read {
+            if self.input.len() < self.filled + READ_CHUNK {
+                self.input.resize(self.filled + READ_CHUNK, 0);
+            }
+            match self.stream.read(&mut self.input[self.filled..]) {
                 Ok(0) => return Err(RedisError::Closed),
-                Ok(_) => {}
+                Ok(read) => self.filled += read,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(error.into()),
             }
@@ -231,8 +238,7 @@ impl Link {
     /// Whether Redis has closed this idle connection (or sent something nobody asked for,
     /// which leaves it out of step): a non-blocking peek, before a command is sent on it.
     pub(super) fn closed_by_peer(&self) -> bool {
-        if self.decoded < self.input.len() || self.decoder.is_mid_value() || self.stream.set_nonblocking(true).is_err()
-        {
+        if self.decoded < self.filled || self.decoder.is_mid_value() || self.stream.set_nonblocking(true).is_err() {
             return true;
         }
         let mut byte = [0u8; 1];
@@ -270,6 +276,62 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
+    use std::thread;
+
+    /// A link, and the socket at Redis's end of it.
+    fn linked() -> (Link, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (redis, _) = listener.accept().unwrap();
+        ours.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        (Link::over(ours), redis)
+    }
+
+    fn bulk(text: &str) -> Value {
+        Value::Bulk(Some(text.as_bytes().to_vec()))
+    }
+
+    #[test]
+    fn replies_that_share_a_read_or_are_cut_between_reads_come_out_whole_and_in_order() {
+        let (mut link, mut redis) = linked();
+        redis.write_all(b"+OK\r\n:7\r\n$5\r\nhel").unwrap();
+        assert_eq!(link.receive().unwrap(), Value::Simple("OK".into()));
+        assert_eq!(link.receive().unwrap(), Value::Integer(7));
+        redis.write_all(b"lo\r\n$2\r\nhi\r\n").unwrap();
+        assert_eq!(link.receive().unwrap(), bulk("hello"));
+        assert_eq!(link.receive().unwrap(), bulk("hi"));
+        drop(redis);
+        assert!(matches!(link.receive(), Err(RedisError::Closed)));
+    }
+
+    #[test]
+    fn a_reply_longer_than_a_read_comes_out_whole() {
+        let (mut link, mut redis) = linked();
+        let text = "x".repeat(3 * READ_CHUNK + 17);
+        let writer = thread::spawn(move || {
+            let reply = format!("${}\r\n{text}\r\n+NEXT\r\n", text.len());
+            for piece in reply.as_bytes().chunks(10_000) {
+                redis.write_all(piece).unwrap();
+            }
+            redis
+        });
+        let Value::Bulk(Some(bytes)) = link.receive().unwrap() else { panic!("a bulk string") };
+        assert!(bytes.len() == 3 * READ_CHUNK + 17 && bytes.iter().all(|&b| b == b'x'));
+        assert_eq!(link.receive().unwrap(), Value::Simple("NEXT".into()));
+        drop(writer.join());
+    }
+
+    #[test]
+    fn the_room_for_reads_is_kept_from_one_read_to_the_next() {
+        let (mut link, mut redis) = linked();
+        for i in 0..50 {
+            redis.write_all(format!(":{i}\r\n").as_bytes()).unwrap();
+            assert_eq!(link.receive().unwrap(), Value::Integer(i));
+            // Emptied by decoding, not shrunk: the next read goes into the same zeroed room.
+            assert_eq!((link.input.len(), link.filled), (READ_CHUNK, 0));
+        }
+    }
 
     #[test]
     fn backoff_doubles_up_to_its_cap_and_resets() {
