@@ -115,6 +115,19 @@ pub(super) fn keep_as_spare(mut fields: Vec<Header<'_>>) {
     let _ = SPARE_FIELDS.try_with(|cell| cell.set(spare));
 }
 
+/// The room (capacity, in fields) of this thread's spare field vector; 0 when it has none.
+/// For tests, which must look at the spare itself: a vector freed and a new one allocated
+/// usually land at the same address, so the address alone cannot tell reuse from waste.
+#[cfg(test)]
+pub(super) fn spare_field_room() -> usize {
+    SPARE_FIELDS.with(|cell| {
+        let spare = cell.take();
+        let room = spare.capacity();
+        cell.set(spare);
+        room
+    })
+}
+
 /// ```text
 /// *( field-line CRLF ) CRLF                            ; RFC 9112 §2.1
 /// ```

@@ -702,6 +702,7 @@ fn split_query(target: &str) -> (&str, Option<&str>) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::grammar::spare_field_room;
     use super::*;
 
     fn parse(bytes: &[u8]) -> Result<Parsed<Request<'_>>, HttpError> {
@@ -1377,24 +1378,26 @@ mod tests {
         let first = complete(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
         let vector = first.headers.as_ptr();
         first.recycle();
+        assert!(spare_field_room() > 0, "kept as the thread's spare");
         let second = complete(b"GET /b HTTP/1.1\r\nHost: b\r\nAccept: */*\r\n\r\n");
-        assert_eq!(second.headers.as_ptr(), vector, "no allocation: the spare served");
+        assert_eq!(spare_field_room(), 0, "lent to the next head");
+        assert_eq!(second.headers.as_ptr(), vector);
         assert_eq!(second.headers, [header("Host", b"b"), header("Accept", b"*/*")]);
     }
 
     #[test]
     fn a_head_that_is_partial_or_refused_gives_the_field_vector_back() {
         complete(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").recycle();
-        let spare = complete(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
-        let vector = spare.headers.as_ptr();
-        spare.recycle();
+        let room = spare_field_room();
+        assert!(room > 0);
         let limits = Limits::default();
         assert_eq!(parse_request(b"GET / HTTP/1.1\r\nHost: a\r\n", &limits), Ok(Parsed::Partial));
-        assert_eq!(
-            parse_request(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", &limits),
-            Err(HttpError::MultipleHost)
-        );
-        assert_eq!(complete(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").headers.as_ptr(), vector);
+        assert_eq!(spare_field_room(), room, "given back by a partial head");
+        assert_eq!(parse_request(b"GET / HTTP/1.1\r\nHo st: a\r\n\r\n", &limits), Err(HttpError::BadFieldName));
+        assert_eq!(spare_field_room(), room, "given back by a head refused for a field line");
+        let two_hosts = parse_request(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", &limits);
+        assert_eq!(two_hosts, Err(HttpError::MultipleHost));
+        assert_eq!(spare_field_room(), room, "given back by a head refused for its Host");
     }
 
     #[test]
@@ -1404,8 +1407,7 @@ mod tests {
         let big = complete(head.as_bytes());
         assert!(big.headers.capacity() > 32);
         big.recycle();
-        let next = complete(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
-        assert!(next.headers.capacity() <= 32, "a new vector of the usual size");
+        assert_eq!(spare_field_room(), 0, "freed, not kept");
     }
 
     // ----- helpers -----
