@@ -535,6 +535,93 @@ fn every_entry_records_the_id_before_it_with_or_without_the_newest_key() {
     assert_eq!(text_of(&redis.command(&["GET", "realtime:prev:newest"])), third);
 }
 
+/// The publish script as a node sends a batch (`PUBLISH_SCRIPT`'s docs): one call publishes
+/// each message in order, channels' runs interleaved, each entry naming the one before it in
+/// its own stream; a key of the wrong type fails its own publish and no other, wherever the
+/// script meets it (reading the newest id from its key or from the stream, or appending), and
+/// every channel's newest id and expiry are set once its publishes are in.
+#[test]
+fn one_script_call_publishes_a_batch_in_order_and_a_broken_channel_fails_only_its_own_publishes() {
+    let Some(redis) = Redis::start(Persistence::None) else { return };
+    // No newest-id key, and a stream that is not one: `XREVRANGE` fails.
+    redis.command(&["SET", "realtime:no-stream", "not a stream"]);
+    // A newest id, and a stream that is not one: `XADD` fails.
+    redis.command(&["SET", "realtime:bad-stream", "not a stream"]);
+    redis.command(&["SET", "realtime:bad-stream:newest", "1-0"]);
+    // A newest-id key that is not a string: `GET` fails.
+    redis.command(&["HSET", "realtime:bad-newest:newest", "field", "value"]);
+    let script = realtime::broker::redis::PUBLISH_SCRIPT;
+    let batch = [
+        ("a", "a1"),
+        ("a", "a2"),
+        ("b", "b1"),
+        ("no-stream", "x"),
+        ("bad-stream", "y"),
+        ("a", "a3"),
+        ("bad-newest", "z"),
+        ("b", "b2"),
+    ];
+    let names: Vec<[String; 3]> = batch
+        .iter()
+        .map(|(channel, _)| {
+            [format!("realtime:{channel}"), format!("realtime:{channel}:newest"), format!("realtime:0:{channel}")]
+        })
+        .collect();
+    let keys = (2 * batch.len()).to_string();
+    let mut args = vec!["EVAL", script, &keys];
+    for [stream, newest, _] in &names {
+        args.extend([stream.as_str(), newest.as_str()]);
+    }
+    args.extend(["100", "60000", "86460000"]);
+    for ([_, _, topic], (_, text)) in names.iter().zip(&batch) {
+        args.extend([topic.as_str(), *text]);
+    }
+    let reply = redis.command(&args);
+    let answers = reply.as_array().expect("an array, one element per publish");
+    assert_eq!(answers.len(), batch.len());
+    for failed in [3, 4, 6] {
+        assert!(matches!(&answers[failed], Value::Error(e) if e.starts_with("WRONGTYPE")), "{:?}", answers[failed]);
+    }
+    let ids: Vec<String> = answers.iter().filter(|a| !matches!(a, Value::Error(_))).map(text_of).collect();
+    assert!(ids.iter().all(|id| parse_stream_id(id).is_some()), "{ids:?}");
+
+    // Each stream: its texts in order, each entry's `prev` the entry before it.
+    let entries = |stream: &str| -> Vec<(String, String, String)> {
+        let reply = redis.command(&["XRANGE", stream, "-", "+"]);
+        reply
+            .as_array()
+            .unwrap_or_default()
+            .iter()
+            .map(|entry| {
+                let entry = entry.as_array().unwrap_or_default();
+                let fields = entry[1].as_array().unwrap_or_default();
+                let field = |name: &[u8]| {
+                    let at = fields.iter().position(|f| f.as_bytes() == Some(name)).expect("the field");
+                    text_of(&fields[at + 1])
+                };
+                (text_of(&entry[0]), field(b"text"), field(b"prev"))
+            })
+            .collect()
+    };
+    let (a1, a2, b1, a3, b2) = (&ids[0], &ids[1], &ids[2], &ids[3], &ids[4]);
+    let own = |id: &String, text: &str, prev: &str| (id.clone(), text.to_string(), prev.to_string());
+    assert_eq!(entries("realtime:a"), [own(a1, "a1", "0-0"), own(a2, "a2", a1), own(a3, "a3", a2)]);
+    assert_eq!(entries("realtime:b"), [own(b1, "b1", "0-0"), own(b2, "b2", b1)]);
+    assert_eq!(text_of(&redis.command(&["GET", "realtime:a:newest"])), *a3);
+    assert_eq!(text_of(&redis.command(&["GET", "realtime:b:newest"])), *b2);
+    for stream in ["realtime:a", "realtime:b"] {
+        let left = redis.command(&["PTTL", stream]).as_integer().expect("PTTL answers a number");
+        assert!(left > 0 && left <= 60_000, "{stream} expires a --channel-ttl after its last publish: {left}");
+    }
+    for key in ["realtime:no-stream", "realtime:bad-stream", "realtime:bad-stream:newest"] {
+        assert_eq!(redis.command(&["TYPE", key]), Value::Simple("string".into()), "{key} left as it was");
+    }
+    assert_eq!(text_of(&redis.command(&["GET", "realtime:bad-stream:newest"])), "1-0");
+    assert_eq!(redis.command(&["EXISTS", "realtime:no-stream:newest"]).as_integer(), Some(0));
+    assert_eq!(redis.command(&["TYPE", "realtime:bad-newest:newest"]), Value::Simple("hash".into()));
+    assert_eq!(redis.command(&["EXISTS", "realtime:bad-newest"]).as_integer(), Some(0), "nothing appended");
+}
+
 /// A channel's stream lives `--channel-ttl` after its last publish (Redis keeps what no node
 /// reclaims; without it every channel name ever published to would stay in Redis), and the
 /// id of its newest entry a day longer: a reader who had read everything is not told of a gap,

@@ -32,7 +32,9 @@
 //! (`SCRIPT LOAD`) when it opens, before it takes a command, so a restart that emptied Redis's
 //! script cache cannot make `EVALSHA` fail. A script runs atomically, so no other publish to
 //! the channel can fall between its `XADD` and its `PUBLISH`: the order in which nodes hear a
-//! channel's messages is the stream's order.
+//! channel's messages is the stream's order. The publishes a node queued on a connection of
+//! the link since it last sent go in one call of the script, each answered with its own id
+//! ([`publish_batch`]): a call costs Redis more than the publishes in it.
 //!
 //! ## One channel on a node: the mirror
 //!
@@ -304,7 +306,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::memory::{Ring, Subscribers};
-use super::resp::{self, encode_command, Value};
+use super::resp::{self, Value};
 use super::{
     next_sweep, Batch, Broker, BrokerError, Gap, History, Limits, LinkStats, Message, Pending, Position, Reader, Since,
     Usage,
@@ -318,6 +320,7 @@ pub mod cluster;
 mod link;
 mod mirror;
 pub mod pipeline;
+pub mod publish_batch;
 pub mod router;
 mod supervisor;
 mod url;
@@ -332,10 +335,11 @@ pub use url::{ClusterUrl, Password, RedisUrl, DEFAULT_PORT};
 
 use channel::{
     cold_read_command, cold_read_cursor, end_of_millisecond, millis, newest_command, parse_cold_read, parse_newest,
-    PublishArgs, COLD_READ_REPLIES,
+    COLD_READ_REPLIES,
 };
 use link::{now_ms, Backoff, Link, RedisError};
 use mirror::Mirror;
+use publish_batch::{Publish, PublishArgs, PublishBatch};
 use supervisor::{supervise, CommandLink, Event, Wishes};
 
 /// The largest message text this broker carries. A message crosses pub/sub as one bulk
@@ -467,13 +471,26 @@ impl Lanes {
         }
     }
 
-    /// Queues a publish: on a cluster whose master has replicas, answered once one of them
-    /// has it ([`Pipeline::submit_or_return`]); on one Redis at once (a replica there is
-    /// not promoted by anything this node knows of).
-    fn submit_publish(&self, key: &[u8], command: &[u8], on_replies: OnReplies) -> Result<(), BrokerError> {
+    /// Queues a publish. On one Redis it joins the publishes waiting for the lane's next send
+    /// ([`Pipeline::submit_publish`]), and is answered at once (a replica there is not
+    /// promoted by anything this node knows of). On a cluster it is a batch of its own
+    /// ([`publish_batch`] says why), answered, when its master has replicas, once one of them
+    /// has it ([`Pipeline::submit_or_return`]).
+    fn submit_publish(
+        &self,
+        publish: &Publish,
+        args: &Arc<PublishArgs>,
+        on_replies: OnReplies,
+    ) -> Result<(), BrokerError> {
         match self {
-            Lanes::Single(pipeline) => pipeline.submit(command, 1, on_replies),
-            Lanes::Cluster(router) => router.submit(key, command, 1, true, on_replies),
+            Lanes::Single(pipeline) => pipeline.submit_publish(publish, args, on_replies),
+            Lanes::Cluster(router) => {
+                let mut batch = PublishBatch::new(args.clone());
+                batch.push(publish, on_replies);
+                let mut command = Vec::with_capacity(publish.text.len() + 200);
+                let on_replies = batch.encode(&mut command);
+                router.submit(publish.stream.as_bytes(), &command, 1, true, on_replies)
+            }
         }
     }
 
@@ -510,8 +527,8 @@ struct Shared {
     limits: Limits,
     /// What a channel's stream and pub/sub channel are called.
     keys: KeySpace,
-    /// What every publish's `EVALSHA` says the same way, written once.
-    publish_args: PublishArgs,
+    /// What every publish script's `EVALSHA` says the same way, written once.
+    publish_args: Arc<PublishArgs>,
     /// The workers' link to Redis: publishes, loads and cold reads, pipelined, never waited for.
     lanes: Lanes,
     /// On a cluster: its URL (the seeds, the credentials), for the nodes the supervisor opens.
@@ -570,7 +587,7 @@ impl Shared {
             events,
             counters: SubscriptionCounters::default(),
             keys,
-            publish_args: PublishArgs::new(script, &limits.sanitized()),
+            publish_args: Arc::new(PublishArgs::new(script, &limits.sanitized())),
             lanes,
             cluster,
             command_target: AtomicUsize::new(0),
@@ -819,33 +836,6 @@ impl RedisBroker {
     pub fn url(&self) -> &RedisUrl {
         &self.shared.url
     }
-
-    /// The publish script's command: `EVALSHA` with the channel's stream, the history length,
-    /// the text and the pub/sub channel (see [`PUBLISH_SCRIPT`]). The script is loaded on every
-    /// connection of the link before it takes commands, so `EVALSHA` finds it.
-    fn publish_command(&self, channel: &str, text: &str) -> (String, Vec<u8>) {
-        let key = self.shared.keys.stream(channel);
-        let newest = KeySpace::newest_of(&key);
-        let topic = self.shared.keys.topic(channel);
-        let PublishArgs { sha, history, stream_ttl, newest_ttl } = &self.shared.publish_args;
-        let mut out = Vec::with_capacity(text.len() + 160);
-        encode_command(
-            &mut out,
-            &[
-                b"EVALSHA",
-                sha.as_bytes(),
-                b"2",
-                key.as_bytes(),
-                newest.as_bytes(),
-                history.as_bytes(),
-                text.as_bytes(),
-                topic.as_bytes(),
-                stream_ttl.as_bytes(),
-                newest_ttl.as_bytes(),
-            ],
-        );
-        (key, out)
-    }
 }
 
 /// What the publish script's reply makes: the message, or why there is none. `NOSCRIPT`
@@ -902,11 +892,14 @@ impl Broker for RedisBroker {
     /// answer in. `now` is not used: a message's time is its stream id's, Redis's clock, the
     /// same for every node; and a mirror's idle time runs from when this node hears the message.
     fn publish(&self, channel: &str, text: &str, _now: Now) -> Pending<Arc<Message>> {
-        let (key, command) = self.publish_command(channel, text);
+        let keys = &self.shared.keys;
+        let stream = keys.stream(channel);
+        let (newest, topic) = (KeySpace::newest_of(&stream), keys.topic(channel));
+        let publish = Publish { stream: &stream, newest: &newest, topic: &topic, text };
         let (pending, completer) = Pending::later();
         let (shared, text) = (self.shared.clone(), text.to_string());
         let on_replies: OnReplies = Box::new(move |replies| completer.complete(published(&shared, replies, &text)));
-        match self.shared.lanes.submit_publish(key.as_bytes(), &command, on_replies) {
+        match self.shared.lanes.submit_publish(&publish, &self.shared.publish_args, on_replies) {
             Ok(()) => pending,
             // Refused at once, never queued: the caller answers 503.
             Err(error) => Pending::ready(Err(error)),

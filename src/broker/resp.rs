@@ -173,7 +173,9 @@ pub fn encode_command(out: &mut Vec<u8>, args: &[&[u8]]) {
     }
 }
 
-fn encode_bulk(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+/// Appends one bulk string (`None`: the null bulk string), as [`encode_command`] writes each
+/// argument: for a command whose arguments are gathered in pieces (a batch of publishes).
+pub fn encode_bulk(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     match bytes {
         // "$-1\r\n": the null bulk string.
         None => out.extend_from_slice(b"$-1\r\n"),
@@ -189,7 +191,7 @@ fn encode_bulk(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
 
 /// Appends a count or a length in decimal, the way RESP writes them, with no `String` made for
 /// it: a publish's command has ten of them, each a small allocation with `to_string`.
-fn push_length(out: &mut Vec<u8>, mut length: usize) {
+pub fn push_length(out: &mut Vec<u8>, mut length: usize) {
     let mut digits = [0u8; 20];
     let mut start = digits.len();
     loop {

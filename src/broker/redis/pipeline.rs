@@ -19,6 +19,12 @@
 //!   orders are the same. The callback runs on the reader thread and typically fills a
 //!   [`crate::broker::Completer`], which wakes the worker's connection.
 //!
+//! Publishes on one Redis are gathered rather than encoded one by one
+//! ([`Pipeline::submit_publish`]): those queued on a lane since its output was last sent
+//! leave as one call of the publish script when it is next sent (a worker's turn ends, or the
+//! writer takes the output), or before the next command of another kind, so that commands
+//! still leave in the order they were queued ([`super::publish_batch`]).
+//!
 //! Faults. The reader declares its connection dead when the oldest command in flight has
 //! waited longer than `--redis-timeout` (a stopped or partitioned Redis never closes the
 //! socket), when Redis closes it, or on any read or write error: every command in flight
@@ -60,6 +66,7 @@ use std::time::Duration;
 use crate::time::Instant;
 
 use super::super::resp::Value;
+use super::publish_batch::{Publish, PublishArgs, PublishBatch};
 use super::{Backoff, Link, RedisError, RedisUrl};
 use crate::broker::{BrokerError, LinkStats};
 use crate::server::sys::os;
@@ -105,6 +112,9 @@ pub type OnUp = Arc<dyn Fn() + Send + Sync>;
 /// One command (or several sent together, like `MULTI ... EXEC`) waiting for its replies.
 struct InFlight {
     replies: usize,
+    /// The callers its replies answer, as the counters count them: one, or each publish of a
+    /// batch ([`PublishBatch`]).
+    callers: u64,
     received: Vec<Value>,
     queued_at: Instant,
     on_replies: OnReplies,
@@ -123,6 +133,12 @@ enum Kind {
     Wait,
 }
 
+impl InFlight {
+    fn new(replies: usize, on_replies: OnReplies, kind: Kind) -> InFlight {
+        InFlight { replies, callers: 1, received: Vec::new(), queued_at: Instant::now(), on_replies, kind }
+    }
+}
+
 /// A lane's shared state, under its lock.
 #[derive(Default)]
 struct LaneState {
@@ -132,6 +148,10 @@ struct LaneState {
     generation: u64,
     /// Encoded commands the writer has not taken yet.
     output: Vec<u8>,
+    /// Publishes queued since the output was last sent, to be appended to it as one script
+    /// call when it is next sent, or before the next command of another kind
+    /// ([`Pipeline::submit_publish`]).
+    batch: Option<PublishBatch>,
     in_flight: VecDeque<InFlight>,
     /// The writer is asleep on `queued`: only then is the output sent or the writer woken by
     /// the thread that queued it ([`Lane::send_or_wake`]); a writer busy writing takes what
@@ -278,47 +298,49 @@ impl Pipeline {
         on_replies: OnReplies,
     ) -> Result<(), (BrokerError, OnReplies)> {
         let kind = if replicated && self.has_replicas.load(Ordering::Relaxed) { Kind::Replicated } else { Kind::Plain };
-        // The first lane that is up and has room (DEFAULT_CONNECTIONS says why not round robin).
-        for lane in &self.lanes {
-            let mut state = lock(&lane.state);
-            if state.socket.is_none() || state.in_flight.len() >= MAX_IN_FLIGHT {
-                continue;
-            }
-            state.output.extend_from_slice(commands);
-            state.in_flight.push_back(InFlight {
-                replies,
-                received: Vec::new(),
-                queued_at: Instant::now(),
-                on_replies,
-                kind,
-            });
-            state.unwaited |= kind == Kind::Replicated;
-            lane.counters.sent.fetch_add(1, Ordering::Relaxed);
-            // While the writer sleeps, the output is sent by the thread that queued it: at the
-            // end of its turn, so that a worker's turn of commands leaves in one write
-            // (`crate::wake`, "Wake-ups held to the end of a turn"), and early in a long turn.
-            let hold = state.writer_asleep && state.held_for_send == 0;
-            if state.writer_asleep {
-                state.held_for_send += 1;
-            }
-            if state.held_for_send >= SEND_EARLY_AFTER {
-                // Not 0: the send at the turn's end is still held, for what comes next.
-                state.held_for_send = 1;
-                lane.send_or_wake(&mut state);
-            }
-            drop(state);
-            if hold {
-                let lane = lane.clone();
-                crate::wake::ring_after_turn(move || {
-                    let mut state = lock(&lane.state);
-                    state.held_for_send = 0;
-                    lane.send_or_wake(&mut state);
-                });
-            }
-            return Ok(());
+        let Some((lane, mut state)) = self.lane_up() else {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Err((BrokerError::Unavailable("not connected to Redis".into()), on_replies));
+        };
+        // Publishes queued before it go before it.
+        Lane::flush_batch(&mut state);
+        state.output.extend_from_slice(commands);
+        state.in_flight.push_back(InFlight::new(replies, on_replies, kind));
+        state.unwaited |= kind == Kind::Replicated;
+        lane.queued_one(state);
+        Ok(())
+    }
+
+    /// Queues a publish on one Redis: it joins the publishes queued on the lane since its
+    /// output was last sent, and they leave together as one call of the publish script when
+    /// it is next sent ([`super::publish_batch`]). `on_replies` is called once with the
+    /// publish's own reply (`[id]` or `[error]`), or with the reason there is none. Refused at
+    /// once, as [`Pipeline::submit`], when no lane is up.
+    pub fn submit_publish(
+        &self,
+        publish: &Publish,
+        args: &Arc<PublishArgs>,
+        on_replies: OnReplies,
+    ) -> Result<(), BrokerError> {
+        let Some((lane, mut state)) = self.lane_up() else {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(BrokerError::Unavailable("not connected to Redis".into()));
+        };
+        if state.batch.as_ref().is_some_and(|batch| !batch.has_room_for(publish)) {
+            Lane::flush_batch(&mut state);
         }
-        self.refused.fetch_add(1, Ordering::Relaxed);
-        Err((BrokerError::Unavailable("not connected to Redis".into()), on_replies))
+        state.batch.get_or_insert_with(|| PublishBatch::new(args.clone())).push(publish, on_replies);
+        lane.queued_one(state);
+        Ok(())
+    }
+
+    /// The first lane that is up and has room (DEFAULT_CONNECTIONS says why not round robin),
+    /// locked.
+    fn lane_up(&self) -> Option<(&Arc<Lane>, MutexGuard<'_, LaneState>)> {
+        self.lanes.iter().find_map(|lane| {
+            let state = lock(&lane.state);
+            (state.socket.is_some() && state.in_flight.len() < MAX_IN_FLIGHT).then_some((lane, state))
+        })
     }
 
     /// Loads the publish script on every lane again (after a `NOSCRIPT`: someone flushed
@@ -329,15 +351,9 @@ impl Pipeline {
         for lane in &self.lanes {
             let mut state = lock(&lane.state);
             if state.socket.is_some() {
+                Lane::flush_batch(&mut state);
                 state.output.extend_from_slice(&command);
-                let on_replies: OnReplies = Box::new(|_| {});
-                state.in_flight.push_back(InFlight {
-                    replies: 1,
-                    received: Vec::new(),
-                    queued_at: Instant::now(),
-                    on_replies,
-                    kind: Kind::Plain,
-                });
+                state.in_flight.push_back(InFlight::new(1, Box::new(|_| {}), Kind::Plain));
                 lane.wake_writer(&mut state);
                 drop(state);
                 lane.counters.sent.fetch_add(1, Ordering::Relaxed);
@@ -353,7 +369,8 @@ impl Pipeline {
             {
                 let state = lock(&lane.state);
                 stats.connections_up += usize::from(state.socket.is_some());
-                stats.in_flight += state.in_flight.len() as u64;
+                let waiting = state.batch.as_ref().map_or(0, PublishBatch::len) as u64;
+                stats.in_flight += state.in_flight.iter().map(|command| command.callers).sum::<u64>() + waiting;
             }
             let counters = &lane.counters;
             stats.sent += counters.sent.load(Ordering::Relaxed);
@@ -382,6 +399,50 @@ impl Pipeline {
 }
 
 impl Lane {
+    /// A command or a publish was queued (`state` is the lane's, locked): counts it, and sends
+    /// the output or holds it to the end of the queueing thread's turn.
+    fn queued_one(self: &Arc<Lane>, mut state: MutexGuard<'_, LaneState>) {
+        self.counters.sent.fetch_add(1, Ordering::Relaxed);
+        // While the writer sleeps, the output is sent by the thread that queued it: at the
+        // end of its turn, so that a worker's turn of commands leaves in one write
+        // (`crate::wake`, "Wake-ups held to the end of a turn"), and early in a long turn.
+        let hold = state.writer_asleep && state.held_for_send == 0;
+        if state.writer_asleep {
+            state.held_for_send += 1;
+        }
+        if state.held_for_send >= SEND_EARLY_AFTER {
+            // Not 0: the send at the turn's end is still held, for what comes next.
+            state.held_for_send = 1;
+            self.send_or_wake(&mut state);
+        }
+        drop(state);
+        if hold {
+            let lane = self.clone();
+            crate::wake::ring_after_turn(move || {
+                let mut state = lock(&lane.state);
+                state.held_for_send = 0;
+                lane.send_or_wake(&mut state);
+            });
+        }
+    }
+
+    /// Appends the publishes waiting in the lane's batch to its output, as one script call
+    /// in flight, in the same step (the replies' order is the output's).
+    fn flush_batch(state: &mut LaneState) {
+        if let Some(batch) = state.batch.take() {
+            let (callers, queued_at) = (batch.len() as u64, batch.first_queued());
+            let on_replies = batch.encode(&mut state.output);
+            state.in_flight.push_back(InFlight {
+                replies: 1,
+                callers,
+                received: Vec::new(),
+                queued_at,
+                on_replies,
+                kind: Kind::Plain,
+            });
+        }
+    }
+
     /// Sends the output from this thread while the writer sleeps, without waiting
     /// ([`os::send_without_waiting`]), and wakes the writer for what the socket did not take
     /// (its buffer full, an error the writer then meets and reports), and for a `WAIT` that
@@ -391,7 +452,11 @@ impl Lane {
     /// write, and takes the output itself when it is done. Holds output while a `WAIT` is in
     /// flight, as the writer does.
     fn send_or_wake(&self, state: &mut LaneState) {
-        if !state.writer_asleep || state.output.is_empty() || state.waiting {
+        if !state.writer_asleep || state.waiting {
+            return;
+        }
+        Lane::flush_batch(state);
+        if state.output.is_empty() {
             return;
         }
         if let (Some(socket), false) = (&state.socket, state.unwaited) {
@@ -434,16 +499,20 @@ impl Lane {
             if let Some(socket) = state.socket.take() {
                 let _ = socket.shutdown(Shutdown::Both);
             }
+            // Publishes not sent yet fail too: every command accepted is answered.
+            Lane::flush_batch(&mut state);
             state.output.clear();
             state.unwaited = false;
             state.waiting = false;
-            let held = std::mem::take(&mut state.held).into_iter().map(|(on_replies, _)| on_replies);
+            let held = std::mem::take(&mut state.held).into_iter().map(|(on_replies, _)| (on_replies, 1));
             let in_flight = std::mem::take(&mut state.in_flight);
-            held.chain(in_flight.into_iter().filter(|c| c.kind != Kind::Wait).map(|c| c.on_replies)).collect::<Vec<_>>()
+            let in_flight = in_flight.into_iter().filter(|c| c.kind != Kind::Wait).map(|c| (c.on_replies, c.callers));
+            held.chain(in_flight).collect::<Vec<_>>()
         };
         // A write Redis ran but no replica confirmed fails too: nobody can say it survives.
-        self.counters.failed.fetch_add(failed.len() as u64, Ordering::Relaxed);
-        for on_replies in failed {
+        let callers = failed.iter().map(|(_, callers)| callers).sum();
+        self.counters.failed.fetch_add(callers, Ordering::Relaxed);
+        for (on_replies, _) in failed {
             on_replies(Err(BrokerError::Unavailable(why.to_string())));
         }
     }
@@ -478,10 +547,10 @@ impl Lane {
         };
         let waited = command.queued_at.elapsed().as_micros().min(u64::MAX as u128) as u64;
         let counters = &self.counters;
-        counters.latency_sum_us.fetch_add(waited, Ordering::Relaxed);
+        counters.latency_sum_us.fetch_add(waited.saturating_mul(command.callers), Ordering::Relaxed);
         counters.latency_max_us.fetch_max(waited, Ordering::Relaxed);
         if command.kind != Kind::Wait {
-            counters.answered.fetch_add(1, Ordering::Relaxed);
+            counters.answered.fetch_add(command.callers, Ordering::Relaxed);
             (command.on_replies)(Ok(command.received));
             return Ok(());
         }
@@ -618,19 +687,14 @@ fn write_commands(lane: &Lane, config: &LaneConfig) {
                 return;
             }
             let Some(socket) = state.socket.clone() else { continue };
+            Lane::flush_batch(&mut state);
             std::mem::swap(&mut spare, &mut state.output);
             if std::mem::take(&mut state.unwaited) {
                 // One `WAIT` behind this turn's replicated writes: queued under the lock that
                 // holds the in-flight order, so its reply is read right after theirs.
                 encode_wait(&mut spare, config.timeout / WAIT_SHARE);
                 state.waiting = true;
-                state.in_flight.push_back(InFlight {
-                    replies: 1,
-                    received: Vec::new(),
-                    queued_at: Instant::now(),
-                    on_replies: Box::new(|_| {}),
-                    kind: Kind::Wait,
-                });
+                state.in_flight.push_back(InFlight::new(1, Box::new(|_| {}), Kind::Wait));
             }
             (socket, state.generation)
         };
@@ -667,7 +731,9 @@ fn encode_wait(out: &mut Vec<u8>, timeout: Duration) {
 /// Waits until the lane is up with output queued, or the link stops.
 fn wait_for_output<'a>(lane: &'a Lane, stopping: &AtomicBool) -> MutexGuard<'a, LaneState> {
     let mut state = lock(&lane.state);
-    while !stopping.load(Ordering::SeqCst) && (state.socket.is_none() || state.output.is_empty() || state.waiting) {
+    while !stopping.load(Ordering::SeqCst)
+        && (state.socket.is_none() || (state.output.is_empty() && state.batch.is_none()) || state.waiting)
+    {
         state.writer_asleep = true;
         state = lane.queued.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
     }
@@ -928,7 +994,13 @@ mod tests {
     /// answered a command, and the writer went back to sleep since it was woken for the
     /// connection (`Lane::wake_writer` marks it awake), so only a test's own commands move it.
     fn one_lane_with_its_writer_asleep() -> Pipeline {
-        let (url, _) = fake_redis(echo_or_hang);
+        one_lane_with_its_writer_asleep_on(echo_or_hang)
+    }
+
+    /// [`one_lane_with_its_writer_asleep`] on a fake Redis that answers with `answer` (which
+    /// must answer `ECHO`).
+    fn one_lane_with_its_writer_asleep_on(answer: fn(&[Vec<u8>]) -> Option<Vec<u8>>) -> Pipeline {
+        let (url, _) = fake_redis(answer);
         let pipeline = start(&url, 1, Duration::from_secs(5));
         let deadline = Instant::now() + Duration::from_secs(10);
         while !echoed(&pipeline, b"up") {
@@ -1012,5 +1084,144 @@ mod tests {
         assert!(matches!(refused, Err(BrokerError::Unavailable(_))));
         assert!(!called.load(Ordering::SeqCst));
         assert_eq!(pipeline.stats().connections_up, 0);
+    }
+
+    /// What [`publish_script_or_echo`] was sent, in order: `EVALSHA` with the texts of its
+    /// publishes, `ECHO` with its text.
+    static SENT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    /// A Redis that answers the publish script with each publish's text as its id, and `ECHO`;
+    /// it logs both in [`SENT`].
+    fn publish_script_or_echo(args: &[Vec<u8>]) -> Option<Vec<u8>> {
+        let text = |arg: &Vec<u8>| String::from_utf8_lossy(arg).into_owned();
+        if args[0] != b"EVALSHA" {
+            lock(&SENT).push(format!("ECHO {}", text(args.get(1)?)));
+            return echo_or_hang(args);
+        }
+        let keys: usize = text(&args[2]).parse().ok()?;
+        // After the keys: three common arguments, then a topic and a text per publish.
+        let texts: Vec<String> = args[3 + keys + 3..].iter().skip(1).step_by(2).map(text).collect();
+        assert_eq!(texts.len() * 2, keys, "two keys per publish");
+        lock(&SENT).push(format!("EVALSHA {}", texts.join(" ")));
+        let mut reply = format!("*{}\r\n", texts.len()).into_bytes();
+        for text in &texts {
+            reply.extend_from_slice(format!("${}\r\n{text}\r\n", text.len()).as_bytes());
+        }
+        Some(reply)
+    }
+
+    fn sent_with(marker: &str) -> Vec<String> {
+        lock(&SENT).iter().filter(|line| line.contains(marker)).cloned().collect()
+    }
+
+    fn publish_args() -> Arc<PublishArgs> {
+        Arc::new(PublishArgs::new(super::super::PUBLISH_SCRIPT, &crate::broker::Limits::default()))
+    }
+
+    /// Submits a publish of `text` to channel `c` whose caller reports `(text, its id)`.
+    fn submit_publish(pipeline: &Pipeline, text: &str, answers: &mpsc::Sender<(String, Result<String, BrokerError>)>) {
+        let answers = answers.clone();
+        let expected = text.to_string();
+        let on_replies: OnReplies = Box::new(move |replies| {
+            let id = replies.map(|mut r| r.pop().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default());
+            let _ = answers.send((expected, id));
+        });
+        let publish = Publish { stream: "realtime:c", newest: "realtime:c:newest", topic: "realtime:0:c", text };
+        pipeline.submit_publish(&publish, &publish_args(), on_replies).expect("the lane is up");
+    }
+
+    /// `super::publish_batch`: the publishes of a worker's turn leave as one call of the
+    /// publish script, and each caller is answered with its own element of the reply.
+    #[test]
+    fn a_turns_publishes_leave_as_one_script_call_and_each_is_answered_with_its_own_id() {
+        let pipeline = one_lane_with_its_writer_asleep_on(publish_script_or_echo);
+        let before = pipeline.stats();
+        let (answers, answered) = mpsc::channel();
+        let turn = crate::wake::Turn::begin();
+        for i in 0..5 {
+            submit_publish(&pipeline, &format!("turn-{i}"), &answers);
+        }
+        let stats = pipeline.stats();
+        assert_eq!(stats.in_flight, 5, "waiting publishes count as in flight");
+        drop(turn);
+        for i in 0..5 {
+            let expected = format!("turn-{i}");
+            assert_eq!(answered.recv_timeout(Duration::from_secs(5)), Ok((expected.clone(), Ok(expected))));
+        }
+        assert_eq!(sent_with("turn-"), ["EVALSHA turn-0 turn-1 turn-2 turn-3 turn-4"], "one call");
+        let stats = pipeline.stats();
+        assert_eq!((stats.sent - before.sent, stats.answered - before.answered, stats.in_flight), (5, 5, 0));
+    }
+
+    /// A command queued after publishes goes after them, and a publish after it in a call of
+    /// its own: commands leave in the order they were queued.
+    #[test]
+    fn a_command_queued_after_publishes_leaves_after_their_script_call() {
+        let pipeline = one_lane_with_its_writer_asleep_on(publish_script_or_echo);
+        let (answers, answered) = mpsc::channel();
+        let turn = crate::wake::Turn::begin();
+        submit_publish(&pipeline, "order-1", &answers);
+        submit_publish(&pipeline, "order-2", &answers);
+        let (echoes, echoed) = mpsc::channel();
+        let on_replies: OnReplies = Box::new(move |replies| {
+            let _ = echoes.send(replies.is_ok());
+        });
+        pipeline.submit(&command(&[b"ECHO", b"order-echo"]), 1, on_replies).expect("the lane is up");
+        submit_publish(&pipeline, "order-3", &answers);
+        drop(turn);
+        for _ in 0..3 {
+            assert!(matches!(answered.recv_timeout(Duration::from_secs(5)), Ok((_, Ok(_)))));
+        }
+        assert_eq!(echoed.recv_timeout(Duration::from_secs(5)), Ok(true));
+        assert_eq!(sent_with("order-"), ["EVALSHA order-1 order-2", "ECHO order-echo", "EVALSHA order-3"]);
+    }
+
+    /// Every command accepted is answered: publishes still waiting for the lane's next send
+    /// when its connection is lost are told they failed, like those in flight.
+    #[test]
+    fn publishes_waiting_to_be_sent_when_the_connection_is_lost_are_told_they_failed() {
+        let pipeline = one_lane_with_its_writer_asleep_on(publish_script_or_echo);
+        let before = pipeline.stats();
+        let (answers, answered) = mpsc::channel();
+        let turn = crate::wake::Turn::begin();
+        for i in 0..3 {
+            submit_publish(&pipeline, &format!("lost-{i}"), &answers);
+        }
+        let lane = &pipeline.lanes[0];
+        let generation = lock(&lane.state).generation;
+        lane.go_down(generation, "cut by the test");
+        for i in 0..3 {
+            let (text, answer) = answered.recv_timeout(Duration::from_secs(5)).expect("told");
+            assert_eq!(text, format!("lost-{i}"));
+            assert!(matches!(answer, Err(BrokerError::Unavailable(_))), "{answer:?}");
+        }
+        drop(turn);
+        assert!(sent_with("lost-").is_empty(), "never sent");
+        let stats = pipeline.stats();
+        assert_eq!(stats.failed - before.failed, 3);
+        assert!(lock(&lane.state).output.is_empty(), "nothing left to send on the next connection");
+    }
+
+    /// Publishes queued while the writer is busy writing are left to it: it takes them as one
+    /// script call when it comes back for more output.
+    #[test]
+    fn publishes_queued_while_the_writer_writes_leave_as_one_call_with_its_next_write() {
+        let pipeline = one_lane_with_its_writer_asleep_on(publish_script_or_echo);
+        let lane = &pipeline.lanes[0];
+        // As if the writer were in the middle of a write: queueing threads leave it the output.
+        lock(&lane.state).writer_asleep = false;
+        let (answers, answered) = mpsc::channel();
+        for i in 0..3 {
+            submit_publish(&pipeline, &format!("busy-{i}"), &answers);
+        }
+        thread::sleep(Duration::from_millis(50));
+        assert!(answered.try_recv().is_err(), "left to the writer");
+        // The writer is done and looks for more.
+        lane.queued.notify_one();
+        for i in 0..3 {
+            let expected = format!("busy-{i}");
+            assert_eq!(answered.recv_timeout(Duration::from_secs(5)), Ok((expected.clone(), Ok(expected))));
+        }
+        assert_eq!(sent_with("busy-"), ["EVALSHA busy-0 busy-1 busy-2"]);
     }
 }
