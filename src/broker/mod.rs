@@ -306,7 +306,8 @@ pub struct LinkStats {
     pub connections_up: usize,
     /// Connections (re)opened after the first.
     pub reconnects: u64,
-    /// Commands sent and not yet answered.
+    /// Commands sent and not yet answered. A publish counts as one command, also when it goes
+    /// to Redis in one call of the publish script with others (`redis::publish_batch`).
     pub in_flight: u64,
     /// Commands accepted, answered, and failed (the connection died, timed out, or was down).
     pub sent: u64,
