@@ -189,7 +189,8 @@
 //!   stay what they were (`realtime:CHANNEL`, `realtime:DB:CHANNEL`).
 //! - **Publish** is [`CLUSTER_PUBLISH_SCRIPT`]: the same script with `SPUBLISH`, which reaches
 //!   only the subscribers of the master that owns the slot, not the whole cluster as `PUBLISH`
-//!   would. Atomic on one master as before, so stream order is pub/sub order.
+//!   would. Atomic on one master as before, so stream order is pub/sub order. A call of it
+//!   holds publishes of one slot ([`publish_batch`]).
 //! - **The link** is a [`router::Router`]: a lane set per master, each command sent to its
 //!   key's master, `MOVED` and `ASK` followed a bounded number of times (see there).
 //! - **Subscriptions**: the supervisor asks `CLUSTER SLOTS` ([`cluster::Topology`]), opens one
@@ -339,7 +340,7 @@ use channel::{
 };
 use link::{now_ms, Backoff, Link, RedisError};
 use mirror::Mirror;
-use publish_batch::{Publish, PublishArgs, PublishBatch};
+use publish_batch::{Publish, PublishArgs};
 use supervisor::{supervise, CommandLink, Event, Wishes};
 
 /// The largest message text this broker carries. A message crosses pub/sub as one bulk
@@ -471,11 +472,10 @@ impl Lanes {
         }
     }
 
-    /// Queues a publish. On one Redis it joins the publishes waiting for the lane's next send
-    /// ([`Pipeline::submit_publish`]), and is answered at once (a replica there is not
-    /// promoted by anything this node knows of). On a cluster it is a batch of its own
-    /// ([`publish_batch`] says why), answered, when its master has replicas, once one of them
-    /// has it ([`Pipeline::submit_or_return`]).
+    /// Queues a publish: it joins the publishes waiting for the lane's next send
+    /// ([`Pipeline::submit_publish`], [`Router::submit_publish`]). On one Redis it is answered
+    /// at once (a replica there is not promoted by anything this node knows of); on a cluster
+    /// whose master has replicas, once one of them has it.
     fn submit_publish(
         &self,
         publish: &Publish,
@@ -483,14 +483,8 @@ impl Lanes {
         on_replies: OnReplies,
     ) -> Result<(), BrokerError> {
         match self {
-            Lanes::Single(pipeline) => pipeline.submit_publish(publish, args, on_replies),
-            Lanes::Cluster(router) => {
-                let mut batch = PublishBatch::new(args.clone());
-                batch.push(publish, on_replies);
-                let mut command = Vec::with_capacity(publish.text.len() + 200);
-                let on_replies = batch.encode(&mut command);
-                router.submit(publish.stream.as_bytes(), &command, 1, true, on_replies)
-            }
+            Lanes::Single(pipeline) => pipeline.submit_publish(publish, args, false, on_replies),
+            Lanes::Cluster(router) => router.submit_publish(publish, args, on_replies),
         }
     }
 
@@ -895,7 +889,7 @@ impl Broker for RedisBroker {
         let keys = &self.shared.keys;
         let stream = keys.stream(channel);
         let (newest, topic) = (KeySpace::newest_of(&stream), keys.topic(channel));
-        let publish = Publish { stream: &stream, newest: &newest, topic: &topic, text };
+        let publish = Publish { stream: &stream, newest: &newest, topic: &topic, text, slot: None };
         let (pending, completer) = Pending::later();
         let (shared, text) = (self.shared.clone(), text.to_string());
         let on_replies: OnReplies = Box::new(move |replies| completer.complete(published(&shared, replies, &text)));

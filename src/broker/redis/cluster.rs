@@ -219,8 +219,20 @@ impl Redirect {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+
+    /// A slot table as `CLUSTER SLOTS` answers it: each range `(first, last, port)` served by
+    /// the master `127.0.0.1:port`.
+    pub(in crate::broker::redis) fn slot_table(ranges: &[(u16, u16, u16)]) -> Topology {
+        let bulk = |s: &str| Value::Bulk(Some(s.as_bytes().to_vec()));
+        let ranges = ranges.iter().map(|&(first, last, port)| {
+            let master = Value::Array(Some(vec![bulk("127.0.0.1"), Value::Integer(port.into()), bulk("id")]));
+            Value::Array(Some(vec![Value::Integer(first.into()), Value::Integer(last.into()), master]))
+        });
+        let asked = NodeAddr { host: "127.0.0.1".into(), port: 7001 };
+        Topology::from_cluster_slots(&Value::Array(Some(ranges.collect())), &asked).unwrap()
+    }
 
     fn addr(host: &str, port: u16) -> NodeAddr {
         NodeAddr { host: host.into(), port }

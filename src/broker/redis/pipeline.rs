@@ -122,9 +122,10 @@ struct InFlight {
 }
 
 /// What a command's replies mean for its caller.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum Kind {
     /// Answered as soon as its replies arrive.
+    #[default]
     Plain,
     /// A write answered only once a replica has it: its replies are held until the `WAIT`
     /// behind it (the module docs, "Replicated writes").
@@ -152,6 +153,8 @@ struct LaneState {
     /// call when it is next sent, or before the next command of another kind
     /// ([`Pipeline::submit_publish`]).
     batch: Option<PublishBatch>,
+    /// How the batch is answered: [`Kind::Replicated`] if any of its publishes is.
+    batch_kind: Kind,
     in_flight: VecDeque<InFlight>,
     /// The writer is asleep on `queued`: only then is the output sent or the writer woken by
     /// the thread that queued it ([`Lane::send_or_wake`]); a writer busy writing takes what
@@ -165,8 +168,9 @@ struct LaneState {
     /// A `WAIT` is in flight: the writer holds further output until it is answered (see
     /// [`WAIT_SHARE`]).
     waiting: bool,
-    /// Replicated writes Redis answered, waiting for the reply of the `WAIT` after them.
-    held: Vec<(OnReplies, Vec<Value>)>,
+    /// Replicated writes Redis answered, waiting for the reply of the `WAIT` after them, with
+    /// the callers each answers ([`InFlight::callers`]).
+    held: Vec<(OnReplies, Vec<Value>, u64)>,
 }
 
 #[derive(Default)]
@@ -311,17 +315,20 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Queues a publish on one Redis: it joins the publishes queued on the lane since its
-    /// output was last sent, and they leave together as one call of the publish script when
-    /// it is next sent ([`super::publish_batch`]). `on_replies` is called once with the
-    /// publish's own reply (`[id]` or `[error]`), or with the reason there is none. Refused at
-    /// once, as [`Pipeline::submit`], when no lane is up.
+    /// Queues a publish: it joins the publishes queued on the lane since its output was last
+    /// sent (on a cluster, those of its slot), and they leave together as one call of the
+    /// publish script when it is next sent ([`super::publish_batch`]). `on_replies` is called
+    /// once with the publish's own reply (`[id]` or `[error]`), or with the reason there is
+    /// none; a `replicated` publish is answered as [`Pipeline::submit_or_return`] says. Refused
+    /// at once, as [`Pipeline::submit`], when no lane is up.
     pub fn submit_publish(
         &self,
         publish: &Publish,
         args: &Arc<PublishArgs>,
+        replicated: bool,
         on_replies: OnReplies,
     ) -> Result<(), BrokerError> {
+        let kind = if replicated && self.has_replicas.load(Ordering::Relaxed) { Kind::Replicated } else { Kind::Plain };
         let Some((lane, mut state)) = self.lane_up() else {
             self.refused.fetch_add(1, Ordering::Relaxed);
             return Err(BrokerError::Unavailable("not connected to Redis".into()));
@@ -329,7 +336,15 @@ impl Pipeline {
         if state.batch.as_ref().is_some_and(|batch| !batch.has_room_for(publish)) {
             Lane::flush_batch(&mut state);
         }
-        state.batch.get_or_insert_with(|| PublishBatch::new(args.clone())).push(publish, on_replies);
+        if state.batch.is_none() {
+            (state.batch, state.batch_kind) = (Some(PublishBatch::new(args.clone())), Kind::Plain);
+        }
+        if kind == Kind::Replicated {
+            state.batch_kind = kind;
+        }
+        if let Some(batch) = state.batch.as_mut() {
+            batch.push(publish, on_replies);
+        }
         lane.queued_one(state);
         Ok(())
     }
@@ -430,7 +445,7 @@ impl Lane {
     /// in flight, in the same step (the replies' order is the output's).
     fn flush_batch(state: &mut LaneState) {
         if let Some(batch) = state.batch.take() {
-            let (callers, queued_at) = (batch.len() as u64, batch.first_queued());
+            let (callers, queued_at, kind) = (batch.len() as u64, batch.first_queued(), state.batch_kind);
             let on_replies = batch.encode(&mut state.output);
             state.in_flight.push_back(InFlight {
                 replies: 1,
@@ -438,8 +453,9 @@ impl Lane {
                 received: Vec::new(),
                 queued_at,
                 on_replies,
-                kind: Kind::Plain,
+                kind,
             });
+            state.unwaited |= kind == Kind::Replicated;
         }
     }
 
@@ -504,7 +520,8 @@ impl Lane {
             state.output.clear();
             state.unwaited = false;
             state.waiting = false;
-            let held = std::mem::take(&mut state.held).into_iter().map(|(on_replies, _)| (on_replies, 1));
+            let held =
+                std::mem::take(&mut state.held).into_iter().map(|(on_replies, _, callers)| (on_replies, callers));
             let in_flight = std::mem::take(&mut state.in_flight);
             let in_flight = in_flight.into_iter().filter(|c| c.kind != Kind::Wait).map(|c| (c.on_replies, c.callers));
             held.chain(in_flight).collect::<Vec<_>>()
@@ -533,7 +550,7 @@ impl Lane {
                 Kind::Plain => (command, Vec::new()),
                 Kind::Replicated => {
                     // Its replies wait for the `WAIT` behind it.
-                    state.held.push((command.on_replies, command.received));
+                    state.held.push((command.on_replies, command.received, command.callers));
                     return Ok(());
                 }
                 Kind::Wait => {
@@ -558,12 +575,12 @@ impl Lane {
         // connection (<https://redis.io/docs/latest/commands/wait/>).
         let acknowledged = command.received.first().and_then(Value::as_integer).unwrap_or(0);
         let replicated = acknowledged >= 1;
-        counters.answered.fetch_add(released.len() as u64, Ordering::Relaxed);
-        for (on_replies, replies) in released {
+        for (on_replies, replies, callers) in released {
             if replicated {
+                counters.answered.fetch_add(callers, Ordering::Relaxed);
                 on_replies(Ok(replies));
             } else {
-                counters.failed.fetch_add(1, Ordering::Relaxed);
+                counters.failed.fetch_add(callers, Ordering::Relaxed);
                 on_replies(Err(BrokerError::Unavailable(
                     "no replica confirmed the write within a third of the --redis-timeout; a failover could lose it"
                         .into(),
@@ -760,7 +777,7 @@ impl Drop for Pipeline {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::broker::resp::{decode, Limits};
     use std::io::Read;
@@ -770,7 +787,9 @@ mod tests {
     /// A stand-in for Redis on 127.0.0.1: it answers what a lane sends as it opens (`SELECT`,
     /// `TIME`, `SCRIPT LOAD`), then every other command with `answer` (`None`: never). Returns
     /// its URL and the number of connections it accepted.
-    fn fake_redis(answer: fn(&[Vec<u8>]) -> Option<Vec<u8>>) -> (RedisUrl, Arc<AtomicUsize>) {
+    pub(in crate::broker::redis) fn fake_redis(
+        answer: fn(&[Vec<u8>]) -> Option<Vec<u8>>,
+    ) -> (RedisUrl, Arc<AtomicUsize>) {
         let (url, accepted, _) = gated_fake_redis(answer);
         (url, accepted)
     }
@@ -1090,24 +1109,42 @@ mod tests {
     /// publishes, `ECHO` with its text.
     static SENT: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-    /// A Redis that answers the publish script with each publish's text as its id, and `ECHO`;
-    /// it logs both in [`SENT`].
-    fn publish_script_or_echo(args: &[Vec<u8>]) -> Option<Vec<u8>> {
+    /// The texts of the publishes of a call of the publish script (`EVALSHA`), or `None` for
+    /// another command.
+    pub(in crate::broker::redis) fn script_texts(args: &[Vec<u8>]) -> Option<Vec<String>> {
         let text = |arg: &Vec<u8>| String::from_utf8_lossy(arg).into_owned();
         if args[0] != b"EVALSHA" {
-            lock(&SENT).push(format!("ECHO {}", text(args.get(1)?)));
-            return echo_or_hang(args);
+            return None;
         }
         let keys: usize = text(&args[2]).parse().ok()?;
         // After the keys: three common arguments, then a topic and a text per publish.
         let texts: Vec<String> = args[3 + keys + 3..].iter().skip(1).step_by(2).map(text).collect();
         assert_eq!(texts.len() * 2, keys, "two keys per publish");
-        lock(&SENT).push(format!("EVALSHA {}", texts.join(" ")));
+        Some(texts)
+    }
+
+    /// The publish script's answer with each publish's text as its id.
+    pub(in crate::broker::redis) fn texts_as_ids(texts: &[String]) -> Vec<u8> {
         let mut reply = format!("*{}\r\n", texts.len()).into_bytes();
-        for text in &texts {
+        for text in texts {
             reply.extend_from_slice(format!("${}\r\n{text}\r\n", text.len()).as_bytes());
         }
-        Some(reply)
+        reply
+    }
+
+    /// A Redis that answers the publish script with each publish's text as its id, `ECHO`, and
+    /// `WAIT` with `:1` (a replica has everything); it logs each in [`SENT`].
+    fn publish_script_or_echo(args: &[Vec<u8>]) -> Option<Vec<u8>> {
+        if args[0] == b"WAIT" {
+            lock(&SENT).push("WAIT".into());
+            return Some(b":1\r\n".to_vec());
+        }
+        let Some(texts) = script_texts(args) else {
+            lock(&SENT).push(format!("ECHO {}", String::from_utf8_lossy(args.get(1)?)));
+            return echo_or_hang(args);
+        };
+        lock(&SENT).push(format!("EVALSHA {}", texts.join(" ")));
+        Some(texts_as_ids(&texts))
     }
 
     fn sent_with(marker: &str) -> Vec<String> {
@@ -1118,16 +1155,30 @@ mod tests {
         Arc::new(PublishArgs::new(super::super::PUBLISH_SCRIPT, &crate::broker::Limits::default()))
     }
 
+    /// What a publish's caller reports: its text and its id, or why it has none.
+    type Answer = (String, Result<String, BrokerError>);
+
     /// Submits a publish of `text` to channel `c` whose caller reports `(text, its id)`.
-    fn submit_publish(pipeline: &Pipeline, text: &str, answers: &mpsc::Sender<(String, Result<String, BrokerError>)>) {
+    fn submit_publish(pipeline: &Pipeline, text: &str, answers: &mpsc::Sender<Answer>) {
+        submit_publish_to(pipeline, text, None, false, answers);
+    }
+
+    /// [`submit_publish`] of a publish in `slot` (a cluster's), `replicated` or not.
+    fn submit_publish_to(
+        pipeline: &Pipeline,
+        text: &str,
+        slot: Option<u16>,
+        replicated: bool,
+        answers: &mpsc::Sender<Answer>,
+    ) {
         let answers = answers.clone();
         let expected = text.to_string();
         let on_replies: OnReplies = Box::new(move |replies| {
             let id = replies.map(|mut r| r.pop().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default());
             let _ = answers.send((expected, id));
         });
-        let publish = Publish { stream: "realtime:c", newest: "realtime:c:newest", topic: "realtime:0:c", text };
-        pipeline.submit_publish(&publish, &publish_args(), on_replies).expect("the lane is up");
+        let publish = Publish { stream: "realtime:c", newest: "realtime:c:newest", topic: "realtime:0:c", text, slot };
+        pipeline.submit_publish(&publish, &publish_args(), replicated, on_replies).expect("the lane is up");
     }
 
     /// `super::publish_batch`: the publishes of a worker's turn leave as one call of the
@@ -1223,5 +1274,46 @@ mod tests {
             assert_eq!(answered.recv_timeout(Duration::from_secs(5)), Ok((expected.clone(), Ok(expected))));
         }
         assert_eq!(sent_with("busy-"), ["EVALSHA busy-0 busy-1 busy-2"]);
+    }
+
+    /// On a cluster a call of the script holds publishes of one slot (its keys must hash to
+    /// one): a publish of another slot starts a call of its own.
+    #[test]
+    fn publishes_of_one_slot_share_a_call_and_a_publish_of_another_slot_starts_its_own() {
+        let pipeline = one_lane_with_its_writer_asleep_on(publish_script_or_echo);
+        let (answers, answered) = mpsc::channel();
+        let turn = crate::wake::Turn::begin();
+        for (text, slot) in [("slots-a", 7), ("slots-b", 7), ("slots-c", 9), ("slots-d", 7)] {
+            submit_publish_to(&pipeline, text, Some(slot), false, &answers);
+        }
+        drop(turn);
+        for _ in 0..4 {
+            assert!(matches!(answered.recv_timeout(Duration::from_secs(5)), Ok((_, Ok(_)))));
+        }
+        assert_eq!(sent_with("slots-"), ["EVALSHA slots-a slots-b", "EVALSHA slots-c", "EVALSHA slots-d"]);
+    }
+
+    /// The module docs, "Replicated writes": on a master with replicas, a batch of publishes
+    /// is answered once the `WAIT` behind it says a replica has them.
+    #[test]
+    fn a_batch_of_replicated_publishes_is_answered_after_the_wait_behind_it() {
+        let pipeline = one_lane_with_its_writer_asleep_on(publish_script_or_echo);
+        pipeline.set_replicas(1);
+        let before = pipeline.stats();
+        let (answers, answered) = mpsc::channel();
+        let turn = crate::wake::Turn::begin();
+        for text in ["replicated-1", "replicated-2"] {
+            submit_publish_to(&pipeline, text, Some(7), true, &answers);
+        }
+        drop(turn);
+        for text in ["replicated-1", "replicated-2"] {
+            assert_eq!(answered.recv_timeout(Duration::from_secs(5)), Ok((text.to_string(), Ok(text.to_string()))));
+        }
+        // Only this test's lane has replicas: every `WAIT` is its own.
+        let sent: Vec<String> =
+            lock(&SENT).iter().filter(|line| line.contains("replicated-") || *line == "WAIT").cloned().collect();
+        assert_eq!(sent, ["EVALSHA replicated-1 replicated-2", "WAIT"], "one call, and a WAIT right behind it");
+        let stats = pipeline.stats();
+        assert_eq!((stats.answered - before.answered, stats.in_flight), (2, 0), "each publish counted once");
     }
 }

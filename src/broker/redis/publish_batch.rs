@@ -10,12 +10,12 @@
 //! publishes, or what queued while the lane's writer was writing): nothing is held back to
 //! make one.
 //!
-//! On a cluster a publish is its own batch: the keys of one script call must hash to one slot
-//! (Redis answers `CROSSSLOT` otherwise), different channels rarely do, and a redirection
-//! (`MOVED`, `ASK`) would have to split a batch whose channels moved apart. A call of one
-//! publish costs Redis a little more than the script did before it took batches (0.8 µs of
-//! 5.8); gathering each channel's publishes, whose keys share a slot, into batches of their
-//! own would win that back on a busy channel, and is not done.
+//! On a cluster the keys of one script call must hash to one slot (Redis answers `CROSSSLOT`
+//! otherwise), so a batch holds publishes of one slot: a busy channel's publishes go
+//! together, and publishes to channels of other slots start calls of their own. A slot that
+//! moved refuses the whole call before it runs (`MOVED`, `ASK`: every publish of the batch
+//! gets the redirection as its reply), and each publish then follows the redirection alone
+//! (`super::router`): a publish sent again is never run twice.
 //!
 //! [`PUBLISH_SCRIPT`]: super::PUBLISH_SCRIPT
 
@@ -65,6 +65,7 @@ impl PublishArgs {
 }
 
 /// One publish's names in Redis and its text.
+#[derive(Clone, Copy)]
 pub struct Publish<'a> {
     /// The channel's stream and the key of its newest id ([`super::KeySpace`]).
     pub stream: &'a str,
@@ -72,6 +73,9 @@ pub struct Publish<'a> {
     /// The pub/sub (or shard) channel its news goes out on.
     pub topic: &'a str,
     pub text: &'a str,
+    /// On a cluster, the slot of its keys (the channel's hash tag): a batch holds publishes of
+    /// one slot. `None` on one Redis.
+    pub slot: Option<u16>,
 }
 
 impl Publish<'_> {
@@ -86,6 +90,8 @@ impl Publish<'_> {
 /// one's caller.
 pub(super) struct PublishBatch {
     args: Arc<PublishArgs>,
+    /// The slot of its publishes on a cluster ([`Publish::slot`]).
+    slot: Option<u16>,
     keys: Vec<u8>,
     argv: Vec<u8>,
     callers: Vec<OnReplies>,
@@ -95,7 +101,14 @@ pub(super) struct PublishBatch {
 
 impl PublishBatch {
     pub(super) fn new(args: Arc<PublishArgs>) -> PublishBatch {
-        PublishBatch { args, keys: Vec::new(), argv: Vec::new(), callers: Vec::new(), first_queued: Instant::now() }
+        PublishBatch {
+            args,
+            slot: None,
+            keys: Vec::new(),
+            argv: Vec::new(),
+            callers: Vec::new(),
+            first_queued: Instant::now(),
+        }
     }
 
     /// Publishes in the batch.
@@ -108,24 +121,34 @@ impl PublishBatch {
         self.first_queued
     }
 
-    /// Whether `publish` may join: the batch is under [`MAX_PUBLISHES`], and under
-    /// [`MAX_BYTES`] with it (an empty batch takes any publish).
+    /// Whether `publish` may join: it is for the batch's slot, and the batch is under
+    /// [`MAX_PUBLISHES`], and under [`MAX_BYTES`] with it (an empty batch takes any publish).
     pub(super) fn has_room_for(&self, publish: &Publish) -> bool {
         self.callers.is_empty()
-            || (self.callers.len() < MAX_PUBLISHES && self.keys.len() + self.argv.len() + publish.size() <= MAX_BYTES)
+            || (publish.slot == self.slot
+                && self.callers.len() < MAX_PUBLISHES
+                && self.keys.len() + self.argv.len() + publish.size() <= MAX_BYTES)
     }
 
     /// Adds a publish; `on_replies` is called once with its own reply, as for a command sent
     /// alone (`[id]`, or `[error]`), or with why there is none.
     pub(super) fn push(&mut self, publish: &Publish, on_replies: OnReplies) {
         if self.callers.is_empty() {
-            self.first_queued = Instant::now();
+            (self.first_queued, self.slot) = (Instant::now(), publish.slot);
         }
         encode_bulk(&mut self.keys, Some(publish.stream.as_bytes()));
         encode_bulk(&mut self.keys, Some(publish.newest.as_bytes()));
         encode_bulk(&mut self.argv, Some(publish.topic.as_bytes()));
         encode_bulk(&mut self.argv, Some(publish.text.as_bytes()));
         self.callers.push(on_replies);
+    }
+
+    /// Appends the script call of `publish` alone to `out`: what a publish is sent as again
+    /// when its batch was redirected.
+    pub(super) fn encode_alone(publish: &Publish, args: &Arc<PublishArgs>, out: &mut Vec<u8>) {
+        let mut alone = PublishBatch::new(args.clone());
+        alone.push(publish, Box::new(|_| {}));
+        let _ = alone.encode(out);
     }
 
     /// Appends the batch's `EVALSHA` to `out` and returns the callback its one reply goes to,
@@ -155,7 +178,7 @@ impl PublishBatch {
 /// Hands each publish of a batch its element of the script's answer, in order. An error for
 /// the whole call (`NOSCRIPT`, a script Redis killed) is every publish's reply; an answer of
 /// another shape fails them all, as does a link that failed.
-fn split_reply(callers: Vec<OnReplies>, replies: Result<Vec<Value>, BrokerError>) {
+pub(super) fn split_reply(callers: Vec<OnReplies>, replies: Result<Vec<Value>, BrokerError>) {
     let answer = replies.map(|mut replies| replies.pop());
     match answer {
         Ok(Some(Value::Array(Some(ids)))) if ids.len() == callers.len() => {
@@ -197,7 +220,7 @@ mod tests {
     }
 
     fn publish<'a>(names: &'a [String; 3], text: &'a str) -> Publish<'a> {
-        Publish { stream: &names[0], newest: &names[1], topic: &names[2], text }
+        Publish { stream: &names[0], newest: &names[1], topic: &names[2], text, slot: None }
     }
 
     fn names(channel: &str) -> [String; 3] {
@@ -313,5 +336,17 @@ mod tests {
         let mut batch = PublishBatch::new(args());
         batch.push(&small, Box::new(|_| {}));
         assert!(!batch.has_room_for(&large), "nor does it ride with others");
+    }
+
+    #[test]
+    fn on_a_cluster_a_batch_takes_publishes_of_its_own_slot_only() {
+        let (a, b) = (names("a"), names("b"));
+        let in_slot = |names, slot| Publish { slot: Some(slot), ..publish(names, "x") };
+        let mut batch = PublishBatch::new(args());
+        assert!(batch.has_room_for(&in_slot(&a, 15495)));
+        batch.push(&in_slot(&a, 15495), Box::new(|_| {}));
+        assert!(batch.has_room_for(&in_slot(&a, 15495)), "the same channel");
+        assert!(!batch.has_room_for(&in_slot(&b, 3300)), "another slot: a call of its own");
+        assert!(batch.has_room_for(&in_slot(&b, 15495)), "another channel of the same slot");
     }
 }

@@ -15,7 +15,10 @@
 //! to the old node"). A redirection means the node did not run the command, so sending it
 //! again cannot run a publish twice; and since a client has one publish in flight at a time
 //! (the broker module docs, "Never waiting for Redis"), a retried publish cannot be overtaken
-//! by the same client's next one. A command whose master's lanes are all down fails at once
+//! by the same client's next one. Publishes go to their master's lanes as publishes
+//! ([`Router::submit_publish`]), where those of one slot share a call of the publish script;
+//! a redirection refuses the whole call before it runs, and each of its publishes follows it
+//! alone. A command whose master's lanes are all down fails at once
 //! (503), as on one Redis, and asks for a refresh: after a failover the new master is found by
 //! the next `CLUSTER SLOTS`, not by a redirection (the old master is not there to send one).
 //!
@@ -33,6 +36,7 @@ use std::time::Duration;
 
 use super::cluster::{key_slot, NodeAddr, Redirect, Topology};
 use super::pipeline::{OnReplies, OnUp, Pipeline};
+use super::publish_batch::{split_reply, Publish, PublishArgs, PublishBatch};
 use super::resp::{encode_command, Value};
 use super::ClusterUrl;
 use crate::broker::{BrokerError, LinkStats};
@@ -53,6 +57,9 @@ struct Command {
     replies: usize,
     /// Answered once a replica has it ([`Pipeline::submit_or_return`]).
     replicated: bool,
+    /// A publish's script call alone (sent again after its batch was redirected): its answer,
+    /// an array of one, goes to the caller as that one element, as its batch's would have.
+    publish: bool,
 }
 
 /// See the module docs.
@@ -154,8 +161,48 @@ impl Router {
             self.refresh.store(true, Ordering::SeqCst);
             return Err(BrokerError::Unavailable(format!("no Redis Cluster master known for slot {slot}")));
         };
-        let command = Command { bytes: Arc::new(commands.to_vec()), replies, replicated };
+        let command = Command { bytes: Arc::new(commands.to_vec()), replies, replicated, publish: false };
         self.send(to, false, command, on_replies, MAX_REDIRECTS).map_err(|(error, _)| error)
+    }
+
+    /// Queues a publish on the master of its slot, where it joins the publishes of that slot
+    /// waiting for the lane's next send ([`Pipeline::submit_publish`]); answered once a
+    /// replica has it while the master has any. A redirection of its batch is followed by
+    /// this publish alone ([`super::publish_batch`]). Refused at once, as [`Router::submit`].
+    pub fn submit_publish(
+        self: &Arc<Self>,
+        publish: &Publish,
+        args: &Arc<PublishArgs>,
+        on_replies: OnReplies,
+    ) -> Result<(), BrokerError> {
+        let slot = key_slot(publish.stream.as_bytes());
+        let to = lock(&self.topology).as_ref().and_then(|t| t.owner(slot).cloned());
+        let Some(to) = to else {
+            self.unrouted.fetch_add(1, Ordering::Relaxed);
+            self.refresh.store(true, Ordering::SeqCst);
+            return Err(BrokerError::Unavailable(format!("no Redis Cluster master known for slot {slot}")));
+        };
+        let publish = Publish { slot: Some(slot), ..*publish };
+        let mut alone = Vec::with_capacity(publish.text.len() + 200);
+        PublishBatch::encode_alone(&publish, args, &mut alone);
+        let command = Command { bytes: Arc::new(alone), replies: 1, replicated: true, publish: true };
+        let pipeline = self.pipeline(&to);
+        // The batch's answer reaches this wrapper already split (`publish_batch`).
+        let (on_answer, _) = self.following_redirects(to, false, command, on_replies, MAX_REDIRECTS, false);
+        pipeline
+            .submit_publish(&publish, args, true, on_answer)
+            .inspect_err(|_| self.refresh.store(true, Ordering::SeqCst))
+    }
+
+    /// The lanes of master `to`. A node named by a redirection before the table knew it gets
+    /// lanes now, and its command is refused (503) unless they come up at once; the
+    /// supervisor's refresh keeps them.
+    fn pipeline(&self, to: &NodeAddr) -> Arc<Pipeline> {
+        let pipeline = lock(&self.pipelines).get(to).cloned();
+        pipeline.unwrap_or_else(|| {
+            let pipeline = Arc::new(self.start(to, Duration::ZERO));
+            lock(&self.pipelines).entry(to.clone()).or_insert(pipeline).clone()
+        })
     }
 
     /// Sends to `to` (after `ASKING` if `asking`), following at most `redirects_left` more
@@ -168,25 +215,42 @@ impl Router {
         on_replies: OnReplies,
         redirects_left: usize,
     ) -> Result<(), (BrokerError, OnReplies)> {
-        let pipeline = lock(&self.pipelines).get(&to).cloned();
-        let pipeline = match pipeline {
-            Some(pipeline) => pipeline,
-            None => {
-                // A node named by a redirection before the table knew it: its lanes start now,
-                // and this command is refused (503) unless they come up at once; the
-                // supervisor's refresh keeps them.
-                let pipeline = Arc::new(self.start(&to, Duration::ZERO));
-                lock(&self.pipelines).entry(to.clone()).or_insert(pipeline).clone()
-            }
-        };
+        let pipeline = self.pipeline(&to);
         let mut out = Vec::with_capacity(command.bytes.len() + 20);
         if asking {
             encode_command(&mut out, &[b"ASKING"]);
         }
         out.extend_from_slice(&command.bytes);
         let (replies, replicated) = (command.replies + usize::from(asking), command.replicated);
+        let alone = command.publish;
+        let (on_answer, callback) = self.following_redirects(to, asking, command, on_replies, redirects_left, alone);
+        match pipeline.submit_or_return(&out, replies, replicated, on_answer) {
+            Ok(()) => Ok(()),
+            Err((error, wrapper)) => {
+                drop(wrapper);
+                self.refresh.store(true, Ordering::SeqCst);
+                let on_replies = lock(&callback).take();
+                Err((error, on_replies.unwrap_or_else(|| Box::new(|_| {}))))
+            }
+        }
+    }
+
+    /// Wraps `on_replies` for a command sent to `to` (after `ASKING` if `asking`): a
+    /// redirection in its answer sends `command` again where it says, at most
+    /// `redirects_left` more times; any other answer goes to `on_replies`, split first if it
+    /// is the answer of a publish's script call `alone` ([`Command::publish`]). Also returns
+    /// the caller's callback as the wrapper holds it, so that a refusal can hand it back.
+    fn following_redirects(
+        self: &Arc<Self>,
+        to: NodeAddr,
+        asking: bool,
+        command: Command,
+        on_replies: OnReplies,
+        redirects_left: usize,
+        alone: bool,
+    ) -> (OnReplies, Arc<Mutex<Option<OnReplies>>>) {
         let router = self.clone();
-        let answered_by = to.clone();
+        let answered_by = to;
         // Shared with the wrapper so that a refusal can hand the caller's callback back.
         let callback = Arc::new(Mutex::new(Some(on_replies)));
         let held = callback.clone();
@@ -210,7 +274,7 @@ impl Router {
                     // The master's connection failed: perhaps it is gone (a failover).
                     router.refresh.store(true, Ordering::SeqCst);
                 }
-                return on_replies(result);
+                return if alone { split_reply(vec![on_replies], result) } else { on_replies(result) };
             };
             router.redirects.fetch_add(1, Ordering::Relaxed);
             let (to, asking) = match redirect {
@@ -227,15 +291,7 @@ impl Router {
                 on_replies(Err(error));
             }
         });
-        match pipeline.submit_or_return(&out, replies, replicated, on_answer) {
-            Ok(()) => Ok(()),
-            Err((error, wrapper)) => {
-                drop(wrapper);
-                self.refresh.store(true, Ordering::SeqCst);
-                let on_replies = lock(&callback).take();
-                Err((error, on_replies.unwrap_or_else(|| Box::new(|_| {}))))
-            }
-        }
+        (on_answer, callback)
     }
 
     /// Loads the publish script again on every master's lanes (after a `NOSCRIPT`).
@@ -267,5 +323,99 @@ impl Router {
         for pipeline in lock(&self.pipelines).values() {
             pipeline.stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::redis::cluster::tests::slot_table;
+    use crate::broker::redis::pipeline::tests::{fake_redis, script_texts, texts_as_ids};
+    use crate::broker::redis::{CLUSTER_PUBLISH_SCRIPT, DEFAULT_REDIS_TIMEOUT};
+    use crate::broker::Limits;
+    use std::sync::atomic::AtomicU16;
+    use std::sync::mpsc;
+
+    /// The port of the master a slot moved to, for [`old_master`]'s `MOVED`.
+    static NEW_MASTER: AtomicU16 = AtomicU16::new(0);
+    /// The calls of the publish script each master was sent: `old TEXTS`, `new TEXTS`.
+    static CALLS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    /// A master that no longer serves any slot: it refuses every call of the publish script
+    /// with `MOVED` to [`NEW_MASTER`].
+    fn old_master(args: &[Vec<u8>]) -> Option<Vec<u8>> {
+        let texts = script_texts(args)?;
+        lock(&CALLS).push(format!("old {}", texts.join(" ")));
+        let slot = key_slot(&args[3]);
+        Some(format!("-MOVED {slot} 127.0.0.1:{}\r\n", NEW_MASTER.load(Ordering::SeqCst)).into_bytes())
+    }
+
+    /// The master it moved to: it publishes, answering each publish's text as its id.
+    fn new_master(args: &[Vec<u8>]) -> Option<Vec<u8>> {
+        let texts = script_texts(args)?;
+        lock(&CALLS).push(format!("new {}", texts.join(" ")));
+        Some(texts_as_ids(&texts))
+    }
+
+    /// `super::super::publish_batch`: a batch is one slot's publishes, so a `MOVED` refuses
+    /// all of them before any runs, and each follows the redirection alone: published once,
+    /// answered with its own id.
+    #[test]
+    fn a_batch_refused_with_moved_is_sent_again_publish_by_publish_to_the_new_master() {
+        let (old, _) = fake_redis(old_master);
+        let (new, _) = fake_redis(new_master);
+        NEW_MASTER.store(new.port, Ordering::SeqCst);
+        let stream = "realtime:{moving}";
+        let slot = key_slot(stream.as_bytes());
+        assert!(slot > 0 && slot < 16383);
+        let cluster = ClusterUrl::parse(&format!("redis-cluster://127.0.0.1:{}", old.port)).unwrap();
+        let router = Arc::new(Router::new(cluster, CLUSTER_PUBLISH_SCRIPT, 1, DEFAULT_REDIS_TIMEOUT, Arc::new(|| {})));
+        // The table still gives the channel's slot to the old master.
+        router.set_topology(slot_table(&[(0, slot - 1, new.port), (slot, 16383, old.port)]));
+        let args = Arc::new(PublishArgs::new(CLUSTER_PUBLISH_SCRIPT, &Limits::default()));
+        let (answers, answered) = mpsc::channel();
+        let publish = |text: &'static str| {
+            let answers = answers.clone();
+            let on_replies: OnReplies = Box::new(move |replies| {
+                let id = replies.ok().and_then(|mut r| r.pop()).and_then(|v| v.as_str().map(str::to_string));
+                let _ = answers.send((text, id));
+            });
+            let publish = Publish {
+                stream,
+                newest: "realtime:{moving}:newest",
+                topic: "realtime:{moving}:live",
+                text,
+                slot: None,
+            };
+            router.submit_publish(&publish, &args, on_replies).expect("the master's lanes are up");
+        };
+        let turn = crate::wake::Turn::begin();
+        for text in ["moving-1", "moving-2", "moving-3"] {
+            publish(text);
+        }
+        drop(turn);
+        let mut told: Vec<_> = (0..3).map(|_| answered.recv_timeout(Duration::from_secs(5)).expect("told")).collect();
+        told.sort();
+        assert_eq!(
+            told,
+            [
+                ("moving-1", Some("moving-1".into())),
+                ("moving-2", Some("moving-2".into())),
+                ("moving-3", Some("moving-3".into()))
+            ]
+        );
+        let mut calls: Vec<String> = lock(&CALLS).clone();
+        calls[1..].sort();
+        assert_eq!(calls, ["old moving-1 moving-2 moving-3", "new moving-1", "new moving-2", "new moving-3"]);
+        assert_eq!(router.redirects.load(Ordering::Relaxed), 3, "one redirection followed per publish");
+        assert_eq!(
+            lock(&router.topology).as_ref().and_then(|t| t.owner(slot)).map(|a| a.port),
+            Some(new.port),
+            "the table took the move"
+        );
+        // So the next publish goes to the new master at once, in a batch of its own.
+        publish("moving-4");
+        assert_eq!(answered.recv_timeout(Duration::from_secs(5)), Ok(("moving-4", Some("moving-4".into()))));
+        assert_eq!(lock(&CALLS).last().map(String::as_str), Some("new moving-4"));
     }
 }

@@ -1322,6 +1322,7 @@ pub(super) fn supervise(shared: Arc<Shared>, events: Receiver<Event>, first_atte
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::redis::cluster::tests::slot_table;
     use crate::broker::redis::pipeline::Pipeline;
     use crate::broker::redis::router::Router;
     use crate::broker::redis::tests::{at, id, texts};
@@ -1551,18 +1552,6 @@ mod tests {
         (shared, queue)
     }
 
-    /// A slot table as `CLUSTER SLOTS` answers it: each range `(first, last, port)` served by
-    /// the master `127.0.0.1:port`.
-    fn cluster_slots(ranges: &[(u16, u16, u16)]) -> Topology {
-        let bulk = |s: &str| Value::Bulk(Some(s.as_bytes().to_vec()));
-        let ranges = ranges.iter().map(|&(first, last, port)| {
-            let master = Value::Array(Some(vec![bulk("127.0.0.1"), Value::Integer(port.into()), bulk("id")]));
-            Value::Array(Some(vec![Value::Integer(first.into()), Value::Integer(last.into()), master]))
-        });
-        let asked = NodeAddr { host: "127.0.0.1".into(), port: 7001 };
-        Topology::from_cluster_slots(&Value::Array(Some(ranges.collect())), &asked).unwrap()
-    }
-
     /// A cluster node played by a socket, at 127.0.0.1 on its port: it answers a connection's
     /// opening (`SELECT`, `TIME`, `SCRIPT LOAD`), `CLUSTER SLOTS` with a table that gives
     /// slots 0-8191 to a master at 127.0.0.2 and the rest to "the node you asked" (an empty
@@ -1698,13 +1687,9 @@ mod tests {
         let (moving, stays_on_a, stays_on_b) = (slot("news"), slot("alerts"), slot("sports"));
         assert!(moving < 8192 && stays_on_a < 8192 && stays_on_a != moving && stays_on_b >= 8192);
         // A (port 7001) serves 0..=8191 and B (7002) the rest; then B takes the slot of "news".
-        let before = cluster_slots(&[(0, 8191, 7001), (8192, 16383, 7002)]);
-        let after = cluster_slots(&[
-            (0, moving - 1, 7001),
-            (moving + 1, 8191, 7001),
-            (moving, moving, 7002),
-            (8192, 16383, 7002),
-        ]);
+        let before = slot_table(&[(0, 8191, 7001), (8192, 16383, 7002)]);
+        let after =
+            slot_table(&[(0, moving - 1, 7001), (moving + 1, 8191, 7001), (moving, moving, 7002), (8192, 16383, 7002)]);
         assert_eq!(before.masters, after.masters, "the same masters, in the same order");
         session.topology = Some(before);
 
@@ -1761,9 +1746,8 @@ mod tests {
         let (mut session, mut peers) = session_with_shards(2);
         let slot = key_slot(shared.keys.topic("news").as_bytes());
         assert!(slot < 8192);
-        let stale = cluster_slots(&[(0, 8191, 7001), (8192, 16383, 7002)]);
-        let fresh =
-            cluster_slots(&[(0, slot - 1, 7001), (slot, slot, 7002), (slot + 1, 8191, 7001), (8192, 16383, 7002)]);
+        let stale = slot_table(&[(0, 8191, 7001), (8192, 16383, 7002)]);
+        let fresh = slot_table(&[(0, slot - 1, 7001), (slot, slot, 7002), (slot + 1, 8191, 7001), (8192, 16383, 7002)]);
         session.topology = Some(stale);
         let wake = WakeQueue::silent().wake_for(0);
         shared.add_subscriber("news", 0, &wake, at(0));
@@ -1794,7 +1778,7 @@ mod tests {
         let port = fake.local_addr().unwrap().port();
         let (mut session, mut peers) = session_with_shards(2);
         assert!(key_slot(shared.keys.topic("alerts").as_bytes()) < 8192);
-        session.topology = Some(cluster_slots(&[(0, 8191, port), (8192, 16383, 7002)]));
+        session.topology = Some(slot_table(&[(0, 8191, port), (8192, 16383, 7002)]));
         let a = session.topology.as_ref().unwrap().masters.iter().position(|m| m.port == port).unwrap();
         let wake = WakeQueue::silent().wake_for(0);
         shared.add_subscriber("alerts", 0, &wake, at(0));
@@ -1857,8 +1841,8 @@ mod tests {
         let slot = |name: &str| key_slot(shared.keys.topic(name).as_bytes());
         assert!(slot("alerts") < 8192 && slot("sports") >= 8192);
         // A (port 7001) serves 0..=8191 and B (7002) the rest; then C (port 1) takes A's place.
-        let before = cluster_slots(&[(0, 8191, 7001), (8192, 16383, 7002)]);
-        let after = cluster_slots(&[(0, 8191, 1), (8192, 16383, 7002)]);
+        let before = slot_table(&[(0, 8191, 7001), (8192, 16383, 7002)]);
+        let after = slot_table(&[(0, 8191, 1), (8192, 16383, 7002)]);
         session.topology = Some(before.clone());
         let wake = WakeQueue::silent().wake_for(0);
         for (subscriber, name) in ["alerts", "sports"].into_iter().enumerate() {
