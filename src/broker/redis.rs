@@ -34,7 +34,8 @@
 //! the channel can fall between its `XADD` and its `PUBLISH`: the order in which nodes hear a
 //! channel's messages is the stream's order. The publishes a node queued on a connection of
 //! the link since it last sent go in one call of the script, each answered with its own id
-//! ([`publish_batch`]): a call costs Redis more than the publishes in it.
+//! ([`publish_batch`]): a call costs Redis something of its own beyond the publishes in
+//! it.
 //!
 //! ## One channel on a node: the mirror
 //!

@@ -3,12 +3,12 @@
 //! and its answer, one element per publish, is handed back to each publish's caller as if it
 //! had been sent alone.
 //!
-//! A script call costs Redis more than the publishes in it (reading and parsing the command,
-//! entering Lua, writing the reply: [`PUBLISH_SCRIPT`]'s docs have the measures), and Redis
-//! runs on one core: what a call costs bounds the publishes a Redis (or a cluster's shard) can
-//! take from every node together. A batch is only what was waiting anyway (a worker's turn of
-//! publishes, or what queued while the lane's writer was writing): nothing is held back to
-//! make one.
+//! A script call costs Redis something of its own beyond the publishes in it (reading and
+//! parsing the command, entering Lua, writing the reply: [`PUBLISH_SCRIPT`]'s docs have the
+//! measures), and Redis runs on one core: what a call costs bounds the publishes a Redis (or
+//! a cluster's shard) can take from every node together. A batch is only what was waiting
+//! anyway (a worker's turn of publishes, or what queued while the lane's writer was
+//! writing): nothing is held back to make one.
 //!
 //! On a cluster the keys of one script call must hash to one slot (Redis answers `CROSSSLOT`
 //! otherwise), so a batch holds publishes of one slot: a busy channel's publishes go
