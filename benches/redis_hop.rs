@@ -7,6 +7,7 @@
 //! cargo bench --bench redis_hop -- --part 2               # one part only
 //! cargo bench --bench redis_hop -- --part 2 --rounds 5    # part 2's setups in turn 5 times
 //! cargo bench --bench redis_hop -- --part 2 --redis-cpu 1 --publishers 256
+//! cargo bench --bench redis_hop -- --part 2 --channels 1  # every publisher on one channel
 //! ```
 //!
 //! `--redis-cpu N` gives redis-server CPU N to itself and puts the nodes and the load
@@ -22,7 +23,9 @@
 //!    received on A (the cross-node path a load balancer creates).
 //! 2. **Publishes per second**: `--publishers` (64) keep-alive connections publishing as fast
 //!    as they are answered for `--seconds`, to one memory node, to node A alone, then spread
-//!    over A and B; the Redis rate as a fraction of the memory broker's. The three take turns
+//!    over A and B; the Redis rate as a fraction of the memory broker's. Publisher `i`
+//!    publishes to channel `rate{i}`, or, with `--channels N`, to `rate{i mod N}` (a busy
+//!    channel: `--channels 1`). The three take turns
 //!    `--rounds` times (3), and each is reported by its median and range: on a 2-core machine
 //!    the memory broker's rate alone swings by a third from run to run of the same binary.
 //!    Beside the CPU each process spent per publish, the share of the machine's CPU left
@@ -73,6 +76,8 @@ struct Options {
     connections: u64,
     /// Turns of part 2.
     rounds: usize,
+    /// Part 2's channels: `0`, one per publisher.
+    channels: usize,
     /// `--redis-cpu`: redis-server pinned to this CPU, the nodes and the load generator to
     /// another; `None`: every process on every core.
     redis_cpu: Option<usize>,
@@ -88,6 +93,7 @@ fn options() -> Options {
         part: 0,
         connections: 2,
         rounds: 3,
+        channels: 0,
         redis_cpu: None,
     };
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
@@ -106,6 +112,7 @@ fn options() -> Options {
             "--part" => options.part = value,
             "--redis-connections" => options.connections = value,
             "--rounds" => options.rounds = (value as usize).max(1),
+            "--channels" => options.channels = value as usize,
             "--redis-cpu" => options.redis_cpu = Some(value as usize),
             other => {
                 eprintln!("unknown option {other}");
@@ -280,7 +287,17 @@ fn cpu_ticks(pid: u32) -> u64 {
         .map_or(0, |stat| stat.utime + stat.stime)
 }
 
-fn throughput(targets: &[&Target], publishers: usize, seconds: u64, node_pids: &[u32], redis_pid: u32) -> Throughput {
+/// Part 2's load: `publishers` connections spread over `targets`, publisher `i` on channel
+/// `rate{i}`, or `rate{i mod channels}` when `channels` is not 0.
+struct Load<'a> {
+    targets: &'a [&'a Target],
+    publishers: usize,
+    channels: usize,
+    seconds: u64,
+}
+
+fn throughput(load: &Load, node_pids: &[u32], redis_pid: u32) -> Throughput {
+    let Load { targets, publishers, channels, seconds } = *load;
     let ticks = || {
         let nodes: u64 = node_pids.iter().map(|&pid| cpu_ticks(pid)).sum();
         (nodes, cpu_ticks(redis_pid), cpu_ticks(std::process::id()))
@@ -294,7 +311,8 @@ fn throughput(targets: &[&Target], publishers: usize, seconds: u64, node_pids: &
             let (stop, count) = (stop.clone(), count.clone());
             thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    publisher.publish(&format!("rate{i}"), "x").expect("publish");
+                    let channel = if channels == 0 { i } else { i % channels };
+                    publisher.publish(&format!("rate{channel}"), "x").expect("publish");
                     count.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -493,8 +511,11 @@ fn main() {
     }
     if runs(2) {
         println!(
-            "\n2. publishes per second, {} keep-alive publishers, {} s, the three setups in turn {} times",
-            options.publishers, options.seconds, options.rounds
+            "\n2. publishes per second, {} keep-alive publishers on {} channels, {} s, the three setups in turn {} times",
+            options.publishers,
+            if options.channels == 0 { options.publishers } else { options.channels },
+            options.seconds,
+            options.rounds
         );
         println!("Publishes/s: the median and the range. CPU per publish: what each process spent (user + system,");
         println!("/proc/PID/stat) over a run, divided by its publishes, and the machine's CPU left idle; the medians.");
@@ -511,7 +532,13 @@ fn main() {
         let mut results: Vec<Runs> = setups.iter().map(|_| Runs(Vec::new())).collect();
         for _ in 0..options.rounds {
             for ((_, targets, pids), runs) in setups.iter().zip(&mut results) {
-                runs.0.push(throughput(targets, options.publishers, options.seconds, pids, redis_pid));
+                let load = Load {
+                    targets,
+                    publishers: options.publishers,
+                    channels: options.channels,
+                    seconds: options.seconds,
+                };
+                runs.0.push(throughput(&load, pids, redis_pid));
             }
         }
         let memory_rate = results[0].rate();
