@@ -539,7 +539,8 @@ fn every_entry_records_the_id_before_it_with_or_without_the_newest_key() {
 /// each message in order, channels' runs interleaved, each entry naming the one before it in
 /// its own stream; a key of the wrong type fails its own publish and no other, wherever the
 /// script meets it (reading the newest id from its key or from the stream, or appending), and
-/// every channel's newest id and expiry are set once its publishes are in.
+/// every channel's newest id and expiry are set once its publishes are in. A call of one
+/// publish is answered with its id alone.
 #[test]
 fn one_script_call_publishes_a_batch_in_order_and_a_broken_channel_fails_only_its_own_publishes() {
     let Some(redis) = Redis::start(Persistence::None) else { return };
@@ -620,6 +621,13 @@ fn one_script_call_publishes_a_batch_in_order_and_a_broken_channel_fails_only_it
     assert_eq!(redis.command(&["EXISTS", "realtime:no-stream:newest"]).as_integer(), Some(0));
     assert_eq!(redis.command(&["TYPE", "realtime:bad-newest:newest"]), Value::Simple("hash".into()));
     assert_eq!(redis.command(&["EXISTS", "realtime:bad-newest"]).as_integer(), Some(0), "nothing appended");
+
+    // A call of one publish is answered with its id alone, not an array of one.
+    let alone =
+        ["EVAL", script, "2", "realtime:a", "realtime:a:newest", "100", "60000", "86460000", "realtime:0:a", "a4"];
+    let id = text_of(&redis.command(&alone));
+    assert!(parse_stream_id(&id).is_some(), "{id:?}");
+    assert_eq!(entries("realtime:a").last(), Some(&own(&id, "a4", a3)));
 }
 
 /// A channel's stream lives `--channel-ttl` after its last publish (Redis keeps what no node

@@ -41,8 +41,8 @@ pub const NEWEST_SCRIPT: &str = concat!(
 macro_rules! publish_script {
     ($publish:literal) => {
         concat!(
-            "local ids, prev, moved = {}, nil, false\n",
-            "for i = 1, #KEYS, 2 do\n",
+            "local n, ids, prev, moved = #KEYS, nil, nil, false\n",
+            "for i = 1, n, 2 do\n",
             "  local stream, newest, text = KEYS[i], KEYS[i + 1], ARGV[i + 4]\n",
             "  if newest ~= KEYS[i - 1] then\n",
             "    moved, prev = false, redis.pcall('GET', newest)\n",
@@ -61,11 +61,15 @@ macro_rules! publish_script {
             "      prev, moved = id, true\n",
             "    end\n",
             "  end\n",
-            "  ids[#ids + 1] = id\n",
             "  if moved and newest ~= KEYS[i + 3] then\n",
             "    redis.pcall('PEXPIRE', stream, ARGV[2])\n",
             "    redis.pcall('SET', newest, prev, 'PX', ARGV[3])\n",
             "  end\n",
+            "  if n == 2 then\n",
+            "    return id\n",
+            "  end\n",
+            "  ids = ids or {}\n",
+            "  ids[(i + 1) / 2] = id\n",
             "end\n",
             "return ids\n",
         )
@@ -87,24 +91,26 @@ macro_rules! publish_script {
 /// publishes `<id> <text>` to every node (`PUBLISH`); after the last of a run of publishes to
 /// one channel it sets the stream's expiry (`PEXPIRE`) and records the run's last id as the
 /// newest, with its own expiry. It answers an array with one element per publish: its id,
-/// which is the message's id, or the error that refused it. The whole script runs atomically
+/// which is the message's id, or the error that refused it; a call of one publish, that
+/// element alone (no table is built for it). The whole script runs atomically
 /// (EVAL: "Redis guarantees the script's atomic execution"), so no other publish falls between
 /// an `XADD` and its `PUBLISH`, and every node hears a channel's messages in stream order.
 ///
 /// Batched, because what Redis spends on a script call (reading and parsing the command,
 /// entering Lua, the reply) is much of a publish's cost. Redis's time per publish on this
 /// machine (`redis-benchmark -P 16 -c 8`, Redis and the benchmark on a core each, two runs,
-/// 2026-12-01), publishes to as many channels / to one channel:
+/// 2026-12-01 23:22), publishes to as many channels / to one channel:
 ///
 /// | publishes per call | 1 | 2 | 4 | 8 | 16 |
 /// |---|---|---|---|---|---|
-/// | µs per publish | 6.6 / 6.7 | 5.5 / 4.5-4.6 | 4.9 / 3.5 | 4.5 / 2.9 | 4.3 / 2.5-2.6 |
+/// | µs per publish | 6.4-6.5 / 6.2-6.5 | 5.8-5.9 / 4.8-5.1 | 5.0-5.4 / 3.6-3.9 | 4.7-5.0 / 3.2-3.3 | 4.6-4.9 / 2.7-2.8 |
 ///
-/// The script before batching, one publish per call, took 5.8 µs: a call of one costs 0.8 µs
-/// more (the loop, the table of ids and its reply), two or more cost less. A run is publishes
-/// to one channel that are next to each other in the batch, with one `GET`, `PEXPIRE` and
-/// `SET` for the run; the same channel again later in the batch starts a run of its own,
-/// which reads the newest id the run before it recorded.
+/// The script before batching, one publish per call, took 6.2-6.3 µs in the same runs: a
+/// call of one costs about what it did (a first version that answered an array of one cost
+/// 0.7 µs more), two or more cost less. A run is publishes to one channel that are next to
+/// each other in the batch, with one `GET`, `PEXPIRE` and `SET` for the run; the same channel
+/// again later in the batch starts a run of its own, which reads the newest id the run before
+/// it recorded.
 ///
 /// One publish's failure is its own: `redis.pcall` turns an error (a key of the wrong type,
 /// Redis out of memory) into that publish's element of the answer, so it answers 503 and the

@@ -1123,8 +1123,12 @@ pub(super) mod tests {
         Some(texts)
     }
 
-    /// The publish script's answer with each publish's text as its id.
+    /// The publish script's answer with each publish's text as its id: an array, or the id
+    /// alone for a call of one publish.
     pub(in crate::broker::redis) fn texts_as_ids(texts: &[String]) -> Vec<u8> {
+        if let [text] = texts {
+            return format!("${}\r\n{text}\r\n", text.len()).into_bytes();
+        }
         let mut reply = format!("*{}\r\n", texts.len()).into_bytes();
         for text in texts {
             reply.extend_from_slice(format!("${}\r\n{text}\r\n", text.len()).as_bytes());

@@ -17,6 +17,10 @@
 //! gets the redirection as its reply), and each publish then follows the redirection alone
 //! (`super::router`): a publish sent again is never run twice.
 //!
+//! Under `--model threads` a connection thread sends its publish at once (it has no turn to
+//! hold the send to), so a call carries one publish unless the lane's writer is busy: there
+//! batching gains nothing (README, "What the hop costs").
+//!
 //! [`PUBLISH_SCRIPT`]: super::PUBLISH_SCRIPT
 
 #![forbid(unsafe_code)]
@@ -175,15 +179,21 @@ impl PublishBatch {
     }
 }
 
-/// Hands each publish of a batch its element of the script's answer, in order. An error for
-/// the whole call (`NOSCRIPT`, a script Redis killed) is every publish's reply; an answer of
-/// another shape fails them all, as does a link that failed.
+/// Hands each publish of a batch its element of the script's answer, in order (a call of one
+/// publish is answered with that element alone, not an array). An error for the whole call
+/// (`NOSCRIPT`, a script Redis killed) is every publish's reply; an answer of another shape
+/// fails them all, as does a link that failed.
 pub(super) fn split_reply(callers: Vec<OnReplies>, replies: Result<Vec<Value>, BrokerError>) {
     let answer = replies.map(|mut replies| replies.pop());
     match answer {
         Ok(Some(Value::Array(Some(ids)))) if ids.len() == callers.len() => {
             for (caller, id) in callers.into_iter().zip(ids) {
                 caller(Ok(vec![id]));
+            }
+        }
+        Ok(Some(id @ Value::Bulk(Some(_)))) if callers.len() == 1 => {
+            for caller in callers {
+                caller(Ok(vec![id.clone()]));
             }
         }
         Ok(Some(Value::Error(message))) => {
@@ -348,5 +358,17 @@ mod tests {
         assert!(batch.has_room_for(&in_slot(&a, 15495)), "the same channel");
         assert!(!batch.has_room_for(&in_slot(&b, 3300)), "another slot: a call of its own");
         assert!(batch.has_room_for(&in_slot(&b, 15495)), "another channel of the same slot");
+    }
+
+    #[test]
+    fn a_call_of_one_publish_is_answered_with_its_id_alone() {
+        let (batch, told) = batch_of(&[("a", "one")]);
+        batch.encode(&mut Vec::new())(Ok(vec![bulk("5-0")]));
+        assert_eq!(told.try_iter().collect::<Vec<_>>(), [(0, Ok(vec![bulk("5-0")]))]);
+
+        let (batch, told) = batch_of(&[("a", "one"), ("b", "two")]);
+        batch.encode(&mut Vec::new())(Ok(vec![bulk("5-0")]));
+        let answers: Vec<_> = told.try_iter().collect();
+        assert!(answers.iter().all(|(_, answer)| answer.is_err()), "two publishes want two ids: {answers:?}");
     }
 }
