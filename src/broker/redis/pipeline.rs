@@ -19,8 +19,8 @@
 //!   orders are the same. The callback runs on the reader thread and typically fills a
 //!   [`crate::broker::Completer`], which wakes the worker's connection.
 //!
-//! Publishes on one Redis are gathered rather than encoded one by one
-//! ([`Pipeline::submit_publish`]): those queued on a lane since its output was last sent
+//! Publishes are gathered rather than encoded one by one ([`Pipeline::submit_publish`]):
+//! those queued on a lane since its output was last sent (on a cluster, those of one slot)
 //! leave as one call of the publish script when it is next sent (a worker's turn ends, or the
 //! writer takes the output), or before the next command of another kind, so that commands
 //! still leave in the order they were queued ([`super::publish_batch`]).
