@@ -183,7 +183,7 @@ impl PublishBatch {
 /// publish is answered with that element alone, not an array). An error for the whole call
 /// (`NOSCRIPT`, a script Redis killed) is every publish's reply; an answer of another shape
 /// fails them all, as does a link that failed.
-pub(super) fn split_reply(callers: Vec<OnReplies>, replies: Result<Vec<Value>, BrokerError>) {
+fn split_reply(callers: Vec<OnReplies>, replies: Result<Vec<Value>, BrokerError>) {
     let answer = replies.map(|mut replies| replies.pop());
     match answer {
         Ok(Some(Value::Array(Some(ids)))) if ids.len() == callers.len() => {
@@ -192,8 +192,8 @@ pub(super) fn split_reply(callers: Vec<OnReplies>, replies: Result<Vec<Value>, B
             }
         }
         Ok(Some(id @ Value::Bulk(Some(_)))) if callers.len() == 1 => {
-            for caller in callers {
-                caller(Ok(vec![id.clone()]));
+            if let Some(caller) = callers.into_iter().next() {
+                caller(Ok(vec![id]));
             }
         }
         Ok(Some(Value::Error(message))) => {

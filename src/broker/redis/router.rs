@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use super::cluster::{key_slot, NodeAddr, Redirect, Topology};
 use super::pipeline::{OnReplies, OnUp, Pipeline};
-use super::publish_batch::{split_reply, Publish, PublishArgs, PublishBatch};
+use super::publish_batch::{Publish, PublishArgs, PublishBatch};
 use super::resp::{encode_command, Value};
 use super::ClusterUrl;
 use crate::broker::{BrokerError, LinkStats};
@@ -57,9 +57,6 @@ struct Command {
     replies: usize,
     /// Answered once a replica has it ([`Pipeline::submit_or_return`]).
     replicated: bool,
-    /// A publish's script call alone (sent again after its batch was redirected): its answer,
-    /// an array of one, goes to the caller as that one element, as its batch's would have.
-    publish: bool,
 }
 
 /// See the module docs.
@@ -161,7 +158,7 @@ impl Router {
             self.refresh.store(true, Ordering::SeqCst);
             return Err(BrokerError::Unavailable(format!("no Redis Cluster master known for slot {slot}")));
         };
-        let command = Command { bytes: Arc::new(commands.to_vec()), replies, replicated, publish: false };
+        let command = Command { bytes: Arc::new(commands.to_vec()), replies, replicated };
         self.send(to, false, command, on_replies, MAX_REDIRECTS).map_err(|(error, _)| error)
     }
 
@@ -185,10 +182,11 @@ impl Router {
         let publish = Publish { slot: Some(slot), ..*publish };
         let mut alone = Vec::with_capacity(publish.text.len() + 200);
         PublishBatch::encode_alone(&publish, args, &mut alone);
-        let command = Command { bytes: Arc::new(alone), replies: 1, replicated: true, publish: true };
+        // Sent again alone if its batch is redirected: a call of one publish is answered with
+        // its id alone, the shape the batch's answer reaches this publish's wrapper in.
+        let command = Command { bytes: Arc::new(alone), replies: 1, replicated: true };
         let pipeline = self.pipeline(&to);
-        // The batch's answer reaches this wrapper already split (`publish_batch`).
-        let (on_answer, _) = self.following_redirects(to, false, command, on_replies, MAX_REDIRECTS, false);
+        let (on_answer, _) = self.following_redirects(to, false, command, on_replies, MAX_REDIRECTS);
         pipeline
             .submit_publish(&publish, args, true, on_answer)
             .inspect_err(|_| self.refresh.store(true, Ordering::SeqCst))
@@ -222,8 +220,7 @@ impl Router {
         }
         out.extend_from_slice(&command.bytes);
         let (replies, replicated) = (command.replies + usize::from(asking), command.replicated);
-        let alone = command.publish;
-        let (on_answer, callback) = self.following_redirects(to, asking, command, on_replies, redirects_left, alone);
+        let (on_answer, callback) = self.following_redirects(to, asking, command, on_replies, redirects_left);
         match pipeline.submit_or_return(&out, replies, replicated, on_answer) {
             Ok(()) => Ok(()),
             Err((error, wrapper)) => {
@@ -237,9 +234,8 @@ impl Router {
 
     /// Wraps `on_replies` for a command sent to `to` (after `ASKING` if `asking`): a
     /// redirection in its answer sends `command` again where it says, at most
-    /// `redirects_left` more times; any other answer goes to `on_replies`, split first if it
-    /// is the answer of a publish's script call `alone` ([`Command::publish`]). Also returns
-    /// the caller's callback as the wrapper holds it, so that a refusal can hand it back.
+    /// `redirects_left` more times; any other answer goes to `on_replies`. Also returns the
+    /// caller's callback as the wrapper holds it, so that a refusal can hand it back.
     fn following_redirects(
         self: &Arc<Self>,
         to: NodeAddr,
@@ -247,7 +243,6 @@ impl Router {
         command: Command,
         on_replies: OnReplies,
         redirects_left: usize,
-        alone: bool,
     ) -> (OnReplies, Arc<Mutex<Option<OnReplies>>>) {
         let router = self.clone();
         let answered_by = to;
@@ -274,7 +269,7 @@ impl Router {
                     // The master's connection failed: perhaps it is gone (a failover).
                     router.refresh.store(true, Ordering::SeqCst);
                 }
-                return if alone { split_reply(vec![on_replies], result) } else { on_replies(result) };
+                return on_replies(result);
             };
             router.redirects.fetch_add(1, Ordering::Relaxed);
             let (to, asking) = match redirect {
