@@ -8,9 +8,10 @@
 //! - the **writer** writes what the thread that queued it could not: while the writer sleeps,
 //!   that thread sends the output itself with a `send` that never waits (an event-loop
 //!   worker as its turn ends, [`crate::wake::Turn`], or every `SEND_EARLY_AFTER` (16) commands
-//!   of a long turn), and wakes the writer only for what the socket did not take. The writer
-//!   then writes everything queued in one blocking `write` (many workers' commands coalesce
-//!   into one segment under load);
+//!   of a long turn), outside the lane's lock: threads that queue meanwhile leave their
+//!   commands to it, and it sends them next (`Lane::send_or_wake`). It wakes the writer only
+//!   for what the socket did not take. The writer then writes everything queued in one
+//!   blocking `write` (many workers' commands coalesce into one segment under load);
 //! - the **reader** opens the connection (`SELECT`, `TIME`, then `SCRIPT LOAD` of the publish
 //!   script, before the lane takes any command), reads replies and hands each to the oldest
 //!   command in flight: Redis answers the commands of one connection in the order it received
@@ -97,6 +98,12 @@ const HEALTHY_FOR: Duration = Duration::from_secs(1);
 /// 0.3 µs more node CPU per publish at 256 publishers).
 const SEND_EARLY_AFTER: usize = 16;
 
+/// How many times a thread that sent the output sends what other threads queued meanwhile,
+/// before it leaves the rest to the writer ([`Lane::send_or_wake`]): a bound, so that a
+/// worker with connections of its own to serve does not go on sending for others under a
+/// steady stream. `benches/redis_hop.rs` part 2 did not tell 1, 4 and 16 apart.
+const SENDS_FOR_OTHERS: usize = 4;
+
 /// Commands a lane holds in flight at most; past it, a command fails at once (503). Callers
 /// bound it already (a connection has one publish or one read in flight), so this only keeps a
 /// Redis that stops answering from growing the queue by more than a timeout's worth.
@@ -163,6 +170,11 @@ struct LaneState {
     /// A send of the output is held to the end of a worker's turn ([`crate::wake::Turn`]),
     /// with this many commands queued since; 0 when none is held ([`SEND_EARLY_AFTER`]).
     held_for_send: usize,
+    /// A thread that queued commands is sending the output, outside the lock
+    /// ([`Lane::send_or_wake`]): the writer and other threads leave the output to it.
+    sending: bool,
+    /// The output's other buffer: what a sending thread takes the output into.
+    spare_output: Vec<u8>,
     /// Replicated writes are queued that no `WAIT` follows yet: the writer adds one.
     unwaited: bool,
     /// A `WAIT` is in flight: the writer holds further output until it is answered (see
@@ -171,6 +183,21 @@ struct LaneState {
     /// Replicated writes Redis answered, waiting for the reply of the `WAIT` after them, with
     /// the callers each answers ([`InFlight::callers`]).
     held: Vec<(OnReplies, Vec<Value>, u64)>,
+}
+
+impl LaneState {
+    /// Takes back the output a sending thread took (`taken`, of which the socket took `sent`
+    /// bytes): what was not sent goes back before what was queued meanwhile, so the bytes
+    /// leave in the order their commands wait for replies; the buffer serves the next send.
+    fn give_back(&mut self, mut taken: Vec<u8>, sent: usize) {
+        if sent < taken.len() {
+            taken.drain(..sent);
+            taken.extend_from_slice(&self.output);
+            std::mem::swap(&mut taken, &mut self.output);
+        }
+        taken.clear();
+        self.spare_output = taken;
+    }
 }
 
 #[derive(Default)]
@@ -428,15 +455,16 @@ impl Lane {
         if state.held_for_send >= SEND_EARLY_AFTER {
             // Not 0: the send at the turn's end is still held, for what comes next.
             state.held_for_send = 1;
-            self.send_or_wake(&mut state);
+            self.send_or_wake(state);
+        } else {
+            drop(state);
         }
-        drop(state);
         if hold {
             let lane = self.clone();
             crate::wake::ring_after_turn(move || {
                 let mut state = lock(&lane.state);
                 state.held_for_send = 0;
-                lane.send_or_wake(&mut state);
+                lane.send_or_wake(state);
             });
         }
     }
@@ -463,27 +491,44 @@ impl Lane {
     /// ([`os::send_without_waiting`]), and wakes the writer for what the socket did not take
     /// (its buffer full, an error the writer then meets and reports), and for a `WAIT` that
     /// replicated writes need (the writer adds it). A send from the queueing thread saves the
-    /// writer's wake-up, two context switches per turn; under the lane's lock, so no other
-    /// bytes come between, and never while the writer is up: it may be in the middle of a
-    /// write, and takes the output itself when it is done. Holds output while a `WAIT` is in
-    /// flight, as the writer does.
-    fn send_or_wake(&self, state: &mut LaneState) {
-        if !state.writer_asleep || state.waiting {
-            return;
-        }
-        Lane::flush_batch(state);
-        if state.output.is_empty() {
-            return;
-        }
-        if let (Some(socket), false) = (&state.socket, state.unwaited) {
-            if let Ok(sent) = os::send_without_waiting(socket.as_fd(), &state.output) {
-                state.output.drain(..sent);
-                if state.output.is_empty() {
-                    return;
-                }
+    /// writer's wake-up, two context switches per turn. It is made outside the lane's lock,
+    /// with the lane marked `sending`: the bytes are taken from the output under the lock (so
+    /// their order is the in-flight order), and while they are on their way other threads
+    /// queue behind them and leave what they queued to this one, which sends it next (up to
+    /// [`SENDS_FOR_OTHERS`] times, then it is the writer's). So a thread never waits on the
+    /// lock for another's system call, and what many threads queue meanwhile (connection
+    /// threads publish one at a time) leaves in one write and as one script call. Never
+    /// while the writer is up: it may be in the middle of a write, and takes the output
+    /// itself when it is done. Holds output while a `WAIT` is in flight, as the writer does.
+    fn send_or_wake<'a>(&'a self, mut state: MutexGuard<'a, LaneState>) {
+        for _ in 0..=SENDS_FOR_OTHERS {
+            if !state.writer_asleep || state.waiting || state.sending {
+                return;
+            }
+            Lane::flush_batch(&mut state);
+            if state.output.is_empty() {
+                return;
+            }
+            let Some(socket) = state.socket.clone().filter(|_| !state.unwaited) else { break };
+            let generation = state.generation;
+            let mut taken = std::mem::take(&mut state.spare_output);
+            std::mem::swap(&mut taken, &mut state.output);
+            state.sending = true;
+            drop(state);
+            let sent = os::send_without_waiting(socket.as_fd(), &taken);
+            state = lock(&self.state);
+            state.sending = false;
+            let unsent = !matches!(sent, Ok(sent) if sent == taken.len());
+            if state.generation == generation {
+                state.give_back(taken, sent.unwrap_or(0));
+            }
+            if unsent {
+                break;
             }
         }
-        self.wake_writer(state);
+        if !state.output.is_empty() || state.batch.is_some() {
+            self.wake_writer(&mut state);
+        }
     }
 
     /// Wakes the writer, under the lane's lock (`state`), and marks it awake: a thread that
@@ -749,7 +794,10 @@ fn encode_wait(out: &mut Vec<u8>, timeout: Duration) {
 fn wait_for_output<'a>(lane: &'a Lane, stopping: &AtomicBool) -> MutexGuard<'a, LaneState> {
     let mut state = lock(&lane.state);
     while !stopping.load(Ordering::SeqCst)
-        && (state.socket.is_none() || (state.output.is_empty() && state.batch.is_none()) || state.waiting)
+        && (state.socket.is_none()
+            || (state.output.is_empty() && state.batch.is_none())
+            || state.waiting
+            || state.sending)
     {
         state.writer_asleep = true;
         state = lane.queued.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -1278,6 +1326,71 @@ pub(super) mod tests {
             assert_eq!(answered.recv_timeout(Duration::from_secs(5)), Ok((expected.clone(), Ok(expected))));
         }
         assert_eq!(sent_with("busy-"), ["EVALSHA busy-0 busy-1 busy-2"]);
+    }
+
+    /// `Lane::send_or_wake`: publishes queued while another thread is sending (outside the
+    /// lock) are left to it, and leave as one script call with its next send.
+    #[test]
+    fn publishes_queued_while_another_thread_sends_leave_as_one_call_with_its_next_send() {
+        let pipeline = one_lane_with_its_writer_asleep_on(publish_script_or_echo);
+        let lane = &pipeline.lanes[0];
+        // As if a thread were in the middle of its send.
+        lock(&lane.state).sending = true;
+        let (answers, answered) = mpsc::channel();
+        for i in 0..3 {
+            submit_publish(&pipeline, &format!("combined-{i}"), &answers);
+        }
+        thread::sleep(Duration::from_millis(50));
+        assert!(answered.try_recv().is_err(), "left to the thread that sends");
+        // Its send is done: it takes what was queued meanwhile.
+        let mut state = lock(&lane.state);
+        state.sending = false;
+        lane.send_or_wake(state);
+        for i in 0..3 {
+            let expected = format!("combined-{i}");
+            assert_eq!(answered.recv_timeout(Duration::from_secs(5)), Ok((expected.clone(), Ok(expected))));
+        }
+        assert_eq!(sent_with("combined-"), ["EVALSHA combined-0 combined-1 combined-2"]);
+    }
+
+    /// The writer, woken while a thread sends, writes nothing until that send is done: two
+    /// writers at once could put one's bytes in the middle of the other's.
+    #[test]
+    fn the_writer_waits_while_another_thread_sends() {
+        let pipeline = one_lane_with_its_writer_asleep();
+        let lane = &pipeline.lanes[0];
+        let (answers, answered) = mpsc::channel();
+        {
+            let mut state = lock(&lane.state);
+            state.sending = true;
+            state.output.extend_from_slice(&command(&[b"ECHO", b"after-the-send"]));
+            state.in_flight.push_back(InFlight::new(
+                1,
+                Box::new(move |replies| {
+                    let _ = answers.send(replies.is_ok());
+                }),
+                Kind::Plain,
+            ));
+            lane.wake_writer(&mut state);
+        }
+        thread::sleep(Duration::from_millis(50));
+        assert!(answered.try_recv().is_err(), "the writer left the output to the sending thread");
+        let mut state = lock(&lane.state);
+        state.sending = false;
+        lane.send_or_wake(state);
+        assert_eq!(answered.recv_timeout(Duration::from_secs(5)), Ok(true), "sent once the other send was done");
+    }
+
+    /// What a send left unsent goes back before what was queued while it was on its way.
+    #[test]
+    fn what_a_send_left_goes_out_before_what_was_queued_meanwhile() {
+        let mut state = LaneState { output: b"queued meanwhile;".to_vec(), ..LaneState::default() };
+        state.give_back(b"sent;unsent;".to_vec(), 5);
+        assert_eq!(state.output, b"unsent;queued meanwhile;");
+        let mut state = LaneState { output: b"queued meanwhile;".to_vec(), ..LaneState::default() };
+        state.give_back(b"sent;".to_vec(), 5);
+        assert_eq!(state.output, b"queued meanwhile;", "all sent: nothing goes back");
+        assert!(state.spare_output.is_empty() && state.spare_output.capacity() >= 5, "kept for the next send");
     }
 
     /// On a cluster a call of the script holds publishes of one slot (its keys must hash to
