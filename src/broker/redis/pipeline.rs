@@ -1074,11 +1074,26 @@ pub(super) mod tests {
             assert!(Instant::now() < deadline, "the lane never came up");
             thread::sleep(Duration::from_millis(10));
         }
-        while !lock(&pipeline.lanes[0].state).writer_asleep {
-            assert!(Instant::now() < deadline, "the writer never went to sleep");
-            thread::sleep(Duration::from_millis(1));
-        }
+        pipeline.wait_for_writers_asleep();
         pipeline
+    }
+
+    impl Pipeline {
+        /// Waits (at most 10 s) until every lane is up and its writer sleeps, gone back to
+        /// sleep since it was woken for the connection (`Lane::wake_writer` marks it awake),
+        /// so that only a test's own commands move it: while it is awake, what a worker's
+        /// turn queues is taken by the writer instead.
+        pub(in crate::broker::redis) fn wait_for_writers_asleep(&self) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let asleep = |lane: &Arc<Lane>| {
+                let state = lock(&lane.state);
+                state.socket.is_some() && state.writer_asleep
+            };
+            while !self.lanes.iter().all(asleep) {
+                assert!(Instant::now() < deadline, "a writer never went to sleep");
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
     }
 
     /// `crate::wake`, "Wake-ups held to the end of a turn": an event-loop worker's commands

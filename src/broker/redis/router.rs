@@ -384,6 +384,8 @@ mod tests {
             };
             router.submit_publish(&publish, &args, on_replies).expect("the master's lanes are up");
         };
+        // Its writer asleep, so that the turn's publishes leave together as the turn ends.
+        router.pipeline(&NodeAddr { host: "127.0.0.1".into(), port: old.port }).wait_for_writers_asleep();
         let turn = crate::wake::Turn::begin();
         for text in ["moving-1", "moving-2", "moving-3"] {
             publish(text);
