@@ -209,6 +209,7 @@ pub mod client;
 pub mod config;
 pub mod connection;
 pub mod crypto;
+pub mod decimal;
 pub mod deflate;
 pub mod demo;
 #[doc(hidden)]

@@ -37,6 +37,8 @@
 
 use std::fmt;
 
+use crate::decimal::push_decimal;
+
 /// The bulk-string limit used unless the caller picks another: larger than any message the
 /// server accepts for publishing (64 KiB by default), far below Redis's 512 MB.
 pub const DEFAULT_MAX_BULK_BYTES: usize = 16 * 1024 * 1024;
@@ -166,7 +168,7 @@ impl std::error::Error for RespError {}
 /// each argument. Arguments are binary-safe: a message text goes out as it is.
 pub fn encode_command(out: &mut Vec<u8>, args: &[&[u8]]) {
     out.push(b'*');
-    push_length(out, args.len());
+    push_decimal(out, args.len());
     out.extend_from_slice(b"\r\n");
     for arg in args {
         encode_bulk(out, Some(arg));
@@ -181,28 +183,12 @@ pub fn encode_bulk(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
         None => out.extend_from_slice(b"$-1\r\n"),
         Some(bytes) => {
             out.push(b'$');
-            push_length(out, bytes.len());
+            push_decimal(out, bytes.len());
             out.extend_from_slice(b"\r\n");
             out.extend_from_slice(bytes);
             out.extend_from_slice(b"\r\n");
         }
     }
-}
-
-/// Appends a count or a length in decimal, the way RESP writes them, with no `String` made for
-/// it: a publish's command has ten of them, each a small allocation with `to_string`.
-pub fn push_length(out: &mut Vec<u8>, mut length: usize) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (length % 10) as u8;
-        length /= 10;
-        if length == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[start..]);
 }
 
 /// Appends any value (what a server sends; tests and the fuzz target use it to check that
@@ -229,7 +215,7 @@ pub fn encode(out: &mut Vec<u8>, value: &Value) {
         Value::Array(None) => out.extend_from_slice(b"*-1\r\n"),
         Value::Array(Some(values)) => {
             out.push(b'*');
-            push_length(out, values.len());
+            push_decimal(out, values.len());
             out.extend_from_slice(b"\r\n");
             for value in values {
                 encode(out, value);
@@ -615,9 +601,6 @@ mod tests {
             assert!(out.starts_with(head.as_bytes()), "{length}");
             assert_eq!(out.len(), head.len() + length + 2);
         }
-        let mut out = Vec::new();
-        push_length(&mut out, usize::MAX);
-        assert_eq!(out, usize::MAX.to_string().as_bytes());
     }
 
     #[test]

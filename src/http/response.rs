@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 use super::request::Version;
+use crate::decimal::{push_decimal, write_padded};
 
 /// A complete response with a body of known length.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,22 +147,6 @@ fn push_field(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Appends `value` in decimal.
-fn push_decimal(out: &mut Vec<u8>, value: usize) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    let mut rest = value;
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[start..]);
-}
-
 /// The `Connection` field a response needs, if any: `close`, or, for an HTTP/1.0 client that
 /// asked to keep the connection, `keep-alive` (HTTP/1.0 persistence is opt-in, RFC 9112 §9.3
 /// and Appendix C.2.2).
@@ -235,19 +220,13 @@ pub fn format_http_date(unix_secs: u64) -> HttpDate {
     let secs_of_day = unix_secs % 86_400;
     let (year, month, day) = crate::time::civil_from_days(days);
     let mut date = *b"Thu, 01 Jan 1970 00:00:00 GMT";
-    let digits = |out: &mut [u8], mut value: u64| {
-        for place in out.iter_mut().rev() {
-            *place = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-    };
     date[..3].copy_from_slice(DAYS[(days % 7) as usize]);
-    digits(&mut date[5..7], day);
+    write_padded(&mut date[5..7], day);
     date[8..11].copy_from_slice(MONTHS[(month - 1) as usize]);
-    digits(&mut date[12..16], year);
-    digits(&mut date[17..19], secs_of_day / 3600);
-    digits(&mut date[20..22], secs_of_day / 60 % 60);
-    digits(&mut date[23..25], secs_of_day % 60);
+    write_padded(&mut date[12..16], year);
+    write_padded(&mut date[17..19], secs_of_day / 3600);
+    write_padded(&mut date[20..22], secs_of_day / 60 % 60);
+    write_padded(&mut date[23..25], secs_of_day % 60);
     HttpDate(date)
 }
 

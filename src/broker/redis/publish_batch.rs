@@ -29,10 +29,11 @@
 use std::sync::Arc;
 
 use super::channel::lifetimes_ms;
-use super::resp::{encode_bulk, push_length, Value};
+use super::resp::{encode_bulk, Value};
 use super::Limits;
 use super::OnReplies;
 use crate::broker::BrokerError;
+use crate::decimal::push_decimal;
 use crate::time::Instant;
 
 /// Publishes in one script call at most. With the worker sending its turn's commands every 16
@@ -164,12 +165,12 @@ impl PublishBatch {
         // EVALSHA, the SHA-1, the number of keys, two keys a publish, three common
         // arguments, two arguments a publish.
         out.push(b'*');
-        push_length(out, 6 + 4 * publishes);
+        push_decimal(out, 6 + 4 * publishes);
         out.extend_from_slice(b"\r\n");
         encode_bulk(out, Some(b"EVALSHA"));
         encode_bulk(out, Some(args.sha.as_bytes()));
         let mut count = Vec::with_capacity(8);
-        push_length(&mut count, 2 * publishes);
+        push_decimal(&mut count, 2 * publishes);
         encode_bulk(out, Some(&count));
         out.extend_from_slice(&keys);
         encode_bulk(out, Some(args.history.as_bytes()));
