@@ -33,7 +33,10 @@
 //! later), the socket is shut down, and the reader reconnects: at once after losing a
 //! connection that had lived a while, else with the supervisor's backoff (50 ms doubling to
 //! 2 s), as while attempts fail. While a lane is down, a command goes to another lane, and
-//! when none is up it fails at once: nothing queues behind a Redis that is away. Every command accepted is
+//! when none is up it fails at once: nothing queues behind a Redis that is away. A lane whose
+//! oldest command is overdue counts as down from that moment, before its reader's next look
+//! (`Pipeline::lane_up`): a command queued behind it would fail with it, after a Redis that
+//! only woke late may have run it. Every command accepted is
 //! answered exactly once, so nothing waits forever for an answer; a command refused at once is
 //! told so by [`Pipeline::submit`] and its callback is never called.
 //!
@@ -186,6 +189,12 @@ struct LaneState {
 }
 
 impl LaneState {
+    /// The oldest command in flight has waited `timeout` or longer (`--redis-timeout`): the
+    /// connection is taken for dead ([`listen`], [`Pipeline::lane_up`]).
+    fn overdue(&self, timeout: Duration) -> bool {
+        self.in_flight.front().is_some_and(|command| command.queued_at.elapsed() >= timeout)
+    }
+
     /// Takes back the output a sending thread took (`taken`, of which the socket took `sent`
     /// bytes): what was not sent goes back before what was queued meanwhile, so the bytes
     /// leave in the order their commands wait for replies; the buffer serves the next send.
@@ -240,6 +249,9 @@ pub struct Pipeline {
     script: &'static str,
     /// The master has replicas: see [`Pipeline::set_replicas`].
     has_replicas: AtomicBool,
+    /// `--redis-timeout`: a lane whose oldest command has waited this long takes no more
+    /// ([`Pipeline::lane_up`]).
+    timeout: Duration,
 }
 
 impl Pipeline {
@@ -286,7 +298,7 @@ impl Pipeline {
                 break;
             }
         }
-        Pipeline { lanes, stopping, refused: AtomicU64::new(0), script, has_replicas: AtomicBool::new(false) }
+        Pipeline { lanes, stopping, refused: AtomicU64::new(0), script, has_replicas: AtomicBool::new(false), timeout }
     }
 
     /// How many replicas Redis says the master has (`CLUSTER SLOTS` lists the healthy ones).
@@ -306,6 +318,7 @@ impl Pipeline {
             refused: AtomicU64::new(0),
             script: super::PUBLISH_SCRIPT,
             has_replicas: AtomicBool::new(false),
+            timeout: Duration::ZERO,
         }
     }
 
@@ -377,11 +390,17 @@ impl Pipeline {
     }
 
     /// The first lane that is up and has room (DEFAULT_CONNECTIONS says why not round robin),
-    /// locked.
+    /// locked. Not a lane whose oldest command is overdue: its reader is about to give the
+    /// connection up (within a read tick) and fail every command on it, and Redis may run one
+    /// queued behind it meanwhile (a Redis that was only slow, or woke up): a publish
+    /// answered 503 that was stored, which its client, retrying, would publish twice. The
+    /// caller of the overdue command has been answered 503 already, by its own deadline of
+    /// the same length; what comes after it goes to another lane, or is refused unsent.
     fn lane_up(&self) -> Option<(&Arc<Lane>, MutexGuard<'_, LaneState>)> {
         self.lanes.iter().find_map(|lane| {
             let state = lock(&lane.state);
-            (state.socket.is_some() && state.in_flight.len() < MAX_IN_FLIGHT).then_some((lane, state))
+            let takes = state.socket.is_some() && state.in_flight.len() < MAX_IN_FLIGHT && !state.overdue(self.timeout);
+            takes.then_some((lane, state))
         })
     }
 
@@ -634,11 +653,6 @@ impl Lane {
         }
         Ok(())
     }
-
-    /// How long the oldest command in flight has waited.
-    fn oldest_wait(&self) -> Option<Duration> {
-        lock(&self.state).in_flight.front().map(|command| command.queued_at.elapsed())
-    }
 }
 
 /// Opens a lane's connection: `SELECT` and `TIME` ([`Link::open`]), then the publish script,
@@ -730,7 +744,7 @@ fn listen(lane: &Lane, mut link: Link, config: &LaneConfig) -> String {
                 }
             }
             Err(RedisError::TimedOut) => {
-                if lane.oldest_wait().is_some_and(|waited| waited >= config.timeout) {
+                if lock(&lane.state).overdue(config.timeout) {
                     return format!("no reply within {:?} (--redis-timeout)", config.timeout);
                 }
             }
@@ -1015,6 +1029,29 @@ pub(super) mod tests {
         });
         pipeline.submit(&command(&[b"ECHO", text]), 1, on_replies).is_ok()
             && answered.recv_timeout(Duration::from_secs(5)) == Ok(true)
+    }
+
+    /// `Pipeline::lane_up`: a lane whose oldest command has waited `--redis-timeout` takes no
+    /// new command, though its reader has not given the connection up yet: the next command
+    /// goes to the other lane, and is answered, instead of waiting behind the overdue one and
+    /// failing with it (after Redis may have run it).
+    #[test]
+    fn a_lane_whose_oldest_command_is_overdue_takes_no_new_command() {
+        let (url, _) = fake_redis(echo_or_hang);
+        let timeout = Duration::from_secs(5);
+        let pipeline = start(&url, 2, timeout);
+        assert!(echoed(&pipeline, b"both lanes up"));
+        while pipeline.stats().connections_up < 2 {
+            thread::sleep(Duration::from_millis(10));
+        }
+        pipeline.submit(&command(&[b"HANG", b"x"]), 1, Box::new(|_| {})).expect("the first lane is up");
+        // As if it had waited the whole timeout: its reader would give the connection up
+        // within a tick (half a second here).
+        if let Some(oldest) = lock(&pipeline.lanes[0].state).in_flight.front_mut() {
+            oldest.queued_at = Instant::now() - timeout;
+        }
+        assert!(echoed(&pipeline, b"not behind the overdue command"));
+        assert_eq!(lock(&pipeline.lanes[0].state).in_flight.len(), 1, "only the overdue command on the first lane");
     }
 
     /// `DEFAULT_CONNECTIONS`: commands go to the first lane that is up, so that they batch on
