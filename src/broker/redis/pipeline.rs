@@ -107,6 +107,11 @@ const SEND_EARLY_AFTER: usize = 16;
 /// steady stream. `benches/redis_hop.rs` part 2 did not tell 1, 4 and 16 apart.
 const SENDS_FOR_OTHERS: usize = 4;
 
+/// Capacity of a sent output's buffer that is kept for the next output (the writer's spare,
+/// [`LaneState::give_back`]'s, [`emptied_for_reuse`]): a larger one, grown by a burst while Redis was slow, is freed
+/// rather than held for the lane's life.
+const KEPT_OUTPUT: usize = 64 * 1024;
+
 /// Commands a lane holds in flight at most; past it, a command fails at once (503). Callers
 /// bound it already (a connection has one publish or one read in flight), so this only keeps a
 /// Redis that stops answering from growing the queue by more than a timeout's worth.
@@ -197,15 +202,26 @@ impl LaneState {
 
     /// Takes back the output a sending thread took (`taken`, of which the socket took `sent`
     /// bytes): what was not sent goes back before what was queued meanwhile, so the bytes
-    /// leave in the order their commands wait for replies; the buffer serves the next send.
+    /// leave in the order their commands wait for replies; the buffer serves the next send,
+    /// up to [`KEPT_OUTPUT`].
     fn give_back(&mut self, mut taken: Vec<u8>, sent: usize) {
         if sent < taken.len() {
             taken.drain(..sent);
             taken.extend_from_slice(&self.output);
             std::mem::swap(&mut taken, &mut self.output);
         }
-        taken.clear();
-        self.spare_output = taken;
+        self.spare_output = emptied_for_reuse(taken);
+    }
+}
+
+/// `buffer`, emptied to hold the next output, or a new one if a burst grew it past
+/// [`KEPT_OUTPUT`].
+fn emptied_for_reuse(mut buffer: Vec<u8>) -> Vec<u8> {
+    buffer.clear();
+    if buffer.capacity() > KEPT_OUTPUT {
+        Vec::new()
+    } else {
+        buffer
     }
 }
 
@@ -783,7 +799,7 @@ fn write_commands(lane: &Lane, config: &LaneConfig) {
             };
             lane.go_down(generation, &why);
         }
-        spare.clear();
+        spare = emptied_for_reuse(std::mem::take(&mut spare));
     }
 }
 
@@ -1433,7 +1449,8 @@ pub(super) mod tests {
         assert_eq!(answered.recv_timeout(Duration::from_secs(5)), Ok(true), "sent once the other send was done");
     }
 
-    /// What a send left unsent goes back before what was queued while it was on its way.
+    /// What a send left unsent goes back before what was queued while it was on its way; the
+    /// buffer is kept for the next send unless a burst grew it past `KEPT_OUTPUT`.
     #[test]
     fn what_a_send_left_goes_out_before_what_was_queued_meanwhile() {
         let mut state = LaneState { output: b"queued meanwhile;".to_vec(), ..LaneState::default() };
@@ -1443,6 +1460,8 @@ pub(super) mod tests {
         state.give_back(b"sent;".to_vec(), 5);
         assert_eq!(state.output, b"queued meanwhile;", "all sent: nothing goes back");
         assert!(state.spare_output.is_empty() && state.spare_output.capacity() >= 5, "kept for the next send");
+        state.give_back(vec![0; KEPT_OUTPUT + 1], KEPT_OUTPUT + 1);
+        assert!(state.spare_output.capacity() < KEPT_OUTPUT, "a buffer past KEPT_OUTPUT is freed, not kept");
     }
 
     /// On a cluster a call of the script holds publishes of one slot (its keys must hash to
